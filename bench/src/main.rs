@@ -1,0 +1,5 @@
+//! Not started yet.
+fn main() {
+    eprintln!("sluice-bench: not implemented yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,392 @@
+//! The writer side of the metadata log: reserve a position, upload the entry create-only, and apply
+//! entries to the state machine strictly in log order as their uploads complete.
+//!
+//! Entries are pipelined: several uploads may be in flight, but an entry is acknowledged only after
+//! every entry before it has been applied, so acknowledged entries always form a prefix of the
+//! chain. `MetadataLog` is single-threaded by design (`RefCell`, `!Sync`): it lives on the metadata
+//! core, which is the one place offsets are assigned. No borrow is ever held across an `.await`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use super::reader::{commit_of, entry_meta, read_entry};
+use super::recovery::{RecoveryStats, recover};
+use super::{LogConfig, LogError, after};
+use crate::batch::BatchHeader;
+use crate::format::{EntryHeader, EntryKind, ObjectBuilder};
+use crate::metadata::{Command, EntryOutcome, Event, MetadataState, ObjectCommit, encode_commands};
+use crate::store::{ObjectStorage, StoreError};
+use crate::types::{LogSeq, TopicPartition, log_key};
+
+/// Attempts to claim the log before giving up (each lost race means another writer claimed first).
+const CLAIM_ATTEMPTS_MAX: u32 = 16;
+
+/// What one entry carries: the batches of a flush window and/or metadata commands.
+#[derive(Debug, Default, Clone)]
+pub struct EntryContent {
+    /// Batches in push order; the object groups them by partition, keeping each partition's order.
+    pub batches: Vec<(TopicPartition, BatchHeader, Bytes)>,
+    pub commands: Vec<Command>,
+    /// Wall-clock time the entry was sealed (milliseconds since the epoch), from the caller's clock.
+    pub created_at_ms: i64,
+}
+
+/// An acknowledged entry: durable, applied, with the state machine's events (assigned offsets,
+/// rejected commands and segments).
+#[derive(Debug, Clone)]
+pub struct AppendOutcome {
+    pub seq: LogSeq,
+    pub events: Vec<Event>,
+    pub object_len: u64,
+}
+
+#[derive(Debug)]
+enum Status {
+    InFlight,
+    Landed,
+    Failed(LogError),
+}
+
+#[derive(Debug)]
+struct Pending {
+    header: EntryHeader,
+    commands: Vec<Command>,
+    commit: Option<ObjectCommit>,
+    object_len: u64,
+    status: Status,
+    done: oneshot::Sender<Result<AppendOutcome, LogError>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: MetadataState,
+    epoch: u64,
+    next_seq: LogSeq,
+    /// The entry the next reserved one chains from.
+    chain_tail: Option<LogSeq>,
+    next_nonce: u64,
+    /// Reserved entries not yet applied, in position order.
+    pending: VecDeque<Pending>,
+    /// Why the writer stopped, if it did: Fenced or Broken. Copied into every later failure.
+    stopped: Option<String>,
+    fenced: bool,
+    entries_since_checkpoint: u64,
+}
+
+/// The metadata log as one writer sees it: the state machine plus the chain it extends.
+#[derive(Debug)]
+pub struct MetadataLog {
+    store: Arc<dyn ObjectStorage>,
+    config: LogConfig,
+    inner: RefCell<Inner>,
+}
+
+impl MetadataLog {
+    /// Recovers the state from the store (latest checkpoint, then the log's tail) and claims the log
+    /// for a new writer epoch. Any previous writer is fenced from here on.
+    pub async fn open(
+        store: Arc<dyn ObjectStorage>,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<(MetadataLog, RecoveryStats), LogError> {
+        let (state, stats) = recover(store.as_ref(), &config, None).await?;
+        let log = MetadataLog {
+            store,
+            config,
+            inner: RefCell::new(Inner {
+                state,
+                epoch: 0,
+                next_seq: stats.first_free,
+                chain_tail: None,
+                next_nonce: 0,
+                pending: VecDeque::new(),
+                stopped: None,
+                fenced: false,
+                entries_since_checkpoint: stats.entries_replayed,
+            }),
+        };
+        log.claim(stats.first_free, stats.max_seen_seq, stats.max_seen_epoch, now_ms).await?;
+        Ok((log, stats))
+    }
+
+    /// After a [`LogError::Broken`], replays whatever landed since the last applied entry (including
+    /// this writer's own entries) and claims the log again with a new epoch. Not for a fenced writer.
+    pub async fn reopen(&self, now_ms: i64) -> Result<RecoveryStats, LogError> {
+        let (state, fenced) = {
+            let mut inner = self.inner.borrow_mut();
+            if !inner.pending.is_empty() {
+                return Err(LogError::Broken { reason: "cannot re-open while entries are in flight".to_owned() });
+            }
+            (std::mem::replace(&mut inner.state, MetadataState::new()), inner.fenced)
+        };
+        if fenced {
+            let mut inner = self.inner.borrow_mut();
+            inner.state = state;
+            return Err(LogError::Broken { reason: "this writer was fenced; start a new one".to_owned() });
+        }
+        let recovered = recover(self.store.as_ref(), &self.config, Some(state)).await;
+        let (state, stats) = match recovered {
+            Ok(done) => done,
+            Err(error) => return Err(error),
+        };
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.state = state;
+            inner.stopped = None;
+        }
+        self.claim(stats.first_free, stats.max_seen_seq, stats.max_seen_epoch, now_ms).await?;
+        Ok(stats)
+    }
+
+    /// Writes a claim at the first free position; on a lost race, replays the winner's entry and
+    /// tries the next position.
+    async fn claim(&self, first_free: LogSeq, max_seen_seq: Option<LogSeq>, max_seen_epoch: u64, now_ms: i64) -> Result<(), LogError> {
+        let mut position = first_free;
+        let mut max_epoch = max_seen_epoch;
+        for _ in 0..CLAIM_ATTEMPTS_MAX {
+            let (header, chunks) = {
+                let mut inner = self.inner.borrow_mut();
+                let header = EntryHeader {
+                    seq: position,
+                    writer_epoch: max_epoch.max(inner.state.writer_epoch()) + 1,
+                    prev_seq: inner.state.last_valid_seq(),
+                    entry_nonce: inner.next_nonce,
+                    kind: EntryKind::Claim,
+                    created_at_ms: now_ms,
+                };
+                inner.next_nonce += 1;
+                (header, ObjectBuilder::new(header).finish()?.into_chunks())
+            };
+            let key = log_key(position);
+            match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await? {
+                PutResult::Written => {
+                    let mut inner = self.inner.borrow_mut();
+                    if let EntryOutcome::Ignored { reason } = inner.state.apply_entry(&entry_meta(&header), &[], None) {
+                        return Err(LogError::Broken { reason: format!("our claim at {key} was not valid: {reason:?}") });
+                    }
+                    inner.epoch = header.writer_epoch;
+                    inner.chain_tail = Some(position);
+                    // Positions after the claim that an older writer already filled are skipped:
+                    // replay ignores them, and nothing can be written over them anyway.
+                    inner.next_seq = after(max_seen_seq.max(Some(position)));
+                    return Ok(());
+                }
+                PutResult::TakenBy(_) => {
+                    // Another writer got this position first. Replay its entry and try the next one.
+                    let entry = read_entry(self.store.as_ref(), position, &self.config).await?;
+                    max_epoch = max_epoch.max(entry.header.writer_epoch);
+                    let mut inner = self.inner.borrow_mut();
+                    let _ = inner.state.apply_entry(&entry.meta(), &entry.commands, entry.commit.as_ref());
+                    inner.entries_since_checkpoint += 1;
+                    position = position.next();
+                }
+                PutResult::Unresolved(reason) => return Err(LogError::Broken { reason }),
+            }
+        }
+        Err(LogError::Broken { reason: format!("could not claim the log after {CLAIM_ATTEMPTS_MAX} attempts") })
+    }
+
+    /// Appends one entry and returns when it is durable and applied: this is the acknowledgement.
+    /// May be called concurrently (from tasks on the same thread); entries are acknowledged in
+    /// position order. After a failure every later entry fails too until [`MetadataLog::reopen`].
+    pub async fn append(&self, content: EntryContent) -> Result<AppendOutcome, LogError> {
+        let (key, header, chunks, receiver) = {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(reason) = &inner.stopped {
+                return Err(stopped_error(inner.fenced, reason));
+            }
+            let header = EntryHeader {
+                seq: inner.next_seq,
+                writer_epoch: inner.epoch,
+                prev_seq: inner.chain_tail,
+                entry_nonce: inner.next_nonce,
+                kind: EntryKind::Data,
+                created_at_ms: content.created_at_ms,
+            };
+            let mut builder = ObjectBuilder::new(header);
+            for (tp, batch_header, batch) in content.batches {
+                builder.push_batch(tp, &batch_header, batch)?;
+            }
+            if !content.commands.is_empty() {
+                builder.set_commands(Bytes::from(encode_commands(&content.commands)?))?;
+            }
+            let object = builder.finish()?;
+            let commit = commit_of(object.len(), object.index());
+            let object_len = object.len();
+            inner.next_seq = header.seq.next();
+            inner.chain_tail = Some(header.seq);
+            inner.next_nonce += 1;
+            let (done, receiver) = oneshot::channel();
+            inner.pending.push_back(Pending {
+                header,
+                commands: content.commands,
+                commit,
+                object_len,
+                status: Status::InFlight,
+                done,
+            });
+            (log_key(header.seq), header, object.into_chunks(), receiver)
+        };
+        let result = match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await {
+            Ok(PutResult::Written) => Ok(()),
+            Ok(PutResult::TakenBy(existing)) if existing.writer_epoch > header.writer_epoch => {
+                Err(LogError::Fenced { key: key.clone(), our_epoch: header.writer_epoch, by_epoch: existing.writer_epoch })
+            }
+            Ok(PutResult::TakenBy(existing)) => Err(LogError::Broken {
+                reason: format!(
+                    "{key} holds an entry of writer epoch {} (nonce {}), not ours (epoch {}, nonce {})",
+                    existing.writer_epoch, existing.entry_nonce, header.writer_epoch, header.entry_nonce
+                ),
+            }),
+            Ok(PutResult::Unresolved(reason)) => Err(LogError::Broken { reason }),
+            Err(error) => Err(error),
+        };
+        {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(pending) = inner.pending.iter_mut().find(|pending| pending.header.seq == header.seq) {
+                pending.status = match result {
+                    Ok(()) => Status::Landed,
+                    Err(error) => Status::Failed(error),
+                };
+            }
+            inner.drain();
+        }
+        match receiver.await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(LogError::Broken { reason: "entry dropped before it was settled".to_owned() }),
+        }
+    }
+
+    /// Runs `read` against the current state (what every acknowledged entry has made it).
+    pub fn with_state<R>(&self, read: impl FnOnce(&MetadataState) -> R) -> R {
+        read(&self.inner.borrow().state)
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.inner.borrow().epoch
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStorage> {
+        &self.store
+    }
+
+    /// Whether enough entries were applied since the last checkpoint that another is due.
+    pub fn checkpoint_due(&self) -> bool {
+        self.inner.borrow().entries_since_checkpoint >= self.config.checkpoint_interval_entries
+    }
+
+    /// Writes a checkpoint of the current state (create-only; the content at a position is
+    /// deterministic, so finding it already there is success). Returns the position it covers.
+    pub async fn write_checkpoint(&self) -> Result<Option<LogSeq>, LogError> {
+        let (seq, bytes) = {
+            let mut inner = self.inner.borrow_mut();
+            let Some(seq) = inner.state.last_offered_seq() else {
+                return Ok(None);
+            };
+            inner.entries_since_checkpoint = 0;
+            (seq, Bytes::from(inner.state.encode_checkpoint()))
+        };
+        super::checkpoint::put_checkpoint(self.store.as_ref(), seq, bytes).await?;
+        Ok(Some(seq))
+    }
+}
+
+impl Inner {
+    /// Applies every settled entry at the front of the queue, in order, and answers its waiter.
+    fn drain(&mut self) {
+        while self.pending.front().is_some_and(|pending| !matches!(pending.status, Status::InFlight)) {
+            let Some(pending) = self.pending.pop_front() else { break };
+            let answer = if let Some(reason) = &self.stopped {
+                Err(stopped_error(self.fenced, reason))
+            } else {
+                match pending.status {
+                    Status::Landed => {
+                        let meta = entry_meta(&pending.header);
+                        match self.state.apply_entry(&meta, &pending.commands, pending.commit.as_ref()) {
+                            EntryOutcome::Applied(events) => {
+                                self.entries_since_checkpoint += 1;
+                                Ok(AppendOutcome { seq: pending.header.seq, events, object_len: pending.object_len })
+                            }
+                            EntryOutcome::Ignored { reason } => {
+                                let reason = format!("entry {} did not extend the chain: {reason}", pending.header.seq.0);
+                                self.stopped = Some(reason.clone());
+                                Err(LogError::Broken { reason })
+                            }
+                        }
+                    }
+                    Status::Failed(error) => {
+                        self.fenced = matches!(error, LogError::Fenced { .. });
+                        self.stopped = Some(error.to_string());
+                        Err(error)
+                    }
+                    Status::InFlight => continue,
+                }
+            };
+            // The waiter may have gone away (its task was dropped); the entry is settled regardless.
+            let _ = pending.done.send(answer);
+        }
+    }
+}
+
+fn stopped_error(fenced: bool, reason: &str) -> LogError {
+    if fenced {
+        LogError::Broken { reason: format!("writer was fenced: {reason}") }
+    } else {
+        LogError::Broken { reason: reason.to_owned() }
+    }
+}
+
+/// How an upload at a position settled.
+#[derive(Debug)]
+enum PutResult {
+    /// Our entry is there (possibly from an earlier attempt whose response was lost).
+    Written,
+    /// Another entry holds the position.
+    TakenBy(EntryHeader),
+    /// Attempts ran out and the entry is not there (yet): the position is unresolved.
+    Unresolved(String),
+}
+
+/// Uploads one entry at its position and settles the outcome.
+///
+/// A write with an unknown outcome is retried with the same bytes at the same key; create-only
+/// makes that safe, and `AlreadyExists` is then resolved by reading the entry back: same epoch and
+/// nonce means it is ours.
+async fn put_entry(
+    store: &dyn ObjectStorage,
+    config: &LogConfig,
+    key: &str,
+    header: &EntryHeader,
+    chunks: Vec<Bytes>,
+) -> Result<PutResult, LogError> {
+    let attempts = config.put_attempts_max.max(1);
+    let mut last_error = None;
+    for _ in 0..attempts {
+        match store.put_create(key, chunks.clone()).await {
+            Ok(()) => return Ok(PutResult::Written),
+            Err(StoreError::AlreadyExists { .. }) => return resolve_existing(store, config, header).await,
+            Err(error) => last_error = Some(error),
+        }
+    }
+    // Out of attempts. The entry may still have landed; if it did, it is ours to keep.
+    match read_entry(store, header.seq, config).await {
+        Ok(_) => resolve_existing(store, config, header).await,
+        Err(_) => Ok(PutResult::Unresolved(format!(
+            "could not write {key} after {attempts} attempts: {}",
+            last_error.map_or_else(|| "unknown error".to_owned(), |error| error.to_string())
+        ))),
+    }
+}
+
+async fn resolve_existing(store: &dyn ObjectStorage, config: &LogConfig, header: &EntryHeader) -> Result<PutResult, LogError> {
+    let existing = read_entry(store, header.seq, config).await?.header;
+    if existing.writer_epoch == header.writer_epoch && existing.entry_nonce == header.entry_nonce {
+        Ok(PutResult::Written)
+    } else {
+        Ok(PutResult::TakenBy(existing))
+    }
+}

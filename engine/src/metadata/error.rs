@@ -1,0 +1,140 @@
+//! Errors of the metadata state machine, each mapped to the Kafka error code the server returns.
+//!
+//! A [`MetadataError`] inside an [`Event`](super::Event) is a *deterministic outcome* of applying a
+//! log entry, not a failure of the state machine: every replica replaying the same entry reaches the
+//! same rejection. That is why the type is `Clone + PartialEq` and carries only data derived from the
+//! entry and the state, never from the environment.
+
+use crate::types::{LogSeq, TopicId, TopicPartition};
+
+/// Why a command or a segment was rejected. Deterministic: same state + same input, same error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    #[error("topic '{name}' already exists")]
+    TopicAlreadyExists { name: String },
+    #[error("topic id {topic_id} already exists")]
+    TopicIdAlreadyExists { topic_id: TopicId },
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    #[error("invalid topic id {topic_id}: the all-zero id means \"no topic\"")]
+    InvalidTopicId { topic_id: TopicId },
+    #[error("unknown topic id {topic_id}")]
+    UnknownTopicId { topic_id: TopicId },
+    #[error("unknown partition {tp}")]
+    UnknownPartition { tp: TopicPartition },
+    #[error("invalid partition count {requested} (current {current}, limit {limit})")]
+    InvalidPartitionCount {
+        requested: u32,
+        current: u32,
+        limit: u32,
+    },
+    #[error("too many partitions in total: {requested} (limit {limit})")]
+    TooManyPartitions { requested: u64, limit: u64 },
+    #[error("too many topics (limit {limit})")]
+    TooManyTopics { limit: usize },
+    #[error("unknown config '{name}'")]
+    UnknownConfig { name: String },
+    #[error("invalid value for config '{name}': {reason}")]
+    InvalidConfig { name: String, reason: String },
+    #[error("offset {offset} of {tp} is out of range [{log_start_offset}, {high_watermark}]")]
+    OffsetOutOfRange {
+        tp: TopicPartition,
+        offset: u64,
+        log_start_offset: u64,
+        high_watermark: u64,
+    },
+    #[error("invalid segment: {reason}")]
+    InvalidSegment { reason: &'static str },
+    #[error(
+        "commit of {tp} would overflow the offset space (high watermark {high_watermark}, +{offset_count})"
+    )]
+    OffsetOverflow {
+        tp: TopicPartition,
+        high_watermark: u64,
+        offset_count: u64,
+    },
+    #[error("index of {tp} is full ({limit} entries); delete records or compact first")]
+    IndexFull { tp: TopicPartition, limit: usize },
+    #[error("command {index} exceeds the limit of {limit} commands per entry")]
+    TooManyCommands { index: usize, limit: usize },
+    #[error("segment {index} exceeds the limit of {limit} segments per commit")]
+    TooManySegments { index: usize, limit: usize },
+    #[error("commit is for seq {commit_seq} but the entry is seq {entry_seq}")]
+    CommitSeqMismatch {
+        entry_seq: LogSeq,
+        commit_seq: LogSeq,
+    },
+}
+
+/// Kafka protocol error codes used below (from `org.apache.kafka.common.protocol.Errors`).
+pub mod kafka_code {
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const POLICY_VIOLATION: i16 = 44;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+}
+
+impl MetadataError {
+    /// The Kafka error code the server answers with.
+    ///
+    /// `UnknownTopicId` is `UNKNOWN_TOPIC_ID` (100), the answer for requests that name topics by id;
+    /// a server answering a request that named the topic (e.g. Produce before v13) should map it to
+    /// `UNKNOWN_TOPIC_OR_PARTITION` (3) itself.
+    pub fn kafka_error_code(&self) -> i16 {
+        use kafka_code::*;
+        match self {
+            MetadataError::TopicAlreadyExists { .. }
+            | MetadataError::TopicIdAlreadyExists { .. } => TOPIC_ALREADY_EXISTS,
+            MetadataError::InvalidTopicName { .. } | MetadataError::InvalidTopicId { .. } => {
+                INVALID_TOPIC_EXCEPTION
+            }
+            MetadataError::UnknownTopicId { .. } => UNKNOWN_TOPIC_ID,
+            MetadataError::UnknownPartition { .. } => UNKNOWN_TOPIC_OR_PARTITION,
+            MetadataError::InvalidPartitionCount { .. }
+            | MetadataError::TooManyPartitions { .. } => INVALID_PARTITIONS,
+            MetadataError::TooManyTopics { .. } => POLICY_VIOLATION,
+            MetadataError::UnknownConfig { .. } | MetadataError::InvalidConfig { .. } => {
+                INVALID_CONFIG
+            }
+            MetadataError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+            MetadataError::InvalidSegment { .. } => INVALID_RECORD,
+            // The partition cannot take more data until the operator or retention frees room: Kafka's
+            // nearest answer for "this log cannot be appended to" is a storage error.
+            MetadataError::OffsetOverflow { .. } | MetadataError::IndexFull { .. } => {
+                KAFKA_STORAGE_ERROR
+            }
+            MetadataError::TooManyCommands { .. }
+            | MetadataError::TooManySegments { .. }
+            | MetadataError::CommitSeqMismatch { .. } => INVALID_REQUEST,
+        }
+    }
+}
+
+/// A checkpoint or a commands section that cannot be decoded. Never a panic: every byte is input.
+/// The caller (the log layer) adds the object key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    #[error("too short: {len} bytes")]
+    TooShort { len: usize },
+    #[error("bad magic {found:02x?}")]
+    BadMagic { found: [u8; 8] },
+    #[error("unsupported version {version} (this build reads up to {supported})")]
+    UnsupportedVersion { version: u16, supported: u16 },
+    #[error("length field says {declared} bytes but {actual} are present")]
+    LengthMismatch { declared: u64, actual: u64 },
+    #[error("checksum mismatch: expected {expected:#010x}, got {got:#010x}")]
+    ChecksumMismatch { expected: u32, got: u32 },
+    #[error("truncated while reading {what}")]
+    Truncated { what: &'static str },
+    #[error("invalid content: {reason}")]
+    Invalid { reason: String },
+}

@@ -1,0 +1,58 @@
+//! The metadata state machine: topics, partition indexes, high watermarks, log start offsets, and
+//! the position of the metadata log's valid chain.
+//!
+//! # Pure, deterministic, and fed in log order
+//!
+//! Both the live agent and recovery feed [`MetadataState::apply_entry`] the entries of the metadata
+//! log in seq order; the state is a pure function of that sequence. It does no I/O and reads no
+//! clock, keeps no randomness that can be observed, and every rejection (a command naming a deleted
+//! topic, a segment for a partition that no longer exists) is an [`Event`] rather than an error or a
+//! panic, so two machines replaying the same keys produce the same events and the same state. That
+//! is what lets offsets be *derived* from the log rather than stored: see [`crate::log`].
+//!
+//! # Fencing: the chain rule
+//!
+//! An entry is applied only if it extends the chain (`prev_seq == last_valid_seq`) and is either a
+//! claim raising the writer epoch or a data entry of the current epoch; everything else is ignored
+//! whole. `docs/metadata.md` explains why that makes a fenced writer harmless and replay exact.
+//!
+//! # Costs
+//!
+//! Applying a data commit is one hash lookup and one `Vec` push per segment; lookups by offset or
+//! timestamp are a binary search in one partition's index (see [`index`]). Everything that grows
+//! has a limit (`*_MAX` constants), checked when applying so the outcome stays deterministic.
+
+mod apply;
+mod checkpoint;
+mod command;
+mod config;
+mod entry;
+mod error;
+pub mod index;
+pub mod partition;
+mod state;
+mod topic;
+
+pub use apply::SEGMENTS_PER_COMMIT_MAX;
+pub use checkpoint::CHECKPOINT_VERSION;
+pub use command::{
+    COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, decode_commands,
+    encode_commands,
+};
+pub use config::{
+    CONFIG_VALUE_LEN_MAX, ConfigEntry, ConfigSpec, is_known_config, known_configs, validate_config,
+};
+pub use entry::{
+    EntryKind, EntryMeta, EntryOutcome, Event, IgnoreReason, ObjectCommit, SegmentCommit,
+};
+pub use error::{CheckpointError, MetadataError, kafka_code};
+pub use index::{CHUNK_ENTRIES, IndexEntry, PartitionIndex};
+pub use partition::{INDEX_ENTRIES_PER_PARTITION_MAX, PartitionState};
+pub use state::MetadataState;
+pub use topic::{
+    PARTITIONS_PER_TOPIC_MAX, PARTITIONS_TOTAL_MAX, TOPIC_NAME_LEN_MAX, TOPICS_MAX, Topic,
+    validate_topic_name,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! [`S3TestServer`]: a real S3-API server (`s3s-fs`) on loopback, for tests and benches.
+//!
+//! The memory and local backends skip the whole S3 path: request signing, HTTP, XML listings,
+//! ranged GETs, `If-None-Match`. This server puts that path under test on every `cargo test`, with
+//! no Docker and no network: `s3s-fs` stores objects as files in a fresh temporary directory.
+//!
+//! Two details matter for what tests can conclude:
+//! - TCP_NODELAY on every accepted socket. Without it Nagle's algorithm meets the client's delayed
+//!   ACK and adds ~40 ms to every small response (see DESIGN.md, "Measured on these machines").
+//! - Create-only writes are atomic. `s3s-fs` 0.14.1 honours `If-None-Match: *` by checking that the
+//!   file exists and then renaming a temporary file into place — two racing create-only PUTs can
+//!   both pass the check. [`CreateOnlyFs`] serialises create-only PUTs behind one lock, which makes
+//!   check-and-rename atomic for this single-process server (real S3 does this server-side).
+//! - A suffix range longer than the object (`Range: bytes=-N`, N > size) returns the whole object,
+//!   as RFC 9110 and S3 specify; `s3s-fs` 0.14.1 seeks before the file's start and answers 500, so
+//!   [`CreateOnlyFs`] clamps N to the object's size first.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result};
+
+/// The fixed test credentials the server accepts.
+pub const TEST_ACCESS_KEY_ID: &str = "sluice-test-access-key";
+pub const TEST_SECRET_ACCESS_KEY: &str = "sluice-test-secret-key";
+pub const TEST_REGION: &str = "us-east-1";
+const TEST_BUCKET: &str = "sluice-test";
+
+/// An `s3s-fs` S3 server on `127.0.0.1:<ephemeral>`, serving one bucket from a temporary directory.
+/// Dropping it stops the server and deletes the directory.
+#[derive(Debug)]
+pub struct S3TestServer {
+    address: SocketAddr,
+    data_dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl S3TestServer {
+    /// Starts the server on its own thread and tokio runtime and creates the bucket.
+    pub fn start() -> std::io::Result<S3TestServer> {
+        S3TestServer::start_with_nodelay(true)
+    }
+
+    /// [`S3TestServer::start`], choosing whether accepted sockets get TCP_NODELAY. `false` exists
+    /// only to measure what Nagle's algorithm costs (`tests/store_loopback_floor.rs`).
+    pub fn start_with_nodelay(tcp_nodelay: bool) -> std::io::Result<S3TestServer> {
+        let data_dir = tempfile::Builder::new().prefix("sluice-s3-").tempdir()?;
+        // s3s-fs keeps a bucket as a directory under its root; this is what CreateBucket does.
+        std::fs::create_dir(data_dir.path().join(TEST_BUCKET))?;
+        let file_system = s3s_fs::FileSystem::new(data_dir.path())
+            .map_err(|error| std::io::Error::other(format!("s3s-fs: {error:?}")))?;
+        let service = {
+            let mut builder = s3s::service::S3ServiceBuilder::new(CreateOnlyFs {
+                inner: file_system,
+                root: data_dir.path().to_path_buf(),
+                create_lock: tokio::sync::Mutex::new(()),
+            });
+            builder.set_auth(s3s::auth::SimpleAuth::from_single(TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY));
+            builder.build()
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("s3-test-server".into()).spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                let http = ConnectionBuilder::new(TokioExecutor::new());
+                let mut stopped = std::pin::pin!(stopped);
+                loop {
+                    let socket = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((socket, _)) => socket,
+                            Err(_) => continue,
+                        },
+                        _ = stopped.as_mut() => break,
+                    };
+                    // See the module docs: Nagle + delayed ACK would add ~40 ms per call.
+                    if tcp_nodelay {
+                        let _ = socket.set_nodelay(true);
+                    }
+                    let connection = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                }
+            });
+        })?;
+        Ok(S3TestServer { address, data_dir, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn bucket(&self) -> &str {
+        TEST_BUCKET
+    }
+
+    /// An `s3://` URL for [`crate::store::StoreConfig::from_url`] with the endpoint, region,
+    /// path-style requests and the test credentials; `prefix` (may be empty) is the key prefix.
+    /// Client retries are off so tests see the server's first answer.
+    pub fn store_url(&self, prefix: &str) -> String {
+        format!(
+            "s3://{TEST_BUCKET}/{}?endpoint={}&region={TEST_REGION}&path_style=true&allow_http=true\
+             &access_key_id={TEST_ACCESS_KEY_ID}&secret_access_key={TEST_SECRET_ACCESS_KEY}&retries_max=0",
+            prefix.trim_matches('/'),
+            self.endpoint(),
+        )
+    }
+
+    /// The directory holding the bucket (`<data_dir>/<bucket>/<key>`).
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+}
+
+impl Drop for S3TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `s3s-fs` with create-only PUTs made atomic (see the module docs); every other operation the
+/// `object_store` S3 client uses is passed through unchanged.
+struct CreateOnlyFs {
+    inner: s3s_fs::FileSystem,
+    /// The file system's root: objects live at `root/<bucket>/<key>`.
+    root: std::path::PathBuf,
+    create_lock: tokio::sync::Mutex<()>,
+}
+
+#[async_trait::async_trait]
+impl S3 for CreateOnlyFs {
+    async fn put_object(&self, request: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        if request.input.if_none_match.is_some() || request.input.if_match.is_some() {
+            let _exclusive = self.create_lock.lock().await;
+            self.inner.put_object(request).await
+        } else {
+            self.inner.put_object(request).await
+        }
+    }
+
+    async fn get_object(&self, mut request: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        if let Some(Range::Suffix { length }) = request.input.range {
+            let path = self.root.join(&request.input.bucket).join(&request.input.key);
+            // A missing object falls through to s3s-fs, which answers NoSuchKey.
+            if let Ok(metadata) = tokio::fs::metadata(&path).await
+                && length > metadata.len()
+                && metadata.len() > 0
+            {
+                request.input.range = Some(Range::Suffix { length: metadata.len() });
+            }
+        }
+        self.inner.get_object(request).await
+    }
+
+    async fn head_object(&self, request: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.inner.head_object(request).await
+    }
+
+    async fn list_objects(&self, request: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.inner.list_objects(request).await
+    }
+
+    async fn list_objects_v2(&self, request: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.inner.list_objects_v2(request).await
+    }
+
+    async fn delete_object(&self, request: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.inner.delete_object(request).await
+    }
+
+    async fn delete_objects(&self, request: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.inner.delete_objects(request).await
+    }
+
+    async fn copy_object(&self, request: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.inner.copy_object(request).await
+    }
+
+    async fn create_bucket(&self, request: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.inner.create_bucket(request).await
+    }
+
+    async fn head_bucket(&self, request: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.inner.head_bucket(request).await
+    }
+
+    async fn list_buckets(&self, request: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.inner.list_buckets(request).await
+    }
+
+    async fn create_multipart_upload(&self, request: S3Request<CreateMultipartUploadInput>) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.inner.create_multipart_upload(request).await
+    }
+
+    async fn upload_part(&self, request: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        self.inner.upload_part(request).await
+    }
+
+    async fn complete_multipart_upload(&self, request: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.inner.complete_multipart_upload(request).await
+    }
+
+    async fn abort_multipart_upload(&self, request: S3Request<AbortMultipartUploadInput>) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.inner.abort_multipart_upload(request).await
+    }
+}

@@ -1,0 +1,150 @@
+//! The `sluice` command line: `sluice serve` runs an agent, `sluice dump` will inspect objects.
+//!
+//! Kept in the library (not in `main.rs`) so that argument parsing is tested like the rest.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+use crate::metadata_source::InMemoryMetadataStub;
+use crate::net::agent::Agent;
+use crate::signals::TerminationSignals;
+
+/// Exit code for a command that exists but is not implemented yet.
+pub const EXIT_NOT_IMPLEMENTED: u8 = 2;
+
+/// Sluice: a Kafka-compatible streaming agent that keeps every byte in object storage.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an agent.
+    Serve(Box<ServeArgs>),
+    /// Print the contents of a Sluice object (not implemented yet).
+    Dump {
+        /// Path or URL of the object.
+        object: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Dump { object } => {
+            eprintln!("sluice dump {object}: not implemented yet");
+            ExitCode::from(EXIT_NOT_IMPLEMENTED)
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let environment = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
+    let config = match Config::load(args.config.as_deref(), environment, &args.overrides) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // STUB until the engine lands: topics live in memory and vanish with the process; `store`
+    // and `data_dir` are accepted and validated but not used yet.
+    tracing::warn!(
+        "metadata is an in-memory stub; topics are not persisted (store = {:?})",
+        config.store
+    );
+    let metadata = InMemoryMetadataStub::new("sluice-stub-cluster");
+    // Before any executor thread exists, so that they all inherit the blocked mask.
+    let signals = match TerminationSignals::block() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("sluice: cannot block termination signals: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let agent = match Agent::start(&config, metadata) {
+        Ok(agent) => agent,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("sluice: listening on {}", agent.local_addr());
+    match signals.wait() {
+        Ok(signal) => tracing::info!(signal, "stopping"),
+        Err(error) => tracing::error!(%error, "waiting for a termination signal failed; stopping"),
+    }
+    match agent.shutdown() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::config::CpuList;
+
+    #[test]
+    fn serve_flags_parse_into_overrides() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "serve",
+            "--config",
+            "s.toml",
+            "--listen",
+            "0.0.0.0:9",
+            "--data-dir",
+            "/d",
+            "--store",
+            "s3://b",
+            "--cpus",
+            "0-1",
+            "--auto-create-topics",
+            "false",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        assert_eq!(args.config, Some(PathBuf::from("s.toml")));
+        assert_eq!(args.overrides.listen.as_deref(), Some("0.0.0.0:9"));
+        assert_eq!(args.overrides.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(args.overrides.store.as_deref(), Some("s3://b"));
+        assert_eq!(args.overrides.cpus, Some(CpuList(vec![0, 1])));
+        assert_eq!(args.overrides.auto_create_topics, Some(false));
+    }
+
+    #[test]
+    fn bad_flag_values_and_unknown_flags_are_refused() {
+        assert!(Cli::try_parse_from(["sluice", "serve", "--cpus", "x"]).is_err());
+        assert!(Cli::try_parse_from(["sluice", "serve", "--flush-intervall-ms", "1"]).is_err());
+    }
+
+    #[test]
+    fn dump_is_not_implemented_yet() {
+        let cli = Cli::try_parse_from(["sluice", "dump", "object"]).unwrap();
+        assert_eq!(run(cli), ExitCode::from(EXIT_NOT_IMPLEMENTED));
+    }
+}

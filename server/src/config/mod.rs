@@ -1,0 +1,418 @@
+//! Agent configuration: one TOML file, then `SLUICE_*` environment variables, then command-line
+//! flags, each layer overriding the one before.
+//!
+//! Every key is documented in `docs/configuration.md`. The file is parsed with
+//! `deny_unknown_fields`: a misspelt key (`flush_intervall_ms`) is an error at startup rather
+//! than a silently ignored setting that someone debugs in production a month later. The layers
+//! are plain data ([`Overrides`]) so that the precedence rules are tested without touching the
+//! process environment.
+
+mod overrides;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use overrides::{CpuList, Overrides, parse_cpu_list};
+
+/// Kafka's `socket.request.max.bytes` default: 100 MiB.
+pub const REQUEST_BYTES_MAX_DEFAULT: u64 = 100 * 1024 * 1024;
+/// glommio refuses to go below 64 KiB of io memory per executor.
+pub const IO_MEMORY_BYTES_MIN: u64 = 64 * 1024;
+
+/// The agent's settings. Field names are the TOML keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the Kafka listener binds on every network core, `HOST:PORT`.
+    pub listen: String,
+    /// Address clients are told to connect to (Metadata brokers list); defaults to `listen`.
+    pub advertised_listen: Option<String>,
+    /// Local directory for the agent's own files (and the default object store).
+    pub data_dir: PathBuf,
+    /// Object store URL; `None` means a local directory under `data_dir`.
+    pub store: Option<String>,
+    /// CPU ids that run a network executor each; `None` means every online CPU.
+    pub cpus: Option<Vec<usize>>,
+    /// CPU id the metadata executor is pinned to; `None` means the first network CPU.
+    pub metadata_cpu: Option<usize>,
+    /// Per network core: bytes of produced data buffered before the core stops accepting more.
+    pub flush_buffer_bytes_max: u64,
+    /// Per network core: bytes of object blocks kept in memory for fetches.
+    pub block_cache_bytes_max: u64,
+    /// Per executor: glommio io memory, registered with io_uring (counts against RLIMIT_MEMLOCK).
+    pub io_memory_bytes: u64,
+    /// Longest time produced data waits before it is written as an object.
+    pub flush_interval_ms: u64,
+    /// A flush starts early once this many bytes are buffered.
+    pub flush_bytes_max: u64,
+    /// Largest request frame accepted; bigger frames close the connection.
+    pub request_bytes_max: u64,
+    /// Create a topic when a client asks for metadata of one that does not exist.
+    pub auto_create_topics: bool,
+    /// Partition count of auto-created topics.
+    pub default_partitions: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9092".to_owned(),
+            advertised_listen: None,
+            data_dir: PathBuf::from("./sluice-data"),
+            store: None,
+            cpus: None,
+            metadata_cpu: None,
+            flush_buffer_bytes_max: 64 * 1024 * 1024,
+            block_cache_bytes_max: 256 * 1024 * 1024,
+            io_memory_bytes: 512 * 1024,
+            flush_interval_ms: 10,
+            flush_bytes_max: 8 * 1024 * 1024,
+            request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
+            auto_create_topics: true,
+            default_partitions: 1,
+        }
+    }
+}
+
+/// Why a configuration was refused. Each message names the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value {value:?} for {source_name}: {reason}")]
+    InvalidValue {
+        source_name: String,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// Parses a TOML document; `path` is only used in error messages.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        // toml's message already names the unknown key and lists the expected ones.
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Builds the configuration from its three layers: the file (if any), the environment
+    /// variables (only `SLUICE_*` ones are looked at), then the flags.
+    pub fn load(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::from_toml_str(&text, path)?
+            }
+            None => Self::default(),
+        };
+        config.apply(&Overrides::from_environment(environment)?);
+        config.apply(flags);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Overwrites every setting that `overrides` carries.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        overrides.apply_to(self);
+    }
+
+    /// Checks the settings that can be checked without looking at the machine (CPU ids are
+    /// checked against the online set when the agent starts).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_address()?;
+        self.advertised_address()?;
+        if let Some(cpus) = &self.cpus {
+            if cpus.is_empty() {
+                return Err(invalid(
+                    "cpus",
+                    "the list is empty; give at least one CPU id",
+                ));
+            }
+            let mut sorted = cpus.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != cpus.len() {
+                return Err(invalid("cpus", format!("{cpus:?} lists a CPU twice")));
+            }
+        }
+        if self.io_memory_bytes < IO_MEMORY_BYTES_MIN {
+            return Err(invalid(
+                "io_memory_bytes",
+                format!(
+                    "{} is below glommio's minimum of {IO_MEMORY_BYTES_MIN}",
+                    self.io_memory_bytes
+                ),
+            ));
+        }
+        if self.flush_interval_ms == 0 {
+            return Err(invalid("flush_interval_ms", "must be at least 1"));
+        }
+        if self.flush_bytes_max == 0 {
+            return Err(invalid("flush_bytes_max", "must be at least 1"));
+        }
+        if self.flush_buffer_bytes_max < self.flush_bytes_max {
+            return Err(invalid(
+                "flush_buffer_bytes_max",
+                format!(
+                    "{} is smaller than flush_bytes_max ({}); a flush could never start",
+                    self.flush_buffer_bytes_max, self.flush_bytes_max
+                ),
+            ));
+        }
+        // Kafka frames carry an i32 size; anything above i32::MAX could never be sent.
+        if self.request_bytes_max == 0 || self.request_bytes_max > i32::MAX as u64 {
+            return Err(invalid(
+                "request_bytes_max",
+                format!("must be in 1..={}", i32::MAX),
+            ));
+        }
+        if self.default_partitions == 0 || self.default_partitions > i32::MAX as u32 {
+            return Err(invalid(
+                "default_partitions",
+                format!("must be in 1..={}", i32::MAX),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first address `listen` resolves to.
+    pub fn listen_address(&self) -> Result<SocketAddr, ConfigError> {
+        resolve("listen", &self.listen)
+    }
+
+    /// The address advertised to clients: `advertised_listen`, else `listen`.
+    pub fn advertised_address(&self) -> Result<(String, u16), ConfigError> {
+        let (key, text) = match &self.advertised_listen {
+            Some(text) => ("advertised_listen", text.as_str()),
+            None => ("listen", self.listen.as_str()),
+        };
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(key, format!("{text:?} is not HOST:PORT")))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| invalid(key, format!("{text:?} has no valid port")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        // Telling clients to connect to 0.0.0.0 sends them to their own machine.
+        if host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return Err(invalid(
+                "advertised_listen",
+                format!(
+                    "{text:?} ({key}) is not an address clients can reach; set advertised_listen"
+                ),
+            ));
+        }
+        Ok((host.to_owned(), port))
+    }
+}
+
+fn resolve(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.to_socket_addrs()
+        .map_err(|error| invalid(key, format!("{text:?} is not a usable HOST:PORT: {error}")))?
+        .next()
+        .ok_or_else(|| invalid(key, format!("{text:?} resolves to no address")))
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn no_environment() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_match_the_documentation() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9092");
+        assert_eq!(config.flush_interval_ms, 10);
+        assert_eq!(config.flush_bytes_max, 8 << 20);
+        assert_eq!(config.request_bytes_max, 100 << 20);
+        assert!(config.auto_create_topics);
+        assert_eq!(config.default_partitions, 1);
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let text = "listen = \"127.0.0.1:19092\"\ncpus = [1]\nflush_interval_ms = 25\n";
+        let config = Config::from_toml_str(text, Path::new("x.toml")).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:19092");
+        assert_eq!(config.cpus, Some(vec![1]));
+        assert_eq!(config.flush_interval_ms, 25);
+        assert_eq!(config.flush_bytes_max, Config::default().flush_bytes_max);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_that_names_it() {
+        let error = Config::from_toml_str("flush_intervall_ms = 5\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("flush_intervall_ms"), "{error}");
+        assert!(error.contains("x.toml"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        assert!(Config::from_toml_str("cpus = \"all\"\n", Path::new("x.toml")).is_err());
+    }
+
+    #[test]
+    fn precedence_is_file_then_environment_then_flags() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1000\"\nflush_interval_ms = 20\ndata_dir = \"/f\"\n",
+        )
+        .unwrap();
+        let environment = vec![
+            ("SLUICE_LISTEN".to_owned(), "127.0.0.1:2000".to_owned()),
+            ("SLUICE_FLUSH_INTERVAL_MS".to_owned(), "30".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3000".to_owned()),
+            ..Overrides::default()
+        };
+        let config = Config::load(Some(&path), environment, &flags).unwrap();
+        assert_eq!(
+            config.listen, "127.0.0.1:3000",
+            "flag wins over env and file"
+        );
+        assert_eq!(config.flush_interval_ms, 30, "env wins over file");
+        assert_eq!(
+            config.data_dir,
+            PathBuf::from("/f"),
+            "file wins over default"
+        );
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let cases: Vec<(&str, Config)> = vec![
+            (
+                "cpus",
+                Config {
+                    cpus: Some(vec![]),
+                    ..Config::default()
+                },
+            ),
+            (
+                "cpus",
+                Config {
+                    cpus: Some(vec![0, 0]),
+                    ..Config::default()
+                },
+            ),
+            (
+                "io_memory_bytes",
+                Config {
+                    io_memory_bytes: 4096,
+                    ..Config::default()
+                },
+            ),
+            (
+                "flush_interval_ms",
+                Config {
+                    flush_interval_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "request_bytes_max",
+                Config {
+                    request_bytes_max: 1 << 40,
+                    ..Config::default()
+                },
+            ),
+            (
+                "default_partitions",
+                Config {
+                    default_partitions: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "listen",
+                Config {
+                    listen: "no-port".to_owned(),
+                    ..Config::default()
+                },
+            ),
+        ];
+        for (key, config) in cases {
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let error = Config::load(
+            Some(Path::new("/nonexistent/sluice.toml")),
+            no_environment(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }), "{error}");
+    }
+
+    #[test]
+    fn advertised_address_defaults_to_listen() {
+        let config = Config {
+            listen: "127.0.0.1:9999".to_owned(),
+            ..Config::default()
+        };
+        assert_eq!(
+            config.advertised_address().unwrap(),
+            ("127.0.0.1".to_owned(), 9999)
+        );
+        let config = Config {
+            advertised_listen: Some("[::1]:9".to_owned()),
+            ..config
+        };
+        assert_eq!(config.advertised_address().unwrap(), ("::1".to_owned(), 9));
+        let wildcard = Config {
+            listen: "0.0.0.0:9092".to_owned(),
+            ..Config::default()
+        };
+        let error = wildcard.validate().unwrap_err().to_string();
+        assert!(error.contains("advertised_listen"), "{error}");
+        let wildcard = Config {
+            advertised_listen: Some("kafka.example.com:9092".to_owned()),
+            ..wildcard
+        };
+        wildcard.validate().unwrap();
+    }
+}

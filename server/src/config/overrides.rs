@@ -1,0 +1,317 @@
+//! The environment and flag layers of the configuration.
+//!
+//! Both layers are the same data, [`Overrides`]: every key optional. The flags come from clap
+//! (this struct is also the `sluice serve` argument group); the environment is parsed here from
+//! an explicit list of `(name, value)` pairs rather than read from the process, so tests do not
+//! race on `std::env::set_var`.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use super::{Config, ConfigError};
+
+/// A list of CPU ids as written on the command line or in `SLUICE_CPUS`: `0,2,4-7`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+impl FromStr for CpuList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_cpu_list(text).map(CpuList)
+    }
+}
+
+/// Parses `0,2,4-7` into `[0, 2, 4, 5, 6, 7]`.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    // A range wider than this is a typo, not a machine; the limit keeps a bad value from
+    // allocating a huge vector.
+    const CPU_ID_MAX: usize = 65_535;
+    let mut cpus = Vec::new();
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let number = |text: &str| -> Result<usize, String> {
+            let cpu: usize = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text:?} is not a CPU id"))?;
+            if cpu > CPU_ID_MAX {
+                return Err(format!("CPU id {cpu} is above {CPU_ID_MAX}"));
+            }
+            Ok(cpu)
+        };
+        match part.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (number(first)?, number(last)?);
+                if first > last {
+                    return Err(format!("range {part:?} is backwards"));
+                }
+                cpus.extend(first..=last);
+            }
+            None => cpus.push(number(part)?),
+        }
+    }
+    if cpus.is_empty() {
+        return Err(format!("{text:?} lists no CPU"));
+    }
+    Ok(cpus)
+}
+
+/// Settings given on top of the file, by environment or by flag. `None` leaves the setting as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Overrides {
+    /// Listener address, HOST:PORT [env SLUICE_LISTEN]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Address advertised to clients, HOST:PORT [env SLUICE_ADVERTISED_LISTEN]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertised_listen: Option<String>,
+    /// Directory for the agent's local files [env SLUICE_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Object store URL [env SLUICE_STORE]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// CPU ids for network executors, e.g. 0,2-3 [env SLUICE_CPUS]
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<CpuList>,
+    /// CPU id for the metadata executor [env SLUICE_METADATA_CPU]
+    #[arg(long, value_name = "CPU")]
+    pub metadata_cpu: Option<usize>,
+    /// Per-core flush buffer limit in bytes [env SLUICE_FLUSH_BUFFER_BYTES_MAX]
+    #[arg(long, value_name = "BYTES")]
+    pub flush_buffer_bytes_max: Option<u64>,
+    /// Per-core block cache limit in bytes [env SLUICE_BLOCK_CACHE_BYTES_MAX]
+    #[arg(long, value_name = "BYTES")]
+    pub block_cache_bytes_max: Option<u64>,
+    /// glommio io memory per executor in bytes [env SLUICE_IO_MEMORY_BYTES]
+    #[arg(long, value_name = "BYTES")]
+    pub io_memory_bytes: Option<u64>,
+    /// Longest wait before buffered data is flushed [env SLUICE_FLUSH_INTERVAL_MS]
+    #[arg(long, value_name = "MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// Buffered bytes that start a flush early [env SLUICE_FLUSH_BYTES_MAX]
+    #[arg(long, value_name = "BYTES")]
+    pub flush_bytes_max: Option<u64>,
+    /// Largest accepted request frame in bytes [env SLUICE_REQUEST_BYTES_MAX]
+    #[arg(long, value_name = "BYTES")]
+    pub request_bytes_max: Option<u64>,
+    /// Create unknown topics on metadata requests [env SLUICE_AUTO_CREATE_TOPICS]
+    #[arg(long, value_name = "BOOL")]
+    pub auto_create_topics: Option<bool>,
+    /// Partition count of auto-created topics [env SLUICE_DEFAULT_PARTITIONS]
+    #[arg(long, value_name = "COUNT")]
+    pub default_partitions: Option<u32>,
+}
+
+/// Environment variables that are not settings but are still ours, so not warned about.
+const ENVIRONMENT_NON_SETTINGS: &[&str] = &["SLUICE_LOG"];
+
+impl Overrides {
+    /// Reads the `SLUICE_*` variables out of `environment`; other variables are ignored. An
+    /// unknown `SLUICE_*` name is logged (not an error: wrappers and test harnesses set their own
+    /// `SLUICE_` variables), a bad value is an error naming the variable.
+    pub fn from_environment(
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut overrides = Self::default();
+        for (name, value) in environment {
+            let Some(key) = name.strip_prefix("SLUICE_") else {
+                continue;
+            };
+            let parsed = |reason: String| ConfigError::InvalidValue {
+                source_name: name.clone(),
+                value: value.clone(),
+                reason,
+            };
+            match key {
+                "LISTEN" => overrides.listen = Some(value.clone()),
+                "ADVERTISED_LISTEN" => overrides.advertised_listen = Some(value.clone()),
+                "DATA_DIR" => overrides.data_dir = Some(PathBuf::from(&value)),
+                "STORE" => overrides.store = Some(value.clone()),
+                "CPUS" => overrides.cpus = Some(value.parse().map_err(parsed)?),
+                "METADATA_CPU" => overrides.metadata_cpu = Some(number(&value).map_err(parsed)?),
+                "FLUSH_BUFFER_BYTES_MAX" => {
+                    overrides.flush_buffer_bytes_max = Some(number(&value).map_err(parsed)?);
+                }
+                "BLOCK_CACHE_BYTES_MAX" => {
+                    overrides.block_cache_bytes_max = Some(number(&value).map_err(parsed)?);
+                }
+                "IO_MEMORY_BYTES" => {
+                    overrides.io_memory_bytes = Some(number(&value).map_err(parsed)?)
+                }
+                "FLUSH_INTERVAL_MS" => {
+                    overrides.flush_interval_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "FLUSH_BYTES_MAX" => {
+                    overrides.flush_bytes_max = Some(number(&value).map_err(parsed)?)
+                }
+                "REQUEST_BYTES_MAX" => {
+                    overrides.request_bytes_max = Some(number(&value).map_err(parsed)?);
+                }
+                "AUTO_CREATE_TOPICS" => {
+                    overrides.auto_create_topics = Some(boolean(&value).map_err(parsed)?);
+                }
+                "DEFAULT_PARTITIONS" => {
+                    overrides.default_partitions = Some(number(&value).map_err(parsed)?);
+                }
+                _ if ENVIRONMENT_NON_SETTINGS.contains(&name.as_str()) => {}
+                _ => {
+                    tracing::warn!(variable = %name, "ignoring unknown SLUICE_ environment variable")
+                }
+            }
+        }
+        Ok(overrides)
+    }
+
+    pub(super) fn apply_to(&self, config: &mut Config) {
+        fn set<T: Clone>(target: &mut T, value: Option<&T>) {
+            if let Some(value) = value {
+                *target = value.clone();
+            }
+        }
+        if let Some(listen) = &self.listen {
+            config.listen.clone_from(listen);
+        }
+        if self.advertised_listen.is_some() {
+            config.advertised_listen.clone_from(&self.advertised_listen);
+        }
+        set(&mut config.data_dir, self.data_dir.as_ref());
+        if self.store.is_some() {
+            config.store.clone_from(&self.store);
+        }
+        if let Some(CpuList(cpus)) = &self.cpus {
+            config.cpus = Some(cpus.clone());
+        }
+        if self.metadata_cpu.is_some() {
+            config.metadata_cpu = self.metadata_cpu;
+        }
+        set(
+            &mut config.flush_buffer_bytes_max,
+            self.flush_buffer_bytes_max.as_ref(),
+        );
+        set(
+            &mut config.block_cache_bytes_max,
+            self.block_cache_bytes_max.as_ref(),
+        );
+        set(&mut config.io_memory_bytes, self.io_memory_bytes.as_ref());
+        set(
+            &mut config.flush_interval_ms,
+            self.flush_interval_ms.as_ref(),
+        );
+        set(&mut config.flush_bytes_max, self.flush_bytes_max.as_ref());
+        set(
+            &mut config.request_bytes_max,
+            self.request_bytes_max.as_ref(),
+        );
+        set(
+            &mut config.auto_create_topics,
+            self.auto_create_topics.as_ref(),
+        );
+        set(
+            &mut config.default_partitions,
+            self.default_partitions.as_ref(),
+        );
+    }
+}
+
+fn number<T: FromStr>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| "not a non-negative integer".to_owned())
+}
+
+fn boolean(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn environment(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn cpu_lists_parse_ranges_and_reject_nonsense() {
+        assert_eq!(parse_cpu_list("0").unwrap(), vec![0]);
+        assert_eq!(parse_cpu_list("0,2,4-6").unwrap(), vec![0, 2, 4, 5, 6]);
+        assert_eq!(parse_cpu_list(" 1 , 3 ").unwrap(), vec![1, 3]);
+        for bad in ["", "a", "3-1", "0-999999", "-1", ","] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn every_setting_has_an_environment_variable() {
+        let overrides = Overrides::from_environment(environment(&[
+            ("SLUICE_LISTEN", "127.0.0.1:1"),
+            ("SLUICE_ADVERTISED_LISTEN", "example.com:2"),
+            ("SLUICE_DATA_DIR", "/d"),
+            ("SLUICE_STORE", "s3://bucket/prefix"),
+            ("SLUICE_CPUS", "0-1"),
+            ("SLUICE_METADATA_CPU", "1"),
+            ("SLUICE_FLUSH_BUFFER_BYTES_MAX", "1"),
+            ("SLUICE_BLOCK_CACHE_BYTES_MAX", "2"),
+            ("SLUICE_IO_MEMORY_BYTES", "3"),
+            ("SLUICE_FLUSH_INTERVAL_MS", "4"),
+            ("SLUICE_FLUSH_BYTES_MAX", "5"),
+            ("SLUICE_REQUEST_BYTES_MAX", "6"),
+            ("SLUICE_AUTO_CREATE_TOPICS", "false"),
+            ("SLUICE_DEFAULT_PARTITIONS", "7"),
+        ]))
+        .unwrap();
+        let mut config = Config::default();
+        config.apply(&overrides);
+        let expected = Config {
+            listen: "127.0.0.1:1".to_owned(),
+            advertised_listen: Some("example.com:2".to_owned()),
+            data_dir: PathBuf::from("/d"),
+            store: Some("s3://bucket/prefix".to_owned()),
+            cpus: Some(vec![0, 1]),
+            metadata_cpu: Some(1),
+            flush_buffer_bytes_max: 1,
+            block_cache_bytes_max: 2,
+            io_memory_bytes: 3,
+            flush_interval_ms: 4,
+            flush_bytes_max: 5,
+            request_bytes_max: 6,
+            auto_create_topics: false,
+            default_partitions: 7,
+        };
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let error =
+            Overrides::from_environment(environment(&[("SLUICE_FLUSH_INTERVAL_MS", "soon")]))
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("SLUICE_FLUSH_INTERVAL_MS"), "{error}");
+        assert!(error.contains("soon"), "{error}");
+    }
+
+    #[test]
+    fn unrelated_and_unknown_variables_are_ignored() {
+        let overrides = Overrides::from_environment(environment(&[
+            ("HOME", "/root"),
+            ("SLUICE_LOG", "debug"),
+            ("SLUICE_SOMETHING_ELSE", "x"),
+        ]))
+        .unwrap();
+        assert_eq!(overrides, Overrides::default());
+    }
+}

@@ -1,0 +1,20 @@
+//! The Sluice agent: the Kafka protocol server in front of the engine.
+//!
+//! The crate is split along one line: everything that can be a pure function of bytes is (the
+//! [`protocol`] module decodes frames, dispatches and encodes responses without touching a
+//! socket), and the I/O shell around it ([`net`]) is kept thin: one glommio executor per
+//! configured CPU, each with its own `SO_REUSEPORT` listener, owning its connections from accept
+//! to close. The seam where the engine plugs in is [`metadata_source::MetadataSource`] (and, as
+//! they arrive, the produce/fetch services next to it); until the engine lands, an in-memory stub
+//! stands in for it.
+
+pub mod cli;
+pub mod config;
+pub mod memlock;
+pub mod metadata_source;
+pub mod net;
+pub mod protocol;
+pub mod signals;
+
+pub use config::Config;
+pub use net::agent::{Agent, AgentError};

@@ -1,0 +1,322 @@
+//! The open flush window: what the next log entry will hold, and who waits for it.
+//!
+//! Pure bookkeeping, no I/O and no clock (the caller says when the window opened): batches are
+//! pushed in arrival order, and the window remembers, for every waiting produce, which segment its
+//! partition's batches landed in and how many offsets precede them inside that segment. The object
+//! layout (`docs/format.md`) orders segments by a partition's first push and batches by push order,
+//! and the state machine numbers its `SegmentAppended` events by that same segment index, so a
+//! batch's base offset is `segment base offset + offsets pushed before it in the segment`. That is
+//! how one commit answers every produce in it without a per-batch index.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use sluice_engine::batch::BatchHeader;
+use sluice_engine::log::{AppendOutcome, EntryContent};
+use sluice_engine::metadata::{Command, Event, MetadataError};
+use sluice_engine::types::TopicPartition;
+
+use super::{PartitionAppended, PartitionOutcome};
+
+/// Kafka error codes the flusher answers with.
+pub mod error_code {
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const INVALID_RECORD: i16 = 87;
+}
+
+/// Where one partition's batches of one produce sit in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub segment_index: usize,
+    /// Offsets taken by the same partition's earlier batches in this window.
+    pub offsets_before: u64,
+}
+
+/// A waiting produce: one entry per partition of the request, in request order; `Err` ones were
+/// refused before they reached the window.
+#[derive(Debug)]
+pub struct ProduceWaiter {
+    pub slots: Vec<Result<Slot, i16>>,
+    pub reply: oneshot::Sender<Vec<PartitionOutcome>>,
+}
+
+/// A waiting admin command: command `index` of the window's commands.
+#[derive(Debug)]
+pub struct CommandWaiter {
+    pub index: usize,
+    pub reply: oneshot::Sender<Result<(), CommandFailure>>,
+}
+
+/// Why a command was not applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandFailure {
+    /// The state machine rejected it (deterministically).
+    #[error("{0}")]
+    Rejected(MetadataError),
+    /// The log append failed; the command may or may not have landed. Carries a Kafka code.
+    #[error("metadata log append failed (error code {code}): {reason}")]
+    LogFailed { code: i16, reason: String },
+}
+
+/// The window being filled.
+#[derive(Debug, Default)]
+pub struct Window {
+    batches: Vec<(TopicPartition, BatchHeader, Bytes)>,
+    /// Per partition: its segment index and the offsets pushed so far.
+    segments: HashMap<TopicPartition, (usize, u64)>,
+    bytes: u64,
+    commands: Vec<Command>,
+    produce_waiters: Vec<ProduceWaiter>,
+    command_waiters: Vec<CommandWaiter>,
+    opened_at_ms: Option<u64>,
+}
+
+/// A sealed window: the entry to append and who to answer.
+#[derive(Debug)]
+pub struct Sealed {
+    pub content: EntryContent,
+    pub produce_waiters: Vec<ProduceWaiter>,
+    pub command_waiters: Vec<CommandWaiter>,
+    pub batch_bytes: u64,
+}
+
+impl Window {
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty() && self.commands.is_empty()
+    }
+
+    /// Bytes of batches in the window.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn has_commands(&self) -> bool {
+        !self.commands.is_empty()
+    }
+
+    /// When the first item entered (caller's monotonic milliseconds).
+    pub fn opened_at_ms(&self) -> Option<u64> {
+        self.opened_at_ms
+    }
+
+    /// Adds one partition's batches (in order); returns where they sit.
+    pub fn push_partition(
+        &mut self,
+        tp: TopicPartition,
+        batches: Vec<(BatchHeader, Bytes)>,
+        now_ms: u64,
+    ) -> Slot {
+        self.opened_at_ms.get_or_insert(now_ms);
+        let next_segment = self.segments.len();
+        let (segment_index, offsets) = self.segments.entry(tp).or_insert((next_segment, 0));
+        let slot = Slot {
+            segment_index: *segment_index,
+            offsets_before: *offsets,
+        };
+        for (header, bytes) in batches {
+            *offsets = offsets.saturating_add(header.offset_count());
+            self.bytes = self.bytes.saturating_add(bytes.len() as u64);
+            self.batches.push((tp, header, bytes));
+        }
+        slot
+    }
+
+    pub fn add_produce_waiter(&mut self, waiter: ProduceWaiter) {
+        self.produce_waiters.push(waiter);
+    }
+
+    /// Adds a command; its outcome goes to `reply`.
+    pub fn push_command(
+        &mut self,
+        command: Command,
+        reply: oneshot::Sender<Result<(), CommandFailure>>,
+        now_ms: u64,
+    ) {
+        self.opened_at_ms.get_or_insert(now_ms);
+        self.command_waiters.push(CommandWaiter {
+            index: self.commands.len(),
+            reply,
+        });
+        self.commands.push(command);
+    }
+
+    /// Closes the window; a fresh empty one takes its place.
+    pub fn seal(&mut self, created_at_ms: i64) -> Sealed {
+        let window = std::mem::take(self);
+        Sealed {
+            content: EntryContent {
+                batches: window.batches,
+                commands: window.commands,
+                created_at_ms,
+            },
+            produce_waiters: window.produce_waiters,
+            command_waiters: window.command_waiters,
+            batch_bytes: window.bytes,
+        }
+    }
+}
+
+/// The answer of each slot, given the outcome of the append; `log_start_offset` looks a
+/// partition's log start offset up after the commit.
+pub fn produce_answers(
+    slots: &[Result<Slot, i16>],
+    tps: &[Option<TopicPartition>],
+    outcome: &Result<AppendOutcome, i16>,
+    log_start_offset: impl Fn(TopicPartition) -> u64,
+) -> Vec<PartitionOutcome> {
+    let segment_results: HashMap<usize, Result<(TopicPartition, u64), i16>> = match outcome {
+        Ok(appended) => appended
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::SegmentAppended {
+                    segment_index,
+                    tp,
+                    base_offset,
+                    ..
+                } => Some((*segment_index, Ok((*tp, *base_offset)))),
+                Event::SegmentRejected {
+                    segment_index,
+                    error,
+                } => Some((*segment_index, Err(segment_error_code(error)))),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => HashMap::new(),
+    };
+    slots
+        .iter()
+        .zip(tps)
+        .map(|(slot, tp)| {
+            let slot = (*slot)?;
+            if let Err(code) = outcome {
+                return Err(*code);
+            }
+            match segment_results.get(&slot.segment_index) {
+                Some(Ok((segment_tp, base_offset))) if Some(*segment_tp) == *tp => {
+                    Ok(PartitionAppended {
+                        base_offset: base_offset.saturating_add(slot.offsets_before),
+                        log_start_offset: log_start_offset(*segment_tp),
+                    })
+                }
+                Some(Err(code)) => Err(*code),
+                // The commit did not mention the segment (or named another partition): a bug
+                // between the window and the object layout. Never claim an offset we cannot show.
+                _ => Err(error_code::KAFKA_STORAGE_ERROR),
+            }
+        })
+        .collect()
+}
+
+/// A rejected segment's code. Produce names topics, so an unknown topic id is code 3, not 100.
+pub fn segment_error_code(error: &MetadataError) -> i16 {
+    match error {
+        MetadataError::UnknownTopicId { .. } => error_code::UNKNOWN_TOPIC_OR_PARTITION,
+        other => other.kafka_error_code(),
+    }
+}
+
+/// Answers each command waiter from the append's events (or its failure).
+pub fn answer_commands(waiters: Vec<CommandWaiter>, outcome: &Result<AppendOutcome, (i16, String)>) {
+    for waiter in waiters {
+        let answer = match outcome {
+            Err((code, reason)) => Err(CommandFailure::LogFailed {
+                code: *code,
+                reason: reason.clone(),
+            }),
+            Ok(appended) => {
+                let rejected = appended.events.iter().find_map(|event| match event {
+                    Event::CommandRejected { index, error } if *index == waiter.index => {
+                        Some(error.clone())
+                    }
+                    _ => None,
+                });
+                match rejected {
+                    Some(error) => Err(CommandFailure::Rejected(error)),
+                    None => Ok(()),
+                }
+            }
+        };
+        // The requester may have gone away (connection closed); the command stands anyway.
+        let _ = waiter.reply.send(answer);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use sluice_engine::batch::{BatchBuilder, split_batches};
+    use sluice_engine::types::{LogSeq, TopicId};
+
+    use super::*;
+
+    fn batch(records: usize) -> (BatchHeader, Bytes) {
+        let mut builder = BatchBuilder::new();
+        for index in 0..records {
+            builder = builder.record(format!("v{index}").as_bytes());
+        }
+        let bytes = builder.build();
+        split_batches(bytes, usize::MAX).unwrap().remove(0)
+    }
+
+    fn tp(partition: i32) -> TopicPartition {
+        TopicPartition::new(TopicId([7; 16]), partition)
+    }
+
+    #[test]
+    fn slots_follow_first_push_order_and_count_earlier_offsets() {
+        let mut window = Window::default();
+        let first = window.push_partition(tp(1), vec![batch(3), batch(2)], 5);
+        let second = window.push_partition(tp(0), vec![batch(1)], 6);
+        let third = window.push_partition(tp(1), vec![batch(4)], 7);
+        assert_eq!(first, Slot { segment_index: 0, offsets_before: 0 });
+        assert_eq!(second, Slot { segment_index: 1, offsets_before: 0 });
+        assert_eq!(third, Slot { segment_index: 0, offsets_before: 5 });
+        assert_eq!(window.opened_at_ms(), Some(5));
+        let sealed = window.seal(1);
+        assert_eq!(sealed.content.batches.len(), 4);
+        assert!(window.is_empty());
+        assert_eq!(window.opened_at_ms(), None);
+    }
+
+    #[test]
+    fn answers_add_the_segment_base_and_pass_rejections_through() {
+        let slots = vec![
+            Ok(Slot { segment_index: 0, offsets_before: 5 }),
+            Err(3),
+            Ok(Slot { segment_index: 1, offsets_before: 0 }),
+        ];
+        let tps = vec![Some(tp(1)), None, Some(tp(0))];
+        let outcome = Ok(AppendOutcome {
+            seq: LogSeq(4),
+            object_len: 100,
+            events: vec![
+                Event::SegmentAppended { segment_index: 0, tp: tp(1), base_offset: 40, end_offset: 49 },
+                Event::SegmentRejected {
+                    segment_index: 1,
+                    error: MetadataError::UnknownTopicId { topic_id: TopicId([7; 16]) },
+                },
+            ],
+        });
+        let answers = produce_answers(&slots, &tps, &outcome, |_| 2);
+        assert_eq!(
+            answers,
+            vec![
+                Ok(PartitionAppended { base_offset: 45, log_start_offset: 2 }),
+                Err(3),
+                Err(error_code::UNKNOWN_TOPIC_OR_PARTITION),
+            ]
+        );
+        let failed = produce_answers(&slots, &tps, &Err(6), |_| 0);
+        assert_eq!(failed, vec![Err(6), Err(3), Err(6)]);
+    }
+}

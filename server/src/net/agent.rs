@@ -1,0 +1,270 @@
+//! Starting and stopping an agent: the executors, their CPUs and their listeners.
+//!
+//! [`Agent::start`] does every check that can fail before any executor runs (configuration, CPU
+//! ids, locked-memory budget, binding the port) and then waits until each executor reports that
+//! it was created, so a caller (the binary, or a test) either gets a running agent listening on
+//! [`Agent::local_addr`] or an error that says what to fix; never a half-started agent. Each
+//! executor is created inside its own thread (glommio pins the creating thread), and reports its
+//! creation over a channel.
+
+use std::net::SocketAddr;
+
+use super::executor::{Executor, spawn_executor};
+use super::network_core::network_core;
+use crate::config::{Config, ConfigError};
+use crate::memlock::{self, MemlockError, MemlockLimit};
+use crate::metadata_source::MetadataSource;
+use crate::protocol::{BrokerIdentity, Dispatcher};
+
+/// Node id this agent reports for itself (a single agent per cluster for now).
+pub const NODE_ID: i32 = 0;
+
+/// Why an agent could not start or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cpu {cpu} (in `{key}`) is not online; online CPUs: {online:?}")]
+    CpuNotOnline {
+        key: &'static str,
+        cpu: usize,
+        online: Vec<usize>,
+    },
+    #[error("cannot read the online CPUs: {message}")]
+    CpuTopology { message: String },
+    #[error("cannot read RLIMIT_MEMLOCK: {0}")]
+    MemlockUnreadable(std::io::Error),
+    #[error(transparent)]
+    Memlock(#[from] MemlockError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start executor {name}: {message}")]
+    Executor { name: String, message: String },
+    #[error("executor {name} panicked")]
+    ExecutorPanicked { name: String },
+}
+
+/// Where each executor runs, resolved against the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuPlan {
+    pub network_cpus: Vec<usize>,
+    pub metadata_cpu: usize,
+}
+
+/// Resolves `cpus`/`metadata_cpu` against the online CPUs.
+pub fn plan_cpus(config: &Config, online: &[usize]) -> Result<CpuPlan, AgentError> {
+    let network_cpus = config.cpus.clone().unwrap_or_else(|| online.to_vec());
+    for &cpu in &network_cpus {
+        if !online.contains(&cpu) {
+            return Err(AgentError::CpuNotOnline {
+                key: "cpus",
+                cpu,
+                online: online.to_vec(),
+            });
+        }
+    }
+    let Some(&first) = network_cpus.first() else {
+        return Err(ConfigError::Invalid {
+            key: "cpus",
+            reason: "no CPU to run on".to_owned(),
+        }
+        .into());
+    };
+    let metadata_cpu = config.metadata_cpu.unwrap_or(first);
+    if !online.contains(&metadata_cpu) {
+        return Err(AgentError::CpuNotOnline {
+            key: "metadata_cpu",
+            cpu: metadata_cpu,
+            online: online.to_vec(),
+        });
+    }
+    Ok(CpuPlan {
+        network_cpus,
+        metadata_cpu,
+    })
+}
+
+fn online_cpus() -> Result<Vec<usize>, AgentError> {
+    let cpus = glommio::CpuSet::online().map_err(|error| AgentError::CpuTopology {
+        message: error.to_string(),
+    })?;
+    let mut ids: Vec<usize> = cpus.into_iter().map(|location| location.cpu).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// A running agent. Dropping it stops it (and waits for its executors).
+#[derive(Debug)]
+pub struct Agent {
+    local_addr: SocketAddr,
+    plan: CpuPlan,
+    executors: Vec<Executor>,
+}
+
+impl Agent {
+    /// Starts the network executors and the metadata executor; returns once all of them run and
+    /// listen. `metadata` is cloned into every network core.
+    pub fn start<S: MetadataSource>(config: &Config, metadata: S) -> Result<Self, AgentError> {
+        config.validate()?;
+        let plan = plan_cpus(config, &online_cpus()?)?;
+        let executor_count = plan.network_cpus.len() as u64 + 1;
+        let limit = memlock::current_limit().map_err(AgentError::MemlockUnreadable)?;
+        memlock::check(limit, executor_count, config.io_memory_bytes)?;
+
+        let address = config.listen_address()?;
+        let (listeners, local_addr) =
+            super::listener::bind_reuseport(address, plan.network_cpus.len())
+                .map_err(|source| AgentError::Bind { address, source })?;
+        let (advertised_host, advertised_port) = config.advertised_address()?;
+        let broker = BrokerIdentity {
+            node_id: NODE_ID,
+            host: advertised_host,
+            // Port 0 means "whatever the kernel chose": advertise the port actually bound.
+            port: if advertised_port == 0 {
+                local_addr.port()
+            } else {
+                advertised_port
+            },
+        };
+        let auto_create_partitions = config
+            .auto_create_topics
+            .then_some(config.default_partitions);
+        // validate() bounds request_bytes_max to i32::MAX.
+        let request_bytes_max = u32::try_from(config.request_bytes_max).unwrap_or(i32::MAX as u32);
+
+        let mut agent = Self {
+            local_addr,
+            plan: plan.clone(),
+            executors: Vec::new(),
+        };
+        let io_memory_bytes = usize::try_from(config.io_memory_bytes).unwrap_or(usize::MAX);
+        let memlock_error = |limit_bytes: u64| MemlockError {
+            limit: MemlockLimit::Bytes(limit_bytes),
+            executors: executor_count,
+            io_memory_bytes: config.io_memory_bytes,
+            needed_bytes: memlock::needed_bytes(executor_count, config.io_memory_bytes),
+        };
+
+        let metadata_name = format!("sluice-metadata-{}", plan.metadata_cpu);
+        agent.executors.push(spawn_executor(
+            &metadata_name,
+            plan.metadata_cpu,
+            io_memory_bytes,
+            &memlock_error,
+            limit,
+            // Placeholder for the engine's metadata core: it owns nothing yet, it only runs.
+            |stop| async move {
+                let _ = stop.await;
+            },
+        )?);
+        for (cpu, listener) in plan.network_cpus.iter().copied().zip(listeners) {
+            let dispatcher =
+                Dispatcher::new(metadata.clone(), broker.clone(), auto_create_partitions);
+            let name = format!("sluice-net-{cpu}");
+            let executor = spawn_executor(
+                &name,
+                cpu,
+                io_memory_bytes,
+                &memlock_error,
+                limit,
+                move |stop| network_core(listener, dispatcher, request_bytes_max, stop),
+            );
+            // On error `agent` is dropped here, which stops the executors already running.
+            agent.executors.push(executor?);
+        }
+        tracing::info!(%local_addr, network_cpus = ?plan.network_cpus, metadata_cpu = plan.metadata_cpu, "agent listening");
+        Ok(agent)
+    }
+
+    /// The address every network core listens on (port 0 in the config resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Which CPUs the executors run on.
+    pub fn cpu_plan(&self) -> &CpuPlan {
+        &self.plan
+    }
+
+    /// Stops accepting, closes connections, and waits for every executor to exit.
+    pub fn shutdown(mut self) -> Result<(), AgentError> {
+        self.stop_all()
+    }
+
+    fn stop_all(&mut self) -> Result<(), AgentError> {
+        for executor in &mut self.executors {
+            if let Some(stop) = executor.stop.take() {
+                // An executor that already exited dropped its receiver; nothing left to stop.
+                let _ = stop.send(());
+            }
+        }
+        // Network cores first (they were started last), the metadata core last.
+        self.executors
+            .iter_mut()
+            .rev()
+            .map(Executor::join)
+            .fold(Ok(()), Result::and)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop_all() {
+            tracing::error!(%error, "agent did not stop cleanly");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_plan_defaults_to_all_online_and_the_first_for_metadata() {
+        let plan = plan_cpus(&Config::default(), &[0, 1, 2]).unwrap();
+        assert_eq!(
+            plan,
+            CpuPlan {
+                network_cpus: vec![0, 1, 2],
+                metadata_cpu: 0
+            }
+        );
+        let config = Config {
+            cpus: Some(vec![2, 1]),
+            metadata_cpu: Some(0),
+            ..Config::default()
+        };
+        assert_eq!(
+            plan_cpus(&config, &[0, 1, 2]).unwrap(),
+            CpuPlan {
+                network_cpus: vec![2, 1],
+                metadata_cpu: 0
+            }
+        );
+    }
+
+    #[test]
+    fn cpu_plan_refuses_offline_cpus_naming_the_key() {
+        let config = Config {
+            cpus: Some(vec![0, 5]),
+            ..Config::default()
+        };
+        let error = plan_cpus(&config, &[0, 1]).unwrap_err().to_string();
+        assert!(
+            error.contains("cpu 5") && error.contains("`cpus`"),
+            "{error}"
+        );
+        let config = Config {
+            metadata_cpu: Some(9),
+            ..Config::default()
+        };
+        let error = plan_cpus(&config, &[0, 1]).unwrap_err().to_string();
+        assert!(error.contains("metadata_cpu"), "{error}");
+    }
+}

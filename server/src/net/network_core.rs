@@ -1,0 +1,105 @@
+//! A network core's main task: accept on this core's listener, serve each connection here.
+//!
+//! Connections are tasks on this core's executor, entered through a glommio `Gate`, and each
+//! one races its request loop against the core's stop signal. Stopping therefore closes every
+//! connection (the socket is dropped with its task) and waits until all of them are gone, instead
+//! of abandoning tasks in an executor that is about to disappear, which would leave their sockets
+//! open.
+
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::channel::oneshot;
+use futures::future::{Either, select};
+
+use super::connection::{self, ConnectionEnd};
+use crate::metadata_source::MetadataSource;
+use crate::protocol::Dispatcher;
+
+/// Pause after a failed accept (for example EMFILE) so a persistent error does not spin the core.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// Runs until `stop` fires (or its sender is dropped), then closes this core's connections.
+pub(super) async fn network_core<S: MetadataSource>(
+    listener: std::net::TcpListener,
+    dispatcher: Dispatcher<S>,
+    request_bytes_max: u32,
+    stop: oneshot::Receiver<()>,
+) {
+    // A second descriptor for the same socket, to shut it down on stop: an accept still queued
+    // in io_uring holds its own reference to the socket, so closing our descriptor alone may
+    // leave the port accepting connections until the ring is torn down.
+    let listener_for_shutdown = match listener.try_clone() {
+        Ok(clone) => Some(clone),
+        Err(error) => {
+            tracing::warn!(%error, "cannot duplicate the listener; stopping may be slower");
+            None
+        }
+    };
+    // SAFETY: the descriptor comes from `into_raw_fd`, so this is its only owner; it is a bound,
+    // listening TCP socket, which is what glommio's listener expects.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    let dispatcher = Rc::new(dispatcher);
+    let stop = stop.shared();
+    let connections = glommio::sync::Gate::new();
+    // The accept loop lives in this block so that it (and its borrow of the listener) is gone
+    // before the listener is closed below.
+    {
+        let accept_loop = async {
+            loop {
+                match listener.accept().await {
+                    Ok(mut stream) => {
+                        if let Err(error) = stream.set_nodelay(true) {
+                            tracing::warn!(%error, "cannot set TCP_NODELAY");
+                        }
+                        let peer = stream.peer_addr().ok();
+                        let dispatcher = Rc::clone(&dispatcher);
+                        let stop = stop.clone();
+                        let spawned = connections.spawn(async move {
+                            let serve =
+                                connection::serve(&mut stream, dispatcher, request_bytes_max);
+                            futures::pin_mut!(serve);
+                            match select(serve, stop).await {
+                                Either::Left((ConnectionEnd::ClientClosed, _)) => {
+                                    tracing::debug!(?peer, "connection closed by client");
+                                }
+                                Either::Left((end, _)) => {
+                                    tracing::info!(?peer, reason = %end, "connection closed");
+                                }
+                                Either::Right(_) => {
+                                    tracing::debug!(?peer, "connection closed: agent stopping")
+                                }
+                            }
+                        });
+                        match spawned {
+                            Ok(task) => {
+                                task.detach();
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, ?peer, "cannot start connection task")
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        glommio::timer::sleep(ACCEPT_ERROR_PAUSE).await;
+                    }
+                }
+            }
+        };
+        futures::pin_mut!(accept_loop);
+        let _ = select(accept_loop, stop.clone()).await;
+    }
+    // No new connections while the open ones are closed. shutdown() on a listening socket stops
+    // it accepting (and fails the pending accept) whoever else still holds a reference to it.
+    if let Some(clone) = listener_for_shutdown {
+        let _ = socket2::SockRef::from(&clone).shutdown(std::net::Shutdown::Both);
+    }
+    drop(listener);
+    // Every connection task sees the same stop signal and ends at its next poll.
+    if let Err(error) = connections.close().await {
+        tracing::warn!(%error, "closing connections");
+    }
+}

@@ -1,0 +1,76 @@
+//! The single table of implemented Kafka APIs and versions.
+//!
+//! Both the request decoder (what it accepts) and the ApiVersions handler (what it advertises)
+//! read [`SUPPORTED_APIS`]; adding an API is adding a row here plus its handler, and a client can
+//! never be told about a version the agent would then refuse.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One implemented API and its inclusive version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    pub version_min: i16,
+    pub version_max: i16,
+}
+
+impl SupportedApi {
+    pub fn supports(&self, version: i16) -> bool {
+        (self.version_min..=self.version_max).contains(&version)
+    }
+}
+
+/// Everything the agent implements, nothing more.
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    // v3+ is flexible and carries the client's software name and version (KIP-511).
+    SupportedApi {
+        key: ApiKey::ApiVersions,
+        version_min: 0,
+        version_max: 4,
+    },
+    // v9+ is flexible, v10+ carries topic ids, v13 adds a top-level error code.
+    SupportedApi {
+        key: ApiKey::Metadata,
+        version_min: 0,
+        version_max: 13,
+    },
+];
+
+/// The table row for `key`, if the agent implements that API.
+pub fn supported_api(key: ApiKey) -> Option<&'static SupportedApi> {
+    SUPPORTED_APIS.iter().find(|api| api.key == key)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_stays_inside_what_the_protocol_crate_can_decode() {
+        for api in SUPPORTED_APIS {
+            let crate_range = api.key.valid_versions();
+            assert!(api.version_min <= api.version_max, "{:?}", api.key);
+            assert!(crate_range.min <= api.version_min, "{:?}", api.key);
+            assert!(api.version_max <= crate_range.max, "{:?}", api.key);
+        }
+    }
+
+    #[test]
+    fn each_api_appears_once() {
+        for (index, api) in SUPPORTED_APIS.iter().enumerate() {
+            assert_eq!(
+                SUPPORTED_APIS.iter().position(|other| other.key == api.key),
+                Some(index)
+            );
+        }
+    }
+
+    #[test]
+    fn lookup_finds_rows_and_only_rows() {
+        assert!(supported_api(ApiKey::Metadata).unwrap().supports(13));
+        assert!(!supported_api(ApiKey::Metadata).unwrap().supports(14));
+        assert!(!supported_api(ApiKey::ApiVersions).unwrap().supports(-1));
+        assert!(supported_api(ApiKey::Produce).is_none());
+    }
+}

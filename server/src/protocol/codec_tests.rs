@@ -1,0 +1,220 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::*;
+use crate::protocol::client_codec::{decode_response, encode_request};
+
+/// A request frame without its size prefix, as the connection hands it to the decoder.
+fn frame_body<R: Encodable>(api_key: ApiKey, version: i16, body: &R) -> Bytes {
+    let mut frame = encode_request(api_key, version, 77, Some("test-client"), body).unwrap();
+    frame.advance(4);
+    frame
+}
+
+fn topics_request(names: &[&str]) -> MetadataRequest {
+    MetadataRequest::default().with_topics(Some(
+        names
+            .iter()
+            .map(|name| {
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string((*name).to_owned()))))
+            })
+            .collect(),
+    ))
+}
+
+#[test]
+fn every_supported_version_of_every_api_decodes() {
+    for version in 0..=4 {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("sluice-test"))
+            .with_client_software_version(StrBytes::from_static_str("1.0"));
+        let Decoded::Request(decoded) =
+            decode_request(frame_body(ApiKey::ApiVersions, version, &request)).unwrap()
+        else {
+            panic!("v{version} should be supported")
+        };
+        assert_eq!(decoded.header.correlation_id, 77);
+        assert_eq!(decoded.api_version(), version);
+        let Request::ApiVersions(body) = decoded.body else {
+            panic!("wrong body")
+        };
+        if version >= 3 {
+            assert_eq!(body.client_software_name.as_str(), "sluice-test");
+            assert_eq!(body.client_software_version.as_str(), "1.0");
+        }
+    }
+    for version in 0..=13 {
+        let decoded = decode_request(frame_body(
+            ApiKey::Metadata,
+            version,
+            &topics_request(&["a", "b"]),
+        ))
+        .unwrap();
+        let Decoded::Request(DecodedRequest {
+            body: Request::Metadata(body),
+            header,
+            ..
+        }) = decoded
+        else {
+            panic!("v{version} should be supported")
+        };
+        assert_eq!(header.client_id.unwrap().as_str(), "test-client");
+        let names: Vec<&str> = body
+            .topics
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|t| t.name.as_ref().unwrap().as_str())
+            .collect();
+        assert_eq!(names, ["a", "b"], "v{version}");
+    }
+}
+
+#[test]
+fn unsupported_api_versions_version_is_answered_not_closed() {
+    let mut frame = frame_body(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default()).to_vec();
+    frame[2..4].copy_from_slice(&99_i16.to_be_bytes());
+    assert_eq!(
+        decode_request(Bytes::from(frame)).unwrap(),
+        Decoded::UnsupportedApiVersions {
+            correlation_id: 77,
+            version: 99
+        }
+    );
+}
+
+#[test]
+fn requests_that_cannot_be_answered_are_refused_with_a_reason() {
+    let metadata_v1 = frame_body(ApiKey::Metadata, 1, &topics_request(&["a"]));
+    // Too short for api key + version + correlation id.
+    assert_eq!(
+        decode_request(metadata_v1.slice(..7)),
+        Err(DecodeError::Truncated { frame_bytes: 7 })
+    );
+    // Unknown API key.
+    let mut unknown = metadata_v1.to_vec();
+    unknown[0..2].copy_from_slice(&i16::MAX.to_be_bytes());
+    assert_eq!(
+        decode_request(Bytes::from(unknown)),
+        Err(DecodeError::UnknownApiKey { api_key: i16::MAX })
+    );
+    // Known API the agent does not implement, and a version above the table.
+    let produce = frame_body(
+        ApiKey::Produce,
+        9,
+        &kafka_protocol::messages::ProduceRequest::default(),
+    );
+    assert!(matches!(
+        decode_request(produce),
+        Err(DecodeError::UnsupportedVersion {
+            api_key: ApiKey::Produce,
+            ..
+        })
+    ));
+    let mut metadata_v14 = metadata_v1.to_vec();
+    metadata_v14[2..4].copy_from_slice(&14_i16.to_be_bytes());
+    assert!(matches!(
+        decode_request(Bytes::from(metadata_v14)),
+        Err(DecodeError::UnsupportedVersion {
+            api_key: ApiKey::Metadata,
+            version: 14
+        })
+    ));
+    // A body cut short.
+    let cut = metadata_v1.slice(..metadata_v1.len() - 1);
+    assert!(
+        matches!(decode_request(cut), Err(DecodeError::MalformedBody { .. })),
+        "cut body"
+    );
+    // A header whose client id claims more bytes than the frame has.
+    let mut header = metadata_v1.slice(..10).to_vec();
+    header[8..10].copy_from_slice(&500_i16.to_be_bytes());
+    assert!(matches!(
+        decode_request(Bytes::from(header)),
+        Err(DecodeError::MalformedHeader { .. })
+    ));
+}
+
+#[test]
+fn a_huge_topic_count_is_refused_before_any_allocation() {
+    for version in [1_i16, 9, 12] {
+        let mut frame = frame_body(
+            ApiKey::Metadata,
+            version,
+            &MetadataRequest::default().with_topics(None),
+        )
+        .to_vec();
+        // Header: 8 fixed bytes + client id (2 + 11) + (flexible: 1 tagged-field byte).
+        let body_start = 8 + 2 + 11 + usize::from(version >= 9);
+        let mut forged = frame[..body_start].to_vec();
+        if version >= 9 {
+            forged.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]); // u32::MAX as a varint
+        } else {
+            forged.extend_from_slice(&i32::MAX.to_be_bytes());
+        }
+        forged.extend_from_slice(&[0; 8]);
+        frame = forged;
+        let error = decode_request(Bytes::from(frame)).unwrap_err();
+        assert!(
+            matches!(&error, DecodeError::MalformedBody { message, .. } if message.contains("claims")),
+            "v{version}: {error}"
+        );
+    }
+}
+
+#[test]
+fn topic_count_check_accepts_real_requests() {
+    for version in 0..=13 {
+        let body = topics_request(&["x"; 5]);
+        let mut bytes = bytes::BytesMut::new();
+        body.encode(&mut bytes, version).unwrap();
+        check_metadata_topic_count(&bytes, version).unwrap();
+    }
+}
+
+#[test]
+fn unsigned_varint_reader_matches_the_protocol_crate() {
+    for value in [0_u32, 1, 127, 128, 300, 16_383, 16_384, u32::MAX] {
+        // Encoded independently: LEB128, seven bits per byte, low bits first.
+        let mut bytes = Vec::new();
+        let mut rest = value;
+        while rest >= 0x80 {
+            bytes.push((rest as u8 & 0x7f) | 0x80);
+            rest >>= 7;
+        }
+        bytes.push(rest as u8);
+        assert_eq!(read_unsigned_varint(&bytes), Some((value, bytes.len())));
+    }
+    assert_eq!(read_unsigned_varint(&[0x80]), None);
+    assert_eq!(read_unsigned_varint(&[0xff; 6]), None);
+}
+
+#[test]
+fn api_versions_responses_use_header_v0_at_every_version() {
+    for version in 0..=4 {
+        assert_eq!(ApiKey::ApiVersions.response_header_version(version), 0);
+        let response = Response::ApiVersions(ApiVersionsResponse::default());
+        let frame = encode_response(5, ApiKey::ApiVersions, version, &response).unwrap();
+        let (header, _body): (_, ApiVersionsResponse) =
+            decode_response(frame, ApiKey::ApiVersions, version).unwrap();
+        assert_eq!(header.correlation_id, 5);
+    }
+}
+
+#[test]
+fn metadata_responses_encode_at_every_version() {
+    for version in 0..=13 {
+        let response = Response::Metadata(MetadataResponse::default());
+        let frame = encode_response(9, ApiKey::Metadata, version, &response).unwrap();
+        let (header, _body): (_, MetadataResponse) =
+            decode_response(frame, ApiKey::Metadata, version).unwrap();
+        assert_eq!(header.correlation_id, 9, "v{version}");
+    }
+}

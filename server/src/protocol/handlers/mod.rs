@@ -1,0 +1,4 @@
+//! One handler per implemented API. Handlers build response values; encoding is the codec's job.
+
+pub mod api_versions;
+pub mod metadata;

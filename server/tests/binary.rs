@@ -1,0 +1,147 @@
+//! The `sluice` binary end to end: two network cores on one port, and the startup errors a user
+//! sees (locked-memory budget, unknown config key, `dump` not implemented).
+//!
+//! The agent here runs in its own process with this machine's default shape (two network
+//! executors plus the metadata executor), with `--io-memory-bytes 65536` so that its locked
+//! memory stays far below the 8 MiB limit whatever else runs.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+};
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// Kills the agent process when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn online_cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+}
+
+#[test]
+fn serves_from_every_network_core_on_one_port() {
+    let cpus = if online_cpu_count() >= 2 { "0,1" } else { "0" };
+    let mut child = Command::new(SLUICE)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cpus",
+            cpus,
+            "--io-memory-bytes",
+            "65536",
+        ])
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("sluice: listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Many connections: the kernel spreads them over both listeners; each must be served.
+    let mut clients: Vec<common::RawClient> =
+        (0..32).map(|_| common::RawClient::connect(addr)).collect();
+    for client in &mut clients {
+        let versions: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, 2, &ApiVersionsRequest::default());
+        assert_eq!(versions.error_code, 0);
+        let metadata: MetadataResponse =
+            client.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+        assert_eq!(metadata.brokers[0].port, i32::from(addr.port()));
+    }
+
+    // SIGTERM stops the agent cleanly: open connections are closed, exit code 0.
+    let pid = libc::pid_t::try_from(running.0.id()).unwrap();
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    for client in &mut clients {
+        assert!(client.is_closed_by_agent());
+    }
+    let mut running = running;
+    let status = running.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn a_locked_memory_budget_that_does_not_fit_is_refused_with_advice() {
+    if sluice_server::memlock::current_limit().unwrap()
+        == sluice_server::memlock::MemlockLimit::Unlimited
+    {
+        eprintln!("SKIPPED: RLIMIT_MEMLOCK is unlimited here, any io memory fits");
+        return;
+    }
+    let output = Command::new(SLUICE)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--io-memory-bytes",
+            "1073741824",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "RLIMIT_MEMLOCK",
+        "ulimit -l",
+        "LimitMEMLOCK=",
+        "--ulimit memlock=",
+        "io_memory_bytes",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_config_key_is_refused_by_name() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sluice.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\nflush_intervall_ms = 5\n").unwrap();
+    let output = Command::new(SLUICE)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("flush_intervall_ms"), "{stderr}");
+}
+
+#[test]
+fn dump_is_not_implemented_yet() {
+    let output = Command::new(SLUICE)
+        .args(["dump", "some-object"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not implemented"));
+}

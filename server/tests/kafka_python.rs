@@ -1,0 +1,63 @@
+//! A real client: kafka-python's admin client and consumer connect and read metadata.
+//!
+//! Optional: skipped, with a message saying how to enable it, when no Python interpreter with
+//! `kafka-python` is found. The interpreter is `$SLUICE_TEST_PYTHON` if set, else `python3`;
+//! install the client in a virtualenv so the test stays test-only:
+//! `python3 -m venv .venv-test && .venv-test/bin/pip install -r server/tests/python/requirements.txt`
+//! then run with `SLUICE_TEST_PYTHON=.venv-test/bin/python`.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+fn python_with_kafka() -> Option<String> {
+    let python = std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let probe = Command::new(&python)
+        .args(["-c", "import kafka"])
+        .output()
+        .ok()?;
+    probe.status.success().then_some(python)
+}
+
+#[test]
+fn kafka_python_admin_and_consumer_get_metadata() {
+    let Some(python) = python_with_kafka() else {
+        eprintln!(
+            "SKIPPED kafka_python_admin_and_consumer_get_metadata: no python with kafka-python \
+             (set SLUICE_TEST_PYTHON to an interpreter that has `pip install -r \
+             server/tests/python/requirements.txt`)"
+        );
+        return;
+    };
+    let agent = common::start_agent(|_| {});
+    agent.metadata.create_topic("orders", 3).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/metadata_check.py"
+    );
+    let mut child = Command::new(&python)
+        .args([script, &agent.addr().to_string(), "orders", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The client retries forever on some failures; bound the wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("kafka-python did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "kafka-python failed:\n{stdout}\n{stderr}"
+    );
+    assert_eq!(stdout.trim(), "ok");
+}

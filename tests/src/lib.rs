@@ -1,0 +1,1 @@
+//! End-to-end tests with real clients and servers live here (not started yet).
