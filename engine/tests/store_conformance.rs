@@ -204,8 +204,6 @@ async fn delete_removes_and_is_idempotent(store: Arc<dyn ObjectStorage>) {
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
-            use super::*;
-
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn create_only() {
                 super::create_only(super::$backend().store).await;

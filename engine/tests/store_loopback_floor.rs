@@ -67,12 +67,6 @@ fn loopback_s3_per_call_floor() {
     let s3 = open_store(&StoreConfig::from_url(&server.store_url("")).unwrap()).unwrap();
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    // The same server without TCP_NODELAY, to show what the setting buys (fewer calls: it is slow).
-    let nagle_server = S3TestServer::start_with_nodelay(false).unwrap();
-    let nagle_s3 = open_store(&StoreConfig::from_url(&nagle_server.store_url("")).unwrap()).unwrap();
-    let nagle = runtime.block_on(measure(&*nagle_s3, "nagle"));
-    report("direct, server WITHOUT TCP_NODELAY", &nagle);
-
     let direct = runtime.block_on(measure(&*s3, "direct"));
     report("direct (tokio caller)", &direct);
 
@@ -82,6 +76,12 @@ fn loopback_s3_per_call_floor() {
     let bridged_store: Arc<dyn ObjectStorage> = StoreRuntime::start(s3, StoreRuntimeConfig::default()).unwrap();
     let bridged = futures::executor::block_on(measure(&*bridged_store, "bridged"));
     report("bridged (block_on caller -> StoreRuntime)", &bridged);
+
+    // The same server without TCP_NODELAY, to show what the setting buys (fewer calls: it is slow).
+    let nagle_server = S3TestServer::start_with_nodelay(false).unwrap();
+    let nagle_s3 = open_store(&StoreConfig::from_url(&nagle_server.store_url("")).unwrap()).unwrap();
+    let nagle = runtime.block_on(measure(&*nagle_s3, "nagle"));
+    report("direct, server WITHOUT TCP_NODELAY", &nagle);
 
     // Far below the 40 ms Nagle/delayed-ACK signature, with a wide margin for a busy machine.
     for (put, get) in [&direct, &bridged] {

@@ -3,7 +3,8 @@
 //! URLs (every query parameter is optional; see `docs/object-stores.md`):
 //!
 //! - `memory://` — a fresh in-memory store (tests; nothing survives the process).
-//! - `file:///abs/dir` or a plain path `/abs/dir`, `./rel/dir` — a local directory, created if missing.
+//! - `file:///abs/dir` or a plain path `/abs/dir`, `./rel/dir` — a local directory, created if missing;
+//!   `file:///abs/dir?fsync=false` skips fsync (tests and benches only).
 //! - `s3://bucket/optional/key/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true`
 //!   with `endpoint`, `region`, `path_style`, `allow_http`, `access_key_id`, `secret_access_key`,
 //!   `session_token`, `s3_express`, `request_timeout_ms`, `connect_timeout_ms`, `retries_max`,
@@ -26,10 +27,20 @@ use super::{ObjectStorage, StoreResult};
 /// `kind = "s3"` with the fields of [`S3Config`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[expect(clippy::large_enum_variant, reason = "built once at startup; boxing would only cost ergonomics")]
 pub enum StoreConfig {
     Memory,
-    Local { path: std::path::PathBuf },
+    Local {
+        path: std::path::PathBuf,
+        /// fsync every write (default true; see [`ObjectStoreBackend::local_dir_with_fsync`]).
+        #[serde(default = "fsync_default")]
+        fsync: bool,
+    },
     S3(S3Config),
+}
+
+fn fsync_default() -> bool {
+    true
 }
 
 /// An S3 or S3-compatible bucket. `None` fields fall back to the AWS environment variables, then to
@@ -101,7 +112,7 @@ impl StoreConfig {
             return Err(StoreError::invalid_config("empty store URL"));
         }
         if !text.contains("://") {
-            return Ok(StoreConfig::Local { path: text.into() });
+            return Ok(StoreConfig::Local { path: text.into(), fsync: true });
         }
         let url = url::Url::parse(text)
             .map_err(|error| StoreError::invalid_config(format!("cannot parse store URL {text:?}: {error}")))?;
@@ -111,7 +122,16 @@ impl StoreConfig {
                 let path = url.to_file_path().map_err(|()| {
                     StoreError::invalid_config(format!("{text:?} is not an absolute local path (use file:///abs/dir)"))
                 })?;
-                Ok(StoreConfig::Local { path })
+                let mut fsync = true;
+                for (name, value) in url.query_pairs() {
+                    match name.as_ref() {
+                        "fsync" => fsync = parse_value(&name, &value)?,
+                        other => {
+                            return Err(StoreError::invalid_config(format!("unknown file:// URL parameter {other:?}")));
+                        }
+                    }
+                }
+                Ok(StoreConfig::Local { path, fsync })
             }
             "s3" | "s3a" => s3_config_from_url(&url).map(StoreConfig::S3),
             other => Err(StoreError::invalid_config(format!(
@@ -156,7 +176,7 @@ where
 {
     value
         .parse()
-        .map_err(|error| StoreError::invalid_config(format!("s3:// URL parameter {name}={value:?}: {error}")))
+        .map_err(|error| StoreError::invalid_config(format!("store URL parameter {name}={value:?}: {error}")))
 }
 
 impl S3Config {
@@ -221,7 +241,7 @@ impl S3Config {
 pub fn open_store(config: &StoreConfig) -> StoreResult<Arc<dyn ObjectStorage>> {
     Ok(match config {
         StoreConfig::Memory => Arc::new(ObjectStoreBackend::in_memory()),
-        StoreConfig::Local { path } => Arc::new(ObjectStoreBackend::local_dir(path)?),
+        StoreConfig::Local { path, fsync } => Arc::new(ObjectStoreBackend::local_dir_with_fsync(path, *fsync)?),
         StoreConfig::S3(s3) => Arc::new(s3.build()?),
     })
 }
@@ -236,8 +256,12 @@ mod tests {
     #[test]
     fn urls_parse_to_configs() {
         assert_eq!(StoreConfig::from_url("memory://").unwrap(), StoreConfig::Memory);
-        assert_eq!(StoreConfig::from_url("file:///tmp/x").unwrap(), StoreConfig::Local { path: "/tmp/x".into() });
-        assert_eq!(StoreConfig::from_url("./data").unwrap(), StoreConfig::Local { path: "./data".into() });
+        assert_eq!(StoreConfig::from_url("file:///tmp/x").unwrap(), StoreConfig::Local { path: "/tmp/x".into(), fsync: true });
+        assert_eq!(
+            StoreConfig::from_url("file:///tmp/x?fsync=false").unwrap(),
+            StoreConfig::Local { path: "/tmp/x".into(), fsync: false }
+        );
+        assert_eq!(StoreConfig::from_url("./data").unwrap(), StoreConfig::Local { path: "./data".into(), fsync: true });
         let StoreConfig::S3(s3) = StoreConfig::from_url(
             "s3://bkt/a/b/?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true\
              &access_key_id=AK&secret_access_key=S%2Fk%2B&retries_max=0&request_timeout_ms=500",
@@ -266,6 +290,8 @@ mod tests {
             "s3://bkt?endpont=http://x",
             "ftp://host/x",
             "file://relative",
+            "file:///tmp/x?fsync=sometimes",
+            "file:///tmp/x?sync=true",
             "s3://bkt?request_timeout_ms=-1",
         ] {
             let error = StoreConfig::from_url(url).unwrap_err();
@@ -280,7 +306,7 @@ mod tests {
         let StoreConfig::S3(s3) = config else { panic!("not s3") };
         assert_eq!(s3.bucket, "b");
         let config: StoreConfig = serde_json::from_str(r#"{"kind":"local","path":"/x"}"#).unwrap();
-        assert_eq!(config, StoreConfig::Local { path: "/x".into() });
+        assert_eq!(config, StoreConfig::Local { path: "/x".into(), fsync: true });
         assert!(serde_json::from_str::<StoreConfig>(r#"{"kind":"s3","bucket":"b","bucktt":"x"}"#).is_err());
     }
 

@@ -171,7 +171,7 @@ impl<S: ObjectStorage> FaultInjection<S> {
         self.lock().calls.get(op.index()).copied().unwrap_or(0)
     }
 
-    /// The faults injected so far (the most recent [`INJECTED_LOG_MAX`]): operation, call number,
+    /// The faults injected so far (the most recent 100,000): operation, call number,
     /// fault.
     pub fn injected(&self) -> Vec<(Op, u64, Fault)> {
         self.lock().injected.iter().copied().collect()

@@ -47,7 +47,7 @@ impl Default for StoreRuntimeConfig {
 const SHUTDOWN_TIMEOUT_MS: u64 = 1_000;
 
 /// An [`ObjectStorage`] whose calls run on a private tokio runtime. Dropping the last handle stops
-/// the runtime: calls still running are given [`SHUTDOWN_TIMEOUT_MS`] and then abandoned (their
+/// the runtime: calls still running are given `SHUTDOWN_TIMEOUT_MS` (1 s) and then abandoned (their
 /// callers get `Unavailable`).
 #[derive(Debug)]
 pub struct StoreRuntime {

@@ -44,7 +44,7 @@ pub struct Slot {
 /// refused before they reached the window.
 #[derive(Debug)]
 pub struct ProduceWaiter {
-    pub slots: Vec<Result<Slot, i16>>,
+    pub slots: Vec<Result<(TopicPartition, Slot), i16>>,
     pub reply: oneshot::Sender<Vec<PartitionOutcome>>,
 }
 
@@ -168,9 +168,8 @@ impl Window {
 /// The answer of each slot, given the outcome of the append; `log_start_offset` looks a
 /// partition's log start offset up after the commit.
 pub fn produce_answers(
-    slots: &[Result<Slot, i16>],
-    tps: &[Option<TopicPartition>],
-    outcome: &Result<AppendOutcome, i16>,
+    slots: &[Result<(TopicPartition, Slot), i16>],
+    outcome: &Result<AppendOutcome, (i16, String)>,
     log_start_offset: impl Fn(TopicPartition) -> u64,
 ) -> Vec<PartitionOutcome> {
     let segment_results: HashMap<usize, Result<(TopicPartition, u64), i16>> = match outcome {
@@ -195,14 +194,13 @@ pub fn produce_answers(
     };
     slots
         .iter()
-        .zip(tps)
-        .map(|(slot, tp)| {
-            let slot = (*slot)?;
-            if let Err(code) = outcome {
+        .map(|slot| {
+            let (tp, slot) = (*slot)?;
+            if let Err((code, _)) = outcome {
                 return Err(*code);
             }
             match segment_results.get(&slot.segment_index) {
-                Some(Ok((segment_tp, base_offset))) if Some(*segment_tp) == *tp => {
+                Some(Ok((segment_tp, base_offset))) if *segment_tp == tp => {
                     Ok(PartitionAppended {
                         base_offset: base_offset.saturating_add(slot.offsets_before),
                         log_start_offset: log_start_offset(*segment_tp),
@@ -260,11 +258,11 @@ mod tests {
     use super::*;
 
     fn batch(records: usize) -> (BatchHeader, Bytes) {
-        let mut builder = BatchBuilder::new();
+        let mut builder = BatchBuilder::new(1_000);
         for index in 0..records {
-            builder = builder.record(format!("v{index}").as_bytes());
+            builder = builder.record(index as i64, None, format!("v{index}").as_bytes());
         }
-        let bytes = builder.build();
+        let bytes = builder.encode();
         split_batches(bytes, usize::MAX).unwrap().remove(0)
     }
 
@@ -291,11 +289,10 @@ mod tests {
     #[test]
     fn answers_add_the_segment_base_and_pass_rejections_through() {
         let slots = vec![
-            Ok(Slot { segment_index: 0, offsets_before: 5 }),
+            Ok((tp(1), Slot { segment_index: 0, offsets_before: 5 })),
             Err(3),
-            Ok(Slot { segment_index: 1, offsets_before: 0 }),
+            Ok((tp(0), Slot { segment_index: 1, offsets_before: 0 })),
         ];
-        let tps = vec![Some(tp(1)), None, Some(tp(0))];
         let outcome = Ok(AppendOutcome {
             seq: LogSeq(4),
             object_len: 100,
@@ -307,7 +304,7 @@ mod tests {
                 },
             ],
         });
-        let answers = produce_answers(&slots, &tps, &outcome, |_| 2);
+        let answers = produce_answers(&slots, &outcome, |_| 2);
         assert_eq!(
             answers,
             vec![
@@ -316,7 +313,7 @@ mod tests {
                 Err(error_code::UNKNOWN_TOPIC_OR_PARTITION),
             ]
         );
-        let failed = produce_answers(&slots, &tps, &Err(6), |_| 0);
+        let failed = produce_answers(&slots, &Err((6, String::new())), |_| 0);
         assert_eq!(failed, vec![Err(6), Err(3), Err(6)]);
     }
 }

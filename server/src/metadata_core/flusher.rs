@@ -1,0 +1,404 @@
+//! The metadata core's main loop: take requests, fill the window, seal it, append, answer.
+//!
+//! Everything here runs on the metadata executor's single thread, so the state is plain `Rc` and
+//! `Cell`. The loop only ever waits on three things: the next request, the open window's
+//! deadline, and the stop signal; sealing a window waits for an in-flight slot, which is where
+//! backpressure starts.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::channel::oneshot;
+use futures::{FutureExt, StreamExt};
+use glommio::sync::Semaphore;
+use sluice_engine::log::{AppendOutcome, LogError, MetadataLog};
+use sluice_engine::metadata::{Command, Event, MetadataState, known_configs};
+use sluice_engine::types::TopicPartition;
+
+use super::watermarks::{WatermarkBroadcaster, WatermarkUpdate};
+use super::window::{
+    CommandFailure, ProduceWaiter, Sealed, Window, answer_commands, error_code, produce_answers,
+};
+use super::{CoreInbox, CoreRequest, PartitionOutcome, ProducePartition};
+
+/// How long a stopping core waits for entries in flight to settle.
+pub const SHUTDOWN_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest `flush_windows_inflight_max` accepted.
+pub const FLUSH_WINDOWS_INFLIGHT_LIMIT: usize = 64;
+
+/// The flusher's settings (from the agent configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushConfig {
+    pub flush_interval_ms: u64,
+    pub flush_bytes_max: u64,
+    /// Log entries (PUTs) in flight at once; at least 1, at most [`FLUSH_WINDOWS_INFLIGHT_LIMIT`].
+    pub flush_windows_inflight_max: usize,
+}
+
+/// State shared between the loop and the tasks appending sealed windows.
+#[derive(Debug, Default)]
+struct Shared {
+    fenced: Cell<bool>,
+    needs_reopen: Cell<bool>,
+    checkpointing: Cell<bool>,
+    broadcaster: RefCell<WatermarkBroadcaster>,
+}
+
+struct Core {
+    log: Rc<MetadataLog>,
+    window: Window,
+    config: FlushConfig,
+    inflight: Rc<Semaphore>,
+    shared: Rc<Shared>,
+    started: Instant,
+}
+
+/// Runs the metadata core until `stop` fires or every [`super::CoreHandle`] is dropped; then
+/// flushes what is buffered and waits (bounded) for entries in flight.
+pub async fn run_metadata_core(
+    log: MetadataLog,
+    inbox: CoreInbox,
+    broadcaster: WatermarkBroadcaster,
+    config: FlushConfig,
+    stop: oneshot::Receiver<()>,
+) {
+    let windows_inflight_max = config
+        .flush_windows_inflight_max
+        .clamp(1, FLUSH_WINDOWS_INFLIGHT_LIMIT);
+    let mut core = Core {
+        log: Rc::new(log),
+        window: Window::default(),
+        config,
+        inflight: Rc::new(Semaphore::new(windows_inflight_max as u64)),
+        shared: Rc::new(Shared {
+            broadcaster: RefCell::new(broadcaster),
+            ..Shared::default()
+        }),
+        started: Instant::now(),
+    };
+    let mut receiver = inbox.receiver;
+    let mut stop = stop.fuse();
+    loop {
+        let deadline = core.window.opened_at_ms().map(|opened| {
+            let due_ms = opened.saturating_add(core.config.flush_interval_ms);
+            Duration::from_millis(due_ms.saturating_sub(core.now_ms()))
+        });
+        let timer = async {
+            match deadline {
+                Some(wait) => glommio::timer::sleep(wait).await,
+                None => futures::future::pending::<()>().await,
+            }
+        }
+        .fuse();
+        futures::pin_mut!(timer);
+        let mut next = receiver.next();
+        futures::select_biased! {
+            _ = stop => break,
+            request = next => match request {
+                Some(request) => core.handle(request).await,
+                None => break,
+            },
+            () = timer => core.seal().await,
+        }
+    }
+    core.seal().await;
+    let settle = core
+        .inflight
+        .acquire(windows_inflight_max as u64)
+        .map(|_| ());
+    let timeout = glommio::timer::sleep(SHUTDOWN_SETTLE_TIMEOUT);
+    futures::pin_mut!(settle, timeout);
+    if let futures::future::Either::Right(_) = futures::future::select(settle, timeout).await {
+        tracing::warn!("stopping with log entries still in flight; their produces are not acknowledged");
+    }
+}
+
+impl Core {
+    /// Monotonic milliseconds since the core started.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn handle(&mut self, request: CoreRequest) {
+        match request {
+            CoreRequest::Query(read) => self.log.with_state(move |state| read(state)),
+            CoreRequest::Produce { partitions, reply } => {
+                self.accept_produce(partitions, reply);
+                if self.window.bytes() >= self.config.flush_bytes_max {
+                    self.seal().await;
+                }
+            }
+            CoreRequest::Commands { commands, reply } => {
+                if self.shared.fenced.get() {
+                    let failure = fenced_failure();
+                    let _ = reply.send(commands.iter().map(|_| Err(failure.clone())).collect());
+                    return;
+                }
+                let now_ms = self.now_ms();
+                let mut answers = Vec::with_capacity(commands.len());
+                for command in commands {
+                    let (sender, answer) = oneshot::channel();
+                    self.window.push_command(command, sender, now_ms);
+                    answers.push(answer);
+                }
+                glommio::spawn_local(async move {
+                    let mut outcomes = Vec::with_capacity(answers.len());
+                    for answer in answers {
+                        outcomes.push(answer.await.unwrap_or_else(|_| Err(stopped_failure())));
+                    }
+                    let _ = reply.send(outcomes);
+                })
+                .detach();
+                // A client waits on each command and they are rare: no reason to wait out the window.
+                self.seal().await;
+            }
+        }
+    }
+
+    fn accept_produce(
+        &mut self,
+        partitions: Vec<ProducePartition>,
+        reply: oneshot::Sender<Vec<PartitionOutcome>>,
+    ) {
+        if self.shared.fenced.get() {
+            let refusal = partitions
+                .iter()
+                .map(|_| Err(error_code::NOT_LEADER_OR_FOLLOWER))
+                .collect();
+            let _ = reply.send(refusal);
+            return;
+        }
+        let now_ms = self.now_ms();
+        let resolved: Vec<Result<(TopicPartition, u64), i16>> = self.log.with_state(|state| {
+            partitions
+                .iter()
+                .map(|partition| resolve_partition(state, &partition.topic, partition.partition))
+                .collect()
+        });
+        let mut slots = Vec::with_capacity(partitions.len());
+        for (partition, resolved) in partitions.into_iter().zip(resolved) {
+            let slot = resolved.and_then(|(tp, max_message_bytes)| {
+                let too_large = partition
+                    .batches
+                    .iter()
+                    .any(|(header, _)| header.total_len() as u64 > max_message_bytes);
+                if too_large {
+                    return Err(error_code::MESSAGE_TOO_LARGE);
+                }
+                Ok((tp, self.window.push_partition(tp, partition.batches, now_ms)))
+            });
+            slots.push(slot);
+        }
+        if slots.iter().all(Result::is_err) {
+            // Nothing reached the window: answer now rather than with the next commit.
+            let answers = slots.into_iter().map(|slot| slot.map(|_| unreachable_ok())).collect();
+            let _ = reply.send(answers);
+            return;
+        }
+        self.window.add_produce_waiter(ProduceWaiter { slots, reply });
+    }
+
+    /// Seals the open window (if any) and starts appending it.
+    async fn seal(&mut self) {
+        if self.window.is_empty() {
+            return;
+        }
+        if self.shared.needs_reopen.get() && !self.shared.fenced.get() {
+            self.reopen().await;
+        }
+        let Ok(permit) = self.inflight.acquire_static_permit(1).await else {
+            return;
+        };
+        let sealed = self.window.seal(wall_clock_ms());
+        if self.shared.fenced.get() {
+            finish(&self.log, &self.shared, sealed, Err(log_failure_code(&fenced_error())));
+            return;
+        }
+        let log = Rc::clone(&self.log);
+        let shared = Rc::clone(&self.shared);
+        glommio::spawn_local(async move {
+            let Sealed {
+                content,
+                produce_waiters,
+                command_waiters,
+                batch_bytes,
+            } = sealed;
+            let outcome = log.append(content).await;
+            let outcome = match outcome {
+                Ok(appended) => Ok(appended),
+                Err(error) => {
+                    note_failure(&shared, &error, batch_bytes);
+                    Err(log_failure_code(&error))
+                }
+            };
+            let sealed = Sealed {
+                content: Default::default(),
+                produce_waiters,
+                command_waiters,
+                batch_bytes,
+            };
+            finish(&log, &shared, sealed, outcome);
+            drop(permit);
+            maybe_checkpoint(log, shared);
+        })
+        .detach();
+    }
+
+    /// Waits for every entry in flight, then replays and claims the log again.
+    async fn reopen(&mut self) {
+        let slots = self.config.flush_windows_inflight_max.clamp(1, FLUSH_WINDOWS_INFLIGHT_LIMIT);
+        let Ok(_all) = self.inflight.acquire_permit(slots as u64).await else {
+            return;
+        };
+        match self.log.reopen(wall_clock_ms()).await {
+            Ok(stats) => {
+                self.shared.needs_reopen.set(false);
+                tracing::warn!(epoch = self.log.epoch(), replayed = stats.entries_replayed, "metadata log re-opened");
+            }
+            Err(error) => {
+                // Stays flagged: the next window tries again (one attempt per window, no loop).
+                tracing::error!(%error, "cannot re-open the metadata log; produces fail until it can");
+                if matches!(error, LogError::Fenced { .. }) {
+                    self.shared.fenced.set(true);
+                }
+            }
+        }
+    }
+}
+
+/// `Ok` values never occur where this is used; the map only changes the `Ok` type.
+fn unreachable_ok() -> super::PartitionAppended {
+    super::PartitionAppended {
+        base_offset: 0,
+        log_start_offset: 0,
+    }
+}
+
+/// Name → partition, plus the topic's `max.message.bytes`.
+fn resolve_partition(state: &MetadataState, topic: &str, partition: i32) -> Result<(TopicPartition, u64), i16> {
+    let Some((topic_id, description)) = state.topic_by_name(topic) else {
+        return Err(error_code::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    let in_range = u32::try_from(partition).is_ok_and(|index| index < description.partition_count());
+    if !in_range {
+        return Err(error_code::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    let max_message_bytes = description
+        .config_overrides()
+        .get("max.message.bytes")
+        .map(String::as_str)
+        .or_else(|| {
+            known_configs()
+                .iter()
+                .find(|spec| spec.name == "max.message.bytes")
+                .map(|spec| spec.default)
+        })
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    Ok((TopicPartition::new(topic_id, partition), max_message_bytes))
+}
+
+fn note_failure(shared: &Shared, error: &LogError, batch_bytes: u64) {
+    match error {
+        LogError::Fenced { .. } => {
+            if !shared.fenced.replace(true) {
+                tracing::error!(%error, "FENCED: another agent took over the metadata log; this agent no longer accepts writes");
+            }
+        }
+        LogError::Broken { .. } => {
+            shared.needs_reopen.set(true);
+            tracing::error!(%error, batch_bytes, "metadata log append failed; re-opening before the next window");
+        }
+        other => tracing::warn!(error = %other, batch_bytes, "metadata log append failed"),
+    }
+}
+
+/// The Kafka code a failed append is answered with, and why.
+fn log_failure_code(error: &LogError) -> (i16, String) {
+    let code = match error {
+        // The client refreshes metadata and retries: right both for a fence and for a writer
+        // that is re-opening.
+        LogError::Fenced { .. } | LogError::Broken { .. } => error_code::NOT_LEADER_OR_FOLLOWER,
+        LogError::Store(_) => error_code::REQUEST_TIMED_OUT,
+        _ => error_code::KAFKA_STORAGE_ERROR,
+    };
+    (code, error.to_string())
+}
+
+fn fenced_error() -> LogError {
+    LogError::Broken {
+        reason: "this agent was fenced by another writer of the metadata log".to_owned(),
+    }
+}
+
+fn fenced_failure() -> CommandFailure {
+    let (code, reason) = log_failure_code(&fenced_error());
+    CommandFailure::LogFailed { code, reason }
+}
+
+fn stopped_failure() -> CommandFailure {
+    CommandFailure::LogFailed {
+        code: error_code::NOT_LEADER_OR_FOLLOWER,
+        reason: "the metadata core stopped".to_owned(),
+    }
+}
+
+/// Answers everyone waiting on `sealed` and publishes the watermarks the commit moved.
+fn finish(log: &MetadataLog, shared: &Shared, sealed: Sealed, outcome: Result<AppendOutcome, (i16, String)>) {
+    if let Ok(appended) = &outcome {
+        let moved: Vec<(TopicPartition, u64)> = appended
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::SegmentAppended { tp, end_offset, .. } => Some((*tp, *end_offset)),
+                _ => None,
+            })
+            .collect();
+        let update: WatermarkUpdate = Arc::from(moved);
+        shared.broadcaster.borrow_mut().publish(&update);
+    }
+    for waiter in sealed.produce_waiters {
+        let answers = produce_answers(&waiter.slots, &outcome, |tp| {
+            log.with_state(|state| state.log_start_offset(tp).unwrap_or(0))
+        });
+        let _ = waiter.reply.send(answers);
+    }
+    answer_commands(sealed.command_waiters, &outcome);
+}
+
+fn maybe_checkpoint(log: Rc<MetadataLog>, shared: Rc<Shared>) {
+    if !log.checkpoint_due() || shared.checkpointing.replace(true) {
+        return;
+    }
+    glommio::spawn_local(async move {
+        match log.write_checkpoint().await {
+            Ok(seq) => tracing::info!(?seq, "checkpoint written"),
+            Err(error) => tracing::warn!(%error, "checkpoint failed; the next entry retries"),
+        }
+        shared.checkpointing.set(false);
+    })
+    .detach();
+}
+
+/// Milliseconds since the Unix epoch (entry timestamps only; never used for ordering).
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Builds `Command::CreateTopic` with a fresh random id.
+pub fn create_topic_command(
+    name: &str,
+    partition_count: u32,
+    configs: std::collections::BTreeMap<String, String>,
+) -> Command {
+    Command::CreateTopic {
+        name: name.to_owned(),
+        topic_id: sluice_engine::types::TopicId::from_uuid(uuid::Uuid::new_v4()),
+        partition_count,
+        configs,
+    }
+}

@@ -1,0 +1,191 @@
+//! The metadata core: the one place that owns the metadata log, assigns offsets and flushes.
+//!
+//! # Why one core, reached by messages
+//!
+//! Offsets must be assigned in one place (DESIGN.md, invariant 4), and the engine's
+//! [`MetadataLog`] is single-threaded by design. So it lives on the metadata executor, and the
+//! network cores reach it only through a bounded channel ([`CoreHandle`]): a request carries a
+//! `oneshot` for its answer, which a glommio task on any core can await. Nothing on the request
+//! path takes a lock; a full channel is backpressure, felt as an `await` on the sending core.
+//!
+//! # The flusher: one object per window for the whole agent
+//!
+//! Produce requests from every core land in one open [`window::Window`]. It is sealed
+//! `flush_interval_ms` after its first batch, or once it holds `flush_bytes_max` bytes, or at
+//! once when it carries admin commands (rare, and a client is waiting on them), and appended to
+//! the log as one entry: one PUT, whatever the number of partitions and cores (invariant 7). Up
+//! to `flush_windows_inflight_max` entries are in flight; sealing the next waits for a slot, the
+//! channel then fills, and the network cores wait in turn. Entries are acknowledged in log order
+//! by the log itself, so every produce is answered only after its bytes and its offsets are
+//! durable (invariant 3).
+//!
+//! # Failures
+//!
+//! An append that fails answers its waiters with a retriable code (the outcome of that PUT is
+//! unknown to the client, as after a timeout in Kafka). After [`LogError::Broken`] the core waits
+//! for every entry in flight to settle and re-opens the log (replay, new claim) before the next
+//! window. After [`LogError::Fenced`] another agent owns the log: this one stops accepting writes
+//! and says so loudly; reads keep working from the state it had.
+//!
+//! # Seams for fetch
+//!
+//! [`CoreHandle::query`] runs a closure against the current state on the metadata core (for
+//! `find_from`, high watermarks, log start offsets), and every commit publishes the partitions
+//! whose high watermark moved through [`watermarks`], which wakes fetches parked on any core.
+//! See `docs/agent.md`.
+
+mod flusher;
+mod source;
+pub mod watermarks;
+pub mod window;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::SinkExt;
+use futures::channel::{mpsc, oneshot};
+use sluice_engine::batch::BatchHeader;
+use sluice_engine::metadata::{Command, MetadataState};
+use sluice_engine::store::ObjectStorage;
+
+pub use flusher::{FlushConfig, run_metadata_core};
+pub use window::CommandFailure;
+
+/// Requests queued for the metadata core before senders wait.
+pub const CORE_REQUESTS_QUEUED_MAX: usize = 4096;
+
+/// One partition's validated batches, as a network core sends them.
+#[derive(Debug)]
+pub struct ProducePartition {
+    pub topic: String,
+    pub partition: i32,
+    pub batches: Vec<(BatchHeader, Bytes)>,
+}
+
+/// Where a produced partition's first batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionAppended {
+    pub base_offset: u64,
+    pub log_start_offset: u64,
+}
+
+/// The answer for one produced partition: its placement or a Kafka error code.
+pub type PartitionOutcome = Result<PartitionAppended, i16>;
+
+type StateQuery = Box<dyn FnOnce(&MetadataState) + Send>;
+
+/// A message to the metadata core.
+pub(crate) enum CoreRequest {
+    Query(StateQuery),
+    Produce {
+        partitions: Vec<ProducePartition>,
+        reply: oneshot::Sender<Vec<PartitionOutcome>>,
+    },
+    Commands {
+        commands: Vec<Command>,
+        reply: oneshot::Sender<Vec<Result<(), CommandFailure>>>,
+    },
+}
+
+impl std::fmt::Debug for CoreRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Query(_) => f.write_str("Query"),
+            Self::Produce { partitions, .. } => f
+                .debug_struct("Produce")
+                .field("partitions", &partitions.len())
+                .finish(),
+            Self::Commands { commands, .. } => f
+                .debug_struct("Commands")
+                .field("commands", commands)
+                .finish(),
+        }
+    }
+}
+
+/// The metadata core is gone (agent stopping) or never started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the metadata core is not running")]
+pub struct CoreUnavailable;
+
+/// A network core's way to the metadata core. Cheap to clone; `Send`, so one is moved into
+/// every network executor.
+#[derive(Debug, Clone)]
+pub struct CoreHandle {
+    sender: mpsc::Sender<CoreRequest>,
+    store: Arc<dyn ObjectStorage>,
+    cluster_id: Arc<str>,
+}
+
+/// The receiving end, given to [`run_metadata_core`].
+#[derive(Debug)]
+pub struct CoreInbox {
+    pub(crate) receiver: mpsc::Receiver<CoreRequest>,
+}
+
+/// Creates the channel between the network cores and the metadata core.
+pub fn core_channel(store: Arc<dyn ObjectStorage>, cluster_id: &str) -> (CoreHandle, CoreInbox) {
+    let (sender, receiver) = mpsc::channel(CORE_REQUESTS_QUEUED_MAX);
+    (
+        CoreHandle {
+            sender,
+            store,
+            cluster_id: Arc::from(cluster_id),
+        },
+        CoreInbox { receiver },
+    )
+}
+
+impl CoreHandle {
+    async fn send(&self, request: CoreRequest) -> Result<(), CoreUnavailable> {
+        // A clone per call: `Sender::send` needs `&mut`, and connections on one core share this
+        // handle across awaits. Each clone may hold one message beyond the channel's capacity,
+        // bounded by the requests in flight per connection.
+        let mut sender = self.sender.clone();
+        sender.send(request).await.map_err(|_| CoreUnavailable)
+    }
+
+    /// Runs `read` on the metadata core against the state every acknowledged entry made.
+    pub async fn query<R, F>(&self, read: F) -> Result<R, CoreUnavailable>
+    where
+        R: Send + 'static,
+        F: FnOnce(&MetadataState) -> R + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.send(CoreRequest::Query(Box::new(move |state| {
+            let _ = reply.send(read(state));
+        })))
+        .await?;
+        answer.await.map_err(|_| CoreUnavailable)
+    }
+
+    /// Queues batches for the open window; the receiver resolves (one outcome per partition, in
+    /// order) once the window's entry is durable and applied, or failed.
+    pub async fn produce(
+        &self,
+        partitions: Vec<ProducePartition>,
+    ) -> Result<oneshot::Receiver<Vec<PartitionOutcome>>, CoreUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(CoreRequest::Produce { partitions, reply }).await?;
+        Ok(answer)
+    }
+
+    /// Appends metadata commands (in one entry); one outcome per command, in order.
+    pub async fn commands(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<(), CommandFailure>>, CoreUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(CoreRequest::Commands { commands, reply }).await?;
+        answer.await.map_err(|_| CoreUnavailable)
+    }
+
+    /// The object store (behind the store runtime, so any executor may await it).
+    pub fn store(&self) -> &Arc<dyn ObjectStorage> {
+        &self.store
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+}
