@@ -10,8 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sluice_engine::store::{
-    FaultInjection, FaultProbabilities, LatencyDistribution, LatencyModel, LatencyProfile, ObjectInfo, ObjectStorage,
-    ObjectStoreBackend, S3TestServer, StoreConfig, StoreErrorKind, StoreRuntime, StoreRuntimeConfig, open_store,
+    FaultInjection, FaultProbabilities, LatencyDistribution, LatencyModel, LatencyProfile,
+    ObjectInfo, ObjectStorage, ObjectStoreBackend, S3TestServer, StoreConfig, StoreErrorKind,
+    StoreRuntime, StoreRuntimeConfig, open_store,
 };
 use sluice_engine::types::{LogSeq, log_key};
 
@@ -24,7 +25,11 @@ struct Backend {
 }
 
 fn memory() -> Backend {
-    Backend { store: Arc::new(ObjectStoreBackend::in_memory()), list_keys: 2_100, _guard: Box::new(()) }
+    Backend {
+        store: Arc::new(ObjectStoreBackend::in_memory()),
+        list_keys: 2_100,
+        _guard: Box::new(()),
+    }
 }
 
 fn local_dir() -> Backend {
@@ -32,14 +37,23 @@ fn local_dir() -> Backend {
     // A directory that does not exist yet: the backend creates it.
     let url = format!("file://{}/store", dir.path().display());
     let store = open_store(&StoreConfig::from_url(&url).unwrap()).unwrap();
-    Backend { store, list_keys: 1_100, _guard: Box::new(dir) }
+    Backend {
+        store,
+        list_keys: 1_100,
+        _guard: Box::new(dir),
+    }
 }
 
 fn s3_loopback() -> Backend {
     let server = S3TestServer::start().unwrap();
     // A key prefix, so the S3 path also proves prefixes are applied and hidden.
-    let store = open_store(&StoreConfig::from_url(&server.store_url("cluster-1/agent")).unwrap()).unwrap();
-    Backend { store, list_keys: 1_100, _guard: Box::new(server) }
+    let store =
+        open_store(&StoreConfig::from_url(&server.store_url("cluster-1/agent")).unwrap()).unwrap();
+    Backend {
+        store,
+        list_keys: 1_100,
+        _guard: Box::new(server),
+    }
 }
 
 fn s3_loopback_wrapped() -> Backend {
@@ -47,13 +61,27 @@ fn s3_loopback_wrapped() -> Backend {
     let s3 = open_store(&StoreConfig::from_url(&server.store_url("")).unwrap()).unwrap();
     // Fast but non-zero delays, so the latency model's code paths run without slowing the suite.
     let fast = LatencyDistribution::new(0.05, 0.5, 0.1, 5.0);
-    let profile = LatencyProfile { put: fast, get: fast, head: fast, list: fast, delete: fast };
+    let profile = LatencyProfile {
+        put: fast,
+        get: fast,
+        head: fast,
+        list: fast,
+        delete: fast,
+    };
     let delayed = LatencyModel::new(s3, profile, 11).unwrap();
-    let faulty =
-        FaultInjection::new(delayed, 12).with_all_probabilities(FaultProbabilities::default()).unwrap();
-    let config = StoreRuntimeConfig { worker_threads: 2, inflight_requests_max: 32 };
+    let faulty = FaultInjection::new(delayed, 12)
+        .with_all_probabilities(FaultProbabilities::default())
+        .unwrap();
+    let config = StoreRuntimeConfig {
+        worker_threads: 2,
+        inflight_requests_max: 32,
+    };
     let store = StoreRuntime::start(Arc::new(faulty), config).unwrap();
-    Backend { store, list_keys: 1_050, _guard: Box::new(server) }
+    Backend {
+        store,
+        list_keys: 1_050,
+        _guard: Box::new(server),
+    }
 }
 
 fn chunks(parts: &[&'static [u8]]) -> Vec<Bytes> {
@@ -61,11 +89,20 @@ fn chunks(parts: &[&'static [u8]]) -> Vec<Bytes> {
 }
 
 async fn create_only(store: Arc<dyn ObjectStorage>) {
-    store.put_create("data/a", chunks(&[b"original"])).await.unwrap();
-    let second = store.put_create("data/a", chunks(&[b"overwrite!"])).await.unwrap_err();
+    store
+        .put_create("data/a", chunks(&[b"original"]))
+        .await
+        .unwrap();
+    let second = store
+        .put_create("data/a", chunks(&[b"overwrite!"]))
+        .await
+        .unwrap_err();
     assert_eq!(second.kind(), StoreErrorKind::AlreadyExists, "{second}");
     assert_eq!(second.key(), Some("data/a"));
-    assert_eq!(store.get("data/a").await.unwrap(), Bytes::from_static(b"original"));
+    assert_eq!(
+        store.get("data/a").await.unwrap(),
+        Bytes::from_static(b"original")
+    );
 }
 
 async fn racing_creates_have_one_winner(store: Arc<dyn ObjectStorage>) {
@@ -80,8 +117,16 @@ async fn racing_creates_have_one_winner(store: Arc<dyn ObjectStorage>) {
                 (writer, store.put_create(&key, vec![body]).await)
             })
         });
-        let results: Vec<_> = futures::future::join_all(attempts).await.into_iter().map(Result::unwrap).collect();
-        let winners: Vec<usize> = results.iter().filter(|(_, r)| r.is_ok()).map(|(w, _)| *w).collect();
+        let results: Vec<_> = futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let winners: Vec<usize> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(w, _)| *w)
+            .collect();
         assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
         for (_, result) in &results {
             if let Err(error) = result {
@@ -89,45 +134,99 @@ async fn racing_creates_have_one_winner(store: Arc<dyn ObjectStorage>) {
             }
         }
         let stored = store.get(&key).await.unwrap();
-        assert_eq!(stored, Bytes::from(format!("writer-{}", winners[0])), "the winner's bytes are stored");
+        assert_eq!(
+            stored,
+            Bytes::from(format!("writer-{}", winners[0])),
+            "the winner's bytes are stored"
+        );
     }
 }
 
 async fn multi_chunk_round_trip(store: Arc<dyn ObjectStorage>) {
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let payload = vec![Bytes::from_static(b"header|"), Bytes::from(big.clone()), Bytes::new(), Bytes::from_static(b"|trailer")];
+    let payload = vec![
+        Bytes::from_static(b"header|"),
+        Bytes::from(big.clone()),
+        Bytes::new(),
+        Bytes::from_static(b"|trailer"),
+    ];
     store.put_create("objects/multi", payload).await.unwrap();
     let mut expected = b"header|".to_vec();
     expected.extend_from_slice(&big);
     expected.extend_from_slice(b"|trailer");
     let stored = store.get("objects/multi").await.unwrap();
     assert_eq!(stored.len(), expected.len());
-    assert!(stored == expected, "multi-chunk payload must round-trip byte for byte");
-    assert_eq!(store.head("objects/multi").await.unwrap(), ObjectInfo { key: "objects/multi".into(), size: expected.len() as u64 });
+    assert!(
+        stored == expected,
+        "multi-chunk payload must round-trip byte for byte"
+    );
+    assert_eq!(
+        store.head("objects/multi").await.unwrap(),
+        ObjectInfo {
+            key: "objects/multi".into(),
+            size: expected.len() as u64
+        }
+    );
     // An empty object is an object.
     store.put_create("objects/empty", Vec::new()).await.unwrap();
     assert_eq!(store.get("objects/empty").await.unwrap().len(), 0);
     assert_eq!(store.head("objects/empty").await.unwrap().size, 0);
+    let (tail, size) = store.get_tail("objects/empty", 10).await.unwrap();
+    assert_eq!((tail.len(), size), (0, 0), "tail of an empty object");
 }
 
 async fn ranges_and_tails(store: Arc<dyn ObjectStorage>) {
     let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
-    store.put_create("objects/ranged", vec![Bytes::from(body.clone())]).await.unwrap();
-    assert_eq!(store.get_range("objects/ranged", 0..1).await.unwrap(), body[0..1]);
-    assert_eq!(store.get_range("objects/ranged", 1_000..1_100).await.unwrap(), body[1_000..1_100]);
-    assert_eq!(store.get_range("objects/ranged", 9_900..10_000).await.unwrap(), body[9_900..]);
+    store
+        .put_create("objects/ranged", vec![Bytes::from(body.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_range("objects/ranged", 0..1).await.unwrap(),
+        body[0..1]
+    );
+    assert_eq!(
+        store
+            .get_range("objects/ranged", 1_000..1_100)
+            .await
+            .unwrap(),
+        body[1_000..1_100]
+    );
+    assert_eq!(
+        store
+            .get_range("objects/ranged", 9_900..10_000)
+            .await
+            .unwrap(),
+        body[9_900..]
+    );
     // A range past the end returns what is there.
-    assert_eq!(store.get_range("objects/ranged", 9_990..20_000).await.unwrap(), body[9_990..]);
-    let past_end = store.get_range("objects/ranged", 10_000..10_010).await.unwrap_err();
+    assert_eq!(
+        store
+            .get_range("objects/ranged", 9_990..20_000)
+            .await
+            .unwrap(),
+        body[9_990..]
+    );
+    let past_end = store
+        .get_range("objects/ranged", 10_000..10_010)
+        .await
+        .unwrap_err();
     assert_ne!(past_end.kind(), StoreErrorKind::NotFound, "{past_end}");
-    assert!(store.get_range("objects/ranged", 5..5).await.is_err(), "empty range");
+    assert!(
+        store.get_range("objects/ranged", 5..5).await.is_err(),
+        "empty range"
+    );
 
     let (tail, size) = store.get_tail("objects/ranged", 100).await.unwrap();
     assert_eq!((tail.as_ref(), size), (&body[9_900..], 10_000));
     let (tail, size) = store.get_tail("objects/ranged", 10_000).await.unwrap();
     assert_eq!((tail.as_ref(), size), (&body[..], 10_000));
     let (tail, size) = store.get_tail("objects/ranged", 1 << 20).await.unwrap();
-    assert_eq!((tail.as_ref(), size), (&body[..], 10_000), "tail longer than the object is the object");
+    assert_eq!(
+        (tail.as_ref(), size),
+        (&body[..], 10_000),
+        "tail longer than the object is the object"
+    );
     let (tail, size) = store.get_tail("objects/ranged", 0).await.unwrap();
     assert_eq!((tail.len(), size), (0, 10_000));
 }
@@ -153,33 +252,69 @@ async fn listing_is_ordered_paged_and_scoped(store: Arc<dyn ObjectStorage>, coun
     futures::stream::iter(seqs)
         .map(|seq| {
             let store = store.clone();
-            async move { store.put_create(&log_key(LogSeq(seq)), vec![Bytes::from(seq.to_string())]).await }
+            async move {
+                store
+                    .put_create(&log_key(LogSeq(seq)), vec![Bytes::from(seq.to_string())])
+                    .await
+            }
         })
         .buffer_unordered(16)
         .try_collect::<Vec<()>>()
         .await
         .unwrap();
     // Neighbours that a string prefix would wrongly include.
-    store.put_create("logs/00000000000000000000", chunks(&[b"x"])).await.unwrap();
-    store.put_create("log-other", chunks(&[b"x"])).await.unwrap();
-    store.put_create("checkpoint/00000000000000000005", chunks(&[b"x"])).await.unwrap();
+    store
+        .put_create("logs/00000000000000000000", chunks(&[b"x"]))
+        .await
+        .unwrap();
+    store
+        .put_create("log-other", chunks(&[b"x"]))
+        .await
+        .unwrap();
+    store
+        .put_create("checkpoint/00000000000000000005", chunks(&[b"x"]))
+        .await
+        .unwrap();
 
     let listed = store.list("log", None).await.unwrap();
     let expected: Vec<String> = (0..count as u64).map(|seq| log_key(LogSeq(seq))).collect();
     let keys: Vec<&str> = listed.iter().map(|info| info.key.as_str()).collect();
-    assert_eq!(keys.len(), count, "every key, across pages, and nothing from other folders");
-    assert!(keys.iter().zip(&expected).all(|(got, want)| *got == want.as_str()), "zero-padded keys list in log order");
+    assert_eq!(
+        keys.len(),
+        count,
+        "every key, across pages, and nothing from other folders"
+    );
+    assert!(
+        keys.iter()
+            .zip(&expected)
+            .all(|(got, want)| *got == want.as_str()),
+        "zero-padded keys list in log order"
+    );
     assert_eq!(listed[10].size, 2, "size of \"10\"");
 
     let after = log_key(LogSeq(count as u64 - 7));
     let tail = store.list("log", Some(&after)).await.unwrap();
     let tail_keys: Vec<String> = tail.into_iter().map(|info| info.key).collect();
-    assert_eq!(tail_keys, expected[count - 6..].to_vec(), "strictly after start_after");
-    assert!(store.list("log", Some(&expected[count - 1])).await.unwrap().is_empty());
+    assert_eq!(
+        tail_keys,
+        expected[count - 6..].to_vec(),
+        "strictly after start_after"
+    );
+    assert!(
+        store
+            .list("log", Some(&expected[count - 1]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // start_after need not exist.
     let between = format!("{}5", log_key(LogSeq(999)).trim_end_matches('9'));
     let from_between = store.list("log", Some(&between)).await.unwrap();
-    assert!(from_between.iter().all(|info| info.key.as_str() > between.as_str()));
+    assert!(
+        from_between
+            .iter()
+            .all(|info| info.key.as_str() > between.as_str())
+    );
 
     let everything = store.list("", None).await.unwrap();
     assert_eq!(everything.len(), count + 3);
@@ -189,16 +324,34 @@ async fn listing_is_ordered_paged_and_scoped(store: Arc<dyn ObjectStorage>, coun
 
 async fn delete_removes_and_is_idempotent(store: Arc<dyn ObjectStorage>) {
     store.put_create("gc/old", chunks(&[b"bye"])).await.unwrap();
-    store.put_create("gc/keep", chunks(&[b"stay"])).await.unwrap();
+    store
+        .put_create("gc/keep", chunks(&[b"stay"]))
+        .await
+        .unwrap();
     store.delete("gc/old").await.unwrap();
-    assert_eq!(store.get("gc/old").await.unwrap_err().kind(), StoreErrorKind::NotFound);
+    assert_eq!(
+        store.get("gc/old").await.unwrap_err().kind(),
+        StoreErrorKind::NotFound
+    );
     store.delete("gc/old").await.unwrap();
     store.delete("gc/never-existed").await.unwrap();
-    let left: Vec<String> = store.list("gc", None).await.unwrap().into_iter().map(|info| info.key).collect();
+    let left: Vec<String> = store
+        .list("gc", None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|info| info.key)
+        .collect();
     assert_eq!(left, vec!["gc/keep".to_owned()]);
     // A deleted key can be created again (compaction never does this, but the store allows it).
-    store.put_create("gc/old", chunks(&[b"again"])).await.unwrap();
-    assert_eq!(store.get("gc/old").await.unwrap(), Bytes::from_static(b"again"));
+    store
+        .put_create("gc/old", chunks(&[b"again"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("gc/old").await.unwrap(),
+        Bytes::from_static(b"again")
+    );
 }
 
 macro_rules! conformance {
@@ -232,7 +385,11 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn listing_is_ordered_paged_and_scoped() {
                 let backend = super::$backend();
-                super::listing_is_ordered_paged_and_scoped(backend.store.clone(), backend.list_keys).await;
+                super::listing_is_ordered_paged_and_scoped(
+                    backend.store.clone(),
+                    backend.list_keys,
+                )
+                .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice_engine::store::{ObjectStorage, S3TestServer, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store};
+use sluice_engine::store::{
+    ObjectStorage, S3TestServer, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store,
+};
 
 const CALLS: usize = 500;
 const WARMUP_CALLS: usize = 20;
@@ -28,25 +30,38 @@ fn summarize(mut samples: Vec<Duration>) -> Summary {
         let index = ((samples.len() - 1) as f64 * fraction).round() as usize;
         samples[index].as_secs_f64() * 1_000.0
     };
-    Summary { p50_ms: at(0.50), p99_ms: at(0.99), max_ms: at(1.0) }
+    Summary {
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
 }
 
 /// Sequential calls, so the client reuses one pooled connection.
 async fn measure(store: &dyn ObjectStorage, label: &str) -> (Summary, Summary) {
     let body = Bytes::from(vec![7u8; 1024]);
     for i in 0..WARMUP_CALLS {
-        store.put_create(&format!("{label}/warm/{i:06}"), vec![body.clone()]).await.unwrap();
+        store
+            .put_create(&format!("{label}/warm/{i:06}"), vec![body.clone()])
+            .await
+            .unwrap();
     }
     let mut puts = Vec::with_capacity(CALLS);
     for i in 0..CALLS {
         let started = Instant::now();
-        store.put_create(&format!("{label}/put/{i:06}"), vec![body.clone()]).await.unwrap();
+        store
+            .put_create(&format!("{label}/put/{i:06}"), vec![body.clone()])
+            .await
+            .unwrap();
         puts.push(started.elapsed());
     }
     let mut gets = Vec::with_capacity(CALLS);
     for i in 0..CALLS {
         let started = Instant::now();
-        let bytes = store.get_range(&format!("{label}/put/{i:06}"), 300..400).await.unwrap();
+        let bytes = store
+            .get_range(&format!("{label}/put/{i:06}"), 300..400)
+            .await
+            .unwrap();
         gets.push(started.elapsed());
         assert_eq!(bytes.len(), 100);
     }
@@ -66,25 +81,33 @@ fn loopback_s3_per_call_floor() {
     let server = S3TestServer::start().unwrap();
     let s3 = open_store(&StoreConfig::from_url(&server.store_url("")).unwrap()).unwrap();
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let direct = runtime.block_on(measure(&*s3, "direct"));
     report("direct (tokio caller)", &direct);
 
     // The path the agent takes: a non-tokio caller through the runtime bridge. A fresh client: the
     // first one's pooled connection is driven by `runtime`, which nothing polls any more.
     let s3 = open_store(&StoreConfig::from_url(&server.store_url("")).unwrap()).unwrap();
-    let bridged_store: Arc<dyn ObjectStorage> = StoreRuntime::start(s3, StoreRuntimeConfig::default()).unwrap();
+    let bridged_store: Arc<dyn ObjectStorage> =
+        StoreRuntime::start(s3, StoreRuntimeConfig::default()).unwrap();
     let bridged = futures::executor::block_on(measure(&*bridged_store, "bridged"));
     report("bridged (block_on caller -> StoreRuntime)", &bridged);
 
     // The same server without TCP_NODELAY, to show what the setting buys (fewer calls: it is slow).
     let nagle_server = S3TestServer::start_with_nodelay(false).unwrap();
-    let nagle_s3 = open_store(&StoreConfig::from_url(&nagle_server.store_url("")).unwrap()).unwrap();
+    let nagle_s3 =
+        open_store(&StoreConfig::from_url(&nagle_server.store_url("")).unwrap()).unwrap();
     let nagle = runtime.block_on(measure(&*nagle_s3, "nagle"));
     report("direct, server WITHOUT TCP_NODELAY", &nagle);
 
     // Far below the 40 ms Nagle/delayed-ACK signature, with a wide margin for a busy machine.
     for (put, get) in [&direct, &bridged] {
-        assert!(put.p50_ms < 10.0 && get.p50_ms < 10.0, "loopback floor too high: is TCP_NODELAY set?");
+        assert!(
+            put.p50_ms < 10.0 && get.p50_ms < 10.0,
+            "loopback floor too high: is TCP_NODELAY set?"
+        );
     }
 }

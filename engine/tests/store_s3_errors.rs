@@ -11,9 +11,15 @@ async fn stopped_server_is_unavailable() {
     let server = S3TestServer::start().unwrap();
     let url = server.store_url("");
     let store = open_store(&StoreConfig::from_url(&url).unwrap()).unwrap();
-    store.put_create("a", vec![Bytes::from_static(b"x")]).await.unwrap();
+    store
+        .put_create("a", vec![Bytes::from_static(b"x")])
+        .await
+        .unwrap();
     drop(server);
-    let error = store.put_create("b", vec![Bytes::from_static(b"x")]).await.unwrap_err();
+    let error = store
+        .put_create("b", vec![Bytes::from_static(b"x")])
+        .await
+        .unwrap_err();
     assert!(error.is_transient(), "{error}");
     assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
     assert_eq!(error.key(), Some("b"));
@@ -24,9 +30,14 @@ async fn stopped_server_is_unavailable() {
 #[tokio::test]
 async fn wrong_credentials_are_not_transient() {
     let server = S3TestServer::start().unwrap();
-    let url = server.store_url("").replace("secret_access_key=", "secret_access_key=wrong-");
+    let url = server
+        .store_url("")
+        .replace("secret_access_key=", "secret_access_key=wrong-");
     let store = open_store(&StoreConfig::from_url(&url).unwrap()).unwrap();
-    let error = store.put_create("a", vec![Bytes::from_static(b"x")]).await.unwrap_err();
+    let error = store
+        .put_create("a", vec![Bytes::from_static(b"x")])
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Other, "{error}");
     assert!(!error.is_transient());
 }
@@ -43,7 +54,13 @@ async fn silent_server_times_out() {
     let started = std::time::Instant::now();
     let error = store.head("k").await.unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Timeout, "{error}");
-    assert!(matches!(error, sluice_engine::store::StoreError::Timeout { after_ms: 200, .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            sluice_engine::store::StoreError::Timeout { after_ms: 200, .. }
+        ),
+        "{error:?}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     drop(listener);
 }

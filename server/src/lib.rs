@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod config;
 pub mod memlock;
+pub mod metadata_core;
 pub mod metadata_source;
 pub mod net;
 pub mod protocol;

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{LogConfig, LogError};
-use crate::format::{EntryHeader, EntryKind, ObjectIndex, TailRead, read_tail};
+use crate::format::{EntryHeader, ObjectIndex, TailRead, read_tail};
 use crate::metadata::{Command, EntryMeta, ObjectCommit, SegmentCommit, decode_commands};
 use crate::store::ObjectStorage;
 use crate::types::{LogSeq, log_key};
@@ -34,10 +34,7 @@ pub(crate) fn entry_meta(header: &EntryHeader) -> EntryMeta {
         seq: header.seq,
         writer_epoch: header.writer_epoch,
         prev_seq: header.prev_seq,
-        kind: match header.kind {
-            EntryKind::Data => crate::metadata::EntryKind::Data,
-            EntryKind::Claim => crate::metadata::EntryKind::Claim,
-        },
+        kind: header.kind,
     }
 }
 

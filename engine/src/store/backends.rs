@@ -11,9 +11,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
 
-use super::error::{Op, StoreError};
+use super::error::{Op, StoreError, StoreErrorKind};
 use super::{ObjectInfo, ObjectStorage, StoreResult};
 
 /// Adapts any `object_store::ObjectStore` to [`ObjectStorage`], optionally under a key prefix
@@ -36,7 +38,11 @@ impl ObjectStoreBackend {
                 StoreError::invalid_config(format!("invalid key prefix {key_prefix:?}: {error}"))
             })?;
         }
-        Ok(ObjectStoreBackend { inner, key_prefix, request_timeout_ms: 0 })
+        Ok(ObjectStoreBackend {
+            inner,
+            key_prefix,
+            request_timeout_ms: 0,
+        })
     }
 
     /// Sets the request timeout that `Timeout` errors report (the HTTP client enforces it).
@@ -64,14 +70,23 @@ impl ObjectStoreBackend {
 
     /// [`ObjectStoreBackend::local_dir`] choosing fsync. Without it a write survives a process crash
     /// but not a power loss: for tests and benches that measure something else than the disk.
-    pub fn local_dir_with_fsync(dir: impl AsRef<std::path::Path>, fsync: bool) -> StoreResult<ObjectStoreBackend> {
+    pub fn local_dir_with_fsync(
+        dir: impl AsRef<std::path::Path>,
+        fsync: bool,
+    ) -> StoreResult<ObjectStoreBackend> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|error| {
-            StoreError::invalid_config(format!("cannot create store directory {}: {error}", dir.display()))
+            StoreError::invalid_config(format!(
+                "cannot create store directory {}: {error}",
+                dir.display()
+            ))
         })?;
         let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(|error| {
-                StoreError::invalid_config(format!("cannot open store directory {}: {error}", dir.display()))
+                StoreError::invalid_config(format!(
+                    "cannot open store directory {}: {error}",
+                    dir.display()
+                ))
             })?
             .with_fsync(fsync);
         ObjectStoreBackend::new(Arc::new(local), "")
@@ -88,18 +103,20 @@ impl ObjectStoreBackend {
         } else {
             Path::parse(format!("{}/{key}", self.key_prefix))
         };
-        full.map_err(|error| StoreError::Other { op, key: key.to_owned(), message: format!("invalid key: {error}") })
+        full.map_err(|error| StoreError::Other {
+            op,
+            key: key.to_owned(),
+            message: format!("invalid key: {error}"),
+        })
     }
 
     /// The folder to list, or `None` for the store's root.
     fn folder(&self, prefix: &str) -> StoreResult<Option<Path>> {
         let prefix = prefix.trim_matches('/');
-        match (self.key_prefix.is_empty(), prefix.is_empty()) {
-            (true, true) => Ok(None),
-            (true, false) => self.path(Op::List, prefix).map(Some),
-            (false, true) => Ok(Some(Path::from(self.key_prefix.as_str()))),
-            (false, false) => self.path(Op::List, prefix).map(Some),
+        if !prefix.is_empty() {
+            return self.path(Op::List, prefix).map(Some);
         }
+        Ok((!self.key_prefix.is_empty()).then(|| Path::from(self.key_prefix.as_str())))
     }
 
     fn relative_key(&self, location: &Path) -> String {
@@ -120,23 +137,34 @@ impl ObjectStoreBackend {
 
 /// Maps `object_store` errors to the kinds the engine branches on. Transport failures and 5xx/429
 /// answers (after `object_store`'s own bounded retries) are transient; the rest is not.
-pub(crate) fn map_object_store_error(op: Op, key: &str, timeout_ms: u64, error: object_store::Error) -> StoreError {
+pub(crate) fn map_object_store_error(
+    op: Op,
+    key: &str,
+    timeout_ms: u64,
+    error: object_store::Error,
+) -> StoreError {
     let key = key.to_owned();
     match error {
         object_store::Error::NotFound { .. } => StoreError::NotFound { key },
         object_store::Error::AlreadyExists { .. } => StoreError::AlreadyExists { key },
         // S3-compatibles answer a failed If-None-Match with 412 (or 304): the key is taken.
-        object_store::Error::Precondition { .. } | object_store::Error::NotModified { .. } if op == Op::Put => {
+        object_store::Error::Precondition { .. } | object_store::Error::NotModified { .. }
+            if op == Op::Put =>
+        {
             StoreError::AlreadyExists { key }
         }
         other => {
             let message = error_chain(&other);
             match transport_kind(&other) {
-                Some(object_store::client::HttpErrorKind::Timeout) => {
-                    StoreError::Timeout { op, key, after_ms: timeout_ms }
-                }
+                Some(object_store::client::HttpErrorKind::Timeout) => StoreError::Timeout {
+                    op,
+                    key,
+                    after_ms: timeout_ms,
+                },
                 Some(_) => StoreError::Unavailable { op, key, message },
-                None if is_retryable_status(&message) => StoreError::Unavailable { op, key, message },
+                None if is_retryable_status(&message) => {
+                    StoreError::Unavailable { op, key, message }
+                }
                 None => StoreError::Other { op, key, message },
             }
         }
@@ -160,7 +188,9 @@ fn transport_kind(error: &object_store::Error) -> Option<object_store::client::H
 fn is_retryable_status(message: &str) -> bool {
     const MARKER: &str = "status code: ";
     message.match_indices(MARKER).any(|(at, _)| {
-        let code = message.get(at + MARKER.len()..at + MARKER.len() + 3).unwrap_or("");
+        let code = message
+            .get(at + MARKER.len()..at + MARKER.len() + 3)
+            .unwrap_or("");
         code.starts_with('5') || code == "429"
     })
 }
@@ -184,7 +214,10 @@ impl ObjectStorage for ObjectStoreBackend {
     async fn put_create(&self, key: &str, payload: Vec<Bytes>) -> StoreResult<()> {
         let path = self.path(Op::Put, key)?;
         let payload: PutPayload = payload.into_iter().collect();
-        let options = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
         self.inner
             .put_opts(&path, payload, options)
             .await
@@ -194,8 +227,15 @@ impl ObjectStorage for ObjectStoreBackend {
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
         let path = self.path(Op::Get, key)?;
-        let result = self.inner.get(&path).await.map_err(|error| self.map_error(Op::Get, key, error))?;
-        result.bytes().await.map_err(|error| self.map_error(Op::Get, key, error))
+        let result = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|error| self.map_error(Op::Get, key, error))?;
+        result
+            .bytes()
+            .await
+            .map_err(|error| self.map_error(Op::Get, key, error))
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
@@ -207,7 +247,10 @@ impl ObjectStorage for ObjectStoreBackend {
                 message: format!("empty byte range {}..{}", range.start, range.end),
             });
         }
-        self.inner.get_range(&path, range).await.map_err(|error| self.map_error(Op::Get, key, error))
+        self.inner
+            .get_range(&path, range)
+            .await
+            .map_err(|error| self.map_error(Op::Get, key, error))
     }
 
     async fn get_tail(&self, key: &str, len: u64) -> StoreResult<(Bytes, u64)> {
@@ -217,17 +260,43 @@ impl ObjectStorage for ObjectStoreBackend {
             return Ok((Bytes::new(), info.size));
         }
         let path = self.path(Op::Get, key)?;
-        let options = GetOptions { range: Some(GetRange::Suffix(len)), ..GetOptions::default() };
-        let result = self.inner.get_opts(&path, options).await.map_err(|error| self.map_error(Op::Get, key, error))?;
+        let options = GetOptions {
+            range: Some(GetRange::Suffix(len)),
+            ..GetOptions::default()
+        };
+        let result = match self.inner.get_opts(&path, options).await {
+            Ok(result) => result,
+            Err(error) => {
+                let error = self.map_error(Op::Get, key, error);
+                if error.kind() != StoreErrorKind::Other {
+                    return Err(error);
+                }
+                // S3 answers 416 to any range of an empty object; its tail is simply empty.
+                return match self.head(key).await {
+                    Ok(info) if info.size == 0 => Ok((Bytes::new(), 0)),
+                    _ => Err(error),
+                };
+            }
+        };
         let size = result.meta.size;
-        let bytes = result.bytes().await.map_err(|error| self.map_error(Op::Get, key, error))?;
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|error| self.map_error(Op::Get, key, error))?;
         Ok((bytes, size))
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
         let path = self.path(Op::Head, key)?;
-        let meta = self.inner.head(&path).await.map_err(|error| self.map_error(Op::Head, key, error))?;
-        Ok(ObjectInfo { key: key.to_owned(), size: meta.size })
+        let meta = self
+            .inner
+            .head(&path)
+            .await
+            .map_err(|error| self.map_error(Op::Head, key, error))?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: meta.size,
+        })
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<ObjectInfo>> {
@@ -240,11 +309,16 @@ impl ObjectStorage for ObjectStoreBackend {
             }
             None => self.inner.list(folder.as_ref()),
         };
-        let metas: Vec<object_store::ObjectMeta> =
-            stream.try_collect().await.map_err(|error| self.map_error(Op::List, prefix, error))?;
+        let metas: Vec<object_store::ObjectMeta> = stream
+            .try_collect()
+            .await
+            .map_err(|error| self.map_error(Op::List, prefix, error))?;
         let mut objects: Vec<ObjectInfo> = metas
             .iter()
-            .map(|meta| ObjectInfo { key: self.relative_key(&meta.location), size: meta.size })
+            .map(|meta| ObjectInfo {
+                key: self.relative_key(&meta.location),
+                size: meta.size,
+            })
             .collect();
         // `object_store` does not promise an order (the local backend walks directories); the
         // engine relies on key order being log order.
@@ -270,9 +344,15 @@ mod tests {
 
     #[test]
     fn retryable_status_is_read_from_the_message() {
-        assert!(is_retryable_status("Server returned non-2xx status code: 503 Service Unavailable: "));
-        assert!(is_retryable_status("x: Server returned non-2xx status code: 429 Too Many Requests"));
-        assert!(!is_retryable_status("Server returned non-2xx status code: 403 Forbidden"));
+        assert!(is_retryable_status(
+            "Server returned non-2xx status code: 503 Service Unavailable: "
+        ));
+        assert!(is_retryable_status(
+            "x: Server returned non-2xx status code: 429 Too Many Requests"
+        ));
+        assert!(!is_retryable_status(
+            "Server returned non-2xx status code: 403 Forbidden"
+        ));
         assert!(!is_retryable_status("status code: 5"));
     }
 
@@ -280,12 +360,21 @@ mod tests {
     async fn key_prefix_is_hidden_from_callers() {
         let memory: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let store = ObjectStoreBackend::new(memory.clone(), "/tenant/a/").unwrap();
-        store.put_create("log/1", vec![Bytes::from_static(b"x")]).await.unwrap();
+        store
+            .put_create("log/1", vec![Bytes::from_static(b"x")])
+            .await
+            .unwrap();
         // The object sits under the prefix in the underlying store ...
         memory.head(&Path::from("tenant/a/log/1")).await.unwrap();
         // ... and callers see only their own key.
         let listed = store.list("log", None).await.unwrap();
-        assert_eq!(listed, vec![ObjectInfo { key: "log/1".to_owned(), size: 1 }]);
+        assert_eq!(
+            listed,
+            vec![ObjectInfo {
+                key: "log/1".to_owned(),
+                size: 1
+            }]
+        );
         let root = store.list("", None).await.unwrap();
         assert_eq!(root.len(), 1);
         assert_eq!(root[0].key, "log/1");

@@ -27,7 +27,10 @@ use super::{ObjectStorage, StoreResult};
 /// `kind = "s3"` with the fields of [`S3Config`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-#[expect(clippy::large_enum_variant, reason = "built once at startup; boxing would only cost ergonomics")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once at startup; boxing would only cost ergonomics"
+)]
 pub enum StoreConfig {
     Memory,
     Local {
@@ -112,22 +115,30 @@ impl StoreConfig {
             return Err(StoreError::invalid_config("empty store URL"));
         }
         if !text.contains("://") {
-            return Ok(StoreConfig::Local { path: text.into(), fsync: true });
+            return Ok(StoreConfig::Local {
+                path: text.into(),
+                fsync: true,
+            });
         }
-        let url = url::Url::parse(text)
-            .map_err(|error| StoreError::invalid_config(format!("cannot parse store URL {text:?}: {error}")))?;
+        let url = url::Url::parse(text).map_err(|error| {
+            StoreError::invalid_config(format!("cannot parse store URL {text:?}: {error}"))
+        })?;
         match url.scheme() {
             "memory" => Ok(StoreConfig::Memory),
             "file" => {
                 let path = url.to_file_path().map_err(|()| {
-                    StoreError::invalid_config(format!("{text:?} is not an absolute local path (use file:///abs/dir)"))
+                    StoreError::invalid_config(format!(
+                        "{text:?} is not an absolute local path (use file:///abs/dir)"
+                    ))
                 })?;
                 let mut fsync = true;
                 for (name, value) in url.query_pairs() {
                     match name.as_ref() {
                         "fsync" => fsync = parse_value(&name, &value)?,
                         other => {
-                            return Err(StoreError::invalid_config(format!("unknown file:// URL parameter {other:?}")));
+                            return Err(StoreError::invalid_config(format!(
+                                "unknown file:// URL parameter {other:?}"
+                            )));
                         }
                     }
                 }
@@ -144,9 +155,15 @@ impl StoreConfig {
 fn s3_config_from_url(url: &url::Url) -> StoreResult<S3Config> {
     let bucket = url.host_str().unwrap_or("").to_owned();
     if bucket.is_empty() {
-        return Err(StoreError::invalid_config("s3:// URL without a bucket (expected s3://bucket/prefix)"));
+        return Err(StoreError::invalid_config(
+            "s3:// URL without a bucket (expected s3://bucket/prefix)",
+        ));
     }
-    let mut config = S3Config { bucket, prefix: url.path().trim_matches('/').to_owned(), ..S3Config::default() };
+    let mut config = S3Config {
+        bucket,
+        prefix: url.path().trim_matches('/').to_owned(),
+        ..S3Config::default()
+    };
     for (name, value) in url.query_pairs() {
         let value = value.into_owned();
         match name.as_ref() {
@@ -163,7 +180,9 @@ fn s3_config_from_url(url: &url::Url) -> StoreResult<S3Config> {
             "retries_max" => config.retries_max = Some(parse_value(&name, &value)?),
             "retry_timeout_ms" => config.retry_timeout_ms = Some(parse_value(&name, &value)?),
             other => {
-                return Err(StoreError::invalid_config(format!("unknown s3:// URL parameter {other:?}")));
+                return Err(StoreError::invalid_config(format!(
+                    "unknown s3:// URL parameter {other:?}"
+                )));
             }
         }
     }
@@ -174,9 +193,9 @@ fn parse_value<T: std::str::FromStr>(name: &str, value: &str) -> StoreResult<T>
 where
     T::Err: fmt::Display,
 {
-    value
-        .parse()
-        .map_err(|error| StoreError::invalid_config(format!("store URL parameter {name}={value:?}: {error}")))
+    value.parse().map_err(|error| {
+        StoreError::invalid_config(format!("store URL parameter {name}={value:?}: {error}"))
+    })
 }
 
 impl S3Config {
@@ -187,10 +206,16 @@ impl S3Config {
         if self.bucket.is_empty() {
             return Err(StoreError::invalid_config("S3 store without a bucket name"));
         }
-        let request_timeout_ms = self.request_timeout_ms.unwrap_or(REQUEST_TIMEOUT_MS_DEFAULT);
-        let connect_timeout_ms = self.connect_timeout_ms.unwrap_or(CONNECT_TIMEOUT_MS_DEFAULT);
+        let request_timeout_ms = self
+            .request_timeout_ms
+            .unwrap_or(REQUEST_TIMEOUT_MS_DEFAULT);
+        let connect_timeout_ms = self
+            .connect_timeout_ms
+            .unwrap_or(CONNECT_TIMEOUT_MS_DEFAULT);
         if request_timeout_ms == 0 || connect_timeout_ms == 0 {
-            return Err(StoreError::invalid_config("S3 timeouts must be at least 1 ms"));
+            return Err(StoreError::invalid_config(
+                "S3 timeouts must be at least 1 ms",
+            ));
         }
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&self.bucket);
         if let Some(endpoint) = &self.endpoint {
@@ -211,11 +236,15 @@ impl S3Config {
         if let Some(token) = &self.session_token {
             builder = builder.with_token(token);
         }
-        let s3_express = self.s3_express.unwrap_or_else(|| self.bucket.ends_with("--x-s3"));
+        let s3_express = self
+            .s3_express
+            .unwrap_or_else(|| self.bucket.ends_with("--x-s3"));
         builder = builder.with_s3_express(s3_express);
-        let allow_http = self
-            .allow_http
-            .unwrap_or_else(|| self.endpoint.as_deref().is_some_and(|endpoint| endpoint.starts_with("http://")));
+        let allow_http = self.allow_http.unwrap_or_else(|| {
+            self.endpoint
+                .as_deref()
+                .is_some_and(|endpoint| endpoint.starts_with("http://"))
+        });
         // reqwest sets TCP_NODELAY on its sockets by default; see DESIGN.md on Nagle.
         let client_options = ClientOptions::new()
             .with_allow_http(allow_http)
@@ -224,15 +253,20 @@ impl S3Config {
         let retry = RetryConfig {
             backoff: BackoffConfig::default(),
             max_retries: self.retries_max.unwrap_or(RETRIES_MAX_DEFAULT),
-            retry_timeout: Duration::from_millis(self.retry_timeout_ms.unwrap_or(RETRY_TIMEOUT_MS_DEFAULT)),
+            retry_timeout: Duration::from_millis(
+                self.retry_timeout_ms.unwrap_or(RETRY_TIMEOUT_MS_DEFAULT),
+            ),
         };
         let s3 = builder
             .with_client_options(client_options)
             .with_retry(retry)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .build()
-            .map_err(|error| StoreError::invalid_config(format!("S3 bucket {:?}: {error}", self.bucket)))?;
-        Ok(ObjectStoreBackend::new(Arc::new(s3), &self.prefix)?.with_request_timeout_ms(request_timeout_ms))
+            .map_err(|error| {
+                StoreError::invalid_config(format!("S3 bucket {:?}: {error}", self.bucket))
+            })?;
+        Ok(ObjectStoreBackend::new(Arc::new(s3), &self.prefix)?
+            .with_request_timeout_ms(request_timeout_ms))
     }
 }
 
@@ -241,7 +275,9 @@ impl S3Config {
 pub fn open_store(config: &StoreConfig) -> StoreResult<Arc<dyn ObjectStorage>> {
     Ok(match config {
         StoreConfig::Memory => Arc::new(ObjectStoreBackend::in_memory()),
-        StoreConfig::Local { path, fsync } => Arc::new(ObjectStoreBackend::local_dir_with_fsync(path, *fsync)?),
+        StoreConfig::Local { path, fsync } => {
+            Arc::new(ObjectStoreBackend::local_dir_with_fsync(path, *fsync)?)
+        }
         StoreConfig::S3(s3) => Arc::new(s3.build()?),
     })
 }
@@ -255,13 +291,31 @@ mod tests {
 
     #[test]
     fn urls_parse_to_configs() {
-        assert_eq!(StoreConfig::from_url("memory://").unwrap(), StoreConfig::Memory);
-        assert_eq!(StoreConfig::from_url("file:///tmp/x").unwrap(), StoreConfig::Local { path: "/tmp/x".into(), fsync: true });
+        assert_eq!(
+            StoreConfig::from_url("memory://").unwrap(),
+            StoreConfig::Memory
+        );
+        assert_eq!(
+            StoreConfig::from_url("file:///tmp/x").unwrap(),
+            StoreConfig::Local {
+                path: "/tmp/x".into(),
+                fsync: true
+            }
+        );
         assert_eq!(
             StoreConfig::from_url("file:///tmp/x?fsync=false").unwrap(),
-            StoreConfig::Local { path: "/tmp/x".into(), fsync: false }
+            StoreConfig::Local {
+                path: "/tmp/x".into(),
+                fsync: false
+            }
         );
-        assert_eq!(StoreConfig::from_url("./data").unwrap(), StoreConfig::Local { path: "./data".into(), fsync: true });
+        assert_eq!(
+            StoreConfig::from_url("./data").unwrap(),
+            StoreConfig::Local {
+                path: "./data".into(),
+                fsync: true
+            }
+        );
         let StoreConfig::S3(s3) = StoreConfig::from_url(
             "s3://bkt/a/b/?endpoint=http://127.0.0.1:9000&region=us-east-1&path_style=true\
              &access_key_id=AK&secret_access_key=S%2Fk%2B&retries_max=0&request_timeout_ms=500",
@@ -278,7 +332,10 @@ mod tests {
         assert_eq!(s3.secret_access_key.as_deref(), Some("S/k+"));
         assert_eq!(s3.retries_max, Some(0));
         assert_eq!(s3.request_timeout_ms, Some(500));
-        assert!(!format!("{s3:?}").contains("S/k+"), "secrets must not be printed");
+        assert!(
+            !format!("{s3:?}").contains("S/k+"),
+            "secrets must not be printed"
+        );
     }
 
     #[test]
@@ -295,19 +352,36 @@ mod tests {
             "s3://bkt?request_timeout_ms=-1",
         ] {
             let error = StoreConfig::from_url(url).unwrap_err();
-            assert_eq!(error.kind(), StoreErrorKind::InvalidConfig, "{url:?} gave {error}");
+            assert_eq!(
+                error.kind(),
+                StoreErrorKind::InvalidConfig,
+                "{url:?} gave {error}"
+            );
         }
     }
 
     #[test]
     fn toml_shaped_config_deserializes() {
-        let config: StoreConfig =
-            serde_json::from_str(r#"{"kind":"s3","bucket":"b","endpoint":"http://127.0.0.1:1","region":"r"}"#).unwrap();
-        let StoreConfig::S3(s3) = config else { panic!("not s3") };
+        let config: StoreConfig = serde_json::from_str(
+            r#"{"kind":"s3","bucket":"b","endpoint":"http://127.0.0.1:1","region":"r"}"#,
+        )
+        .unwrap();
+        let StoreConfig::S3(s3) = config else {
+            panic!("not s3")
+        };
         assert_eq!(s3.bucket, "b");
         let config: StoreConfig = serde_json::from_str(r#"{"kind":"local","path":"/x"}"#).unwrap();
-        assert_eq!(config, StoreConfig::Local { path: "/x".into(), fsync: true });
-        assert!(serde_json::from_str::<StoreConfig>(r#"{"kind":"s3","bucket":"b","bucktt":"x"}"#).is_err());
+        assert_eq!(
+            config,
+            StoreConfig::Local {
+                path: "/x".into(),
+                fsync: true
+            }
+        );
+        assert!(
+            serde_json::from_str::<StoreConfig>(r#"{"kind":"s3","bucket":"b","bucktt":"x"}"#)
+                .is_err()
+        );
     }
 
     #[test]
@@ -321,9 +395,21 @@ mod tests {
             ..S3Config::default()
         };
         ok.build().unwrap();
-        let express_without_zone = S3Config { bucket: "name--x-s3".into(), ..ok.clone() };
-        assert_eq!(express_without_zone.build().unwrap_err().kind(), StoreErrorKind::InvalidConfig);
-        let zero_timeout = S3Config { request_timeout_ms: Some(0), ..ok };
-        assert_eq!(zero_timeout.build().unwrap_err().kind(), StoreErrorKind::InvalidConfig);
+        let express_without_zone = S3Config {
+            bucket: "name--x-s3".into(),
+            ..ok.clone()
+        };
+        assert_eq!(
+            express_without_zone.build().unwrap_err().kind(),
+            StoreErrorKind::InvalidConfig
+        );
+        let zero_timeout = S3Config {
+            request_timeout_ms: Some(0),
+            ..ok
+        };
+        assert_eq!(
+            zero_timeout.build().unwrap_err().kind(),
+            StoreErrorKind::InvalidConfig
+        );
     }
 }

@@ -61,13 +61,21 @@ pub enum StoreError {
     /// The store refused or dropped the call (5xx, throttling, connection reset, injected fault).
     /// Transient; the outcome of a write is unknown.
     #[error("{op} {key:?}: store unavailable: {message}")]
-    Unavailable { op: Op, key: String, message: String },
+    Unavailable {
+        op: Op,
+        key: String,
+        message: String,
+    },
     /// The store could not be built from its configuration.
     #[error("invalid object store configuration: {message}")]
     InvalidConfig { message: String },
     /// Anything else (permission denied, invalid range, bad key): retrying will not help.
     #[error("{op} {key:?} failed: {message}")]
-    Other { op: Op, key: String, message: String },
+    Other {
+        op: Op,
+        key: String,
+        message: String,
+    },
 }
 
 /// What a caller does about a [`StoreError`].
@@ -97,7 +105,10 @@ impl StoreError {
     /// A retry may succeed (`Timeout`, `Unavailable`). For writes, the first attempt may also have
     /// succeeded: a retried create-only PUT that answers `AlreadyExists` must be read back.
     pub fn is_transient(&self) -> bool {
-        matches!(self.kind(), StoreErrorKind::Timeout | StoreErrorKind::Unavailable)
+        matches!(
+            self.kind(),
+            StoreErrorKind::Timeout | StoreErrorKind::Unavailable
+        )
     }
 
     /// The object key the error is about, if it is about one.
@@ -113,6 +124,8 @@ impl StoreError {
     }
 
     pub(crate) fn invalid_config(message: impl Into<String>) -> StoreError {
-        StoreError::InvalidConfig { message: message.into() }
+        StoreError::InvalidConfig {
+            message: message.into(),
+        }
     }
 }

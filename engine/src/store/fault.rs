@@ -53,7 +53,9 @@ impl FaultProbabilities {
         let all = [self.error, self.timeout, self.slow, self.lost_response];
         let in_range = all.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p));
         if !in_range || all.iter().sum::<f64>() > 1.0 + 1e-9 {
-            return Err(StoreError::invalid_config(format!("invalid fault probabilities {self:?}")));
+            return Err(StoreError::invalid_config(format!(
+                "invalid fault probabilities {self:?}"
+            )));
         }
         Ok(())
     }
@@ -119,7 +121,11 @@ impl<S: ObjectStorage> FaultInjection<S> {
     }
 
     /// Random faults for one operation.
-    pub fn with_probabilities(self, op: Op, probabilities: FaultProbabilities) -> StoreResult<FaultInjection<S>> {
+    pub fn with_probabilities(
+        self,
+        op: Op,
+        probabilities: FaultProbabilities,
+    ) -> StoreResult<FaultInjection<S>> {
         probabilities.validate()?;
         if let Some(slot) = self.lock().probabilities.get_mut(op.index()) {
             *slot = probabilities;
@@ -128,7 +134,10 @@ impl<S: ObjectStorage> FaultInjection<S> {
     }
 
     /// The same random faults for every operation.
-    pub fn with_all_probabilities(self, probabilities: FaultProbabilities) -> StoreResult<FaultInjection<S>> {
+    pub fn with_all_probabilities(
+        self,
+        probabilities: FaultProbabilities,
+    ) -> StoreResult<FaultInjection<S>> {
         probabilities.validate()?;
         self.lock().probabilities = [probabilities; 5];
         Ok(self)
@@ -148,9 +157,13 @@ impl<S: ObjectStorage> FaultInjection<S> {
     /// queued faults are consumed in order.
     pub fn fail_next(&self, op: Op, fault: Fault) -> StoreResult<()> {
         let mut state = self.lock();
-        let Some(queue) = state.queued.get_mut(op.index()) else { return Ok(()) };
+        let Some(queue) = state.queued.get_mut(op.index()) else {
+            return Ok(());
+        };
         if queue.len() >= SCRIPTED_FAULTS_MAX {
-            return Err(StoreError::invalid_config(format!("more than {SCRIPTED_FAULTS_MAX} scripted {op} faults")));
+            return Err(StoreError::invalid_config(format!(
+                "more than {SCRIPTED_FAULTS_MAX} scripted {op} faults"
+            )));
         }
         queue.push_back(fault);
         Ok(())
@@ -160,7 +173,9 @@ impl<S: ObjectStorage> FaultInjection<S> {
     pub fn fail_call(&self, op: Op, call_number: u64, fault: Fault) -> StoreResult<()> {
         let mut state = self.lock();
         if state.pinned.len() >= SCRIPTED_FAULTS_MAX {
-            return Err(StoreError::invalid_config(format!("more than {SCRIPTED_FAULTS_MAX} pinned faults")));
+            return Err(StoreError::invalid_config(format!(
+                "more than {SCRIPTED_FAULTS_MAX} pinned faults"
+            )));
         }
         state.pinned.insert((op, call_number), fault);
         Ok(())
@@ -183,7 +198,9 @@ impl<S: ObjectStorage> FaultInjection<S> {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves counters that are still meaningful.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts the call and decides its fault.
@@ -215,14 +232,27 @@ impl<S: ObjectStorage> FaultInjection<S> {
     }
 
     /// Runs `call` under the fault decided for this call of `op`.
-    async fn run<T>(&self, op: Op, key: &str, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-        let unavailable = |message: &str| StoreError::Unavailable { op, key: key.to_owned(), message: message.to_owned() };
+    async fn run<T>(
+        &self,
+        op: Op,
+        key: &str,
+        call: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let unavailable = |message: &str| StoreError::Unavailable {
+            op,
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
         match self.decide(op) {
             None => call.await,
             Some(Fault::Error) => Err(unavailable("injected error")),
             Some(Fault::Timeout) => {
                 tokio::time::sleep(Duration::from_millis(self.timeout_ms)).await;
-                Err(StoreError::Timeout { op, key: key.to_owned(), after_ms: self.timeout_ms })
+                Err(StoreError::Timeout {
+                    op,
+                    key: key.to_owned(),
+                    after_ms: self.timeout_ms,
+                })
             }
             Some(Fault::Slow) => {
                 tokio::time::sleep(Duration::from_millis(self.slow_ms)).await;
@@ -231,7 +261,9 @@ impl<S: ObjectStorage> FaultInjection<S> {
             Some(Fault::LostResponse) => {
                 // The store acts on the call; only the answer is lost.
                 let _applied = call.await;
-                Err(unavailable("injected lost response (the call reached the store)"))
+                Err(unavailable(
+                    "injected lost response (the call reached the store)",
+                ))
             }
         }
     }
@@ -240,7 +272,8 @@ impl<S: ObjectStorage> FaultInjection<S> {
 #[async_trait::async_trait]
 impl<S: ObjectStorage> ObjectStorage for FaultInjection<S> {
     async fn put_create(&self, key: &str, payload: Vec<Bytes>) -> StoreResult<()> {
-        self.run(Op::Put, key, self.inner.put_create(key, payload)).await
+        self.run(Op::Put, key, self.inner.put_create(key, payload))
+            .await
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
@@ -248,7 +281,8 @@ impl<S: ObjectStorage> ObjectStorage for FaultInjection<S> {
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        self.run(Op::Get, key, self.inner.get_range(key, range)).await
+        self.run(Op::Get, key, self.inner.get_range(key, range))
+            .await
     }
 
     async fn get_tail(&self, key: &str, len: u64) -> StoreResult<(Bytes, u64)> {
@@ -260,7 +294,8 @@ impl<S: ObjectStorage> ObjectStorage for FaultInjection<S> {
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<ObjectInfo>> {
-        self.run(Op::List, prefix, self.inner.list(prefix, start_after)).await
+        self.run(Op::List, prefix, self.inner.list(prefix, start_after))
+            .await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
@@ -279,15 +314,28 @@ mod tests {
         FaultInjection::new(ObjectStoreBackend::in_memory(), seed)
             .with_timeout_ms(1)
             .with_slow_ms(1)
-            .with_all_probabilities(FaultProbabilities { error: 0.2, timeout: 0.1, slow: 0.1, lost_response: 0.1 })
+            .with_all_probabilities(FaultProbabilities {
+                error: 0.2,
+                timeout: 0.1,
+                slow: 0.1,
+                lost_response: 0.1,
+            })
             .unwrap()
     }
 
-    async fn outcome_sequence(store: &FaultInjection<ObjectStoreBackend>) -> Vec<Option<StoreErrorKind>> {
+    async fn outcome_sequence(
+        store: &FaultInjection<ObjectStoreBackend>,
+    ) -> Vec<Option<StoreErrorKind>> {
         let mut outcomes = Vec::new();
         for i in 0..200 {
             let key = format!("k/{i:05}");
-            outcomes.push(store.put_create(&key, vec![Bytes::from_static(b"x")]).await.err().map(|e| e.kind()));
+            outcomes.push(
+                store
+                    .put_create(&key, vec![Bytes::from_static(b"x")])
+                    .await
+                    .err()
+                    .map(|e| e.kind()),
+            );
             outcomes.push(store.head(&key).await.err().map(|e| e.kind()));
         }
         outcomes
@@ -296,14 +344,21 @@ mod tests {
     #[tokio::test]
     async fn same_seed_gives_the_same_fault_sequence() {
         let (a, b, c) = (noisy(42), noisy(42), noisy(43));
-        let (from_a, from_b, from_c) = (outcome_sequence(&a).await, outcome_sequence(&b).await, outcome_sequence(&c).await);
+        let (from_a, from_b, from_c) = (
+            outcome_sequence(&a).await,
+            outcome_sequence(&b).await,
+            outcome_sequence(&c).await,
+        );
         assert_eq!(from_a, from_b);
         assert_eq!(a.injected(), b.injected());
         assert_ne!(a.injected(), c.injected());
         assert_ne!(from_a, from_c);
         // About half the calls are faulted (probability 0.5 in total).
         let faulted = a.injected().len();
-        assert!((140..260).contains(&faulted), "{faulted} of 400 calls faulted");
+        assert!(
+            (140..260).contains(&faulted),
+            "{faulted} of 400 calls faulted"
+        );
         assert_eq!(a.calls(Op::Put), 200);
         assert_eq!(a.calls(Op::Head), 200);
     }
@@ -313,14 +368,26 @@ mod tests {
         let store = FaultInjection::new(ObjectStoreBackend::in_memory(), 0);
         store.fail_call(Op::Put, 3, Fault::LostResponse).unwrap();
         for i in 1..=2 {
-            store.put_create(&format!("log/{i}"), vec![Bytes::from_static(b"a")]).await.unwrap();
+            store
+                .put_create(&format!("log/{i}"), vec![Bytes::from_static(b"a")])
+                .await
+                .unwrap();
         }
-        let lost = store.put_create("log/3", vec![Bytes::from_static(b"third")]).await.unwrap_err();
+        let lost = store
+            .put_create("log/3", vec![Bytes::from_static(b"third")])
+            .await
+            .unwrap_err();
         assert_eq!(lost.kind(), StoreErrorKind::Unavailable);
         assert_eq!(store.calls(Op::Put), 3);
         // The write happened: the object is there and a retry meets it.
-        assert_eq!(store.get("log/3").await.unwrap(), Bytes::from_static(b"third"));
-        let retry = store.put_create("log/3", vec![Bytes::from_static(b"third")]).await.unwrap_err();
+        assert_eq!(
+            store.get("log/3").await.unwrap(),
+            Bytes::from_static(b"third")
+        );
+        let retry = store
+            .put_create("log/3", vec![Bytes::from_static(b"third")])
+            .await
+            .unwrap_err();
         assert_eq!(retry.kind(), StoreErrorKind::AlreadyExists);
     }
 
@@ -330,10 +397,19 @@ mod tests {
         store.fail_next(Op::Put, Fault::Error).unwrap();
         store.fail_next(Op::Put, Fault::Timeout).unwrap();
         let payload = || vec![Bytes::from_static(b"v")];
-        assert_eq!(store.put_create("a", payload()).await.unwrap_err().kind(), StoreErrorKind::Unavailable);
-        assert_eq!(store.put_create("a", payload()).await.unwrap_err().kind(), StoreErrorKind::Timeout);
+        assert_eq!(
+            store.put_create("a", payload()).await.unwrap_err().kind(),
+            StoreErrorKind::Unavailable
+        );
+        assert_eq!(
+            store.put_create("a", payload()).await.unwrap_err().kind(),
+            StoreErrorKind::Timeout
+        );
         // Neither fault reached the store, so the key is still free.
-        assert_eq!(store.get("a").await.unwrap_err().kind(), StoreErrorKind::NotFound);
+        assert_eq!(
+            store.get("a").await.unwrap_err().kind(),
+            StoreErrorKind::NotFound
+        );
         store.put_create("a", payload()).await.unwrap();
         assert_eq!(
             store.injected(),
@@ -344,7 +420,11 @@ mod tests {
     #[test]
     fn probabilities_are_validated() {
         let store = FaultInjection::new(ObjectStoreBackend::in_memory(), 0);
-        let too_much = FaultProbabilities { error: 0.7, timeout: 0.4, ..FaultProbabilities::default() };
+        let too_much = FaultProbabilities {
+            error: 0.7,
+            timeout: 0.4,
+            ..FaultProbabilities::default()
+        };
         assert!(store.with_probabilities(Op::Get, too_much).is_err());
     }
 }

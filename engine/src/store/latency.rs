@@ -46,11 +46,25 @@ pub struct LatencyDistribution {
 
 impl LatencyDistribution {
     /// No delay at all.
-    pub const ZERO: LatencyDistribution =
-        LatencyDistribution { p50_ms: 0.0, p99_ms: 0.0, transfer_ms_per_mib: 0.0, max_ms: 0.0 };
+    pub const ZERO: LatencyDistribution = LatencyDistribution {
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        transfer_ms_per_mib: 0.0,
+        max_ms: 0.0,
+    };
 
-    pub const fn new(p50_ms: f64, p99_ms: f64, transfer_ms_per_mib: f64, max_ms: f64) -> LatencyDistribution {
-        LatencyDistribution { p50_ms, p99_ms, transfer_ms_per_mib, max_ms }
+    pub const fn new(
+        p50_ms: f64,
+        p99_ms: f64,
+        transfer_ms_per_mib: f64,
+        max_ms: f64,
+    ) -> LatencyDistribution {
+        LatencyDistribution {
+            p50_ms,
+            p99_ms,
+            transfer_ms_per_mib,
+            max_ms,
+        }
     }
 
     /// The fitted log-normal, `None` for a zero median (no first-byte delay).
@@ -62,7 +76,9 @@ impl LatencyDistribution {
             && self.transfer_ms_per_mib >= 0.0
             && self.max_ms >= 0.0;
         if !valid {
-            return Err(StoreError::invalid_config(format!("invalid latency distribution {self:?}")));
+            return Err(StoreError::invalid_config(format!(
+                "invalid latency distribution {self:?}"
+            )));
         }
         if self.p50_ms == 0.0 {
             return Ok(None);
@@ -70,7 +86,9 @@ impl LatencyDistribution {
         let sigma = (self.p99_ms / self.p50_ms).ln() / Z_P99;
         LogNormal::new(self.p50_ms.ln(), sigma)
             .map(Some)
-            .map_err(|error| StoreError::invalid_config(format!("latency distribution {self:?}: {error}")))
+            .map_err(|error| {
+                StoreError::invalid_config(format!("latency distribution {self:?}: {error}"))
+            })
     }
 }
 
@@ -88,7 +106,13 @@ impl LatencyProfile {
     /// No added latency.
     pub const fn none() -> LatencyProfile {
         let zero = LatencyDistribution::ZERO;
-        LatencyProfile { put: zero, get: zero, head: zero, list: zero, delete: zero }
+        LatencyProfile {
+            put: zero,
+            get: zero,
+            head: zero,
+            list: zero,
+            delete: zero,
+        }
     }
 
     /// S3 Standard, client in the bucket's region. See `docs/object-stores.md` for the sources.
@@ -146,9 +170,14 @@ struct Sampler {
 
 impl Sampler {
     fn first_byte_ms(&self, op: Op) -> f64 {
-        let Some(Some(distribution)) = self.fitted.get(op.index()) else { return 0.0 };
+        let Some(Some(distribution)) = self.fitted.get(op.index()) else {
+            return 0.0;
+        };
         // A poisoned lock only means another caller panicked mid-draw; the RNG state is still valid.
-        let mut rng = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         distribution.sample(&mut *rng)
     }
 }
@@ -168,7 +197,11 @@ impl<S: ObjectStorage> LatencyModel<S> {
         for (slot, op) in fitted.iter_mut().zip(Op::ALL) {
             *slot = profile.for_op(op).log_normal()?;
         }
-        let sampler = Sampler { profile, fitted, rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)) };
+        let sampler = Sampler {
+            profile,
+            fitted,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        };
         Ok(LatencyModel { inner, sampler })
     }
 
@@ -190,7 +223,10 @@ impl<S: ObjectStorage> LatencyModel<S> {
 }
 
 fn transfer_ms(distribution: &LatencyDistribution, body_bytes: u64) -> f64 {
-    #[expect(clippy::cast_precision_loss, reason = "body sizes far below 2^52 bytes")]
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "body sizes far below 2^52 bytes"
+    )]
     let mib = body_bytes as f64 / BYTES_PER_MIB;
     distribution.transfer_ms_per_mib * mib
 }
@@ -203,13 +239,19 @@ async fn sleep_ms(delay_ms: f64) {
 
 impl<S: ObjectStorage> LatencyModel<S> {
     /// First-byte delay, the call, then the transfer time of the body it returned (capped in total).
-    async fn read<T>(&self, op: Op, call: impl Future<Output = StoreResult<T>>, body_bytes: impl Fn(&T) -> u64) -> StoreResult<T> {
+    async fn read<T>(
+        &self,
+        op: Op,
+        call: impl Future<Output = StoreResult<T>>,
+        body_bytes: impl Fn(&T) -> u64,
+    ) -> StoreResult<T> {
         let distribution = self.sampler.profile.for_op(op);
         let first_byte_ms = self.sampler.first_byte_ms(op).min(distribution.max_ms);
         sleep_ms(first_byte_ms).await;
         let result = call.await;
         if let Ok(value) = &result {
-            let transfer = transfer_ms(distribution, body_bytes(value)).min(distribution.max_ms - first_byte_ms);
+            let transfer = transfer_ms(distribution, body_bytes(value))
+                .min(distribution.max_ms - first_byte_ms);
             sleep_ms(transfer).await;
         }
         result
@@ -225,15 +267,22 @@ impl<S: ObjectStorage> ObjectStorage for LatencyModel<S> {
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        self.read(Op::Get, self.inner.get(key), |bytes| bytes.len() as u64).await
+        self.read(Op::Get, self.inner.get(key), |bytes| bytes.len() as u64)
+            .await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        self.read(Op::Get, self.inner.get_range(key, range), |bytes| bytes.len() as u64).await
+        self.read(Op::Get, self.inner.get_range(key, range), |bytes| {
+            bytes.len() as u64
+        })
+        .await
     }
 
     async fn get_tail(&self, key: &str, len: u64) -> StoreResult<(Bytes, u64)> {
-        self.read(Op::Get, self.inner.get_tail(key, len), |(bytes, _)| bytes.len() as u64).await
+        self.read(Op::Get, self.inner.get_tail(key, len), |(bytes, _)| {
+            bytes.len() as u64
+        })
+        .await
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
@@ -260,7 +309,11 @@ mod tests {
     use crate::store::ObjectStoreBackend;
 
     fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-        #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
         let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
         sorted[index]
     }
@@ -281,9 +334,20 @@ mod tests {
                 let p50 = percentile(&values, 0.50);
                 let p99 = percentile(&values, 0.99);
                 // 10k draws: the sample median is within a few percent, the P99 within ~15%.
-                assert!((p50 / wanted.p50_ms - 1.0).abs() < 0.06, "{op} p50 {p50} vs {}", wanted.p50_ms);
-                assert!((p99 / wanted.p99_ms - 1.0).abs() < 0.15, "{op} p99 {p99} vs {}", wanted.p99_ms);
-                assert!(values.iter().all(|&v| v <= wanted.max_ms), "{op} exceeded the cap");
+                assert!(
+                    (p50 / wanted.p50_ms - 1.0).abs() < 0.06,
+                    "{op} p50 {p50} vs {}",
+                    wanted.p50_ms
+                );
+                assert!(
+                    (p99 / wanted.p99_ms - 1.0).abs() < 0.15,
+                    "{op} p99 {p99} vs {}",
+                    wanted.p99_ms
+                );
+                assert!(
+                    values.iter().all(|&v| v <= wanted.max_ms),
+                    "{op} exceeded the cap"
+                );
             }
         }
     }
@@ -305,29 +369,48 @@ mod tests {
         };
         let model = LatencyModel::new(ObjectStoreBackend::in_memory(), transfer_only, 1).unwrap();
         assert!((model.sample_delay_ms(Op::Put, 8 * 1_048_576) - 80.0).abs() < 1e-9);
-        assert!((model.sample_delay_ms(Op::Put, 1_000 * 1_048_576) - 1_000.0).abs() < 1e-9, "capped");
+        assert!(
+            (model.sample_delay_ms(Op::Put, 1_000 * 1_048_576) - 1_000.0).abs() < 1e-9,
+            "capped"
+        );
     }
 
     #[test]
     fn bad_profiles_are_rejected() {
         assert!(LatencyProfile::parse("s3-express").is_ok());
-        assert_eq!(LatencyProfile::parse("none").unwrap(), LatencyProfile::none());
+        assert_eq!(
+            LatencyProfile::parse("none").unwrap(),
+            LatencyProfile::none()
+        );
         assert!(LatencyProfile::parse("s3-glacier").is_err());
-        let inverted = LatencyProfile { get: LatencyDistribution::new(10.0, 5.0, 0.0, 100.0), ..LatencyProfile::none() };
+        let inverted = LatencyProfile {
+            get: LatencyDistribution::new(10.0, 5.0, 0.0, 100.0),
+            ..LatencyProfile::none()
+        };
         assert!(LatencyModel::new(ObjectStoreBackend::in_memory(), inverted, 0).is_err());
     }
 
     #[tokio::test]
     async fn calls_are_delayed_by_the_model() {
         let fixed = LatencyDistribution::new(30.0, 30.0, 0.0, 1_000.0);
-        let profile = LatencyProfile { put: fixed, get: fixed, ..LatencyProfile::none() };
+        let profile = LatencyProfile {
+            put: fixed,
+            get: fixed,
+            ..LatencyProfile::none()
+        };
         let model = LatencyModel::new(ObjectStoreBackend::in_memory(), profile, 0).unwrap();
         let started = std::time::Instant::now();
-        model.put_create("k", vec![Bytes::from_static(b"v")]).await.unwrap();
+        model
+            .put_create("k", vec![Bytes::from_static(b"v")])
+            .await
+            .unwrap();
         assert_eq!(model.get("k").await.unwrap(), Bytes::from_static(b"v"));
         model.head("k").await.unwrap();
         let elapsed_ms = started.elapsed().as_millis();
         // Two 30 ms calls and an undelayed HEAD; generous upper bound for a loaded 2-core box.
-        assert!((60..1_000).contains(&elapsed_ms), "two 30 ms calls took {elapsed_ms} ms");
+        assert!(
+            (60..1_000).contains(&elapsed_ms),
+            "two 30 ms calls took {elapsed_ms} ms"
+        );
     }
 }

@@ -70,6 +70,9 @@ pub trait ObjectStorage: std::fmt::Debug + Send + Sync + 'static {
     /// `object_store::PutMode::Create`). Readers never see a partial object. Durable on `Ok`.
     ///
     /// The chunks are handed to the HTTP client as they are (no copy into one buffer).
+    ///
+    /// `AlreadyExists` does not prove another writer: the S3 client retries 5xx answers inside
+    /// one call (`retries_max`), so the key may hold this call's own first attempt. Compare bytes.
     async fn put_create(&self, key: &str, payload: Vec<Bytes>) -> StoreResult<()>;
 
     /// The whole object.

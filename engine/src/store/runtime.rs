@@ -39,7 +39,10 @@ pub struct StoreRuntimeConfig {
 
 impl Default for StoreRuntimeConfig {
     fn default() -> Self {
-        StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 256 }
+        StoreRuntimeConfig {
+            worker_threads: 1,
+            inflight_requests_max: 256,
+        }
     }
 }
 
@@ -60,19 +63,26 @@ pub struct StoreRuntime {
 
 impl StoreRuntime {
     /// Starts the runtime's threads and returns the bridged store.
-    pub fn start(inner: Arc<dyn ObjectStorage>, config: StoreRuntimeConfig) -> StoreResult<Arc<dyn ObjectStorage>> {
+    pub fn start(
+        inner: Arc<dyn ObjectStorage>,
+        config: StoreRuntimeConfig,
+    ) -> StoreResult<Arc<dyn ObjectStorage>> {
         if config.worker_threads == 0 || config.inflight_requests_max == 0 {
             return Err(StoreError::invalid_config(format!(
                 "store runtime needs at least one worker thread and one in-flight request, got {config:?}"
             )));
         }
-        let permits_max = config.inflight_requests_max.min(tokio::sync::Semaphore::MAX_PERMITS);
+        let permits_max = config
+            .inflight_requests_max
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads)
             .thread_name("sluice-store")
             .enable_all()
             .build()
-            .map_err(|error| StoreError::invalid_config(format!("cannot start the store runtime: {error}")))?;
+            .map_err(|error| {
+                StoreError::invalid_config(format!("cannot start the store runtime: {error}"))
+            })?;
         Ok(Arc::new(StoreRuntime {
             inner,
             handle: runtime.handle().clone(),
@@ -87,8 +97,17 @@ impl StoreRuntime {
         F: FnOnce(Arc<dyn ObjectStorage>) -> Fut + Send + 'static,
         Fut: Future<Output = StoreResult<T>> + Send + 'static,
     {
-        let stopped = |what: &str| StoreError::Unavailable { op, key: key.to_owned(), message: what.to_owned() };
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| stopped("store runtime is shut down"))?;
+        let stopped = |what: &str| StoreError::Unavailable {
+            op,
+            key: key.to_owned(),
+            message: what.to_owned(),
+        };
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| stopped("store runtime is shut down"))?;
         let (answer, answered) = futures::channel::oneshot::channel();
         let inner = self.inner.clone();
         self.handle.spawn(async move {
@@ -97,7 +116,9 @@ impl StoreRuntime {
             // The caller may have stopped waiting; the call's effect stands either way.
             let _ = answer.send(result);
         });
-        answered.await.map_err(|_| stopped("store runtime stopped before the call completed"))?
+        answered
+            .await
+            .map_err(|_| stopped("store runtime stopped before the call completed"))?
     }
 }
 
@@ -119,39 +140,61 @@ impl Drop for StoreRuntime {
 impl ObjectStorage for StoreRuntime {
     async fn put_create(&self, key: &str, payload: Vec<Bytes>) -> StoreResult<()> {
         let owned = key.to_owned();
-        self.call(Op::Put, key, move |inner| async move { inner.put_create(&owned, payload).await }).await
+        self.call(Op::Put, key, move |inner| async move {
+            inner.put_create(&owned, payload).await
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
         let owned = key.to_owned();
-        self.call(Op::Get, key, move |inner| async move { inner.get(&owned).await }).await
+        self.call(
+            Op::Get,
+            key,
+            move |inner| async move { inner.get(&owned).await },
+        )
+        .await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
         let owned = key.to_owned();
-        self.call(Op::Get, key, move |inner| async move { inner.get_range(&owned, range).await }).await
+        self.call(Op::Get, key, move |inner| async move {
+            inner.get_range(&owned, range).await
+        })
+        .await
     }
 
     async fn get_tail(&self, key: &str, len: u64) -> StoreResult<(Bytes, u64)> {
         let owned = key.to_owned();
-        self.call(Op::Get, key, move |inner| async move { inner.get_tail(&owned, len).await }).await
+        self.call(Op::Get, key, move |inner| async move {
+            inner.get_tail(&owned, len).await
+        })
+        .await
     }
 
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
         let owned = key.to_owned();
-        self.call(Op::Head, key, move |inner| async move { inner.head(&owned).await }).await
+        self.call(Op::Head, key, move |inner| async move {
+            inner.head(&owned).await
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<ObjectInfo>> {
         let owned = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
-        self.call(Op::List, prefix, move |inner| async move { inner.list(&owned, start_after.as_deref()).await })
-            .await
+        self.call(Op::List, prefix, move |inner| async move {
+            inner.list(&owned, start_after.as_deref()).await
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let owned = key.to_owned();
-        self.call(Op::Delete, key, move |inner| async move { inner.delete(&owned).await }).await
+        self.call(Op::Delete, key, move |inner| async move {
+            inner.delete(&owned).await
+        })
+        .await
     }
 }
 
@@ -181,16 +224,22 @@ mod tests {
             Ok(())
         }
         async fn get(&self, key: &str) -> StoreResult<Bytes> {
-            Err(StoreError::NotFound { key: key.to_owned() })
+            Err(StoreError::NotFound {
+                key: key.to_owned(),
+            })
         }
         async fn get_range(&self, key: &str, _: Range<u64>) -> StoreResult<Bytes> {
             self.get(key).await
         }
         async fn get_tail(&self, key: &str, _: u64) -> StoreResult<(Bytes, u64)> {
-            Err(StoreError::NotFound { key: key.to_owned() })
+            Err(StoreError::NotFound {
+                key: key.to_owned(),
+            })
         }
         async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
-            Err(StoreError::NotFound { key: key.to_owned() })
+            Err(StoreError::NotFound {
+                key: key.to_owned(),
+            })
         }
         async fn list(&self, _: &str, _: Option<&str>) -> StoreResult<Vec<ObjectInfo>> {
             Ok(Vec::new())
@@ -202,15 +251,33 @@ mod tests {
 
     #[test]
     fn calls_work_from_a_thread_without_tokio() {
-        let store = StoreRuntime::start(Arc::new(ObjectStoreBackend::in_memory()), StoreRuntimeConfig::default())
-            .unwrap();
+        let store = StoreRuntime::start(
+            Arc::new(ObjectStoreBackend::in_memory()),
+            StoreRuntimeConfig::default(),
+        )
+        .unwrap();
         let worker = std::thread::spawn(move || {
-            assert!(tokio::runtime::Handle::try_current().is_err(), "this thread must not be in tokio");
+            assert!(
+                tokio::runtime::Handle::try_current().is_err(),
+                "this thread must not be in tokio"
+            );
             futures::executor::block_on(async {
-                store.put_create("a/1", vec![Bytes::from_static(b"he"), Bytes::from_static(b"llo")]).await.unwrap();
-                assert_eq!(store.get("a/1").await.unwrap(), Bytes::from_static(b"hello"));
+                store
+                    .put_create(
+                        "a/1",
+                        vec![Bytes::from_static(b"he"), Bytes::from_static(b"llo")],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    store.get("a/1").await.unwrap(),
+                    Bytes::from_static(b"hello")
+                );
                 assert_eq!(store.list("a", None).await.unwrap().len(), 1);
-                assert_eq!(store.put_create("a/1", vec![]).await.unwrap_err().kind(), crate::store::StoreErrorKind::AlreadyExists);
+                assert_eq!(
+                    store.put_create("a/1", vec![]).await.unwrap_err().kind(),
+                    crate::store::StoreErrorKind::AlreadyExists
+                );
             });
         });
         worker.join().unwrap();
@@ -219,7 +286,10 @@ mod tests {
     #[test]
     fn inflight_calls_are_bounded() {
         let inner = Arc::new(Concurrency::default());
-        let config = StoreRuntimeConfig { worker_threads: 2, inflight_requests_max: 3 };
+        let config = StoreRuntimeConfig {
+            worker_threads: 2,
+            inflight_requests_max: 3,
+        };
         let store = StoreRuntime::start(inner.clone(), config).unwrap();
         futures::executor::block_on(async {
             let calls = (0..12).map(|i| {
@@ -237,12 +307,23 @@ mod tests {
 
     #[test]
     fn dropping_the_bridge_stops_its_threads() {
-        let store = StoreRuntime::start(Arc::new(Concurrency::default()), StoreRuntimeConfig::default()).unwrap();
+        let store = StoreRuntime::start(
+            Arc::new(Concurrency::default()),
+            StoreRuntimeConfig::default(),
+        )
+        .unwrap();
         futures::executor::block_on(store.put_create("k", vec![])).unwrap();
         drop(store);
         // Dropping inside a tokio runtime must not panic either.
-        let outer = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let store = StoreRuntime::start(Arc::new(Concurrency::default()), StoreRuntimeConfig::default()).unwrap();
+        let outer = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = StoreRuntime::start(
+            Arc::new(Concurrency::default()),
+            StoreRuntimeConfig::default(),
+        )
+        .unwrap();
         outer.block_on(async move {
             store.put_create("k", vec![]).await.unwrap();
             drop(store);
@@ -251,7 +332,10 @@ mod tests {
 
     #[test]
     fn zero_sizes_are_rejected() {
-        let config = StoreRuntimeConfig { worker_threads: 0, inflight_requests_max: 1 };
+        let config = StoreRuntimeConfig {
+            worker_threads: 0,
+            inflight_requests_max: 1,
+        };
         assert!(StoreRuntime::start(Arc::new(Concurrency::default()), config).is_err());
     }
 }

@@ -13,7 +13,8 @@
 //!   check-and-rename atomic for this single-process server (real S3 does this server-side).
 //! - A suffix range longer than the object (`Range: bytes=-N`, N > size) returns the whole object,
 //!   as RFC 9110 and S3 specify; `s3s-fs` 0.14.1 seeks before the file's start and answers 500, so
-//!   [`CreateOnlyFs`] clamps N to the object's size first.
+//!   [`CreateOnlyFs`] clamps N to the object's size first (and answers 416 for an empty object,
+//!   where s3s-fs would underflow and panic).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -59,39 +60,55 @@ impl S3TestServer {
                 root: data_dir.path().to_path_buf(),
                 create_lock: tokio::sync::Mutex::new(()),
             });
-            builder.set_auth(s3s::auth::SimpleAuth::from_single(TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY));
+            builder.set_auth(s3s::auth::SimpleAuth::from_single(
+                TEST_ACCESS_KEY_ID,
+                TEST_SECRET_ACCESS_KEY,
+            ));
             builder.build()
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("s3-test-server".into()).spawn(move || {
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-                let http = ConnectionBuilder::new(TokioExecutor::new());
-                let mut stopped = std::pin::pin!(stopped);
-                loop {
-                    let socket = tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((socket, _)) => socket,
-                            Err(_) => continue,
-                        },
-                        _ = stopped.as_mut() => break,
+        let thread = std::thread::Builder::new()
+            .name("s3-test-server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
                     };
-                    // See the module docs: Nagle + delayed ACK would add ~40 ms per call.
-                    if tcp_nodelay {
-                        let _ = socket.set_nodelay(true);
+                    let http = ConnectionBuilder::new(TokioExecutor::new());
+                    let mut stopped = std::pin::pin!(stopped);
+                    loop {
+                        let socket = tokio::select! {
+                            accepted = listener.accept() => match accepted {
+                                Ok((socket, _)) => socket,
+                                Err(_) => continue,
+                            },
+                            _ = stopped.as_mut() => break,
+                        };
+                        // See the module docs: Nagle + delayed ACK would add ~40 ms per call.
+                        if tcp_nodelay {
+                            let _ = socket.set_nodelay(true);
+                        }
+                        let connection = http
+                            .serve_connection(TokioIo::new(socket), service.clone())
+                            .into_owned();
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
                     }
-                    let connection = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
-                    tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
-                }
-            });
-        })?;
-        Ok(S3TestServer { address, data_dir, stop: Some(stop), thread: Some(thread) })
+                });
+            })?;
+        Ok(S3TestServer {
+            address,
+            data_dir,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -143,7 +160,10 @@ struct CreateOnlyFs {
 
 #[async_trait::async_trait]
 impl S3 for CreateOnlyFs {
-    async fn put_object(&self, request: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        request: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         if request.input.if_none_match.is_some() || request.input.if_match.is_some() {
             let _exclusive = self.create_lock.lock().await;
             self.inner.put_object(request).await
@@ -152,69 +172,120 @@ impl S3 for CreateOnlyFs {
         }
     }
 
-    async fn get_object(&self, mut request: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        mut request: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         if let Some(Range::Suffix { length }) = request.input.range {
-            let path = self.root.join(&request.input.bucket).join(&request.input.key);
+            let path = self
+                .root
+                .join(&request.input.bucket)
+                .join(&request.input.key);
             // A missing object falls through to s3s-fs, which answers NoSuchKey.
             if let Ok(metadata) = tokio::fs::metadata(&path).await
                 && length > metadata.len()
-                && metadata.len() > 0
             {
-                request.input.range = Some(Range::Suffix { length: metadata.len() });
+                if metadata.len() == 0 {
+                    // No byte range of an empty object is satisfiable; S3 answers 416 (and s3s-fs
+                    // would underflow).
+                    return Err(s3s::s3_error!(InvalidRange));
+                }
+                request.input.range = Some(Range::Suffix {
+                    length: metadata.len(),
+                });
             }
         }
         self.inner.get_object(request).await
     }
 
-    async fn head_object(&self, request: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        request: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.inner.head_object(request).await
     }
 
-    async fn list_objects(&self, request: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+    async fn list_objects(
+        &self,
+        request: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
         self.inner.list_objects(request).await
     }
 
-    async fn list_objects_v2(&self, request: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+    async fn list_objects_v2(
+        &self,
+        request: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.inner.list_objects_v2(request).await
     }
 
-    async fn delete_object(&self, request: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(
+        &self,
+        request: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.inner.delete_object(request).await
     }
 
-    async fn delete_objects(&self, request: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    async fn delete_objects(
+        &self,
+        request: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         self.inner.delete_objects(request).await
     }
 
-    async fn copy_object(&self, request: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    async fn copy_object(
+        &self,
+        request: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
         self.inner.copy_object(request).await
     }
 
-    async fn create_bucket(&self, request: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    async fn create_bucket(
+        &self,
+        request: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
         self.inner.create_bucket(request).await
     }
 
-    async fn head_bucket(&self, request: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    async fn head_bucket(
+        &self,
+        request: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
         self.inner.head_bucket(request).await
     }
 
-    async fn list_buckets(&self, request: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(
+        &self,
+        request: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         self.inner.list_buckets(request).await
     }
 
-    async fn create_multipart_upload(&self, request: S3Request<CreateMultipartUploadInput>) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    async fn create_multipart_upload(
+        &self,
+        request: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         self.inner.create_multipart_upload(request).await
     }
 
-    async fn upload_part(&self, request: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    async fn upload_part(
+        &self,
+        request: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
         self.inner.upload_part(request).await
     }
 
-    async fn complete_multipart_upload(&self, request: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    async fn complete_multipart_upload(
+        &self,
+        request: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         self.inner.complete_multipart_upload(request).await
     }
 
-    async fn abort_multipart_upload(&self, request: S3Request<AbortMultipartUploadInput>) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    async fn abort_multipart_upload(
+        &self,
+        request: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         self.inner.abort_multipart_upload(request).await
     }
 }

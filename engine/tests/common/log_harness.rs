@@ -269,10 +269,8 @@ impl Run {
                 if log.checkpoint_due() {
                     let _ = log.write_checkpoint().await;
                 }
-                if broken {
-                    if log.reopen(0).await.is_err() {
-                        break 'writer;
-                    }
+                if broken && log.reopen(0).await.is_err() {
+                    break 'writer;
                 }
                 if self.rng.random_bool(0.15) {
                     break 'writer; // crash: drop the writer, a new process opens the log

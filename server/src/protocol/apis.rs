@@ -34,6 +34,35 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 0,
         version_max: 13,
     },
+    // v3 is the oldest Kafka 4 accepts; v9+ is flexible; v13 names topics by id (not yet).
+    SupportedApi {
+        key: ApiKey::Produce,
+        version_min: 3,
+        version_max: 12,
+    },
+    // v5+ returns partition counts and configs, v7 topic ids.
+    SupportedApi {
+        key: ApiKey::CreateTopics,
+        version_min: 2,
+        version_max: 7,
+    },
+    // v6 deletes by topic id as well as by name.
+    SupportedApi {
+        key: ApiKey::DeleteTopics,
+        version_min: 1,
+        version_max: 6,
+    },
+    SupportedApi {
+        key: ApiKey::CreatePartitions,
+        version_min: 0,
+        version_max: 3,
+    },
+    // v7+ adds -3 (max timestamp) and later tiered-storage specs, which are not implemented.
+    SupportedApi {
+        key: ApiKey::ListOffsets,
+        version_min: 1,
+        version_max: 6,
+    },
 ];
 
 /// The table row for `key`, if the agent implements that API.
@@ -71,6 +100,7 @@ mod tests {
         assert!(supported_api(ApiKey::Metadata).unwrap().supports(13));
         assert!(!supported_api(ApiKey::Metadata).unwrap().supports(14));
         assert!(!supported_api(ApiKey::ApiVersions).unwrap().supports(-1));
-        assert!(supported_api(ApiKey::Produce).is_none());
+        assert!(supported_api(ApiKey::Fetch).is_none());
+        assert!(!supported_api(ApiKey::Produce).unwrap().supports(13));
     }
 }

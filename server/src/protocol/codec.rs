@@ -14,13 +14,16 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::apis::supported_api;
 use super::frame::{FRAME_SIZE_PREFIX_BYTES, size_prefix};
+use super::shape::{Shape, check_body};
 
 /// A decoded request body of one of the implemented APIs.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +31,11 @@ use super::frame::{FRAME_SIZE_PREFIX_BYTES, size_prefix};
 pub enum Request {
     ApiVersions(ApiVersionsRequest),
     Metadata(MetadataRequest),
+    Produce(ProduceRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+    CreatePartitions(CreatePartitionsRequest),
+    ListOffsets(ListOffsetsRequest),
 }
 
 /// A response body of one of the implemented APIs.
@@ -36,6 +44,78 @@ pub enum Request {
 pub enum Response {
     ApiVersions(ApiVersionsResponse),
     Metadata(MetadataResponse),
+    Produce(ProduceResponse),
+    CreateTopics(CreateTopicsResponse),
+    DeleteTopics(DeleteTopicsResponse),
+    CreatePartitions(CreatePartitionsResponse),
+    ListOffsets(ListOffsetsResponse),
+}
+
+impl Response {
+    fn compute_size(&self, version: i16) -> Result<usize, String> {
+        let size = match self {
+            Self::ApiVersions(body) => body.compute_size(version),
+            Self::Metadata(body) => body.compute_size(version),
+            Self::Produce(body) => body.compute_size(version),
+            Self::CreateTopics(body) => body.compute_size(version),
+            Self::DeleteTopics(body) => body.compute_size(version),
+            Self::CreatePartitions(body) => body.compute_size(version),
+            Self::ListOffsets(body) => body.compute_size(version),
+        };
+        size.map_err(|error| error.to_string())
+    }
+
+    fn encode(
+        &self,
+        buffer: &mut BytesMut,
+        version: i16,
+    ) -> Result<(), String> {
+        let encoded = match self {
+            Self::ApiVersions(body) => body.encode(buffer, version),
+            Self::Metadata(body) => body.encode(buffer, version),
+            Self::Produce(body) => body.encode(buffer, version),
+            Self::CreateTopics(body) => body.encode(buffer, version),
+            Self::DeleteTopics(body) => body.encode(buffer, version),
+            Self::CreatePartitions(body) => body.encode(buffer, version),
+            Self::ListOffsets(body) => body.encode(buffer, version),
+        };
+        encoded.map_err(|error| error.to_string())
+    }
+}
+
+/// The body layout of each API with arrays, for [`check_body`]; `None` for bodies without
+/// arrays whose decoding needs no guard (ApiVersions) or that have their own (Metadata).
+fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
+    use Shape::{Bytes, I8, I16, I32, I64, Str, Structs, Uuid, Values};
+    const PRODUCE: &[Shape] = &[Str, I16, I32, Structs(&[Str, Structs(&[I32, Bytes])])];
+    const PRODUCE_BY_ID: &[Shape] = &[Str, I16, I32, Structs(&[Uuid, Structs(&[I32, Bytes])])];
+    const CREATE_TOPICS: &[Shape] = &[
+        Structs(&[Str, I32, I16, Structs(&[I32, Values(&I32)]), Structs(&[Str, Str])]),
+        I32,
+        I8,
+    ];
+    const DELETE_TOPICS_BY_NAME: &[Shape] = &[Values(&Str), I32];
+    const DELETE_TOPICS: &[Shape] = &[Structs(&[Str, Uuid]), I32];
+    const CREATE_PARTITIONS: &[Shape] = &[Structs(&[Str, I32, Structs(&[Values(&I32)])]), I32, I8];
+    const LIST_OFFSETS_V1: &[Shape] = &[I32, Structs(&[Str, Structs(&[I32, I64])])];
+    const LIST_OFFSETS_V2: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I64])])];
+    const LIST_OFFSETS_V4: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I32, I64])])];
+    const LIST_OFFSETS_V10: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I32, I64])]), I32];
+    match api_key {
+        ApiKey::Produce if version >= 13 => Some(PRODUCE_BY_ID),
+        ApiKey::Produce => Some(PRODUCE),
+        ApiKey::CreateTopics => Some(CREATE_TOPICS),
+        ApiKey::DeleteTopics if version >= 6 => Some(DELETE_TOPICS),
+        ApiKey::DeleteTopics => Some(DELETE_TOPICS_BY_NAME),
+        ApiKey::CreatePartitions => Some(CREATE_PARTITIONS),
+        ApiKey::ListOffsets => Some(match version {
+            ..=1 => LIST_OFFSETS_V1,
+            2..=3 => LIST_OFFSETS_V2,
+            4..=9 => LIST_OFFSETS_V4,
+            _ => LIST_OFFSETS_V10,
+        }),
+        _ => None,
+    }
 }
 
 /// A request whose API and version are in the table and whose header and body decoded.
@@ -139,7 +219,24 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
         version,
         message,
     };
+    if let Some(shape) = body_shape(api_key, version) {
+        let flexible = header_version >= 2;
+        check_body(&buffer, shape, flexible).map_err(|error| malformed(error.to_string()))?;
+    }
     let body = match api_key {
+        ApiKey::Produce => Request::Produce(ProduceRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?),
+        ApiKey::CreateTopics => Request::CreateTopics(
+            CreateTopicsRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+        ),
+        ApiKey::DeleteTopics => Request::DeleteTopics(
+            DeleteTopicsRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+        ),
+        ApiKey::CreatePartitions => Request::CreatePartitions(
+            CreatePartitionsRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+        ),
+        ApiKey::ListOffsets => Request::ListOffsets(
+            ListOffsetsRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+        ),
         ApiKey::ApiVersions => Request::ApiVersions(
             ApiVersionsRequest::decode(&mut buffer, version)
                 .map_err(|e| malformed(e.to_string()))?,
@@ -227,11 +324,9 @@ pub fn encode_response(
     let header_bytes = header
         .compute_size(header_version)
         .map_err(|e| error(e.to_string()))?;
-    let body_bytes = match response {
-        Response::ApiVersions(body) => body.compute_size(version),
-        Response::Metadata(body) => body.compute_size(version),
-    }
-    .map_err(|e| error(e.to_string()))?;
+    let body_bytes = response
+        .compute_size(version)
+        .map_err(|e| error(e.to_string()))?;
     let message_bytes = header_bytes + body_bytes;
     let prefix =
         size_prefix(message_bytes).ok_or_else(|| error("response too large".to_owned()))?;
@@ -240,11 +335,9 @@ pub fn encode_response(
     header
         .encode(&mut buffer, header_version)
         .map_err(|e| error(e.to_string()))?;
-    match response {
-        Response::ApiVersions(body) => body.encode(&mut buffer, version),
-        Response::Metadata(body) => body.encode(&mut buffer, version),
-    }
-    .map_err(|e| error(e.to_string()))?;
+    response
+        .encode(&mut buffer, version)
+        .map_err(|e| error(e.to_string()))?;
     Ok(buffer.freeze())
 }
 

@@ -5,10 +5,13 @@
 //! services requests are forwarded to. It does no I/O itself: the services are traits and the
 //! result is bytes, so it runs the same under a socket loop, a test or a simulator.
 
+use std::rc::Rc;
+
 use bytes::Bytes;
 
-use super::codec::{self, DecodeError, Decoded, EncodeError, Request, Response};
-use super::handlers::{api_versions, metadata};
+use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
+use super::handlers::{api_versions, list_offsets, metadata, produce, topics_admin};
+use super::services::CoreServices;
 use crate::metadata_source::{MetadataError, MetadataSource};
 
 /// How this agent appears in Metadata responses.
@@ -24,6 +27,8 @@ pub struct BrokerIdentity {
 pub enum FrameOutcome {
     /// Write these bytes (a complete response frame, size prefix included).
     Respond(Bytes),
+    /// The request wants no response (Produce with acks=0).
+    NoResponse,
     /// Close the connection without answering.
     Close(CloseReason),
 }
@@ -38,6 +43,8 @@ pub enum CloseReason {
     Encode(#[from] EncodeError),
     #[error("metadata unavailable: {0}")]
     Metadata(String),
+    #[error("{0:?} needs the engine, which this dispatcher does not have")]
+    NoEngine(kafka_protocol::messages::ApiKey),
 }
 
 impl From<MetadataError> for CloseReason {
@@ -53,6 +60,10 @@ pub struct Dispatcher<S> {
     broker: BrokerIdentity,
     /// Partition count for auto-created topics; `None` when auto-creation is off.
     auto_create_partitions: Option<u32>,
+    /// Produce and the admin APIs; `None` in protocol-only tests.
+    services: Option<Rc<CoreServices>>,
+    /// Partition count of a CreateTopics entry that asks for the default (-1).
+    default_partitions: u32,
 }
 
 impl<S: MetadataSource> Dispatcher<S> {
@@ -61,18 +72,32 @@ impl<S: MetadataSource> Dispatcher<S> {
             metadata,
             broker,
             auto_create_partitions,
+            services: None,
+            default_partitions: auto_create_partitions.unwrap_or(1),
         }
+    }
+
+    /// Adds the engine: Produce and the admin APIs become answerable.
+    pub fn with_services(mut self, services: Rc<CoreServices>, default_partitions: u32) -> Self {
+        self.services = Some(services);
+        self.default_partitions = default_partitions;
+        self
+    }
+
+    fn services(&self, api_key: kafka_protocol::messages::ApiKey) -> Result<&CoreServices, CloseReason> {
+        self.services.as_deref().ok_or(CloseReason::NoEngine(api_key))
     }
 
     /// Handles one frame (size prefix already removed).
     pub async fn handle_frame(&self, frame: Bytes) -> FrameOutcome {
         match self.try_handle_frame(frame).await {
-            Ok(bytes) => FrameOutcome::Respond(bytes),
+            Ok(Some(bytes)) => FrameOutcome::Respond(bytes),
+            Ok(None) => FrameOutcome::NoResponse,
             Err(reason) => FrameOutcome::Close(reason),
         }
     }
 
-    async fn try_handle_frame(&self, frame: Bytes) -> Result<Bytes, CloseReason> {
+    async fn try_handle_frame(&self, frame: Bytes) -> Result<Option<Bytes>, CloseReason> {
         let request = match codec::decode_request(frame)? {
             Decoded::Request(request) => request,
             Decoded::UnsupportedApiVersions {
@@ -81,43 +106,69 @@ impl<S: MetadataSource> Dispatcher<S> {
             } => {
                 tracing::debug!(version, "ApiVersions request of an unsupported version");
                 let response = Response::ApiVersions(api_versions::handle_unsupported_version());
-                return Ok(codec::encode_response(
+                return Ok(Some(codec::encode_response(
                     correlation_id,
                     kafka_protocol::messages::ApiKey::ApiVersions,
                     api_versions::UNSUPPORTED_RESPONSE_VERSION,
                     &response,
-                )?);
+                )?));
             }
         };
         let version = request.api_version();
-        let response = match &request.body {
+        let DecodedRequest {
+            header,
+            api_key,
+            body,
+        } = request;
+        let response = match body {
+            Request::Produce(body) => {
+                match produce::handle(self.services(api_key)?, body).await {
+                    Some(response) => Response::Produce(response),
+                    None => return Ok(None),
+                }
+            }
+            Request::CreateTopics(body) => {
+                let services = self.services(api_key)?;
+                Response::CreateTopics(
+                    topics_admin::create_topics(&services.core, body, self.default_partitions).await,
+                )
+            }
+            Request::DeleteTopics(body) => Response::DeleteTopics(
+                topics_admin::delete_topics(&self.services(api_key)?.core, body, version).await,
+            ),
+            Request::CreatePartitions(body) => Response::CreatePartitions(
+                topics_admin::create_partitions(&self.services(api_key)?.core, body).await,
+            ),
+            Request::ListOffsets(body) => Response::ListOffsets(
+                list_offsets::handle(&self.services(api_key)?.core, body).await,
+            ),
             Request::ApiVersions(body) => {
                 tracing::debug!(
-                    client_id = ?request.header.client_id,
+                    client_id = ?header.client_id,
                     software = %body.client_software_name.as_str(),
                     software_version = %body.client_software_version.as_str(),
                     version,
                     "ApiVersions"
                 );
-                Response::ApiVersions(api_versions::handle(body, version))
+                Response::ApiVersions(api_versions::handle(&body, version))
             }
             Request::Metadata(body) => Response::Metadata(
                 metadata::handle(
                     &self.metadata,
                     &self.broker,
-                    body,
+                    &body,
                     version,
                     self.auto_create_partitions,
                 )
                 .await?,
             ),
         };
-        Ok(codec::encode_response(
-            request.header.correlation_id,
-            request.api_key,
+        Ok(Some(codec::encode_response(
+            header.correlation_id,
+            api_key,
             version,
             &response,
-        )?)
+        )?))
     }
 }
 
@@ -160,6 +211,7 @@ mod tests {
         match block_on(dispatcher.handle_frame(frame)) {
             FrameOutcome::Respond(bytes) => bytes,
             FrameOutcome::Close(reason) => panic!("closed: {reason}"),
+            FrameOutcome::NoResponse => panic!("no response"),
         }
     }
 

@@ -18,6 +18,8 @@ pub mod client_codec;
 pub mod codec;
 pub mod dispatch;
 pub mod frame;
+pub mod services;
+pub mod shape;
 mod handlers;
 
 pub use dispatch::{BrokerIdentity, Dispatcher, FrameOutcome};

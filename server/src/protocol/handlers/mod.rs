@@ -2,3 +2,6 @@
 
 pub mod api_versions;
 pub mod metadata;
+pub mod list_offsets;
+pub mod produce;
+pub mod topics_admin;

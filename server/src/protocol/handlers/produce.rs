@@ -1,0 +1,218 @@
+//! Produce: validate every partition's record batches here, on the network core, then hand them
+//! to the metadata core's open flush window and answer once the window is durable and applied.
+//!
+//! The CRC-32C pass over each batch (the one per-byte cost of the write path) runs on the core
+//! that read the bytes, so it scales with network cores; the metadata core only sees headers.
+//! `records` is a `Bytes` slice of the request frame (`kafka-protocol` decodes `Bytes` fields by
+//! `split_to`, without copying), and [`split_batches`] slices it again: the bytes uploaded are the
+//! bytes read from the socket.
+//!
+//! Error codes follow the Java broker: a batch that fails its CRC or is cut short is
+//! CORRUPT_MESSAGE (2), message format v0/v1 is UNSUPPORTED_FOR_MESSAGE_FORMAT (43), a batch
+//! above the topic's `max.message.bytes` is MESSAGE_TOO_LARGE (10), a batch that parses but breaks
+//! a record-level rule (no records, unknown codec, bad offset delta) is INVALID_RECORD (87), and an
+//! unknown topic or partition is UNKNOWN_TOPIC_OR_PARTITION (3). acks=0 gets no response at all.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use sluice_engine::batch::{BatchError, BatchHeader, split_batches};
+
+use crate::metadata_core::window::error_code;
+use crate::metadata_core::{PartitionOutcome, ProducePartition};
+use crate::protocol::services::CoreServices;
+
+/// Kafka's INVALID_REQUIRED_ACKS.
+const INVALID_REQUIRED_ACKS: i16 = 21;
+/// Kafka's TRANSACTIONAL_ID_AUTHORIZATION_FAILED: the closest refusal for a transactional
+/// produce, which Sluice does not support yet.
+const TRANSACTIONS_UNSUPPORTED: i16 = 53;
+
+/// The code for a batch that failed validation.
+pub fn batch_error_code(error: &BatchError) -> i16 {
+    match error {
+        BatchError::UnsupportedMagic { .. } => error_code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        BatchError::TooLarge { .. } => error_code::MESSAGE_TOO_LARGE,
+        BatchError::CrcMismatch { .. }
+        | BatchError::Truncated { .. }
+        | BatchError::InvalidLength { .. }
+        | BatchError::Empty => error_code::CORRUPT_MESSAGE,
+        _ => error_code::INVALID_RECORD,
+    }
+}
+
+/// Splits and checks one partition's records.
+pub fn validate_records(records: Option<Bytes>) -> Result<Vec<(BatchHeader, Bytes)>, i16> {
+    let records = records.ok_or(error_code::CORRUPT_MESSAGE)?;
+    // The topic's max.message.bytes is applied by the metadata core, which knows the topic.
+    let batches = split_batches(records, usize::MAX).map_err(|error| batch_error_code(&error))?;
+    for (header, _) in &batches {
+        if header.offset_count() == 0 || header.record_count == 0 {
+            return Err(error_code::INVALID_RECORD);
+        }
+        if header.is_transactional() || header.is_control() {
+            return Err(TRANSACTIONS_UNSUPPORTED);
+        }
+    }
+    Ok(batches)
+}
+
+/// Handles one Produce request; `None` means acks=0 (no response is sent).
+pub async fn handle(services: &CoreServices, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let refuse_all = if request.transactional_id.is_some() {
+        Some(TRANSACTIONS_UNSUPPORTED)
+    } else if !matches!(acks, 0 | 1 | -1) {
+        Some(INVALID_REQUIRED_ACKS)
+    } else {
+        None
+    };
+
+    // Per partition in request order: `Ok(position in `to_append`)` or a code.
+    let mut placements: Vec<Vec<(i32, Result<usize, i16>)>> = Vec::with_capacity(request.topic_data.len());
+    let mut to_append = Vec::new();
+    let mut bytes_total: u64 = 0;
+    for topic in &request.topic_data {
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for partition in &topic.partition_data {
+            let placement = match refuse_all {
+                Some(code) => Err(code),
+                None => validate_records(partition.records.clone()).map(|batches| {
+                    bytes_total = bytes_total.saturating_add(
+                        batches.iter().map(|(_, bytes)| bytes.len() as u64).sum(),
+                    );
+                    to_append.push(ProducePartition {
+                        topic: topic.name.as_str().to_owned(),
+                        partition: partition.index,
+                        batches,
+                    });
+                    to_append.len() - 1
+                }),
+            };
+            partitions.push((partition.index, placement));
+        }
+        placements.push(partitions);
+    }
+
+    let outcomes: Vec<PartitionOutcome> = if to_append.is_empty() {
+        Vec::new()
+    } else {
+        let permit = services.reserve_produce_bytes(bytes_total).await;
+        let count = to_append.len();
+        let unavailable = || vec![Err(error_code::NOT_LEADER_OR_FOLLOWER); count];
+        match services.core.produce(to_append).await {
+            Ok(answer) if acks == 0 => {
+                // Nobody reads the answer, but the budget is held until the bytes are durable.
+                glommio::spawn_local(async move {
+                    let _ = answer.await;
+                    drop(permit);
+                })
+                .detach();
+                return None;
+            }
+            Ok(answer) => {
+                let outcomes = answer.await.unwrap_or_else(|_| unavailable());
+                drop(permit);
+                outcomes
+            }
+            Err(_) => unavailable(),
+        }
+    };
+    if acks == 0 {
+        return None;
+    }
+
+    let responses = request
+        .topic_data
+        .iter()
+        .zip(placements)
+        .map(|(topic, partitions)| {
+            let partition_responses = partitions
+                .into_iter()
+                .map(|(index, placement)| {
+                    let outcome = placement.and_then(|position| {
+                        outcomes
+                            .get(position)
+                            .copied()
+                            .unwrap_or(Err(error_code::KAFKA_STORAGE_ERROR))
+                    });
+                    partition_response(index, outcome)
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+fn partition_response(index: i32, outcome: PartitionOutcome) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_log_append_time_ms(-1);
+    match outcome {
+        Ok(appended) => response
+            .with_error_code(0)
+            .with_base_offset(i64::try_from(appended.base_offset).unwrap_or(i64::MAX))
+            .with_log_start_offset(i64::try_from(appended.log_start_offset).unwrap_or(i64::MAX)),
+        Err(code) => response
+            .with_error_code(code)
+            .with_base_offset(-1)
+            .with_log_start_offset(-1),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use bytes::BytesMut;
+    use sluice_engine::batch::BatchBuilder;
+
+    use super::*;
+
+    fn batch(records: usize) -> Bytes {
+        let mut builder = BatchBuilder::new(1_000);
+        for index in 0..records {
+            builder = builder.record(index as i64, None, b"value");
+        }
+        builder.encode()
+    }
+
+    #[test]
+    fn batches_are_zero_copy_slices_of_the_records() {
+        let mut records = BytesMut::new();
+        records.extend_from_slice(&batch(2));
+        records.extend_from_slice(&batch(3));
+        let records = records.freeze();
+        let batches = validate_records(Some(records.clone())).unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].0.record_count, 2);
+        // Same memory, not a copy.
+        assert_eq!(batches[0].1.as_ptr(), records.as_ptr());
+        let second_start = batches[0].1.len();
+        assert_eq!(batches[1].1.as_ptr(), records[second_start..].as_ptr());
+    }
+
+    #[test]
+    fn each_kind_of_bad_batch_gets_the_java_brokers_code() {
+        let good = batch(1);
+        let mut bad_crc = good.to_vec();
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 0xff;
+        assert_eq!(validate_records(Some(Bytes::from(bad_crc))), Err(error_code::CORRUPT_MESSAGE));
+        let mut old_magic = good.to_vec();
+        old_magic[16] = 1;
+        assert_eq!(
+            validate_records(Some(Bytes::from(old_magic))),
+            Err(error_code::UNSUPPORTED_FOR_MESSAGE_FORMAT)
+        );
+        assert_eq!(
+            validate_records(Some(good.slice(..good.len() - 3))),
+            Err(error_code::CORRUPT_MESSAGE)
+        );
+        assert_eq!(validate_records(None), Err(error_code::CORRUPT_MESSAGE));
+        assert_eq!(validate_records(Some(batch(0))), Err(error_code::INVALID_RECORD));
+    }
+}
