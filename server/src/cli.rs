@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
-use crate::metadata_source::InMemoryMetadataStub;
 use crate::net::agent::Agent;
 use crate::signals::TerminationSignals;
 
@@ -64,13 +63,6 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // STUB until the engine lands: topics live in memory and vanish with the process; `store`
-    // and `data_dir` are accepted and validated but not used yet.
-    tracing::warn!(
-        "metadata is an in-memory stub; topics are not persisted (store = {:?})",
-        config.store
-    );
-    let metadata = InMemoryMetadataStub::new("sluice-stub-cluster");
     // Before any executor thread exists, so that they all inherit the blocked mask.
     let signals = match TerminationSignals::block() {
         Ok(signals) => signals,
@@ -79,7 +71,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let agent = match Agent::start(&config, metadata) {
+    let agent = match Agent::start(&config) {
         Ok(agent) => agent,
         Err(error) => {
             eprintln!("sluice: {error}");

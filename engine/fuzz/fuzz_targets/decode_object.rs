@@ -5,8 +5,10 @@
 //! checks. So when the first byte is odd, the harness first *repairs* the header CRC and the tail
 //! checksum of the rest of the input, letting libFuzzer explore the index validation behind them.
 //!
-//! Run: `cargo +nightly fuzz run decode_object -- -max_total_time=60`
-//! (seed it with `cp ../testdata/format/v1/*.bin corpus/decode_object/`).
+//! Run: `cargo +nightly fuzz run decode_object -- -max_total_time=60`. To seed it with the golden
+//! fixtures (the first input byte is the mode, so prefix one):
+//! `mkdir -p corpus/decode_object && for f in ../testdata/format/v1/*.bin; do
+//!  printf '\x01' | cat - "$f" > "corpus/decode_object/$(basename "$f").m1"; done`
 #![no_main]
 
 use bytes::Bytes;

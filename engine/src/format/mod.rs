@@ -11,11 +11,11 @@
 //!   carries a CRC-32C over its records, so a second checksum would cost a full pass over every
 //!   payload byte on the hot path and protect nothing new. The decoder checks batch CRCs on demand
 //!   ([`ObjectReader::verify_batches`]), and a fetch client checks them anyway.
-//! - **Everything else is checksummed twice over, cheaply.** The header has its own CRC-32C, and the
-//!   trailer's CRC-32C covers the commands, the index and the trailer's own offset fields. Splitting
-//!   the two is what lets recovery read *only the tail* of an object (one suffix-range GET of
-//!   [`DEFAULT_TAIL_READ_BYTES`]) and still verify everything it uses: the index repeats the entry
-//!   fields of the header for exactly that reason.
+//! - **Everything else is checksummed, in two independent parts.** The header has its own CRC-32C,
+//!   and the trailer's CRC-32C covers the commands, the index and the trailer's own offset fields.
+//!   Splitting the two is what lets recovery read *only the tail* of an object (one suffix-range
+//!   GET of [`DEFAULT_TAIL_READ_BYTES`]) and still verify everything it uses: the index repeats the
+//!   entry fields of the header for exactly that reason.
 //! - **The index is read in place.** It is an rkyv archive validated once with bytecheck when the
 //!   object is opened; afterwards lookups are pointer reads. The index starts at a 16-byte aligned
 //!   offset so that an object buffer that is itself aligned needs no copy (an unaligned buffer costs

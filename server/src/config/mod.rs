@@ -47,6 +47,8 @@ pub struct Config {
     pub flush_interval_ms: u64,
     /// A flush starts early once this many bytes are buffered.
     pub flush_bytes_max: u64,
+    /// Flush windows whose log entry (one PUT each) is in flight at once; 1 to 64.
+    pub flush_windows_inflight_max: usize,
     /// Largest request frame accepted; bigger frames close the connection.
     pub request_bytes_max: u64,
     /// Create a topic when a client asks for metadata of one that does not exist.
@@ -69,6 +71,7 @@ impl Default for Config {
             io_memory_bytes: 512 * 1024,
             flush_interval_ms: 10,
             flush_bytes_max: 8 * 1024 * 1024,
+            flush_windows_inflight_max: 4,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             auto_create_topics: true,
             default_partitions: 1,
@@ -168,6 +171,13 @@ impl Config {
         }
         if self.flush_bytes_max == 0 {
             return Err(invalid("flush_bytes_max", "must be at least 1"));
+        }
+        let inflight_limit = crate::metadata_core::FLUSH_WINDOWS_INFLIGHT_LIMIT;
+        if !(1..=inflight_limit).contains(&self.flush_windows_inflight_max) {
+            return Err(invalid(
+                "flush_windows_inflight_max",
+                format!("must be in 1..={inflight_limit}"),
+            ));
         }
         if self.flush_buffer_bytes_max < self.flush_bytes_max {
             return Err(invalid(

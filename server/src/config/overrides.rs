@@ -96,6 +96,9 @@ pub struct Overrides {
     /// Buffered bytes that start a flush early [env SLUICE_FLUSH_BYTES_MAX]
     #[arg(long, value_name = "BYTES")]
     pub flush_bytes_max: Option<u64>,
+    /// Flush windows (PUTs) in flight at once [env SLUICE_FLUSH_WINDOWS_INFLIGHT_MAX]
+    #[arg(long, value_name = "COUNT")]
+    pub flush_windows_inflight_max: Option<usize>,
     /// Largest accepted request frame in bytes [env SLUICE_REQUEST_BYTES_MAX]
     #[arg(long, value_name = "BYTES")]
     pub request_bytes_max: Option<u64>,
@@ -148,6 +151,9 @@ impl Overrides {
                 }
                 "FLUSH_BYTES_MAX" => {
                     overrides.flush_bytes_max = Some(number(&value).map_err(parsed)?)
+                }
+                "FLUSH_WINDOWS_INFLIGHT_MAX" => {
+                    overrides.flush_windows_inflight_max = Some(number(&value).map_err(parsed)?);
                 }
                 "REQUEST_BYTES_MAX" => {
                     overrides.request_bytes_max = Some(number(&value).map_err(parsed)?);
@@ -203,6 +209,10 @@ impl Overrides {
             self.flush_interval_ms.as_ref(),
         );
         set(&mut config.flush_bytes_max, self.flush_bytes_max.as_ref());
+        set(
+            &mut config.flush_windows_inflight_max,
+            self.flush_windows_inflight_max.as_ref(),
+        );
         set(
             &mut config.request_bytes_max,
             self.request_bytes_max.as_ref(),
@@ -268,6 +278,7 @@ mod tests {
             ("SLUICE_IO_MEMORY_BYTES", "3"),
             ("SLUICE_FLUSH_INTERVAL_MS", "4"),
             ("SLUICE_FLUSH_BYTES_MAX", "5"),
+            ("SLUICE_FLUSH_WINDOWS_INFLIGHT_MAX", "8"),
             ("SLUICE_REQUEST_BYTES_MAX", "6"),
             ("SLUICE_AUTO_CREATE_TOPICS", "false"),
             ("SLUICE_DEFAULT_PARTITIONS", "7"),
@@ -287,6 +298,7 @@ mod tests {
             io_memory_bytes: 3,
             flush_interval_ms: 4,
             flush_bytes_max: 5,
+            flush_windows_inflight_max: 8,
             request_bytes_max: 6,
             auto_create_topics: false,
             default_partitions: 7,

@@ -48,7 +48,7 @@ use sluice_engine::batch::BatchHeader;
 use sluice_engine::metadata::{Command, MetadataState};
 use sluice_engine::store::ObjectStorage;
 
-pub use flusher::{FlushConfig, create_topic_command, run_metadata_core};
+pub use flusher::{FLUSH_WINDOWS_INFLIGHT_LIMIT, FlushConfig, create_topic_command, run_metadata_core};
 pub use window::CommandFailure;
 
 /// Requests queued for the metadata core before senders wait.

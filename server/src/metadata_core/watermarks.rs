@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn a_commit_wakes_exactly_the_waiters_it_satisfies() {
         let waiters = WatermarkWaiters::default();
-        let mut at_5 = waiters.wait_beyond(tp(0), 5).unwrap();
+        let at_5 = waiters.wait_beyond(tp(0), 5).unwrap();
         let mut at_9 = waiters.wait_beyond(tp(0), 9).unwrap();
         let mut other = waiters.wait_beyond(tp(1), 0).unwrap();
         waiters.apply(&[(tp(0), 6)]);

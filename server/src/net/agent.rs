@@ -8,16 +8,29 @@
 //! creation over a channel.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sluice_engine::log::{LogConfig, MetadataLog};
+use sluice_engine::store::{ObjectStorage, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store};
 
 use super::executor::{Executor, spawn_executor};
 use super::network_core::network_core;
 use crate::config::{Config, ConfigError};
 use crate::memlock::{self, MemlockError, MemlockLimit};
-use crate::metadata_source::MetadataSource;
+use crate::metadata_core::watermarks::{WatermarkBroadcaster, WatermarkWaiters, run_subscription};
+use crate::metadata_core::{FlushConfig, core_channel, run_metadata_core};
+use crate::protocol::services::CoreServices;
 use crate::protocol::{BrokerIdentity, Dispatcher};
 
 /// Node id this agent reports for itself (a single agent per cluster for now).
 pub const NODE_ID: i32 = 0;
+/// Cluster id reported to clients. One bucket is one cluster; until the cluster id is stored in
+/// the bucket itself it is this constant.
+pub const CLUSTER_ID: &str = "sluice";
+/// How long startup waits for the metadata log to be recovered and claimed.
+pub const LOG_OPEN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why an agent could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +59,10 @@ pub enum AgentError {
     Executor { name: String, message: String },
     #[error("executor {name} panicked")]
     ExecutorPanicked { name: String },
+    #[error("object store: {0}")]
+    Store(#[from] sluice_engine::store::StoreError),
+    #[error("cannot open the metadata log: {message}")]
+    MetadataLog { message: String },
 }
 
 /// Where each executor runs, resolved against the machine.
@@ -107,9 +124,29 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the network executors and the metadata executor; returns once all of them run and
-    /// listen. `metadata` is cloned into every network core.
-    pub fn start<S: MetadataSource>(config: &Config, metadata: S) -> Result<Self, AgentError> {
+    /// Opens the configured object store (`store`, or a local directory `data_dir/store`) and
+    /// starts the agent on it.
+    pub fn start(config: &Config) -> Result<Self, AgentError> {
+        config.validate()?;
+        let store_config = match &config.store {
+            Some(url) => StoreConfig::from_url(url)?,
+            None => StoreConfig::Local {
+                path: config.data_dir.join("store"),
+                fsync: true,
+            },
+        };
+        if let StoreConfig::Local { path, .. } = &store_config {
+            std::fs::create_dir_all(path).map_err(|error| AgentError::MetadataLog {
+                message: format!("cannot create the local store directory {}: {error}", path.display()),
+            })?;
+        }
+        Self::start_with_store(config, open_store(&store_config)?)
+    }
+
+    /// Starts the metadata executor (which recovers and claims the metadata log in `store`) and
+    /// the network executors; returns once the log is open and every core listens. `store` must
+    /// not have been called yet (it is moved onto the agent's store runtime).
+    pub fn start_with_store(config: &Config, store: Arc<dyn ObjectStorage>) -> Result<Self, AgentError> {
         config.validate()?;
         let plan = plan_cpus(config, &online_cpus()?)?;
         let executor_count = plan.network_cpus.len() as u64 + 1;
@@ -150,6 +187,16 @@ impl Agent {
             needed_bytes: memlock::needed_bytes(executor_count, config.io_memory_bytes),
         };
 
+        let store = StoreRuntime::start(store, StoreRuntimeConfig::default())?;
+        let (core, inbox) = core_channel(Arc::clone(&store), CLUSTER_ID);
+        let mut broadcaster = WatermarkBroadcaster::default();
+        let subscriptions: Vec<_> = plan.network_cpus.iter().map(|_| broadcaster.subscribe()).collect();
+        let flush = FlushConfig {
+            flush_interval_ms: config.flush_interval_ms,
+            flush_bytes_max: config.flush_bytes_max,
+            flush_windows_inflight_max: config.flush_windows_inflight_max,
+        };
+        let (opened_sender, opened) = std::sync::mpsc::sync_channel::<Result<String, String>>(1);
         let metadata_name = format!("sluice-metadata-{}", plan.metadata_cpu);
         agent.executors.push(spawn_executor(
             &metadata_name,
@@ -157,14 +204,34 @@ impl Agent {
             io_memory_bytes,
             &memlock_error,
             limit,
-            // Placeholder for the engine's metadata core: it owns nothing yet, it only runs.
-            |stop| async move {
-                let _ = stop.await;
+            move |stop| async move {
+                match MetadataLog::open(store, LogConfig::default(), wall_clock_ms()).await {
+                    Ok((log, stats)) => {
+                        let _ = opened_sender.send(Ok(format!("{stats:?} epoch {}", log.epoch())));
+                        run_metadata_core(log, inbox, broadcaster, flush, stop).await;
+                    }
+                    Err(error) => {
+                        let _ = opened_sender.send(Err(error.to_string()));
+                    }
+                }
             },
         )?);
-        for (cpu, listener) in plan.network_cpus.iter().copied().zip(listeners) {
-            let dispatcher =
-                Dispatcher::new(metadata.clone(), broker.clone(), auto_create_partitions);
+        // On error `agent` is dropped, which stops the executors already running.
+        match opened.recv_timeout(LOG_OPEN_TIMEOUT) {
+            Ok(Ok(stats)) => tracing::info!(%stats, "metadata log open"),
+            Ok(Err(message)) => return Err(AgentError::MetadataLog { message }),
+            Err(_) => {
+                return Err(AgentError::MetadataLog {
+                    message: format!("not open after {LOG_OPEN_TIMEOUT:?} (is the store reachable?)"),
+                });
+            }
+        }
+
+        let flush_buffer_bytes_max = config.flush_buffer_bytes_max;
+        let default_partitions = config.default_partitions;
+        for ((cpu, listener), subscription) in plan.network_cpus.iter().copied().zip(listeners).zip(subscriptions) {
+            let core = core.clone();
+            let broker = broker.clone();
             let name = format!("sluice-net-{cpu}");
             let executor = spawn_executor(
                 &name,
@@ -172,9 +239,15 @@ impl Agent {
                 io_memory_bytes,
                 &memlock_error,
                 limit,
-                move |stop| network_core(listener, dispatcher, request_bytes_max, stop),
+                move |stop| {
+                    let waiters = Rc::new(WatermarkWaiters::default());
+                    glommio::spawn_local(run_subscription(subscription, Rc::clone(&waiters))).detach();
+                    let services = Rc::new(CoreServices::new(core.clone(), waiters, flush_buffer_bytes_max));
+                    let dispatcher = Dispatcher::new(core, broker, auto_create_partitions)
+                        .with_services(services, default_partitions);
+                    network_core(listener, dispatcher, request_bytes_max, stop)
+                },
             );
-            // On error `agent` is dropped here, which stops the executors already running.
             agent.executors.push(executor?);
         }
         tracing::info!(%local_addr, network_cpus = ?plan.network_cpus, metadata_cpu = plan.metadata_cpu, "agent listening");
@@ -210,6 +283,13 @@ impl Agent {
             .map(Executor::join)
             .fold(Ok(()), Result::and)
     }
+}
+
+/// Milliseconds since the Unix epoch, for the log's claim entry.
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Drop for Agent {
