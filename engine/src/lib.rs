@@ -17,5 +17,6 @@ pub mod batch;
 pub mod format;
 pub mod log;
 pub mod metadata;
+pub mod read;
 pub mod store;
 pub mod types;

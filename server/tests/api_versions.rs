@@ -38,12 +38,18 @@ fn v0_and_v3_round_trip_and_advertise_exactly_the_table() {
         let response: ApiVersionsResponse = client.call(ApiKey::ApiVersions, version, &request);
         assert_eq!(response.error_code, 0, "v{version}");
         assert_eq!(advertised(&response), table(), "v{version}");
-        // Nothing beyond what is implemented: no Produce, no Fetch yet.
+        // Nothing beyond what is implemented: Produce, but no Fetch yet.
         assert!(
             response
                 .api_keys
                 .iter()
-                .all(|api| api.api_key != ApiKey::Produce as i16)
+                .any(|api| api.api_key == ApiKey::Produce as i16)
+        );
+        assert!(
+            response
+                .api_keys
+                .iter()
+                .all(|api| api.api_key != ApiKey::Fetch as i16)
         );
     }
 }

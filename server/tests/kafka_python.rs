@@ -32,7 +32,7 @@ fn kafka_python_admin_and_consumer_get_metadata() {
         return;
     };
     let agent = common::start_agent(|_| {});
-    agent.metadata.create_topic("orders", 3).unwrap();
+    agent.create_topic("orders", 3);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/metadata_check.py"

@@ -24,7 +24,7 @@ fn named(names: &[&str], allow_auto_topic_creation: bool) -> MetadataRequest {
 #[test]
 fn reports_this_agent_and_the_sources_topics_at_every_version() {
     let agent = common::start_agent(|_| {});
-    agent.metadata.create_topic("orders", 4).unwrap();
+    agent.create_topic("orders", 4);
     let mut client = common::RawClient::connect(agent.addr());
     for version in 0..=13 {
         // v0 has no null list; an empty one means all topics there.

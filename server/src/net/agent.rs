@@ -239,13 +239,14 @@ impl Agent {
                 io_memory_bytes,
                 &memlock_error,
                 limit,
-                move |stop| {
+                move |stop| async move {
+                    // Inside the executor: glommio tasks and semaphores belong to this core.
                     let waiters = Rc::new(WatermarkWaiters::default());
                     glommio::spawn_local(run_subscription(subscription, Rc::clone(&waiters))).detach();
                     let services = Rc::new(CoreServices::new(core.clone(), waiters, flush_buffer_bytes_max));
                     let dispatcher = Dispatcher::new(core, broker, auto_create_partitions)
                         .with_services(services, default_partitions);
-                    network_core(listener, dispatcher, request_bytes_max, stop)
+                    network_core(listener, dispatcher, request_bytes_max, stop).await;
                 },
             );
             agent.executors.push(executor?);

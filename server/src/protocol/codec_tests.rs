@@ -106,9 +106,22 @@ fn requests_that_cannot_be_answered_are_refused_with_a_reason() {
         Err(DecodeError::UnknownApiKey { api_key: i16::MAX })
     );
     // Known API the agent does not implement, and a version above the table.
+    let fetch = frame_body(
+        ApiKey::Fetch,
+        12,
+        &kafka_protocol::messages::FetchRequest::default(),
+    );
+    assert!(matches!(
+        decode_request(fetch),
+        Err(DecodeError::UnsupportedVersion {
+            api_key: ApiKey::Fetch,
+            ..
+        })
+    ));
+    // Produce v13 (topic ids) is beyond the table.
     let produce = frame_body(
         ApiKey::Produce,
-        9,
+        13,
         &kafka_protocol::messages::ProduceRequest::default(),
     );
     assert!(matches!(

@@ -15,10 +15,19 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
-use sluice_server::metadata_source::InMemoryMetadataStub;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, ProduceRequest, ProduceResponse,
+    ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_engine::batch::BatchBuilder;
+use sluice_engine::store::{ObjectInfo, ObjectStorage, StoreResult};
 use sluice_server::protocol::client_codec::{decode_response, encode_request};
 use sluice_server::{Agent, Config};
 
@@ -27,13 +36,143 @@ static ONE_AGENT_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// A running in-process agent; stops when dropped.
 pub struct TestAgent {
     pub agent: Option<Agent>,
-    pub metadata: InMemoryMetadataStub,
+    /// The agent's `data_dir` (and its local store, unless the config names another).
+    pub data_dir: Option<tempfile::TempDir>,
     _serialised: MutexGuard<'static, ()>,
 }
 
 impl TestAgent {
     pub fn addr(&self) -> SocketAddr {
         self.agent.as_ref().unwrap().local_addr()
+    }
+
+    /// Creates a topic through the agent's CreateTopics API.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let mut client = RawClient::connect(self.addr());
+        let response: CreateTopicsResponse =
+            client.call(ApiKey::CreateTopics, 7, &create_topics_request(&[(name, partitions)]));
+        assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
+    }
+
+    /// Stops the agent and keeps its data directory (for a restart on the same store).
+    pub fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(agent) = self.agent.take() {
+            agent.shutdown().unwrap();
+        }
+        self.data_dir.take()
+    }
+}
+
+pub fn create_topics_request(topics: &[(&str, i32)]) -> CreateTopicsRequest {
+    CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(
+        topics
+            .iter()
+            .map(|(name, partitions)| {
+                CreatableTopic::default()
+                    .with_name(topic_name(name))
+                    .with_num_partitions(*partitions)
+                    .with_replication_factor(-1)
+            })
+            .collect(),
+    )
+}
+
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+/// One valid v2 batch of `records` small records.
+pub fn batch(records: usize, base_timestamp: i64) -> Bytes {
+    let mut builder = BatchBuilder::new(base_timestamp);
+    for index in 0..records {
+        builder = builder.record(index as i64, None, format!("record-{index}").as_bytes());
+    }
+    builder.encode()
+}
+
+/// A Produce request with one batch per (topic, partition).
+pub fn produce_request(acks: i16, partitions: &[(&str, i32, Bytes)]) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for (topic, partition, records) in partitions {
+        let data = PartitionProduceData::default()
+            .with_index(*partition)
+            .with_records(Some(records.clone()));
+        match topics.iter_mut().find(|entry| entry.name.as_str() == *topic) {
+            Some(entry) => entry.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(topics)
+}
+
+/// `(error code, base offset)` per partition of a Produce response, in response order.
+pub fn produce_results(response: &ProduceResponse) -> Vec<(String, i32, i16, i64)> {
+    response
+        .responses
+        .iter()
+        .flat_map(|topic| {
+            topic.partition_responses.iter().map(move |partition| {
+                (
+                    topic.name.as_str().to_owned(),
+                    partition.index,
+                    partition.error_code,
+                    partition.base_offset,
+                )
+            })
+        })
+        .collect()
+}
+
+/// A store wrapper that counts calls, to show how many PUTs a workload costs.
+#[derive(Debug)]
+pub struct CountingStore {
+    pub inner: Arc<dyn ObjectStorage>,
+    pub puts: AtomicU64,
+}
+
+impl CountingStore {
+    pub fn wrap(inner: Arc<dyn ObjectStorage>) -> Arc<CountingStore> {
+        Arc::new(CountingStore {
+            inner,
+            puts: AtomicU64::new(0),
+        })
+    }
+
+    pub fn put_count(&self) -> u64 {
+        self.puts.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStorage for CountingStore {
+    async fn put_create(&self, key: &str, payload: Vec<Bytes>) -> StoreResult<()> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_create(key, payload).await
+    }
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn get_tail(&self, key: &str, len: u64) -> StoreResult<(Bytes, u64)> {
+        self.inner.get_tail(key, len).await
+    }
+    async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<ObjectInfo>> {
+        self.inner.list(prefix, start_after).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
     }
 }
 
@@ -45,22 +184,54 @@ impl Drop for TestAgent {
     }
 }
 
-/// Starts an agent with one network core on CPU 0 and an ephemeral port.
+fn test_config(data_dir: &std::path::Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".to_owned(),
+        cpus: Some(vec![0]),
+        data_dir: data_dir.to_owned(),
+        // Tests do not need fsync for their assertions, and it would dominate their time.
+        store: Some(format!("file://{}?fsync=false", data_dir.join("store").display())),
+        ..Config::default()
+    }
+}
+
+/// Starts an agent with one network core on CPU 0, an ephemeral port, and a fresh local store
+/// in a temporary directory.
 pub fn start_agent(configure: impl FnOnce(&mut Config)) -> TestAgent {
+    start_agent_in(tempfile::tempdir().unwrap(), configure)
+}
+
+/// Starts an agent whose data directory (and default store) is `data_dir`.
+pub fn start_agent_in(data_dir: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> TestAgent {
     let serialised = ONE_AGENT_AT_A_TIME
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    let mut config = Config {
-        listen: "127.0.0.1:0".to_owned(),
-        cpus: Some(vec![0]),
-        ..Config::default()
-    };
+    let mut config = test_config(data_dir.path());
+    std::fs::create_dir_all(data_dir.path().join("store")).unwrap();
     configure(&mut config);
-    let metadata = InMemoryMetadataStub::new("test-cluster");
-    let agent = Agent::start(&config, metadata.clone()).unwrap();
+    let agent = Agent::start(&config).unwrap();
     TestAgent {
         agent: Some(agent),
-        metadata,
+        data_dir: Some(data_dir),
+        _serialised: serialised,
+    }
+}
+
+/// Starts an agent on a store built by the test (for wrappers such as [`CountingStore`]).
+pub fn start_agent_with_store(
+    store: Arc<dyn ObjectStorage>,
+    configure: impl FnOnce(&mut Config),
+) -> TestAgent {
+    let serialised = ONE_AGENT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(data_dir.path());
+    configure(&mut config);
+    let agent = Agent::start_with_store(&config, store).unwrap();
+    TestAgent {
+        agent: Some(agent),
+        data_dir: Some(data_dir),
         _serialised: serialised,
     }
 }
