@@ -290,7 +290,12 @@ impl MetadataLog {
             inner.entries_since_checkpoint = 0;
             (seq, Bytes::from(inner.state.encode_checkpoint()))
         };
-        super::checkpoint::put_checkpoint(self.store.as_ref(), seq, bytes).await?;
+        if let Err(error) = super::checkpoint::put_checkpoint(self.store.as_ref(), seq, bytes).await {
+            // Still due: the next call tries again.
+            let mut inner = self.inner.borrow_mut();
+            inner.entries_since_checkpoint = inner.entries_since_checkpoint.max(self.config.checkpoint_interval_entries);
+            return Err(error);
+        }
         Ok(Some(seq))
     }
 }
