@@ -4,12 +4,14 @@
 //! [`protocol`] module decodes frames, dispatches and encodes responses without touching a
 //! socket), and the I/O shell around it ([`net`]) is kept thin: one glommio executor per
 //! configured CPU, each with its own `SO_REUSEPORT` listener, owning its connections from accept
-//! to close. The seam where the engine plugs in is [`metadata_source::MetadataSource`] (and, as
-//! they arrive, the produce/fetch services next to it); until the engine lands, an in-memory stub
-//! stands in for it.
+//! to close. The engine lives behind one more executor, the metadata core
+//! ([`metadata_core`]): it owns the metadata log, assigns offsets and flushes one object per
+//! window for the whole agent; network cores reach it only by messages. `docs/agent.md` describes
+//! the threads and how a produce flows through them.
 
 pub mod cli;
 pub mod config;
+pub mod fetch;
 pub mod memlock;
 pub mod metadata_core;
 pub mod metadata_source;

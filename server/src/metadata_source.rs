@@ -1,11 +1,11 @@
 //! The seam between the Kafka front end and whatever owns topic metadata.
 //!
-//! The network cores answer Metadata requests through [`MetadataSource`]. In the finished agent
-//! the source is a handle to the metadata core (a message over a cross-core channel, answered
-//! with a oneshot), which is why the methods return futures and why the source is cloned into
-//! each core rather than shared behind a lock. Until the engine's metadata state machine lands,
-//! [`InMemoryMetadataStub`] stands in: it is a stub, not a design; it keeps topics in a
-//! process-wide map behind a mutex, which the real source must not do on the request path.
+//! The network cores answer Metadata requests through [`MetadataSource`]. In the agent the source
+//! is [`crate::metadata_core::CoreHandle`] (a message over a cross-core channel, answered with a
+//! oneshot), which is why the methods return futures and why the source is cloned into each core
+//! rather than shared behind a lock. [`InMemoryMetadataStub`] remains for protocol-only unit
+//! tests: it keeps topics in a process-wide map behind a mutex, which the real source must not do
+//! on the request path.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -38,7 +38,7 @@ fn v0_and_v3_round_trip_and_advertise_exactly_the_table() {
         let response: ApiVersionsResponse = client.call(ApiKey::ApiVersions, version, &request);
         assert_eq!(response.error_code, 0, "v{version}");
         assert_eq!(advertised(&response), table(), "v{version}");
-        // Nothing beyond what is implemented: Produce, but no Fetch yet.
+        // Exactly the table (checked above), which includes Produce and not share groups.
         assert!(
             response
                 .api_keys
@@ -49,7 +49,7 @@ fn v0_and_v3_round_trip_and_advertise_exactly_the_table() {
             response
                 .api_keys
                 .iter()
-                .all(|api| api.api_key != ApiKey::Fetch as i16)
+                .all(|api| api.api_key != ApiKey::ShareFetch as i16)
         );
     }
 }

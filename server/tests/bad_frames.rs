@@ -98,15 +98,42 @@ fn unsupported_version_or_api() {
         .to_vec();
     frame[6..8].copy_from_slice(&99_i16.to_be_bytes());
     assert_closes_only_its_connection("Metadata v99", &frame, false);
+    // A known API the agent does not implement (share groups, KIP-932).
+    let share_fetch = encode_request(
+        ApiKey::ShareFetch,
+        1,
+        1,
+        None,
+        &kafka_protocol::messages::ShareFetchRequest::default(),
+    )
+    .unwrap();
+    assert_closes_only_its_connection("ShareFetch (not implemented)", &share_fetch, false);
+    // Produce v13 (topics by id) is past the table.
     let produce = encode_request(
         ApiKey::Produce,
-        9,
+        13,
         1,
         None,
         &kafka_protocol::messages::ProduceRequest::default(),
     )
     .unwrap();
-    assert_closes_only_its_connection("Produce (not implemented)", &produce, false);
+    assert_closes_only_its_connection("Produce v13", &produce, false);
+}
+
+#[test]
+fn a_nested_array_length_beyond_the_frame_is_refused_before_decoding() {
+    // One topic with an empty partition array, whose count (the frame's last 4 bytes in v3) is
+    // then claimed to be i32::MAX: decoding it as is would try to allocate ~100 GB.
+    let request = common::produce_request(1, &[]).with_topic_data(vec![
+        kafka_protocol::messages::produce_request::TopicProduceData::default()
+            .with_name(common::topic_name("t")),
+    ]);
+    let mut frame = encode_request(ApiKey::Produce, 3, 1, None, &request)
+        .unwrap()
+        .to_vec();
+    let end = frame.len();
+    frame[end - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
+    assert_closes_only_its_connection("Produce with a huge nested array", &frame, false);
 }
 
 #[test]

@@ -37,6 +37,7 @@ fn online_cpu_count() -> usize {
 #[test]
 fn serves_from_every_network_core_on_one_port() {
     let cpus = if online_cpu_count() >= 2 { "0,1" } else { "0" };
+    let data_dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(SLUICE)
         .args([
             "serve",
@@ -47,6 +48,8 @@ fn serves_from_every_network_core_on_one_port() {
             "--io-memory-bytes",
             "65536",
         ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
         .env("SLUICE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -95,6 +98,7 @@ fn a_locked_memory_budget_that_does_not_fit_is_refused_with_advice() {
         eprintln!("SKIPPED: RLIMIT_MEMLOCK is unlimited here, any io memory fits");
         return;
     }
+    let data_dir = tempfile::tempdir().unwrap();
     let output = Command::new(SLUICE)
         .args([
             "serve",
@@ -103,6 +107,8 @@ fn a_locked_memory_budget_that_does_not_fit_is_refused_with_advice() {
             "--io-memory-bytes",
             "1073741824",
         ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -119,6 +125,40 @@ fn a_locked_memory_budget_that_does_not_fit_is_refused_with_advice() {
             "missing {expected:?} in: {stderr}"
         );
     }
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_is_a_clear_startup_error() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let serve = |store: &str| {
+        Command::new(SLUICE)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--cpus",
+                "0",
+                "--store",
+                store,
+            ])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("SLUICE_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let output = serve("ftp://bucket/x");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ftp"), "{stderr}");
+    // Nothing listens on port 1: recovery's first LIST fails, the agent says so and exits.
+    let output = serve(
+        "s3://b/p?endpoint=http://127.0.0.1:1&region=us-east-1&path_style=true&allow_http=true\
+         &access_key_id=k&secret_access_key=s&retries_max=0&connect_timeout_ms=500",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot open the metadata log"), "{stderr}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! A real client: kafka-python's admin client and consumer connect and read metadata.
+//! A real client: kafka-python's admin client and consumer read metadata, and its producer
+//! produces 1,000 records with acks=all.
 //!
 //! Optional: skipped, with a message saying how to enable it, when no Python interpreter with
 //! `kafka-python` is found. The interpreter is `$SLUICE_TEST_PYTHON` if set, else `python3`;
@@ -33,12 +34,36 @@ fn kafka_python_admin_and_consumer_get_metadata() {
     };
     let agent = common::start_agent(|_| {});
     agent.create_topic("orders", 3);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/metadata_check.py"
+    run_script(
+        &python,
+        "metadata_check.py",
+        &[&agent.addr().to_string(), "orders", "3"],
     );
-    let mut child = Command::new(&python)
-        .args([script, &agent.addr().to_string(), "orders", "3"])
+}
+
+#[test]
+fn kafka_python_produces_1000_records_with_contiguous_offsets() {
+    let Some(python) = python_with_kafka() else {
+        eprintln!(
+            "SKIPPED kafka_python_produces_1000_records_with_contiguous_offsets: no python with kafka-python"
+        );
+        return;
+    };
+    let agent = common::start_agent(|_| {});
+    agent.create_topic("clicks", 3);
+    run_script(
+        &python,
+        "produce_check.py",
+        &[&agent.addr().to_string(), "clicks", "3", "1000"],
+    );
+}
+
+/// Runs `tests/python/<script>` with `args`; it must print "ok" within 60 s.
+fn run_script(python: &str, script: &str, args: &[&str]) {
+    let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python)
+        .arg(&script)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

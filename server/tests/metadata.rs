@@ -48,7 +48,7 @@ fn reports_this_agent_and_the_sources_topics_at_every_version() {
         if version >= 2 {
             assert_eq!(
                 response.cluster_id.as_ref().unwrap().as_str(),
-                "test-cluster"
+                sluice_server::net::agent::CLUSTER_ID
             );
         }
         assert_eq!(response.topics.len(), 1, "v{version}");

@@ -12,7 +12,12 @@ const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
 
-fn produce(client: &mut RawClient, version: i16, acks: i16, partitions: &[(&str, i32, Bytes)]) -> ProduceResponse {
+fn produce(
+    client: &mut RawClient,
+    version: i16,
+    acks: i16,
+    partitions: &[(&str, i32, Bytes)],
+) -> ProduceResponse {
     client.call(ApiKey::Produce, version, &produce_request(acks, partitions))
 }
 
@@ -29,12 +34,19 @@ fn base_offsets_are_contiguous_per_partition_at_every_version_and_ack_level() {
             &mut client,
             version,
             acks,
-            &[("orders", 0, batch(records[0], 1_000)), ("orders", 1, batch(records[1], 1_000))],
+            &[
+                ("orders", 0, batch(records[0], 1_000)),
+                ("orders", 1, batch(records[1], 1_000)),
+            ],
         );
         let results = produce_results(&response);
         assert_eq!(results.len(), 2, "v{version}");
         for (name, partition, error_code, base_offset) in results {
-            assert_eq!((name.as_str(), error_code), ("orders", 0), "v{version} p{partition}");
+            assert_eq!(
+                (name.as_str(), error_code),
+                ("orders", 0),
+                "v{version} p{partition}"
+            );
             let partition = partition as usize;
             assert_eq!(base_offset, next[partition], "v{version} p{partition}");
             next[partition] += records[partition] as i64;
@@ -70,10 +82,18 @@ fn bad_produces_get_kafka_error_codes_and_do_not_disturb_good_partitions() {
             ("legacy", 0, Bytes::from(magic_1)),
         ],
     );
-    let codes: Vec<i16> = produce_results(&response).iter().map(|result| result.2).collect();
+    let codes: Vec<i16> = produce_results(&response)
+        .iter()
+        .map(|result| result.2)
+        .collect();
     assert_eq!(
         codes,
-        vec![CORRUPT_MESSAGE, UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_FOR_MESSAGE_FORMAT]
+        vec![
+            CORRUPT_MESSAGE,
+            UNKNOWN_TOPIC_OR_PARTITION,
+            UNKNOWN_TOPIC_OR_PARTITION,
+            UNSUPPORTED_FOR_MESSAGE_FORMAT
+        ]
     );
     // Nothing was appended: the next good batch starts at offset 0.
     let response = produce(&mut client, 9, 1, &[("orders", 0, batch(2, 1))]);
@@ -87,10 +107,20 @@ fn acks_zero_is_not_answered_and_pipelined_requests_are_answered_in_order() {
     agent.create_topic("events", 1);
     let mut client = RawClient::connect(agent.addr());
     // acks=0 first: no response may come back for it.
-    client.send(ApiKey::Produce, 9, &produce_request(0, &[("events", 0, batch(4, 1))]));
+    client.send(
+        ApiKey::Produce,
+        9,
+        &produce_request(0, &[("events", 0, batch(4, 1))]),
+    );
     // Then 20 pipelined acks=1 requests before reading any answer.
     let ids: Vec<i32> = (0..20)
-        .map(|_| client.send(ApiKey::Produce, 9, &produce_request(1, &[("events", 0, batch(1, 1))])))
+        .map(|_| {
+            client.send(
+                ApiKey::Produce,
+                9,
+                &produce_request(1, &[("events", 0, batch(1, 1))]),
+            )
+        })
         .collect();
     let mut offsets = Vec::new();
     for id in ids {
@@ -115,13 +145,23 @@ fn a_restarted_agent_on_the_same_store_keeps_topics_and_continues_offsets() {
 
     let agent = common::start_agent_in(data_dir, |_| {});
     let mut client = RawClient::connect(agent.addr());
-    let metadata: MetadataResponse =
-        client.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
+    let metadata: MetadataResponse = client.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
     assert_eq!(metadata.topics.len(), 1);
-    assert_eq!(metadata.topics[0].name.as_ref().unwrap().as_str(), "durable");
+    assert_eq!(
+        metadata.topics[0].name.as_ref().unwrap().as_str(),
+        "durable"
+    );
     assert_eq!(metadata.topics[0].partitions.len(), 3);
     assert!(!metadata.topics[0].topic_id.is_nil());
     let response = produce(&mut client, 9, -1, &[("durable", 2, batch(1, 1))]);
     assert_eq!(produce_results(&response)[0].2, 0);
-    assert_eq!(produce_results(&response)[0].3, 10, "offsets continue after the restart");
+    assert_eq!(
+        produce_results(&response)[0].3,
+        10,
+        "offsets continue after the restart"
+    );
 }

@@ -17,7 +17,7 @@ use sluice_engine::log::{AppendOutcome, LogError, MetadataLog};
 use sluice_engine::metadata::{Command, Event, MetadataState, known_configs};
 use sluice_engine::types::TopicPartition;
 
-use super::watermarks::{WatermarkBroadcaster, WatermarkUpdate};
+use super::watermarks::{CommittedObject, WatermarkBroadcaster, WatermarkUpdate};
 use super::window::{
     CommandFailure, ProduceWaiter, Sealed, Window, answer_commands, error_code, produce_answers,
 };
@@ -111,7 +111,9 @@ pub async fn run_metadata_core(
     let timeout = glommio::timer::sleep(SHUTDOWN_SETTLE_TIMEOUT);
     futures::pin_mut!(settle, timeout);
     if let futures::future::Either::Right(_) = futures::future::select(settle, timeout).await {
-        tracing::warn!("stopping with log entries still in flight; their produces are not acknowledged");
+        tracing::warn!(
+            "stopping with log entries still in flight; their produces are not acknowledged"
+        );
     }
 }
 
@@ -187,17 +189,24 @@ impl Core {
                 if too_large {
                     return Err(error_code::MESSAGE_TOO_LARGE);
                 }
-                Ok((tp, self.window.push_partition(tp, partition.batches, now_ms)))
+                Ok((
+                    tp,
+                    self.window.push_partition(tp, partition.batches, now_ms),
+                ))
             });
             slots.push(slot);
         }
         if slots.iter().all(Result::is_err) {
             // Nothing reached the window: answer now rather than with the next commit.
-            let answers = slots.into_iter().map(|slot| slot.map(|_| unreachable_ok())).collect();
+            let answers = slots
+                .into_iter()
+                .map(|slot| slot.map(|_| unreachable_ok()))
+                .collect();
             let _ = reply.send(answers);
             return;
         }
-        self.window.add_produce_waiter(ProduceWaiter { slots, reply });
+        self.window
+            .add_produce_waiter(ProduceWaiter { slots, reply });
     }
 
     /// Seals the open window (if any) and starts appending it.
@@ -213,7 +222,13 @@ impl Core {
         };
         let sealed = self.window.seal(wall_clock_ms());
         if self.shared.fenced.get() {
-            finish(&self.log, &self.shared, sealed, Err(log_failure_code(&fenced_error())));
+            finish(
+                &self.log,
+                &self.shared,
+                sealed,
+                Err(log_failure_code(&fenced_error())),
+                None,
+            );
             return;
         }
         let log = Rc::clone(&self.log);
@@ -225,9 +240,23 @@ impl Core {
                 command_waiters,
                 batch_bytes,
             } = sealed;
+            // Handles on the batches (refcounts, not copies) for the cores' block caches.
+            let written: Vec<(TopicPartition, bytes::Bytes)> = content
+                .batches
+                .iter()
+                .map(|(tp, _, batch)| (*tp, batch.clone()))
+                .collect();
             let outcome = log.append(content).await;
+            let mut object = None;
             let outcome = match outcome {
-                Ok(appended) => Ok(appended),
+                Ok(appended) => {
+                    object = log
+                        .with_state(|state| {
+                            crate::fetch::committed_object(state, &appended, written)
+                        })
+                        .map(Arc::new);
+                    Ok(appended)
+                }
                 Err(error) => {
                     note_failure(&shared, &error, batch_bytes);
                     Err(log_failure_code(&error))
@@ -239,7 +268,7 @@ impl Core {
                 command_waiters,
                 batch_bytes,
             };
-            finish(&log, &shared, sealed, outcome);
+            finish(&log, &shared, sealed, outcome, object);
             drop(permit);
             maybe_checkpoint(log, shared);
         })
@@ -248,14 +277,21 @@ impl Core {
 
     /// Waits for every entry in flight, then replays and claims the log again.
     async fn reopen(&mut self) {
-        let slots = self.config.flush_windows_inflight_max.clamp(1, FLUSH_WINDOWS_INFLIGHT_LIMIT);
+        let slots = self
+            .config
+            .flush_windows_inflight_max
+            .clamp(1, FLUSH_WINDOWS_INFLIGHT_LIMIT);
         let Ok(_all) = self.inflight.acquire_permit(slots as u64).await else {
             return;
         };
         match self.log.reopen(wall_clock_ms()).await {
             Ok(stats) => {
                 self.shared.needs_reopen.set(false);
-                tracing::warn!(epoch = self.log.epoch(), replayed = stats.entries_replayed, "metadata log re-opened");
+                tracing::warn!(
+                    epoch = self.log.epoch(),
+                    replayed = stats.entries_replayed,
+                    "metadata log re-opened"
+                );
             }
             Err(error) => {
                 // Stays flagged: the next window tries again (one attempt per window, no loop).
@@ -277,11 +313,16 @@ fn unreachable_ok() -> super::PartitionAppended {
 }
 
 /// Name → partition, plus the topic's `max.message.bytes`.
-fn resolve_partition(state: &MetadataState, topic: &str, partition: i32) -> Result<(TopicPartition, u64), i16> {
+fn resolve_partition(
+    state: &MetadataState,
+    topic: &str,
+    partition: i32,
+) -> Result<(TopicPartition, u64), i16> {
     let Some((topic_id, description)) = state.topic_by_name(topic) else {
         return Err(error_code::UNKNOWN_TOPIC_OR_PARTITION);
     };
-    let in_range = u32::try_from(partition).is_ok_and(|index| index < description.partition_count());
+    let in_range =
+        u32::try_from(partition).is_ok_and(|index| index < description.partition_count());
     if !in_range {
         return Err(error_code::UNKNOWN_TOPIC_OR_PARTITION);
     }
@@ -346,7 +387,13 @@ fn stopped_failure() -> CommandFailure {
 }
 
 /// Answers everyone waiting on `sealed` and publishes the watermarks the commit moved.
-fn finish(log: &MetadataLog, shared: &Shared, sealed: Sealed, outcome: Result<AppendOutcome, (i16, String)>) {
+fn finish(
+    log: &MetadataLog,
+    shared: &Shared,
+    sealed: Sealed,
+    outcome: Result<AppendOutcome, (i16, String)>,
+    object: Option<Arc<CommittedObject>>,
+) {
     if let Ok(appended) = &outcome {
         let moved: Vec<(TopicPartition, u64)> = appended
             .events
@@ -357,7 +404,10 @@ fn finish(log: &MetadataLog, shared: &Shared, sealed: Sealed, outcome: Result<Ap
             })
             .collect();
         let update: WatermarkUpdate = Arc::from(moved);
-        shared.broadcaster.borrow_mut().publish(&update);
+        shared
+            .broadcaster
+            .borrow_mut()
+            .publish_commit(&update, object);
     }
     for waiter in sealed.produce_waiters {
         let answers = produce_answers(&waiter.slots, &outcome, |tp| {
@@ -386,7 +436,9 @@ fn maybe_checkpoint(log: Rc<MetadataLog>, shared: Rc<Shared>) {
 fn wall_clock_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 /// Builds `Command::CreateTopic` with a fresh random id.

@@ -48,7 +48,9 @@ use sluice_engine::batch::BatchHeader;
 use sluice_engine::metadata::{Command, MetadataState};
 use sluice_engine::store::ObjectStorage;
 
-pub use flusher::{FLUSH_WINDOWS_INFLIGHT_LIMIT, FlushConfig, create_topic_command, run_metadata_core};
+pub use flusher::{
+    FLUSH_WINDOWS_INFLIGHT_LIMIT, FlushConfig, create_topic_command, run_metadata_core,
+};
 pub use window::CommandFailure;
 
 /// Requests queued for the metadata core before senders wait.
@@ -166,7 +168,8 @@ impl CoreHandle {
         partitions: Vec<ProducePartition>,
     ) -> Result<oneshot::Receiver<Vec<PartitionOutcome>>, CoreUnavailable> {
         let (reply, answer) = oneshot::channel();
-        self.send(CoreRequest::Produce { partitions, reply }).await?;
+        self.send(CoreRequest::Produce { partitions, reply })
+            .await?;
         Ok(answer)
     }
 

@@ -51,7 +51,8 @@ impl MetadataSource for CoreHandle {
         match query {
             TopicQuery::All => self
                 .query(|state| {
-                    let names: Vec<String> = state.topics().map(|(name, _)| name.to_owned()).collect();
+                    let names: Vec<String> =
+                        state.topics().map(|(name, _)| name.to_owned()).collect();
                     describe_all(state, &names)
                 })
                 .await

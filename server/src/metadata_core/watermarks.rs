@@ -19,9 +19,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
-use sluice_engine::types::TopicPartition;
+use sluice_engine::types::{LogSeq, TopicPartition};
 
 /// Updates queued per core before the core is marked lagged.
 pub const WATERMARK_UPDATES_QUEUED_MAX: usize = 1024;
@@ -31,9 +32,25 @@ pub const WAITERS_PER_CORE_MAX: usize = 100_000;
 /// The partitions one commit advanced, with their new high watermarks.
 pub type WatermarkUpdate = Arc<[(TopicPartition, u64)]>;
 
+/// The batch bytes of an object this agent just wrote, by their byte offset in the object, so each
+/// core's block cache holds them before the fetches the commit wakes read them (invariant 8).
+/// `Bytes` are shared views of the buffers that were uploaded: publishing copies nothing.
+#[derive(Debug)]
+pub struct CommittedObject {
+    pub seq: LogSeq,
+    pub pieces: Vec<(u64, Bytes)>,
+}
+
+/// What one commit tells every core: the watermarks it moved and, when known, its bytes.
+#[derive(Debug, Clone)]
+pub struct CommitNotice {
+    pub watermarks: WatermarkUpdate,
+    pub object: Option<Arc<CommittedObject>>,
+}
+
 #[derive(Debug)]
 struct Subscriber {
-    sender: mpsc::Sender<WatermarkUpdate>,
+    sender: mpsc::Sender<CommitNotice>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -46,7 +63,7 @@ pub struct WatermarkBroadcaster {
 /// A network core's side of the broadcast.
 #[derive(Debug)]
 pub struct WatermarkSubscription {
-    receiver: mpsc::Receiver<WatermarkUpdate>,
+    receiver: mpsc::Receiver<CommitNotice>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -63,11 +80,25 @@ impl WatermarkBroadcaster {
 
     /// Sends `update` to every core without waiting; a full core is marked lagged instead.
     pub fn publish(&mut self, update: &WatermarkUpdate) {
-        if update.is_empty() {
+        self.publish_commit(update, None);
+    }
+
+    /// Sends the watermarks and the bytes of one commit to every core without waiting; a full
+    /// core is marked lagged instead (it then reads those bytes from the store on a miss).
+    pub fn publish_commit(
+        &mut self,
+        update: &WatermarkUpdate,
+        object: Option<Arc<CommittedObject>>,
+    ) {
+        if update.is_empty() && object.is_none() {
             return;
         }
+        let notice = CommitNotice {
+            watermarks: Arc::clone(update),
+            object,
+        };
         self.subscribers.retain_mut(|subscriber| {
-            match subscriber.sender.try_send(Arc::clone(update)) {
+            match subscriber.sender.try_send(notice.clone()) {
                 Ok(()) => true,
                 Err(error) if error.is_full() => {
                     subscriber.lagged.store(true, Ordering::Release);
@@ -104,6 +135,15 @@ impl WatermarkWaiters {
             let _ = sender.send(());
             return Some(receiver);
         }
+        // Fetches that gave up (timed out, connection closed) leave their senders behind; drop
+        // this partition's before adding, so re-polling an idle partition does not pile them up.
+        let mut abandoned = 0;
+        if let Some(waiters) = inner.waiting.get_mut(&tp) {
+            let before = waiters.len();
+            waiters.retain(|(_, sender)| !sender.is_canceled());
+            abandoned = before - waiters.len();
+        }
+        inner.waiting_count = inner.waiting_count.saturating_sub(abandoned);
         if inner.waiting_count >= WAITERS_PER_CORE_MAX {
             return None;
         }
@@ -151,12 +191,25 @@ impl WatermarkWaiters {
 }
 
 /// A network core's task: feeds `waiters` from `subscription` until the metadata core goes away.
-pub async fn run_subscription(mut subscription: WatermarkSubscription, waiters: Rc<WatermarkWaiters>) {
-    while let Some(update) = subscription.receiver.next().await {
+pub async fn run_subscription(subscription: WatermarkSubscription, waiters: Rc<WatermarkWaiters>) {
+    run_subscription_with(subscription, waiters, |_| {}).await;
+}
+
+/// [`run_subscription`], handing each commit's bytes to `on_object` (the core's block cache)
+/// before the waiters it satisfies are woken, so they find the bytes in memory.
+pub async fn run_subscription_with(
+    mut subscription: WatermarkSubscription,
+    waiters: Rc<WatermarkWaiters>,
+    mut on_object: impl FnMut(&CommittedObject),
+) {
+    while let Some(notice) = subscription.receiver.next().await {
+        if let Some(object) = &notice.object {
+            on_object(object);
+        }
         if subscription.lagged.swap(false, Ordering::AcqRel) {
             waiters.wake_all();
         }
-        waiters.apply(&update);
+        waiters.apply(&notice.watermarks);
     }
 }
 
@@ -184,7 +237,13 @@ mod tests {
         assert!((&mut other).now_or_never().is_none());
         assert_eq!(waiters.waiting_count(), 2);
         // A registration after the update sees the known watermark at once.
-        assert!(waiters.wait_beyond(tp(0), 5).unwrap().now_or_never().is_some());
+        assert!(
+            waiters
+                .wait_beyond(tp(0), 5)
+                .unwrap()
+                .now_or_never()
+                .is_some()
+        );
         waiters.wake_all();
         assert!(at_9.now_or_never().is_some());
         assert!(other.now_or_never().is_some());
@@ -201,9 +260,19 @@ mod tests {
             broadcaster.publish(&update);
         }
         assert!(subscription.lagged.load(Ordering::Acquire));
-        assert!(subscription.receiver.next().now_or_never().flatten().is_some());
+        assert!(
+            subscription
+                .receiver
+                .next()
+                .now_or_never()
+                .flatten()
+                .is_some()
+        );
         drop(subscription);
         broadcaster.publish(&update);
-        assert!(broadcaster.subscribers.is_empty(), "a stopped core is forgotten");
+        assert!(
+            broadcaster.subscribers.is_empty(),
+            "a stopped core is forgotten"
+        );
     }
 }

@@ -200,12 +200,10 @@ pub fn produce_answers(
                 return Err(*code);
             }
             match segment_results.get(&slot.segment_index) {
-                Some(Ok((segment_tp, base_offset))) if *segment_tp == tp => {
-                    Ok(PartitionAppended {
-                        base_offset: base_offset.saturating_add(slot.offsets_before),
-                        log_start_offset: log_start_offset(*segment_tp),
-                    })
-                }
+                Some(Ok((segment_tp, base_offset))) if *segment_tp == tp => Ok(PartitionAppended {
+                    base_offset: base_offset.saturating_add(slot.offsets_before),
+                    log_start_offset: log_start_offset(*segment_tp),
+                }),
                 Some(Err(code)) => Err(*code),
                 // The commit did not mention the segment (or named another partition): a bug
                 // between the window and the object layout. Never claim an offset we cannot show.
@@ -224,7 +222,10 @@ pub fn segment_error_code(error: &MetadataError) -> i16 {
 }
 
 /// Answers each command waiter from the append's events (or its failure).
-pub fn answer_commands(waiters: Vec<CommandWaiter>, outcome: &Result<AppendOutcome, (i16, String)>) {
+pub fn answer_commands(
+    waiters: Vec<CommandWaiter>,
+    outcome: &Result<AppendOutcome, (i16, String)>,
+) {
     for waiter in waiters {
         let answer = match outcome {
             Err((code, reason)) => Err(CommandFailure::LogFailed {
@@ -276,9 +277,27 @@ mod tests {
         let first = window.push_partition(tp(1), vec![batch(3), batch(2)], 5);
         let second = window.push_partition(tp(0), vec![batch(1)], 6);
         let third = window.push_partition(tp(1), vec![batch(4)], 7);
-        assert_eq!(first, Slot { segment_index: 0, offsets_before: 0 });
-        assert_eq!(second, Slot { segment_index: 1, offsets_before: 0 });
-        assert_eq!(third, Slot { segment_index: 0, offsets_before: 5 });
+        assert_eq!(
+            first,
+            Slot {
+                segment_index: 0,
+                offsets_before: 0
+            }
+        );
+        assert_eq!(
+            second,
+            Slot {
+                segment_index: 1,
+                offsets_before: 0
+            }
+        );
+        assert_eq!(
+            third,
+            Slot {
+                segment_index: 0,
+                offsets_before: 5
+            }
+        );
         assert_eq!(window.opened_at_ms(), Some(5));
         let sealed = window.seal(1);
         assert_eq!(sealed.content.batches.len(), 4);
@@ -289,18 +308,37 @@ mod tests {
     #[test]
     fn answers_add_the_segment_base_and_pass_rejections_through() {
         let slots = vec![
-            Ok((tp(1), Slot { segment_index: 0, offsets_before: 5 })),
+            Ok((
+                tp(1),
+                Slot {
+                    segment_index: 0,
+                    offsets_before: 5,
+                },
+            )),
             Err(3),
-            Ok((tp(0), Slot { segment_index: 1, offsets_before: 0 })),
+            Ok((
+                tp(0),
+                Slot {
+                    segment_index: 1,
+                    offsets_before: 0,
+                },
+            )),
         ];
         let outcome = Ok(AppendOutcome {
             seq: LogSeq(4),
             object_len: 100,
             events: vec![
-                Event::SegmentAppended { segment_index: 0, tp: tp(1), base_offset: 40, end_offset: 49 },
+                Event::SegmentAppended {
+                    segment_index: 0,
+                    tp: tp(1),
+                    base_offset: 40,
+                    end_offset: 49,
+                },
                 Event::SegmentRejected {
                     segment_index: 1,
-                    error: MetadataError::UnknownTopicId { topic_id: TopicId([7; 16]) },
+                    error: MetadataError::UnknownTopicId {
+                        topic_id: TopicId([7; 16]),
+                    },
                 },
             ],
         });
@@ -308,7 +346,10 @@ mod tests {
         assert_eq!(
             answers,
             vec![
-                Ok(PartitionAppended { base_offset: 45, log_start_offset: 2 }),
+                Ok(PartitionAppended {
+                    base_offset: 45,
+                    log_start_offset: 2
+                }),
                 Err(3),
                 Err(error_code::UNKNOWN_TOPIC_OR_PARTITION),
             ]

@@ -13,13 +13,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_engine::log::{LogConfig, MetadataLog};
-use sluice_engine::store::{ObjectStorage, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store};
+use sluice_engine::store::{
+    ObjectStorage, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store,
+};
 
 use super::executor::{Executor, spawn_executor};
 use super::network_core::network_core;
 use crate::config::{Config, ConfigError};
+use crate::fetch::{FETCH_SESSIONS_MAX_DEFAULT, FetchConfig, FetchCore};
 use crate::memlock::{self, MemlockError, MemlockLimit};
-use crate::metadata_core::watermarks::{WatermarkBroadcaster, WatermarkWaiters, run_subscription};
+use crate::metadata_core::watermarks::{
+    WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
+};
 use crate::metadata_core::{FlushConfig, core_channel, run_metadata_core};
 use crate::protocol::services::CoreServices;
 use crate::protocol::{BrokerIdentity, Dispatcher};
@@ -137,7 +142,10 @@ impl Agent {
         };
         if let StoreConfig::Local { path, .. } = &store_config {
             std::fs::create_dir_all(path).map_err(|error| AgentError::MetadataLog {
-                message: format!("cannot create the local store directory {}: {error}", path.display()),
+                message: format!(
+                    "cannot create the local store directory {}: {error}",
+                    path.display()
+                ),
             })?;
         }
         Self::start_with_store(config, open_store(&store_config)?)
@@ -146,7 +154,10 @@ impl Agent {
     /// Starts the metadata executor (which recovers and claims the metadata log in `store`) and
     /// the network executors; returns once the log is open and every core listens. `store` must
     /// not have been called yet (it is moved onto the agent's store runtime).
-    pub fn start_with_store(config: &Config, store: Arc<dyn ObjectStorage>) -> Result<Self, AgentError> {
+    pub fn start_with_store(
+        config: &Config,
+        store: Arc<dyn ObjectStorage>,
+    ) -> Result<Self, AgentError> {
         config.validate()?;
         let plan = plan_cpus(config, &online_cpus()?)?;
         let executor_count = plan.network_cpus.len() as u64 + 1;
@@ -190,7 +201,11 @@ impl Agent {
         let store = StoreRuntime::start(store, StoreRuntimeConfig::default())?;
         let (core, inbox) = core_channel(Arc::clone(&store), CLUSTER_ID);
         let mut broadcaster = WatermarkBroadcaster::default();
-        let subscriptions: Vec<_> = plan.network_cpus.iter().map(|_| broadcaster.subscribe()).collect();
+        let subscriptions: Vec<_> = plan
+            .network_cpus
+            .iter()
+            .map(|_| broadcaster.subscribe())
+            .collect();
         let flush = FlushConfig {
             flush_interval_ms: config.flush_interval_ms,
             flush_bytes_max: config.flush_bytes_max,
@@ -222,14 +237,26 @@ impl Agent {
             Ok(Err(message)) => return Err(AgentError::MetadataLog { message }),
             Err(_) => {
                 return Err(AgentError::MetadataLog {
-                    message: format!("not open after {LOG_OPEN_TIMEOUT:?} (is the store reachable?)"),
+                    message: format!(
+                        "not open after {LOG_OPEN_TIMEOUT:?} (is the store reachable?)"
+                    ),
                 });
             }
         }
 
         let flush_buffer_bytes_max = config.flush_buffer_bytes_max;
+        let fetch_config = FetchConfig {
+            block_cache_bytes_max: config.block_cache_bytes_max,
+            fetch_sessions_max: FETCH_SESSIONS_MAX_DEFAULT,
+        };
         let default_partitions = config.default_partitions;
-        for ((cpu, listener), subscription) in plan.network_cpus.iter().copied().zip(listeners).zip(subscriptions) {
+        for ((cpu, listener), subscription) in plan
+            .network_cpus
+            .iter()
+            .copied()
+            .zip(listeners)
+            .zip(subscriptions)
+        {
             let core = core.clone();
             let broker = broker.clone();
             let name = format!("sluice-net-{cpu}");
@@ -242,8 +269,19 @@ impl Agent {
                 move |stop| async move {
                     // Inside the executor: glommio tasks and semaphores belong to this core.
                     let waiters = Rc::new(WatermarkWaiters::default());
-                    glommio::spawn_local(run_subscription(subscription, Rc::clone(&waiters))).detach();
-                    let services = Rc::new(CoreServices::new(core.clone(), waiters, flush_buffer_bytes_max));
+                    let fetch = Rc::new(FetchCore::new(fetch_config));
+                    // Each commit's bytes enter this core's cache before its fetches wake.
+                    let cache = Rc::clone(&fetch);
+                    glommio::spawn_local(run_subscription_with(
+                        subscription,
+                        Rc::clone(&waiters),
+                        move |object| cache.cache_object(object),
+                    ))
+                    .detach();
+                    let services = Rc::new(
+                        CoreServices::new(core.clone(), waiters, flush_buffer_bytes_max)
+                            .with_fetch(fetch),
+                    );
                     let dispatcher = Dispatcher::new(core, broker, auto_create_partitions)
                         .with_services(services, default_partitions);
                     network_core(listener, dispatcher, request_bytes_max, stop).await;
@@ -290,7 +328,9 @@ impl Agent {
 fn wall_clock_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 impl Drop for Agent {

@@ -73,7 +73,9 @@ where
             match split_frame(&mut input, request_bytes_max) {
                 Ok(Some(frame)) => {
                     let dispatcher = Rc::clone(&dispatcher);
-                    inflight.push_back(Box::pin(async move { dispatcher.handle_frame(frame).await }));
+                    inflight.push_back(Box::pin(
+                        async move { dispatcher.handle_frame(frame).await },
+                    ));
                 }
                 Ok(None) => break,
                 Err(error) => refusal = Some(error.into()),

@@ -3,8 +3,8 @@
 //! Thread-per-core: each configured CPU runs one glommio executor that binds its own
 //! `SO_REUSEPORT` listener, so the kernel spreads new connections across cores and a connection
 //! never moves between them; nothing on the request path is shared across threads. A separate
-//! metadata executor (which may share a CPU on small machines) is where the engine's metadata
-//! core will run. Everything protocol-shaped is delegated to [`crate::protocol`]; this module
+//! metadata executor (which may share a CPU on small machines) runs the engine's metadata core
+//! ([`crate::metadata_core`]). Everything protocol-shaped is delegated to [`crate::protocol`]; this module
 //! only moves bytes and decides when to close.
 
 pub mod agent;

@@ -57,6 +57,13 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 0,
         version_max: 3,
     },
+    // v7+ sessions (KIP-227), v12+ flexible, v13+ topic ids, v15 drops the replica id (a
+    // tagged field since), v17 a tagged replica directory id; v18 is for KRaft followers.
+    SupportedApi {
+        key: ApiKey::Fetch,
+        version_min: 4,
+        version_max: 17,
+    },
     // v7+ adds -3 (max timestamp) and later tiered-storage specs, which are not implemented.
     SupportedApi {
         key: ApiKey::ListOffsets,
@@ -100,7 +107,7 @@ mod tests {
         assert!(supported_api(ApiKey::Metadata).unwrap().supports(13));
         assert!(!supported_api(ApiKey::Metadata).unwrap().supports(14));
         assert!(!supported_api(ApiKey::ApiVersions).unwrap().supports(-1));
-        assert!(supported_api(ApiKey::Fetch).is_none());
+        assert!(supported_api(ApiKey::ShareFetch).is_none());
         assert!(!supported_api(ApiKey::Produce).unwrap().supports(13));
     }
 }

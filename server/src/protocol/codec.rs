@@ -16,8 +16,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest,
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+    DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -36,6 +37,8 @@ pub enum Request {
     DeleteTopics(DeleteTopicsRequest),
     CreatePartitions(CreatePartitionsRequest),
     ListOffsets(ListOffsetsRequest),
+    /// Boxed: by far the largest request struct, and every frame's `Decoded` carries one variant.
+    Fetch(Box<FetchRequest>),
 }
 
 /// A response body of one of the implemented APIs.
@@ -49,6 +52,7 @@ pub enum Response {
     DeleteTopics(DeleteTopicsResponse),
     CreatePartitions(CreatePartitionsResponse),
     ListOffsets(ListOffsetsResponse),
+    Fetch(FetchResponse),
 }
 
 impl Response {
@@ -61,15 +65,12 @@ impl Response {
             Self::DeleteTopics(body) => body.compute_size(version),
             Self::CreatePartitions(body) => body.compute_size(version),
             Self::ListOffsets(body) => body.compute_size(version),
+            Self::Fetch(body) => body.compute_size(version),
         };
         size.map_err(|error| error.to_string())
     }
 
-    fn encode(
-        &self,
-        buffer: &mut BytesMut,
-        version: i16,
-    ) -> Result<(), String> {
+    fn encode(&self, buffer: &mut BytesMut, version: i16) -> Result<(), String> {
         let encoded = match self {
             Self::ApiVersions(body) => body.encode(buffer, version),
             Self::Metadata(body) => body.encode(buffer, version),
@@ -78,6 +79,7 @@ impl Response {
             Self::DeleteTopics(body) => body.encode(buffer, version),
             Self::CreatePartitions(body) => body.encode(buffer, version),
             Self::ListOffsets(body) => body.encode(buffer, version),
+            Self::Fetch(body) => body.encode(buffer, version),
         };
         encoded.map_err(|error| error.to_string())
     }
@@ -90,7 +92,13 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     const PRODUCE: &[Shape] = &[Str, I16, I32, Structs(&[Str, Structs(&[I32, Bytes])])];
     const PRODUCE_BY_ID: &[Shape] = &[Str, I16, I32, Structs(&[Uuid, Structs(&[I32, Bytes])])];
     const CREATE_TOPICS: &[Shape] = &[
-        Structs(&[Str, I32, I16, Structs(&[I32, Values(&I32)]), Structs(&[Str, Str])]),
+        Structs(&[
+            Str,
+            I32,
+            I16,
+            Structs(&[I32, Values(&I32)]),
+            Structs(&[Str, Str]),
+        ]),
         I32,
         I8,
     ];
@@ -101,6 +109,9 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     const LIST_OFFSETS_V2: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I64])])];
     const LIST_OFFSETS_V4: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I32, I64])])];
     const LIST_OFFSETS_V10: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I32, I64])]), I32];
+    if api_key == ApiKey::Fetch {
+        return Some(fetch_shape(version));
+    }
     match api_key {
         ApiKey::Produce if version >= 13 => Some(PRODUCE_BY_ID),
         ApiKey::Produce => Some(PRODUCE),
@@ -115,6 +126,102 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
             _ => LIST_OFFSETS_V10,
         }),
         _ => None,
+    }
+}
+
+/// The Fetch body layout of each version (fields as in Kafka's `FetchRequest.json`).
+fn fetch_shape(version: i16) -> &'static [Shape] {
+    use Shape::{I8, I32, I64, Str, Structs, Uuid, Values};
+    // Partitions: index, [current leader epoch v9+], fetch offset, [last fetched epoch v12+],
+    // [log start offset v5+], partition max bytes.
+    const P4: &[Shape] = &[I32, I64, I32];
+    const P5: &[Shape] = &[I32, I64, I64, I32];
+    const P9: &[Shape] = &[I32, I32, I64, I64, I32];
+    const P12: &[Shape] = &[I32, I32, I64, I32, I64, I32];
+    const FORGOTTEN: Shape = Structs(&[Str, Values(&I32)]);
+    const FORGOTTEN_BY_ID: Shape = Structs(&[Uuid, Values(&I32)]);
+    // replica id, max wait, min bytes, max bytes, isolation level, [session id, epoch v7+],
+    // topics, [forgotten v7+], [rack v11+]; v15 drops the replica id.
+    const V4: &[Shape] = &[I32, I32, I32, I32, I8, Structs(&[Str, Structs(P4)])];
+    const V5: &[Shape] = &[I32, I32, I32, I32, I8, Structs(&[Str, Structs(P5)])];
+    const V7: &[Shape] = &[
+        I32,
+        I32,
+        I32,
+        I32,
+        I8,
+        I32,
+        I32,
+        Structs(&[Str, Structs(P5)]),
+        FORGOTTEN,
+    ];
+    const V9: &[Shape] = &[
+        I32,
+        I32,
+        I32,
+        I32,
+        I8,
+        I32,
+        I32,
+        Structs(&[Str, Structs(P9)]),
+        FORGOTTEN,
+    ];
+    const V11: &[Shape] = &[
+        I32,
+        I32,
+        I32,
+        I32,
+        I8,
+        I32,
+        I32,
+        Structs(&[Str, Structs(P9)]),
+        FORGOTTEN,
+        Str,
+    ];
+    const V12: &[Shape] = &[
+        I32,
+        I32,
+        I32,
+        I32,
+        I8,
+        I32,
+        I32,
+        Structs(&[Str, Structs(P12)]),
+        FORGOTTEN,
+        Str,
+    ];
+    const V13: &[Shape] = &[
+        I32,
+        I32,
+        I32,
+        I32,
+        I8,
+        I32,
+        I32,
+        Structs(&[Uuid, Structs(P12)]),
+        FORGOTTEN_BY_ID,
+        Str,
+    ];
+    const V15: &[Shape] = &[
+        I32,
+        I32,
+        I32,
+        I8,
+        I32,
+        I32,
+        Structs(&[Uuid, Structs(P12)]),
+        FORGOTTEN_BY_ID,
+        Str,
+    ];
+    match version {
+        ..=4 => V4,
+        5..=6 => V5,
+        7..=8 => V7,
+        9..=10 => V9,
+        11 => V11,
+        12 => V12,
+        13..=14 => V13,
+        _ => V15,
     }
 }
 
@@ -224,18 +331,27 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
         check_body(&buffer, shape, flexible).map_err(|error| malformed(error.to_string()))?;
     }
     let body = match api_key {
-        ApiKey::Produce => Request::Produce(ProduceRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?),
+        ApiKey::Produce => Request::Produce(
+            ProduceRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+        ),
         ApiKey::CreateTopics => Request::CreateTopics(
-            CreateTopicsRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+            CreateTopicsRequest::decode(&mut buffer, version)
+                .map_err(|e| malformed(e.to_string()))?,
         ),
         ApiKey::DeleteTopics => Request::DeleteTopics(
-            DeleteTopicsRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+            DeleteTopicsRequest::decode(&mut buffer, version)
+                .map_err(|e| malformed(e.to_string()))?,
         ),
         ApiKey::CreatePartitions => Request::CreatePartitions(
-            CreatePartitionsRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+            CreatePartitionsRequest::decode(&mut buffer, version)
+                .map_err(|e| malformed(e.to_string()))?,
         ),
+        ApiKey::Fetch => Request::Fetch(Box::new(
+            FetchRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+        )),
         ApiKey::ListOffsets => Request::ListOffsets(
-            ListOffsetsRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
+            ListOffsetsRequest::decode(&mut buffer, version)
+                .map_err(|e| malformed(e.to_string()))?,
         ),
         ApiKey::ApiVersions => Request::ApiVersions(
             ApiVersionsRequest::decode(&mut buffer, version)

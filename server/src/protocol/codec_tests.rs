@@ -107,14 +107,14 @@ fn requests_that_cannot_be_answered_are_refused_with_a_reason() {
     );
     // Known API the agent does not implement, and a version above the table.
     let fetch = frame_body(
-        ApiKey::Fetch,
-        12,
-        &kafka_protocol::messages::FetchRequest::default(),
+        ApiKey::OffsetDelete,
+        0,
+        &kafka_protocol::messages::OffsetDeleteRequest::default(),
     );
     assert!(matches!(
         decode_request(fetch),
         Err(DecodeError::UnsupportedVersion {
-            api_key: ApiKey::Fetch,
+            api_key: ApiKey::OffsetDelete,
             ..
         })
     ));

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
-use super::handlers::{api_versions, list_offsets, metadata, produce, topics_admin};
+use super::handlers::{api_versions, fetch, list_offsets, metadata, produce, topics_admin};
 use super::services::CoreServices;
 use crate::metadata_source::{MetadataError, MetadataSource};
 
@@ -84,8 +84,13 @@ impl<S: MetadataSource> Dispatcher<S> {
         self
     }
 
-    fn services(&self, api_key: kafka_protocol::messages::ApiKey) -> Result<&CoreServices, CloseReason> {
-        self.services.as_deref().ok_or(CloseReason::NoEngine(api_key))
+    fn services(
+        &self,
+        api_key: kafka_protocol::messages::ApiKey,
+    ) -> Result<&CoreServices, CloseReason> {
+        self.services
+            .as_deref()
+            .ok_or(CloseReason::NoEngine(api_key))
     }
 
     /// Handles one frame (size prefix already removed).
@@ -121,16 +126,15 @@ impl<S: MetadataSource> Dispatcher<S> {
             body,
         } = request;
         let response = match body {
-            Request::Produce(body) => {
-                match produce::handle(self.services(api_key)?, body).await {
-                    Some(response) => Response::Produce(response),
-                    None => return Ok(None),
-                }
-            }
+            Request::Produce(body) => match produce::handle(self.services(api_key)?, body).await {
+                Some(response) => Response::Produce(response),
+                None => return Ok(None),
+            },
             Request::CreateTopics(body) => {
                 let services = self.services(api_key)?;
                 Response::CreateTopics(
-                    topics_admin::create_topics(&services.core, body, self.default_partitions).await,
+                    topics_admin::create_topics(&services.core, body, self.default_partitions)
+                        .await,
                 )
             }
             Request::DeleteTopics(body) => Response::DeleteTopics(
@@ -139,8 +143,11 @@ impl<S: MetadataSource> Dispatcher<S> {
             Request::CreatePartitions(body) => Response::CreatePartitions(
                 topics_admin::create_partitions(&self.services(api_key)?.core, body).await,
             ),
+            Request::Fetch(body) => {
+                Response::Fetch(fetch::handle(self.services(api_key)?, *body, version).await)
+            }
             Request::ListOffsets(body) => Response::ListOffsets(
-                list_offsets::handle(&self.services(api_key)?.core, body).await,
+                list_offsets::handle(&self.services(api_key)?.core, body, version).await,
             ),
             Request::ApiVersions(body) => {
                 tracing::debug!(

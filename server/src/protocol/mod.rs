@@ -18,8 +18,8 @@ pub mod client_codec;
 pub mod codec;
 pub mod dispatch;
 pub mod frame;
+mod handlers;
 pub mod services;
 pub mod shape;
-mod handlers;
 
 pub use dispatch::{BrokerIdentity, Dispatcher, FrameOutcome};

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use glommio::sync::{Semaphore, StaticPermit};
 
+use crate::fetch::FetchCore;
 use crate::metadata_core::CoreHandle;
 use crate::metadata_core::watermarks::WatermarkWaiters;
 
@@ -17,6 +18,8 @@ pub struct CoreServices {
     pub core: CoreHandle,
     /// Fetches parked at the live edge on this core (fed by the metadata core's broadcast).
     pub watermark_waiters: Rc<WatermarkWaiters>,
+    /// This core's block cache and fetch sessions.
+    pub fetch: Rc<FetchCore>,
     produce_budget: Rc<Semaphore>,
     produce_budget_bytes: u64,
 }
@@ -32,9 +35,16 @@ impl CoreServices {
         Self {
             core,
             watermark_waiters,
+            fetch: Rc::new(FetchCore::default()),
             produce_budget: Rc::new(Semaphore::new(produce_budget_bytes)),
             produce_budget_bytes,
         }
+    }
+
+    /// Uses `fetch` (the core's configured block cache and sessions) instead of the default.
+    pub fn with_fetch(mut self, fetch: Rc<FetchCore>) -> Self {
+        self.fetch = fetch;
+        self
     }
 
     /// Waits until `bytes` more produced bytes fit in this core's budget. A request larger than

@@ -130,12 +130,14 @@ impl Reader<'_> {
                     None => Ok(()),
                 }
             }
-            Shape::Structs(fields) => self.array(depth, min_struct_bytes(fields, self.flexible), |reader| {
-                reader.structure(fields, depth + 1)
-            }),
-            Shape::Values(value) => {
-                self.array(depth, min_bytes(value, self.flexible), |reader| reader.field(value, depth + 1))
+            Shape::Structs(fields) => {
+                self.array(depth, min_struct_bytes(fields, self.flexible), |reader| {
+                    reader.structure(fields, depth + 1)
+                })
             }
+            Shape::Values(value) => self.array(depth, min_bytes(value, self.flexible), |reader| {
+                reader.field(value, depth + 1)
+            }),
         }
     }
 
@@ -192,7 +194,11 @@ fn min_bytes(shape: &Shape, flexible: bool) -> usize {
 
 fn min_struct_bytes(fields: &[Shape], flexible: bool) -> usize {
     let tagged = usize::from(flexible);
-    fields.iter().map(|field| min_bytes(field, flexible)).sum::<usize>() + tagged
+    fields
+        .iter()
+        .map(|field| min_bytes(field, flexible))
+        .sum::<usize>()
+        + tagged
 }
 
 /// Walks `body` (the bytes after the request header) as `fields`; a flexible version ends the
@@ -211,7 +217,10 @@ pub fn check_body(body: &[u8], fields: &[Shape], flexible: bool) -> Result<(), S
 mod tests {
     use super::*;
 
-    const TOPICS: &[Shape] = &[Shape::Structs(&[Shape::Str, Shape::Structs(&[Shape::I32, Shape::Bytes])])];
+    const TOPICS: &[Shape] = &[Shape::Structs(&[
+        Shape::Str,
+        Shape::Structs(&[Shape::I32, Shape::Bytes]),
+    ])];
 
     #[test]
     fn a_nested_count_beyond_the_body_is_refused() {
@@ -219,12 +228,26 @@ mod tests {
         let mut body = vec![0, 0, 0, 1, 0, 1, b't'];
         body.extend_from_slice(&i32::MAX.to_be_bytes());
         let error = check_body(&body, TOPICS, false).unwrap_err();
-        assert!(matches!(error, ShapeError::ArrayTooLong { count: 2147483647, .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                ShapeError::ArrayTooLong {
+                    count: 2147483647,
+                    ..
+                }
+            ),
+            "{error}"
+        );
         // The same with a real partition passes.
-        let mut body = vec![0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 2, 9, 9];
+        let mut body = vec![
+            0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 2, 9, 9,
+        ];
         check_body(&body, TOPICS, false).unwrap();
         body.pop();
-        assert!(matches!(check_body(&body, TOPICS, false), Err(ShapeError::Truncated { .. })));
+        assert!(matches!(
+            check_body(&body, TOPICS, false),
+            Err(ShapeError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -245,7 +268,9 @@ mod tests {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            let body: Vec<u8> = (0..(state % 48)).map(|i| (state >> (i % 56)) as u8).collect();
+            let body: Vec<u8> = (0..(state % 48))
+                .map(|i| (state >> (i % 56)) as u8)
+                .collect();
             let _ = check_body(&body, TOPICS, round % 2 == 0);
         }
     }

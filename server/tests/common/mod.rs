@@ -49,8 +49,11 @@ impl TestAgent {
     /// Creates a topic through the agent's CreateTopics API.
     pub fn create_topic(&self, name: &str, partitions: i32) {
         let mut client = RawClient::connect(self.addr());
-        let response: CreateTopicsResponse =
-            client.call(ApiKey::CreateTopics, 7, &create_topics_request(&[(name, partitions)]));
+        let response: CreateTopicsResponse = client.call(
+            ApiKey::CreateTopics,
+            7,
+            &create_topics_request(&[(name, partitions)]),
+        );
         assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
     }
 
@@ -64,17 +67,19 @@ impl TestAgent {
 }
 
 pub fn create_topics_request(topics: &[(&str, i32)]) -> CreateTopicsRequest {
-    CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(
-        topics
-            .iter()
-            .map(|(name, partitions)| {
-                CreatableTopic::default()
-                    .with_name(topic_name(name))
-                    .with_num_partitions(*partitions)
-                    .with_replication_factor(-1)
-            })
-            .collect(),
-    )
+    CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(
+            topics
+                .iter()
+                .map(|(name, partitions)| {
+                    CreatableTopic::default()
+                        .with_name(topic_name(name))
+                        .with_num_partitions(*partitions)
+                        .with_replication_factor(-1)
+                })
+                .collect(),
+        )
 }
 
 pub fn topic_name(name: &str) -> TopicName {
@@ -97,7 +102,10 @@ pub fn produce_request(acks: i16, partitions: &[(&str, i32, Bytes)]) -> ProduceR
         let data = PartitionProduceData::default()
             .with_index(*partition)
             .with_records(Some(records.clone()));
-        match topics.iter_mut().find(|entry| entry.name.as_str() == *topic) {
+        match topics
+            .iter_mut()
+            .find(|entry| entry.name.as_str() == *topic)
+        {
             Some(entry) => entry.partition_data.push(data),
             None => topics.push(
                 TopicProduceData::default()
@@ -190,7 +198,10 @@ fn test_config(data_dir: &std::path::Path) -> Config {
         cpus: Some(vec![0]),
         data_dir: data_dir.to_owned(),
         // Tests do not need fsync for their assertions, and it would dominate their time.
-        store: Some(format!("file://{}?fsync=false", data_dir.join("store").display())),
+        store: Some(format!(
+            "file://{}?fsync=false",
+            data_dir.join("store").display()
+        )),
         ..Config::default()
     }
 }
@@ -202,7 +213,10 @@ pub fn start_agent(configure: impl FnOnce(&mut Config)) -> TestAgent {
 }
 
 /// Starts an agent whose data directory (and default store) is `data_dir`.
-pub fn start_agent_in(data_dir: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> TestAgent {
+pub fn start_agent_in(
+    data_dir: tempfile::TempDir,
+    configure: impl FnOnce(&mut Config),
+) -> TestAgent {
     let serialised = ONE_AGENT_AT_A_TIME
         .lock()
         .unwrap_or_else(PoisonError::into_inner);

@@ -93,7 +93,7 @@ mod tests {
         assert!(
             advertised
                 .iter()
-                .all(|(key, _, _)| *key != ApiKey::Fetch as i16)
+                .all(|(key, _, _)| *key != ApiKey::ShareFetch as i16)
         );
     }
 

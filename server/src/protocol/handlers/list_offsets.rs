@@ -21,6 +21,9 @@ use sluice_engine::types::{TopicPartition, log_key};
 use crate::metadata_core::CoreHandle;
 use crate::metadata_core::window::error_code;
 
+/// Per topic: its name and the `(partition, timestamp)` pairs asked.
+type Asked = Vec<(String, Vec<(i32, i64)>)>;
+
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
 
@@ -33,15 +36,26 @@ enum Lookup {
     NotFound,
 }
 
-fn lookup(state: &MetadataState, topic: &str, partition: i32, timestamp: i64) -> Result<Lookup, i16> {
+fn lookup(
+    state: &MetadataState,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<Lookup, i16> {
     let topic_id = state
         .topic_id_by_name(topic)
         .ok_or(kafka_code::UNKNOWN_TOPIC_OR_PARTITION)?;
     let tp = TopicPartition::new(topic_id, partition);
     let unknown = |_| kafka_code::UNKNOWN_TOPIC_OR_PARTITION;
     match timestamp {
-        LATEST_TIMESTAMP => state.high_watermark(tp).map(Lookup::Offset).map_err(unknown),
-        EARLIEST_TIMESTAMP => state.log_start_offset(tp).map(Lookup::Offset).map_err(unknown),
+        LATEST_TIMESTAMP => state
+            .high_watermark(tp)
+            .map(Lookup::Offset)
+            .map_err(unknown),
+        EARLIEST_TIMESTAMP => state
+            .log_start_offset(tp)
+            .map(Lookup::Offset)
+            .map_err(unknown),
         timestamp if timestamp >= 0 => {
             let entry = state.offset_for_timestamp(tp, timestamp).map_err(unknown)?;
             Ok(entry.map_or(Lookup::NotFound, |entry| Lookup::Segment(*entry)))
@@ -52,7 +66,11 @@ fn lookup(state: &MetadataState, topic: &str, partition: i32, timestamp: i64) ->
 
 /// Walks the batch headers of one segment: `(offset, max timestamp)` of the first batch whose max
 /// timestamp reaches `timestamp`.
-pub fn first_batch_at_or_after(segment: &[u8], base_offset: u64, timestamp: i64) -> Option<(u64, i64)> {
+pub fn first_batch_at_or_after(
+    segment: &[u8],
+    base_offset: u64,
+    timestamp: i64,
+) -> Option<(u64, i64)> {
     let mut position = 0_usize;
     let mut offset = base_offset;
     while let Some(rest) = segment.get(position..).filter(|rest| !rest.is_empty()) {
@@ -61,12 +79,18 @@ pub fn first_batch_at_or_after(segment: &[u8], base_offset: u64, timestamp: i64)
             return Some((offset, header.max_timestamp));
         }
         offset = offset.saturating_add(header.offset_count());
-        position = position.checked_add(header.total_len()).filter(|_| header.total_len() > 0)?;
+        position = position
+            .checked_add(header.total_len())
+            .filter(|_| header.total_len() > 0)?;
     }
     None
 }
 
-async fn refine(store: &Arc<dyn ObjectStorage>, entry: IndexEntry, timestamp: i64) -> Result<Option<(u64, i64)>, i16> {
+async fn refine(
+    store: &Arc<dyn ObjectStorage>,
+    entry: IndexEntry,
+    timestamp: i64,
+) -> Result<Option<(u64, i64)>, i16> {
     let range = entry.byte_start..entry.byte_start.saturating_add(entry.byte_len);
     let key = log_key(entry.seq);
     let bytes = store.get_range(&key, range).await.map_err(|error| {
@@ -76,12 +100,17 @@ async fn refine(store: &Arc<dyn ObjectStorage>, entry: IndexEntry, timestamp: i6
     // The index said this segment reaches the timestamp; if its batches disagree, fall back to
     // the segment's base offset rather than claim nothing is there.
     Ok(Some(
-        first_batch_at_or_after(&bytes, entry.base_offset, timestamp).unwrap_or((entry.base_offset, entry.max_timestamp)),
+        first_batch_at_or_after(&bytes, entry.base_offset, timestamp)
+            .unwrap_or((entry.base_offset, entry.max_timestamp)),
     ))
 }
 
-pub async fn handle(core: &CoreHandle, request: ListOffsetsRequest) -> ListOffsetsResponse {
-    let asked: Arc<Vec<(String, Vec<(i32, i64)>)>> = Arc::new(
+pub async fn handle(
+    core: &CoreHandle,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    let asked: Arc<Asked> = Arc::new(
         request
             .topics
             .iter()
@@ -123,18 +152,26 @@ pub async fn handle(core: &CoreHandle, request: ListOffsetsRequest) -> ListOffse
             let answer = match found {
                 Ok(Lookup::Offset(offset)) => Ok(Some((offset, -1))),
                 Ok(Lookup::NotFound) => Ok(None),
-                Ok(Lookup::Segment(entry)) => refine(core.store(), entry, partition.timestamp).await,
+                Ok(Lookup::Segment(entry)) => {
+                    refine(core.store(), entry, partition.timestamp).await
+                }
                 Err(code) => Err(code),
             };
-            let response = ListOffsetsPartitionResponse::default()
-                .with_partition_index(partition.partition_index)
-                .with_leader_epoch(0);
+            let mut response = ListOffsetsPartitionResponse::default()
+                .with_partition_index(partition.partition_index);
+            // Versions before 4 have no leader epoch; the encoder refuses a set one there.
+            if version >= 4 {
+                response.leader_epoch = 0;
+            }
             partitions.push(match answer {
                 Ok(Some((offset, timestamp))) => response
                     .with_offset(i64::try_from(offset).unwrap_or(i64::MAX))
                     .with_timestamp(timestamp),
                 Ok(None) => response.with_offset(-1).with_timestamp(-1),
-                Err(code) => response.with_error_code(code).with_offset(-1).with_timestamp(-1),
+                Err(code) => response
+                    .with_error_code(code)
+                    .with_offset(-1)
+                    .with_timestamp(-1),
             });
         }
         topics.push(
@@ -158,9 +195,18 @@ mod tests {
     fn the_walk_stops_at_the_first_batch_reaching_the_timestamp() {
         let mut segment = BytesMut::new();
         // Three batches: 2 records at 100..101, 3 at 200..202, 1 at 300.
-        segment.extend_from_slice(&BatchBuilder::new(100).record(0, None, b"a").record(1, None, b"b").encode());
         segment.extend_from_slice(
-            &BatchBuilder::new(200).record(0, None, b"c").record(1, None, b"d").record(2, None, b"e").encode(),
+            &BatchBuilder::new(100)
+                .record(0, None, b"a")
+                .record(1, None, b"b")
+                .encode(),
+        );
+        segment.extend_from_slice(
+            &BatchBuilder::new(200)
+                .record(0, None, b"c")
+                .record(1, None, b"d")
+                .record(2, None, b"e")
+                .encode(),
         );
         segment.extend_from_slice(&BatchBuilder::new(300).record(0, None, b"f").encode());
         assert_eq!(first_batch_at_or_after(&segment, 40, 0), Some((40, 101)));

@@ -62,14 +62,15 @@ pub async fn handle(services: &CoreServices, request: ProduceRequest) -> Option<
     let acks = request.acks;
     let refuse_all = if request.transactional_id.is_some() {
         Some(TRANSACTIONS_UNSUPPORTED)
-    } else if !matches!(acks, 0 | 1 | -1) {
+    } else if !(-1..=1).contains(&acks) {
         Some(INVALID_REQUIRED_ACKS)
     } else {
         None
     };
 
     // Per partition in request order: `Ok(position in `to_append`)` or a code.
-    let mut placements: Vec<Vec<(i32, Result<usize, i16>)>> = Vec::with_capacity(request.topic_data.len());
+    let mut placements: Vec<Vec<(i32, Result<usize, i16>)>> =
+        Vec::with_capacity(request.topic_data.len());
     let mut to_append = Vec::new();
     let mut bytes_total: u64 = 0;
     for topic in &request.topic_data {
@@ -78,9 +79,8 @@ pub async fn handle(services: &CoreServices, request: ProduceRequest) -> Option<
             let placement = match refuse_all {
                 Some(code) => Err(code),
                 None => validate_records(partition.records.clone()).map(|batches| {
-                    bytes_total = bytes_total.saturating_add(
-                        batches.iter().map(|(_, bytes)| bytes.len() as u64).sum(),
-                    );
+                    bytes_total = bytes_total
+                        .saturating_add(batches.iter().map(|(_, bytes)| bytes.len() as u64).sum());
                     to_append.push(ProducePartition {
                         topic: topic.name.as_str().to_owned(),
                         partition: partition.index,
@@ -201,7 +201,10 @@ mod tests {
         let mut bad_crc = good.to_vec();
         let last = bad_crc.len() - 1;
         bad_crc[last] ^= 0xff;
-        assert_eq!(validate_records(Some(Bytes::from(bad_crc))), Err(error_code::CORRUPT_MESSAGE));
+        assert_eq!(
+            validate_records(Some(Bytes::from(bad_crc))),
+            Err(error_code::CORRUPT_MESSAGE)
+        );
         let mut old_magic = good.to_vec();
         old_magic[16] = 1;
         assert_eq!(
@@ -213,6 +216,9 @@ mod tests {
             Err(error_code::CORRUPT_MESSAGE)
         );
         assert_eq!(validate_records(None), Err(error_code::CORRUPT_MESSAGE));
-        assert_eq!(validate_records(Some(batch(0))), Err(error_code::INVALID_RECORD));
+        assert_eq!(
+            validate_records(Some(batch(0))),
+            Err(error_code::INVALID_RECORD)
+        );
     }
 }

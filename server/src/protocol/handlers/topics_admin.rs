@@ -35,7 +35,9 @@ use crate::metadata_core::{CommandFailure, CoreHandle, create_topic_command};
 const INVALID_REPLICATION_FACTOR: i16 = 38;
 const NOT_CONTROLLER_UNAVAILABLE: i16 = 6;
 
-type Outcome = Result<(), (i16, String)>;
+/// A Kafka error code and message.
+type Failure = (i16, String);
+type Outcome = Result<(), Failure>;
 
 fn from_metadata(error: &MetadataError) -> (i16, String) {
     (error.kafka_error_code(), error.to_string())
@@ -83,7 +85,9 @@ fn check_new_topic(
             .filter(|count| (1..=PARTITIONS_PER_TOPIC_MAX).contains(count))
             .ok_or((
                 kafka_code::INVALID_PARTITIONS,
-                format!("partition count must be 1 to {PARTITIONS_PER_TOPIC_MAX}, or -1 for the default"),
+                format!(
+                    "partition count must be 1 to {PARTITIONS_PER_TOPIC_MAX}, or -1 for the default"
+                ),
             ))?,
     };
     if !matches!(topic.replication_factor, 1 | -1) {
@@ -95,14 +99,16 @@ fn check_new_topic(
     if !topic.assignments.is_empty() {
         return Err((
             kafka_code::INVALID_REQUEST,
-            "manual replica assignment is not supported: every agent serves every partition".to_owned(),
+            "manual replica assignment is not supported: every agent serves every partition"
+                .to_owned(),
         ));
     }
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
         // A null value means "the default": nothing to store.
         let Some(value) = &config.value else { continue };
-        validate_config(config.name.as_str(), value.as_str()).map_err(|error| from_metadata(&error))?;
+        validate_config(config.name.as_str(), value.as_str())
+            .map_err(|error| from_metadata(&error))?;
         configs.insert(config.name.as_str().to_owned(), value.as_str().to_owned());
     }
     Ok(NewTopic {
@@ -117,11 +123,20 @@ pub async fn create_topics(
     request: CreateTopicsRequest,
     default_partitions: u32,
 ) -> CreateTopicsResponse {
-    let mut checked: Vec<Result<NewTopic, (i16, String)>> = Vec::with_capacity(request.topics.len());
+    let mut checked: Vec<Result<NewTopic, (i16, String)>> =
+        Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
-        let duplicate = request.topics.iter().filter(|other| other.name == topic.name).count() > 1;
+        let duplicate = request
+            .topics
+            .iter()
+            .filter(|other| other.name == topic.name)
+            .count()
+            > 1;
         checked.push(if duplicate {
-            Err((kafka_code::INVALID_REQUEST, "topic named twice in one request".to_owned()))
+            Err((
+                kafka_code::INVALID_REQUEST,
+                "topic named twice in one request".to_owned(),
+            ))
         } else {
             check_new_topic(topic, default_partitions)
         });
@@ -131,16 +146,28 @@ pub async fn create_topics(
     if request.validate_only {
         let names: Vec<String> = checked
             .iter()
-            .map(|topic| topic.as_ref().map(|topic| topic.name.clone()).unwrap_or_default())
+            .map(|topic| {
+                topic
+                    .as_ref()
+                    .map(|topic| topic.name.clone())
+                    .unwrap_or_default()
+            })
             .collect();
         let existing = core
-            .query(move |state| names.iter().map(|name| state.topic_id_by_name(name).is_some()).collect::<Vec<_>>())
+            .query(move |state| {
+                names
+                    .iter()
+                    .map(|name| state.topic_id_by_name(name).is_some())
+                    .collect::<Vec<_>>()
+            })
             .await
             .unwrap_or_default();
         for (index, topic) in checked.into_iter().enumerate() {
             results.push(topic.and_then(|topic| {
                 if existing.get(index).copied().unwrap_or(false) {
-                    Err(from_metadata(&MetadataError::TopicAlreadyExists { name: topic.name }))
+                    Err(from_metadata(&MetadataError::TopicAlreadyExists {
+                        name: topic.name,
+                    }))
                 } else {
                     Ok((TopicId::ZERO, topic.partition_count))
                 }
@@ -151,7 +178,8 @@ pub async fn create_topics(
         let mut planned = Vec::with_capacity(checked.len());
         for topic in checked {
             planned.push(topic.map(|topic| {
-                let command = create_topic_command(&topic.name, topic.partition_count, topic.configs);
+                let command =
+                    create_topic_command(&topic.name, topic.partition_count, topic.configs);
                 let topic_id = match &command {
                     Command::CreateTopic { topic_id, .. } => *topic_id,
                     _ => TopicId::ZERO,
@@ -193,7 +221,11 @@ pub async fn create_topics(
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-pub async fn delete_topics(core: &CoreHandle, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete_topics(
+    core: &CoreHandle,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // Requested topics as (name, id); v6 may name either.
     let requested: Vec<(Option<String>, Option<TopicId>)> = if version >= 6 {
         request
@@ -205,7 +237,11 @@ pub async fn delete_topics(core: &CoreHandle, request: DeleteTopicsRequest, vers
             })
             .collect()
     } else {
-        request.topic_names.iter().map(|name| (Some(name.as_str().to_owned()), None)).collect()
+        request
+            .topic_names
+            .iter()
+            .map(|name| (Some(name.as_str().to_owned()), None))
+            .collect()
     };
     let lookup = Arc::new(requested);
     let query = Arc::clone(&lookup);
@@ -217,19 +253,30 @@ pub async fn delete_topics(core: &CoreHandle, request: DeleteTopicsRequest, vers
                     (_, Some(id)) => state
                         .topic(*id)
                         .map(|topic| (topic.name().to_owned(), *id))
-                        .ok_or((kafka_code::UNKNOWN_TOPIC_ID, format!("unknown topic id {id}"))),
+                        .ok_or((
+                            kafka_code::UNKNOWN_TOPIC_ID,
+                            format!("unknown topic id {id}"),
+                        )),
                     (Some(name), None) => state
                         .topic_id_by_name(name)
                         .map(|id| (name.clone(), id))
-                        .ok_or((kafka_code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic '{name}'"))),
-                    (None, None) => Err((kafka_code::INVALID_REQUEST, "neither a name nor an id".to_owned())),
+                        .ok_or((
+                            kafka_code::UNKNOWN_TOPIC_OR_PARTITION,
+                            format!("unknown topic '{name}'"),
+                        )),
+                    (None, None) => Err((
+                        kafka_code::INVALID_REQUEST,
+                        "neither a name nor an id".to_owned(),
+                    )),
                 })
                 .collect()
         })
         .await
-        .unwrap_or_else(|error| vec![Err((NOT_CONTROLLER_UNAVAILABLE, error.to_string())); lookup.len()]);
+        .unwrap_or_else(|error| {
+            vec![Err((NOT_CONTROLLER_UNAVAILABLE, error.to_string())); lookup.len()]
+        });
     let mut commands = Vec::new();
-    let planned: Vec<Result<(String, TopicId, usize), (i16, String)>> = resolved
+    let planned: Vec<Result<(String, TopicId, usize), Failure>> = resolved
         .into_iter()
         .map(|topic| {
             topic.map(|(name, topic_id)| {
@@ -244,7 +291,11 @@ pub async fn delete_topics(core: &CoreHandle, request: DeleteTopicsRequest, vers
         .zip(lookup.iter())
         .map(|(plan, (asked_name, asked_id))| {
             let entry = DeletableTopicResult::default()
-                .with_name(asked_name.clone().map(|name| TopicName(StrBytes::from_string(name))))
+                .with_name(
+                    asked_name
+                        .clone()
+                        .map(|name| TopicName(StrBytes::from_string(name))),
+                )
                 .with_topic_id(asked_id.map_or(Uuid::nil(), |id| id.as_uuid()));
             let outcome = plan.and_then(|(name, topic_id, index)| {
                 outcomes
@@ -266,13 +317,19 @@ pub async fn delete_topics(core: &CoreHandle, request: DeleteTopicsRequest, vers
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub async fn create_partitions(core: &CoreHandle, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    core: &CoreHandle,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let asked: Arc<Vec<(String, i32, bool)>> = Arc::new(
         request
             .topics
             .iter()
             .map(|topic| {
-                let manual = topic.assignments.as_ref().is_some_and(|assignments| !assignments.is_empty());
+                let manual = topic
+                    .assignments
+                    .as_ref()
+                    .is_some_and(|assignments| !assignments.is_empty());
                 (topic.name.as_str().to_owned(), topic.count, manual)
             })
             .collect(),
@@ -288,7 +345,10 @@ pub async fn create_partitions(core: &CoreHandle, request: CreatePartitionsReque
                         format!("unknown topic '{name}'"),
                     ))?;
                     if *manual {
-                        return Err((kafka_code::INVALID_REQUEST, "manual replica assignment is not supported".to_owned()));
+                        return Err((
+                            kafka_code::INVALID_REQUEST,
+                            "manual replica assignment is not supported".to_owned(),
+                        ));
                     }
                     let current = topic.partition_count();
                     let requested = u32::try_from(*count).unwrap_or(0);
@@ -307,7 +367,9 @@ pub async fn create_partitions(core: &CoreHandle, request: CreatePartitionsReque
                 .collect()
         })
         .await
-        .unwrap_or_else(|error| vec![Err((NOT_CONTROLLER_UNAVAILABLE, error.to_string())); asked.len()]);
+        .unwrap_or_else(|error| {
+            vec![Err((NOT_CONTROLLER_UNAVAILABLE, error.to_string())); asked.len()]
+        });
     let mut commands = Vec::new();
     let planned: Vec<Result<usize, (i16, String)>> = checked
         .into_iter()

@@ -1,0 +1,161 @@
+//! Fetch sessions (KIP-227) as the Java client uses them: a full fetch opens the session, then
+//! incremental fetches list only changed partitions and are answered with only what changed;
+//! forgotten partitions leave; wrong epochs and unknown ids get 71 and 70; epoch -1 closes.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod common;
+mod fetch_support;
+
+use std::time::{Duration, Instant};
+
+use common::{RawClient, batch};
+use fetch_support::*;
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+use uuid::Uuid;
+
+fn session_fetch(topic_id: Uuid, session_id: i32, epoch: i32, wants: &[Want]) -> FetchRequest {
+    let topics = if wants.is_empty() {
+        vec![]
+    } else {
+        vec![fetch_topic("s", topic_id, wants)]
+    };
+    fetch_request("s", topic_id, &[], 0, 0)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+}
+
+/// `(partition, batch count)` of each partition in the response.
+fn listed(response: &FetchResponse) -> Vec<(i32, usize)> {
+    partitions(response)
+        .iter()
+        .map(|partition| {
+            (
+                partition.partition_index,
+                batches_of(&partition.records).len(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn incremental_fetches_carry_only_what_changed() {
+    for version in [12_i16, 13, 17] {
+        let agent = common::start_agent(|config| config.flush_interval_ms = 10);
+        let mut client = RawClient::connect(agent.addr());
+        let topic_id = create_topic(&mut client, "s", 3);
+        produce(&mut client, "s", 0, batch(2, 1));
+        produce(&mut client, "s", 1, batch(3, 1));
+
+        // Full fetch, epoch 0: opens a session and lists every partition.
+        let all = [want(0, 0), want(1, 0), want(2, 0)];
+        let response = fetch(&mut client, version, &session_fetch(topic_id, 0, 0, &all));
+        assert_eq!(response.error_code, 0);
+        let session_id = response.session_id;
+        assert_ne!(session_id, 0, "v{version}");
+        assert_eq!(listed(&response), vec![(0, 1), (1, 1), (2, 0)]);
+
+        // Epoch 1: the client moved past what it got; nothing changed since, so nothing is listed.
+        let response = fetch(
+            &mut client,
+            version,
+            &session_fetch(topic_id, session_id, 1, &[want(0, 2), want(1, 3)]),
+        );
+        assert_eq!((response.error_code, response.session_id), (0, session_id));
+        assert_eq!(listed(&response), vec![]);
+
+        // New data on partition 2 (still at offset 0 in the session): only it comes back.
+        produce(&mut client, "s", 2, batch(4, 2));
+        let response = fetch(
+            &mut client,
+            version,
+            &session_fetch(topic_id, session_id, 2, &[]),
+        );
+        assert_eq!(listed(&response), vec![(2, 1)]);
+        assert_eq!(partitions(&response)[0].high_watermark, 4);
+
+        // Partition 2 is forgotten; a long poll in the session is woken by partition 1's data.
+        let request = session_fetch(topic_id, session_id, 3, &[])
+            .with_forgotten_topics_data(vec![forgotten("s", topic_id, &[2])])
+            .with_max_wait_ms(5_000)
+            .with_min_bytes(1);
+        let correlation_id = client.send(ApiKey::Fetch, version, &request);
+        let mut producer = RawClient::connect(agent.addr());
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        produce(&mut producer, "s", 2, batch(1, 3));
+        produce(&mut producer, "s", 1, batch(1, 3));
+        let response: FetchResponse = client.receive(ApiKey::Fetch, version, correlation_id);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(listed(&response), vec![(1, 1)], "partition 2 was forgotten");
+
+        // A replayed epoch and an unknown session are refused at the top level.
+        let response = fetch(
+            &mut client,
+            version,
+            &session_fetch(topic_id, session_id, 3, &[]),
+        );
+        assert_eq!((response.error_code, response.session_id), (71, 0));
+        assert!(response.responses.is_empty());
+        let response = fetch(
+            &mut client,
+            version,
+            &session_fetch(topic_id, session_id.wrapping_add(1), 1, &[]),
+        );
+        assert_eq!(response.error_code, 70);
+        // The session survives a refused request.
+        let response = fetch(
+            &mut client,
+            version,
+            &session_fetch(topic_id, session_id, 4, &[want(1, 4)]),
+        );
+        assert_eq!(response.error_code, 0);
+
+        // Epoch -1 closes it: this answer is sessionless and full, the id is gone afterwards.
+        let response = fetch(
+            &mut client,
+            version,
+            &session_fetch(topic_id, session_id, -1, &[want(0, 0)]),
+        );
+        assert_eq!((response.error_code, response.session_id), (0, 0));
+        assert_eq!(listed(&response), vec![(0, 1)]);
+        let response = fetch(
+            &mut client,
+            version,
+            &session_fetch(topic_id, session_id, 5, &[]),
+        );
+        assert_eq!(response.error_code, 70);
+    }
+}
+
+#[test]
+fn sessions_are_per_core_state_bounded_by_eviction() {
+    let agent = common::start_agent(|config| config.flush_interval_ms = 10);
+    let mut client = RawClient::connect(agent.addr());
+    let topic_id = create_topic(&mut client, "s", 1);
+    // More sessions than a core keeps (1,000 by default): the oldest is evicted, the newest works.
+    let first = fetch(
+        &mut client,
+        12,
+        &session_fetch(topic_id, 0, 0, &[want(0, 0)]),
+    )
+    .session_id;
+    let mut last = 0;
+    for _ in 0..1_000 {
+        last = fetch(
+            &mut client,
+            12,
+            &session_fetch(topic_id, 0, 0, &[want(0, 0)]),
+        )
+        .session_id;
+        assert_ne!(last, 0);
+    }
+    assert_eq!(
+        fetch(&mut client, 12, &session_fetch(topic_id, first, 1, &[])).error_code,
+        70
+    );
+    assert_eq!(
+        fetch(&mut client, 12, &session_fetch(topic_id, last, 1, &[])).error_code,
+        0
+    );
+}
