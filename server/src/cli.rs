@@ -1,4 +1,4 @@
-//! The `sluice` command line: `sluice serve` runs an agent, `sluice dump` will inspect objects.
+//! The `sluice` command line: `sluice serve` runs an agent, `sluice dump` prints a stored object.
 //!
 //! Kept in the library (not in `main.rs`) so that argument parsing is tested like the rest.
 
@@ -10,9 +10,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::net::agent::Agent;
 use crate::signals::TerminationSignals;
-
-/// Exit code for a command that exists but is not implemented yet.
-pub const EXIT_NOT_IMPLEMENTED: u8 = 2;
 
 /// Sluice: a Kafka-compatible streaming agent that keeps every byte in object storage.
 #[derive(Debug, Parser)]
@@ -26,10 +23,17 @@ pub struct Cli {
 pub enum Command {
     /// Run an agent.
     Serve(Box<ServeArgs>),
-    /// Print the contents of a Sluice object (not implemented yet).
+    /// Print a stored object (header, index, batch headers) as JSON.
     Dump {
-        /// Path or URL of the object.
+        /// A file (an object in a local-directory store), or a key such as
+        /// `log/00000000000000000042` with `--store`.
         object: String,
+        /// Object store URL to read the key from (`s3://bucket?endpoint=…`, `file:///dir`).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Also check every batch's CRC-32C.
+        #[arg(long)]
+        verify: bool,
     },
 }
 
@@ -46,9 +50,17 @@ pub struct ServeArgs {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
-        Command::Dump { object } => {
-            eprintln!("sluice dump {object}: not implemented yet");
-            ExitCode::from(EXIT_NOT_IMPLEMENTED)
+        Command::Dump { object, store, verify } => {
+            match crate::dump::dump(&crate::dump::DumpRequest { object, store, verify_batches: verify }) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("sluice dump: {message}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }
@@ -135,8 +147,8 @@ mod tests {
     }
 
     #[test]
-    fn dump_is_not_implemented_yet() {
-        let cli = Cli::try_parse_from(["sluice", "dump", "object"]).unwrap();
-        assert_eq!(run(cli), ExitCode::from(EXIT_NOT_IMPLEMENTED));
+    fn dump_of_a_missing_file_fails_cleanly() {
+        let cli = Cli::try_parse_from(["sluice", "dump", "/nonexistent/object", "--verify"]).unwrap();
+        assert_eq!(run(cli), ExitCode::FAILURE);
     }
 }

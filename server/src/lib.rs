@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dump;
 pub mod fetch;
 pub mod memlock;
 pub mod metadata_core;

@@ -1,5 +1,5 @@
 //! The `sluice` binary end to end: two network cores on one port, and the startup errors a user
-//! sees (locked-memory budget, unknown config key, `dump` not implemented).
+//! sees (locked-memory budget, unknown config key, `dump` output and errors).
 //!
 //! The agent here runs in its own process with this machine's default shape (two network
 //! executors plus the metadata executor), with `--io-memory-bytes 65536` so that its locked
@@ -177,11 +177,37 @@ fn an_unknown_config_key_is_refused_by_name() {
 }
 
 #[test]
-fn dump_is_not_implemented_yet() {
-    let output = Command::new(SLUICE)
-        .args(["dump", "some-object"])
-        .output()
+fn dump_prints_an_object_as_json_and_names_a_corrupt_one() {
+    use sluice_engine::batch::{BatchBuilder, validate_batch};
+    use sluice_engine::format::{EntryHeader, EntryKind, ObjectBuilder};
+    use sluice_engine::types::{LogSeq, TopicId, TopicPartition};
+
+    let header = EntryHeader {
+        seq: LogSeq(5),
+        writer_epoch: 2,
+        prev_seq: Some(LogSeq(4)),
+        entry_nonce: 1,
+        kind: EntryKind::Data,
+        created_at_ms: 1_700_000_000_000,
+    };
+    let mut builder = ObjectBuilder::new(header);
+    let batch = BatchBuilder::new(1_700_000_000_000).record(0, Some(b"key"), b"value").encode();
+    builder
+        .push_batch(TopicPartition::new(TopicId([1; 16]), 0), &validate_batch(&batch).unwrap(), batch)
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not implemented"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("00000000000000000005");
+    std::fs::write(&path, builder.finish().unwrap().to_contiguous()).unwrap();
+
+    let output = Command::new(SLUICE).arg("dump").arg(&path).arg("--verify").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["batches_verified"], serde_json::Value::Bool(true), "{json}");
+
+    let mut corrupt = std::fs::read(&path).unwrap();
+    corrupt.truncate(corrupt.len() - 3);
+    std::fs::write(&path, corrupt).unwrap();
+    let output = Command::new(SLUICE).arg("dump").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("00000000000000000005"));
 }
