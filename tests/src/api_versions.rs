@@ -1,0 +1,187 @@
+//! Asks a broker which Kafka APIs it serves (ApiVersions v0, written by hand: twenty bytes out, a
+//! flat array back), so that a Sluice test can tell "not implemented yet" from "broken" and skip
+//! loudly instead of failing or passing silently.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::HarnessError;
+
+const API_VERSIONS_KEY: i16 = 18;
+/// An ApiVersions answer lists a few dozen APIs; anything near this is not one.
+const RESPONSE_BYTES_MAX: usize = 64 * 1024;
+const PROBE_TIMEOUT_MS: u64 = 10_000;
+
+/// Kafka API keys the harness cares about, with their protocol names.
+pub const PRODUCE: (i16, &str) = (0, "Produce");
+pub const FETCH: (i16, &str) = (1, "Fetch");
+pub const LIST_OFFSETS: (i16, &str) = (2, "ListOffsets");
+pub const METADATA: (i16, &str) = (3, "Metadata");
+pub const CREATE_TOPICS: (i16, &str) = (19, "CreateTopics");
+
+/// What the matrix's clients call: metadata, topic creation, produce, the end offsets, fetch.
+pub const MATRIX_APIS: [(i16, &str); 5] = [METADATA, CREATE_TOPICS, PRODUCE, LIST_OFFSETS, FETCH];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiRange {
+    pub api_key: i16,
+    pub version_min: i16,
+    pub version_max: i16,
+}
+
+/// The APIs `address` advertises.
+pub fn advertised(address: SocketAddr) -> Result<Vec<ApiRange>, HarnessError> {
+    let failed = |message: String| HarnessError::Protocol {
+        address: address.to_string(),
+        message,
+    };
+    let timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| failed(format!("connect: {e}")))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| failed(format!("set timeout: {e}")))?;
+    let correlation_id: i32 = 0x5175_1ce0;
+    let client_id = b"sluice-e2e";
+    let mut body = Vec::with_capacity(32);
+    body.extend_from_slice(&API_VERSIONS_KEY.to_be_bytes());
+    body.extend_from_slice(&0_i16.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&i16::try_from(client_id.len()).unwrap_or(0).to_be_bytes());
+    body.extend_from_slice(client_id);
+    let mut request = Vec::with_capacity(body.len() + 4);
+    request.extend_from_slice(&i32::try_from(body.len()).unwrap_or(0).to_be_bytes());
+    request.extend_from_slice(&body);
+    stream
+        .write_all(&request)
+        .map_err(|e| failed(format!("send: {e}")))?;
+
+    let mut size = [0_u8; 4];
+    stream
+        .read_exact(&mut size)
+        .map_err(|e| failed(format!("read size: {e}")))?;
+    let size =
+        usize::try_from(i32::from_be_bytes(size)).map_err(|_| failed("negative size".into()))?;
+    if size > RESPONSE_BYTES_MAX {
+        return Err(failed(format!("response of {size} bytes")));
+    }
+    let mut response = vec![0_u8; size];
+    stream
+        .read_exact(&mut response)
+        .map_err(|e| failed(format!("read body: {e}")))?;
+    parse_response(&response, correlation_id).map_err(failed)
+}
+
+/// Parses an ApiVersions v0 response body (after the size prefix).
+pub fn parse_response(body: &[u8], correlation_id: i32) -> Result<Vec<ApiRange>, String> {
+    let mut cursor = body;
+    let got_correlation = take_i32(&mut cursor)?;
+    if got_correlation != correlation_id {
+        return Err(format!(
+            "correlation id {got_correlation}, sent {correlation_id}"
+        ));
+    }
+    let error_code = take_i16(&mut cursor)?;
+    // 35 (UNSUPPORTED_VERSION) still lists the ranges, so only other errors are fatal.
+    if error_code != 0 && error_code != 35 {
+        return Err(format!("error code {error_code}"));
+    }
+    let count = take_i32(&mut cursor)?;
+    let count = usize::try_from(count).map_err(|_| format!("array length {count}"))?;
+    if count > cursor.len() / 6 {
+        return Err(format!(
+            "array of {count} entries in {} bytes",
+            cursor.len()
+        ));
+    }
+    let mut ranges = Vec::with_capacity(count);
+    for _ in 0..count {
+        ranges.push(ApiRange {
+            api_key: take_i16(&mut cursor)?,
+            version_min: take_i16(&mut cursor)?,
+            version_max: take_i16(&mut cursor)?,
+        });
+    }
+    Ok(ranges)
+}
+
+/// The names of the `wanted` APIs that `advertised` lacks, in the order given.
+pub fn missing<'a>(advertised: &[ApiRange], wanted: &[(i16, &'a str)]) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .filter(|(key, _)| !advertised.iter().any(|range| range.api_key == *key))
+        .map(|(_, name)| *name)
+        .collect()
+}
+
+fn take_i16(cursor: &mut &[u8]) -> Result<i16, String> {
+    match *cursor {
+        [a, b, rest @ ..] => {
+            *cursor = rest;
+            Ok(i16::from_be_bytes([*a, *b]))
+        }
+        _ => Err("truncated response".into()),
+    }
+}
+
+fn take_i32(cursor: &mut &[u8]) -> Result<i32, String> {
+    match *cursor {
+        [a, b, c, d, rest @ ..] => {
+            *cursor = rest;
+            Ok(i32::from_be_bytes([*a, *b, *c, *d]))
+        }
+        _ => Err("truncated response".into()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn response(entries: &[(i16, i16, i16)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&7_i32.to_be_bytes());
+        body.extend_from_slice(&0_i16.to_be_bytes());
+        body.extend_from_slice(&i32::try_from(entries.len()).unwrap().to_be_bytes());
+        for (key, min, max) in entries {
+            for value in [key, min, max] {
+                body.extend_from_slice(&value.to_be_bytes());
+            }
+        }
+        body
+    }
+
+    #[test]
+    fn parses_ranges_and_names_what_is_missing() {
+        let ranges = parse_response(&response(&[(3, 0, 12), (18, 0, 4), (0, 3, 11)]), 7).unwrap();
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(
+            ranges[2],
+            ApiRange {
+                api_key: 0,
+                version_min: 3,
+                version_max: 11
+            }
+        );
+        assert_eq!(
+            missing(&ranges, &MATRIX_APIS),
+            vec!["CreateTopics", "ListOffsets", "Fetch"]
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_and_mismatched_responses() {
+        let body = response(&[(3, 0, 12)]);
+        assert!(parse_response(&body[..body.len() - 1], 7).is_err());
+        assert!(
+            parse_response(&body, 8)
+                .unwrap_err()
+                .contains("correlation")
+        );
+        let mut lying = response(&[]);
+        lying[6..10].copy_from_slice(&1000_i32.to_be_bytes());
+        assert!(parse_response(&lying, 7).is_err());
+    }
+}

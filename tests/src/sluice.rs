@@ -1,0 +1,254 @@
+//! [`SluiceAgent`]: the `sluice` binary of this workspace, serving on a loopback port with its bucket
+//! in a loopback S3-API server ([`S3TestServer`]), so the whole path — Kafka protocol, flush, PUT,
+//! commit, fetch — is the one production runs, minus the network.
+//!
+//! An agent can be killed with SIGKILL and started again on the same port and bucket: the crash
+//! scenario of DESIGN.md's invariant 3.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sluice_engine::store::S3TestServer;
+
+use crate::api_versions::{self, ApiRange};
+use crate::process::{ChildGuard, free_port, log_tail, wait_for_port};
+use crate::{HarnessError, repository_root};
+
+/// Recovery on a small bucket takes well under a second; the rest is slack for a loaded machine.
+const STARTUP_TIMEOUT_S: u64 = 60;
+/// A cold build of the server on 2 cores takes a few minutes; a warm one, a second.
+const BUILD_TIMEOUT_S: u64 = 1200;
+/// Source trees are a few levels deep; the limit only guards against a symlink loop.
+const SOURCE_TREE_DEPTH_MAX: usize = 12;
+
+#[derive(Debug)]
+pub struct SluiceAgent {
+    process: Option<ChildGuard>,
+    address: SocketAddr,
+    binary: PathBuf,
+    store_url: String,
+    data_dir: tempfile::TempDir,
+    starts: u32,
+}
+
+impl SluiceAgent {
+    /// Starts an agent on a free loopback port, keeping its data in `store` under `prefix`.
+    pub fn start(store: &S3TestServer, prefix: &str) -> Result<SluiceAgent, HarnessError> {
+        let binary = sluice_binary()?;
+        let data_dir = tempfile::Builder::new()
+            .prefix("sluice-e2e-agent-")
+            .tempdir()
+            .map_err(HarnessError::io(
+                "create a temporary directory for the agent",
+            ))?;
+        let mut agent = SluiceAgent {
+            process: None,
+            address: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+            binary,
+            store_url: store.store_url(prefix),
+            data_dir,
+            starts: 0,
+        };
+        agent.launch()?;
+        Ok(agent)
+    }
+
+    fn launch(&mut self) -> Result<(), HarnessError> {
+        self.starts += 1;
+        let log = self
+            .data_dir
+            .path()
+            .join(format!("agent-{}.log", self.starts));
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg(self.address.to_string())
+            .arg("--store")
+            .arg(&self.store_url)
+            .arg("--data-dir")
+            .arg(self.data_dir.path().join("local"));
+        let mut process = ChildGuard::spawn(
+            &format!("sluice agent (start {})", self.starts),
+            &mut command,
+            &log,
+        )?;
+        wait_for_port(
+            self.address,
+            &mut process,
+            Duration::from_secs(STARTUP_TIMEOUT_S),
+        )?;
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.address.to_string()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The APIs this agent advertises (ApiVersions).
+    pub fn advertised_apis(&self) -> Result<Vec<ApiRange>, HarnessError> {
+        api_versions::advertised(self.address)
+    }
+
+    /// SIGKILL: no shutdown, no flush, no goodbye — what a crashed machine does.
+    pub fn kill9(&mut self) -> Result<(), HarnessError> {
+        if let Some(mut process) = self.process.take() {
+            process.kill()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a fresh agent process on the same port, bucket and prefix.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.kill9()?;
+        self.launch()
+    }
+
+    /// The log of the current (or last) agent process.
+    pub fn log(&self) -> PathBuf {
+        self.data_dir
+            .path()
+            .join(format!("agent-{}.log", self.starts))
+    }
+
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log())
+    }
+}
+
+/// The `sluice` binary: `SLUICE_BIN` if set; else the one beside this test's own executable
+/// (`target/debug/sluice`, which `cargo test --workspace` has just built) when it is newer than every
+/// source of the server and the engine; else built now with the workspace's cargo. Reusing the fresh
+/// binary matters: a `cargo build -p sluice-server` unifies features differently from `cargo test
+/// --workspace` (dev-dependencies), so it would compile the engine and its dependencies a second time.
+pub fn sluice_binary() -> Result<PathBuf, HarnessError> {
+    static BINARY: Mutex<Option<PathBuf>> = Mutex::new(None);
+    if let Ok(path) = std::env::var("SLUICE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let mut cached = BINARY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = cached.as_ref() {
+        return Ok(path.clone());
+    }
+    if let Some(path) = fresh_prebuilt_binary() {
+        *cached = Some(path.clone());
+        return Ok(path);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let log_dir = tempfile::Builder::new()
+        .prefix("sluice-e2e-build-")
+        .tempdir()
+        .map_err(HarnessError::io(
+            "create a temporary directory for the build log",
+        ))?;
+    let messages = log_dir.path().join("cargo-messages.json");
+    let log = log_dir.path().join("cargo-build.log");
+    let mut command = Command::new(cargo);
+    command.current_dir(repository_root()).args([
+        "build",
+        "-p",
+        "sluice-server",
+        "-p",
+        "sluice-tests",
+        "--bin",
+        "sluice",
+        "--message-format=json-render-diagnostics",
+    ]);
+    crate::process::run_to_completion(
+        "cargo build of sluice",
+        &mut command,
+        &messages,
+        &log,
+        Duration::from_secs(BUILD_TIMEOUT_S),
+    )?;
+    let path = executable_from_cargo_messages(&messages)?;
+    *cached = Some(path.clone());
+    Ok(path)
+}
+
+/// `target/<profile>/sluice` beside the running test, if it exists and no source is newer.
+fn fresh_prebuilt_binary() -> Option<PathBuf> {
+    // The test runs as target/<profile>/deps/<name>-<hash>.
+    let test_executable = std::env::current_exe().ok()?;
+    let profile_dir = test_executable.parent()?.parent()?;
+    let binary = profile_dir.join("sluice");
+    let built = std::fs::metadata(&binary).ok()?.modified().ok()?;
+    let root = repository_root();
+    let sources = [
+        root.join("Cargo.lock"),
+        root.join("Cargo.toml"),
+        root.join("server"),
+        root.join("engine/src"),
+        root.join("engine/Cargo.toml"),
+    ];
+    let newest = sources
+        .iter()
+        .filter_map(|path| newest_modification(path, 0))
+        .max()?;
+    (built >= newest).then_some(binary)
+}
+
+/// Latest modification time of `path` or anything under it (sources only: `target` and hidden
+/// directories are skipped), at most [`SOURCE_TREE_DEPTH_MAX`] levels down.
+fn newest_modification(path: &Path, depth: usize) -> Option<std::time::SystemTime> {
+    let metadata = std::fs::metadata(path).ok()?;
+    let own = metadata.modified().ok()?;
+    if !metadata.is_dir() || depth >= SOURCE_TREE_DEPTH_MAX {
+        return Some(own);
+    }
+    let children = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            !name.starts_with('.') && name != "target"
+        });
+    children
+        .filter_map(|entry| newest_modification(&entry.path(), depth + 1))
+        .chain(std::iter::once(own))
+        .max()
+}
+
+fn executable_from_cargo_messages(messages: &Path) -> Result<PathBuf, HarnessError> {
+    let text = std::fs::read_to_string(messages)
+        .map_err(HarnessError::io(format!("read {}", messages.display())))?;
+    /// The fields of cargo's `--message-format=json` lines that name a built executable.
+    #[derive(serde::Deserialize)]
+    struct Message {
+        reason: String,
+        target: Option<Target>,
+        executable: Option<PathBuf>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Target {
+        name: String,
+    }
+    text.lines()
+        .filter(|line| line.starts_with('{'))
+        .filter_map(|line| serde_json::from_str::<Message>(line).ok())
+        .filter(|message| {
+            message.reason == "compiler-artifact"
+                && message
+                    .target
+                    .as_ref()
+                    .is_some_and(|target| target.name == "sluice")
+        })
+        .find_map(|message| message.executable)
+        .ok_or_else(|| HarnessError::Report {
+            path: messages.to_path_buf(),
+            line: 0,
+            message: "cargo named no `sluice` executable".to_string(),
+        })
+}
