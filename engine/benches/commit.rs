@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_engine::metadata::{
-    Command, EntryKind, EntryMeta, EntryOutcome, MetadataState, ObjectCommit, SegmentCommit,
+    BatchCommit, Command, EntryKind, EntryMeta, EntryOutcome, MetadataState, ObjectCommit,
+    SegmentCommit,
 };
 use sluice_engine::types::{LogSeq, TopicId, TopicPartition};
 
@@ -59,6 +60,7 @@ fn commit_touching_all(seq: LogSeq, topic_count: u32, partitions_per_topic: u32)
                 offset_count: 10,
                 record_count: 10,
                 max_timestamp: 1_700_000_000_000 + seq.0 as i64,
+                batches: Vec::new(),
             });
         }
     }
@@ -120,6 +122,71 @@ fn bench_commit(c: &mut Criterion) {
     group.finish();
 }
 
+/// Like [`commit_touching_all`], but every segment holds two batches of an idempotent producer
+/// (one per partition), at sequences `round * 10` and `round * 10 + 5`: the path every commit takes
+/// when clients enable idempotence (the default of Java and franz-go).
+fn idempotent_commit_touching_all(
+    seq: LogSeq,
+    round: i32,
+    topic_count: u32,
+    partitions_per_topic: u32,
+) -> ObjectCommit {
+    let mut commit = commit_touching_all(seq, topic_count, partitions_per_topic);
+    for (producer_id, segment) in commit.segments.iter_mut().enumerate() {
+        segment.batch_count = 2;
+        segment.batches = (0..2)
+            .map(|half| BatchCommit {
+                byte_start: segment.byte_start + half * 2048,
+                byte_len: 2048,
+                offset_count: 5,
+                max_timestamp: segment.max_timestamp,
+                producer_id: producer_id as i64,
+                producer_epoch: 0,
+                base_sequence: round * 10 + half as i32 * 5,
+            })
+            .collect();
+    }
+    commit
+}
+
+fn bench_idempotent_commit(c: &mut Criterion) {
+    const TOPICS: u32 = 10;
+    const PARTITIONS: u32 = 100;
+    let mut group = c.benchmark_group("apply_commit");
+    group.throughput(Throughput::Elements(u64::from(TOPICS * PARTITIONS)));
+    let mut state = state_with_topics(TOPICS, PARTITIONS);
+    fill(&mut state, 1_000, TOPICS, PARTITIONS);
+    let mut round = 0;
+    group.bench_function("1000_partitions_idempotent", |bencher| {
+        bencher.iter_custom(|iterations| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iterations {
+                let seq = state.last_offered_seq().unwrap().next();
+                let meta = EntryMeta {
+                    seq,
+                    writer_epoch: 1,
+                    prev_seq: state.last_valid_seq(),
+                    kind: EntryKind::Data,
+                };
+                let commit = idempotent_commit_touching_all(seq, round, TOPICS, PARTITIONS);
+                round += 1;
+                let start = Instant::now();
+                let outcome = black_box(state.apply_entry(&meta, &[], Some(&commit)));
+                elapsed += start.elapsed();
+                let EntryOutcome::Applied(events) = outcome else {
+                    panic!("ignored")
+                };
+                assert!(matches!(
+                    events[0],
+                    sluice_engine::metadata::Event::SegmentAppended { .. }
+                ));
+            }
+            elapsed
+        });
+    });
+    group.finish();
+}
+
 fn bench_checkpoint(c: &mut Criterion) {
     // 10,000 partitions (100 topics x 100) x 100 entries = 1,000,000 index entries.
     const TOPICS: u32 = 100;
@@ -144,5 +211,10 @@ fn bench_checkpoint(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_commit, bench_checkpoint);
+criterion_group!(
+    benches,
+    bench_commit,
+    bench_idempotent_commit,
+    bench_checkpoint
+);
 criterion_main!(benches);

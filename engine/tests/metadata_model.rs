@@ -252,6 +252,7 @@ impl Run {
                                 offset_count,
                                 record_count: offset_count,
                                 max_timestamp,
+                                batches: Vec::new(),
                             }
                         },
                     )

@@ -3,8 +3,10 @@
 use bytes::Bytes;
 
 use super::{LogConfig, LogError};
-use crate::format::{EntryHeader, ObjectIndex, TailRead, read_tail};
-use crate::metadata::{Command, EntryMeta, ObjectCommit, SegmentCommit, decode_commands};
+use crate::format::{EntryHeader, ObjectIndex, SegmentIndex, TailRead, read_tail};
+use crate::metadata::{
+    BatchCommit, Command, EntryMeta, ObjectCommit, SegmentCommit, decode_commands,
+};
 use crate::store::ObjectStorage;
 use crate::types::{LogSeq, log_key};
 
@@ -54,9 +56,36 @@ pub(crate) fn commit_of(object_len: u64, index: &ObjectIndex) -> Option<ObjectCo
             offset_count: segment.offset_count,
             record_count: segment.record_count,
             max_timestamp: segment.max_timestamp,
+            batches: segment_batches(index, segment),
         })
         .collect();
     Some(ObjectCommit { seq: index.entry.seq, object_len, segments })
+}
+
+/// The segment's batches with their producer fields, which the state machine needs only when some
+/// batch is idempotent: otherwise none are listed and the segment is appended whole, without the
+/// per-batch allocation. A range the index does not hold (validation rules it out) lists none.
+fn segment_batches(index: &ObjectIndex, segment: &SegmentIndex) -> Vec<BatchCommit> {
+    let start = segment.batch_start as usize;
+    let end = start.saturating_add(segment.batch_count as usize);
+    let Some(batches) = index.batches.get(start..end) else {
+        return Vec::new();
+    };
+    if !batches.iter().any(|batch| batch.producer_id >= 0) {
+        return Vec::new();
+    }
+    batches
+        .iter()
+        .map(|batch| BatchCommit {
+            byte_start: batch.byte_start,
+            byte_len: u64::from(batch.byte_len),
+            offset_count: u64::from(batch.offset_count),
+            max_timestamp: batch.max_timestamp,
+            producer_id: batch.producer_id,
+            producer_epoch: batch.producer_epoch,
+            base_sequence: batch.base_sequence,
+        })
+        .collect()
 }
 
 /// Reads the entry at `seq` from its tail. `NotFound` comes back as [`LogError::Store`].

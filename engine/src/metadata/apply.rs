@@ -3,10 +3,12 @@
 use super::command::{COMMANDS_PER_ENTRY_MAX, Command};
 use super::config::{is_known_config, unknown_config, validate_config, validate_configs};
 use super::entry::{
-    EntryKind, EntryMeta, EntryOutcome, Event, IgnoreReason, ObjectCommit, SegmentCommit,
+    BatchOutcome, EntryKind, EntryMeta, EntryOutcome, Event, IgnoreReason, ObjectCommit,
+    SegmentCommit,
 };
 use super::error::MetadataError;
 use super::partition::PartitionState;
+use super::producer::{BatchCommit, SequenceCheck, check_batch, record_batch};
 use super::state::MetadataState;
 use super::topic::{
     PARTITIONS_TOTAL_MAX, TOPICS_MAX, Topic, validate_partition_count, validate_topic_id,
@@ -207,6 +209,21 @@ impl MetadataState {
                     log_start_offset,
                 })
             }
+            Command::InitProducerId { transactional_id } => {
+                if let Some(transactional_id) = transactional_id {
+                    return Err(MetadataError::TransactionsUnsupported {
+                        transactional_id: transactional_id.clone(),
+                    });
+                }
+                let producer_id = i64::try_from(self.next_producer_id)
+                    .map_err(|_| MetadataError::ProducerIdsExhausted)?;
+                self.next_producer_id = self.next_producer_id.saturating_add(1);
+                Ok(Event::ProducerIdAllocated {
+                    index,
+                    producer_id,
+                    producer_epoch: 0,
+                })
+            }
         }
     }
 
@@ -227,10 +244,22 @@ impl MetadataState {
                 self.append_segment(seq, commit.object_len, segment)
             };
             events.push(match appended {
-                Ok((base_offset, end_offset)) => Event::SegmentAppended {
+                Ok(Appended::Whole {
+                    base_offset,
+                    end_offset,
+                }) => Event::SegmentAppended {
                     segment_index,
                     tp: segment.tp,
                     base_offset,
+                    end_offset,
+                },
+                Ok(Appended::Batches {
+                    batches,
+                    end_offset,
+                }) => Event::SegmentBatches {
+                    segment_index,
+                    tp: segment.tp,
+                    batches,
                     end_offset,
                 },
                 Err(error) => Event::SegmentRejected {
@@ -246,7 +275,7 @@ impl MetadataState {
         seq: LogSeq,
         object_len: u64,
         segment: &SegmentCommit,
-    ) -> Result<(u64, u64), MetadataError> {
+    ) -> Result<Appended, MetadataError> {
         if segment.offset_count == 0 {
             return Err(MetadataError::InvalidSegment {
                 reason: "offset_count is 0",
@@ -266,15 +295,25 @@ impl MetadataState {
                 reason: "byte range outside the object",
             });
         }
+        if !segment.batches.is_empty() {
+            check_batches_tile(segment)?;
+        }
         let partition = self.partition_mut_or_err(segment.tp)?;
-        partition.append(
-            segment.tp,
-            seq,
-            segment.byte_start,
-            segment.byte_len,
-            segment.offset_count,
-            segment.max_timestamp,
-        )
+        if !segment.batches.iter().any(BatchCommit::is_idempotent) {
+            let (base_offset, end_offset) = partition.append(
+                segment.tp,
+                seq,
+                segment.byte_start,
+                segment.byte_len,
+                segment.offset_count,
+                segment.max_timestamp,
+            )?;
+            return Ok(Appended::Whole {
+                base_offset,
+                end_offset,
+            });
+        }
+        append_batches(partition, seq, segment)
     }
 
     fn checked_total_after(&self, added: u64) -> Result<u64, MetadataError> {
@@ -308,4 +347,143 @@ impl MetadataState {
             .partition_mut(tp.partition)
             .ok_or(MetadataError::UnknownPartition { tp })
     }
+}
+
+/// How a segment was appended.
+enum Appended {
+    /// Every batch, as one index entry.
+    Whole { base_offset: u64, end_offset: u64 },
+    /// Batch by batch (some were duplicates or refused); `end_offset` is the new high watermark.
+    Batches {
+        batches: Vec<BatchOutcome>,
+        end_offset: u64,
+    },
+}
+
+/// The batches must lie back to back over exactly the segment's bytes and offsets.
+fn check_batches_tile(segment: &SegmentCommit) -> Result<(), MetadataError> {
+    let mut position = segment.byte_start;
+    let mut offsets = 0u64;
+    for batch in &segment.batches {
+        if batch.byte_start != position || batch.byte_len == 0 || batch.offset_count == 0 {
+            return Err(MetadataError::InvalidSegment {
+                reason: "batches do not tile the segment",
+            });
+        }
+        position = position.saturating_add(batch.byte_len);
+        offsets = offsets.saturating_add(batch.offset_count);
+    }
+    if position != segment.byte_start.saturating_add(segment.byte_len)
+        || offsets != segment.offset_count
+    {
+        return Err(MetadataError::InvalidSegment {
+            reason: "batches do not add up to the segment",
+        });
+    }
+    Ok(())
+}
+
+/// A run of consecutive appended batches: one index entry.
+struct Run {
+    byte_start: u64,
+    byte_len: u64,
+    offset_count: u64,
+    max_timestamp: i64,
+}
+
+/// Appends a segment holding idempotent batches: each is checked against the producer state in
+/// order (so a later batch sees an earlier one of the same producer), consecutive accepted batches
+/// become one index entry, and duplicates and refused batches take no offsets. Index entries stay
+/// contiguous in offsets; only their byte ranges skip what was not appended.
+fn append_batches(
+    partition: &mut PartitionState,
+    seq: LogSeq,
+    segment: &SegmentCommit,
+) -> Result<Appended, MetadataError> {
+    let tp = segment.tp;
+    // Room for the worst case (one entry per batch) up front, so no run fails after producer
+    // state has moved.
+    partition.check_room(tp, segment.batches.len(), segment.offset_count)?;
+    let mut outcomes = Vec::with_capacity(segment.batches.len());
+    let mut run: Option<Run> = None;
+    for batch in &segment.batches {
+        let verdict = if batch.is_idempotent() {
+            check_batch(&partition.producers, tp, batch)
+        } else {
+            Ok(SequenceCheck::Append)
+        };
+        match verdict {
+            Ok(SequenceCheck::Append) => {
+                let run_offsets = run.as_ref().map_or(0, |run| run.offset_count);
+                let base_offset = partition.high_watermark().saturating_add(run_offsets);
+                if batch.is_idempotent() {
+                    record_batch(&mut partition.producers, batch, base_offset);
+                }
+                outcomes.push(BatchOutcome::Appended {
+                    base_offset,
+                    end_offset: base_offset.saturating_add(batch.offset_count),
+                });
+                match &mut run {
+                    Some(run) => {
+                        run.byte_len = run.byte_len.saturating_add(batch.byte_len);
+                        run.offset_count = run.offset_count.saturating_add(batch.offset_count);
+                        run.max_timestamp = run.max_timestamp.max(batch.max_timestamp);
+                    }
+                    None => {
+                        run = Some(Run {
+                            byte_start: batch.byte_start,
+                            byte_len: batch.byte_len,
+                            offset_count: batch.offset_count,
+                            max_timestamp: batch.max_timestamp,
+                        });
+                    }
+                }
+            }
+            Ok(SequenceCheck::Duplicate { base_offset }) => {
+                flush_run(partition, tp, seq, run.take())?;
+                outcomes.push(BatchOutcome::Duplicate { base_offset });
+            }
+            Err(error) => {
+                flush_run(partition, tp, seq, run.take())?;
+                outcomes.push(BatchOutcome::Rejected { error });
+            }
+        }
+    }
+    flush_run(partition, tp, seq, run.take())?;
+    let end_offset = partition.high_watermark();
+    let whole = outcomes
+        .iter()
+        .all(|outcome| matches!(outcome, BatchOutcome::Appended { .. }));
+    if whole && let Some(BatchOutcome::Appended { base_offset, .. }) = outcomes.first() {
+        return Ok(Appended::Whole {
+            base_offset: *base_offset,
+            end_offset,
+        });
+    }
+    Ok(Appended::Batches {
+        batches: outcomes,
+        end_offset,
+    })
+}
+
+fn flush_run(
+    partition: &mut PartitionState,
+    tp: TopicPartition,
+    seq: LogSeq,
+    run: Option<Run>,
+) -> Result<(), MetadataError> {
+    let Some(run) = run else {
+        return Ok(());
+    };
+    // Cannot fail: `check_room` reserved room for every batch.
+    partition
+        .append(
+            tp,
+            seq,
+            run.byte_start,
+            run.byte_len,
+            run.offset_count,
+            run.max_timestamp,
+        )
+        .map(|_| ())
 }

@@ -6,17 +6,22 @@
 //! bandwidth allows, one CRC-32C pass included), and the decoder rebuilds the in-memory maps directly
 //! instead of going through an archived `HashMap` and a second deserialisation. It also lets the
 //! decoder check every invariant of the state (contiguous indexes, limits, config values) so that a
-//! checkpoint written by a buggy build is refused rather than trusted. Encoding sorts topics by id,
-//! so equal states give equal bytes. Layout, v1 (byte-exact spec: `docs/metadata.md`):
+//! checkpoint written by a buggy build is refused rather than trusted. Encoding sorts topics by id
+//! (and producers by producer id), so equal states give equal bytes. Layout, v2 (byte-exact spec:
+//! `docs/metadata.md`); v1 is v2 without `next_producer_id` and `producers`, and still decodes (a v1
+//! build never handed out a producer id nor kept producer state, so both start empty):
 //!
 //! ```text
 //! | magic "SLUICECK" 8 | version u16 | reserved u16 = 0 | body_len u64 | body | crc32c u32 |
-//! body  = writer_epoch u64 | last_valid_seq opt_u64 | last_offered_seq opt_u64 | topic_count u32 | topic*
+//! body  = writer_epoch u64 | last_valid_seq opt_u64 | last_offered_seq opt_u64 | next_producer_id u64
+//!         | topic_count u32 | topic*
 //! opt_u64 = present u8 (0|1) | value u64 (0 when absent)
 //! topic = id [16] | name_len u16 | name | config_count u16 | (name_len u16 | name | value_len u16 | value)*
 //!         | partition_count u32 | partition*
-//! partition = log_start_offset u64 | high_watermark u64 | entry_count u32 | entry*
+//! partition = log_start_offset u64 | high_watermark u64 | entry_count u32 | entry* | producers
 //! entry = base_offset u64 | end_offset u64 | seq u64 | byte_start u64 | byte_len u64 | max_timestamp i64
+//! producers = producer_count u32 | (producer_id i64 | epoch i16 | batch_count u8
+//!             | (base_sequence i32 | last_sequence i32 | base_offset u64)*)*
 //! ```
 //! The CRC covers every byte before it.
 
@@ -26,6 +31,10 @@ use super::config::validate_config;
 use super::error::CheckpointError;
 use super::index::{IndexEntry, PartitionIndex};
 use super::partition::{INDEX_ENTRIES_PER_PARTITION_MAX, PartitionState};
+use super::producer::{
+    PRODUCER_BATCHES_RETAINED, PRODUCERS_PER_PARTITION_MAX, ProducerEntry, ProducerMap,
+    SequenceRange,
+};
 use super::state::{MetadataState, TopicMap};
 use super::topic::{
     PARTITIONS_PER_TOPIC_MAX, PARTITIONS_TOTAL_MAX, TOPICS_MAX, Topic, validate_topic_name,
@@ -34,7 +43,9 @@ use crate::types::{LogSeq, TopicId};
 
 const CHECKPOINT_MAGIC: [u8; 8] = *b"SLUICECK";
 /// The version this code writes and the newest it reads.
-pub const CHECKPOINT_VERSION: u16 = 1;
+pub const CHECKPOINT_VERSION: u16 = 2;
+/// The oldest version still decoded (migrated: no producer state).
+const CHECKPOINT_VERSION_MIN: u16 = 1;
 const HEADER_LEN: usize = 20;
 const CRC_LEN: usize = 4;
 const INDEX_ENTRY_LEN: usize = 48;
@@ -58,6 +69,7 @@ impl MetadataState {
         out.extend_from_slice(&self.writer_epoch.to_le_bytes());
         put_optional_seq(&mut out, self.last_valid_seq);
         put_optional_seq(&mut out, self.last_offered_seq);
+        out.extend_from_slice(&self.next_producer_id.to_le_bytes());
         let mut topics: Vec<(&TopicId, &Topic)> = self.topics.iter().collect();
         topics.sort_unstable_by_key(|(topic_id, _)| **topic_id);
         // Bounded by TOPICS_MAX, and every length below by its own limit, so the casts are lossless.
@@ -83,6 +95,7 @@ impl MetadataState {
                     out.extend_from_slice(&entry.byte_len.to_le_bytes());
                     out.extend_from_slice(&entry.max_timestamp.to_le_bytes());
                 }
+                put_producers(&mut out, partition.producers());
             }
         }
         let body_len = (out.len() - HEADER_LEN) as u64;
@@ -97,8 +110,11 @@ impl MetadataState {
     /// Decodes and fully validates a checkpoint written by [`MetadataState::encode_checkpoint`].
     /// Never panics on any input.
     pub fn decode_checkpoint(bytes: &[u8]) -> Result<MetadataState, CheckpointError> {
-        let body = verified_body(bytes)?;
-        let mut reader = Reader { bytes: body };
+        let (version, body) = verified_body(bytes)?;
+        let mut reader = Reader {
+            bytes: body,
+            version,
+        };
         let writer_epoch = reader.u64("writer_epoch")?;
         let last_valid_seq = reader.optional_seq("last_valid_seq")?;
         let last_offered_seq = reader.optional_seq("last_offered_seq")?;
@@ -112,6 +128,11 @@ impl MetadataState {
                 "a valid entry exists iff a writer has claimed the log".to_owned(),
             ));
         }
+        let next_producer_id = if version >= 2 {
+            reader.u64("next_producer_id")?
+        } else {
+            0
+        };
         let topic_count = reader.u32("topic_count")? as usize;
         if topic_count > TOPICS_MAX {
             return Err(invalid(format!(
@@ -149,24 +170,28 @@ impl MetadataState {
             topics,
             topic_ids_by_name,
             partition_count_total,
+            next_producer_id,
         })
     }
 }
 
-/// Checks magic, version, length and CRC; returns the body.
-fn verified_body(bytes: &[u8]) -> Result<&[u8], CheckpointError> {
+/// Checks magic, version, length and CRC; returns the version and the body.
+fn verified_body(bytes: &[u8]) -> Result<(u16, &[u8]), CheckpointError> {
     let too_short = || CheckpointError::TooShort { len: bytes.len() };
     let (covered, crc_bytes) = bytes.split_last_chunk::<CRC_LEN>().ok_or_else(too_short)?;
     let (header, body) = covered
         .split_first_chunk::<HEADER_LEN>()
         .ok_or_else(too_short)?;
-    let mut header_reader = Reader { bytes: header };
+    let mut header_reader = Reader {
+        bytes: header,
+        version: CHECKPOINT_VERSION,
+    };
     let magic = header_reader.array::<8>("magic")?;
     if magic != CHECKPOINT_MAGIC {
         return Err(CheckpointError::BadMagic { found: magic });
     }
     let version = header_reader.u16("version")?;
-    if version != CHECKPOINT_VERSION {
+    if !(CHECKPOINT_VERSION_MIN..=CHECKPOINT_VERSION).contains(&version) {
         return Err(CheckpointError::UnsupportedVersion {
             version,
             supported: CHECKPOINT_VERSION,
@@ -185,7 +210,7 @@ fn verified_body(bytes: &[u8]) -> Result<&[u8], CheckpointError> {
     if expected != got {
         return Err(CheckpointError::ChecksumMismatch { expected, got });
     }
-    Ok(body)
+    Ok((version, body))
 }
 
 fn read_topic(reader: &mut Reader<'_>) -> Result<(String, Topic), CheckpointError> {
@@ -234,7 +259,73 @@ fn read_partition(reader: &mut Reader<'_>) -> Result<PartitionState, CheckpointE
     let entry_bytes = reader.take(entry_count * INDEX_ENTRY_LEN, "index entries")?;
     let (entries, _) = entry_bytes.as_chunks::<INDEX_ENTRY_LEN>();
     let index = PartitionIndex::from_entries(entries.len(), entries.iter().map(decode_index_entry));
-    PartitionState::from_parts(log_start_offset, high_watermark, index).map_err(invalid)
+    let producers = if reader.version >= 2 {
+        read_producers(reader)?
+    } else {
+        ProducerMap::new()
+    };
+    PartitionState::from_parts(log_start_offset, high_watermark, index, producers).map_err(invalid)
+}
+
+/// Counts are bounded by [`PRODUCERS_PER_PARTITION_MAX`] and [`PRODUCER_BATCHES_RETAINED`].
+fn put_producers(out: &mut Vec<u8>, producers: &ProducerMap) {
+    out.extend_from_slice(&(producers.len() as u32).to_le_bytes());
+    for (producer_id, entry) in producers {
+        out.extend_from_slice(&producer_id.to_le_bytes());
+        out.extend_from_slice(&entry.epoch.to_le_bytes());
+        out.push(entry.batches.len() as u8);
+        for batch in &entry.batches {
+            out.extend_from_slice(&batch.base_sequence.to_le_bytes());
+            out.extend_from_slice(&batch.last_sequence.to_le_bytes());
+            out.extend_from_slice(&batch.base_offset.to_le_bytes());
+        }
+    }
+}
+
+fn read_producers(reader: &mut Reader<'_>) -> Result<ProducerMap, CheckpointError> {
+    let producer_count = reader.u32("producer_count")? as usize;
+    if producer_count > PRODUCERS_PER_PARTITION_MAX {
+        return Err(invalid(format!(
+            "{producer_count} producers (limit {PRODUCERS_PER_PARTITION_MAX})"
+        )));
+    }
+    let mut producers = ProducerMap::new();
+    let mut previous_id = -1i64;
+    for _ in 0..producer_count {
+        let producer_id = i64::from_le_bytes(reader.array::<8>("producer_id")?);
+        let epoch = i16::from_le_bytes(reader.array::<2>("producer epoch")?);
+        let [batch_count] = reader.array::<1>("producer batch_count")?;
+        if producer_id <= previous_id || epoch < 0 {
+            return Err(invalid(format!(
+                "producer {producer_id} (epoch {epoch}) out of order or negative"
+            )));
+        }
+        previous_id = producer_id;
+        let batch_count = usize::from(batch_count);
+        if batch_count == 0 || batch_count > PRODUCER_BATCHES_RETAINED {
+            return Err(invalid(format!(
+                "producer {producer_id} keeps {batch_count} batches"
+            )));
+        }
+        let mut batches = Vec::with_capacity(batch_count);
+        for _ in 0..batch_count {
+            let base_sequence = i32::from_le_bytes(reader.array::<4>("base_sequence")?);
+            let last_sequence = i32::from_le_bytes(reader.array::<4>("last_sequence")?);
+            let base_offset = reader.u64("producer base_offset")?;
+            if base_sequence < 0 || last_sequence < 0 {
+                return Err(invalid(format!(
+                    "producer {producer_id} has a negative sequence"
+                )));
+            }
+            batches.push(SequenceRange {
+                base_sequence,
+                last_sequence,
+                base_offset,
+            });
+        }
+        producers.insert(producer_id, ProducerEntry { epoch, batches });
+    }
+    Ok(producers)
 }
 
 fn decode_index_entry(bytes: &[u8; INDEX_ENTRY_LEN]) -> IndexEntry {
@@ -270,6 +361,8 @@ fn put_short_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 /// A cursor over untrusted bytes: every read is checked.
 struct Reader<'a> {
     bytes: &'a [u8],
+    /// The checkpoint's format version, for fields that only later versions have.
+    version: u16,
 }
 
 impl<'a> Reader<'a> {

@@ -44,6 +44,12 @@ pub enum Command {
         tp: TopicPartition,
         before_offset: u64,
     },
+    /// Hands out the next producer id, with epoch 0 (Kafka InitProducerId). The id is chosen when the
+    /// entry is applied, from a counter in the state, so no id is ever handed out twice, whatever
+    /// agent wrote the entry. A transactional id is refused: transactions are not supported yet.
+    InitProducerId {
+        transactional_id: Option<String>,
+    },
 }
 
 /// Commands one entry may carry. Beyond it, commands are rejected (deterministically).

@@ -1,6 +1,7 @@
 //! What the log layer feeds the state machine (entries, data commits) and what comes out (events).
 
 use super::error::MetadataError;
+use super::producer::BatchCommit;
 use crate::types::{LogSeq, TopicId, TopicPartition};
 
 pub use crate::format::EntryKind;
@@ -25,7 +26,7 @@ pub struct ObjectCommit {
 }
 
 /// The batches of one partition inside one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SegmentCommit {
     pub tp: TopicPartition,
     pub byte_start: u64,
@@ -35,6 +36,10 @@ pub struct SegmentCommit {
     pub offset_count: u64,
     pub record_count: u64,
     pub max_timestamp: i64,
+    /// Every batch of the segment, in order, with its producer fields. Empty means "no per-batch
+    /// detail": the segment is appended whole, as batches without a producer id are. When present,
+    /// the batches must tile the segment's bytes and sum to its `offset_count`.
+    pub batches: Vec<BatchCommit>,
 }
 
 /// The result of offering one entry.
@@ -132,4 +137,30 @@ pub enum Event {
         segment_index: usize,
         error: MetadataError,
     },
+    /// Segment `segment_index` held idempotent batches that were not all appended as one run (a
+    /// duplicate or a sequence error among them): the outcome of each batch, in order. The appended
+    /// ones took offsets in order; the partition's high watermark is now `end_offset`.
+    SegmentBatches {
+        segment_index: usize,
+        tp: TopicPartition,
+        batches: Vec<BatchOutcome>,
+        end_offset: u64,
+    },
+    /// Command `index` (InitProducerId) handed out this producer id and epoch.
+    ProducerIdAllocated {
+        index: usize,
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+}
+
+/// What happened to one batch of an [`Event::SegmentBatches`] segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Took offsets `base_offset..end_offset`.
+    Appended { base_offset: u64, end_offset: u64 },
+    /// A retry of a batch already written at `base_offset`; took no offsets.
+    Duplicate { base_offset: u64 },
+    /// Refused; took no offsets and changed no producer state.
+    Rejected { error: MetadataError },
 }

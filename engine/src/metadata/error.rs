@@ -65,6 +65,32 @@ pub enum MetadataError {
         entry_seq: LogSeq,
         commit_seq: LogSeq,
     },
+    #[error("producer {producer_id} on {tp}: sequence {got} is out of order (expected {expected})")]
+    OutOfOrderSequence {
+        tp: TopicPartition,
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error(
+        "producer {producer_id} on {tp}: epoch {epoch} is older than the current epoch {current_epoch}"
+    )]
+    InvalidProducerEpoch {
+        tp: TopicPartition,
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+    #[error("producer {producer_id} on {tp}: {reason}")]
+    InvalidProducerBatch {
+        tp: TopicPartition,
+        producer_id: i64,
+        reason: &'static str,
+    },
+    #[error("every producer id has been handed out")]
+    ProducerIdsExhausted,
+    #[error("transactional id '{transactional_id}': transactions are not supported yet")]
+    TransactionsUnsupported { transactional_id: String },
 }
 
 /// Kafka protocol error codes used below (from `org.apache.kafka.common.protocol.Errors`).
@@ -80,6 +106,13 @@ pub mod kafka_code {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const INVALID_RECORD: i16 = 87;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED: what the produce path already answers transactional
+    /// requests with (a fatal, clearly worded error in the clients) until transactions exist.
+    pub const TRANSACTIONS_UNSUPPORTED: i16 = 53;
+    /// UNKNOWN_SERVER_ERROR: no Kafka code says "the id space is used up".
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
 }
 
 impl MetadataError {
@@ -114,6 +147,11 @@ impl MetadataError {
             MetadataError::TooManyCommands { .. }
             | MetadataError::TooManySegments { .. }
             | MetadataError::CommitSeqMismatch { .. } => INVALID_REQUEST,
+            MetadataError::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
+            MetadataError::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
+            MetadataError::InvalidProducerBatch { .. } => INVALID_RECORD,
+            MetadataError::ProducerIdsExhausted => UNKNOWN_SERVER_ERROR,
+            MetadataError::TransactionsUnsupported { .. } => TRANSACTIONS_UNSUPPORTED,
         }
     }
 }

@@ -30,6 +30,7 @@ mod entry;
 mod error;
 pub mod index;
 pub mod partition;
+pub mod producer;
 mod state;
 mod topic;
 
@@ -43,11 +44,16 @@ pub use config::{
     CONFIG_VALUE_LEN_MAX, ConfigEntry, ConfigSpec, is_known_config, known_configs, validate_config,
 };
 pub use entry::{
-    EntryKind, EntryMeta, EntryOutcome, Event, IgnoreReason, ObjectCommit, SegmentCommit,
+    BatchOutcome, EntryKind, EntryMeta, EntryOutcome, Event, IgnoreReason, ObjectCommit,
+    SegmentCommit,
 };
 pub use error::{CheckpointError, MetadataError, kafka_code};
 pub use index::{CHUNK_ENTRIES, IndexEntry, PartitionIndex};
 pub use partition::{INDEX_ENTRIES_PER_PARTITION_MAX, PartitionState};
+pub use producer::{
+    BatchCommit, PRODUCER_BATCHES_RETAINED, PRODUCERS_PER_PARTITION_MAX, ProducerEntry,
+    SequenceRange,
+};
 pub use state::MetadataState;
 pub use topic::{
     PARTITIONS_PER_TOPIC_MAX, PARTITIONS_TOTAL_MAX, TOPIC_NAME_LEN_MAX, TOPICS_MAX, Topic,

@@ -8,6 +8,7 @@
 
 use super::error::MetadataError;
 use super::index::{IndexEntry, PartitionIndex};
+use super::producer::{ProducerEntry, ProducerMap};
 use crate::types::{LogSeq, TopicPartition};
 
 /// Index entries one partition may hold; beyond it appends are rejected until records are deleted
@@ -20,6 +21,8 @@ pub struct PartitionState {
     log_start_offset: u64,
     high_watermark: u64,
     index: PartitionIndex,
+    /// Idempotent producers seen on this partition (see [`super::producer`]).
+    pub(super) producers: ProducerMap,
 }
 
 impl PartitionState {
@@ -28,6 +31,7 @@ impl PartitionState {
         log_start_offset: u64,
         high_watermark: u64,
         index: PartitionIndex,
+        producers: ProducerMap,
     ) -> Result<PartitionState, String> {
         if log_start_offset > high_watermark {
             return Err(format!(
@@ -73,6 +77,7 @@ impl PartitionState {
             log_start_offset,
             high_watermark,
             index,
+            producers,
         })
     }
 
@@ -87,6 +92,44 @@ impl PartitionState {
     /// The whole index, oldest first.
     pub fn index(&self) -> &PartitionIndex {
         &self.index
+    }
+
+    /// Every idempotent producer this partition remembers, by producer id.
+    pub fn producers(&self) -> &ProducerMap {
+        &self.producers
+    }
+
+    pub fn producer(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    /// Whether `entries_max` more index entries holding `offset_count` offsets in total fit; the
+    /// same checks as [`PartitionState::append`], made before a segment is split into runs so that
+    /// no run can fail halfway.
+    pub(super) fn check_room(
+        &self,
+        tp: TopicPartition,
+        entries_max: usize,
+        offset_count: u64,
+    ) -> Result<(), MetadataError> {
+        if self.index.len().saturating_add(entries_max) > INDEX_ENTRIES_PER_PARTITION_MAX {
+            return Err(MetadataError::IndexFull {
+                tp,
+                limit: INDEX_ENTRIES_PER_PARTITION_MAX,
+            });
+        }
+        let fits = self
+            .high_watermark
+            .checked_add(offset_count)
+            .is_some_and(|end| end <= i64::MAX as u64);
+        if !fits {
+            return Err(MetadataError::OffsetOverflow {
+                tp,
+                high_watermark: self.high_watermark,
+                offset_count,
+            });
+        }
+        Ok(())
     }
 
     /// Appends `offset_count` offsets at the high watermark. Returns `(base_offset, end_offset)`.

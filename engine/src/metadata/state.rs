@@ -28,6 +28,8 @@ pub struct MetadataState {
     pub(super) topic_ids_by_name: BTreeMap<String, TopicId>,
     /// Derived from `topics`: sum of partition counts, checked against the total limit.
     pub(super) partition_count_total: u64,
+    /// The next producer id InitProducerId hands out; only ever grows.
+    pub(super) next_producer_id: u64,
 }
 
 impl MetadataState {
@@ -77,6 +79,11 @@ impl MetadataState {
 
     pub fn partition_count(&self, topic_id: TopicId) -> Option<u32> {
         self.topic(topic_id).map(Topic::partition_count)
+    }
+
+    /// The producer id the next InitProducerId will hand out.
+    pub fn next_producer_id(&self) -> u64 {
+        self.next_producer_id
     }
 
     /// Sum of partition counts across topics.

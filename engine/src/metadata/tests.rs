@@ -93,6 +93,7 @@ fn segment(tp: TopicPartition, offset_count: u64, max_timestamp: i64) -> Segment
         offset_count,
         record_count: offset_count,
         max_timestamp,
+        batches: Vec::new(),
     }
 }
 
@@ -110,3 +111,4 @@ mod checkpoint;
 mod commands;
 mod commit;
 mod index;
+mod producer;

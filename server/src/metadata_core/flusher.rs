@@ -14,9 +14,10 @@ use futures::channel::oneshot;
 use futures::{FutureExt, StreamExt};
 use glommio::sync::Semaphore;
 use sluice_engine::log::{AppendOutcome, LogError, MetadataLog};
-use sluice_engine::metadata::{Command, Event, MetadataState, known_configs};
+use sluice_engine::metadata::{BatchOutcome, Command, Event, MetadataState, known_configs};
 use sluice_engine::types::TopicPartition;
 
+use super::producer_ids::answer_producer_ids;
 use super::watermarks::{CommittedObject, WatermarkBroadcaster, WatermarkUpdate};
 use super::window::{
     CommandFailure, ProduceWaiter, Sealed, Window, answer_commands, error_code, produce_answers,
@@ -156,6 +157,20 @@ impl Core {
                 // A client waits on each command and they are rare: no reason to wait out the window.
                 self.seal().await;
             }
+            CoreRequest::InitProducerId {
+                transactional_id,
+                reply,
+            } => {
+                if self.shared.fenced.get() {
+                    let _ = reply.send(Err(fenced_failure()));
+                    return;
+                }
+                let now_ms = self.now_ms();
+                self.window
+                    .push_init_producer_id(transactional_id, reply, now_ms);
+                // Producers ask once, at start-up, and wait for it: seal at once, like commands.
+                self.seal().await;
+            }
         }
     }
 
@@ -238,6 +253,7 @@ impl Core {
                 content,
                 produce_waiters,
                 command_waiters,
+                producer_id_waiters,
                 batch_bytes,
             } = sealed;
             // Handles on the batches (refcounts, not copies) for the cores' block caches.
@@ -266,6 +282,7 @@ impl Core {
                 content: Default::default(),
                 produce_waiters,
                 command_waiters,
+                producer_id_waiters,
                 batch_bytes,
             };
             finish(&log, &shared, sealed, outcome, object);
@@ -400,6 +417,18 @@ fn finish(
             .iter()
             .filter_map(|event| match event {
                 Event::SegmentAppended { tp, end_offset, .. } => Some((*tp, *end_offset)),
+                // Batch by batch: the watermark moved only if one was appended.
+                Event::SegmentBatches {
+                    tp,
+                    batches,
+                    end_offset,
+                    ..
+                } if batches
+                    .iter()
+                    .any(|batch| matches!(batch, BatchOutcome::Appended { .. })) =>
+                {
+                    Some((*tp, *end_offset))
+                }
                 _ => None,
             })
             .collect();
@@ -416,6 +445,7 @@ fn finish(
         let _ = waiter.reply.send(answers);
     }
     answer_commands(sealed.command_waiters, &outcome);
+    answer_producer_ids(sealed.producer_id_waiters, &outcome);
 }
 
 fn maybe_checkpoint(log: Rc<MetadataLog>, shared: Rc<Shared>) {

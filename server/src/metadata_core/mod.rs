@@ -35,6 +35,7 @@
 //! See `docs/agent.md`.
 
 mod flusher;
+pub mod producer_ids;
 mod source;
 pub mod watermarks;
 pub mod window;
@@ -87,6 +88,10 @@ pub(crate) enum CoreRequest {
         commands: Vec<Command>,
         reply: oneshot::Sender<Vec<Result<(), CommandFailure>>>,
     },
+    InitProducerId {
+        transactional_id: Option<String>,
+        reply: oneshot::Sender<Result<(i64, i16), CommandFailure>>,
+    },
 }
 
 impl std::fmt::Debug for CoreRequest {
@@ -100,6 +105,12 @@ impl std::fmt::Debug for CoreRequest {
             Self::Commands { commands, .. } => f
                 .debug_struct("Commands")
                 .field("commands", commands)
+                .finish(),
+            Self::InitProducerId {
+                transactional_id, ..
+            } => f
+                .debug_struct("InitProducerId")
+                .field("transactional_id", transactional_id)
                 .finish(),
         }
     }
@@ -180,6 +191,21 @@ impl CoreHandle {
     ) -> Result<Vec<Result<(), CommandFailure>>, CoreUnavailable> {
         let (reply, answer) = oneshot::channel();
         self.send(CoreRequest::Commands { commands, reply }).await?;
+        answer.await.map_err(|_| CoreUnavailable)
+    }
+
+    /// Hands out a fresh producer id (epoch 0) through the metadata log: durable, and never handed
+    /// out twice, once this returns `Ok`.
+    pub async fn init_producer_id(
+        &self,
+        transactional_id: Option<String>,
+    ) -> Result<Result<(i64, i16), CommandFailure>, CoreUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(CoreRequest::InitProducerId {
+            transactional_id,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| CoreUnavailable)
     }
 

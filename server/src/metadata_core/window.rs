@@ -14,9 +14,10 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use sluice_engine::batch::BatchHeader;
 use sluice_engine::log::{AppendOutcome, EntryContent};
-use sluice_engine::metadata::{Command, Event, MetadataError};
+use sluice_engine::metadata::{BatchOutcome, Command, Event, MetadataError};
 use sluice_engine::types::TopicPartition;
 
+use super::producer_ids::ProducerIdWaiter;
 use super::{PartitionAppended, PartitionOutcome};
 
 /// Kafka error codes the flusher answers with.
@@ -38,6 +39,10 @@ pub struct Slot {
     pub segment_index: usize,
     /// Offsets taken by the same partition's earlier batches in this window.
     pub offsets_before: u64,
+    /// The same partition's earlier batches in this window: where this produce's batches start
+    /// among the segment's batches (answers from per-batch outcomes, see [`super::producer_ids`]).
+    pub batches_before: usize,
+    pub batch_count: usize,
 }
 
 /// A waiting produce: one entry per partition of the request, in request order; `Err` ones were
@@ -71,12 +76,13 @@ pub enum CommandFailure {
 #[derive(Debug, Default)]
 pub struct Window {
     batches: Vec<(TopicPartition, BatchHeader, Bytes)>,
-    /// Per partition: its segment index and the offsets pushed so far.
-    segments: HashMap<TopicPartition, (usize, u64)>,
+    /// Per partition: its segment index, the offsets and the batches pushed so far.
+    segments: HashMap<TopicPartition, (usize, u64, usize)>,
     bytes: u64,
     commands: Vec<Command>,
     produce_waiters: Vec<ProduceWaiter>,
     command_waiters: Vec<CommandWaiter>,
+    producer_id_waiters: Vec<ProducerIdWaiter>,
     opened_at_ms: Option<u64>,
 }
 
@@ -86,6 +92,7 @@ pub struct Sealed {
     pub content: EntryContent,
     pub produce_waiters: Vec<ProduceWaiter>,
     pub command_waiters: Vec<CommandWaiter>,
+    pub producer_id_waiters: Vec<ProducerIdWaiter>,
     pub batch_bytes: u64,
 }
 
@@ -117,11 +124,15 @@ impl Window {
     ) -> Slot {
         self.opened_at_ms.get_or_insert(now_ms);
         let next_segment = self.segments.len();
-        let (segment_index, offsets) = self.segments.entry(tp).or_insert((next_segment, 0));
+        let (segment_index, offsets, batches_pushed) =
+            self.segments.entry(tp).or_insert((next_segment, 0, 0));
         let slot = Slot {
             segment_index: *segment_index,
             offsets_before: *offsets,
+            batches_before: *batches_pushed,
+            batch_count: batches.len(),
         };
+        *batches_pushed = batches_pushed.saturating_add(batches.len());
         for (header, bytes) in batches {
             *offsets = offsets.saturating_add(header.offset_count());
             self.bytes = self.bytes.saturating_add(bytes.len() as u64);
@@ -149,6 +160,22 @@ impl Window {
         self.commands.push(command);
     }
 
+    /// Adds an InitProducerId command; the id it is handed goes to `reply`.
+    pub fn push_init_producer_id(
+        &mut self,
+        transactional_id: Option<String>,
+        reply: oneshot::Sender<Result<(i64, i16), CommandFailure>>,
+        now_ms: u64,
+    ) {
+        self.opened_at_ms.get_or_insert(now_ms);
+        self.producer_id_waiters.push(ProducerIdWaiter {
+            index: self.commands.len(),
+            reply,
+        });
+        self.commands
+            .push(Command::InitProducerId { transactional_id });
+    }
+
     /// Closes the window; a fresh empty one takes its place.
     pub fn seal(&mut self, created_at_ms: i64) -> Sealed {
         let window = std::mem::take(self);
@@ -160,6 +187,7 @@ impl Window {
             },
             produce_waiters: window.produce_waiters,
             command_waiters: window.command_waiters,
+            producer_id_waiters: window.producer_id_waiters,
             batch_bytes: window.bytes,
         }
     }
@@ -192,12 +220,39 @@ pub fn produce_answers(
             .collect(),
         Err(_) => HashMap::new(),
     };
+    // Segments answered batch by batch (idempotent producers: duplicates, sequence errors).
+    let segment_batches: HashMap<usize, (TopicPartition, &[BatchOutcome])> = match outcome {
+        Ok(appended) => appended
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::SegmentBatches {
+                    segment_index,
+                    tp,
+                    batches,
+                    ..
+                } => Some((*segment_index, (*tp, batches.as_slice()))),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => HashMap::new(),
+    };
     slots
         .iter()
         .map(|slot| {
             let (tp, slot) = (*slot)?;
             if let Err((code, _)) = outcome {
                 return Err(*code);
+            }
+            if let Some((segment_tp, batches)) = segment_batches.get(&slot.segment_index)
+                && *segment_tp == tp
+            {
+                return super::producer_ids::slot_answer(batches, &slot).map(|base_offset| {
+                    PartitionAppended {
+                        base_offset,
+                        log_start_offset: log_start_offset(tp),
+                    }
+                });
             }
             match segment_results.get(&slot.segment_index) {
                 Some(Ok((segment_tp, base_offset))) if *segment_tp == tp => Ok(PartitionAppended {
@@ -281,21 +336,27 @@ mod tests {
             first,
             Slot {
                 segment_index: 0,
-                offsets_before: 0
+                offsets_before: 0,
+                batches_before: 0,
+                batch_count: 2,
             }
         );
         assert_eq!(
             second,
             Slot {
                 segment_index: 1,
-                offsets_before: 0
+                offsets_before: 0,
+                batches_before: 0,
+                batch_count: 1,
             }
         );
         assert_eq!(
             third,
             Slot {
                 segment_index: 0,
-                offsets_before: 5
+                offsets_before: 5,
+                batches_before: 2,
+                batch_count: 1,
             }
         );
         assert_eq!(window.opened_at_ms(), Some(5));
@@ -313,6 +374,8 @@ mod tests {
                 Slot {
                     segment_index: 0,
                     offsets_before: 5,
+                    batches_before: 2,
+                    batch_count: 1,
                 },
             )),
             Err(3),
@@ -321,6 +384,8 @@ mod tests {
                 Slot {
                     segment_index: 1,
                     offsets_before: 0,
+                    batches_before: 0,
+                    batch_count: 1,
                 },
             )),
         ];

@@ -22,6 +22,22 @@ fn populated() -> MetadataState {
         tp,
         before_offset: 7,
     });
+    // Producer state and the producer id counter are in the checkpoint too.
+    harness.command(Command::InitProducerId {
+        transactional_id: None,
+    });
+    let mut idempotent = segment(tp, 2, 3);
+    idempotent.batches = vec![BatchCommit {
+        byte_start: idempotent.byte_start,
+        byte_len: idempotent.byte_len,
+        offset_count: 2,
+        max_timestamp: 3,
+        producer_id: 0,
+        producer_epoch: 0,
+        base_sequence: 0,
+    }];
+    harness.commit(vec![idempotent]);
+    assert!(harness.state.partition(tp).unwrap().producer(0).is_some());
     harness.state
 }
 
@@ -72,8 +88,9 @@ fn decoded_state_keeps_working() {
     let expected = vec![Event::SegmentAppended {
         segment_index: 0,
         tp,
-        base_offset: 10,
-        end_offset: 11,
+        // 10 offsets from `populated`'s plain segments, 2 from its idempotent one.
+        base_offset: 12,
+        end_offset: 13,
     }];
     assert_eq!(outcome, EntryOutcome::Applied(expected));
 }
@@ -98,10 +115,10 @@ fn every_truncation_and_bit_flip_is_an_error() {
         }
     }
     let mut newer = bytes.clone();
-    newer[8] = 2;
+    newer[8] = 3;
     assert!(matches!(
         MetadataState::decode_checkpoint(&newer),
-        Err(CheckpointError::UnsupportedVersion { version: 2, .. })
+        Err(CheckpointError::UnsupportedVersion { version: 3, .. })
     ));
 }
 
