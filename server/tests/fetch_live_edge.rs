@@ -183,3 +183,34 @@ fn the_live_edge_costs_no_store_get_and_a_restart_reads_the_same_bytes_back() {
     );
     assert_eq!(store.range_gets() - gets_before, cold_gets);
 }
+
+#[test]
+fn a_long_poll_waits_until_min_bytes_have_accumulated() {
+    let agent = common::start_agent(|config| config.flush_interval_ms = FLUSH_INTERVAL_MS);
+    let mut consumer = RawClient::connect(agent.addr());
+    let mut producer = RawClient::connect(agent.addr());
+    let topic_id = create_topic(&mut producer, "accumulate", 2);
+    let first = batch(3, 1);
+    let second = batch(3, 2);
+    // More than one batch: the first commit alone does not satisfy it.
+    let min_bytes = (first.len() + 1) as i32;
+    let started = Instant::now();
+    let request = fetch_request(
+        "accumulate",
+        topic_id,
+        &[want(0, 0), want(1, 0)],
+        5_000,
+        min_bytes,
+    );
+    let correlation_id = consumer.send(ApiKey::Fetch, 12, &request);
+    produce(&mut producer, "accumulate", 0, first.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    produce(&mut producer, "accumulate", 0, second.clone());
+    let response: FetchResponse = consumer.receive(ApiKey::Fetch, 12, correlation_id);
+    let waited = started.elapsed();
+    let fetched = batches_of(&partitions(&response)[0].records);
+    assert_eq!(fetched.len(), 2, "answered once both batches were there");
+    assert_same_batch(&fetched[1].1, &second, 3);
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_millis(2_500), "{waited:?}");
+}

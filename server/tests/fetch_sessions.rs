@@ -129,33 +129,89 @@ fn incremental_fetches_carry_only_what_changed() {
 }
 
 #[test]
-fn sessions_are_per_core_state_bounded_by_eviction() {
-    let agent = common::start_agent(|config| config.flush_interval_ms = 10);
+fn sessions_per_core_are_bounded_by_fetch_sessions_max() {
+    let agent = common::start_agent(|config| {
+        config.flush_interval_ms = 10;
+        config.fetch_sessions_max = 8;
+    });
     let mut client = RawClient::connect(agent.addr());
     let topic_id = create_topic(&mut client, "s", 1);
-    // More sessions than a core keeps (1,000 by default): the oldest is evicted, the newest works.
-    let first = fetch(
-        &mut client,
-        12,
-        &session_fetch(topic_id, 0, 0, &[want(0, 0)]),
-    )
-    .session_id;
-    let mut last = 0;
-    for _ in 0..1_000 {
-        last = fetch(
-            &mut client,
-            12,
-            &session_fetch(topic_id, 0, 0, &[want(0, 0)]),
-        )
-        .session_id;
-        assert_ne!(last, 0);
-    }
+    let open = |client: &mut RawClient| {
+        fetch(client, 12, &session_fetch(topic_id, 0, 0, &[want(0, 0)])).session_id
+    };
+    let first = open(&mut client);
+    let second = open(&mut client);
+    // Using the first keeps it; opening 7 more evicts the least recently used: the second.
     assert_eq!(
         fetch(&mut client, 12, &session_fetch(topic_id, first, 1, &[])).error_code,
+        0
+    );
+    let newer: Vec<i32> = (0..7).map(|_| open(&mut client)).collect();
+    assert!(newer.iter().all(|id| *id != 0));
+    assert_eq!(
+        fetch(&mut client, 12, &session_fetch(topic_id, second, 1, &[])).error_code,
         70
     );
     assert_eq!(
-        fetch(&mut client, 12, &session_fetch(topic_id, last, 1, &[])).error_code,
+        fetch(&mut client, 12, &session_fetch(topic_id, first, 2, &[])).error_code,
         0
     );
+    for id in newer {
+        assert_eq!(
+            fetch(&mut client, 12, &session_fetch(topic_id, id, 1, &[])).error_code,
+            0
+        );
+    }
+    drop(client);
+    drop(agent);
+
+    // 0 turns sessions off: epoch 0 is answered in full, without a session id.
+    let agent = common::start_agent(|config| config.fetch_sessions_max = 0);
+    let mut client = RawClient::connect(agent.addr());
+    let topic_id = create_topic(&mut client, "s", 1);
+    let response = fetch(
+        &mut client,
+        12,
+        &session_fetch(topic_id, 0, 0, &[want(0, 0)]),
+    );
+    assert_eq!((response.error_code, response.session_id), (0, 0));
+    assert_eq!(partitions(&response).len(), 1);
+}
+
+#[test]
+fn a_busy_session_serves_its_partitions_in_turn() {
+    let agent = common::start_agent(|config| config.flush_interval_ms = 5);
+    let mut client = RawClient::connect(agent.addr());
+    let topic_id = create_topic(&mut client, "s", 3);
+    let one = batch(30, 1);
+    for partition in 0..3 {
+        for _ in 0..3 {
+            produce(&mut client, "s", partition, one.clone());
+        }
+    }
+    // Room for one batch per response: partitions compete for it.
+    let max_bytes = one.len() as i32;
+    let all = [want(0, 0), want(1, 0), want(2, 0)];
+    let response = fetch(
+        &mut client,
+        13,
+        &session_fetch(topic_id, 0, 0, &all).with_max_bytes(max_bytes),
+    );
+    let session_id = response.session_id;
+    assert_eq!(listed(&response), vec![(0, 1), (1, 0), (2, 0)]);
+    // The client does not move its offsets (say it is paused): each incremental answer still
+    // serves the partition after the one served last, not partition 0 again.
+    let mut served = Vec::new();
+    for epoch in 1..=4 {
+        let request = session_fetch(topic_id, session_id, epoch, &[]).with_max_bytes(max_bytes);
+        let response = fetch(&mut client, 13, &request);
+        let with_records: Vec<i32> = listed(&response)
+            .into_iter()
+            .filter(|(_, batches)| *batches > 0)
+            .map(|(partition, _)| partition)
+            .collect();
+        assert_eq!(with_records.len(), 1, "{:?}", listed(&response));
+        served.push(with_records[0]);
+    }
+    assert_eq!(served, vec![0, 1, 2, 0]);
 }

@@ -41,6 +41,8 @@ pub struct Config {
     pub flush_buffer_bytes_max: u64,
     /// Per network core: bytes of object blocks kept in memory for fetches.
     pub block_cache_bytes_max: u64,
+    /// Per network core: incremental fetch sessions (KIP-227) kept, least recently used evicted.
+    pub fetch_sessions_max: usize,
     /// Per executor: glommio io memory, registered with io_uring (counts against RLIMIT_MEMLOCK).
     pub io_memory_bytes: u64,
     /// Longest time produced data waits before it is written as an object.
@@ -68,6 +70,7 @@ impl Default for Config {
             metadata_cpu: None,
             flush_buffer_bytes_max: 64 * 1024 * 1024,
             block_cache_bytes_max: 256 * 1024 * 1024,
+            fetch_sessions_max: 1_000,
             io_memory_bytes: 512 * 1024,
             flush_interval_ms: 10,
             flush_bytes_max: 8 * 1024 * 1024,

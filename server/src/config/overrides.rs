@@ -87,6 +87,9 @@ pub struct Overrides {
     /// Per-core block cache limit in bytes [env SLUICE_BLOCK_CACHE_BYTES_MAX]
     #[arg(long, value_name = "BYTES")]
     pub block_cache_bytes_max: Option<u64>,
+    /// Fetch sessions kept per core [env SLUICE_FETCH_SESSIONS_MAX]
+    #[arg(long, value_name = "COUNT")]
+    pub fetch_sessions_max: Option<usize>,
     /// glommio io memory per executor in bytes [env SLUICE_IO_MEMORY_BYTES]
     #[arg(long, value_name = "BYTES")]
     pub io_memory_bytes: Option<u64>,
@@ -142,6 +145,9 @@ impl Overrides {
                 }
                 "BLOCK_CACHE_BYTES_MAX" => {
                     overrides.block_cache_bytes_max = Some(number(&value).map_err(parsed)?);
+                }
+                "FETCH_SESSIONS_MAX" => {
+                    overrides.fetch_sessions_max = Some(number(&value).map_err(parsed)?);
                 }
                 "IO_MEMORY_BYTES" => {
                     overrides.io_memory_bytes = Some(number(&value).map_err(parsed)?)
@@ -203,6 +209,7 @@ impl Overrides {
             &mut config.block_cache_bytes_max,
             self.block_cache_bytes_max.as_ref(),
         );
+        set(&mut config.fetch_sessions_max, self.fetch_sessions_max.as_ref());
         set(&mut config.io_memory_bytes, self.io_memory_bytes.as_ref());
         set(
             &mut config.flush_interval_ms,
@@ -275,6 +282,7 @@ mod tests {
             ("SLUICE_METADATA_CPU", "1"),
             ("SLUICE_FLUSH_BUFFER_BYTES_MAX", "1"),
             ("SLUICE_BLOCK_CACHE_BYTES_MAX", "2"),
+            ("SLUICE_FETCH_SESSIONS_MAX", "9"),
             ("SLUICE_IO_MEMORY_BYTES", "3"),
             ("SLUICE_FLUSH_INTERVAL_MS", "4"),
             ("SLUICE_FLUSH_BYTES_MAX", "5"),
@@ -295,6 +303,7 @@ mod tests {
             metadata_cpu: Some(1),
             flush_buffer_bytes_max: 1,
             block_cache_bytes_max: 2,
+            fetch_sessions_max: 9,
             io_memory_bytes: 3,
             flush_interval_ms: 4,
             flush_bytes_max: 5,

@@ -56,6 +56,8 @@ struct SessionPartition {
 struct Session {
     next_epoch: i32,
     partitions: BTreeMap<PartitionKey, SessionPartition>,
+    /// Where the next incremental read starts (see [`FetchSessions::served`]).
+    first: usize,
     last_used: u64,
 }
 
@@ -162,11 +164,15 @@ impl FetchSessions {
         // Kafka's epochs wrap from i32::MAX to 1 (0 means "new session").
         session.next_epoch = epoch.checked_add(1).unwrap_or(1);
         session.last_used = self.tick;
-        let partitions = session
+        let mut partitions: Vec<(PartitionKey, Wanted)> = session
             .partitions
             .iter()
             .map(|(key, partition)| (key.clone(), partition.wanted))
             .collect();
+        if !partitions.is_empty() {
+            let len = partitions.len();
+            partitions.rotate_left(session.first % len);
+        }
         Ok(SessionContext {
             session_id,
             incremental: true,
@@ -211,6 +217,7 @@ impl FetchSessions {
             Session {
                 next_epoch: 1,
                 partitions,
+                first: 0,
                 last_used: self.tick,
             },
         );
@@ -228,6 +235,18 @@ impl FetchSessions {
             }
         }
         None
+    }
+
+    /// After an incremental answer in which the partitions up to `last_with_records` (an index
+    /// into the context's list) returned records: the next read starts after it. Partitions are
+    /// filled in order until `max_bytes` runs out, so without this turn-taking (the Java broker
+    /// moves served partitions to the end of its session) the first partitions of a busy session
+    /// could starve the others.
+    pub fn served(&mut self, session_id: i32, last_with_records: usize) {
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            let len = session.partitions.len().max(1);
+            session.first = (session.first % len + last_with_records + 1) % len;
+        }
     }
 
     /// Records what is about to be sent for `key`; true when it must be in the answer (anything
@@ -322,6 +341,42 @@ mod tests {
         assert_eq!(
             sessions.begin(id, 3, vec![], vec![]),
             Err(FETCH_SESSION_ID_NOT_FOUND)
+        );
+    }
+
+    #[test]
+    fn incremental_reads_take_turns_after_the_last_served_partition() {
+        let mut sessions = FetchSessions::new(4);
+        let all = (0..4)
+            .map(|partition| (key(partition), wanted(0)))
+            .collect();
+        let id = sessions.begin(0, 0, all, vec![]).unwrap().session_id;
+        let order = |context: SessionContext| -> Vec<i32> {
+            context
+                .partitions
+                .iter()
+                .map(|(key, _)| key.partition)
+                .collect()
+        };
+        assert_eq!(
+            order(sessions.begin(id, 1, vec![], vec![]).unwrap()),
+            vec![0, 1, 2, 3]
+        );
+        // Partitions 0 and 1 filled the response: 2 goes first next time.
+        sessions.served(id, 1);
+        assert_eq!(
+            order(sessions.begin(id, 2, vec![], vec![]).unwrap()),
+            vec![2, 3, 0, 1]
+        );
+        sessions.served(id, 3);
+        assert_eq!(
+            order(sessions.begin(id, 3, vec![], vec![]).unwrap()),
+            vec![2, 3, 0, 1]
+        );
+        sessions.served(id, 0);
+        assert_eq!(
+            order(sessions.begin(id, 4, vec![], vec![]).unwrap()),
+            vec![3, 0, 1, 2]
         );
     }
 

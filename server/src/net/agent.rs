@@ -20,7 +20,7 @@ use sluice_engine::store::{
 use super::executor::{Executor, spawn_executor};
 use super::network_core::network_core;
 use crate::config::{Config, ConfigError};
-use crate::fetch::{FETCH_SESSIONS_MAX_DEFAULT, FetchConfig, FetchCore};
+use crate::fetch::{FetchConfig, FetchCore};
 use crate::memlock::{self, MemlockError, MemlockLimit};
 use crate::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
@@ -247,7 +247,7 @@ impl Agent {
         let flush_buffer_bytes_max = config.flush_buffer_bytes_max;
         let fetch_config = FetchConfig {
             block_cache_bytes_max: config.block_cache_bytes_max,
-            fetch_sessions_max: FETCH_SESSIONS_MAX_DEFAULT,
+            fetch_sessions_max: config.fetch_sessions_max,
         };
         let default_partitions = config.default_partitions;
         for ((cpu, listener), subscription) in plan

@@ -70,6 +70,33 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 1,
         version_max: 6,
     },
+    // Idempotent producers (on by default in Java 3+ and franz-go). v2+ flexible, v3+ carries the
+    // producer's current id and epoch (KIP-360), v5 is what Kafka 3.x/4.x clients send; v6 (2PC)
+    // is beyond kafka-protocol 0.18. Transactional ids are refused (no transactions yet).
+    SupportedApi {
+        key: ApiKey::InitProducerId,
+        version_min: 0,
+        version_max: 5,
+    },
+    // Topic configs with defaults and sources; v4 is flexible. Broker resources answer a few
+    // read-only rows (see handlers/configs.rs).
+    SupportedApi {
+        key: ApiKey::DescribeConfigs,
+        version_min: 1,
+        version_max: 4,
+    },
+    // SET / DELETE / APPEND / SUBTRACT on topics, through the metadata log; v1 is flexible.
+    SupportedApi {
+        key: ApiKey::IncrementalAlterConfigs,
+        version_min: 0,
+        version_max: 1,
+    },
+    // This agent as broker and controller; v1 adds the endpoint type, v2 fenced brokers.
+    SupportedApi {
+        key: ApiKey::DescribeCluster,
+        version_min: 0,
+        version_max: 2,
+    },
 ];
 
 /// The table row for `key`, if the agent implements that API.

@@ -16,9 +16,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest,
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader,
+    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, FetchRequest, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -37,6 +39,10 @@ pub enum Request {
     DeleteTopics(DeleteTopicsRequest),
     CreatePartitions(CreatePartitionsRequest),
     ListOffsets(ListOffsetsRequest),
+    InitProducerId(InitProducerIdRequest),
+    DescribeConfigs(DescribeConfigsRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    DescribeCluster(DescribeClusterRequest),
     /// Boxed: by far the largest request struct, and every frame's `Decoded` carries one variant.
     Fetch(Box<FetchRequest>),
 }
@@ -53,6 +59,10 @@ pub enum Response {
     CreatePartitions(CreatePartitionsResponse),
     ListOffsets(ListOffsetsResponse),
     Fetch(FetchResponse),
+    InitProducerId(InitProducerIdResponse),
+    DescribeConfigs(DescribeConfigsResponse),
+    IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
+    DescribeCluster(DescribeClusterResponse),
 }
 
 impl Response {
@@ -66,6 +76,10 @@ impl Response {
             Self::CreatePartitions(body) => body.compute_size(version),
             Self::ListOffsets(body) => body.compute_size(version),
             Self::Fetch(body) => body.compute_size(version),
+            Self::InitProducerId(body) => body.compute_size(version),
+            Self::DescribeConfigs(body) => body.compute_size(version),
+            Self::IncrementalAlterConfigs(body) => body.compute_size(version),
+            Self::DescribeCluster(body) => body.compute_size(version),
         };
         size.map_err(|error| error.to_string())
     }
@@ -80,6 +94,10 @@ impl Response {
             Self::CreatePartitions(body) => body.encode(buffer, version),
             Self::ListOffsets(body) => body.encode(buffer, version),
             Self::Fetch(body) => body.encode(buffer, version),
+            Self::InitProducerId(body) => body.encode(buffer, version),
+            Self::DescribeConfigs(body) => body.encode(buffer, version),
+            Self::IncrementalAlterConfigs(body) => body.encode(buffer, version),
+            Self::DescribeCluster(body) => body.encode(buffer, version),
         };
         encoded.map_err(|error| error.to_string())
     }
@@ -109,6 +127,11 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     const LIST_OFFSETS_V2: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I64])])];
     const LIST_OFFSETS_V4: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I32, I64])])];
     const LIST_OFFSETS_V10: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I32, I64])]), I32];
+    // resources (type, name, keys), include synonyms, [include documentation v3+].
+    const DESCRIBE_CONFIGS_V1: &[Shape] = &[Structs(&[I8, Str, Values(&Str)]), I8];
+    const DESCRIBE_CONFIGS_V3: &[Shape] = &[Structs(&[I8, Str, Values(&Str)]), I8, I8];
+    // resources (type, name, configs (name, operation, value)), validate only.
+    const INCREMENTAL_ALTER_CONFIGS: &[Shape] = &[Structs(&[I8, Str, Structs(&[Str, I8, Str])]), I8];
     if api_key == ApiKey::Fetch {
         return Some(fetch_shape(version));
     }
@@ -125,6 +148,9 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
             4..=9 => LIST_OFFSETS_V4,
             _ => LIST_OFFSETS_V10,
         }),
+        ApiKey::DescribeConfigs if version >= 3 => Some(DESCRIBE_CONFIGS_V3),
+        ApiKey::DescribeConfigs => Some(DESCRIBE_CONFIGS_V1),
+        ApiKey::IncrementalAlterConfigs => Some(INCREMENTAL_ALTER_CONFIGS),
         _ => None,
     }
 }
@@ -351,6 +377,24 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
         )),
         ApiKey::ListOffsets => Request::ListOffsets(
             ListOffsetsRequest::decode(&mut buffer, version)
+                .map_err(|e| malformed(e.to_string()))?,
+        ),
+        // No arrays: strings and numbers only, nothing to guard before decoding.
+        ApiKey::InitProducerId => Request::InitProducerId(
+            InitProducerIdRequest::decode(&mut buffer, version)
+                .map_err(|e| malformed(e.to_string()))?,
+        ),
+        ApiKey::DescribeConfigs => Request::DescribeConfigs(
+            DescribeConfigsRequest::decode(&mut buffer, version)
+                .map_err(|e| malformed(e.to_string()))?,
+        ),
+        ApiKey::IncrementalAlterConfigs => Request::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::decode(&mut buffer, version)
+                .map_err(|e| malformed(e.to_string()))?,
+        ),
+        // No arrays: booleans and an i8 only.
+        ApiKey::DescribeCluster => Request::DescribeCluster(
+            DescribeClusterRequest::decode(&mut buffer, version)
                 .map_err(|e| malformed(e.to_string()))?,
         ),
         ApiKey::ApiVersions => Request::ApiVersions(

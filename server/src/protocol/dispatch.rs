@@ -10,7 +10,10 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
-use super::handlers::{api_versions, fetch, list_offsets, metadata, produce, topics_admin};
+use super::handlers::{
+    api_versions, cluster, configs, fetch, init_producer_id, list_offsets, metadata, produce,
+    topics_admin,
+};
 use super::services::CoreServices;
 use crate::metadata_source::{MetadataError, MetadataSource};
 
@@ -146,9 +149,32 @@ impl<S: MetadataSource> Dispatcher<S> {
             Request::Fetch(body) => {
                 Response::Fetch(fetch::handle(self.services(api_key)?, *body, version).await)
             }
+            Request::InitProducerId(body) => Response::InitProducerId(
+                init_producer_id::handle(&self.services(api_key)?.core, body).await,
+            ),
             Request::ListOffsets(body) => Response::ListOffsets(
                 list_offsets::handle(&self.services(api_key)?.core, body, version).await,
             ),
+            Request::DescribeConfigs(body) => {
+                let settings = configs::BrokerSettings {
+                    identity: &self.broker,
+                    auto_create_partitions: self.auto_create_partitions,
+                    default_partitions: self.default_partitions,
+                };
+                Response::DescribeConfigs(
+                    configs::describe_configs(&self.services(api_key)?.core, &body, &settings)
+                        .await,
+                )
+            }
+            Request::IncrementalAlterConfigs(body) => Response::IncrementalAlterConfigs(
+                configs::incremental_alter_configs(&self.services(api_key)?.core, &body).await,
+            ),
+            Request::DescribeCluster(body) => Response::DescribeCluster(cluster::describe_cluster(
+                &body,
+                version,
+                &self.metadata.cluster_id(),
+                &self.broker,
+            )),
             Request::ApiVersions(body) => {
                 tracing::debug!(
                     client_id = ?header.client_id,

@@ -18,10 +18,13 @@ use futures::channel::oneshot;
 use futures::future::{Either, SelectAll, select, select_all};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use sluice_engine::metadata::IndexEntry;
 use sluice_engine::read::assemble_records;
 use sluice_engine::types::{TopicId, TopicPartition};
 
-use crate::fetch::reader::{PartitionPlan, PlanRequest, TopicRef, plan, read_entries};
+use crate::fetch::reader::{
+    GroupRead, PartitionPlan, PlanRequest, TopicRef, plan, read_entries, read_groups,
+};
 use crate::fetch::sessions::{PartitionKey, Wanted};
 use crate::metadata_core::window::error_code;
 use crate::protocol::services::CoreServices;
@@ -150,8 +153,8 @@ fn partition_key(
     }
 }
 
-/// A future that resolves when a commit moves a high watermark past the fetch offset of one of
-/// the partitions without data; `None` when the fetch should not wait.
+/// A future that resolves when a commit brings new data to one of the partitions; `None` when
+/// the fetch should not wait.
 fn park(services: &CoreServices, attempt: &Attempt) -> Option<SelectAll<oneshot::Receiver<()>>> {
     let mut waits = Vec::new();
     for partition in &attempt.partitions {
@@ -164,10 +167,15 @@ fn park(services: &CoreServices, attempt: &Attempt) -> Option<SelectAll<oneshot:
             // Data is there but was not returned (a zero budget): waiting would not change that.
             return None;
         }
-        if partition.records.is_empty() {
-            // `None`: this core parks too many fetches already; answer with what there is.
-            waits.push(services.watermark_waiters.wait_beyond(tp, offset)?);
-        }
+        // A partition that returned records (fewer bytes than `min_bytes` in all) waits for data
+        // past what it has; the others for any data at their fetch offset.
+        let beyond = if partition.records.is_empty() {
+            offset
+        } else {
+            u64::try_from(partition.high_watermark).unwrap_or(offset)
+        };
+        // `None`: this core parks too many fetches already; answer with what there is.
+        waits.push(services.watermark_waiters.wait_beyond(tp, beyond)?);
     }
     if waits.is_empty() {
         return None;
@@ -207,11 +215,22 @@ async fn read_once(
             .map(|_| Err(error_code::NOT_LEADER_OR_FOLLOWER))
             .collect(),
     };
+    let mut prefetched = prefetch(services, &plans, max_bytes).await.into_iter();
     let mut attempt = Attempt::default();
     for ((key, wanted), planned) in partitions.iter().zip(plans) {
+        let read = prefetched.next().flatten();
         let result = match planned {
             Ok(planned) => {
-                read_partition(services, key, *wanted, planned, max_bytes, &mut attempt).await
+                read_partition(
+                    services,
+                    key,
+                    *wanted,
+                    planned,
+                    read,
+                    max_bytes,
+                    &mut attempt,
+                )
+                .await
             }
             Err(code) => error_result(key, *wanted, code),
         };
@@ -221,11 +240,55 @@ async fn read_once(
     attempt
 }
 
+/// Bytes of one partition's entries, read ahead of assembly.
+type Prefetched = GroupRead;
+
+/// Reads, all at once, the entries of the partitions that the response's `max_bytes` will likely
+/// reach (by their indexed sizes; the first partition with data always). Against an object store
+/// a miss costs a GET of tens of milliseconds: one partition after another, a consumer catching
+/// up on many partitions would wait for their sum; together, segments of one object become one
+/// GET ([`read_groups`]). What is read is bounded by `max_bytes` plus the entries of one
+/// partition.
+async fn prefetch(
+    services: &CoreServices,
+    plans: &[Result<PartitionPlan, i16>],
+    max_bytes: usize,
+) -> Vec<Option<Prefetched>> {
+    let mut planned_bytes: u64 = 0;
+    let mut chosen = Vec::with_capacity(plans.len());
+    let mut groups: Vec<&[IndexEntry]> = Vec::new();
+    for planned in plans {
+        match planned {
+            Ok(planned)
+                if !planned.entries.is_empty()
+                    && (planned_bytes == 0 || planned_bytes < max_bytes as u64) =>
+            {
+                planned_bytes += planned
+                    .entries
+                    .iter()
+                    .map(|entry| entry.byte_len)
+                    .sum::<u64>();
+                chosen.push(true);
+                groups.push(&planned.entries);
+            }
+            _ => chosen.push(false),
+        }
+    }
+    let mut read = read_groups(&services.fetch, services.core.store(), &groups)
+        .await
+        .into_iter();
+    chosen
+        .into_iter()
+        .map(|chosen| if chosen { read.next() } else { None })
+        .collect()
+}
+
 async fn read_partition(
     services: &CoreServices,
     key: &PartitionKey,
     wanted: Wanted,
     planned: PartitionPlan,
+    prefetched: Option<Prefetched>,
     max_bytes: usize,
     attempt: &mut Attempt,
 ) -> PartitionResult {
@@ -249,7 +312,11 @@ async fn read_partition(
     let limit = usize::try_from(wanted.partition_max_bytes)
         .unwrap_or(0)
         .min(left);
-    let parts = match read_entries(&services.fetch, services.core.store(), &planned.entries).await {
+    let read = match prefetched {
+        Some(read) => read,
+        None => read_entries(&services.fetch, services.core.store(), &planned.entries).await,
+    };
+    let parts = match read {
         Ok(parts) => parts,
         Err(error) => {
             tracing::warn!(%error, tp = %planned.tp, "fetch: cannot read a segment");
@@ -296,6 +363,13 @@ fn respond(
     read_committed: bool,
 ) -> FetchResponse {
     let mut sessions = services.fetch.sessions.borrow_mut();
+    let last_with_records = attempt
+        .partitions
+        .iter()
+        .rposition(|result| !result.records.is_empty());
+    if let (true, Some(last)) = (context.incremental, last_with_records) {
+        sessions.served(context.session_id, last);
+    }
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut last_topic: Option<(uuid::Uuid, kafka_protocol::protocol::StrBytes)> = None;
     for result in attempt.partitions {
@@ -344,6 +418,8 @@ fn respond(
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use bytes::Buf;
+
+    use super::*;
     use kafka_protocol::messages::ApiKey;
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
     use kafka_protocol::protocol::StrBytes;
@@ -412,29 +488,47 @@ mod tests {
             assert_eq!(fetch.topics.len(), 2, "v{version}");
             assert_eq!(fetch.topics[1].partitions[1].fetch_offset, 11, "v{version}");
             if version >= SESSIONS_FROM_VERSION {
-                assert_eq!(fetch.forgotten_topics_data[0].partitions, vec![0, 1, 2], "v{version}");
+                assert_eq!(
+                    fetch.forgotten_topics_data[0].partitions,
+                    vec![0, 1, 2],
+                    "v{version}"
+                );
                 assert_eq!((fetch.session_id, fetch.session_epoch), (42, 7));
             }
         }
     }
 
     #[test]
-    fn inflated_array_lengths_are_refused_before_decoding() {
+    fn an_inflated_partition_count_is_refused_before_decoding() {
         for version in [4_i16, 7, 11, 12, 13, 15, 17] {
             let valid = frame(version, &request(version)).to_vec();
-            // Replace the partition count of the first topic by a huge one: find it by decoding
-            // positions is overkill; instead truncate the body after the topics array length and
-            // claim many topics, which every version must refuse.
-            let mut refused = 0;
-            for cut in 12..valid.len() {
-                let mut mutated = valid.clone();
-                mutated.truncate(cut);
-                mutated.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff, 0x07]);
-                if matches!(decode_request(Bytes::from(mutated)), Err(DecodeError::MalformedBody { .. })) {
-                    refused += 1;
+            // The first topic, then its partition count (2), as each version encodes them.
+            let (before, inflated): (Vec<u8>, Vec<u8>) = match version {
+                ..=11 => (
+                    [&[0, 1, b'a'][..], &[0, 0, 0, 2]].concat(),
+                    vec![0x7f, 0xff, 0xff, 0xff],
+                ),
+                12 => (vec![2, b'a', 3], vec![0xff, 0xff, 0xff, 0xff, 0x07]),
+                _ => {
+                    let id = uuid::Uuid::from_u128(1).into_bytes();
+                    ([&id[..], &[3]].concat(), vec![0xff, 0xff, 0xff, 0xff, 0x07])
                 }
-            }
-            assert!(refused > 0, "v{version}");
+            };
+            let at = valid
+                .windows(before.len())
+                .position(|window| window == before)
+                .unwrap();
+            let count_at = at + before.len() - if version <= 11 { 4 } else { 1 };
+            let mut mutated = valid[..count_at].to_vec();
+            mutated.extend_from_slice(&inflated);
+            mutated.extend_from_slice(&valid[at + before.len()..]);
+            assert!(
+                matches!(
+                    decode_request(Bytes::from(mutated)),
+                    Err(DecodeError::MalformedBody { .. })
+                ),
+                "v{version}"
+            );
         }
     }
 }

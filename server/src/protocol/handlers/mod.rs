@@ -1,7 +1,10 @@
 //! One handler per implemented API. Handlers build response values; encoding is the codec's job.
 
 pub mod api_versions;
+pub mod cluster;
+pub mod configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
