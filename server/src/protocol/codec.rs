@@ -17,10 +17,10 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest,
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
     DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, FetchRequest, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, FetchResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+    DescribeConfigsResponse, FetchRequest, FetchResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -131,7 +131,8 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     const DESCRIBE_CONFIGS_V1: &[Shape] = &[Structs(&[I8, Str, Values(&Str)]), I8];
     const DESCRIBE_CONFIGS_V3: &[Shape] = &[Structs(&[I8, Str, Values(&Str)]), I8, I8];
     // resources (type, name, configs (name, operation, value)), validate only.
-    const INCREMENTAL_ALTER_CONFIGS: &[Shape] = &[Structs(&[I8, Str, Structs(&[Str, I8, Str])]), I8];
+    const INCREMENTAL_ALTER_CONFIGS: &[Shape] =
+        &[Structs(&[I8, Str, Structs(&[Str, I8, Str])]), I8];
     if api_key == ApiKey::Fetch {
         return Some(fetch_shape(version));
     }

@@ -98,7 +98,8 @@ mod tests {
         assert_eq!(response.brokers[0].host.as_str(), "agent.local");
         assert_eq!(response.brokers[0].port, 9093);
         assert_eq!(response.cluster_authorized_operations, i32::MIN);
-        let asked = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+        let asked =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
         let response = describe_cluster(&asked, 0, "c-1", &broker());
         assert_eq!(response.cluster_authorized_operations & (1 << 10), 1 << 10);
     }

@@ -73,7 +73,10 @@ fn config_type(name: &str) -> i8 {
         "cleanup.policy" => LIST,
         "compression.type" | "message.timestamp.type" => STRING,
         "max.message.bytes" | "min.insync.replicas" | "segment.bytes" => INT,
-        "delete.retention.ms" | "min.compaction.lag.ms" | "retention.bytes" | "retention.ms"
+        "delete.retention.ms"
+        | "min.compaction.lag.ms"
+        | "retention.bytes"
+        | "retention.ms"
         | "segment.ms" => LONG,
         "auto.create.topics.enable" => BOOLEAN,
         "node.id" | "broker.id" | "num.partitions" | "default.replication.factor" => INT,
@@ -291,15 +294,20 @@ pub async fn describe_configs(
                 ),
                 other => Err((
                     kafka_code::INVALID_REQUEST,
-                    format!("unsupported resource type {other}: Sluice describes topics and brokers"),
+                    format!(
+                        "unsupported resource type {other}: Sluice describes topics and brokers"
+                    ),
                 )),
             };
             let entry = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             match rows {
-                Ok(configs) => entry.with_configs(configs),
-                Err((code, text)) => entry.with_error_code(code).with_error_message(message(text)),
+                // The protocol crate defaults the message to "", Kafka sends null on success.
+                Ok(configs) => entry.with_configs(configs).with_error_message(None),
+                Err((code, text)) => entry
+                    .with_error_code(code)
+                    .with_error_message(message(text)),
             }
         })
         .collect();
@@ -313,7 +321,11 @@ fn edit_list(current: &str, change: &str, append: bool) -> String {
         .map(str::trim)
         .filter(|item| !item.is_empty())
         .collect();
-    for item in change.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+    for item in change
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
         if append {
             if !items.contains(&item) {
                 items.push(item);
@@ -470,10 +482,13 @@ pub async fn incremental_alter_configs(
             Ok(outcomes) => outcomes
                 .iter()
                 .map(|outcome| {
-                    outcome.as_ref().map(|_| ()).map_err(|failure| match failure {
-                        CommandFailure::Rejected(error) => from_metadata(error),
-                        CommandFailure::LogFailed { code, reason } => (*code, reason.clone()),
-                    })
+                    outcome
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|failure| match failure {
+                            CommandFailure::Rejected(error) => from_metadata(error),
+                            CommandFailure::LogFailed { code, reason } => (*code, reason.clone()),
+                        })
                 })
                 .collect(),
             Err(error) => vec![Err((NOT_CONTROLLER_UNAVAILABLE, error.to_string())); count],
@@ -495,8 +510,10 @@ pub async fn incremental_alter_configs(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             match outcome {
-                Ok(()) => entry,
-                Err((code, text)) => entry.with_error_code(code).with_error_message(message(text)),
+                Ok(()) => entry.with_error_message(None),
+                Err((code, text)) => entry
+                    .with_error_code(code)
+                    .with_error_message(message(text)),
             }
         })
         .collect();
@@ -505,77 +522,5 @@ pub async fn incremental_alter_configs(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
-
-    use super::*;
-
-    fn op(name: &str, operation: i8, value: Option<&str>) -> AlterableConfig {
-        AlterableConfig::default()
-            .with_name(StrBytes::from_string(name.to_owned()))
-            .with_config_operation(operation)
-            .with_value(value.map(|value| StrBytes::from_string(value.to_owned())))
-    }
-
-    fn defaults() -> Vec<ConfigEntry> {
-        known_configs()
-            .iter()
-            .map(|spec| ConfigEntry {
-                name: spec.name,
-                value: spec.default.to_owned(),
-                is_default: true,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn list_edits_keep_order_and_skip_duplicates() {
-        assert_eq!(edit_list("delete", "compact", true), "delete,compact");
-        assert_eq!(edit_list("delete,compact", "compact", true), "delete,compact");
-        assert_eq!(edit_list("delete,compact", "delete", false), "compact");
-        assert_eq!(edit_list("delete", "delete", false), "");
-    }
-
-    #[test]
-    fn plan_maps_operations_to_kafka_errors() {
-        let set = plan_alter(
-            &[
-                op("retention.ms", OP_SET, Some("1000")),
-                op("segment.ms", OP_DELETE, None),
-                op("cleanup.policy", OP_APPEND, Some("compact")),
-            ],
-            &defaults(),
-        )
-        .unwrap();
-        assert_eq!(
-            set,
-            vec![
-                ("retention.ms".to_owned(), Some("1000".to_owned())),
-                ("segment.ms".to_owned(), None),
-                ("cleanup.policy".to_owned(), Some("delete,compact".to_owned())),
-            ]
-        );
-        let code = |ops: &[AlterableConfig]| plan_alter(ops, &defaults()).unwrap_err().0;
-        assert_eq!(code(&[op("retention.ms", OP_SET, Some("soon"))]), 40);
-        assert_eq!(code(&[op("no.such", OP_DELETE, None)]), 40);
-        assert_eq!(code(&[op("retention.ms", OP_APPEND, Some("1"))]), 42);
-        assert_eq!(code(&[op("retention.ms", OP_SET, None)]), 42);
-        assert_eq!(code(&[op("retention.ms", 9, Some("1"))]), 42);
-        assert_eq!(
-            code(&[
-                op("retention.ms", OP_SET, Some("1")),
-                op("retention.ms", OP_DELETE, None)
-            ]),
-            42
-        );
-        // Subtracting the only policy leaves an empty list, which is not a valid value.
-        assert_eq!(code(&[op("cleanup.policy", OP_SUBTRACT, Some("delete"))]), 40);
-    }
-
-    #[test]
-    fn every_engine_config_has_a_wire_type() {
-        for entry in defaults() {
-            assert_ne!(config_type(entry.name), 0, "{}", entry.name);
-        }
-    }
-}
+#[path = "configs_tests.rs"]
+mod tests;
