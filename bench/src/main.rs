@@ -171,9 +171,10 @@ fn machine() -> String {
     format!("{cpus} CPUs, load average {load} at the end of the run")
 }
 
-/// Load-generator runs per step. Retried only when a run produced no summary at all (seen:
-/// librdkafka's consumer assignment answered NotLeaderForPartition just after Kafka created the
-/// topic); a run that completed is never re-run to get better numbers.
+/// Load-generator runs per step. Retried only when a run produced no summary at all (seen on
+/// Kafka: the load generator creates the topic, sees leaders in the metadata, and its consumer's
+/// first ListOffsets still answers NotLeaderForPartition; on the existing topic the next run
+/// works). A run that completed is never re-run to get better numbers.
 const STEP_ATTEMPTS_MAX: u32 = 3;
 
 /// Attempts of the readiness probe; a broker that fails them all gets a failed row.
@@ -245,10 +246,12 @@ fn run_target(
         let mut outcome = Err(anyhow::anyhow!("not run"));
         let mut attempts = 0;
         while attempts < STEP_ATTEMPTS_MAX && outcome.is_err() {
-            // A fresh directory and topic per attempt: a failed attempt must not leave a
-            // summary.json or records behind that a later one could be read as.
+            // A fresh directory per attempt: a failed attempt must not leave a summary.json that
+            // a later one could be read as. The same topic: the failure seen is a topic that
+            // is too new, and records of an earlier attempt carry another run id, which the
+            // load generator counts apart (`foreign_records`).
             let run_dir = out.join(format!("{name}-{index}-try{attempts}"));
-            let topic = format!("bench-{}-{index}-try{attempts}", scenario.name());
+            let topic = format!("bench-{}-{index}", scenario.name());
             outcome = run_loadgen(running, load, loadgen, &run_dir, &topic);
             if let Err(error) = &outcome {
                 eprintln!("sluice-bench: {label}: attempt {attempts} failed: {error:#}");

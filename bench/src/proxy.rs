@@ -1,0 +1,312 @@
+//! A counting, delaying reverse proxy in front of an S3-API endpoint, on loopback.
+//!
+//! Why a proxy rather than a store option of the agent: every target that talks S3 (Sluice, Tansu)
+//! is measured the same way, with no cooperation from the broker: the proxy counts each request
+//! by kind (the "PUTs and GETs per second and per GB" of the report) and, under a latency profile,
+//! holds each answer for a draw from the engine's own fitted log-normals (`LatencyModel`), so the
+//! modelled S3 is the same one the engine's tests use.
+//!
+//! Requests are forwarded byte for byte, `Host` header included: SigV4 signs the host the client
+//! addressed (the proxy), and the upstream server checks the signature against the header it
+//! receives, so nothing has to be re-signed. The proxy forwards to one upstream, over HTTP/1.1.
+//!
+//! Delays: a PUT waits *before* it is forwarded (the object becomes visible when the modelled PUT
+//! completes, as in `LatencyModel`); every other call is forwarded at once and its answer held
+//! for first byte plus transfer time, the size taken from the answer's `Content-Length`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Serialize;
+use sluice_engine::store::{LatencyModel, LatencyProfile, ObjectStoreBackend, Op};
+
+/// What kind of S3 call a request is, judged from its method, path and query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum S3Call {
+    Put,
+    Get,
+    Head,
+    List,
+    Delete,
+    Other,
+}
+
+/// Path-style requests only (`/bucket/key`), which is what the harness configures. A GET without
+/// a key, or with `list-type`, is a listing; a `POST ?delete` (multi-object delete, which is how
+/// `object_store` deletes even one key) is a delete; other POSTs (multipart) are `Other`.
+pub fn classify(method: &Method, path: &str, query: Option<&str>) -> S3Call {
+    let has_key = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty());
+    let has_param =
+        |name: &str| query.is_some_and(|q| q.split('&').any(|p| p.split('=').next() == Some(name)));
+    let listing = has_param("list-type");
+    match *method {
+        Method::PUT => S3Call::Put,
+        Method::GET if listing || !has_key => S3Call::List,
+        Method::GET => S3Call::Get,
+        Method::HEAD => S3Call::Head,
+        Method::DELETE => S3Call::Delete,
+        Method::POST if has_param("delete") => S3Call::Delete,
+        _ => S3Call::Other,
+    }
+}
+
+/// Request counters; `snapshot` them before and after a run and subtract.
+#[derive(Debug, Default)]
+pub struct Counters {
+    puts: AtomicU64,
+    gets: AtomicU64,
+    heads: AtomicU64,
+    lists: AtomicU64,
+    deletes: AtomicU64,
+    others: AtomicU64,
+    put_bytes: AtomicU64,
+    get_bytes: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CountSnapshot {
+    pub puts: u64,
+    pub gets: u64,
+    pub heads: u64,
+    pub lists: u64,
+    pub deletes: u64,
+    pub others: u64,
+    pub put_bytes: u64,
+    pub get_bytes: u64,
+}
+
+impl Counters {
+    pub fn record(&self, call: S3Call, put_bytes: u64, get_bytes: u64) {
+        let counter = match call {
+            S3Call::Put => &self.puts,
+            S3Call::Get => &self.gets,
+            S3Call::Head => &self.heads,
+            S3Call::List => &self.lists,
+            S3Call::Delete => &self.deletes,
+            S3Call::Other => &self.others,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.put_bytes.fetch_add(put_bytes, Ordering::Relaxed);
+        self.get_bytes.fetch_add(get_bytes, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> CountSnapshot {
+        CountSnapshot {
+            puts: self.puts.load(Ordering::Relaxed),
+            gets: self.gets.load(Ordering::Relaxed),
+            heads: self.heads.load(Ordering::Relaxed),
+            lists: self.lists.load(Ordering::Relaxed),
+            deletes: self.deletes.load(Ordering::Relaxed),
+            others: self.others.load(Ordering::Relaxed),
+            put_bytes: self.put_bytes.load(Ordering::Relaxed),
+            get_bytes: self.get_bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl CountSnapshot {
+    /// `self - earlier`, saturating (counters only grow, but never panic on odd input).
+    pub fn since(&self, earlier: &CountSnapshot) -> CountSnapshot {
+        CountSnapshot {
+            puts: self.puts.saturating_sub(earlier.puts),
+            gets: self.gets.saturating_sub(earlier.gets),
+            heads: self.heads.saturating_sub(earlier.heads),
+            lists: self.lists.saturating_sub(earlier.lists),
+            deletes: self.deletes.saturating_sub(earlier.deletes),
+            others: self.others.saturating_sub(earlier.others),
+            put_bytes: self.put_bytes.saturating_sub(earlier.put_bytes),
+            get_bytes: self.get_bytes.saturating_sub(earlier.get_bytes),
+        }
+    }
+}
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+struct Shared {
+    upstream: SocketAddr,
+    client: Client<HttpConnector, Incoming>,
+    counters: Arc<Counters>,
+    /// `None` forwards without delay. The inner store is never called: the model is used only
+    /// for its fitted, seeded draws (`sample_delay_ms`).
+    model: Option<LatencyModel<ObjectStoreBackend>>,
+}
+
+/// The proxy; dropping it stops accepting (connections already open finish on the runtime).
+#[derive(Debug)]
+pub struct S3Proxy {
+    address: SocketAddr,
+    counters: Arc<Counters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl S3Proxy {
+    /// Listens on `127.0.0.1:<ephemeral>` on the current tokio runtime and forwards to `upstream`.
+    pub async fn start(
+        upstream: SocketAddr,
+        profile: Option<LatencyProfile>,
+        seed: u64,
+    ) -> anyhow::Result<S3Proxy> {
+        let model = match profile {
+            Some(profile) => Some(LatencyModel::new(
+                ObjectStoreBackend::in_memory(),
+                profile,
+                seed,
+            )?),
+            None => None,
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let counters = Arc::new(Counters::default());
+        let shared = Arc::new(Shared {
+            upstream,
+            client,
+            counters: Arc::clone(&counters),
+            model,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                // Nagle + delayed ACK would add ~40 ms to small answers (DESIGN.md).
+                let _ = socket.set_nodelay(true);
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let shared = Arc::clone(&shared);
+                        async move { Ok::<_, Infallible>(forward(&shared, request).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        Ok(S3Proxy {
+            address,
+            counters,
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+impl Drop for S3Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn content_length(headers: &hyper::HeaderMap) -> u64 {
+    headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+fn op_of(call: S3Call) -> Op {
+    match call {
+        S3Call::Put => Op::Put,
+        S3Call::Get | S3Call::Other => Op::Get,
+        S3Call::Head => Op::Head,
+        S3Call::List => Op::List,
+        S3Call::Delete => Op::Delete,
+    }
+}
+
+async fn sleep_ms(delay_ms: f64) {
+    if delay_ms > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(delay_ms / 1000.0)).await;
+    }
+}
+
+async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBody> {
+    let call = classify(
+        request.method(),
+        request.uri().path(),
+        request.uri().query(),
+    );
+    let put_bytes = if call == S3Call::Put {
+        content_length(request.headers())
+    } else {
+        0
+    };
+    if call == S3Call::Put
+        && let Some(model) = &shared.model
+    {
+        sleep_ms(model.sample_delay_ms(Op::Put, put_bytes)).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |value| value.as_str())
+        .to_owned();
+    let Ok(uri) = format!("http://{}{path_and_query}", shared.upstream).parse() else {
+        return error_response(StatusCode::BAD_REQUEST, "bad request target");
+    };
+    parts.uri = uri;
+    let response = match shared
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => {
+            shared.counters.record(call, put_bytes, 0);
+            return error_response(StatusCode::BAD_GATEWAY, &format!("upstream: {error}"));
+        }
+    };
+    // A HEAD answer names the object's size but carries no body.
+    let get_bytes = match call {
+        S3Call::Get | S3Call::List | S3Call::Other => content_length(response.headers()),
+        S3Call::Put | S3Call::Head | S3Call::Delete => 0,
+    };
+    if call != S3Call::Put
+        && let Some(model) = &shared.model
+    {
+        sleep_ms(model.sample_delay_ms(op_of(call), get_bytes)).await;
+    }
+    shared.counters.record(call, put_bytes, get_bytes);
+    response.map(BodyExt::boxed)
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from(message.to_owned()))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;

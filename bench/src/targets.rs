@@ -1,0 +1,277 @@
+//! Starting each target on loopback: Sluice behind the counting proxy (raw or under a latency
+//! profile), an external S3 store, Apache Kafka from `scripts/kafka/run-kafka.sh`, Tansu.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sluice_engine::store::{
+    LatencyProfile, S3TestServer, TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY,
+};
+
+use crate::process::{Guarded, free_port};
+use crate::proxy::S3Proxy;
+
+/// Targets `--targets` accepts.
+pub const ALL: [&str; 6] = [
+    "sluice",
+    "sluice-s3-express",
+    "sluice-s3-standard",
+    "sluice-external",
+    "kafka",
+    "tansu",
+];
+
+/// Broker start-up limit (Kafka's JVM on a busy 2-core machine takes 10-20 s).
+const START_LIMIT: Duration = Duration::from_secs(90);
+
+/// A running target. Field order is drop order: the broker stops before its store goes away.
+#[derive(Debug)]
+pub struct Running {
+    pub broker: Guarded,
+    pub bootstrap: String,
+    pub proxy: Option<S3Proxy>,
+    /// Only held: the S3 server must outlive the broker that writes to it.
+    #[expect(dead_code, reason = "held for its Drop, after the broker's")]
+    pub server: Option<S3TestServer>,
+    pub settings: Map<String, Value>,
+    /// Why there are no store counts, if there are none.
+    pub store_note: Option<String>,
+}
+
+/// Paths and options shared by all targets.
+#[derive(Debug)]
+pub struct Env {
+    pub repo: PathBuf,
+    pub sluice_bin: PathBuf,
+    pub work_dir: PathBuf,
+    pub external_store: Option<String>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Why a target did not start: not installed (a hint to install it) or failed.
+#[derive(Debug)]
+pub enum StartError {
+    NotInstalled(String),
+    Failed(String),
+}
+
+impl From<anyhow::Error> for StartError {
+    fn from(error: anyhow::Error) -> StartError {
+        StartError::Failed(format!("{error:#}"))
+    }
+}
+
+fn upstream_of(server: &S3TestServer) -> anyhow::Result<SocketAddr> {
+    Ok(server.endpoint().trim_start_matches("http://").parse()?)
+}
+
+pub fn start(name: &str, env: &Env) -> Result<Running, StartError> {
+    match name {
+        "sluice" => start_sluice_local(env, name, None),
+        "sluice-s3-express" => start_sluice_local(
+            env,
+            name,
+            Some(("s3-express", LatencyProfile::s3_express())),
+        ),
+        "sluice-s3-standard" => start_sluice_local(
+            env,
+            name,
+            Some(("s3-standard", LatencyProfile::s3_standard())),
+        ),
+        "sluice-external" => start_sluice_external(env),
+        "kafka" => start_kafka(env),
+        "tansu" => start_tansu(env),
+        other => Err(StartError::Failed(format!("unknown target {other}"))),
+    }
+}
+
+fn start_sluice(env: &Env, name: &str, store_url: &str) -> Result<(Guarded, String), StartError> {
+    if !env.sluice_bin.exists() {
+        return Err(StartError::NotInstalled(format!(
+            "{} missing: run `cargo build --release -p sluice-server`",
+            env.sluice_bin.display()
+        )));
+    }
+    let port = free_port()?;
+    let data_dir = env.work_dir.join(name);
+    std::fs::create_dir_all(&data_dir).map_err(anyhow::Error::from)?;
+    let mut command = Command::new(&env.sluice_bin);
+    command
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--store")
+        .arg(store_url)
+        .arg("--default-partitions")
+        .arg("1");
+    let mut broker = Guarded::spawn(name, command, &env.work_dir.join(format!("{name}.log")))?;
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    broker.wait_listening(address, START_LIMIT)?;
+    Ok((broker, address.to_string()))
+}
+
+fn start_sluice_local(
+    env: &Env,
+    name: &str,
+    profile: Option<(&str, LatencyProfile)>,
+) -> Result<Running, StartError> {
+    let server = S3TestServer::start().map_err(anyhow::Error::from)?;
+    let proxy = env.runtime.block_on(S3Proxy::start(
+        upstream_of(&server)?,
+        profile.map(|(_, p)| p),
+        1,
+    ))?;
+    let store_url = server
+        .store_url("bench")
+        .replace(&server.endpoint(), &proxy.endpoint());
+    let (broker, bootstrap) = start_sluice(env, name, &store_url)?;
+    let mut settings = Map::new();
+    settings.insert("broker".into(), json!("sluice (release build)"));
+    settings.insert(
+        "store".into(),
+        json!("s3s-fs on loopback behind the harness proxy"),
+    );
+    settings.insert(
+        "latency_profile".into(),
+        json!(profile.map_or("none", |(n, _)| n)),
+    );
+    settings.insert("flush_interval_ms".into(), json!("agent default (10)"));
+    Ok(Running {
+        broker,
+        bootstrap,
+        proxy: Some(proxy),
+        server: Some(server),
+        settings,
+        store_note: None,
+    })
+}
+
+fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
+    let Some(url) = &env.external_store else {
+        return Err(StartError::NotInstalled(
+            "give `--store s3://bucket/prefix?endpoint=...` (credentials from AWS_* env)".into(),
+        ));
+    };
+    let (broker, bootstrap) = start_sluice(env, "sluice-external", url)?;
+    let mut settings = Map::new();
+    settings.insert("broker".into(), json!("sluice (release build)"));
+    // The URL may carry credentials in its query; report only what precedes it.
+    settings.insert(
+        "store".into(),
+        json!(url.split('?').next().unwrap_or_default()),
+    );
+    Ok(Running {
+        broker,
+        bootstrap,
+        proxy: None,
+        server: None,
+        settings,
+        store_note: Some(
+            "external store: requests are not counted (not behind the harness proxy)".into(),
+        ),
+    })
+}
+
+fn start_kafka(env: &Env) -> Result<Running, StartError> {
+    let script = env.repo.join("scripts/kafka/run-kafka.sh");
+    if !script.exists() {
+        return Err(StartError::NotInstalled(format!(
+            "{} missing",
+            script.display()
+        )));
+    }
+    let port = free_port()?;
+    let controller_port = free_port()?;
+    let data_dir = env.work_dir.join("kafka");
+    let mut command = Command::new("bash");
+    command
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(&data_dir)
+        .arg(controller_port.to_string());
+    let mut broker = Guarded::spawn("kafka", command, &env.work_dir.join("kafka.log"))?;
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    broker.wait_listening(address, START_LIMIT)?;
+    let mut settings = Map::new();
+    settings.insert(
+        "broker".into(),
+        json!("Apache Kafka 4.x, one KRaft node (run-kafka.sh), 512 MiB heap"),
+    );
+    settings.insert(
+        "store".into(),
+        json!("local disk (log.dirs), default flush policy (page cache)"),
+    );
+    Ok(Running {
+        broker,
+        bootstrap: address.to_string(),
+        proxy: None,
+        server: None,
+        settings,
+        store_note: Some("local disk: no object-store requests".into()),
+    })
+}
+
+fn tansu_binary(repo: &Path) -> Option<PathBuf> {
+    let local = repo.join("target/tools/bin/tansu");
+    if local.exists() {
+        return Some(local);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("tansu"))
+            .find(|path| path.exists())
+    })
+}
+
+fn start_tansu(env: &Env) -> Result<Running, StartError> {
+    let Some(binary) = tansu_binary(&env.repo) else {
+        return Err(StartError::NotInstalled(
+            "run `cargo install tansu --locked --features dynostore --root target/tools` \
+             (dynostore is Tansu's S3 storage engine, not in its default features)"
+                .into(),
+        ));
+    };
+    let server = S3TestServer::start().map_err(anyhow::Error::from)?;
+    let proxy = env
+        .runtime
+        .block_on(S3Proxy::start(upstream_of(&server)?, None, 1))?;
+    let port = free_port()?;
+    let mut command = Command::new(binary);
+    command
+        .arg("broker")
+        .arg("--storage-engine")
+        .arg(format!("s3://{}/", server.bucket()))
+        .arg("--listener-url")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .arg("--advertised-listener-url")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY)
+        .env("AWS_DEFAULT_REGION", TEST_REGION)
+        .env("AWS_REGION", TEST_REGION)
+        .env("AWS_ENDPOINT", proxy.endpoint())
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("NO_COLOR", "1");
+    let mut broker = Guarded::spawn("tansu", command, &env.work_dir.join("tansu.log"))?;
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    broker.wait_listening(address, START_LIMIT)?;
+    let mut settings = Map::new();
+    settings.insert("broker".into(), json!("tansu (cargo install)"));
+    settings.insert(
+        "store".into(),
+        json!("s3s-fs on loopback behind the harness proxy"),
+    );
+    Ok(Running {
+        broker,
+        bootstrap: address.to_string(),
+        proxy: Some(proxy),
+        server: Some(server),
+        settings,
+        store_note: None,
+    })
+}
