@@ -445,18 +445,9 @@ fn a_huge_claimed_array_closes_the_connection_not_the_agent() {
     assert_eq!(response.error_code, 0);
 }
 
-fn python_with_kafka() -> Option<String> {
-    let python = std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let probe = Command::new(&python)
-        .args(["-c", "import kafka"])
-        .output()
-        .ok()?;
-    probe.status.success().then_some(python)
-}
-
 #[test]
 fn kafka_python_admin_describes_and_alters_configs() {
-    let Some(python) = python_with_kafka() else {
+    let Some(python) = common::python_with("kafka") else {
         eprintln!(
             "SKIPPED kafka_python_admin_describes_and_alters_configs: no python with kafka-python \
              (set SLUICE_TEST_PYTHON; see kafka_python.rs)"

@@ -12,18 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The test interpreter, if it can import `module`.
-fn python_with(module: &str) -> Option<String> {
-    let python = std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let probe = Command::new(&python)
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .ok()?;
-    probe.status.success().then_some(python)
-}
-
 #[test]
 fn kafka_python_consumes_what_it_produced() {
-    let Some(python) = python_with("kafka") else {
+    let Some(python) = common::python_with("kafka") else {
         eprintln!("SKIPPED kafka_python_consumes_what_it_produced: no python with kafka-python");
         return;
     };
@@ -32,7 +23,7 @@ fn kafka_python_consumes_what_it_produced() {
 
 #[test]
 fn librdkafka_consumes_what_it_produced() {
-    let Some(python) = python_with("confluent_kafka") else {
+    let Some(python) = common::python_with("confluent_kafka") else {
         eprintln!("SKIPPED librdkafka_consumes_what_it_produced: no python with confluent-kafka");
         return;
     };

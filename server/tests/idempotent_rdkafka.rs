@@ -11,18 +11,9 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn python_with_rdkafka() -> Option<String> {
-    let python = std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let probe = Command::new(&python)
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .ok()?;
-    probe.status.success().then_some(python)
-}
-
 #[test]
 fn librdkafka_idempotent_producer_gets_contiguous_offsets() {
-    let Some(python) = python_with_rdkafka() else {
+    let Some(python) = common::python_with("confluent_kafka") else {
         eprintln!(
             "SKIPPED librdkafka_idempotent_producer_gets_contiguous_offsets: no python with \
              confluent_kafka (set SLUICE_TEST_PYTHON)"

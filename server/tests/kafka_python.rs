@@ -13,18 +13,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-fn python_with_kafka() -> Option<String> {
-    let python = std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let probe = Command::new(&python)
-        .args(["-c", "import kafka"])
-        .output()
-        .ok()?;
-    probe.status.success().then_some(python)
-}
-
 #[test]
 fn kafka_python_admin_and_consumer_get_metadata() {
-    let Some(python) = python_with_kafka() else {
+    let Some(python) = common::python_with("kafka") else {
         eprintln!(
             "SKIPPED kafka_python_admin_and_consumer_get_metadata: no python with kafka-python \
              (set SLUICE_TEST_PYTHON to an interpreter that has `pip install -r \
@@ -43,7 +34,7 @@ fn kafka_python_admin_and_consumer_get_metadata() {
 
 #[test]
 fn kafka_python_produces_1000_records_with_contiguous_offsets() {
-    let Some(python) = python_with_kafka() else {
+    let Some(python) = common::python_with("kafka") else {
         eprintln!(
             "SKIPPED kafka_python_produces_1000_records_with_contiguous_offsets: no python with kafka-python"
         );

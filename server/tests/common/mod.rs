@@ -348,3 +348,14 @@ impl RawClient {
         matches!(self.read_reply(), Reply::Closed)
     }
 }
+
+/// The test interpreter (`$SLUICE_TEST_PYTHON`, else `python3`) if it can import `module`; the
+/// optional real-client tests skip, with a message, when it cannot.
+pub fn python_with(module: &str) -> Option<String> {
+    let python = std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let probe = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .ok()?;
+    probe.status.success().then_some(python)
+}
