@@ -42,6 +42,9 @@ pub struct AppendOutcome {
     pub seq: LogSeq,
     pub events: Vec<Event>,
     pub object_len: u64,
+    /// The object as it was uploaded: refcounted views of the same buffers (header, every batch,
+    /// commands, index and trailer), contiguous and in order, for the block caches' write-through.
+    pub chunks: Vec<Bytes>,
 }
 
 #[derive(Debug)]
@@ -57,6 +60,7 @@ struct Pending {
     commands: Vec<Command>,
     commit: Option<ObjectCommit>,
     object_len: u64,
+    chunks: Vec<Bytes>,
     status: Status,
     done: oneshot::Sender<Result<AppendOutcome, LogError>>,
 }
@@ -226,6 +230,7 @@ impl MetadataLog {
                 commands: content.commands,
                 commit,
                 object_len,
+                chunks: object.chunks().to_vec(),
                 status: Status::InFlight,
                 done,
             });
@@ -314,7 +319,12 @@ impl Inner {
                         match self.state.apply_entry(&meta, &pending.commands, pending.commit.as_ref()) {
                             EntryOutcome::Applied(events) => {
                                 self.entries_since_checkpoint += 1;
-                                Ok(AppendOutcome { seq: pending.header.seq, events, object_len: pending.object_len })
+                                Ok(AppendOutcome {
+                                    seq: pending.header.seq,
+                                    events,
+                                    object_len: pending.object_len,
+                                    chunks: pending.chunks,
+                                })
                             }
                             EntryOutcome::Ignored { reason } => {
                                 let reason = format!("entry {} did not extend the chain: {reason}", pending.header.seq.0);

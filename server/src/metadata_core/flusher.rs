@@ -256,21 +256,11 @@ impl Core {
                 producer_id_waiters,
                 batch_bytes,
             } = sealed;
-            // Handles on the batches (refcounts, not copies) for the cores' block caches.
-            let written: Vec<(TopicPartition, bytes::Bytes)> = content
-                .batches
-                .iter()
-                .map(|(tp, _, batch)| (*tp, batch.clone()))
-                .collect();
             let outcome = log.append(content).await;
             let mut object = None;
             let outcome = match outcome {
                 Ok(appended) => {
-                    object = log
-                        .with_state(|state| {
-                            crate::fetch::committed_object(state, &appended, written)
-                        })
-                        .map(Arc::new);
+                    object = crate::fetch::committed_object(&appended).map(Arc::new);
                     Ok(appended)
                 }
                 Err(error) => {

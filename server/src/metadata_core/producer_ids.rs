@@ -146,6 +146,7 @@ mod tests {
         let outcome = Ok(AppendOutcome {
             seq: LogSeq(3),
             object_len: 10,
+            chunks: Vec::new(),
             events: vec![
                 Event::ProducerIdAllocated {
                     index: 1,

@@ -392,6 +392,7 @@ mod tests {
         let outcome = Ok(AppendOutcome {
             seq: LogSeq(4),
             object_len: 100,
+            chunks: Vec::new(),
             events: vec![
                 Event::SegmentAppended {
                     segment_index: 0,
