@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod dump;
 pub mod fetch;
+pub mod groups;
 pub mod memlock;
 pub mod metadata_core;
 pub mod metadata_source;
