@@ -3,10 +3,12 @@
 //! The group state machines do no I/O, so they never read the metadata state themselves. The
 //! integration layer builds a `TopicsView` from the engine's metadata state (and refreshes it when
 //! topics change) and passes it to every call that may compute an assignment. The view is a plain
-//! value: two views with the same topics compare equal, which is how a group notices that the
-//! metadata it assigned from has changed.
+//! value with a fingerprint of its content: a group remembers the fingerprint of the view it last
+//! resolved its subscriptions against, so a heartbeat notices changed metadata (a new topic, added
+//! partitions, a deleted or recreated topic) with one integer comparison, and only then re-resolves.
 
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use uuid::Uuid;
 
@@ -15,6 +17,17 @@ use uuid::Uuid;
 pub struct TopicsView {
     by_name: BTreeMap<String, (Uuid, u32)>,
     by_id: BTreeMap<Uuid, String>,
+    /// XOR of one hash per topic, so inserting and replacing keep it up to date in O(1).
+    fingerprint: u64,
+}
+
+fn entry_hash(name: &str, id: &Uuid, partitions: u32) -> u64 {
+    // `DefaultHasher::new()` uses fixed keys: the same content gives the same fingerprint.
+    let mut hasher = DefaultHasher::new();
+    name.hash(&mut hasher);
+    id.hash(&mut hasher);
+    partitions.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl TopicsView {
@@ -30,12 +43,16 @@ impl TopicsView {
 
     /// Adds or replaces one topic.
     pub fn insert(&mut self, name: String, id: Uuid, partitions: u32) {
-        if let Some((old_id, _)) = self.by_name.remove(&name) {
+        if let Some((old_id, old_partitions)) = self.by_name.remove(&name) {
             self.by_id.remove(&old_id);
+            self.fingerprint ^= entry_hash(&name, &old_id, old_partitions);
         }
-        if let Some(old_name) = self.by_id.remove(&id) {
-            self.by_name.remove(&old_name);
+        if let Some(old_name) = self.by_id.remove(&id)
+            && let Some((_, old_partitions)) = self.by_name.remove(&old_name)
+        {
+            self.fingerprint ^= entry_hash(&old_name, &id, old_partitions);
         }
+        self.fingerprint ^= entry_hash(&name, &id, partitions);
         self.by_id.insert(id, name.clone());
         self.by_name.insert(name, (id, partitions));
     }
@@ -55,6 +72,12 @@ impl TopicsView {
     /// Every topic name, in sorted order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
+    }
+
+    /// A hash of the whole content: equal views have equal fingerprints, and a changed view almost
+    /// surely a different one (a collision only delays noticing a change until the next one).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Number of topics in the view.
@@ -86,5 +109,23 @@ mod tests {
         assert_eq!(view.by_name("a"), Some((a2, 5)));
         assert_eq!(view.by_id(&a), None);
         assert_eq!(view.len(), 2);
+    }
+
+    #[test]
+    fn fingerprint_follows_content_not_history() {
+        let a = Uuid::from_u128(1);
+        let b = Uuid::from_u128(2);
+        let one = TopicsView::new([("a".to_string(), a, 3), ("b".to_string(), b, 1)]);
+        let mut two = TopicsView::new([("b".to_string(), b, 1)]);
+        assert_ne!(one.fingerprint(), two.fingerprint());
+        two.insert("a".to_string(), a, 2);
+        assert_ne!(one.fingerprint(), two.fingerprint());
+        two.insert("a".to_string(), a, 3);
+        assert_eq!(one, two);
+        assert_eq!(one.fingerprint(), two.fingerprint());
+        assert_eq!(
+            TopicsView::default().fingerprint(),
+            TopicsView::new([]).fingerprint()
+        );
     }
 }
