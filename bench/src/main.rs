@@ -5,6 +5,7 @@
 //! measure each other. Every requested target gets a row, with numbers or with the reason it has
 //! none.
 
+mod groups;
 mod hgrm;
 mod markdown;
 mod plot;
@@ -28,7 +29,7 @@ use crate::targets::{Env, Running, StartError};
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark Sluice, Apache Kafka and Tansu on loopback")]
 struct Args {
-    /// fraud, throughput, partitions or replay.
+    /// fraud, throughput, partitions, replay or groups.
     #[arg(long)]
     scenario: String,
     /// Output directory for report.json, report.md, plots and raw load-generator output.
@@ -66,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let scenario = Scenario::parse(&args.scenario).with_context(|| {
         format!(
-            "unknown scenario {:?} (fraud, throughput, partitions, replay)",
+            "unknown scenario {:?} (fraud, throughput, partitions, replay, groups)",
             args.scenario
         )
     })?;
@@ -103,6 +104,10 @@ fn main() -> anyhow::Result<()> {
         external_store: args.store.clone(),
         runtime: runtime.handle().clone(),
     };
+    if scenario == Scenario::Groups {
+        // Simulated group members, not the load generator: its own driver and report.
+        return groups::run(&env, &target_names, args.quick, &out);
+    }
     let loadgen = args
         .loadgen_bin
         .clone()

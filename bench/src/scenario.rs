@@ -13,6 +13,8 @@ pub enum Scenario {
     Throughput,
     Partitions,
     Replay,
+    /// Consumer groups; driven by `crate::groups`, not by load-generator steps.
+    Groups,
 }
 
 impl Scenario {
@@ -22,6 +24,7 @@ impl Scenario {
             "throughput" => Some(Scenario::Throughput),
             "partitions" => Some(Scenario::Partitions),
             "replay" => Some(Scenario::Replay),
+            "groups" => Some(Scenario::Groups),
             _ => None,
         }
     }
@@ -32,6 +35,7 @@ impl Scenario {
             Scenario::Throughput => "throughput",
             Scenario::Partitions => "partitions",
             Scenario::Replay => "replay",
+            Scenario::Groups => "groups",
         }
     }
 
@@ -79,6 +83,9 @@ impl Scenario {
                  a consumer that reads existing history (add `--from-beginning` to loadgen)"
                     .to_owned(),
             ),
+            Scenario::Groups => {
+                Err("runs simulated group members, not load-generator steps".to_owned())
+            }
         }
     }
 }
