@@ -148,6 +148,7 @@ impl MetadataState {
                         topic_id: *topic_id,
                     })?;
                 self.topic_ids_by_name.remove(&topic.name);
+                self.drop_topic_offsets(&topic.name);
                 self.partition_count_total = self
                     .partition_count_total
                     .saturating_sub(u64::from(topic.partition_count()));
@@ -224,6 +225,11 @@ impl MetadataState {
                     producer_epoch: 0,
                 })
             }
+            Command::CommitOffsets { group, offsets } => self.commit_offsets(index, group, offsets),
+            Command::DeleteOffsets { group, partitions } => {
+                Ok(self.delete_offsets(index, group, partitions))
+            }
+            Command::DeleteGroups { groups } => Ok(self.delete_groups(index, groups)),
         }
     }
 

@@ -171,6 +171,8 @@ impl MetadataState {
             topic_ids_by_name,
             partition_count_total,
             next_producer_id,
+            group_offsets: BTreeMap::new(),
+            committed_offset_count: 0,
         })
     }
 }

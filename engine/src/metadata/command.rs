@@ -50,6 +50,37 @@ pub enum Command {
     InitProducerId {
         transactional_id: Option<String>,
     },
+    // New variants go last: rkyv stores the variant's position, so reordering would change the
+    // meaning of entries already in the log (`tests/commands.rs` decodes a fixture to prove it).
+    /// OffsetCommit: stores each partition's offset for `group`, partition by partition; a
+    /// partition that cannot be stored is skipped (see [`super::Event::OffsetsCommitted`]).
+    CommitOffsets {
+        group: String,
+        offsets: Vec<OffsetCommit>,
+    },
+    /// OffsetDelete: removes these `(topic, partition)` offsets of `group`.
+    DeleteOffsets {
+        group: String,
+        partitions: Vec<(String, u32)>,
+    },
+    /// DeleteGroups: removes every committed offset of each group.
+    DeleteGroups {
+        groups: Vec<String>,
+    },
+}
+
+/// One partition of a [`Command::CommitOffsets`].
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: u32,
+    /// Must be >= -1 (-1 is stored, as Kafka stores it); anything lower is skipped.
+    pub offset: i64,
+    /// -1 when the client did not say.
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    /// Chosen by the agent that writes the entry (its wall clock), so replay stays deterministic.
+    pub commit_timestamp_ms: i64,
 }
 
 /// Commands one entry may carry. Beyond it, commands are rejected (deterministically).

@@ -152,6 +152,25 @@ pub enum Event {
         producer_id: i64,
         producer_epoch: i16,
     },
+    /// Command `index` (CommitOffsets) stored every offset of `group` except the `skipped` ones:
+    /// `(position in the command's offsets, why)`, in order. Empty when all were stored.
+    OffsetsCommitted {
+        index: usize,
+        group: String,
+        skipped: Vec<(usize, MetadataError)>,
+    },
+    /// Command `index` (DeleteOffsets) removed `deleted_count` offsets of `group`.
+    OffsetsDeleted {
+        index: usize,
+        group: String,
+        deleted_count: usize,
+    },
+    /// Command `index` (DeleteGroups) removed the offsets of `deleted`: the groups of the command
+    /// that had any, in command order.
+    GroupsDeleted {
+        index: usize,
+        deleted: Vec<String>,
+    },
 }
 
 /// What happened to one batch of an [`Event::SegmentBatches`] segment.

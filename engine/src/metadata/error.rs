@@ -91,6 +91,19 @@ pub enum MetadataError {
     ProducerIdsExhausted,
     #[error("transactional id '{transactional_id}': transactions are not supported yet")]
     TransactionsUnsupported { transactional_id: String },
+    /// A committed offset names a topic (by name) or partition that does not exist.
+    #[error("unknown topic or partition '{topic}'-{partition}")]
+    UnknownTopicOrPartition { topic: String, partition: u32 },
+    #[error("invalid group id '{group}': {reason}")]
+    InvalidGroupId { group: String, reason: &'static str },
+    #[error("committed offset {offset} is below -1")]
+    InvalidCommittedOffset { offset: i64 },
+    #[error("offset metadata is {len} bytes (limit {limit})")]
+    OffsetMetadataTooLarge { len: usize, limit: usize },
+    #[error("too many committed offsets (limit {limit})")]
+    TooManyCommittedOffsets { limit: usize },
+    #[error("too many groups with committed offsets (limit {limit})")]
+    TooManyOffsetGroups { limit: usize },
 }
 
 /// Kafka protocol error codes used below (from `org.apache.kafka.common.protocol.Errors`).
@@ -113,6 +126,8 @@ pub mod kafka_code {
     pub const TRANSACTIONS_UNSUPPORTED: i16 = 53;
     /// UNKNOWN_SERVER_ERROR: no Kafka code says "the id space is used up".
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const INVALID_GROUP_ID: i16 = 24;
 }
 
 impl MetadataError {
@@ -152,6 +167,14 @@ impl MetadataError {
             MetadataError::InvalidProducerBatch { .. } => INVALID_RECORD,
             MetadataError::ProducerIdsExhausted => UNKNOWN_SERVER_ERROR,
             MetadataError::TransactionsUnsupported { .. } => TRANSACTIONS_UNSUPPORTED,
+            MetadataError::UnknownTopicOrPartition { .. } => UNKNOWN_TOPIC_OR_PARTITION,
+            MetadataError::InvalidGroupId { .. } => INVALID_GROUP_ID,
+            MetadataError::InvalidCommittedOffset { .. } => INVALID_REQUEST,
+            MetadataError::OffsetMetadataTooLarge { .. } => OFFSET_METADATA_TOO_LARGE,
+            // Kafka has no code for "the coordinator's offset store is full"; the clients treat an
+            // unknown server error on a commit as a failed commit, which it is.
+            MetadataError::TooManyCommittedOffsets { .. }
+            | MetadataError::TooManyOffsetGroups { .. } => UNKNOWN_SERVER_ERROR,
         }
     }
 }

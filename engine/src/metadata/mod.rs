@@ -1,5 +1,6 @@
-//! The metadata state machine: topics, partition indexes, high watermarks, log start offsets, and
-//! the position of the metadata log's valid chain.
+//! The metadata state machine: topics, partition indexes, high watermarks, log start offsets,
+//! producer state, committed consumer-group offsets, and the position of the metadata log's valid
+//! chain.
 //!
 //! # Pure, deterministic, and fed in log order
 //!
@@ -29,6 +30,7 @@ mod config;
 mod entry;
 mod error;
 pub mod index;
+mod offsets;
 pub mod partition;
 pub mod producer;
 mod state;
@@ -37,8 +39,8 @@ mod topic;
 pub use apply::SEGMENTS_PER_COMMIT_MAX;
 pub use checkpoint::CHECKPOINT_VERSION;
 pub use command::{
-    COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, decode_commands,
-    encode_commands,
+    COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, OffsetCommit,
+    decode_commands, encode_commands,
 };
 pub use config::{
     CONFIG_VALUE_LEN_MAX, ConfigEntry, ConfigSpec, is_known_config, known_configs, validate_config,
@@ -49,6 +51,10 @@ pub use entry::{
 };
 pub use error::{CheckpointError, MetadataError, kafka_code};
 pub use index::{CHUNK_ENTRIES, IndexEntry, PartitionIndex};
+pub use offsets::{
+    COMMITTED_OFFSETS_MAX, CommittedOffset, GROUP_ID_LEN_MAX, OFFSET_GROUPS_MAX,
+    OFFSET_METADATA_LEN_MAX, validate_group_id,
+};
 pub use partition::{INDEX_ENTRIES_PER_PARTITION_MAX, PartitionState};
 pub use producer::{
     BatchCommit, PRODUCER_BATCHES_RETAINED, PRODUCERS_PER_PARTITION_MAX, ProducerEntry,

@@ -1,10 +1,11 @@
-//! The state itself and its read-only queries.
+//! The state itself and its read-only queries (committed offsets: see [`super::offsets`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::config::{ConfigEntry, describe_configs};
 use super::error::MetadataError;
 use super::index::IndexEntry;
+use super::offsets::GroupOffsets;
 use super::partition::PartitionState;
 use super::topic::Topic;
 use crate::types::{LogSeq, TopicId, TopicPartition};
@@ -30,6 +31,10 @@ pub struct MetadataState {
     pub(super) partition_count_total: u64,
     /// The next producer id InitProducerId hands out; only ever grows.
     pub(super) next_producer_id: u64,
+    /// Committed offsets: group → topic name → partition. No empty group or topic maps.
+    pub(super) group_offsets: BTreeMap<String, GroupOffsets>,
+    /// Derived from `group_offsets`: offsets across all groups, checked against the limit.
+    pub(super) committed_offset_count: usize,
 }
 
 impl MetadataState {

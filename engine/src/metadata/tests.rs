@@ -111,4 +111,5 @@ mod checkpoint;
 mod commands;
 mod commit;
 mod index;
+mod offsets;
 mod producer;
