@@ -22,6 +22,7 @@ pub mod api_versions;
 pub mod clients;
 pub mod error;
 pub mod generator;
+pub mod groups;
 pub mod kafka;
 pub mod matrix;
 pub mod process;

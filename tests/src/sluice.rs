@@ -32,11 +32,25 @@ pub struct SluiceAgent {
     store_url: String,
     data_dir: tempfile::TempDir,
     starts: u32,
+    /// Flags added to `sluice serve`, e.g. the group timeouts of the consumer-group scenarios.
+    extra_args: Vec<String>,
+    /// Which local data directory (`local`, `local-1`, ...) the agent uses: a fresh one after
+    /// [`SluiceAgent::restart_on_fresh_disk`].
+    disk: u32,
 }
 
 impl SluiceAgent {
     /// Starts an agent on a free loopback port, keeping its data in `store` under `prefix`.
     pub fn start(store: &S3TestServer, prefix: &str) -> Result<SluiceAgent, HarnessError> {
+        SluiceAgent::start_with_args(store, prefix, &[])
+    }
+
+    /// [`SluiceAgent::start`] with `extra_args` added to every `sluice serve` of this agent.
+    pub fn start_with_args(
+        store: &S3TestServer,
+        prefix: &str,
+        extra_args: &[String],
+    ) -> Result<SluiceAgent, HarnessError> {
         let binary = sluice_binary()?;
         let data_dir = tempfile::Builder::new()
             .prefix("sluice-e2e-agent-")
@@ -51,6 +65,8 @@ impl SluiceAgent {
             store_url: store.store_url(prefix),
             data_dir,
             starts: 0,
+            extra_args: extra_args.to_vec(),
+            disk: 0,
         };
         agent.launch()?;
         Ok(agent)
@@ -70,7 +86,8 @@ impl SluiceAgent {
             .arg("--store")
             .arg(&self.store_url)
             .arg("--data-dir")
-            .arg(self.data_dir.path().join("local"));
+            .arg(self.local_dir())
+            .args(&self.extra_args);
         let mut process = ChildGuard::spawn(
             &format!("sluice agent (start {})", self.starts),
             &mut command,
@@ -113,6 +130,21 @@ impl SluiceAgent {
         self.launch()
     }
 
+    /// SIGKILL, then a fresh agent on the same port, bucket and prefix with an empty local data
+    /// directory: what a replacement machine sees. Everything it serves comes from the bucket.
+    pub fn restart_on_fresh_disk(&mut self) -> Result<(), HarnessError> {
+        self.kill9()?;
+        self.disk += 1;
+        self.launch()
+    }
+
+    fn local_dir(&self) -> PathBuf {
+        match self.disk {
+            0 => self.data_dir.path().join("local"),
+            disk => self.data_dir.path().join(format!("local-{disk}")),
+        }
+    }
+
     /// The log of the current (or last) agent process.
     pub fn log(&self) -> PathBuf {
         self.data_dir
@@ -123,6 +155,28 @@ impl SluiceAgent {
     pub fn log_tail(&self) -> String {
         log_tail(&self.log())
     }
+}
+
+/// Which of `flags` (`--name` of `sluice serve`) the binary accepts, from `sluice serve --help`:
+/// lets a scenario pass a setting that is still being added without failing to start the agent.
+pub fn serve_flags_supported(flags: &[&str]) -> Result<Vec<String>, HarnessError> {
+    let binary = sluice_binary()?;
+    let output = Command::new(&binary)
+        .args(["serve", "--help"])
+        .output()
+        .map_err(HarnessError::io(format!(
+            "run {} serve --help",
+            binary.display()
+        )))?;
+    let help = String::from_utf8_lossy(&output.stdout);
+    Ok(flags
+        .iter()
+        .filter(|flag| {
+            help.split(|c: char| c.is_whitespace() || c == ',' || c == '=')
+                .any(|word| word == **flag)
+        })
+        .map(|flag| (*flag).to_string())
+        .collect())
 }
 
 /// The `sluice` binary: `SLUICE_BIN` if set; else the one beside this test's own executable

@@ -3,6 +3,9 @@
 // It creates the topic (kadm), produces the run's records with acks=all and the chosen codec, then
 // reads every partition from the beginning up to the high watermark taken after producing, with no
 // consumer group (direct partition consumption), and writes the JSON-lines report.
+//
+// `e2e-client group-member ...` is instead a consumer-group member for the group scenarios
+// (group.go).
 package main
 
 import (
@@ -273,6 +276,9 @@ func consume(ctx context.Context, a *args, out *report) (int, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "group-member" {
+		os.Exit(groupMember(os.Args[2:]))
+	}
 	a := parseArgs()
 	file, err := os.Create(a.report)
 	if err != nil {
