@@ -663,6 +663,14 @@ impl Group {
         let Some(member) = self.members.get_mut(member_id) else {
             return;
         };
+        // An earlier timer of this tick may have restarted the session (a rebalance answering
+        // parked requests), or removed the member.
+        if member
+            .session_deadline_ms
+            .is_none_or(|deadline_ms| deadline_ms > now_ms)
+        {
+            return;
+        }
         member.session_deadline_ms = None;
         if member.has_satisfied_heartbeat() {
             return;
