@@ -7,14 +7,16 @@
 //! instead of going through an archived `HashMap` and a second deserialisation. It also lets the
 //! decoder check every invariant of the state (contiguous indexes, limits, config values) so that a
 //! checkpoint written by a buggy build is refused rather than trusted. Encoding sorts topics by id
-//! (and producers by producer id), so equal states give equal bytes. Layout, v2 (byte-exact spec:
-//! `docs/metadata.md`); v1 is v2 without `next_producer_id` and `producers`, and still decodes (a v1
-//! build never handed out a producer id nor kept producer state, so both start empty):
+//! (and producers by producer id; committed offsets are in ordered maps), so equal states give equal
+//! bytes. Layout, v3 (byte-exact spec: `docs/metadata.md`). Older versions still decode: v2 is v3
+//! without `groups` (a v2 build kept no committed offsets, so they start empty); v1 is v2 without
+//! `next_producer_id` and `producers` (a v1 build never handed out a producer id nor kept producer
+//! state, so both start empty):
 //!
 //! ```text
 //! | magic "SLUICECK" 8 | version u16 | reserved u16 = 0 | body_len u64 | body | crc32c u32 |
 //! body  = writer_epoch u64 | last_valid_seq opt_u64 | last_offered_seq opt_u64 | next_producer_id u64
-//!         | topic_count u32 | topic*
+//!         | topic_count u32 | topic* | groups
 //! opt_u64 = present u8 (0|1) | value u64 (0 when absent)
 //! topic = id [16] | name_len u16 | name | config_count u16 | (name_len u16 | name | value_len u16 | value)*
 //!         | partition_count u32 | partition*
@@ -22,7 +24,13 @@
 //! entry = base_offset u64 | end_offset u64 | seq u64 | byte_start u64 | byte_len u64 | max_timestamp i64
 //! producers = producer_count u32 | (producer_id i64 | epoch i16 | batch_count u8
 //!             | (base_sequence i32 | last_sequence i32 | base_offset u64)*)*
+//! groups = group_count u32 | (id_len u16 | id | topic_count u32
+//!          | (name_len u16 | name | partition_count u32 | committed*)*)*
+//! committed = partition u32 | offset i64 | leader_epoch i32 | commit_timestamp_ms i64
+//!             | metadata_present u8 (0|1) | metadata_len u16 (0 when absent) | metadata
 //! ```
+//! Groups, a group's topics and a topic's partitions are in strictly increasing order (bytes of
+//! the id or name; partition number), and none is empty.
 //! The CRC covers every byte before it.
 
 use std::collections::BTreeMap;
@@ -30,6 +38,10 @@ use std::collections::BTreeMap;
 use super::config::validate_config;
 use super::error::CheckpointError;
 use super::index::{IndexEntry, PartitionIndex};
+use super::offsets::{
+    COMMITTED_OFFSETS_MAX, CommittedOffset, GroupOffsets, OFFSET_GROUPS_MAX,
+    OFFSET_METADATA_LEN_MAX, validate_group_id,
+};
 use super::partition::{INDEX_ENTRIES_PER_PARTITION_MAX, PartitionState};
 use super::producer::{
     PRODUCER_BATCHES_RETAINED, PRODUCERS_PER_PARTITION_MAX, ProducerEntry, ProducerMap,
@@ -43,8 +55,10 @@ use crate::types::{LogSeq, TopicId};
 
 const CHECKPOINT_MAGIC: [u8; 8] = *b"SLUICECK";
 /// The version this code writes and the newest it reads.
-pub const CHECKPOINT_VERSION: u16 = 2;
-/// The oldest version still decoded (migrated: no producer state).
+pub const CHECKPOINT_VERSION: u16 = 3;
+/// The first version with committed offsets.
+const CHECKPOINT_VERSION_OFFSETS: u16 = 3;
+/// The oldest version still decoded (migrated: no producer state, no committed offsets).
 const CHECKPOINT_VERSION_MIN: u16 = 1;
 const HEADER_LEN: usize = 20;
 const CRC_LEN: usize = 4;
@@ -98,6 +112,7 @@ impl MetadataState {
                 put_producers(&mut out, partition.producers());
             }
         }
+        put_group_offsets(&mut out, &self.group_offsets);
         let body_len = (out.len() - HEADER_LEN) as u64;
         if let Some(field) = out.get_mut(12..HEADER_LEN) {
             field.copy_from_slice(&body_len.to_le_bytes());
@@ -157,9 +172,14 @@ impl MetadataState {
                 return Err(invalid(format!("duplicate topic {topic_id}")));
             }
         }
+        let (group_offsets, committed_offset_count) = if version >= CHECKPOINT_VERSION_OFFSETS {
+            read_group_offsets(&mut reader, &topics, &topic_ids_by_name)?
+        } else {
+            (BTreeMap::new(), 0)
+        };
         if !reader.bytes.is_empty() {
             return Err(invalid(format!(
-                "{} bytes after the last topic",
+                "{} bytes after the last group",
                 reader.bytes.len()
             )));
         }
@@ -171,8 +191,8 @@ impl MetadataState {
             topic_ids_by_name,
             partition_count_total,
             next_producer_id,
-            group_offsets: BTreeMap::new(),
-            committed_offset_count: 0,
+            group_offsets,
+            committed_offset_count,
         })
     }
 }
@@ -328,6 +348,141 @@ fn read_producers(reader: &mut Reader<'_>) -> Result<ProducerMap, CheckpointErro
         producers.insert(producer_id, ProducerEntry { epoch, batches });
     }
     Ok(producers)
+}
+
+/// Ids, names and metadata are bounded by [`GROUP_ID_LEN_MAX`](super::GROUP_ID_LEN_MAX),
+/// `TOPIC_NAME_LEN_MAX` and [`OFFSET_METADATA_LEN_MAX`], all below `u16::MAX`; counts by
+/// [`OFFSET_GROUPS_MAX`] and [`COMMITTED_OFFSETS_MAX`].
+fn put_group_offsets(out: &mut Vec<u8>, group_offsets: &BTreeMap<String, GroupOffsets>) {
+    out.extend_from_slice(&(group_offsets.len() as u32).to_le_bytes());
+    for (group, topics) in group_offsets {
+        put_short_bytes(out, group.as_bytes());
+        out.extend_from_slice(&(topics.len() as u32).to_le_bytes());
+        for (topic, partitions) in topics {
+            put_short_bytes(out, topic.as_bytes());
+            out.extend_from_slice(&(partitions.len() as u32).to_le_bytes());
+            for (partition, committed) in partitions {
+                out.extend_from_slice(&partition.to_le_bytes());
+                out.extend_from_slice(&committed.offset.to_le_bytes());
+                out.extend_from_slice(&committed.leader_epoch.to_le_bytes());
+                out.extend_from_slice(&committed.commit_timestamp_ms.to_le_bytes());
+                out.push(u8::from(committed.metadata.is_some()));
+                put_short_bytes(out, committed.metadata.as_deref().unwrap_or("").as_bytes());
+            }
+        }
+    }
+}
+
+/// Reads the committed offsets and checks every invariant the state machine keeps: canonical
+/// order, no empty maps, only existing topics and partitions, offsets >= -1, the limits.
+fn read_group_offsets(
+    reader: &mut Reader<'_>,
+    topics: &TopicMap,
+    topic_ids_by_name: &BTreeMap<String, TopicId>,
+) -> Result<(BTreeMap<String, GroupOffsets>, usize), CheckpointError> {
+    let group_count = reader.u32("group_count")? as usize;
+    if group_count > OFFSET_GROUPS_MAX {
+        return Err(invalid(format!(
+            "{group_count} offset groups (limit {OFFSET_GROUPS_MAX})"
+        )));
+    }
+    let mut group_offsets = BTreeMap::new();
+    let mut committed_offset_count = 0usize;
+    for _ in 0..group_count {
+        let group = reader.short_string("group id")?;
+        validate_group_id(&group).map_err(|error| invalid(error.to_string()))?;
+        if group_offsets
+            .last_key_value()
+            .is_some_and(|(previous, _)| *previous >= group)
+        {
+            return Err(invalid(format!("group '{group}' out of order")));
+        }
+        let topic_count = reader.u32("group topic_count")?;
+        if topic_count == 0 {
+            return Err(invalid(format!("group '{group}' has no offsets")));
+        }
+        let mut group_topics = GroupOffsets::new();
+        for _ in 0..topic_count {
+            let topic = reader.short_string("offset topic name")?;
+            if group_topics
+                .last_key_value()
+                .is_some_and(|(previous, _)| *previous >= topic)
+            {
+                return Err(invalid(format!(
+                    "group '{group}': topic '{topic}' out of order"
+                )));
+            }
+            let partition_count = topic_ids_by_name
+                .get(&topic)
+                .and_then(|topic_id| topics.get(topic_id))
+                .map(Topic::partition_count)
+                .ok_or_else(|| invalid(format!("group '{group}': unknown topic '{topic}'")))?;
+            let offset_count = reader.u32("offset partition_count")?;
+            if offset_count == 0 {
+                return Err(invalid(format!(
+                    "group '{group}': topic '{topic}' has no offsets"
+                )));
+            }
+            committed_offset_count = committed_offset_count.saturating_add(offset_count as usize);
+            if committed_offset_count > COMMITTED_OFFSETS_MAX {
+                return Err(invalid(format!(
+                    "more than {COMMITTED_OFFSETS_MAX} committed offsets"
+                )));
+            }
+            let mut partitions = BTreeMap::new();
+            for _ in 0..offset_count {
+                let (partition, committed) = read_committed(reader)?;
+                let in_order = partitions
+                    .last_key_value()
+                    .is_none_or(|(previous, _)| *previous < partition);
+                if !in_order || partition >= partition_count {
+                    return Err(invalid(format!(
+                        "group '{group}': partition {partition} of '{topic}' out of order or unknown"
+                    )));
+                }
+                partitions.insert(partition, committed);
+            }
+            group_topics.insert(topic, partitions);
+        }
+        group_offsets.insert(group, group_topics);
+    }
+    Ok((group_offsets, committed_offset_count))
+}
+
+fn read_committed(reader: &mut Reader<'_>) -> Result<(u32, CommittedOffset), CheckpointError> {
+    let partition = reader.u32("offset partition")?;
+    let offset = i64::from_le_bytes(reader.array::<8>("committed offset")?);
+    let leader_epoch = i32::from_le_bytes(reader.array::<4>("leader_epoch")?);
+    let commit_timestamp_ms = i64::from_le_bytes(reader.array::<8>("commit_timestamp_ms")?);
+    let [metadata_present] = reader.array::<1>("metadata_present")?;
+    let metadata = reader.short_string("offset metadata")?;
+    if offset < -1 {
+        return Err(invalid(format!("committed offset {offset} is below -1")));
+    }
+    if metadata.len() > OFFSET_METADATA_LEN_MAX {
+        return Err(invalid(format!(
+            "offset metadata of {} bytes (limit {OFFSET_METADATA_LEN_MAX})",
+            metadata.len()
+        )));
+    }
+    let metadata = match metadata_present {
+        0 if metadata.is_empty() => None,
+        1 => Some(metadata),
+        _ => {
+            return Err(invalid(format!(
+                "offset metadata: bad option tag {metadata_present}"
+            )));
+        }
+    };
+    Ok((
+        partition,
+        CommittedOffset {
+            offset,
+            leader_epoch,
+            metadata,
+            commit_timestamp_ms,
+        },
+    ))
 }
 
 fn decode_index_entry(bytes: &[u8; INDEX_ENTRY_LEN]) -> IndexEntry {

@@ -38,6 +38,24 @@ fn populated() -> MetadataState {
     }];
     harness.commit(vec![idempotent]);
     assert!(harness.state.partition(tp).unwrap().producer(0).is_some());
+    // Committed offsets too: with and without metadata, -1, several groups and topics.
+    let offset = |topic: &str, partition: u32, offset: i64, metadata: Option<&str>| OffsetCommit {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        leader_epoch: 4,
+        metadata: metadata.map(str::to_owned),
+        commit_timestamp_ms: 1_700_000_000_000,
+    };
+    harness.command(Command::CommitOffsets {
+        group: "group-b".into(),
+        offsets: vec![offset("b", 0, 2, Some("")), offset("a", 2, -1, None)],
+    });
+    harness.command(Command::CommitOffsets {
+        group: "group-a".into(),
+        offsets: vec![offset("a", 1, 11, Some("meta")), offset("a", 0, 0, None)],
+    });
+    assert_eq!(harness.state.committed_offset_count(), 4);
     harness.state
 }
 
@@ -115,10 +133,10 @@ fn every_truncation_and_bit_flip_is_an_error() {
         }
     }
     let mut newer = bytes.clone();
-    newer[8] = 3;
+    newer[8] = 4;
     assert!(matches!(
         MetadataState::decode_checkpoint(&newer),
-        Err(CheckpointError::UnsupportedVersion { version: 3, .. })
+        Err(CheckpointError::UnsupportedVersion { version: 4, .. })
     ));
 }
 
@@ -146,6 +164,113 @@ fn valid_crc_but_broken_invariants_is_refused() {
     let crc = crc32c::crc32c(&broken[..body_end]);
     broken[body_end..].copy_from_slice(&crc.to_le_bytes());
     let error = MetadataState::decode_checkpoint(&broken).unwrap_err();
+    assert!(
+        matches!(error, CheckpointError::Invalid { .. }),
+        "{error:?}"
+    );
+}
+
+/// Re-seals `bytes` with a correct CRC after an edit.
+fn reseal(bytes: &mut [u8]) {
+    let body_end = bytes.len() - 4;
+    let crc = crc32c::crc32c(&bytes[..body_end]);
+    bytes[body_end..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A v2 checkpoint written by the build before committed offsets existed (one topic of 4
+/// partitions, two of them with data, one idempotent producer, next producer id 1): it decodes
+/// to the same state with no offsets, and the state keeps working.
+#[test]
+fn version_2_checkpoint_decodes_without_offsets() {
+    let bytes = include_bytes!("fixtures/checkpoint_v2.bin");
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2);
+    let mut state = MetadataState::decode_checkpoint(bytes).unwrap();
+    assert_eq!(state.writer_epoch(), 1);
+    assert_eq!(state.last_valid_seq(), Some(LogSeq(1)));
+    assert_eq!(state.next_producer_id(), 1);
+    let (topic_id, topic) = state.topic_by_name("orders").unwrap();
+    assert_eq!(topic_id, id(7));
+    assert_eq!(topic.partition_count(), 4);
+    assert_eq!(
+        topic.config_overrides(),
+        &BTreeMap::from([("cleanup.policy".to_owned(), "delete".to_owned())])
+    );
+    assert_eq!(state.high_watermark(TopicPartition::new(id(7), 0)), Ok(5));
+    let tp = TopicPartition::new(id(7), 1);
+    assert_eq!(state.high_watermark(tp), Ok(3));
+    assert!(state.partition(tp).unwrap().producer(0).is_some());
+    assert_eq!(state.offset_groups().count(), 0);
+    assert_eq!(state.committed_offset_count(), 0);
+    // Re-encoded, it is a current-version checkpoint of the same state.
+    let current = state.encode_checkpoint();
+    assert_eq!(
+        u16::from_le_bytes([current[8], current[9]]),
+        CHECKPOINT_VERSION
+    );
+    assert_eq!(MetadataState::decode_checkpoint(&current).unwrap(), state);
+    // And offsets can be committed on top of it.
+    let seq = LogSeq(2);
+    let meta = EntryMeta {
+        seq,
+        writer_epoch: 1,
+        prev_seq: Some(LogSeq(1)),
+        kind: EntryKind::Data,
+    };
+    let commit = Command::CommitOffsets {
+        group: "g".into(),
+        offsets: vec![OffsetCommit {
+            topic: "orders".into(),
+            partition: 3,
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp_ms: 5,
+        }],
+    };
+    let outcome = state.apply_entry(&meta, &[commit], None);
+    assert!(matches!(outcome, EntryOutcome::Applied(_)), "{outcome:?}");
+    assert_eq!(state.committed_offset("g", "orders", 3).unwrap().offset, 1);
+}
+
+/// The offsets section is checked like the rest: an offset naming a partition the topic does not
+/// have, or groups out of order, is refused even under a valid CRC.
+#[test]
+fn offsets_with_broken_invariants_are_refused() {
+    let state = populated();
+    let bytes = state.encode_checkpoint();
+    // "group-a" sorts before "group-b"; renaming it to "group-c" breaks the order.
+    let at = bytes
+        .windows(7)
+        .position(|window| window == b"group-a")
+        .unwrap();
+    let mut out_of_order = bytes.clone();
+    out_of_order[at + 6] = b'c';
+    reseal(&mut out_of_order);
+    let error = MetadataState::decode_checkpoint(&out_of_order).unwrap_err();
+    assert!(
+        matches!(error, CheckpointError::Invalid { .. }),
+        "{error:?}"
+    );
+    // group-b's offset of "a"-2 is followed by its fixed fields; make the partition 3 (topic "a"
+    // has 3 partitions).
+    let needle: Vec<u8> = [2u32.to_le_bytes().as_slice(), &(-1i64).to_le_bytes()].concat();
+    let at = bytes
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .unwrap();
+    let mut unknown_partition = bytes.clone();
+    unknown_partition[at..at + 4].copy_from_slice(&3u32.to_le_bytes());
+    reseal(&mut unknown_partition);
+    let error = MetadataState::decode_checkpoint(&unknown_partition).unwrap_err();
+    assert!(
+        matches!(error, CheckpointError::Invalid { .. }),
+        "{error:?}"
+    );
+    // An offset below -1.
+    let mut negative = bytes.clone();
+    negative[at + 4..at + 12].copy_from_slice(&(-2i64).to_le_bytes());
+    reseal(&mut negative);
+    let error = MetadataState::decode_checkpoint(&negative).unwrap_err();
     assert!(
         matches!(error, CheckpointError::Invalid { .. }),
         "{error:?}"
