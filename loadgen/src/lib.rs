@@ -13,6 +13,8 @@
 //! Layout: pure parts with no I/O and no clock ([`options`], [`schedule`], [`keys`], [`payload`],
 //! [`latency`], [`summary`], [`progress`]) are unit tested without a broker; the Kafka shell
 //! ([`kafka`]) and the orchestration ([`run`]) speak to a real broker through librdkafka.
+//! `--mode replay` reads an existing topic from its first offsets to its end instead, as fast as
+//! the client fetches, and verifies that no record is missing ([`replay`], [`run_replay`]).
 //! The method is documented in `docs/loadgen.md`.
 
 pub mod kafka;
@@ -21,6 +23,8 @@ pub mod latency;
 pub mod options;
 pub mod payload;
 pub mod progress;
+pub mod replay;
 pub mod run;
+pub mod run_replay;
 pub mod schedule;
 pub mod summary;

@@ -21,6 +21,10 @@ pub const BYTES_PER_MB: f64 = 1_048_576.0;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "sluice-loadgen", version)]
 pub struct Options {
+    /// produce: fixed-rate producers, consumers at the live edge. replay: read the topic's
+    /// existing history from its first offset to its end as fast as possible, and verify it.
+    #[arg(long, value_enum, default_value_t = Mode::Produce)]
+    pub mode: Mode,
     /// Kafka bootstrap servers, host:port[,host:port...].
     #[arg(long, env = "SLUICE_LOADGEN_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     pub bootstrap: String,
@@ -79,12 +83,27 @@ pub struct Options {
     /// consumption; what is still missing then is reported, not waited for.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout_s: u64,
+    /// Replay only: upper bound in seconds on reading the topic to its end; what is unread then
+    /// is reported as missing.
+    #[arg(long, default_value_t = 1_800)]
+    pub replay_timeout_s: u64,
     /// Extra librdkafka producer property key=value (repeatable); applied last.
     #[arg(long = "producer-property", value_name = "KEY=VALUE")]
     pub producer_properties: Vec<String>,
     /// Extra librdkafka consumer property key=value (repeatable); applied last.
     #[arg(long = "consumer-property", value_name = "KEY=VALUE")]
     pub consumer_properties: Vec<String>,
+}
+
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Produce at the fixed rate and measure produce and end-to-end latency.
+    Produce,
+    /// Read an existing topic from each partition's first offset to its end (the high watermark
+    /// when the run starts), report MB/s and time to the first record, verify nothing is missing.
+    Replay,
 }
 
 /// `acks`: how many replicas must have the batch before the produce is answered.
@@ -173,6 +192,8 @@ pub enum OptionsError {
 /// Validated settings of one run; echoed into `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
+    /// Produce or replay.
+    pub mode: Mode,
     /// Bootstrap servers.
     pub bootstrap: String,
     /// Topic name.
@@ -211,6 +232,8 @@ pub struct Settings {
     pub seed: u64,
     /// Bound on the drain after the schedule ends.
     pub drain_timeout_s: u64,
+    /// Replay only: bound on reading the topic to its end.
+    pub replay_timeout_s: u64,
     /// Extra producer properties.
     pub producer_properties: Vec<(String, String)>,
     /// Extra consumer properties.
@@ -249,13 +272,22 @@ impl Options {
         if self.replication_factor == 0 {
             return Err(OptionsError::Zero("replication-factor"));
         }
-        if self.consumers > self.partitions {
+        if self.mode == Mode::Replay && self.consumers == 0 {
+            return Err(OptionsError::Zero("consumers"));
+        }
+        if self.replay_timeout_s == 0 {
+            return Err(OptionsError::Zero("replay-timeout-s"));
+        }
+        // A replay reads the topic as it exists, whatever `--partitions` says; extra consumers
+        // are then simply not started (see `split_partitions`).
+        if self.mode == Mode::Produce && self.consumers > self.partitions {
             return Err(OptionsError::ConsumersExceedPartitions {
                 consumers: self.consumers,
                 partitions: self.partitions,
             });
         }
         Ok(Settings {
+            mode: self.mode,
             bootstrap: self.bootstrap.clone(),
             topic: self.topic.clone(),
             partitions: self.partitions,
@@ -275,6 +307,7 @@ impl Options {
             out: self.out.clone(),
             seed: self.seed,
             drain_timeout_s: self.drain_timeout_s,
+            replay_timeout_s: self.replay_timeout_s,
             producer_properties: parse_properties(&self.producer_properties)?,
             consumer_properties: parse_properties(&self.consumer_properties)?,
             key_spec: self.keys,
@@ -358,6 +391,18 @@ mod tests {
     }
 
     #[test]
+    fn replay_mode_reads_whatever_partitions_exist() {
+        let settings =
+            parse(&["--mode", "replay", "--partitions", "2", "--consumers", "4", "--replay-timeout-s", "60"])
+                .unwrap()
+                .validate()
+                .unwrap();
+        assert_eq!(settings.mode, Mode::Replay);
+        assert_eq!(settings.replay_timeout_s, 60);
+        assert_eq!(parse(&[]).unwrap().validate().unwrap().mode, Mode::Produce);
+    }
+
+    #[test]
     fn invalid_loads_are_rejected() {
         let check = |arguments: &[&str]| parse(arguments).unwrap().validate();
         assert_eq!(check(&["--rate", "0"]), Err(OptionsError::Rate(0.0)));
@@ -369,6 +414,9 @@ mod tests {
             Err(OptionsError::ConsumersExceedPartitions { .. })
         ));
         assert!(matches!(check(&["--consumer-property", "nokey"]), Err(OptionsError::Property(_))));
+        assert_eq!(check(&["--mode", "replay", "--consumers", "0"]), Err(OptionsError::Zero("consumers")));
+        assert_eq!(check(&["--replay-timeout-s", "0"]), Err(OptionsError::Zero("replay-timeout-s")));
+        assert!(parse(&["--mode", "tail"]).is_err());
         assert!(parse(&["--acks", "2"]).is_err());
         assert!(parse(&["--keys", "zipf:0:1"]).is_err());
     }

@@ -159,3 +159,75 @@ fn produce_only_runs_with_every_codec() {
         assert_eq!(hgrm_total_count(&out.path().join("e2e.hgrm")), 0);
     }
 }
+
+#[test]
+fn replay_reads_a_filled_topic_to_its_end_and_verifies_it() {
+    let Some(bootstrap) = bootstrap("replay_reads_a_filled_topic_to_its_end_and_verifies_it") else {
+        return;
+    };
+    let fill_out = tempfile::tempdir().unwrap();
+    let topic = unique_topic("replay");
+    // Fill: 4 partitions, 3,000 records of 1 KiB as fast as the client sends (the schedule is
+    // far ahead of any broker), produce only.
+    let fill = run_loadgen(
+        &bootstrap,
+        &topic,
+        fill_out.path(),
+        &[
+            "--partitions",
+            "4",
+            "--rate",
+            "3000",
+            "--duration-s",
+            "1",
+            "--warmup-s",
+            "0",
+            "--consumers",
+            "0",
+            "--drain-timeout-s",
+            "30",
+        ],
+    );
+    assert_eq!(fill["produce"]["acked_records"], 3_000, "{fill:#}");
+    let run_id = format!("{:08x}", fill["run_id"].as_u64().unwrap());
+
+    let replay_out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice-loadgen"))
+        .args(["--bootstrap", &bootstrap, "--topic", &topic, "--mode", "replay", "--consumers", "2"])
+        .args(["--replay-timeout-s", "60", "--out"])
+        .arg(replay_out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "replay failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(replay_out.path().join("summary.json")).unwrap()).unwrap();
+    let replay = &summary["replay"];
+    assert_eq!(summary["mode"], "replay");
+    assert_eq!(replay["partitions"], 4, "{summary:#}");
+    assert_eq!(replay["records_expected"], 3_000, "{summary:#}");
+    assert_eq!(replay["records_read"], 3_000, "{summary:#}");
+    assert_eq!(replay["value_bytes_read"], 3_000 * 1_024, "{summary:#}");
+    assert_eq!(replay["offset_gaps"], 0);
+    assert_eq!(replay["complete"], true);
+    assert!(replay["time_to_first_record_ms"].as_f64().unwrap() >= 0.0);
+    assert!(replay["mb_per_sec"].as_f64().unwrap() > 0.0);
+    let runs = replay["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{summary:#}");
+    assert_eq!(runs[0]["run_id"], run_id.as_str());
+    assert_eq!(runs[0]["distinct_sequences"], 3_000);
+    assert_eq!(runs[0]["sequence_holes"], 0);
+
+    // A replay of a topic that does not exist fails (it is not created) rather than reading nothing.
+    let missing = Command::new(env!("CARGO_BIN_EXE_sluice-loadgen"))
+        .args(["--bootstrap", &bootstrap, "--topic", &unique_topic("absent"), "--mode", "replay", "--out"])
+        .arg(replay_out.path().join("absent"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success(), "a missing topic must fail the replay");
+}

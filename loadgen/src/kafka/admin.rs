@@ -1,4 +1,6 @@
 //! Topic set-up: create the topic if it is missing, then wait until every partition has a leader.
+//! Transient refusals while the broker settles are retried until the set-up limit (see
+//! [`super::retry`]); what is still not ready then is an error naming the topic.
 //!
 //! An existing topic is used as it is, whatever its partition count (the run reports the count it
 //! actually used): changing a topic someone else may be using is not a load generator's call.
@@ -11,10 +13,15 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use thiserror::Error;
 
+use super::retry;
 use crate::options::Settings;
 
 /// How long topic creation and leader election may take before the run gives up.
-const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Generous: Apache Kafka on 2 busy cores takes tens of seconds to elect 10,000 partitions.
+const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a topic that is to be read, not created, may be absent from the metadata (a broker
+/// that has just restarted may not list it at once).
+const TOPIC_MISSING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between metadata polls while waiting for leaders.
 const METADATA_RETRY: Duration = Duration::from_millis(200);
 
@@ -38,8 +45,14 @@ pub enum TopicError {
         /// The broker's error code.
         code: RDKafkaErrorCode,
     },
-    /// Partitions still had no leader when the timeout ran out.
-    #[error("topic {topic}: partitions without a leader after {TOPIC_READY_TIMEOUT:?}")]
+    /// The topic is not there to be read (and is not created).
+    #[error("topic {topic}: does not exist (still missing after {TOPIC_MISSING_TIMEOUT:?})")]
+    Missing {
+        /// The topic.
+        topic: String,
+    },
+    /// The topic was missing, or partitions still had no leader, when the timeout ran out.
+    #[error("topic {topic}: missing or partitions without a leader after {TOPIC_READY_TIMEOUT:?}")]
     NotReady {
         /// The topic.
         topic: String,
@@ -49,6 +62,16 @@ pub enum TopicError {
 /// Makes sure the settings' topic exists with leaders for all partitions; returns its partition
 /// ids in ascending order. Blocking (metadata calls); run it off the async runtime's workers.
 pub fn ensure_topic(settings: &Settings) -> Result<Vec<i32>, TopicError> {
+    ready_topic(settings, true)
+}
+
+/// Waits until the settings' topic exists with leaders for all partitions, without creating it
+/// (a replay reads a topic someone filled); returns its partition ids in ascending order.
+pub fn existing_topic(settings: &Settings) -> Result<Vec<i32>, TopicError> {
+    ready_topic(settings, false)
+}
+
+fn ready_topic(settings: &Settings, create: bool) -> Result<Vec<i32>, TopicError> {
     let topic = settings.topic.as_str();
     let kafka = |source| TopicError::Kafka { topic: topic.to_owned(), source };
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -59,24 +82,23 @@ pub fn ensure_topic(settings: &Settings) -> Result<Vec<i32>, TopicError> {
         .create()
         .map_err(kafka)?;
     let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
-    if leader_partitions(&admin, topic, deadline).map_err(kafka)?.is_none() {
-        let new_topic = NewTopic::new(
-            topic,
-            i32::try_from(settings.partitions).unwrap_or(i32::MAX),
-            TopicReplication::Fixed(i32::from(settings.replication_factor)),
-        );
-        let options = AdminOptions::new().operation_timeout(Some(TOPIC_READY_TIMEOUT));
-        let results = block_on(admin.create_topics([&new_topic], &options)).map_err(kafka)?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(TopicError::Create { topic: topic.to_owned(), code }),
-            }
-        }
-    }
+    // Created, or found to exist already: from then on only the leaders are waited for.
+    let mut exists = !create;
+    let started = Instant::now();
     loop {
-        if let Some(partitions) = leader_partitions(&admin, topic, deadline).map_err(kafka)? {
-            return Ok(partitions);
+        // A transient error (the broker settling after CreateTopics, a dropped connection) is
+        // the same as "not ready yet": metadata requests change nothing, so they are repeated.
+        match topic_state(&admin, topic, deadline) {
+            Ok(TopicState::Ready(partitions)) => return Ok(partitions),
+            Ok(TopicState::Missing) if !create && started.elapsed() >= TOPIC_MISSING_TIMEOUT => {
+                return Err(TopicError::Missing { topic: topic.to_owned() });
+            }
+            Ok(_) => {}
+            Err(error) if retry::is_transient_error(&error) => {}
+            Err(error) => return Err(kafka(error)),
+        }
+        if !exists {
+            exists = create_topic(&admin, settings, deadline)?;
         }
         if Instant::now() >= deadline {
             return Err(TopicError::NotReady { topic: topic.to_owned() });
@@ -85,26 +107,67 @@ pub fn ensure_topic(settings: &Settings) -> Result<Vec<i32>, TopicError> {
     }
 }
 
-/// The topic's partition ids if it exists and every partition has a leader, else `None`.
-fn leader_partitions(
+/// Asks for the topic; `Ok(true)` once it was created or already existed, `Ok(false)` after a
+/// transient refusal (asked again on the next round).
+fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    settings: &Settings,
+    deadline: Instant,
+) -> Result<bool, TopicError> {
+    let topic = settings.topic.as_str();
+    let new_topic = NewTopic::new(
+        topic,
+        i32::try_from(settings.partitions).unwrap_or(i32::MAX),
+        TopicReplication::Fixed(i32::from(settings.replication_factor)),
+    );
+    let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = match block_on(admin.create_topics([&new_topic], &options)) {
+        Ok(results) => results,
+        Err(error) if retry::is_transient_error(&error) => return Ok(false),
+        Err(source) => return Err(TopicError::Kafka { topic: topic.to_owned(), source }),
+    };
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) if retry::is_transient(code) => return Ok(false),
+            Err((_, code)) => return Err(TopicError::Create { topic: topic.to_owned(), code }),
+        }
+    }
+    Ok(true)
+}
+
+/// What the metadata says about a topic.
+#[derive(Debug, PartialEq, Eq)]
+enum TopicState {
+    /// Not in the metadata (or named with an error).
+    Missing,
+    /// Exists, but some partition has no leader yet.
+    NoLeaders,
+    /// Exists with a leader for every partition: the partition ids, ascending.
+    Ready(Vec<i32>),
+}
+
+/// The topic's state according to one metadata request.
+fn topic_state(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
     deadline: Instant,
-) -> Result<Option<Vec<i32>>, KafkaError> {
+) -> Result<TopicState, KafkaError> {
     let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
     let metadata = admin.inner().fetch_metadata(Some(topic), timeout)?;
     let Some(found) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else {
-        return Ok(None);
+        return Ok(TopicState::Missing);
     };
     if found.error().is_some() || found.partitions().is_empty() {
-        return Ok(None);
+        return Ok(TopicState::Missing);
     }
     if found.partitions().iter().any(|partition| partition.leader() < 0 || partition.error().is_some()) {
-        return Ok(None);
+        return Ok(TopicState::NoLeaders);
     }
     let mut partitions: Vec<i32> = found.partitions().iter().map(|partition| partition.id()).collect();
     partitions.sort_unstable();
-    Ok(Some(partitions))
+    Ok(TopicState::Ready(partitions))
 }
 
 /// Waits for an admin future on this thread by parking between polls: the admin client resolves

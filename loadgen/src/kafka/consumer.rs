@@ -16,6 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::retry::{RetryPolicy, retry};
 use super::{Clock, ConsumeShared, RunWindow};
 use crate::payload::RecordHeader;
 
@@ -96,7 +97,11 @@ fn assign_at_end(config: &ClientConfig, plan: &ConsumerPlan) -> Result<BaseConsu
     let consumer: BaseConsumer = config.create()?;
     let mut assignment = TopicPartitionList::new();
     for &partition in &plan.partitions {
-        let (_low, high) = consumer.fetch_watermarks(&plan.topic, partition, WATERMARK_TIMEOUT)?;
+        // Retried: right after CreateTopics a broker may name a leader in its metadata and
+        // still refuse ListOffsets for a moment (see `retry`).
+        let (_low, high) = retry(RetryPolicy::SET_UP, |left| {
+            consumer.fetch_watermarks(&plan.topic, partition, left.min(WATERMARK_TIMEOUT))
+        })?;
         assignment.add_partition_offset(&plan.topic, partition, Offset::Offset(high))?;
     }
     consumer.assign(&assignment)?;

@@ -14,6 +14,8 @@
 pub mod admin;
 pub mod consumer;
 pub mod producer;
+pub mod replay;
+pub mod retry;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
