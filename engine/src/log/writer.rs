@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -24,6 +25,8 @@ use crate::types::{LogSeq, TopicPartition, log_key};
 
 /// Attempts to claim the log before giving up (each lost race means another writer claimed first).
 const CLAIM_ATTEMPTS_MAX: u32 = 16;
+/// Recent entry uploads whose durations [`MetadataLog::put_latency_ms_median`] reports on.
+const PUT_SAMPLES_MAX: usize = 64;
 
 /// What one entry carries: the batches of a flush window and/or metadata commands.
 #[derive(Debug, Default, Clone)]
@@ -79,6 +82,9 @@ struct Inner {
     stopped: Option<String>,
     fenced: bool,
     entries_since_checkpoint: u64,
+    /// How long the last [`PUT_SAMPLES_MAX`] data entries took to become durable (milliseconds,
+    /// retries and hedged copies included: the time the entry's waiters actually waited for it).
+    put_ms_recent: VecDeque<f64>,
 }
 
 /// The metadata log as one writer sees it: the state machine plus the chain it extends.
@@ -111,6 +117,7 @@ impl MetadataLog {
                 stopped: None,
                 fenced: false,
                 entries_since_checkpoint: stats.entries_replayed,
+                put_ms_recent: VecDeque::with_capacity(PUT_SAMPLES_MAX),
             }),
         };
         log.claim(stats.first_free, stats.max_seen_seq, stats.max_seen_epoch, now_ms).await?;
@@ -236,8 +243,12 @@ impl MetadataLog {
             });
             (log_key(header.seq), header, object.into_chunks(), receiver)
         };
+        let upload_started = Instant::now();
         let result = match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await {
-            Ok(PutResult::Written) => Ok(()),
+            Ok(PutResult::Written) => {
+                self.inner.borrow_mut().note_put_ms(upload_started.elapsed().as_secs_f64() * 1_000.0);
+                Ok(())
+            }
             Ok(PutResult::TakenBy(existing)) if existing.writer_epoch > header.writer_epoch => {
                 Err(LogError::Fenced { key: key.clone(), our_epoch: header.writer_epoch, by_epoch: existing.writer_epoch })
             }
@@ -275,6 +286,14 @@ impl MetadataLog {
         self.inner.borrow().epoch
     }
 
+    /// The median time recent data entries took to upload (from the first PUT to durable, retries
+    /// and hedged copies included), or `None` before the first. The flusher sizes windows by it.
+    pub fn put_latency_ms_median(&self) -> Option<f64> {
+        let mut recent: Vec<f64> = self.inner.borrow().put_ms_recent.iter().copied().collect();
+        recent.sort_by(f64::total_cmp);
+        recent.get(recent.len() / 2).copied()
+    }
+
     pub fn store(&self) -> &Arc<dyn ObjectStorage> {
         &self.store
     }
@@ -306,6 +325,13 @@ impl MetadataLog {
 }
 
 impl Inner {
+    fn note_put_ms(&mut self, put_ms: f64) {
+        if self.put_ms_recent.len() >= PUT_SAMPLES_MAX {
+            self.put_ms_recent.pop_front();
+        }
+        self.put_ms_recent.push_back(put_ms);
+    }
+
     /// Applies every settled entry at the front of the queue, in order, and answers its waiter.
     fn drain(&mut self) {
         while self.pending.front().is_some_and(|pending| !matches!(pending.status, Status::InFlight)) {
@@ -383,25 +409,42 @@ async fn put_entry(
     for _ in 0..attempts {
         match store.put_create(key, chunks.clone()).await {
             Ok(()) => return Ok(PutResult::Written),
-            Err(StoreError::AlreadyExists { .. }) => return resolve_existing(store, config, header).await,
+            Err(StoreError::AlreadyExists { key }) => match resolve_existing(store, config, header).await? {
+                Some(settled) => return Ok(settled),
+                None => {
+                    last_error = Some(StoreError::Unavailable {
+                        op: crate::store::Op::Put,
+                        key,
+                        message: "the store reported a conflicting write, and the key is still empty".to_owned(),
+                    });
+                }
+            },
             Err(error) => last_error = Some(error),
         }
     }
     // Out of attempts. The entry may still have landed; if it did, it is ours to keep.
-    match read_entry(store, header.seq, config).await {
-        Ok(_) => resolve_existing(store, config, header).await,
-        Err(_) => Ok(PutResult::Unresolved(format!(
+    match resolve_existing(store, config, header).await {
+        Ok(Some(settled)) => Ok(settled),
+        Ok(None) | Err(_) => Ok(PutResult::Unresolved(format!(
             "could not write {key} after {attempts} attempts: {}",
             last_error.map_or_else(|| "unknown error".to_owned(), |error| error.to_string())
         ))),
     }
 }
 
-async fn resolve_existing(store: &dyn ObjectStorage, config: &LogConfig, header: &EntryHeader) -> Result<PutResult, LogError> {
-    let existing = read_entry(store, header.seq, config).await?.header;
+/// Reads the entry at our position and tells whether it is ours. `None`: the position is empty
+/// after all — S3 answers 409 (`ConditionalRequestConflict`, which the client reports as
+/// `AlreadyExists`) while *another* conditional write of the key is in progress, and that write
+/// (a hedged copy of ours, or a retry) may still fail.
+async fn resolve_existing(store: &dyn ObjectStorage, config: &LogConfig, header: &EntryHeader) -> Result<Option<PutResult>, LogError> {
+    let existing = match read_entry(store, header.seq, config).await {
+        Ok(entry) => entry.header,
+        Err(LogError::Store(StoreError::NotFound { .. })) => return Ok(None),
+        Err(error) => return Err(error),
+    };
     if existing.writer_epoch == header.writer_epoch && existing.entry_nonce == header.entry_nonce {
-        Ok(PutResult::Written)
+        Ok(Some(PutResult::Written))
     } else {
-        Ok(PutResult::TakenBy(existing))
+        Ok(Some(PutResult::TakenBy(existing)))
     }
 }

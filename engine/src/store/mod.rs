@@ -23,6 +23,7 @@ mod backends;
 mod config;
 mod error;
 mod fault;
+pub mod hedge;
 mod latency;
 mod runtime;
 #[cfg(feature = "s3-test-server")]
