@@ -548,4 +548,104 @@ impl Group {
         let sync = self.sync_timer.map(|(deadline_ms, _)| deadline_ms);
         members.chain(pending).chain(join).chain(sync).min()
     }
+
+    /// Every invariant the transitions rely on; checked after each step of the property tests.
+    #[cfg(test)]
+    pub(super) fn check_invariants(&self) -> Result<(), String> {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for member in self.members.values() {
+            for protocol in &member.protocols {
+                *counts.entry(protocol.name.clone()).or_insert(0) += 1;
+            }
+        }
+        if counts != self.supported_protocols {
+            return Err(format!(
+                "protocol counts {:?} != {counts:?}",
+                self.supported_protocols
+            ));
+        }
+        match &self.leader {
+            None if !self.members.is_empty() => return Err("members but no leader".into()),
+            Some(leader) if !self.members.contains_key(leader) => {
+                return Err(format!("leader {leader} is not a member"));
+            }
+            _ => {}
+        }
+        for (instance_id, member_id) in &self.static_members {
+            let holder = self
+                .members
+                .get(member_id)
+                .and_then(|m| m.instance_id.as_deref());
+            if holder != Some(instance_id.as_str()) {
+                return Err(format!("instance {instance_id} maps to {member_id}"));
+            }
+        }
+        let statics = self
+            .members
+            .values()
+            .filter(|m| m.instance_id.is_some())
+            .count();
+        if statics != self.static_members.len() {
+            return Err("a static member is missing from the instance map".into());
+        }
+        if self
+            .pending_join
+            .keys()
+            .any(|id| self.members.contains_key(id))
+        {
+            return Err("a pending id is also a member".into());
+        }
+        if self
+            .pending_sync
+            .iter()
+            .any(|id| !self.members.contains_key(id))
+        {
+            return Err("a pending sync is not a member".into());
+        }
+        let settled = matches!(self.state, State::CompletingRebalance | State::Stable);
+        if !self.pending_sync.is_empty() && !settled {
+            return Err(format!("pending syncs in {:?}", self.state));
+        }
+        if settled && self.members.is_empty() {
+            return Err(format!("{:?} without members", self.state));
+        }
+        if self.state == State::Empty && (!self.members.is_empty() || self.protocol_name.is_some())
+        {
+            return Err("Empty with members or a protocol".into());
+        }
+        if settled {
+            let Some(protocol) = &self.protocol_name else {
+                return Err(format!("{:?} without a protocol", self.state));
+            };
+            if self
+                .members
+                .values()
+                .any(|m| m.protocols.iter().all(|p| &p.name != protocol))
+            {
+                return Err(format!(
+                    "a member does not support the group protocol {protocol}"
+                ));
+            }
+        }
+        for member in self.members.values() {
+            if member.is_awaiting_join() && self.state != State::PreparingRebalance {
+                return Err(format!("a JoinGroup is parked in {:?}", self.state));
+            }
+            if member.is_awaiting_sync() && self.state != State::CompletingRebalance {
+                return Err(format!("a SyncGroup is parked in {:?}", self.state));
+            }
+            // Liveness: a member without a session deadline must be parked, or nothing would
+            // ever remove it.
+            if member.session_deadline_ms.is_none()
+                && !member.is_awaiting_join()
+                && !member.is_awaiting_sync()
+            {
+                return Err(format!("member {} can never expire", member.id));
+            }
+        }
+        if self.state == State::PreparingRebalance && self.join_timer.is_none() {
+            return Err("PreparingRebalance without a join timer".into());
+        }
+        Ok(())
+    }
 }

@@ -21,6 +21,7 @@ use crate::groups::reply::Reply;
 mod admin;
 mod join;
 mod membership;
+mod properties;
 mod static_members;
 
 const GROUP: &str = "payments";
