@@ -11,20 +11,20 @@ mod markdown;
 mod plot;
 mod process;
 mod proxy;
+mod replay;
 mod report;
+mod runner;
 mod scenario;
 mod targets;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
 
-use crate::report::{Measured, Report, Row, Status};
-use crate::scenario::{Load, Scenario};
-use crate::targets::{Env, Running, StartError};
+use crate::report::{Report, Row, Status};
+use crate::scenario::{Load, ReplayPlan, Scenario};
+use crate::targets::{Env, StartError};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark Sluice, Apache Kafka and Tansu on loopback")]
@@ -54,6 +54,10 @@ struct Args {
     /// The `sluice-loadgen` binary (default: next to this one).
     #[arg(long)]
     loadgen_bin: Option<PathBuf>,
+    /// Take `sluice` and `sluice-loadgen` from this directory (for example `target/debug`, to
+    /// reuse the binaries a test build made) unless `--sluice-bin` / `--loadgen-bin` say otherwise.
+    #[arg(long)]
+    binaries: Option<PathBuf>,
 }
 
 fn sibling(name: &str) -> PathBuf {
@@ -62,6 +66,18 @@ fn sibling(name: &str) -> PathBuf {
         .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
         .unwrap_or_else(|| PathBuf::from("target/release").join(name))
 }
+
+/// The binary `name`: the explicit option, else in `--binaries`, else next to this binary.
+fn binary(explicit: Option<&PathBuf>, binaries: Option<&PathBuf>, name: &str) -> PathBuf {
+    explicit
+        .cloned()
+        .or_else(|| binaries.map(|dir| dir.join(name)))
+        .unwrap_or_else(|| sibling(name))
+}
+
+/// Exit code when a requested target did not run, lost records or failed verification (the
+/// report is written first).
+const FAILED_EXIT_CODE: i32 = 1;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -99,7 +115,7 @@ fn main() -> anyhow::Result<()> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let env = Env {
         repo: repo.canonicalize().unwrap_or(repo),
-        sluice_bin: args.sluice_bin.clone().unwrap_or_else(|| sibling("sluice")),
+        sluice_bin: binary(args.sluice_bin.as_ref(), args.binaries.as_ref(), "sluice"),
         work_dir: work.path().to_owned(),
         external_store: args.store.clone(),
         runtime: runtime.handle().clone(),
@@ -108,48 +124,33 @@ fn main() -> anyhow::Result<()> {
         // Simulated group members, not the load generator: its own driver and report.
         return groups::run(&env, &target_names, args.quick, &out);
     }
-    let loadgen = args
-        .loadgen_bin
-        .clone()
-        .unwrap_or_else(|| sibling("sluice-loadgen"));
-    let steps = scenario.steps(args.quick);
+    let loadgen = binary(
+        args.loadgen_bin.as_ref(),
+        args.binaries.as_ref(),
+        "sluice-loadgen",
+    );
+    let load_at_start = load_average();
     let mut rows = Vec::new();
     let mut findings = Vec::new();
     for name in &target_names {
         eprintln!("sluice-bench: {name}: starting");
-        let steps = match &steps {
-            Ok(steps) => steps,
-            Err(reason) => {
-                rows.push(Row::without_numbers(
-                    name,
-                    Status::NotImplemented(reason.clone()),
-                    serde_json::Map::new(),
-                ));
-                continue;
-            }
-        };
-        match targets::start(name, &env) {
-            Ok(running) => {
-                let target_rows = run_target(name, &running, steps, &loadgen, &out, scenario);
-                findings.extend(report::sustained_finding(name, &target_rows));
-                rows.extend(target_rows);
-            }
-            Err(error) => {
-                let status = match error {
-                    StartError::NotInstalled(hint) => Status::NotInstalled(hint),
-                    StartError::Failed(reason) => {
-                        Status::Failed(format!("could not start: {reason}"))
-                    }
-                };
-                eprintln!("sluice-bench: {name}: {status:?}");
-                let settings = steps.first().map(Load::settings).unwrap_or_default();
-                rows.push(Row::without_numbers(name, status, settings));
-            }
-        }
-        // Broker logs live in the temporary work dir; keep them next to the report.
+        let target_rows = run_target(name, &env, scenario, args.quick, &loadgen, &out);
+        findings.extend(report::sustained_finding(name, &target_rows));
+        rows.extend(target_rows);
+        // Broker logs live in the temporary work dir; keep them next to the report. Then free
+        // the target's disk (a 5 GB replay per target would otherwise add up).
         for suffix in ["", "-stderr"] {
             let log = work.path().join(format!("{name}{suffix}.log"));
             let _ = std::fs::copy(&log, out.join(format!("{name}{suffix}.log")));
+        }
+        let data = work.path().join(name);
+        if data.exists()
+            && let Err(error) = std::fs::remove_dir_all(&data)
+        {
+            eprintln!(
+                "sluice-bench: {name}: could not remove {}: {error}",
+                data.display()
+            );
         }
     }
     let report = Report {
@@ -159,193 +160,95 @@ fn main() -> anyhow::Result<()> {
         started_at_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        machine: machine(),
+        machine: format!(
+            "{} CPUs, load average {load_at_start} at the start and {} at the end of the run",
+            std::thread::available_parallelism().map_or(0, usize::from),
+            load_average()
+        ),
         findings,
         rows,
     };
     write_outputs(&report, &out)?;
     println!("{}", markdown::render(&report));
     println!("sluice-bench: wrote {}", out.display());
+    let failures = report::failures(&report);
+    if !failures.is_empty() {
+        for failure in &failures {
+            eprintln!("sluice-bench: FAILED: {failure}");
+        }
+        std::process::exit(FAILED_EXIT_CODE);
+    }
     Ok(())
 }
 
+/// CPUs and the load average now (the `groups` scenario's report line).
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    format!(
+        "{cpus} CPUs, load average {} at the end of the run",
+        load_average()
+    )
+}
+
+/// The one-minute load average, as `/proc/loadavg` prints it.
+fn load_average() -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().next().unwrap_or("?").to_owned();
-    format!("{cpus} CPUs, load average {load} at the end of the run")
+    load.split_whitespace().next().unwrap_or("?").to_owned()
 }
 
-/// Load-generator runs per step. Retried only when a run produced no summary at all (seen on
-/// Kafka: the load generator creates the topic, sees leaders in the metadata, and its consumer's
-/// first ListOffsets still answers NotLeaderForPartition; on the existing topic the next run
-/// works). A run that completed is never re-run to get better numbers.
-const STEP_ATTEMPTS_MAX: u32 = 3;
-
-/// Attempts of the readiness probe; a broker that fails them all gets a failed row.
-const PROBE_ATTEMPTS_MAX: u32 = 6;
-
-/// A listening port does not mean a ready broker (Kafka accepts connections before its partitions
-/// have leaders), so a tiny produce-and-consume run must succeed first. It also warms up both.
-fn probe(running: &Running, loadgen: &Path, dir: &Path) -> anyhow::Result<()> {
-    let load = Load {
-        partitions: 1,
-        records_per_sec: Some(100),
-        mb_per_sec: None,
-        record_bytes: 1024,
-        linger_ms: 5,
-        duration_s: 1,
-        warmup_s: 1,
-        consumers: 1,
-    };
-    let mut last_error = None;
-    for attempt in 0..PROBE_ATTEMPTS_MAX {
-        let run_dir = dir.join(format!("attempt-{attempt}"));
-        match run_loadgen(
-            running,
-            &load,
-            loadgen,
-            &run_dir,
-            &format!("bench-ready-{attempt}"),
-        ) {
-            Ok(measured) if report::latency_count(&measured.summary, "end_to_end") > 0 => {
-                return Ok(());
-            }
-            Ok(_) => {
-                last_error = Some(anyhow::anyhow!(
-                    "no record consumed back (see {})",
-                    run_dir.display()
-                ))
-            }
-            Err(error) => last_error = Some(error),
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("readiness probe never ran")))
-}
-
-/// Runs every step against one target; for a ladder, stops after the first step that did not hold.
+/// Starts one target and runs the scenario against it; every outcome is at least one row.
 fn run_target(
     name: &str,
-    running: &Running,
-    steps: &[Load],
+    env: &Env,
+    scenario: Scenario,
+    quick: bool,
     loadgen: &Path,
     out: &Path,
-    scenario: Scenario,
 ) -> Vec<Row> {
-    let mut rows = Vec::new();
-    if let Err(error) = probe(running, loadgen, &out.join(format!("{name}-probe"))) {
-        let settings = steps.first().map(Load::settings).unwrap_or_default();
-        let reason = format!("not ready after {PROBE_ATTEMPTS_MAX} probe runs: {error:#}");
-        rows.push(Row::without_numbers(name, Status::Failed(reason), settings));
-        return rows;
-    }
-    for (index, load) in steps.iter().enumerate() {
-        let label = if steps.len() > 1 {
-            format!("{name} @ {} MB/s", load.mb_per_sec.unwrap_or(0))
-        } else {
-            name.to_owned()
-        };
-        let mut settings = running.settings.clone();
-        settings.extend(load.settings());
-        let mut outcome = Err(anyhow::anyhow!("not run"));
-        let mut attempts = 0;
-        while attempts < STEP_ATTEMPTS_MAX && outcome.is_err() {
-            // A fresh directory per attempt: a failed attempt must not leave a summary.json that
-            // a later one could be read as. The same topic: the failure seen is a topic that
-            // is too new, and records of an earlier attempt carry another run id, which the
-            // load generator counts apart (`foreign_records`).
-            let run_dir = out.join(format!("{name}-{index}-try{attempts}"));
-            let topic = format!("bench-{}-{index}", scenario.name());
-            outcome = run_loadgen(running, load, loadgen, &run_dir, &topic);
-            if let Err(error) = &outcome {
-                eprintln!("sluice-bench: {label}: attempt {attempts} failed: {error:#}");
-            }
-            attempts += 1;
+    let replay_plan = ReplayPlan::new(quick);
+    let steps = if scenario == Scenario::Replay {
+        Ok(Vec::new())
+    } else {
+        scenario.steps(quick)
+    };
+    let steps = match steps {
+        Ok(steps) => steps,
+        Err(reason) => {
+            return vec![Row::without_numbers(
+                name,
+                Status::NotImplemented(reason),
+                serde_json::Map::new(),
+            )];
         }
-        settings.insert("loadgen_attempts".into(), serde_json::json!(attempts));
-        let row = match outcome {
-            Ok(measured) => {
-                let mut row = report::build_row(&label, settings, measured);
-                row.store_note.clone_from(&running.store_note);
-                row
-            }
-            Err(error) => {
-                Row::without_numbers(&label, Status::Failed(format!("{error:#}")), settings)
-            }
-        };
-        let held = row.status == Status::Ran
-            && row.produce.is_some_and(|p| p.p99_ms < 1000.0)
-            && match (row.mb_per_sec, load.mb_per_sec) {
-                (Some(achieved), Some(wanted)) => {
-                    #[expect(clippy::cast_precision_loss, reason = "small rates")]
-                    let wanted = wanted as f64;
-                    achieved >= 0.9 * wanted
-                }
-                _ => true,
+    };
+    match targets::start(name, env) {
+        Ok(mut running) if scenario == Scenario::Replay => {
+            replay::run_target(name, &mut running, &replay_plan, loadgen, out)
+        }
+        Ok(running) => runner::run_target(name, &running, &steps, loadgen, out, scenario),
+        Err(error) => {
+            let settings = if scenario == Scenario::Replay {
+                replay_plan.settings()
+            } else {
+                steps.first().map(Load::settings).unwrap_or_default()
             };
-        eprintln!("sluice-bench: {label}: {:?} held={held}", row.status);
-        let mut row = row;
-        if steps.len() > 1 {
-            row.held = Some(held);
-        }
-        rows.push(row);
-        if !held {
-            break;
+            vec![start_failure_row(name, error, settings)]
         }
     }
-    rows
 }
 
-fn run_loadgen(
-    running: &Running,
-    load: &Load,
-    loadgen: &Path,
-    run_dir: &Path,
-    topic: &str,
-) -> anyhow::Result<Measured> {
-    if run_dir.exists() {
-        std::fs::remove_dir_all(run_dir)?;
-    }
-    std::fs::create_dir_all(run_dir)?;
-    let mut command = Command::new(loadgen);
-    command.args(load.args(&running.bootstrap, topic, &run_dir.to_string_lossy()));
-    let store_before = running
-        .proxy
-        .as_ref()
-        .map(|proxy| proxy.counters().snapshot());
-    let cpu_before = running.broker.cpu_seconds();
-    let started = Instant::now();
-    let mut child =
-        process::Guarded::spawn("sluice-loadgen", command, &run_dir.join("loadgen.log"))?;
-    let status = child.wait_with_limit(Duration::from_secs(load.limit_s()))?;
-    let wall_s = started.elapsed().as_secs_f64();
-    let cpu_after = running.broker.cpu_seconds();
-    let store = running
-        .proxy
-        .as_ref()
-        .zip(store_before)
-        .map(|(proxy, before)| proxy.counters().snapshot().since(&before));
-    let summary_path = run_dir.join("summary.json");
-    let text = std::fs::read_to_string(&summary_path).with_context(|| {
-        format!(
-            "load generator exited with {status}, no {}: {}",
-            summary_path.display(),
-            child.log_tail()
-        )
-    })?;
-    let read_curve =
-        |file: &str| hgrm::parse(&std::fs::read_to_string(run_dir.join(file)).unwrap_or_default());
-    Ok(Measured {
-        summary: serde_json::from_str(&text)?,
-        wall_s,
-        cpu_s: cpu_before
-            .zip(cpu_after)
-            .map(|(before, after)| after - before),
-        store,
-        produce_curve: read_curve("produce.hgrm"),
-        end_to_end_curve: read_curve("e2e.hgrm"),
-    })
+/// The row of a target that did not start: not installed (with how to install it) or failed.
+fn start_failure_row(
+    name: &str,
+    error: StartError,
+    settings: serde_json::Map<String, serde_json::Value>,
+) -> Row {
+    let status = match error {
+        StartError::NotInstalled(hint) => Status::NotInstalled(hint),
+        StartError::Failed(reason) => Status::Failed(format!("could not start: {reason}")),
+    };
+    eprintln!("sluice-bench: {name}: {status:?}");
+    Row::without_numbers(name, status, settings)
 }
 
 fn write_outputs(report: &Report, out: &Path) -> anyhow::Result<()> {
@@ -380,5 +283,95 @@ fn write_outputs(report: &Report, out: &Path) -> anyhow::Result<()> {
         );
         std::fs::write(out.join(file), plot::render(&title, &series))?;
     }
+    let reads: Vec<(String, f64)> = ran
+        .iter()
+        .filter(|row| row.replay.is_some())
+        .map(|row| (row.target.clone(), row.mb_per_sec.unwrap_or(0.0)))
+        .collect();
+    if !reads.is_empty() {
+        let title = format!(
+            "replay from offset 0{}: MB/s",
+            if report.quick { " (quick)" } else { "" }
+        );
+        std::fs::write(
+            out.join("replay-mb-per-sec.svg"),
+            plot::bars(
+                &title,
+                "MB/s of record values (1 MB = 1,048,576 bytes)",
+                &reads,
+            ),
+        )?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn a_target_that_cannot_start_gets_a_row_and_fails_the_run() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let env = Env {
+            repo: work.path().to_owned(),
+            sluice_bin: work.path().join("no-such-sluice"),
+            work_dir: work.path().to_owned(),
+            external_store: None,
+            runtime: runtime.handle().clone(),
+        };
+        let loadgen = work.path().join("no-such-loadgen");
+        let mut rows = Vec::new();
+        for (name, scenario) in [
+            ("sluice", Scenario::Fraud),
+            ("sluice-external", Scenario::Replay),
+        ] {
+            rows.extend(run_target(
+                name,
+                &env,
+                scenario,
+                true,
+                &loadgen,
+                work.path(),
+            ));
+        }
+        assert_eq!(rows.len(), 2, "one row per target, none dropped");
+        assert!(
+            matches!(&rows[0].status, Status::NotInstalled(hint) if hint.contains("no-such-sluice")),
+            "{:?}",
+            rows[0].status
+        );
+        assert!(matches!(&rows[1].status, Status::NotInstalled(hint) if hint.contains("--store")));
+        assert_eq!(rows[1].settings["partitions"], 64, "the replay's settings");
+        let report = Report {
+            scenario: "fraud".into(),
+            quick: true,
+            command: String::new(),
+            started_at_unix_ms: 0,
+            machine: String::new(),
+            findings: Vec::new(),
+            rows,
+        };
+        assert_eq!(report::failures(&report).len(), 2);
+        let markdown = markdown::render(&report);
+        assert!(markdown.contains("**not installed**"), "{markdown}");
+    }
+
+    #[test]
+    fn binaries_come_from_the_option_then_the_directory_then_beside_the_harness() {
+        let dir = PathBuf::from("/opt/b");
+        let explicit = PathBuf::from("/x/sluice");
+        assert_eq!(binary(Some(&explicit), Some(&dir), "sluice"), explicit);
+        assert_eq!(
+            binary(None, Some(&dir), "sluice-loadgen"),
+            dir.join("sluice-loadgen")
+        );
+        assert_eq!(binary(None, None, "sluice").file_name().unwrap(), "sluice");
+    }
 }

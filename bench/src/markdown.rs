@@ -54,6 +54,51 @@ fn headline(row: &Row) -> String {
     )
 }
 
+/// The `replay` scenario's reads, one line each (empty when there are none).
+fn replay_table(report: &Report) -> String {
+    let reads: Vec<&Row> = report
+        .rows
+        .iter()
+        .filter(|row| row.replay.is_some())
+        .collect();
+    if reads.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nReads from offset 0 to the end (cold: first read after a broker restart; warm: the \
+         same read again):\n\n| target | records read / expected | MB/s | records/s | first record (ms) \
+         | GET/s | GET/GB | CPU s/GB | verified |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in reads {
+        let Some(replay) = &row.replay else {
+            continue;
+        };
+        let store = row.store.as_ref();
+        let _ = writeln!(
+            out,
+            "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.target,
+            replay.records_read,
+            replay.records_expected,
+            opt(row.mb_per_sec, 1),
+            opt(row.records_per_sec, 0),
+            opt(replay.time_to_first_record_ms, 1),
+            opt(store.map(|s| s.gets_per_sec), 1),
+            opt(store.map(|s| s.gets_per_gb), 0),
+            opt(row.cpu_seconds_per_gb, 1),
+            if replay.verified {
+                "yes".to_owned()
+            } else {
+                format!(
+                    "**no**: {}",
+                    replay.verification_note.as_deref().unwrap_or("")
+                )
+            },
+        );
+    }
+    out
+}
+
 /// One column per target that ran, one line per percentile tick (read from the `.hgrm` curves).
 fn side_by_side(report: &Report, title: &str, pick: fn(&Row) -> &[Point]) -> String {
     let ran: Vec<&Row> = report
@@ -100,9 +145,10 @@ pub fn render(report: &Report) -> String {
         "| target | throughput | produce p50 / p99 / p99.9 / max (ms) | end-to-end p50 / p99 / p99.9 / max (ms) \
          | PUT/s | GET/s | PUT/GB | GET/GB | CPU s/GB |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for row in &report.rows {
+    for row in report.rows.iter().filter(|row| row.replay.is_none()) {
         out.push_str(&headline(row));
     }
+    out.push_str(&replay_table(report));
     for finding in &report.findings {
         let _ = writeln!(out, "\n**{finding}**");
     }
@@ -135,6 +181,21 @@ pub fn render(report: &Report) -> String {
                 row.errors
             );
         }
+        if let Some(replay) = &row.replay {
+            let _ = writeln!(
+                out,
+                "Read ({}): {} of {} records, {} value bytes in {:.2} s, {} offsets skipped; \
+                 the fill acknowledged {} records and the read found {} of them  ",
+                replay.phase,
+                replay.records_read,
+                replay.records_expected,
+                replay.value_bytes_read,
+                replay.elapsed_s,
+                replay.offset_gaps,
+                replay.fill_acked_records,
+                replay.fill_sequences_found
+            );
+        }
         if let (Some(p99), Some(max)) = (row.send_lag_p99_ms, row.send_lag_max_ms) {
             let _ = writeln!(
                 out,
@@ -151,8 +212,16 @@ pub fn render(report: &Report) -> String {
             let c = &store.counts;
             let _ = writeln!(
                 out,
-                "Object-store calls: {} PUT ({} bytes), {} GET ({} bytes), {} HEAD, {} LIST, {} DELETE, {} other  ",
-                c.puts, c.put_bytes, c.gets, c.get_bytes, c.heads, c.lists, c.deletes, c.others
+                "Object-store calls: {} PUT ({} bytes; {} answered 412, create-only on an existing key), {} GET ({} bytes), {} HEAD, {} LIST, {} DELETE, {} other  ",
+                c.puts,
+                c.put_bytes,
+                c.put_conflicts,
+                c.gets,
+                c.get_bytes,
+                c.heads,
+                c.lists,
+                c.deletes,
+                c.others
             );
         }
         let settings: Vec<String> = row

@@ -165,6 +165,71 @@ pub fn render(title: &str, series: &[(String, Vec<Point>)]) -> String {
     svg
 }
 
+/// A horizontal bar chart (one bar per label, linear scale from 0), for figures that have one
+/// value per row, such as the replay's MB/s.
+pub fn bars(title: &str, axis: &str, bars: &[(String, f64)]) -> String {
+    const BAR_H: f64 = 26.0;
+    const LABEL_W: f64 = 260.0;
+    let plot_w = WIDTH - LABEL_W - 100.0;
+    #[expect(clippy::cast_precision_loss, reason = "a handful of bars")]
+    let height = TOP + BOTTOM + BAR_H * bars.len().max(1) as f64;
+    let high = bars
+        .iter()
+        .map(|(_, value)| *value)
+        .filter(|value| value.is_finite())
+        .fold(0.0_f64, f64::max);
+    let scale = if high > 0.0 { plot_w / high } else { 0.0 };
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="13">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="28" font-size="17" text-anchor="middle">{}</text>"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
+    for (index, (label, value)) in bars.iter().enumerate() {
+        #[expect(clippy::cast_precision_loss, reason = "a handful of bars")]
+        let y = TOP + index as f64 * BAR_H;
+        let colour = COLOURS
+            .get(index % COLOURS.len())
+            .copied()
+            .unwrap_or("black");
+        let width = (value.max(0.0) * scale).max(1.0);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LABEL_W - 8.0,
+            y + BAR_H * 0.65,
+            escape(label)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{LABEL_W}" y="{:.1}" width="{width:.1}" height="{:.1}" fill="{colour}"/>"#,
+            y + 3.0,
+            BAR_H - 6.0
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}">{value:.1}</text>"#,
+            LABEL_W + width + 6.0,
+            y + BAR_H * 0.65
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        LABEL_W + plot_w / 2.0,
+        height - 20.0,
+        escape(axis)
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -196,5 +261,26 @@ mod tests {
         assert!(svg.contains("produce &lt;latency&gt;"));
         assert!(x_decades(0.99) > x_decades(0.9));
         assert!((x_decades(1.0) - X_DECADES).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bars_scale_to_the_largest_value() {
+        let svg = bars(
+            "replay <MB/s>",
+            "MB/s",
+            &[("sluice cold".into(), 200.0), ("kafka cold".into(), 100.0)],
+        );
+        assert_eq!(svg.matches("<rect x=").count(), 2);
+        let widths: Vec<f64> = svg
+            .lines()
+            .filter(|line| line.starts_with("<rect x="))
+            .map(|line| {
+                let start = line.find("width=\"").unwrap() + 7;
+                line[start..].split('"').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert!((widths[0] - 2.0 * widths[1]).abs() < 0.2, "{widths:?}");
+        assert!(svg.contains("replay &lt;MB/s&gt;"));
+        assert!(bars("empty", "MB/s", &[]).ends_with("</svg>\n"));
     }
 }

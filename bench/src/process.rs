@@ -1,7 +1,8 @@
 //! Child processes the harness starts (brokers, the load generator): killed on drop, logs kept,
 //! CPU time read from `/proc/<pid>/stat`.
 
-use std::fs::File;
+use std::ffi::OsString;
+use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,9 +19,10 @@ pub struct Guarded {
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Guarded {
-    /// Spawns `command` with stdout and stderr appended to `log`.
+    /// Spawns `command` with stdout and stderr appended to `log` (appended, so a restarted
+    /// broker's log follows the first run's).
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Guarded> {
-        let out = File::create(log)?;
+        let out = OpenOptions::new().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         let child = command
             .stdin(Stdio::null())
@@ -110,6 +112,13 @@ impl Guarded {
 
 impl Drop for Guarded {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Guarded {
+    /// Stops the process: SIGTERM, then SIGKILL after `STOP_GRACE`. Returns once it has exited.
+    pub fn stop(&mut self) {
         if self.exited().is_some() {
             return;
         }
@@ -130,6 +139,49 @@ impl Drop for Guarded {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// How to start a broker again: its program, arguments, environment and log. Kept so the
+/// harness can restart a broker on the same data (the `replay` scenario reads after a restart,
+/// from the store rather than from caches the writes filled).
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub envs: Vec<(String, String)>,
+    pub log: PathBuf,
+}
+
+impl Launch {
+    pub fn new(name: &str, program: impl Into<PathBuf>, log: &Path) -> Launch {
+        Launch {
+            name: name.to_owned(),
+            program: program.into(),
+            args: Vec::new(),
+            envs: Vec::new(),
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Launch {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Launch {
+        self.envs.push((key.to_owned(), value.into()));
+        self
+    }
+
+    pub fn spawn(&self) -> anyhow::Result<Guarded> {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        for (key, value) in &self.envs {
+            command.env(key, value);
+        }
+        Guarded::spawn(&self.name, command, &self.log)
     }
 }
 
@@ -192,6 +244,41 @@ mod tests {
             "time ERROR x"
         );
         assert_eq!(strip_ansi("plain"), "plain");
+    }
+
+    #[test]
+    fn a_launch_starts_again_and_appends_to_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("echo.log");
+        let launch = Launch::new("echo", "sh", &log)
+            .arg("-c")
+            .arg("echo run $WORD")
+            .env("WORD", "again");
+        for _ in 0..2 {
+            let mut child = launch.spawn().unwrap();
+            assert!(
+                child
+                    .wait_with_limit(Duration::from_secs(10))
+                    .unwrap()
+                    .success()
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "run again\nrun again\n"
+        );
+    }
+
+    #[test]
+    fn stop_ends_a_running_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Launch::new("sleep", "sleep", &dir.path().join("sleep.log"))
+            .arg("60")
+            .spawn()
+            .unwrap();
+        assert!(child.exited().is_none());
+        child.stop();
+        assert!(child.exited().is_some());
     }
 
     #[test]

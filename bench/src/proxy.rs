@@ -16,6 +16,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -73,6 +74,7 @@ pub struct Counters {
     others: AtomicU64,
     put_bytes: AtomicU64,
     get_bytes: AtomicU64,
+    put_conflicts: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -86,6 +88,9 @@ pub struct CountSnapshot {
     pub others: u64,
     pub put_bytes: u64,
     pub get_bytes: u64,
+    /// PUTs answered 412 Precondition Failed: create-only writes to a key that exists (a
+    /// hedged PUT's losing copy, a retried write that had landed). Included in `puts`.
+    pub put_conflicts: u64,
 }
 
 impl Counters {
@@ -103,6 +108,10 @@ impl Counters {
         self.get_bytes.fetch_add(get_bytes, Ordering::Relaxed);
     }
 
+    pub fn count_put_conflict(&self) {
+        self.put_conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> CountSnapshot {
         CountSnapshot {
             puts: self.puts.load(Ordering::Relaxed),
@@ -113,6 +122,7 @@ impl Counters {
             others: self.others.load(Ordering::Relaxed),
             put_bytes: self.put_bytes.load(Ordering::Relaxed),
             get_bytes: self.get_bytes.load(Ordering::Relaxed),
+            put_conflicts: self.put_conflicts.load(Ordering::Relaxed),
         }
     }
 }
@@ -129,19 +139,26 @@ impl CountSnapshot {
             others: self.others.saturating_sub(earlier.others),
             put_bytes: self.put_bytes.saturating_sub(earlier.put_bytes),
             get_bytes: self.get_bytes.saturating_sub(earlier.get_bytes),
+            put_conflicts: self.put_conflicts.saturating_sub(earlier.put_conflicts),
         }
     }
 }
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
+/// Tries of a request whose upstream connection failed.
+const UPSTREAM_ATTEMPTS: u32 = 2;
+
 struct Shared {
     upstream: SocketAddr,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Full<Bytes>>,
     counters: Arc<Counters>,
     /// `None` forwards without delay. The inner store is never called: the model is used only
     /// for its fitted, seeded draws (`sample_delay_ms`).
     model: Option<LatencyModel<ObjectStoreBackend>>,
+    /// The upstream server's files (s3s-fs keeps `bucket/key` as a file under it), to tell a
+    /// create-only PUT the server refused from a failed one (see `forward`).
+    objects_root: Option<PathBuf>,
 }
 
 /// The proxy; dropping it stops accepting (connections already open finish on the runtime).
@@ -158,6 +175,7 @@ impl S3Proxy {
         upstream: SocketAddr,
         profile: Option<LatencyProfile>,
         seed: u64,
+        objects_root: Option<PathBuf>,
     ) -> anyhow::Result<S3Proxy> {
         let model = match profile {
             Some(profile) => Some(LatencyModel::new(
@@ -178,6 +196,7 @@ impl S3Proxy {
             client,
             counters: Arc::clone(&counters),
             model,
+            objects_root,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
@@ -264,6 +283,15 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ProxyB
         sleep_ms(model.sample_delay_ms(Op::Put, put_bytes)).await;
     }
     let (mut parts, body) = request.into_parts();
+    // The body is received whole before anything goes upstream: a client that gives up halfway
+    // through a PUT (a timeout, a hedged PUT whose twin won) then never leaves a half-sent
+    // request on a pooled upstream connection, and a read can be sent again unchanged.
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            return error_response(StatusCode::BAD_REQUEST, &format!("request body: {error}"));
+        }
+    };
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -273,17 +301,57 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ProxyB
         return error_response(StatusCode::BAD_REQUEST, "bad request target");
     };
     parts.uri = uri;
-    let response = match shared
-        .client
-        .request(Request::from_parts(parts, body))
-        .await
-    {
-        Ok(response) => response,
-        Err(error) => {
-            shared.counters.record(call, put_bytes, 0);
-            return error_response(StatusCode::BAD_GATEWAY, &format!("upstream: {error}"));
-        }
+    // A create-only PUT on a key that exists is refused by s3s-fs before it reads the body,
+    // and the server then closes the connection: the proxy, still writing the body, sees the
+    // connection fail (broken pipe, or closed before the answer) where S3 would answer 412.
+    // Such a PUT is answered 412 here when the key's file exists, as S3 would; the broker
+    // then does what it does on any conflict (Sluice reads the key back to see whose it is).
+    let create_only =
+        call == S3Call::Put && parts.headers.contains_key(hyper::header::IF_NONE_MATCH);
+    // A request whose upstream connection failed is sent once more (the body is in memory):
+    // reads are idempotent, and so are Sluice's and Tansu's PUTs (a new key each, the same bytes
+    // on a retry; a create-only retry that meets its own first copy is a conflict, as above).
+    let attempts = if call == S3Call::Other {
+        1
+    } else {
+        UPSTREAM_ATTEMPTS
     };
+    let mut attempt = 0;
+    let response = loop {
+        attempt += 1;
+        let request = Request::from_parts(parts.clone(), Full::new(body.clone()));
+        let error = match shared.client.request(request).await {
+            Ok(response) => break response,
+            Err(error) => error,
+        };
+        let exists = create_only
+            && shared
+                .objects_root
+                .as_deref()
+                .and_then(|root| object_path(root, parts.uri.path()))
+                .is_some_and(|path| path.exists());
+        if exists {
+            shared.counters.record(call, put_bytes, 0);
+            shared.counters.count_put_conflict();
+            return precondition_failed();
+        }
+        if attempt < attempts {
+            continue;
+        }
+        shared.counters.record(call, put_bytes, 0);
+        // The whole chain: hyper's own message hides the cause (reset, refused, closed).
+        let mut message = format!("upstream: {error}");
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        eprintln!("sluice-bench: proxy: {call:?} {message}");
+        return error_response(StatusCode::BAD_GATEWAY, &message);
+    };
+    if call == S3Call::Put && response.status() == StatusCode::PRECONDITION_FAILED {
+        shared.counters.count_put_conflict();
+    }
     // A HEAD answer names the object's size but carries no body.
     let get_bytes = match call {
         S3Call::Get | S3Call::List | S3Call::Other => content_length(response.headers()),
@@ -296,6 +364,51 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ProxyB
     }
     shared.counters.record(call, put_bytes, get_bytes);
     response.map(BodyExt::boxed)
+}
+
+/// The file s3s-fs keeps for a path-style request path (`/bucket/key`, percent-decoded) under
+/// `root`; `None` for a path without a key or one that would leave the root.
+pub fn object_path(root: &Path, request_path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode(request_path.trim_start_matches('/'))?;
+    let (bucket, key) = decoded.split_once('/')?;
+    if key.is_empty()
+        || bucket.is_empty()
+        || decoded.split('/').any(|part| part == ".." || part == ".")
+    {
+        return None;
+    }
+    Some(root.join(bucket).join(key))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = tail.get(2..)?;
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// S3's answer to a create-only PUT on a key that exists.
+fn precondition_failed() -> Response<ProxyBody> {
+    let mut response = error_response(
+        StatusCode::PRECONDITION_FAILED,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PreconditionFailed</Code>\
+         <Message>At least one of the pre-conditions you specified did not hold</Message>\
+         <Condition>If-None-Match</Condition></Error>",
+    );
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {

@@ -26,10 +26,27 @@ fn classifies_path_style_calls() {
 }
 
 #[test]
+fn object_paths_are_decoded_and_kept_inside_the_root() {
+    let root = Path::new("/data");
+    assert_eq!(
+        object_path(root, "/sluice-test/bench/log/0001"),
+        Some(root.join("sluice-test/bench/log/0001"))
+    );
+    assert_eq!(
+        object_path(root, "/b/a%20b%2Fc"),
+        Some(root.join("b/a b/c"))
+    );
+    assert_eq!(object_path(root, "/b/../etc/passwd"), None);
+    assert_eq!(object_path(root, "/b"), None);
+    assert_eq!(object_path(root, "/b/%zz"), None);
+}
+
+#[test]
 fn snapshots_subtract() {
     let counters = Counters::default();
     counters.record(S3Call::Put, 100, 0);
     let before = counters.snapshot();
+    counters.count_put_conflict();
     counters.record(S3Call::Put, 10, 0);
     counters.record(S3Call::Get, 0, 7);
     counters.record(S3Call::List, 0, 3);
@@ -38,6 +55,7 @@ fn snapshots_subtract() {
     assert_eq!(delta.gets, 1);
     assert_eq!(delta.lists, 1);
     assert_eq!(delta.put_bytes, 10);
+    assert_eq!(delta.put_conflicts, 1);
     assert_eq!(delta.get_bytes, 10);
     // Never panics on a "later" snapshot that is smaller.
     assert_eq!(before.since(&counters.snapshot()).puts, 0);
@@ -56,7 +74,9 @@ fn upstream_of(server: &S3TestServer) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_real_s3_traffic() {
     let server = S3TestServer::start().unwrap();
-    let proxy = S3Proxy::start(upstream_of(&server), None, 1).await.unwrap();
+    let proxy = S3Proxy::start(upstream_of(&server), None, 1, None)
+        .await
+        .unwrap();
     let url = server
         .store_url("p")
         .replace(&server.endpoint(), &proxy.endpoint());
@@ -96,7 +116,7 @@ async fn delays_puts_by_the_profile() {
         put: fixed,
         ..LatencyProfile::none()
     };
-    let proxy = S3Proxy::start(upstream_of(&server), Some(profile), 1)
+    let proxy = S3Proxy::start(upstream_of(&server), Some(profile), 1, None)
         .await
         .unwrap();
     let url = server
@@ -113,4 +133,83 @@ async fn delays_puts_by_the_profile() {
     let elapsed_ms = started.elapsed().as_millis();
     assert!(elapsed_ms >= 90, "3 PUTs of 30 ms took {elapsed_ms} ms");
     assert_eq!(proxy.counters().snapshot().puts, 3);
+}
+
+/// An upstream that reads a request's head and closes the connection: what the loopback server
+/// does to a create-only PUT on a key that exists (it answers 412 before reading the body and
+/// closes, and the proxy, still writing, sees the connection go). Counts its connections.
+async fn closing_upstream() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let mut head = [0_u8; 256];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut head).await;
+            drop(socket);
+        }
+    });
+    (address, connections)
+}
+
+async fn send(proxy: &S3Proxy, method: Method, path: &str, create_only: bool) -> StatusCode {
+    let stream = tokio::net::TcpStream::connect(proxy.address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1");
+    if create_only {
+        request = request.header("if-none-match", "*");
+    }
+    let request = request
+        .body(Full::new(Bytes::from(vec![b'x'; 1 << 20])))
+        .unwrap();
+    sender.send_request(request).await.unwrap().status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_only_put_is_a_conflict_and_failed_calls_are_sent_once_more() {
+    let (upstream, connections) = closing_upstream().await;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("bucket/log")).unwrap();
+    std::fs::write(root.path().join("bucket/log/1"), b"first").unwrap();
+    let proxy = S3Proxy::start(upstream, None, 1, Some(root.path().to_owned()))
+        .await
+        .unwrap();
+
+    // The key exists: S3's answer, 412, once the connection fails.
+    let status = send(&proxy, Method::PUT, "/bucket/log/1", true).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    // The key does not: a real failure, sent twice, then a gateway error.
+    let before = connections.load(Ordering::Relaxed);
+    let status = send(&proxy, Method::PUT, "/bucket/log/2", true).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(connections.load(Ordering::Relaxed) - before, 2);
+    // A plain PUT on an existing key is not a conflict (nothing made it conditional).
+    let status = send(&proxy, Method::PUT, "/bucket/log/1", false).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    // Reads are sent twice too.
+    let before = connections.load(Ordering::Relaxed);
+    assert_eq!(
+        send(&proxy, Method::GET, "/bucket/log/1", false).await,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(connections.load(Ordering::Relaxed) - before, 2);
+
+    let counts = proxy.counters().snapshot();
+    assert_eq!((counts.puts, counts.put_conflicts, counts.gets), (3, 1, 1));
+    assert_eq!(counts.put_bytes, 3 << 20);
+
+    // Without the server's files the proxy cannot tell, and says so with a gateway error.
+    let blind = S3Proxy::start(upstream, None, 1, None).await.unwrap();
+    assert_eq!(
+        send(&blind, Method::PUT, "/bucket/log/1", true).await,
+        StatusCode::BAD_GATEWAY
+    );
 }

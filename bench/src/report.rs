@@ -58,6 +58,11 @@ pub struct Row {
     pub store_note: Option<String>,
     pub cpu_seconds_per_gb: Option<f64>,
     pub errors: u64,
+    /// Records acknowledged in the measured window but never consumed back (`None`: no
+    /// consumer).
+    pub missing_records: Option<u64>,
+    /// `replay` scenario rows only: what the read found.
+    pub replay: Option<ReplayStats>,
     /// How late the load generator itself handed records to the client (p99, max): large values
     /// mean the machine, not the broker, set the tail.
     pub send_lag_p99_ms: Option<f64>,
@@ -90,6 +95,8 @@ impl Row {
             store_note: None,
             cpu_seconds_per_gb: None,
             errors: 0,
+            missing_records: None,
+            replay: None,
             send_lag_p99_ms: None,
             send_lag_max_ms: None,
             held: None,
@@ -200,12 +207,186 @@ pub fn build_row(
         store_note: None,
         cpu_seconds_per_gb: measured.cpu_s.and_then(per_gb),
         errors,
+        missing_records: (consumers > 0.0)
+            .then(|| {
+                summary
+                    .pointer("/end_to_end/missing_records")
+                    .and_then(Value::as_u64)
+            })
+            .flatten(),
+        replay: None,
         send_lag_p99_ms: number(summary, "/produce/send_lag_us/p99").map(|us| us / 1000.0),
         send_lag_max_ms: number(summary, "/produce/send_lag_us/max").map(|us| us / 1000.0),
         held: None,
         produce_curve: measured.produce_curve,
         end_to_end_curve: measured.end_to_end_curve,
     }
+}
+
+/// One read of the `replay` scenario.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReplayStats {
+    /// `cold` (first read after a broker restart) or `warm` (the same read again).
+    pub phase: String,
+    pub records_expected: u64,
+    pub records_read: u64,
+    pub records_missing: u64,
+    pub offset_gaps: u64,
+    pub value_bytes_read: u64,
+    pub time_to_first_record_ms: Option<f64>,
+    pub elapsed_s: f64,
+    /// Records the fill acknowledged, and how many distinct ones of its sequence numbers the
+    /// read found (must be at least the acknowledged count).
+    pub fill_acked_records: u64,
+    pub fill_sequences_found: u64,
+    /// Every expected record read once, nothing acknowledged missing.
+    pub verified: bool,
+    /// Why not, when not verified.
+    pub verification_note: Option<String>,
+}
+
+/// Builds the row of one replay read. `summary` is the load generator's replay `summary.json`,
+/// `fill` the fill's (produce) summary; store requests per second divide by the reading time,
+/// per GB by the value bytes read.
+pub fn build_replay_row(
+    target: &str,
+    phase: &str,
+    settings: serde_json::Map<String, Value>,
+    measured: &Measured,
+    fill: &Value,
+) -> Row {
+    let summary = &measured.summary;
+    let count = |pointer: &str| {
+        summary
+            .pointer(&format!("/replay/{pointer}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let elapsed_s = number(summary, "/replay/elapsed_s").unwrap_or(0.0);
+    let value_bytes_read = count("value_bytes_read");
+    #[expect(clippy::cast_precision_loss, reason = "byte counts far below 2^52")]
+    let gb = value_bytes_read as f64 / BYTES_PER_GB;
+    let seconds = if elapsed_s > 0.0 {
+        elapsed_s
+    } else {
+        measured.wall_s
+    };
+    let per_sec = |count: f64| if seconds > 0.0 { count / seconds } else { 0.0 };
+    let per_gb = |count: f64| (gb > 0.0).then(|| count / gb);
+    #[expect(clippy::cast_precision_loss, reason = "request counts far below 2^52")]
+    let store = measured.store.map(|counts| StoreRates {
+        counts,
+        puts_per_sec: per_sec(counts.puts as f64),
+        gets_per_sec: per_sec(counts.gets as f64),
+        puts_per_gb: per_gb(counts.puts as f64).unwrap_or(0.0),
+        gets_per_gb: per_gb(counts.gets as f64).unwrap_or(0.0),
+    });
+    let fill_run = fill
+        .get("run_id")
+        .and_then(Value::as_u64)
+        .map(|id| format!("{id:08x}"));
+    let fill_acked_records = fill
+        .pointer("/produce/acked_records")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let fill_sequences_found = summary
+        .pointer("/replay/runs")
+        .and_then(Value::as_array)
+        .and_then(|runs| {
+            runs.iter()
+                .find(|run| run.get("run_id").and_then(Value::as_str) == fill_run.as_deref())
+        })
+        .and_then(|run| run.get("distinct_sequences").and_then(Value::as_u64))
+        .unwrap_or(0);
+    let complete = summary
+        .pointer("/replay/complete")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let replay = ReplayStats {
+        phase: phase.to_owned(),
+        records_expected: count("records_expected"),
+        records_read: count("records_read"),
+        records_missing: count("records_missing"),
+        offset_gaps: count("offset_gaps"),
+        value_bytes_read,
+        time_to_first_record_ms: number(summary, "/replay/time_to_first_record_ms"),
+        elapsed_s,
+        fill_acked_records,
+        fill_sequences_found,
+        verified: false,
+        verification_note: None,
+    };
+    let note = if !complete {
+        Some(format!(
+            "incomplete: read {} of {} records ({} offsets skipped{})",
+            replay.records_read,
+            replay.records_expected,
+            replay.offset_gaps,
+            if summary.pointer("/replay/timed_out") == Some(&Value::Bool(true)) {
+                ", timed out"
+            } else {
+                ""
+            }
+        ))
+    } else if fill_sequences_found < fill_acked_records {
+        Some(format!(
+            "the fill acknowledged {fill_acked_records} records, the read found {fill_sequences_found} of them"
+        ))
+    } else {
+        None
+    };
+    let replay = ReplayStats {
+        verified: note.is_none(),
+        verification_note: note,
+        ..replay
+    };
+    let mut row = Row::without_numbers(target, Status::Ran, settings);
+    row.records_per_sec = number(summary, "/replay/records_per_sec");
+    row.mb_per_sec = number(summary, "/replay/mb_per_sec");
+    row.store = store;
+    row.cpu_seconds_per_gb = measured.cpu_s.and_then(per_gb);
+    row.replay = Some(replay);
+    row
+}
+
+/// Why the run should fail: targets that did not run, records lost or never acknowledged, reads
+/// that were not verified. The step that ended a ladder is expected to fall short and is not a
+/// failure; a step that held is.
+pub fn failures(report: &Report) -> Vec<String> {
+    let mut failures = Vec::new();
+    for row in &report.rows {
+        if row.status != Status::Ran {
+            failures.push(format!("{}: {:?}", row.target, row.status));
+            continue;
+        }
+        if row.held == Some(false) {
+            continue;
+        }
+        if row.errors > 0 {
+            failures.push(format!(
+                "{}: {} records failed, were not acknowledged or not sent",
+                row.target, row.errors
+            ));
+        }
+        if let Some(missing) = row.missing_records.filter(|missing| *missing > 0) {
+            failures.push(format!(
+                "{}: {missing} acknowledged records never consumed",
+                row.target
+            ));
+        }
+        if let Some(replay) = row.replay.as_ref().filter(|replay| !replay.verified) {
+            failures.push(format!(
+                "{} ({}): {}",
+                row.target,
+                replay.phase,
+                replay
+                    .verification_note
+                    .as_deref()
+                    .unwrap_or("not verified")
+            ));
+        }
+    }
+    failures
 }
 
 /// For a ladder: the highest step that held, and whether the ladder ran out before a step failed

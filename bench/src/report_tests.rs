@@ -138,3 +138,137 @@ fn ladder_reports_the_highest_step_that_held() {
     let single = build_row("sluice", serde_json::Map::new(), measured(10, 1));
     assert_eq!(sustained_finding("sluice", &[single]), None);
 }
+
+fn replay_measured(records_read: u64, complete: bool, fill_sequences: u64) -> Measured {
+    Measured {
+        summary: json!({
+            "mode": "replay",
+            "replay": {
+                "records_expected": 1_000_000, "records_read": records_read,
+                "records_missing": 1_000_000 - records_read, "offset_gaps": 0,
+                "value_bytes_read": records_read * 1_000, "time_to_first_record_ms": 12.5,
+                "elapsed_s": 4.0, "records_per_sec": records_read as f64 / 4.0, "mb_per_sec": 238.4,
+                "complete": complete, "timed_out": !complete,
+                "runs": [
+                    { "run_id": "0000abcd", "distinct_sequences": fill_sequences },
+                    { "run_id": "00000001", "distinct_sequences": 5 }
+                ]
+            }
+        }),
+        wall_s: 10.0,
+        cpu_s: Some(2.0),
+        store: Some(CountSnapshot {
+            gets: 400,
+            get_bytes: 1_000_000_000,
+            ..CountSnapshot::default()
+        }),
+        produce_curve: Vec::new(),
+        end_to_end_curve: Vec::new(),
+    }
+}
+
+fn fill_summary(acked: u64) -> Value {
+    json!({ "run_id": 0xabcd, "produce": { "acked_records": acked } })
+}
+
+#[test]
+fn replay_rows_rate_gets_over_the_read_and_verify_the_fill() {
+    let row = build_replay_row(
+        "sluice cold",
+        "cold",
+        serde_json::Map::new(),
+        &replay_measured(1_000_000, true, 1_000_000),
+        &fill_summary(1_000_000),
+    );
+    let replay = row.replay.as_ref().unwrap();
+    assert!(replay.verified, "{replay:?}");
+    assert_eq!(replay.fill_sequences_found, 1_000_000);
+    // 400 GETs over 4 s of reading (not the 10 s process), 1 GB of values read.
+    let store = row.store.unwrap();
+    assert!((store.gets_per_sec - 100.0).abs() < 1e-9);
+    assert!((store.gets_per_gb - 400.0).abs() < 1e-9);
+    assert!((row.cpu_seconds_per_gb.unwrap() - 2.0).abs() < 1e-9);
+    assert_eq!(row.mb_per_sec, Some(238.4));
+
+    let lost = build_replay_row(
+        "tansu cold",
+        "cold",
+        serde_json::Map::new(),
+        &replay_measured(1_000_000, true, 999_998),
+        &fill_summary(1_000_000),
+    );
+    let note = lost.replay.as_ref().unwrap().verification_note.clone();
+    assert!(note.unwrap().contains("found 999998"));
+    let short = build_replay_row(
+        "kafka warm",
+        "warm",
+        serde_json::Map::new(),
+        &replay_measured(900_000, false, 900_000),
+        &fill_summary(1_000_000),
+    );
+    assert!(
+        short
+            .replay
+            .as_ref()
+            .unwrap()
+            .verification_note
+            .as_deref()
+            .unwrap()
+            .contains("read 900000 of 1000000 records (0 offsets skipped, timed out)")
+    );
+
+    let report = Report {
+        scenario: "replay".into(),
+        quick: true,
+        command: String::new(),
+        started_at_unix_ms: 0,
+        machine: String::new(),
+        findings: Vec::new(),
+        rows: vec![row, lost, short],
+    };
+    let failures = failures(&report);
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures[0].starts_with("tansu cold (cold)"));
+    let text = markdown::render(&report);
+    assert!(
+        text.contains(
+            "| sluice cold | 1000000 / 1000000 | 238.4 | 250000 | 12.5 | 100.0 | 400 | 2.0 | yes |"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("| kafka warm | 900000 / 1000000 |"), "{text}");
+}
+
+#[test]
+fn failures_name_lost_records_but_not_the_step_that_ended_a_ladder() {
+    let clean = {
+        let mut m = measured(10, 1);
+        m.summary["produce"]["error_records"] = json!(0);
+        m.summary["produce"]["unacked_records"] = json!(0);
+        m.summary["end_to_end"]["missing_records"] = json!(0);
+        build_row("sluice", serde_json::Map::new(), m)
+    };
+    let report = |rows: Vec<Row>| Report {
+        scenario: "fraud".into(),
+        quick: true,
+        command: String::new(),
+        started_at_unix_ms: 0,
+        machine: String::new(),
+        findings: Vec::new(),
+        rows,
+    };
+    assert_eq!(failures(&report(vec![clean.clone()])), Vec::<String>::new());
+    let mut missing = clean.clone();
+    missing.missing_records = Some(7);
+    let found = failures(&report(vec![missing.clone()]));
+    assert!(
+        found[0].contains("7 acknowledged records never consumed"),
+        "{found:?}"
+    );
+    // The same shortfall on the step where a ladder stopped climbing is its expected end.
+    missing.held = Some(false);
+    assert_eq!(failures(&report(vec![missing])), Vec::<String>::new());
+    // Errors (the common summary has 3: failed, unacked) count on any step that held.
+    let errors = build_row("sluice", serde_json::Map::new(), measured(10, 1));
+    assert!(failures(&report(vec![errors]))[0].contains("3 records failed"));
+}

@@ -4,6 +4,9 @@
 //! rates, climbed until a step misses its rate or its produce P99 passes 1 s: the last step that
 //! held is the "highest sustained MB/s". `--quick` shortens every step so a scenario finishes in
 //! about a minute per target (CI smoke test); its numbers are not headline numbers.
+//!
+//! `replay` is not a list of steps but a fill, a broker restart and two reads ([`ReplayPlan`],
+//! driven by `crate::replay`).
 
 use serde_json::{Map, Value, json};
 
@@ -51,14 +54,17 @@ impl Scenario {
             duration_s,
             warmup_s,
             consumers: 1,
+            drain_timeout_s: DRAIN_TIMEOUT_S,
         };
         match self {
             Scenario::Fraud => Ok(vec![fraud]),
             Scenario::Throughput => {
+                // Doubling to 160 MB/s, then finer steps: both Sluice and Kafka held 160 MB/s
+                // on this machine, so the limit is found in 40-80 MB/s steps above it.
                 let ladder: &[u64] = if quick {
                     &[5, 20]
                 } else {
-                    &[5, 10, 20, 40, 80, 160]
+                    &[5, 10, 20, 40, 80, 160, 200, 240, 320, 400, 480]
                 };
                 let (duration_s, warmup_s) = if quick { (8, 2) } else { (30, 5) };
                 Ok(ladder
@@ -78,11 +84,9 @@ impl Scenario {
                 records_per_sec: Some(if quick { 500 } else { 2_000 }),
                 ..fraud
             }]),
-            Scenario::Replay => Err(
-                "sluice-loadgen has no read-from-offset-0 mode yet; replay needs \
-                 a consumer that reads existing history (add `--from-beginning` to loadgen)"
-                    .to_owned(),
-            ),
+            Scenario::Replay => {
+                Err("a fill, a restart and two reads, not load-generator steps".to_owned())
+            }
             Scenario::Groups => {
                 Err("runs simulated group members, not load-generator steps".to_owned())
             }
@@ -102,9 +106,12 @@ pub struct Load {
     pub duration_s: u32,
     pub warmup_s: u32,
     pub consumers: u32,
+    /// Upper bound on waiting for the load generator after its schedule ends.
+    pub drain_timeout_s: u32,
 }
 
-/// Upper bound on waiting for the load generator after its schedule ends.
+/// Upper bound on waiting for the load generator after its schedule ends (steps at a rate the
+/// broker can keep; a fill at the client's top speed gets its own).
 pub const DRAIN_TIMEOUT_S: u32 = 20;
 
 impl Load {
@@ -129,7 +136,7 @@ impl Load {
             "--consumers".to_owned(),
             self.consumers.to_string(),
             "--drain-timeout-s".to_owned(),
-            DRAIN_TIMEOUT_S.to_string(),
+            self.drain_timeout_s.to_string(),
             "--out".to_owned(),
             out.to_owned(),
         ];
@@ -158,7 +165,106 @@ impl Load {
 
     /// Seconds the run may take before the harness kills the load generator.
     pub fn limit_s(&self) -> u64 {
-        u64::from(self.duration_s + self.warmup_s + DRAIN_TIMEOUT_S) + 60
+        u64::from(self.duration_s + self.warmup_s + self.drain_timeout_s) + 60
+    }
+}
+
+/// The `replay` scenario: fill a topic at the client's top speed, restart the broker, read the
+/// topic from offset 0 to its end twice (cold: the first read after the restart, every byte from
+/// the store or the disk; warm: the same read again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayPlan {
+    pub partitions: u32,
+    pub record_bytes: u32,
+    /// The fill's schedule: far above what any target takes on this machine, so the load
+    /// generator sends as fast as its client queue drains, and `fill_records_per_sec ×
+    /// fill_duration_s` records in all.
+    pub fill_records_per_sec: u64,
+    pub fill_duration_s: u32,
+    /// Limit on the fill (it ends when every record is acknowledged, or at this limit).
+    pub fill_timeout_s: u32,
+    /// Limit on each read.
+    pub replay_timeout_s: u32,
+    /// Readers (one librdkafka consumer each, partitions split among them).
+    pub consumers: u32,
+}
+
+impl ReplayPlan {
+    /// Full: 5,000,000 records of 1 KiB (5.12 GB); quick: 200,000 (205 MB).
+    pub fn new(quick: bool) -> ReplayPlan {
+        ReplayPlan {
+            partitions: 64,
+            record_bytes: 1024,
+            fill_records_per_sec: if quick { 200_000 } else { 1_000_000 },
+            fill_duration_s: if quick { 1 } else { 5 },
+            fill_timeout_s: if quick { 300 } else { 1_800 },
+            replay_timeout_s: if quick { 300 } else { 1_800 },
+            consumers: 1,
+        }
+    }
+
+    pub fn records(&self) -> u64 {
+        self.fill_records_per_sec * u64::from(self.fill_duration_s)
+    }
+
+    /// The fill as a load-generator run: produce only, nothing measured as warm-up.
+    pub fn fill(&self) -> Load {
+        Load {
+            partitions: self.partitions,
+            records_per_sec: Some(self.fill_records_per_sec),
+            mb_per_sec: None,
+            record_bytes: self.record_bytes,
+            linger_ms: 5,
+            duration_s: self.fill_duration_s,
+            warmup_s: 0,
+            consumers: 0,
+            drain_timeout_s: self.fill_timeout_s,
+        }
+    }
+
+    pub fn replay_args(&self, bootstrap: &str, topic: &str, out: &str) -> Vec<String> {
+        [
+            "--mode",
+            "replay",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--consumers",
+            &self.consumers.to_string(),
+            "--replay-timeout-s",
+            &self.replay_timeout_s.to_string(),
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect()
+    }
+
+    /// Seconds a read may take before the harness kills the load generator.
+    pub fn replay_limit_s(&self) -> u64 {
+        u64::from(self.replay_timeout_s) + 240
+    }
+
+    pub fn settings(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("partitions".into(), json!(self.partitions));
+        map.insert("record_bytes".into(), json!(self.record_bytes));
+        map.insert("fill_records".into(), json!(self.records()));
+        map.insert(
+            "fill".into(),
+            json!(format!(
+                "open loop at {} records/s (above any target's rate: as fast as the client sends), acks=all, linger 5 ms",
+                self.fill_records_per_sec
+            )),
+        );
+        map.insert("readers".into(), json!(self.consumers));
+        map.insert(
+            "reader".into(),
+            json!("librdkafka defaults (fetch.max.bytes 50 MiB, max.partition.fetch.bytes 1 MiB)"),
+        );
+        map
     }
 }
 
@@ -189,10 +295,38 @@ mod tests {
         let steps = Scenario::Throughput.steps(false).unwrap();
         assert!(steps.windows(2).all(|w| w[0].mb_per_sec < w[1].mb_per_sec));
         assert!(steps.iter().all(|s| s.partitions == 64));
+        assert!(
+            steps.last().unwrap().mb_per_sec.unwrap() >= 320,
+            "the ladder climbs past 160 MB/s, which Sluice and Kafka both held"
+        );
         assert!(Scenario::Replay.steps(true).is_err());
         assert_eq!(
             Scenario::parse("partitions").unwrap().steps(false).unwrap()[0].partitions,
             10_000
+        );
+    }
+
+    #[test]
+    fn replay_fills_five_gb_or_two_hundred_mb() {
+        let full = ReplayPlan::new(false);
+        assert_eq!(full.partitions, 64);
+        let bytes = full.records() * u64::from(full.record_bytes);
+        assert!((5_000_000_000..5_300_000_000).contains(&bytes), "{bytes}");
+        let quick = ReplayPlan::new(true);
+        let bytes = quick.records() * u64::from(quick.record_bytes);
+        assert!((200_000_000..220_000_000).contains(&bytes), "{bytes}");
+        let fill = quick.fill();
+        assert_eq!((fill.consumers, fill.warmup_s), (0, 0));
+        let args = fill.args("b:1", "t", "/o");
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--drain-timeout-s" && w[1] == "300")
+        );
+        let replay = quick.replay_args("b:1", "t", "/o");
+        assert!(
+            replay
+                .windows(2)
+                .any(|w| w[0] == "--mode" && w[1] == "replay")
         );
     }
 }

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -11,7 +10,7 @@ use sluice_engine::store::{
     LatencyProfile, S3TestServer, TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY,
 };
 
-use crate::process::{Guarded, free_port};
+use crate::process::{Guarded, Launch, free_port};
 use crate::proxy::S3Proxy;
 
 /// Targets `--targets` accepts.
@@ -31,6 +30,9 @@ const START_LIMIT: Duration = Duration::from_secs(90);
 #[derive(Debug)]
 pub struct Running {
     pub broker: Guarded,
+    /// How the broker was started, to start it again on the same data.
+    pub launch: Launch,
+    pub address: SocketAddr,
     pub bootstrap: String,
     pub proxy: Option<S3Proxy>,
     /// Only held: the S3 server must outlive the broker that writes to it.
@@ -39,6 +41,29 @@ pub struct Running {
     pub settings: Map<String, Value>,
     /// Why there are no store counts, if there are none.
     pub store_note: Option<String>,
+}
+
+impl Running {
+    /// Stops the broker and starts it again on the same data and store (the proxy and the S3
+    /// server keep running), then waits until it listens. Its caches start empty.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.broker.stop();
+        self.broker = self.launch.spawn()?;
+        self.broker.wait_listening(self.address, START_LIMIT)
+    }
+}
+
+/// "release build", "debug build" or the path: which build of a binary a row measured.
+pub fn build_label(binary: &Path) -> String {
+    let parent = binary
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str());
+    match parent {
+        Some("release") => "release build".to_owned(),
+        Some("debug") => "debug build".to_owned(),
+        _ => format!("build at {}", binary.display()),
+    }
 }
 
 /// Paths and options shared by all targets.
@@ -88,7 +113,11 @@ pub fn start(name: &str, env: &Env) -> Result<Running, StartError> {
     }
 }
 
-fn start_sluice(env: &Env, name: &str, store_url: &str) -> Result<(Guarded, String), StartError> {
+fn start_sluice(
+    env: &Env,
+    name: &str,
+    store_url: &str,
+) -> Result<(Guarded, Launch, SocketAddr), StartError> {
     if !env.sluice_bin.exists() {
         return Err(StartError::NotInstalled(format!(
             "{} missing: run `cargo build --release -p sluice-server`",
@@ -98,21 +127,24 @@ fn start_sluice(env: &Env, name: &str, store_url: &str) -> Result<(Guarded, Stri
     let port = free_port()?;
     let data_dir = env.work_dir.join(name);
     std::fs::create_dir_all(&data_dir).map_err(anyhow::Error::from)?;
-    let mut command = Command::new(&env.sluice_bin);
-    command
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("--store")
-        .arg(store_url)
-        .arg("--default-partitions")
-        .arg("1");
-    let mut broker = Guarded::spawn(name, command, &env.work_dir.join(format!("{name}.log")))?;
+    let launch = Launch::new(
+        name,
+        &env.sluice_bin,
+        &env.work_dir.join(format!("{name}.log")),
+    )
+    .arg("serve")
+    .arg("--listen")
+    .arg(format!("127.0.0.1:{port}"))
+    .arg("--data-dir")
+    .arg(&data_dir)
+    .arg("--store")
+    .arg(store_url)
+    .arg("--default-partitions")
+    .arg("1");
+    let mut broker = launch.spawn()?;
     let address: SocketAddr = ([127, 0, 0, 1], port).into();
     broker.wait_listening(address, START_LIMIT)?;
-    Ok((broker, address.to_string()))
+    Ok((broker, launch, address))
 }
 
 fn start_sluice_local(
@@ -125,13 +157,17 @@ fn start_sluice_local(
         upstream_of(&server)?,
         profile.map(|(_, p)| p),
         1,
+        Some(server.data_dir().to_owned()),
     ))?;
     let store_url = server
         .store_url("bench")
         .replace(&server.endpoint(), &proxy.endpoint());
-    let (broker, bootstrap) = start_sluice(env, name, &store_url)?;
+    let (broker, launch, address) = start_sluice(env, name, &store_url)?;
     let mut settings = Map::new();
-    settings.insert("broker".into(), json!("sluice (release build)"));
+    settings.insert(
+        "broker".into(),
+        json!(format!("sluice ({})", build_label(&env.sluice_bin))),
+    );
     settings.insert(
         "store".into(),
         json!("s3s-fs on loopback behind the harness proxy"),
@@ -143,7 +179,9 @@ fn start_sluice_local(
     settings.insert("flush_interval_ms".into(), json!("agent default (10)"));
     Ok(Running {
         broker,
-        bootstrap,
+        launch,
+        address,
+        bootstrap: address.to_string(),
         proxy: Some(proxy),
         server: Some(server),
         settings,
@@ -157,9 +195,12 @@ fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
             "give `--store s3://bucket/prefix?endpoint=...` (credentials from AWS_* env)".into(),
         ));
     };
-    let (broker, bootstrap) = start_sluice(env, "sluice-external", url)?;
+    let (broker, launch, address) = start_sluice(env, "sluice-external", url)?;
     let mut settings = Map::new();
-    settings.insert("broker".into(), json!("sluice (release build)"));
+    settings.insert(
+        "broker".into(),
+        json!(format!("sluice ({})", build_label(&env.sluice_bin))),
+    );
     // The URL may carry credentials in its query; report only what precedes it.
     settings.insert(
         "store".into(),
@@ -167,7 +208,9 @@ fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
     );
     Ok(Running {
         broker,
-        bootstrap,
+        launch,
+        address,
+        bootstrap: address.to_string(),
         proxy: None,
         server: None,
         settings,
@@ -188,13 +231,12 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
     let port = free_port()?;
     let controller_port = free_port()?;
     let data_dir = env.work_dir.join("kafka");
-    let mut command = Command::new("bash");
-    command
+    let launch = Launch::new("kafka", "bash", &env.work_dir.join("kafka.log"))
         .arg(&script)
         .arg(port.to_string())
         .arg(&data_dir)
         .arg(controller_port.to_string());
-    let mut broker = Guarded::spawn("kafka", command, &env.work_dir.join("kafka.log"))?;
+    let mut broker = launch.spawn()?;
     let address: SocketAddr = ([127, 0, 0, 1], port).into();
     broker.wait_listening(address, START_LIMIT)?;
     let mut settings = Map::new();
@@ -208,6 +250,8 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
     );
     Ok(Running {
         broker,
+        launch,
+        address,
         bootstrap: address.to_string(),
         proxy: None,
         server: None,
@@ -237,12 +281,14 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
         ));
     };
     let server = S3TestServer::start().map_err(anyhow::Error::from)?;
-    let proxy = env
-        .runtime
-        .block_on(S3Proxy::start(upstream_of(&server)?, None, 1))?;
+    let proxy = env.runtime.block_on(S3Proxy::start(
+        upstream_of(&server)?,
+        None,
+        1,
+        Some(server.data_dir().to_owned()),
+    ))?;
     let port = free_port()?;
-    let mut command = Command::new(binary);
-    command
+    let launch = Launch::new("tansu", binary, &env.work_dir.join("tansu.log"))
         .arg("broker")
         .arg("--storage-engine")
         .arg(format!("s3://{}/", server.bucket()))
@@ -257,7 +303,7 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
         .env("AWS_ENDPOINT", proxy.endpoint())
         .env("AWS_ALLOW_HTTP", "true")
         .env("NO_COLOR", "1");
-    let mut broker = Guarded::spawn("tansu", command, &env.work_dir.join("tansu.log"))?;
+    let mut broker = launch.spawn()?;
     let address: SocketAddr = ([127, 0, 0, 1], port).into();
     broker.wait_listening(address, START_LIMIT)?;
     let mut settings = Map::new();
@@ -268,6 +314,8 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
     );
     Ok(Running {
         broker,
+        launch,
+        address,
         bootstrap: address.to_string(),
         proxy: Some(proxy),
         server: Some(server),

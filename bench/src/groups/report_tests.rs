@@ -41,6 +41,7 @@ fn measured(target: &str, commit_ms: u64, stable: usize) -> Measured<'_> {
             others: 0,
             put_bytes: 1,
             get_bytes: 0,
+            put_conflicts: 0,
         }),
     }
 }
