@@ -152,6 +152,9 @@ const UPSTREAM_ATTEMPTS: u32 = 2;
 struct Shared {
     upstream: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// No pool: a resent request goes on a new connection, not on another pooled one that the
+    /// server may have closed as well.
+    fresh_client: Client<HttpConnector, Full<Bytes>>,
     counters: Arc<Counters>,
     /// `None` forwards without delay. The inner store is never called: the model is used only
     /// for its fitted, seeded draws (`sample_delay_ms`).
@@ -189,11 +192,15 @@ impl S3Proxy {
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
+            .build(connector.clone());
+        let fresh_client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
             .build(connector);
         let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
             upstream,
             client,
+            fresh_client,
             counters: Arc::clone(&counters),
             model,
             objects_root,
@@ -308,7 +315,8 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ProxyB
     // then does what it does on any conflict (Sluice reads the key back to see whose it is).
     let create_only =
         call == S3Call::Put && parts.headers.contains_key(hyper::header::IF_NONE_MATCH);
-    // A request whose upstream connection failed is sent once more (the body is in memory):
+    // A request whose upstream connection failed is sent once more, on a new connection (the
+    // body is in memory; the usual failure is a pooled connection the server had just closed):
     // reads are idempotent, and so are Sluice's and Tansu's PUTs (a new key each, the same bytes
     // on a retry; a create-only retry that meets its own first copy is a conflict, as above).
     let attempts = if call == S3Call::Other {
@@ -320,7 +328,12 @@ async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ProxyB
     let response = loop {
         attempt += 1;
         let request = Request::from_parts(parts.clone(), Full::new(body.clone()));
-        let error = match shared.client.request(request).await {
+        let client = if attempt == 1 {
+            &shared.client
+        } else {
+            &shared.fresh_client
+        };
+        let error = match client.request(request).await {
             Ok(response) => break response,
             Err(error) => error,
         };

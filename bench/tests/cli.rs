@@ -1,0 +1,48 @@
+//! The `sluice-bench` binary as CI runs it: a requested target that cannot start is a row in the
+//! report (never dropped) and a non-zero exit. No broker is started, so this runs in seconds.
+//!
+//! It also makes `cargo test` build the binary itself (tests get `CARGO_BIN_EXE_*`), next to
+//! the `sluice` and `sluice-loadgen` binaries the other crates' tests build: `.ci/run` runs the
+//! smoke benchmark with those debug binaries instead of compiling a release build.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::process::Command;
+
+#[test]
+fn a_target_that_cannot_start_is_reported_and_fails_the_run() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(["--scenario", "fraud", "--quick", "--targets", "sluice"])
+        .args(["--sluice-bin", "/nonexistent/sluice", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("FAILED: sluice"), "{stderr}");
+    assert!(stdout.contains("| sluice | **not installed**"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["rows"][0]["target"], "sluice");
+    assert_eq!(report["rows"][0]["status"]["state"], "not_installed");
+    assert!(out.path().join("report.md").exists());
+}
+
+#[test]
+fn unknown_scenarios_and_targets_are_refused() {
+    let out = tempfile::tempdir().unwrap();
+    for args in [
+        ["--scenario", "nope", "--targets", "sluice"],
+        ["--scenario", "fraud", "--targets", "redpanda"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+            .args(args)
+            .arg("--out")
+            .arg(out.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} accepted");
+    }
+}
