@@ -84,8 +84,13 @@ fn consumer_groups_on_sluice() {
     }
 
     if outcomes.iter().any(|outcome| outcome.result.is_err()) {
+        // Tells a wedged agent from a wrong answer.
+        let probe = match agent.advertised_apis() {
+            Ok(apis) => format!("answers ApiVersions ({} APIs)", apis.len()),
+            Err(error) => format!("does not answer ApiVersions: {error}"),
+        };
         loud(&format!(
-            "last lines of the agent's log {}:\n{}",
+            "after the scenarios the agent {probe}; last lines of its log {}:\n{}",
             agent.log().display(),
             agent.log_tail()
         ));

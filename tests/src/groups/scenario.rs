@@ -393,6 +393,9 @@ pub fn membership_and_handoff(
         group.terminate_all()?;
         group.health()?;
         let views = group.check_ownership()?;
+        if client.protocol() == Protocol::Consumer {
+            check_no_refused_commit(&views)?;
+        }
         let summary = check_handoff(&views, &prepared.acks, &prepared.end_offsets)
             .map_err(|problems| problems.join("\n"))?;
         Ok(format!(
@@ -405,6 +408,34 @@ pub fn membership_and_handoff(
         ))
     })();
     finish(group, outcome)
+}
+
+/// KIP-848 members commit only partitions they own, and Kafka 4.4 accepts such a commit even when
+/// it carries an older member epoch than the broker's, as long as the partitions were assigned at
+/// or before that epoch (KIP-1251; `ConsumerGroup.validateOffsetCommit`): the commit races the
+/// heartbeat that bumps the epoch, and refusing it surfaces as a CommitFailedException in the
+/// application. So with the consumer protocol no commit may be refused.
+fn check_no_refused_commit(views: &[MemberView]) -> Result<(), String> {
+    let refused: Vec<String> = views
+        .iter()
+        .flat_map(|view| {
+            view.events.iter().filter_map(move |event| match event {
+                MemberEvent::CommitFailed { message, .. } => {
+                    Some(format!("{}: {message}", view.name))
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} commits of owned partitions refused (Kafka 4.4 accepts a commit with an older member epoch for partitions assigned at or before it):\n{}",
+            refused.len(),
+            refused.join("\n")
+        ))
+    }
 }
 
 /// Scenario 3: three static members (`group.instance.id`) settle; the third is restarted within
