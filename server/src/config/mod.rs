@@ -49,8 +49,19 @@ pub struct Config {
     pub flush_interval_ms: u64,
     /// A flush starts early once this many bytes are buffered.
     pub flush_bytes_max: u64,
-    /// Flush windows whose log entry (one PUT each) is in flight at once; 1 to 64.
+    /// Flush windows whose log entry (one PUT each) is in flight at once; 1 to 1024.
     pub flush_windows_inflight_max: usize,
+    /// Windows stretch to half the store's recent median PUT time, up to this (never below
+    /// `flush_interval_ms`).
+    pub flush_interval_max_ms: u64,
+    /// Copies of one log entry's PUT at most (parallel and hedged); 1 turns hedging off.
+    pub put_copies_max: u32,
+    /// Copies start at once when one copy misses this time more than 1 % of the time.
+    pub put_latency_target_ms: u64,
+    /// A further copy starts after this percentile (1 to 99) of recent PUT times.
+    pub put_hedge_percentile: u32,
+    /// Floor of the hedge delay.
+    pub put_hedge_delay_ms_min: u64,
     /// Largest request frame accepted; bigger frames close the connection.
     pub request_bytes_max: u64,
     /// Create a topic when a client asks for metadata of one that does not exist.
@@ -74,7 +85,12 @@ impl Default for Config {
             io_memory_bytes: 512 * 1024,
             flush_interval_ms: 10,
             flush_bytes_max: 8 * 1024 * 1024,
-            flush_windows_inflight_max: 4,
+            flush_windows_inflight_max: 128,
+            flush_interval_max_ms: 50,
+            put_copies_max: 6,
+            put_latency_target_ms: 15,
+            put_hedge_percentile: 95,
+            put_hedge_delay_ms_min: 5,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             auto_create_topics: true,
             default_partitions: 1,
@@ -182,6 +198,16 @@ impl Config {
                 format!("must be in 1..={inflight_limit}"),
             ));
         }
+        let copies_limit = sluice_engine::store::hedge::COPIES_LIMIT;
+        if !(1..=copies_limit).contains(&self.put_copies_max) {
+            return Err(invalid(
+                "put_copies_max",
+                format!("must be in 1..={copies_limit}"),
+            ));
+        }
+        if !(1..=99).contains(&self.put_hedge_percentile) {
+            return Err(invalid("put_hedge_percentile", "must be in 1..=99"));
+        }
         if self.flush_buffer_bytes_max < self.flush_bytes_max {
             return Err(invalid(
                 "flush_buffer_bytes_max",
@@ -205,6 +231,17 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The hedging policy of the agent's object-store PUTs (`put_*` keys).
+    pub fn hedge_config(&self) -> sluice_engine::store::hedge::HedgeConfig {
+        sluice_engine::store::hedge::HedgeConfig {
+            copies_max: self.put_copies_max,
+            latency_target_ms: self.put_latency_target_ms,
+            hedge_percentile: self.put_hedge_percentile,
+            hedge_delay_ms_min: self.put_hedge_delay_ms_min,
+            ..sluice_engine::store::hedge::HedgeConfig::default()
+        }
     }
 
     /// The first address `listen` resolves to.
@@ -271,6 +308,10 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:9092");
         assert_eq!(config.flush_interval_ms, 10);
         assert_eq!(config.flush_bytes_max, 8 << 20);
+        assert_eq!(config.flush_windows_inflight_max, 128);
+        assert_eq!(config.flush_interval_max_ms, 50);
+        assert_eq!(config.put_copies_max, 6);
+        assert_eq!(config.hedge_config().latency_target_ms, 15);
         assert_eq!(config.request_bytes_max, 100 << 20);
         assert!(config.auto_create_topics);
         assert_eq!(config.default_partitions, 1);
@@ -359,6 +400,27 @@ mod tests {
                 "flush_interval_ms",
                 Config {
                     flush_interval_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "put_copies_max",
+                Config {
+                    put_copies_max: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "put_hedge_percentile",
+                Config {
+                    put_hedge_percentile: 100,
+                    ..Config::default()
+                },
+            ),
+            (
+                "flush_windows_inflight_max",
+                Config {
+                    flush_windows_inflight_max: 1025,
                     ..Config::default()
                 },
             ),

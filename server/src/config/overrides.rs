@@ -102,6 +102,21 @@ pub struct Overrides {
     /// Flush windows (PUTs) in flight at once [env SLUICE_FLUSH_WINDOWS_INFLIGHT_MAX]
     #[arg(long, value_name = "COUNT")]
     pub flush_windows_inflight_max: Option<usize>,
+    /// Longest flush window when PUTs are slow [env SLUICE_FLUSH_INTERVAL_MAX_MS]
+    #[arg(long, value_name = "MS")]
+    pub flush_interval_max_ms: Option<u64>,
+    /// Copies of one log entry's PUT at most; 1 turns hedging off [env SLUICE_PUT_COPIES_MAX]
+    #[arg(long, value_name = "COUNT")]
+    pub put_copies_max: Option<u32>,
+    /// PUT time that copies at once aim for [env SLUICE_PUT_LATENCY_TARGET_MS]
+    #[arg(long, value_name = "MS")]
+    pub put_latency_target_ms: Option<u64>,
+    /// Percentile of PUT times after which a hedge starts [env SLUICE_PUT_HEDGE_PERCENTILE]
+    #[arg(long, value_name = "PERCENT")]
+    pub put_hedge_percentile: Option<u32>,
+    /// Floor of the hedge delay [env SLUICE_PUT_HEDGE_DELAY_MS_MIN]
+    #[arg(long, value_name = "MS")]
+    pub put_hedge_delay_ms_min: Option<u64>,
     /// Largest accepted request frame in bytes [env SLUICE_REQUEST_BYTES_MAX]
     #[arg(long, value_name = "BYTES")]
     pub request_bytes_max: Option<u64>,
@@ -161,6 +176,21 @@ impl Overrides {
                 "FLUSH_WINDOWS_INFLIGHT_MAX" => {
                     overrides.flush_windows_inflight_max = Some(number(&value).map_err(parsed)?);
                 }
+                "FLUSH_INTERVAL_MAX_MS" => {
+                    overrides.flush_interval_max_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "PUT_COPIES_MAX" => {
+                    overrides.put_copies_max = Some(number(&value).map_err(parsed)?);
+                }
+                "PUT_LATENCY_TARGET_MS" => {
+                    overrides.put_latency_target_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "PUT_HEDGE_PERCENTILE" => {
+                    overrides.put_hedge_percentile = Some(number(&value).map_err(parsed)?);
+                }
+                "PUT_HEDGE_DELAY_MS_MIN" => {
+                    overrides.put_hedge_delay_ms_min = Some(number(&value).map_err(parsed)?);
+                }
                 "REQUEST_BYTES_MAX" => {
                     overrides.request_bytes_max = Some(number(&value).map_err(parsed)?);
                 }
@@ -219,6 +249,23 @@ impl Overrides {
         set(
             &mut config.flush_windows_inflight_max,
             self.flush_windows_inflight_max.as_ref(),
+        );
+        set(
+            &mut config.flush_interval_max_ms,
+            self.flush_interval_max_ms.as_ref(),
+        );
+        set(&mut config.put_copies_max, self.put_copies_max.as_ref());
+        set(
+            &mut config.put_latency_target_ms,
+            self.put_latency_target_ms.as_ref(),
+        );
+        set(
+            &mut config.put_hedge_percentile,
+            self.put_hedge_percentile.as_ref(),
+        );
+        set(
+            &mut config.put_hedge_delay_ms_min,
+            self.put_hedge_delay_ms_min.as_ref(),
         );
         set(
             &mut config.request_bytes_max,
@@ -287,6 +334,11 @@ mod tests {
             ("SLUICE_FLUSH_INTERVAL_MS", "4"),
             ("SLUICE_FLUSH_BYTES_MAX", "5"),
             ("SLUICE_FLUSH_WINDOWS_INFLIGHT_MAX", "8"),
+            ("SLUICE_FLUSH_INTERVAL_MAX_MS", "10"),
+            ("SLUICE_PUT_COPIES_MAX", "11"),
+            ("SLUICE_PUT_LATENCY_TARGET_MS", "12"),
+            ("SLUICE_PUT_HEDGE_PERCENTILE", "13"),
+            ("SLUICE_PUT_HEDGE_DELAY_MS_MIN", "14"),
             ("SLUICE_REQUEST_BYTES_MAX", "6"),
             ("SLUICE_AUTO_CREATE_TOPICS", "false"),
             ("SLUICE_DEFAULT_PARTITIONS", "7"),
@@ -308,6 +360,11 @@ mod tests {
             flush_interval_ms: 4,
             flush_bytes_max: 5,
             flush_windows_inflight_max: 8,
+            flush_interval_max_ms: 10,
+            put_copies_max: 11,
+            put_latency_target_ms: 12,
+            put_hedge_percentile: 13,
+            put_hedge_delay_ms_min: 14,
             request_bytes_max: 6,
             auto_create_topics: false,
             default_partitions: 7,

@@ -26,13 +26,22 @@ use super::{CoreInbox, CoreRequest, PartitionOutcome, ProducePartition};
 
 /// How long a stopping core waits for entries in flight to settle.
 pub const SHUTDOWN_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest `flush_windows_inflight_max` accepted.
-pub const FLUSH_WINDOWS_INFLIGHT_LIMIT: usize = 64;
+/// Largest `flush_windows_inflight_max` accepted. The count is only a backstop: the bytes of
+/// windows in flight are bounded by the network cores' produce budgets (`flush_buffer_bytes_max`
+/// per core), which their produces hold until they are answered.
+pub const FLUSH_WINDOWS_INFLIGHT_LIMIT: usize = 1024;
+/// Windows stretch to this fraction of the recent median time an entry took to upload: a window
+/// much shorter than the PUT buys little latency (a produce waits for the window *and* the PUT,
+/// and the in-order tail is set by the PUTs in flight) but costs one PUT (or several hedged
+/// copies) each.
+const WINDOW_PER_PUT_RATIO: f64 = 0.5;
 
 /// The flusher's settings (from the agent configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushConfig {
     pub flush_interval_ms: u64,
+    /// Longest window when PUTs are slow; see [`WINDOW_PER_PUT_RATIO`].
+    pub flush_interval_max_ms: u64,
     pub flush_bytes_max: u64,
     /// Log entries (PUTs) in flight at once; at least 1, at most [`FLUSH_WINDOWS_INFLIGHT_LIMIT`].
     pub flush_windows_inflight_max: usize,
@@ -54,6 +63,8 @@ struct Core {
     inflight: Rc<Semaphore>,
     shared: Rc<Shared>,
     started: Instant,
+    /// How long the open window stays open, set when the previous one was sealed.
+    window_interval_ms: u64,
 }
 
 /// Runs the metadata core until `stop` fires or every [`super::CoreHandle`] is dropped; then
@@ -78,12 +89,13 @@ pub async fn run_metadata_core(
             ..Shared::default()
         }),
         started: Instant::now(),
+        window_interval_ms: config.flush_interval_ms,
     };
     let mut receiver = inbox.receiver;
     let mut stop = stop.fuse();
     loop {
         let deadline = core.window.opened_at_ms().map(|opened| {
-            let due_ms = opened.saturating_add(core.config.flush_interval_ms);
+            let due_ms = opened.saturating_add(core.window_interval_ms);
             Duration::from_millis(due_ms.saturating_sub(core.now_ms()))
         });
         let timer = async {
@@ -236,6 +248,8 @@ impl Core {
             return;
         };
         let sealed = self.window.seal(wall_clock_ms());
+        self.window_interval_ms =
+            window_interval_ms(&self.config, self.log.put_latency_ms_median());
         if self.shared.fenced.get() {
             finish(
                 &self.log,
@@ -309,6 +323,25 @@ impl Core {
             }
         }
     }
+}
+
+/// `flush_interval_ms`, stretched towards [`WINDOW_PER_PUT_RATIO`] of the recent median upload
+/// time, but never beyond `flush_interval_max_ms`.
+fn window_interval_ms(config: &FlushConfig, put_median_ms: Option<f64>) -> u64 {
+    let shortest = config.flush_interval_ms;
+    let longest = config.flush_interval_max_ms.max(shortest);
+    let Some(put_median_ms) = put_median_ms.filter(|median| median.is_finite()) else {
+        return shortest;
+    };
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "clamped to a u64 range first"
+    )]
+    let stretched = (put_median_ms * WINDOW_PER_PUT_RATIO)
+        .clamp(0.0, longest as f64)
+        .round() as u64;
+    stretched.clamp(shortest, longest)
 }
 
 /// `Ok` values never occur where this is used; the map only changes the `Ok` type.
@@ -472,5 +505,35 @@ pub fn create_topic_command(
         topic_id: sluice_engine::types::TopicId::from_uuid(uuid::Uuid::new_v4()),
         partition_count,
         configs,
+    }
+}
+
+#[cfg(test)]
+mod window_interval_tests {
+    use super::*;
+
+    fn config(flush_interval_ms: u64, flush_interval_max_ms: u64) -> FlushConfig {
+        FlushConfig {
+            flush_interval_ms,
+            flush_interval_max_ms,
+            flush_bytes_max: 1 << 20,
+            flush_windows_inflight_max: 8,
+        }
+    }
+
+    #[test]
+    fn windows_stretch_with_slow_puts_within_their_bounds() {
+        let config = config(10, 50);
+        assert_eq!(window_interval_ms(&config, None), 10, "no upload yet");
+        assert_eq!(window_interval_ms(&config, Some(3.0)), 10, "loopback");
+        assert_eq!(
+            window_interval_ms(&config, Some(48.0)),
+            24,
+            "hedged S3 Standard"
+        );
+        assert_eq!(window_interval_ms(&config, Some(400.0)), 50, "capped");
+        assert_eq!(window_interval_ms(&config, Some(f64::NAN)), 10);
+        // A maximum below the interval means fixed windows, not a panic.
+        assert_eq!(window_interval_ms(&self::config(20, 5), Some(400.0)), 20);
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_engine::log::{LogConfig, MetadataLog};
 use sluice_engine::store::{
-    ObjectStorage, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store,
+    ObjectStorage, StoreConfig, StoreRuntime, StoreRuntimeConfig, hedge::HedgedPuts, open_store,
 };
 
 use super::executor::{Executor, spawn_executor};
@@ -198,6 +198,9 @@ impl Agent {
             needed_bytes: memlock::needed_bytes(executor_count, config.io_memory_bytes),
         };
 
+        // Hedging runs under the bridge: its copies and timers live on the store's tokio runtime.
+        let store: Arc<dyn ObjectStorage> =
+            Arc::new(HedgedPuts::new(store, config.hedge_config())?);
         let store = StoreRuntime::start(store, StoreRuntimeConfig::default())?;
         let (core, inbox) = core_channel(Arc::clone(&store), CLUSTER_ID);
         let mut broadcaster = WatermarkBroadcaster::default();
@@ -208,6 +211,7 @@ impl Agent {
             .collect();
         let flush = FlushConfig {
             flush_interval_ms: config.flush_interval_ms,
+            flush_interval_max_ms: config.flush_interval_max_ms,
             flush_bytes_max: config.flush_bytes_max,
             flush_windows_inflight_max: config.flush_windows_inflight_max,
         };
