@@ -65,8 +65,8 @@ fn replay_table(report: &Report) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "\nReads from offset 0 to the end (cold: first read after a broker restart; warm: the \
-         same read again):\n\n| target | records read / expected | MB/s | records/s | first record (ms) \
+        "\nReads from offset 0 to the end (after fill: before any restart; cold: the first read \
+         after a broker restart; warm: the same read again):\n\n| target | records read / expected | MB/s | records/s | first record (ms) \
          | GET/s | GET/GB | CPU s/GB | verified |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in reads {

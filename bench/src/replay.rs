@@ -1,6 +1,6 @@
 //! The `replay` scenario for one target: fill a 64-partition topic at the client's top speed,
-//! restart the broker, then read the topic from offset 0 to its end twice with
-//! `sluice-loadgen --mode replay`.
+//! read it from offset 0 to its end (`sluice-loadgen --mode replay`), restart the broker, and
+//! read it twice more.
 //!
 //! Why a restart: an agent keeps the objects it wrote in its block cache, so a read right after
 //! the fill would partly measure memory. After a restart Sluice's cache is empty and every byte
@@ -11,8 +11,12 @@
 //! machine's caches, which would slow every other process on it), and so do the loopback S3
 //! server's files — "cold" means "not in the broker's own memory", for every target.
 //!
-//! Rows: `<target> fill` (a produce row), `<target> cold`, `<target> warm` (replay rows, each
-//! verified: every offset read once and every record the fill acknowledged found).
+//! The read before the restart ("after fill") tells a broker that never stored what it
+//! acknowledged from one that lost it in the restart.
+//!
+//! Rows: `<target> fill` (a produce row), `<target> after fill`, `<target> cold`, `<target> warm`
+//! (replay rows, each verified: every offset read once and every record the fill acknowledged
+//! found).
 
 use std::path::Path;
 use std::time::Duration;
@@ -76,6 +80,16 @@ pub fn run_target(
     );
     let mut rows = vec![fill_row];
 
+    rows.push(read(
+        name,
+        "after fill",
+        running,
+        plan,
+        loadgen,
+        out,
+        &fill_summary,
+        &settings,
+    ));
     eprintln!("sluice-bench: {name}: restarting the broker for a cold read");
     if let Err(error) = running.restart() {
         for phase in ["cold", "warm"] {
@@ -87,30 +101,56 @@ pub fn run_target(
         return rows;
     }
     for phase in ["cold", "warm"] {
-        let label = format!("{name} {phase}");
-        let run_dir = out.join(format!("{name}-replay-{phase}"));
-        let args = plan.replay_args(&running.bootstrap, TOPIC, &run_dir.to_string_lossy());
-        let limit = Duration::from_secs(plan.replay_limit_s());
-        let row = match runner::run_measured(running, &args, loadgen, &run_dir, limit) {
-            Ok(measured) => {
-                let mut row = report::build_replay_row(
-                    &label,
-                    phase,
-                    settings.clone(),
-                    &measured,
-                    &fill_summary,
-                );
-                row.store_note.clone_from(&running.store_note);
-                row
-            }
-            Err(error) => failed(&label, format!("{error:#}")),
-        };
-        eprintln!(
-            "sluice-bench: {label}: {:.1} MB/s, verified {:?}",
-            row.mb_per_sec.unwrap_or(0.0),
-            row.replay.as_ref().map(|replay| replay.verified)
-        );
-        rows.push(row);
+        rows.push(read(
+            name,
+            phase,
+            running,
+            plan,
+            loadgen,
+            out,
+            &fill_summary,
+            &settings,
+        ));
     }
     rows
+}
+
+/// One read of the whole topic, as a row.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one caller; the read's whole context"
+)]
+fn read(
+    name: &str,
+    phase: &str,
+    running: &Running,
+    plan: &ReplayPlan,
+    loadgen: &Path,
+    out: &Path,
+    fill_summary: &serde_json::Value,
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Row {
+    let label = format!("{name} {phase}");
+    let run_dir = out.join(format!("{name}-replay-{}", phase.replace(' ', "-")));
+    let args = plan.replay_args(&running.bootstrap, TOPIC, &run_dir.to_string_lossy());
+    let limit = Duration::from_secs(plan.replay_limit_s());
+    let row = match runner::run_measured(running, &args, loadgen, &run_dir, limit) {
+        Ok(measured) => {
+            let mut row =
+                report::build_replay_row(&label, phase, settings.clone(), &measured, fill_summary);
+            row.store_note.clone_from(&running.store_note);
+            row
+        }
+        Err(error) => Row::without_numbers(
+            &label,
+            Status::Failed(format!("{error:#}")),
+            settings.clone(),
+        ),
+    };
+    eprintln!(
+        "sluice-bench: {label}: {:.1} MB/s, verified {:?}",
+        row.mb_per_sec.unwrap_or(0.0),
+        row.replay.as_ref().map(|replay| replay.verified)
+    );
+    row
 }

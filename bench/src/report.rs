@@ -226,7 +226,8 @@ pub fn build_row(
 /// One read of the `replay` scenario.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ReplayStats {
-    /// `cold` (first read after a broker restart) or `warm` (the same read again).
+    /// `after fill` (before any restart), `cold` (first read after a broker restart) or `warm`
+    /// (the same read again).
     pub phase: String,
     pub records_expected: u64,
     pub records_read: u64,
