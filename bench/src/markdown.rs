@@ -66,7 +66,10 @@ fn replay_table(report: &Report) -> String {
     }
     let mut out = String::from(
         "\nReads from offset 0 to the end (after fill: before any restart; cold: the first read \
-         after a broker restart; warm: the same read again):\n\n| target | records read / expected | MB/s | records/s | first record (ms) \
+         after a broker restart; warm: the same read again). MB/s and records/s over the time from the \
+         first fetch to the last record; GET/s over that time, GET/GB and CPU s/GB per 10^9 bytes \
+         of values read; verified: every offset read once and every record the fill acknowledged \
+         found:\n\n| target | records read / expected | MB/s | records/s | first record (ms) \
          | GET/s | GET/GB | CPU s/GB | verified |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in reads {
