@@ -23,8 +23,9 @@ use crate::progress::{ProgressSnapshot, format_line};
 use crate::schedule::{Schedule, Share};
 use crate::summary::{ConsumeCounts, ProduceCounts, Summary, SummaryInput};
 
-/// Limit on consumers assigning their partitions before the run starts.
-const CONSUMERS_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Limit on consumers assigning their partitions before the run starts (their offset lookups
+/// retry transient errors for up to 30 s on their own; 10,000 partitions take a while).
+const CONSUMERS_READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the run checks whether producers or the drain are done.
 const CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the progress line is printed.

@@ -16,14 +16,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::retry::{RetryPolicy, retry};
-use super::{Clock, ConsumeShared, RunWindow};
+use super::{Clock, ConsumeShared, PartitionEnd, RunWindow, list_offsets};
 use crate::payload::RecordHeader;
 
 /// How long one poll waits, which bounds how late a stop request is noticed.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
-/// Limit on reading one partition's high watermark.
-const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What one consumer thread needs.
 #[derive(Debug, Clone)]
@@ -95,13 +92,11 @@ pub fn run_consumer(
 
 fn assign_at_end(config: &ClientConfig, plan: &ConsumerPlan) -> Result<BaseConsumer, KafkaError> {
     let consumer: BaseConsumer = config.create()?;
+    // Retried: right after CreateTopics a broker may name a leader in its metadata and still
+    // refuse ListOffsets for a moment (see `retry`).
+    let ends = list_offsets(&consumer, &plan.topic, &plan.partitions, PartitionEnd::End)?;
     let mut assignment = TopicPartitionList::new();
-    for &partition in &plan.partitions {
-        // Retried: right after CreateTopics a broker may name a leader in its metadata and
-        // still refuse ListOffsets for a moment (see `retry`).
-        let (_low, high) = retry(RetryPolicy::SET_UP, |left| {
-            consumer.fetch_watermarks(&plan.topic, partition, left.min(WATERMARK_TIMEOUT))
-        })?;
+    for (&partition, &high) in plan.partitions.iter().zip(&ends) {
         assignment.add_partition_offset(&plan.topic, partition, Offset::Offset(high))?;
     }
     consumer.assign(&assignment)?;

@@ -22,7 +22,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::latency::LatencyRecorder;
 use crate::options::Settings;
@@ -146,6 +148,59 @@ pub struct ConsumeShared {
     pub undecodable: AtomicU64,
     /// Consumer errors.
     pub errors: AtomicU64,
+}
+
+/// Which end of a partition [`list_offsets`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionEnd {
+    /// The log start offset (low watermark).
+    Start,
+    /// The log end offset (high watermark).
+    End,
+}
+
+impl PartitionEnd {
+    /// The query for ListOffsets, whose special timestamps -2 (earliest) and -1 (latest) are
+    /// what librdkafka stores for `Beginning` and `End`.
+    fn query(self) -> Offset {
+        match self {
+            Self::Start => Offset::Beginning,
+            Self::End => Offset::End,
+        }
+    }
+}
+
+/// The start or end offset of every partition in `partitions`, in partition order: one
+/// ListOffsets request per broker for all of them (a watermark lookup per partition costs a
+/// round trip each, which at 1,000 partitions on a slow broker passed 30 s). Transient errors,
+/// of the whole request or of one partition, are retried (see [`retry`]).
+pub fn list_offsets(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    end: PartitionEnd,
+) -> Result<Vec<i64>, KafkaError> {
+    retry::retry(retry::RetryPolicy::SET_UP, |left| {
+        let mut query = TopicPartitionList::with_capacity(partitions.len());
+        for &partition in partitions {
+            query.add_partition_offset(topic, partition, end.query())?;
+        }
+        let answer = consumer.offsets_for_times(query, left)?;
+        partitions
+            .iter()
+            .map(|&partition| {
+                let element = answer
+                    .find_partition(topic, partition)
+                    .ok_or(KafkaError::OffsetFetch(RDKafkaErrorCode::UnknownPartition))?;
+                element.error()?;
+                match element.offset() {
+                    Offset::Offset(offset) if offset >= 0 => Ok(offset),
+                    // No offset yet: the broker has not answered for this partition.
+                    _ => Err(KafkaError::OffsetFetch(RDKafkaErrorCode::OffsetNotAvailable)),
+                }
+            })
+            .collect()
+    })
 }
 
 /// Producer client configuration for the settings; extra properties are applied last.

@@ -16,8 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::Clock;
-use super::retry::{RetryPolicy, retry};
+use super::{Clock, PartitionEnd, list_offsets};
 use crate::replay::{PartitionRange, ReplayTracker};
 
 /// How long one poll waits, which bounds how late a stop request or the deadline is noticed.
@@ -58,12 +57,14 @@ pub fn run_replay_reader(
 ) -> Result<(ReplayTracker, bool), KafkaError> {
     let set_up = || -> Result<(BaseConsumer, Vec<PartitionRange>), KafkaError> {
         let consumer: BaseConsumer = config.create()?;
-        let mut ranges = Vec::with_capacity(plan.partitions.len());
-        for &partition in &plan.partitions {
-            let (low, high) =
-                retry(RetryPolicy::SET_UP, |left| consumer.fetch_watermarks(&plan.topic, partition, left))?;
-            ranges.push(PartitionRange { partition, low, high });
-        }
+        let lows = list_offsets(&consumer, &plan.topic, &plan.partitions, PartitionEnd::Start)?;
+        let highs = list_offsets(&consumer, &plan.topic, &plan.partitions, PartitionEnd::End)?;
+        let ranges = plan
+            .partitions
+            .iter()
+            .zip(lows.iter().zip(&highs))
+            .map(|(&partition, (&low, &high))| PartitionRange { partition, low, high })
+            .collect();
         Ok((consumer, ranges))
     };
     let (consumer, ranges) = match set_up() {
