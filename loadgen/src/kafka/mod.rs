@@ -180,7 +180,7 @@ pub fn list_offsets(
     partitions: &[i32],
     end: PartitionEnd,
 ) -> Result<Vec<i64>, KafkaError> {
-    retry::retry(retry::RetryPolicy::SET_UP, |left| {
+    retry::retry(retry::RetryPolicy::OFFSET_LOOKUP, |left| {
         let mut query = TopicPartitionList::with_capacity(partitions.len());
         for &partition in partitions {
             query.add_partition_offset(topic, partition, end.query())?;

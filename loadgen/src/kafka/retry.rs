@@ -32,6 +32,11 @@ impl RetryPolicy {
         backoff_first: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
     };
+
+    /// Offset lookups for many partitions at once: a broker that reads its object store per
+    /// partition (Tansu) needs more than a minute for 1,000 of them. Within the runs' 120 s
+    /// limit on consumers getting ready.
+    pub const OFFSET_LOOKUP: RetryPolicy = RetryPolicy { limit: Duration::from_secs(110), ..RetryPolicy::SET_UP };
 }
 
 /// True for the errors a broker returns while a new topic's partitions settle (or while it is
