@@ -161,8 +161,8 @@ async fn lost_responses_of_hedged_copies_resolve_to_ours() {
 async fn seeded_soak_with_hedges_and_random_faults() {
     for seed in 0..8 {
         let base = memory_store();
-        // Slow calls stay below 5 %, so the 95th percentile (the hedge delay) is a normal call.
-        let put = FaultProbabilities { error: 0.06, timeout: 0.03, slow: 0.04, lost_response: 0.08 };
+        // Slow calls are pinned (below), so the 95th percentile (the hedge delay) is a normal call.
+        let put = FaultProbabilities { error: 0.06, timeout: 0.03, lost_response: 0.08, ..FaultProbabilities::default() };
         let get = FaultProbabilities { error: 0.03, ..FaultProbabilities::default() };
         let faults = FaultInjection::new(base.clone(), seed)
             .with_probabilities(Op::Put, put)
@@ -171,15 +171,25 @@ async fn seeded_soak_with_hedges_and_random_faults() {
             .unwrap()
             .with_timeout_ms(4)
             .with_slow_ms(40);
-        // Slow copies (40 ms) are hedged after the floor (5 ms): hedges race on every slow draw.
-        let hedged = Arc::new(HedgedPuts::new(Arc::new(faults), hedge_config(3, 1_000)).unwrap());
+        // Slow copies (40 ms) are hedged after the floor (5 ms): hedges race on every slow call.
+        let faults = Arc::new(faults);
+        let hedged = Arc::new(HedgedPuts::new(faults.clone(), hedge_config(3, 1_000)).unwrap());
         warm_up_tolerating_faults(hedged.as_ref()).await;
+        slow_calls_ahead(&faults);
         let mut run = Run::new(700 + seed);
         run.soak(hedged.clone(), config(), 30).await;
         assert!(!run.acked.is_empty(), "seed {seed}: nothing was acknowledged");
         assert!(hedged.counts().copies > hedged.counts().calls, "seed {seed}: no hedge was ever sent");
         tokio::time::sleep(Duration::from_millis(30)).await;
         run.recover_and_verify(base, config()).await;
+    }
+}
+
+/// Makes a few of the next PUT calls slow, spread over the soak.
+fn slow_calls_ahead<S: ObjectStorage>(faults: &FaultInjection<S>) {
+    let next = faults.calls(Op::Put);
+    for ahead in [3, 9, 17, 26, 38] {
+        faults.fail_call(Op::Put, next + ahead, Fault::Slow).unwrap();
     }
 }
 
@@ -197,16 +207,15 @@ async fn soak_with_hedges_on_s3() {
     let s3 = |prefix: &str| open_store(&StoreConfig::from_url(&server.store_url(prefix)).unwrap()).unwrap();
     for seed in 0..2 {
         let prefix = format!("hedged-soak-{seed}");
-        let put = FaultProbabilities { error: 0.05, timeout: 0.03, slow: 0.04, lost_response: 0.08 };
-        let faults = FaultInjection::new(s3(&prefix), seed)
-            .with_probabilities(Op::Put, put)
-            .unwrap()
-            .with_timeout_ms(5)
-            .with_slow_ms(150);
-        let hedged = Arc::new(HedgedPuts::new(Arc::new(faults), hedge_config(3, 1_000)).unwrap());
+        let put = FaultProbabilities { error: 0.05, timeout: 0.03, lost_response: 0.08, ..FaultProbabilities::default() };
+        let faults = Arc::new(
+            FaultInjection::new(s3(&prefix), seed).with_probabilities(Op::Put, put).unwrap().with_timeout_ms(5).with_slow_ms(300),
+        );
+        let hedged = Arc::new(HedgedPuts::new(faults.clone(), hedge_config(3, 1_000)).unwrap());
         let store = StoreRuntime::start(hedged.clone(), StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 32 }).unwrap();
         // Through the bridge: the S3 client's connections belong to the bridge's runtime.
         warm_up_tolerating_faults(store.as_ref()).await;
+        slow_calls_ahead(&faults);
         let mut run = Run::new(950 + seed);
         run.soak(store.clone(), config(), 24).await;
         assert!(hedged.counts().copies > hedged.counts().calls, "seed {seed}: no hedge was ever sent");

@@ -57,7 +57,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -178,6 +178,8 @@ pub struct HedgedPuts {
     config: HedgeConfig,
     samples: Arc<Mutex<Samples>>,
     counters: Arc<Counters>,
+    /// Copies at once of the last plan, so a change is logged once, not per call.
+    last_copies_at_once: AtomicU32,
 }
 
 impl HedgedPuts {
@@ -188,6 +190,7 @@ impl HedgedPuts {
             config,
             samples: Arc::new(Mutex::new(Samples::default())),
             counters: Arc::new(Counters::default()),
+            last_copies_at_once: AtomicU32::new(1),
         })
     }
 
@@ -238,6 +241,19 @@ impl HedgedPuts {
     async fn put_hedged(&self, key: &str, payload: Vec<Bytes>) -> StoreResult<()> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let plan = self.plan();
+        let previous = self
+            .last_copies_at_once
+            .swap(plan.copies_at_once, Ordering::Relaxed);
+        if previous != plan.copies_at_once {
+            let counts = self.counts();
+            tracing::debug!(
+                copies_at_once = plan.copies_at_once,
+                hedge_after_ms = plan.hedge_delay.as_secs_f64() * 1_000.0,
+                calls = counts.calls,
+                copies = counts.copies,
+                "PUT hedging plan changed"
+            );
+        }
         let copies_max = self.config.copies_max;
         let at_once = plan.copies_at_once.clamp(1, copies_max);
         let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
