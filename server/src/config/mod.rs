@@ -14,12 +14,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use overrides::{CpuList, Overrides, parse_cpu_list};
+pub use overrides::{CpuList, NameList, Overrides, parse_cpu_list};
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const REQUEST_BYTES_MAX_DEFAULT: u64 = 100 * 1024 * 1024;
 /// glommio refuses to go below 64 KiB of io memory per executor.
 pub const IO_MEMORY_BYTES_MIN: u64 = 64 * 1024;
+/// Largest `offset_metadata_bytes_max` accepted: the protocol's string ceiling, which is also the
+/// most the metadata state machine stores (committed offsets ride the metadata log).
+pub const OFFSET_METADATA_BYTES_LIMIT: usize = 32_767;
+/// Server assignors of KIP-848 consumer groups (`group_consumer_assignors`).
+pub const CONSUMER_ASSIGNORS_KNOWN: &[&str] = &["uniform", "range"];
 
 /// The agent's settings. Field names are the TOML keys.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -68,6 +73,21 @@ pub struct Config {
     pub auto_create_topics: bool,
     /// Partition count of auto-created topics.
     pub default_partitions: u32,
+    /// Kafka's `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
+    /// classic group waits for more members.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Kafka's `group.min.session.timeout.ms`: shortest session a classic member may ask for.
+    pub group_min_session_timeout_ms: i32,
+    /// Kafka's `group.max.session.timeout.ms`: longest session a classic member may ask for.
+    pub group_max_session_timeout_ms: i32,
+    /// Kafka's `group.consumer.heartbeat.interval.ms`: KIP-848 members heartbeat this often.
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// Kafka's `group.consumer.session.timeout.ms`: a silent KIP-848 member is removed after it.
+    pub group_consumer_session_timeout_ms: i32,
+    /// Server assignors KIP-848 members may choose (`uniform`, `range`); the first is the default.
+    pub group_consumer_assignors: Vec<String>,
+    /// Kafka's `offset.metadata.max.bytes`: longer commit metadata is OFFSET_METADATA_TOO_LARGE.
+    pub offset_metadata_bytes_max: usize,
 }
 
 impl Default for Config {
@@ -94,6 +114,13 @@ impl Default for Config {
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             auto_create_topics: true,
             default_partitions: 1,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_assignors: vec!["uniform".to_owned(), "range".to_owned()],
+            offset_metadata_bytes_max: 4096,
         }
     }
 }
@@ -230,6 +257,73 @@ impl Config {
                 format!("must be in 1..={}", i32::MAX),
             ));
         }
+        self.validate_groups()
+    }
+
+    /// The consumer-group settings (Kafka's own constraints between them).
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        if self.group_min_session_timeout_ms <= 0 {
+            return Err(invalid(
+                "group_min_session_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
+            return Err(invalid(
+                "group_max_session_timeout_ms",
+                format!(
+                    "{} is below group_min_session_timeout_ms ({})",
+                    self.group_max_session_timeout_ms, self.group_min_session_timeout_ms
+                ),
+            ));
+        }
+        if self.group_consumer_heartbeat_interval_ms <= 0 {
+            return Err(invalid(
+                "group_consumer_heartbeat_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.group_consumer_session_timeout_ms <= self.group_consumer_heartbeat_interval_ms {
+            return Err(invalid(
+                "group_consumer_session_timeout_ms",
+                format!(
+                    "{} must be greater than group_consumer_heartbeat_interval_ms ({})",
+                    self.group_consumer_session_timeout_ms,
+                    self.group_consumer_heartbeat_interval_ms
+                ),
+            ));
+        }
+        if self.group_consumer_assignors.is_empty() {
+            return Err(invalid(
+                "group_consumer_assignors",
+                "the list is empty; name at least one of uniform, range",
+            ));
+        }
+        for (index, name) in self.group_consumer_assignors.iter().enumerate() {
+            if !CONSUMER_ASSIGNORS_KNOWN.contains(&name.as_str()) {
+                return Err(invalid(
+                    "group_consumer_assignors",
+                    format!("unknown assignor {name:?}; known: {CONSUMER_ASSIGNORS_KNOWN:?}"),
+                ));
+            }
+            if self
+                .group_consumer_assignors
+                .iter()
+                .take(index)
+                .any(|other| other == name)
+            {
+                return Err(invalid(
+                    "group_consumer_assignors",
+                    format!("{name:?} is listed twice"),
+                ));
+            }
+        }
+        if self.offset_metadata_bytes_max > OFFSET_METADATA_BYTES_LIMIT {
+            return Err(invalid(
+                "offset_metadata_bytes_max",
+                format!("must be at most {OFFSET_METADATA_BYTES_LIMIT}"),
+            ));
+        }
         Ok(())
     }
 
@@ -315,6 +409,77 @@ mod tests {
         assert_eq!(config.request_bytes_max, 100 << 20);
         assert!(config.auto_create_topics);
         assert_eq!(config.default_partitions, 1);
+        assert_eq!(config.group_initial_rebalance_delay_ms, 3_000);
+        assert_eq!(config.group_min_session_timeout_ms, 6_000);
+        assert_eq!(config.group_max_session_timeout_ms, 1_800_000);
+        assert_eq!(config.group_consumer_heartbeat_interval_ms, 5_000);
+        assert_eq!(config.group_consumer_session_timeout_ms, 45_000);
+        assert_eq!(config.group_consumer_assignors, ["uniform", "range"]);
+        assert_eq!(config.offset_metadata_bytes_max, 4096);
+    }
+
+    #[test]
+    fn group_settings_are_read_from_the_file_and_checked() {
+        let text = "group_consumer_assignors = [\"range\"]\ngroup_initial_rebalance_delay_ms = 0\n";
+        let config = Config::from_toml_str(text, Path::new("x.toml")).unwrap();
+        assert_eq!(config.group_consumer_assignors, ["range"]);
+        assert_eq!(config.group_initial_rebalance_delay_ms, 0);
+        config.validate().unwrap();
+        let cases: Vec<(&str, Config)> = vec![
+            (
+                "group_consumer_assignors",
+                Config {
+                    group_consumer_assignors: vec!["sticky".to_owned()],
+                    ..Config::default()
+                },
+            ),
+            (
+                "group_consumer_assignors",
+                Config {
+                    group_consumer_assignors: vec![],
+                    ..Config::default()
+                },
+            ),
+            (
+                "group_consumer_assignors",
+                Config {
+                    group_consumer_assignors: vec!["range".to_owned(), "range".to_owned()],
+                    ..Config::default()
+                },
+            ),
+            (
+                "group_max_session_timeout_ms",
+                Config {
+                    group_max_session_timeout_ms: 5_000,
+                    ..Config::default()
+                },
+            ),
+            (
+                "group_min_session_timeout_ms",
+                Config {
+                    group_min_session_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "group_consumer_session_timeout_ms",
+                Config {
+                    group_consumer_session_timeout_ms: 5_000,
+                    ..Config::default()
+                },
+            ),
+            (
+                "offset_metadata_bytes_max",
+                Config {
+                    offset_metadata_bytes_max: 1 << 20,
+                    ..Config::default()
+                },
+            ),
+        ];
+        for (key, config) in cases {
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
     }
 
     #[test]

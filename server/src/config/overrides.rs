@@ -60,6 +60,28 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
+/// A comma-separated list of names as written on the command line or in an environment
+/// variable: `uniform,range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameList(pub Vec<String>);
+
+impl FromStr for NameList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let names: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.is_empty() {
+            return Err(format!("{text:?} lists no name"));
+        }
+        Ok(NameList(names))
+    }
+}
+
 /// Settings given on top of the file, by environment or by flag. `None` leaves the setting as is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct Overrides {
@@ -126,6 +148,27 @@ pub struct Overrides {
     /// Partition count of auto-created topics [env SLUICE_DEFAULT_PARTITIONS]
     #[arg(long, value_name = "COUNT")]
     pub default_partitions: Option<u32>,
+    /// First rebalance delay of an empty classic group [env SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS]
+    #[arg(long, value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Shortest classic session timeout [env SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS]
+    #[arg(long, value_name = "MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Longest classic session timeout [env SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS]
+    #[arg(long, value_name = "MS")]
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// KIP-848 heartbeat interval [env SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS]
+    #[arg(long, value_name = "MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// KIP-848 session timeout [env SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS]
+    #[arg(long, value_name = "MS")]
+    pub group_consumer_session_timeout_ms: Option<i32>,
+    /// KIP-848 server assignors, default first, e.g. uniform,range [env SLUICE_GROUP_CONSUMER_ASSIGNORS]
+    #[arg(long, value_name = "LIST")]
+    pub group_consumer_assignors: Option<NameList>,
+    /// Longest offset commit metadata in bytes [env SLUICE_OFFSET_METADATA_BYTES_MAX]
+    #[arg(long, value_name = "BYTES")]
+    pub offset_metadata_bytes_max: Option<usize>,
 }
 
 /// Environment variables that are not settings but are still ours, so not warned about.
@@ -200,6 +243,30 @@ impl Overrides {
                 "DEFAULT_PARTITIONS" => {
                     overrides.default_partitions = Some(number(&value).map_err(parsed)?);
                 }
+                "GROUP_INITIAL_REBALANCE_DELAY_MS" => {
+                    overrides.group_initial_rebalance_delay_ms =
+                        Some(number(&value).map_err(parsed)?);
+                }
+                "GROUP_MIN_SESSION_TIMEOUT_MS" => {
+                    overrides.group_min_session_timeout_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "GROUP_MAX_SESSION_TIMEOUT_MS" => {
+                    overrides.group_max_session_timeout_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS" => {
+                    overrides.group_consumer_heartbeat_interval_ms =
+                        Some(number(&value).map_err(parsed)?);
+                }
+                "GROUP_CONSUMER_SESSION_TIMEOUT_MS" => {
+                    overrides.group_consumer_session_timeout_ms =
+                        Some(number(&value).map_err(parsed)?);
+                }
+                "GROUP_CONSUMER_ASSIGNORS" => {
+                    overrides.group_consumer_assignors = Some(value.parse().map_err(parsed)?);
+                }
+                "OFFSET_METADATA_BYTES_MAX" => {
+                    overrides.offset_metadata_bytes_max = Some(number(&value).map_err(parsed)?);
+                }
                 _ if ENVIRONMENT_NON_SETTINGS.contains(&name.as_str()) => {}
                 _ => {
                     tracing::warn!(variable = %name, "ignoring unknown SLUICE_ environment variable")
@@ -239,7 +306,10 @@ impl Overrides {
             &mut config.block_cache_bytes_max,
             self.block_cache_bytes_max.as_ref(),
         );
-        set(&mut config.fetch_sessions_max, self.fetch_sessions_max.as_ref());
+        set(
+            &mut config.fetch_sessions_max,
+            self.fetch_sessions_max.as_ref(),
+        );
         set(&mut config.io_memory_bytes, self.io_memory_bytes.as_ref());
         set(
             &mut config.flush_interval_ms,
@@ -278,6 +348,33 @@ impl Overrides {
         set(
             &mut config.default_partitions,
             self.default_partitions.as_ref(),
+        );
+        set(
+            &mut config.group_initial_rebalance_delay_ms,
+            self.group_initial_rebalance_delay_ms.as_ref(),
+        );
+        set(
+            &mut config.group_min_session_timeout_ms,
+            self.group_min_session_timeout_ms.as_ref(),
+        );
+        set(
+            &mut config.group_max_session_timeout_ms,
+            self.group_max_session_timeout_ms.as_ref(),
+        );
+        set(
+            &mut config.group_consumer_heartbeat_interval_ms,
+            self.group_consumer_heartbeat_interval_ms.as_ref(),
+        );
+        set(
+            &mut config.group_consumer_session_timeout_ms,
+            self.group_consumer_session_timeout_ms.as_ref(),
+        );
+        if let Some(NameList(names)) = &self.group_consumer_assignors {
+            config.group_consumer_assignors = names.clone();
+        }
+        set(
+            &mut config.offset_metadata_bytes_max,
+            self.offset_metadata_bytes_max.as_ref(),
         );
     }
 }
@@ -342,6 +439,13 @@ mod tests {
             ("SLUICE_REQUEST_BYTES_MAX", "6"),
             ("SLUICE_AUTO_CREATE_TOPICS", "false"),
             ("SLUICE_DEFAULT_PARTITIONS", "7"),
+            ("SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS", "10"),
+            ("SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS", "11"),
+            ("SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS", "12"),
+            ("SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", "13"),
+            ("SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS", "14"),
+            ("SLUICE_GROUP_CONSUMER_ASSIGNORS", "range, uniform"),
+            ("SLUICE_OFFSET_METADATA_BYTES_MAX", "15"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -368,6 +472,13 @@ mod tests {
             request_bytes_max: 6,
             auto_create_topics: false,
             default_partitions: 7,
+            group_initial_rebalance_delay_ms: 10,
+            group_min_session_timeout_ms: 11,
+            group_max_session_timeout_ms: 12,
+            group_consumer_heartbeat_interval_ms: 13,
+            group_consumer_session_timeout_ms: 14,
+            group_consumer_assignors: vec!["range".to_owned(), "uniform".to_owned()],
+            offset_metadata_bytes_max: 15,
         };
         assert_eq!(config, expected);
     }

@@ -151,6 +151,10 @@ impl Core {
                     let _ = reply.send(commands.iter().map(|_| Err(failure.clone())).collect());
                     return;
                 }
+                // Commits waiting in the window must not push it past an entry's command limit.
+                if self.window.would_overflow(commands.len(), 0) {
+                    self.seal().await;
+                }
                 let now_ms = self.now_ms();
                 let mut answers = Vec::with_capacity(commands.len());
                 for command in commands {
@@ -182,6 +186,27 @@ impl Core {
                     .push_init_producer_id(transactional_id, reply, now_ms);
                 // Producers ask once, at start-up, and wait for it: seal at once, like commands.
                 self.seal().await;
+            }
+            CoreRequest::CommitOffsets {
+                group,
+                offsets,
+                reply,
+            } => {
+                if self.shared.fenced.get() {
+                    let _ = reply.send(Err(fenced_failure()));
+                    return;
+                }
+                let bytes = super::window::commit_command_bytes(&group, &offsets);
+                if self.window.would_overflow(1, bytes) {
+                    self.seal().await;
+                }
+                let now_ms = self.now_ms();
+                self.window.push_commit(group, offsets, reply, now_ms);
+                // Commits ride the open window (the timer seals it): one PUT per window however
+                // many groups commit. Only a window full of commands is sealed early.
+                if self.window.commands_full() {
+                    self.seal().await;
+                }
             }
         }
     }

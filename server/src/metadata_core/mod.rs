@@ -19,6 +19,10 @@
 //! by the log itself, so every produce is answered only after its bytes and its offsets are
 //! durable (invariant 3).
 //!
+//! Consumer-group offset commits join the open window the same way and do not seal it either:
+//! a window is sealed early only when it holds `COMMANDS_PER_ENTRY_MAX` commands (or about
+//! [`window::WINDOW_COMMAND_BYTES_MAX`] of them).
+//!
 //! # Failures
 //!
 //! An append that fails answers its waiters with a retriable code (the outcome of that PUT is
@@ -46,13 +50,13 @@ use bytes::Bytes;
 use futures::SinkExt;
 use futures::channel::{mpsc, oneshot};
 use sluice_engine::batch::BatchHeader;
-use sluice_engine::metadata::{Command, MetadataState};
+use sluice_engine::metadata::{Command, MetadataState, OffsetCommit};
 use sluice_engine::store::ObjectStorage;
 
 pub use flusher::{
     FLUSH_WINDOWS_INFLIGHT_LIMIT, FlushConfig, create_topic_command, run_metadata_core,
 };
-pub use window::CommandFailure;
+pub use window::{CommandFailure, CommitOutcome};
 
 /// Requests queued for the metadata core before senders wait.
 pub const CORE_REQUESTS_QUEUED_MAX: usize = 4096;
@@ -92,6 +96,12 @@ pub(crate) enum CoreRequest {
         transactional_id: Option<String>,
         reply: oneshot::Sender<Result<(i64, i16), CommandFailure>>,
     },
+    /// A group's offset commit: joins the open window without sealing it.
+    CommitOffsets {
+        group: String,
+        offsets: Vec<OffsetCommit>,
+        reply: oneshot::Sender<CommitOutcome>,
+    },
 }
 
 impl std::fmt::Debug for CoreRequest {
@@ -111,6 +121,11 @@ impl std::fmt::Debug for CoreRequest {
             } => f
                 .debug_struct("InitProducerId")
                 .field("transactional_id", transactional_id)
+                .finish(),
+            Self::CommitOffsets { group, offsets, .. } => f
+                .debug_struct("CommitOffsets")
+                .field("group", group)
+                .field("offsets", &offsets.len())
                 .finish(),
         }
     }
@@ -207,6 +222,26 @@ impl CoreHandle {
         })
         .await?;
         answer.await.map_err(|_| CoreUnavailable)
+    }
+
+    /// Queues a group's offset commit (one `Command::CommitOffsets`) for the open window. Unlike
+    /// admin commands it does not seal the window: commits ride the next entry with the
+    /// produces, so their cost is one PUT per window however many groups commit. The receiver
+    /// resolves once that entry is durable and applied (or failed), with the offsets the state
+    /// machine skipped.
+    pub async fn commit_offsets(
+        &self,
+        group: String,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<oneshot::Receiver<CommitOutcome>, CoreUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(CoreRequest::CommitOffsets {
+            group,
+            offsets,
+            reply,
+        })
+        .await?;
+        Ok(answer)
     }
 
     /// The object store (behind the store runtime, so any executor may await it).

@@ -14,7 +14,9 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use sluice_engine::batch::BatchHeader;
 use sluice_engine::log::{AppendOutcome, EntryContent};
-use sluice_engine::metadata::{BatchOutcome, Command, Event, MetadataError};
+use sluice_engine::metadata::{
+    BatchOutcome, COMMANDS_PER_ENTRY_MAX, Command, Event, MetadataError, OffsetCommit,
+};
 use sluice_engine::types::TopicPartition;
 
 use super::producer_ids::ProducerIdWaiter;
@@ -53,12 +55,30 @@ pub struct ProduceWaiter {
     pub reply: oneshot::Sender<Vec<PartitionOutcome>>,
 }
 
-/// A waiting admin command: command `index` of the window's commands.
+/// A waiting command: command `index` of the window's commands.
 #[derive(Debug)]
 pub struct CommandWaiter {
     pub index: usize,
-    pub reply: oneshot::Sender<Result<(), CommandFailure>>,
+    pub reply: CommandReply,
 }
+
+/// Where a command's outcome goes.
+#[derive(Debug)]
+pub enum CommandReply {
+    /// Applied or rejected (admin commands).
+    Outcome(oneshot::Sender<Result<(), CommandFailure>>),
+    /// An offset commit: the positions of the offsets the state machine skipped, and why.
+    Commit(oneshot::Sender<CommitOutcome>),
+}
+
+/// The outcome of one `CommitOffsets` command: `Ok` with the offsets that were *not* stored
+/// (`(position in the command, why)`; empty when all were), or why the command failed.
+pub type CommitOutcome = Result<Vec<(usize, MetadataError)>, CommandFailure>;
+
+/// Estimated bytes of commands in a window beyond which it is sealed: the commands section of a
+/// log entry is limited (16 MiB), and offset commits, unlike admin commands, do not seal the
+/// window by themselves.
+pub const WINDOW_COMMAND_BYTES_MAX: usize = 4 << 20;
 
 /// Why a command was not applied.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -80,6 +100,8 @@ pub struct Window {
     segments: HashMap<TopicPartition, (usize, u64, usize)>,
     bytes: u64,
     commands: Vec<Command>,
+    /// Estimated encoded bytes of the commit commands in `commands`.
+    command_bytes: usize,
     produce_waiters: Vec<ProduceWaiter>,
     command_waiters: Vec<CommandWaiter>,
     producer_id_waiters: Vec<ProducerIdWaiter>,
@@ -108,6 +130,25 @@ impl Window {
 
     pub fn has_commands(&self) -> bool {
         !self.commands.is_empty()
+    }
+
+    /// Commands in the window (a log entry carries at most `COMMANDS_PER_ENTRY_MAX`).
+    pub fn command_count(&self) -> usize {
+        self.commands.len()
+    }
+
+    /// Whether `more` commands (of about `bytes` encoded bytes) would overflow this window: then
+    /// it must be sealed before they are pushed.
+    pub fn would_overflow(&self, more: usize, bytes: usize) -> bool {
+        !self.commands.is_empty()
+            && (self.commands.len().saturating_add(more) > COMMANDS_PER_ENTRY_MAX
+                || self.command_bytes.saturating_add(bytes) > WINDOW_COMMAND_BYTES_MAX)
+    }
+
+    /// Whether the window holds as many commands (or command bytes) as an entry should carry.
+    pub fn commands_full(&self) -> bool {
+        self.commands.len() >= COMMANDS_PER_ENTRY_MAX
+            || self.command_bytes >= WINDOW_COMMAND_BYTES_MAX
     }
 
     /// When the first item entered (caller's monotonic milliseconds).
@@ -155,9 +196,29 @@ impl Window {
         self.opened_at_ms.get_or_insert(now_ms);
         self.command_waiters.push(CommandWaiter {
             index: self.commands.len(),
-            reply,
+            reply: CommandReply::Outcome(reply),
         });
         self.commands.push(command);
+    }
+
+    /// Adds a `CommitOffsets` command; its outcome (the offsets skipped) goes to `reply`.
+    pub fn push_commit(
+        &mut self,
+        group: String,
+        offsets: Vec<OffsetCommit>,
+        reply: oneshot::Sender<CommitOutcome>,
+        now_ms: u64,
+    ) {
+        self.opened_at_ms.get_or_insert(now_ms);
+        self.command_bytes = self
+            .command_bytes
+            .saturating_add(commit_command_bytes(&group, &offsets));
+        self.command_waiters.push(CommandWaiter {
+            index: self.commands.len(),
+            reply: CommandReply::Commit(reply),
+        });
+        self.commands
+            .push(Command::CommitOffsets { group, offsets });
     }
 
     /// Adds an InitProducerId command; the id it is handed goes to `reply`.
@@ -191,6 +252,15 @@ impl Window {
             batch_bytes: window.bytes,
         }
     }
+}
+
+/// A rough encoded size of a `CommitOffsets` command (the archive adds a little per field).
+pub fn commit_command_bytes(group: &str, offsets: &[OffsetCommit]) -> usize {
+    offsets.iter().fold(group.len() + 16, |bytes, commit| {
+        bytes
+            .saturating_add(48 + commit.topic.len())
+            .saturating_add(commit.metadata.as_ref().map_or(0, String::len))
+    })
 }
 
 /// The answer of each slot, given the outcome of the append; `log_start_offset` looks a
@@ -296,12 +366,33 @@ pub fn answer_commands(
                 });
                 match rejected {
                     Some(error) => Err(CommandFailure::Rejected(error)),
-                    None => Ok(()),
+                    None => Ok(appended),
                 }
             }
         };
         // The requester may have gone away (connection closed); the command stands anyway.
-        let _ = waiter.reply.send(answer);
+        match waiter.reply {
+            CommandReply::Outcome(reply) => {
+                let _ = reply.send(answer.map(|_| ()));
+            }
+            CommandReply::Commit(reply) => {
+                let skipped = answer.map(|appended| {
+                    appended
+                        .events
+                        .iter()
+                        .find_map(|event| match event {
+                            Event::OffsetsCommitted { index, skipped, .. }
+                                if *index == waiter.index =>
+                            {
+                                Some(skipped.clone())
+                            }
+                            _ => None,
+                        })
+                        .unwrap_or_default()
+                });
+                let _ = reply.send(skipped);
+            }
+        }
     }
 }
 
@@ -364,6 +455,107 @@ mod tests {
         assert_eq!(sealed.content.batches.len(), 4);
         assert!(window.is_empty());
         assert_eq!(window.opened_at_ms(), None);
+    }
+
+    fn offset(topic: &str, partition: u32) -> OffsetCommit {
+        OffsetCommit {
+            topic: topic.to_owned(),
+            partition,
+            offset: 7,
+            leader_epoch: -1,
+            metadata: Some("m".repeat(100)),
+            commit_timestamp_ms: 1,
+        }
+    }
+
+    #[test]
+    fn commits_report_what_was_skipped_and_failures() {
+        let mut window = Window::default();
+        let (first, first_answer) = oneshot::channel();
+        let (second, second_answer) = oneshot::channel();
+        let (admin, admin_answer) = oneshot::channel();
+        window.push_commit(
+            "g".to_owned(),
+            vec![offset("t", 0), offset("t", 9)],
+            first,
+            3,
+        );
+        window.push_command(Command::DeleteGroups { groups: vec![] }, admin, 4);
+        window.push_commit("h".to_owned(), vec![offset("t", 1)], second, 5);
+        assert_eq!(window.opened_at_ms(), Some(3));
+        assert_eq!(window.command_count(), 3);
+        let sealed = window.seal(1);
+        let unknown = MetadataError::UnknownTopicOrPartition {
+            topic: "t".to_owned(),
+            partition: 9,
+        };
+        let outcome = Ok(AppendOutcome {
+            seq: LogSeq(1),
+            object_len: 10,
+            chunks: Vec::new(),
+            events: vec![
+                Event::OffsetsCommitted {
+                    index: 0,
+                    group: "g".to_owned(),
+                    skipped: vec![(1, unknown.clone())],
+                },
+                Event::OffsetsCommitted {
+                    index: 2,
+                    group: "h".to_owned(),
+                    skipped: vec![],
+                },
+            ],
+        });
+        answer_commands(sealed.command_waiters, &outcome);
+        let mut first_answer = first_answer;
+        let mut second_answer = second_answer;
+        let mut admin_answer = admin_answer;
+        assert_eq!(
+            first_answer.try_recv().unwrap(),
+            Some(Ok(vec![(1, unknown)]))
+        );
+        assert_eq!(second_answer.try_recv().unwrap(), Some(Ok(vec![])));
+        assert_eq!(admin_answer.try_recv().unwrap(), Some(Ok(())));
+
+        let (failed, failed_answer) = oneshot::channel();
+        window.push_commit("g".to_owned(), vec![offset("t", 0)], failed, 9);
+        let sealed = window.seal(2);
+        answer_commands(sealed.command_waiters, &Err((7, "timed out".to_owned())));
+        let mut failed_answer = failed_answer;
+        assert!(matches!(
+            failed_answer.try_recv().unwrap(),
+            Some(Err(CommandFailure::LogFailed { code: 7, .. }))
+        ));
+    }
+
+    #[test]
+    fn a_window_never_holds_more_commands_than_an_entry_may_carry() {
+        let mut window = Window::default();
+        assert!(!window.would_overflow(COMMANDS_PER_ENTRY_MAX + 5, usize::MAX));
+        let mut receivers = Vec::new();
+        for index in 0..COMMANDS_PER_ENTRY_MAX {
+            assert!(!window.commands_full());
+            assert!(!window.would_overflow(1, 0), "at {index}");
+            let (reply, answer) = oneshot::channel();
+            receivers.push(answer);
+            window.push_commit(format!("g{index}"), vec![offset("t", 0)], reply, 1);
+        }
+        assert!(window.commands_full());
+        assert!(window.would_overflow(1, 0));
+        window.seal(1);
+        // Bytes too: a window of large commits is full before it has many commands.
+        let big: Vec<OffsetCommit> = (0..400).map(|p| offset("topic", p)).collect();
+        let bytes = commit_command_bytes("g", &big);
+        assert!(bytes > 50_000);
+        let mut count = 0;
+        while !window.would_overflow(1, bytes) {
+            let (reply, answer) = oneshot::channel();
+            receivers.push(answer);
+            window.push_commit("g".to_owned(), big.clone(), reply, 1);
+            count += 1;
+        }
+        assert!(count < COMMANDS_PER_ENTRY_MAX);
+        assert!(count * bytes <= WINDOW_COMMAND_BYTES_MAX);
     }
 
     #[test]

@@ -21,6 +21,9 @@ use super::executor::{Executor, spawn_executor};
 use super::network_core::network_core;
 use crate::config::{Config, ConfigError};
 use crate::fetch::{FetchConfig, FetchCore};
+use crate::groups::classic::ClassicConfig;
+use crate::groups::consumer::ConsumerConfig;
+use crate::groups::{GroupConfig, GroupCore, GroupRouter, group_channels};
 use crate::memlock::{self, MemlockError, MemlockLimit};
 use crate::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
@@ -254,15 +257,22 @@ impl Agent {
             fetch_sessions_max: config.fetch_sessions_max,
         };
         let default_partitions = config.default_partitions;
-        for ((cpu, listener), subscription) in plan
+        let group_config = group_config(config);
+        // Every core needs every core's group inbox before any of them runs.
+        let (group_senders, group_inboxes) = group_channels(plan.network_cpus.len());
+        for (index, (((cpu, listener), subscription), group_inbox)) in plan
             .network_cpus
             .iter()
             .copied()
             .zip(listeners)
             .zip(subscriptions)
+            .zip(group_inboxes)
+            .enumerate()
         {
             let core = core.clone();
             let broker = broker.clone();
+            let group_config = group_config.clone();
+            let group_senders = group_senders.clone();
             let name = format!("sluice-net-{cpu}");
             let executor = spawn_executor(
                 &name,
@@ -282,9 +292,19 @@ impl Agent {
                         move |object| cache.cache_object(object),
                     ))
                     .detach();
+                    // This core's groups: requests forwarded by other cores, and the timers.
+                    let groups = Rc::new(GroupCore::new(group_config, core.clone()));
+                    glommio::spawn_local(crate::groups::router::serve_inbox(
+                        Rc::clone(&groups),
+                        group_inbox,
+                    ))
+                    .detach();
+                    glommio::spawn_local(Rc::clone(&groups).run_timer()).detach();
+                    let router = Rc::new(GroupRouter::new(index, groups, group_senders));
                     let services = Rc::new(
                         CoreServices::new(core.clone(), waiters, flush_buffer_bytes_max)
-                            .with_fetch(fetch),
+                            .with_fetch(fetch)
+                            .with_groups(router),
                     );
                     let dispatcher = Dispatcher::new(core, broker, auto_create_partitions)
                         .with_services(services, default_partitions);
@@ -325,6 +345,25 @@ impl Agent {
             .rev()
             .map(Executor::join)
             .fold(Ok(()), Result::and)
+    }
+}
+
+/// The consumer-group settings of `config`.
+fn group_config(config: &Config) -> GroupConfig {
+    GroupConfig {
+        classic: ClassicConfig {
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            max_size: None,
+        },
+        consumer: ConsumerConfig {
+            heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+            session_timeout_ms: config.group_consumer_session_timeout_ms,
+            assignors: config.group_consumer_assignors.clone(),
+            max_size: None,
+        },
+        offset_metadata_bytes_max: config.offset_metadata_bytes_max,
     }
 }
 

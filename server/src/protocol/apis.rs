@@ -97,6 +97,83 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 0,
         version_max: 2,
     },
+    // Consumer groups (docs/agent.md, "Consumer groups"). This agent coordinates every group
+    // and transaction key; v3+ is flexible, v4+ carries a batch of keys.
+    SupportedApi {
+        key: ApiKey::FindCoordinator,
+        version_min: 0,
+        version_max: 6,
+    },
+    // v4+ MEMBER_ID_REQUIRED first (KIP-394), v5+ static members (KIP-345), v6+ flexible, v8+
+    // a reason, v9 skip_assignment for a rejoining static leader.
+    SupportedApi {
+        key: ApiKey::JoinGroup,
+        version_min: 0,
+        version_max: 9,
+    },
+    // v3+ static members, v4+ flexible, v5 protocol type and name.
+    SupportedApi {
+        key: ApiKey::SyncGroup,
+        version_min: 0,
+        version_max: 5,
+    },
+    SupportedApi {
+        key: ApiKey::Heartbeat,
+        version_min: 0,
+        version_max: 4,
+    },
+    // v3+ a batch of members, v4+ flexible, v5 reasons.
+    SupportedApi {
+        key: ApiKey::LeaveGroup,
+        version_min: 0,
+        version_max: 5,
+    },
+    // v2 is the oldest Kafka 4 accepts; v6+ leader epochs, v7+ instance ids, v8+ flexible, v9
+    // member epochs (KIP-848). v10 (topic ids) is beyond kafka-protocol 0.18.
+    SupportedApi {
+        key: ApiKey::OffsetCommit,
+        version_min: 2,
+        version_max: 9,
+    },
+    // v6+ flexible, v7 require_stable, v8+ many groups per request, v9 member id and epoch.
+    SupportedApi {
+        key: ApiKey::OffsetFetch,
+        version_min: 1,
+        version_max: 9,
+    },
+    SupportedApi {
+        key: ApiKey::OffsetDelete,
+        version_min: 0,
+        version_max: 0,
+    },
+    // v3+ authorized operations, v5+ flexible, v6 GROUP_ID_NOT_FOUND for unknown groups.
+    SupportedApi {
+        key: ApiKey::DescribeGroups,
+        version_min: 0,
+        version_max: 6,
+    },
+    // v3+ flexible, v4 states filter, v5 types filter.
+    SupportedApi {
+        key: ApiKey::ListGroups,
+        version_min: 0,
+        version_max: 5,
+    },
+    SupportedApi {
+        key: ApiKey::DeleteGroups,
+        version_min: 0,
+        version_max: 2,
+    },
+    // KIP-848; v1 has the members generate their own ids (KIP-1082).
+    SupportedApi {
+        key: ApiKey::ConsumerGroupHeartbeat,
+        version_min: 0,
+        version_max: 1,
+    },
+    SupportedApi {
+        key: ApiKey::ConsumerGroupDescribe,
+        version_min: 0,
+        version_max: 1,
+    },
 ];
 
 /// The table row for `key`, if the agent implements that API.

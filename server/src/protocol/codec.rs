@@ -14,13 +14,20 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest,
-    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, FetchRequest, FetchResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupDescribeRequest,
+    ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteGroupsRequest, DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
+    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
+    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    ResponseHeader, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -45,6 +52,21 @@ pub enum Request {
     DescribeCluster(DescribeClusterRequest),
     /// Boxed: by far the largest request struct, and every frame's `Decoded` carries one variant.
     Fetch(Box<FetchRequest>),
+    FindCoordinator(FindCoordinatorRequest),
+    /// Boxed, like the other large group requests: every frame's `Decoded` carries one variant.
+    JoinGroup(Box<JoinGroupRequest>),
+    SyncGroup(Box<SyncGroupRequest>),
+    Heartbeat(Box<HeartbeatRequest>),
+    LeaveGroup(Box<LeaveGroupRequest>),
+    OffsetCommit(Box<OffsetCommitRequest>),
+    OffsetFetch(Box<OffsetFetchRequest>),
+    OffsetDelete(OffsetDeleteRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    ListGroups(ListGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    /// Boxed: the largest of the group requests.
+    ConsumerGroupHeartbeat(Box<ConsumerGroupHeartbeatRequest>),
+    ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
 }
 
 /// A response body of one of the implemented APIs.
@@ -63,43 +85,62 @@ pub enum Response {
     DescribeConfigs(DescribeConfigsResponse),
     IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
     DescribeCluster(DescribeClusterResponse),
+    FindCoordinator(FindCoordinatorResponse),
+    JoinGroup(JoinGroupResponse),
+    SyncGroup(SyncGroupResponse),
+    Heartbeat(HeartbeatResponse),
+    LeaveGroup(LeaveGroupResponse),
+    OffsetCommit(OffsetCommitResponse),
+    OffsetFetch(OffsetFetchResponse),
+    OffsetDelete(OffsetDeleteResponse),
+    DescribeGroups(DescribeGroupsResponse),
+    ListGroups(ListGroupsResponse),
+    DeleteGroups(DeleteGroupsResponse),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
+    ConsumerGroupDescribe(ConsumerGroupDescribeResponse),
+}
+
+/// Evaluates `$call` with `$body` bound to whichever response body `$response` holds.
+macro_rules! each_response {
+    ($response:expr, $body:ident => $call:expr) => {
+        match $response {
+            Response::ApiVersions($body) => $call,
+            Response::Metadata($body) => $call,
+            Response::Produce($body) => $call,
+            Response::CreateTopics($body) => $call,
+            Response::DeleteTopics($body) => $call,
+            Response::CreatePartitions($body) => $call,
+            Response::ListOffsets($body) => $call,
+            Response::Fetch($body) => $call,
+            Response::InitProducerId($body) => $call,
+            Response::DescribeConfigs($body) => $call,
+            Response::IncrementalAlterConfigs($body) => $call,
+            Response::DescribeCluster($body) => $call,
+            Response::FindCoordinator($body) => $call,
+            Response::JoinGroup($body) => $call,
+            Response::SyncGroup($body) => $call,
+            Response::Heartbeat($body) => $call,
+            Response::LeaveGroup($body) => $call,
+            Response::OffsetCommit($body) => $call,
+            Response::OffsetFetch($body) => $call,
+            Response::OffsetDelete($body) => $call,
+            Response::DescribeGroups($body) => $call,
+            Response::ListGroups($body) => $call,
+            Response::DeleteGroups($body) => $call,
+            Response::ConsumerGroupHeartbeat($body) => $call,
+            Response::ConsumerGroupDescribe($body) => $call,
+        }
+    };
 }
 
 impl Response {
     fn compute_size(&self, version: i16) -> Result<usize, String> {
-        let size = match self {
-            Self::ApiVersions(body) => body.compute_size(version),
-            Self::Metadata(body) => body.compute_size(version),
-            Self::Produce(body) => body.compute_size(version),
-            Self::CreateTopics(body) => body.compute_size(version),
-            Self::DeleteTopics(body) => body.compute_size(version),
-            Self::CreatePartitions(body) => body.compute_size(version),
-            Self::ListOffsets(body) => body.compute_size(version),
-            Self::Fetch(body) => body.compute_size(version),
-            Self::InitProducerId(body) => body.compute_size(version),
-            Self::DescribeConfigs(body) => body.compute_size(version),
-            Self::IncrementalAlterConfigs(body) => body.compute_size(version),
-            Self::DescribeCluster(body) => body.compute_size(version),
-        };
-        size.map_err(|error| error.to_string())
+        each_response!(self, body => body.compute_size(version)).map_err(|error| error.to_string())
     }
 
     fn encode(&self, buffer: &mut BytesMut, version: i16) -> Result<(), String> {
-        let encoded = match self {
-            Self::ApiVersions(body) => body.encode(buffer, version),
-            Self::Metadata(body) => body.encode(buffer, version),
-            Self::Produce(body) => body.encode(buffer, version),
-            Self::CreateTopics(body) => body.encode(buffer, version),
-            Self::DeleteTopics(body) => body.encode(buffer, version),
-            Self::CreatePartitions(body) => body.encode(buffer, version),
-            Self::ListOffsets(body) => body.encode(buffer, version),
-            Self::Fetch(body) => body.encode(buffer, version),
-            Self::InitProducerId(body) => body.encode(buffer, version),
-            Self::DescribeConfigs(body) => body.encode(buffer, version),
-            Self::IncrementalAlterConfigs(body) => body.encode(buffer, version),
-            Self::DescribeCluster(body) => body.encode(buffer, version),
-        };
-        encoded.map_err(|error| error.to_string())
+        each_response!(self, body => body.encode(buffer, version))
+            .map_err(|error| error.to_string())
     }
 }
 
@@ -136,6 +177,9 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     if api_key == ApiKey::Fetch {
         return Some(fetch_shape(version));
     }
+    if let Some(shape) = group_shape(api_key, version) {
+        return Some(shape);
+    }
     match api_key {
         ApiKey::Produce if version >= 13 => Some(PRODUCE_BY_ID),
         ApiKey::Produce => Some(PRODUCE),
@@ -154,6 +198,112 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
         ApiKey::IncrementalAlterConfigs => Some(INCREMENTAL_ALTER_CONFIGS),
         _ => None,
     }
+}
+
+/// The body layouts of the group APIs with arrays (fields as in Kafka's `*Request.json`);
+/// `None` for the ones without (Heartbeat, LeaveGroup v0-2, ListGroups v0-3).
+fn group_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
+    use Shape::{Bytes, I8, I32, I64, Str, Structs, Uuid, Values};
+    // FindCoordinator: key, [key type v1+]; v4+ key type and a batch of keys.
+    const FIND_COORDINATOR_V4: &[Shape] = &[I8, Values(&Str)];
+    // JoinGroup: group, session timeout, [rebalance timeout v1+], member, [instance v5+],
+    // protocol type, protocols (name, metadata), [reason v8+].
+    const PROTOCOLS: Shape = Structs(&[Str, Bytes]);
+    const JOIN_GROUP_V0: &[Shape] = &[Str, I32, Str, Str, PROTOCOLS];
+    const JOIN_GROUP_V1: &[Shape] = &[Str, I32, I32, Str, Str, PROTOCOLS];
+    const JOIN_GROUP_V5: &[Shape] = &[Str, I32, I32, Str, Str, Str, PROTOCOLS];
+    const JOIN_GROUP_V8: &[Shape] = &[Str, I32, I32, Str, Str, Str, PROTOCOLS, Str];
+    // SyncGroup: group, generation, member, [instance v3+], [protocol type and name v5+],
+    // assignments (member, assignment).
+    const ASSIGNMENTS: Shape = Structs(&[Str, Bytes]);
+    const SYNC_GROUP_V0: &[Shape] = &[Str, I32, Str, ASSIGNMENTS];
+    const SYNC_GROUP_V3: &[Shape] = &[Str, I32, Str, Str, ASSIGNMENTS];
+    const SYNC_GROUP_V5: &[Shape] = &[Str, I32, Str, Str, Str, Str, ASSIGNMENTS];
+    // LeaveGroup v3+: group, members (member, instance, [reason v5+]).
+    const LEAVE_GROUP_V3: &[Shape] = &[Str, Structs(&[Str, Str])];
+    const LEAVE_GROUP_V5: &[Shape] = &[Str, Structs(&[Str, Str, Str])];
+    // OffsetCommit: group, generation or member epoch, member, [instance v7+], [retention v2-4],
+    // topics (name, partitions (index, offset, [leader epoch v6+], metadata)).
+    const OFFSET_COMMIT_V2: &[Shape] = &[
+        Str,
+        I32,
+        Str,
+        I64,
+        Structs(&[Str, Structs(&[I32, I64, Str])]),
+    ];
+    const OFFSET_COMMIT_V5: &[Shape] = &[Str, I32, Str, Structs(&[Str, Structs(&[I32, I64, Str])])];
+    const OFFSET_COMMIT_V6: &[Shape] = &[
+        Str,
+        I32,
+        Str,
+        Structs(&[Str, Structs(&[I32, I64, I32, Str])]),
+    ];
+    const OFFSET_COMMIT_V7: &[Shape] = &[
+        Str,
+        I32,
+        Str,
+        Str,
+        Structs(&[Str, Structs(&[I32, I64, I32, Str])]),
+    ];
+    // OffsetFetch v1-7: group, topics (name, partitions), [require stable v7]; v8+: groups
+    // (group, [member, member epoch v9+], topics), require stable.
+    const OFFSET_FETCH_V1: &[Shape] = &[Str, Structs(&[Str, Values(&I32)])];
+    const OFFSET_FETCH_V7: &[Shape] = &[Str, Structs(&[Str, Values(&I32)]), I8];
+    const OFFSET_FETCH_V8: &[Shape] = &[Structs(&[Str, Structs(&[Str, Values(&I32)])]), I8];
+    const OFFSET_FETCH_V9: &[Shape] =
+        &[Structs(&[Str, Str, I32, Structs(&[Str, Values(&I32)])]), I8];
+    // OffsetDelete: group, topics (name, partitions (index)).
+    const OFFSET_DELETE: &[Shape] = &[Str, Structs(&[Str, Structs(&[I32])])];
+    // DescribeGroups / DeleteGroups: group ids first; ListGroups v4 states, v5 types too.
+    const GROUP_IDS: &[Shape] = &[Values(&Str)];
+    // DescribeGroups v3+: group ids, include authorized operations.
+    const DESCRIBE_GROUPS_V3: &[Shape] = &[Values(&Str), I8];
+    const LIST_GROUPS_V5: &[Shape] = &[Values(&Str), Values(&Str)];
+    // ConsumerGroupHeartbeat: group, member, epoch, instance, rack, rebalance timeout, topic
+    // names, [regex v1+], assignor, owned partitions (topic id, partitions).
+    const OWNED: Shape = Structs(&[Uuid, Values(&I32)]);
+    const CONSUMER_HEARTBEAT_V0: &[Shape] =
+        &[Str, Str, I32, Str, Str, I32, Values(&Str), Str, OWNED];
+    const CONSUMER_HEARTBEAT_V1: &[Shape] =
+        &[Str, Str, I32, Str, Str, I32, Values(&Str), Str, Str, OWNED];
+    const CONSUMER_DESCRIBE: &[Shape] = &[Values(&Str), I8];
+    Some(match api_key {
+        ApiKey::FindCoordinator if version >= 4 => FIND_COORDINATOR_V4,
+        ApiKey::JoinGroup => match version {
+            0 => JOIN_GROUP_V0,
+            1..=4 => JOIN_GROUP_V1,
+            5..=7 => JOIN_GROUP_V5,
+            _ => JOIN_GROUP_V8,
+        },
+        ApiKey::SyncGroup => match version {
+            ..=2 => SYNC_GROUP_V0,
+            3..=4 => SYNC_GROUP_V3,
+            _ => SYNC_GROUP_V5,
+        },
+        ApiKey::LeaveGroup if version >= 5 => LEAVE_GROUP_V5,
+        ApiKey::LeaveGroup if version >= 3 => LEAVE_GROUP_V3,
+        ApiKey::OffsetCommit => match version {
+            ..=4 => OFFSET_COMMIT_V2,
+            5 => OFFSET_COMMIT_V5,
+            6 => OFFSET_COMMIT_V6,
+            _ => OFFSET_COMMIT_V7,
+        },
+        ApiKey::OffsetFetch => match version {
+            ..=6 => OFFSET_FETCH_V1,
+            7 => OFFSET_FETCH_V7,
+            8 => OFFSET_FETCH_V8,
+            _ => OFFSET_FETCH_V9,
+        },
+        ApiKey::OffsetDelete => OFFSET_DELETE,
+        ApiKey::DescribeGroups if version >= 3 => DESCRIBE_GROUPS_V3,
+        ApiKey::DescribeGroups | ApiKey::DeleteGroups => GROUP_IDS,
+        ApiKey::ListGroups if version >= 5 => LIST_GROUPS_V5,
+        ApiKey::ListGroups if version >= 4 => GROUP_IDS,
+        ApiKey::ConsumerGroupHeartbeat if version >= 1 => CONSUMER_HEARTBEAT_V1,
+        ApiKey::ConsumerGroupHeartbeat => CONSUMER_HEARTBEAT_V0,
+        ApiKey::ConsumerGroupDescribe => CONSUMER_DESCRIBE,
+        _ => return None,
+    })
 }
 
 /// The Fetch body layout of each version (fields as in Kafka's `FetchRequest.json`).
@@ -398,6 +548,40 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
             DescribeClusterRequest::decode(&mut buffer, version)
                 .map_err(|e| malformed(e.to_string()))?,
         ),
+        ApiKey::FindCoordinator => {
+            Request::FindCoordinator(decode_body(&mut buffer, api_key, version)?)
+        }
+        ApiKey::JoinGroup => {
+            Request::JoinGroup(Box::new(decode_body(&mut buffer, api_key, version)?))
+        }
+        ApiKey::SyncGroup => {
+            Request::SyncGroup(Box::new(decode_body(&mut buffer, api_key, version)?))
+        }
+        // No arrays: strings and numbers only.
+        ApiKey::Heartbeat => {
+            Request::Heartbeat(Box::new(decode_body(&mut buffer, api_key, version)?))
+        }
+        ApiKey::LeaveGroup => {
+            Request::LeaveGroup(Box::new(decode_body(&mut buffer, api_key, version)?))
+        }
+        ApiKey::OffsetCommit => {
+            Request::OffsetCommit(Box::new(decode_body(&mut buffer, api_key, version)?))
+        }
+        ApiKey::OffsetFetch => {
+            Request::OffsetFetch(Box::new(decode_body(&mut buffer, api_key, version)?))
+        }
+        ApiKey::OffsetDelete => Request::OffsetDelete(decode_body(&mut buffer, api_key, version)?),
+        ApiKey::DescribeGroups => {
+            Request::DescribeGroups(decode_body(&mut buffer, api_key, version)?)
+        }
+        ApiKey::ListGroups => Request::ListGroups(decode_body(&mut buffer, api_key, version)?),
+        ApiKey::DeleteGroups => Request::DeleteGroups(decode_body(&mut buffer, api_key, version)?),
+        ApiKey::ConsumerGroupHeartbeat => {
+            Request::ConsumerGroupHeartbeat(Box::new(decode_body(&mut buffer, api_key, version)?))
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            Request::ConsumerGroupDescribe(decode_body(&mut buffer, api_key, version)?)
+        }
         ApiKey::ApiVersions => Request::ApiVersions(
             ApiVersionsRequest::decode(&mut buffer, version)
                 .map_err(|e| malformed(e.to_string()))?,
@@ -417,6 +601,19 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
         api_key,
         body,
     }))
+}
+
+/// Decodes one body of the type the caller expects.
+fn decode_body<T: Decodable>(
+    buffer: &mut Bytes,
+    api_key: ApiKey,
+    version: i16,
+) -> Result<T, DecodeError> {
+    T::decode(buffer, version).map_err(|error| DecodeError::MalformedBody {
+        api_key,
+        version,
+        message: error.to_string(),
+    })
 }
 
 /// Refuses a Metadata body whose topic array claims more elements than its bytes can hold.

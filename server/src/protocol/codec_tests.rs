@@ -106,15 +106,15 @@ fn requests_that_cannot_be_answered_are_refused_with_a_reason() {
         Err(DecodeError::UnknownApiKey { api_key: i16::MAX })
     );
     // Known API the agent does not implement, and a version above the table.
-    let fetch = frame_body(
-        ApiKey::OffsetDelete,
+    let delete_records = frame_body(
+        ApiKey::DeleteRecords,
         0,
-        &kafka_protocol::messages::OffsetDeleteRequest::default(),
+        &kafka_protocol::messages::DeleteRecordsRequest::default(),
     );
     assert!(matches!(
-        decode_request(fetch),
+        decode_request(delete_records),
         Err(DecodeError::UnsupportedVersion {
-            api_key: ApiKey::OffsetDelete,
+            api_key: ApiKey::DeleteRecords,
             ..
         })
     ));
@@ -231,3 +231,6 @@ fn metadata_responses_encode_at_every_version() {
         assert_eq!(header.correlation_id, 9, "v{version}");
     }
 }
+
+#[path = "codec_groups_tests.rs"]
+mod groups;

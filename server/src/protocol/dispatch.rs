@@ -11,8 +11,8 @@ use bytes::Bytes;
 
 use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
 use super::handlers::{
-    api_versions, cluster, configs, fetch, init_producer_id, list_offsets, metadata, produce,
-    topics_admin,
+    api_versions, cluster, configs, fetch, find_coordinator, groups, init_producer_id,
+    list_offsets, metadata, offsets, produce, topics_admin,
 };
 use super::services::CoreServices;
 use crate::metadata_source::{MetadataError, MetadataSource};
@@ -96,6 +96,16 @@ impl<S: MetadataSource> Dispatcher<S> {
             .ok_or(CloseReason::NoEngine(api_key))
     }
 
+    fn groups(
+        &self,
+        api_key: kafka_protocol::messages::ApiKey,
+    ) -> Result<&crate::groups::GroupRouter, CloseReason> {
+        self.services(api_key)?
+            .groups
+            .as_deref()
+            .ok_or(CloseReason::NoEngine(api_key))
+    }
+
     /// Handles one frame (size prefix already removed).
     pub async fn handle_frame(&self, frame: Bytes) -> FrameOutcome {
         match self.try_handle_frame(frame).await {
@@ -175,6 +185,57 @@ impl<S: MetadataSource> Dispatcher<S> {
                 &self.metadata.cluster_id(),
                 &self.broker,
             )),
+            Request::FindCoordinator(body) => {
+                Response::FindCoordinator(find_coordinator::handle(&body, version, &self.broker))
+            }
+            Request::JoinGroup(body) => Response::JoinGroup(
+                groups::join_group(self.groups(api_key)?, *body, version, client(&header)).await,
+            ),
+            Request::SyncGroup(body) => {
+                Response::SyncGroup(groups::sync_group(self.groups(api_key)?, *body, version).await)
+            }
+            Request::Heartbeat(body) => {
+                Response::Heartbeat(groups::heartbeat(self.groups(api_key)?, *body, version).await)
+            }
+            Request::LeaveGroup(body) => Response::LeaveGroup(
+                groups::leave_group(self.groups(api_key)?, *body, version).await,
+            ),
+            Request::OffsetCommit(body) => Response::OffsetCommit(
+                offsets::offset_commit(self.groups(api_key)?, *body, version).await,
+            ),
+            Request::OffsetFetch(body) => Response::OffsetFetch(
+                offsets::offset_fetch(self.groups(api_key)?, *body, version).await,
+            ),
+            Request::OffsetDelete(body) => {
+                Response::OffsetDelete(offsets::offset_delete(self.groups(api_key)?, body).await)
+            }
+            Request::DescribeGroups(body) => Response::DescribeGroups(
+                groups::describe_groups(self.groups(api_key)?, body, version).await,
+            ),
+            Request::ListGroups(body) => Response::ListGroups(
+                groups::list_groups(
+                    self.groups(api_key)?,
+                    &self.services(api_key)?.core,
+                    &body,
+                    version,
+                )
+                .await,
+            ),
+            Request::DeleteGroups(body) => {
+                Response::DeleteGroups(groups::delete_groups(self.groups(api_key)?, body).await)
+            }
+            Request::ConsumerGroupHeartbeat(body) => Response::ConsumerGroupHeartbeat(
+                groups::consumer_group_heartbeat(
+                    self.groups(api_key)?,
+                    *body,
+                    version,
+                    client(&header),
+                )
+                .await,
+            ),
+            Request::ConsumerGroupDescribe(body) => Response::ConsumerGroupDescribe(
+                groups::consumer_group_describe(self.groups(api_key)?, body).await,
+            ),
             Request::ApiVersions(body) => {
                 tracing::debug!(
                     client_id = ?header.client_id,
@@ -202,6 +263,19 @@ impl<S: MetadataSource> Dispatcher<S> {
             version,
             &response,
         )?))
+    }
+}
+
+/// The client as the group state machines record it (the connection's peer address is not known
+/// here, so the host is empty).
+fn client(header: &kafka_protocol::messages::RequestHeader) -> groups::Client {
+    groups::Client {
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        client_host: String::new(),
     }
 }
 
@@ -285,6 +359,76 @@ mod tests {
         assert_eq!(body.brokers[0].port, 9092);
     }
 
+    /// One populated request of several group APIs, at old and new versions.
+    fn group_frames() -> Vec<Bytes> {
+        use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+        use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+        use kafka_protocol::messages::offset_commit_request::{
+            OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+        };
+        use kafka_protocol::messages::offset_fetch_request::{
+            OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+        };
+        use kafka_protocol::messages::{
+            ConsumerGroupHeartbeatRequest, FindCoordinatorRequest, GroupId, JoinGroupRequest,
+            OffsetCommitRequest, OffsetFetchRequest,
+        };
+        let group = GroupId(StrBytes::from_static_str("group"));
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(group.clone())
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![
+                        OffsetCommitRequestPartition::default().with_committed_offset(5),
+                    ]),
+            ]);
+        let join = JoinGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(Bytes::from_static(b"\x00\x00\x00\x00\x00\x01\x00\x01t")),
+            ]);
+        let fetch = OffsetFetchRequest::default().with_groups(vec![
+            OffsetFetchRequestGroup::default()
+                .with_group_id(group.clone())
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default()
+                        .with_name(TopicName(StrBytes::from_static_str("t")))
+                        .with_partition_indexes(vec![0, 1]),
+                ])),
+        ]);
+        let heartbeat = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group)
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("t"))]))
+            .with_topic_partitions(Some(vec![
+                TopicPartitions::default().with_partitions(vec![0]),
+            ]));
+        let find = FindCoordinatorRequest::default()
+            .with_coordinator_keys(vec![StrBytes::from_static_str("group")]);
+        vec![
+            request(ApiKey::OffsetCommit, 2, &commit),
+            request(ApiKey::OffsetCommit, 9, &commit),
+            request(ApiKey::JoinGroup, 0, &join),
+            request(ApiKey::JoinGroup, 9, &join),
+            request(ApiKey::OffsetFetch, 9, &fetch),
+            request(ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat),
+            request(ApiKey::FindCoordinator, 4, &find),
+        ]
+    }
+
+    #[test]
+    fn find_coordinator_needs_no_engine() {
+        use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+        let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
+        let bytes = respond(&dispatcher(), request(ApiKey::FindCoordinator, 2, &find));
+        let (_, body): (_, FindCoordinatorResponse) =
+            decode_response(bytes, ApiKey::FindCoordinator, 2).unwrap();
+        assert_eq!((body.error_code, body.port), (0, 9092));
+    }
+
     #[test]
     fn random_and_mutated_frames_never_panic() {
         // Deterministic xorshift so a failure reproduces.
@@ -305,10 +449,19 @@ mod tests {
                 &MetadataRequest::default().with_topics(None),
             ),
         ];
+        let groups = group_frames();
         for round in 0..20_000 {
             let frame: Vec<u8> = if round % 2 == 0 {
                 let length = (next() % 64) as usize;
                 (0..length).map(|_| next() as u8).collect()
+            } else if round % 3 == 0 {
+                // The group APIs' bodies (answered or refused, never a panic).
+                let mut frame = groups[(next() as usize) % groups.len()].to_vec();
+                for _ in 0..=(next() % 4) {
+                    let position = 8 + (next() as usize) % (frame.len() - 8);
+                    frame[position] = next() as u8;
+                }
+                frame
             } else {
                 let mut frame = valid[(next() % 3) as usize].to_vec();
                 for _ in 0..=(next() % 4) {

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::fetch::FetchCore;
+use crate::groups::GroupRouter;
 use crate::metadata_core::CoreHandle;
 use crate::metadata_core::watermarks::WatermarkWaiters;
 
@@ -20,6 +21,8 @@ pub struct CoreServices {
     pub watermark_waiters: Rc<WatermarkWaiters>,
     /// This core's block cache and fetch sessions.
     pub fetch: Rc<FetchCore>,
+    /// The consumer groups of every core, reached from this one; `None` until wired.
+    pub groups: Option<Rc<GroupRouter>>,
     produce_budget: Rc<Semaphore>,
     produce_budget_bytes: u64,
 }
@@ -36,6 +39,7 @@ impl CoreServices {
             core,
             watermark_waiters,
             fetch: Rc::new(FetchCore::default()),
+            groups: None,
             produce_budget: Rc::new(Semaphore::new(produce_budget_bytes)),
             produce_budget_bytes,
         }
@@ -44,6 +48,12 @@ impl CoreServices {
     /// Uses `fetch` (the core's configured block cache and sessions) instead of the default.
     pub fn with_fetch(mut self, fetch: Rc<FetchCore>) -> Self {
         self.fetch = fetch;
+        self
+    }
+
+    /// Adds the consumer groups (this core's and its way to the others').
+    pub fn with_groups(mut self, groups: Rc<GroupRouter>) -> Self {
+        self.groups = Some(groups);
         self
     }
 
