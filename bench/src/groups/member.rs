@@ -38,7 +38,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::assignment::{self, TopicPartitions};
-use super::stats::{Board, Call, Recorder};
+use super::stats::{Acknowledged, Board, Call, Recorder};
 use super::wire::{CallError, Connection, Versions};
 
 // Kafka error codes the member reacts to.
@@ -71,6 +71,8 @@ pub struct Picked {
     pub sync_group: i16,
     pub heartbeat: i16,
     pub offset_commit: i16,
+    /// Only to read the offsets back after the run.
+    pub offset_fetch: i16,
 }
 
 impl Picked {
@@ -86,6 +88,7 @@ impl Picked {
             sync_group: versions.pick(ApiKey::SyncGroup, range(3, 5))?,
             heartbeat: versions.pick(ApiKey::Heartbeat, range(3, 4))?,
             offset_commit: versions.pick(ApiKey::OffsetCommit, range(2, 9))?,
+            offset_fetch: versions.pick(ApiKey::OffsetFetch, range(1, 7))?,
         })
     }
 }
@@ -100,6 +103,7 @@ pub struct Shared {
     pub versions: Picked,
     pub recorder: Arc<Recorder>,
     pub board: Arc<Board>,
+    pub acknowledged: Arc<Acknowledged>,
     /// Bounds connection set-ups in progress: a burst of thousands of SYNs overflows a listen
     /// backlog (Kafka's `socket.listen.backlog.size` is 50) and turns into 1 s SYN retries.
     pub connecting: Arc<Semaphore>,
@@ -113,7 +117,7 @@ pub struct Seat {
     pub population_index: usize,
 }
 
-fn group_id(group: usize) -> String {
+pub fn group_id(group: usize) -> String {
     format!("bench-group-{group:05}")
 }
 
@@ -184,7 +188,8 @@ struct Member {
 /// The answer of one call made from the Stable loop.
 enum Outcome {
     Heartbeat(Result<(i16, Duration), CallError>),
-    Commit(Result<(Vec<i16>, Duration), CallError>),
+    /// The offset sent, and each partition's answer.
+    Commit(i64, Result<(Vec<(i32, i16)>, Duration), CallError>),
 }
 
 impl Member {
@@ -527,15 +532,21 @@ impl Member {
             .with_topics(topics);
         let version = self.shared.versions.offset_commit;
         async move {
-            Outcome::Commit(connection.call(version, &request).await.map(|answer| {
+            let answered = connection.call(version, &request).await.map(|answer| {
                 let codes = answer
                     .body
                     .topics
                     .iter()
-                    .flat_map(|topic| topic.partitions.iter().map(|p| p.error_code))
+                    .flat_map(|topic| {
+                        topic
+                            .partitions
+                            .iter()
+                            .map(|p| (p.partition_index, p.error_code))
+                    })
                     .collect();
                 (codes, answer.latency)
-            }))
+            });
+            Outcome::Commit(offset, answered)
         }
     }
 
@@ -547,11 +558,23 @@ impl Member {
                 Call::Heartbeat,
                 result.map(|(code, latency)| (vec![code], latency, 0)),
             ),
-            Outcome::Commit(result) => (
+            Outcome::Commit(offset, result) => (
                 Call::OffsetCommit,
                 result.map(|(codes, latency)| {
-                    let committed = codes.iter().filter(|code| **code == 0).count();
-                    (codes, latency, committed)
+                    let mut committed: u64 = 0;
+                    for &(partition, code) in &codes {
+                        if code == 0 {
+                            committed += 1;
+                            self.shared
+                                .acknowledged
+                                .record(self.seat.group, partition, offset);
+                        }
+                    }
+                    (
+                        codes.into_iter().map(|(_, code)| code).collect(),
+                        latency,
+                        committed,
+                    )
                 }),
             ),
         };
@@ -570,7 +593,7 @@ impl Member {
         self.record(|stats| {
             stats.record_latency(call, latency);
             stats.record_code(call, code);
-            stats.committed_partitions += u64::try_from(committed).unwrap_or(0);
+            stats.committed_partitions += committed;
         });
         Ok(match code {
             ILLEGAL_GENERATION => Some(Rejoin::KeepMemberId),

@@ -25,8 +25,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, FindCoordinatorRequest, MetadataRequest, TopicName,
+    ApiKey, CreateTopicsRequest, FindCoordinatorRequest, GroupId, MetadataRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use serde_json::{Map, Value, json};
@@ -37,7 +39,7 @@ use crate::report::Status;
 use crate::targets::{self, Env, Running, StartError};
 use member::{Picked, Seat, Shared};
 use report::{GroupsReport, GroupsRow};
-use stats::{Board, Recorder};
+use stats::{Acknowledged, Board, OffsetCheck, Recorder};
 use wire::{Connection, Versions};
 
 /// The sizes of one run.
@@ -102,6 +104,7 @@ pub const COMMIT_TARGET_MARGIN_MS: f64 = 20.0;
 pub fn run(env: &Env, target_names: &[String], quick: bool, out: &Path) -> anyhow::Result<()> {
     raise_open_files_limit();
     let plan = Plan::new(quick);
+    let load_at_start = crate::load_average();
     // The members' own thread, apart from the harness runtime that drives the S3 proxy.
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -133,6 +136,7 @@ pub fn run(env: &Env, target_names: &[String], quick: bool, out: &Path) -> anyho
             let log = env.work_dir.join(format!("{name}{suffix}.log"));
             let _ = std::fs::copy(&log, out.join(format!("{name}{suffix}.log")));
         }
+        let _ = std::fs::remove_dir_all(env.work_dir.join(name));
     }
     let report = GroupsReport {
         scenario: "groups".to_owned(),
@@ -141,7 +145,10 @@ pub fn run(env: &Env, target_names: &[String], quick: bool, out: &Path) -> anyho
         started_at_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        machine: crate::machine(),
+        machine: format!(
+            "{}; load average {load_at_start} at the start",
+            crate::machine()
+        ),
         findings: report::findings(&rows),
         rows,
     };
@@ -153,6 +160,18 @@ pub fn run(env: &Env, target_names: &[String], quick: bool, out: &Path) -> anyho
     std::fs::write(out.join("report.md"), &markdown)?;
     println!("{markdown}");
     println!("sluice-bench: wrote {}", out.display());
+    // Like the other scenarios: a target that did not run cleanly fails the command.
+    let failures: Vec<&GroupsRow> = report
+        .rows
+        .iter()
+        .filter(|row| row.status != Status::Ran)
+        .collect();
+    if !failures.is_empty() {
+        for row in failures {
+            eprintln!("sluice-bench: FAILED: {}: {:?}", row.target, row.status);
+        }
+        std::process::exit(crate::FAILED_EXIT_CODE);
+    }
     Ok(())
 }
 
@@ -206,6 +225,7 @@ async fn measure(
     );
     let started = Instant::now();
     let recorder = Arc::new(Recorder::default());
+    let acknowledged = Arc::new(Acknowledged::default());
     let board = Arc::new(Board::new(plan.groups, plan.members_per_group, started));
     let shared = Arc::new(Shared {
         bootstrap: running.bootstrap.clone(),
@@ -215,6 +235,7 @@ async fn measure(
         versions: picked,
         recorder: Arc::clone(&recorder),
         board: Arc::clone(&board),
+        acknowledged: Arc::clone(&acknowledged),
         connecting: Arc::new(Semaphore::new(CONNECTING_MAX)),
     });
     let (stop, stopped) = watch::channel(false);
@@ -281,6 +302,10 @@ async fn measure(
     if drained.is_err() {
         members.abort_all();
     }
+    let offsets = match read_back(&running.bootstrap, picked, plan, &acknowledged).await {
+        Ok(check) => Ok(check),
+        Err(error) => Err(format!("{error:#}")),
+    };
 
     let cpu = |from: Option<f64>, to: Option<f64>, seconds: f64| {
         from.zip(to)
@@ -302,7 +327,53 @@ async fn measure(
         steady_s,
         steady_cpu_per_s: cpu(cpu_at_steady, cpu_at_end, steady_s),
         store,
+        offsets,
     })
+}
+
+/// Reads every group's committed offsets back (OffsetFetch, after the members stopped) and
+/// compares them with the commits the broker acknowledged: a broker that answered commits
+/// without storing them fails here.
+async fn read_back(
+    bootstrap: &str,
+    picked: Picked,
+    plan: Plan,
+    acknowledged: &Acknowledged,
+) -> anyhow::Result<OffsetCheck> {
+    let connection = Connection::connect(bootstrap, "sluice-bench-verify").await?;
+    let version = picked.offset_fetch;
+    let mut check = OffsetCheck::default();
+    for group in 0..plan.groups {
+        let request = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(member::group_id(group))))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                    .with_partition_indexes((0..plan.partitions).collect()),
+            ]));
+        let answer = connection.call(version, &request).await?.body;
+        anyhow::ensure!(
+            answer.error_code == 0,
+            "OffsetFetch {}: error {}",
+            member::group_id(group),
+            answer.error_code
+        );
+        let stored = answer
+            .topics
+            .iter()
+            .flat_map(|topic| topic.partitions.iter())
+            .map(|p| {
+                let offset = if p.error_code == 0 {
+                    p.committed_offset
+                } else {
+                    -1
+                };
+                (p.partition_index, offset)
+            })
+            .collect();
+        check.add_group(&acknowledged.of_group(group), &stored);
+    }
+    Ok(check)
 }
 
 /// Creates the topic, waits until its partitions have leaders and the broker names a group

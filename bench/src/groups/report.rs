@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::stats::{Stats, latency};
+use super::stats::{OffsetCheck, Stats, latency};
 use super::{COMMIT_TARGET_MARGIN_MS, Plan, SLUICE_FLUSH_INTERVAL_MS};
 use crate::proxy::CountSnapshot;
 use crate::report::{Latency, Status};
@@ -50,6 +50,9 @@ pub struct GroupsRow {
     /// Sluice only: the issue's bound on commit P99 (flush window + 20 ms) and whether it held.
     pub commit_p99_target_ms: Option<f64>,
     pub commit_p99_target_met: Option<bool>,
+    /// Every group's offsets read back after the run against the acknowledged commits
+    /// (`Err`: the read-back itself failed).
+    pub offsets: Option<Result<OffsetCheck, String>>,
 }
 
 impl GroupsRow {
@@ -87,6 +90,7 @@ impl GroupsRow {
             puts_per_second: None,
             commit_p99_target_ms: None,
             commit_p99_target_met: None,
+            offsets: None,
         }
     }
 }
@@ -107,6 +111,7 @@ pub struct Measured<'a> {
     pub steady_s: f64,
     pub steady_cpu_per_s: Option<f64>,
     pub store: Option<CountSnapshot>,
+    pub offsets: Result<OffsetCheck, String>,
 }
 
 pub fn build_row(measured: Measured<'_>) -> GroupsRow {
@@ -130,13 +135,18 @@ pub fn build_row(measured: Measured<'_>) -> GroupsRow {
     GroupsRow {
         target: target.to_owned(),
         // Numbers from a run where groups never formed are reported, but not as a clean run.
-        status: if all_stable {
-            Status::Ran
-        } else {
-            Status::Failed(format!(
+        status: match &measured.offsets {
+            _ if !all_stable => Status::Failed(format!(
                 "only {} of {} groups became Stable within {:.0} s",
                 measured.groups_stable, plan.groups, measured.forming_s
-            ))
+            )),
+            Ok(check) if !check.all_good() => Status::Failed(format!(
+                "committed offsets read back: {} of {} partitions behind the last acknowledged \
+                 commit, {} missing",
+                check.behind, check.partitions, check.missing
+            )),
+            Ok(_) => Status::Ran,
+            Err(error) => Status::Failed(format!("reading committed offsets back: {error}")),
         },
         settings,
         groups: plan.groups,
@@ -166,6 +176,7 @@ pub fn build_row(measured: Measured<'_>) -> GroupsRow {
             .zip(offset_commit)
             .map(|(target, commit)| commit.p99_ms < target),
         offset_commit,
+        offsets: Some(measured.offsets),
     }
 }
 
@@ -329,6 +340,20 @@ pub fn render(report: &GroupsReport) -> String {
             let _ = writeln!(out, "Steady-state errors: {}  ", error_list(&row.errors));
             if let (Some(p99), Some(max)) = (row.send_lag_p99_ms, row.send_lag_max_ms) {
                 let _ = writeln!(out, "Members' send lag p99 / max: {p99:.1} / {max:.1} ms  ");
+            }
+            match &row.offsets {
+                Some(Ok(check)) => {
+                    let _ = writeln!(
+                        out,
+                        "Committed offsets read back (OffsetFetch after the run): {} partitions \
+                         of {} groups; {} behind the last acknowledged commit, {} missing  ",
+                        check.partitions, check.groups, check.behind, check.missing
+                    );
+                }
+                Some(Err(error)) => {
+                    let _ = writeln!(out, "Committed offsets not read back: {error}  ");
+                }
+                None => {}
             }
             if let Some(c) = &row.store {
                 let _ = writeln!(

@@ -2,10 +2,16 @@
 
 use std::time::Duration;
 
-use super::super::stats::Call;
+use super::super::stats::{Call, OffsetCheck};
 use super::*;
 
 fn measured(target: &str, commit_ms: u64, stable: usize) -> Measured<'_> {
+    let good = OffsetCheck {
+        groups: 100,
+        partitions: 1_200,
+        behind: 0,
+        missing: 0,
+    };
     let plan = Plan::new(true);
     let mut steady = Stats::default();
     for _ in 0..1_000 {
@@ -43,6 +49,7 @@ fn measured(target: &str, commit_ms: u64, stable: usize) -> Measured<'_> {
             get_bytes: 0,
             put_conflicts: 0,
         }),
+        offsets: Ok(good),
     }
 }
 
@@ -83,6 +90,26 @@ fn groups_that_never_formed_fail_the_row_but_keep_the_numbers() {
     assert!(matches!(&row.status, Status::Failed(reason) if reason.contains("97 of 100")));
     assert_eq!(row.all_stable_after_s, None);
     assert!(row.offset_commit.is_some());
+}
+
+#[test]
+fn a_lost_commit_fails_the_row() {
+    let mut lost = measured("sluice", 12, 100);
+    lost.offsets = Ok(OffsetCheck {
+        groups: 100,
+        partitions: 1_200,
+        behind: 3,
+        missing: 1,
+    });
+    let row = build_row(lost);
+    assert!(
+        matches!(&row.status, Status::Failed(reason) if reason.contains("3 of 1200 partitions behind")),
+        "{:?}",
+        row.status
+    );
+    let mut unread = measured("kafka", 3, 100);
+    unread.offsets = Err("connection refused".into());
+    assert!(matches!(build_row(unread).status, Status::Failed(_)));
 }
 
 #[test]

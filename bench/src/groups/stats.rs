@@ -2,7 +2,7 @@
 //! Stable. Shared by every member task behind plain mutexes — the members run on one client
 //! thread, so the locks are uncontended and held for a histogram insert.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -152,6 +152,64 @@ impl Recorder {
     }
 }
 
+/// The highest offset whose commit the broker acknowledged, per (group, partition): what an
+/// OffsetFetch after the run must return at least (a commit still in flight when the members
+/// stopped may have been applied too, so "at least", not "equal").
+#[derive(Debug, Default)]
+pub struct Acknowledged {
+    offsets: Mutex<HashMap<(usize, i32), i64>>,
+}
+
+impl Acknowledged {
+    pub fn record(&self, group: usize, partition: i32, offset: i64) {
+        let mut offsets = self.offsets.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = offsets.entry((group, partition)).or_insert(offset);
+        *entry = (*entry).max(offset);
+    }
+
+    /// The acknowledged offsets of one group, by partition.
+    pub fn of_group(&self, group: usize) -> BTreeMap<i32, i64> {
+        self.offsets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|((g, _), _)| *g == group)
+            .map(|((_, partition), offset)| (*partition, *offset))
+            .collect()
+    }
+}
+
+/// What reading the committed offsets back found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OffsetCheck {
+    pub groups: u64,
+    /// Partitions with an acknowledged commit that were read back.
+    pub partitions: u64,
+    /// Stored offset below the last acknowledged commit (a lost commit).
+    pub behind: u64,
+    /// No stored offset (or an error) although a commit was acknowledged.
+    pub missing: u64,
+}
+
+impl OffsetCheck {
+    /// Compares one group's stored offsets (`-1`: none) with what was acknowledged.
+    pub fn add_group(&mut self, acknowledged: &BTreeMap<i32, i64>, stored: &BTreeMap<i32, i64>) {
+        self.groups += 1;
+        for (partition, &acked) in acknowledged {
+            self.partitions += 1;
+            match stored.get(partition).copied() {
+                None | Some(-1) => self.missing += 1,
+                Some(offset) if offset < acked => self.behind += 1,
+                Some(_) => {}
+            }
+        }
+    }
+
+    pub fn all_good(&self) -> bool {
+        self.partitions > 0 && self.behind == 0 && self.missing == 0
+    }
+}
+
 /// Which members of which groups hold an assignment of which generation. A group is Stable when
 /// every member completed SyncGroup in the same generation with a non-empty assignment: only
 /// then has the leader seen all of them (it assigns 12 partitions over the members it saw).
@@ -244,6 +302,31 @@ mod tests {
         assert_eq!(board.stable_now(), 0, "a member rejoining");
         assert_eq!(board.first_stable().0, 1, "first time stays recorded");
         board.set(7, 0, Some(1)); // out of range: ignored
+    }
+
+    #[test]
+    fn read_back_offsets_must_reach_the_acknowledged_ones() {
+        let acked = Acknowledged::default();
+        acked.record(0, 0, 5);
+        acked.record(0, 0, 4); // an older answer arriving late does not lower it
+        acked.record(0, 1, 5);
+        acked.record(0, 2, 5);
+        acked.record(1, 0, 9);
+        let group = acked.of_group(0);
+        assert_eq!(group, BTreeMap::from([(0, 5), (1, 5), (2, 5)]));
+        let mut check = OffsetCheck::default();
+        check.add_group(&group, &BTreeMap::from([(0, 5), (1, 6), (2, 4)]));
+        assert_eq!((check.partitions, check.behind, check.missing), (3, 1, 0));
+        check.add_group(&acked.of_group(1), &BTreeMap::from([(0, -1)]));
+        assert_eq!((check.groups, check.missing), (2, 1));
+        assert!(!check.all_good());
+        let mut fine = OffsetCheck::default();
+        fine.add_group(&acked.of_group(1), &BTreeMap::from([(0, 10)]));
+        assert!(fine.all_good());
+        assert!(
+            !OffsetCheck::default().all_good(),
+            "nothing checked is not a pass"
+        );
     }
 
     #[test]
