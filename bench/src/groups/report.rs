@@ -47,6 +47,9 @@ pub struct GroupsRow {
     /// Object-store calls in the steady state (Sluice behind the harness proxy only).
     pub store: Option<CountSnapshot>,
     pub puts_per_second: Option<f64>,
+    /// PUTs that stored an object (not refused as a create-only conflict: a hedged PUT's
+    /// losing copy): the objects the agent wrote, one per flush window at most.
+    pub stored_puts_per_second: Option<f64>,
     /// Sluice only: the issue's bound on commit P99 (flush window + 20 ms) and whether it held.
     pub commit_p99_target_ms: Option<f64>,
     pub commit_p99_target_met: Option<bool>,
@@ -88,6 +91,7 @@ impl GroupsRow {
             send_lag_max_ms: None,
             store: None,
             puts_per_second: None,
+            stored_puts_per_second: None,
             commit_p99_target_ms: None,
             commit_p99_target_met: None,
             offsets: None,
@@ -170,6 +174,9 @@ pub fn build_row(measured: Measured<'_>) -> GroupsRow {
         send_lag_p99_ms: send_lag.map(|l| l.p99_ms),
         send_lag_max_ms: send_lag.map(|l| l.max_ms),
         puts_per_second: measured.store.map(|s| per_second(s.puts)),
+        stored_puts_per_second: measured
+            .store
+            .map(|s| per_second(s.puts.saturating_sub(s.put_conflicts))),
         store: measured.store,
         commit_p99_target_ms: commit_target,
         commit_p99_target_met: commit_target
@@ -272,7 +279,10 @@ fn headline(row: &GroupsRow) -> String {
             _ => "—".to_owned(),
         },
         opt(row.cpu_seconds_per_second, 3),
-        opt(row.puts_per_second, 1),
+        match (row.puts_per_second, row.stored_puts_per_second) {
+            (Some(all), Some(stored)) => format!("{all:.1} ({stored:.1})"),
+            _ => "—".to_owned(),
+        },
         errors,
     )
 }
@@ -292,7 +302,7 @@ pub fn render(report: &GroupsReport) -> String {
     out.push_str(
         "| target | groups Stable | all Stable after (s) | heartbeat p50 / p99 / p99.9 / max (ms) \
          | offset commit p50 / p99 / p99.9 / max (ms) | commit P99 target (ms) | broker CPU s/s \
-         | PUT/s | errors |\n|---|---|---|---|---|---|---|---|---|\n",
+         | PUT/s (stored) | errors |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in &report.rows {
         out.push_str(&headline(row));
@@ -302,7 +312,8 @@ pub fn render(report: &GroupsReport) -> String {
     }
     out.push_str(
         "\nLatencies, CPU, PUTs and errors are over the steady state (after every group was \
-         Stable); CPU is the broker process's user + system seconds per wall second. `—` = not \
+         Stable); CPU is the broker process's user + system seconds per wall second; PUT/s counts \
+         every PUT, (stored) leaves out those refused as create-only conflicts. `—` = not \
          available.\n",
     );
     for row in &report.rows {
@@ -358,8 +369,9 @@ pub fn render(report: &GroupsReport) -> String {
             if let Some(c) = &row.store {
                 let _ = writeln!(
                     out,
-                    "Object-store calls in the steady state: {} PUT ({} bytes), {} GET, {} LIST  ",
-                    c.puts, c.put_bytes, c.gets, c.lists
+                    "Object-store calls in the steady state: {} PUT ({} bytes; {} refused as \
+                     create-only conflicts, e.g. hedged copies), {} GET, {} LIST  ",
+                    c.puts, c.put_bytes, c.put_conflicts, c.gets, c.lists
                 );
             }
         }

@@ -47,7 +47,7 @@ fn measured(target: &str, commit_ms: u64, stable: usize) -> Measured<'_> {
             others: 0,
             put_bytes: 1,
             get_bytes: 0,
-            put_conflicts: 0,
+            put_conflicts: 100,
         }),
         offsets: Ok(good),
     }
@@ -62,6 +62,7 @@ fn sluice_rows_are_held_to_the_flush_window_plus_20_ms() {
     assert!((fast.commits_per_second - 100.0).abs() < 1e-9);
     assert!((fast.committed_partitions_per_second - 400.0).abs() < 1e-9);
     assert!((fast.puts_per_second.unwrap() - 70.0).abs() < 1e-9);
+    assert!((fast.stored_puts_per_second.unwrap() - 60.0).abs() < 1e-9);
     assert_eq!(
         fast.errors.get("Heartbeat: REBALANCE_IN_PROGRESS (27)"),
         Some(&1)
@@ -133,7 +134,7 @@ fn markdown_has_a_line_per_target_and_the_reason_for_missing_ones() {
         rows,
     };
     let text = render(&report);
-    assert!(text.contains("| sluice | 100 / 100 | 4.5 | 2.0 / 2.0 / 2.0 / 2.0 | 12.0 / 12.0 / 12.0 / 12.0 | < 30: met | 0.250 | 70.0 | 1 |"), "{text}");
+    assert!(text.contains("| sluice | 100 / 100 | 4.5 | 2.0 / 2.0 / 2.0 / 2.0 | 12.0 / 12.0 / 12.0 / 12.0 | < 30: met | 0.250 | 70.0 (60.0) | 1 |"), "{text}");
     assert!(text.contains("| kafka | 100 / 100 |"), "{text}");
     assert!(
         text.contains("**not installed**: cargo install tansu"),
