@@ -37,6 +37,8 @@ pub struct GroupsRow {
     pub heartbeats_per_second: f64,
     pub commits_per_second: f64,
     pub committed_partitions_per_second: f64,
+    /// The slowest commit answered in each second of the steady state (ms).
+    pub commit_worst_ms_by_second: Vec<f64>,
     /// The broker process's user + system CPU over the steady state, per wall second.
     pub cpu_seconds_per_second: Option<f64>,
     pub errors: BTreeMap<String, u64>,
@@ -84,6 +86,7 @@ impl GroupsRow {
             heartbeats_per_second: 0.0,
             commits_per_second: 0.0,
             committed_partitions_per_second: 0.0,
+            commit_worst_ms_by_second: Vec::new(),
             cpu_seconds_per_second: None,
             errors: BTreeMap::new(),
             steady_joins: 0,
@@ -167,6 +170,7 @@ pub fn build_row(measured: Measured<'_>) -> GroupsRow {
         heartbeats_per_second: per_second(steady.heartbeat.len()),
         commits_per_second: per_second(steady.offset_commit.len()),
         committed_partitions_per_second: per_second(steady.committed_partitions),
+        commit_worst_ms_by_second: steady.commit_worst_ms_by_second,
         heartbeat,
         cpu_seconds_per_second: measured.steady_cpu_per_s,
         errors: steady.errors,
@@ -287,6 +291,49 @@ fn headline(row: &GroupsRow) -> String {
     )
 }
 
+/// Commits slower than this make a second count as a stall in the report.
+const STALL_MS: f64 = 100.0;
+/// Stalled seconds listed by name; the rest are counted.
+const STALLS_LISTED_MAX: usize = 12;
+
+/// "Seconds with a commit over 100 ms: 3 of 60 (at 12 s: 850 ms, ...)".
+fn stalls(worst_by_second: &[f64]) -> String {
+    if worst_by_second.is_empty() {
+        return String::new();
+    }
+    let stalled: Vec<String> = worst_by_second
+        .iter()
+        .enumerate()
+        .filter(|(_, worst)| **worst > STALL_MS)
+        .map(|(second, worst)| format!("{second} s: {worst:.0}"))
+        .collect();
+    let mut line = format!(
+        "Seconds of the steady state whose slowest commit took over {STALL_MS:.0} ms: {} of {}",
+        stalled.len(),
+        worst_by_second.len()
+    );
+    if !stalled.is_empty() {
+        let listed: Vec<&str> = stalled
+            .iter()
+            .take(STALLS_LISTED_MAX)
+            .map(String::as_str)
+            .collect();
+        let more = stalled.len().saturating_sub(STALLS_LISTED_MAX);
+        let _ = write!(
+            line,
+            " (at {} ms{})",
+            listed.join(", "),
+            if more > 0 {
+                format!(", {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    line.push_str("  \n");
+    line
+}
+
 pub fn render(report: &GroupsReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -349,6 +396,7 @@ pub fn render(report: &GroupsReport) -> String {
                 row.groups,
             );
             let _ = writeln!(out, "Steady-state errors: {}  ", error_list(&row.errors));
+            out.push_str(&stalls(&row.commit_worst_ms_by_second));
             if let (Some(p99), Some(max)) = (row.send_lag_p99_ms, row.send_lag_max_ms) {
                 let _ = writeln!(out, "Members' send lag p99 / max: {p99:.1} / {max:.1} ms  ");
             }

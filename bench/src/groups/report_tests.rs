@@ -94,6 +94,19 @@ fn groups_that_never_formed_fail_the_row_but_keep_the_numbers() {
 }
 
 #[test]
+fn stalled_seconds_are_listed_with_their_time() {
+    assert_eq!(stalls(&[]), "");
+    let line = stalls(&[12.0, 250.0, 14.0, 1_200.4]);
+    assert!(
+        line.contains("over 100 ms: 2 of 4 (at 1 s: 250, 3 s: 1200 ms)"),
+        "{line}"
+    );
+    let many: Vec<f64> = (0..20).map(|_| 500.0).collect();
+    assert!(stalls(&many).contains(", 8 more)"));
+    assert!(stalls(&[1.0, 2.0]).contains("0 of 2  "));
+}
+
+#[test]
 fn a_lost_commit_fails_the_row() {
     let mut lost = measured("sluice", 12, 100);
     lost.offsets = Ok(OffsetCheck {

@@ -52,6 +52,11 @@ pub struct Stats {
     pub joins: u64,
     /// Partitions whose offsets were committed (4 per commit for a 12-partition topic).
     pub committed_partitions: u64,
+    /// When this phase began.
+    pub started: Instant,
+    /// The slowest offset commit answered in each second of the phase, in ms: shows whether a
+    /// tail is spread out or a few stalls (and when, to line up with the broker's log).
+    pub commit_worst_ms_by_second: Vec<f64>,
 }
 
 impl Default for Stats {
@@ -65,12 +70,26 @@ impl Default for Stats {
             errors: BTreeMap::new(),
             joins: 0,
             committed_partitions: 0,
+            started: Instant::now(),
+            commit_worst_ms_by_second: Vec::new(),
         }
     }
 }
 
 impl Stats {
     pub fn record_latency(&mut self, call: Call, latency: Duration) {
+        if call == Call::OffsetCommit {
+            let second = usize::try_from(self.started.elapsed().as_secs()).unwrap_or(usize::MAX);
+            // Bounded by the phase's length (a few minutes); a runaway index is ignored.
+            if second < 3_600 {
+                if self.commit_worst_ms_by_second.len() <= second {
+                    self.commit_worst_ms_by_second.resize(second + 1, 0.0);
+                }
+                if let Some(worst) = self.commit_worst_ms_by_second.get_mut(second) {
+                    *worst = worst.max(latency.as_secs_f64() * 1000.0);
+                }
+            }
+        }
         let histogram = match call {
             Call::Heartbeat => &mut self.heartbeat,
             Call::OffsetCommit => &mut self.offset_commit,
@@ -358,5 +377,9 @@ mod tests {
         assert!((l.p50_ms - 50.0).abs() < 0.1, "{l:?}");
         assert!((l.p99_ms - 99.0).abs() < 0.1, "{l:?}");
         assert!((l.max_ms - 100.0).abs() < 0.1, "{l:?}");
+        stats.record_latency(Call::OffsetCommit, Duration::from_millis(7));
+        stats.record_latency(Call::OffsetCommit, Duration::from_millis(30));
+        stats.record_latency(Call::OffsetCommit, Duration::from_millis(9));
+        assert_eq!(stats.commit_worst_ms_by_second, vec![30.0]);
     }
 }
