@@ -60,8 +60,11 @@
 //! work. Deadlines are kept in an ordered index, so neither scans every member.
 //!
 //! Offset commits (OffsetCommit v9+ from these members) carry the member epoch as the generation:
-//! `check_commit` and `check_fetch` accept it only from a current member at its current epoch
-//! (STALE_MEMBER_EPOCH otherwise), or with epoch -1 from outside the group when it has no members.
+//! `check_fetch` accepts it only from a current member at its current epoch (STALE_MEMBER_EPOCH
+//! otherwise); `check_commit` also accepts an older positive epoch of a current member (Kafka 4.4,
+//! KIP-1251: a partition is committed under the epoch it was assigned in, and Sluice keeps no
+//! per-partition epochs) but never a newer one. Both accept epoch -1 from outside the group while
+//! it has no members.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -618,7 +621,8 @@ impl ConsumerGroups {
     /// OffsetCommit from a KIP-848 member: generation_id in the request is the member epoch.
     /// Kafka's `ConsumerGroup.validateOffsetCommit`: epoch < 0 is accepted while the group has no
     /// members (admin tools, manual commits); otherwise the member must exist (UNKNOWN_MEMBER_ID)
-    /// and be at exactly that epoch (STALE_MEMBER_EPOCH). A group this core does not know →
+    /// and the epoch be positive and not newer than the member's (STALE_MEMBER_EPOCH; see the
+    /// comment in the body on older epochs). A group this core does not know →
     /// GROUP_ID_NOT_FOUND (the caller decides whether that is a simple-group commit).
     pub fn check_commit(
         &mut self,

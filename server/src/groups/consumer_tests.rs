@@ -102,6 +102,24 @@ fn assignment_of(response: &ConsumerGroupHeartbeatResponse) -> Option<Assignment
     })
 }
 
+/// What ConsumerGroupDescribe says member "a" holds now.
+fn assignment_of_kept(groups: &ConsumerGroups, topics: &TopicsView) -> Assignment {
+    let described = groups.describe(GROUP, topics, false);
+    let member = described
+        .members
+        .iter()
+        .find(|m| m.member_id.as_str() == "a")
+        .unwrap();
+    let mut out = Assignment::new();
+    for topic in &member.assignment.topic_partitions {
+        out.insert(
+            topic.topic_id,
+            topic.partitions.iter().map(|p| *p as u32).collect(),
+        );
+    }
+    out
+}
+
 fn count(assignment: &Assignment) -> usize {
     assignment.values().map(BTreeSet::len).sum()
 }
@@ -327,13 +345,13 @@ fn a_crashed_member_is_expired_and_its_partitions_move() {
     let mut now = 0;
     converge(&mut groups, &mut clients, &topics, &mut now);
     let crashed = clients.pop().unwrap();
-    let crashed_at = now;
+    // `converge` heartbeats everyone, then advances the clock by a second.
+    let last_heartbeat = now - 1_000;
 
     // The survivors keep heartbeating; "c" is silent. Nothing moves before its session ends.
     let deadline = groups.next_deadline_ms().unwrap();
     assert!(deadline > now && deadline <= now + SESSION_MS);
-    // (Its last heartbeat in `converge` may precede `crashed_at` by a round or two.)
-    while now < crashed_at + SESSION_MS / 2 {
+    while now < last_heartbeat + SESSION_MS - 1_000 {
         for client in &mut clients {
             assert_eq!(client.heartbeat(&mut groups, &topics, now), NONE);
         }
@@ -341,8 +359,7 @@ fn a_crashed_member_is_expired_and_its_partitions_move() {
         groups.tick(now, &topics);
     }
     assert_eq!(groups.describe(GROUP, &topics, false).members.len(), 3);
-    // The crashed member's last heartbeat was before `crashed_at`: by now its session is over.
-    now = crashed_at + SESSION_MS;
+    now = last_heartbeat + SESSION_MS;
     groups.tick(now, &topics);
     let described = groups.describe(GROUP, &topics, false);
     assert_eq!(described.members.len(), 2);
@@ -959,6 +976,26 @@ fn commits_and_fetches_need_the_current_member_epoch() {
     assert_eq!(groups.check_fetch(GROUP, 1, "a"), Ok(()));
     assert_eq!(groups.check_fetch(GROUP, 0, "a"), Err(STALE_MEMBER_EPOCH));
     assert_eq!(groups.check_fetch(GROUP, 1, "zz"), Err(UNKNOWN_MEMBER_ID));
+    // A second member moves "a" to epoch 2 (after it releases a partition): a commit under its
+    // older epoch 1 is still accepted, a fetch is not.
+    groups.heartbeat(&join_request("b", &["orders"]), 1, &topics, 1);
+    let owned = BTreeMap::from([(topic_id("orders"), BTreeSet::from([0u32, 1]))]);
+    groups.heartbeat(&heartbeat_request("a", 1, Some(&owned)), 1, &topics, 1);
+    let response = groups.heartbeat(
+        &heartbeat_request("a", 1, Some(&assignment_of_kept(&groups, &topics))),
+        1,
+        &topics,
+        1,
+    );
+    assert_eq!(response.member_epoch, 2);
+    assert_eq!(groups.check_commit(GROUP, 1, "a", 1), Ok(()));
+    assert_eq!(groups.check_commit(GROUP, 2, "a", 1), Ok(()));
+    assert_eq!(
+        groups.check_commit(GROUP, 3, "a", 1),
+        Err(STALE_MEMBER_EPOCH)
+    );
+    assert_eq!(groups.check_fetch(GROUP, 1, "a"), Err(STALE_MEMBER_EPOCH));
+    groups.heartbeat(&heartbeat_request("b", -1, None), 1, &topics, 1);
     groups.heartbeat(&heartbeat_request("a", -1, None), 1, &topics, 1);
     assert_eq!(
         groups.check_commit(GROUP, -1, "", 1),
