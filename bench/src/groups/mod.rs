@@ -142,9 +142,7 @@ pub fn run(env: &Env, target_names: &[String], quick: bool, out: &Path) -> anyho
         scenario: "groups".to_owned(),
         quick,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        started_at_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        started_at_unix_ms: unix_ms(),
         machine: format!(
             "{}; load average {load_at_start} at the start",
             crate::machine()
@@ -173,6 +171,12 @@ pub fn run(env: &Env, target_names: &[String], quick: bool, out: &Path) -> anyho
         std::process::exit(crate::FAILED_EXIT_CODE);
     }
     Ok(())
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// 3,000 members hold 3,000 sockets here and as many in the broker (a child, which inherits the
@@ -283,6 +287,7 @@ async fn measure(
     // Steady state.
     let store_before = running.proxy.as_ref().map(|p| p.counters().snapshot());
     let steady_started = Instant::now();
+    let steady_started_unix_ms = unix_ms();
     tokio::time::sleep(plan.steady).await;
     let steady_s = steady_started.elapsed().as_secs_f64();
     let steady = recorder.take();
@@ -325,6 +330,7 @@ async fn measure(
         forming_cpu_per_s: cpu(cpu_at_start, cpu_at_steady, forming_s),
         steady,
         steady_s,
+        steady_started_unix_ms,
         steady_cpu_per_s: cpu(cpu_at_steady, cpu_at_end, steady_s),
         store,
         offsets,

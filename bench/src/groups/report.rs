@@ -32,6 +32,8 @@ pub struct GroupsRow {
     pub forming_cpu_seconds_per_second: Option<f64>,
     pub forming_errors: BTreeMap<String, u64>,
     pub steady_s: f64,
+    /// Wall-clock start of the steady state (Unix ms), to line seconds up with the broker's log.
+    pub steady_started_unix_ms: u64,
     pub heartbeat: Option<Latency>,
     pub offset_commit: Option<Latency>,
     pub heartbeats_per_second: f64,
@@ -81,6 +83,7 @@ impl GroupsRow {
             forming_cpu_seconds_per_second: None,
             forming_errors: BTreeMap::new(),
             steady_s: 0.0,
+            steady_started_unix_ms: 0,
             heartbeat: None,
             offset_commit: None,
             heartbeats_per_second: 0.0,
@@ -116,6 +119,7 @@ pub struct Measured<'a> {
     pub forming_cpu_per_s: Option<f64>,
     pub steady: Stats,
     pub steady_s: f64,
+    pub steady_started_unix_ms: u64,
     pub steady_cpu_per_s: Option<f64>,
     pub store: Option<CountSnapshot>,
     pub offsets: Result<OffsetCheck, String>,
@@ -167,6 +171,7 @@ pub fn build_row(measured: Measured<'_>) -> GroupsRow {
         forming_cpu_seconds_per_second: measured.forming_cpu_per_s,
         forming_errors: forming.errors,
         steady_s: measured.steady_s,
+        steady_started_unix_ms: measured.steady_started_unix_ms,
         heartbeats_per_second: per_second(steady.heartbeat.len()),
         commits_per_second: per_second(steady.offset_commit.len()),
         committed_partitions_per_second: per_second(steady.committed_partitions),
@@ -385,9 +390,10 @@ pub fn render(report: &GroupsReport) -> String {
             let _ = writeln!(out, "Forming errors: {}  ", error_list(&row.forming_errors));
             let _ = writeln!(
                 out,
-                "Steady state: {:.1} s, {:.0} heartbeats/s, {:.0} commits/s ({:.0} partitions/s), \
+                "Steady state: {:.1} s from Unix ms {}, {:.0} heartbeats/s, {:.0} commits/s ({:.0} partitions/s), \
                  {} JoinGroups, {} of {} groups Stable at the end  ",
                 row.steady_s,
+                row.steady_started_unix_ms,
                 row.heartbeats_per_second,
                 row.commits_per_second,
                 row.committed_partitions_per_second,

@@ -37,6 +37,7 @@ fn measured(target: &str, commit_ms: u64, stable: usize) -> Measured<'_> {
         forming_cpu_per_s: Some(0.8),
         steady,
         steady_s: 10.0,
+        steady_started_unix_ms: 1_700_000_000_000,
         steady_cpu_per_s: Some(0.25),
         store: Some(CountSnapshot {
             puts: 700,
