@@ -80,6 +80,18 @@ fn binary(explicit: Option<&PathBuf>, binaries: Option<&PathBuf>, name: &str) ->
 const FAILED_EXIT_CODE: i32 = 1;
 
 fn main() -> anyhow::Result<()> {
+    // `process::exit` runs no destructors: the exit code is decided only after `run` has
+    // returned, so its temporary work directory, the S3 servers' files and every broker it
+    // started are gone first.
+    let code = run()?;
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+/// The whole run; the process's exit code.
+fn run() -> anyhow::Result<i32> {
     let args = Args::parse();
     let scenario = Scenario::parse(&args.scenario).with_context(|| {
         format!(
@@ -122,7 +134,7 @@ fn main() -> anyhow::Result<()> {
     };
     if scenario == Scenario::Groups {
         // Simulated group members, not the load generator: its own driver and report.
-        return groups::run(&env, &target_names, args.quick, &out);
+        return groups::run(&env, &target_names, args.quick, &out).map(|()| 0);
     }
     let loadgen = binary(
         args.loadgen_bin.as_ref(),
@@ -176,9 +188,9 @@ fn main() -> anyhow::Result<()> {
         for failure in &failures {
             eprintln!("sluice-bench: FAILED: {failure}");
         }
-        std::process::exit(FAILED_EXIT_CODE);
+        return Ok(FAILED_EXIT_CODE);
     }
-    Ok(())
+    Ok(0)
 }
 
 /// CPUs and the load average now (the `groups` scenario's report line).

@@ -11,7 +11,11 @@ use std::process::Command;
 #[test]
 fn a_target_that_cannot_start_is_reported_and_fails_the_run() {
     let out = tempfile::tempdir().unwrap();
+    // The harness's temporary files (its work directory, the loopback S3 server's) go here, and
+    // must be gone when it exits, failure or not.
+    let scratch = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .env("TMPDIR", scratch.path())
         .args(["--scenario", "fraud", "--quick", "--targets", "sluice"])
         .args(["--sluice-bin", "/nonexistent/sluice", "--out"])
         .arg(out.path())
@@ -28,6 +32,8 @@ fn a_target_that_cannot_start_is_reported_and_fails_the_run() {
     assert_eq!(report["rows"][0]["target"], "sluice");
     assert_eq!(report["rows"][0]["status"]["state"], "not_installed");
     assert!(out.path().join("report.md").exists());
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
 }
 
 #[test]
