@@ -14,11 +14,12 @@ use crate::process::{Guarded, Launch, free_port};
 use crate::proxy::S3Proxy;
 
 /// Targets `--targets` accepts.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     "sluice",
     "sluice-s3-express",
     "sluice-s3-standard",
     "sluice-external",
+    "sluice-file",
     "kafka",
     "tansu",
 ];
@@ -107,6 +108,7 @@ pub fn start(name: &str, env: &Env) -> Result<Running, StartError> {
             Some(("s3-standard", LatencyProfile::s3_standard())),
         ),
         "sluice-external" => start_sluice_external(env),
+        "sluice-file" => start_sluice_file(env),
         "kafka" => start_kafka(env),
         "tansu" => start_tansu(env),
         other => Err(StartError::Failed(format!("unknown target {other}"))),
@@ -217,6 +219,38 @@ fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
         store_note: Some(
             "external store: requests are not counted (not behind the harness proxy)".into(),
         ),
+    })
+}
+
+/// Sluice on a local-directory store (`file://`, fsync on), no S3 server and no proxy: the same
+/// disk Kafka writes to, without the loopback S3 server's and the proxy's CPU on the same two
+/// cores. A reference for where the time goes, not the deployment Sluice is built for.
+fn start_sluice_file(env: &Env) -> Result<Running, StartError> {
+    let name = "sluice-file";
+    // Inside the target's data directory, so it is deleted with it after the target's run.
+    let store_dir = env.work_dir.join(name).join("store");
+    std::fs::create_dir_all(&store_dir).map_err(anyhow::Error::from)?;
+    let (broker, launch, address) =
+        start_sluice(env, name, &format!("file://{}", store_dir.display()))?;
+    let mut settings = Map::new();
+    settings.insert(
+        "broker".into(),
+        json!(format!("sluice ({})", build_label(&env.sluice_bin))),
+    );
+    settings.insert(
+        "store".into(),
+        json!("local directory (file://, fsync on), no S3 server, no proxy"),
+    );
+    settings.insert("flush_interval_ms".into(), json!("agent default (10)"));
+    Ok(Running {
+        broker,
+        launch,
+        address,
+        bootstrap: address.to_string(),
+        proxy: None,
+        server: None,
+        settings,
+        store_note: Some("local-directory store: requests are not counted".into()),
     })
 }
 
