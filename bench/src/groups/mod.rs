@@ -15,6 +15,7 @@
 mod assignment;
 mod member;
 mod report;
+mod sched;
 mod stats;
 mod wire;
 
@@ -286,12 +287,16 @@ async fn measure(
 
     // Steady state.
     let store_before = running.proxy.as_ref().map(|p| p.counters().snapshot());
+    let broker_wait_before = sched::run_delay_seconds(running.broker.pid());
+    let harness_wait_before = sched::run_delay_seconds(std::process::id());
     let steady_started = Instant::now();
     let steady_started_unix_ms = unix_ms();
     tokio::time::sleep(plan.steady).await;
     let steady_s = steady_started.elapsed().as_secs_f64();
     let steady = recorder.take();
     let cpu_at_end = running.broker.cpu_seconds();
+    let broker_wait_after = sched::run_delay_seconds(running.broker.pid());
+    let harness_wait_after = sched::run_delay_seconds(std::process::id());
     let store = running
         .proxy
         .as_ref()
@@ -332,6 +337,8 @@ async fn measure(
         steady_s,
         steady_started_unix_ms,
         steady_cpu_per_s: cpu(cpu_at_steady, cpu_at_end, steady_s),
+        broker_cpu_wait_per_s: cpu(broker_wait_before, broker_wait_after, steady_s),
+        harness_cpu_wait_per_s: cpu(harness_wait_before, harness_wait_after, steady_s),
         store,
         offsets,
     })

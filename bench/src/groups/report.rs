@@ -43,6 +43,11 @@ pub struct GroupsRow {
     pub commit_worst_ms_by_second: Vec<f64>,
     /// The broker process's user + system CPU over the steady state, per wall second.
     pub cpu_seconds_per_second: Option<f64>,
+    /// Seconds per second the broker's threads were runnable but waiting for a CPU (summed over
+    /// threads; see `sched.rs`): the machine's share of a latency tail.
+    pub broker_cpu_wait_seconds_per_second: Option<f64>,
+    /// The same for the harness process (simulated members, S3 server, proxy).
+    pub harness_cpu_wait_seconds_per_second: Option<f64>,
     pub errors: BTreeMap<String, u64>,
     /// JoinGroup requests in the steady state: each is a member rebalancing.
     pub steady_joins: u64,
@@ -91,6 +96,8 @@ impl GroupsRow {
             committed_partitions_per_second: 0.0,
             commit_worst_ms_by_second: Vec::new(),
             cpu_seconds_per_second: None,
+            broker_cpu_wait_seconds_per_second: None,
+            harness_cpu_wait_seconds_per_second: None,
             errors: BTreeMap::new(),
             steady_joins: 0,
             send_lag_p99_ms: None,
@@ -121,6 +128,8 @@ pub struct Measured<'a> {
     pub steady_s: f64,
     pub steady_started_unix_ms: u64,
     pub steady_cpu_per_s: Option<f64>,
+    pub broker_cpu_wait_per_s: Option<f64>,
+    pub harness_cpu_wait_per_s: Option<f64>,
     pub store: Option<CountSnapshot>,
     pub offsets: Result<OffsetCheck, String>,
 }
@@ -178,6 +187,8 @@ pub fn build_row(measured: Measured<'_>) -> GroupsRow {
         commit_worst_ms_by_second: steady.commit_worst_ms_by_second,
         heartbeat,
         cpu_seconds_per_second: measured.steady_cpu_per_s,
+        broker_cpu_wait_seconds_per_second: measured.broker_cpu_wait_per_s,
+        harness_cpu_wait_seconds_per_second: measured.harness_cpu_wait_per_s,
         errors: steady.errors,
         steady_joins: steady.joins,
         send_lag_p99_ms: send_lag.map(|l| l.p99_ms),
@@ -403,6 +414,14 @@ pub fn render(report: &GroupsReport) -> String {
             );
             let _ = writeln!(out, "Steady-state errors: {}  ", error_list(&row.errors));
             out.push_str(&stalls(&row.commit_worst_ms_by_second));
+            if row.broker_cpu_wait_seconds_per_second.is_some() {
+                let _ = writeln!(
+                    out,
+                    "Waiting for a CPU while runnable (s/s, all threads): broker {}, harness {}  ",
+                    opt(row.broker_cpu_wait_seconds_per_second, 3),
+                    opt(row.harness_cpu_wait_seconds_per_second, 3),
+                );
+            }
             if let (Some(p99), Some(max)) = (row.send_lag_p99_ms, row.send_lag_max_ms) {
                 let _ = writeln!(out, "Members' send lag p99 / max: {p99:.1} / {max:.1} ms  ");
             }

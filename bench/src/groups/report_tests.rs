@@ -39,6 +39,8 @@ fn measured(target: &str, commit_ms: u64, stable: usize) -> Measured<'_> {
         steady_s: 10.0,
         steady_started_unix_ms: 1_700_000_000_000,
         steady_cpu_per_s: Some(0.25),
+        broker_cpu_wait_per_s: Some(0.125),
+        harness_cpu_wait_per_s: None,
         store: Some(CountSnapshot {
             puts: 700,
             gets: 0,
