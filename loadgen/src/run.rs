@@ -42,7 +42,8 @@ const START_DELAY_NS: u64 = 100_000_000;
 pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     std::fs::create_dir_all(&settings.out).with_context(|| format!("creating {}", settings.out.display()))?;
     let topic_settings = settings.clone();
-    let partitions = tokio::task::spawn_blocking(move || admin::ensure_topic(&topic_settings)).await??;
+    let topic = tokio::task::spawn_blocking(move || admin::ensure_topic(&topic_settings)).await??;
+    let partitions = &topic.partitions;
     if partitions.len() != usize::try_from(settings.partitions).unwrap_or(usize::MAX) {
         eprintln!(
             "note: topic {} already exists with {} partitions (asked for {}); using it as it is",
@@ -64,8 +65,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     // If the run returns early with an error, every thread it started still stops by itself.
     let _stop_guard = StopOnDrop(vec![Arc::clone(&interrupted), Arc::clone(&stop_consumers)]);
 
-    let consumers =
-        start_consumers(&settings, &partitions, run_id, clock, &consume, &stop_consumers, &window_cell).await?;
+    let consumers = start_consumers(&settings, &topic, run_id, clock, &consume, &stop_consumers, &window_cell).await?;
 
     let window = RunWindow::new(clock.offset_ns() + START_DELAY_NS, settings.warmup_s, settings.duration_s);
     let _ = window_cell.set(window);
@@ -209,7 +209,7 @@ fn watch_ctrl_c(clock: Clock, interrupted: Arc<AtomicBool>, interrupted_at_offse
 
 async fn start_consumers(
     settings: &Settings,
-    partitions: &[i32],
+    topic: &admin::ReadyTopic,
     run_id: u32,
     clock: Clock,
     consume: &Arc<ConsumeShared>,
@@ -222,8 +222,9 @@ async fn start_consumers(
     let config = consumer_config(settings, run_id);
     let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
     let mut threads = Vec::new();
-    for (consumer, assigned) in split_partitions(partitions, settings.consumers).into_iter().enumerate() {
-        let plan = ConsumerPlan { topic: settings.topic.clone(), partitions: assigned, run_id };
+    for (consumer, assigned) in split_partitions(&topic.partitions, settings.consumers).into_iter().enumerate() {
+        let plan =
+            ConsumerPlan { topic: settings.topic.clone(), partitions: assigned, run_id, empty_topic: topic.created };
         let (config, ready, shared, stop, window) =
             (config.clone(), ready_sender.clone(), Arc::clone(consume), Arc::clone(stop), Arc::clone(window));
         threads.push(

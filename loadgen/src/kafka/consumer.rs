@@ -31,6 +31,9 @@ pub struct ConsumerPlan {
     pub partitions: Vec<i32>,
     /// The run's id.
     pub run_id: u32,
+    /// The run created the topic, so every partition ends at offset 0 and no offset lookup is
+    /// needed (a broker may take minutes to answer one for 10,000 partitions).
+    pub empty_topic: bool,
 }
 
 /// Assigns the partitions at their current ends, reports readiness on `ready`, then records
@@ -94,7 +97,11 @@ fn assign_at_end(config: &ClientConfig, plan: &ConsumerPlan) -> Result<BaseConsu
     let consumer: BaseConsumer = config.create()?;
     // Retried: right after CreateTopics a broker may name a leader in its metadata and still
     // refuse ListOffsets for a moment (see `retry`).
-    let ends = list_offsets(&consumer, &plan.topic, &plan.partitions, PartitionEnd::End)?;
+    let ends = if plan.empty_topic {
+        vec![0; plan.partitions.len()]
+    } else {
+        list_offsets(&consumer, &plan.topic, &plan.partitions, PartitionEnd::End)?
+    };
     let mut assignment = TopicPartitionList::new();
     for (&partition, &high) in plan.partitions.iter().zip(&ends) {
         assignment.add_partition_offset(&plan.topic, partition, Offset::Offset(high))?;
