@@ -142,7 +142,11 @@ fn start_sluice(
     .arg("--store")
     .arg(store_url)
     .arg("--default-partitions")
-    .arg("1");
+    .arg("1")
+    // As scripts/kafka/run-kafka.sh sets for Apache Kafka: a new group's first rebalance does not
+    // wait for more members, so both brokers' groups settle alike.
+    .arg("--group-initial-rebalance-delay-ms")
+    .arg("0");
     let mut broker = launch.spawn()?;
     let address: SocketAddr = ([127, 0, 0, 1], port).into();
     broker.wait_listening(address, START_LIMIT)?;
