@@ -434,6 +434,8 @@ fn classic_group_cycle_with_the_java_brokers_error_codes() {
     assert_eq!(described.members.len(), 1);
     assert_eq!(described.members[0].member_id.as_str(), member);
     assert_eq!(described.members[0].client_id.as_str(), "raw-test-client");
+    // The connection's address, written as the Java broker writes it.
+    assert_eq!(described.members[0].client_host.as_str(), "/127.0.0.1");
     assert_eq!(
         list_groups(&mut client, &["stable"]),
         [(
@@ -796,6 +798,7 @@ fn kip848_consumer_group_heartbeats_commits_and_conflicts() {
     assert_eq!(described.error_code, 0, "{described:?}");
     assert_eq!(described.members.len(), 1);
     assert_eq!(described.members[0].member_id.as_str(), member_id);
+    assert_eq!(described.members[0].client_host.as_str(), "/127.0.0.1");
     assert_eq!(
         described.members[0].assignment.topic_partitions[0]
             .partitions

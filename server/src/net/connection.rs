@@ -14,6 +14,7 @@
 //! responses are written strictly in request order, which Kafka clients rely on. Past the limit
 //! the connection stops reading until the oldest request is answered: that is its backpressure.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use bytes::BytesMut;
@@ -58,6 +59,7 @@ pub async fn serve<S, T>(
     stream: &mut T,
     dispatcher: Rc<Dispatcher<S>>,
     request_bytes_max: u32,
+    peer: Option<IpAddr>,
 ) -> ConnectionEnd
 where
     S: MetadataSource,
@@ -73,9 +75,9 @@ where
             match split_frame(&mut input, request_bytes_max) {
                 Ok(Some(frame)) => {
                     let dispatcher = Rc::clone(&dispatcher);
-                    inflight.push_back(Box::pin(
-                        async move { dispatcher.handle_frame(frame).await },
-                    ));
+                    inflight.push_back(Box::pin(async move {
+                        dispatcher.handle_frame_from(frame, peer).await
+                    }));
                 }
                 Ok(None) => break,
                 Err(error) => refusal = Some(error.into()),

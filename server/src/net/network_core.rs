@@ -58,8 +58,12 @@ pub(super) async fn network_core<S: MetadataSource>(
                         let dispatcher = Rc::clone(&dispatcher);
                         let stop = stop.clone();
                         let spawned = connections.spawn(async move {
-                            let serve =
-                                connection::serve(&mut stream, dispatcher, request_bytes_max);
+                            let serve = connection::serve(
+                                &mut stream,
+                                dispatcher,
+                                request_bytes_max,
+                                peer.map(|address| address.ip()),
+                            );
                             futures::pin_mut!(serve);
                             match select(serve, stop).await {
                                 Either::Left((ConnectionEnd::ClientClosed, _)) => {

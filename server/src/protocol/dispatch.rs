@@ -5,6 +5,7 @@
 //! services requests are forwarded to. It does no I/O itself: the services are traits and the
 //! result is bytes, so it runs the same under a socket loop, a test or a simulator.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -106,16 +107,26 @@ impl<S: MetadataSource> Dispatcher<S> {
             .ok_or(CloseReason::NoEngine(api_key))
     }
 
-    /// Handles one frame (size prefix already removed).
+    /// Handles one frame (size prefix already removed) from a client whose address is unknown.
     pub async fn handle_frame(&self, frame: Bytes) -> FrameOutcome {
-        match self.try_handle_frame(frame).await {
+        self.handle_frame_from(frame, None).await
+    }
+
+    /// Handles one frame (size prefix already removed) from the client at `peer` (recorded as a
+    /// group member's client host, as Kafka shows it in DescribeGroups).
+    pub async fn handle_frame_from(&self, frame: Bytes, peer: Option<IpAddr>) -> FrameOutcome {
+        match self.try_handle_frame(frame, peer).await {
             Ok(Some(bytes)) => FrameOutcome::Respond(bytes),
             Ok(None) => FrameOutcome::NoResponse,
             Err(reason) => FrameOutcome::Close(reason),
         }
     }
 
-    async fn try_handle_frame(&self, frame: Bytes) -> Result<Option<Bytes>, CloseReason> {
+    async fn try_handle_frame(
+        &self,
+        frame: Bytes,
+        peer: Option<IpAddr>,
+    ) -> Result<Option<Bytes>, CloseReason> {
         let request = match codec::decode_request(frame)? {
             Decoded::Request(request) => request,
             Decoded::UnsupportedApiVersions {
@@ -189,7 +200,8 @@ impl<S: MetadataSource> Dispatcher<S> {
                 Response::FindCoordinator(find_coordinator::handle(&body, version, &self.broker))
             }
             Request::JoinGroup(body) => Response::JoinGroup(
-                groups::join_group(self.groups(api_key)?, *body, version, client(&header)).await,
+                groups::join_group(self.groups(api_key)?, *body, version, client(&header, peer))
+                    .await,
             ),
             Request::SyncGroup(body) => {
                 Response::SyncGroup(groups::sync_group(self.groups(api_key)?, *body, version).await)
@@ -229,7 +241,7 @@ impl<S: MetadataSource> Dispatcher<S> {
                     self.groups(api_key)?,
                     *body,
                     version,
-                    client(&header),
+                    client(&header, peer),
                 )
                 .await,
             ),
@@ -266,16 +278,19 @@ impl<S: MetadataSource> Dispatcher<S> {
     }
 }
 
-/// The client as the group state machines record it (the connection's peer address is not known
-/// here, so the host is empty).
-fn client(header: &kafka_protocol::messages::RequestHeader) -> groups::Client {
+/// The client as the group state machines record it. The host is written as the Java broker writes
+/// it (`InetAddress.toString()` of an address without a name: `/127.0.0.1`), empty if unknown.
+fn client(
+    header: &kafka_protocol::messages::RequestHeader,
+    peer: Option<IpAddr>,
+) -> groups::Client {
     groups::Client {
         client_id: header
             .client_id
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default(),
-        client_host: String::new(),
+        client_host: peer.map(|ip| format!("/{ip}")).unwrap_or_default(),
     }
 }
 
