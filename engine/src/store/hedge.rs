@@ -29,9 +29,46 @@
 //!   which bounds a stalled connection or a freak draw at the cost of a few percent more PUTs.
 //!
 //! Until [`SAMPLES_MIN`] samples exist the call sends one copy and hedges after
-//! [`COLD_HEDGE_DELAY_MS`]. The model behind the rule assumes copies are independent draws, which
-//! holds for the bench's latency models; on a real store copies share a network path, so measure
-//! before trusting the factor (`docs/benchmarks.md`, "Flush latency on the models").
+//! [`COLD_HEDGE_DELAY_MS`].
+//!
+//! # Guards: copies are paid for only while they help
+//!
+//! The rule above assumes copies are independent draws. That holds for the bench's latency models
+//! (S3 Express, S3 Standard), and there copies at once are what meets the target. It fails in two
+//! cases measured on a 2-core box, where copies cost more than they return:
+//!
+//! - *Correlated latency.* With the S3 server on loopback and the CPU contended, a PUT is slow
+//!   because the machine is busy, so all copies of a call are slow *together*: they do not cut the
+//!   miss rate, and their extra requests add load (a CI smoke run: 2,958 PUTs, 2,465 of them losing
+//!   copies answered 412; the consumer-groups bench sent 192 PUT/s for ~100 entries/s).
+//! - *Bandwidth.* At high throughput the entries are large (0.8-4 MB) and a PUT is slow because
+//!   its bytes take time to send: copies compete for the same link (160 MB/s of produce sent 35 GB
+//!   of PUT bytes for ~5 GB of data; 3,759 of 4,517 PUTs were losing copies, and the agent held
+//!   80 MB/s where Apache Kafka held 240 MB/s).
+//!
+//! Two guards answer them:
+//!
+//! - *Effectiveness guard.* Each call that started two or more copies at once and answered `Ok`
+//!   records whether it missed the target (its latency is the time to the first `Ok`), in a window
+//!   of the last [`GUARD_CALLS_MAX`] such calls. Every copy sample carries a sequence number, so
+//!   the single-copy miss ratio `p` is taken over the same period: the copy samples recorded since
+//!   the oldest call in the window started. Independent copies make a call of `c >= 2` copies miss
+//!   with probability `p^c`, far below `p / 2`; if instead the calls miss at least
+//!   [`GUARD_MISS_FACTOR`] (one half) as often as one copy does, with at least
+//!   [`GUARD_CALLS_MIN`] calls and [`GUARD_MISSES_MIN`] misses seen (so a few unlucky calls on the
+//!   S3 Express model, where calls miss ~0.6 % against `p / 2` ~4 %, do not trip it), copies are
+//!   correlated: the next [`SAMPLES_MAX`] calls start one copy (hedges at the percentile are still
+//!   allowed: they bound a stalled request, which is not a matter of load). Then copies at once are
+//!   planned again as a probe, with an empty window, so a store whose contention has passed gets its
+//!   copies back, and one still contended trips the guard again after [`GUARD_CALLS_MIN`] calls.
+//! - *Bytes budget.* Every copy after the first (at once or hedged) reserves its payload's bytes
+//!   from [`HedgeConfig::copy_bytes_in_flight_max`] (2 MiB by default) and releases them when it
+//!   finishes; a copy that does not fit is not started (a hedge tries again at its next tick).
+//!   The first copy is never held back. Small log entries of the latency models fit many copies at
+//!   once; megabyte entries at high throughput get one copy, whose time is bandwidth that more copies
+//!   would only share. A budget of 0 sends first copies only.
+//!
+//! [`HedgeCounts`] says how many calls each guard planned single.
 //!
 //! # Outcomes: a hedge's loss is not a foreign writer
 //!
@@ -59,14 +96,16 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use super::error::StoreError;
 use super::{ObjectInfo, ObjectStorage, StoreResult};
 
-/// Recent copy latencies the plan is computed from.
+/// Recent copy latencies the plan is computed from; also the number of calls the effectiveness
+/// guard plans single once it trips.
 pub const SAMPLES_MAX: usize = 256;
 /// Below this many samples the plan is one copy and a hedge after [`COLD_HEDGE_DELAY_MS`].
 pub const SAMPLES_MIN: usize = 32;
@@ -76,6 +115,19 @@ pub const COLD_HEDGE_DELAY_MS: u64 = 200;
 pub const TARGET_MISS_RATIO: f64 = 0.01;
 /// Largest `copies_max` accepted.
 pub const COPIES_LIMIT: u32 = 16;
+/// Largest `copy_bytes_in_flight_max` accepted (1 GiB).
+pub const COPY_BYTES_IN_FLIGHT_LIMIT: u64 = 1 << 30;
+/// Recent calls with two or more copies at once the effectiveness guard judges.
+pub const GUARD_CALLS_MAX: usize = 64;
+/// The effectiveness guard judges no fewer calls with copies at once than this.
+pub const GUARD_CALLS_MIN: usize = 32;
+/// ... and trips only once that many of them missed the target.
+pub const GUARD_MISSES_MIN: usize = 3;
+/// Copies pay while calls with copies at once miss less often than this times one copy's miss
+/// ratio (independent copies: `p^c`, far below `p / 2`).
+pub const GUARD_MISS_FACTOR: f64 = 0.5;
+/// Fewest copy samples `p` is taken from; a shorter period falls back to the whole window.
+const GUARD_COPY_SAMPLES_MIN: usize = 32;
 
 /// How hard to chase the latency tail. See the module docs for the rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +143,9 @@ pub struct HedgeConfig {
     pub hedge_delay_ms_min: u64,
     /// Larger payloads are written with one copy.
     pub payload_bytes_max: u64,
+    /// Payload bytes of extra copies (every copy after a call's first) in flight at most; a copy
+    /// that would exceed it is not started. 0 sends first copies only.
+    pub copy_bytes_in_flight_max: u64,
 }
 
 impl Default for HedgeConfig {
@@ -101,6 +156,7 @@ impl Default for HedgeConfig {
             hedge_percentile: 95,
             hedge_delay_ms_min: 5,
             payload_bytes_max: 16 * 1024 * 1024,
+            copy_bytes_in_flight_max: 2 * 1024 * 1024,
         }
     }
 }
@@ -127,6 +183,12 @@ impl HedgeConfig {
                 self.hedge_percentile
             )));
         }
+        if self.copy_bytes_in_flight_max > COPY_BYTES_IN_FLIGHT_LIMIT {
+            return Err(StoreError::invalid_config(format!(
+                "hedge copy_bytes_in_flight_max {} is above {COPY_BYTES_IN_FLIGHT_LIMIT}",
+                self.copy_bytes_in_flight_max
+            )));
+        }
         Ok(())
     }
 }
@@ -147,6 +209,17 @@ pub struct HedgeCounts {
     pub copies: u64,
     /// Calls answered `Ok` by a copy other than the first.
     pub won_by_later_copy: u64,
+    /// Calls that started at least two copies at once (after both guards).
+    pub calls_with_copies_at_once: u64,
+    /// Calls whose latency plan asked for copies at once but which the effectiveness guard
+    /// planned single (copies were correlated).
+    pub single_by_effectiveness_guard: u64,
+    /// Calls that started one copy at once because the bytes budget had no room for a second.
+    pub single_by_bytes_budget: u64,
+    /// Extra copies (at once or hedged) not started because the bytes budget had no room.
+    pub copies_held_by_bytes_budget: u64,
+    /// Times the effectiveness guard switched copies at once off.
+    pub guard_trips: u64,
 }
 
 #[derive(Debug, Default)]
@@ -154,21 +227,108 @@ struct Counters {
     calls: AtomicU64,
     copies: AtomicU64,
     won_by_later_copy: AtomicU64,
+    calls_with_copies_at_once: AtomicU64,
+    single_by_effectiveness_guard: AtomicU64,
+    single_by_bytes_budget: AtomicU64,
+    copies_held_by_bytes_budget: AtomicU64,
+    guard_trips: AtomicU64,
 }
 
-/// The last [`SAMPLES_MAX`] copy latencies, in milliseconds.
+/// A finished call that started two or more copies at once.
+#[derive(Clone, Copy, Debug)]
+struct MultiCopyCall {
+    /// Sequence number of the first copy sample recorded after the call was planned.
+    first_sample: u64,
+    /// Its time to the first `Ok` was above the target.
+    missed: bool,
+}
+
+/// What the plan and the effectiveness guard are computed from.
 #[derive(Debug, Default)]
-struct Samples {
+struct History {
+    /// The last [`SAMPLES_MAX`] copy latencies, in milliseconds.
     recent: VecDeque<f64>,
+    /// Copy samples recorded since the wrapper was built: the sequence number of the next one.
+    recorded: u64,
+    /// The last [`GUARD_CALLS_MAX`] calls with copies at once, since the guard last changed state.
+    multi_copy_calls: VecDeque<MultiCopyCall>,
+    /// Calls still to be planned single by the effectiveness guard.
+    single_calls_left: usize,
 }
 
-impl Samples {
+impl History {
     fn record(&mut self, latency_ms: f64) {
         if self.recent.len() >= SAMPLES_MAX {
             self.recent.pop_front();
         }
         self.recent.push_back(latency_ms);
+        self.recorded += 1;
     }
+
+    /// Records a call with copies at once; true if the guard trips on it.
+    fn record_multi_copy_call(&mut self, call: MultiCopyCall, target_ms: f64) -> bool {
+        if self.single_calls_left > 0 {
+            // Planned before the guard tripped: the verdict is already in.
+            return false;
+        }
+        if self.multi_copy_calls.len() >= GUARD_CALLS_MAX {
+            self.multi_copy_calls.pop_front();
+        }
+        self.multi_copy_calls.push_back(call);
+        let calls = self.multi_copy_calls.len();
+        let call_misses = self
+            .multi_copy_calls
+            .iter()
+            .filter(|call| call.missed)
+            .count();
+        let since = self
+            .multi_copy_calls
+            .front()
+            .map_or(self.recorded, |call| call.first_sample);
+        let (copy_samples, copy_misses) = self.copy_misses_since(since, target_ms);
+        if copies_pay(calls, call_misses, copy_samples, copy_misses) {
+            return false;
+        }
+        self.single_calls_left = SAMPLES_MAX;
+        self.multi_copy_calls.clear();
+        true
+    }
+
+    /// Copy samples recorded from sequence number `since` on, and how many missed `target_ms`
+    /// (the whole window if fewer than [`GUARD_COPY_SAMPLES_MIN`] were).
+    fn copy_misses_since(&self, since: u64, target_ms: f64) -> (usize, usize) {
+        let oldest = self.recorded - self.recent.len() as u64;
+        let skip = usize::try_from(since.saturating_sub(oldest)).unwrap_or(usize::MAX);
+        let skip = if self.recent.len().saturating_sub(skip) < GUARD_COPY_SAMPLES_MIN {
+            0
+        } else {
+            skip
+        };
+        let period = self.recent.iter().skip(skip);
+        let samples = self.recent.len().saturating_sub(skip);
+        let misses = period.filter(|&&latency| latency > target_ms).count();
+        (samples, misses)
+    }
+}
+
+/// The effectiveness guard's verdict: false once `calls` with copies at once (of which
+/// `call_misses` missed the target) have missed at least [`GUARD_MISS_FACTOR`] times as often as
+/// single copies over the same period (`copy_misses` of `copy_samples`). Too few calls or misses
+/// to tell: true.
+pub fn copies_pay(
+    calls: usize,
+    call_misses: usize,
+    copy_samples: usize,
+    copy_misses: usize,
+) -> bool {
+    if calls < GUARD_CALLS_MIN || call_misses < GUARD_MISSES_MIN || copy_samples == 0 {
+        return true;
+    }
+    #[expect(clippy::cast_precision_loss, reason = "sample counts are tiny")]
+    let call_miss_ratio = call_misses as f64 / calls as f64;
+    #[expect(clippy::cast_precision_loss, reason = "sample counts are tiny")]
+    let copy_miss_ratio = copy_misses as f64 / copy_samples as f64;
+    call_miss_ratio < GUARD_MISS_FACTOR * copy_miss_ratio
 }
 
 /// Hedges create-only PUTs of `inner`; see the module docs.
@@ -176,8 +336,10 @@ impl Samples {
 pub struct HedgedPuts {
     inner: Arc<dyn ObjectStorage>,
     config: HedgeConfig,
-    samples: Arc<Mutex<Samples>>,
+    history: Arc<Mutex<History>>,
     counters: Arc<Counters>,
+    /// Payload bytes of extra copies in flight (see [`HedgeConfig::copy_bytes_in_flight_max`]).
+    copy_bytes_in_flight: Arc<AtomicU64>,
     /// Copies at once of the last plan, so a change is logged once, not per call.
     last_copies_at_once: AtomicU32,
 }
@@ -188,8 +350,9 @@ impl HedgedPuts {
         Ok(HedgedPuts {
             inner,
             config,
-            samples: Arc::new(Mutex::new(Samples::default())),
+            history: Arc::new(Mutex::new(History::default())),
             counters: Arc::new(Counters::default()),
+            copy_bytes_in_flight: Arc::new(AtomicU64::new(0)),
             last_copies_at_once: AtomicU32::new(1),
         })
     }
@@ -199,48 +362,128 @@ impl HedgedPuts {
     }
 
     pub fn counts(&self) -> HedgeCounts {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let counters = &self.counters;
         HedgeCounts {
-            calls: self.counters.calls.load(Ordering::Relaxed),
-            copies: self.counters.copies.load(Ordering::Relaxed),
-            won_by_later_copy: self.counters.won_by_later_copy.load(Ordering::Relaxed),
+            calls: load(&counters.calls),
+            copies: load(&counters.copies),
+            won_by_later_copy: load(&counters.won_by_later_copy),
+            calls_with_copies_at_once: load(&counters.calls_with_copies_at_once),
+            single_by_effectiveness_guard: load(&counters.single_by_effectiveness_guard),
+            single_by_bytes_budget: load(&counters.single_by_bytes_budget),
+            copies_held_by_bytes_budget: load(&counters.copies_held_by_bytes_budget),
+            guard_trips: load(&counters.guard_trips),
         }
     }
 
-    /// The plan the next call would follow.
+    /// Payload bytes of extra copies in flight now.
+    pub fn copy_bytes_in_flight(&self) -> u64 {
+        self.copy_bytes_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The plan the next call would follow (the effectiveness guard applied; the bytes budget is
+    /// checked when the copies start).
     pub fn plan(&self) -> HedgePlan {
-        let mut sorted: Vec<f64> = lock(&self.samples).recent.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        plan_from(&sorted, &self.config)
+        let history = lock(&self.history);
+        let mut plan = plan_of(&history, &self.config);
+        if history.single_calls_left > 0 {
+            plan.copies_at_once = 1;
+        }
+        plan
+    }
+
+    /// The plan of a call about to start, and the sequence number of the next copy sample.
+    fn plan_call(&self) -> (HedgePlan, u64) {
+        let mut history = lock(&self.history);
+        let mut plan = plan_of(&history, &self.config);
+        if history.single_calls_left > 0 {
+            history.single_calls_left -= 1;
+            if history.single_calls_left == 0 {
+                tracing::debug!("PUT copies at once: guard period over, probing again");
+            }
+            if plan.copies_at_once > 1 {
+                plan.copies_at_once = 1;
+                self.counters
+                    .single_by_effectiveness_guard
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (plan, history.recorded)
+    }
+
+    /// Reserves `bytes` of the extra-copy budget; false (nothing reserved) if they do not fit.
+    fn reserve_copy_bytes(&self, bytes: u64) -> bool {
+        let budget = self.config.copy_bytes_in_flight_max;
+        if budget == 0 {
+            return false;
+        }
+        self.copy_bytes_in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |in_flight| {
+                in_flight
+                    .checked_add(bytes)
+                    .filter(|&total| total <= budget)
+            })
+            .is_ok()
     }
 
     /// Starts one copy on the current runtime; its answer arrives on `answers` with its number.
+    /// `reserved_bytes` of the extra-copy budget are released when it finishes.
     fn start_copy(
         &self,
         number: u32,
         key: &str,
         payload: &[Bytes],
+        reserved_bytes: u64,
         answers: &tokio::sync::mpsc::UnboundedSender<(u32, StoreResult<()>)>,
     ) {
         self.counters.copies.fetch_add(1, Ordering::Relaxed);
         let inner = Arc::clone(&self.inner);
-        let samples = Arc::clone(&self.samples);
+        let history = Arc::clone(&self.history);
+        let copy_bytes_in_flight = Arc::clone(&self.copy_bytes_in_flight);
         let answers = answers.clone();
         let key = key.to_owned();
         let payload = payload.to_vec();
         tokio::spawn(async move {
             let started = Instant::now();
             let result = inner.put_create(&key, payload).await;
+            if reserved_bytes > 0 {
+                copy_bytes_in_flight.fetch_sub(reserved_bytes, Ordering::AcqRel);
+            }
             if matches!(result, Ok(()) | Err(StoreError::AlreadyExists { .. })) {
-                lock(&samples).record(started.elapsed().as_secs_f64() * 1_000.0);
+                lock(&history).record(started.elapsed().as_secs_f64() * 1_000.0);
             }
             // The caller may have returned already (another copy won); the copy's effect stands.
             let _ = answers.send((number, result));
         });
     }
 
-    async fn put_hedged(&self, key: &str, payload: Vec<Bytes>) -> StoreResult<()> {
+    /// Starts copy `number` (not the first) if the bytes budget has room for it.
+    fn start_extra_copy(
+        &self,
+        number: u32,
+        key: &str,
+        payload: &[Bytes],
+        payload_bytes: u64,
+        answers: &tokio::sync::mpsc::UnboundedSender<(u32, StoreResult<()>)>,
+    ) -> bool {
+        if !self.reserve_copy_bytes(payload_bytes) {
+            self.counters
+                .copies_held_by_bytes_budget
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.start_copy(number, key, payload, payload_bytes, answers);
+        true
+    }
+
+    async fn put_hedged(
+        &self,
+        key: &str,
+        payload: Vec<Bytes>,
+        payload_bytes: u64,
+    ) -> StoreResult<()> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let plan = self.plan();
+        let (plan, first_sample) = self.plan_call();
         let previous = self
             .last_copies_at_once
             .swap(plan.copies_at_once, Ordering::Relaxed);
@@ -251,25 +494,42 @@ impl HedgedPuts {
                 hedge_after_ms = plan.hedge_delay.as_secs_f64() * 1_000.0,
                 calls = counts.calls,
                 copies = counts.copies,
+                single_by_effectiveness_guard = counts.single_by_effectiveness_guard,
+                single_by_bytes_budget = counts.single_by_bytes_budget,
                 "PUT hedging plan changed"
             );
         }
         let copies_max = self.config.copies_max;
-        let at_once = plan.copies_at_once.clamp(1, copies_max);
+        let planned_at_once = plan.copies_at_once.clamp(1, copies_max);
         let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
-        for number in 0..at_once {
-            self.start_copy(number, key, &payload, &answers);
+        let started = Instant::now();
+        self.start_copy(0, key, &payload, 0, &answers);
+        let mut at_once = 1;
+        while at_once < planned_at_once
+            && self.start_extra_copy(at_once, key, &payload, payload_bytes, &answers)
+        {
+            at_once += 1;
         }
-        let started = tokio::time::Instant::now();
+        if planned_at_once > 1 && at_once == 1 {
+            self.counters
+                .single_by_bytes_budget
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if at_once > 1 {
+            self.counters
+                .calls_with_copies_at_once
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let mut launched = at_once;
         let mut outstanding = at_once;
+        let mut hedge_ticks: u32 = 0;
         let mut key_taken = false;
         let mut last_error = None;
         loop {
             // A delay too large to add up means no hedge, not a panic.
             let next_hedge = plan
                 .hedge_delay
-                .checked_mul(launched - at_once + 1)
+                .checked_mul(hedge_ticks.saturating_add(1))
                 .and_then(|delay| started.checked_add(delay));
             let may_hedge = launched < copies_max && !key_taken && next_hedge.is_some();
             let next_hedge = next_hedge.unwrap_or(started);
@@ -282,6 +542,9 @@ impl HedgedPuts {
                             if number > 0 {
                                 self.counters.won_by_later_copy.fetch_add(1, Ordering::Relaxed);
                             }
+                            if at_once > 1 {
+                                self.record_multi_copy_call(first_sample, started.elapsed());
+                            }
                             return Ok(());
                         }
                         Err(StoreError::AlreadyExists { .. }) => key_taken = true,
@@ -292,9 +555,11 @@ impl HedgedPuts {
                     }
                 }
                 () = tokio::time::sleep_until(next_hedge), if may_hedge => {
-                    self.start_copy(launched, key, &payload, &answers);
-                    launched += 1;
-                    outstanding += 1;
+                    hedge_ticks = hedge_ticks.saturating_add(1);
+                    if self.start_extra_copy(launched, key, &payload, payload_bytes, &answers) {
+                        launched += 1;
+                        outstanding += 1;
+                    }
                 }
             }
         }
@@ -309,6 +574,36 @@ impl HedgedPuts {
             message: "no copy of the hedged PUT answered".to_owned(),
         }))
     }
+
+    /// Feeds the effectiveness guard with a call that started copies at once and took `latency`.
+    fn record_multi_copy_call(&self, first_sample: u64, latency: Duration) {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a target in ms is far below 2^52"
+        )]
+        let target_ms = self.config.latency_target_ms as f64;
+        let missed = latency.as_secs_f64() * 1_000.0 > target_ms;
+        let call = MultiCopyCall {
+            first_sample,
+            missed,
+        };
+        let tripped = lock(&self.history).record_multi_copy_call(call, target_ms);
+        if tripped {
+            self.counters.guard_trips.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                single_calls = SAMPLES_MAX,
+                calls = self.counters.calls.load(Ordering::Relaxed),
+                "PUT copies at once did not halve the misses (correlated latency): one copy for a while"
+            );
+        }
+    }
+}
+
+/// The latency plan of `history`'s samples (no guard applied).
+fn plan_of(history: &History, config: &HedgeConfig) -> HedgePlan {
+    let mut sorted: Vec<f64> = history.recent.iter().copied().collect();
+    sorted.sort_by(f64::total_cmp);
+    plan_from(&sorted, config)
 }
 
 /// The plan for latencies `sorted` (ascending, milliseconds).
@@ -361,9 +656,9 @@ pub fn plan_from(sorted: &[f64], config: &HedgeConfig) -> HedgePlan {
     }
 }
 
-fn lock(samples: &Mutex<Samples>) -> std::sync::MutexGuard<'_, Samples> {
+fn lock(history: &Mutex<History>) -> std::sync::MutexGuard<'_, History> {
     // A panic elsewhere mid-record leaves samples that are still samples.
-    samples
+    history
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -376,7 +671,7 @@ impl ObjectStorage for HedgedPuts {
             && payload_bytes <= self.config.payload_bytes_max
             && tokio::runtime::Handle::try_current().is_ok();
         if hedge {
-            self.put_hedged(key, payload).await
+            self.put_hedged(key, payload, payload_bytes).await
         } else {
             self.inner.put_create(key, payload).await
         }
@@ -457,6 +752,59 @@ mod tests {
             ..HedgeConfig::default()
         };
         assert_eq!(plan_from(&[500.0; SAMPLES_MAX], &capped).copies_at_once, 3);
+    }
+
+    #[test]
+    fn copies_pay_unless_they_miss_half_as_often_as_one_copy() {
+        // Too few calls or misses to judge.
+        assert!(copies_pay(GUARD_CALLS_MIN - 1, 20, 100, 30));
+        assert!(copies_pay(64, GUARD_MISSES_MIN - 1, 100, 90));
+        // Independent copies of a store missing 30 %: calls miss ~0.3^4.
+        assert!(copies_pay(64, 0, 256, 77));
+        assert!(copies_pay(64, 3, 256, 77), "4.7 % against 15 %");
+        // Correlated: calls miss about as often as one copy.
+        assert!(!copies_pay(64, 19, 256, 77));
+        assert!(
+            !copies_pay(64, 10, 256, 77),
+            "15.6 % against 15 %: not halved"
+        );
+        assert!(!copies_pay(40, 5, 200, 40), "12.5 % against 10 %");
+    }
+
+    #[test]
+    fn guard_takes_single_copy_misses_from_the_same_period() {
+        let target_ms = 15.0;
+        let mut history = History::default();
+        // An old period of slow copies, then fast copies only.
+        for _ in 0..128 {
+            history.record(40.0);
+        }
+        let since = history.recorded;
+        for _ in 0..128 {
+            history.record(3.0);
+        }
+        assert_eq!(history.copy_misses_since(since, target_ms), (128, 0));
+        assert_eq!(history.copy_misses_since(0, target_ms), (256, 128));
+        // A period shorter than GUARD_COPY_SAMPLES_MIN falls back to the whole window.
+        assert_eq!(
+            history.copy_misses_since(history.recorded - 4, target_ms),
+            (256, 128)
+        );
+        // Calls over the fast period all missed: one copy missed 0 %, the guard trips on the
+        // GUARD_CALLS_MIN-th call and plans SAMPLES_MAX calls single.
+        let call = MultiCopyCall {
+            first_sample: since,
+            missed: true,
+        };
+        for _ in 0..GUARD_CALLS_MIN - 1 {
+            assert!(!history.record_multi_copy_call(call, target_ms));
+        }
+        assert!(history.record_multi_copy_call(call, target_ms));
+        assert_eq!(history.single_calls_left, SAMPLES_MAX);
+        assert!(history.multi_copy_calls.is_empty());
+        // Calls planned before the trip that finish later do not count.
+        assert!(!history.record_multi_copy_call(call, target_ms));
+        assert!(history.multi_copy_calls.is_empty());
     }
 
     #[test]
