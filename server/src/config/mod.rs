@@ -67,6 +67,9 @@ pub struct Config {
     pub put_hedge_percentile: u32,
     /// Floor of the hedge delay.
     pub put_hedge_delay_ms_min: u64,
+    /// Payload bytes of extra PUT copies (every copy after an entry's first) in flight at most;
+    /// 0 sends first copies only.
+    pub put_copy_bytes_in_flight_max: u64,
     /// Largest request frame accepted; bigger frames close the connection.
     pub request_bytes_max: u64,
     /// Create a topic when a client asks for metadata of one that does not exist.
@@ -111,6 +114,7 @@ impl Default for Config {
             put_latency_target_ms: 15,
             put_hedge_percentile: 95,
             put_hedge_delay_ms_min: 5,
+            put_copy_bytes_in_flight_max: 2 * 1024 * 1024,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             auto_create_topics: true,
             default_partitions: 1,
@@ -235,6 +239,13 @@ impl Config {
         if !(1..=99).contains(&self.put_hedge_percentile) {
             return Err(invalid("put_hedge_percentile", "must be in 1..=99"));
         }
+        let copy_bytes_limit = sluice_engine::store::hedge::COPY_BYTES_IN_FLIGHT_LIMIT;
+        if self.put_copy_bytes_in_flight_max > copy_bytes_limit {
+            return Err(invalid(
+                "put_copy_bytes_in_flight_max",
+                format!("must be at most {copy_bytes_limit}"),
+            ));
+        }
         if self.flush_buffer_bytes_max < self.flush_bytes_max {
             return Err(invalid(
                 "flush_buffer_bytes_max",
@@ -334,6 +345,7 @@ impl Config {
             latency_target_ms: self.put_latency_target_ms,
             hedge_percentile: self.put_hedge_percentile,
             hedge_delay_ms_min: self.put_hedge_delay_ms_min,
+            copy_bytes_in_flight_max: self.put_copy_bytes_in_flight_max,
             ..sluice_engine::store::hedge::HedgeConfig::default()
         }
     }
@@ -406,6 +418,7 @@ mod tests {
         assert_eq!(config.flush_interval_max_ms, 50);
         assert_eq!(config.put_copies_max, 6);
         assert_eq!(config.hedge_config().latency_target_ms, 15);
+        assert_eq!(config.hedge_config().copy_bytes_in_flight_max, 2 << 20);
         assert_eq!(config.request_bytes_max, 100 << 20);
         assert!(config.auto_create_topics);
         assert_eq!(config.default_partitions, 1);
@@ -579,6 +592,13 @@ mod tests {
                 "put_hedge_percentile",
                 Config {
                     put_hedge_percentile: 100,
+                    ..Config::default()
+                },
+            ),
+            (
+                "put_copy_bytes_in_flight_max",
+                Config {
+                    put_copy_bytes_in_flight_max: (1 << 30) + 1,
                     ..Config::default()
                 },
             ),

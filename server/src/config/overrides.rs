@@ -139,6 +139,9 @@ pub struct Overrides {
     /// Floor of the hedge delay [env SLUICE_PUT_HEDGE_DELAY_MS_MIN]
     #[arg(long, value_name = "MS")]
     pub put_hedge_delay_ms_min: Option<u64>,
+    /// Payload bytes of extra PUT copies in flight at most; 0 sends first copies only [env SLUICE_PUT_COPY_BYTES_IN_FLIGHT_MAX]
+    #[arg(long, value_name = "BYTES")]
+    pub put_copy_bytes_in_flight_max: Option<u64>,
     /// Largest accepted request frame in bytes [env SLUICE_REQUEST_BYTES_MAX]
     #[arg(long, value_name = "BYTES")]
     pub request_bytes_max: Option<u64>,
@@ -233,6 +236,9 @@ impl Overrides {
                 }
                 "PUT_HEDGE_DELAY_MS_MIN" => {
                     overrides.put_hedge_delay_ms_min = Some(number(&value).map_err(parsed)?);
+                }
+                "PUT_COPY_BYTES_IN_FLIGHT_MAX" => {
+                    overrides.put_copy_bytes_in_flight_max = Some(number(&value).map_err(parsed)?);
                 }
                 "REQUEST_BYTES_MAX" => {
                     overrides.request_bytes_max = Some(number(&value).map_err(parsed)?);
@@ -338,6 +344,10 @@ impl Overrides {
             self.put_hedge_delay_ms_min.as_ref(),
         );
         set(
+            &mut config.put_copy_bytes_in_flight_max,
+            self.put_copy_bytes_in_flight_max.as_ref(),
+        );
+        set(
             &mut config.request_bytes_max,
             self.request_bytes_max.as_ref(),
         );
@@ -436,6 +446,7 @@ mod tests {
             ("SLUICE_PUT_LATENCY_TARGET_MS", "12"),
             ("SLUICE_PUT_HEDGE_PERCENTILE", "13"),
             ("SLUICE_PUT_HEDGE_DELAY_MS_MIN", "14"),
+            ("SLUICE_PUT_COPY_BYTES_IN_FLIGHT_MAX", "16"),
             ("SLUICE_REQUEST_BYTES_MAX", "6"),
             ("SLUICE_AUTO_CREATE_TOPICS", "false"),
             ("SLUICE_DEFAULT_PARTITIONS", "7"),
@@ -469,6 +480,7 @@ mod tests {
             put_latency_target_ms: 12,
             put_hedge_percentile: 13,
             put_hedge_delay_ms_min: 14,
+            put_copy_bytes_in_flight_max: 16,
             request_bytes_max: 6,
             auto_create_topics: false,
             default_partitions: 7,
