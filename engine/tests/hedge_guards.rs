@@ -264,3 +264,59 @@ async fn zero_budget_sends_first_copies_only() {
     assert_eq!(counts.calls_with_copies_at_once, 0);
     assert!(counts.single_by_bytes_budget >= 24 + 20, "{counts:?}");
 }
+
+/// Calls started every `1 / per_sec` (not waiting for each other) for `seconds`, each with a
+/// payload of `bytes`; the P99 of their latencies after the first sixth, in milliseconds.
+async fn paced_calls(hedged: &Arc<HedgedPuts>, per_sec: u64, bytes: usize, seconds: u64) -> f64 {
+    let payload = Bytes::from(vec![0_u8; bytes]);
+    let interval = Duration::from_micros(1_000_000 / per_sec);
+    let mut tasks = Vec::new();
+    for index in 0..per_sec * seconds {
+        let hedged = hedged.clone();
+        let payload = payload.clone();
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            hedged.put_create(&format!("paced/{index}"), vec![payload]).await.unwrap();
+            started.elapsed().as_secs_f64() * 1_000.0
+        }));
+        tokio::time::sleep(interval).await;
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.push(task.await.unwrap());
+    }
+    let mut steady = latencies.split_off(latencies.len() / 6);
+    steady.sort_by(f64::total_cmp);
+    steady[(steady.len() - 1) * 99 / 100]
+}
+
+/// The bench's latency models are independent draws: under the default configuration both guards
+/// leave their copies alone at the fraud bench's load (S3 Express: ~100 entries/s of ~50 KB;
+/// S3 Standard: ~30 entries/s of ~170 KB, whose six copies need ~4 MiB of budget in flight).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn latency_models_keep_their_copies_under_the_default_guards() {
+    use sluice_engine::store::{LatencyModel, LatencyProfile};
+    let model = |profile| Arc::new(LatencyModel::new(ObjectStoreBackend::in_memory(), profile, 11).unwrap());
+
+    let express = Arc::new(HedgedPuts::new(model(LatencyProfile::s3_express()), HedgeConfig::default()).unwrap());
+    let p99 = paced_calls(&express, 100, 50_000, 10).await;
+    let counts = express.counts();
+    assert_eq!((counts.guard_trips, counts.copies_held_by_bytes_budget), (0, 0), "{counts:?}");
+    assert_eq!(express.plan().copies_at_once, 2);
+    assert!(p99 <= 15.0, "S3 Express PUT P99 {p99} ms");
+
+    let standard = Arc::new(HedgedPuts::new(model(LatencyProfile::s3_standard()), HedgeConfig::default()).unwrap());
+    let p99 = paced_calls(&standard, 30, 170_000, 20).await;
+    let counts = standard.counts();
+    assert_eq!(counts.guard_trips, 0, "{counts:?}");
+    assert_eq!(standard.plan().copies_at_once, 6);
+    assert!(counts.copies * 10 >= counts.calls * 55, "nearly six copies per call: {counts:?}");
+    assert!(p99 <= 125.0, "S3 Standard PUT P99 {p99} ms (one copy: ~400 ms)");
+
+    // With 2 MiB the same load loses copies to the budget and the tail comes back.
+    let config = HedgeConfig { copy_bytes_in_flight_max: 2 << 20, ..HedgeConfig::default() };
+    let tight = Arc::new(HedgedPuts::new(model(LatencyProfile::s3_standard()), config).unwrap());
+    let tight_p99 = paced_calls(&tight, 30, 170_000, 20).await;
+    assert!(tight.counts().copies_held_by_bytes_budget > 0);
+    assert!(tight_p99 > p99, "a tight budget costs tail: {tight_p99} ms against {p99} ms");
+}

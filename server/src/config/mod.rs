@@ -114,7 +114,7 @@ impl Default for Config {
             put_latency_target_ms: 15,
             put_hedge_percentile: 95,
             put_hedge_delay_ms_min: 5,
-            put_copy_bytes_in_flight_max: 2 * 1024 * 1024,
+            put_copy_bytes_in_flight_max: 8 * 1024 * 1024,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             auto_create_topics: true,
             default_partitions: 1,
@@ -418,7 +418,7 @@ mod tests {
         assert_eq!(config.flush_interval_max_ms, 50);
         assert_eq!(config.put_copies_max, 6);
         assert_eq!(config.hedge_config().latency_target_ms, 15);
-        assert_eq!(config.hedge_config().copy_bytes_in_flight_max, 2 << 20);
+        assert_eq!(config.hedge_config().copy_bytes_in_flight_max, 8 << 20);
         assert_eq!(config.request_bytes_max, 100 << 20);
         assert!(config.auto_create_topics);
         assert_eq!(config.default_partitions, 1);
