@@ -127,7 +127,7 @@ pub const COPY_BYTES_IN_FLIGHT_LIMIT: u64 = 1 << 30;
 pub const GUARD_CALLS_MAX: usize = 64;
 /// The effectiveness guard judges no fewer calls with copies at once than this.
 pub const GUARD_CALLS_MIN: usize = 32;
-/// ... and trips only once that many of them missed the target.
+/// ... and trips only once that many of them missed (see [`guard_bar_ms`]).
 pub const GUARD_MISSES_MIN: usize = 3;
 /// Copies pay while calls with copies at once miss less often than this times one copy's miss
 /// ratio (independent copies: `p^c`, far below `p / 2`).
