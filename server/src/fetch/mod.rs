@@ -25,12 +25,19 @@
 //! glommio timer for what is left of `max_wait_ms`; a commit that moves one of those high
 //! watermarks wakes it, it reads again, and answers or parks for the rest of its wait.
 //!
+//! # Read-ahead
+//!
+//! A fetch that read the store (a consumer replaying history) starts reading what the same
+//! partitions' next fetch will want as soon as its answer is built, so the store works while the
+//! client parses; see [`readahead`].
+//!
 //! # Fetch sessions (KIP-227)
 //!
 //! See [`sessions`]: a bounded number per core, least recently used evicted first. A session
 //! lives on the core that holds the client's connection; a client that reconnects to another core
 //! gets FETCH_SESSION_ID_NOT_FOUND and starts a new one with a full fetch, as Kafka clients do.
 
+pub mod readahead;
 pub mod reader;
 pub mod sessions;
 pub mod write_through;
@@ -70,6 +77,7 @@ impl Default for FetchConfig {
 pub struct FetchCore {
     pub(crate) cache: RefCell<BlockCache>,
     pub(crate) sessions: RefCell<FetchSessions>,
+    pub(crate) readaheads: RefCell<readahead::Readaheads>,
     store_reads: Cell<u64>,
     store_read_bytes: Cell<u64>,
 }
@@ -79,6 +87,7 @@ impl FetchCore {
         Self {
             cache: RefCell::new(BlockCache::new(config.block_cache_bytes_max)),
             sessions: RefCell::new(FetchSessions::new(config.fetch_sessions_max)),
+            readaheads: RefCell::new(readahead::Readaheads::default()),
             store_reads: Cell::new(0),
             store_read_bytes: Cell::new(0),
         }

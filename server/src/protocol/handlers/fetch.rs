@@ -1,6 +1,7 @@
 //! Fetch: the fetch session decides which partitions to read, [`crate::fetch::reader`] reads
 //! them, and a fetch with less than `min_bytes` ready waits for a commit (long poll) until
-//! `max_wait_ms` has passed.
+//! `max_wait_ms` has passed. A fetch that read the store starts a read-ahead of its partitions'
+//! next bytes ([`crate::fetch::readahead`]) before it answers.
 //!
 //! Byte limits follow the Java broker: partitions are filled in order, each up to the smaller of
 //! its `partition_max_bytes` and what is left of the request's `max_bytes`; the first batch of the
@@ -22,6 +23,7 @@ use sluice_engine::metadata::IndexEntry;
 use sluice_engine::read::assemble_records;
 use sluice_engine::types::{TopicId, TopicPartition};
 
+use crate::fetch::readahead::{self, Ahead};
 use crate::fetch::reader::{
     GroupRead, PartitionPlan, PlanRequest, TopicRef, plan, read_entries, read_groups,
 };
@@ -50,6 +52,8 @@ struct PartitionResult {
     high_watermark: i64,
     log_start_offset: i64,
     records: Bytes,
+    /// Where the next fetch of this partition starts (after `records`; else the fetch offset).
+    next_offset: i64,
 }
 
 /// One read of every partition.
@@ -106,6 +110,16 @@ pub async fn handle(services: &CoreServices, request: FetchRequest, version: i16
         }
     };
 
+    // A read-ahead started by this client's last fetch may be reading these very bytes.
+    let replaying = readahead::claim(
+        &services.fetch,
+        context
+            .partitions
+            .iter()
+            .map(|(key, wanted)| (key, wanted.fetch_offset)),
+    )
+    .await;
+    let store_reads_before = services.fetch.store_reads().0;
     let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
@@ -128,6 +142,10 @@ pub async fn handle(services: &CoreServices, request: FetchRequest, version: i16
             None => break attempt,
         }
     };
+    // This fetch read the store, or a read-ahead for it did: a replay; read its next bytes now.
+    if replaying || services.fetch.store_reads().0 > store_reads_before {
+        read_ahead(services, &attempt, max_bytes, by_id);
+    }
     let read_committed = request.isolation_level == READ_COMMITTED;
     respond(services, &context, attempt, by_id, read_committed)
 }
@@ -191,18 +209,7 @@ async fn read_once(
 ) -> Attempt {
     let requests: Vec<PlanRequest> = partitions
         .iter()
-        .map(|(key, wanted)| PlanRequest {
-            topic: if by_id {
-                TopicRef::Id(TopicId::from_uuid(key.topic_id))
-            } else {
-                TopicRef::Name(key.topic.to_string())
-            },
-            partition: key.partition,
-            fetch_offset: wanted.fetch_offset,
-            bytes_max: (usize::try_from(wanted.partition_max_bytes)
-                .unwrap_or(0)
-                .min(max_bytes)) as u64,
-        })
+        .map(|(key, wanted)| plan_request(key, *wanted, wanted.fetch_offset, max_bytes, by_id))
         .collect();
     let plans = match services
         .core
@@ -300,6 +307,7 @@ async fn read_partition(
         high_watermark: i64::try_from(planned.high_watermark).unwrap_or(i64::MAX),
         log_start_offset: i64::try_from(planned.log_start_offset).unwrap_or(i64::MAX),
         records: Bytes::new(),
+        next_offset: wanted.fetch_offset,
     };
     if planned.entries.is_empty() {
         return result;
@@ -333,6 +341,7 @@ async fn read_partition(
         Ok(assembled) => {
             attempt.bytes += assembled.records.len();
             result.records = assembled.records;
+            result.next_offset = i64::try_from(assembled.next_offset).unwrap_or(i64::MAX);
         }
         Err(error) => {
             tracing::error!(%error, tp = %planned.tp, "fetch: stored bytes do not match the index");
@@ -352,6 +361,62 @@ fn error_result(key: &PartitionKey, wanted: Wanted, code: i16) -> PartitionResul
         high_watermark: -1,
         log_start_offset: -1,
         records: Bytes::new(),
+        next_offset: wanted.fetch_offset,
+    }
+}
+
+/// Starts reading what the next fetch of these partitions will want (see
+/// [`crate::fetch::readahead`]): every partition with data past where this answer leaves it,
+/// those this answer skipped first (clients put them first in their next fetch).
+fn read_ahead(services: &CoreServices, attempt: &Attempt, max_bytes: usize, by_id: bool) {
+    let behind = |result: &&PartitionResult| {
+        result.tp.is_some() && result.error_code == 0 && result.next_offset < result.high_watermark
+    };
+    let (served, skipped): (Vec<&PartitionResult>, Vec<&PartitionResult>) = attempt
+        .partitions
+        .iter()
+        .filter(behind)
+        .partition(|result| !result.records.is_empty());
+    let partitions: Vec<Ahead> = skipped
+        .into_iter()
+        .chain(served)
+        .map(|result| Ahead {
+            key: result.key.clone(),
+            request: plan_request(
+                &result.key,
+                result.wanted,
+                result.next_offset,
+                max_bytes,
+                by_id,
+            ),
+        })
+        .collect();
+    readahead::start(
+        &services.fetch,
+        &services.core,
+        partitions,
+        max_bytes as u64,
+    );
+}
+
+fn plan_request(
+    key: &PartitionKey,
+    wanted: Wanted,
+    fetch_offset: i64,
+    max_bytes: usize,
+    by_id: bool,
+) -> PlanRequest {
+    PlanRequest {
+        topic: if by_id {
+            TopicRef::Id(TopicId::from_uuid(key.topic_id))
+        } else {
+            TopicRef::Name(key.topic.to_string())
+        },
+        partition: key.partition,
+        fetch_offset,
+        bytes_max: (usize::try_from(wanted.partition_max_bytes)
+            .unwrap_or(0)
+            .min(max_bytes)) as u64,
     }
 }
 

@@ -1,0 +1,203 @@
+//! Read-ahead for consumers catching up from the object store.
+//!
+//! A Kafka client keeps one fetch in flight per broker: it sends the next fetch only once it has
+//! the answer to the last. A consumer replaying history from the store therefore alternates two
+//! idle phases — the agent waits for GETs while the client has nothing to parse, then the client
+//! parses while the agent and the store have nothing to do. When a fetch had to read the store,
+//! the agent starts reading what the *next* fetch of the same partitions will ask for (each
+//! partition from where this answer ends, within the same byte budgets) into the core's block
+//! cache as soon as the answer is built, so GETs overlap the response's transfer and the client's
+//! parsing. A consumer at the live edge is served from the write-through cache and never starts
+//! one.
+//!
+//! A fetch that arrives while a read-ahead of its partitions at its offsets is still running waits
+//! for it rather than issuing the same GETs a second time; the bytes are then in the cache.
+//!
+//! Limits: at most [`READAHEADS_INFLIGHT_MAX`] per core (more are skipped, not queued), each at
+//! most the request's `max_bytes` plus one partition's entries (as [`super::reader`]'s plan), and
+//! the cache's own byte budget bounds what stays. A read-ahead that fails is dropped: the fetch
+//! that wanted the bytes reads them itself and reports the error.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::{LocalBoxFuture, Shared};
+use sluice_engine::metadata::IndexEntry;
+use sluice_engine::store::ObjectStorage;
+
+use super::FetchCore;
+use super::reader::{PlanRequest, plan, read_groups};
+use super::sessions::PartitionKey;
+use crate::metadata_core::CoreHandle;
+
+/// Read-aheads running at once on one core.
+pub const READAHEADS_INFLIGHT_MAX: usize = 4;
+
+type Pending = Shared<LocalBoxFuture<'static, ()>>;
+
+/// Partitions remembered at most per core; past it, finished read-aheads are forgotten (a client
+/// that never came back for its bytes leaves nothing behind for long).
+const PARTITIONS_REMEMBERED_MAX: usize = 16_384;
+
+/// The read-aheads of one core, by the partition and offset each serves: running (`Some`, a
+/// fetch waits for it) or finished and not yet claimed by a fetch (`None`).
+#[derive(Default)]
+pub struct Readaheads {
+    /// Partition → (the offset the read-ahead starts at, its id, the read while it runs).
+    by_partition: HashMap<PartitionKey, (i64, u64, Option<Pending>)>,
+    running: usize,
+    next_id: u64,
+}
+
+impl std::fmt::Debug for Readaheads {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Readaheads")
+            .field("partitions", &self.by_partition.len())
+            .field("running", &self.running)
+            .finish()
+    }
+}
+
+impl Readaheads {
+    /// Takes the read-aheads made for a fetch of `wanted` (partition, offset): the ones still
+    /// running to wait for, and whether any matched (the fetch is then part of a replay, and
+    /// reads ahead in turn).
+    fn claim<'a>(
+        &mut self,
+        wanted: impl Iterator<Item = (&'a PartitionKey, i64)>,
+    ) -> (Vec<Pending>, bool) {
+        let mut ids = Vec::new();
+        let mut pending = Vec::new();
+        let mut matched = false;
+        for (key, offset) in wanted {
+            let Some((from, id, read)) = self.by_partition.remove(key) else {
+                continue;
+            };
+            if from != offset {
+                continue;
+            }
+            matched = true;
+            if let Some(read) = read
+                && !ids.contains(&id)
+            {
+                ids.push(id);
+                pending.push(read);
+            }
+        }
+        (pending, matched)
+    }
+
+    fn finish(&mut self, id: u64) {
+        for (_, running_id, read) in self.by_partition.values_mut() {
+            if *running_id == id {
+                *read = None;
+            }
+        }
+        if self.by_partition.len() > PARTITIONS_REMEMBERED_MAX {
+            self.by_partition.retain(|_, (_, _, read)| read.is_some());
+        }
+        self.running = self.running.saturating_sub(1);
+    }
+}
+
+/// One partition to read ahead: its request for the plan and how the client names it.
+#[derive(Debug, Clone)]
+pub struct Ahead {
+    pub key: PartitionKey,
+    pub request: PlanRequest,
+}
+
+/// Waits for the read-aheads that are reading what this fetch is about to read. `true` when a
+/// read-ahead (running or finished) was made for this fetch.
+pub async fn claim<'a>(
+    fetch: &FetchCore,
+    wanted: impl Iterator<Item = (&'a PartitionKey, i64)>,
+) -> bool {
+    let (pending, matched) = fetch.readaheads.borrow_mut().claim(wanted);
+    if !pending.is_empty() {
+        futures::future::join_all(pending).await;
+    }
+    matched
+}
+
+/// Starts reading `partitions` (in the order the next fetch will fill them) into the cache, up
+/// to `max_bytes` in all, unless the core runs [`READAHEADS_INFLIGHT_MAX`] already.
+pub fn start(fetch: &Rc<FetchCore>, core: &CoreHandle, partitions: Vec<Ahead>, max_bytes: u64) {
+    if partitions.is_empty() {
+        return;
+    }
+    let id = {
+        let mut readaheads = fetch.readaheads.borrow_mut();
+        if readaheads.running >= READAHEADS_INFLIGHT_MAX {
+            return;
+        }
+        readaheads.running += 1;
+        readaheads.next_id += 1;
+        readaheads.next_id
+    };
+    let (keys, requests): (Vec<(PartitionKey, i64)>, Vec<PlanRequest>) = partitions
+        .into_iter()
+        .map(|ahead| ((ahead.key, ahead.request.fetch_offset), ahead.request))
+        .unzip();
+    let read = read_ahead(
+        Rc::clone(fetch),
+        core.clone(),
+        Arc::clone(core.store()),
+        requests,
+        max_bytes,
+    );
+    let finishing = Rc::clone(fetch);
+    let pending: Pending = async move {
+        read.await;
+        finishing.readaheads.borrow_mut().finish(id);
+    }
+    .boxed_local()
+    .shared();
+    {
+        let mut readaheads = fetch.readaheads.borrow_mut();
+        for (key, offset) in keys {
+            readaheads
+                .by_partition
+                .insert(key, (offset, id, Some(pending.clone())));
+        }
+    }
+    glommio::spawn_local(pending).detach();
+}
+
+async fn read_ahead(
+    fetch: Rc<FetchCore>,
+    core: CoreHandle,
+    store: Arc<dyn ObjectStorage>,
+    requests: Vec<PlanRequest>,
+    max_bytes: u64,
+) {
+    let Ok(plans) = core.query(move |state| plan(state, &requests)).await else {
+        return;
+    };
+    let mut planned_bytes: u64 = 0;
+    let mut groups: Vec<&[IndexEntry]> = Vec::new();
+    for planned in plans.iter().flatten() {
+        if planned_bytes >= max_bytes {
+            break;
+        }
+        if planned.entries.is_empty() {
+            continue;
+        }
+        planned_bytes = planned_bytes.saturating_add(
+            planned
+                .entries
+                .iter()
+                .map(|entry| entry.byte_len)
+                .sum::<u64>(),
+        );
+        groups.push(&planned.entries);
+    }
+    if groups.is_empty() {
+        return;
+    }
+    // What was read is in the cache now; errors are the next fetch's to meet and report.
+    let _ = read_groups(&fetch, &store, &groups).await;
+}
