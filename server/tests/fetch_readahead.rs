@@ -1,7 +1,11 @@
 //! Read-ahead: a consumer replaying history from the store finds each next fetch's bytes already
 //! read, so the store's latency overlaps the client's own work instead of adding to every fetch;
 //! the bytes and offsets are exactly those produced; a consumer at the live edge starts none.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::needless_range_loop)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::needless_range_loop
+)]
 
 mod common;
 mod fetch_support;
@@ -237,4 +241,84 @@ fn a_consumer_at_the_live_edge_reads_nothing_ahead() {
     }
     std::thread::sleep(GET_DELAY);
     assert_eq!(store.range_gets(), 0, "served by the write-through cache");
+}
+
+#[test]
+fn a_cold_fetch_reads_every_partition_it_answers_in_one_round_of_gets() {
+    // Each object holds two batches of each of 8 partitions; a fetch's budget takes one batch
+    // per partition. Counting whole entries, the prefetch would read only half the partitions
+    // the answer then fills, and the others one GET round after another.
+    const PARTITIONS: i32 = 8;
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = open_store(
+        &StoreConfig::from_url(&format!(
+            "file://{}?fsync=false",
+            store_dir.path().display()
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let agent = common::start_agent_with_store(store, |config| config.flush_interval_ms = 5);
+    let mut client = RawClient::connect(agent.addr());
+    let topic_id = create_topic(&mut client, "wide", PARTITIONS);
+    let batches: Vec<[Bytes; 2]> = (0..PARTITIONS)
+        .map(|partition| {
+            [
+                batch(RECORDS_PER_BATCH, i64::from(partition)),
+                batch(RECORDS_PER_BATCH, 100 + i64::from(partition)),
+            ]
+        })
+        .collect();
+    let records: Vec<(&str, i32, Bytes)> = batches
+        .iter()
+        .enumerate()
+        .map(|(partition, [first, second])| {
+            (
+                "wide",
+                partition as i32,
+                [first.clone(), second.clone()].concat().into(),
+            )
+        })
+        .collect();
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &produce_request(-1, &records));
+    assert!(
+        produce_results(&response)
+            .iter()
+            .all(|(_, _, error_code, base)| (*error_code, *base) == (0, 0))
+    );
+    drop(client);
+    agent.stop();
+
+    let store = SlowGets::local(store_dir.path());
+    let agent =
+        common::start_agent_with_store(Arc::clone(&store) as Arc<dyn ObjectStorage>, |_| {});
+    let mut client = RawClient::connect(agent.addr());
+    let batch_bytes = batches.iter().map(|pair| pair[0].len()).max().unwrap() as i32;
+    let wants: Vec<Want> = (0..PARTITIONS)
+        .map(|partition| Want {
+            partition,
+            offset: 0,
+            partition_max_bytes: batch_bytes,
+        })
+        .collect();
+    let request =
+        fetch_request("wide", topic_id, &wants, 0, 0).with_max_bytes(PARTITIONS * batch_bytes);
+    let started = Instant::now();
+    let response = fetch(&mut client, 13, &request);
+    let took = started.elapsed();
+    let answered = partitions(&response);
+    assert_eq!(answered.len(), PARTITIONS as usize);
+    for (partition, data) in answered.into_iter().enumerate() {
+        let fetched = batches_of(&data.records);
+        assert_eq!(
+            fetched.len(),
+            1,
+            "partition {partition}: one batch fits its budget"
+        );
+        assert_same_batch(&fetched[0].1, &batches[partition][0], 0);
+    }
+    assert!(
+        took < GET_DELAY * 2,
+        "one round of GETs for all {PARTITIONS} partitions, not several: {took:?}"
+    );
 }

@@ -28,7 +28,7 @@ use sluice_engine::metadata::IndexEntry;
 use sluice_engine::store::ObjectStorage;
 
 use super::FetchCore;
-use super::reader::{PlanRequest, plan, read_groups};
+use super::reader::{PlanRequest, plan, prefetch_bytes_max, read_groups};
 use super::sessions::PartitionKey;
 use crate::metadata_core::CoreHandle;
 
@@ -174,25 +174,24 @@ async fn read_ahead(
     requests: Vec<PlanRequest>,
     max_bytes: u64,
 ) {
+    let budgets: Vec<u64> = requests.iter().map(|request| request.bytes_max).collect();
     let Ok(plans) = core.query(move |state| plan(state, &requests)).await else {
         return;
     };
     let mut planned_bytes: u64 = 0;
     let mut groups: Vec<&[IndexEntry]> = Vec::new();
-    for planned in plans.iter().flatten() {
-        if planned_bytes >= max_bytes {
+    let read_bytes_max = prefetch_bytes_max(max_bytes);
+    for (planned, budget) in plans.iter().zip(&budgets) {
+        let Ok(planned) = planned else { continue };
+        if planned_bytes >= read_bytes_max {
             break;
         }
         if planned.entries.is_empty() {
             continue;
         }
-        planned_bytes = planned_bytes.saturating_add(
-            planned
-                .entries
-                .iter()
-                .map(|entry| entry.byte_len)
-                .sum::<u64>(),
-        );
+        // As the fetch's prefetch: an entry is read whole, the answer takes what fits the budget.
+        let entries_bytes: u64 = planned.entries.iter().map(|entry| entry.byte_len).sum();
+        planned_bytes = planned_bytes.saturating_add(entries_bytes.min((*budget).max(1)));
         groups.push(&planned.entries);
     }
     if groups.is_empty() {

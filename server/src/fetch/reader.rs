@@ -123,6 +123,17 @@ pub const COALESCE_GAP_BYTES_MAX: u64 = 256 * 1024;
 /// Largest single ranged GET built by coalescing.
 pub const COALESCED_GET_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
+/// How far past `max_bytes` a fetch (and a read-ahead) reads, in percent of it. The index gives
+/// an entry's bytes, not its batches, so what a partition will add to an answer (whole batches up
+/// to its budget) is only estimated; a partition the estimate left out costs the answer another
+/// round of GETs. What is read past the answer stays cached for the next fetch.
+pub const PREFETCH_EXTRA_PERCENT: u64 = 25;
+
+/// The bytes a fetch with `max_bytes` reads ahead of assembly (see [`PREFETCH_EXTRA_PERCENT`]).
+pub fn prefetch_bytes_max(max_bytes: u64) -> u64 {
+    max_bytes.saturating_add(max_bytes / 100 * PREFETCH_EXTRA_PERCENT)
+}
+
 /// One group's entries with their bytes (see [`read_groups`]).
 pub type GroupRead = Result<Vec<(IndexEntry, Vec<Bytes>)>, ReadError>;
 

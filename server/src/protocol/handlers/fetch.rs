@@ -25,7 +25,8 @@ use sluice_engine::types::{TopicId, TopicPartition};
 
 use crate::fetch::readahead::{self, Ahead};
 use crate::fetch::reader::{
-    GroupRead, PartitionPlan, PlanRequest, TopicRef, plan, read_entries, read_groups,
+    GroupRead, PartitionPlan, PlanRequest, TopicRef, plan, prefetch_bytes_max, read_entries,
+    read_groups,
 };
 use crate::fetch::sessions::{PartitionKey, Wanted};
 use crate::metadata_core::window::error_code;
@@ -211,6 +212,7 @@ async fn read_once(
         .iter()
         .map(|(key, wanted)| plan_request(key, *wanted, wanted.fetch_offset, max_bytes, by_id))
         .collect();
+    let started = Instant::now();
     let plans = match services
         .core
         .query(move |state| plan(state, &requests))
@@ -222,28 +224,64 @@ async fn read_once(
             .map(|_| Err(error_code::NOT_LEADER_OR_FOLLOWER))
             .collect(),
     };
-    let mut prefetched = prefetch(services, &plans, max_bytes).await.into_iter();
+    let planned_in = started.elapsed();
+    let (reads_before, read_bytes_before) = services.fetch.store_reads();
+    let entries: usize = plans
+        .iter()
+        .flatten()
+        .map(|planned| planned.entries.len())
+        .sum();
+    let mut prefetched = prefetch(services, partitions, &plans, max_bytes).await;
+    let read_in = started.elapsed() - planned_in;
+    let (reads_after, read_bytes_after) = services.fetch.store_reads();
     let mut attempt = Attempt::default();
-    for ((key, wanted), planned) in partitions.iter().zip(plans) {
-        let read = prefetched.next().flatten();
+    for (index, ((key, wanted), planned)) in partitions.iter().zip(&plans).enumerate() {
+        let mut read = prefetched.get_mut(index).and_then(Option::take);
+        let wants_bytes = matches!(planned, Ok(planned) if !planned.entries.is_empty());
+        if read.is_none() && wants_bytes && attempt.bytes < max_bytes {
+            // The estimate fell short and the answer has room: read every partition still to
+            // come at once (within what is left of `max_bytes`), not one GET after another.
+            let more = prefetch(
+                services,
+                partitions.get(index..).unwrap_or_default(),
+                plans.get(index..).unwrap_or_default(),
+                max_bytes - attempt.bytes,
+            )
+            .await;
+            for (slot, more) in prefetched.iter_mut().skip(index).zip(more) {
+                *slot = more;
+            }
+            read = prefetched.get_mut(index).and_then(Option::take);
+        }
         let result = match planned {
             Ok(planned) => {
                 read_partition(
                     services,
                     key,
                     *wanted,
-                    planned,
+                    planned.clone(),
                     read,
                     max_bytes,
                     &mut attempt,
                 )
                 .await
             }
-            Err(code) => error_result(key, *wanted, code),
+            Err(code) => error_result(key, *wanted, *code),
         };
         attempt.answer_now |= result.error_code != 0;
         attempt.partitions.push(result);
     }
+    tracing::debug!(
+        partitions = partitions.len(),
+        entries,
+        gets = reads_after - reads_before,
+        get_bytes = read_bytes_after - read_bytes_before,
+        bytes = attempt.bytes,
+        planned_ms = planned_in.as_millis() as u64,
+        read_ms = read_in.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "fetch: read once"
+    );
     attempt
 }
 
@@ -251,30 +289,28 @@ async fn read_once(
 type Prefetched = GroupRead;
 
 /// Reads, all at once, the entries of the partitions that the response's `max_bytes` will likely
-/// reach (by their indexed sizes; the first partition with data always). Against an object store
-/// a miss costs a GET of tens of milliseconds: one partition after another, a consumer catching
-/// up on many partitions would wait for their sum; together, segments of one object become one
-/// GET ([`read_groups`]). What is read is bounded by `max_bytes` plus the entries of one
-/// partition.
+/// reach (each partition's indexed bytes capped by its budget; the first partition with data
+/// always). Against an object store a miss costs a GET of tens of milliseconds: one partition
+/// after another, a consumer catching up on many partitions would wait for their sum; together,
+/// segments of one object become one GET ([`read_groups`]). What is read is what the answer
+/// needs: each chosen partition's entries up to its budget, the last entry whole.
 async fn prefetch(
     services: &CoreServices,
+    partitions: &[(PartitionKey, Wanted)],
     plans: &[Result<PartitionPlan, i16>],
     max_bytes: usize,
 ) -> Vec<Option<Prefetched>> {
     let mut planned_bytes: u64 = 0;
+    let read_bytes_max = prefetch_bytes_max(max_bytes as u64);
     let mut chosen = Vec::with_capacity(plans.len());
     let mut groups: Vec<&[IndexEntry]> = Vec::new();
-    for planned in plans {
+    for ((_, wanted), planned) in partitions.iter().zip(plans) {
         match planned {
             Ok(planned)
                 if !planned.entries.is_empty()
-                    && (planned_bytes == 0 || planned_bytes < max_bytes as u64) =>
+                    && (planned_bytes == 0 || planned_bytes < read_bytes_max) =>
             {
-                planned_bytes += planned
-                    .entries
-                    .iter()
-                    .map(|entry| entry.byte_len)
-                    .sum::<u64>();
+                planned_bytes += answer_bytes_estimate(&planned.entries, *wanted, max_bytes);
                 chosen.push(true);
                 groups.push(&planned.entries);
             }
@@ -288,6 +324,18 @@ async fn prefetch(
         .into_iter()
         .map(|chosen| if chosen { read.next() } else { None })
         .collect()
+}
+
+/// What a partition's entries will add to the answer: their bytes, but no more than the
+/// partition's budget — an entry holding several batches is read whole, yet the answer takes only
+/// what fits. Counting whole entries would stop the prefetch after a fraction of the partitions
+/// the answer then fills (each of the rest waiting for its own GET).
+fn answer_bytes_estimate(entries: &[IndexEntry], wanted: Wanted, max_bytes: usize) -> u64 {
+    let budget = usize::try_from(wanted.partition_max_bytes)
+        .unwrap_or(0)
+        .min(max_bytes) as u64;
+    let entries_bytes: u64 = entries.iter().map(|entry| entry.byte_len).sum();
+    entries_bytes.min(budget.max(1))
 }
 
 async fn read_partition(
