@@ -54,12 +54,13 @@
 //!   taken over the same period: the copy samples recorded since the oldest call in the window
 //!   started. A miss is a latency above the target, or above the period's [`GUARD_BAR_QUANTILE`]
 //!   (P75) of copy latencies if that is higher ([`guard_bar_ms`]): on S3 Standard every copy misses
-//!   15 ms, so copies cannot halve the misses of the target, yet they cut its tail. Independent copies make a call of `c >= 2` copies miss
-//!   with probability `p^c`, far below `p / 2`; if instead the calls miss at least
-//!   [`GUARD_MISS_FACTOR`] (one half) as often as one copy does, with at least
-//!   [`GUARD_CALLS_MIN`] calls and [`GUARD_MISSES_MIN`] misses seen (so a few unlucky calls on the
-//!   S3 Express model, where calls miss ~0.6 % against `p / 2` ~4 %, do not trip it), copies are
-//!   correlated: the next [`SAMPLES_MAX`] calls start one copy (hedges at the percentile are still
+//!   15 ms, so copies cannot cut the misses of the target, yet they cut its tail. Independent
+//!   copies make a call of `c >= 2` copies miss with probability `p^c`, far below `p`; if instead
+//!   the calls miss at least [`GUARD_MISS_FACTOR`] (1) times as often as one copy does — the copies
+//!   bought nothing — with at least [`GUARD_CALLS_MIN`] calls and [`GUARD_MISSES_MIN`] misses seen,
+//!   copies are correlated (a factor of 1/2 tripped the guard three times a minute on the bench's
+//!   S3 Express model, whose copies share the loopback server's CPU, and its produce P99 went from
+//!   28 to 36 ms; at 1 it did not trip there): the next [`SAMPLES_MAX`] calls start one copy (hedges at the percentile are still
 //!   allowed: they bound a stalled request, which is not a matter of load). Then copies at once are
 //!   planned again as a probe, with an empty window, so a store whose contention has passed gets its
 //!   copies back, and one still contended trips the guard again after [`GUARD_CALLS_MIN`] calls.
@@ -130,8 +131,8 @@ pub const GUARD_CALLS_MIN: usize = 32;
 /// ... and trips only once that many of them missed (see [`guard_bar_ms`]).
 pub const GUARD_MISSES_MIN: usize = 3;
 /// Copies pay while calls with copies at once miss less often than this times one copy's miss
-/// ratio (independent copies: `p^c`, far below `p / 2`).
-pub const GUARD_MISS_FACTOR: f64 = 0.5;
+/// ratio (independent copies: `p^c`, far below `p`).
+pub const GUARD_MISS_FACTOR: f64 = 1.0;
 /// The effectiveness guard counts misses of the target or of this quantile of the period's copy
 /// latencies, whichever is higher (see [`guard_bar_ms`]).
 pub const GUARD_BAR_QUANTILE: f64 = 0.75;
@@ -164,7 +165,7 @@ impl Default for HedgeConfig {
             latency_target_ms: 15,
             hedge_percentile: 95,
             hedge_delay_ms_min: 5,
-            payload_bytes_max: 16 * 1024 * 1024,
+            payload_bytes_max: 1024 * 1024,
             copy_bytes_in_flight_max: 8 * 1024 * 1024,
         }
     }
@@ -785,20 +786,19 @@ mod tests {
     }
 
     #[test]
-    fn copies_pay_unless_they_miss_half_as_often_as_one_copy() {
+    fn copies_pay_unless_they_miss_as_often_as_one_copy() {
         // Too few calls or misses to judge.
         assert!(copies_pay(GUARD_CALLS_MIN - 1, 20, 100, 30));
         assert!(copies_pay(64, GUARD_MISSES_MIN - 1, 100, 90));
         // Independent copies of a store missing 30 %: calls miss ~0.3^4.
         assert!(copies_pay(64, 0, 256, 77));
         assert!(copies_pay(64, 3, 256, 77), "4.7 % against 15 %");
-        // Correlated: calls miss about as often as one copy.
-        assert!(!copies_pay(64, 19, 256, 77));
-        assert!(
-            !copies_pay(64, 10, 256, 77),
-            "15.6 % against 15 %: not halved"
-        );
-        assert!(!copies_pay(40, 5, 200, 40), "12.5 % against 10 %");
+        // Some benefit, however small, keeps them.
+        assert!(copies_pay(64, 10, 256, 77), "15.6 % against 30 %");
+        assert!(copies_pay(64, 19, 256, 77), "29.7 % against 30 %");
+        // Correlated: calls miss as often as one copy, or more.
+        assert!(!copies_pay(64, 20, 256, 77), "31.3 % against 30 %");
+        assert!(!copies_pay(40, 9, 200, 40), "22.5 % against 20 %");
     }
 
     #[test]
