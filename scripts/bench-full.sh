@@ -24,9 +24,11 @@ scenarios=("$@")
 mkdir -p "$out"
 cargo build --release --locked -p sluice-server -p sluice-loadgen -p sluice-bench || exit 1
 
+# Replay leaves out the S3 Standard model: five 5 GB targets take over an hour on 2 cores.
 targets_of() {
     case $1 in
-        fraud | replay) echo sluice,sluice-s3-express,sluice-s3-standard,kafka,tansu ;;
+        fraud) echo sluice,sluice-s3-express,sluice-s3-standard,kafka,tansu ;;
+        replay) echo sluice,sluice-s3-express,kafka,tansu ;;
         *) echo sluice,kafka,tansu ;;
     esac
 }
