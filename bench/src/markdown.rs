@@ -32,10 +32,12 @@ fn status_text(status: &Status) -> String {
 
 fn headline(row: &Row) -> String {
     if row.status != Status::Ran {
+        // A reason may quote a log whose lines were joined with " | ": escaped, so the cell
+        // stays one cell.
         return format!(
             "| {} | {} | | | | | | | |\n",
             row.target,
-            status_text(&row.status)
+            status_text(&row.status).replace('|', "\\|")
         );
     }
     let store = row.store.as_ref();
@@ -146,7 +148,7 @@ pub fn render(report: &Report) -> String {
     );
     out.push_str(
         "| target | throughput | produce p50 / p99 / p99.9 / max (ms) | end-to-end p50 / p99 / p99.9 / max (ms) \
-         | PUT/s | GET/s | PUT/GB | GET/GB | CPU s/GB |\n|---|---|---|---|---|---|---|---|---|---|\n",
+         | PUT/s | GET/s | PUT/GB | GET/GB | CPU s/GB |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in report.rows.iter().filter(|row| row.replay.is_none()) {
         out.push_str(&headline(row));

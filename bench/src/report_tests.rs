@@ -95,11 +95,17 @@ fn every_target_appears_in_the_markdown_and_json() {
             Row::without_numbers(
                 "tansu",
                 Status::NotInstalled("run cargo install".into()),
+                settings.clone(),
+            ),
+            Row::without_numbers(
+                "kafka",
+                Status::Failed("log ends: 28: main | at ./start.c".into()),
                 settings,
             ),
         ],
     };
     let text = markdown::render(&report);
+    assert_tables_well_formed(&text);
     assert!(
         text.contains("| sluice | 5000 rec/s, 4.77 MB/s | 4.0 / 9.0 / 15.0 / 20.0 |"),
         "{text}"
@@ -230,6 +236,7 @@ fn replay_rows_rate_gets_over_the_read_and_verify_the_fill() {
     assert_eq!(failures.len(), 2, "{failures:?}");
     assert!(failures[0].starts_with("tansu cold (cold)"));
     let text = markdown::render(&report);
+    assert_tables_well_formed(&text);
     assert!(
         text.contains(
             "| sluice cold | 1000000 / 1000000 | 238.4 | 250000 | 12.5 | 100.0 | 400 | 2.0 | yes |"
@@ -271,4 +278,44 @@ fn failures_name_lost_records_but_not_the_step_that_ended_a_ladder() {
     // Errors (the common summary has 3: failed, unacked) count on any step that held.
     let errors = build_row("sluice", serde_json::Map::new(), measured(10, 1));
     assert!(failures(&report(vec![errors]))[0].contains("3 records failed"));
+}
+
+/// Cells of a Markdown table line (`\|` is text, not a separator).
+fn table_cells(line: &str) -> usize {
+    line.replace("\\|", "")
+        .matches('|')
+        .count()
+        .saturating_sub(1)
+}
+
+/// Every table's delimiter row and body rows have as many cells as its header (GitHub renders
+/// no table otherwise).
+fn assert_tables_well_formed(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut tables = 0;
+    for (index, line) in lines.iter().enumerate() {
+        if !line.starts_with("|---") {
+            continue;
+        }
+        tables += 1;
+        let header = table_cells(lines[index - 1]);
+        assert_eq!(
+            table_cells(line),
+            header,
+            "delimiter of {:?}",
+            lines[index - 1]
+        );
+        for row in lines[index + 1..]
+            .iter()
+            .take_while(|row| row.starts_with('|'))
+        {
+            assert_eq!(
+                table_cells(row),
+                header,
+                "row {row:?} under {:?}",
+                lines[index - 1]
+            );
+        }
+    }
+    assert!(tables > 0, "{text}");
 }
