@@ -2,7 +2,7 @@
 //! join/sync/heartbeat/commit/fetch cycle and its error codes (the Java broker's), simple
 //! commits, OffsetDelete, DeleteGroups, ListGroups/DescribeGroups, KIP-848 heartbeats, committed
 //! offsets across a restart on a fresh data directory, offset commits riding one window (one PUT),
-//! and groups spread over two network cores.
+//! the group size limits, and groups spread over two network cores.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
@@ -47,6 +47,7 @@ const INVALID_REQUEST: i16 = 42;
 const NON_EMPTY_GROUP: i16 = 68;
 const GROUP_ID_NOT_FOUND: i16 = 69;
 const MEMBER_ID_REQUIRED: i16 = 79;
+const GROUP_MAX_SIZE_REACHED: i16 = 81;
 const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 const STALE_MEMBER_EPOCH: i16 = 113;
 
@@ -839,6 +840,57 @@ fn kip848_consumer_group_heartbeats_commits_and_conflicts() {
     assert_eq!(left.error_code, 0, "{left:?}");
     let (_, generation) = join_and_sync(&mut client, "modern", &["events"]);
     assert_eq!(generation, 1);
+}
+
+#[test]
+fn group_max_size_settings_refuse_members_beyond_them() {
+    let agent = common::start_agent(|config| {
+        config.group_initial_rebalance_delay_ms = 0;
+        config.group_max_size = 1;
+        config.group_consumer_max_size = 1;
+    });
+    agent.create_topic("capped", 2);
+    let mut first = RawClient::connect(agent.addr());
+    let mut second = RawClient::connect(agent.addr());
+
+    // Classic: a second member is refused before it gets a member id; the first still rejoins.
+    let (member_id, generation) = join_and_sync(&mut first, "classic-capped", &["capped"]);
+    let refused: JoinGroupResponse = second.call(
+        ApiKey::JoinGroup,
+        9,
+        &join_request("classic-capped", "", &["capped"]),
+    );
+    assert_eq!(refused.error_code, GROUP_MAX_SIZE_REACHED, "{refused:?}");
+    assert_eq!(
+        heartbeat(&mut first, "classic-capped", &member_id, generation),
+        0
+    );
+    let rejoined: JoinGroupResponse = first.call(
+        ApiKey::JoinGroup,
+        9,
+        &join_request("classic-capped", &member_id, &["capped"]),
+    );
+    assert_eq!(rejoined.error_code, 0, "{rejoined:?}");
+    assert_eq!(rejoined.members.len(), 1);
+
+    // KIP-848: the same for a second member's first heartbeat.
+    let join_848 = |member: &str| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group("modern-capped"))
+            .with_member_id(text(member))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![topic_name("capped")]))
+            .with_topic_partitions(Some(vec![]))
+    };
+    let one = uuid::Uuid::new_v4().to_string();
+    let joined: ConsumerGroupHeartbeatResponse =
+        first.call(ApiKey::ConsumerGroupHeartbeat, 1, &join_848(&one));
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    let two = uuid::Uuid::new_v4().to_string();
+    let refused: ConsumerGroupHeartbeatResponse =
+        second.call(ApiKey::ConsumerGroupHeartbeat, 1, &join_848(&two));
+    assert_eq!(refused.error_code, GROUP_MAX_SIZE_REACHED, "{refused:?}");
 }
 
 #[test]

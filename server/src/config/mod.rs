@@ -23,6 +23,9 @@ pub const IO_MEMORY_BYTES_MIN: u64 = 64 * 1024;
 /// Largest `offset_metadata_bytes_max` accepted: the protocol's string ceiling, which is also the
 /// most the metadata state machine stores (committed offsets ride the metadata log).
 pub const OFFSET_METADATA_BYTES_LIMIT: usize = 32_767;
+/// Kafka's default `group.max.size` and `group.consumer.max.size`: `Integer.MAX_VALUE`, so no
+/// limit in practice.
+pub const GROUP_MAX_SIZE_DEFAULT: u32 = i32::MAX as u32;
 /// Server assignors of KIP-848 consumer groups (`group_consumer_assignors`).
 pub const CONSUMER_ASSIGNORS_KNOWN: &[&str] = &["uniform", "range"];
 
@@ -83,12 +86,18 @@ pub struct Config {
     pub group_min_session_timeout_ms: i32,
     /// Kafka's `group.max.session.timeout.ms`: longest session a classic member may ask for.
     pub group_max_session_timeout_ms: i32,
+    /// Kafka's `group.max.size`: most members of one classic group; a JoinGroup beyond it is
+    /// GROUP_MAX_SIZE_REACHED.
+    pub group_max_size: u32,
     /// Kafka's `group.consumer.heartbeat.interval.ms`: KIP-848 members heartbeat this often.
     pub group_consumer_heartbeat_interval_ms: i32,
     /// Kafka's `group.consumer.session.timeout.ms`: a silent KIP-848 member is removed after it.
     pub group_consumer_session_timeout_ms: i32,
     /// Server assignors KIP-848 members may choose (`uniform`, `range`); the first is the default.
     pub group_consumer_assignors: Vec<String>,
+    /// Kafka's `group.consumer.max.size`: most members of one KIP-848 group; a new member beyond
+    /// it is GROUP_MAX_SIZE_REACHED.
+    pub group_consumer_max_size: u32,
     /// Kafka's `offset.metadata.max.bytes`: longer commit metadata is OFFSET_METADATA_TOO_LARGE.
     pub offset_metadata_bytes_max: usize,
 }
@@ -121,9 +130,11 @@ impl Default for Config {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_max_size: GROUP_MAX_SIZE_DEFAULT,
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_assignors: vec!["uniform".to_owned(), "range".to_owned()],
+            group_consumer_max_size: GROUP_MAX_SIZE_DEFAULT,
             offset_metadata_bytes_max: 4096,
         }
     }
@@ -288,6 +299,17 @@ impl Config {
                 ),
             ));
         }
+        for (key, value) in [
+            ("group_max_size", self.group_max_size),
+            ("group_consumer_max_size", self.group_consumer_max_size),
+        ] {
+            if value == 0 || value > GROUP_MAX_SIZE_DEFAULT {
+                return Err(invalid(
+                    key,
+                    format!("must be in 1..={GROUP_MAX_SIZE_DEFAULT}"),
+                ));
+            }
+        }
         if self.group_consumer_heartbeat_interval_ms <= 0 {
             return Err(invalid(
                 "group_consumer_heartbeat_interval_ms",
@@ -428,6 +450,8 @@ mod tests {
         assert_eq!(config.group_consumer_heartbeat_interval_ms, 5_000);
         assert_eq!(config.group_consumer_session_timeout_ms, 45_000);
         assert_eq!(config.group_consumer_assignors, ["uniform", "range"]);
+        assert_eq!(config.group_max_size, 2_147_483_647);
+        assert_eq!(config.group_consumer_max_size, 2_147_483_647);
         assert_eq!(config.offset_metadata_bytes_max, 4096);
     }
 
@@ -471,6 +495,20 @@ mod tests {
                 "group_min_session_timeout_ms",
                 Config {
                     group_min_session_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "group_max_size",
+                Config {
+                    group_max_size: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "group_consumer_max_size",
+                Config {
+                    group_consumer_max_size: u32::MAX,
                     ..Config::default()
                 },
             ),

@@ -160,6 +160,9 @@ pub struct Overrides {
     /// Longest classic session timeout [env SLUICE_GROUP_MAX_SESSION_TIMEOUT_MS]
     #[arg(long, value_name = "MS")]
     pub group_max_session_timeout_ms: Option<i32>,
+    /// Most members of one classic group [env SLUICE_GROUP_MAX_SIZE]
+    #[arg(long, value_name = "COUNT")]
+    pub group_max_size: Option<u32>,
     /// KIP-848 heartbeat interval [env SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS]
     #[arg(long, value_name = "MS")]
     pub group_consumer_heartbeat_interval_ms: Option<i32>,
@@ -169,6 +172,9 @@ pub struct Overrides {
     /// KIP-848 server assignors, default first, e.g. uniform,range [env SLUICE_GROUP_CONSUMER_ASSIGNORS]
     #[arg(long, value_name = "LIST")]
     pub group_consumer_assignors: Option<NameList>,
+    /// Most members of one KIP-848 group [env SLUICE_GROUP_CONSUMER_MAX_SIZE]
+    #[arg(long, value_name = "COUNT")]
+    pub group_consumer_max_size: Option<u32>,
     /// Longest offset commit metadata in bytes [env SLUICE_OFFSET_METADATA_BYTES_MAX]
     #[arg(long, value_name = "BYTES")]
     pub offset_metadata_bytes_max: Option<usize>,
@@ -258,6 +264,12 @@ impl Overrides {
                 }
                 "GROUP_MAX_SESSION_TIMEOUT_MS" => {
                     overrides.group_max_session_timeout_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "GROUP_MAX_SIZE" => {
+                    overrides.group_max_size = Some(number(&value).map_err(parsed)?);
+                }
+                "GROUP_CONSUMER_MAX_SIZE" => {
+                    overrides.group_consumer_max_size = Some(number(&value).map_err(parsed)?);
                 }
                 "GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS" => {
                     overrides.group_consumer_heartbeat_interval_ms =
@@ -382,6 +394,11 @@ impl Overrides {
         if let Some(NameList(names)) = &self.group_consumer_assignors {
             config.group_consumer_assignors = names.clone();
         }
+        set(&mut config.group_max_size, self.group_max_size.as_ref());
+        set(
+            &mut config.group_consumer_max_size,
+            self.group_consumer_max_size.as_ref(),
+        );
         set(
             &mut config.offset_metadata_bytes_max,
             self.offset_metadata_bytes_max.as_ref(),
@@ -457,6 +474,8 @@ mod tests {
             ("SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS", "14"),
             ("SLUICE_GROUP_CONSUMER_ASSIGNORS", "range, uniform"),
             ("SLUICE_OFFSET_METADATA_BYTES_MAX", "15"),
+            ("SLUICE_GROUP_MAX_SIZE", "16"),
+            ("SLUICE_GROUP_CONSUMER_MAX_SIZE", "17"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -487,9 +506,11 @@ mod tests {
             group_initial_rebalance_delay_ms: 10,
             group_min_session_timeout_ms: 11,
             group_max_session_timeout_ms: 12,
+            group_max_size: 16,
             group_consumer_heartbeat_interval_ms: 13,
             group_consumer_session_timeout_ms: 14,
             group_consumer_assignors: vec!["range".to_owned(), "uniform".to_owned()],
+            group_consumer_max_size: 17,
             offset_metadata_bytes_max: 15,
         };
         assert_eq!(config, expected);

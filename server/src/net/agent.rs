@@ -355,13 +355,13 @@ fn group_config(config: &Config) -> GroupConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             min_session_timeout_ms: config.group_min_session_timeout_ms,
             max_session_timeout_ms: config.group_max_session_timeout_ms,
-            max_size: None,
+            max_size: Some(usize::try_from(config.group_max_size).unwrap_or(usize::MAX)),
         },
         consumer: ConsumerConfig {
             heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
             session_timeout_ms: config.group_consumer_session_timeout_ms,
             assignors: config.group_consumer_assignors.clone(),
-            max_size: None,
+            max_size: Some(usize::try_from(config.group_consumer_max_size).unwrap_or(usize::MAX)),
         },
         offset_metadata_bytes_max: config.offset_metadata_bytes_max,
     }
