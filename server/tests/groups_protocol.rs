@@ -2,7 +2,7 @@
 //! join/sync/heartbeat/commit/fetch cycle and its error codes (the Java broker's), simple
 //! commits, OffsetDelete, DeleteGroups, ListGroups/DescribeGroups, KIP-848 heartbeats, committed
 //! offsets across a restart on a fresh data directory, offset commits riding one window (one PUT),
-//! the group size limits, and groups spread over two network cores.
+//! the group size limits, the cleanup of empty groups, and groups spread over two network cores.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
@@ -891,6 +891,88 @@ fn group_max_size_settings_refuse_members_beyond_them() {
     let refused: ConsumerGroupHeartbeatResponse =
         second.call(ApiKey::ConsumerGroupHeartbeat, 1, &join_848(&two));
     assert_eq!(refused.error_code, GROUP_MAX_SIZE_REACHED, "{refused:?}");
+}
+
+#[test]
+fn empty_groups_without_offsets_are_forgotten_on_the_retention_check() {
+    let agent = common::start_agent(|config| {
+        config.group_initial_rebalance_delay_ms = 0;
+        config.offsets_retention_check_interval_ms = 200;
+    });
+    agent.create_topic("brief", 1);
+    let mut client = RawClient::connect(agent.addr());
+    let leave = |client: &mut RawClient, group_id: &str, member: &str| {
+        let left: LeaveGroupResponse = client.call(
+            ApiKey::LeaveGroup,
+            5,
+            &LeaveGroupRequest::default()
+                .with_group_id(group(group_id))
+                .with_members(vec![MemberIdentity::default().with_member_id(text(member))]),
+        );
+        assert_eq!(left.error_code, 0, "{left:?}");
+    };
+    let (passing, _) = join_and_sync(&mut client, "passing", &["brief"]);
+    let (keeping, generation) = join_and_sync(&mut client, "keeping", &["brief"]);
+    let request = commit_request("keeping", generation, &keeping, &[("brief", 0, 5, "")]);
+    assert_eq!(commit(&mut client, 9, &request)[0].2, 0);
+    // A group with a member is never forgotten.
+    let (staying, staying_generation) = join_and_sync(&mut client, "staying", &["brief"]);
+    leave(&mut client, "passing", &passing);
+    leave(&mut client, "keeping", &keeping);
+    // A KIP-848 group whose only member left.
+    let modern_member = uuid::Uuid::new_v4().to_string();
+    let modern = |epoch: i32| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group("modern-passing"))
+            .with_member_id(text(&modern_member))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![topic_name("brief")]))
+            .with_topic_partitions(Some(vec![]))
+    };
+    let joined: ConsumerGroupHeartbeatResponse =
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &modern(0));
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    let left: ConsumerGroupHeartbeatResponse =
+        client.call(ApiKey::ConsumerGroupHeartbeat, 1, &modern(-1));
+    assert_eq!(left.error_code, 0, "{left:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Keeps the member's session alive however long this takes.
+        assert_eq!(
+            heartbeat(&mut client, "staying", &staying, staying_generation),
+            0
+        );
+        let mut listed: Vec<(String, String)> = list_groups(&mut client, &[])
+            .into_iter()
+            .map(|(id, _, state, _)| (id, state))
+            .collect();
+        listed.sort();
+        let expected = [
+            ("keeping".to_owned(), "Empty".to_owned()),
+            ("staying".to_owned(), "Stable".to_owned()),
+        ];
+        if listed == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the empty group without offsets is still listed: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        describe(&mut client, "passing").groups[0]
+            .group_state
+            .as_str(),
+        "Dead"
+    );
+    let (_, rows) = fetch(&mut client, "keeping", None);
+    assert_eq!(rows, [row("brief", 0, 5, 3, "")]);
+    // The forgotten group starts again at generation 1.
+    let (_, generation) = join_and_sync(&mut client, "passing", &["brief"]);
+    assert_eq!(generation, 1);
 }
 
 #[test]

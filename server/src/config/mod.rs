@@ -100,6 +100,9 @@ pub struct Config {
     pub group_consumer_max_size: u32,
     /// Kafka's `offset.metadata.max.bytes`: longer commit metadata is OFFSET_METADATA_TOO_LARGE.
     pub offset_metadata_bytes_max: usize,
+    /// Kafka's `offsets.retention.check.interval.ms`: how often each core forgets its empty
+    /// groups that have no committed offsets.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -136,6 +139,7 @@ impl Default for Config {
             group_consumer_assignors: vec!["uniform".to_owned(), "range".to_owned()],
             group_consumer_max_size: GROUP_MAX_SIZE_DEFAULT,
             offset_metadata_bytes_max: 4096,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -299,6 +303,12 @@ impl Config {
                 ),
             ));
         }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return Err(invalid(
+                "offsets_retention_check_interval_ms",
+                "must be at least 1",
+            ));
+        }
         for (key, value) in [
             ("group_max_size", self.group_max_size),
             ("group_consumer_max_size", self.group_consumer_max_size),
@@ -453,6 +463,7 @@ mod tests {
         assert_eq!(config.group_max_size, 2_147_483_647);
         assert_eq!(config.group_consumer_max_size, 2_147_483_647);
         assert_eq!(config.offset_metadata_bytes_max, 4096);
+        assert_eq!(config.offsets_retention_check_interval_ms, 600_000);
     }
 
     #[test]
@@ -495,6 +506,13 @@ mod tests {
                 "group_min_session_timeout_ms",
                 Config {
                     group_min_session_timeout_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "offsets_retention_check_interval_ms",
+                Config {
+                    offsets_retention_check_interval_ms: 0,
                     ..Config::default()
                 },
             ),

@@ -178,6 +178,9 @@ pub struct Overrides {
     /// Longest offset commit metadata in bytes [env SLUICE_OFFSET_METADATA_BYTES_MAX]
     #[arg(long, value_name = "BYTES")]
     pub offset_metadata_bytes_max: Option<usize>,
+    /// How often empty groups without offsets are forgotten [env SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS]
+    #[arg(long, value_name = "MS")]
+    pub offsets_retention_check_interval_ms: Option<u64>,
 }
 
 /// Environment variables that are not settings but are still ours, so not warned about.
@@ -284,6 +287,10 @@ impl Overrides {
                 }
                 "OFFSET_METADATA_BYTES_MAX" => {
                     overrides.offset_metadata_bytes_max = Some(number(&value).map_err(parsed)?);
+                }
+                "OFFSETS_RETENTION_CHECK_INTERVAL_MS" => {
+                    overrides.offsets_retention_check_interval_ms =
+                        Some(number(&value).map_err(parsed)?);
                 }
                 _ if ENVIRONMENT_NON_SETTINGS.contains(&name.as_str()) => {}
                 _ => {
@@ -403,6 +410,10 @@ impl Overrides {
             &mut config.offset_metadata_bytes_max,
             self.offset_metadata_bytes_max.as_ref(),
         );
+        set(
+            &mut config.offsets_retention_check_interval_ms,
+            self.offsets_retention_check_interval_ms.as_ref(),
+        );
     }
 }
 
@@ -476,6 +487,7 @@ mod tests {
             ("SLUICE_OFFSET_METADATA_BYTES_MAX", "15"),
             ("SLUICE_GROUP_MAX_SIZE", "16"),
             ("SLUICE_GROUP_CONSUMER_MAX_SIZE", "17"),
+            ("SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS", "18"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -512,6 +524,7 @@ mod tests {
             group_consumer_assignors: vec!["range".to_owned(), "uniform".to_owned()],
             group_consumer_max_size: 17,
             offset_metadata_bytes_max: 15,
+            offsets_retention_check_interval_ms: 18,
         };
         assert_eq!(config, expected);
     }

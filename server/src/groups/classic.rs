@@ -445,6 +445,29 @@ impl ClassicGroups {
         self.groups.contains_key(group_id)
     }
 
+    /// Groups in state Empty with no member and no member waiting to rejoin: what the periodic
+    /// cleanup forgets when they have no committed offsets.
+    pub fn empty_group_ids(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|(_, slot)| slot.group.is_forgettable())
+            .map(|(group_id, _)| group_id.clone())
+            .collect()
+    }
+
+    /// Forgets the group if it is still as [`Self::empty_group_ids`] listed it (a member may have
+    /// joined since); whether it was forgotten.
+    pub fn forget_if_empty(&mut self, group_id: &str) -> bool {
+        let forgettable = self
+            .groups
+            .get(group_id)
+            .is_some_and(|slot| slot.group.is_forgettable());
+        if forgettable {
+            self.remove_group(group_id);
+        }
+        forgettable
+    }
+
     /// Whether the group is absent or has no members.
     pub fn is_empty(&self, group_id: &str) -> bool {
         self.groups

@@ -698,6 +698,24 @@ impl ConsumerGroups {
         Ok(())
     }
 
+    /// Groups with no members: what the periodic cleanup forgets when they have no committed
+    /// offsets.
+    pub fn empty_group_ids(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|(_, group)| group.members.is_empty())
+            .map(|(group_id, _)| group_id.clone())
+            .collect()
+    }
+
+    /// Forgets the group if it still has no members; whether it was forgotten.
+    pub fn forget_if_empty(&mut self, group_id: &str) -> bool {
+        self.groups
+            .get(group_id)
+            .is_some_and(|group| group.members.is_empty())
+            && self.delete(group_id).is_ok()
+    }
+
     /// Whether this core holds the group.
     pub fn contains(&self, group_id: &str) -> bool {
         self.groups.contains_key(group_id)

@@ -77,6 +77,9 @@ pub struct GroupConfig {
     pub consumer: ConsumerConfig,
     /// Kafka's `offset.metadata.max.bytes`.
     pub offset_metadata_bytes_max: usize,
+    /// Kafka's `offsets.retention.check.interval.ms`: how often empty groups without committed
+    /// offsets are forgotten.
+    pub cleanup_interval_ms: u64,
 }
 
 /// Both state machines of one core.
@@ -145,6 +148,9 @@ pub struct GroupCore {
     timer: TimerWake,
     /// Set by the first KIP-848 heartbeat: from then on the timer keeps the topics fresh.
     consumer_groups_seen: Cell<bool>,
+    cleanup_interval_ms: u64,
+    /// When the timer next forgets empty groups without offsets (`now_ms` time).
+    next_cleanup_ms: Cell<u64>,
 }
 
 /// What one core lists for ListGroups.
@@ -167,6 +173,8 @@ impl GroupCore {
             started: Instant::now(),
             timer: TimerWake::default(),
             consumer_groups_seen: Cell::new(false),
+            cleanup_interval_ms: config.cleanup_interval_ms,
+            next_cleanup_ms: Cell::new(config.cleanup_interval_ms),
         }
     }
 
@@ -588,11 +596,48 @@ impl GroupCore {
         if self.consumer_groups_seen.get() {
             self.refresh_topics(false).await;
         }
+        if self.now_ms() >= self.next_cleanup_ms.get() {
+            self.next_cleanup_ms
+                .set(self.now_ms().saturating_add(self.cleanup_interval_ms));
+            self.forget_empty_groups().await;
+        }
         let now_ms = self.now_ms();
         let topics = self.topics.borrow();
         let mut groups = self.groups.borrow_mut();
         groups.classic.tick(now_ms);
         groups.consumer.tick(now_ms, &topics.view);
+    }
+
+    /// Kafka's periodic group cleanup without offset expiry: every group of this core that has
+    /// no members and no committed offsets is forgotten (ListGroups stops showing it; a later
+    /// join starts again at generation 1). Groups with offsets stay, as in Kafka until their
+    /// offsets expire. A failed offsets query leaves everything for the next round.
+    async fn forget_empty_groups(&self) {
+        let candidates: Vec<String> = {
+            let groups = self.groups.borrow();
+            let mut ids = groups.classic.empty_group_ids();
+            ids.extend(groups.consumer.empty_group_ids());
+            ids
+        };
+        if candidates.is_empty() {
+            return;
+        }
+        let Ok(with_offsets) = self.groups_with_offsets(candidates.clone()).await else {
+            return;
+        };
+        let mut groups = self.groups.borrow_mut();
+        let mut forgotten = 0_usize;
+        for (group_id, has_offsets) in candidates.iter().zip(with_offsets) {
+            if !has_offsets
+                && (groups.classic.forget_if_empty(group_id)
+                    || groups.consumer.forget_if_empty(group_id))
+            {
+                forgotten += 1;
+            }
+        }
+        if forgotten > 0 {
+            tracing::debug!(forgotten, "forgot empty groups without committed offsets");
+        }
     }
 
     /// The timer task of this core (runs until the executor stops).

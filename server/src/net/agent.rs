@@ -364,6 +364,7 @@ fn group_config(config: &Config) -> GroupConfig {
             max_size: Some(usize::try_from(config.group_consumer_max_size).unwrap_or(usize::MAX)),
         },
         offset_metadata_bytes_max: config.offset_metadata_bytes_max,
+        cleanup_interval_ms: config.offsets_retention_check_interval_ms,
     }
 }
 

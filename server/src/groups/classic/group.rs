@@ -254,6 +254,12 @@ pub(super) struct Group {
 }
 
 impl Group {
+    /// Empty, with nobody in it or about to join: nothing but the generation would be lost by
+    /// forgetting it.
+    pub(super) fn is_forgettable(&self) -> bool {
+        self.state == State::Empty && self.members.is_empty() && self.pending_join.is_empty()
+    }
+
     pub(super) fn new(id: String) -> Self {
         Self {
             id,
