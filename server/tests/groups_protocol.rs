@@ -2,7 +2,8 @@
 //! join/sync/heartbeat/commit/fetch cycle and its error codes (the Java broker's), simple
 //! commits, OffsetDelete, DeleteGroups, ListGroups/DescribeGroups, KIP-848 heartbeats, committed
 //! offsets across a restart on a fresh data directory, offset commits riding one window (one PUT),
-//! the group size limits, the cleanup of empty groups, and groups spread over two network cores.
+//! the group size limits, the cleanup of empty groups and the expiry of their offsets, and groups
+//! spread over two network cores.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
@@ -973,6 +974,136 @@ fn empty_groups_without_offsets_are_forgotten_on_the_retention_check() {
     // The forgotten group starts again at generation 1.
     let (_, generation) = join_and_sync(&mut client, "passing", &["brief"]);
     assert_eq!(generation, 1);
+}
+
+#[test]
+fn offsets_of_groups_without_members_expire_after_the_retention() {
+    let retention = Duration::from_millis(1_500);
+    let agent = common::start_agent(|config| {
+        config.group_initial_rebalance_delay_ms = 0;
+        config.offsets_retention_check_interval_ms = 200;
+        config.offsets_retention_ms = 1_500;
+        // Two cores when there are two CPUs: each expires only the groups it owns, so an
+        // active group owned by the other core must never look empty to this one.
+        if std::thread::available_parallelism().map_or(1, usize::from) >= 2 {
+            config.cpus = Some(vec![0, 1]);
+        }
+    });
+    agent.create_topic("kept", 1);
+    let mut client = RawClient::connect(agent.addr());
+    // A group that commits, stays past the retention, then leaves: its offsets expire once it
+    // has been without members for the retention.
+    let (leaving, generation) = join_and_sync(&mut client, "leaving", &["kept"]);
+    let request = commit_request("leaving", generation, &leaving, &[("kept", 0, 7, "")]);
+    assert_eq!(commit(&mut client, 9, &request)[0].2, 0);
+    // A group with a member keeps its offsets however old they get.
+    let (active, active_generation) = join_and_sync(&mut client, "active", &["kept"]);
+    let request = commit_request("active", active_generation, &active, &[("kept", 0, 8, "")]);
+    assert_eq!(commit(&mut client, 9, &request)[0].2, 0);
+    // More groups with members, spread over the cores by their ids' hashes.
+    let spread: Vec<(String, String, i32)> = (0..6)
+        .map(|index| {
+            let group_id = format!("active-{index}");
+            let (member, generation) = join_and_sync(&mut client, &group_id, &["kept"]);
+            let request = commit_request(&group_id, generation, &member, &[("kept", 0, 20, "")]);
+            assert_eq!(commit(&mut client, 9, &request)[0].2, 0);
+            (group_id, member, generation)
+        })
+        .collect();
+    // A simple consumer (no members, generation -1) that keeps committing keeps its offsets.
+    let simple_commit = |client: &mut RawClient, offset: i64| {
+        let request = commit_request("simple", -1, "", &[("kept", 0, offset, "")]);
+        assert_eq!(commit(client, 9, &request)[0].2, 0);
+    };
+    simple_commit(&mut client, 1);
+    let mut simple_offset = 1;
+    // Past the retention with members: the commits are old, but nothing expires.
+    let members_until = Instant::now() + retention + Duration::from_millis(500);
+    while Instant::now() < members_until {
+        assert_eq!(heartbeat(&mut client, "leaving", &leaving, generation), 0);
+        assert_eq!(
+            heartbeat(&mut client, "active", &active, active_generation),
+            0
+        );
+        for (group_id, member, generation) in &spread {
+            assert_eq!(heartbeat(&mut client, group_id, member, *generation), 0);
+        }
+        simple_offset += 1;
+        simple_commit(&mut client, simple_offset);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        fetch(&mut client, "leaving", None).1,
+        [row("kept", 0, 7, 3, "")]
+    );
+    let left: LeaveGroupResponse = client.call(
+        ApiKey::LeaveGroup,
+        5,
+        &LeaveGroupRequest::default()
+            .with_group_id(group("leaving"))
+            .with_members(vec![
+                MemberIdentity::default().with_member_id(text(&leaving)),
+            ]),
+    );
+    assert_eq!(left.error_code, 0, "{left:?}");
+    let left_at = Instant::now();
+
+    let deadline = left_at + Duration::from_secs(20);
+    loop {
+        assert_eq!(
+            heartbeat(&mut client, "active", &active, active_generation),
+            0
+        );
+        for (group_id, member, generation) in &spread {
+            assert_eq!(heartbeat(&mut client, group_id, member, *generation), 0);
+        }
+        simple_offset += 1;
+        simple_commit(&mut client, simple_offset);
+        let (code, rows) = fetch(&mut client, "leaving", None);
+        assert_eq!(code, 0);
+        if rows.is_empty() {
+            break;
+        }
+        assert_eq!(rows, [row("kept", 0, 7, 3, "")]);
+        assert!(
+            Instant::now() < deadline,
+            "offsets of the empty group never expired"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let expired_after = left_at.elapsed();
+    assert!(
+        expired_after >= retention,
+        "expired after {expired_after:?}, before the retention of {retention:?}"
+    );
+    assert_eq!(
+        fetch(&mut client, "active", None).1,
+        [row("kept", 0, 8, 3, "")]
+    );
+    for (group_id, _, _) in &spread {
+        assert_eq!(
+            fetch(&mut client, group_id, None).1,
+            [row("kept", 0, 20, 3, "")]
+        );
+    }
+    assert_eq!(
+        fetch(&mut client, "simple", None).1,
+        [row("kept", 0, simple_offset, 3, "")]
+    );
+    assert!(
+        list_groups(&mut client, &[])
+            .iter()
+            .all(|(id, ..)| id != "leaving"),
+        "the expired group is still listed"
+    );
+    // The group can start over and commit again.
+    let (member, generation) = join_and_sync(&mut client, "leaving", &["kept"]);
+    let request = commit_request("leaving", generation, &member, &[("kept", 0, 9, "")]);
+    assert_eq!(commit(&mut client, 9, &request)[0].2, 0);
+    assert_eq!(
+        fetch(&mut client, "leaving", None).1,
+        [row("kept", 0, 9, 3, "")]
+    );
 }
 
 #[test]

@@ -101,8 +101,11 @@ pub struct Config {
     /// Kafka's `offset.metadata.max.bytes`: longer commit metadata is OFFSET_METADATA_TOO_LARGE.
     pub offset_metadata_bytes_max: usize,
     /// Kafka's `offsets.retention.check.interval.ms`: how often each core forgets its empty
-    /// groups that have no committed offsets.
+    /// groups that have no committed offsets and deletes expired offsets.
     pub offsets_retention_check_interval_ms: u64,
+    /// Kafka's `offsets.retention.minutes`, in milliseconds: a group without members keeps its
+    /// committed offsets this long.
+    pub offsets_retention_ms: u64,
 }
 
 impl Default for Config {
@@ -140,6 +143,7 @@ impl Default for Config {
             group_consumer_max_size: GROUP_MAX_SIZE_DEFAULT,
             offset_metadata_bytes_max: 4096,
             offsets_retention_check_interval_ms: 600_000,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
         }
     }
 }
@@ -309,6 +313,9 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.offsets_retention_ms == 0 {
+            return Err(invalid("offsets_retention_ms", "must be at least 1"));
+        }
         for (key, value) in [
             ("group_max_size", self.group_max_size),
             ("group_consumer_max_size", self.group_consumer_max_size),
@@ -464,6 +471,7 @@ mod tests {
         assert_eq!(config.group_consumer_max_size, 2_147_483_647);
         assert_eq!(config.offset_metadata_bytes_max, 4096);
         assert_eq!(config.offsets_retention_check_interval_ms, 600_000);
+        assert_eq!(config.offsets_retention_ms, 604_800_000);
     }
 
     #[test]
@@ -513,6 +521,13 @@ mod tests {
                 "offsets_retention_check_interval_ms",
                 Config {
                     offsets_retention_check_interval_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "offsets_retention_ms",
+                Config {
+                    offsets_retention_ms: 0,
                     ..Config::default()
                 },
             ),

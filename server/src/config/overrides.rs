@@ -181,6 +181,9 @@ pub struct Overrides {
     /// How often empty groups without offsets are forgotten [env SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS]
     #[arg(long, value_name = "MS")]
     pub offsets_retention_check_interval_ms: Option<u64>,
+    /// How long a group without members keeps its offsets [env SLUICE_OFFSETS_RETENTION_MS]
+    #[arg(long, value_name = "MS")]
+    pub offsets_retention_ms: Option<u64>,
 }
 
 /// Environment variables that are not settings but are still ours, so not warned about.
@@ -291,6 +294,9 @@ impl Overrides {
                 "OFFSETS_RETENTION_CHECK_INTERVAL_MS" => {
                     overrides.offsets_retention_check_interval_ms =
                         Some(number(&value).map_err(parsed)?);
+                }
+                "OFFSETS_RETENTION_MS" => {
+                    overrides.offsets_retention_ms = Some(number(&value).map_err(parsed)?);
                 }
                 _ if ENVIRONMENT_NON_SETTINGS.contains(&name.as_str()) => {}
                 _ => {
@@ -414,6 +420,10 @@ impl Overrides {
             &mut config.offsets_retention_check_interval_ms,
             self.offsets_retention_check_interval_ms.as_ref(),
         );
+        set(
+            &mut config.offsets_retention_ms,
+            self.offsets_retention_ms.as_ref(),
+        );
     }
 }
 
@@ -488,6 +498,7 @@ mod tests {
             ("SLUICE_GROUP_MAX_SIZE", "16"),
             ("SLUICE_GROUP_CONSUMER_MAX_SIZE", "17"),
             ("SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS", "18"),
+            ("SLUICE_OFFSETS_RETENTION_MS", "19"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -525,6 +536,7 @@ mod tests {
             group_consumer_max_size: 17,
             offset_metadata_bytes_max: 15,
             offsets_retention_check_interval_ms: 18,
+            offsets_retention_ms: 19,
         };
         assert_eq!(config, expected);
     }

@@ -23,6 +23,7 @@
 //! subscribed topic changed.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -55,6 +56,7 @@ pub mod error_code {
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const NOT_COORDINATOR: i16 = 16;
     pub const ILLEGAL_GENERATION: i16 = 22;
@@ -78,8 +80,11 @@ pub struct GroupConfig {
     /// Kafka's `offset.metadata.max.bytes`.
     pub offset_metadata_bytes_max: usize,
     /// Kafka's `offsets.retention.check.interval.ms`: how often empty groups without committed
-    /// offsets are forgotten.
+    /// offsets are forgotten and expired offsets deleted.
     pub cleanup_interval_ms: u64,
+    /// Kafka's `offsets.retention.minutes`, in milliseconds: how long a group without members
+    /// keeps its committed offsets.
+    pub offsets_retention_ms: u64,
 }
 
 /// Both state machines of one core.
@@ -149,8 +154,22 @@ pub struct GroupCore {
     /// Set by the first KIP-848 heartbeat: from then on the timer keeps the topics fresh.
     consumer_groups_seen: Cell<bool>,
     cleanup_interval_ms: u64,
-    /// When the timer next forgets empty groups without offsets (`now_ms` time).
+    /// When the timer next runs the cleanup round (`now_ms` time).
     next_cleanup_ms: Cell<u64>,
+    /// This core's index among `core_count` network cores: a cleanup round expires the offsets of
+    /// the groups this core owns, and only those.
+    core_index: usize,
+    core_count: usize,
+    pub(super) offsets_retention_ms: u64,
+    /// Groups with committed offsets and no members: when a cleanup round first found them so
+    /// (`now_ms` time). Cleared when a member appears.
+    pub(super) empty_since_ms: RefCell<HashMap<String, u64>>,
+    /// When this core last began an OffsetCommit for a group (`now_ms` time; entries older than
+    /// the retention are pruned). A group committed to within the retention never expires.
+    pub(super) last_commit_ms: RefCell<HashMap<String, u64>>,
+    /// Groups whose expired offsets are being deleted: their commits are refused with the
+    /// retriable COORDINATOR_LOAD_IN_PROGRESS until the delete is durable.
+    pub(super) expiring: RefCell<HashSet<String>>,
 }
 
 /// What one core lists for ListGroups.
@@ -175,7 +194,22 @@ impl GroupCore {
             consumer_groups_seen: Cell::new(false),
             cleanup_interval_ms: config.cleanup_interval_ms,
             next_cleanup_ms: Cell::new(config.cleanup_interval_ms),
+            core_index: 0,
+            core_count: 1,
+            offsets_retention_ms: config.offsets_retention_ms,
+            empty_since_ms: RefCell::default(),
+            last_commit_ms: RefCell::default(),
+            expiring: RefCell::default(),
         }
+    }
+
+    /// This core is `index` of `cores` network cores (the groups it owns are those
+    /// [`super::router::owner_core`] gives it).
+    #[must_use]
+    pub fn owning(mut self, index: usize, cores: usize) -> Self {
+        self.core_index = index;
+        self.core_count = cores.max(1);
+        self
     }
 
     /// Monotonic milliseconds since this core's groups started.
@@ -599,7 +633,7 @@ impl GroupCore {
         if self.now_ms() >= self.next_cleanup_ms.get() {
             self.next_cleanup_ms
                 .set(self.now_ms().saturating_add(self.cleanup_interval_ms));
-            self.forget_empty_groups().await;
+            self.clean_up_groups().await;
         }
         let now_ms = self.now_ms();
         let topics = self.topics.borrow();
@@ -608,29 +642,49 @@ impl GroupCore {
         groups.consumer.tick(now_ms, &topics.view);
     }
 
-    /// Kafka's periodic group cleanup without offset expiry: every group of this core that has
-    /// no members and no committed offsets is forgotten (ListGroups stops showing it; a later
-    /// join starts again at generation 1). Groups with offsets stay, as in Kafka until their
-    /// offsets expire. A failed offsets query leaves everything for the next round.
-    async fn forget_empty_groups(&self) {
-        let candidates: Vec<String> = {
-            let groups = self.groups.borrow();
-            let mut ids = groups.classic.empty_group_ids();
-            ids.extend(groups.consumer.empty_group_ids());
-            ids
-        };
-        if candidates.is_empty() {
+    /// Kafka's periodic group cleanup (`offsets.retention.check.interval.ms`): reads which of
+    /// this core's groups have committed offsets and when each last committed, forgets the groups
+    /// that have neither members nor offsets (ListGroups stops showing them; a later join starts
+    /// again at generation 1), and deletes the offsets of groups that have been without members
+    /// for the retention ([`Self::expire_offsets`]). A failed read leaves everything for the next
+    /// round.
+    async fn clean_up_groups(&self) {
+        let (index, cores) = (self.core_index, self.core_count);
+        let Ok(owned) = self
+            .metadata
+            .query(move |state| {
+                state
+                    .offset_groups()
+                    .filter(|group_id| super::router::owner_core(group_id, cores) == index)
+                    .map(|group_id| {
+                        let newest = state
+                            .committed_offsets(group_id)
+                            .map(|(_, offset)| offset.commit_timestamp_ms)
+                            .max()
+                            .unwrap_or(i64::MIN);
+                        (group_id.to_owned(), newest)
+                    })
+                    .collect::<Vec<(String, i64)>>()
+            })
+            .await
+        else {
             return;
-        }
-        let Ok(with_offsets) = self.groups_with_offsets(candidates.clone()).await else {
-            return;
         };
+        self.forget_empty_groups(&owned);
+        self.expire_offsets(owned).await;
+    }
+
+    /// Forgets every group of this core that has no members and is not in `with_offsets`.
+    fn forget_empty_groups(&self, with_offsets: &[(String, i64)]) {
+        let with_offsets: HashSet<&str> = with_offsets.iter().map(|(id, _)| id.as_str()).collect();
         let mut groups = self.groups.borrow_mut();
+        let mut candidates = groups.classic.empty_group_ids();
+        candidates.extend(groups.consumer.empty_group_ids());
         let mut forgotten = 0_usize;
-        for (group_id, has_offsets) in candidates.iter().zip(with_offsets) {
-            if !has_offsets
-                && (groups.classic.forget_if_empty(group_id)
-                    || groups.consumer.forget_if_empty(group_id))
+        for group_id in candidates {
+            if !with_offsets.contains(group_id.as_str())
+                && (groups.classic.forget_if_empty(&group_id)
+                    || groups.consumer.forget_if_empty(&group_id))
             {
                 forgotten += 1;
             }

@@ -58,6 +58,11 @@ impl GroupCore {
         version: i16,
     ) -> OffsetCommitResponse {
         let group_id = request.group_id.to_string();
+        // Before any await, so that a cleanup round deciding now sees this commit.
+        if self.expiring.borrow().contains(&group_id) {
+            return commit_response(&request, |_| error_code::COORDINATOR_LOAD_IN_PROGRESS);
+        }
+        self.note_commit(&group_id);
         // Per partition, in request order: Some(code) once decided.
         let lookups: Vec<(String, i32)> = request
             .topics
@@ -194,6 +199,95 @@ impl GroupCore {
             Ok(false) if version >= 9 => Err(error_code::GROUP_ID_NOT_FOUND),
             Ok(false) => Err(error_code::ILLEGAL_GENERATION),
             Err(code) => Err(code),
+        }
+    }
+
+    fn note_commit(&self, group_id: &str) {
+        let now_ms = self.now_ms();
+        let mut last = self.last_commit_ms.borrow_mut();
+        match last.get_mut(group_id) {
+            Some(at) => *at = now_ms,
+            None => {
+                last.insert(group_id.to_owned(), now_ms);
+            }
+        }
+    }
+
+    /// Kafka's offset expiry for groups without members (KIP-211), made conservative: deletes
+    /// the committed offsets of every group in `owned` (this core's groups with offsets, each with
+    /// its newest commit time) that has no members and for at least the retention has been seen
+    /// without members by this core, committed nothing (by the stored commit times), and had no
+    /// commit begun here. The delete is one durable `DeleteGroups` command; while it is in flight
+    /// commits for those groups get the retriable COORDINATOR_LOAD_IN_PROGRESS, so no commit can
+    /// be acknowledged and then deleted.
+    pub(super) async fn expire_offsets(&self, owned: Vec<(String, i64)>) {
+        let retention_ms = self.offsets_retention_ms;
+        let retention_wall_ms = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+        let now_ms = self.now_ms();
+        let wall_ms = wall_clock_ms();
+        let expired: Vec<String> = {
+            let groups = self.groups.borrow();
+            let mut empty_since = self.empty_since_ms.borrow_mut();
+            let mut last_commit = self.last_commit_ms.borrow_mut();
+            last_commit.retain(|_, at| now_ms.saturating_sub(*at) < retention_ms);
+            let present: BTreeSet<&str> = owned.iter().map(|(id, _)| id.as_str()).collect();
+            empty_since.retain(|id, _| present.contains(id.as_str()));
+            owned
+                .iter()
+                .filter_map(|(group_id, newest_commit_ms)| {
+                    if !groups.classic.is_empty(group_id) || !groups.consumer.is_empty(group_id) {
+                        empty_since.remove(group_id);
+                        return None;
+                    }
+                    let since = *empty_since.entry(group_id.clone()).or_insert(now_ms);
+                    let expired = now_ms.saturating_sub(since) >= retention_ms
+                        && wall_ms.saturating_sub(*newest_commit_ms) >= retention_wall_ms
+                        && !last_commit.contains_key(group_id);
+                    expired.then(|| group_id.clone())
+                })
+                .collect()
+        };
+        if expired.is_empty() {
+            return;
+        }
+        self.expiring.borrow_mut().extend(expired.iter().cloned());
+        let outcome = self
+            .metadata
+            .commands(vec![Command::DeleteGroups {
+                groups: expired.clone(),
+            }])
+            .await;
+        let code = match outcome {
+            Ok(results) => results
+                .first()
+                .map_or(error_code::COORDINATOR_NOT_AVAILABLE, command_code),
+            Err(_) => error_code::COORDINATOR_NOT_AVAILABLE,
+        };
+        {
+            let mut expiring = self.expiring.borrow_mut();
+            let mut empty_since = self.empty_since_ms.borrow_mut();
+            let mut groups = self.groups.borrow_mut();
+            for group_id in &expired {
+                expiring.remove(group_id);
+                if code == error_code::NONE {
+                    empty_since.remove(group_id);
+                    groups.classic.forget_if_empty(group_id);
+                    groups.consumer.forget_if_empty(group_id);
+                }
+            }
+        }
+        if code == error_code::NONE {
+            tracing::info!(
+                groups = expired.len(),
+                retention_ms,
+                "deleted the committed offsets of groups without members past the retention"
+            );
+        } else {
+            tracing::warn!(
+                groups = expired.len(),
+                code,
+                "cannot delete expired offsets; the next cleanup round tries again"
+            );
         }
     }
 

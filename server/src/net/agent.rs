@@ -293,7 +293,9 @@ impl Agent {
                     ))
                     .detach();
                     // This core's groups: requests forwarded by other cores, and the timers.
-                    let groups = Rc::new(GroupCore::new(group_config, core.clone()));
+                    let cores = group_senders.len();
+                    let groups =
+                        Rc::new(GroupCore::new(group_config, core.clone()).owning(index, cores));
                     glommio::spawn_local(crate::groups::router::serve_inbox(
                         Rc::clone(&groups),
                         group_inbox,
@@ -365,6 +367,7 @@ fn group_config(config: &Config) -> GroupConfig {
         },
         offset_metadata_bytes_max: config.offset_metadata_bytes_max,
         cleanup_interval_ms: config.offsets_retention_check_interval_ms,
+        offsets_retention_ms: config.offsets_retention_ms,
     }
 }
 
