@@ -1019,17 +1019,19 @@ fn offsets_of_groups_without_members_expire_after_the_retention() {
     let mut simple_offset = 1;
     // Past the retention with members: the commits are old, but nothing expires.
     let members_until = Instant::now() + retention + Duration::from_millis(500);
+    // The groups that keep their members throughout, heartbeating; the simple consumer commits.
+    let mut alive: Vec<(String, String, i32)> = spread.clone();
+    alive.push(("active".to_owned(), active.clone(), active_generation));
+    let keep_alive = |client: &mut RawClient, simple_offset: &mut i64| {
+        for (group_id, member, generation) in &alive {
+            assert_eq!(heartbeat(client, group_id, member, *generation), 0);
+        }
+        *simple_offset += 1;
+        simple_commit(client, *simple_offset);
+    };
     while Instant::now() < members_until {
         assert_eq!(heartbeat(&mut client, "leaving", &leaving, generation), 0);
-        assert_eq!(
-            heartbeat(&mut client, "active", &active, active_generation),
-            0
-        );
-        for (group_id, member, generation) in &spread {
-            assert_eq!(heartbeat(&mut client, group_id, member, *generation), 0);
-        }
-        simple_offset += 1;
-        simple_commit(&mut client, simple_offset);
+        keep_alive(&mut client, &mut simple_offset);
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
@@ -1050,15 +1052,7 @@ fn offsets_of_groups_without_members_expire_after_the_retention() {
 
     let deadline = left_at + Duration::from_secs(20);
     loop {
-        assert_eq!(
-            heartbeat(&mut client, "active", &active, active_generation),
-            0
-        );
-        for (group_id, member, generation) in &spread {
-            assert_eq!(heartbeat(&mut client, group_id, member, *generation), 0);
-        }
-        simple_offset += 1;
-        simple_commit(&mut client, simple_offset);
+        keep_alive(&mut client, &mut simple_offset);
         let (code, rows) = fetch(&mut client, "leaving", None);
         assert_eq!(code, 0);
         if rows.is_empty() {

@@ -164,9 +164,12 @@ pub struct GroupCore {
     /// Groups with committed offsets and no members: when a cleanup round first found them so
     /// (`now_ms` time). Cleared when a member appears.
     pub(super) empty_since_ms: RefCell<HashMap<String, u64>>,
-    /// When this core last began an OffsetCommit for a group (`now_ms` time; entries older than
-    /// the retention are pruned). A group committed to within the retention never expires.
-    pub(super) last_commit_ms: RefCell<HashMap<String, u64>>,
+    /// OffsetCommits running on this core, per group: a group with one in flight never expires.
+    /// Bounded by the requests in flight.
+    pub(super) commits_in_flight: RefCell<HashMap<String, usize>>,
+    /// While a cleanup round runs (`Some`): the groups whose commits finished during it, which its
+    /// read of the stored commit times may have missed. Bounded by the commits of one round.
+    pub(super) committed_during_cleanup: RefCell<Option<HashSet<String>>>,
     /// Groups whose expired offsets are being deleted: their commits are refused with the
     /// retriable COORDINATOR_LOAD_IN_PROGRESS until the delete is durable.
     pub(super) expiring: RefCell<HashSet<String>>,
@@ -198,7 +201,8 @@ impl GroupCore {
             core_count: 1,
             offsets_retention_ms: config.offsets_retention_ms,
             empty_since_ms: RefCell::default(),
-            last_commit_ms: RefCell::default(),
+            commits_in_flight: RefCell::default(),
+            committed_during_cleanup: RefCell::default(),
             expiring: RefCell::default(),
         }
     }
@@ -650,6 +654,7 @@ impl GroupCore {
     /// round.
     async fn clean_up_groups(&self) {
         let (index, cores) = (self.core_index, self.core_count);
+        *self.committed_during_cleanup.borrow_mut() = Some(HashSet::new());
         let Ok(owned) = self
             .metadata
             .query(move |state| {
@@ -668,6 +673,7 @@ impl GroupCore {
             })
             .await
         else {
+            *self.committed_during_cleanup.borrow_mut() = None;
             return;
         };
         self.forget_empty_groups(&owned);

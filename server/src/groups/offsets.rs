@@ -62,7 +62,7 @@ impl GroupCore {
         if self.expiring.borrow().contains(&group_id) {
             return commit_response(&request, |_| error_code::COORDINATOR_LOAD_IN_PROGRESS);
         }
-        self.note_commit(&group_id);
+        let _in_flight = CommitInFlight::new(self, &group_id);
         // Per partition, in request order: Some(code) once decided.
         let lookups: Vec<(String, i32)> = request
             .topics
@@ -202,22 +202,12 @@ impl GroupCore {
         }
     }
 
-    fn note_commit(&self, group_id: &str) {
-        let now_ms = self.now_ms();
-        let mut last = self.last_commit_ms.borrow_mut();
-        match last.get_mut(group_id) {
-            Some(at) => *at = now_ms,
-            None => {
-                last.insert(group_id.to_owned(), now_ms);
-            }
-        }
-    }
-
     /// Kafka's offset expiry for groups without members (KIP-211), made conservative: deletes
     /// the committed offsets of every group in `owned` (this core's groups with offsets, each with
     /// its newest commit time) that has no members and for at least the retention has been seen
-    /// without members by this core, committed nothing (by the stored commit times), and had no
-    /// commit begun here. The delete is one durable `DeleteGroups` command; while it is in flight
+    /// without members by this core, committed nothing (by the stored commit times), and has no
+    /// commit running here nor finished since the round read those times. The delete is one
+    /// durable `DeleteGroups` command; while it is in flight
     /// commits for those groups get the retriable COORDINATOR_LOAD_IN_PROGRESS, so no commit can
     /// be acknowledged and then deleted.
     pub(super) async fn expire_offsets(&self, owned: Vec<(String, i64)>) {
@@ -228,8 +218,12 @@ impl GroupCore {
         let expired: Vec<String> = {
             let groups = self.groups.borrow();
             let mut empty_since = self.empty_since_ms.borrow_mut();
-            let mut last_commit = self.last_commit_ms.borrow_mut();
-            last_commit.retain(|_, at| now_ms.saturating_sub(*at) < retention_ms);
+            let in_flight = self.commits_in_flight.borrow();
+            let committed = self
+                .committed_during_cleanup
+                .borrow_mut()
+                .take()
+                .unwrap_or_default();
             let present: BTreeSet<&str> = owned.iter().map(|(id, _)| id.as_str()).collect();
             empty_since.retain(|id, _| present.contains(id.as_str()));
             owned
@@ -242,7 +236,8 @@ impl GroupCore {
                     let since = *empty_since.entry(group_id.clone()).or_insert(now_ms);
                     let expired = now_ms.saturating_sub(since) >= retention_ms
                         && wall_ms.saturating_sub(*newest_commit_ms) >= retention_wall_ms
-                        && !last_commit.contains_key(group_id);
+                        && !in_flight.contains_key(group_id)
+                        && !committed.contains(group_id);
                     expired.then(|| group_id.clone())
                 })
                 .collect()
@@ -622,4 +617,39 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+/// One OffsetCommit running on its group's core, from before its first await to its end (by any
+/// path): what keeps a cleanup round from expiring a group whose commit it cannot see yet.
+struct CommitInFlight<'a> {
+    core: &'a GroupCore,
+    group_id: &'a str,
+}
+
+impl<'a> CommitInFlight<'a> {
+    fn new(core: &'a GroupCore, group_id: &'a str) -> Self {
+        let mut in_flight = core.commits_in_flight.borrow_mut();
+        match in_flight.get_mut(group_id) {
+            Some(count) => *count += 1,
+            None => {
+                in_flight.insert(group_id.to_owned(), 1);
+            }
+        }
+        Self { core, group_id }
+    }
+}
+
+impl Drop for CommitInFlight<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.core.commits_in_flight.borrow_mut();
+        if let Some(count) = in_flight.get_mut(self.group_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                in_flight.remove(self.group_id);
+            }
+        }
+        if let Some(committed) = self.core.committed_during_cleanup.borrow_mut().as_mut() {
+            committed.insert(self.group_id.to_owned());
+        }
+    }
 }
