@@ -29,6 +29,7 @@
 //! no offset is reused, because acknowledged entries are exactly the valid prefix of the chain.
 
 mod checkpoint;
+pub mod gc;
 mod reader;
 mod recovery;
 mod writer;

@@ -33,6 +33,7 @@ pub mod index;
 mod offsets;
 pub mod partition;
 pub mod producer;
+mod retention;
 mod state;
 mod topic;
 
@@ -60,6 +61,7 @@ pub use producer::{
     BatchCommit, PRODUCER_BATCHES_RETAINED, PRODUCERS_PER_PARTITION_MAX, ProducerEntry,
     SequenceRange,
 };
+pub use retention::RetentionDefaults;
 pub use state::MetadataState;
 pub use topic::{
     PARTITIONS_PER_TOPIC_MAX, PARTITIONS_TOTAL_MAX, TOPIC_NAME_LEN_MAX, TOPICS_MAX, Topic,

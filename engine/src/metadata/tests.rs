@@ -113,3 +113,4 @@ mod commit;
 mod index;
 mod offsets;
 mod producer;
+mod retention;
