@@ -57,6 +57,12 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 0,
         version_max: 3,
     },
+    // Raises log start offsets through the metadata log; v2 is flexible. Kafka 4.x serves 0-2.
+    SupportedApi {
+        key: ApiKey::DeleteRecords,
+        version_min: 0,
+        version_max: 2,
+    },
     // v7+ sessions (KIP-227), v12+ flexible, v13+ topic ids, v15 drops the replica id (a
     // tagged field since), v17 a tagged replica directory id; v18 is for KRaft followers.
     SupportedApi {

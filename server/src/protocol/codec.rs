@@ -17,10 +17,10 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupDescribeRequest,
     ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteGroupsRequest, DeleteGroupsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
-    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
+    DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
     HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
     InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
     LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
@@ -45,6 +45,7 @@ pub enum Request {
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
     CreatePartitions(CreatePartitionsRequest),
+    DeleteRecords(DeleteRecordsRequest),
     ListOffsets(ListOffsetsRequest),
     InitProducerId(InitProducerIdRequest),
     DescribeConfigs(DescribeConfigsRequest),
@@ -79,6 +80,7 @@ pub enum Response {
     CreateTopics(CreateTopicsResponse),
     DeleteTopics(DeleteTopicsResponse),
     CreatePartitions(CreatePartitionsResponse),
+    DeleteRecords(DeleteRecordsResponse),
     ListOffsets(ListOffsetsResponse),
     Fetch(FetchResponse),
     InitProducerId(InitProducerIdResponse),
@@ -110,6 +112,7 @@ macro_rules! each_response {
             Response::CreateTopics($body) => $call,
             Response::DeleteTopics($body) => $call,
             Response::CreatePartitions($body) => $call,
+            Response::DeleteRecords($body) => $call,
             Response::ListOffsets($body) => $call,
             Response::Fetch($body) => $call,
             Response::InitProducerId($body) => $call,
@@ -164,6 +167,8 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     const DELETE_TOPICS_BY_NAME: &[Shape] = &[Values(&Str), I32];
     const DELETE_TOPICS: &[Shape] = &[Structs(&[Str, Uuid]), I32];
     const CREATE_PARTITIONS: &[Shape] = &[Structs(&[Str, I32, Structs(&[Values(&I32)])]), I32, I8];
+    // topics (name, partitions (index, offset)), timeout.
+    const DELETE_RECORDS: &[Shape] = &[Structs(&[Str, Structs(&[I32, I64])]), I32];
     const LIST_OFFSETS_V1: &[Shape] = &[I32, Structs(&[Str, Structs(&[I32, I64])])];
     const LIST_OFFSETS_V2: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I64])])];
     const LIST_OFFSETS_V4: &[Shape] = &[I32, I8, Structs(&[Str, Structs(&[I32, I32, I64])])];
@@ -187,6 +192,7 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
         ApiKey::DeleteTopics if version >= 6 => Some(DELETE_TOPICS),
         ApiKey::DeleteTopics => Some(DELETE_TOPICS_BY_NAME),
         ApiKey::CreatePartitions => Some(CREATE_PARTITIONS),
+        ApiKey::DeleteRecords => Some(DELETE_RECORDS),
         ApiKey::ListOffsets => Some(match version {
             ..=1 => LIST_OFFSETS_V1,
             2..=3 => LIST_OFFSETS_V2,
@@ -523,6 +529,9 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
             CreatePartitionsRequest::decode(&mut buffer, version)
                 .map_err(|e| malformed(e.to_string()))?,
         ),
+        ApiKey::DeleteRecords => {
+            Request::DeleteRecords(decode_body(&mut buffer, api_key, version)?)
+        }
         ApiKey::Fetch => Request::Fetch(Box::new(
             FetchRequest::decode(&mut buffer, version).map_err(|e| malformed(e.to_string()))?,
         )),

@@ -105,16 +105,17 @@ fn requests_that_cannot_be_answered_are_refused_with_a_reason() {
         decode_request(Bytes::from(unknown)),
         Err(DecodeError::UnknownApiKey { api_key: i16::MAX })
     );
-    // Known API the agent does not implement, and a version above the table.
-    let delete_records = frame_body(
-        ApiKey::DeleteRecords,
+    // Known API the agent does not implement (the legacy AlterConfigs), and a version above the
+    // table.
+    let alter_configs = frame_body(
+        ApiKey::AlterConfigs,
         0,
-        &kafka_protocol::messages::DeleteRecordsRequest::default(),
+        &kafka_protocol::messages::AlterConfigsRequest::default(),
     );
     assert!(matches!(
-        decode_request(delete_records),
+        decode_request(alter_configs),
         Err(DecodeError::UnsupportedVersion {
-            api_key: ApiKey::DeleteRecords,
+            api_key: ApiKey::AlterConfigs,
             ..
         })
     ));
@@ -173,6 +174,67 @@ fn a_huge_topic_count_is_refused_before_any_allocation() {
             forged.extend_from_slice(&i32::MAX.to_be_bytes());
         }
         forged.extend_from_slice(&[0; 8]);
+        frame = forged;
+        let error = decode_request(Bytes::from(frame)).unwrap_err();
+        assert!(
+            matches!(&error, DecodeError::MalformedBody { message, .. } if message.contains("claims")),
+            "v{version}: {error}"
+        );
+    }
+}
+
+fn delete_records_request() -> kafka_protocol::messages::DeleteRecordsRequest {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    kafka_protocol::messages::DeleteRecordsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![
+            DeleteRecordsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(7),
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(1)
+                        .with_offset(-1),
+                ]),
+        ])
+}
+
+#[test]
+fn delete_records_decodes_at_every_version() {
+    for version in 0..=2 {
+        let frame = frame_body(ApiKey::DeleteRecords, version, &delete_records_request());
+        let Decoded::Request(DecodedRequest {
+            body: Request::DeleteRecords(body),
+            ..
+        }) = decode_request(frame).unwrap()
+        else {
+            panic!("v{version} should be supported")
+        };
+        assert_eq!(body, delete_records_request(), "v{version}");
+    }
+}
+
+#[test]
+fn a_delete_records_partition_count_beyond_the_frame_is_refused() {
+    for version in [0_i16, 2] {
+        let mut frame =
+            frame_body(ApiKey::DeleteRecords, version, &delete_records_request()).to_vec();
+        // Header: 8 fixed bytes + client id (2 + 11) + (flexible: 1 tagged-field byte); then the
+        // topic count and the name "t".
+        let flexible = version >= 2;
+        let body_start = 8 + 2 + 11 + usize::from(flexible);
+        let partitions_at = body_start + if flexible { 1 + 2 } else { 4 + 3 };
+        let mut forged = frame[..partitions_at].to_vec();
+        if flexible {
+            forged.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
+        } else {
+            forged.extend_from_slice(&i32::MAX.to_be_bytes());
+        }
+        forged.extend_from_slice(&[0; 16]);
         frame = forged;
         let error = decode_request(Bytes::from(frame)).unwrap_err();
         assert!(

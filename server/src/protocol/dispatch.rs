@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
 use super::handlers::{
-    api_versions, cluster, configs, fetch, find_coordinator, groups, init_producer_id,
-    list_offsets, metadata, offsets, produce, topics_admin,
+    api_versions, cluster, configs, delete_records, fetch, find_coordinator, groups,
+    init_producer_id, list_offsets, metadata, offsets, produce, topics_admin,
 };
 use super::services::CoreServices;
 use crate::metadata_source::{MetadataError, MetadataSource};
@@ -166,6 +166,9 @@ impl<S: MetadataSource> Dispatcher<S> {
             ),
             Request::CreatePartitions(body) => Response::CreatePartitions(
                 topics_admin::create_partitions(&self.services(api_key)?.core, body).await,
+            ),
+            Request::DeleteRecords(body) => Response::DeleteRecords(
+                delete_records::handle(&self.services(api_key)?.core, &body).await,
             ),
             Request::Fetch(body) => {
                 Response::Fetch(fetch::handle(self.services(api_key)?, *body, version).await)
