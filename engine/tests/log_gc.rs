@@ -83,7 +83,11 @@ async fn keys(store: &dyn ObjectStorage, dir: &str) -> BTreeSet<String> {
         .collect()
 }
 
-async fn candidates(store: &dyn ObjectStorage, log: &MetadataLog, gc: &GarbageCollector) -> GcCandidates {
+async fn candidates(
+    store: &dyn ObjectStorage,
+    log: &MetadataLog,
+    gc: &GarbageCollector,
+) -> GcCandidates {
     let listing = GcListing::read(store).await.unwrap();
     let floor = listing.floor(gc.config());
     let referenced = floor.map_or_else(BTreeSet::new, |floor| {
@@ -201,7 +205,10 @@ async fn retention_then_gc_deletes_only_what_nothing_needs() {
         .iter()
         .filter(|key| key.as_str() > log_key(floor).as_str())
     {
-        assert!(left.contains(key), "{key} is above the floor and was deleted");
+        assert!(
+            left.contains(key),
+            "{key} is above the floor and was deleted"
+        );
     }
 
     // A fresh agent on the same bucket recovers the same state from what is left and serves every
@@ -213,7 +220,8 @@ async fn retention_then_gc_deletes_only_what_nothing_needs() {
         .await
         .unwrap();
     assert_eq!(recovered, live);
-    let retained = verify_retained(fresh_store.as_ref(), &recovered, &run.acked, run.topic_id).await;
+    let retained =
+        verify_retained(fresh_store.as_ref(), &recovered, &run.acked, run.topic_id).await;
     assert!(retained > 0);
     // And it writes on from there without reusing an offset (record_ack checks every new one).
     let reopened = run.open(fresh_store, config()).await;
@@ -243,17 +251,23 @@ async fn a_restarted_collector_waits_again_and_finishes_an_interrupted_sweep() {
     // The restarted collector sees the rest as candidates, but waits a whole delay again.
     let mut restarted = GarbageCollector::new(GcConfig::default());
     let rest = candidates(store.as_ref(), &log, &restarted).await;
-    assert_eq!(
-        rest.entries,
-        due.entries[due.entries.len() / 2..].to_vec()
-    );
+    assert_eq!(rest.entries, due.entries[due.entries.len() / 2..].to_vec());
     let stats = restarted.sweep(store.as_ref(), &rest, 1_000_000).await;
     assert_eq!(stats.entries_deleted, 0);
     let stats = restarted
-        .sweep(store.as_ref(), &rest, 1_000_000 + GcConfig::default().delete_delay_ms)
+        .sweep(
+            store.as_ref(),
+            &rest,
+            1_000_000 + GcConfig::default().delete_delay_ms,
+        )
         .await;
     assert_eq!(stats.entries_deleted, rest.entries.len() as u64);
-    assert!(candidates(store.as_ref(), &log, &restarted).await.entries.is_empty());
+    assert!(
+        candidates(store.as_ref(), &log, &restarted)
+            .await
+            .entries
+            .is_empty()
+    );
     let state = log.with_state(MetadataState::clone);
     verify_retained(store.as_ref(), &state, &run.acked, run.topic_id).await;
 }

@@ -106,6 +106,26 @@ pub struct Config {
     /// Kafka's `offsets.retention.minutes`, in milliseconds: a group without members keeps its
     /// committed offsets this long.
     pub offsets_retention_ms: u64,
+    /// Kafka's `log.retention.ms`: how long a topic without a `retention.ms` override keeps
+    /// records (-1 = forever). Unset: `log_retention_hours` decides.
+    pub log_retention_ms: Option<i64>,
+    /// Kafka's `log.retention.hours`, used when `log_retention_ms` is unset (-1 = forever).
+    pub log_retention_hours: i64,
+    /// Kafka's `log.retention.bytes`: bytes per partition a topic without a `retention.bytes`
+    /// override keeps at least (-1 = no limit).
+    pub log_retention_bytes: i64,
+    /// Kafka's `log.retention.check.interval.ms`: how often retention runs, and with it the
+    /// garbage collection of objects nothing needs any more.
+    pub log_retention_check_interval_ms: u64,
+    /// Kafka's `log.segment.delete.delay.ms`: how long an object nothing needs stays in the
+    /// store before it is deleted (longer than any fetch holds a reference to one).
+    pub log_segment_delete_delay_ms: u64,
+    /// A metadata-log checkpoint is written after this many entries; recovery replays at most
+    /// about this many entries after the newest one.
+    pub checkpoint_interval_entries: u64,
+    /// Newest metadata-log checkpoints kept (older ones, and the log entries they cover that
+    /// nothing references, are deleted); at least 2.
+    pub checkpoints_retained: usize,
 }
 
 impl Default for Config {
@@ -144,9 +164,19 @@ impl Default for Config {
             offset_metadata_bytes_max: 4096,
             offsets_retention_check_interval_ms: 600_000,
             offsets_retention_ms: 7 * 24 * 3_600_000,
+            log_retention_ms: None,
+            log_retention_hours: 168,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            log_segment_delete_delay_ms: 60_000,
+            checkpoint_interval_entries: 1_000,
+            checkpoints_retained: 2,
         }
     }
 }
+
+/// Most checkpoints `checkpoints_retained` may keep.
+pub const CHECKPOINTS_RETAINED_MAX: usize = 100;
 
 /// Why a configuration was refused. Each message names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +317,75 @@ impl Config {
                 format!("must be in 1..={}", i32::MAX),
             ));
         }
-        self.validate_groups()
+        self.validate_groups()?;
+        self.validate_retention()
+    }
+
+    /// Retention and garbage-collection settings (Kafka's ranges).
+    fn validate_retention(&self) -> Result<(), ConfigError> {
+        if self.log_retention_ms.is_some_and(|ms| ms < -1) {
+            return Err(invalid("log_retention_ms", "must be -1 (forever) or at least 0"));
+        }
+        if self.log_retention_hours < -1 || self.log_retention_hours > i64::MAX / 3_600_000 {
+            return Err(invalid(
+                "log_retention_hours",
+                "must be -1 (forever) or a number of hours that fits in milliseconds",
+            ));
+        }
+        if self.log_retention_bytes < -1 {
+            return Err(invalid("log_retention_bytes", "must be -1 (no limit) or at least 0"));
+        }
+        if self.checkpoint_interval_entries == 0 {
+            return Err(invalid("checkpoint_interval_entries", "must be at least 1"));
+        }
+        if self.log_retention_check_interval_ms == 0 {
+            return Err(invalid("log_retention_check_interval_ms", "must be at least 1"));
+        }
+        if !(sluice_engine::log::gc::CHECKPOINTS_RETAINED_MIN..=CHECKPOINTS_RETAINED_MAX)
+            .contains(&self.checkpoints_retained)
+        {
+            return Err(invalid(
+                "checkpoints_retained",
+                format!(
+                    "must be in {}..={CHECKPOINTS_RETAINED_MAX}",
+                    sluice_engine::log::gc::CHECKPOINTS_RETAINED_MIN
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The metadata log's settings.
+    pub fn log_config(&self) -> sluice_engine::log::LogConfig {
+        sluice_engine::log::LogConfig {
+            checkpoint_interval_entries: self.checkpoint_interval_entries,
+            ..sluice_engine::log::LogConfig::default()
+        }
+    }
+
+    /// Retention and garbage collection, as the metadata executor runs them.
+    pub fn housekeeping_config(&self) -> crate::metadata_core::housekeeping::HousekeepingConfig {
+        crate::metadata_core::housekeeping::HousekeepingConfig {
+            check_interval_ms: self.log_retention_check_interval_ms,
+            retention: self.retention_defaults(),
+            gc: sluice_engine::log::gc::GcConfig {
+                checkpoints_retained: self.checkpoints_retained,
+                delete_delay_ms: self.log_segment_delete_delay_ms,
+            },
+        }
+    }
+
+    /// The broker-wide retention a topic without overrides gets.
+    pub fn retention_defaults(&self) -> sluice_engine::metadata::RetentionDefaults {
+        let retention_ms = self.log_retention_ms.unwrap_or(if self.log_retention_hours < 0 {
+            -1
+        } else {
+            self.log_retention_hours.saturating_mul(3_600_000)
+        });
+        sluice_engine::metadata::RetentionDefaults {
+            retention_ms,
+            retention_bytes: self.log_retention_bytes,
+        }
     }
 
     /// The consumer-group settings (Kafka's own constraints between them).

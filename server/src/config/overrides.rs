@@ -184,6 +184,27 @@ pub struct Overrides {
     /// How long a group without members keeps its offsets [env SLUICE_OFFSETS_RETENTION_MS]
     #[arg(long, value_name = "MS")]
     pub offsets_retention_ms: Option<u64>,
+    /// How long topics keep records by default, -1 = forever [env SLUICE_LOG_RETENTION_MS]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub log_retention_ms: Option<i64>,
+    /// Default retention in hours when log_retention_ms is unset [env SLUICE_LOG_RETENTION_HOURS]
+    #[arg(long, value_name = "HOURS", allow_negative_numbers = true)]
+    pub log_retention_hours: Option<i64>,
+    /// Bytes per partition kept by default, -1 = no limit [env SLUICE_LOG_RETENTION_BYTES]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
+    pub log_retention_bytes: Option<i64>,
+    /// How often retention and garbage collection run [env SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS]
+    #[arg(long, value_name = "MS")]
+    pub log_retention_check_interval_ms: Option<u64>,
+    /// How long an unneeded object waits before deletion [env SLUICE_LOG_SEGMENT_DELETE_DELAY_MS]
+    #[arg(long, value_name = "MS")]
+    pub log_segment_delete_delay_ms: Option<u64>,
+    /// Metadata-log entries between checkpoints [env SLUICE_CHECKPOINT_INTERVAL_ENTRIES]
+    #[arg(long, value_name = "COUNT")]
+    pub checkpoint_interval_entries: Option<u64>,
+    /// Newest metadata-log checkpoints kept [env SLUICE_CHECKPOINTS_RETAINED]
+    #[arg(long, value_name = "COUNT")]
+    pub checkpoints_retained: Option<usize>,
 }
 
 /// Environment variables that are not settings but are still ours, so not warned about.
@@ -297,6 +318,28 @@ impl Overrides {
                 }
                 "OFFSETS_RETENTION_MS" => {
                     overrides.offsets_retention_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "LOG_RETENTION_MS" => {
+                    overrides.log_retention_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "LOG_RETENTION_HOURS" => {
+                    overrides.log_retention_hours = Some(number(&value).map_err(parsed)?);
+                }
+                "LOG_RETENTION_BYTES" => {
+                    overrides.log_retention_bytes = Some(number(&value).map_err(parsed)?);
+                }
+                "LOG_RETENTION_CHECK_INTERVAL_MS" => {
+                    overrides.log_retention_check_interval_ms =
+                        Some(number(&value).map_err(parsed)?);
+                }
+                "LOG_SEGMENT_DELETE_DELAY_MS" => {
+                    overrides.log_segment_delete_delay_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "CHECKPOINT_INTERVAL_ENTRIES" => {
+                    overrides.checkpoint_interval_entries = Some(number(&value).map_err(parsed)?);
+                }
+                "CHECKPOINTS_RETAINED" => {
+                    overrides.checkpoints_retained = Some(number(&value).map_err(parsed)?);
                 }
                 _ if ENVIRONMENT_NON_SETTINGS.contains(&name.as_str()) => {}
                 _ => {
@@ -424,6 +467,33 @@ impl Overrides {
             &mut config.offsets_retention_ms,
             self.offsets_retention_ms.as_ref(),
         );
+        if let Some(ms) = self.log_retention_ms {
+            config.log_retention_ms = Some(ms);
+        }
+        set(
+            &mut config.log_retention_hours,
+            self.log_retention_hours.as_ref(),
+        );
+        set(
+            &mut config.log_retention_bytes,
+            self.log_retention_bytes.as_ref(),
+        );
+        set(
+            &mut config.log_retention_check_interval_ms,
+            self.log_retention_check_interval_ms.as_ref(),
+        );
+        set(
+            &mut config.log_segment_delete_delay_ms,
+            self.log_segment_delete_delay_ms.as_ref(),
+        );
+        set(
+            &mut config.checkpoint_interval_entries,
+            self.checkpoint_interval_entries.as_ref(),
+        );
+        set(
+            &mut config.checkpoints_retained,
+            self.checkpoints_retained.as_ref(),
+        );
     }
 }
 
@@ -499,6 +569,13 @@ mod tests {
             ("SLUICE_GROUP_CONSUMER_MAX_SIZE", "17"),
             ("SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS", "18"),
             ("SLUICE_OFFSETS_RETENTION_MS", "19"),
+            ("SLUICE_LOG_RETENTION_MS", "-1"),
+            ("SLUICE_LOG_RETENTION_HOURS", "20"),
+            ("SLUICE_LOG_RETENTION_BYTES", "21"),
+            ("SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS", "22"),
+            ("SLUICE_LOG_SEGMENT_DELETE_DELAY_MS", "23"),
+            ("SLUICE_CHECKPOINT_INTERVAL_ENTRIES", "25"),
+            ("SLUICE_CHECKPOINTS_RETAINED", "24"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -537,6 +614,13 @@ mod tests {
             offset_metadata_bytes_max: 15,
             offsets_retention_check_interval_ms: 18,
             offsets_retention_ms: 19,
+            log_retention_ms: Some(-1),
+            log_retention_hours: 20,
+            log_retention_bytes: 21,
+            log_retention_check_interval_ms: 22,
+            log_segment_delete_delay_ms: 23,
+            checkpoint_interval_entries: 25,
+            checkpoints_retained: 24,
         };
         assert_eq!(config, expected);
     }

@@ -510,8 +510,8 @@ fn maybe_checkpoint(log: Rc<MetadataLog>, shared: Rc<Shared>) {
     .detach();
 }
 
-/// Milliseconds since the Unix epoch (entry timestamps only; never used for ordering).
-fn wall_clock_ms() -> i64 {
+/// Milliseconds since the Unix epoch (entry timestamps and retention; never used for ordering).
+pub(crate) fn wall_clock_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| {

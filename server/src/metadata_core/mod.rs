@@ -39,6 +39,7 @@
 //! See `docs/agent.md`.
 
 mod flusher;
+pub mod housekeeping;
 pub mod producer_ids;
 mod source;
 pub mod watermarks;

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sluice_engine::log::{LogConfig, MetadataLog};
+use sluice_engine::log::MetadataLog;
 use sluice_engine::store::{
     ObjectStorage, StoreConfig, StoreRuntime, StoreRuntimeConfig, hedge::HedgedPuts, open_store,
 };
@@ -28,6 +28,7 @@ use crate::memlock::{self, MemlockError, MemlockLimit};
 use crate::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
 };
+use crate::metadata_core::housekeeping::{HOUSEKEEPING_SHARES, HousekeepingConfig, run_housekeeping};
 use crate::metadata_core::{FlushConfig, core_channel, run_metadata_core};
 use crate::protocol::services::CoreServices;
 use crate::protocol::{BrokerIdentity, Dispatcher};
@@ -218,6 +219,9 @@ impl Agent {
             flush_bytes_max: config.flush_bytes_max,
             flush_windows_inflight_max: config.flush_windows_inflight_max,
         };
+        let housekeeping = config.housekeeping_config();
+        let log_config = config.log_config();
+        let housekeeping_core = core.clone();
         let (opened_sender, opened) = std::sync::mpsc::sync_channel::<Result<String, String>>(1);
         let metadata_name = format!("sluice-metadata-{}", plan.metadata_cpu);
         agent.executors.push(spawn_executor(
@@ -227,9 +231,10 @@ impl Agent {
             &memlock_error,
             limit,
             move |stop| async move {
-                match MetadataLog::open(store, LogConfig::default(), wall_clock_ms()).await {
+                match MetadataLog::open(store, log_config, wall_clock_ms()).await {
                     Ok((log, stats)) => {
                         let _ = opened_sender.send(Ok(format!("{stats:?} epoch {}", log.epoch())));
+                        spawn_housekeeping(housekeeping_core, housekeeping);
                         run_metadata_core(log, inbox, broadcaster, flush, stop).await;
                     }
                     Err(error) => {
@@ -368,6 +373,24 @@ fn group_config(config: &Config) -> GroupConfig {
         offset_metadata_bytes_max: config.offset_metadata_bytes_max,
         cleanup_interval_ms: config.offsets_retention_check_interval_ms,
         offsets_retention_ms: config.offsets_retention_ms,
+    }
+}
+
+/// Runs retention and garbage collection on this (the metadata) executor, in a task queue of
+/// its own with a small share, so that the flusher goes first when both want the CPU.
+fn spawn_housekeeping(core: crate::metadata_core::CoreHandle, config: HousekeepingConfig) {
+    let queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(HOUSEKEEPING_SHARES),
+        glommio::Latency::NotImportant,
+        "housekeeping",
+    );
+    match glommio::spawn_local_into(run_housekeeping(core, config), queue) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(error) => {
+            tracing::error!(%error, "housekeeping not started: retention and garbage collection are off");
+        }
     }
 }
 

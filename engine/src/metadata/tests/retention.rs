@@ -54,7 +54,12 @@ fn time_retention_drops_expired_entries_from_the_oldest() {
     assert_eq!(harness.state.log_start_offset(tp).unwrap(), 4);
     assert_eq!(harness.state.partition(tp).unwrap().index().len(), 2);
     // Nothing more is due at the same time: the plan is idempotent.
-    assert!(harness.state.retention_commands(1_200, &UNLIMITED).is_empty());
+    assert!(
+        harness
+            .state
+            .retention_commands(1_200, &UNLIMITED)
+            .is_empty()
+    );
     // An entry not yet expired stops the walk even when a later one is older (Kafka's rule).
     let commands = harness.state.retention_commands(1_250, &UNLIMITED);
     assert!(commands.is_empty(), "{commands:?}");
@@ -166,7 +171,12 @@ fn a_log_start_moved_by_delete_records_is_never_lowered() {
             before_offset: 3,
         }],
     );
-    assert!(harness.state.retention_commands(1_200, &UNLIMITED).is_empty());
+    assert!(
+        harness
+            .state
+            .retention_commands(1_200, &UNLIMITED)
+            .is_empty()
+    );
 }
 
 #[test]
