@@ -3,8 +3,8 @@
 //!
 //! `dev.sluice.e2e.DeleteRecords` produces 100 records to a one-partition topic in batches of
 //! several records, deletes before offset 40, and reports what the client sees: the low watermark
-//! Admin answers, `beginningOffsets`, the first record a consumer reads from the beginning (inside
-//! a batch that starts before 40, so the client skips), the exception for an offset past the end,
+//! Admin answers, `beginningOffsets`, the first record a consumer reads from the beginning (the
+//! batch holding 40 most likely starts before it, and the client skips what precedes 40), the exception for an offset past the end,
 //! and a delete at -1 (the high watermark). Without java or maven the test prints `SKIPPED` and
 //! passes locally; with `CI=true` it fails.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
