@@ -156,8 +156,9 @@ async fn delete(core: &CoreHandle, wanted: Arc<Vec<Wanted>>) -> Vec<Outcome> {
         .map(|plan| match plan {
             Plan::Answered(outcome) => outcome,
             Plan::Delete { .. } => match written.next() {
+                // No log start to re-read only if the topic was deleted right behind the entry:
+                // the command itself succeeded, so it answers the offset it set.
                 Some(((_, before_offset), Ok(()))) => {
-                    // Deleted meanwhile (a DeleteTopic right behind): the command itself succeeded.
                     Ok(log_starts.next().flatten().unwrap_or(*before_offset))
                 }
                 Some((_, Err(code))) => Err(code),
