@@ -14,6 +14,7 @@
 //!   create-only key — with checkpoints, fencing of a second writer, and recovery.
 
 pub mod batch;
+pub mod compact;
 pub mod format;
 pub mod log;
 pub mod metadata;

@@ -88,6 +88,44 @@ pub fn checkpoint_key(seq: LogSeq) -> String {
     format!("{CHECKPOINT_DIR}/{seq}")
 }
 
+/// Folder (key prefix) of the objects object compaction writes.
+pub const COMPACTED_DIR: &str = "compacted";
+/// Object ids at or above this name compacted objects (`compacted/{id - base:020}`), below it log
+/// entries (`log/{seq:020}`). Index entries name their object by this one number, so a swap from
+/// window objects to a compacted object changes no type and no checkpoint layout.
+pub const COMPACTED_OBJECT_BASE: u64 = 1 << 63;
+
+/// The id of compacted object number `job` of writer epoch `writer_epoch`: unique across writers
+/// (epochs are) and across this writer's jobs, so no two compactions ever race for one key.
+pub fn compacted_object_id(writer_epoch: u64, job: u32) -> LogSeq {
+    LogSeq(COMPACTED_OBJECT_BASE | ((writer_epoch & 0x7fff_ffff) << 32) | u64::from(job))
+}
+
+/// True for an id [`compacted_object_id`] made.
+pub fn is_compacted_object(id: LogSeq) -> bool {
+    id.0 >= COMPACTED_OBJECT_BASE
+}
+
+/// The writer epoch a compacted object id carries.
+pub fn compacted_object_epoch(id: LogSeq) -> u64 {
+    (id.0 & !COMPACTED_OBJECT_BASE) >> 32
+}
+
+/// The key of the object an index entry names: a log entry or a compacted object.
+pub fn object_key(id: LogSeq) -> String {
+    if is_compacted_object(id) {
+        format!("{COMPACTED_DIR}/{:020}", id.0 & !COMPACTED_OBJECT_BASE)
+    } else {
+        log_key(id)
+    }
+}
+
+/// The id of a key written by [`object_key`] for a compacted object.
+pub fn parse_compacted_key(key: &str) -> Option<LogSeq> {
+    let number = parse_seq_key(COMPACTED_DIR, key)?;
+    (number.0 < COMPACTED_OBJECT_BASE).then_some(LogSeq(number.0 | COMPACTED_OBJECT_BASE))
+}
+
 /// Parses the sequence number out of a key written by [`log_key`] or [`checkpoint_key`].
 pub fn parse_seq_key(dir: &str, key: &str) -> Option<LogSeq> {
     let rest = key.strip_prefix(dir)?.strip_prefix('/')?;

@@ -6,19 +6,17 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use common::log_harness::*;
-use sluice_engine::batch::{BatchHeader, split_batches};
-use sluice_engine::log::gc::{GarbageCollector, GcCandidates, GcConfig, GcListing};
+use sluice_engine::log::gc::{GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences};
 use sluice_engine::log::{EntryContent, LogConfig, MetadataLog, recover};
 use sluice_engine::metadata::{Event, MetadataState, RetentionDefaults};
 use sluice_engine::store::{
     ObjectStorage, S3TestServer, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store,
 };
-use sluice_engine::types::{LogSeq, TopicId, TopicPartition, log_key};
+use sluice_engine::types::{LogSeq, log_key};
 
 const DELAY_MS: u64 = 60_000;
 
@@ -90,59 +88,8 @@ async fn candidates(
 ) -> GcCandidates {
     let listing = GcListing::read(store).await.unwrap();
     let floor = listing.floor(gc.config());
-    let referenced = floor.map_or_else(BTreeSet::new, |floor| {
-        log.with_state(|state| state.referenced_log_seqs_up_to(floor))
-    });
-    GcCandidates::from_listing(&listing, gc.config(), &referenced)
-}
-
-/// Every acknowledged batch at or above its partition's log start is served at its offset with
-/// its bytes, reading only the objects the state points at; and the index starts at the log start.
-async fn verify_retained(
-    store: &dyn ObjectStorage,
-    state: &MetadataState,
-    acked: &HashMap<(TopicPartition, u64), Bytes>,
-    topic_id: TopicId,
-) -> usize {
-    let mut stored: HashMap<(TopicPartition, u64), Bytes> = HashMap::new();
-    for partition in 0..state.partition_count(topic_id).unwrap() {
-        let tp = TopicPartition::new(topic_id, partition as i32);
-        let start = state.log_start_offset(tp).unwrap();
-        let entries = if start == state.high_watermark(tp).unwrap() {
-            Vec::new()
-        } else {
-            state.find_from(tp, start, usize::MAX).unwrap()
-        };
-        for entry in &entries {
-            let bytes = store
-                .get_range(
-                    &log_key(entry.seq),
-                    entry.byte_start..entry.byte_start + entry.byte_len,
-                )
-                .await
-                .unwrap_or_else(|error| panic!("{tp}: object {} gone: {error}", entry.seq));
-            let mut offset = entry.base_offset;
-            for (header, batch) in split_batches(bytes, usize::MAX).unwrap() {
-                stored.insert((tp, offset), batch);
-                offset += BatchHeader::offset_count(&header);
-            }
-            assert_eq!(offset, entry.end_offset);
-        }
-    }
-    let mut retained = 0;
-    for ((tp, offset), bytes) in acked {
-        let start = state.log_start_offset(*tp).unwrap();
-        if *offset < start {
-            continue;
-        }
-        retained += 1;
-        assert_eq!(
-            stored.get(&(*tp, *offset)),
-            Some(bytes),
-            "retained batch {tp}@{offset} lost"
-        );
-    }
-    retained
+    let references = log.with_state(|state| GcReferences::of(state, floor));
+    GcCandidates::from_listing(&listing, gc.config(), &references)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -277,18 +224,22 @@ fn no_entry_is_a_candidate_until_two_checkpoints_exist() {
     let listing = GcListing {
         checkpoints: vec![LogSeq(10)],
         entries: (0..20).map(LogSeq).collect(),
+        compacted: Vec::new(),
     };
     let config = GcConfig::default();
     assert_eq!(listing.floor(&config), None);
-    let none = GcCandidates::from_listing(&listing, &config, &BTreeSet::new());
+    let none = GcCandidates::from_listing(&listing, &config, &GcReferences::default());
     assert!(none.is_empty());
     // With two, the older is the floor; referenced entries and entries above it stay.
     let listing = GcListing {
         checkpoints: vec![LogSeq(10), LogSeq(15)],
         ..listing
     };
-    let referenced: BTreeSet<LogSeq> = [LogSeq(3), LogSeq(9)].into_iter().collect();
-    let candidates = GcCandidates::from_listing(&listing, &config, &referenced);
+    let references = GcReferences {
+        log_entries: [LogSeq(3), LogSeq(9)].into_iter().collect(),
+        ..GcReferences::default()
+    };
+    let candidates = GcCandidates::from_listing(&listing, &config, &references);
     assert!(candidates.checkpoints.is_empty());
     let expected: Vec<LogSeq> = (0..=10)
         .filter(|seq| *seq != 3 && *seq != 9)
@@ -306,7 +257,7 @@ fn no_entry_is_a_candidate_until_two_checkpoints_exist() {
         checkpoints: vec![LogSeq(5), LogSeq(10), LogSeq(15)],
         ..listing
     };
-    let candidates = GcCandidates::from_listing(&listing, &config, &BTreeSet::new());
+    let candidates = GcCandidates::from_listing(&listing, &config, &GcReferences::default());
     assert_eq!(candidates.checkpoints, vec![LogSeq(5)]);
     assert_eq!(candidates.entries.last(), Some(&LogSeq(10)));
 }

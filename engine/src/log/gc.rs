@@ -16,8 +16,14 @@
 //!   of any writer that takes the log over, whose state extends this one's. Entries above `floor`
 //!   are never deleted, whatever they hold.
 //!
-//! Entries of fenced writers, retention-expired windows, windows of deleted topics: all are
-//! unreferenced entries, collected by the same rule.
+//! - **Compacted objects** (`compacted/{id}`): needed while an index entry names one. One that
+//!   none names was replaced by a later compaction or never swapped in (a crash between its PUT
+//!   and its swap). Its id carries the epoch of the writer that made it; only objects of the
+//!   state's own epoch or older are candidates, so a writer that was fenced without knowing it
+//!   never deletes what its successor wrote (whose swaps it has not seen).
+//!
+//! Entries of fenced writers, retention-expired windows, windows of deleted topics, windows whose
+//! ranges compaction swapped out: all are unreferenced entries, collected by the same rule.
 //!
 //! # The delay
 //!
@@ -36,7 +42,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::LogError;
 use crate::store::ObjectStorage;
-use crate::types::{CHECKPOINT_DIR, LOG_DIR, LogSeq, checkpoint_key, log_key, parse_seq_key};
+use crate::types::{
+    CHECKPOINT_DIR, COMPACTED_DIR, LOG_DIR, LogSeq, checkpoint_key, compacted_object_epoch,
+    log_key, object_key, parse_compacted_key, parse_seq_key,
+};
 
 /// Fewest checkpoints a sweep keeps.
 pub const CHECKPOINTS_RETAINED_MIN: usize = 2;
@@ -69,6 +78,8 @@ pub struct GcListing {
     pub checkpoints: Vec<LogSeq>,
     /// Log entry positions, ascending.
     pub entries: Vec<LogSeq>,
+    /// Compacted object ids, ascending.
+    pub compacted: Vec<LogSeq>,
 }
 
 impl GcListing {
@@ -84,9 +95,17 @@ impl GcListing {
         };
         let checkpoints = positions(CHECKPOINT_DIR, store.list(CHECKPOINT_DIR, None).await?);
         let entries = positions(LOG_DIR, store.list(LOG_DIR, None).await?);
+        let mut compacted: Vec<LogSeq> = store
+            .list(COMPACTED_DIR, None)
+            .await?
+            .iter()
+            .filter_map(|info| parse_compacted_key(&info.key))
+            .collect();
+        compacted.sort_unstable();
         Ok(GcListing {
             checkpoints,
             entries,
+            compacted,
         })
     }
 
@@ -99,22 +118,57 @@ impl GcListing {
     }
 }
 
+/// What the state still points at, as the collector needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReferences {
+    /// Log positions at or below the floor an index entry names
+    /// ([`crate::metadata::MetadataState::referenced_log_seqs_up_to`]).
+    pub log_entries: BTreeSet<LogSeq>,
+    /// Compacted objects an index entry names
+    /// ([`crate::metadata::MetadataState::referenced_compacted_objects`]).
+    pub compacted: BTreeSet<LogSeq>,
+    /// The state's writer epoch. A compacted object of a *newer* epoch belongs to a writer that
+    /// took the log over from this one (which may not know it yet): its swap may be in a part of
+    /// the log this state has not seen, so it is never a candidate here.
+    pub writer_epoch: u64,
+}
+
+impl GcReferences {
+    /// What `state` names, for a listing whose floor is `floor`. Cost: the entries at or below the
+    /// floor plus every index entry once (for compacted objects).
+    pub fn of(state: &crate::metadata::MetadataState, floor: Option<LogSeq>) -> GcReferences {
+        GcReferences {
+            log_entries: floor.map_or_else(BTreeSet::new, |floor| {
+                state.referenced_log_seqs_up_to(floor)
+            }),
+            compacted: state.referenced_compacted_objects(),
+            writer_epoch: state.writer_epoch(),
+        }
+    }
+}
+
 /// The objects one sweep found unneeded (not yet delayed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcCandidates {
     pub checkpoints: Vec<LogSeq>,
     pub entries: Vec<LogSeq>,
+    /// Compacted objects no index entry names: replaced by a later compaction, or written by a
+    /// job whose swap never applied (a crash between PUT and swap, a swap rejected as stale).
+    pub compacted: Vec<LogSeq>,
 }
 
 impl GcCandidates {
-    /// Checkpoints older than the kept ones, and entries at or below the floor that `referenced`
-    /// (the state's [`crate::metadata::MetadataState::referenced_log_seqs_up_to`] the floor) does
-    /// not hold.
+    /// Checkpoints older than the kept ones, entries at or below the floor that the state does
+    /// not name, and compacted objects of this writer's epoch or older that it does not name.
+    ///
+    /// The caller's compactor must not have a job between its PUT and its swap while this runs
+    /// (the agent runs jobs and sweeps one after the other); the delay covers readers.
     pub fn from_listing(
         listing: &GcListing,
         config: &GcConfig,
-        referenced: &BTreeSet<LogSeq>,
+        references: &GcReferences,
     ) -> GcCandidates {
+        let referenced = &references.log_entries;
         let retained = config.checkpoints_retained.max(CHECKPOINTS_RETAINED_MIN);
         let old_checkpoints = listing.checkpoints.len().saturating_sub(retained);
         let checkpoints = listing
@@ -133,14 +187,24 @@ impl GcCandidates {
                 .collect(),
             None => Vec::new(),
         };
+        let compacted = listing
+            .compacted
+            .iter()
+            .filter(|id| {
+                compacted_object_epoch(**id) <= references.writer_epoch
+                    && !references.compacted.contains(id)
+            })
+            .copied()
+            .collect();
         GcCandidates {
             checkpoints,
             entries,
+            compacted,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.checkpoints.is_empty() && self.entries.is_empty()
+        self.checkpoints.is_empty() && self.entries.is_empty() && self.compacted.is_empty()
     }
 }
 
@@ -151,6 +215,7 @@ pub struct GcStats {
     pub waiting: u64,
     pub checkpoints_deleted: u64,
     pub entries_deleted: u64,
+    pub compacted_deleted: u64,
     /// Deletions that failed (tried again next sweep).
     pub delete_errors: u64,
 }
@@ -191,18 +256,29 @@ impl GarbageCollector {
         candidates: &GcCandidates,
         now_ms: u64,
     ) -> GcStats {
-        let keys: Vec<(bool, String)> = candidates
+        let keys: Vec<(Kind, String)> = candidates
             .checkpoints
             .iter()
-            .map(|seq| (true, checkpoint_key(*seq)))
-            .chain(candidates.entries.iter().map(|seq| (false, log_key(*seq))))
+            .map(|seq| (Kind::Checkpoint, checkpoint_key(*seq)))
+            .chain(
+                candidates
+                    .entries
+                    .iter()
+                    .map(|seq| (Kind::Entry, log_key(*seq))),
+            )
+            .chain(
+                candidates
+                    .compacted
+                    .iter()
+                    .map(|id| (Kind::Compacted, object_key(*id))),
+            )
             .collect();
         let current: BTreeSet<&str> = keys.iter().map(|(_, key)| key.as_str()).collect();
         self.first_seen_ms
             .retain(|key, _| current.contains(key.as_str()));
         let mut stats = GcStats::default();
         let mut deletes = 0usize;
-        for (is_checkpoint, key) in keys {
+        for (kind, key) in keys {
             let first_seen = *self.first_seen_ms.entry(key.clone()).or_insert(now_ms);
             if now_ms.saturating_sub(first_seen) < self.config.delete_delay_ms
                 || deletes >= DELETES_PER_SWEEP_MAX
@@ -214,10 +290,10 @@ impl GarbageCollector {
             match store.delete(&key).await {
                 Ok(()) => {
                     self.first_seen_ms.remove(&key);
-                    if is_checkpoint {
-                        stats.checkpoints_deleted += 1;
-                    } else {
-                        stats.entries_deleted += 1;
+                    match kind {
+                        Kind::Checkpoint => stats.checkpoints_deleted += 1,
+                        Kind::Entry => stats.entries_deleted += 1,
+                        Kind::Compacted => stats.compacted_deleted += 1,
                     }
                 }
                 Err(error) => {
@@ -228,4 +304,11 @@ impl GarbageCollector {
         }
         stats
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Checkpoint,
+    Entry,
+    Compacted,
 }

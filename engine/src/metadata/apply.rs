@@ -201,6 +201,15 @@ impl MetadataState {
                     topic_id: *topic_id,
                 })
             }
+            Command::ReplaceIndexRange { swap } => {
+                let tp = swap.tp;
+                let entries_replaced = self.partition_mut_or_err(tp)?.replace_range(swap)?;
+                Ok(Event::IndexRangeReplaced {
+                    index,
+                    tp,
+                    entries_replaced,
+                })
+            }
             Command::DeleteRecords { tp, before_offset } => {
                 let partition = self.partition_mut_or_err(*tp)?;
                 let log_start_offset = partition.delete_records(*tp, *before_offset)?;

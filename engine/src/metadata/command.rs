@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use super::error::CheckpointError;
-use crate::types::{TopicId, TopicPartition};
+use crate::types::{LogSeq, TopicId, TopicPartition};
 
 /// A metadata change carried by a log entry. Applied in log order; see [`super::MetadataState`].
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -67,6 +67,25 @@ pub enum Command {
     DeleteGroups {
         groups: Vec<String>,
     },
+    /// Object compaction's swap (see [`IndexRangeSwap`]). Boxed: an archived enum is as large as
+    /// its largest variant, and a variant larger than the earlier ones would change the layout of
+    /// every command and break the sections written before it.
+    ReplaceIndexRange { swap: Box<IndexRangeSwap> },
+}
+
+/// Object compaction's swap: the index entries of `tp` that cover exactly
+/// `base_offset..end_offset` are replaced by one entry naming `object` (a compacted object,
+/// already durable) and its byte range. Rejected, changing nothing, when no run of entries starts
+/// and ends exactly there any more (retention or another swap got there first).
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct IndexRangeSwap {
+    pub tp: TopicPartition,
+    pub base_offset: u64,
+    pub end_offset: u64,
+    pub object: LogSeq,
+    pub byte_start: u64,
+    pub byte_len: u64,
+    pub max_timestamp: i64,
 }
 
 /// One partition of a [`Command::CommitOffsets`].

@@ -171,6 +171,12 @@ pub enum Event {
         index: usize,
         deleted: Vec<String>,
     },
+    /// Command `index` (ReplaceIndexRange) replaced `entries_replaced` index entries of `tp` by one.
+    IndexRangeReplaced {
+        index: usize,
+        tp: TopicPartition,
+        entries_replaced: usize,
+    },
 }
 
 /// What happened to one batch of an [`Event::SegmentBatches`] segment.

@@ -96,6 +96,14 @@ pub enum MetadataError {
     UnknownTopicOrPartition { topic: String, partition: u32 },
     #[error("invalid group id '{group}': {reason}")]
     InvalidGroupId { group: String, reason: &'static str },
+    /// A compaction swap whose range no longer matches the index (or names no compacted object).
+    #[error("cannot replace {tp} offsets {base_offset}..{end_offset}: {reason}")]
+    IndexRangeChanged {
+        tp: TopicPartition,
+        base_offset: u64,
+        end_offset: u64,
+        reason: &'static str,
+    },
     #[error("committed offset {offset} is below -1")]
     InvalidCommittedOffset { offset: i64 },
     #[error("offset metadata is {len} bytes (limit {limit})")]
@@ -170,6 +178,8 @@ impl MetadataError {
             MetadataError::UnknownTopicOrPartition { .. } => UNKNOWN_TOPIC_OR_PARTITION,
             MetadataError::InvalidGroupId { .. } => INVALID_GROUP_ID,
             MetadataError::InvalidCommittedOffset { .. } => INVALID_REQUEST,
+            // Only the compactor sends swaps; it plans again from the new state.
+            MetadataError::IndexRangeChanged { .. } => UNKNOWN_SERVER_ERROR,
             MetadataError::OffsetMetadataTooLarge { .. } => OFFSET_METADATA_TOO_LARGE,
             // Kafka has no code for "the coordinator's offset store is full"; the clients treat an
             // unknown server error on a commit as a failed commit, which it is.

@@ -40,7 +40,8 @@ mod topic;
 pub use apply::SEGMENTS_PER_COMMIT_MAX;
 pub use checkpoint::CHECKPOINT_VERSION;
 pub use command::{
-    COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, OffsetCommit,
+    COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, IndexRangeSwap,
+    OffsetCommit,
     decode_commands, encode_commands,
 };
 pub use config::{

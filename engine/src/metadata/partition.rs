@@ -6,6 +6,7 @@
 //! first entry (an entry is dropped only when it lies wholly below the log start offset). Its
 //! storage is in [`super::index`].
 
+use super::command::IndexRangeSwap;
 use super::error::MetadataError;
 use super::index::{IndexEntry, PartitionIndex};
 use super::producer::{ProducerEntry, ProducerMap};
@@ -186,6 +187,56 @@ impl PartitionState {
         self.log_start_offset = before_offset;
         self.index.drop_before(before_offset);
         Ok(before_offset)
+    }
+
+    /// Compaction's swap: the run of entries covering exactly `range` becomes one entry naming
+    /// `object`. All or nothing; O(n) in the partition's entries (the index is rebuilt), which a
+    /// swap — one per partition per compaction job — can afford. Returns how many entries the
+    /// new one replaced.
+    pub(super) fn replace_range(&mut self, swap: &IndexRangeSwap) -> Result<usize, MetadataError> {
+        let range = swap.base_offset..swap.end_offset;
+        let changed = |reason: &'static str| MetadataError::IndexRangeChanged {
+            tp: swap.tp,
+            base_offset: swap.base_offset,
+            end_offset: swap.end_offset,
+            reason,
+        };
+        if !crate::types::is_compacted_object(swap.object) {
+            return Err(changed("the new object is not a compacted object"));
+        }
+        if range.start >= range.end || swap.byte_len == 0 {
+            return Err(changed("empty range"));
+        }
+        let first = self
+            .index
+            .iter()
+            .position(|entry| entry.base_offset == range.start)
+            .ok_or_else(|| changed("no index entry starts there any more"))?;
+        let count = self
+            .index
+            .iter()
+            .skip(first)
+            .position(|entry| entry.end_offset == range.end)
+            .map(|last| last + 1)
+            .ok_or_else(|| changed("no index entry ends there"))?;
+        let replacement = IndexEntry {
+            base_offset: range.start,
+            end_offset: range.end,
+            seq: swap.object,
+            byte_start: swap.byte_start,
+            byte_len: swap.byte_len,
+            max_timestamp: swap.max_timestamp,
+        };
+        let entries: Vec<IndexEntry> = self
+            .index
+            .iter()
+            .take(first)
+            .copied()
+            .chain(std::iter::once(replacement))
+            .chain(self.index.iter().skip(first + count).copied())
+            .collect();
+        self.index = PartitionIndex::from_entries(entries.len(), entries.into_iter());
+        Ok(count)
     }
 
     /// Index entries holding `offset` onward, at most `entries_max`: the first contains `offset`.

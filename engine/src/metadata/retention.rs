@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use super::command::Command;
 use super::partition::PartitionState;
 use super::state::MetadataState;
-use crate::types::{LogSeq, TopicPartition};
+use crate::types::{LogSeq, TopicPartition, is_compacted_object};
 
 /// The broker-wide defaults a topic without an override uses (Kafka's `log.retention.ms` and
 /// `log.retention.bytes`; -1 means unlimited for both).
@@ -99,24 +99,35 @@ impl MetadataState {
         let mut referenced = BTreeSet::new();
         for topic in self.topics.values() {
             for partition in topic.partitions() {
-                debug_assert!(
-                    partition
-                        .index()
-                        .iter()
-                        .zip(partition.index().iter().skip(1))
-                        .all(|(earlier, later)| earlier.seq <= later.seq),
-                    "a partition's index names log positions out of order"
-                );
-                referenced.extend(
+                // Compacted objects cover a prefix of the offsets, log entries follow in log
+                // order: skip the former, stop at the first of the latter past `up_to`.
+                let log_entries = || {
                     partition
                         .index()
                         .iter()
                         .map(|entry| entry.seq)
-                        .take_while(|seq| *seq <= up_to),
+                        .filter(|seq| !is_compacted_object(*seq))
+                };
+                debug_assert!(
+                    log_entries()
+                        .zip(log_entries().skip(1))
+                        .all(|(earlier, later)| earlier <= later),
+                    "a partition's index names log positions out of order"
                 );
+                referenced.extend(log_entries().take_while(|seq| *seq <= up_to));
             }
         }
         referenced
+    }
+
+    /// Every compacted object an index entry points at. O(index entries).
+    pub fn referenced_compacted_objects(&self) -> BTreeSet<LogSeq> {
+        self.topics
+            .values()
+            .flat_map(|topic| topic.partitions())
+            .flat_map(|partition| partition.index().iter().map(|entry| entry.seq))
+            .filter(|seq| is_compacted_object(*seq))
+            .collect()
     }
 
     /// Index entries across every partition (what memory and checkpoints grow with).

@@ -48,7 +48,7 @@ pub fn assemble_records(
     let mut batch_count = 0;
     let mut next_offset = fetch_offset;
     'entries: for (entry, slices) in parts {
-        let key = crate::types::log_key(entry.seq);
+        let key = crate::types::object_key(entry.seq);
         let segment = contiguous(slices);
         let mut position = 0usize;
         let mut offset = entry.base_offset;

@@ -17,7 +17,7 @@ use sluice_engine::batch::{BatchBuilder, BatchHeader, split_batches, validate_ba
 use sluice_engine::log::{AppendOutcome, EntryContent, LogConfig, LogError, MetadataLog, recover};
 use sluice_engine::metadata::{Command, Event, MetadataState};
 use sluice_engine::store::{ObjectInfo, ObjectStorage, StoreResult};
-use sluice_engine::types::{CHECKPOINT_DIR, TopicId, TopicPartition, log_key};
+use sluice_engine::types::{CHECKPOINT_DIR, TopicId, TopicPartition, log_key, object_key};
 
 pub const PARTITIONS: u32 = 4;
 const TOPIC: &str = "orders";
@@ -336,4 +336,53 @@ pub async fn verify_state(
         let found = stored.get(&(*tp, *offset));
         assert_eq!(found, Some(bytes), "acknowledged batch at {tp}@{offset} lost or changed");
     }
+}
+
+/// Every acknowledged batch at or above its partition's log start is served at its offset with
+/// its bytes, reading only the objects the state points at; and the index starts at the log start.
+pub async fn verify_retained(
+    store: &dyn ObjectStorage,
+    state: &MetadataState,
+    acked: &HashMap<(TopicPartition, u64), Bytes>,
+    topic_id: TopicId,
+) -> usize {
+    let mut stored: HashMap<(TopicPartition, u64), Bytes> = HashMap::new();
+    for partition in 0..state.partition_count(topic_id).unwrap() {
+        let tp = TopicPartition::new(topic_id, partition as i32);
+        let start = state.log_start_offset(tp).unwrap();
+        let entries = if start == state.high_watermark(tp).unwrap() {
+            Vec::new()
+        } else {
+            state.find_from(tp, start, usize::MAX).unwrap()
+        };
+        for entry in &entries {
+            let bytes = store
+                .get_range(
+                    &object_key(entry.seq),
+                    entry.byte_start..entry.byte_start + entry.byte_len,
+                )
+                .await
+                .unwrap_or_else(|error| panic!("{tp}: object {} gone: {error}", entry.seq));
+            let mut offset = entry.base_offset;
+            for (header, batch) in split_batches(bytes, usize::MAX).unwrap() {
+                stored.insert((tp, offset), batch);
+                offset += BatchHeader::offset_count(&header);
+            }
+            assert_eq!(offset, entry.end_offset);
+        }
+    }
+    let mut retained = 0;
+    for ((tp, offset), bytes) in acked {
+        let start = state.log_start_offset(*tp).unwrap();
+        if *offset < start {
+            continue;
+        }
+        retained += 1;
+        assert_eq!(
+            stored.get(&(*tp, *offset)),
+            Some(bytes),
+            "retained batch {tp}@{offset} lost"
+        );
+    }
+    retained
 }

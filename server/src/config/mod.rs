@@ -120,6 +120,12 @@ pub struct Config {
     /// Kafka's `log.segment.delete.delay.ms`: how long an object nothing needs stays in the
     /// store before it is deleted (longer than any fetch holds a reference to one).
     pub log_segment_delete_delay_ms: u64,
+    /// How often object compaction looks for small objects to merge; 0 turns it off.
+    pub compaction_interval_ms: u64,
+    /// Size a compacted object aims at.
+    pub compaction_object_bytes_target: u64,
+    /// Index entries one compaction job merges at most.
+    pub compaction_inputs_per_job_max: usize,
     /// A metadata-log checkpoint is written after this many entries; recovery replays at most
     /// about this many entries after the newest one.
     pub checkpoint_interval_entries: u64,
@@ -169,11 +175,17 @@ impl Default for Config {
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
             log_segment_delete_delay_ms: 60_000,
+            compaction_interval_ms: 10_000,
+            compaction_object_bytes_target: 32 * 1024 * 1024,
+            compaction_inputs_per_job_max: 10_000,
             checkpoint_interval_entries: 1_000,
             checkpoints_retained: 2,
         }
     }
 }
+
+/// Most index entries one compaction job may merge.
+pub const COMMANDS_PER_JOB_INPUTS_MAX: usize = 1_000_000;
 
 /// Most checkpoints `checkpoints_retained` may keep.
 pub const CHECKPOINTS_RETAINED_MAX: usize = 100;
@@ -335,6 +347,18 @@ impl Config {
         if self.log_retention_bytes < -1 {
             return Err(invalid("log_retention_bytes", "must be -1 (no limit) or at least 0"));
         }
+        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.compaction_object_bytes_target) {
+            return Err(invalid(
+                "compaction_object_bytes_target",
+                "must be in 1 MiB..=1 GiB",
+            ));
+        }
+        if !(2..=COMMANDS_PER_JOB_INPUTS_MAX).contains(&self.compaction_inputs_per_job_max) {
+            return Err(invalid(
+                "compaction_inputs_per_job_max",
+                format!("must be in 2..={COMMANDS_PER_JOB_INPUTS_MAX}"),
+            ));
+        }
         if self.checkpoint_interval_entries == 0 {
             return Err(invalid("checkpoint_interval_entries", "must be at least 1"));
         }
@@ -367,6 +391,11 @@ impl Config {
     pub fn housekeeping_config(&self) -> crate::metadata_core::housekeeping::HousekeepingConfig {
         crate::metadata_core::housekeeping::HousekeepingConfig {
             check_interval_ms: self.log_retention_check_interval_ms,
+            compaction_interval_ms: self.compaction_interval_ms,
+            compaction: sluice_engine::compact::CompactionConfig {
+                object_bytes_target: self.compaction_object_bytes_target,
+                inputs_per_job_max: self.compaction_inputs_per_job_max,
+            },
             retention: self.retention_defaults(),
             gc: sluice_engine::log::gc::GcConfig {
                 checkpoints_retained: self.checkpoints_retained,

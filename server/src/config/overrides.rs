@@ -199,6 +199,15 @@ pub struct Overrides {
     /// How long an unneeded object waits before deletion [env SLUICE_LOG_SEGMENT_DELETE_DELAY_MS]
     #[arg(long, value_name = "MS")]
     pub log_segment_delete_delay_ms: Option<u64>,
+    /// How often compaction looks for work, 0 = off [env SLUICE_COMPACTION_INTERVAL_MS]
+    #[arg(long, value_name = "MS")]
+    pub compaction_interval_ms: Option<u64>,
+    /// Size a compacted object aims at [env SLUICE_COMPACTION_OBJECT_BYTES_TARGET]
+    #[arg(long, value_name = "BYTES")]
+    pub compaction_object_bytes_target: Option<u64>,
+    /// Index entries one compaction job merges at most [env SLUICE_COMPACTION_INPUTS_PER_JOB_MAX]
+    #[arg(long, value_name = "COUNT")]
+    pub compaction_inputs_per_job_max: Option<usize>,
     /// Metadata-log entries between checkpoints [env SLUICE_CHECKPOINT_INTERVAL_ENTRIES]
     #[arg(long, value_name = "COUNT")]
     pub checkpoint_interval_entries: Option<u64>,
@@ -334,6 +343,17 @@ impl Overrides {
                 }
                 "LOG_SEGMENT_DELETE_DELAY_MS" => {
                     overrides.log_segment_delete_delay_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "COMPACTION_INTERVAL_MS" => {
+                    overrides.compaction_interval_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "COMPACTION_OBJECT_BYTES_TARGET" => {
+                    overrides.compaction_object_bytes_target =
+                        Some(number(&value).map_err(parsed)?);
+                }
+                "COMPACTION_INPUTS_PER_JOB_MAX" => {
+                    overrides.compaction_inputs_per_job_max =
+                        Some(number(&value).map_err(parsed)?);
                 }
                 "CHECKPOINT_INTERVAL_ENTRIES" => {
                     overrides.checkpoint_interval_entries = Some(number(&value).map_err(parsed)?);
@@ -487,6 +507,18 @@ impl Overrides {
             self.log_segment_delete_delay_ms.as_ref(),
         );
         set(
+            &mut config.compaction_interval_ms,
+            self.compaction_interval_ms.as_ref(),
+        );
+        set(
+            &mut config.compaction_object_bytes_target,
+            self.compaction_object_bytes_target.as_ref(),
+        );
+        set(
+            &mut config.compaction_inputs_per_job_max,
+            self.compaction_inputs_per_job_max.as_ref(),
+        );
+        set(
             &mut config.checkpoint_interval_entries,
             self.checkpoint_interval_entries.as_ref(),
         );
@@ -575,6 +607,9 @@ mod tests {
             ("SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS", "22"),
             ("SLUICE_LOG_SEGMENT_DELETE_DELAY_MS", "23"),
             ("SLUICE_CHECKPOINT_INTERVAL_ENTRIES", "25"),
+            ("SLUICE_COMPACTION_INTERVAL_MS", "26"),
+            ("SLUICE_COMPACTION_OBJECT_BYTES_TARGET", "27"),
+            ("SLUICE_COMPACTION_INPUTS_PER_JOB_MAX", "28"),
             ("SLUICE_CHECKPOINTS_RETAINED", "24"),
         ]))
         .unwrap();
@@ -620,6 +655,9 @@ mod tests {
             log_retention_check_interval_ms: 22,
             log_segment_delete_delay_ms: 23,
             checkpoint_interval_entries: 25,
+            compaction_interval_ms: 26,
+            compaction_object_bytes_target: 27,
+            compaction_inputs_per_job_max: 28,
             checkpoints_retained: 24,
         };
         assert_eq!(config, expected);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sluice_engine::metadata::{IndexEntry, MetadataError, MetadataState, kafka_code};
 use sluice_engine::store::ObjectStorage;
-use sluice_engine::types::{LogSeq, TopicId, TopicPartition, log_key};
+use sluice_engine::types::{LogSeq, TopicId, TopicPartition, object_key};
 
 use super::FetchCore;
 
@@ -196,7 +196,7 @@ pub async fn read_groups(
         }
     }
     let gets = spans.iter().map(|(seq, range)| async move {
-        let key = log_key(*seq);
+        let key = object_key(*seq);
         let bytes = store
             .get_range(&key, range.clone())
             .await
@@ -271,7 +271,7 @@ fn slice_of_spans(
         .filter(|((seq, span), _)| *seq == entry.seq && range.end <= span.end);
     let Some(((_, span), bytes)) = holding else {
         return Err(ReadError::Store {
-            key: log_key(entry.seq),
+            key: object_key(entry.seq),
             start: range.start,
             end: range.end,
             reason: "no read covers this range (a bug)".to_owned(),
@@ -282,7 +282,7 @@ fn slice_of_spans(
     let to = usize::try_from(range.end - span.start).unwrap_or(usize::MAX);
     if to > bytes.len() {
         return Err(ReadError::ShortRead {
-            key: log_key(entry.seq),
+            key: object_key(entry.seq),
             start: range.start,
             end: range.end,
             got: bytes.len() as u64,
@@ -305,6 +305,7 @@ mod tests {
     use sluice_engine::store::{ObjectInfo, StoreError, StoreResult};
 
     use super::*;
+    use sluice_engine::types::log_key;
 
     /// Objects in memory; records every ranged GET.
     #[derive(Debug, Default)]

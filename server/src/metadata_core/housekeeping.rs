@@ -16,11 +16,14 @@
 //! retained index (a walk over the expiring entries and over the entries at or below the oldest
 //! kept checkpoint), once per interval, not per request.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use sluice_engine::log::gc::{GarbageCollector, GcCandidates, GcConfig, GcListing, GcStats};
+use sluice_engine::compact::{CompactionConfig, build_compacted_object};
+use sluice_engine::log::gc::{
+    GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences, GcStats,
+};
 use sluice_engine::metadata::{COMMANDS_PER_ENTRY_MAX, RetentionDefaults};
+use sluice_engine::types::compacted_object_id;
 
 use super::CoreHandle;
 use super::flusher::wall_clock_ms;
@@ -29,11 +32,18 @@ use super::flusher::wall_clock_ms;
 /// default queue (1,000 shares): a tenth, when both are busy.
 pub const HOUSEKEEPING_SHARES: usize = 100;
 
+/// Compaction jobs one tick runs at most (each merges up to the target size), so that a backlog
+/// is worked off in steps that leave the executor to the flusher in between.
+pub const COMPACTION_JOBS_PER_TICK_MAX: usize = 8;
+
 /// The housekeeping settings (from the agent configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HousekeepingConfig {
     /// Kafka's `log.retention.check.interval.ms`.
     pub check_interval_ms: u64,
+    /// How often compaction looks for work; 0 turns it off.
+    pub compaction_interval_ms: u64,
+    pub compaction: CompactionConfig,
     /// Broker-wide retention for topics without overrides.
     pub retention: RetentionDefaults,
     pub gc: GcConfig,
@@ -54,20 +64,35 @@ pub struct RoundReport {
     pub gc: GcStats,
 }
 
-/// Runs rounds until the executor stops. Spawned into its own task queue by the agent.
+/// Runs until the executor stops: compaction every `compaction_interval_ms`, retention and
+/// garbage collection every `check_interval_ms`, one after the other (never a sweep while a
+/// compaction job is between its PUT and its swap). Spawned into its own task queue.
 pub async fn run_housekeeping(core: CoreHandle, config: HousekeepingConfig) {
     let mut collector = GarbageCollector::new(config.gc);
+    let mut compactor = Compactor::default();
     let started = Instant::now();
-    let interval = Duration::from_millis(config.check_interval_ms.max(1));
+    let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let tick_ms = match config.compaction_interval_ms {
+        0 => config.check_interval_ms,
+        compaction => compaction.min(config.check_interval_ms),
+    }
+    .max(1);
+    let mut next_retention_ms = config.check_interval_ms;
     loop {
-        glommio::timer::sleep(interval).await;
-        let monotonic_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        glommio::timer::sleep(Duration::from_millis(tick_ms)).await;
+        if config.compaction_interval_ms > 0 {
+            compactor.tick(&core, &config.compaction).await;
+        }
+        if elapsed_ms() < next_retention_ms {
+            continue;
+        }
+        next_retention_ms = elapsed_ms().saturating_add(config.check_interval_ms);
         match round(
             &core,
             &config,
             &mut collector,
             wall_clock_ms(),
-            monotonic_ms,
+            elapsed_ms(),
         )
         .await
         {
@@ -76,6 +101,110 @@ pub async fn run_housekeeping(core: CoreHandle, config: HousekeepingConfig) {
                 tracing::warn!(%message, "housekeeping round failed; the next one tries again");
             }
         }
+    }
+}
+
+/// The compactor's memory: which job number comes next under this writer epoch.
+#[derive(Debug, Default)]
+pub struct Compactor {
+    epoch: u64,
+    next_job: u32,
+    /// Totals since start, for the log.
+    pub jobs_done: u64,
+    pub bytes_written: u64,
+    pub swaps_rejected: u64,
+}
+
+/// What one compaction job did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobReport {
+    pub inputs: usize,
+    pub ranges: usize,
+    pub bytes: u64,
+    pub objects_read: usize,
+    pub swaps_applied: usize,
+    pub swaps_rejected: usize,
+}
+
+impl Compactor {
+    /// Runs jobs until the plan is empty or [`COMPACTION_JOBS_PER_TICK_MAX`] ran.
+    pub async fn tick(&mut self, core: &CoreHandle, config: &CompactionConfig) {
+        for _ in 0..COMPACTION_JOBS_PER_TICK_MAX {
+            match self.job(core, config).await {
+                Ok(Some(report)) => {
+                    tracing::info!(
+                        inputs = report.inputs,
+                        partitions = report.ranges,
+                        bytes = report.bytes,
+                        objects_read = report.objects_read,
+                        swaps_applied = report.swaps_applied,
+                        swaps_rejected = report.swaps_rejected,
+                        jobs_done = self.jobs_done,
+                        "compaction job"
+                    );
+                }
+                Ok(None) => return,
+                Err(message) => {
+                    tracing::warn!(%message, "compaction job failed; planned again next tick");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Plans, builds, writes and swaps one job. `None` when there is nothing to merge.
+    pub async fn job(
+        &mut self,
+        core: &CoreHandle,
+        config: &CompactionConfig,
+    ) -> Result<Option<JobReport>, String> {
+        let config = *config;
+        let (plan, epoch) = core
+            .query(move |state| (state.compaction_plan(&config), state.writer_epoch()))
+            .await
+            .map_err(|error| error.to_string())?;
+        if plan.is_empty() {
+            return Ok(None);
+        }
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.next_job = 0;
+        }
+        let job = self.next_job;
+        self.next_job = job
+            .checked_add(1)
+            .ok_or("compaction job numbers of this writer epoch are used up")?;
+        let id = compacted_object_id(epoch, job);
+        let object =
+            build_compacted_object(core.store().as_ref(), &plan, id, epoch, wall_clock_ms())
+                .await
+                .map_err(|error| error.to_string())?;
+        let mut report = JobReport {
+            inputs: plan.iter().map(|range| range.entries.len()).sum(),
+            ranges: plan.len(),
+            bytes: object.bytes,
+            objects_read: object.objects_read,
+            ..JobReport::default()
+        };
+        for chunk in object.swap.chunks(COMMANDS_PER_ENTRY_MAX) {
+            let outcomes = core
+                .commands(chunk.to_vec())
+                .await
+                .map_err(|error| error.to_string())?;
+            for outcome in outcomes {
+                match outcome {
+                    Ok(()) => report.swaps_applied += 1,
+                    Err(failure) => {
+                        report.swaps_rejected += 1;
+                        tracing::debug!(?failure, "compaction swap not applied");
+                    }
+                }
+            }
+        }
+        self.jobs_done += 1;
+        self.bytes_written += object.bytes;
+        self.swaps_rejected += report.swaps_rejected as u64;
+        Ok(Some(report))
     }
 }
 
@@ -111,14 +240,12 @@ pub async fn round(
         .map_err(|error| format!("listing the store: {error}"))?;
     report.checkpoints_listed = listing.checkpoints.len();
     report.entries_listed = listing.entries.len();
-    let referenced = match listing.floor(collector.config()) {
-        Some(floor) => core
-            .query(move |state| state.referenced_log_seqs_up_to(floor))
-            .await
-            .map_err(|error| error.to_string())?,
-        None => BTreeSet::new(),
-    };
-    let candidates = GcCandidates::from_listing(&listing, collector.config(), &referenced);
+    let floor = listing.floor(collector.config());
+    let references = core
+        .query(move |state| GcReferences::of(state, floor))
+        .await
+        .map_err(|error| error.to_string())?;
+    let candidates = GcCandidates::from_listing(&listing, collector.config(), &references);
     report.gc = collector
         .sweep(store.as_ref(), &candidates, monotonic_ms)
         .await;
@@ -133,6 +260,7 @@ fn log_round(report: &RoundReport, pending: usize) {
     let did_something = report.partitions_trimmed > 0
         || report.gc.checkpoints_deleted > 0
         || report.gc.entries_deleted > 0
+        || report.gc.compacted_deleted > 0
         || report.gc.delete_errors > 0
         || report.retention_failures > 0;
     if did_something {
@@ -140,6 +268,7 @@ fn log_round(report: &RoundReport, pending: usize) {
             partitions_trimmed = report.partitions_trimmed,
             retention_failures = report.retention_failures,
             entries_deleted = report.gc.entries_deleted,
+            compacted_deleted = report.gc.compacted_deleted,
             checkpoints_deleted = report.gc.checkpoints_deleted,
             delete_errors = report.gc.delete_errors,
             waiting = pending,

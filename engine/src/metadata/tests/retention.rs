@@ -230,3 +230,131 @@ fn referenced_positions_follow_the_index() {
         vec![LogSeq(4)]
     );
 }
+
+mod compaction {
+    use super::*;
+    use crate::compact::CompactionConfig;
+    use crate::types::{compacted_object_id, is_compacted_object};
+
+    fn replace(tp: TopicPartition, range: std::ops::Range<u64>, object: LogSeq) -> Command {
+        Command::ReplaceIndexRange {
+            swap: Box::new(IndexRangeSwap {
+                tp,
+                base_offset: range.start,
+                end_offset: range.end,
+                object,
+                byte_start: 64,
+                byte_len: 30,
+                max_timestamp: 9,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_swap_replaces_exactly_the_run_it_names_or_nothing() {
+        let mut harness = Harness::new();
+        create_with(&mut harness, "t", id(1), &[]);
+        let tp = TopicPartition::new(id(1), 0);
+        commit_entries(&mut harness, tp, &[1, 2, 3, 4]); // offsets 0..8 in four entries
+        let object = compacted_object_id(1, 0);
+        // Boundaries that are not entry boundaries, an empty range, a log entry as the object.
+        for command in [
+            replace(tp, 1..4, object),
+            replace(tp, 0..3, object),
+            replace(tp, 4..4, object),
+            replace(tp, 0..4, LogSeq(2)),
+        ] {
+            let event = harness.command(command);
+            assert_eq!(rejected_code(&event), -1, "{event:?}");
+        }
+        assert_eq!(harness.state.partition(tp).unwrap().index().len(), 4);
+        let event = harness.command(replace(tp, 2..6, object));
+        assert_eq!(
+            event,
+            Event::IndexRangeReplaced {
+                index: 0,
+                tp,
+                entries_replaced: 2
+            }
+        );
+        let entries: Vec<IndexEntry> = harness.state.find_from(tp, 0, 10).unwrap();
+        let bounds: Vec<(u64, u64, bool)> = entries
+            .iter()
+            .map(|entry| {
+                (
+                    entry.base_offset,
+                    entry.end_offset,
+                    is_compacted_object(entry.seq),
+                )
+            })
+            .collect();
+        assert_eq!(bounds, vec![(0, 2, false), (2, 6, true), (6, 8, false)]);
+        assert_eq!(harness.state.find_from(tp, 3, 1).unwrap()[0].seq, object);
+        // The compacted object is referenced; the window objects of entries 2..6 are not.
+        assert!(
+            harness
+                .state
+                .referenced_compacted_objects()
+                .contains(&object)
+        );
+        let windows = harness.state.referenced_log_seqs_up_to(LogSeq(u64::MAX));
+        assert_eq!(windows.len(), 2);
+        // Retention drops the front: a swap planned before it is now stale.
+        apply(
+            &mut harness,
+            vec![Command::DeleteRecords {
+                tp,
+                before_offset: 2,
+            }],
+        );
+        let event = harness.command(replace(tp, 0..8, compacted_object_id(1, 1)));
+        assert_eq!(rejected_code(&event), -1);
+        // The swap goes through the commands section like every command.
+        let section = encode_commands(&[replace(tp, 2..6, object)]).unwrap();
+        assert_eq!(
+            decode_commands(&section).unwrap(),
+            vec![replace(tp, 2..6, object)]
+        );
+        // The state checkpoints and decodes with the compacted entry in it.
+        let decoded = MetadataState::decode_checkpoint(&harness.state.encode_checkpoint()).unwrap();
+        assert_eq!(decoded, harness.state);
+    }
+
+    #[test]
+    fn the_plan_takes_the_oldest_runs_of_small_entries_within_the_target() {
+        let mut harness = Harness::new();
+        create_with(&mut harness, "a", id(1), &[]);
+        create_with(&mut harness, "b", id(2), &[]);
+        let (a, b) = (TopicPartition::new(id(1), 0), TopicPartition::new(id(2), 0));
+        commit_entries(&mut harness, a, &[1, 2, 3, 4, 5]); // five entries of 10 bytes
+        commit_entries(&mut harness, b, &[1]); // one entry: nothing to merge
+        let config = CompactionConfig {
+            object_bytes_target: 1_000,
+            inputs_per_job_max: 100,
+        };
+        let plan = harness.state.compaction_plan(&config);
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].tp, a);
+        assert_eq!(plan[0].entries.len(), 5);
+        // The input limit cuts the run.
+        let tight = CompactionConfig {
+            inputs_per_job_max: 3,
+            ..config
+        };
+        assert_eq!(harness.state.compaction_plan(&tight)[0].entries.len(), 3);
+        // The byte target cuts it too (30 bytes: three entries of 10).
+        let small = CompactionConfig {
+            object_bytes_target: 30,
+            ..config
+        };
+        // Entries must be under half the target (15 bytes): 10 is; the run stops at 30 bytes.
+        assert_eq!(harness.state.compaction_plan(&small)[0].entries.len(), 3);
+        // After a swap the merged entry is large for a 20-byte target and is not taken again.
+        harness.command(replace(a, 0..10, compacted_object_id(1, 0)));
+        let after = CompactionConfig {
+            object_bytes_target: 20,
+            ..config
+        };
+        assert!(harness.state.compaction_plan(&after).is_empty());
+    }
+}

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_engine::batch::BatchHeader;
 use sluice_engine::metadata::{IndexEntry, MetadataState, kafka_code};
 use sluice_engine::store::ObjectStorage;
-use sluice_engine::types::{TopicPartition, log_key};
+use sluice_engine::types::{TopicPartition, object_key};
 
 use crate::metadata_core::CoreHandle;
 use crate::metadata_core::window::error_code;
@@ -92,7 +92,7 @@ async fn refine(
     timestamp: i64,
 ) -> Result<Option<(u64, i64)>, i16> {
     let range = entry.byte_start..entry.byte_start.saturating_add(entry.byte_len);
-    let key = log_key(entry.seq);
+    let key = object_key(entry.seq);
     let bytes = store.get_range(&key, range).await.map_err(|error| {
         tracing::warn!(%error, key, "ListOffsets by timestamp: cannot read the segment");
         error_code::KAFKA_STORAGE_ERROR

@@ -1,0 +1,308 @@
+//! Object compaction: many small window objects merged into one large object, ordered by
+//! partition and offset, then swapped in through the metadata log.
+//!
+//! # Why
+//!
+//! Every flush window adds one index entry per partition it holds, so without merging a
+//! partition written in every 10 ms window has 8.6 million entries a day — memory, checkpoint
+//! bytes and recovery time that grow with uptime, and one GET per window when a consumer replays.
+//! After compaction a partition has about one entry per compacted object: state grows with
+//! retained bytes divided by the object size.
+//!
+//! # How, and why it is safe
+//!
+//! 1. **Plan** ([`MetadataState::compaction_plan`], pure): per partition, the oldest run of at least
+//!    two consecutive *small* entries (under half the target size), up to the target size; runs of
+//!    several partitions fill one job up to the target size and the input limit.
+//! 2. **Build** ([`build_compacted_object`]): read each source object once (one ranged GET over the
+//!    span the job needs from it), check every batch (header and CRC-32C, and that the batches'
+//!    offsets fill each entry exactly), and lay them out as a format-v1 object whose header names
+//!    the compacted object's id. Write it create-only at `compacted/{id}`: ids carry the writer
+//!    epoch and a job number, so no two jobs — of this writer or any other — share a key.
+//! 3. **Swap**: one `ReplaceIndexRange` command per partition, appended to the log like any
+//!    command. It applies only if the index still has a run of entries starting and ending exactly
+//!    at the planned offsets; retention or a concurrent change makes it a no-op (rejected), and the
+//!    next round plans again. Until the swap the old entries serve fetches; after it the new one
+//!    does; a fetch that resolved the old entries before the swap still reads them, because
+//!    nothing is deleted before the garbage collector's delay.
+//!
+//! A crash between the PUT and the swap leaves an object nothing references: the collector deletes
+//! it once the writer epoch it carries is not newer than the state's (see `log::gc`). A crash
+//! after the swap leaves the inputs unreferenced: collected like any released log entry.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::batch::split_batches;
+use crate::format::{EntryHeader, EntryKind, ObjectBuilder};
+use crate::metadata::{Command, IndexEntry, IndexRangeSwap, MetadataState};
+use crate::store::{ObjectStorage, StoreError};
+use crate::types::{LogSeq, TopicPartition, object_key};
+
+/// Settings of the compactor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionConfig {
+    /// Size a compacted object aims at (a job stops adding inputs before passing it).
+    pub object_bytes_target: u64,
+    /// Index entries one job merges at most (bounds its reads and its commands).
+    pub inputs_per_job_max: usize,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            object_bytes_target: 32 * 1024 * 1024,
+            inputs_per_job_max: 10_000,
+        }
+    }
+}
+
+/// One partition's run of index entries to merge: contiguous in offsets, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactionRange {
+    pub tp: TopicPartition,
+    pub entries: Vec<IndexEntry>,
+}
+
+impl CompactionRange {
+    fn bytes(&self) -> u64 {
+        self.entries.iter().map(|entry| entry.byte_len).sum()
+    }
+}
+
+/// Why a job failed. Nothing was swapped; the next round plans again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompactionError {
+    #[error("reading {key}: {source}")]
+    Read { key: String, source: StoreError },
+    #[error("input {key} bytes {byte_start}..{byte_end} for {tp}: {reason}")]
+    CorruptInput {
+        key: String,
+        tp: TopicPartition,
+        byte_start: u64,
+        byte_end: u64,
+        reason: String,
+    },
+    #[error("laying out the compacted object: {0}")]
+    Encode(#[from] crate::format::EncodeError),
+    #[error("writing {key}: {source}")]
+    Write { key: String, source: StoreError },
+}
+
+impl MetadataState {
+    /// The next job: per partition (topics by name, partitions in order) the oldest run of at
+    /// least two consecutive entries each under half the target size, as long as the job stays
+    /// within the target size and the input limit. Empty when nothing is worth merging. Pure.
+    pub fn compaction_plan(&self, config: &CompactionConfig) -> Vec<CompactionRange> {
+        let small = config.object_bytes_target / 2;
+        let mut job = Vec::new();
+        let (mut job_bytes, mut job_inputs) = (0u64, 0usize);
+        for (_, topic_id) in self.topics() {
+            let Some(topic) = self.topic(topic_id) else {
+                continue;
+            };
+            for (partition, state) in topic.partitions().iter().enumerate() {
+                let room_bytes = config.object_bytes_target.saturating_sub(job_bytes);
+                let room_inputs = config.inputs_per_job_max.saturating_sub(job_inputs);
+                let run = oldest_small_run(state.index().iter(), small, room_bytes, room_inputs);
+                if run.len() < 2 {
+                    continue;
+                }
+                let range = CompactionRange {
+                    // Bounded by PARTITIONS_PER_TOPIC_MAX, which fits an i32.
+                    tp: TopicPartition::new(topic_id, i32::try_from(partition).unwrap_or(i32::MAX)),
+                    entries: run,
+                };
+                job_bytes += range.bytes();
+                job_inputs += range.entries.len();
+                job.push(range);
+                if job_inputs >= config.inputs_per_job_max || job_bytes >= small {
+                    return job;
+                }
+            }
+        }
+        job
+    }
+}
+
+/// The first run of consecutive entries under `small` bytes each, cut before it passes
+/// `room_bytes` or `room_inputs`.
+fn oldest_small_run<'a>(
+    entries: impl Iterator<Item = &'a IndexEntry>,
+    small: u64,
+    room_bytes: u64,
+    room_inputs: usize,
+) -> Vec<IndexEntry> {
+    let mut run: Vec<IndexEntry> = Vec::new();
+    let mut bytes = 0u64;
+    for entry in entries {
+        let fits = entry.byte_len < small
+            && bytes.saturating_add(entry.byte_len) <= room_bytes
+            && run.len() < room_inputs;
+        if fits {
+            bytes += entry.byte_len;
+            run.push(*entry);
+        } else if run.len() >= 2 || entry.byte_len < small {
+            // A run worth merging ends here (full, or the job is); or a small entry that does not
+            // fit any more ends the search too.
+            break;
+        } else {
+            // A large entry: a run must be consecutive, start again after it.
+            run.clear();
+            bytes = 0;
+        }
+    }
+    run
+}
+
+/// What [`build_compacted_object`] wrote and the swap that puts it in service.
+#[derive(Debug)]
+pub struct CompactedObject {
+    pub id: LogSeq,
+    pub key: String,
+    pub bytes: u64,
+    /// Source objects read (one GET each).
+    pub objects_read: usize,
+    /// Bytes read from them.
+    pub bytes_read: u64,
+    /// One `ReplaceIndexRange` per range, in plan order.
+    pub swap: Vec<Command>,
+}
+
+/// Reads the job's inputs, checks them, writes the merged object create-only at `id`'s key and
+/// returns the swap commands. Nothing is changed in the metadata: the caller appends the swap.
+pub async fn build_compacted_object(
+    store: &dyn ObjectStorage,
+    job: &[CompactionRange],
+    id: LogSeq,
+    writer_epoch: u64,
+    created_at_ms: i64,
+) -> Result<CompactedObject, CompactionError> {
+    // One GET per source object, over the span of every range the job needs from it.
+    let mut spans: BTreeMap<LogSeq, (u64, u64)> = BTreeMap::new();
+    for entry in job.iter().flat_map(|range| range.entries.iter()) {
+        let end = entry.byte_start.saturating_add(entry.byte_len);
+        spans
+            .entry(entry.seq)
+            .and_modify(|(start, stop)| {
+                *start = (*start).min(entry.byte_start);
+                *stop = (*stop).max(end);
+            })
+            .or_insert((entry.byte_start, end));
+    }
+    let mut sources: BTreeMap<LogSeq, (u64, Bytes)> = BTreeMap::new();
+    let mut bytes_read = 0u64;
+    for (seq, (start, end)) in &spans {
+        let key = object_key(*seq);
+        let bytes = store
+            .get_range(&key, *start..*end)
+            .await
+            .map_err(|source| CompactionError::Read { key, source })?;
+        bytes_read += bytes.len() as u64;
+        sources.insert(*seq, (*start, bytes));
+    }
+
+    let mut builder = ObjectBuilder::new(EntryHeader {
+        seq: id,
+        writer_epoch,
+        prev_seq: None,
+        entry_nonce: id.0,
+        kind: EntryKind::Data,
+        created_at_ms,
+    });
+    for range in job {
+        for entry in &range.entries {
+            for (header, batch) in entry_batches(&sources, range.tp, entry)? {
+                builder.push_batch(range.tp, &header, batch)?;
+            }
+        }
+    }
+    let object = builder.finish()?;
+    let mut swap = Vec::with_capacity(job.len());
+    for (range, segment) in job.iter().zip(object.segments()) {
+        let (Some(first), Some(last)) = (range.entries.first(), range.entries.last()) else {
+            continue;
+        };
+        debug_assert_eq!(
+            segment.tp, range.tp,
+            "segments follow the order batches were pushed"
+        );
+        swap.push(Command::ReplaceIndexRange {
+            swap: Box::new(IndexRangeSwap {
+                tp: range.tp,
+                base_offset: first.base_offset,
+                end_offset: last.end_offset,
+                object: id,
+                byte_start: segment.byte_start,
+                byte_len: segment.byte_len,
+                max_timestamp: range
+                    .entries
+                    .iter()
+                    .map(|entry| entry.max_timestamp)
+                    .max()
+                    .unwrap_or(i64::MIN),
+            }),
+        });
+    }
+    let key = object_key(id);
+    let bytes = object.len();
+    store
+        .put_create(&key, object.into_chunks())
+        .await
+        .map_err(|source| CompactionError::Write {
+            key: key.clone(),
+            source,
+        })?;
+    Ok(CompactedObject {
+        id,
+        key,
+        bytes,
+        objects_read: spans.len(),
+        bytes_read,
+        swap,
+    })
+}
+
+/// The batches of one index entry, checked: valid headers and CRCs, and offsets that fill the
+/// entry exactly (a shorter or longer run would shift every later offset).
+fn entry_batches(
+    sources: &BTreeMap<LogSeq, (u64, Bytes)>,
+    tp: TopicPartition,
+    entry: &IndexEntry,
+) -> Result<Vec<(crate::batch::BatchHeader, Bytes)>, CompactionError> {
+    let key = object_key(entry.seq);
+    let byte_end = entry.byte_start.saturating_add(entry.byte_len);
+    let corrupt = |reason: String| CompactionError::CorruptInput {
+        key: key.clone(),
+        tp,
+        byte_start: entry.byte_start,
+        byte_end,
+        reason,
+    };
+    let (span_start, span) = sources
+        .get(&entry.seq)
+        .ok_or_else(|| corrupt("source not read".to_owned()))?;
+    let from = usize::try_from(entry.byte_start - span_start).unwrap_or(usize::MAX);
+    let to = from.saturating_add(usize::try_from(entry.byte_len).unwrap_or(usize::MAX));
+    if to > span.len() {
+        return Err(corrupt(format!(
+            "object is shorter ({} bytes read)",
+            span.len()
+        )));
+    }
+    let batches = split_batches(span.slice(from..to), usize::MAX)
+        .map_err(|error| corrupt(error.to_string()))?;
+    let offsets: u64 = batches
+        .iter()
+        .map(|(header, _)| header.offset_count())
+        .sum();
+    if offsets != entry.end_offset - entry.base_offset {
+        return Err(corrupt(format!(
+            "batches hold {offsets} offsets, the index entry {}",
+            entry.end_offset - entry.base_offset
+        )));
+    }
+    Ok(batches)
+}
