@@ -1,5 +1,6 @@
 //! Kafka record batch (magic 2) headers: parsed and CRC-checked, never decoded past the header and
-//! never re-encoded.
+//! never re-encoded. The one exception is a header patch, not a re-encoding: a LogAppendTime topic's
+//! batches get the broker's timestamp in two header fields and a new CRC ([`with_log_append_time`]).
 //!
 //! The write path's promise is that the bytes a producer sent are the bytes we upload (DESIGN.md,
 //! invariant 6). So this module reads only the fixed 61-byte header that the rest of the engine needs
@@ -32,9 +33,13 @@
 
 mod builder;
 mod header;
+mod timestamp;
 
 pub use builder::{BatchBuilder, RecordSpec};
 pub use header::{BatchHeader, Compression, TimestampType};
+pub use timestamp::{
+    NO_TIMESTAMP, apply_topic_timestamp_type, with_log_append_time, with_max_timestamp,
+};
 
 use bytes::Bytes;
 
@@ -85,6 +90,10 @@ pub enum BatchError {
     /// Compression codec 5..=7 in the attributes.
     #[error("record batch uses unknown compression codec {codec}")]
     UnknownCompression { codec: u8 },
+    /// The producer set the LogAppendTime bit where Kafka refuses it (INVALID_TIMESTAMP): on a
+    /// LogAppendTime topic, or without a timestamp. The broker sets that type, not the producer.
+    #[error("record batch has timestamp type LogAppendTime, which only the broker may set")]
+    LogAppendTimeFromProducer,
 }
 
 /// Checks that `batch` is exactly one well-formed v2 record batch whose CRC-32C matches, and
