@@ -9,12 +9,14 @@ mod groups;
 mod hgrm;
 mod markdown;
 mod plot;
+mod plot_time;
 mod process;
 mod proxy;
 mod replay;
 mod report;
 mod runner;
 mod scenario;
+mod soak;
 mod targets;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ use crate::targets::{Env, StartError};
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark Sluice, Apache Kafka and Tansu on loopback")]
 struct Args {
-    /// fraud, throughput, partitions, replay or groups.
+    /// fraud, throughput, partitions, replay, groups or soak.
     #[arg(long)]
     scenario: String,
     /// Output directory for report.json, report.md, plots and raw load-generator output.
@@ -95,7 +97,7 @@ fn run() -> anyhow::Result<i32> {
     let args = Args::parse();
     let scenario = Scenario::parse(&args.scenario).with_context(|| {
         format!(
-            "unknown scenario {:?} (fraud, throughput, partitions, replay, groups)",
+            "unknown scenario {:?} (fraud, throughput, partitions, replay, groups, soak)",
             args.scenario
         )
     })?;
@@ -131,6 +133,11 @@ fn run() -> anyhow::Result<i32> {
         work_dir: work.path().to_owned(),
         external_store: args.store.clone(),
         runtime: runtime.handle().clone(),
+        agent_env: if scenario == Scenario::Soak {
+            soak::agent_env(&soak::Plan::new(args.quick))
+        } else {
+            Vec::new()
+        },
     };
     if scenario == Scenario::Groups {
         // Simulated group members, not the load generator: its own driver and report.
@@ -141,6 +148,9 @@ fn run() -> anyhow::Result<i32> {
         args.binaries.as_ref(),
         "sluice-loadgen",
     );
+    if scenario == Scenario::Soak {
+        return soak::run(&env, &target_names, args.quick, &loadgen, &out);
+    }
     let load_at_start = load_average();
     let mut rows = Vec::new();
     let mut findings = Vec::new();
@@ -337,6 +347,7 @@ mod tests {
             work_dir: work.path().to_owned(),
             external_store: None,
             runtime: runtime.handle().clone(),
+            agent_env: Vec::new(),
         };
         let loadgen = work.path().join("no-such-loadgen");
         let mut rows = Vec::new();

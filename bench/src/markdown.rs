@@ -56,6 +56,18 @@ fn headline(row: &Row) -> String {
     )
 }
 
+/// The headline table of load-generator rows: throughput, latencies, store calls, CPU.
+pub fn headline_table(rows: &[&Row]) -> String {
+    let mut out = String::from(
+        "| target | throughput | produce p50 / p99 / p99.9 / max (ms) | end-to-end p50 / p99 / p99.9 / max (ms) \
+         | PUT/s | GET/s | PUT/GB | GET/GB | CPU s/GB |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        out.push_str(&headline(row));
+    }
+    out
+}
+
 /// The `replay` scenario's reads, one line each (empty when there are none).
 fn replay_table(report: &Report) -> String {
     let reads: Vec<&Row> = report
@@ -146,13 +158,12 @@ pub fn render(report: &Report) -> String {
         "Command: `{}`  \nMachine: {}\n",
         report.command, report.machine
     );
-    out.push_str(
-        "| target | throughput | produce p50 / p99 / p99.9 / max (ms) | end-to-end p50 / p99 / p99.9 / max (ms) \
-         | PUT/s | GET/s | PUT/GB | GET/GB | CPU s/GB |\n|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for row in report.rows.iter().filter(|row| row.replay.is_none()) {
-        out.push_str(&headline(row));
-    }
+    let produced: Vec<&Row> = report
+        .rows
+        .iter()
+        .filter(|row| row.replay.is_none())
+        .collect();
+    out.push_str(&headline_table(&produced));
     out.push_str(&replay_table(report));
     for finding in &report.findings {
         let _ = writeln!(out, "\n**{finding}**");

@@ -10,15 +10,15 @@ use std::fmt::Write as _;
 
 use crate::hgrm::Point;
 
-const WIDTH: f64 = 900.0;
-const HEIGHT: f64 = 520.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 220.0;
-const TOP: f64 = 50.0;
-const BOTTOM: f64 = 60.0;
+pub const WIDTH: f64 = 900.0;
+pub const HEIGHT: f64 = 520.0;
+pub const LEFT: f64 = 80.0;
+pub const RIGHT: f64 = 220.0;
+pub const TOP: f64 = 50.0;
+pub const BOTTOM: f64 = 60.0;
 /// Rightmost x: 99.999 %.
 const X_DECADES: f64 = 5.0;
-const COLOURS: [&str; 6] = [
+pub const COLOURS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
 
@@ -27,7 +27,7 @@ fn x_decades(percentile: f64) -> f64 {
     (-tail.log10()).clamp(0.0, X_DECADES)
 }
 
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -354,8 +354,13 @@ pub fn build_replay_row(
 /// that were not verified. The step that ended a ladder is expected to fall short and is not a
 /// failure; a step that held is.
 pub fn failures(report: &Report) -> Vec<String> {
+    row_failures(&report.rows)
+}
+
+/// [`failures`] of a list of rows (the `soak` scenario has its own report around them).
+pub fn row_failures(rows: &[Row]) -> Vec<String> {
     let mut failures = Vec::new();
-    for row in &report.rows {
+    for row in rows {
         if row.status != Status::Ran {
             failures.push(format!("{}: {:?}", row.target, row.status));
             continue;

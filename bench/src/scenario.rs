@@ -18,6 +18,8 @@ pub enum Scenario {
     Replay,
     /// Consumer groups; driven by `crate::groups`, not by load-generator steps.
     Groups,
+    /// The fraud load for a long time under short retention; driven by `crate::soak`.
+    Soak,
 }
 
 impl Scenario {
@@ -28,6 +30,7 @@ impl Scenario {
             "partitions" => Some(Scenario::Partitions),
             "replay" => Some(Scenario::Replay),
             "groups" => Some(Scenario::Groups),
+            "soak" => Some(Scenario::Soak),
             _ => None,
         }
     }
@@ -39,23 +42,13 @@ impl Scenario {
             Scenario::Partitions => "partitions",
             Scenario::Replay => "replay",
             Scenario::Groups => "groups",
+            Scenario::Soak => "soak",
         }
     }
 
     /// The load-generator runs, in order; `Err` explains a scenario the harness cannot run yet.
     pub fn steps(self, quick: bool) -> Result<Vec<Load>, String> {
-        let (duration_s, warmup_s) = if quick { (15, 5) } else { (60, 10) };
-        let fraud = Load {
-            partitions: 12,
-            records_per_sec: Some(5_000),
-            mb_per_sec: None,
-            record_bytes: 1024,
-            linger_ms: 5,
-            duration_s,
-            warmup_s,
-            consumers: 1,
-            drain_timeout_s: DRAIN_TIMEOUT_S,
-        };
+        let fraud = fraud_load(quick);
         match self {
             Scenario::Fraud => Ok(vec![fraud]),
             Scenario::Throughput => {
@@ -90,7 +83,28 @@ impl Scenario {
             Scenario::Groups => {
                 Err("runs simulated group members, not load-generator steps".to_owned())
             }
+            Scenario::Soak => {
+                Err("two long load-generator runs with samples and restarts, not steps".to_owned())
+            }
         }
+    }
+}
+
+/// The `fraud` scenario's load: 1 KiB records at 5,000 records/s on 12 partitions, acks=all,
+/// linger 5 ms, one consumer; 60 s after 10 s of warm-up (quick: 15 s after 5 s). `soak` runs
+/// the same load for longer.
+pub fn fraud_load(quick: bool) -> Load {
+    let (duration_s, warmup_s) = if quick { (15, 5) } else { (60, 10) };
+    Load {
+        partitions: 12,
+        records_per_sec: Some(5_000),
+        mb_per_sec: None,
+        record_bytes: 1024,
+        linger_ms: 5,
+        duration_s,
+        warmup_s,
+        consumers: 1,
+        drain_timeout_s: DRAIN_TIMEOUT_S,
     }
 }
 

@@ -36,8 +36,8 @@ pub struct Running {
     pub address: SocketAddr,
     pub bootstrap: String,
     pub proxy: Option<S3Proxy>,
-    /// Only held: the S3 server must outlive the broker that writes to it.
-    #[expect(dead_code, reason = "held for its Drop, after the broker's")]
+    /// Held so that it outlives the broker that writes to it (dropped after it); the `soak`
+    /// scenario also lists its files.
     pub server: Option<S3TestServer>,
     pub settings: Map<String, Value>,
     /// Why there are no store counts, if there are none.
@@ -52,7 +52,21 @@ impl Running {
         self.broker = self.launch.spawn()?;
         self.broker.wait_listening(self.address, START_LIMIT)
     }
+
+    /// The directory holding a Sluice target's objects on the loopback S3 server
+    /// (`<data dir>/<bucket>/<prefix>`); `None` for targets without one.
+    pub fn sluice_bucket_dir(&self) -> Option<PathBuf> {
+        self.server.as_ref().map(|server| {
+            server
+                .data_dir()
+                .join(server.bucket())
+                .join(SLUICE_STORE_PREFIX)
+        })
+    }
 }
+
+/// The key prefix Sluice targets use on the loopback S3 server.
+pub const SLUICE_STORE_PREFIX: &str = "bench";
 
 /// "release build", "debug build" or the path: which build of a binary a row measured.
 pub fn build_label(binary: &Path) -> String {
@@ -75,6 +89,8 @@ pub struct Env {
     pub work_dir: PathBuf,
     pub external_store: Option<String>,
     pub runtime: tokio::runtime::Handle,
+    /// Extra environment for every `sluice` agent started (`SLUICE_*` settings, `SLUICE_LOG`).
+    pub agent_env: Vec<(String, String)>,
 }
 
 /// Why a target did not start: not installed (a hint to install it) or failed.
@@ -147,6 +163,9 @@ fn start_sluice(
     // wait for more members, so both brokers' groups settle alike.
     .arg("--group-initial-rebalance-delay-ms")
     .arg("0");
+    let launch = env.agent_env.iter().fold(launch, |launch, (key, value)| {
+        launch.env(key, value.as_str())
+    });
     let mut broker = launch.spawn()?;
     let address: SocketAddr = ([127, 0, 0, 1], port).into();
     broker.wait_listening(address, START_LIMIT)?;
@@ -166,7 +185,7 @@ fn start_sluice_local(
         Some(server.data_dir().to_owned()),
     ))?;
     let store_url = server
-        .store_url("bench")
+        .store_url(SLUICE_STORE_PREFIX)
         .replace(&server.endpoint(), &proxy.endpoint());
     let (broker, launch, address) = start_sluice(env, name, &store_url)?;
     let mut settings = Map::new();

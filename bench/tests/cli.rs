@@ -52,3 +52,27 @@ fn unknown_scenarios_and_targets_are_refused() {
         assert!(!output.status.success(), "{args:?} accepted");
     }
 }
+
+#[test]
+fn a_soak_whose_agent_cannot_start_is_reported_and_fails_the_run() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(["--scenario", "soak", "--quick", "--targets", "sluice,kafka"])
+        .args(["--sluice-bin", "/nonexistent/sluice", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("FAILED: sluice"), "{stderr}");
+    assert!(stderr.contains("FAILED: kafka"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["scenario"], "soak");
+    assert_eq!(report["targets"][0]["status"]["state"], "not_installed");
+    assert_eq!(report["targets"][1]["status"]["state"], "not_implemented");
+    assert!(out.path().join("report.md").exists());
+    assert!(out.path().join("soak-rss.svg").exists());
+}

@@ -17,7 +17,7 @@ mod member;
 mod report;
 mod sched;
 mod stats;
-mod wire;
+pub(crate) mod wire;
 
 use std::path::Path;
 use std::sync::Arc;

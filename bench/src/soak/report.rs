@@ -1,0 +1,571 @@
+//! The soak's report: `report.json` (every sample, verdict and restart), `report.md`, and one
+//! SVG over time per quantity. Rendering is pure; `write` does the file I/O.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::Plan;
+use super::parse::LogOpenLine;
+use super::sample::Sample;
+use super::verdict::{Verdict, figure, judge};
+use crate::plot_time::{Line, over_time};
+use crate::report::{Row, Status};
+
+const MIB: f64 = 1_048_576.0;
+const MB: f64 = 1e6;
+/// Recovery times within this ratio of each other, or this close, are "not growing".
+const RECOVERY_RATIO_MAX: f64 = 1.10;
+const RECOVERY_SLACK_S: f64 = 0.1;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SoakReport {
+    pub scenario: String,
+    pub quick: bool,
+    pub command: String,
+    pub started_at_unix_ms: u64,
+    pub machine: String,
+    pub settings: Map<String, Value>,
+    pub targets: Vec<SoakTarget>,
+}
+
+/// One target's soak.
+#[derive(Clone, Debug, Serialize)]
+pub struct SoakTarget {
+    pub target: String,
+    pub status: Status,
+    pub settings: Map<String, Value>,
+    /// The two load-generator runs (before and after the mid-run restart).
+    pub rows: Vec<Row>,
+    pub samples: Vec<Sample>,
+    pub verdicts: Vec<Verdict>,
+    pub recoveries: Vec<Recovery>,
+    /// Whether recovery grew from the mid-run restart to the final one.
+    pub recovery_finding: Option<String>,
+    pub notes: Vec<String>,
+}
+
+/// One restart on the same bucket, with the state it recovered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Recovery {
+    /// `mid-run` or `end`.
+    pub kind: String,
+    /// Run seconds when the agent was stopped.
+    pub at_s: f64,
+    pub index_entries: Option<u64>,
+    pub bucket_objects: u64,
+    pub bucket_bytes: u64,
+    pub newest_checkpoint_bytes: Option<u64>,
+    pub rss_before_bytes: Option<u64>,
+    /// SIGTERM until the process exited.
+    pub stop_s: f64,
+    /// Process start until the "metadata log open" line: the line's own timestamp against the
+    /// wall clock just before the process was spawned.
+    pub log_open_s: Option<f64>,
+    /// Process start until a Metadata request named a leader for every partition of the topic.
+    pub serving_s: Option<f64>,
+    pub log_open: Option<LogOpenLine>,
+    pub rss_after_bytes: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl Recovery {
+    /// A restart about to happen, with the state the last sample saw.
+    pub fn before(kind: &str, sample: &Sample) -> Recovery {
+        Recovery {
+            kind: kind.to_owned(),
+            at_s: sample.t_s,
+            index_entries: sample.housekeeping.map(|line| line.index_entries),
+            bucket_objects: sample.bucket_objects(),
+            bucket_bytes: sample.bucket_bytes(),
+            newest_checkpoint_bytes: sample.newest_checkpoint_bytes,
+            rss_before_bytes: sample.rss_bytes,
+            ..Recovery::default()
+        }
+    }
+}
+
+/// A quantity sampled over time: its name, unit, plot file and how to read it from a sample.
+struct Series {
+    name: &'static str,
+    unit: &'static str,
+    value: fn(&Sample) -> Option<f64>,
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "sizes and counts far below 2^52"
+)]
+fn as_f64(value: u64) -> f64 {
+    value as f64
+}
+
+const RSS: Series = Series {
+    name: "agent RSS",
+    unit: "MiB",
+    value: |s| s.rss_bytes.map(|bytes| as_f64(bytes) / MIB),
+};
+const INDEX_ENTRIES: Series = Series {
+    name: "index entries",
+    unit: "entries",
+    value: |s| s.housekeeping.map(|line| as_f64(line.index_entries)),
+};
+const LOG_OBJECTS: Series = Series {
+    name: "log/ objects",
+    unit: "objects",
+    value: |s| Some(as_f64(s.log_objects)),
+};
+const COMPACTED_OBJECTS: Series = Series {
+    name: "compacted/ objects",
+    unit: "objects",
+    value: |s| Some(as_f64(s.compacted_objects)),
+};
+const BUCKET_OBJECTS: Series = Series {
+    name: "bucket objects",
+    unit: "objects",
+    value: |s| Some(as_f64(s.bucket_objects())),
+};
+const COMPACTED_BYTES: Series = Series {
+    name: "compacted/ bytes",
+    unit: "MB",
+    value: |s| Some(as_f64(s.compacted_bytes) / MB),
+};
+const CHECKPOINT_OBJECTS: Series = Series {
+    name: "checkpoint/ objects",
+    unit: "objects",
+    value: |s| Some(as_f64(s.checkpoint_objects)),
+};
+const LOG_BYTES: Series = Series {
+    name: "log/ bytes",
+    unit: "MB",
+    value: |s| Some(as_f64(s.log_bytes) / MB),
+};
+const CHECKPOINT_BYTES: Series = Series {
+    name: "checkpoint/ bytes",
+    unit: "MB",
+    value: |s| Some(as_f64(s.checkpoint_bytes) / MB),
+};
+const BUCKET_BYTES: Series = Series {
+    name: "bucket bytes",
+    unit: "MB",
+    value: |s| Some(as_f64(s.bucket_bytes()) / MB),
+};
+const CHECKPOINT_SIZE: Series = Series {
+    name: "newest checkpoint",
+    unit: "kB",
+    value: |s| s.newest_checkpoint_bytes.map(|bytes| as_f64(bytes) / 1e3),
+};
+const CHECKPOINT_RATE: Series = Series {
+    name: "checkpoint bytes written",
+    unit: "kB/s",
+    value: |s| s.checkpoint_bytes_per_sec.map(|rate| rate / 1e3),
+};
+const ACKED: Series = Series {
+    name: "records acknowledged",
+    unit: "records/s",
+    value: |s| s.acked_per_sec,
+};
+const PRODUCE_P99: Series = Series {
+    name: "produce P99",
+    unit: "ms",
+    value: |s| s.produce_p99_ms_max,
+};
+const END_TO_END_P99: Series = Series {
+    name: "end-to-end P99",
+    unit: "ms",
+    value: |s| s.end_to_end_p99_ms_max,
+};
+
+/// The series judged for flatness, in report order.
+const JUDGED: [&Series; 14] = [
+    &RSS,
+    &INDEX_ENTRIES,
+    &BUCKET_OBJECTS,
+    &LOG_OBJECTS,
+    &COMPACTED_OBJECTS,
+    &CHECKPOINT_OBJECTS,
+    &BUCKET_BYTES,
+    &LOG_BYTES,
+    &COMPACTED_BYTES,
+    &CHECKPOINT_SIZE,
+    &CHECKPOINT_RATE,
+    &ACKED,
+    &PRODUCE_P99,
+    &END_TO_END_P99,
+];
+
+/// The plots: file, title, y axis, series.
+const PLOTS: [(&str, &str, &str, &[&Series]); 6] = [
+    ("soak-rss.svg", "agent RSS", "MiB", &[&RSS]),
+    (
+        "soak-index-entries.svg",
+        "index entries (housekeeping log line)",
+        "entries",
+        &[&INDEX_ENTRIES],
+    ),
+    (
+        "soak-objects.svg",
+        "objects in the bucket",
+        "objects",
+        &[
+            &BUCKET_OBJECTS,
+            &LOG_OBJECTS,
+            &COMPACTED_OBJECTS,
+            &CHECKPOINT_OBJECTS,
+        ],
+    ),
+    (
+        "soak-bucket-bytes.svg",
+        "bytes in the bucket",
+        "MB (10^6 bytes)",
+        &[
+            &BUCKET_BYTES,
+            &LOG_BYTES,
+            &COMPACTED_BYTES,
+            &CHECKPOINT_BYTES,
+        ],
+    ),
+    (
+        "soak-checkpoint-bytes-per-sec.svg",
+        "checkpoint bytes written per second",
+        "kB/s",
+        &[&CHECKPOINT_RATE],
+    ),
+    (
+        "soak-p99.svg",
+        "latency: highest per-second P99 in each sample",
+        "ms",
+        &[&PRODUCE_P99, &END_TO_END_P99],
+    ),
+];
+
+fn points(samples: &[Sample], series: &Series) -> Vec<(f64, f64)> {
+    samples
+        .iter()
+        .filter_map(|sample| (series.value)(sample).map(|value| (sample.t_s, value)))
+        .collect()
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl SoakTarget {
+    pub fn new(target: &str, settings: Map<String, Value>) -> SoakTarget {
+        SoakTarget {
+            target: target.to_owned(),
+            status: Status::Ran,
+            settings,
+            rows: Vec::new(),
+            samples: Vec::new(),
+            verdicts: Vec::new(),
+            recoveries: Vec::new(),
+            recovery_finding: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Draws the verdicts and the recovery finding from the samples and restarts.
+    pub fn finish(&mut self, plan: &Plan) {
+        self.verdicts = JUDGED
+            .iter()
+            .map(|series| {
+                judge(
+                    series.name,
+                    series.unit,
+                    &points(&self.samples, series),
+                    plan.verdict_from_s(),
+                )
+            })
+            .collect();
+        self.recovery_finding = recovery_finding(&self.recoveries);
+    }
+}
+
+/// Compares the first and the last restart's time to serving.
+pub fn recovery_finding(recoveries: &[Recovery]) -> Option<String> {
+    let (first, last) = (recoveries.first()?, recoveries.last()?);
+    if recoveries.len() < 2 {
+        return None;
+    }
+    let (a, b) = (first.serving_s?, last.serving_s?);
+    let growing = b > a * RECOVERY_RATIO_MAX && b - a > RECOVERY_SLACK_S;
+    let replayed = |recovery: &Recovery| {
+        recovery
+            .log_open
+            .as_ref()
+            .and_then(|open| open.entries_replayed)
+            .map_or_else(|| "?".to_owned(), |count| count.to_string())
+    };
+    Some(format!(
+        "recovery (process start → serving) {} s after {} s of run and {} s after {} s: {} \
+         ({} and {} log entries replayed after the checkpoint)",
+        figure(a),
+        figure(first.at_s),
+        figure(b),
+        figure(last.at_s),
+        if growing {
+            "**growing** with run time"
+        } else {
+            "not growing with run time"
+        },
+        replayed(first),
+        replayed(last),
+    ))
+}
+
+/// Why the run fails: a target that did not run, a load run that lost or failed records, a
+/// restart that did not come back.
+pub fn failures(report: &SoakReport) -> Vec<String> {
+    let mut failures = Vec::new();
+    for target in &report.targets {
+        if target.status != Status::Ran {
+            failures.push(format!("{}: {:?}", target.target, target.status));
+        }
+        failures.extend(crate::report::row_failures(&target.rows));
+        for recovery in &target.recoveries {
+            if let Some(error) = &recovery.error {
+                failures.push(format!(
+                    "{}: {} restart: {error}",
+                    target.target, recovery.kind
+                ));
+            }
+        }
+    }
+    failures.dedup();
+    failures
+}
+
+fn opt(value: Option<f64>) -> String {
+    value.map_or_else(|| "—".to_owned(), figure)
+}
+
+fn mib(bytes: Option<u64>) -> Option<f64> {
+    bytes.map(|bytes| as_f64(bytes) / MIB)
+}
+
+fn restarts_table(recoveries: &[Recovery]) -> String {
+    let mut out = String::from(
+        "| restart | at (s) | index entries | bucket objects | bucket MB | newest checkpoint kB \
+         | stop (s) | start → log open (s) | start → serving (s) | from checkpoint, entries replayed \
+         | RSS before → after (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for recovery in recoveries {
+        let open = recovery.log_open.as_ref();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} → {} |",
+            recovery.kind,
+            figure(recovery.at_s),
+            recovery
+                .index_entries
+                .map_or_else(|| "—".to_owned(), |count| count.to_string()),
+            recovery.bucket_objects,
+            figure(as_f64(recovery.bucket_bytes) / MB),
+            opt(recovery
+                .newest_checkpoint_bytes
+                .map(|bytes| as_f64(bytes) / 1e3)),
+            figure(recovery.stop_s),
+            opt(recovery.log_open_s),
+            recovery.serving_s.map_or_else(
+                || format!("**{}**", recovery.error.as_deref().unwrap_or("—")),
+                figure
+            ),
+            open.map_or_else(
+                || "—".to_owned(),
+                |open| format!(
+                    "{}, {}",
+                    open.checkpoint_seq
+                        .map_or_else(|| "none".to_owned(), |seq| seq.to_string()),
+                    open.entries_replayed
+                        .map_or_else(|| "?".to_owned(), |count| count.to_string())
+                )
+            ),
+            opt(mib(recovery.rss_before_bytes)),
+            opt(mib(recovery.rss_after_bytes)),
+        );
+    }
+    out
+}
+
+/// At most about `rows_max` samples, evenly strided, the last one always included.
+fn strided(samples: &[Sample], rows_max: usize) -> Vec<&Sample> {
+    let stride = samples.len().div_ceil(rows_max.max(1)).max(1);
+    let mut picked: Vec<&Sample> = samples.iter().step_by(stride).collect();
+    if let Some(last) = samples.last()
+        && picked
+            .last()
+            .is_none_or(|sample| !std::ptr::eq(*sample, last))
+    {
+        picked.push(last);
+    }
+    picked
+}
+
+fn samples_table(samples: &[Sample]) -> String {
+    let mut out = String::from(
+        "| t (s) | agent run | RSS (MiB) | index entries | log/ objects | compacted/ objects \
+         | checkpoint/ objects | bucket MB | newest checkpoint kB | checkpoint kB/s | records/s \
+         | produce P99 (ms) | end-to-end P99 (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for sample in strided(samples, 60) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            figure(sample.t_s),
+            sample.agent_run,
+            opt((RSS.value)(sample)),
+            sample
+                .housekeeping
+                .map_or_else(|| "—".to_owned(), |line| line.index_entries.to_string()),
+            sample.log_objects,
+            sample.compacted_objects,
+            sample.checkpoint_objects,
+            opt((BUCKET_BYTES.value)(sample)),
+            opt((CHECKPOINT_SIZE.value)(sample)),
+            opt((CHECKPOINT_RATE.value)(sample)),
+            opt(sample.acked_per_sec),
+            opt(sample.produce_p99_ms_max),
+            opt(sample.end_to_end_p99_ms_max),
+        );
+    }
+    out
+}
+
+/// Renders the report as Markdown.
+pub fn render(report: &SoakReport, plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# sluice-bench: scenario `soak`{}\n",
+        if report.quick { " (quick)" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "Command: `{}`  \nMachine: {}\n",
+        report.command, report.machine
+    );
+    let _ = writeln!(
+        out,
+        "The fraud load for {} s on a topic with `retention.ms` = {} ms, retention checked every {} ms, \
+         unneeded objects deleted after {} ms; the agent restarted on the same bucket at about {} s \
+         (between two load-generator runs) and at the end. Sampled every {} s. A series is **flat** \
+         when, over the last half of the run (from {} s, after the first retention period), its \
+         largest sample is within 10 % of its smallest.\n",
+        plan.duration_s,
+        plan.retention_ms,
+        plan.retention_check_interval_ms,
+        plan.segment_delete_delay_ms,
+        plan.restart_at_s,
+        plan.sample_interval.as_secs(),
+        figure(plan.verdict_from_s()),
+    );
+    let rows: Vec<&Row> = report
+        .targets
+        .iter()
+        .flat_map(|target| target.rows.iter())
+        .collect();
+    out.push_str(&crate::markdown::headline_table(&rows));
+    let plots: Vec<&str> = PLOTS.iter().map(|(file, ..)| *file).collect();
+    let _ = writeln!(out, "\nPlots: {}", plots.join(", "));
+    for target in &report.targets {
+        let _ = writeln!(out, "\n## {}\n", target.target);
+        let status = match &target.status {
+            Status::Ran => "ran".to_owned(),
+            other => format!("**{other:?}**"),
+        };
+        let _ = writeln!(out, "Status: {status}\n");
+        if !target.verdicts.is_empty() {
+            out.push_str("| series | after the first retention period |\n|---|---|\n");
+            for verdict in &target.verdicts {
+                let _ = writeln!(out, "| {} | {} |", verdict.series, verdict.text);
+            }
+        }
+        if !target.recoveries.is_empty() {
+            out.push_str("\nRestarts on the same bucket:\n\n");
+            out.push_str(&restarts_table(&target.recoveries));
+        }
+        if let Some(finding) = &target.recovery_finding {
+            let _ = writeln!(out, "\n**{finding}**");
+        }
+        if !target.samples.is_empty() {
+            out.push_str(
+                "\nSamples (P99s: the highest per-second P99 the load generator printed since \
+                 the previous sample, an upper bound of the sample window's P99):\n\n",
+            );
+            out.push_str(&samples_table(&target.samples));
+        }
+        for note in &target.notes {
+            let _ = writeln!(out, "\nNote: {note}");
+        }
+        let settings: Vec<String> = target
+            .settings
+            .iter()
+            .map(|(key, value)| format!("`{key}={value}`"))
+            .collect();
+        let _ = writeln!(out, "\nSettings: {}", settings.join(", "));
+    }
+    out
+}
+
+/// The plots' SVG documents: (file name, document).
+pub fn plots(report: &SoakReport, plan: &Plan) -> Vec<(String, String)> {
+    let several = report.targets.len() > 1;
+    PLOTS
+        .iter()
+        .map(|(file, title, y_axis, series)| {
+            let mut lines = Vec::new();
+            let mut markers = vec![
+                (
+                    as_f64(plan.retention_ms) / 1000.0,
+                    "retention.ms".to_owned(),
+                ),
+                (plan.verdict_from_s(), "verdict window".to_owned()),
+            ];
+            for target in &report.targets {
+                for recovery in target.recoveries.iter().filter(|r| r.kind == "mid-run") {
+                    markers.push((recovery.at_s, "restart".to_owned()));
+                }
+                for one in *series {
+                    let label = match (several, series.len() > 1) {
+                        (true, true) => format!("{}: {}", target.target, one.name),
+                        (true, false) => target.target.clone(),
+                        (false, _) => one.name.to_owned(),
+                    };
+                    lines.push(Line {
+                        label,
+                        points: points(&target.samples, one),
+                    });
+                }
+            }
+            let title = format!(
+                "soak{}: {title}",
+                if report.quick { " (quick)" } else { "" }
+            );
+            (
+                (*file).to_owned(),
+                over_time(&title, y_axis, &lines, &markers),
+            )
+        })
+        .collect()
+}
+
+pub fn write(report: &SoakReport, plan: &Plan, out: &Path) -> anyhow::Result<()> {
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    std::fs::write(out.join("report.md"), render(report, plan))?;
+    for (file, svg) in plots(report, plan) {
+        std::fs::write(out.join(file), svg)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "report_tests.rs"]
+mod tests;
