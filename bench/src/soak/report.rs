@@ -92,6 +92,8 @@ struct Series {
     name: &'static str,
     unit: &'static str,
     value: fn(&Sample) -> Option<f64>,
+    /// The smallest difference that means something (see `verdict::judge`).
+    resolution: f64,
 }
 
 #[expect(
@@ -106,76 +108,91 @@ const RSS: Series = Series {
     name: "agent RSS",
     unit: "MiB",
     value: |s| s.rss_bytes.map(|bytes| as_f64(bytes) / MIB),
+    resolution: 0.0,
 };
 const INDEX_ENTRIES: Series = Series {
     name: "index entries",
     unit: "entries",
     value: |s| s.housekeeping.map(|line| as_f64(line.index_entries)),
+    resolution: 0.0,
 };
 const LOG_OBJECTS: Series = Series {
     name: "log/ objects",
     unit: "objects",
     value: |s| Some(as_f64(s.log_objects)),
+    resolution: 1.0,
 };
 const COMPACTED_OBJECTS: Series = Series {
     name: "compacted/ objects",
     unit: "objects",
     value: |s| Some(as_f64(s.compacted_objects)),
+    resolution: 1.0,
 };
 const BUCKET_OBJECTS: Series = Series {
     name: "bucket objects",
     unit: "objects",
     value: |s| Some(as_f64(s.bucket_objects())),
+    resolution: 1.0,
 };
 const COMPACTED_BYTES: Series = Series {
     name: "compacted/ bytes",
     unit: "MB",
     value: |s| Some(as_f64(s.compacted_bytes) / MB),
+    resolution: 0.0,
 };
 const CHECKPOINT_OBJECTS: Series = Series {
     name: "checkpoint/ objects",
     unit: "objects",
     value: |s| Some(as_f64(s.checkpoint_objects)),
+    resolution: 1.0,
 };
 const LOG_BYTES: Series = Series {
     name: "log/ bytes",
     unit: "MB",
     value: |s| Some(as_f64(s.log_bytes) / MB),
+    resolution: 0.0,
 };
 const CHECKPOINT_BYTES: Series = Series {
     name: "checkpoint/ bytes",
     unit: "MB",
     value: |s| Some(as_f64(s.checkpoint_bytes) / MB),
+    resolution: 0.0,
 };
 const BUCKET_BYTES: Series = Series {
     name: "bucket bytes",
     unit: "MB",
     value: |s| Some(as_f64(s.bucket_bytes()) / MB),
+    resolution: 0.0,
 };
 const CHECKPOINT_SIZE: Series = Series {
     name: "newest checkpoint",
     unit: "kB",
     value: |s| s.newest_checkpoint_bytes.map(|bytes| as_f64(bytes) / 1e3),
+    resolution: 0.0,
 };
 const CHECKPOINT_RATE: Series = Series {
     name: "checkpoint bytes written",
     unit: "kB/s",
     value: |s| s.checkpoint_bytes_per_sec.map(|rate| rate / 1e3),
+    resolution: 0.0,
 };
 const ACKED: Series = Series {
     name: "records acknowledged",
     unit: "records/s",
     value: |s| s.acked_per_sec,
+    resolution: 0.0,
 };
 const PRODUCE_P99: Series = Series {
     name: "produce P99",
     unit: "ms",
     value: |s| s.produce_p99_ms_max,
+    resolution: 0.0,
 };
 const END_TO_END_P99: Series = Series {
     name: "end-to-end P99",
     unit: "ms",
     value: |s| s.end_to_end_p99_ms_max,
+    resolution: 0.0,
 };
 
 /// The series judged for flatness, in report order.
@@ -279,6 +296,7 @@ impl SoakTarget {
                     series.unit,
                     &points(&self.samples, series),
                     plan.verdict_from_s(),
+                    series.resolution,
                 )
             })
             .collect();

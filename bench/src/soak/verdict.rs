@@ -1,6 +1,7 @@
 //! Is a series flat once retention has had time to act? The rule: over the verdict window (the
 //! last half of the run, which starts after the first retention period), the largest sample is
-//! within [`FLAT_RATIO_MAX`] of the smallest. A series that is not flat is described instead: its
+//! within [`FLAT_RATIO_MAX`] of the smallest, or no more than the series' resolution above it (a
+//! count of three or four checkpoints differs by 33 % and by one object: flat). A series that is not flat is described instead: its
 //! mean in the window's first and second halves and its least-squares slope say whether it grows,
 //! falls, or only varies. Pure and unit-tested.
 
@@ -75,8 +76,16 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
     (spread > 0.0).then(|| covariance / spread)
 }
 
-/// The verdict on `points` (run seconds, value) over the samples at or after `from_s`.
-pub fn judge(series: &str, unit: &str, points: &[(f64, f64)], from_s: f64) -> Verdict {
+/// The verdict on `points` (run seconds, value) over the samples at or after `from_s`;
+/// `resolution` is the smallest difference that means something (1 for a count of objects, 0
+/// for a measurement).
+pub fn judge(
+    series: &str,
+    unit: &str,
+    points: &[(f64, f64)],
+    from_s: f64,
+    resolution: f64,
+) -> Verdict {
     let window: Vec<(f64, f64)> = points
         .iter()
         .copied()
@@ -97,7 +106,11 @@ pub fn judge(series: &str, unit: &str, points: &[(f64, f64)], from_s: f64) -> Ve
     let slope_per_min = slope(&window).map(|per_s| per_s * 60.0);
     let shape = if values.len() < SAMPLES_MIN {
         Shape::TooFewSamples
-    } else if max_over_min.is_some_and(|ratio| ratio <= FLAT_RATIO_MAX) {
+    } else if max_over_min.is_some_and(|ratio| ratio <= FLAT_RATIO_MAX)
+        || min
+            .zip(max)
+            .is_some_and(|(min, max)| max - min <= resolution)
+    {
         Shape::Flat
     } else {
         match (first_half_mean, second_half_mean) {
@@ -138,7 +151,13 @@ pub fn judge(series: &str, unit: &str, points: &[(f64, f64)], from_s: f64) -> Ve
         format!(", slope {} {unit}/min", figure(slope))
     });
     let text = match shape {
-        Shape::Flat => format!("flat over {span}: {range}"),
+        Shape::Flat if max_over_min.is_some_and(|ratio| ratio <= FLAT_RATIO_MAX) => {
+            format!("flat over {span}: {range}")
+        }
+        Shape::Flat => format!(
+            "flat over {span}: {range}, within {} {unit} of each other",
+            figure(resolution)
+        ),
         Shape::Growing => format!("**growing** over {span}: {halves}{per_min}; {range}"),
         Shape::Falling => format!("falling over {span}: {halves}{per_min}; {range}"),
         Shape::Varies => format!("not flat, no trend over {span}: {range}; {halves}"),
@@ -182,7 +201,7 @@ mod tests {
     fn within_ten_percent_is_flat_and_only_the_window_counts() {
         // A climb during the first retention period, then a plateau within 8 %.
         let points = series(&[0.0, 50.0, 90.0, 100.0, 104.0, 99.0, 107.0, 101.0, 103.0]);
-        let verdict = judge("rss", "MiB", &points, 30.0);
+        let verdict = judge("rss", "MiB", &points, 30.0, 0.0);
         assert_eq!(verdict.shape, Shape::Flat, "{}", verdict.text);
         assert_eq!(verdict.samples, 6);
         assert_eq!((verdict.min, verdict.max), (Some(99.0), Some(107.0)));
@@ -194,12 +213,12 @@ mod tests {
             verdict.text
         );
         // The same series judged from the start is not flat: it grows.
-        assert_eq!(judge("rss", "MiB", &points, 0.0).shape, Shape::Growing);
+        assert_eq!(judge("rss", "MiB", &points, 0.0, 0.0).shape, Shape::Growing);
     }
 
     #[test]
     fn eleven_percent_is_not_flat() {
-        let verdict = judge("x", "", &series(&[100.0, 111.0, 100.0, 111.0]), 0.0);
+        let verdict = judge("x", "", &series(&[100.0, 111.0, 100.0, 111.0]), 0.0, 0.0);
         assert_eq!(verdict.shape, Shape::Varies, "{}", verdict.text);
         assert!((verdict.max_over_min.unwrap() - 1.11).abs() < 1e-9);
         assert!(verdict.text.contains("no trend"), "{}", verdict.text);
@@ -209,10 +228,10 @@ mod tests {
     fn steady_growth_is_named_with_its_slope() {
         // +1 per 10 s sample = 6 per minute, from 100 to 107.
         let values: Vec<f64> = (0..8).map(|i| 100.0 + f64::from(i) * 1.0).collect();
-        let flat_enough = judge("index", "entries", &series(&values), 0.0);
+        let flat_enough = judge("index", "entries", &series(&values), 0.0, 0.0);
         assert_eq!(flat_enough.shape, Shape::Flat, "7 % is within the rule");
         let values: Vec<f64> = (0..8).map(|i| 100.0 + f64::from(i) * 10.0).collect();
-        let verdict = judge("index", "entries", &series(&values), 0.0);
+        let verdict = judge("index", "entries", &series(&values), 0.0, 0.0);
         assert_eq!(verdict.shape, Shape::Growing);
         assert!((verdict.slope_per_min.unwrap() - 60.0).abs() < 1e-9);
         assert!(verdict.text.contains("**growing**"), "{}", verdict.text);
@@ -227,26 +246,50 @@ mod tests {
             verdict.text
         );
         let falling: Vec<f64> = values.iter().rev().copied().collect();
-        assert_eq!(judge("x", "", &series(&falling), 0.0).shape, Shape::Falling);
+        assert_eq!(
+            judge("x", "", &series(&falling), 0.0, 0.0).shape,
+            Shape::Falling
+        );
     }
 
     #[test]
     fn zeros_and_short_windows() {
-        let zeros = judge("deletes", "/s", &series(&[0.0; 5]), 0.0);
+        let zeros = judge("deletes", "/s", &series(&[0.0; 5]), 0.0, 0.0);
         assert_eq!(zeros.shape, Shape::Flat);
         assert_eq!(zeros.max_over_min, Some(1.0));
-        let from_zero = judge("x", "", &series(&[0.0, 5.0, 0.0, 5.0]), 0.0);
+        let from_zero = judge("x", "", &series(&[0.0, 5.0, 0.0, 5.0]), 0.0, 0.0);
         assert_eq!(from_zero.max_over_min, None);
         assert_eq!(from_zero.shape, Shape::Varies);
         assert!(from_zero.text.contains("(min 0)"), "{}", from_zero.text);
-        let short = judge("x", "", &series(&[1.0, 1.0, 1.0]), 0.0);
+        let short = judge("x", "", &series(&[1.0, 1.0, 1.0]), 0.0, 0.0);
         assert_eq!(short.shape, Shape::TooFewSamples);
-        let none = judge("x", "", &[], 0.0);
+        let none = judge("x", "", &[], 0.0, 0.0);
         assert_eq!((none.shape, none.min), (Shape::TooFewSamples, None));
         assert_eq!(
-            judge("x", "", &series(&[1.0, f64::NAN, 1.0, 1.0, 1.0]), 0.0).samples,
+            judge("x", "", &series(&[1.0, f64::NAN, 1.0, 1.0, 1.0]), 0.0, 0.0).samples,
             4,
             "a missing value is not a sample"
+        );
+    }
+
+    #[test]
+    fn a_difference_within_the_resolution_is_flat() {
+        let counts = series(&[3.0, 4.0, 3.0, 4.0, 3.0, 4.0]);
+        let verdict = judge("checkpoints", "objects", &counts, 0.0, 1.0);
+        assert_eq!(verdict.shape, Shape::Flat);
+        assert!(
+            verdict.text.ends_with("within 1.00 objects of each other"),
+            "{}",
+            verdict.text
+        );
+        assert_eq!(
+            judge("checkpoints", "objects", &counts, 0.0, 0.0).shape,
+            Shape::Varies
+        );
+        let two_apart = series(&[3.0, 5.0, 3.0, 5.0]);
+        assert_ne!(
+            judge("checkpoints", "objects", &two_apart, 0.0, 1.0).shape,
+            Shape::Flat
         );
     }
 
