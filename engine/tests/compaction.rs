@@ -16,7 +16,7 @@ use common::log_harness::*;
 use sluice_engine::compact::{CompactionConfig, CompactionError, build_compacted_object};
 use sluice_engine::log::gc::{GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences};
 use sluice_engine::log::{EntryContent, LogConfig, MetadataLog, recover};
-use sluice_engine::metadata::{Command, Event, MetadataState};
+use sluice_engine::metadata::{Command, Event, MetadataState, RetentionDefaults};
 use sluice_engine::store::{
     ObjectStorage, S3TestServer, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store,
 };
@@ -46,6 +46,8 @@ fn config() -> LogConfig {
 const COMPACTION: CompactionConfig = CompactionConfig {
     object_bytes_target: 4 * 1024 * 1024,
     inputs_per_job_max: 10_000,
+    key_input_bytes_max: 64 * 1024 * 1024,
+    key_map_bytes_max: 1024 * 1024,
 };
 
 async fn append_with_checkpoints(run: &mut Run, log: &MetadataLog, entries: usize) {
@@ -65,7 +67,7 @@ async fn build(
     job: u32,
 ) -> Result<sluice_engine::compact::CompactedObject, CompactionError> {
     let (plan, epoch) =
-        log.with_state(|state| (state.compaction_plan(&COMPACTION), state.writer_epoch()));
+        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default()), state.writer_epoch()));
     assert!(!plan.is_empty());
     build_compacted_object(store, &plan, compacted_object_id(epoch, job), epoch, 0).await
 }
@@ -207,7 +209,7 @@ async fn a_job_killed_at_any_step_loses_nothing_and_leaves_nothing_uncollected()
 
     // Killed before the PUT: nothing was written, nothing changed.
     let (plan, _) =
-        log.with_state(|state| (state.compaction_plan(&COMPACTION), state.writer_epoch()));
+        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default()), state.writer_epoch()));
     assert!(!plan.is_empty());
     assert!(keys(store.as_ref(), "compacted").await.is_empty());
 
@@ -298,7 +300,7 @@ async fn a_missing_or_corrupt_input_fails_the_job_and_changes_nothing() {
     let log = run.open(Arc::clone(&store), config()).await;
     append_with_checkpoints(&mut run, &log, 12).await;
     let (plan, epoch) =
-        log.with_state(|state| (state.compaction_plan(&COMPACTION), state.writer_epoch()));
+        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default()), state.writer_epoch()));
     let victim = plan[0].entries[1];
     let key = object_key(victim.seq);
     let original = store.get(&key).await.unwrap();

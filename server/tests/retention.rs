@@ -47,6 +47,8 @@ fn configure(config: &mut Config, url: &str) {
     config.log_retention_check_interval_ms = 100;
     config.log_segment_delete_delay_ms = 300;
     config.checkpoint_interval_entries = 4;
+    // Compaction runs too (it must not hold back retention).
+    config.compaction_interval_ms = 100;
 }
 
 fn create_topic_with(client: &mut RawClient, name: &str, configs: &[(&str, &str)]) -> (i16, Uuid) {
@@ -100,12 +102,15 @@ fn keys(store: &dyn ObjectStorage, dir: &str) -> BTreeSet<String> {
         .enable_all()
         .build()
         .unwrap();
-    runtime
-        .block_on(store.list(dir, None))
-        .unwrap()
-        .into_iter()
-        .map(|info| info.key)
-        .collect()
+    // The test server's LIST can answer 500 when a key is deleted while it lists (the agent's
+    // collector is deleting): list again.
+    for _ in 0..20 {
+        if let Ok(listed) = runtime.block_on(store.list(dir, None)) {
+            return listed.into_iter().map(|info| info.key).collect();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("listing {dir} failed 20 times")
 }
 
 /// Fetches from `offset` and returns the batches' base offsets, or the partition's error code

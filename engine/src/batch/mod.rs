@@ -32,6 +32,7 @@
 //! | 61     | records…             |      |
 
 mod builder;
+pub mod codec;
 mod header;
 mod timestamp;
 

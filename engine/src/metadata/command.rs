@@ -74,19 +74,33 @@ pub enum Command {
 }
 
 /// Object compaction's swap: the index entries of `tp` that cover exactly
-/// `base_offset..end_offset` are replaced by one entry naming `object` (a compacted object,
-/// already durable) and its byte range. Rejected, changing nothing, when no run of entries starts
-/// and ends exactly there any more (retention or another swap got there first).
+/// `base_offset..end_offset` are replaced by `pieces`, entries in compacted objects (already
+/// durable) that cover the same offsets, in order. Rejected, changing nothing, when no run of
+/// entries starts and ends exactly there any more (retention or another swap got there first).
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct IndexRangeSwap {
     pub tp: TopicPartition,
     pub base_offset: u64,
     pub end_offset: u64,
+    /// At least one; each starts where the previous ends (the first at `base_offset`), the last
+    /// ends at `end_offset`; at most [`SWAP_PIECES_MAX`].
+    pub pieces: Vec<SwapPiece>,
+}
+
+/// One index entry a swap puts in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct SwapPiece {
+    /// Exclusive; the piece starts where the previous one ends.
+    pub end_offset: u64,
+    /// A compacted object ([`crate::types::compacted_object_id`]).
     pub object: LogSeq,
     pub byte_start: u64,
     pub byte_len: u64,
     pub max_timestamp: i64,
 }
+
+/// Pieces one swap may put in place.
+pub const SWAP_PIECES_MAX: usize = 10_000;
 
 /// One partition of a [`Command::CommitOffsets`].
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]

@@ -65,6 +65,14 @@ const CONFIGS: &[ConfigSpec] = &[
         rule: ValueRule::OneOf(&["CreateTime", "LogAppendTime"]),
     },
     ConfigSpec {
+        name: "max.compaction.lag.ms",
+        default: "9223372036854775807",
+        rule: ValueRule::Int {
+            min: 1,
+            max: i64::MAX,
+        },
+    },
+    ConfigSpec {
         name: "min.compaction.lag.ms",
         default: "0",
         rule: ValueRule::Int {

@@ -41,7 +41,7 @@ pub use apply::SEGMENTS_PER_COMMIT_MAX;
 pub use checkpoint::CHECKPOINT_VERSION;
 pub use command::{
     COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, IndexRangeSwap,
-    OffsetCommit,
+    OffsetCommit, SWAP_PIECES_MAX, SwapPiece,
     decode_commands, encode_commands,
 };
 pub use config::{

@@ -6,7 +6,7 @@
 //! first entry (an entry is dropped only when it lies wholly below the log start offset). Its
 //! storage is in [`super::index`].
 
-use super::command::IndexRangeSwap;
+use super::command::{IndexRangeSwap, SWAP_PIECES_MAX};
 use super::error::MetadataError;
 use super::index::{IndexEntry, PartitionIndex};
 use super::producer::{ProducerEntry, ProducerMap};
@@ -194,45 +194,38 @@ impl PartitionState {
     /// swap — one per partition per compaction job — can afford. Returns how many entries the
     /// new one replaced.
     pub(super) fn replace_range(&mut self, swap: &IndexRangeSwap) -> Result<usize, MetadataError> {
-        let range = swap.base_offset..swap.end_offset;
         let changed = |reason: &'static str| MetadataError::IndexRangeChanged {
             tp: swap.tp,
             base_offset: swap.base_offset,
             end_offset: swap.end_offset,
             reason,
         };
-        if !crate::types::is_compacted_object(swap.object) {
-            return Err(changed("the new object is not a compacted object"));
-        }
-        if range.start >= range.end || swap.byte_len == 0 {
-            return Err(changed("empty range"));
-        }
+        let replacements = swap_entries(swap).map_err(changed)?;
         let first = self
             .index
             .iter()
-            .position(|entry| entry.base_offset == range.start)
+            .position(|entry| entry.base_offset == swap.base_offset)
             .ok_or_else(|| changed("no index entry starts there any more"))?;
         let count = self
             .index
             .iter()
             .skip(first)
-            .position(|entry| entry.end_offset == range.end)
+            .position(|entry| entry.end_offset == swap.end_offset)
             .map(|last| last + 1)
             .ok_or_else(|| changed("no index entry ends there"))?;
-        let replacement = IndexEntry {
-            base_offset: range.start,
-            end_offset: range.end,
-            seq: swap.object,
-            byte_start: swap.byte_start,
-            byte_len: swap.byte_len,
-            max_timestamp: swap.max_timestamp,
-        };
+        let grown = self.index.len() - count + replacements.len();
+        if grown > INDEX_ENTRIES_PER_PARTITION_MAX {
+            return Err(MetadataError::IndexFull {
+                tp: swap.tp,
+                limit: INDEX_ENTRIES_PER_PARTITION_MAX,
+            });
+        }
         let entries: Vec<IndexEntry> = self
             .index
             .iter()
             .take(first)
             .copied()
-            .chain(std::iter::once(replacement))
+            .chain(replacements)
             .chain(self.index.iter().skip(first + count).copied())
             .collect();
         self.index = PartitionIndex::from_entries(entries.len(), entries.into_iter());
@@ -267,4 +260,36 @@ impl PartitionState {
             high_watermark: self.high_watermark,
         }
     }
+}
+
+/// The index entries a swap puts in place, checked: at least one piece and at most
+/// [`SWAP_PIECES_MAX`], contiguous from `base_offset` to `end_offset`, none empty, each in a
+/// compacted object.
+fn swap_entries(swap: &IndexRangeSwap) -> Result<Vec<IndexEntry>, &'static str> {
+    if swap.pieces.is_empty() || swap.pieces.len() > SWAP_PIECES_MAX {
+        return Err("no pieces, or too many");
+    }
+    let mut entries = Vec::with_capacity(swap.pieces.len());
+    let mut base_offset = swap.base_offset;
+    for piece in &swap.pieces {
+        if !crate::types::is_compacted_object(piece.object) {
+            return Err("a piece is not in a compacted object");
+        }
+        if piece.end_offset <= base_offset || piece.byte_len == 0 {
+            return Err("an empty piece");
+        }
+        entries.push(IndexEntry {
+            base_offset,
+            end_offset: piece.end_offset,
+            seq: piece.object,
+            byte_start: piece.byte_start,
+            byte_len: piece.byte_len,
+            max_timestamp: piece.max_timestamp,
+        });
+        base_offset = piece.end_offset;
+    }
+    if base_offset != swap.end_offset {
+        return Err("the pieces do not end at the range's end");
+    }
+    Ok(entries)
 }

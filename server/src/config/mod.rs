@@ -395,6 +395,7 @@ impl Config {
             compaction: sluice_engine::compact::CompactionConfig {
                 object_bytes_target: self.compaction_object_bytes_target,
                 inputs_per_job_max: self.compaction_inputs_per_job_max,
+                ..sluice_engine::compact::CompactionConfig::default()
             },
             retention: self.retention_defaults(),
             gc: sluice_engine::log::gc::GcConfig {

@@ -18,12 +18,17 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sluice_engine::compact::key_job::{KeyCompactionCandidate, build_key_compacted};
+use sluice_engine::compact::keys::KeyCompactionLimits;
 use sluice_engine::compact::{CompactionConfig, build_compacted_object};
 use sluice_engine::log::gc::{
     GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences, GcStats,
 };
 use sluice_engine::metadata::{COMMANDS_PER_ENTRY_MAX, RetentionDefaults};
-use sluice_engine::types::compacted_object_id;
+use sluice_engine::types::{LogSeq, TopicPartition, compacted_object_id};
 
 use super::CoreHandle;
 use super::flusher::wall_clock_ms;
@@ -81,7 +86,9 @@ pub async fn run_housekeeping(core: CoreHandle, config: HousekeepingConfig) {
     loop {
         glommio::timer::sleep(Duration::from_millis(tick_ms)).await;
         if config.compaction_interval_ms > 0 {
-            compactor.tick(&core, &config.compaction).await;
+            compactor
+                .tick(&core, &config.compaction, &config.retention)
+                .await;
         }
         if elapsed_ms() < next_retention_ms {
             continue;
@@ -104,11 +111,14 @@ pub async fn run_housekeeping(core: CoreHandle, config: HousekeepingConfig) {
     }
 }
 
-/// The compactor's memory: which job number comes next under this writer epoch.
+/// The compactor's memory: which job number comes next under this writer epoch, and how far
+/// key compaction has cleaned each partition of a compacted topic (lost on restart: then every
+/// such partition is cleaned once more, which is correct, only redundant).
 #[derive(Debug, Default)]
 pub struct Compactor {
     epoch: u64,
     next_job: u32,
+    clean_end_offsets: HashMap<TopicPartition, u64>,
     /// Totals since start, for the log.
     pub jobs_done: u64,
     pub bytes_written: u64,
@@ -128,9 +138,21 @@ pub struct JobReport {
 
 impl Compactor {
     /// Runs jobs until the plan is empty or [`COMPACTION_JOBS_PER_TICK_MAX`] ran.
-    pub async fn tick(&mut self, core: &CoreHandle, config: &CompactionConfig) {
-        for _ in 0..COMPACTION_JOBS_PER_TICK_MAX {
-            match self.job(core, config).await {
+    pub async fn tick(
+        &mut self,
+        core: &CoreHandle,
+        config: &CompactionConfig,
+        retention: &RetentionDefaults,
+    ) {
+        let key_jobs = match self.key_jobs(core, config).await {
+            Ok(jobs) => jobs,
+            Err(message) => {
+                tracing::warn!(%message, "key compaction failed; planned again next tick");
+                COMPACTION_JOBS_PER_TICK_MAX
+            }
+        };
+        for _ in key_jobs..COMPACTION_JOBS_PER_TICK_MAX {
+            match self.job(core, config, retention).await {
                 Ok(Some(report)) => {
                     tracing::info!(
                         inputs = report.inputs,
@@ -152,29 +174,122 @@ impl Compactor {
         }
     }
 
-    /// Plans, builds, writes and swaps one job. `None` when there is nothing to merge.
-    pub async fn job(
-        &mut self,
-        core: &CoreHandle,
-        config: &CompactionConfig,
-    ) -> Result<Option<JobReport>, String> {
-        let config = *config;
-        let (plan, epoch) = core
-            .query(move |state| (state.compaction_plan(&config), state.writer_epoch()))
-            .await
-            .map_err(|error| error.to_string())?;
-        if plan.is_empty() {
-            return Ok(None);
-        }
+    /// The next compacted object id of this writer epoch.
+    fn next_id(&mut self, epoch: u64) -> Option<LogSeq> {
         if epoch != self.epoch {
             self.epoch = epoch;
             self.next_job = 0;
         }
         let job = self.next_job;
-        self.next_job = job
-            .checked_add(1)
+        self.next_job = job.checked_add(1)?;
+        Some(compacted_object_id(epoch, job))
+    }
+
+    /// Key-compacts the partitions of compacted topics that are due: half or more of their
+    /// cleanable bytes not yet cleaned (Kafka's default `min.cleanable.dirty.ratio`), or a record
+    /// older than `max.compaction.lag.ms` not yet cleaned. Returns the jobs run.
+    async fn key_jobs(
+        &mut self,
+        core: &CoreHandle,
+        config: &CompactionConfig,
+    ) -> Result<usize, String> {
+        let now_ms = wall_clock_ms();
+        let input_bytes_max = config.key_input_bytes_max;
+        let (candidates, epoch) = core
+            .query(move |state| {
+                (
+                    state.key_compaction_candidates(now_ms, input_bytes_max),
+                    state.writer_epoch(),
+                )
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+        let limits = KeyCompactionLimits {
+            key_bytes_max: config.key_map_bytes_max,
+            ..KeyCompactionLimits::default()
+        };
+        let mut jobs = 0;
+        for candidate in candidates {
+            if jobs >= COMPACTION_JOBS_PER_TICK_MAX {
+                break;
+            }
+            let clean_end = self
+                .clean_end_offsets
+                .get(&candidate.tp)
+                .copied()
+                .unwrap_or(0);
+            if !key_compaction_due(&candidate, clean_end) {
+                continue;
+            }
+            jobs += 1;
+            let store = Arc::clone(core.store());
+            let compacted = build_key_compacted(
+                store.as_ref(),
+                &candidate,
+                config.object_bytes_target,
+                &limits,
+                epoch,
+                wall_clock_ms(),
+                || self.next_id(epoch),
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+            let end_offset = candidate.entries.last().map_or(0, |entry| entry.end_offset);
+            let applied = core
+                .commands(vec![compacted.swap])
+                .await
+                .map_err(|error| error.to_string())?
+                .into_iter()
+                .all(|outcome| outcome.is_ok());
+            if applied {
+                self.clean_end_offsets.insert(candidate.tp, end_offset);
+                self.jobs_done += 1;
+                self.bytes_written += compacted.bytes_written;
+            } else {
+                self.swaps_rejected += 1;
+            }
+            tracing::info!(
+                tp = %candidate.tp,
+                applied,
+                entries = candidate.entries.len(),
+                end_offset,
+                bytes_read = compacted.bytes_read,
+                bytes_written = compacted.bytes_written,
+                objects = compacted.objects.len(),
+                records_read = compacted.stats.records_read,
+                records_kept = compacted.stats.records_kept,
+                superseded = compacted.stats.records_superseded,
+                tombstones_removed = compacted.stats.tombstones_removed,
+                distinct_keys = compacted.stats.distinct_keys,
+                "key compaction job"
+            );
+        }
+        Ok(jobs)
+    }
+
+    /// Plans, builds, writes and swaps one job. `None` when there is nothing to merge.
+    pub async fn job(
+        &mut self,
+        core: &CoreHandle,
+        config: &CompactionConfig,
+        retention: &RetentionDefaults,
+    ) -> Result<Option<JobReport>, String> {
+        let (config, retention) = (*config, *retention);
+        let (plan, epoch) = core
+            .query(move |state| {
+                (
+                    state.compaction_plan(&config, &retention),
+                    state.writer_epoch(),
+                )
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+        if plan.is_empty() {
+            return Ok(None);
+        }
+        let id = self
+            .next_id(epoch)
             .ok_or("compaction job numbers of this writer epoch are used up")?;
-        let id = compacted_object_id(epoch, job);
         let object =
             build_compacted_object(core.store().as_ref(), &plan, id, epoch, wall_clock_ms())
                 .await
@@ -254,6 +369,24 @@ pub async fn round(
         .await
         .map_err(|error| error.to_string())?;
     Ok(report)
+}
+
+/// Kafka's cleaner rule: at least half of the cleanable bytes are dirty (past what the last job
+/// cleaned), or a dirty record is older than `max.compaction.lag.ms`.
+fn key_compaction_due(candidate: &KeyCompactionCandidate, clean_end_offset: u64) -> bool {
+    let total: u64 = candidate.entries.iter().map(|entry| entry.byte_len).sum();
+    let dirty = || {
+        candidate
+            .entries
+            .iter()
+            .filter(|entry| entry.end_offset > clean_end_offset)
+    };
+    let dirty_bytes: u64 = dirty().map(|entry| entry.byte_len).sum();
+    if dirty_bytes == 0 {
+        return false;
+    }
+    dirty_bytes.saturating_mul(2) >= total
+        || dirty().any(|entry| entry.max_timestamp < candidate.max_lag_cutoff_ms)
 }
 
 fn log_round(report: &RoundReport, pending: usize) {

@@ -242,10 +242,13 @@ mod compaction {
                 tp,
                 base_offset: range.start,
                 end_offset: range.end,
-                object,
-                byte_start: 64,
-                byte_len: 30,
-                max_timestamp: 9,
+                pieces: vec![SwapPiece {
+                    end_offset: range.end,
+                    object,
+                    byte_start: 64,
+                    byte_len: 30,
+                    max_timestamp: 9,
+                }],
             }),
         }
     }
@@ -331,8 +334,9 @@ mod compaction {
         let config = CompactionConfig {
             object_bytes_target: 1_000,
             inputs_per_job_max: 100,
+            ..CompactionConfig::default()
         };
-        let plan = harness.state.compaction_plan(&config);
+        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default());
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].tp, a);
         assert_eq!(plan[0].entries.len(), 5);
@@ -341,20 +345,50 @@ mod compaction {
             inputs_per_job_max: 3,
             ..config
         };
-        assert_eq!(harness.state.compaction_plan(&tight)[0].entries.len(), 3);
+        assert_eq!(harness.state.compaction_plan(&tight, &RetentionDefaults::default())[0].entries.len(), 3);
         // The byte target cuts it too (30 bytes: three entries of 10).
         let small = CompactionConfig {
             object_bytes_target: 30,
             ..config
         };
         // Entries must be under half the target (15 bytes): 10 is; the run stops at 30 bytes.
-        assert_eq!(harness.state.compaction_plan(&small)[0].entries.len(), 3);
+        assert_eq!(harness.state.compaction_plan(&small, &RetentionDefaults::default())[0].entries.len(), 3);
         // After a swap the merged entry is large for a 20-byte target and is not taken again.
         harness.command(replace(a, 0..10, compacted_object_id(1, 0)));
         let after = CompactionConfig {
             object_bytes_target: 20,
             ..config
         };
-        assert!(harness.state.compaction_plan(&after).is_empty());
+        assert!(harness.state.compaction_plan(&after, &RetentionDefaults::default()).is_empty());
+    }
+
+    #[test]
+    fn a_run_never_mixes_ages_or_bytes_that_retention_must_tell_apart() {
+        let mut harness = Harness::new();
+        // retention.ms of 8 s: a merged entry spans at most 1 s of timestamps.
+        create_with(&mut harness, "timed", id(1), &[("retention.ms", "8000")]);
+        // retention.bytes of 240: a merged entry holds at most 30 bytes (three entries of 10).
+        create_with(&mut harness, "sized", id(2), &[("retention.bytes", "240")]);
+        let (timed, sized) = (TopicPartition::new(id(1), 0), TopicPartition::new(id(2), 0));
+        commit_entries(&mut harness, timed, &[0, 500, 5_000, 5_100, 5_200]);
+        commit_entries(&mut harness, sized, &[1, 2, 3, 4, 5]);
+        let config = CompactionConfig {
+            object_bytes_target: 1_000_000,
+            inputs_per_job_max: 100,
+            ..CompactionConfig::default()
+        };
+        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default());
+        let runs: Vec<(TopicPartition, Vec<i64>)> = plan
+            .iter()
+            .map(|range| (range.tp, range.entries.iter().map(|entry| entry.max_timestamp).collect()))
+            .collect();
+        assert_eq!(runs, vec![(sized, vec![1, 2, 3]), (timed, vec![0, 500])]);
+        // A topic that only compacts is not bounded by retention.
+        let mut harness = Harness::new();
+        create_with(&mut harness, "table", id(3), &[("cleanup.policy", "compact"), ("retention.ms", "8000")]);
+        let table = TopicPartition::new(id(3), 0);
+        commit_entries(&mut harness, table, &[0, 500, 5_000]);
+        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default());
+        assert_eq!(plan[0].entries.len(), 3);
     }
 }

@@ -30,13 +30,18 @@
 //! it once the writer epoch it carries is not newer than the state's (see `log::gc`). A crash
 //! after the swap leaves the inputs unreferenced: collected like any released log entry.
 
+pub mod key_job;
+pub mod keys;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
 use crate::batch::split_batches;
 use crate::format::{EntryHeader, EntryKind, ObjectBuilder};
-use crate::metadata::{Command, IndexEntry, IndexRangeSwap, MetadataState};
+use crate::metadata::{
+    Command, IndexEntry, IndexRangeSwap, MetadataState, RetentionDefaults, SwapPiece,
+};
 use crate::store::{ObjectStorage, StoreError};
 use crate::types::{LogSeq, TopicPartition, object_key};
 
@@ -47,6 +52,11 @@ pub struct CompactionConfig {
     pub object_bytes_target: u64,
     /// Index entries one job merges at most (bounds its reads and its commands).
     pub inputs_per_job_max: usize,
+    /// Bytes one key-compaction job reads at most (a partition larger than this is compacted a
+    /// prefix at a time).
+    pub key_input_bytes_max: u64,
+    /// Bytes of distinct keys one key-compaction job may hold.
+    pub key_map_bytes_max: usize,
 }
 
 impl Default for CompactionConfig {
@@ -54,6 +64,8 @@ impl Default for CompactionConfig {
         CompactionConfig {
             object_bytes_target: 32 * 1024 * 1024,
             inputs_per_job_max: 10_000,
+            key_input_bytes_max: 256 * 1024 * 1024,
+            key_map_bytes_max: 128 * 1024 * 1024,
         }
     }
 }
@@ -89,24 +101,45 @@ pub enum CompactionError {
     Encode(#[from] crate::format::EncodeError),
     #[error("writing {key}: {source}")]
     Write { key: String, source: StoreError },
+    #[error("key compaction of {tp} (first input {key}): {reason}")]
+    Keys {
+        key: String,
+        tp: TopicPartition,
+        reason: String,
+    },
+    #[error("compaction plan: {0}")]
+    Plan(String),
 }
 
 impl MetadataState {
     /// The next job: per partition (topics by name, partitions in order) the oldest run of at
     /// least two consecutive entries each under half the target size, as long as the job stays
     /// within the target size and the input limit. Empty when nothing is worth merging. Pure.
-    pub fn compaction_plan(&self, config: &CompactionConfig) -> Vec<CompactionRange> {
-        let small = config.object_bytes_target / 2;
+    ///
+    /// Retention deletes whole index entries, so a merged entry must not hold records of very
+    /// different ages or too many bytes for its topic's retention: a run spans at most
+    /// `min(segment.ms, retention.ms / 8)` of batch max timestamps and at most
+    /// `retention.bytes / 8` bytes (Kafka's segments, which roll by `segment.ms` and
+    /// `segment.bytes`, bound its retention's precision the same way). `defaults` gives the
+    /// retention of topics without overrides.
+    pub fn compaction_plan(
+        &self,
+        config: &CompactionConfig,
+        defaults: &RetentionDefaults,
+    ) -> Vec<CompactionRange> {
         let mut job = Vec::new();
         let (mut job_bytes, mut job_inputs) = (0u64, 0usize);
         for (_, topic_id) in self.topics() {
             let Some(topic) = self.topic(topic_id) else {
                 continue;
             };
+            let limits = topic_run_limits(topic.config_overrides(), config, defaults);
             for (partition, state) in topic.partitions().iter().enumerate() {
-                let room_bytes = config.object_bytes_target.saturating_sub(job_bytes);
-                let room_inputs = config.inputs_per_job_max.saturating_sub(job_inputs);
-                let run = oldest_small_run(state.index().iter(), small, room_bytes, room_inputs);
+                let room = RunRoom {
+                    bytes: config.object_bytes_target.saturating_sub(job_bytes),
+                    inputs: config.inputs_per_job_max.saturating_sub(job_inputs),
+                };
+                let run = oldest_small_run(state.index().iter(), &limits, &room);
                 if run.len() < 2 {
                     continue;
                 }
@@ -118,7 +151,9 @@ impl MetadataState {
                 job_bytes += range.bytes();
                 job_inputs += range.entries.len();
                 job.push(range);
-                if job_inputs >= config.inputs_per_job_max || job_bytes >= small {
+                if job_inputs >= config.inputs_per_job_max
+                    || job_bytes >= config.object_bytes_target / 2
+                {
                     return job;
                 }
             }
@@ -127,34 +162,99 @@ impl MetadataState {
     }
 }
 
-/// The first run of consecutive entries under `small` bytes each, cut before it passes
-/// `room_bytes` or `room_inputs`.
+/// What one topic's runs may hold.
+#[derive(Debug, Clone, Copy)]
+struct RunLimits {
+    /// An entry this large or larger is not merged again.
+    small: u64,
+    bytes_max: u64,
+    span_ms_max: i64,
+}
+
+/// What is left of the job.
+#[derive(Debug, Clone, Copy)]
+struct RunRoom {
+    bytes: u64,
+    inputs: usize,
+}
+
+fn topic_run_limits(
+    overrides: &std::collections::BTreeMap<String, String>,
+    config: &CompactionConfig,
+    defaults: &RetentionDefaults,
+) -> RunLimits {
+    let number = |name: &str, default: i64| {
+        overrides
+            .get(name)
+            .and_then(|value| value.parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    let policy = overrides
+        .get("cleanup.policy")
+        .map_or("delete", String::as_str);
+    let deletes = policy.split(',').any(|part| part.trim() == "delete");
+    let segment_ms = number("segment.ms", 7 * 24 * 3_600_000).max(1);
+    let retention_ms = number("retention.ms", defaults.retention_ms);
+    let retention_bytes = number("retention.bytes", defaults.retention_bytes);
+    let span_ms_max = if deletes && retention_ms >= 0 {
+        segment_ms.min((retention_ms / 8).max(1))
+    } else {
+        segment_ms
+    };
+    let bytes_max = match u64::try_from(retention_bytes) {
+        Ok(bytes) if deletes => (bytes / 8).min(config.object_bytes_target),
+        _ => config.object_bytes_target,
+    };
+    RunLimits {
+        small: bytes_max / 2,
+        bytes_max,
+        span_ms_max,
+    }
+}
+
+/// The first run of consecutive entries under the topic's `small` size each, within its byte and
+/// time span limits and the job's room. A run that cannot take the next entry because of the
+/// topic's limits starts again from that entry; one that the job's room cuts ends there.
 fn oldest_small_run<'a>(
     entries: impl Iterator<Item = &'a IndexEntry>,
-    small: u64,
-    room_bytes: u64,
-    room_inputs: usize,
+    limits: &RunLimits,
+    room: &RunRoom,
 ) -> Vec<IndexEntry> {
     let mut run: Vec<IndexEntry> = Vec::new();
     let mut bytes = 0u64;
+    let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
     for entry in entries {
-        let fits = entry.byte_len < small
-            && bytes.saturating_add(entry.byte_len) <= room_bytes
-            && run.len() < room_inputs;
-        if fits {
-            bytes += entry.byte_len;
-            run.push(*entry);
-        } else if run.len() >= 2 || entry.byte_len < small {
-            // A run worth merging ends here (full, or the job is); or a small entry that does not
-            // fit any more ends the search too.
-            break;
-        } else {
-            // A large entry: a run must be consecutive, start again after it.
+        if entry.byte_len >= limits.small {
+            if run.len() >= 2 {
+                break;
+            }
             run.clear();
             bytes = 0;
+            (oldest, newest) = (i64::MAX, i64::MIN);
+            continue;
+        }
+        let span = newest
+            .max(entry.max_timestamp)
+            .saturating_sub(oldest.min(entry.max_timestamp));
+        let within_topic = run.is_empty()
+            || (span <= limits.span_ms_max
+                && bytes.saturating_add(entry.byte_len) <= limits.bytes_max);
+        let within_job =
+            bytes.saturating_add(entry.byte_len) <= room.bytes && run.len() < room.inputs;
+        if within_topic && within_job {
+            bytes += entry.byte_len;
+            oldest = oldest.min(entry.max_timestamp);
+            newest = newest.max(entry.max_timestamp);
+            run.push(*entry);
+        } else if run.len() >= 2 || !within_job {
+            break;
+        } else {
+            run = vec![*entry];
+            bytes = entry.byte_len;
+            (oldest, newest) = (entry.max_timestamp, entry.max_timestamp);
         }
     }
-    run
+    if run.len() < 2 { Vec::new() } else { run }
 }
 
 /// What [`build_compacted_object`] wrote and the swap that puts it in service.
@@ -180,29 +280,8 @@ pub async fn build_compacted_object(
     writer_epoch: u64,
     created_at_ms: i64,
 ) -> Result<CompactedObject, CompactionError> {
-    // One GET per source object, over the span of every range the job needs from it.
-    let mut spans: BTreeMap<LogSeq, (u64, u64)> = BTreeMap::new();
-    for entry in job.iter().flat_map(|range| range.entries.iter()) {
-        let end = entry.byte_start.saturating_add(entry.byte_len);
-        spans
-            .entry(entry.seq)
-            .and_modify(|(start, stop)| {
-                *start = (*start).min(entry.byte_start);
-                *stop = (*stop).max(end);
-            })
-            .or_insert((entry.byte_start, end));
-    }
-    let mut sources: BTreeMap<LogSeq, (u64, Bytes)> = BTreeMap::new();
-    let mut bytes_read = 0u64;
-    for (seq, (start, end)) in &spans {
-        let key = object_key(*seq);
-        let bytes = store
-            .get_range(&key, *start..*end)
-            .await
-            .map_err(|source| CompactionError::Read { key, source })?;
-        bytes_read += bytes.len() as u64;
-        sources.insert(*seq, (*start, bytes));
-    }
+    let entries: Vec<&IndexEntry> = job.iter().flat_map(|range| range.entries.iter()).collect();
+    let (sources, bytes_read) = read_sources(store, &entries).await?;
 
     let mut builder = ObjectBuilder::new(EntryHeader {
         seq: id,
@@ -234,15 +313,18 @@ pub async fn build_compacted_object(
                 tp: range.tp,
                 base_offset: first.base_offset,
                 end_offset: last.end_offset,
-                object: id,
-                byte_start: segment.byte_start,
-                byte_len: segment.byte_len,
-                max_timestamp: range
-                    .entries
-                    .iter()
-                    .map(|entry| entry.max_timestamp)
-                    .max()
-                    .unwrap_or(i64::MIN),
+                pieces: vec![SwapPiece {
+                    end_offset: last.end_offset,
+                    object: id,
+                    byte_start: segment.byte_start,
+                    byte_len: segment.byte_len,
+                    max_timestamp: range
+                        .entries
+                        .iter()
+                        .map(|entry| entry.max_timestamp)
+                        .max()
+                        .unwrap_or(i64::MIN),
+                }],
             }),
         });
     }
@@ -259,15 +341,46 @@ pub async fn build_compacted_object(
         id,
         key,
         bytes,
-        objects_read: spans.len(),
+        objects_read: sources.len(),
         bytes_read,
         swap,
     })
 }
 
+/// The bytes every entry needs: one ranged GET per source object, over the span of every entry
+/// that names it. Returns `object -> (span start, bytes)` and the bytes read.
+pub(crate) async fn read_sources(
+    store: &dyn ObjectStorage,
+    entries: &[&IndexEntry],
+) -> Result<(BTreeMap<LogSeq, (u64, Bytes)>, u64), CompactionError> {
+    let mut spans: BTreeMap<LogSeq, (u64, u64)> = BTreeMap::new();
+    for entry in entries {
+        let end = entry.byte_start.saturating_add(entry.byte_len);
+        spans
+            .entry(entry.seq)
+            .and_modify(|(start, stop)| {
+                *start = (*start).min(entry.byte_start);
+                *stop = (*stop).max(end);
+            })
+            .or_insert((entry.byte_start, end));
+    }
+    let mut sources = BTreeMap::new();
+    let mut bytes_read = 0u64;
+    for (seq, (start, end)) in &spans {
+        let key = object_key(*seq);
+        let bytes = store
+            .get_range(&key, *start..*end)
+            .await
+            .map_err(|source| CompactionError::Read { key, source })?;
+        bytes_read += bytes.len() as u64;
+        sources.insert(*seq, (*start, bytes));
+    }
+    Ok((sources, bytes_read))
+}
+
 /// The batches of one index entry, checked: valid headers and CRCs, and offsets that fill the
 /// entry exactly (a shorter or longer run would shift every later offset).
-fn entry_batches(
+pub(crate) fn entry_batches(
     sources: &BTreeMap<LogSeq, (u64, Bytes)>,
     tp: TopicPartition,
     entry: &IndexEntry,
