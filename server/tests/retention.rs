@@ -244,11 +244,16 @@ fn broker_default_applies_to_topics_without_an_override_and_bad_values_are_refus
         ("retention.bytes", "-5"),
         ("retention.ms", "soon"),
         ("cleanup.policy", "shred"),
+        ("max.compaction.lag.ms", "0"),
+        ("min.compaction.lag.ms", "-1"),
+        ("delete.retention.ms", "-1"),
+        // Accepted by Kafka, but batches are stored as the producer compressed them.
+        ("compression.type", "zstd"),
     ] {
         let (code, _) = create_topic_with(&mut client, "refused", &[(name, value)]);
         assert_eq!(code, INVALID_CONFIG, "{name}={value}");
     }
-    let (code, _) = create_topic_with(&mut client, "plain", &[]);
+    let (code, _) = create_topic_with(&mut client, "plain", &[("compression.type", "producer")]);
     assert_eq!(code, 0);
     let (code, _) = create_topic_with(&mut client, "forever", &[("retention.ms", "-1")]);
     assert_eq!(code, 0);

@@ -119,7 +119,7 @@ impl MetadataState {
     /// Retention deletes whole index entries, so a merged entry must not hold records of very
     /// different ages or too many bytes for its topic's retention: a run spans at most
     /// `min(segment.ms, retention.ms / 8)` of batch max timestamps and at most
-    /// `retention.bytes / 8` bytes (Kafka's segments, which roll by `segment.ms` and
+    /// `min(segment.bytes, retention.bytes / 8)` bytes (Kafka's segments, which roll by `segment.ms` and
     /// `segment.bytes`, bound its retention's precision the same way). `defaults` gives the
     /// retention of topics without overrides.
     pub fn compaction_plan(
@@ -201,10 +201,12 @@ fn topic_run_limits(
     } else {
         segment_ms
     };
+    let segment_bytes = u64::try_from(number("segment.bytes", 1 << 30)).unwrap_or(1 << 30);
     let bytes_max = match u64::try_from(retention_bytes) {
         Ok(bytes) if deletes => (bytes / 8).min(config.object_bytes_target),
         _ => config.object_bytes_target,
-    };
+    }
+    .min(segment_bytes);
     RunLimits {
         small: bytes_max / 2,
         bytes_max,

@@ -170,6 +170,27 @@ pub fn validate_config(name: &str, value: &str) -> Result<(), MetadataError> {
     }
 }
 
+/// What an admin request may newly set: [`validate_config`], and only values the agent
+/// enforces. The state machine itself stays with [`validate_config`], so a log written when a
+/// value was still accepted replays unchanged.
+///
+/// Refused here: `compression.type` other than `producer` — the agent stores batches exactly as
+/// the producer compressed them (the zero-copy write path) and does not recompress; set the
+/// codec on the producer instead.
+pub fn validate_new_config(name: &str, value: &str) -> Result<(), MetadataError> {
+    validate_config(name, value)?;
+    if name == "compression.type" && value != "producer" {
+        return Err(MetadataError::InvalidConfig {
+            name: name.to_owned(),
+            reason: format!(
+                "'{}' is not supported: batches are stored as the producer compressed them; set compression.type on the producer",
+                truncated(value)
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Checks every override of a map.
 pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), MetadataError> {
     configs

@@ -46,6 +46,7 @@ pub use command::{
 };
 pub use config::{
     CONFIG_VALUE_LEN_MAX, ConfigEntry, ConfigSpec, is_known_config, known_configs, validate_config,
+    validate_new_config,
 };
 pub use entry::{
     BatchOutcome, EntryKind, EntryMeta, EntryOutcome, Event, IgnoreReason, ObjectCommit,

@@ -31,7 +31,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::metadata::{
     Command, ConfigEntry, MetadataError, is_known_config, kafka_code, known_configs,
-    validate_config, validate_topic_name,
+    validate_new_config, validate_topic_name,
 };
 use sluice_engine::types::TopicId;
 
@@ -383,7 +383,7 @@ fn plan_alter(
                         .unwrap_or_default();
                     edit_list(existing, value, config.config_operation == OP_APPEND)
                 };
-                validate_config(name, &value).map_err(|error| from_metadata(&error))?;
+                validate_new_config(name, &value).map_err(|error| from_metadata(&error))?;
                 Some(value)
             }
             other => return Err(invalid_request(format!("unknown config operation {other}"))),

@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::metadata::{
-    Command, MetadataError, PARTITIONS_PER_TOPIC_MAX, kafka_code, validate_config,
+    Command, MetadataError, PARTITIONS_PER_TOPIC_MAX, kafka_code, validate_new_config,
     validate_topic_name,
 };
 use sluice_engine::types::TopicId;
@@ -107,7 +107,7 @@ fn check_new_topic(
     for config in &topic.configs {
         // A null value means "the default": nothing to store.
         let Some(value) = &config.value else { continue };
-        validate_config(config.name.as_str(), value.as_str())
+        validate_new_config(config.name.as_str(), value.as_str())
             .map_err(|error| from_metadata(&error))?;
         configs.insert(config.name.as_str().to_owned(), value.as_str().to_owned());
     }
