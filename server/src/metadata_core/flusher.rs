@@ -10,19 +10,22 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::{FutureExt, StreamExt};
 use glommio::sync::Semaphore;
+use sluice_engine::batch::{BatchHeader, TimestampType, apply_topic_timestamp_type};
 use sluice_engine::log::{AppendOutcome, LogError, MetadataLog};
-use sluice_engine::metadata::{BatchOutcome, Command, Event, MetadataState, known_configs};
+use sluice_engine::metadata::{BatchOutcome, Command, Event, MetadataState, Topic, known_configs};
 use sluice_engine::types::TopicPartition;
 
 use super::producer_ids::answer_producer_ids;
 use super::watermarks::{CommittedObject, WatermarkBroadcaster, WatermarkUpdate};
 use super::window::{
-    CommandFailure, ProduceWaiter, Sealed, Window, answer_commands, error_code, produce_answers,
+    CommandFailure, PlacedPartition, ProduceWaiter, Sealed, Window, answer_commands, error_code,
+    produce_answers,
 };
-use super::{CoreInbox, CoreRequest, PartitionOutcome, ProducePartition};
+use super::{CoreInbox, CoreRequest, NO_LOG_APPEND_TIME, PartitionOutcome, ProducePartition};
 
 /// How long a stopping core waits for entries in flight to settle.
 pub const SHUTDOWN_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -225,7 +228,9 @@ impl Core {
             return;
         }
         let now_ms = self.now_ms();
-        let resolved: Vec<Result<(TopicPartition, u64), i16>> = self.log.with_state(|state| {
+        // One reading for the whole request: its partitions of LogAppendTime topics share it.
+        let append_time_ms = wall_clock_ms();
+        let resolved: Vec<Result<ResolvedPartition, i16>> = self.log.with_state(|state| {
             partitions
                 .iter()
                 .map(|partition| resolve_partition(state, &partition.topic, partition.partition))
@@ -233,18 +238,14 @@ impl Core {
         });
         let mut slots = Vec::with_capacity(partitions.len());
         for (partition, resolved) in partitions.into_iter().zip(resolved) {
-            let slot = resolved.and_then(|(tp, max_message_bytes)| {
-                let too_large = partition
-                    .batches
-                    .iter()
-                    .any(|(header, _)| header.total_len() as u64 > max_message_bytes);
-                if too_large {
-                    return Err(error_code::MESSAGE_TOO_LARGE);
-                }
-                Ok((
-                    tp,
-                    self.window.push_partition(tp, partition.batches, now_ms),
-                ))
+            let slot = resolved.and_then(|resolved| {
+                let (batches, log_append_time_ms) =
+                    apply_topic_rules(partition.batches, &resolved, append_time_ms)?;
+                Ok(PlacedPartition {
+                    tp: resolved.tp,
+                    slot: self.window.push_partition(resolved.tp, batches, now_ms),
+                    log_append_time_ms,
+                })
             });
             slots.push(slot);
         }
@@ -374,15 +375,24 @@ fn unreachable_ok() -> super::PartitionAppended {
     super::PartitionAppended {
         base_offset: 0,
         log_start_offset: 0,
+        log_append_time_ms: NO_LOG_APPEND_TIME,
     }
 }
 
-/// Name → partition, plus the topic's `max.message.bytes`.
+/// A produced partition's place, and the configs of its topic that a produce obeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ResolvedPartition {
+    tp: TopicPartition,
+    max_message_bytes: u64,
+    timestamp_type: TimestampType,
+}
+
+/// Name → partition, plus the topic's `max.message.bytes` and `message.timestamp.type`.
 fn resolve_partition(
     state: &MetadataState,
     topic: &str,
     partition: i32,
-) -> Result<(TopicPartition, u64), i16> {
+) -> Result<ResolvedPartition, i16> {
     let Some((topic_id, description)) = state.topic_by_name(topic) else {
         return Err(error_code::UNKNOWN_TOPIC_OR_PARTITION);
     };
@@ -391,19 +401,64 @@ fn resolve_partition(
     if !in_range {
         return Err(error_code::UNKNOWN_TOPIC_OR_PARTITION);
     }
-    let max_message_bytes = description
+    let max_message_bytes = topic_config(description, "max.message.bytes")
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    let timestamp_type = match topic_config(description, "message.timestamp.type") {
+        Some("LogAppendTime") => TimestampType::LogAppendTime,
+        _ => TimestampType::CreateTime,
+    };
+    Ok(ResolvedPartition {
+        tp: TopicPartition::new(topic_id, partition),
+        max_message_bytes,
+        timestamp_type,
+    })
+}
+
+/// A topic's value of config `name`: its override, else the default of the config table.
+fn topic_config<'topic>(description: &'topic Topic, name: &str) -> Option<&'topic str> {
+    description
         .config_overrides()
-        .get("max.message.bytes")
+        .get(name)
         .map(String::as_str)
         .or_else(|| {
             known_configs()
                 .iter()
-                .find(|spec| spec.name == "max.message.bytes")
+                .find(|spec| spec.name == name)
                 .map(|spec| spec.default)
         })
-        .and_then(|value| value.parse::<u64>().ok())
-        .unwrap_or(u64::MAX);
-    Ok((TopicPartition::new(topic_id, partition), max_message_bytes))
+}
+
+/// One partition's batches under its topic's rules: refused whole if one batch is above
+/// `max.message.bytes` or breaks the `message.timestamp.type` rules (as Kafka fails the partition's
+/// whole produce), else the batches to store, with the partition's log append time.
+///
+/// A LogAppendTime topic's batches are stamped with `append_time_ms` (`docs/format.md`, "Timestamps
+/// the broker sets"): each is copied and its CRC recomputed here, on the metadata core, the one
+/// place that knows the topic's type without a round trip. Every other batch stays the slice of the
+/// request it arrived in.
+fn apply_topic_rules(
+    mut batches: Vec<(BatchHeader, Bytes)>,
+    topic: &ResolvedPartition,
+    append_time_ms: i64,
+) -> Result<(Vec<(BatchHeader, Bytes)>, i64), i16> {
+    let too_large = batches
+        .iter()
+        .any(|(header, _)| header.total_len() as u64 > topic.max_message_bytes);
+    if too_large {
+        return Err(error_code::MESSAGE_TOO_LARGE);
+    }
+    // In place: a CreateTime topic's batches come back as the same slices, and need no new Vec.
+    for (header, bytes) in &mut batches {
+        (*header, *bytes) =
+            apply_topic_timestamp_type(bytes, header, topic.timestamp_type, append_time_ms)
+                .map_err(|error| error_code::timestamp_refusal(&error))?;
+    }
+    let log_append_time_ms = match topic.timestamp_type {
+        TimestampType::LogAppendTime => append_time_ms,
+        TimestampType::CreateTime => NO_LOG_APPEND_TIME,
+    };
+    Ok((batches, log_append_time_ms))
 }
 
 fn note_failure(shared: &Shared, error: &LogError, batch_bytes: u64) {
@@ -560,5 +615,182 @@ mod window_interval_tests {
         assert_eq!(window_interval_ms(&config, Some(f64::NAN)), 10);
         // A maximum below the interval means fixed windows, not a panic.
         assert_eq!(window_interval_ms(&self::config(20, 5), Some(400.0)), 20);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod topic_rules_tests {
+    use sluice_engine::batch::{BatchBuilder, split_batches, validate_batch};
+    use sluice_engine::metadata::{EntryKind, EntryMeta, EntryOutcome};
+    use sluice_engine::types::LogSeq;
+
+    use super::*;
+
+    const APPEND_TIME_MS: i64 = 1_765_000_000_000;
+    /// Kafka's and the config table's default `max.message.bytes`.
+    const DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_048_588;
+
+    /// A state holding one two-partition topic per `(name, configs)`.
+    fn state_with_topics(topics: &[(&str, &[(&str, &str)])]) -> MetadataState {
+        let mut state = MetadataState::new();
+        let claim = EntryMeta {
+            seq: LogSeq(1),
+            writer_epoch: 1,
+            prev_seq: None,
+            kind: EntryKind::Claim,
+        };
+        assert!(matches!(
+            state.apply_entry(&claim, &[], None),
+            EntryOutcome::Applied(_)
+        ));
+        let commands: Vec<Command> = topics
+            .iter()
+            .map(|(name, configs)| {
+                let configs = configs
+                    .iter()
+                    .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                    .collect();
+                create_topic_command(name, 2, configs)
+            })
+            .collect();
+        let data = EntryMeta {
+            seq: LogSeq(2),
+            writer_epoch: 1,
+            prev_seq: Some(LogSeq(1)),
+            kind: EntryKind::Data,
+        };
+        match state.apply_entry(&data, &commands, None) {
+            EntryOutcome::Applied(events) => assert!(
+                !events
+                    .iter()
+                    .any(|event| matches!(event, Event::CommandRejected { .. })),
+                "{events:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        state
+    }
+
+    fn batch(records: usize, attributes: i16) -> (BatchHeader, Bytes) {
+        let mut builder = BatchBuilder::new(1_000).attributes(attributes);
+        for index in 0..records {
+            builder = builder.record(index as i64, None, b"value");
+        }
+        split_batches(builder.encode(), usize::MAX)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn topic(timestamp_type: TimestampType) -> ResolvedPartition {
+        ResolvedPartition {
+            tp: TopicPartition::new(sluice_engine::types::TopicId([7; 16]), 0),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            timestamp_type,
+        }
+    }
+
+    #[test]
+    fn partitions_resolve_with_their_topics_limits_and_timestamp_type() {
+        let state = state_with_topics(&[
+            ("created", &[]),
+            (
+                "appended",
+                &[
+                    ("message.timestamp.type", "LogAppendTime"),
+                    ("max.message.bytes", "2048"),
+                ],
+            ),
+            ("explicit", &[("message.timestamp.type", "CreateTime")]),
+        ]);
+        let created = resolve_partition(&state, "created", 1).unwrap();
+        assert_eq!(created.tp.partition, 1);
+        assert_eq!(created.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        assert_eq!(created.timestamp_type, TimestampType::CreateTime);
+        let appended = resolve_partition(&state, "appended", 0).unwrap();
+        assert_eq!(appended.max_message_bytes, 2048);
+        assert_eq!(appended.timestamp_type, TimestampType::LogAppendTime);
+        let explicit = resolve_partition(&state, "explicit", 0).unwrap();
+        assert_eq!(explicit.timestamp_type, TimestampType::CreateTime);
+        for (name, partition) in [("created", 2), ("created", -1), ("missing", 0)] {
+            assert_eq!(
+                resolve_partition(&state, name, partition),
+                Err(error_code::UNKNOWN_TOPIC_OR_PARTITION),
+                "{name}/{partition}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_create_time_topic_keeps_the_request_slices() {
+        let batches = vec![batch(2, 0), batch(3, 0)];
+        let pointers: Vec<*const u8> = batches.iter().map(|(_, bytes)| bytes.as_ptr()).collect();
+        let (kept, log_append_time_ms) = apply_topic_rules(
+            batches.clone(),
+            &topic(TimestampType::CreateTime),
+            APPEND_TIME_MS,
+        )
+        .unwrap();
+        assert_eq!(kept, batches);
+        let kept_pointers: Vec<*const u8> = kept.iter().map(|(_, bytes)| bytes.as_ptr()).collect();
+        assert_eq!(kept_pointers, pointers);
+        assert_eq!(log_append_time_ms, NO_LOG_APPEND_TIME);
+    }
+
+    #[test]
+    fn a_log_append_time_topic_stamps_copies_with_the_append_time() {
+        let batches = vec![batch(2, 0), batch(1, 0)];
+        let (stamped, log_append_time_ms) = apply_topic_rules(
+            batches.clone(),
+            &topic(TimestampType::LogAppendTime),
+            APPEND_TIME_MS,
+        )
+        .unwrap();
+        assert_eq!(log_append_time_ms, APPEND_TIME_MS);
+        assert_eq!(stamped.len(), 2);
+        for ((header, bytes), (original, original_bytes)) in stamped.iter().zip(&batches) {
+            assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
+            assert_eq!(header.max_timestamp, APPEND_TIME_MS);
+            assert_eq!(header.base_timestamp, original.base_timestamp);
+            assert_eq!(header.record_count, original.record_count);
+            assert_eq!(validate_batch(bytes), Ok(*header));
+            assert_ne!(bytes.as_ptr(), original_bytes.as_ptr());
+        }
+    }
+
+    #[test]
+    fn one_refused_batch_refuses_the_partition() {
+        let producer_log_append_time = batch(1, 0b1000);
+        // Only the broker sets LogAppendTime on a LogAppendTime topic.
+        assert_eq!(
+            apply_topic_rules(
+                vec![batch(1, 0), producer_log_append_time.clone()],
+                &topic(TimestampType::LogAppendTime),
+                APPEND_TIME_MS,
+            ),
+            Err(error_code::INVALID_TIMESTAMP)
+        );
+        // On a CreateTime topic it becomes CreateTime with the producer's maxTimestamp.
+        let (converted, log_append_time_ms) = apply_topic_rules(
+            vec![producer_log_append_time.clone()],
+            &topic(TimestampType::CreateTime),
+            APPEND_TIME_MS,
+        )
+        .unwrap();
+        assert_eq!(converted[0].0.timestamp_type(), TimestampType::CreateTime);
+        assert_eq!(
+            converted[0].0.max_timestamp,
+            producer_log_append_time.0.max_timestamp
+        );
+        assert_eq!(log_append_time_ms, NO_LOG_APPEND_TIME);
+        // max.message.bytes is checked first, on the bytes as the producer sent them.
+        let small = ResolvedPartition {
+            max_message_bytes: 16,
+            ..topic(TimestampType::LogAppendTime)
+        };
+        assert_eq!(
+            apply_topic_rules(vec![producer_log_append_time], &small, APPEND_TIME_MS),
+            Err(error_code::MESSAGE_TOO_LARGE)
+        );
     }
 }

@@ -70,11 +70,17 @@ pub struct ProducePartition {
     pub batches: Vec<(BatchHeader, Bytes)>,
 }
 
+/// `log_append_time_ms` of a partition whose topic keeps the producer's timestamps (Kafka's -1).
+pub const NO_LOG_APPEND_TIME: i64 = -1;
+
 /// Where a produced partition's first batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionAppended {
     pub base_offset: u64,
     pub log_start_offset: u64,
+    /// The append time its batches were stamped with (milliseconds since the Unix epoch) when its
+    /// topic is `message.timestamp.type=LogAppendTime`; [`NO_LOG_APPEND_TIME`] otherwise.
+    pub log_append_time_ms: i64,
 }
 
 /// The answer for one produced partition: its placement or a Kafka error code.

@@ -24,15 +24,28 @@ use super::{PartitionAppended, PartitionOutcome};
 
 /// Kafka error codes the flusher answers with.
 pub mod error_code {
+    use sluice_engine::batch::BatchError;
+
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TIMESTAMP: i16 = 32;
     pub const INVALID_REQUEST: i16 = 42;
     pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const INVALID_RECORD: i16 = 87;
+
+    /// The code for a batch its topic's `message.timestamp.type` refused
+    /// (`apply_topic_timestamp_type`): a timestamp type only the broker may set is Kafka's
+    /// INVALID_TIMESTAMP; anything else is a malformed batch.
+    pub fn timestamp_refusal(error: &BatchError) -> i16 {
+        match error {
+            BatchError::LogAppendTimeFromProducer => INVALID_TIMESTAMP,
+            _ => INVALID_RECORD,
+        }
+    }
 }
 
 /// Where one partition's batches of one produce sit in the window.
@@ -47,11 +60,21 @@ pub struct Slot {
     pub batch_count: usize,
 }
 
+/// One partition of a waiting produce that reached the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlacedPartition {
+    pub tp: TopicPartition,
+    pub slot: Slot,
+    /// The append time its batches were stamped with (a LogAppendTime topic), else
+    /// [`super::NO_LOG_APPEND_TIME`]; its answer carries it.
+    pub log_append_time_ms: i64,
+}
+
 /// A waiting produce: one entry per partition of the request, in request order; `Err` ones were
 /// refused before they reached the window.
 #[derive(Debug)]
 pub struct ProduceWaiter {
-    pub slots: Vec<Result<(TopicPartition, Slot), i16>>,
+    pub slots: Vec<Result<PlacedPartition, i16>>,
     pub reply: oneshot::Sender<Vec<PartitionOutcome>>,
 }
 
@@ -266,7 +289,7 @@ pub fn commit_command_bytes(group: &str, offsets: &[OffsetCommit]) -> usize {
 /// The answer of each slot, given the outcome of the append; `log_start_offset` looks a
 /// partition's log start offset up after the commit.
 pub fn produce_answers(
-    slots: &[Result<(TopicPartition, Slot), i16>],
+    slots: &[Result<PlacedPartition, i16>],
     outcome: &Result<AppendOutcome, (i16, String)>,
     log_start_offset: impl Fn(TopicPartition) -> u64,
 ) -> Vec<PartitionOutcome> {
@@ -309,8 +332,12 @@ pub fn produce_answers(
     };
     slots
         .iter()
-        .map(|slot| {
-            let (tp, slot) = (*slot)?;
+        .map(|placed| {
+            let PlacedPartition {
+                tp,
+                slot,
+                log_append_time_ms,
+            } = (*placed)?;
             if let Err((code, _)) = outcome {
                 return Err(*code);
             }
@@ -321,6 +348,7 @@ pub fn produce_answers(
                     PartitionAppended {
                         base_offset,
                         log_start_offset: log_start_offset(tp),
+                        log_append_time_ms,
                     }
                 });
             }
@@ -328,6 +356,7 @@ pub fn produce_answers(
                 Some(Ok((segment_tp, base_offset))) if *segment_tp == tp => Ok(PartitionAppended {
                     base_offset: base_offset.saturating_add(slot.offsets_before),
                     log_start_offset: log_start_offset(*segment_tp),
+                    log_append_time_ms,
                 }),
                 Some(Err(code)) => Err(*code),
                 // The commit did not mention the segment (or named another partition): a bug
@@ -399,10 +428,11 @@ pub fn answer_commands(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    use sluice_engine::batch::{BatchBuilder, split_batches};
+    use sluice_engine::batch::{BatchBuilder, BatchError, split_batches};
     use sluice_engine::types::{LogSeq, TopicId};
 
     use super::*;
+    use crate::metadata_core::NO_LOG_APPEND_TIME;
 
     fn batch(records: usize) -> (BatchHeader, Bytes) {
         let mut builder = BatchBuilder::new(1_000);
@@ -561,25 +591,27 @@ mod tests {
     #[test]
     fn answers_add_the_segment_base_and_pass_rejections_through() {
         let slots = vec![
-            Ok((
-                tp(1),
-                Slot {
+            Ok(PlacedPartition {
+                tp: tp(1),
+                slot: Slot {
                     segment_index: 0,
                     offsets_before: 5,
                     batches_before: 2,
                     batch_count: 1,
                 },
-            )),
+                log_append_time_ms: 1_765_000_000_000,
+            }),
             Err(3),
-            Ok((
-                tp(0),
-                Slot {
+            Ok(PlacedPartition {
+                tp: tp(0),
+                slot: Slot {
                     segment_index: 1,
                     offsets_before: 0,
                     batches_before: 0,
                     batch_count: 1,
                 },
-            )),
+                log_append_time_ms: NO_LOG_APPEND_TIME,
+            }),
         ];
         let outcome = Ok(AppendOutcome {
             seq: LogSeq(4),
@@ -606,7 +638,8 @@ mod tests {
             vec![
                 Ok(PartitionAppended {
                     base_offset: 45,
-                    log_start_offset: 2
+                    log_start_offset: 2,
+                    log_append_time_ms: 1_765_000_000_000,
                 }),
                 Err(3),
                 Err(error_code::UNKNOWN_TOPIC_OR_PARTITION),
@@ -614,5 +647,25 @@ mod tests {
         );
         let failed = produce_answers(&slots, &Err((6, String::new())), |_| 0);
         assert_eq!(failed, vec![Err(6), Err(3), Err(6)]);
+    }
+
+    #[test]
+    fn timestamp_refusals_get_kafkas_codes() {
+        assert_eq!(
+            error_code::INVALID_TIMESTAMP,
+            kafka_protocol::ResponseError::InvalidTimestamp.code()
+        );
+        assert_eq!(
+            error_code::timestamp_refusal(&BatchError::LogAppendTimeFromProducer),
+            error_code::INVALID_TIMESTAMP
+        );
+        let malformed = BatchError::InvalidLength {
+            batch_length: 61,
+            len: 12,
+        };
+        assert_eq!(
+            error_code::timestamp_refusal(&malformed),
+            error_code::INVALID_RECORD
+        );
     }
 }
