@@ -203,3 +203,43 @@ fn a_compacted_topic_keeps_the_latest_value_of_every_live_key_at_its_offset() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_young_tombstone_goes_once_it_is_old_enough_without_new_records() {
+    let server = S3TestServer::start().unwrap();
+    let url = server.store_url("young-tombstones");
+    let agent = common::start_agent(|config| configure(config, &url));
+    let mut client = RawClient::connect(agent.addr());
+    // delete.retention.ms is 1 s. Values and tombstones go in one window (one entry), so the first
+    // job sees the tombstones, keeps them and marks their batch with a delete horizon; a later
+    // job, with no new record in between, must remove them once the horizon has passed.
+    let topic_id = create_compacted(&mut client, "sessions");
+    let live = |key: usize| (format!("key-{key}"), Some(format!("value-{key}")));
+    let deletes: Vec<(String, Option<String>)> =
+        (0..5).map(|key| (format!("key-{key}"), None)).collect();
+    let mut records = bytes::BytesMut::new();
+    records.extend_from_slice(&updates(&(0..10).map(live).collect::<Vec<_>>(), now_ms()));
+    records.extend_from_slice(&updates(&deletes, now_ms()));
+    produce(&mut client, "sessions", 0, records.freeze());
+    let expected: Vec<(u64, String, Option<String>)> = (5..10)
+        .map(|key| {
+            (
+                key as u64,
+                format!("key-{key}"),
+                Some(format!("value-{key}")),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    loop {
+        let records = read_all(&mut client, "sessions", topic_id);
+        if records == expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < EVENT_TIMEOUT,
+            "tombstones still there: {records:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -25,8 +25,11 @@ pub struct KeyCompactionCandidate {
     pub tp: TopicPartition,
     /// From the partition's first entry, the cleanable ones (contiguous, oldest first).
     pub entries: Vec<IndexEntry>,
-    /// Tombstones whose timestamp is below this go (`now - delete.retention.ms`).
-    pub tombstone_cutoff_ms: i64,
+    /// The time of the plan: tombstones of batches whose delete horizon is before it go.
+    pub now_ms: i64,
+    /// The topic's `delete.retention.ms`: a batch first kept with tombstones gets its horizon
+    /// this far after `now_ms`.
+    pub delete_retention_ms: i64,
     /// An uncleaned record older than this makes the partition due whatever its dirty ratio
     /// (`now - max.compaction.lag.ms`).
     pub max_lag_cutoff_ms: i64,
@@ -61,8 +64,7 @@ impl MetadataState {
                     .unwrap_or(default)
             };
             let min_lag_cutoff = now_ms.saturating_sub(number("min.compaction.lag.ms", 0));
-            let tombstone_cutoff_ms =
-                now_ms.saturating_sub(number("delete.retention.ms", 86_400_000));
+            let delete_retention_ms = number("delete.retention.ms", 86_400_000);
             let max_lag_cutoff_ms =
                 now_ms.saturating_sub(number("max.compaction.lag.ms", i64::MAX));
             for (partition, state) in topic.partitions().iter().enumerate() {
@@ -83,7 +85,8 @@ impl MetadataState {
                     // Bounded by PARTITIONS_PER_TOPIC_MAX, which fits an i32.
                     tp: TopicPartition::new(topic_id, i32::try_from(partition).unwrap_or(i32::MAX)),
                     entries,
-                    tombstone_cutoff_ms,
+                    now_ms,
+                    delete_retention_ms,
                     max_lag_cutoff_ms,
                 });
             }
@@ -134,7 +137,12 @@ pub async fn build_key_compacted(
             offset = next;
         }
     }
-    let (compacted, stats) = compact_keys(&batches, candidate.tombstone_cutoff_ms, limits)
+    let (compacted, stats) = compact_keys(
+        &batches,
+        candidate.now_ms,
+        candidate.delete_retention_ms,
+        limits,
+    )
         .map_err(|error| CompactionError::Keys {
             key: object_key(first.seq),
             tp,

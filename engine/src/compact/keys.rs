@@ -20,11 +20,19 @@
 //! error rather than grow without bound. Each batch's records decompress through
 //! [`super::super::batch::codec`]'s limit.
 //!
+//! # Tombstones: Kafka's delete horizon (KIP-534)
+//!
+//! A tombstone must stay long enough for a reader that started before the cleaner passed it to
+//! see it, whatever timestamp its producer gave it. So, as Kafka does, the first pass that keeps a
+//! batch holding tombstones marks the batch: attributes bit 6 ("delete horizon") set and
+//! `baseTimestamp` = the pass's time + `delete.retention.ms`, with every record's timestamp delta
+//! rebased so that each record keeps its timestamp. A later pass removes the batch's tombstones
+//! (those still the latest of their key) once its clock is past that horizon. The horizon is in
+//! the stored batch, so it survives restarts and takeovers.
+//!
 //! # What differs from Kafka
 //!
-//! - A tombstone goes when its own timestamp is older than `now - delete.retention.ms`; Kafka
-//!   counts the delay from when the cleaner first passed the tombstone. Records without a key
-//!   (which Kafka refuses to produce to a compacted topic) are kept.
+//! - Records without a key (which Kafka refuses to produce to a compacted topic) are kept.
 
 use std::collections::HashMap;
 
@@ -75,6 +83,9 @@ pub struct KeyCompactionStats {
     pub batches_rewritten: u64,
     pub batches_emptied: u64,
     pub distinct_keys: u64,
+    /// The earliest delete horizon of a batch that still holds tombstones: once the clock passes
+    /// it, the partition is worth cleaning again even with no new records.
+    pub next_delete_horizon_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,12 +143,14 @@ pub fn read_records(
         .collect())
 }
 
-/// Keeps, of `batches` (one partition's, in offset order), the latest record of every key and
-/// drops tombstones whose timestamp is before `tombstone_cutoff_ms`. Returns the batches in the
+/// Keeps, of `batches` (one partition's, in offset order), the latest record of every key; drops
+/// the tombstones of batches whose delete horizon is before `now_ms`, and marks batches that keep
+/// tombstones without a horizon with `now_ms + delete_retention_ms`. Returns the batches in the
 /// same order, each spanning the same offsets.
 pub fn compact_keys(
     batches: &[OffsetBatch],
-    tombstone_cutoff_ms: i64,
+    now_ms: i64,
+    delete_retention_ms: i64,
     limits: &KeyCompactionLimits,
 ) -> Result<(Vec<OffsetBatch>, KeyCompactionStats), KeyCompactionError> {
     let mut stats = KeyCompactionStats::default();
@@ -170,7 +183,10 @@ pub fn compact_keys(
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
         let (section, records) = decode(batch, limits)?;
+        let horizon = delete_horizon_ms(&batch.header);
+        let tombstones_expire = horizon.is_some_and(|horizon| horizon <= now_ms);
         let mut kept: Vec<&RecordView> = Vec::with_capacity(records.len());
+        let mut keeps_tombstones = false;
         for record in &records {
             let keep = match &record.key {
                 None => true,
@@ -179,12 +195,11 @@ pub fn compact_keys(
                     if latest_offset != Some(record_offset(batch, record)) {
                         stats.records_superseded += 1;
                         false
-                    } else if record.tombstone
-                        && record_timestamp(&batch.header, record) < tombstone_cutoff_ms
-                    {
+                    } else if record.tombstone && tombstones_expire {
                         stats.tombstones_removed += 1;
                         false
                     } else {
+                        keeps_tombstones |= record.tombstone;
                         true
                     }
                 }
@@ -194,7 +209,18 @@ pub fn compact_keys(
             }
         }
         stats.records_kept += kept.len() as u64;
-        if kept.len() == records.len() {
+        // A batch that keeps tombstones gets its horizon now if it has none.
+        let new_horizon = (keeps_tombstones && horizon.is_none())
+            .then(|| now_ms.saturating_add(delete_retention_ms.max(0)));
+        if keeps_tombstones {
+            let batch_horizon = new_horizon.or(horizon).unwrap_or(i64::MAX);
+            stats.next_delete_horizon_ms = Some(
+                stats
+                    .next_delete_horizon_ms
+                    .map_or(batch_horizon, |next| next.min(batch_horizon)),
+            );
+        }
+        if kept.len() == records.len() && new_horizon.is_none() {
             out.push(batch.clone());
             continue;
         }
@@ -202,7 +228,7 @@ pub fn compact_keys(
         if kept.is_empty() {
             stats.batches_emptied += 1;
         }
-        out.push(rewrite(batch, &section, &kept)?);
+        out.push(rewrite(batch, &section, &kept, new_horizon)?);
     }
     Ok((out, stats))
 }
@@ -309,12 +335,30 @@ fn rewrite(
     batch: &OffsetBatch,
     section: &Bytes,
     kept: &[&RecordView],
+    new_horizon: Option<i64>,
 ) -> Result<OffsetBatch, KeyCompactionError> {
     let mut records = Vec::with_capacity(kept.iter().map(|record| record.range.len()).sum());
+    let base_timestamp = new_horizon.unwrap_or(batch.header.base_timestamp);
     for record in kept {
-        records.extend_from_slice(section.get(record.range.clone()).unwrap_or_default());
+        let bytes = section.get(record.range.clone()).unwrap_or_default();
+        match new_horizon {
+            None => records.extend_from_slice(bytes),
+            Some(_) => rebase_timestamp(
+                bytes,
+                record,
+                batch.header.base_timestamp.saturating_sub(base_timestamp),
+                &mut records,
+            )
+            .ok_or_else(|| KeyCompactionError::CorruptBatch {
+                base_offset: batch.base_offset,
+                reason: "record cannot be rebased".to_owned(),
+            })?,
+        }
     }
     let mut attributes = batch.header.attributes;
+    if new_horizon.is_some() {
+        attributes |= DELETE_HORIZON_FLAG;
+    }
     let body = if kept.is_empty() {
         attributes &= !0x07;
         Vec::new()
@@ -342,6 +386,7 @@ fn rewrite(
     put(&mut out, 8, &batch_length.to_be_bytes());
     put(&mut out, 21, &attributes.to_be_bytes());
     put(&mut out, 57, &record_count.to_be_bytes());
+    put(&mut out, 27, &base_timestamp.to_be_bytes());
     let crc = crc32c::crc32c(out.get(CRC_COVERED_FROM..).unwrap_or_default());
     put(&mut out, 17, &crc.to_be_bytes());
     let bytes = out.freeze();
@@ -356,6 +401,40 @@ fn rewrite(
         header,
         bytes,
     })
+}
+
+/// Attributes bit 6: `baseTimestamp` is the batch's delete horizon (KIP-534).
+const DELETE_HORIZON_FLAG: i16 = 0x40;
+
+/// The batch's delete horizon, if a cleaner set one.
+fn delete_horizon_ms(header: &BatchHeader) -> Option<i64> {
+    (header.attributes & DELETE_HORIZON_FLAG != 0).then_some(header.base_timestamp)
+}
+
+/// Writes `bytes` (one record, length prefix included) with its timestamp delta raised by
+/// `shift` (the old base minus the new one), so its timestamp stays the same under the new base.
+fn rebase_timestamp(bytes: &[u8], record: &RecordView, shift: i64, out: &mut Vec<u8>) -> Option<()> {
+    let (_, body_at) = varint(bytes, 0)?;
+    // attributes, then the timestamp delta we replace, then everything else verbatim.
+    let attributes = *bytes.get(body_at)?;
+    let (_, after_timestamp) = varint(bytes, body_at + 1)?;
+    let rest = bytes.get(after_timestamp..)?;
+    let mut body = Vec::with_capacity(rest.len() + 11);
+    body.push(attributes);
+    put_varint(&mut body, record.timestamp_delta.checked_add(shift)?);
+    body.extend_from_slice(rest);
+    put_varint(out, i64::try_from(body.len()).ok()?);
+    out.extend_from_slice(&body);
+    Some(())
+}
+
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    while zigzag >= 0x80 {
+        out.push((zigzag as u8 & 0x7f) | 0x80);
+        zigzag >>= 7;
+    }
+    out.push(zigzag as u8);
 }
 
 fn put(bytes: &mut BytesMut, at: usize, field: &[u8]) {
@@ -476,7 +555,7 @@ mod tests {
                 ),
             ]);
             let (out, stats) =
-                compact_keys(&batches, i64::MIN, &KeyCompactionLimits::default()).unwrap();
+                compact_keys(&batches, 0, 1_000, &KeyCompactionLimits::default()).unwrap();
             assert_eq!(out.len(), 3, "{codec:?}: every batch keeps its place");
             for (before, after) in batches.iter().zip(&out) {
                 assert_eq!(after.base_offset, before.base_offset);
@@ -505,33 +584,44 @@ mod tests {
     }
 
     #[test]
-    fn tombstones_go_only_after_delete_retention() {
+    fn a_tombstone_goes_only_delete_retention_after_a_pass_first_kept_it() {
         let batches = at_offsets(vec![
-            batch(
-                &[(Some("a"), Some("a1")), (Some("b"), Some("b1"))],
-                1_000,
-                Compression::None,
-            ),
-            batch(&[(Some("a"), None)], 5_000, Compression::Lz4),
+            batch(&[(Some("a"), Some("a1")), (Some("b"), Some("b1"))], 1_000, Compression::None),
+            // Timestamped long ago: its age does not matter, the horizon does.
+            batch(&[(Some("a"), None), (Some("c"), Some("c1"))], 5_000, Compression::Lz4),
         ]);
-        // Cutoff before the tombstone: it stays (and hides a1), b1 stays.
-        let (out, _) = compact_keys(&batches, 4_000, &KeyCompactionLimits::default()).unwrap();
+        // First pass at 100,000: the tombstone stays (and hides a1); its batch gets a horizon.
+        let (first, stats) = compact_keys(&batches, 100_000, 60_000, &KeyCompactionLimits::default()).unwrap();
+        let survivors_first = survivors(&first);
         assert_eq!(
-            survivors(&out),
+            survivors_first,
             vec![
                 (1, Some("b".into()), Some("b1".into())),
-                (2, Some("a".into()), None)
+                (2, Some("a".into()), None),
+                (3, Some("c".into()), Some("c1".into())),
             ]
         );
-        // Cutoff past it: the tombstone goes too; the key is gone entirely.
-        let (out, stats) = compact_keys(&batches, 6_000, &KeyCompactionLimits::default()).unwrap();
+        assert_eq!(stats.next_delete_horizon_ms, Some(160_000));
+        assert_eq!(first[1].header.attributes & DELETE_HORIZON_FLAG, DELETE_HORIZON_FLAG);
+        assert_eq!(first[1].header.base_timestamp, 160_000);
+        validate_batch(&first[1].bytes).unwrap();
+        // Every record keeps its timestamp under the new base.
+        let limits = KeyCompactionLimits::default();
+        let timestamps: Vec<i64> = read_records(&first[1], &limits).unwrap().iter().map(|r| r.timestamp_ms).collect();
+        assert_eq!(timestamps, vec![5_000, 5_001]);
+        // Before the horizon nothing changes; after it the tombstone goes, c1 stays.
+        let (again, stats) = compact_keys(&first, 159_999, 60_000, &limits).unwrap();
+        assert_eq!(survivors(&again), survivors_first);
+        assert_eq!(stats.tombstones_removed, 0);
+        assert_eq!(again[1].bytes.as_ptr(), first[1].bytes.as_ptr(), "no rewrite before the horizon");
+        let (after, stats) = compact_keys(&first, 160_000, 60_000, &limits).unwrap();
         assert_eq!(
-            survivors(&out),
-            vec![(1, Some("b".into()), Some("b1".into()))]
+            survivors(&after),
+            vec![(1, Some("b".into()), Some("b1".into())), (3, Some("c".into()), Some("c1".into()))]
         );
         assert_eq!(stats.tombstones_removed, 1);
-        assert_eq!(out[1].header.record_count, 0);
-        assert_eq!(out[1].header.offset_count(), 1);
+        assert_eq!(stats.next_delete_horizon_ms, None);
+        assert_eq!(after[1].header.offset_count(), 2);
     }
 
     #[test]
@@ -549,9 +639,9 @@ mod tests {
             key_bytes_max: 1_000,
             ..KeyCompactionLimits::default()
         };
-        assert!(compact_keys(&batches, 0, &limits).is_ok());
+        assert!(compact_keys(&batches, 0, 0, &limits).is_ok());
         assert!(matches!(
-            compact_keys(&many, 0, &limits),
+            compact_keys(&many, 0, 0, &limits),
             Err(KeyCompactionError::TooManyKeys { .. })
         ));
     }
@@ -571,7 +661,7 @@ mod tests {
                 header,
                 bytes: Bytes::from(damaged),
             };
-            let _ = compact_keys(&[batch], 0, &KeyCompactionLimits::default());
+            let _ = compact_keys(&[batch], 0, 0, &KeyCompactionLimits::default());
         }
         let (header, bytes) = batch(&[(Some("a"), Some("a1"))], 0, Compression::Zstd);
         let batch = OffsetBatch {
@@ -579,6 +669,6 @@ mod tests {
             header,
             bytes: bytes.slice(..bytes.len() - 3),
         };
-        assert!(compact_keys(&[batch], 0, &KeyCompactionLimits::default()).is_err());
+        assert!(compact_keys(&[batch], 0, 0, &KeyCompactionLimits::default()).is_err());
     }
 }

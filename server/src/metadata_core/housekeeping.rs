@@ -119,6 +119,9 @@ pub struct Compactor {
     epoch: u64,
     next_job: u32,
     clean_end_offsets: HashMap<TopicPartition, u64>,
+    /// Per partition, the earliest delete horizon of a batch the last job left with tombstones:
+    /// once the clock passes it, the partition is cleaned again without new records.
+    delete_horizons_ms: HashMap<TopicPartition, i64>,
     /// Totals since start, for the log.
     pub jobs_done: u64,
     pub bytes_written: u64,
@@ -218,7 +221,11 @@ impl Compactor {
                 .get(&candidate.tp)
                 .copied()
                 .unwrap_or(0);
-            if !key_compaction_due(&candidate, clean_end) {
+            let tombstone_due = self
+                .delete_horizons_ms
+                .get(&candidate.tp)
+                .is_some_and(|horizon_ms| *horizon_ms <= candidate.now_ms);
+            if !tombstone_due && !key_compaction_due(&candidate, clean_end) {
                 continue;
             }
             jobs += 1;
@@ -243,6 +250,10 @@ impl Compactor {
                 .all(|outcome| outcome.is_ok());
             if applied {
                 self.clean_end_offsets.insert(candidate.tp, end_offset);
+                match compacted.stats.next_delete_horizon_ms {
+                    Some(horizon_ms) => self.delete_horizons_ms.insert(candidate.tp, horizon_ms),
+                    None => self.delete_horizons_ms.remove(&candidate.tp),
+                };
                 self.jobs_done += 1;
                 self.bytes_written += compacted.bytes_written;
             } else {

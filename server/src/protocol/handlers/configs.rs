@@ -75,6 +75,7 @@ fn config_type(name: &str) -> i8 {
         "max.message.bytes" | "min.insync.replicas" | "segment.bytes" => INT,
         "delete.retention.ms"
         | "min.compaction.lag.ms"
+        | "max.compaction.lag.ms"
         | "retention.bytes"
         | "retention.ms"
         | "segment.ms" => LONG,
