@@ -67,7 +67,7 @@ async fn build(
     job: u32,
 ) -> Result<sluice_engine::compact::CompactedObject, CompactionError> {
     let (plan, epoch) =
-        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default()), state.writer_epoch()));
+        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2), state.writer_epoch()));
     assert!(!plan.is_empty());
     build_compacted_object(store, &plan, compacted_object_id(epoch, job), epoch, 0).await
 }
@@ -209,7 +209,7 @@ async fn a_job_killed_at_any_step_loses_nothing_and_leaves_nothing_uncollected()
 
     // Killed before the PUT: nothing was written, nothing changed.
     let (plan, _) =
-        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default()), state.writer_epoch()));
+        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2), state.writer_epoch()));
     assert!(!plan.is_empty());
     assert!(keys(store.as_ref(), "compacted").await.is_empty());
 
@@ -300,7 +300,7 @@ async fn a_missing_or_corrupt_input_fails_the_job_and_changes_nothing() {
     let log = run.open(Arc::clone(&store), config()).await;
     append_with_checkpoints(&mut run, &log, 12).await;
     let (plan, epoch) =
-        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default()), state.writer_epoch()));
+        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2), state.writer_epoch()));
     let victim = plan[0].entries[1];
     let key = object_key(victim.seq);
     let original = store.get(&key).await.unwrap();

@@ -112,20 +112,28 @@ pub enum CompactionError {
 }
 
 impl MetadataState {
-    /// The next job: per partition (topics by name, partitions in order) the oldest run of at
-    /// least two consecutive entries each under half the target size, as long as the job stays
-    /// within the target size and the input limit. Empty when nothing is worth merging. Pure.
+    /// The next job: per partition (topics by name, partitions in order) the oldest settled run
+    /// of at least two consecutive *window* entries (entries in log objects; a compacted entry is
+    /// never merged again, so every byte is compacted once), as long as the job stays within the
+    /// target size and the input limit. Empty when nothing is worth merging. Pure; `now_ms` only
+    /// decides which runs have settled.
+    ///
+    /// A run is settled when it cannot grow any more — it reached its topic's limits (below), or
+    /// [`RUN_WINDOWS_SETTLED`] windows, or a compacted entry follows it — or when its oldest
+    /// window is [`RUN_SETTLE_MS`] old. A run at the live edge that can still grow waits: merging
+    /// it now would only make a small object that the next windows cannot join.
     ///
     /// Retention deletes whole index entries, so a merged entry must not hold records of very
     /// different ages or too many bytes for its topic's retention: a run spans at most
     /// `min(segment.ms, retention.ms / 8)` of batch max timestamps and at most
-    /// `min(segment.bytes, retention.bytes / 8)` bytes (Kafka's segments, which roll by `segment.ms` and
-    /// `segment.bytes`, bound its retention's precision the same way). `defaults` gives the
-    /// retention of topics without overrides.
+    /// `min(segment.bytes, retention.bytes / 8)` bytes (Kafka's segments, which roll by
+    /// `segment.ms` and `segment.bytes`, bound its retention's precision the same way). `defaults`
+    /// gives the retention of topics without overrides.
     pub fn compaction_plan(
         &self,
         config: &CompactionConfig,
         defaults: &RetentionDefaults,
+        now_ms: i64,
     ) -> Vec<CompactionRange> {
         let mut job = Vec::new();
         let (mut job_bytes, mut job_inputs) = (0u64, 0usize);
@@ -139,7 +147,7 @@ impl MetadataState {
                     bytes: config.object_bytes_target.saturating_sub(job_bytes),
                     inputs: config.inputs_per_job_max.saturating_sub(job_inputs),
                 };
-                let run = oldest_small_run(state.index().iter(), &limits, &room);
+                let run = oldest_settled_run(state.index().iter(), &limits, &room, now_ms);
                 if run.len() < 2 {
                     continue;
                 }
@@ -161,6 +169,13 @@ impl MetadataState {
         job
     }
 }
+
+/// A run of this many windows is merged even if more could join it (bounds a job's GETs per
+/// partition and how long windows wait).
+pub const RUN_WINDOWS_SETTLED: usize = 1_000;
+/// A run whose oldest window is this old (by batch max timestamp) is merged even if it could
+/// still grow: a partition written slowly gets one entry per minute, not one per window.
+pub const RUN_SETTLE_MS: i64 = 60_000;
 
 /// What one topic's runs may hold.
 #[derive(Debug, Clone, Copy)]
@@ -214,21 +229,23 @@ fn topic_run_limits(
     }
 }
 
-/// The first run of consecutive entries under the topic's `small` size each, within its byte and
-/// time span limits and the job's room. A run that cannot take the next entry because of the
-/// topic's limits starts again from that entry; one that the job's room cuts ends there.
-fn oldest_small_run<'a>(
+/// The first settled run of consecutive window entries within the topic's limits and the job's
+/// room (see [`MetadataState::compaction_plan`]).
+fn oldest_settled_run<'a>(
     entries: impl Iterator<Item = &'a IndexEntry>,
     limits: &RunLimits,
     room: &RunRoom,
+    now_ms: i64,
 ) -> Vec<IndexEntry> {
     let mut run: Vec<IndexEntry> = Vec::new();
     let mut bytes = 0u64;
     let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
+    let settled_by_age = |oldest: i64| oldest <= now_ms.saturating_sub(RUN_SETTLE_MS);
     for entry in entries {
-        if entry.byte_len >= limits.small {
+        if crate::types::is_compacted_object(entry.seq) || entry.byte_len >= limits.small {
+            // Nothing can join the run past this entry: it is settled.
             if run.len() >= 2 {
-                break;
+                return run;
             }
             run.clear();
             bytes = 0;
@@ -240,7 +257,8 @@ fn oldest_small_run<'a>(
             .saturating_sub(oldest.min(entry.max_timestamp));
         let within_topic = run.is_empty()
             || (span <= limits.span_ms_max
-                && bytes.saturating_add(entry.byte_len) <= limits.bytes_max);
+                && bytes.saturating_add(entry.byte_len) <= limits.bytes_max
+                && run.len() < RUN_WINDOWS_SETTLED);
         let within_job =
             bytes.saturating_add(entry.byte_len) <= room.bytes && run.len() < room.inputs;
         if within_topic && within_job {
@@ -248,15 +266,23 @@ fn oldest_small_run<'a>(
             oldest = oldest.min(entry.max_timestamp);
             newest = newest.max(entry.max_timestamp);
             run.push(*entry);
-        } else if run.len() >= 2 || !within_job {
-            break;
+        } else if run.len() >= 2 {
+            // Full for its topic (settled) or for this job (the job is full): merge it.
+            return run;
+        } else if !within_job {
+            return Vec::new();
         } else {
             run = vec![*entry];
             bytes = entry.byte_len;
             (oldest, newest) = (entry.max_timestamp, entry.max_timestamp);
         }
     }
-    if run.len() < 2 { Vec::new() } else { run }
+    // The run reaches the live edge: merged only once it is old enough.
+    if run.len() >= 2 && settled_by_age(oldest) {
+        run
+    } else {
+        Vec::new()
+    }
 }
 
 /// What [`build_compacted_object`] wrote and the swap that puts it in service.

@@ -229,17 +229,27 @@ impl Compactor {
                 continue;
             }
             jobs += 1;
+            // Ids for every object the job may write: its output is at most its input, in pieces
+            // of about the target size.
+            let input_bytes: u64 = candidate.entries.iter().map(|entry| entry.byte_len).sum();
+            let pieces_max = input_bytes / config.object_bytes_target.max(1) + 2;
+            let ids: Vec<LogSeq> = (0..pieces_max).map_while(|_| self.next_id(epoch)).collect();
             let store = Arc::clone(core.store());
-            let compacted = build_key_compacted(
-                store.as_ref(),
-                &candidate,
-                config.object_bytes_target,
-                &limits,
-                epoch,
-                wall_clock_ms(),
-                || self.next_id(epoch),
-            )
-            .await
+            let (job, object_bytes_target) = (candidate.clone(), config.object_bytes_target);
+            let compacted = off_core(async move {
+                let mut ids = ids.into_iter();
+                build_key_compacted(
+                    store.as_ref(),
+                    &job,
+                    object_bytes_target,
+                    &limits,
+                    epoch,
+                    wall_clock_ms(),
+                    move || ids.next(),
+                )
+                .await
+            })
+            .await?
             .map_err(|error| error.to_string())?;
             let end_offset = candidate.entries.last().map_or(0, |entry| entry.end_offset);
             let applied = core
@@ -289,7 +299,7 @@ impl Compactor {
         let (plan, epoch) = core
             .query(move |state| {
                 (
-                    state.compaction_plan(&config, &retention),
+                    state.compaction_plan(&config, &retention, wall_clock_ms()),
                     state.writer_epoch(),
                 )
             })
@@ -301,10 +311,13 @@ impl Compactor {
         let id = self
             .next_id(epoch)
             .ok_or("compaction job numbers of this writer epoch are used up")?;
-        let object =
-            build_compacted_object(core.store().as_ref(), &plan, id, epoch, wall_clock_ms())
-                .await
-                .map_err(|error| error.to_string())?;
+        let store = Arc::clone(core.store());
+        let job = plan.clone();
+        let object = off_core(async move {
+            build_compacted_object(store.as_ref(), &job, id, epoch, wall_clock_ms()).await
+        })
+        .await?
+        .map_err(|error| error.to_string())?;
         let mut report = JobReport {
             inputs: plan.iter().map(|range| range.entries.len()).sum(),
             ranges: plan.len(),
@@ -381,6 +394,39 @@ pub async fn round(
         .map_err(|error| error.to_string())?;
     Ok(report)
 }
+
+/// Runs a compaction job — its GETs, the CRC check and decoding of every batch, the layout and the
+/// PUT — on a thread of its own at a lower scheduling priority, and awaits its result here.
+///
+/// The metadata executor is cooperative: a job's CPU work (a CRC pass over 32 MiB alone takes
+/// milliseconds) would hold the flusher for all of it, whatever the task queue's shares, and a
+/// produce's acknowledgement with it. On its own thread the kernel preempts it instead, and at
+/// nice 10 the network and metadata cores go first. One thread per job: jobs are seconds apart.
+async fn off_core<T, F>(job: F) -> Result<T, String>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (sender, receiver) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sluice-compaction".to_owned())
+        .spawn(move || {
+            // SAFETY: setpriority only reads its integer arguments; `who = 0` with PRIO_PROCESS
+            // is the calling thread on Linux (each thread has its own nice value). A failure
+            // leaves the default priority, which is only slower for the hot path, never wrong.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, COMPACTION_THREAD_NICE);
+            }
+            let _ = sender.send(futures::executor::block_on(job));
+        })
+        .map_err(|error| format!("cannot start a compaction thread: {error}"))?;
+    receiver
+        .await
+        .map_err(|_| "the compaction thread stopped before answering".to_owned())
+}
+
+/// Nice value of compaction threads (the cores run at 0).
+const COMPACTION_THREAD_NICE: libc::c_int = 10;
 
 /// Kafka's cleaner rule: at least half of the cleanable bytes are dirty (past what the last job
 /// cleaned), or a dirty record is older than `max.compaction.lag.ms`.

@@ -336,7 +336,7 @@ mod compaction {
             inputs_per_job_max: 100,
             ..CompactionConfig::default()
         };
-        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default());
+        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].tp, a);
         assert_eq!(plan[0].entries.len(), 5);
@@ -345,21 +345,21 @@ mod compaction {
             inputs_per_job_max: 3,
             ..config
         };
-        assert_eq!(harness.state.compaction_plan(&tight, &RetentionDefaults::default())[0].entries.len(), 3);
+        assert_eq!(harness.state.compaction_plan(&tight, &RetentionDefaults::default(), i64::MAX / 2)[0].entries.len(), 3);
         // The byte target cuts it too (30 bytes: three entries of 10).
         let small = CompactionConfig {
             object_bytes_target: 30,
             ..config
         };
         // Entries must be under half the target (15 bytes): 10 is; the run stops at 30 bytes.
-        assert_eq!(harness.state.compaction_plan(&small, &RetentionDefaults::default())[0].entries.len(), 3);
+        assert_eq!(harness.state.compaction_plan(&small, &RetentionDefaults::default(), i64::MAX / 2)[0].entries.len(), 3);
         // After a swap the merged entry is large for a 20-byte target and is not taken again.
         harness.command(replace(a, 0..10, compacted_object_id(1, 0)));
         let after = CompactionConfig {
             object_bytes_target: 20,
             ..config
         };
-        assert!(harness.state.compaction_plan(&after, &RetentionDefaults::default()).is_empty());
+        assert!(harness.state.compaction_plan(&after, &RetentionDefaults::default(), i64::MAX / 2).is_empty());
     }
 
     #[test]
@@ -377,7 +377,7 @@ mod compaction {
             inputs_per_job_max: 100,
             ..CompactionConfig::default()
         };
-        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default());
+        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
         let runs: Vec<(TopicPartition, Vec<i64>)> = plan
             .iter()
             .map(|range| (range.tp, range.entries.iter().map(|entry| entry.max_timestamp).collect()))
@@ -388,7 +388,32 @@ mod compaction {
         create_with(&mut harness, "table", id(3), &[("cleanup.policy", "compact"), ("retention.ms", "8000")]);
         let table = TopicPartition::new(id(3), 0);
         commit_entries(&mut harness, table, &[0, 500, 5_000]);
-        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default());
+        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
         assert_eq!(plan[0].entries.len(), 3);
+    }
+
+    #[test]
+    fn a_run_at_the_live_edge_waits_until_it_settles_and_compacted_entries_are_never_remerged() {
+        let mut harness = Harness::new();
+        create_with(&mut harness, "t", id(1), &[]);
+        let tp = TopicPartition::new(id(1), 0);
+        commit_entries(&mut harness, tp, &[100_000, 100_010, 100_020]);
+        let config = CompactionConfig {
+            object_bytes_target: 1_000_000,
+            inputs_per_job_max: 100,
+            ..CompactionConfig::default()
+        };
+        let defaults = RetentionDefaults::default();
+        // Still growing at the live edge: nothing yet.
+        assert!(harness.state.compaction_plan(&config, &defaults, 100_030).is_empty());
+        // A minute after its oldest window: merged.
+        let plan = harness.state.compaction_plan(&config, &defaults, 160_000);
+        assert_eq!(plan[0].entries.len(), 3);
+        harness.command(replace(tp, 0..6, compacted_object_id(1, 0)));
+        // New windows after the compacted entry form their own run; the compacted one stays.
+        commit_entries(&mut harness, tp, &[200_000, 200_010]);
+        let plan = harness.state.compaction_plan(&config, &defaults, 300_000);
+        let bases: Vec<u64> = plan[0].entries.iter().map(|entry| entry.base_offset).collect();
+        assert_eq!(bases, vec![6, 8]);
     }
 }
