@@ -8,33 +8,18 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use common::log_harness::*;
 use sluice_engine::compact::{CompactionConfig, CompactionError, build_compacted_object};
-use sluice_engine::log::gc::{GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences};
+use sluice_engine::log::gc::{GarbageCollector, GcConfig};
 use sluice_engine::log::{EntryContent, LogConfig, MetadataLog, recover};
 use sluice_engine::metadata::{Command, Event, MetadataState, RetentionDefaults};
-use sluice_engine::store::{
-    ObjectStorage, S3TestServer, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store,
-};
+use sluice_engine::store::{ObjectStorage, S3TestServer};
 use sluice_engine::types::{compacted_object_id, log_key, object_key};
 
 const DELAY_MS: u64 = 1_000;
-
-fn agent_store(server: &S3TestServer, prefix: &str) -> Arc<dyn ObjectStorage> {
-    let inner = open_store(&StoreConfig::from_url(&server.store_url(prefix)).unwrap()).unwrap();
-    StoreRuntime::start(
-        inner,
-        StoreRuntimeConfig {
-            worker_threads: 1,
-            inflight_requests_max: 16,
-        },
-    )
-    .unwrap()
-}
 
 fn config() -> LogConfig {
     LogConfig {
@@ -50,24 +35,18 @@ const COMPACTION: CompactionConfig = CompactionConfig {
     key_map_bytes_max: 1024 * 1024,
 };
 
-async fn append_with_checkpoints(run: &mut Run, log: &MetadataLog, entries: usize) {
-    for _ in 0..entries {
-        run.append_some(log, 1).await;
-        if log.checkpoint_due() {
-            log.write_checkpoint().await.unwrap();
-        }
-    }
-    assert_eq!(run.failed, 0);
-}
-
 /// Plans and builds one job (PUT included), without the swap.
 async fn build(
     log: &MetadataLog,
     store: &dyn ObjectStorage,
     job: u32,
 ) -> Result<sluice_engine::compact::CompactedObject, CompactionError> {
-    let (plan, epoch) =
-        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2), state.writer_epoch()));
+    let (plan, epoch) = log.with_state(|state| {
+        (
+            state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2),
+            state.writer_epoch(),
+        )
+    });
     assert!(!plan.is_empty());
     build_compacted_object(store, &plan, compacted_object_id(epoch, job), epoch, 0).await
 }
@@ -95,30 +74,9 @@ async fn sweep_everything(
         checkpoints_retained: 2,
         delete_delay_ms: DELAY_MS,
     });
-    let candidates = candidates(store, log, &gc).await;
+    let candidates = gc_candidates(store, log, &gc).await;
     gc.sweep(store, &candidates, 0).await;
     gc.sweep(store, &candidates, DELAY_MS).await
-}
-
-async fn candidates(
-    store: &dyn ObjectStorage,
-    log: &MetadataLog,
-    gc: &GarbageCollector,
-) -> GcCandidates {
-    let listing = GcListing::read(store).await.unwrap();
-    let floor = listing.floor(gc.config());
-    let references = log.with_state(|state| GcReferences::of(state, floor));
-    GcCandidates::from_listing(&listing, gc.config(), &references)
-}
-
-async fn keys(store: &dyn ObjectStorage, dir: &str) -> BTreeSet<String> {
-    store
-        .list(dir, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|info| info.key)
-        .collect()
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -208,8 +166,12 @@ async fn a_job_killed_at_any_step_loses_nothing_and_leaves_nothing_uncollected()
     append_with_checkpoints(&mut run, &log, 24).await;
 
     // Killed before the PUT: nothing was written, nothing changed.
-    let (plan, _) =
-        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2), state.writer_epoch()));
+    let (plan, _) = log.with_state(|state| {
+        (
+            state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2),
+            state.writer_epoch(),
+        )
+    });
     assert!(!plan.is_empty());
     assert!(keys(store.as_ref(), "compacted").await.is_empty());
 
@@ -263,7 +225,7 @@ async fn a_job_killed_at_any_step_loses_nothing_and_leaves_nothing_uncollected()
         checkpoints_retained: 2,
         delete_delay_ms: DELAY_MS,
     });
-    let due = candidates(store.as_ref(), &log, &gc).await;
+    let due = gc_candidates(store.as_ref(), &log, &gc).await;
     assert!(due.entries.len() >= 10, "{due:?}");
     gc.sweep(store.as_ref(), &due, 0).await;
     for seq in due.entries.iter().take(due.entries.len() / 2) {
@@ -278,7 +240,7 @@ async fn a_job_killed_at_any_step_loses_nothing_and_leaves_nothing_uncollected()
         "{stats:?}"
     );
     assert!(
-        candidates(fresh.as_ref(), &log, &gc)
+        gc_candidates(fresh.as_ref(), &log, &gc)
             .await
             .entries
             .is_empty()
@@ -299,8 +261,12 @@ async fn a_missing_or_corrupt_input_fails_the_job_and_changes_nothing() {
     let mut run = Run::new(23);
     let log = run.open(Arc::clone(&store), config()).await;
     append_with_checkpoints(&mut run, &log, 12).await;
-    let (plan, epoch) =
-        log.with_state(|state| (state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2), state.writer_epoch()));
+    let (plan, epoch) = log.with_state(|state| {
+        (
+            state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2),
+            state.writer_epoch(),
+        )
+    });
     let victim = plan[0].entries[1];
     let key = object_key(victim.seq);
     let original = store.get(&key).await.unwrap();

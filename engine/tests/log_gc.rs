@@ -6,31 +6,16 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::log_harness::*;
 use sluice_engine::log::gc::{GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences};
 use sluice_engine::log::{EntryContent, LogConfig, MetadataLog, recover};
 use sluice_engine::metadata::{Event, MetadataState, RetentionDefaults};
-use sluice_engine::store::{
-    ObjectStorage, S3TestServer, StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store,
-};
+use sluice_engine::store::{ObjectStorage, S3TestServer};
 use sluice_engine::types::{LogSeq, log_key};
 
 const DELAY_MS: u64 = 60_000;
-
-fn agent_store(server: &S3TestServer, prefix: &str) -> Arc<dyn ObjectStorage> {
-    let inner = open_store(&StoreConfig::from_url(&server.store_url(prefix)).unwrap()).unwrap();
-    StoreRuntime::start(
-        inner,
-        StoreRuntimeConfig {
-            worker_threads: 1,
-            inflight_requests_max: 16,
-        },
-    )
-    .unwrap()
-}
 
 /// Checkpoints every 8 entries, so a run of ~60 entries leaves several.
 fn config() -> LogConfig {
@@ -38,16 +23,6 @@ fn config() -> LogConfig {
         checkpoint_interval_entries: 8,
         ..LogConfig::default()
     }
-}
-
-async fn append_with_checkpoints(run: &mut Run, log: &MetadataLog, entries: usize) {
-    for _ in 0..entries {
-        run.append_some(log, 1).await;
-        if log.checkpoint_due() {
-            log.write_checkpoint().await.unwrap();
-        }
-    }
-    assert_eq!(run.failed, 0);
 }
 
 /// Applies retention (by bytes: keep at least `keep_bytes` per partition) through the log.
@@ -71,27 +46,6 @@ async fn apply_retention(log: &MetadataLog, keep_bytes: i64) -> usize {
     count
 }
 
-async fn keys(store: &dyn ObjectStorage, dir: &str) -> BTreeSet<String> {
-    store
-        .list(dir, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|info| info.key)
-        .collect()
-}
-
-async fn candidates(
-    store: &dyn ObjectStorage,
-    log: &MetadataLog,
-    gc: &GarbageCollector,
-) -> GcCandidates {
-    let listing = GcListing::read(store).await.unwrap();
-    let floor = listing.floor(gc.config());
-    let references = log.with_state(|state| GcReferences::of(state, floor));
-    GcCandidates::from_listing(&listing, gc.config(), &references)
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn retention_then_gc_deletes_only_what_nothing_needs() {
     let server = S3TestServer::start().unwrap();
@@ -107,7 +61,7 @@ async fn retention_then_gc_deletes_only_what_nothing_needs() {
         checkpoints_retained: 2,
         delete_delay_ms: DELAY_MS,
     });
-    let first = candidates(store.as_ref(), &log, &gc).await;
+    let first = gc_candidates(store.as_ref(), &log, &gc).await;
     assert!(first.entries.iter().all(|seq| {
         // Unreferenced entries below the floor before retention: the claim and the topic's creation.
         log.with_state(|state| !state.referenced_log_seqs_up_to(*seq).contains(seq))
@@ -119,7 +73,7 @@ async fn retention_then_gc_deletes_only_what_nothing_needs() {
     // Retention keeps ~one batch per partition, then more entries and checkpoints follow.
     assert!(apply_retention(&log, 1).await > 0);
     append_with_checkpoints(&mut run, &log, 20).await;
-    let released = candidates(store.as_ref(), &log, &gc).await;
+    let released = gc_candidates(store.as_ref(), &log, &gc).await;
     assert!(
         released.entries.len() > 40,
         "retention released {} entries",
@@ -187,7 +141,7 @@ async fn a_restarted_collector_waits_again_and_finishes_an_interrupted_sweep() {
     append_with_checkpoints(&mut run, &log, 20).await;
 
     let mut gc = GarbageCollector::new(GcConfig::default());
-    let due = candidates(store.as_ref(), &log, &gc).await;
+    let due = gc_candidates(store.as_ref(), &log, &gc).await;
     assert!(!due.entries.is_empty());
     gc.sweep(store.as_ref(), &due, 0).await;
     // Half of the deletions happen, then the agent dies (simulated by deleting half by hand).
@@ -197,7 +151,7 @@ async fn a_restarted_collector_waits_again_and_finishes_an_interrupted_sweep() {
     drop(gc);
     // The restarted collector sees the rest as candidates, but waits a whole delay again.
     let mut restarted = GarbageCollector::new(GcConfig::default());
-    let rest = candidates(store.as_ref(), &log, &restarted).await;
+    let rest = gc_candidates(store.as_ref(), &log, &restarted).await;
     assert_eq!(rest.entries, due.entries[due.entries.len() / 2..].to_vec());
     let stats = restarted.sweep(store.as_ref(), &rest, 1_000_000).await;
     assert_eq!(stats.entries_deleted, 0);
@@ -210,7 +164,7 @@ async fn a_restarted_collector_waits_again_and_finishes_an_interrupted_sweep() {
         .await;
     assert_eq!(stats.entries_deleted, rest.entries.len() as u64);
     assert!(
-        candidates(store.as_ref(), &log, &restarted)
+        gc_candidates(store.as_ref(), &log, &restarted)
             .await
             .entries
             .is_empty()

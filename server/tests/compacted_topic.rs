@@ -8,14 +8,11 @@ mod common;
 mod fetch_support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{RawClient, create_topics_request};
+use common::{RawClient, create_topic_with_configs, now_ms};
 use fetch_support::*;
-use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
-use kafka_protocol::messages::{ApiKey, CreateTopicsResponse};
-use kafka_protocol::protocol::StrBytes;
 use sluice_engine::batch::{BatchBuilder, BatchHeader, RecordSpec};
 use sluice_engine::compact::keys::{KeyCompactionLimits, OffsetBatch, read_records};
 use sluice_engine::store::S3TestServer;
@@ -25,13 +22,6 @@ use uuid::Uuid;
 const KEYS: usize = 50;
 const ROUNDS: usize = 20;
 const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn configure(config: &mut Config, url: &str) {
     config.store = Some(url.to_owned());
@@ -44,21 +34,13 @@ fn configure(config: &mut Config, url: &str) {
 }
 
 fn create_compacted(client: &mut RawClient, name: &str) -> Uuid {
-    let mut request = create_topics_request(&[(name, 1)]);
-    request.topics[0].configs = [
+    let configs = [
         ("cleanup.policy", "compact"),
         ("delete.retention.ms", "1000"),
-    ]
-    .iter()
-    .map(|(name, value)| {
-        CreatableTopicConfig::default()
-            .with_name(StrBytes::from_string((*name).to_owned()))
-            .with_value(Some(StrBytes::from_string((*value).to_owned())))
-    })
-    .collect();
-    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0);
-    response.topics[0].topic_id
+    ];
+    let (code, topic_id) = create_topic_with_configs(client, name, &configs);
+    assert_eq!(code, 0);
+    topic_id
 }
 
 /// One batch of `(key, value)` updates; `None` is a tombstone.

@@ -11,17 +11,13 @@ mod common;
 mod fetch_support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{RawClient, batch, create_topics_request, topic_name};
+use common::{RawClient, batch, create_topic_with_configs, now_ms, topic_name};
 use fetch_support::*;
-use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsResponse, ListOffsetsRequest, ListOffsetsResponse,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use sluice_engine::store::{ObjectStorage, S3TestServer, StoreConfig, open_store};
 use sluice_server::Config;
 use uuid::Uuid;
@@ -31,13 +27,6 @@ const HOUR_MS: i64 = 3_600_000;
 const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const INVALID_CONFIG: i16 = 40;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Retention every 100 ms, objects deleted 300 ms after nothing needs them, a checkpoint every 4
 /// entries: short enough for a test, the same code paths as the defaults.
@@ -49,20 +38,6 @@ fn configure(config: &mut Config, url: &str) {
     config.checkpoint_interval_entries = 4;
     // Compaction runs too (it must not hold back retention).
     config.compaction_interval_ms = 100;
-}
-
-fn create_topic_with(client: &mut RawClient, name: &str, configs: &[(&str, &str)]) -> (i16, Uuid) {
-    let mut request = create_topics_request(&[(name, 1)]);
-    request.topics[0].configs = configs
-        .iter()
-        .map(|(name, value)| {
-            CreatableTopicConfig::default()
-                .with_name(StrBytes::from_string((*name).to_owned()))
-                .with_value(Some(StrBytes::from_string((*value).to_owned())))
-        })
-        .collect();
-    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
-    (response.topics[0].error_code, response.topics[0].topic_id)
 }
 
 fn earliest(client: &mut RawClient, topic: &str) -> i64 {
@@ -142,7 +117,8 @@ fn retention_by_time_moves_the_log_start_and_empties_the_bucket_of_expired_objec
     let url = server.store_url("by-time");
     let agent = common::start_agent(|config| configure(config, &url));
     let mut client = RawClient::connect(agent.addr());
-    let (code, topic_id) = create_topic_with(&mut client, "clicks", &[("retention.ms", "3600000")]);
+    let (code, topic_id) =
+        create_topic_with_configs(&mut client, "clicks", &[("retention.ms", "3600000")]);
     assert_eq!(code, 0);
     let store = open_store(&StoreConfig::from_url(&url).unwrap()).unwrap();
 
@@ -208,7 +184,7 @@ fn retention_by_bytes_keeps_at_least_retention_bytes() {
     // Keep at least two and a half batches: Kafka's rule keeps three (the oldest goes only while
     // what remains is still at least retention.bytes).
     let retention_bytes = (batch_bytes * 5 / 2).to_string();
-    let (code, topic_id) = create_topic_with(
+    let (code, topic_id) = create_topic_with_configs(
         &mut client,
         "sized",
         &[("retention.bytes", &retention_bytes)],
@@ -250,12 +226,13 @@ fn broker_default_applies_to_topics_without_an_override_and_bad_values_are_refus
         // Accepted by Kafka, but batches are stored as the producer compressed them.
         ("compression.type", "zstd"),
     ] {
-        let (code, _) = create_topic_with(&mut client, "refused", &[(name, value)]);
+        let (code, _) = create_topic_with_configs(&mut client, "refused", &[(name, value)]);
         assert_eq!(code, INVALID_CONFIG, "{name}={value}");
     }
-    let (code, _) = create_topic_with(&mut client, "plain", &[("compression.type", "producer")]);
+    let (code, _) =
+        create_topic_with_configs(&mut client, "plain", &[("compression.type", "producer")]);
     assert_eq!(code, 0);
-    let (code, _) = create_topic_with(&mut client, "forever", &[("retention.ms", "-1")]);
+    let (code, _) = create_topic_with_configs(&mut client, "forever", &[("retention.ms", "-1")]);
     assert_eq!(code, 0);
     // "forever" is written first: the round that moves "plain" planned both from one state.
     let old = now_ms() - 2 * HOUR_MS;

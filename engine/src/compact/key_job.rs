@@ -143,11 +143,11 @@ pub async fn build_key_compacted(
         candidate.delete_retention_ms,
         limits,
     )
-        .map_err(|error| CompactionError::Keys {
-            key: object_key(first.seq),
-            tp,
-            reason: error.to_string(),
-        })?;
+    .map_err(|error| CompactionError::Keys {
+        key: object_key(first.seq),
+        tp,
+        reason: error.to_string(),
+    })?;
 
     let mut pieces = Vec::new();
     let mut objects = Vec::new();

@@ -413,7 +413,12 @@ fn delete_horizon_ms(header: &BatchHeader) -> Option<i64> {
 
 /// Writes `bytes` (one record, length prefix included) with its timestamp delta raised by
 /// `shift` (the old base minus the new one), so its timestamp stays the same under the new base.
-fn rebase_timestamp(bytes: &[u8], record: &RecordView, shift: i64, out: &mut Vec<u8>) -> Option<()> {
+fn rebase_timestamp(
+    bytes: &[u8],
+    record: &RecordView,
+    shift: i64,
+    out: &mut Vec<u8>,
+) -> Option<()> {
     let (_, body_at) = varint(bytes, 0)?;
     // attributes, then the timestamp delta we replace, then everything else verbatim.
     let attributes = *bytes.get(body_at)?;
@@ -586,12 +591,21 @@ mod tests {
     #[test]
     fn a_tombstone_goes_only_delete_retention_after_a_pass_first_kept_it() {
         let batches = at_offsets(vec![
-            batch(&[(Some("a"), Some("a1")), (Some("b"), Some("b1"))], 1_000, Compression::None),
+            batch(
+                &[(Some("a"), Some("a1")), (Some("b"), Some("b1"))],
+                1_000,
+                Compression::None,
+            ),
             // Timestamped long ago: its age does not matter, the horizon does.
-            batch(&[(Some("a"), None), (Some("c"), Some("c1"))], 5_000, Compression::Lz4),
+            batch(
+                &[(Some("a"), None), (Some("c"), Some("c1"))],
+                5_000,
+                Compression::Lz4,
+            ),
         ]);
         // First pass at 100,000: the tombstone stays (and hides a1); its batch gets a horizon.
-        let (first, stats) = compact_keys(&batches, 100_000, 60_000, &KeyCompactionLimits::default()).unwrap();
+        let (first, stats) =
+            compact_keys(&batches, 100_000, 60_000, &KeyCompactionLimits::default()).unwrap();
         let survivors_first = survivors(&first);
         assert_eq!(
             survivors_first,
@@ -602,22 +616,36 @@ mod tests {
             ]
         );
         assert_eq!(stats.next_delete_horizon_ms, Some(160_000));
-        assert_eq!(first[1].header.attributes & DELETE_HORIZON_FLAG, DELETE_HORIZON_FLAG);
+        assert_eq!(
+            first[1].header.attributes & DELETE_HORIZON_FLAG,
+            DELETE_HORIZON_FLAG
+        );
         assert_eq!(first[1].header.base_timestamp, 160_000);
         validate_batch(&first[1].bytes).unwrap();
         // Every record keeps its timestamp under the new base.
         let limits = KeyCompactionLimits::default();
-        let timestamps: Vec<i64> = read_records(&first[1], &limits).unwrap().iter().map(|r| r.timestamp_ms).collect();
+        let timestamps: Vec<i64> = read_records(&first[1], &limits)
+            .unwrap()
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .collect();
         assert_eq!(timestamps, vec![5_000, 5_001]);
         // Before the horizon nothing changes; after it the tombstone goes, c1 stays.
         let (again, stats) = compact_keys(&first, 159_999, 60_000, &limits).unwrap();
         assert_eq!(survivors(&again), survivors_first);
         assert_eq!(stats.tombstones_removed, 0);
-        assert_eq!(again[1].bytes.as_ptr(), first[1].bytes.as_ptr(), "no rewrite before the horizon");
+        assert_eq!(
+            again[1].bytes.as_ptr(),
+            first[1].bytes.as_ptr(),
+            "no rewrite before the horizon"
+        );
         let (after, stats) = compact_keys(&first, 160_000, 60_000, &limits).unwrap();
         assert_eq!(
             survivors(&after),
-            vec![(1, Some("b".into()), Some("b1".into())), (3, Some("c".into()), Some("c1".into()))]
+            vec![
+                (1, Some("b".into()), Some("b1".into())),
+                (3, Some("c".into()), Some("c1".into()))
+            ]
         );
         assert_eq!(stats.tombstones_removed, 1);
         assert_eq!(stats.next_delete_horizon_ms, None);

@@ -386,3 +386,56 @@ pub async fn verify_retained(
     }
     retained
 }
+
+/// A new client and runtime bridge per "agent" on the S3 test server, so nothing but the bucket
+/// is shared between agents.
+pub fn agent_store(
+    server: &sluice_engine::store::S3TestServer,
+    prefix: &str,
+) -> Arc<dyn ObjectStorage> {
+    use sluice_engine::store::{StoreConfig, StoreRuntime, StoreRuntimeConfig, open_store};
+    let inner = open_store(&StoreConfig::from_url(&server.store_url(prefix)).unwrap()).unwrap();
+    StoreRuntime::start(
+        inner,
+        StoreRuntimeConfig {
+            worker_threads: 1,
+            inflight_requests_max: 16,
+        },
+    )
+    .unwrap()
+}
+
+/// Appends `entries` entries one by one, writing a checkpoint whenever one is due.
+pub async fn append_with_checkpoints(run: &mut Run, log: &MetadataLog, entries: usize) {
+    for _ in 0..entries {
+        run.append_some(log, 1).await;
+        if log.checkpoint_due() {
+            log.write_checkpoint().await.unwrap();
+        }
+    }
+    assert_eq!(run.failed, 0);
+}
+
+/// The keys under `dir`.
+pub async fn keys(store: &dyn ObjectStorage, dir: &str) -> std::collections::BTreeSet<String> {
+    store
+        .list(dir, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|info| info.key)
+        .collect()
+}
+
+/// What the collector would delete now (before its delay), by its own rule.
+pub async fn gc_candidates(
+    store: &dyn ObjectStorage,
+    log: &MetadataLog,
+    gc: &sluice_engine::log::gc::GarbageCollector,
+) -> sluice_engine::log::gc::GcCandidates {
+    use sluice_engine::log::gc::{GcCandidates, GcListing, GcReferences};
+    let listing = GcListing::read(store).await.unwrap();
+    let floor = listing.floor(gc.config());
+    let references = log.with_state(|state| GcReferences::of(state, floor));
+    GcCandidates::from_listing(&listing, gc.config(), &references)
+}

@@ -359,3 +359,31 @@ pub fn python_with(module: &str) -> Option<String> {
         .ok()?;
     probe.status.success().then_some(python)
 }
+
+/// Milliseconds since the Unix epoch (record timestamps in tests).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Creates a one-partition topic with `configs`; its error code and topic id.
+pub fn create_topic_with_configs(
+    client: &mut RawClient,
+    name: &str,
+    configs: &[(&str, &str)],
+) -> (i16, uuid::Uuid) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    let mut request = create_topics_request(&[(name, 1)]);
+    request.topics[0].configs = configs
+        .iter()
+        .map(|(name, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string((*name).to_owned()))
+                .with_value(Some(StrBytes::from_string((*value).to_owned())))
+        })
+        .collect();
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
+    (response.topics[0].error_code, response.topics[0].topic_id)
+}
