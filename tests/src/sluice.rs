@@ -306,3 +306,25 @@ fn executable_from_cargo_messages(messages: &Path) -> Result<PathBuf, HarnessErr
             message: "cargo named no `sluice` executable".to_string(),
         })
 }
+
+/// `sluice serve` flags that make the agent's housekeeping fast enough for a test: compaction every
+/// 200 ms into 1 MiB objects, retention and garbage collection every second, objects deleted 2 s
+/// after nothing needs them, a checkpoint every 64 log entries. The same code paths as the
+/// defaults (5 minutes, 32 MiB, 60 s, 1,000 entries), at a test's pace.
+pub fn fast_housekeeping_args() -> Vec<String> {
+    [
+        "--compaction-interval-ms",
+        "200",
+        "--compaction-object-bytes-target",
+        "1048576",
+        "--log-retention-check-interval-ms",
+        "1000",
+        "--log-segment-delete-delay-ms",
+        "2000",
+        "--checkpoint-interval-entries",
+        "64",
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect()
+}

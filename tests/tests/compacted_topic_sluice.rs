@@ -31,7 +31,7 @@ use serde_json::Value;
 use sluice_engine::store::S3TestServer;
 use sluice_tests::clients::{ClientKind, clients_dir};
 use sluice_tests::process::{ChildGuard, log_tail};
-use sluice_tests::sluice::SluiceAgent;
+use sluice_tests::sluice::{SluiceAgent, fast_housekeeping_args};
 use sluice_tests::tools::{loud, require};
 
 const TOPIC: &str = "compacted";
@@ -52,24 +52,6 @@ const NUDGE_AFTER: Duration = Duration::from_millis(DELETE_RETENTION_MS + 1000);
 const NUDGE_RECORDS: u32 = 500;
 /// `CompactedTopic`'s exit status when only compaction's work is missing (not an error).
 const EXIT_NOT_YET_COMPACTED: i32 = 3;
-
-fn agent_args() -> Vec<String> {
-    [
-        "--compaction-interval-ms",
-        "200",
-        "--compaction-object-bytes-target",
-        "1048576",
-        "--log-retention-check-interval-ms",
-        "1000",
-        "--log-segment-delete-delay-ms",
-        "2000",
-        "--checkpoint-interval-entries",
-        "64",
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect()
-}
 
 /// Runs of `dev.sluice.e2e.CompactedTopic`, each with its own report and log in `work_dir`
 /// (kept when the test fails: the `verify` reports list every key's last record).
@@ -272,7 +254,8 @@ fn java_client_reads_a_compacted_topic_before_and_after_kill_9() {
         return;
     }
     let store = S3TestServer::start().unwrap();
-    let mut agent = SluiceAgent::start_with_args(&store, "compacted-topic", &agent_args()).unwrap();
+    let mut agent =
+        SluiceAgent::start_with_args(&store, "compacted-topic", &fast_housekeeping_args()).unwrap();
     let mut program = Program {
         work_dir: Some(
             tempfile::Builder::new()

@@ -24,7 +24,7 @@ use sluice_tests::clients::{ClientKind, ClientRun, Codec, Mode};
 use sluice_tests::generator::RecordGenerator;
 use sluice_tests::matrix::{PARTITIONS, PHASE_TIMEOUT_S, timestamp_base_ms};
 use sluice_tests::report::Report;
-use sluice_tests::sluice::SluiceAgent;
+use sluice_tests::sluice::{SluiceAgent, fast_housekeeping_args};
 use sluice_tests::tools::{loud, require};
 use sluice_tests::verify::{Expectation, verify};
 
@@ -32,24 +32,6 @@ const RECORDS: u64 = 60_000;
 const KILLS: usize = 3;
 const JOB_WAIT_TIMEOUT: Duration = Duration::from_secs(120);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn agent_args() -> Vec<String> {
-    [
-        "--compaction-interval-ms",
-        "200",
-        "--compaction-object-bytes-target",
-        "1048576",
-        "--log-retention-check-interval-ms",
-        "1000",
-        "--log-segment-delete-delay-ms",
-        "2000",
-        "--checkpoint-interval-entries",
-        "64",
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect()
-}
 
 /// A small xorshift: the kill instants, reproducible from the printed seed.
 struct Instants(u64);
@@ -107,7 +89,8 @@ fn compaction_under_load_with_kill_9_loses_nothing_and_leaves_no_garbage() {
     ));
     let mut instants = Instants(seed);
     let server = S3TestServer::start().unwrap();
-    let mut agent = SluiceAgent::start_with_args(&server, "compaction", &agent_args()).unwrap();
+    let mut agent =
+        SluiceAgent::start_with_args(&server, "compaction", &fast_housekeeping_args()).unwrap();
     let work_dir = tempfile::Builder::new()
         .prefix("sluice-e2e-compaction-")
         .tempdir()

@@ -22,7 +22,7 @@ use sluice_engine::store::S3TestServer;
 use sluice_tests::api_versions::missing;
 use sluice_tests::clients::ClientKind;
 use sluice_tests::groups::scenario::keep_reports;
-use sluice_tests::sluice::{SluiceAgent, serve_flags_supported};
+use sluice_tests::sluice::{SluiceAgent, fast_housekeeping_args, serve_flags_supported};
 use sluice_tests::streams::{self, Scenario};
 use sluice_tests::tools::{loud, require};
 
@@ -47,21 +47,7 @@ const STREAMS_APIS: [(i16, &str); 14] = [
 ];
 
 fn agent_args() -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--compaction-interval-ms",
-        "200",
-        "--compaction-object-bytes-target",
-        "1048576",
-        "--log-retention-check-interval-ms",
-        "1000",
-        "--log-segment-delete-delay-ms",
-        "2000",
-        "--checkpoint-interval-entries",
-        "64",
-    ]
-    .iter()
-    .map(|arg| (*arg).to_string())
-    .collect();
+    let mut args: Vec<String> = fast_housekeeping_args();
     // Streams' single member should not wait for others to join (Kafka's test broker has 0 too).
     if !serve_flags_supported(&["--group-initial-rebalance-delay-ms"])
         .unwrap()
