@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice_engine::batch::{BATCH_HEADER_LEN, BatchBuilder, Compression, RecordSpec, codec, validate_batch};
+use sluice_engine::batch::{
+    BATCH_HEADER_LEN, BatchBuilder, Compression, RecordSpec, codec, validate_batch,
+};
 use sluice_engine::compact::key_job::build_key_compacted;
 use sluice_engine::compact::keys::KeyCompactionLimits;
 use sluice_engine::compact::{CompactionConfig, build_compacted_object};
@@ -60,13 +62,36 @@ fn lz4_batch(records: &[(Vec<u8>, Vec<u8>)]) -> (sluice_engine::batch::BatchHead
 }
 
 /// A log of windows: `windows` entries, each one batch per partition of `topic`.
-async fn build_log(topic: (&str, TopicId, &[(&str, &str)]), windows: u32, keys: u32) -> (MetadataLog, Arc<dyn ObjectStorage>) {
+async fn build_log(
+    topic: (&str, TopicId, &[(&str, &str)]),
+    windows: u32,
+    keys: u32,
+) -> (MetadataLog, Arc<dyn ObjectStorage>) {
     let store: Arc<dyn ObjectStorage> = Arc::new(ObjectStoreBackend::in_memory());
-    let config = LogConfig { checkpoint_interval_entries: u64::MAX, ..LogConfig::default() };
-    let (log, _) = MetadataLog::open(Arc::clone(&store), config, 0).await.unwrap();
-    let configs = topic.2.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
-    let create = Command::CreateTopic { name: topic.0.to_owned(), topic_id: topic.1, partition_count: PARTITIONS, configs };
-    log.append(EntryContent { commands: vec![create], ..EntryContent::default() }).await.unwrap();
+    let config = LogConfig {
+        checkpoint_interval_entries: u64::MAX,
+        ..LogConfig::default()
+    };
+    let (log, _) = MetadataLog::open(Arc::clone(&store), config, 0)
+        .await
+        .unwrap();
+    let configs = topic
+        .2
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    let create = Command::CreateTopic {
+        name: topic.0.to_owned(),
+        topic_id: topic.1,
+        partition_count: PARTITIONS,
+        configs,
+    };
+    log.append(EntryContent {
+        commands: vec![create],
+        ..EntryContent::default()
+    })
+    .await
+    .unwrap();
     let mut update = 0u32;
     for _ in 0..windows {
         let mut batches = Vec::new();
@@ -89,34 +114,68 @@ async fn build_log(topic: (&str, TopicId, &[(&str, &str)]), windows: u32, keys: 
                 })
                 .collect();
             let (header, bytes) = lz4_batch(&records);
-            batches.push((TopicPartition::new(topic.1, partition as i32), header, bytes));
+            batches.push((
+                TopicPartition::new(topic.1, partition as i32),
+                header,
+                bytes,
+            ));
         }
-        log.append(EntryContent { batches, commands: Vec::new(), created_at_ms: 0 }).await.unwrap();
+        log.append(EntryContent {
+            batches,
+            commands: Vec::new(),
+            created_at_ms: 0,
+        })
+        .await
+        .unwrap();
     }
     (log, store)
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let job = AtomicU32::new(0);
 
     // Object compaction: enough windows for one 32 MiB job.
     let (log, store) = runtime.block_on(build_log(("fraud", topic_id(1), &[]), 800, 1_000_000));
-    let config = CompactionConfig { object_bytes_target: TARGET, ..CompactionConfig::default() };
-    let plan = log.with_state(|state| state.compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2));
-    let input_bytes: u64 = plan.iter().flat_map(|range| range.entries.iter()).map(|entry| entry.byte_len).sum();
+    let config = CompactionConfig {
+        object_bytes_target: TARGET,
+        ..CompactionConfig::default()
+    };
+    let plan = log.with_state(|state| {
+        state.compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2)
+    });
+    let input_bytes: u64 = plan
+        .iter()
+        .flat_map(|range| range.entries.iter())
+        .map(|entry| entry.byte_len)
+        .sum();
     let mut group = c.benchmark_group("compaction");
     group.throughput(Throughput::Bytes(input_bytes));
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     group.bench_function("object/32MiB", |b| {
         b.iter(|| {
             let id = compacted_object_id(1, job.fetch_add(1, Ordering::Relaxed));
-            runtime.block_on(build_compacted_object(store.as_ref(), &plan, id, 1, 0)).unwrap()
+            let object = runtime
+                .block_on(build_compacted_object(store.as_ref(), &plan, id, 1, 0))
+                .unwrap();
+            // The in-memory store would otherwise keep every iteration's object.
+            runtime.block_on(store.delete(&object.key)).unwrap();
         })
     });
     let started = Instant::now();
     let object = runtime
-        .block_on(build_compacted_object(store.as_ref(), &plan, compacted_object_id(1, 999_999), 1, 0))
+        .block_on(build_compacted_object(
+            store.as_ref(),
+            &plan,
+            compacted_object_id(1, 999_999),
+            1,
+            0,
+        ))
         .unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let gb = input_bytes as f64 / 1e9;
@@ -130,27 +189,50 @@ fn bench(c: &mut Criterion) {
     );
 
     // Key compaction: one partition of a compacted topic, 1,000 keys.
-    let (log, store) = runtime.block_on(build_log(("table", topic_id(2), &[("cleanup.policy", "compact")]), 700, 1_000));
-    let candidates = log.with_state(|state: &MetadataState| state.key_compaction_candidates(i64::MAX / 2, 256 << 20));
+    let (log, store) = runtime.block_on(build_log(
+        ("table", topic_id(2), &[("cleanup.policy", "compact")]),
+        700,
+        1_000,
+    ));
+    let candidates = log.with_state(|state: &MetadataState| {
+        state.key_compaction_candidates(i64::MAX / 2, 256 << 20)
+    });
     let candidate = candidates.into_iter().next().unwrap();
     let input_bytes: u64 = candidate.entries.iter().map(|entry| entry.byte_len).sum();
     group.throughput(Throughput::Bytes(input_bytes));
     let limits = KeyCompactionLimits::default();
     group.bench_function("keys/partition", |b| {
         b.iter(|| {
-            runtime
-                .block_on(build_key_compacted(store.as_ref(), &candidate, TARGET, &limits, 1, 0, || {
-                    Some(compacted_object_id(2, job.fetch_add(1, Ordering::Relaxed)))
-                }))
-                .unwrap()
+            let compacted = runtime
+                .block_on(build_key_compacted(
+                    store.as_ref(),
+                    &candidate,
+                    TARGET,
+                    &limits,
+                    1,
+                    0,
+                    || Some(compacted_object_id(2, job.fetch_add(1, Ordering::Relaxed))),
+                ))
+                .unwrap();
+            for id in compacted.objects {
+                runtime
+                    .block_on(store.delete(&sluice_engine::types::object_key(id)))
+                    .unwrap();
+            }
         })
     });
     group.finish();
     let started = Instant::now();
     let compacted = runtime
-        .block_on(build_key_compacted(store.as_ref(), &candidate, TARGET, &limits, 1, 0, || {
-            Some(compacted_object_id(3, job.fetch_add(1, Ordering::Relaxed)))
-        }))
+        .block_on(build_key_compacted(
+            store.as_ref(),
+            &candidate,
+            TARGET,
+            &limits,
+            1,
+            0,
+            || Some(compacted_object_id(3, job.fetch_add(1, Ordering::Relaxed))),
+        ))
         .unwrap();
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
