@@ -396,14 +396,35 @@ pub(crate) async fn read_sources(
     let mut bytes_read = 0u64;
     for (seq, (start, end)) in &spans {
         let key = object_key(*seq);
-        let bytes = store
-            .get_range(&key, *start..*end)
+        let bytes = get_range_retrying(store, &key, *start..*end)
             .await
             .map_err(|source| CompactionError::Read { key, source })?;
         bytes_read += bytes.len() as u64;
         sources.insert(*seq, (*start, bytes));
     }
     Ok((sources, bytes_read))
+}
+
+/// Attempts of one source read whose error is transient (a timeout, a 5xx, a pooled connection the
+/// server had closed) before the job fails: a job reads hundreds of objects, and one passing error
+/// should not throw the rest of its work away. Reads are idempotent.
+pub const SOURCE_READ_ATTEMPTS_MAX: u32 = 3;
+
+async fn get_range_retrying(
+    store: &dyn ObjectStorage,
+    key: &str,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match store.get_range(key, range.clone()).await {
+            Err(error) if error.is_transient() && attempt < SOURCE_READ_ATTEMPTS_MAX => {
+                tracing::debug!(%key, %error, attempt, "compaction: source read failed; retrying");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// The batches of one index entry, checked: valid headers and CRCs, and offsets that fill the
