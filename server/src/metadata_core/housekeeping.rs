@@ -212,6 +212,13 @@ impl Compactor {
             ..KeyCompactionLimits::default()
         };
         let mut jobs = 0;
+        // What the compactor remembers is bounded by the partitions it may clean now: a deleted
+        // topic's partitions (or one with nothing cleanable) are forgotten; forgetting only makes
+        // the next job on that partition redundant, never wrong.
+        let current: std::collections::HashSet<TopicPartition> =
+            candidates.iter().map(|candidate| candidate.tp).collect();
+        self.clean_end_offsets.retain(|tp, _| current.contains(tp));
+        self.delete_horizons_ms.retain(|tp, _| current.contains(tp));
         for candidate in candidates {
             if jobs >= COMPACTION_JOBS_PER_TICK_MAX {
                 break;
