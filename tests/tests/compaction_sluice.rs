@@ -150,15 +150,9 @@ fn compaction_under_load_with_kill_9_loses_nothing_and_leaves_no_garbage() {
             run.client.name()
         ));
     }
-    // Jobs keep running on what the producers left; then read everything back.
-    let deadline = Instant::now() + JOB_WAIT_TIMEOUT;
-    while compaction_jobs_logged(&agent) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no compaction job after the last restart"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Read everything back. (No wait for a job after the last restart: when the producers end
+    // soon after it, what is left may be too little to merge; the settle check below still
+    // requires compacted objects in use.)
     let verify_all = |agent: &SluiceAgent, stage: &str| {
         for run in &runs {
             let produced = Report::read(&run.report).unwrap();
