@@ -120,7 +120,13 @@ impl MetadataLog {
                 put_ms_recent: VecDeque::with_capacity(PUT_SAMPLES_MAX),
             }),
         };
-        log.claim(stats.first_free, stats.max_seen_seq, stats.max_seen_epoch, now_ms).await?;
+        log.claim(
+            stats.first_free,
+            stats.max_seen_seq,
+            stats.max_seen_epoch,
+            now_ms,
+        )
+        .await?;
         Ok((log, stats))
     }
 
@@ -130,14 +136,21 @@ impl MetadataLog {
         let (state, fenced) = {
             let mut inner = self.inner.borrow_mut();
             if !inner.pending.is_empty() {
-                return Err(LogError::Broken { reason: "cannot re-open while entries are in flight".to_owned() });
+                return Err(LogError::Broken {
+                    reason: "cannot re-open while entries are in flight".to_owned(),
+                });
             }
-            (std::mem::replace(&mut inner.state, MetadataState::new()), inner.fenced)
+            (
+                std::mem::replace(&mut inner.state, MetadataState::new()),
+                inner.fenced,
+            )
         };
         if fenced {
             let mut inner = self.inner.borrow_mut();
             inner.state = state;
-            return Err(LogError::Broken { reason: "this writer was fenced; start a new one".to_owned() });
+            return Err(LogError::Broken {
+                reason: "this writer was fenced; start a new one".to_owned(),
+            });
         }
         let recovered = recover(self.store.as_ref(), &self.config, Some(state)).await;
         let (state, stats) = match recovered {
@@ -149,13 +162,25 @@ impl MetadataLog {
             inner.state = state;
             inner.stopped = None;
         }
-        self.claim(stats.first_free, stats.max_seen_seq, stats.max_seen_epoch, now_ms).await?;
+        self.claim(
+            stats.first_free,
+            stats.max_seen_seq,
+            stats.max_seen_epoch,
+            now_ms,
+        )
+        .await?;
         Ok(stats)
     }
 
     /// Writes a claim at the first free position; on a lost race, replays the winner's entry and
     /// tries the next position.
-    async fn claim(&self, first_free: LogSeq, max_seen_seq: Option<LogSeq>, max_seen_epoch: u64, now_ms: i64) -> Result<(), LogError> {
+    async fn claim(
+        &self,
+        first_free: LogSeq,
+        max_seen_seq: Option<LogSeq>,
+        max_seen_epoch: u64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         let mut position = first_free;
         let mut max_epoch = max_seen_epoch;
         for _ in 0..CLAIM_ATTEMPTS_MAX {
@@ -176,8 +201,12 @@ impl MetadataLog {
             match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await? {
                 PutResult::Written => {
                     let mut inner = self.inner.borrow_mut();
-                    if let EntryOutcome::Ignored { reason } = inner.state.apply_entry(&entry_meta(&header), &[], None) {
-                        return Err(LogError::Broken { reason: format!("our claim at {key} was not valid: {reason:?}") });
+                    if let EntryOutcome::Ignored { reason } =
+                        inner.state.apply_entry(&entry_meta(&header), &[], None)
+                    {
+                        return Err(LogError::Broken {
+                            reason: format!("our claim at {key} was not valid: {reason:?}"),
+                        });
                     }
                     inner.epoch = header.writer_epoch;
                     inner.chain_tail = Some(position);
@@ -191,14 +220,20 @@ impl MetadataLog {
                     let entry = read_entry(self.store.as_ref(), position, &self.config).await?;
                     max_epoch = max_epoch.max(entry.header.writer_epoch);
                     let mut inner = self.inner.borrow_mut();
-                    let _ = inner.state.apply_entry(&entry.meta(), &entry.commands, entry.commit.as_ref());
+                    let _ = inner.state.apply_entry(
+                        &entry.meta(),
+                        &entry.commands,
+                        entry.commit.as_ref(),
+                    );
                     inner.entries_since_checkpoint += 1;
                     position = position.next();
                 }
                 PutResult::Unresolved(reason) => return Err(LogError::Broken { reason }),
             }
         }
-        Err(LogError::Broken { reason: format!("could not claim the log after {CLAIM_ATTEMPTS_MAX} attempts") })
+        Err(LogError::Broken {
+            reason: format!("could not claim the log after {CLAIM_ATTEMPTS_MAX} attempts"),
+        })
     }
 
     /// Appends one entry and returns when it is durable and applied: this is the acknowledgement.
@@ -244,18 +279,28 @@ impl MetadataLog {
             (log_key(header.seq), header, object.into_chunks(), receiver)
         };
         let upload_started = Instant::now();
-        let result = match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await {
+        let result = match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await
+        {
             Ok(PutResult::Written) => {
-                self.inner.borrow_mut().note_put_ms(upload_started.elapsed().as_secs_f64() * 1_000.0);
+                self.inner
+                    .borrow_mut()
+                    .note_put_ms(upload_started.elapsed().as_secs_f64() * 1_000.0);
                 Ok(())
             }
             Ok(PutResult::TakenBy(existing)) if existing.writer_epoch > header.writer_epoch => {
-                Err(LogError::Fenced { key: key.clone(), our_epoch: header.writer_epoch, by_epoch: existing.writer_epoch })
+                Err(LogError::Fenced {
+                    key: key.clone(),
+                    our_epoch: header.writer_epoch,
+                    by_epoch: existing.writer_epoch,
+                })
             }
             Ok(PutResult::TakenBy(existing)) => Err(LogError::Broken {
                 reason: format!(
                     "{key} holds an entry of writer epoch {} (nonce {}), not ours (epoch {}, nonce {})",
-                    existing.writer_epoch, existing.entry_nonce, header.writer_epoch, header.entry_nonce
+                    existing.writer_epoch,
+                    existing.entry_nonce,
+                    header.writer_epoch,
+                    header.entry_nonce
                 ),
             }),
             Ok(PutResult::Unresolved(reason)) => Err(LogError::Broken { reason }),
@@ -263,7 +308,11 @@ impl MetadataLog {
         };
         {
             let mut inner = self.inner.borrow_mut();
-            if let Some(pending) = inner.pending.iter_mut().find(|pending| pending.header.seq == header.seq) {
+            if let Some(pending) = inner
+                .pending
+                .iter_mut()
+                .find(|pending| pending.header.seq == header.seq)
+            {
                 pending.status = match result {
                     Ok(()) => Status::Landed,
                     Err(error) => Status::Failed(error),
@@ -273,7 +322,9 @@ impl MetadataLog {
         }
         match receiver.await {
             Ok(outcome) => outcome,
-            Err(_) => Err(LogError::Broken { reason: "entry dropped before it was settled".to_owned() }),
+            Err(_) => Err(LogError::Broken {
+                reason: "entry dropped before it was settled".to_owned(),
+            }),
         }
     }
 
@@ -305,19 +356,39 @@ impl MetadataLog {
 
     /// Writes a checkpoint of the current state (create-only; the content at a position is
     /// deterministic, so finding it already there is success). Returns the position it covers.
+    /// Encodes on the calling task; [`MetadataLog::write_checkpoint_with`] lets the caller encode
+    /// elsewhere.
     pub async fn write_checkpoint(&self) -> Result<Option<LogSeq>, LogError> {
-        let (seq, bytes) = {
+        self.write_checkpoint_with(|state| std::future::ready(state.encode_checkpoint()))
+            .await
+    }
+
+    /// As [`MetadataLog::write_checkpoint`], with the encoding done by `encode` — e.g. on another
+    /// thread, so that a large state's encoding and CRC never run on the task that applies entries.
+    /// What this task does is take a snapshot of the state: index chunks are shared copy-on-write
+    /// ([`crate::metadata::PartitionIndex`]), so it costs a reference count per chunk plus a copy of
+    /// the small maps (topics, producers, committed offsets), not a copy of the index.
+    pub async fn write_checkpoint_with<F, Fut>(&self, encode: F) -> Result<Option<LogSeq>, LogError>
+    where
+        F: FnOnce(MetadataState) -> Fut,
+        Fut: std::future::Future<Output = Vec<u8>>,
+    {
+        let (seq, snapshot) = {
             let mut inner = self.inner.borrow_mut();
             let Some(seq) = inner.state.last_offered_seq() else {
                 return Ok(None);
             };
             inner.entries_since_checkpoint = 0;
-            (seq, Bytes::from(inner.state.encode_checkpoint()))
+            (seq, inner.state.clone())
         };
-        if let Err(error) = super::checkpoint::put_checkpoint(self.store.as_ref(), seq, bytes).await {
+        let bytes = Bytes::from(encode(snapshot).await);
+        if let Err(error) = super::checkpoint::put_checkpoint(self.store.as_ref(), seq, bytes).await
+        {
             // Still due: the next call tries again.
             let mut inner = self.inner.borrow_mut();
-            inner.entries_since_checkpoint = inner.entries_since_checkpoint.max(self.config.checkpoint_interval_entries);
+            inner.entries_since_checkpoint = inner
+                .entries_since_checkpoint
+                .max(self.config.checkpoint_interval_entries);
             return Err(error);
         }
         Ok(Some(seq))
@@ -334,15 +405,25 @@ impl Inner {
 
     /// Applies every settled entry at the front of the queue, in order, and answers its waiter.
     fn drain(&mut self) {
-        while self.pending.front().is_some_and(|pending| !matches!(pending.status, Status::InFlight)) {
-            let Some(pending) = self.pending.pop_front() else { break };
+        while self
+            .pending
+            .front()
+            .is_some_and(|pending| !matches!(pending.status, Status::InFlight))
+        {
+            let Some(pending) = self.pending.pop_front() else {
+                break;
+            };
             let answer = if let Some(reason) = &self.stopped {
                 Err(stopped_error(self.fenced, reason))
             } else {
                 match pending.status {
                     Status::Landed => {
                         let meta = entry_meta(&pending.header);
-                        match self.state.apply_entry(&meta, &pending.commands, pending.commit.as_ref()) {
+                        match self.state.apply_entry(
+                            &meta,
+                            &pending.commands,
+                            pending.commit.as_ref(),
+                        ) {
                             EntryOutcome::Applied(events) => {
                                 self.entries_since_checkpoint += 1;
                                 Ok(AppendOutcome {
@@ -353,7 +434,10 @@ impl Inner {
                                 })
                             }
                             EntryOutcome::Ignored { reason } => {
-                                let reason = format!("entry {} did not extend the chain: {reason}", pending.header.seq.0);
+                                let reason = format!(
+                                    "entry {} did not extend the chain: {reason}",
+                                    pending.header.seq.0
+                                );
                                 self.stopped = Some(reason.clone());
                                 Err(LogError::Broken { reason })
                             }
@@ -375,9 +459,13 @@ impl Inner {
 
 fn stopped_error(fenced: bool, reason: &str) -> LogError {
     if fenced {
-        LogError::Broken { reason: format!("writer was fenced: {reason}") }
+        LogError::Broken {
+            reason: format!("writer was fenced: {reason}"),
+        }
     } else {
-        LogError::Broken { reason: reason.to_owned() }
+        LogError::Broken {
+            reason: reason.to_owned(),
+        }
     }
 }
 
@@ -409,16 +497,20 @@ async fn put_entry(
     for _ in 0..attempts {
         match store.put_create(key, chunks.clone()).await {
             Ok(()) => return Ok(PutResult::Written),
-            Err(StoreError::AlreadyExists { key }) => match resolve_existing(store, config, header).await? {
-                Some(settled) => return Ok(settled),
-                None => {
-                    last_error = Some(StoreError::Unavailable {
-                        op: crate::store::Op::Put,
-                        key,
-                        message: "the store reported a conflicting write, and the key is still empty".to_owned(),
-                    });
+            Err(StoreError::AlreadyExists { key }) => {
+                match resolve_existing(store, config, header).await? {
+                    Some(settled) => return Ok(settled),
+                    None => {
+                        last_error = Some(StoreError::Unavailable {
+                            op: crate::store::Op::Put,
+                            key,
+                            message:
+                                "the store reported a conflicting write, and the key is still empty"
+                                    .to_owned(),
+                        });
+                    }
                 }
-            },
+            }
             Err(error) => last_error = Some(error),
         }
     }
@@ -436,7 +528,11 @@ async fn put_entry(
 /// after all — S3 answers 409 (`ConditionalRequestConflict`, which the client reports as
 /// `AlreadyExists`) while *another* conditional write of the key is in progress, and that write
 /// (a hedged copy of ours, or a retry) may still fail.
-async fn resolve_existing(store: &dyn ObjectStorage, config: &LogConfig, header: &EntryHeader) -> Result<Option<PutResult>, LogError> {
+async fn resolve_existing(
+    store: &dyn ObjectStorage,
+    config: &LogConfig,
+    header: &EntryHeader,
+) -> Result<Option<PutResult>, LogError> {
     let existing = match read_entry(store, header.seq, config).await {
         Ok(entry) => entry.header,
         Err(LogError::Store(StoreError::NotFound { .. })) => return Ok(None),

@@ -24,6 +24,7 @@
 //! ListOffsets for 8 bytes per entry instead of a scan of a partition's whole history.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::types::LogSeq;
 
@@ -48,13 +49,25 @@ pub struct IndexEntry {
     pub max_timestamp: i64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Chunk {
     /// Never empty once in the index; never longer than `capacity`.
     entries: Vec<IndexEntry>,
     capacity: usize,
     /// `timestamp_prefix_max[i] = max(entries[..=i].max_timestamp)`.
     timestamp_prefix_max: Vec<i64>,
+}
+
+/// A copy keeps the chunk's capacity, so a copied last chunk still fills without moving (copies
+/// are made by [`Arc::make_mut`] when a snapshot shares the chunk).
+impl Clone for Chunk {
+    fn clone(&self) -> Chunk {
+        let mut copy = Chunk::with_capacity(self.capacity.max(self.entries.len()));
+        copy.entries.extend_from_slice(&self.entries);
+        copy.timestamp_prefix_max
+            .extend_from_slice(&self.timestamp_prefix_max);
+        copy
+    }
 }
 
 impl Chunk {
@@ -99,9 +112,14 @@ impl Chunk {
 
 /// The index of one partition, sorted by offset. Contiguity is the caller's invariant
 /// ([`super::partition::PartitionState`] appends only at the high watermark).
+///
+/// Chunks are shared copy-on-write: cloning an index (a checkpoint snapshot of the whole state,
+/// encoded off the metadata core) costs one reference count per chunk, not a copy of its entries.
+/// Full chunks never change again; the next append or prefix drop copies only the one chunk it
+/// changes, and only while a snapshot still holds it.
 #[derive(Debug, Clone, Default)]
 pub struct PartitionIndex {
-    chunks: VecDeque<Chunk>,
+    chunks: VecDeque<Arc<Chunk>>,
     /// Running max of chunk maxima: `chunk_prefix_max[k] = max(chunks[..=k].max_timestamp())`.
     chunk_prefix_max: VecDeque<i64>,
     len: usize,
@@ -145,7 +163,7 @@ impl PartitionIndex {
         *running = (*running).max(chunk.max_timestamp());
         self.len += chunk.entries.len();
         self.chunk_prefix_max.push_back(*running);
-        self.chunks.push_back(chunk);
+        self.chunks.push_back(Arc::new(chunk));
     }
 
     pub fn len(&self) -> usize {
@@ -182,7 +200,8 @@ impl PartitionIndex {
             Some(_) => None,
         };
         if let Some(capacity) = next_capacity {
-            self.chunks.push_back(Chunk::with_capacity(capacity));
+            self.chunks
+                .push_back(Arc::new(Chunk::with_capacity(capacity)));
             let before = self.chunk_prefix_max.back().copied().unwrap_or(i64::MIN);
             self.chunk_prefix_max.push_back(before);
         }
@@ -191,7 +210,7 @@ impl PartitionIndex {
         if let (Some(chunk), Some(prefix)) =
             (self.chunks.back_mut(), self.chunk_prefix_max.back_mut())
         {
-            chunk.push(entry);
+            Arc::make_mut(chunk).push(entry);
             *prefix = (*prefix).max(entry.max_timestamp);
         }
         self.len += 1;
@@ -215,6 +234,7 @@ impl PartitionIndex {
                 .entries
                 .partition_point(|entry| entry.end_offset <= offset);
             if dropped > 0 {
+                let chunk = Arc::make_mut(chunk);
                 chunk.entries.drain(..dropped);
                 chunk.rebuild_timestamp_prefix_max();
                 self.len -= dropped;

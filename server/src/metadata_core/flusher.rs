@@ -19,6 +19,7 @@ use sluice_engine::log::{AppendOutcome, LogError, MetadataLog};
 use sluice_engine::metadata::{BatchOutcome, Command, Event, MetadataState, Topic, known_configs};
 use sluice_engine::types::TopicPartition;
 
+use super::off_core::off_core;
 use super::producer_ids::answer_producer_ids;
 use super::watermarks::{CommittedObject, WatermarkBroadcaster, WatermarkUpdate};
 use super::window::{
@@ -556,7 +557,22 @@ fn maybe_checkpoint(log: Rc<MetadataLog>, shared: Rc<Shared>) {
         return;
     }
     glommio::spawn_local(async move {
-        match log.write_checkpoint().await {
+        // Encoded on a background thread from a copy-on-write snapshot (see
+        // `MetadataLog::write_checkpoint_with`); encoded here only if no thread can be started.
+        let written = log
+            .write_checkpoint_with(|snapshot| async move {
+                let shared = std::sync::Arc::new(snapshot);
+                let job = std::sync::Arc::clone(&shared);
+                match off_core("sluice-checkpoint", async move { job.encode_checkpoint() }).await {
+                    Ok(bytes) => bytes,
+                    Err(error) => {
+                        tracing::warn!(%error, "checkpoint encoded on the metadata core");
+                        shared.encode_checkpoint()
+                    }
+                }
+            })
+            .await;
+        match written {
             Ok(seq) => tracing::info!(?seq, "checkpoint written"),
             Err(error) => tracing::warn!(%error, "checkpoint failed; the next entry retries"),
         }

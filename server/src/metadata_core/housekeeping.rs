@@ -31,6 +31,7 @@ use sluice_engine::metadata::{COMMANDS_PER_ENTRY_MAX, RetentionDefaults};
 use sluice_engine::types::{LogSeq, TopicPartition, compacted_object_id};
 
 use super::CoreHandle;
+use super::off_core::off_core;
 use super::flusher::wall_clock_ms;
 
 /// Share of the metadata executor's CPU the housekeeping queue gets against the flusher's
@@ -243,7 +244,7 @@ impl Compactor {
             let ids: Vec<LogSeq> = (0..pieces_max).map_while(|_| self.next_id(epoch)).collect();
             let store = Arc::clone(core.store());
             let (job, object_bytes_target) = (candidate.clone(), config.object_bytes_target);
-            let compacted = off_core(async move {
+            let compacted = off_core("sluice-compaction", async move {
                 let mut ids = ids.into_iter();
                 build_key_compacted(
                     store.as_ref(),
@@ -320,7 +321,7 @@ impl Compactor {
             .ok_or("compaction job numbers of this writer epoch are used up")?;
         let store = Arc::clone(core.store());
         let job = plan.clone();
-        let object = off_core(async move {
+        let object = off_core("sluice-compaction", async move {
             build_compacted_object(store.as_ref(), &job, id, epoch, wall_clock_ms()).await
         })
         .await?
@@ -401,39 +402,6 @@ pub async fn round(
         .map_err(|error| error.to_string())?;
     Ok(report)
 }
-
-/// Runs a compaction job — its GETs, the CRC check and decoding of every batch, the layout and the
-/// PUT — on a thread of its own at a lower scheduling priority, and awaits its result here.
-///
-/// The metadata executor is cooperative: a job's CPU work (a CRC pass over 32 MiB alone takes
-/// milliseconds) would hold the flusher for all of it, whatever the task queue's shares, and a
-/// produce's acknowledgement with it. On its own thread the kernel preempts it instead, and at
-/// nice 10 the network and metadata cores go first. One thread per job: jobs are seconds apart.
-async fn off_core<T, F>(job: F) -> Result<T, String>
-where
-    F: std::future::Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let (sender, receiver) = futures::channel::oneshot::channel();
-    std::thread::Builder::new()
-        .name("sluice-compaction".to_owned())
-        .spawn(move || {
-            // SAFETY: setpriority only reads its integer arguments; `who = 0` with PRIO_PROCESS
-            // is the calling thread on Linux (each thread has its own nice value). A failure
-            // leaves the default priority, which is only slower for the hot path, never wrong.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, 0, COMPACTION_THREAD_NICE);
-            }
-            let _ = sender.send(futures::executor::block_on(job));
-        })
-        .map_err(|error| format!("cannot start a compaction thread: {error}"))?;
-    receiver
-        .await
-        .map_err(|_| "the compaction thread stopped before answering".to_owned())
-}
-
-/// Nice value of compaction threads (the cores run at 0).
-const COMPACTION_THREAD_NICE: libc::c_int = 10;
 
 /// Kafka's cleaner rule: at least half of the cleanable bytes are dirty (past what the last job
 /// cleaned), or a dirty record is older than `max.compaction.lag.ms`.

@@ -40,6 +40,7 @@
 
 mod flusher;
 pub mod housekeeping;
+mod off_core;
 pub mod producer_ids;
 mod source;
 pub mod watermarks;

@@ -93,6 +93,10 @@ proptest! {
         let (mut partition, mut flat) = build(&appends);
         check(&partition, &flat, &probes, &timestamps)?;
         for fraction in deletes {
+            // A checkpoint snapshot shares the chunks copy-on-write: whatever the live index does
+            // next (drain the first chunk, append to the last), the snapshot must not change.
+            let snapshot = partition.clone();
+            let snapshot_flat = flat.clone();
             let hw = partition.high_watermark();
             let start = partition.log_start_offset();
             let before_offset = start + ((hw - start) as f64 * fraction) as u64;
@@ -103,6 +107,7 @@ proptest! {
             let (base, _) = partition.append(tp(), LogSeq(u64::MAX), 0, 1, 2, 5).unwrap();
             flat.push(IndexEntry { base_offset: base, end_offset: base + 2, seq: LogSeq(u64::MAX), byte_start: 0, byte_len: 1, max_timestamp: 5 });
             check(&partition, &flat, &probes, &timestamps)?;
+            check(&snapshot, &snapshot_flat, &probes, &timestamps)?;
         }
     }
 }
