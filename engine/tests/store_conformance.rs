@@ -354,6 +354,40 @@ async fn delete_removes_and_is_idempotent(store: Arc<dyn ObjectStorage>) {
     );
 }
 
+/// More keys than one S3 DeleteObjects request takes (1,000), a key that never existed among
+/// them, and keys that must stay: one result per key, in order, and exactly those keys gone.
+async fn delete_many_deletes_exactly_its_keys(store: Arc<dyn ObjectStorage>) {
+    const DOOMED: usize = 1_003;
+    let mut doomed: Vec<String> = (0..DOOMED).map(|at| format!("bulk/gone-{at:05}")).collect();
+    futures::stream::iter(&doomed)
+        .map(|key| store.put_create(key, chunks(&[b"x"])))
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .unwrap();
+    for key in ["bulk/keep-a", "bulk/keep-b"] {
+        store.put_create(key, chunks(&[b"stay"])).await.unwrap();
+    }
+    doomed.insert(500, "bulk/never-existed".to_owned());
+    let results = store.delete_many(&doomed).await;
+    assert_eq!(results.len(), doomed.len());
+    for (key, result) in doomed.iter().zip(&results) {
+        assert!(result.is_ok(), "{key}: {result:?}");
+    }
+    let left: Vec<String> = store
+        .list("bulk", None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|info| info.key)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["bulk/keep-a".to_owned(), "bulk/keep-b".to_owned()]
+    );
+    assert!(store.delete_many(&[]).await.is_empty());
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -395,6 +429,11 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn delete_removes_and_is_idempotent() {
                 super::delete_removes_and_is_idempotent(super::$backend().store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delete_many_deletes_exactly_its_keys() {
+                super::delete_many_deletes_exactly_its_keys(super::$backend().store).await;
             }
         }
     };

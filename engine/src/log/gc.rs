@@ -248,8 +248,10 @@ impl GarbageCollector {
     }
 
     /// Notes this sweep's candidates at `now_ms` and deletes those seen for at least the delay,
-    /// oldest first, at most [`DELETES_PER_SWEEP_MAX`]. Checkpoints go before entries: an entry
-    /// is only ever a candidate below the kept checkpoints, which this never deletes.
+    /// at most [`DELETES_PER_SWEEP_MAX`] (checkpoints, then entries, then compacted objects, each
+    /// oldest first), in one [`ObjectStorage::delete_many`] call. The store may apply a batch in
+    /// any order, and none is needed: an entry is only ever a candidate below the kept
+    /// checkpoints, which this never deletes, and no candidate is named by the state.
     pub async fn sweep(
         &mut self,
         store: &dyn ObjectStorage,
@@ -277,17 +279,23 @@ impl GarbageCollector {
         self.first_seen_ms
             .retain(|key, _| current.contains(key.as_str()));
         let mut stats = GcStats::default();
-        let mut deletes = 0usize;
+        let mut due: Vec<(Kind, String)> = Vec::new();
         for (kind, key) in keys {
             let first_seen = *self.first_seen_ms.entry(key.clone()).or_insert(now_ms);
             if now_ms.saturating_sub(first_seen) < self.config.delete_delay_ms
-                || deletes >= DELETES_PER_SWEEP_MAX
+                || due.len() >= DELETES_PER_SWEEP_MAX
             {
                 stats.waiting += 1;
                 continue;
             }
-            deletes += 1;
-            match store.delete(&key).await {
+            due.push((kind, key));
+        }
+        // One bulk request per 1,000 keys where the store has one (S3 DeleteObjects). Every key
+        // here is already safe to delete on its own, so the batch's order does not matter.
+        let due_keys: Vec<String> = due.iter().map(|(_, key)| key.clone()).collect();
+        let results = store.delete_many(&due_keys).await;
+        for ((kind, key), result) in due.into_iter().zip(results) {
+            match result {
                 Ok(()) => {
                     self.first_seen_ms.remove(&key);
                     match kind {

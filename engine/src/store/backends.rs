@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
@@ -333,6 +333,83 @@ impl ObjectStorage for ObjectStoreBackend {
             Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(self.map_error(Op::Delete, key, error)),
         }
+    }
+
+    /// `object_store`'s bulk delete: S3 sends DeleteObjects requests of up to 1,000 keys (per-key
+    /// outcomes in its answer); other backends delete key by key, concurrently.
+    async fn delete_many(&self, keys: &[String]) -> Vec<StoreResult<()>> {
+        let mut results: Vec<Option<StoreResult<()>>> = Vec::with_capacity(keys.len());
+        let mut paths = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.path(Op::Delete, key) {
+                Ok(path) => {
+                    results.push(None);
+                    paths.push(path);
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
+        }
+        let locations = futures::stream::iter(paths.clone().into_iter().map(Ok)).boxed();
+        let answers: Vec<object_store::Result<object_store::path::Path>> =
+            self.inner.delete_stream(locations).collect().await;
+        // One answer per key, in input order — except that a failed bulk request answers one
+        // error for all of its keys: then a key is deleted only if its path came back.
+        let mut answered = if answers.len() == paths.len() {
+            answers
+                .into_iter()
+                .map(|answer| match answer {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(error) => Err(error.to_string()),
+                })
+                .collect::<Vec<Result<(), String>>>()
+        } else {
+            let mut deleted = std::collections::HashSet::new();
+            let mut first_error = None;
+            for answer in answers {
+                match answer {
+                    Ok(path) => {
+                        deleted.insert(path);
+                    }
+                    Err(error) => {
+                        first_error.get_or_insert_with(|| error.to_string());
+                    }
+                }
+            }
+            let error = first_error.unwrap_or_else(|| "no answer for this key".to_owned());
+            paths
+                .iter()
+                .map(|path| {
+                    if deleted.contains(path) {
+                        Ok(())
+                    } else {
+                        Err(error.clone())
+                    }
+                })
+                .collect()
+        }
+        .into_iter();
+        results
+            .into_iter()
+            .zip(keys)
+            .map(|(result, key)| {
+                if let Some(result) = result {
+                    return result;
+                }
+                match answered.next() {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(message)) => Err(StoreError::Unavailable {
+                        op: Op::Delete,
+                        key: key.clone(),
+                        message,
+                    }),
+                    None => Err(StoreError::Unavailable {
+                        op: Op::Delete,
+                        key: key.clone(),
+                        message: "no answer for this key".to_owned(),
+                    }),
+                }
+            })
+            .collect()
     }
 }
 

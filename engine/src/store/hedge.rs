@@ -731,6 +731,10 @@ impl ObjectStorage for HedgedPuts {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key).await
     }
+
+    async fn delete_many(&self, keys: &[String]) -> Vec<StoreResult<()>> {
+        self.inner.delete_many(keys).await
+    }
 }
 
 #[cfg(test)]

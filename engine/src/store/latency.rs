@@ -299,6 +299,14 @@ impl<S: ObjectStorage> ObjectStorage for LatencyModel<S> {
         sleep_ms(self.sample_delay_ms(Op::Delete, 0)).await;
         self.inner.delete(key).await
     }
+
+    /// One draw per 1,000 keys: a bulk delete is one request per 1,000 on S3.
+    async fn delete_many(&self, keys: &[String]) -> Vec<StoreResult<()>> {
+        for _ in keys.chunks(1_000) {
+            sleep_ms(self.sample_delay_ms(Op::Delete, 0)).await;
+        }
+        self.inner.delete_many(keys).await
+    }
 }
 
 #[cfg(test)]

@@ -196,6 +196,32 @@ impl ObjectStorage for StoreRuntime {
         })
         .await
     }
+
+    /// One call on the runtime for the whole batch (the backend batches the requests).
+    async fn delete_many(&self, keys: &[String]) -> Vec<StoreResult<()>> {
+        let owned = keys.to_vec();
+        let first = keys.first().map_or("", String::as_str);
+        match self
+            .call(Op::Delete, first, move |inner| async move {
+                Ok(inner.delete_many(&owned).await)
+            })
+            .await
+        {
+            Ok(results) => results,
+            Err(error) => {
+                let message = error.to_string();
+                keys.iter()
+                    .map(|key| {
+                        Err(StoreError::Unavailable {
+                            op: Op::Delete,
+                            key: key.clone(),
+                            message: message.clone(),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
 }
 
 #[cfg(test)]
