@@ -123,10 +123,14 @@ impl Plan {
             json!("agent default (1000)"),
         );
         map.insert("checkpoints_retained".into(), json!("agent default (2)"));
-        map.insert(
-            "object_compaction".into(),
-            json!("agent defaults (every 10000 ms, 32 MiB objects)"),
-        );
+        // The agent inherits the harness's environment: a comparison run without compaction is
+        // `SLUICE_COMPACTION_INTERVAL_MS=0 sluice-bench --scenario soak ...`, and says so here.
+        let compaction = match std::env::var("SLUICE_COMPACTION_INTERVAL_MS") {
+            Ok(value) if value.trim() == "0" => "off (SLUICE_COMPACTION_INTERVAL_MS=0)".to_owned(),
+            Ok(value) => format!("every {value} ms (SLUICE_COMPACTION_INTERVAL_MS), 32 MiB objects"),
+            Err(_) => "agent defaults (every 10000 ms, 32 MiB objects)".to_owned(),
+        };
+        map.insert("object_compaction".into(), json!(compaction));
         map.insert(
             "sample_interval_s".into(),
             json!(self.sample_interval.as_secs()),
