@@ -1,18 +1,25 @@
-//! A byte-budgeted cache of object ranges, evicting whole objects least recently used first.
+//! A byte-budgeted cache of object ranges, evicting least recently used units first.
 //!
 //! Keys are `(LogSeq, byte_start)`: an object is cached as the pieces it arrived in — the chunks of
 //! an object this agent just wrote (header, every batch, index), or the ranges a fetch read from the
 //! store after a miss. A lookup succeeds only if the pieces cover the whole requested range; it then
-//! returns zero-copy slices of them. Eviction works on whole objects because an object's pieces are
-//! read together (the partitions of one flush window are fetched together at the live edge), and it
-//! keeps the bookkeeping to one ordered map.
+//! returns zero-copy slices of them.
+//!
+//! **What is evicted together (a unit).** A window object (`log/…`) is one unit: its pieces are
+//! read together (the partitions of one flush window are fetched together at the live edge), and
+//! evicting it piece by piece would leave holes that a later read could not fill (an insert that
+//! overlaps a cached piece is dropped). A compacted object (`compacted/…`, up to 32 MiB, laid out
+//! partition by partition) is read as chunks of one partition at a time, each consumer at its own
+//! pace, so each of its pieces is a unit of its own: a replay of many partitions keeps each
+//! partition's current chunk, not whole objects. A chunk a reader has gone past can be
+//! [`BlockCache::demote`]d so that it goes before any chunk still being read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::types::LogSeq;
+use crate::types::{LogSeq, is_compacted_object};
 
 /// Counters for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,15 +28,32 @@ pub struct CacheStats {
     pub misses: u64,
     pub inserted_bytes: u64,
     pub evicted_bytes: u64,
+    /// Units evicted: whole window objects, single pieces of compacted objects.
     pub evicted_objects: u64,
 }
+
+/// Ticks of demoted units sort before every ordinary tick (they are evicted first).
+const ORDINARY_TICKS_FROM: u64 = 1 << 62;
 
 #[derive(Debug, Default)]
 struct CachedObject {
     /// Pieces by their start offset in the object. Pieces never overlap.
     pieces: BTreeMap<u64, Bytes>,
     bytes: u64,
+    /// Eviction units by their key (0 for a window object's single unit, the piece's start for a
+    /// compacted object's): bytes and last use.
+    units: HashMap<u64, Unit>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Unit {
+    bytes: u64,
     last_used: u64,
+}
+
+/// The unit a piece starting at `start` belongs to.
+fn unit_of(seq: LogSeq, start: u64) -> u64 {
+    if is_compacted_object(seq) { start } else { 0 }
 }
 
 /// The cache. `capacity_bytes` bounds the bytes it references; pieces larger than that are not cached.
@@ -38,9 +62,10 @@ pub struct BlockCache {
     capacity_bytes: u64,
     used_bytes: u64,
     tick: u64,
+    demoted_tick: u64,
     objects: HashMap<LogSeq, CachedObject>,
-    /// `last_used` tick → object, for least-recently-used eviction.
-    recency: BTreeMap<u64, LogSeq>,
+    /// `last_used` tick → unit, for least-recently-used eviction.
+    recency: BTreeMap<u64, (LogSeq, u64)>,
     stats: CacheStats,
 }
 
@@ -49,7 +74,8 @@ impl BlockCache {
         BlockCache {
             capacity_bytes,
             used_bytes: 0,
-            tick: 0,
+            tick: ORDINARY_TICKS_FROM,
+            demoted_tick: 0,
             objects: HashMap::new(),
             recency: BTreeMap::new(),
             stats: CacheStats::default(),
@@ -89,32 +115,38 @@ impl BlockCache {
         if len == 0 || len > self.capacity_bytes {
             return;
         }
-        let Some(end) = start.checked_add(len) else { return };
-        self.tick += 1;
-        let tick = self.tick;
+        let Some(end) = start.checked_add(len) else {
+            return;
+        };
         let object = self.objects.entry(seq).or_default();
-        let overlaps_before =
-            object.pieces.range(..end).next_back().is_some_and(|(piece_start, piece)| piece_start + piece.len() as u64 > start);
+        let overlaps_before = object
+            .pieces
+            .range(..end)
+            .next_back()
+            .is_some_and(|(piece_start, piece)| piece_start + piece.len() as u64 > start);
         if overlaps_before {
             return;
         }
         object.pieces.insert(start, bytes);
         object.bytes += len;
-        self.recency.remove(&object.last_used);
-        object.last_used = tick;
-        self.recency.insert(tick, seq);
+        let unit = unit_of(seq, start);
+        object.units.entry(unit).or_default().bytes += len;
         self.used_bytes += len;
         self.stats.inserted_bytes += len;
-        self.evict_to_capacity(seq);
+        self.touch(seq, unit);
+        self.evict_to_capacity((seq, unit));
     }
 
     /// The bytes of `range` of object `seq` as zero-copy slices, if the cache covers all of it.
     pub fn get(&mut self, seq: LogSeq, range: Range<u64>) -> Option<Vec<Bytes>> {
-        let found = self.objects.get(&seq).and_then(|object| covering_slices(object, range));
+        let found = self
+            .objects
+            .get(&seq)
+            .and_then(|object| covering_slices(object, range.clone()));
         match found {
             Some(slices) => {
                 self.stats.hits += 1;
-                self.touch(seq);
+                self.touch_range(seq, range);
                 Some(slices)
             }
             None => {
@@ -124,31 +156,158 @@ impl BlockCache {
         }
     }
 
-    fn touch(&mut self, seq: LogSeq) {
-        self.tick += 1;
-        let tick = self.tick;
-        if let Some(object) = self.objects.get_mut(&seq) {
-            self.recency.remove(&object.last_used);
-            object.last_used = tick;
-            self.recency.insert(tick, seq);
+    /// The cached prefix of `range`: zero-copy slices of `range.start..end` and that `end` (equal
+    /// to `range.start` when its first byte is not cached, `range.end` when all of it is).
+    pub fn get_prefix(&mut self, seq: LogSeq, range: Range<u64>) -> (Vec<Bytes>, u64) {
+        let Some(object) = self.objects.get(&seq) else {
+            self.stats.misses += 1;
+            return (Vec::new(), range.start);
+        };
+        let end = covered_end(object, range.clone());
+        let slices = if end > range.start {
+            covering_slices(object, range.start..end).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if end == range.end {
+            self.stats.hits += 1;
+        } else {
+            self.stats.misses += 1;
+        }
+        if end > range.start {
+            self.touch_range(seq, range.start..end);
+        }
+        (slices, end)
+    }
+
+    /// Where the first cached piece of `seq` at or after `position` starts, if any.
+    pub fn next_piece_start(&self, seq: LogSeq, position: u64) -> Option<u64> {
+        let object = self.objects.get(&seq)?;
+        object
+            .pieces
+            .range(position..)
+            .next()
+            .map(|(start, _)| *start)
+    }
+
+    /// Marks the pieces of a compacted object that lie wholly inside `range` as the first to go:
+    /// a reader has gone past them. Window objects are left alone (one unit, read together).
+    pub fn demote(&mut self, seq: LogSeq, range: Range<u64>) {
+        if !is_compacted_object(seq) {
+            return;
+        }
+        let Some(object) = self.objects.get_mut(&seq) else {
+            return;
+        };
+        for (start, piece) in object.pieces.range(range.start..range.end) {
+            if start + piece.len() as u64 > range.end {
+                break;
+            }
+            let Some(unit) = object.units.get_mut(start) else {
+                continue;
+            };
+            if unit.last_used < ORDINARY_TICKS_FROM {
+                continue; // demoted already
+            }
+            self.recency.remove(&unit.last_used);
+            self.demoted_tick += 1;
+            unit.last_used = self.demoted_tick;
+            self.recency.insert(self.demoted_tick, (seq, *start));
         }
     }
 
-    /// Evicts least recently used objects until the budget holds, never the one just inserted
+    /// Marks every unit `range` touches as just used.
+    fn touch_range(&mut self, seq: LogSeq, range: Range<u64>) {
+        if !is_compacted_object(seq) {
+            self.touch(seq, 0);
+            return;
+        }
+        let Some(object) = self.objects.get(&seq) else {
+            return;
+        };
+        let first = object
+            .pieces
+            .range(..=range.start)
+            .next_back()
+            .map_or(range.start, |(start, _)| *start);
+        let units: Vec<u64> = object
+            .pieces
+            .range(first..range.end)
+            .map(|(start, _)| *start)
+            .collect();
+        for unit in units {
+            self.touch(seq, unit);
+        }
+    }
+
+    fn touch(&mut self, seq: LogSeq, unit: u64) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(cached) = self
+            .objects
+            .get_mut(&seq)
+            .and_then(|object| object.units.get_mut(&unit))
+        {
+            self.recency.remove(&cached.last_used);
+            cached.last_used = tick;
+            self.recency.insert(tick, (seq, unit));
+        }
+    }
+
+    /// Evicts least recently used units until the budget holds, never the one just inserted
     /// unless it alone is over budget.
-    fn evict_to_capacity(&mut self, keep: LogSeq) {
+    fn evict_to_capacity(&mut self, keep: (LogSeq, u64)) {
         while self.used_bytes > self.capacity_bytes {
-            let victim = self.recency.values().copied().find(|seq| *seq != keep).unwrap_or(keep);
-            let Some(object) = self.objects.remove(&victim) else { break };
-            self.recency.remove(&object.last_used);
-            self.used_bytes -= object.bytes;
-            self.stats.evicted_bytes += object.bytes;
-            self.stats.evicted_objects += 1;
+            let victim = self
+                .recency
+                .values()
+                .copied()
+                .find(|unit| *unit != keep)
+                .unwrap_or(keep);
+            self.evict(victim);
             if victim == keep {
                 break;
             }
         }
     }
+
+    fn evict(&mut self, (seq, unit): (LogSeq, u64)) {
+        let Some(object) = self.objects.get_mut(&seq) else {
+            return;
+        };
+        let Some(removed) = object.units.remove(&unit) else {
+            return;
+        };
+        self.recency.remove(&removed.last_used);
+        if is_compacted_object(seq) {
+            object.pieces.remove(&unit);
+        } else {
+            object.pieces.clear();
+        }
+        object.bytes -= removed.bytes;
+        self.used_bytes -= removed.bytes;
+        self.stats.evicted_bytes += removed.bytes;
+        self.stats.evicted_objects += 1;
+        if object.units.is_empty() {
+            self.objects.remove(&seq);
+        }
+    }
+}
+
+/// How far the object's pieces cover `range` contiguously from its start (`range.start` if not
+/// at all), at most `range.end`.
+fn covered_end(object: &CachedObject, range: Range<u64>) -> u64 {
+    let mut position = range.start;
+    let Some((first_start, _)) = object.pieces.range(..=position).next_back() else {
+        return position;
+    };
+    for (piece_start, piece) in object.pieces.range(*first_start..) {
+        if *piece_start > position || position >= range.end {
+            break;
+        }
+        position = position.max(piece_start + piece.len() as u64);
+    }
+    position.min(range.end).max(range.start)
 }
 
 /// Slices of the object's pieces that together are exactly `range`, or `None` if there is a gap.
@@ -185,19 +344,29 @@ mod tests {
     use super::*;
 
     fn concat(slices: &[Bytes]) -> Vec<u8> {
-        slices.iter().flat_map(|slice| slice.iter().copied()).collect()
+        slices
+            .iter()
+            .flat_map(|slice| slice.iter().copied())
+            .collect()
     }
 
     #[test]
     fn whole_object_ranges_come_back_zero_copy() {
         let mut cache = BlockCache::new(1 << 20);
-        let chunks = vec![Bytes::from_static(b"head"), Bytes::from_static(b"batch-one"), Bytes::from_static(b"tail")];
+        let chunks = vec![
+            Bytes::from_static(b"head"),
+            Bytes::from_static(b"batch-one"),
+            Bytes::from_static(b"tail"),
+        ];
         cache.insert_object(LogSeq(3), &chunks);
         let slices = cache.get(LogSeq(3), 2..10).unwrap();
         assert_eq!(concat(&slices), b"adbatch-");
         // The batch bytes are the very buffer that was inserted.
         assert_eq!(slices[1].as_ptr(), chunks[1].as_ptr());
-        assert_eq!(cache.get(LogSeq(3), 0..17).map(|s| concat(&s)), Some(b"headbatch-onetail".to_vec()));
+        assert_eq!(
+            cache.get(LogSeq(3), 0..17).map(|s| concat(&s)),
+            Some(b"headbatch-onetail".to_vec())
+        );
         assert!(cache.get(LogSeq(3), 10..18).is_none(), "past the end");
         assert!(cache.get(LogSeq(4), 0..1).is_none(), "unknown object");
         assert_eq!(cache.stats().hits, 2);
@@ -215,7 +384,10 @@ mod tests {
         // An overlapping insert is ignored and does not double-count bytes.
         cache.insert(LogSeq(1), 6, Bytes::from_static(b"XXXX"));
         assert_eq!(cache.used_bytes(), 12);
-        assert_eq!(concat(&cache.get(LogSeq(1), 0..12).unwrap()), b"0123456789ab");
+        assert_eq!(
+            concat(&cache.get(LogSeq(1), 0..12).unwrap()),
+            b"0123456789ab"
+        );
     }
 
     #[test]
@@ -237,5 +409,73 @@ mod tests {
         cache.insert(LogSeq(9), 0, Bytes::from(vec![9; 101]));
         assert!(!cache.contains_object(LogSeq(9)));
         assert_eq!(cache.stats().evicted_objects, 2);
+    }
+
+    #[test]
+    fn compacted_objects_are_evicted_piece_by_piece_and_demoted_pieces_go_first() {
+        let object = crate::types::compacted_object_id(1, 0);
+        let other = crate::types::compacted_object_id(1, 1);
+        let mut cache = BlockCache::new(100);
+        cache.insert(object, 0, Bytes::from(vec![1; 40]));
+        cache.insert(other, 0, Bytes::from(vec![2; 40]));
+        cache.insert(object, 40, Bytes::from(vec![3; 40]));
+        // Over budget: the oldest *piece* goes, not the whole of `object`.
+        assert!(cache.get(object, 0..1).is_none());
+        assert!(cache.get(object, 40..80).is_some());
+        assert!(cache.get(other, 0..40).is_some());
+        assert_eq!(cache.used_bytes(), 80);
+        assert_eq!(cache.stats().evicted_objects, 1);
+
+        // A piece a reader went past is evicted before older pieces still in use.
+        cache.demote(object, 0..80);
+        cache.insert(object, 80, Bytes::from(vec![4; 40]));
+        assert!(
+            cache.get(object, 40..41).is_none(),
+            "the demoted piece went"
+        );
+        assert!(
+            cache.get(other, 0..40).is_some(),
+            "the older piece in use stayed"
+        );
+        // Demoting only pieces wholly inside the range.
+        cache.demote(other, 0..39);
+        cache.insert(object, 120, Bytes::from(vec![5; 40]));
+        assert!(
+            cache.get(object, 80..120).is_none(),
+            "LRU order without demotion"
+        );
+        assert!(cache.get(other, 0..40).is_some());
+    }
+
+    #[test]
+    fn window_objects_stay_one_unit_and_are_not_demoted() {
+        let mut cache = BlockCache::new(100);
+        cache.insert(LogSeq(1), 0, Bytes::from(vec![1; 30]));
+        cache.insert(LogSeq(1), 30, Bytes::from(vec![1; 30]));
+        cache.demote(LogSeq(1), 0..60);
+        cache.insert(LogSeq(2), 0, Bytes::from(vec![2; 30]));
+        cache.insert(LogSeq(2), 30, Bytes::from(vec![2; 30]));
+        // Object 1 goes whole (both pieces), although object 2's second piece overflowed.
+        assert!(!cache.contains_object(LogSeq(1)));
+        assert_eq!(cache.used_bytes(), 60);
+        assert_eq!(cache.stats().evicted_objects, 1);
+    }
+
+    #[test]
+    fn the_cached_prefix_of_a_range_and_the_next_piece() {
+        let object = crate::types::compacted_object_id(2, 7);
+        let mut cache = BlockCache::new(1 << 20);
+        cache.insert(object, 10, Bytes::from_static(b"abcd"));
+        cache.insert(object, 14, Bytes::from_static(b"efgh"));
+        cache.insert(object, 30, Bytes::from_static(b"zz"));
+        let (slices, end) = cache.get_prefix(object, 12..40);
+        assert_eq!((concat(&slices), end), (b"cdefgh".to_vec(), 18));
+        let (slices, end) = cache.get_prefix(object, 11..13);
+        assert_eq!((concat(&slices), end), (b"bc".to_vec(), 13));
+        let (slices, end) = cache.get_prefix(object, 5..20);
+        assert_eq!((slices.len(), end), (0, 5), "first byte not cached");
+        assert_eq!(cache.next_piece_start(object, 18), Some(30));
+        assert_eq!(cache.next_piece_start(object, 31), None);
+        assert_eq!(cache.get_prefix(LogSeq(5), 0..4).1, 0);
     }
 }

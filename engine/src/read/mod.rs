@@ -13,5 +13,7 @@
 mod assemble;
 mod cache;
 
-pub use assemble::{AssembleError, AssembledRecords, assemble_records};
+pub use assemble::{
+    AssembleError, AssembledRecords, SegmentPart, assemble_parts, assemble_records,
+};
 pub use cache::{BlockCache, CacheStats};

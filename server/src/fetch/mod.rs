@@ -78,6 +78,8 @@ pub struct FetchCore {
     pub(crate) cache: RefCell<BlockCache>,
     pub(crate) sessions: RefCell<FetchSessions>,
     pub(crate) readaheads: RefCell<readahead::Readaheads>,
+    /// Where consumers of large compacted entries continue ([`reader::Positions`]).
+    pub(crate) positions: RefCell<reader::Positions>,
     store_reads: Cell<u64>,
     store_read_bytes: Cell<u64>,
 }
@@ -88,6 +90,7 @@ impl FetchCore {
             cache: RefCell::new(BlockCache::new(config.block_cache_bytes_max)),
             sessions: RefCell::new(FetchSessions::new(config.fetch_sessions_max)),
             readaheads: RefCell::new(readahead::Readaheads::default()),
+            positions: RefCell::new(reader::Positions::default()),
             store_reads: Cell::new(0),
             store_read_bytes: Cell::new(0),
         }

@@ -24,11 +24,10 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::{LocalBoxFuture, Shared};
-use sluice_engine::metadata::IndexEntry;
 use sluice_engine::store::ObjectStorage;
 
 use super::FetchCore;
-use super::reader::{PlanRequest, plan, prefetch_bytes_max, read_groups};
+use super::reader::{PlanRequest, Want, chunk_bytes, plan, prefetch_bytes_max, read_groups, wants};
 use super::sessions::PartitionKey;
 use crate::metadata_core::CoreHandle;
 
@@ -174,14 +173,18 @@ async fn read_ahead(
     requests: Vec<PlanRequest>,
     max_bytes: u64,
 ) {
-    let budgets: Vec<u64> = requests.iter().map(|request| request.bytes_max).collect();
+    let budgets: Vec<(u64, i64)> = requests
+        .iter()
+        .map(|request| (request.bytes_max, request.fetch_offset))
+        .collect();
     let Ok(plans) = core.query(move |state| plan(state, &requests)).await else {
         return;
     };
     let mut planned_bytes: u64 = 0;
-    let mut groups: Vec<&[IndexEntry]> = Vec::new();
+    let mut group_wants: Vec<Vec<Want>> = Vec::new();
     let read_bytes_max = prefetch_bytes_max(max_bytes);
-    for (planned, budget) in plans.iter().zip(&budgets) {
+    let chunk = chunk_bytes(fetch.cache.borrow().capacity_bytes(), budgets.len());
+    for (planned, (budget, fetch_offset)) in plans.iter().zip(&budgets) {
         let Ok(planned) = planned else { continue };
         if planned_bytes >= read_bytes_max {
             break;
@@ -189,14 +192,21 @@ async fn read_ahead(
         if planned.entries.is_empty() {
             continue;
         }
-        // As the fetch's prefetch: an entry is read whole, the answer takes what fits the budget.
+        // As the fetch's prefetch: what the answer takes is capped by the budget.
         let entries_bytes: u64 = planned.entries.iter().map(|entry| entry.byte_len).sum();
         planned_bytes = planned_bytes.saturating_add(entries_bytes.min((*budget).max(1)));
-        groups.push(&planned.entries);
+        group_wants.push(wants(
+            &fetch.positions.borrow(),
+            &planned.entries,
+            u64::try_from(*fetch_offset).unwrap_or(0),
+            *budget,
+            chunk,
+        ));
     }
-    if groups.is_empty() {
+    if group_wants.is_empty() {
         return;
     }
+    let groups: Vec<&[Want]> = group_wants.iter().map(Vec::as_slice).collect();
     // What was read is in the cache now; errors are the next fetch's to meet and report.
     let _ = read_groups(&fetch, &store, &groups).await;
 }

@@ -3,15 +3,21 @@
 //! [`plan`] is pure and runs inside one `CoreHandle::query` for every partition of the request, so
 //! an attempt costs one message to the metadata core whatever the partition count. It picks index
 //! entries until their bytes cover the partition's byte budget (the first always), at most
-//! [`ENTRIES_PER_PARTITION_MAX`]. [`read_entries`] then takes each entry's exact byte range from
-//! the core's cache, or GETs it (all misses of a partition at once) and caches it.
+//! [`ENTRIES_PER_PARTITION_MAX`]. [`wants`] says which bytes of those entries to read: each
+//! entry's exact byte range, except for large entries of compacted objects, read from the batch
+//! the fetch needs (remembered in [`Positions`]) up to the partition's budget. [`read_groups`] then
+//! takes them from the core's cache, or GETs them — exact ranges coalesced per object, compacted
+//! entries in chunks of [`chunk_bytes`] — and caches what it read.
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use sluice_engine::metadata::{IndexEntry, MetadataError, MetadataState, kafka_code};
+use sluice_engine::read::{AssembledRecords, SegmentPart};
 use sluice_engine::store::ObjectStorage;
-use sluice_engine::types::{LogSeq, TopicId, TopicPartition, object_key};
+use sluice_engine::types::{LogSeq, TopicId, TopicPartition, is_compacted_object, object_key};
 
 use super::FetchCore;
 
@@ -134,55 +140,246 @@ pub fn prefetch_bytes_max(max_bytes: u64) -> u64 {
     max_bytes.saturating_add(max_bytes / 100 * PREFETCH_EXTRA_PERCENT)
 }
 
-/// One group's entries with their bytes (see [`read_groups`]).
-pub type GroupRead = Result<Vec<(IndexEntry, Vec<Bytes>)>, ReadError>;
+/// Smallest chunk a compacted entry is read in (see [`chunk_bytes`]).
+pub const CHUNK_BYTES_MIN: u64 = 1024 * 1024;
+/// Largest chunk a compacted entry is read in: a GET of 4 to 8 MiB (the tail of an entry shorter
+/// than a chunk joins the chunk before it).
+pub const CHUNK_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
-/// Each entry with its bytes: from the cache, else from the store (see [`read_groups`]).
+/// The chunk size for reading compacted entries on a core whose cache holds `cache_bytes`, for a
+/// fetch of `partitions` partitions: each partition being replayed keeps about one chunk in the
+/// cache (plus the next one while the read-ahead fetches it), so the chunk is the cache's share per
+/// partition, halved, between [`CHUNK_BYTES_MIN`] and [`CHUNK_BYTES_MAX`]. With the default
+/// 256 MiB cache that is 4 MiB up to 32 partitions and 2 MiB at 64.
+pub fn chunk_bytes(cache_bytes: u64, partitions: usize) -> u64 {
+    let partitions = u64::try_from(partitions.max(1)).unwrap_or(u64::MAX);
+    (cache_bytes / partitions.saturating_mul(2)).clamp(CHUNK_BYTES_MIN, CHUNK_BYTES_MAX)
+}
+
+/// The GETs that read `miss_start..to` of an entry ending at `entry_end`, in chunks: each at least
+/// `chunk` bytes (past `to`: the partition's next fetches will want them) unless the entry ends
+/// first, a last piece shorter than `chunk` joined to the one before it, and none reaching into
+/// the cached piece that starts at `next_cached` (its bytes are there, and an overlapping insert
+/// would be dropped).
+pub fn chunk_spans(
+    miss_start: u64,
+    to: u64,
+    entry_end: u64,
+    chunk: u64,
+    next_cached: Option<u64>,
+) -> Vec<Range<u64>> {
+    let chunk = chunk.max(1);
+    let limit = next_cached.map_or(entry_end, |start| start.min(entry_end));
+    let mut spans = Vec::new();
+    let mut start = miss_start;
+    while start < to.min(limit) {
+        let mut end = start.saturating_add(chunk).min(limit);
+        if limit - end < chunk {
+            end = limit;
+        }
+        spans.push(start..end);
+        start = end;
+    }
+    spans
+}
+
+/// Bytes of one index entry to read (see [`wants`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    pub entry: IndexEntry,
+    /// Where the bytes start: a batch boundary in the object (the entry's start, or a position a
+    /// fetch remembered), and the offset of the batch that starts there.
+    pub from: u64,
+    pub from_offset: u64,
+    /// Where they end (the entry's end, or earlier for a budget-sized prefix).
+    pub to: u64,
+    /// 0: read `from..to` exactly, coalesced with neighbours; otherwise the missing bytes are read
+    /// in chunks of this size (a large entry of a compacted object).
+    pub chunk: u64,
+}
+
+impl Want {
+    pub fn whole(entry: IndexEntry) -> Want {
+        Want {
+            entry,
+            from: entry.byte_start,
+            from_offset: entry.base_offset,
+            to: entry_end(&entry),
+            chunk: 0,
+        }
+    }
+
+    /// The bytes as a part to assemble.
+    fn part(&self, slices: Vec<Bytes>) -> SegmentPart {
+        SegmentPart {
+            entry: self.entry,
+            from: self.from,
+            from_offset: self.from_offset,
+            slices,
+            prefix: self.to < entry_end(&self.entry),
+        }
+    }
+}
+
+fn entry_end(entry: &IndexEntry) -> u64 {
+    entry.byte_start.saturating_add(entry.byte_len)
+}
+
+/// Remembered positions of batches inside compacted entries: `(object, offset)` → the byte
+/// position of the batch starting at that offset. A fetch that answers from a large entry records
+/// where its next fetch starts, so that one reads from there (a chunk) instead of from the entry's
+/// start (up to 32 MiB). A consumer moving on replaces its position; at most
+/// [`POSITIONS_MAX`] are kept per core (all are forgotten when that is reached: a fetch without a
+/// position reads its entry from the start once, and remembers again).
+#[derive(Debug, Default)]
+pub struct Positions {
+    by_offset: HashMap<(LogSeq, u64), u64>,
+}
+
+/// Positions remembered per core at most.
+pub const POSITIONS_MAX: usize = 65_536;
+
+impl Positions {
+    pub fn get(&self, seq: LogSeq, offset: u64) -> Option<u64> {
+        self.by_offset.get(&(seq, offset)).copied()
+    }
+
+    /// A fetch at `used` (object, offset) answered up to `next` (object, offset, position).
+    pub fn advance(&mut self, used: Option<(LogSeq, u64)>, next: Option<(LogSeq, u64, u64)>) {
+        if let Some(used) = used {
+            self.by_offset.remove(&used);
+        }
+        if let Some((seq, offset, position)) = next {
+            if self.by_offset.len() >= POSITIONS_MAX {
+                self.by_offset.clear();
+            }
+            self.by_offset.insert((seq, offset), position);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_offset.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_offset.is_empty()
+    }
+}
+
+/// The bytes to read of a partition's planned `entries` for a fetch at `fetch_offset` with a byte
+/// `budget`. An entry of a window object, or a compacted one no larger than `chunk`, is read whole.
+/// A larger compacted entry is read from the batch holding the fetch offset — the entry's start
+/// when the fetch starts there, else the position a previous answer remembered — for `budget`
+/// bytes; with no position remembered, whole (in chunks), once. Later entries get what is left of
+/// the budget.
+pub fn wants(
+    positions: &Positions,
+    entries: &[IndexEntry],
+    fetch_offset: u64,
+    budget: u64,
+    chunk: u64,
+) -> Vec<Want> {
+    let mut left = budget.max(1);
+    let mut wants = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let mut want = Want::whole(*entry);
+        if is_compacted_object(entry.seq) && entry.byte_len > chunk {
+            want.chunk = chunk;
+            let remembered = (index == 0 && fetch_offset > entry.base_offset)
+                .then(|| positions.get(entry.seq, fetch_offset))
+                .flatten()
+                .filter(|position| (entry.byte_start..want.to).contains(position));
+            let from_start = index > 0 || fetch_offset <= entry.base_offset;
+            if let Some(position) = remembered {
+                want.from = position;
+                want.from_offset = fetch_offset;
+            }
+            if remembered.is_some() || from_start {
+                want.to = want.from.saturating_add(left).min(want.to);
+            }
+        }
+        left = left.saturating_sub(want.to - want.from).max(1);
+        wants.push(want);
+    }
+    wants
+}
+
+/// One group's parts with their bytes (see [`read_groups`]).
+pub type GroupRead = Result<Vec<SegmentPart>, ReadError>;
+
+/// Each want with its bytes: from the cache, else from the store (see [`read_groups`]).
 pub async fn read_entries(
     fetch: &FetchCore,
     store: &Arc<dyn ObjectStorage>,
-    entries: &[IndexEntry],
+    wants: &[Want],
 ) -> GroupRead {
-    read_groups(fetch, store, &[entries])
+    read_groups(fetch, store, &[wants])
         .await
         .pop()
         .unwrap_or_else(|| Ok(Vec::new()))
 }
 
-/// Reads several groups of entries (one group per partition) at once. Cached ranges come from
-/// the cache; the missing ones are grouped by object, and ranges of one object that are adjacent
-/// or close ([`COALESCE_GAP_BYTES_MAX`]) become one ranged GET — a consumer catching up on many
-/// partitions reads each object's segments in one request, not one per partition — and all GETs
-/// run concurrently. What was read is cached. A failed GET fails only the groups that needed it.
+/// What the cache had for a want before reading.
+enum Cached {
+    /// An exact range: all of it, or nothing.
+    Exact(Option<Vec<Bytes>>),
+    /// A chunked want: the cached bytes from its start up to `covered`.
+    Prefix { slices: Vec<Bytes>, covered: u64 },
+}
+
+/// Reads several groups of wants (one group per partition) at once. Cached ranges come from
+/// the cache; the missing ones are grouped by object, and exact ranges of one object that are
+/// adjacent or close ([`COALESCE_GAP_BYTES_MAX`]) become one ranged GET — a consumer catching up on
+/// many partitions reads each object's segments in one request, not one per partition — while the
+/// missing bytes of a chunked want are read as [`chunk_spans`], one GET each, cached as one piece
+/// each (evicted on its own). All GETs run concurrently. A failed GET fails only the groups that
+/// needed it.
 pub async fn read_groups(
     fetch: &FetchCore,
     store: &Arc<dyn ObjectStorage>,
-    groups: &[&[IndexEntry]],
+    groups: &[&[Want]],
 ) -> Vec<GroupRead> {
-    let mut found: Vec<Vec<Option<Vec<Bytes>>>> = {
+    let mut chunk_misses: Vec<(LogSeq, Range<u64>)> = Vec::new();
+    let mut found: Vec<Vec<Cached>> = {
         let mut cache = fetch.cache.borrow_mut();
         groups
             .iter()
-            .map(|entries| {
-                entries
+            .map(|wants| {
+                wants
                     .iter()
-                    .map(|entry| cache.get(entry.seq, range_of(entry)))
+                    .map(|want| {
+                        let seq = want.entry.seq;
+                        if want.chunk == 0 {
+                            return Cached::Exact(cache.get(seq, want.from..want.to));
+                        }
+                        let (slices, covered) = cache.get_prefix(seq, want.from..want.to);
+                        if covered < want.to {
+                            let next = cache.next_piece_start(seq, covered);
+                            let end = entry_end(&want.entry);
+                            chunk_misses.extend(
+                                chunk_spans(covered, want.to, end, want.chunk, next)
+                                    .into_iter()
+                                    .map(|span| (seq, span)),
+                            );
+                        }
+                        Cached::Prefix { slices, covered }
+                    })
                     .collect()
             })
             .collect()
     };
-    // Missing ranges, by object then start.
-    let mut misses: Vec<(LogSeq, std::ops::Range<u64>)> = Vec::new();
-    for (entries, cached) in groups.iter().zip(&found) {
-        for (entry, cached) in entries.iter().zip(cached) {
-            if cached.is_none() && entry.byte_len > 0 {
-                misses.push((entry.seq, range_of(entry)));
+    // Missing exact ranges, by object then start.
+    let mut misses: Vec<(LogSeq, Range<u64>)> = Vec::new();
+    for (wants, cached) in groups.iter().zip(&found) {
+        for (want, cached) in wants.iter().zip(cached) {
+            if matches!(cached, Cached::Exact(None)) && want.to > want.from {
+                misses.push((want.entry.seq, want.from..want.to));
             }
         }
     }
     misses.sort_by_key(|(seq, range)| (*seq, range.start));
     misses.dedup();
-    let mut spans: Vec<(LogSeq, std::ops::Range<u64>)> = Vec::new();
+    let mut spans: Vec<(LogSeq, Range<u64>)> = Vec::new();
     for (seq, range) in misses {
         match spans.last_mut() {
             Some((span_seq, span))
@@ -195,6 +392,25 @@ pub async fn read_groups(
             _ => spans.push((seq, range)),
         }
     }
+    // Chunks: the same partition asked twice in one read would ask for the same chunk; spans of
+    // one object never overlap (exact ranges and chunked entries are different entries, and a
+    // coalescing gap is smaller than any chunked entry).
+    chunk_misses.sort_by_key(|(seq, range)| (*seq, range.start));
+    let mut chunks: Vec<(LogSeq, Range<u64>)> = Vec::new();
+    for (seq, range) in chunk_misses {
+        match chunks.last_mut() {
+            Some((last_seq, last)) if *last_seq == seq && range.start < last.end => {
+                last.end = last.end.max(range.end);
+            }
+            _ => chunks.push((seq, range)),
+        }
+    }
+    let chunk_starts: Vec<(LogSeq, u64)> = chunks
+        .iter()
+        .map(|(seq, range)| (*seq, range.start))
+        .collect();
+    spans.extend(chunks);
+    spans.sort_by_key(|(seq, range)| (*seq, range.start));
     let gets = spans.iter().map(|(seq, range)| async move {
         let key = object_key(*seq);
         let bytes = store
@@ -220,29 +436,55 @@ pub async fn read_groups(
     for bytes in read.iter().flatten() {
         fetch.note_store_read(bytes.len() as u64);
     }
+    {
+        // A chunk is cached whole, as one piece.
+        let mut cache = fetch.cache.borrow_mut();
+        for ((seq, range), bytes) in spans.iter().zip(&read) {
+            if let Ok(bytes) = bytes
+                && chunk_starts.binary_search(&(*seq, range.start)).is_ok()
+            {
+                cache.insert(*seq, range.start, bytes.clone());
+            }
+        }
+    }
 
     let mut results = Vec::with_capacity(groups.len());
-    for (entries, cached) in groups.iter().zip(&mut found) {
-        let mut parts = Vec::with_capacity(entries.len());
+    for (wants, cached) in groups.iter().zip(&mut found) {
+        let mut parts = Vec::with_capacity(wants.len());
         let mut failed = None;
-        for (entry, cached) in entries.iter().zip(cached.iter_mut()) {
-            let bytes = match cached.take() {
-                Some(bytes) => bytes,
-                None => match slice_of_spans(&spans, &read, entry) {
-                    Ok(bytes) => {
-                        fetch
-                            .cache
-                            .borrow_mut()
-                            .insert(entry.seq, entry.byte_start, bytes.clone());
-                        vec![bytes]
-                    }
-                    Err(error) => {
-                        failed = Some(error);
-                        break;
-                    }
-                },
+        for (want, cached) in wants.iter().zip(cached.iter_mut()) {
+            let slices = match cached {
+                Cached::Exact(Some(slices)) => Ok(std::mem::take(slices)),
+                Cached::Exact(None) => {
+                    slices_of_spans(&spans, &read, want.entry.seq, want.from..want.to).inspect(
+                        |slices| {
+                            let mut cache = fetch.cache.borrow_mut();
+                            let mut start = want.from;
+                            for slice in slices {
+                                cache.insert(want.entry.seq, start, slice.clone());
+                                start += slice.len() as u64;
+                            }
+                        },
+                    )
+                }
+                Cached::Prefix { slices, covered } if *covered >= want.to => {
+                    Ok(std::mem::take(slices))
+                }
+                Cached::Prefix { slices, covered } => {
+                    slices_of_spans(&spans, &read, want.entry.seq, *covered..want.to).map(|more| {
+                        let mut all = std::mem::take(slices);
+                        all.extend(more);
+                        all
+                    })
+                }
             };
-            parts.push((*entry, bytes));
+            match slices {
+                Ok(slices) => parts.push(want.part(slices)),
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
         }
         results.push(match failed {
             Some(error) => Err(error),
@@ -252,47 +494,108 @@ pub async fn read_groups(
     results
 }
 
-/// The bytes of `entry` out of the GET whose span holds it (a zero-copy slice).
-fn slice_of_spans(
-    spans: &[(LogSeq, std::ops::Range<u64>)],
-    read: &[Result<Bytes, ReadError>],
-    entry: &IndexEntry,
-) -> Result<Bytes, ReadError> {
-    let range = range_of(entry);
-    if range.is_empty() {
-        return Ok(Bytes::new());
-    }
-    // Spans are sorted by (object, start) and do not overlap: the last one starting at or before
-    // the range is the only one that can hold it.
-    let after = spans.partition_point(|(seq, span)| (*seq, span.start) <= (entry.seq, range.start));
-    let holding = after
-        .checked_sub(1)
-        .and_then(|index| Some((spans.get(index)?, read.get(index)?)))
-        .filter(|((seq, span), _)| *seq == entry.seq && range.end <= span.end);
-    let Some(((_, span), bytes)) = holding else {
-        return Err(ReadError::Store {
-            key: object_key(entry.seq),
-            start: range.start,
-            end: range.end,
-            reason: "no read covers this range (a bug)".to_owned(),
-        });
+/// Reads `part` again up to `needed_end` (an [`AssembleError::Short`] answer: the first batch the
+/// answer needs is longer than the budget-sized prefix that was read).
+///
+/// [`AssembleError::Short`]: sluice_engine::read::AssembleError::Short
+pub async fn read_more(
+    fetch: &FetchCore,
+    store: &Arc<dyn ObjectStorage>,
+    part: &SegmentPart,
+    needed_end: u64,
+) -> GroupRead {
+    let want = Want {
+        entry: part.entry,
+        from: part.from,
+        from_offset: part.from_offset,
+        to: needed_end.clamp(part.from, entry_end(&part.entry)),
+        chunk: chunk_bytes(fetch.cache.borrow().capacity_bytes(), 1),
     };
-    let bytes = bytes.as_ref().map_err(Clone::clone)?;
-    let from = usize::try_from(range.start - span.start).unwrap_or(usize::MAX);
-    let to = usize::try_from(range.end - span.start).unwrap_or(usize::MAX);
-    if to > bytes.len() {
-        return Err(ReadError::ShortRead {
-            key: object_key(entry.seq),
-            start: range.start,
-            end: range.end,
-            got: bytes.len() as u64,
-        });
-    }
-    Ok(bytes.slice(from..to))
+    read_entries(fetch, store, &[want]).await
 }
 
-fn range_of(entry: &IndexEntry) -> std::ops::Range<u64> {
-    entry.byte_start..entry.byte_start.saturating_add(entry.byte_len)
+/// After an answer from `parts` at `fetch_offset`: remembers where the partition's next fetch
+/// starts inside a compacted entry (and forgets the position this one used), and demotes the
+/// cached chunks of compacted entries the answer went past, so that the cache evicts them before
+/// the chunks other partitions are still reading.
+pub fn note_answer(
+    fetch: &FetchCore,
+    parts: &[SegmentPart],
+    fetch_offset: u64,
+    assembled: &AssembledRecords,
+) {
+    if assembled.next_offset <= fetch_offset {
+        return;
+    }
+    let used = parts
+        .first()
+        .filter(|part| part.from > part.entry.byte_start && part.from_offset == fetch_offset)
+        .map(|part| (part.entry.seq, fetch_offset));
+    let next = assembled
+        .next_position
+        .filter(|(seq, _)| is_compacted_object(*seq))
+        .map(|(seq, position)| (seq, assembled.next_offset, position));
+    if used.is_some() || next.is_some() {
+        fetch.positions.borrow_mut().advance(used, next);
+    }
+    let mut cache = fetch.cache.borrow_mut();
+    for part in parts {
+        let entry = &part.entry;
+        if !is_compacted_object(entry.seq) {
+            continue;
+        }
+        let went_past = match assembled.next_position {
+            Some((seq, position)) if seq == entry.seq && position <= entry_end(entry) => position,
+            _ if assembled.next_offset >= entry.end_offset => entry_end(entry),
+            _ => continue,
+        };
+        cache.demote(entry.seq, entry.byte_start..went_past);
+    }
+}
+
+/// The bytes of `range` of object `seq` out of the GETs whose spans hold it (zero-copy slices;
+/// one per span it crosses).
+fn slices_of_spans(
+    spans: &[(LogSeq, Range<u64>)],
+    read: &[Result<Bytes, ReadError>],
+    seq: LogSeq,
+    range: Range<u64>,
+) -> Result<Vec<Bytes>, ReadError> {
+    let mut slices = Vec::new();
+    let mut position = range.start;
+    while position < range.end {
+        // Spans are sorted by (object, start) and do not overlap: the last one starting at or
+        // before the position is the only one that can hold it.
+        let after =
+            spans.partition_point(|(span_seq, span)| (*span_seq, span.start) <= (seq, position));
+        let holding = after
+            .checked_sub(1)
+            .and_then(|index| Some((spans.get(index)?, read.get(index)?)))
+            .filter(|((span_seq, span), _)| *span_seq == seq && position < span.end);
+        let Some(((_, span), bytes)) = holding else {
+            return Err(ReadError::Store {
+                key: object_key(seq),
+                start: position,
+                end: range.end,
+                reason: "no read covers this range (a bug)".to_owned(),
+            });
+        };
+        let bytes = bytes.as_ref().map_err(Clone::clone)?;
+        let end = range.end.min(span.end);
+        let from = usize::try_from(position - span.start).unwrap_or(usize::MAX);
+        let to = usize::try_from(end - span.start).unwrap_or(usize::MAX);
+        if to > bytes.len() {
+            return Err(ReadError::ShortRead {
+                key: object_key(seq),
+                start: position,
+                end,
+                got: bytes.len() as u64,
+            });
+        }
+        slices.push(bytes.slice(from..to));
+        position = end;
+    }
+    Ok(slices)
 }
 
 #[cfg(test)]
@@ -359,11 +662,15 @@ mod tests {
         }
     }
 
-    fn joined(parts: &[(IndexEntry, Vec<Bytes>)]) -> Vec<u8> {
+    fn joined(parts: &[SegmentPart]) -> Vec<u8> {
         parts
             .iter()
-            .flat_map(|(_, slices)| slices.iter().flat_map(|slice| slice.to_vec()))
+            .flat_map(|part| part.slices.iter().flat_map(|slice| slice.to_vec()))
             .collect()
+    }
+
+    fn whole(entries: &[IndexEntry]) -> Vec<Want> {
+        entries.iter().copied().map(Want::whole).collect()
     }
 
     #[test]
@@ -385,7 +692,13 @@ mod tests {
         let second = [entry(1, 350, 50)];
         let missing = [entry(2, 0, 10)];
         let apart = [entry(3, 0, 10), entry(3, gap as u64 + 50, 10)];
-        let groups: [&[IndexEntry]; 4] = [&first, &second, &missing, &apart];
+        let (first, second, missing, apart) = (
+            whole(&first),
+            whole(&second),
+            whole(&missing),
+            whole(&apart),
+        );
+        let groups: [&[Want]; 4] = [&first, &second, &missing, &apart];
         let read = block_on(read_groups(&fetch, &store, &groups));
         assert_eq!(joined(read[0].as_ref().unwrap()), object[0..300].to_vec());
         assert_eq!(joined(read[1].as_ref().unwrap()), object[350..400].to_vec());
@@ -411,5 +724,222 @@ mod tests {
         assert_eq!(joined(&again), object[0..300].to_vec());
         assert_eq!(objects.gets.lock().unwrap().len(), gets.len());
         assert_eq!(fetch.store_reads().0, 3);
+    }
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn chunks_are_at_least_a_chunk_long_and_stop_at_the_entry_and_the_cache() {
+        // From the miss to the wanted end, rounded up to whole chunks.
+        assert_eq!(
+            chunk_spans(0, MIB, 32 * MIB, 4 * MIB, None),
+            vec![0..4 * MIB]
+        );
+        assert_eq!(
+            chunk_spans(MIB, 9 * MIB, 32 * MIB, 4 * MIB, None),
+            vec![MIB..5 * MIB, 5 * MIB..9 * MIB]
+        );
+        // A tail shorter than a chunk joins the last chunk: no GET under a chunk.
+        assert_eq!(
+            chunk_spans(28 * MIB, 29 * MIB, 31 * MIB, 4 * MIB, None),
+            vec![28 * MIB..31 * MIB]
+        );
+        assert_eq!(
+            chunk_spans(24 * MIB, 25 * MIB, 31 * MIB, 4 * MIB, None),
+            vec![24 * MIB..31 * MIB]
+        );
+        // Never into a cached piece; nothing when the miss is already past `to`.
+        assert_eq!(
+            chunk_spans(0, MIB, 32 * MIB, 4 * MIB, Some(2 * MIB)),
+            vec![0..2 * MIB]
+        );
+        assert!(chunk_spans(5, 5, 32 * MIB, 4 * MIB, None).is_empty());
+        // The whole entry (no position known): whole chunks to its end.
+        let all = chunk_spans(0, 18 * MIB, 18 * MIB, 4 * MIB, None);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all.last(), Some(&(12 * MIB..18 * MIB)));
+    }
+
+    #[test]
+    fn the_chunk_is_the_caches_share_per_partition_halved() {
+        assert_eq!(chunk_bytes(256 * MIB, 1), CHUNK_BYTES_MAX);
+        assert_eq!(chunk_bytes(256 * MIB, 32), 4 * MIB);
+        assert_eq!(chunk_bytes(256 * MIB, 64), 2 * MIB);
+        assert_eq!(chunk_bytes(512 * MIB, 64), 4 * MIB);
+        assert_eq!(chunk_bytes(256 * MIB, 10_000), CHUNK_BYTES_MIN);
+        assert_eq!(chunk_bytes(0, 0), CHUNK_BYTES_MIN);
+    }
+
+    #[test]
+    fn large_compacted_entries_are_wanted_from_the_remembered_batch_for_the_budget() {
+        let compacted = sluice_engine::types::compacted_object_id(3, 1);
+        let big = IndexEntry {
+            base_offset: 100,
+            end_offset: 200,
+            seq: compacted,
+            byte_start: 64,
+            byte_len: 30 * MIB,
+            max_timestamp: 0,
+        };
+        let next = IndexEntry {
+            base_offset: 200,
+            byte_start: 64 + 30 * MIB,
+            byte_len: MIB / 2,
+            end_offset: 210,
+            ..big
+        };
+        let window = entry(7, 0, 10 * MIB);
+        let mut positions = Positions::default();
+        // From the entry's start: a budget-sized prefix; the small entry after it whole.
+        let from_start = wants(&positions, &[big, next], 100, MIB, 4 * MIB);
+        assert_eq!((from_start[0].from, from_start[0].to), (64, 64 + MIB));
+        assert_eq!(from_start[0].chunk, 4 * MIB);
+        assert_eq!(from_start[1], Want::whole(next));
+        // Inside it with no position known: all of it, once.
+        let unknown = wants(&positions, &[big], 150, MIB, 4 * MIB);
+        assert_eq!((unknown[0].from, unknown[0].to), (64, 64 + 30 * MIB));
+        // With one: from there.
+        positions.advance(None, Some((compacted, 150, 64 + 7 * MIB)));
+        let known = wants(&positions, &[big], 150, MIB, 4 * MIB);
+        assert_eq!(
+            (known[0].from, known[0].from_offset, known[0].to),
+            (64 + 7 * MIB, 150, 64 + 8 * MIB)
+        );
+        positions.advance(Some((compacted, 150)), Some((compacted, 160, 64 + 8 * MIB)));
+        assert_eq!(positions.get(compacted, 150), None);
+        assert_eq!(positions.len(), 1);
+        // A window object's entry, and a compacted one no larger than a chunk, are read whole.
+        assert_eq!(
+            wants(&positions, &[window], 5, MIB, 4 * MIB),
+            vec![Want::whole(window)]
+        );
+        assert_eq!(
+            wants(&positions, &[next], 205, MIB, 4 * MIB),
+            vec![Want::whole(next)]
+        );
+    }
+
+    /// A compacted object holding one partition's batches of `batch_bytes` each after a 64-byte
+    /// stand-in header: (the object, its index entry).
+    fn compacted_partition(batches: usize, batch_bytes: usize) -> (Bytes, IndexEntry) {
+        use sluice_engine::batch::BatchBuilder;
+        let mut object = vec![0_u8; 64];
+        for index in 0..batches {
+            let value = vec![index as u8; batch_bytes];
+            object.extend_from_slice(&BatchBuilder::new(1_000).record(0, None, &value).encode());
+        }
+        let entry = IndexEntry {
+            base_offset: 0,
+            end_offset: batches as u64,
+            seq: sluice_engine::types::compacted_object_id(1, 0),
+            byte_start: 64,
+            byte_len: object.len() as u64 - 64,
+            max_timestamp: 0,
+        };
+        (object.into(), entry)
+    }
+
+    /// Replays one partition of a ~30 MiB compacted entry with 1 MiB fetches (a consumer's
+    /// loop: wants, read, assemble, remember): every offset once, in order, each byte read once,
+    /// and at most one GET per 4 MiB.
+    #[test]
+    fn a_sequential_replay_of_a_compacted_entry_reads_each_chunk_once() {
+        use sluice_engine::read::assemble_parts;
+        let (object, entry) = compacted_partition(480, 64 * 1024);
+        let mut objects = Objects::default();
+        objects.objects.insert(object_key(entry.seq), object);
+        let objects = Arc::new(objects);
+        let store: Arc<dyn ObjectStorage> = objects.clone();
+        let fetch = FetchCore::default(); // a 64 MiB cache
+        let chunk = chunk_bytes(fetch.cache.borrow().capacity_bytes(), 1);
+        assert_eq!(chunk, 4 * MIB);
+        let mut offset = 0;
+        let mut fetches = 0;
+        while offset < entry.end_offset {
+            let wanted = wants(&fetch.positions.borrow(), &[entry], offset, MIB, chunk);
+            let parts = block_on(read_entries(&fetch, &store, &wanted)).unwrap();
+            let assembled = assemble_parts(&parts, offset, MIB as usize, 0).unwrap();
+            let first = sluice_engine::batch::split_batches(assembled.records.clone(), usize::MAX)
+                .unwrap()[0]
+                .0
+                .base_offset;
+            assert_eq!(first as u64, offset, "each fetch starts at its offset");
+            assert!(assembled.records.len() as u64 <= MIB);
+            note_answer(&fetch, &parts, offset, &assembled);
+            offset = assembled.next_offset;
+            fetches += 1;
+        }
+        assert!(fetches >= 30, "1 MiB at a time: {fetches}");
+        let gets = objects.gets.lock().unwrap().clone();
+        let (count, bytes) = fetch.store_reads();
+        assert_eq!(bytes, entry.byte_len, "every byte read once: {gets:?}");
+        assert!(
+            count <= entry.byte_len / (4 * MIB),
+            "{count} GETs for {} bytes",
+            entry.byte_len
+        );
+        assert!(
+            gets.iter()
+                .all(|(_, range)| range.end - range.start >= 4 * MIB)
+        );
+        // The chunks read past were demoted: the next insert would evict them first, and no
+        // position is left but none (the partition ended).
+        assert!(fetch.positions.borrow().is_empty());
+    }
+
+    /// Many partitions replayed at once from one small cache: chunks shrink to the cache's
+    /// share, and no chunk is read twice (a cache that evicted chunks still being read would
+    /// read them again).
+    #[test]
+    fn many_partitions_share_the_cache_without_reading_a_chunk_twice() {
+        use sluice_engine::read::assemble_parts;
+        let partitions = 8;
+        let mut objects = Objects::default();
+        let mut entries = Vec::new();
+        for partition in 0..partitions {
+            let (object, mut entry) = compacted_partition(160, 64 * 1024);
+            entry.seq = sluice_engine::types::compacted_object_id(1, partition);
+            objects.objects.insert(object_key(entry.seq), object);
+            entries.push(entry);
+        }
+        let objects = Arc::new(objects);
+        let store: Arc<dyn ObjectStorage> = objects.clone();
+        let fetch = FetchCore::new(crate::fetch::FetchConfig {
+            block_cache_bytes_max: 40 * MIB,
+            ..Default::default()
+        });
+        let chunk = chunk_bytes(40 * MIB, partitions as usize);
+        assert!(chunk < 4 * MIB);
+        let mut offsets = vec![0_u64; entries.len()];
+        while offsets
+            .iter()
+            .zip(&entries)
+            .any(|(offset, entry)| *offset < entry.end_offset)
+        {
+            let wanted: Vec<Vec<Want>> = entries
+                .iter()
+                .zip(&offsets)
+                .filter(|(entry, offset)| **offset < entry.end_offset)
+                .map(|(entry, offset)| {
+                    wants(&fetch.positions.borrow(), &[*entry], *offset, MIB, chunk)
+                })
+                .collect();
+            let groups: Vec<&[Want]> = wanted.iter().map(Vec::as_slice).collect();
+            let read = block_on(read_groups(&fetch, &store, &groups));
+            for (parts, wanted) in read.into_iter().zip(&wanted) {
+                let parts = parts.unwrap();
+                let index = entries
+                    .iter()
+                    .position(|entry| *entry == wanted[0].entry)
+                    .unwrap();
+                let offset = offsets[index];
+                let assembled = assemble_parts(&parts, offset, MIB as usize, 0).unwrap();
+                note_answer(&fetch, &parts, offset, &assembled);
+                offsets[index] = assembled.next_offset;
+            }
+        }
+        let total: u64 = entries.iter().map(|entry| entry.byte_len).sum();
+        assert_eq!(fetch.store_reads().1, total, "no chunk read twice");
+        assert!(fetch.cache.borrow().used_bytes() <= 40 * MIB);
     }
 }

@@ -20,13 +20,13 @@ use futures::future::{Either, SelectAll, select, select_all};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use sluice_engine::metadata::IndexEntry;
-use sluice_engine::read::assemble_records;
+use sluice_engine::read::{AssembleError, assemble_parts};
 use sluice_engine::types::{TopicId, TopicPartition};
 
 use crate::fetch::readahead::{self, Ahead};
 use crate::fetch::reader::{
-    GroupRead, PartitionPlan, PlanRequest, TopicRef, plan, prefetch_bytes_max, read_entries,
-    read_groups,
+    GroupRead, PartitionPlan, PlanRequest, TopicRef, Want, chunk_bytes, note_answer, plan,
+    prefetch_bytes_max, read_entries, read_groups, read_more, wants,
 };
 use crate::fetch::sessions::{PartitionKey, Wanted};
 use crate::metadata_core::window::error_code;
@@ -302,8 +302,12 @@ async fn prefetch(
 ) -> Vec<Option<Prefetched>> {
     let mut planned_bytes: u64 = 0;
     let read_bytes_max = prefetch_bytes_max(max_bytes as u64);
+    let chunk = chunk_bytes(
+        services.fetch.cache.borrow().capacity_bytes(),
+        partitions.len(),
+    );
     let mut chosen = Vec::with_capacity(plans.len());
-    let mut groups: Vec<&[IndexEntry]> = Vec::new();
+    let mut group_wants: Vec<Vec<Want>> = Vec::new();
     for ((_, wanted), planned) in partitions.iter().zip(plans) {
         match planned {
             Ok(planned)
@@ -312,11 +316,14 @@ async fn prefetch(
             {
                 planned_bytes += answer_bytes_estimate(&planned.entries, *wanted, max_bytes);
                 chosen.push(true);
-                groups.push(&planned.entries);
+                group_wants.push(partition_wants(
+                    services, planned, *wanted, max_bytes, chunk,
+                ));
             }
             _ => chosen.push(false),
         }
     }
+    let groups: Vec<&[Want]> = group_wants.iter().map(Vec::as_slice).collect();
     let mut read = read_groups(&services.fetch, services.core.store(), &groups)
         .await
         .into_iter();
@@ -336,6 +343,26 @@ fn answer_bytes_estimate(entries: &[IndexEntry], wanted: Wanted, max_bytes: usiz
         .min(max_bytes) as u64;
     let entries_bytes: u64 = entries.iter().map(|entry| entry.byte_len).sum();
     entries_bytes.min(budget.max(1))
+}
+
+/// The bytes to read of a partition's planned entries ([`wants`]): its fetch offset, its budget.
+fn partition_wants(
+    services: &CoreServices,
+    planned: &PartitionPlan,
+    wanted: Wanted,
+    max_bytes: usize,
+    chunk: u64,
+) -> Vec<Want> {
+    let budget = usize::try_from(wanted.partition_max_bytes)
+        .unwrap_or(0)
+        .min(max_bytes) as u64;
+    wants(
+        &services.fetch.positions.borrow(),
+        &planned.entries,
+        u64::try_from(wanted.fetch_offset).unwrap_or(0),
+        budget,
+        chunk,
+    )
 }
 
 async fn read_partition(
@@ -370,9 +397,13 @@ async fn read_partition(
         .min(left);
     let read = match prefetched {
         Some(read) => read,
-        None => read_entries(&services.fetch, services.core.store(), &planned.entries).await,
+        None => {
+            let chunk = chunk_bytes(services.fetch.cache.borrow().capacity_bytes(), 1);
+            let wants = partition_wants(services, &planned, wanted, max_bytes, chunk);
+            read_entries(&services.fetch, services.core.store(), &wants).await
+        }
     };
-    let parts = match read {
+    let mut parts = match read {
         Ok(parts) => parts,
         Err(error) => {
             tracing::warn!(%error, tp = %planned.tp, "fetch: cannot read a segment");
@@ -381,12 +412,28 @@ async fn read_partition(
     };
     // `find_from` succeeded, so the offset is not negative.
     let offset = u64::try_from(wanted.fetch_offset).unwrap_or(0);
-    match assemble_records(&parts, offset, limit, LEADER_EPOCH) {
+    let mut assembled = assemble_parts(&parts, offset, limit, LEADER_EPOCH);
+    if let (Err(AssembleError::Short { needed_end, .. }), Some(first)) = (&assembled, parts.first())
+    {
+        // The first batch is longer than the budget-sized prefix read of a compacted entry.
+        match read_more(&services.fetch, services.core.store(), first, *needed_end).await {
+            Ok(more) => {
+                parts = more;
+                assembled = assemble_parts(&parts, offset, limit, LEADER_EPOCH);
+            }
+            Err(error) => {
+                tracing::warn!(%error, tp = %planned.tp, "fetch: cannot read a segment");
+                return error_result(key, wanted, error_code::KAFKA_STORAGE_ERROR);
+            }
+        }
+    }
+    match assembled {
         // Only the first partition with data may go over its budget (KIP-74).
         Ok(assembled) if attempt.bytes > 0 && assembled.records.len() > limit => {
             attempt.answer_now = true
         }
         Ok(assembled) => {
+            note_answer(&services.fetch, &parts, offset, &assembled);
             attempt.bytes += assembled.records.len();
             result.records = assembled.records;
             result.next_offset = i64::try_from(assembled.next_offset).unwrap_or(i64::MAX);
