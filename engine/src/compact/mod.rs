@@ -297,6 +297,20 @@ pub struct CompactedObject {
     pub bytes_read: u64,
     /// One `ReplaceIndexRange` per range, in plan order.
     pub swap: Vec<Command>,
+    /// Where the job's time went: reading its sources, checking and laying them out, the PUT.
+    pub timings: JobTimings,
+}
+
+/// Milliseconds a job spent in each step (progress and cost in the agent's log).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JobTimings {
+    pub read_ms: f64,
+    pub build_ms: f64,
+    pub put_ms: f64,
+}
+
+fn elapsed_ms(since: std::time::Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1_000.0
 }
 
 /// Reads the job's inputs, checks them, writes the merged object create-only at `id`'s key and
@@ -309,7 +323,11 @@ pub async fn build_compacted_object(
     created_at_ms: i64,
 ) -> Result<CompactedObject, CompactionError> {
     let entries: Vec<&IndexEntry> = job.iter().flat_map(|range| range.entries.iter()).collect();
+    let mut timings = JobTimings::default();
+    let started = std::time::Instant::now();
     let (sources, bytes_read) = read_sources(store, &entries).await?;
+    timings.read_ms = elapsed_ms(started);
+    let started = std::time::Instant::now();
 
     let mut builder = ObjectBuilder::new(EntryHeader {
         seq: id,
@@ -358,6 +376,8 @@ pub async fn build_compacted_object(
     }
     let key = object_key(id);
     let bytes = object.len();
+    timings.build_ms = elapsed_ms(started);
+    let started = std::time::Instant::now();
     store
         .put_create(&key, object.into_chunks())
         .await
@@ -365,6 +385,7 @@ pub async fn build_compacted_object(
             key: key.clone(),
             source,
         })?;
+    timings.put_ms = elapsed_ms(started);
     Ok(CompactedObject {
         id,
         key,
@@ -372,6 +393,7 @@ pub async fn build_compacted_object(
         objects_read: sources.len(),
         bytes_read,
         swap,
+        timings,
     })
 }
 

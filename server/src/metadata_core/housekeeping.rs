@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use sluice_engine::compact::key_job::{KeyCompactionCandidate, build_key_compacted};
 use sluice_engine::compact::keys::KeyCompactionLimits;
-use sluice_engine::compact::{CompactionConfig, build_compacted_object};
+use sluice_engine::compact::{CompactionConfig, JobTimings, build_compacted_object};
 use sluice_engine::log::gc::{
     GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences, GcStats,
 };
@@ -31,8 +31,8 @@ use sluice_engine::metadata::{COMMANDS_PER_ENTRY_MAX, RetentionDefaults};
 use sluice_engine::types::{LogSeq, TopicPartition, compacted_object_id};
 
 use super::CoreHandle;
-use super::off_core::off_core;
 use super::flusher::wall_clock_ms;
+use super::off_core::off_core;
 
 /// Share of the metadata executor's CPU the housekeeping queue gets against the flusher's
 /// default queue (1,000 shares): a tenth, when both are busy.
@@ -130,7 +130,7 @@ pub struct Compactor {
 }
 
 /// What one compaction job did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JobReport {
     pub inputs: usize,
     pub ranges: usize,
@@ -138,6 +138,9 @@ pub struct JobReport {
     pub objects_read: usize,
     pub swaps_applied: usize,
     pub swaps_rejected: usize,
+    pub timings: JobTimings,
+    /// The swap's round trip through the metadata log.
+    pub swap_ms: f64,
 }
 
 impl Compactor {
@@ -165,6 +168,10 @@ impl Compactor {
                         objects_read = report.objects_read,
                         swaps_applied = report.swaps_applied,
                         swaps_rejected = report.swaps_rejected,
+                        read_ms = report.timings.read_ms.round(),
+                        build_ms = report.timings.build_ms.round(),
+                        put_ms = report.timings.put_ms.round(),
+                        swap_ms = report.swap_ms.round(),
                         jobs_done = self.jobs_done,
                         "compaction job"
                     );
@@ -331,8 +338,10 @@ impl Compactor {
             ranges: plan.len(),
             bytes: object.bytes,
             objects_read: object.objects_read,
+            timings: object.timings,
             ..JobReport::default()
         };
+        let swap_started = Instant::now();
         for chunk in object.swap.chunks(COMMANDS_PER_ENTRY_MAX) {
             let outcomes = core
                 .commands(chunk.to_vec())
@@ -348,6 +357,7 @@ impl Compactor {
                 }
             }
         }
+        report.swap_ms = swap_started.elapsed().as_secs_f64() * 1_000.0;
         self.jobs_done += 1;
         self.bytes_written += object.bytes;
         self.swaps_rejected += report.swaps_rejected as u64;
