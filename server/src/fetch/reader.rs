@@ -225,7 +225,7 @@ fn entry_end(entry: &IndexEntry) -> u64 {
     entry.byte_start.saturating_add(entry.byte_len)
 }
 
-/// Remembered positions of batches inside compacted entries: `(object, offset)` → the byte
+/// Remembered positions of batches inside compacted entries: `(object, entry, offset)` → the byte
 /// position of the batch starting at that offset. A fetch that answers from a large entry records
 /// where its next fetch starts, so that one reads from there (a chunk) instead of from the entry's
 /// start (up to 32 MiB). A consumer moving on replaces its position; at most
@@ -233,27 +233,31 @@ fn entry_end(entry: &IndexEntry) -> u64 {
 /// position reads its entry from the start once, and remembers again).
 #[derive(Debug, Default)]
 pub struct Positions {
-    by_offset: HashMap<(LogSeq, u64), u64>,
+    by_offset: HashMap<PositionKey, u64>,
 }
+
+/// A remembered position's key: the object, the entry's first byte in it (two partitions' entries
+/// in one compacted object may hold the same offsets), the offset.
+pub type PositionKey = (LogSeq, u64, u64);
 
 /// Positions remembered per core at most.
 pub const POSITIONS_MAX: usize = 65_536;
 
 impl Positions {
-    pub fn get(&self, seq: LogSeq, offset: u64) -> Option<u64> {
-        self.by_offset.get(&(seq, offset)).copied()
+    pub fn get(&self, key: PositionKey) -> Option<u64> {
+        self.by_offset.get(&key).copied()
     }
 
     /// A fetch at `used` (object, offset) answered up to `next` (object, offset, position).
-    pub fn advance(&mut self, used: Option<(LogSeq, u64)>, next: Option<(LogSeq, u64, u64)>) {
+    pub fn advance(&mut self, used: Option<PositionKey>, next: Option<(PositionKey, u64)>) {
         if let Some(used) = used {
             self.by_offset.remove(&used);
         }
-        if let Some((seq, offset, position)) = next {
+        if let Some((key, position)) = next {
             if self.by_offset.len() >= POSITIONS_MAX {
                 self.by_offset.clear();
             }
-            self.by_offset.insert((seq, offset), position);
+            self.by_offset.insert(key, position);
         }
     }
 
@@ -286,7 +290,7 @@ pub fn wants(
         if is_compacted_object(entry.seq) && entry.byte_len > chunk {
             want.chunk = chunk;
             let remembered = (index == 0 && fetch_offset > entry.base_offset)
-                .then(|| positions.get(entry.seq, fetch_offset))
+                .then(|| positions.get((entry.seq, entry.byte_start, fetch_offset)))
                 .flatten()
                 .filter(|position| (entry.byte_start..want.to).contains(position));
             let from_start = index > 0 || fetch_offset <= entry.base_offset;
@@ -530,11 +534,18 @@ pub fn note_answer(
     let used = parts
         .first()
         .filter(|part| part.from > part.entry.byte_start && part.from_offset == fetch_offset)
-        .map(|part| (part.entry.seq, fetch_offset));
-    let next = assembled
-        .next_position
-        .filter(|(seq, _)| is_compacted_object(*seq))
-        .map(|(seq, position)| (seq, assembled.next_offset, position));
+        .map(|part| (part.entry.seq, part.entry.byte_start, fetch_offset));
+    // The entry holding the next batch (its position is inside that entry).
+    let next = assembled.next_position.and_then(|(seq, position)| {
+        let part = parts.iter().find(|part| {
+            part.entry.seq == seq
+                && (part.entry.byte_start..entry_end(&part.entry)).contains(&position)
+        })?;
+        is_compacted_object(seq).then_some((
+            (seq, part.entry.byte_start, assembled.next_offset),
+            position,
+        ))
+    });
     if used.is_some() || next.is_some() {
         fetch.positions.borrow_mut().advance(used, next);
     }
@@ -799,15 +810,33 @@ mod tests {
         let unknown = wants(&positions, &[big], 150, MIB, 4 * MIB);
         assert_eq!((unknown[0].from, unknown[0].to), (64, 64 + 30 * MIB));
         // With one: from there.
-        positions.advance(None, Some((compacted, 150, 64 + 7 * MIB)));
+        positions.advance(None, Some(((compacted, 64, 150), 64 + 7 * MIB)));
+        // Another partition's entry in the same object, at the same offset: its own position.
+        let neighbour = IndexEntry {
+            byte_start: 64 + 31 * MIB,
+            ..big
+        };
+        positions.advance(
+            None,
+            Some(((compacted, neighbour.byte_start, 150), 64 + 33 * MIB)),
+        );
+        let theirs = wants(&positions, &[neighbour], 150, MIB, 4 * MIB);
+        assert_eq!(theirs[0].from, 64 + 33 * MIB);
         let known = wants(&positions, &[big], 150, MIB, 4 * MIB);
         assert_eq!(
             (known[0].from, known[0].from_offset, known[0].to),
             (64 + 7 * MIB, 150, 64 + 8 * MIB)
         );
-        positions.advance(Some((compacted, 150)), Some((compacted, 160, 64 + 8 * MIB)));
-        assert_eq!(positions.get(compacted, 150), None);
-        assert_eq!(positions.len(), 1);
+        positions.advance(
+            Some((compacted, 64, 150)),
+            Some(((compacted, 64, 160), 64 + 8 * MIB)),
+        );
+        assert_eq!(positions.get((compacted, 64, 150)), None);
+        assert_eq!(
+            positions.get((compacted, neighbour.byte_start, 150)),
+            Some(64 + 33 * MIB)
+        );
+        assert_eq!(positions.len(), 2);
         // A window object's entry, and a compacted one no larger than a chunk, are read whole.
         assert_eq!(
             wants(&positions, &[window], 5, MIB, 4 * MIB),
