@@ -239,6 +239,7 @@ impl MetadataState {
                 Ok(self.delete_offsets(index, group, partitions))
             }
             Command::DeleteGroups { groups } => Ok(self.delete_groups(index, groups)),
+            Command::StoreGroup { store } => self.store_group(index, store),
         }
     }
 

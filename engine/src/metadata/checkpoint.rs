@@ -8,15 +8,16 @@
 //! decoder check every invariant of the state (contiguous indexes, limits, config values) so that a
 //! checkpoint written by a buggy build is refused rather than trusted. Encoding sorts topics by id
 //! (and producers by producer id; committed offsets are in ordered maps), so equal states give equal
-//! bytes. Layout, v3 (byte-exact spec: `docs/metadata.md`). Older versions still decode: v2 is v3
-//! without `groups` (a v2 build kept no committed offsets, so they start empty); v1 is v2 without
-//! `next_producer_id` and `producers` (a v1 build never handed out a producer id nor kept producer
-//! state, so both start empty):
+//! bytes. Layout, v4 (byte-exact spec: `docs/metadata.md`). Older versions still decode: v3 is v4
+//! without `stored_groups` (a v3 build kept group membership in memory only, so no group state is
+//! stored); v2 is v3 without `groups` (a v2 build kept no committed offsets, so they start
+//! empty); v1 is v2 without `next_producer_id` and `producers` (a v1 build never handed out a
+//! producer id nor kept producer state, so both start empty):
 //!
 //! ```text
 //! | magic "SLUICECK" 8 | version u16 | reserved u16 = 0 | body_len u64 | body | crc32c u32 |
 //! body  = writer_epoch u64 | last_valid_seq opt_u64 | last_offered_seq opt_u64 | next_producer_id u64
-//!         | topic_count u32 | topic* | groups
+//!         | topic_count u32 | topic* | groups | stored_groups
 //! opt_u64 = present u8 (0|1) | value u64 (0 when absent)
 //! topic = id [16] | name_len u16 | name | config_count u16 | (name_len u16 | name | value_len u16 | value)*
 //!         | partition_count u32 | partition*
@@ -28,15 +29,21 @@
 //!          | (name_len u16 | name | partition_count u32 | committed*)*)*
 //! committed = partition u32 | offset i64 | leader_epoch i32 | commit_timestamp_ms i64
 //!             | metadata_present u8 (0|1) | metadata_len u16 (0 when absent) | metadata
+//! stored_groups = stored_count u32 | (id_len u16 | id | record)*     (record: `group_codec.rs`)
 //! ```
 //! Groups, a group's topics and a topic's partitions are in strictly increasing order (bytes of
-//! the id or name; partition number), and none is empty.
+//! the id or name; partition number), and none is empty; so are the stored groups.
 //! The CRC covers every byte before it.
 
 use std::collections::BTreeMap;
 
 use super::config::validate_config;
 use super::error::CheckpointError;
+use super::group_codec::{put_group_record, read_group_record};
+use super::groups::{
+    GROUP_STATE_BYTES_MAX, GROUP_STATE_BYTES_TOTAL_MAX, GROUPS_STORED_MAX, StoredGroup,
+    validate_group_record,
+};
 use super::index::{IndexEntry, PartitionIndex};
 use super::offsets::{
     COMMITTED_OFFSETS_MAX, CommittedOffset, GroupOffsets, OFFSET_GROUPS_MAX,
@@ -55,9 +62,11 @@ use crate::types::{LogSeq, TopicId};
 
 const CHECKPOINT_MAGIC: [u8; 8] = *b"SLUICECK";
 /// The version this code writes and the newest it reads.
-pub const CHECKPOINT_VERSION: u16 = 3;
+pub const CHECKPOINT_VERSION: u16 = 4;
 /// The first version with committed offsets.
 const CHECKPOINT_VERSION_OFFSETS: u16 = 3;
+/// The first version with stored group state.
+const CHECKPOINT_VERSION_GROUP_STATES: u16 = 4;
 /// The oldest version still decoded (migrated: no producer state, no committed offsets).
 const CHECKPOINT_VERSION_MIN: u16 = 1;
 const HEADER_LEN: usize = 20;
@@ -113,6 +122,7 @@ impl MetadataState {
             }
         }
         put_group_offsets(&mut out, &self.group_offsets);
+        put_group_states(&mut out, &self.group_states);
         let body_len = (out.len() - HEADER_LEN) as u64;
         if let Some(field) = out.get_mut(12..HEADER_LEN) {
             field.copy_from_slice(&body_len.to_le_bytes());
@@ -177,6 +187,11 @@ impl MetadataState {
         } else {
             (BTreeMap::new(), 0)
         };
+        let (group_states, group_state_bytes) = if version >= CHECKPOINT_VERSION_GROUP_STATES {
+            read_group_states(&mut reader)?
+        } else {
+            (BTreeMap::new(), 0)
+        };
         if !reader.bytes.is_empty() {
             return Err(invalid(format!(
                 "{} bytes after the last group",
@@ -193,6 +208,8 @@ impl MetadataState {
             next_producer_id,
             group_offsets,
             committed_offset_count,
+            group_states,
+            group_state_bytes,
         })
     }
 }
@@ -449,6 +466,62 @@ fn read_group_offsets(
     Ok((group_offsets, committed_offset_count))
 }
 
+fn put_group_states(out: &mut Vec<u8>, group_states: &BTreeMap<String, StoredGroup>) {
+    // Bounded by GROUPS_STORED_MAX; ids by GROUP_ID_LEN_MAX.
+    out.extend_from_slice(&(group_states.len() as u32).to_le_bytes());
+    for (group, stored) in group_states {
+        put_short_bytes(out, group.as_bytes());
+        put_group_record(out, &stored.record);
+    }
+}
+
+/// Reads the stored group records and checks what the state machine checks when it stores one:
+/// the id, the record's rules, its size, the count and the total.
+fn read_group_states(
+    reader: &mut Reader<'_>,
+) -> Result<(BTreeMap<String, StoredGroup>, usize), CheckpointError> {
+    let count = reader.u32("stored group count")? as usize;
+    if count > GROUPS_STORED_MAX {
+        return Err(invalid(format!(
+            "{count} stored groups (limit {GROUPS_STORED_MAX})"
+        )));
+    }
+    let mut group_states: BTreeMap<String, StoredGroup> = BTreeMap::new();
+    let mut total = 0usize;
+    for _ in 0..count {
+        let group = reader.short_string("stored group id")?;
+        validate_group_id(&group).map_err(|error| invalid(error.to_string()))?;
+        if group_states
+            .last_key_value()
+            .is_some_and(|(previous, _)| *previous >= group)
+        {
+            return Err(invalid(format!("stored group '{group}' out of order")));
+        }
+        let record = read_group_record(reader)?;
+        let encoded_len = validate_group_record(&record)
+            .map_err(|reason| invalid(format!("stored group '{group}': {reason}")))?;
+        if encoded_len > GROUP_STATE_BYTES_MAX {
+            return Err(invalid(format!(
+                "stored group '{group}' is {encoded_len} bytes (limit {GROUP_STATE_BYTES_MAX})"
+            )));
+        }
+        total += encoded_len;
+        if total > GROUP_STATE_BYTES_TOTAL_MAX {
+            return Err(invalid(format!(
+                "more than {GROUP_STATE_BYTES_TOTAL_MAX} bytes of group state"
+            )));
+        }
+        group_states.insert(
+            group,
+            StoredGroup {
+                record,
+                encoded_len,
+            },
+        );
+    }
+    Ok((group_states, total))
+}
+
 fn read_committed(reader: &mut Reader<'_>) -> Result<(u32, CommittedOffset), CheckpointError> {
     let partition = reader.u32("offset partition")?;
     let offset = i64::from_le_bytes(reader.array::<8>("committed offset")?);
@@ -516,13 +589,37 @@ fn put_short_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// A cursor over untrusted bytes: every read is checked.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     bytes: &'a [u8],
     /// The checkpoint's format version, for fields that only later versions have.
     version: u16,
 }
 
 impl<'a> Reader<'a> {
+    pub(super) fn i32(&mut self, what: &'static str) -> Result<i32, CheckpointError> {
+        self.array(what).map(i32::from_le_bytes)
+    }
+
+    /// `present u8 (0|1) | len u16 | bytes`, empty when absent.
+    pub(super) fn optional_string(
+        &mut self,
+        what: &'static str,
+    ) -> Result<Option<String>, CheckpointError> {
+        let [present] = self.array::<1>(what)?;
+        let value = self.short_string(what)?;
+        match present {
+            0 if value.is_empty() => Ok(None),
+            1 => Ok(Some(value)),
+            _ => Err(invalid(format!("{what}: bad option tag {present}"))),
+        }
+    }
+
+    /// `len u32 | bytes`.
+    pub(super) fn long_bytes(&mut self, what: &'static str) -> Result<Vec<u8>, CheckpointError> {
+        let len = self.u32(what)? as usize;
+        self.take(len, what).map(<[u8]>::to_vec)
+    }
+
     fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], CheckpointError> {
         let (taken, rest) = self
             .bytes
@@ -532,7 +629,10 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CheckpointError> {
+    pub(super) fn array<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<[u8; N], CheckpointError> {
         let (taken, rest) = self
             .bytes
             .split_first_chunk::<N>()
@@ -541,15 +641,15 @@ impl<'a> Reader<'a> {
         Ok(*taken)
     }
 
-    fn u16(&mut self, what: &'static str) -> Result<u16, CheckpointError> {
+    pub(super) fn u16(&mut self, what: &'static str) -> Result<u16, CheckpointError> {
         self.array(what).map(u16::from_le_bytes)
     }
 
-    fn u32(&mut self, what: &'static str) -> Result<u32, CheckpointError> {
+    pub(super) fn u32(&mut self, what: &'static str) -> Result<u32, CheckpointError> {
         self.array(what).map(u32::from_le_bytes)
     }
 
-    fn u64(&mut self, what: &'static str) -> Result<u64, CheckpointError> {
+    pub(super) fn u64(&mut self, what: &'static str) -> Result<u64, CheckpointError> {
         self.array(what).map(u64::from_le_bytes)
     }
 
@@ -563,7 +663,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn short_string(&mut self, what: &'static str) -> Result<String, CheckpointError> {
+    pub(super) fn short_string(&mut self, what: &'static str) -> Result<String, CheckpointError> {
         let len = self.u16(what)?;
         let bytes = self.take(usize::from(len), what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| invalid(format!("{what} is not UTF-8")))

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use super::error::CheckpointError;
+use super::groups::GroupRecord;
 use crate::types::{LogSeq, TopicId, TopicPartition};
 
 /// A metadata change carried by a log entry. Applied in log order; see [`super::MetadataState`].
@@ -70,7 +71,23 @@ pub enum Command {
     /// Object compaction's swap (see [`IndexRangeSwap`]). Boxed: an archived enum is as large as
     /// its largest variant, and a variant larger than the earlier ones would change the layout of
     /// every command and break the sections written before it.
-    ReplaceIndexRange { swap: Box<IndexRangeSwap> },
+    ReplaceIndexRange {
+        swap: Box<IndexRangeSwap>,
+    },
+    /// A group coordinator's state of one group (membership, generation or epochs, assignments):
+    /// replaces what is stored for `store.group`, or removes it (`record: None`). Boxed for the
+    /// same reason as `ReplaceIndexRange`. See [`super::groups`].
+    StoreGroup {
+        store: Box<GroupStore>,
+    },
+}
+
+/// The payload of [`Command::StoreGroup`].
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct GroupStore {
+    pub group: String,
+    /// `None` removes the group's stored state (its committed offsets are not touched).
+    pub record: Option<GroupRecord>,
 }
 
 /// Object compaction's swap: the index entries of `tp` that cover exactly

@@ -165,11 +165,17 @@ pub enum Event {
         group: String,
         deleted_count: usize,
     },
-    /// Command `index` (DeleteGroups) removed the offsets of `deleted`: the groups of the command
-    /// that had any, in command order.
+    /// Command `index` (DeleteGroups) removed the offsets and stored state of `deleted`: the groups
+    /// of the command that had either, in command order.
     GroupsDeleted {
         index: usize,
         deleted: Vec<String>,
+    },
+    /// Command `index` (StoreGroup) stored the state of `group`, or removed it (`removed`).
+    GroupStored {
+        index: usize,
+        group: String,
+        removed: bool,
     },
     /// Command `index` (ReplaceIndexRange) replaced `entries_replaced` index entries of `tp` by one.
     IndexRangeReplaced {

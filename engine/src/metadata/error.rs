@@ -112,6 +112,20 @@ pub enum MetadataError {
     TooManyCommittedOffsets { limit: usize },
     #[error("too many groups with committed offsets (limit {limit})")]
     TooManyOffsetGroups { limit: usize },
+    /// A stored group record that breaks a rule of [`super::GroupRecord`] (a bug of the writer).
+    #[error("invalid state of group '{group}': {reason}")]
+    InvalidGroupRecord { group: String, reason: String },
+    /// One group's stored state would pass its limit (`GROUP_STATE_BYTES_MAX`).
+    #[error("state of group '{group}' is {len} bytes (limit {limit})")]
+    GroupStateTooLarge {
+        group: String,
+        len: usize,
+        limit: usize,
+    },
+    /// Storing a new group, or a larger one, would pass `GROUPS_STORED_MAX` groups or
+    /// `GROUP_STATE_BYTES_TOTAL_MAX` bytes of group state in all.
+    #[error("group state is full: {reason}")]
+    GroupStateFull { reason: String },
 }
 
 /// Kafka protocol error codes used below (from `org.apache.kafka.common.protocol.Errors`).
@@ -185,6 +199,11 @@ impl MetadataError {
             // unknown server error on a commit as a failed commit, which it is.
             MetadataError::TooManyCommittedOffsets { .. }
             | MetadataError::TooManyOffsetGroups { .. } => UNKNOWN_SERVER_ERROR,
+            // Kafka answers a group record too large for its log with UNKNOWN_SERVER_ERROR
+            // (RECORD_LIST_TOO_LARGE / MESSAGE_TOO_LARGE mapped by `appendGroupMetadataErrorToResponseError`).
+            MetadataError::InvalidGroupRecord { .. }
+            | MetadataError::GroupStateTooLarge { .. }
+            | MetadataError::GroupStateFull { .. } => UNKNOWN_SERVER_ERROR,
         }
     }
 }

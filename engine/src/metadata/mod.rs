@@ -1,5 +1,5 @@
 //! The metadata state machine: topics, partition indexes, high watermarks, log start offsets,
-//! producer state, committed consumer-group offsets, and the position of the metadata log's valid
+//! producer state, committed consumer-group offsets and group coordinator state, and the position of the metadata log's valid
 //! chain.
 //!
 //! # Pure, deterministic, and fed in log order
@@ -29,6 +29,8 @@ mod command;
 mod config;
 mod entry;
 mod error;
+mod group_codec;
+mod groups;
 pub mod index;
 mod offsets;
 pub mod partition;
@@ -40,8 +42,8 @@ mod topic;
 pub use apply::SEGMENTS_PER_COMMIT_MAX;
 pub use checkpoint::CHECKPOINT_VERSION;
 pub use command::{
-    COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, IndexRangeSwap,
-    OffsetCommit, SWAP_PIECES_MAX, SwapPiece,
+    COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, GroupStore,
+    IndexRangeSwap, OffsetCommit, SWAP_PIECES_MAX, SwapPiece,
     decode_commands, encode_commands,
 };
 pub use config::{
@@ -53,6 +55,11 @@ pub use entry::{
     SegmentCommit,
 };
 pub use error::{CheckpointError, MetadataError, kafka_code};
+pub use groups::{
+    ClassicGroupRecord, ClassicMemberRecord, ConsumerGroupRecord, ConsumerMemberRecord,
+    ConsumerMemberState, GROUP_STATE_BYTES_MAX, GROUP_STATE_BYTES_TOTAL_MAX, GROUP_STRING_LEN_MAX,
+    GROUPS_STORED_MAX, GroupRecord, TopicPartitionSets, validate_group_record,
+};
 pub use index::{CHUNK_ENTRIES, IndexEntry, PartitionIndex};
 pub use offsets::{
     COMMITTED_OFFSETS_MAX, CommittedOffset, GROUP_ID_LEN_MAX, OFFSET_GROUPS_MAX,

@@ -1,8 +1,8 @@
 //! Committed consumer-group offsets: the durable half of consumer groups.
 //!
-//! Group *membership* lives in memory on the agent that coordinates the group (clients rebuild it
-//! by rejoining after a restart, as they do with Kafka); the offsets a group commits must survive
-//! the agent and its disk, so they are part of this state machine and change only through commands
+//! Group *membership* is the coordinator's, stored separately ([`super::groups`]); the offsets a
+//! group commits must survive the agent and its disk, so they are part of this state machine and
+//! change only through commands
 //! that ride the metadata log ([`Command::CommitOffsets`], [`Command::DeleteOffsets`],
 //! [`Command::DeleteGroups`]) and through [`Command::DeleteTopic`], which drops the topic's offsets
 //! from every group. A checkpoint carries them, so checkpoint + tail replay restores them exactly.
@@ -221,12 +221,20 @@ impl MetadataState {
         }
     }
 
-    /// DeleteGroups: removes every offset of each group. `deleted` lists the groups that had any.
+    /// DeleteGroups: removes every offset of each group, and its stored state
+    /// ([`super::groups`]). `deleted` lists the groups that had either.
     pub(super) fn delete_groups(&mut self, index: usize, groups: &[String]) -> Event {
         let mut deleted = Vec::new();
         for group in groups {
-            if let Some(topics) = self.group_offsets.remove(group) {
-                self.committed_offset_count -= topics.values().map(BTreeMap::len).sum::<usize>();
+            let had_offsets = match self.group_offsets.remove(group) {
+                Some(topics) => {
+                    self.committed_offset_count -=
+                        topics.values().map(BTreeMap::len).sum::<usize>();
+                    true
+                }
+                None => false,
+            };
+            if self.drop_group_state(group) || had_offsets {
                 deleted.push(group.clone());
             }
         }

@@ -1,9 +1,11 @@
-//! The state itself and its read-only queries (committed offsets: see [`super::offsets`]).
+//! The state itself and its read-only queries (committed offsets: see [`super::offsets`]; stored
+//! group state: [`super::groups`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::config::{ConfigEntry, describe_configs};
 use super::error::MetadataError;
+use super::groups::StoredGroup;
 use super::index::IndexEntry;
 use super::offsets::GroupOffsets;
 use super::partition::PartitionState;
@@ -35,6 +37,10 @@ pub struct MetadataState {
     pub(super) group_offsets: BTreeMap<String, GroupOffsets>,
     /// Derived from `group_offsets`: offsets across all groups, checked against the limit.
     pub(super) committed_offset_count: usize,
+    /// Stored group coordinator state, by group id (see [`super::groups`]).
+    pub(super) group_states: BTreeMap<String, StoredGroup>,
+    /// Derived from `group_states`: the bytes of every record, checked against the total limit.
+    pub(super) group_state_bytes: usize,
 }
 
 impl MetadataState {

@@ -110,6 +110,7 @@ mod chain;
 mod checkpoint;
 mod commands;
 mod commit;
+mod groups;
 mod index;
 mod offsets;
 mod producer;

@@ -2,7 +2,22 @@
 
 use super::*;
 
-fn populated() -> MetadataState {
+/// Every kind of state, stored groups included.
+pub(super) fn populated() -> MetadataState {
+    let mut harness = Harness {
+        state: populated_before_groups(),
+        next_seq: 0,
+    };
+    harness.next_seq = harness.state.last_offered_seq().unwrap().0 + 1;
+    for (group, record) in super::groups::sample_records() {
+        let event = harness.command(super::groups::store(&group, Some(record)));
+        assert!(matches!(event, Event::GroupStored { .. }), "{event:?}");
+    }
+    harness.state
+}
+
+/// Every kind of state a v3 build kept (the state of `fixtures/checkpoint_v3.bin`).
+pub(super) fn populated_before_groups() -> MetadataState {
     let mut harness = Harness::new();
     let configs = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
     harness.command(Command::CreateTopic {
@@ -133,10 +148,10 @@ fn every_truncation_and_bit_flip_is_an_error() {
         }
     }
     let mut newer = bytes.clone();
-    newer[8] = 4;
+    newer[8] = 5;
     assert!(matches!(
         MetadataState::decode_checkpoint(&newer),
-        Err(CheckpointError::UnsupportedVersion { version: 4, .. })
+        Err(CheckpointError::UnsupportedVersion { version: 5, .. })
     ));
 }
 
