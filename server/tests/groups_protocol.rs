@@ -1,8 +1,8 @@
 //! Consumer groups over the wire with the raw client codec: FindCoordinator, the classic
 //! join/sync/heartbeat/commit/fetch cycle and its error codes (the Java broker's), simple
 //! commits, OffsetDelete, DeleteGroups, ListGroups/DescribeGroups, KIP-848 heartbeats, committed
-//! offsets across a restart on a fresh data directory, offset commits riding one window (one PUT),
-//! the group size limits, the cleanup of empty groups and the expiry of their offsets, and groups
+//! offsets and the group across a restart on a fresh data directory, offset commits riding one
+//! window (one PUT), the group size limits, the cleanup of empty groups and the expiry of their offsets, and groups
 //! spread over two network cores.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -610,7 +610,7 @@ fn simple_commits_offset_delete_and_subscribed_topics() {
 }
 
 #[test]
-fn committed_offsets_survive_a_restart_on_a_fresh_data_dir() {
+fn groups_and_committed_offsets_survive_a_restart_on_a_fresh_data_dir() {
     let store_dir = tempfile::tempdir().unwrap();
     let store_url = format!("file://{}?fsync=false", store_dir.path().display());
     let url = store_url.clone();
@@ -648,21 +648,20 @@ fn committed_offsets_survive_a_restart_on_a_fresh_data_dir() {
             row("events", 1, 200, 3, "one")
         ]
     );
-    // Membership was in memory: the group is Empty, and the old member must rejoin.
+    // The group itself was stored too: the member carries on at its generation, without
+    // rejoining (docs/groups.md).
     let described = describe(&mut client, "durable");
-    assert_eq!(described.groups[0].group_state.as_str(), "Empty");
-    assert_eq!(described.groups[0].protocol_type.as_str(), "");
+    assert_eq!(described.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(described.groups[0].protocol_type.as_str(), "consumer");
+    assert_eq!(described.groups[0].members.len(), 1);
+    assert_eq!(heartbeat(&mut client, "durable", &member, generation), 0);
+    assert_eq!(commit(&mut client, 9, &request)[0].2, 0);
     assert_eq!(
-        heartbeat(&mut client, "durable", &member, generation),
-        UNKNOWN_MEMBER_ID
-    );
-    assert_eq!(commit(&mut client, 9, &request)[0].2, UNKNOWN_MEMBER_ID);
-    assert_eq!(
-        list_groups(&mut client, &["Empty"]),
+        list_groups(&mut client, &["Stable"]),
         [(
             "durable".to_owned(),
-            String::new(),
-            "Empty".to_owned(),
+            "consumer".to_owned(),
+            "Stable".to_owned(),
             "classic".to_owned()
         )]
     );

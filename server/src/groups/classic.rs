@@ -44,16 +44,23 @@
 //! - the members of a new generation must send SyncGroup within the rebalance timeout, or are
 //!   removed and the group rebalances.
 //!
-//! Group membership lives only in memory; after an agent restart members get UNKNOWN_MEMBER_ID
-//! (or ILLEGAL_GENERATION on commit) and rejoin. Committed offsets are the metadata state's, not
-//! this module's: `check_commit` only says whether a commit may go ahead.
+//! # Durability
+//!
+//! Every call that may change a group's durable state (join, sync, leave, a timer) files the
+//! group in a *dirty* set; the owner takes it ([`ClassicGroups::take_dirty`]), reads each group's
+//! [`ClassicGroups::record`] and stores it through the metadata log, and a restarted owner puts
+//! the groups back with [`ClassicGroups::restore`] (`record.rs`). Committed offsets are the
+//! metadata state's, not this module's: `check_commit` only says whether a commit may go ahead.
 
 mod group;
 mod rebalance;
+mod record;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeSet, HashMap};
+
+use sluice_engine::metadata::ClassicGroupRecord;
 
 use futures::channel::oneshot;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
@@ -141,6 +148,18 @@ pub struct ClassicGroups {
     groups: HashMap<String, Slot>,
     /// (earliest deadline of the group, group id): `tick` visits only the groups that are due.
     deadlines: BTreeSet<(u64, String)>,
+    /// Groups whose durable state may have changed since the owner last took the set.
+    dirty: BTreeSet<String>,
+}
+
+/// What the owner should store for a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassicRecord {
+    /// The group is gone: remove what is stored.
+    Absent,
+    /// In a rebalance: keep what is stored until the group is Stable or Empty again.
+    Unsettled,
+    Record(ClassicGroupRecord),
 }
 
 impl ClassicGroups {
@@ -149,7 +168,40 @@ impl ClassicGroups {
             config,
             groups: HashMap::new(),
             deadlines: BTreeSet::new(),
+            dirty: BTreeSet::new(),
         }
+    }
+
+    /// The groups whose durable state may have changed since the last call.
+    pub fn take_dirty(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// What to store for `group_id` now.
+    pub fn record(&self, group_id: &str) -> ClassicRecord {
+        match self.groups.get(group_id) {
+            None => ClassicRecord::Absent,
+            Some(slot) => slot
+                .group
+                .record()
+                .map_or(ClassicRecord::Unsettled, ClassicRecord::Record),
+        }
+    }
+
+    /// Puts back a group a previous run stored, as Kafka's coordinator loads it: Stable with its
+    /// members (each with a full session from `now_ms`) or Empty. Replaces any group of that id.
+    pub fn restore(&mut self, group_id: &str, record: &ClassicGroupRecord, now_ms: u64) {
+        self.remove_group(group_id);
+        self.dirty.remove(group_id);
+        let group = Group::from_record(group_id.to_owned(), record, now_ms);
+        self.groups.insert(
+            group_id.to_owned(),
+            Slot {
+                group,
+                indexed_deadline_ms: None,
+            },
+        );
+        self.reindex(group_id);
     }
 
     /// JoinGroup. Answered now for errors, MEMBER_ID_REQUIRED and joins that need no rebalance;
@@ -237,6 +289,7 @@ impl ClassicGroups {
             self.remove_group(group_id);
         } else {
             self.reindex(group_id);
+            self.dirty.insert(group_id.to_owned());
         }
     }
 
@@ -262,6 +315,7 @@ impl ClassicGroups {
         let (sender, mut receiver) = oneshot::channel();
         slot.group.sync(req, Waiter::new(sender, version), now_ms);
         self.reindex(group_id);
+        self.dirty.insert(group_id.to_owned());
         match receiver.try_recv() {
             Ok(Some(response)) => Reply::Now(response),
             Ok(None) => Reply::Later(receiver),
@@ -328,6 +382,7 @@ impl ClassicGroups {
             Some(slot) => {
                 let response = slot.group.leave(leaving, now_ms, &self.config);
                 self.reindex(group_id);
+                self.dirty.insert(group_id.to_owned());
                 response
             }
         };
@@ -489,6 +544,7 @@ impl ClassicGroups {
             if let Some(slot) = self.groups.get_mut(&group_id) {
                 slot.group.tick(now_ms, &self.config);
                 self.reindex(&group_id);
+                self.dirty.insert(group_id);
             }
         }
     }
@@ -517,10 +573,11 @@ impl ClassicGroups {
     }
 
     fn remove_group(&mut self, group_id: &str) {
-        if let Some(slot) = self.groups.remove(group_id)
-            && let Some(deadline_ms) = slot.indexed_deadline_ms
-        {
-            self.deadlines.remove(&(deadline_ms, group_id.to_owned()));
+        if let Some(slot) = self.groups.remove(group_id) {
+            self.dirty.insert(group_id.to_owned());
+            if let Some(deadline_ms) = slot.indexed_deadline_ms {
+                self.deadlines.remove(&(deadline_ms, group_id.to_owned()));
+            }
         }
     }
 }

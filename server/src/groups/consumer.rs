@@ -49,10 +49,17 @@
 //!   request from a replaced member → FENCED_INSTANCE_ID; unknown instance id → UNKNOWN_MEMBER_ID.
 //! - Full group → GROUP_MAX_SIZE_REACHED.
 //! - One deliberate difference: a heartbeat (epoch ≠ 0) or leave for a group this core does not
-//!   know answers UNKNOWN_MEMBER_ID, where Kafka answers GROUP_ID_NOT_FOUND. Kafka's groups
-//!   survive a broker restart; Sluice keeps membership in memory only (committed offsets are
-//!   durable), and the Java client treats GROUP_ID_NOT_FOUND from a heartbeat as fatal but
-//!   UNKNOWN_MEMBER_ID as "rejoin" — which rebuilds the group after an agent restart.
+//!   know answers UNKNOWN_MEMBER_ID, where Kafka answers GROUP_ID_NOT_FOUND. Groups survive an
+//!   agent restart (their state is stored, see below), so this is a group that was deleted or
+//!   expired; the Java client treats GROUP_ID_NOT_FOUND from a heartbeat as fatal but
+//!   UNKNOWN_MEMBER_ID as "rejoin", which is what such a member should do.
+//!
+//! # Durability
+//! A call that changes a group's durable state (its epochs, a member's subscription, epoch or
+//! assignment; not a plain heartbeat) files it in a *dirty* set; the owner takes it
+//! ([`ConsumerGroups::take_dirty`]) and stores each group's [`ConsumerGroups::record`] through
+//! the metadata log; a restarted owner puts the groups back with [`ConsumerGroups::restore`]
+//! (`consumer_record.rs`).
 //!
 //! # Timing
 //! The state machine does no I/O and reads no clock: `now_ms` (monotonic) comes with every call,
@@ -164,6 +171,8 @@ pub struct ConsumerGroups {
     assignors: Vec<AssignorKind>,
     groups: BTreeMap<String, Group>,
     deadlines: Deadlines,
+    /// Groups whose durable state changed since the owner last took the set.
+    dirty: BTreeSet<String>,
 }
 
 impl ConsumerGroups {
@@ -187,7 +196,66 @@ impl ConsumerGroups {
             assignors,
             groups: BTreeMap::new(),
             deadlines: Deadlines::default(),
+            dirty: BTreeSet::new(),
         }
+    }
+
+    /// The groups whose durable state changed since the last call.
+    pub fn take_dirty(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The durable state of `group_id` (`None`: the group is gone).
+    pub fn record(&self, group_id: &str) -> Option<sluice_engine::metadata::ConsumerGroupRecord> {
+        self.groups.get(group_id).map(Group::record)
+    }
+
+    /// Puts back a group a previous run stored, as Kafka's coordinator loads it: same epochs and
+    /// assignments, every member with a full session from `now_ms`. Replaces any group of that id.
+    pub fn restore(
+        &mut self,
+        group_id: &str,
+        record: &sluice_engine::metadata::ConsumerGroupRecord,
+        now_ms: u64,
+    ) {
+        if let Some(mut old) = self.groups.remove(group_id) {
+            for member in old.members.values_mut() {
+                self.deadlines.forget(group_id, member);
+            }
+        }
+        self.dirty.remove(group_id);
+        let default = self
+            .assignors
+            .first()
+            .copied()
+            .unwrap_or(AssignorKind::Uniform);
+        let session_ms = u64::try_from(self.config.session_timeout_ms).unwrap_or(0);
+        let group = Group::from_record(
+            group_id.to_owned(),
+            record,
+            default,
+            session_ms,
+            now_ms,
+            &mut self.deadlines,
+            |source| compile_topic_regex(source).ok(),
+        );
+        self.groups.insert(group_id.to_owned(), group);
+    }
+
+    /// What a heartbeat may change of a group's durable state: its epochs, its member count and
+    /// the member's own stored fields.
+    fn stored_digest(
+        &self,
+        group_id: &str,
+        member_id: &str,
+    ) -> Option<(i32, i32, usize, Option<u64>)> {
+        let group = self.groups.get(group_id)?;
+        Some((
+            group.group_epoch,
+            group.assignment_epoch,
+            group.members.len(),
+            group.members.get(member_id).map(Member::stored_digest),
+        ))
     }
 
     /// ConsumerGroupHeartbeat (v0-1).
@@ -210,12 +278,22 @@ impl ConsumerGroups {
         topics: &TopicsView,
         now_ms: u64,
     ) -> ConsumerGroupHeartbeatResponse {
-        match self.handle(req, version, client, topics, now_ms) {
+        let group_id = req.group_id.as_str();
+        let before = self.stored_digest(group_id, req.member_id.as_str());
+        let response = match self.handle(req, version, client, topics, now_ms) {
             Ok(response) => response,
             Err(refusal) => ConsumerGroupHeartbeatResponse::default()
                 .with_error_code(refusal.error.code())
                 .with_error_message(Some(StrBytes::from_string(refusal.message))),
+        };
+        let member_id = response
+            .member_id
+            .as_deref()
+            .unwrap_or(req.member_id.as_str());
+        if self.stored_digest(group_id, member_id) != before {
+            self.dirty.insert(group_id.to_owned());
         }
+        response
     }
 
     fn handle(
@@ -695,6 +773,7 @@ impl ConsumerGroups {
             return Err(ResponseError::NonEmptyGroup.code());
         }
         self.groups.remove(group_id);
+        self.dirty.insert(group_id.to_owned());
         Ok(())
     }
 
@@ -770,6 +849,7 @@ impl ConsumerGroups {
             if let Some(group) = self.groups.get_mut(&group_id) {
                 membership_changed(group, topics, &self.assignors);
             }
+            self.dirty.insert(group_id);
         }
     }
 
@@ -784,6 +864,7 @@ impl ConsumerGroups {
             if group.refresh_subscriptions(topics, false) {
                 group.group_epoch = group.group_epoch.saturating_add(1);
                 group.compute_target(topics, &self.assignors);
+                self.dirty.insert(group.group_id.clone());
             }
         }
     }

@@ -8,6 +8,9 @@ use regex::Regex;
 use uuid::Uuid;
 
 use super::ClientInfo;
+
+#[path = "consumer_record.rs"]
+mod record;
 use crate::groups::assignor::{Assignment, AssignorKind, MemberSpec};
 use crate::groups::topics::TopicsView;
 

@@ -112,9 +112,9 @@ struct TopicsCache {
     refreshed_at_ms: Option<u64>,
 }
 
-/// Wakes the timer task early; at most one wake-up is pending.
+/// Wakes a task (the timer, the group writer) early; at most one wake-up is pending.
 #[derive(Debug, Default)]
-struct TimerWake {
+pub(super) struct TimerWake {
     pending: Cell<bool>,
     waker: RefCell<Option<Waker>>,
     /// When the timer task will next look, if it is sleeping.
@@ -122,14 +122,14 @@ struct TimerWake {
 }
 
 impl TimerWake {
-    fn notify(&self) {
+    pub(super) fn notify(&self) {
         self.pending.set(true);
         if let Some(waker) = self.waker.borrow_mut().take() {
             waker.wake();
         }
     }
 
-    async fn wait(&self) {
+    pub(super) async fn wait(&self) {
         poll_fn(|context| {
             if self.pending.replace(false) {
                 Poll::Ready(())
@@ -151,15 +151,16 @@ pub struct GroupCore {
     pub(super) offset_metadata_bytes_max: usize,
     started: Instant,
     timer: TimerWake,
-    /// Set by the first KIP-848 heartbeat: from then on the timer keeps the topics fresh.
-    consumer_groups_seen: Cell<bool>,
+    /// Set by the first KIP-848 heartbeat (or a loaded KIP-848 group): from then on the timer
+    /// keeps the topics fresh.
+    pub(super) consumer_groups_seen: Cell<bool>,
     cleanup_interval_ms: u64,
     /// When the timer next runs the cleanup round (`now_ms` time).
     next_cleanup_ms: Cell<u64>,
     /// This core's index among `core_count` network cores: a cleanup round expires the offsets of
     /// the groups this core owns, and only those.
-    core_index: usize,
-    core_count: usize,
+    pub(super) core_index: usize,
+    pub(super) core_count: usize,
     pub(super) offsets_retention_ms: u64,
     /// Groups with committed offsets and no members: when a cleanup round first found them so
     /// (`now_ms` time). Cleared when a member appears.
@@ -173,7 +174,14 @@ pub struct GroupCore {
     /// Groups whose expired offsets are being deleted: their commits are refused with the
     /// retriable COORDINATOR_LOAD_IN_PROGRESS until the delete is durable.
     pub(super) expiring: RefCell<HashSet<String>>,
+    /// The groups' durable state on its way to the metadata log (`persist.rs`).
+    pub(super) writer: super::persist::GroupWriter,
 }
+
+/// The stored groups could not be read (the metadata core is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read the stored consumer groups: the metadata core is not running")]
+pub struct LoadError;
 
 /// What one core lists for ListGroups.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -204,6 +212,7 @@ impl GroupCore {
             commits_in_flight: RefCell::default(),
             committed_during_cleanup: RefCell::default(),
             expiring: RefCell::default(),
+            writer: super::persist::GroupWriter::default(),
         }
     }
 
@@ -259,14 +268,22 @@ impl GroupCore {
                 .classic
                 .join(&request, version, &client_id, &client_host, self.now_ms())
         };
+        self.collect_dirty();
         self.deadlines_changed();
-        match reply {
+        let response = match reply {
             Reply::Now(response) => response,
             Reply::Later(answer) => answer.await.unwrap_or_else(|_| {
                 JoinGroupResponse::default()
                     .with_error_code(error_code::COORDINATOR_NOT_AVAILABLE)
-                    .with_member_id(request.member_id)
+                    .with_member_id(request.member_id.clone())
             }),
+        };
+        match self.settled(request.group_id.as_str()).await {
+            Ok(()) => response,
+            Err(code) if response.error_code == error_code::NONE => JoinGroupResponse::default()
+                .with_error_code(code)
+                .with_member_id(request.member_id),
+            Err(_) => response,
         }
     }
 
@@ -276,12 +293,19 @@ impl GroupCore {
             .borrow_mut()
             .classic
             .sync(&request, version, self.now_ms());
+        self.collect_dirty();
         self.deadlines_changed();
-        match reply {
+        let response = match reply {
             Reply::Now(response) => response,
             Reply::Later(answer) => answer.await.unwrap_or_else(|_| {
                 SyncGroupResponse::default().with_error_code(error_code::COORDINATOR_NOT_AVAILABLE)
             }),
+        };
+        match self.settled(request.group_id.as_str()).await {
+            Err(code) if response.error_code == error_code::NONE => {
+                SyncGroupResponse::default().with_error_code(code)
+            }
+            _ => response,
         }
     }
 
@@ -295,14 +319,20 @@ impl GroupCore {
         response
     }
 
-    pub fn leave(&self, request: &LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    pub async fn leave(&self, request: &LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
         let response = self
             .groups
             .borrow_mut()
             .classic
             .leave(request, version, self.now_ms());
+        self.collect_dirty();
         self.deadlines_changed();
-        response
+        match self.settled(request.group_id.as_str()).await {
+            Err(code) if response.error_code == error_code::NONE => {
+                LeaveGroupResponse::default().with_error_code(code)
+            }
+            _ => response,
+        }
     }
 
     /// ConsumerGroupHeartbeat. A classic group with members answers GROUP_ID_NOT_FOUND (as
@@ -348,8 +378,14 @@ impl GroupCore {
                 self.now_ms(),
             )
         };
+        self.collect_dirty();
         self.deadlines_changed();
-        response
+        match self.settled(request.group_id.as_str()).await {
+            Err(code) if response.error_code == error_code::NONE => {
+                ConsumerGroupHeartbeatResponse::default().with_error_code(code)
+            }
+            _ => response,
+        }
     }
 
     /// ConsumerGroupDescribe of one group (GROUP_ID_NOT_FOUND for a classic or unknown one).
@@ -495,7 +531,9 @@ impl GroupCore {
                     }),
                 Err(_) => error_code::COORDINATOR_NOT_AVAILABLE,
             };
-            if code != error_code::NONE {
+            if code == error_code::NONE {
+                self.forget_stored(&groups_deleted(&outcomes, &durable_deletes));
+            } else {
                 for index in durable_deletes {
                     if let Some(outcome) = outcomes.get_mut(index) {
                         outcome.1 = code;
@@ -517,6 +555,8 @@ impl GroupCore {
                 }
             }
         }
+        drop(groups);
+        self.collect_dirty();
         outcomes
     }
 
@@ -624,6 +664,7 @@ impl GroupCore {
                 .consumer
                 .topics_changed(&topics.view);
             drop(topics);
+            self.collect_dirty();
             self.deadlines_changed();
         }
     }
@@ -640,10 +681,13 @@ impl GroupCore {
             self.clean_up_groups().await;
         }
         let now_ms = self.now_ms();
-        let topics = self.topics.borrow();
-        let mut groups = self.groups.borrow_mut();
-        groups.classic.tick(now_ms);
-        groups.consumer.tick(now_ms, &topics.view);
+        {
+            let topics = self.topics.borrow();
+            let mut groups = self.groups.borrow_mut();
+            groups.classic.tick(now_ms);
+            groups.consumer.tick(now_ms, &topics.view);
+        }
+        self.collect_dirty();
     }
 
     /// Kafka's periodic group cleanup (`offsets.retention.check.interval.ms`): reads which of
@@ -695,6 +739,8 @@ impl GroupCore {
                 forgotten += 1;
             }
         }
+        drop(groups);
+        self.collect_dirty();
         if forgotten > 0 {
             tracing::debug!(forgotten, "forgot empty groups without committed offsets");
         }
@@ -723,6 +769,14 @@ impl GroupCore {
             self.timer.scheduled_ms.set(None);
         }
     }
+}
+
+/// The ids of `outcomes` at `indexes`.
+fn groups_deleted(outcomes: &[(String, i16)], indexes: &[usize]) -> Vec<String> {
+    indexes
+        .iter()
+        .filter_map(|index| outcomes.get(*index).map(|(id, _)| id.clone()))
+        .collect()
 }
 
 /// The Kafka code of a durable command's outcome, as the group coordinator answers it: the log's

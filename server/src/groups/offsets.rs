@@ -258,6 +258,9 @@ impl GroupCore {
                 .map_or(error_code::COORDINATOR_NOT_AVAILABLE, command_code),
             Err(_) => error_code::COORDINATOR_NOT_AVAILABLE,
         };
+        if code == error_code::NONE {
+            self.forget_stored(&expired);
+        }
         {
             let mut expiring = self.expiring.borrow_mut();
             let mut empty_since = self.empty_since_ms.borrow_mut();
@@ -271,6 +274,7 @@ impl GroupCore {
                 }
             }
         }
+        self.collect_dirty();
         if code == error_code::NONE {
             tracing::info!(
                 groups = expired.len(),

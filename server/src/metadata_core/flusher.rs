@@ -177,6 +177,37 @@ impl Core {
                 // A client waits on each command and they are rare: no reason to wait out the window.
                 self.seal().await;
             }
+            CoreRequest::GroupCommands { commands, reply } => {
+                if self.shared.fenced.get() {
+                    let failure = fenced_failure();
+                    let _ = reply.send(commands.iter().map(|_| Err(failure.clone())).collect());
+                    return;
+                }
+                let mut answers = Vec::with_capacity(commands.len());
+                for command in commands {
+                    let bytes = super::window::group_command_bytes(&command);
+                    if self.window.would_overflow(1, bytes) {
+                        self.seal().await;
+                    }
+                    let (sender, answer) = oneshot::channel();
+                    let now_ms = self.now_ms();
+                    self.window
+                        .push_counted_command(command, bytes, sender, now_ms);
+                    answers.push(answer);
+                }
+                glommio::spawn_local(async move {
+                    let mut outcomes = Vec::with_capacity(answers.len());
+                    for answer in answers {
+                        outcomes.push(answer.await.unwrap_or_else(|_| Err(stopped_failure())));
+                    }
+                    let _ = reply.send(outcomes);
+                })
+                .detach();
+                // Like commits: the timer seals the window, unless it is full of commands.
+                if self.window.commands_full() {
+                    self.seal().await;
+                }
+            }
             CoreRequest::InitProducerId {
                 transactional_id,
                 reply,

@@ -104,6 +104,12 @@ pub(crate) enum CoreRequest {
         transactional_id: Option<String>,
         reply: oneshot::Sender<Result<(i64, i16), CommandFailure>>,
     },
+    /// Group coordinator state (`Command::StoreGroup`): joins the open window without sealing
+    /// it, like offset commits.
+    GroupCommands {
+        commands: Vec<Command>,
+        reply: oneshot::Sender<Vec<Result<(), CommandFailure>>>,
+    },
     /// A group's offset commit: joins the open window without sealing it.
     CommitOffsets {
         group: String,
@@ -129,6 +135,10 @@ impl std::fmt::Debug for CoreRequest {
             } => f
                 .debug_struct("InitProducerId")
                 .field("transactional_id", transactional_id)
+                .finish(),
+            Self::GroupCommands { commands, .. } => f
+                .debug_struct("GroupCommands")
+                .field("commands", &commands.len())
                 .finish(),
             Self::CommitOffsets { group, offsets, .. } => f
                 .debug_struct("CommitOffsets")
@@ -249,6 +259,20 @@ impl CoreHandle {
             reply,
         })
         .await?;
+        Ok(answer)
+    }
+
+    /// Queues group coordinator commands (`Command::StoreGroup`) for the open window, in order,
+    /// without sealing it: a group's state rides the next entry with the produces and commits.
+    /// The receiver resolves (one outcome per command) once that entry is durable and applied,
+    /// or failed. Commands sent by one task arrive in the order sent.
+    pub async fn group_commands(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<oneshot::Receiver<Vec<Result<(), CommandFailure>>>, CoreUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(CoreRequest::GroupCommands { commands, reply })
+            .await?;
         Ok(answer)
     }
 

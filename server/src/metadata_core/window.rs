@@ -224,6 +224,19 @@ impl Window {
         self.commands.push(command);
     }
 
+    /// Adds a command that rides the window without sealing it (group state), counting its
+    /// estimated `bytes` towards [`WINDOW_COMMAND_BYTES_MAX`]; its outcome goes to `reply`.
+    pub fn push_counted_command(
+        &mut self,
+        command: Command,
+        bytes: usize,
+        reply: oneshot::Sender<Result<(), CommandFailure>>,
+        now_ms: u64,
+    ) {
+        self.command_bytes = self.command_bytes.saturating_add(bytes);
+        self.push_command(command, reply, now_ms);
+    }
+
     /// Adds a `CommitOffsets` command; its outcome (the offsets skipped) goes to `reply`.
     pub fn push_commit(
         &mut self,
@@ -274,6 +287,20 @@ impl Window {
             producer_id_waiters: window.producer_id_waiters,
             batch_bytes: window.bytes,
         }
+    }
+}
+
+/// A rough encoded size of a group command (its record's checkpoint encoding, which the archive
+/// matches within a few bytes per field).
+pub fn group_command_bytes(command: &Command) -> usize {
+    match command {
+        Command::StoreGroup { store } => {
+            store.record.as_ref().map_or(0, |record| {
+                sluice_engine::metadata::validate_group_record(record).unwrap_or(0)
+            }) + store.group.len()
+                + 32
+        }
+        _ => 64,
     }
 }
 

@@ -301,6 +301,12 @@ impl Agent {
                     let cores = group_senders.len();
                     let groups =
                         Rc::new(GroupCore::new(group_config, core.clone()).owning(index, cores));
+                    // Before any group request is served, here or forwarded: the groups a
+                    // previous run stored come back with their generations and epochs.
+                    if let Err(error) = groups.load_stored_groups().await {
+                        tracing::error!(%error, core = index, "consumer groups not resumed");
+                    }
+                    glommio::spawn_local(Rc::clone(&groups).run_writer()).detach();
                     glommio::spawn_local(crate::groups::router::serve_inbox(
                         Rc::clone(&groups),
                         group_inbox,

@@ -97,7 +97,7 @@ pub async fn leave_group(
     router
         .on_owner(
             &owner,
-            move |core| async move { core.leave(&request, version) },
+            move |core| async move { core.leave(&request, version).await },
         )
         .await
         .unwrap_or_else(|_| {
