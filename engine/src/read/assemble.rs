@@ -4,6 +4,21 @@
 //! contains the fetch offset (clients skip the records before it), holds whole batches only, and
 //! stays within `max_bytes` — except that the first batch is always returned whole even when it is
 //! larger (KIP-74), so a consumer can never get stuck behind a big batch.
+//!
+//! **No copy of the records.** The answer is a list of [`Bytes`] segments ([`RecordSegments`]),
+//! not one buffer: a batch whose stored `baseOffset` or `partitionLeaderEpoch` differs from what the
+//! answer must say is sent as its first [`PATCHED_HEADER_BYTES`] bytes rewritten (one small buffer
+//! holds them for the whole answer) followed by a zero-copy slice of the cached bytes from there on;
+//! a batch that already says the right thing is a slice as it is, and neighbouring slices of one
+//! cached buffer are joined. The CRC-32C covers the batch from `attributes` (byte 21) on, so neither
+//! rewritten field touches it. The connection writes the segments with vectored writes; copying
+//! each answer into a new buffer cost a page fault per 4 KiB of fresh memory and a memcpy of every
+//! byte (two thirds of the agent's CPU in a replay, see `docs/benchmarks.md`). Batches of at most
+//! [`COPIED_BATCH_BYTES_MAX`] are copied whole into the small buffer instead: at the live edge a
+//! batch can be a hundred bytes, and a segment (a reference count, an `iovec`) for each would cost
+//! more than the copy.
+
+use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -14,12 +29,76 @@ use crate::types::LogSeq;
 /// Byte offsets of the fields the broker owns in a v2 batch header.
 const BASE_OFFSET_AT: usize = 0;
 const PARTITION_LEADER_EPOCH_AT: usize = 12;
+/// The header bytes an answer rewrites: `baseOffset` (0..8), `batchLength` (8..12, unchanged) and
+/// `partitionLeaderEpoch` (12..16). The CRC starts covering at byte 21.
+pub const PATCHED_HEADER_BYTES: usize = 16;
+/// Batches up to this size are copied whole rather than referenced (see the module doc).
+pub const COPIED_BATCH_BYTES_MAX: usize = 4096;
+
+/// A partition's records as an answer sends them: whole batches, as a list of byte segments whose
+/// concatenation is the `records` field of the Fetch response. The segments reference the cached
+/// buffers they come from (see the module doc); `to_bytes` joins them (a copy, for tests and for
+/// callers that need one buffer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordSegments {
+    segments: Vec<Bytes>,
+    len_bytes: usize,
+}
+
+impl RecordSegments {
+    /// One segment holding `bytes`.
+    pub fn from_bytes(bytes: Bytes) -> RecordSegments {
+        RecordSegments::default().followed_by(bytes)
+    }
+
+    /// These records followed by `segment` (nothing if it is empty).
+    pub fn followed_by(mut self, segment: Bytes) -> RecordSegments {
+        if !segment.is_empty() {
+            self.len_bytes += segment.len();
+            self.segments.push(segment);
+        }
+        self
+    }
+
+    /// Bytes in all segments together.
+    pub fn len(&self) -> usize {
+        self.len_bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len_bytes == 0
+    }
+
+    /// The segments, in order; none is empty.
+    pub fn segments(&self) -> &[Bytes] {
+        &self.segments
+    }
+
+    pub fn into_segments(self) -> Vec<Bytes> {
+        self.segments
+    }
+
+    /// The records in one buffer (a copy unless there is at most one segment).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.segments.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut joined = BytesMut::with_capacity(self.len_bytes);
+                for segment in many {
+                    joined.put_slice(segment);
+                }
+                joined.freeze()
+            }
+        }
+    }
+}
 
 /// Batches ready for a fetch response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssembledRecords {
-    /// Whole batches, contiguous, with `baseOffset` and `partitionLeaderEpoch` rewritten.
-    pub records: Bytes,
+    /// Whole batches with `baseOffset` and `partitionLeaderEpoch` rewritten, as segments.
+    pub records: RecordSegments,
     pub batch_count: usize,
     /// The offset after the last included batch (where the next fetch continues).
     pub next_offset: u64,
@@ -109,22 +188,21 @@ pub fn assemble_parts(
     max_bytes: usize,
     partition_leader_epoch: i32,
 ) -> Result<AssembledRecords, AssembleError> {
-    let mut out = BytesMut::new();
+    let mut out = Segments::default();
     let mut batch_count = 0;
     let mut next_offset = fetch_offset;
     let mut next_position = None;
     'entries: for part in parts {
         let entry = &part.entry;
         let key = crate::types::object_key(entry.seq);
-        let segment = contiguous(&part.slices);
+        let mut cursor = Cursor::new(&part.slices);
         let entry_end = entry.byte_start.saturating_add(entry.byte_len);
-        let prefix = part.prefix && part.from.saturating_add(segment.len() as u64) < entry_end;
-        let mut position = 0usize;
+        let prefix = part.prefix && part.from.saturating_add(cursor.remaining as u64) < entry_end;
         let mut offset = part.from_offset;
-        while position < segment.len() {
-            let rest = segment.get(position..).unwrap_or_default();
-            let at = part.from + position as u64;
-            let header = match BatchHeader::parse(rest) {
+        let mut header_scratch = [0u8; BATCH_HEADER_LEN];
+        while cursor.remaining > 0 {
+            let at = part.from + cursor.position as u64;
+            let header = match BatchHeader::parse(cursor.peek(&mut header_scratch)) {
                 Ok(header) => header,
                 Err(BatchError::Truncated { .. }) if prefix => {
                     if batch_count == 0 {
@@ -138,7 +216,7 @@ pub fn assemble_parts(
                 Err(source) => return Err(batch_error(&key, entry, source)),
             };
             let batch_len = header.total_len();
-            let Some(batch) = rest.get(..batch_len) else {
+            if cursor.remaining < batch_len {
                 if prefix {
                     if batch_count == 0 {
                         return Err(AssembleError::Short {
@@ -149,24 +227,31 @@ pub fn assemble_parts(
                     break 'entries;
                 }
                 let source = BatchError::Truncated {
-                    len: rest.len(),
+                    len: cursor.remaining,
                     needed: batch_len,
                 };
                 return Err(batch_error(&key, entry, source));
-            };
+            }
             let batch_end_offset = offset + header.offset_count();
             if batch_end_offset > fetch_offset {
-                if batch_count > 0 && out.len() + batch_len > max_bytes {
+                if batch_count > 0 && out.len_bytes + batch_len > max_bytes {
                     break 'entries;
                 }
-                append_patched(&mut out, batch, offset, partition_leader_epoch);
+                out.push_batch(
+                    &mut cursor,
+                    &header,
+                    batch_len,
+                    offset,
+                    partition_leader_epoch,
+                );
                 batch_count += 1;
                 next_offset = batch_end_offset;
                 let after = at + batch_len as u64;
                 next_position = (after < entry_end).then_some((entry.seq, after));
+            } else {
+                cursor.skip(batch_len);
             }
             offset = batch_end_offset;
-            position += batch_len;
         }
         if prefix {
             break;
@@ -180,7 +265,7 @@ pub fn assemble_parts(
         }
     }
     Ok(AssembledRecords {
-        records: out.freeze(),
+        records: out.finish(),
         batch_count,
         next_offset,
         next_position,
@@ -196,32 +281,191 @@ fn batch_error(key: &str, entry: &IndexEntry, source: BatchError) -> AssembleErr
     }
 }
 
-/// One buffer for the segment: the slice itself when there is one, else a copy of them joined.
-fn contiguous(slices: &[Bytes]) -> Bytes {
-    match slices {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => {
-            let mut joined = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
-            for slice in many {
-                joined.put_slice(slice);
+/// A read position in a part's slices (a batch may cross from one slice into the next).
+struct Cursor<'a> {
+    slices: &'a [Bytes],
+    /// The slice the position is in, and where in it.
+    index: usize,
+    within: usize,
+    /// Bytes from the start of the part, and bytes left after the position.
+    position: usize,
+    remaining: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(slices: &'a [Bytes]) -> Cursor<'a> {
+        Cursor {
+            slices,
+            index: 0,
+            within: 0,
+            position: 0,
+            remaining: slices.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// Up to [`BATCH_HEADER_LEN`] bytes from the position, contiguous: a view of the current slice
+    /// when it holds them, else a copy into `scratch` (a header cut between two slices).
+    fn peek<'s>(&'s self, scratch: &'s mut [u8; BATCH_HEADER_LEN]) -> &'s [u8] {
+        let current = self
+            .slices
+            .get(self.index)
+            .and_then(|slice| slice.get(self.within..))
+            .unwrap_or_default();
+        if current.len() >= BATCH_HEADER_LEN || current.len() == self.remaining {
+            return current;
+        }
+        let mut filled = 0;
+        let mut within = self.within;
+        for slice in self.slices.iter().skip(self.index) {
+            let available = slice.get(within..).unwrap_or_default();
+            let take = available.len().min(BATCH_HEADER_LEN - filled);
+            if let (Some(to), Some(from)) = (
+                scratch.get_mut(filled..filled + take),
+                available.get(..take),
+            ) {
+                to.copy_from_slice(from);
             }
-            joined.freeze()
+            filled += take;
+            within = 0;
+            if filled == BATCH_HEADER_LEN {
+                break;
+            }
+        }
+        scratch.get(..filled).unwrap_or_default()
+    }
+
+    /// Moves past `len` bytes, handing each piece of them (a zero-copy view, one per slice they
+    /// touch) with the slice it belongs to and its range in it to `each`.
+    fn take(&mut self, mut len: usize, mut each: impl FnMut(&'a Bytes, Range<usize>)) {
+        debug_assert!(len <= self.remaining);
+        while len > 0 {
+            let Some(slice) = self.slices.get(self.index) else {
+                return;
+            };
+            let available = slice.len() - self.within;
+            let take = available.min(len);
+            if take > 0 {
+                each(slice, self.within..self.within + take);
+            }
+            len -= take;
+            self.position += take;
+            self.remaining -= take;
+            if take == available {
+                self.index += 1;
+                self.within = 0;
+            } else {
+                self.within += take;
+            }
+        }
+    }
+
+    fn skip(&mut self, len: usize) {
+        self.take(len, |_, _| {});
+    }
+}
+
+/// One segment of an answer being built: bytes of the answer's own buffer, or of a stored slice.
+enum Piece<'a> {
+    Own(Range<usize>),
+    Stored(&'a Bytes, Range<usize>),
+}
+
+/// The answer being built: the rewritten headers and copied small batches in one buffer, the rest
+/// as references to the stored slices.
+#[derive(Default)]
+struct Segments<'a> {
+    own: BytesMut,
+    pieces: Vec<Piece<'a>>,
+    len_bytes: usize,
+}
+
+impl<'a> Segments<'a> {
+    /// Adds the batch at the cursor (`batch_len` bytes, header already parsed) as the answer must
+    /// send it, and moves the cursor past it.
+    fn push_batch(
+        &mut self,
+        cursor: &mut Cursor<'a>,
+        header: &BatchHeader,
+        batch_len: usize,
+        base_offset: u64,
+        partition_leader_epoch: i32,
+    ) {
+        debug_assert!(batch_len >= BATCH_HEADER_LEN);
+        self.len_bytes += batch_len;
+        let base_offset = i64::try_from(base_offset).unwrap_or(i64::MAX);
+        let patched = header.base_offset != base_offset
+            || header.partition_leader_epoch != partition_leader_epoch;
+        if batch_len <= COPIED_BATCH_BYTES_MAX {
+            let start = self.own.len();
+            cursor.take(batch_len, |slice, range| {
+                self.own.put_slice(slice.get(range).unwrap_or_default())
+            });
+            patch(&mut self.own, start, base_offset, partition_leader_epoch);
+            self.push_own(start);
+            return;
+        }
+        let mut stored_from = 0;
+        if patched {
+            let start = self.own.len();
+            cursor.take(PATCHED_HEADER_BYTES, |slice, range| {
+                self.own.put_slice(slice.get(range).unwrap_or_default())
+            });
+            patch(&mut self.own, start, base_offset, partition_leader_epoch);
+            self.push_own(start);
+            stored_from = PATCHED_HEADER_BYTES;
+        }
+        let pieces = &mut self.pieces;
+        cursor.take(batch_len - stored_from, |slice, range| {
+            if let Some(Piece::Stored(last, last_range)) = pieces.last_mut()
+                && std::ptr::eq(*last, slice)
+                && last_range.end == range.start
+            {
+                last_range.end = range.end;
+                return;
+            }
+            pieces.push(Piece::Stored(slice, range));
+        });
+    }
+
+    /// Records the own buffer's bytes from `start` to its end as the next segment.
+    fn push_own(&mut self, start: usize) {
+        let end = self.own.len();
+        if let Some(Piece::Own(last)) = self.pieces.last_mut()
+            && last.end == start
+        {
+            last.end = end;
+            return;
+        }
+        self.pieces.push(Piece::Own(start..end));
+    }
+
+    fn finish(self) -> RecordSegments {
+        let own = self.own.freeze();
+        let segments = self
+            .pieces
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Own(range) => own.slice(range),
+                Piece::Stored(slice, range) => slice.slice(range),
+            })
+            .collect();
+        RecordSegments {
+            segments,
+            len_bytes: self.len_bytes,
         }
     }
 }
 
-fn append_patched(out: &mut BytesMut, batch: &[u8], base_offset: u64, partition_leader_epoch: i32) {
-    let start = out.len();
-    out.put_slice(batch);
-    debug_assert!(batch.len() >= BATCH_HEADER_LEN);
-    let base = i64::try_from(base_offset).unwrap_or(i64::MAX).to_be_bytes();
-    if let Some(field) = out.get_mut(start + BASE_OFFSET_AT..start + BASE_OFFSET_AT + 8) {
+/// Writes `baseOffset` and `partitionLeaderEpoch` into the batch header copied to `buffer` at
+/// `start` (at least [`PATCHED_HEADER_BYTES`] bytes).
+fn patch(buffer: &mut BytesMut, start: usize, base_offset: i64, partition_leader_epoch: i32) {
+    let base = base_offset.to_be_bytes();
+    if let Some(field) = buffer.get_mut(start + BASE_OFFSET_AT..start + BASE_OFFSET_AT + 8) {
         field.copy_from_slice(&base);
     }
     let epoch = partition_leader_epoch.to_be_bytes();
     if let Some(field) =
-        out.get_mut(start + PARTITION_LEADER_EPOCH_AT..start + PARTITION_LEADER_EPOCH_AT + 4)
+        buffer.get_mut(start + PARTITION_LEADER_EPOCH_AT..start + PARTITION_LEADER_EPOCH_AT + 4)
     {
         field.copy_from_slice(&epoch);
     }
@@ -232,6 +476,11 @@ fn append_patched(out: &mut BytesMut, batch: &[u8], base_offset: u64, partition_
 mod tests {
     use super::*;
     use crate::batch::{BatchBuilder, split_batches, validate_batch};
+
+    /// The slices joined into one buffer (a copy).
+    fn contiguous(slices: &[Bytes]) -> Bytes {
+        slices.concat().into()
+    }
 
     fn batch(records: usize, tag: u8) -> Bytes {
         let mut builder = BatchBuilder::new(1_000);
@@ -267,7 +516,7 @@ mod tests {
         let assembled = assemble_records(&parts, 0, usize::MAX, 7).unwrap();
         assert_eq!(assembled.batch_count, 3);
         assert_eq!(assembled.next_offset, 6);
-        let batches = split_batches(assembled.records, usize::MAX).unwrap();
+        let batches = split_batches(assembled.records.to_bytes(), usize::MAX).unwrap();
         let bases: Vec<i64> = batches
             .iter()
             .map(|(header, _)| header.base_offset)
@@ -284,7 +533,7 @@ mod tests {
     fn starts_at_the_batch_holding_the_fetch_offset() {
         let parts = vec![entry(1, 10, &[batch(2, 1), batch(3, 2), batch(4, 3)])];
         let assembled = assemble_records(&parts, 13, usize::MAX, 0).unwrap();
-        let bases: Vec<i64> = split_batches(assembled.records, usize::MAX)
+        let bases: Vec<i64> = split_batches(assembled.records.to_bytes(), usize::MAX)
             .unwrap()
             .iter()
             .map(|(h, _)| h.base_offset)
@@ -397,5 +646,192 @@ mod tests {
             assemble_parts(&[truncated], 10, usize::MAX, 0),
             Err(AssembleError::Batch { .. })
         ));
+    }
+
+    /// A batch of `records` records of `payload_bytes` each, stored with `base_offset` and epoch 0.
+    fn stored_batch(records: usize, payload_bytes: usize, base_offset: i64) -> Bytes {
+        let mut builder = BatchBuilder::new(1_000);
+        builder.base_offset = base_offset;
+        builder.partition_leader_epoch = 0;
+        for i in 0..records {
+            builder = builder.record(i as i64, None, &vec![i as u8; payload_bytes]);
+        }
+        builder.encode()
+    }
+
+    /// What assembly did before it stopped copying: every batch copied into one buffer and
+    /// patched there. The reference the segments are checked against.
+    fn copied_reference(
+        parts: &[SegmentPart],
+        fetch_offset: u64,
+        max_bytes: usize,
+        epoch: i32,
+    ) -> Option<(Vec<u8>, usize, u64, Option<(LogSeq, u64)>)> {
+        let mut out = Vec::new();
+        let (mut count, mut next_offset, mut next_position) = (0, fetch_offset, None);
+        'entries: for part in parts {
+            let segment = contiguous(&part.slices);
+            let entry_end = part.entry.byte_start + part.entry.byte_len;
+            let prefix = part.prefix && part.from + (segment.len() as u64) < entry_end;
+            let (mut position, mut offset) = (0, part.from_offset);
+            while position < segment.len() {
+                let rest = &segment[position..];
+                let Ok(header) = BatchHeader::parse(rest) else {
+                    if prefix && count > 0 {
+                        break 'entries;
+                    }
+                    return None;
+                };
+                let len = header.total_len();
+                if rest.len() < len {
+                    if prefix && count > 0 {
+                        break 'entries;
+                    }
+                    return None;
+                }
+                let end_offset = offset + header.offset_count();
+                if end_offset > fetch_offset {
+                    if count > 0 && out.len() + len > max_bytes {
+                        break 'entries;
+                    }
+                    let start = out.len();
+                    out.extend_from_slice(&rest[..len]);
+                    out[start..start + 8].copy_from_slice(&(offset as i64).to_be_bytes());
+                    out[start + 12..start + 16].copy_from_slice(&epoch.to_be_bytes());
+                    count += 1;
+                    next_offset = end_offset;
+                    let after = part.from + (position + len) as u64;
+                    next_position = (after < entry_end).then_some((part.entry.seq, after));
+                }
+                offset = end_offset;
+                position += len;
+            }
+            if prefix {
+                break;
+            }
+        }
+        Some((out, count, next_offset, next_position))
+    }
+
+    /// Cuts `bytes` at the given fractions (any byte, batch headers included).
+    fn cut(bytes: &Bytes, cuts: &[u16]) -> Vec<Bytes> {
+        let mut points: Vec<usize> = cuts
+            .iter()
+            .map(|cut| usize::from(*cut) * bytes.len() / usize::from(u16::MAX))
+            .collect();
+        points.push(0);
+        points.push(bytes.len());
+        points.sort_unstable();
+        points.dedup();
+        points.windows(2).map(|w| bytes.slice(w[0]..w[1])).collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Segments joined are byte for byte what copying and patching gave, for batches small
+        /// (copied) and large (referenced), stored with right or wrong offsets, cut anywhere into
+        /// slices, from any fetch offset, within any budget, whole entries and prefixes.
+        #[test]
+        fn segments_equal_the_copied_answer(
+            batches in proptest::collection::vec((1usize..4, 0usize..3000, proptest::bool::ANY), 1..12),
+            cuts in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..6),
+            fetch_delta in 0u64..40,
+            max_bytes in 0usize..40_000,
+            epoch in 0i32..3,
+            prefix_cut in proptest::option::of(proptest::prelude::any::<u16>()),
+        ) {
+            let base = 100u64;
+            let mut offset = base;
+            let mut stored = Vec::new();
+            for (records, payload, already_right) in &batches {
+                let stored_base = if *already_right { offset as i64 } else { 0 };
+                stored.push(stored_batch(*records, *payload, stored_base));
+                offset += *records as u64;
+            }
+            let joined = contiguous(&stored);
+            let entry = IndexEntry {
+                base_offset: base,
+                end_offset: offset,
+                seq: LogSeq(7),
+                byte_start: 500,
+                byte_len: joined.len() as u64,
+                max_timestamp: 0,
+            };
+            let part = match prefix_cut {
+                None => SegmentPart::whole(entry, cut(&joined, &cuts)),
+                Some(at) => {
+                    let len = usize::from(at) * joined.len() / usize::from(u16::MAX);
+                    SegmentPart { prefix: true, ..SegmentPart::whole(entry, cut(&joined.slice(..len), &cuts)) }
+                }
+            };
+            let fetch_offset = base + fetch_delta;
+            let reference = copied_reference(std::slice::from_ref(&part), fetch_offset, max_bytes, epoch);
+            let assembled = assemble_parts(std::slice::from_ref(&part), fetch_offset, max_bytes, epoch);
+            match (reference, assembled) {
+                (Some((bytes, count, next, position)), Ok(assembled)) => {
+                    proptest::prop_assert_eq!(&assembled.records.to_bytes()[..], &bytes[..]);
+                    proptest::prop_assert_eq!(assembled.records.len(), bytes.len());
+                    proptest::prop_assert!(assembled.records.segments().iter().all(|s| !s.is_empty()));
+                    proptest::prop_assert_eq!(
+                        (assembled.batch_count, assembled.next_offset, assembled.next_position),
+                        (count, next, position)
+                    );
+                }
+                (None, Err(_)) => {}
+                (reference, assembled) => {
+                    proptest::prop_assert!(false, "reference {:?}, assembled {:?}", reference.map(|r| r.1), assembled);
+                }
+            }
+        }
+    }
+
+    /// Large batches are never copied: every byte of the answer but the rewritten headers is a
+    /// view of the cached slices' memory, the headers are 16 bytes each, and a batch that already
+    /// carries its offset is one view with nothing rewritten.
+    #[test]
+    fn large_batches_are_sent_from_the_cached_memory() {
+        let batches = [
+            stored_batch(3, 2_000, 0),
+            stored_batch(2, 3_000, 0),
+            stored_batch(4, 1_500, 5),
+            stored_batch(1, 5_000, 0),
+        ];
+        let joined = contiguous(&batches);
+        // As a cache returns it: two chunks, cut inside the second batch's header.
+        let at = batches[0].len() + 10;
+        let chunks = vec![joined.slice(..at), joined.slice(at..)];
+        let (mut index, _) = entry(3, 0, &batches);
+        index.byte_start = 0;
+        let assembled = assemble_records(&[(index, chunks.clone())], 0, usize::MAX, 0).unwrap();
+        assert_eq!(assembled.batch_count, 4);
+        let inside = |segment: &Bytes| {
+            chunks.iter().any(|chunk| {
+                let range = chunk.as_ptr_range();
+                range.contains(&segment.as_ptr())
+                    && segment.as_ptr() as usize + segment.len() <= range.end as usize
+            })
+        };
+        let (stored, own): (Vec<&Bytes>, Vec<&Bytes>) =
+            assembled.records.segments().iter().partition(|s| inside(s));
+        // Batches 1 and 3 are rewritten (stored at offset 0); batch 0 was stored at its offset 0
+        // and batch 2 at its offset 5, with epoch 0: sent as they are.
+        assert_eq!(
+            own.iter().map(|s| s.len()).collect::<Vec<_>>(),
+            vec![16, 16]
+        );
+        let referenced: usize = stored.iter().map(|s| s.len()).sum();
+        assert_eq!(referenced, joined.len() - 2 * PATCHED_HEADER_BYTES);
+        // Batch 0 whole; the rest of batch 1 joined with batch 2 (adjacent in the second chunk);
+        // the rest of batch 3.
+        assert_eq!(stored.len(), 3);
+        let bases: Vec<i64> = split_batches(assembled.records.to_bytes(), usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|(header, _)| header.base_offset)
+            .collect();
+        assert_eq!(bases, vec![0, 3, 5, 9]);
+        for batch in split_batches(assembled.records.to_bytes(), usize::MAX).unwrap() {
+            validate_batch(&batch.1).unwrap();
+        }
     }
 }

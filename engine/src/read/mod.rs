@@ -2,7 +2,8 @@
 //!
 //! Both are pure (no I/O): the caller looks ranges up in the [`BlockCache`], reads misses from the
 //! store itself, and hands the bytes to [`assemble_records`], which rewrites each batch's
-//! `baseOffset` to the offset the log assigned it. That rewrite is why stored objects never need
+//! `baseOffset` to the offset the log assigned it — in a copy of the batch's first 16 bytes only;
+//! the rest of the answer is zero-copy slices of the cached bytes ([`RecordSegments`]). That rewrite is why stored objects never need
 //! offsets (see `docs/design.md`): the batch CRC-32C covers neither `baseOffset` nor
 //! `partitionLeaderEpoch`, so patching them leaves every batch valid.
 //!
@@ -14,6 +15,7 @@ mod assemble;
 mod cache;
 
 pub use assemble::{
-    AssembleError, AssembledRecords, SegmentPart, assemble_parts, assemble_records,
+    AssembleError, AssembledRecords, COPIED_BATCH_BYTES_MAX, PATCHED_HEADER_BYTES, RecordSegments,
+    SegmentPart, assemble_parts, assemble_records,
 };
 pub use cache::{BlockCache, CacheStats};

@@ -888,10 +888,11 @@ mod tests {
             let wanted = wants(&fetch.positions.borrow(), &[entry], offset, MIB, chunk);
             let parts = block_on(read_entries(&fetch, &store, &wanted)).unwrap();
             let assembled = assemble_parts(&parts, offset, MIB as usize, 0).unwrap();
-            let first = sluice_engine::batch::split_batches(assembled.records.clone(), usize::MAX)
-                .unwrap()[0]
-                .0
-                .base_offset;
+            let first =
+                sluice_engine::batch::split_batches(assembled.records.to_bytes(), usize::MAX)
+                    .unwrap()[0]
+                    .0
+                    .base_offset;
             assert_eq!(first as u64, offset, "each fetch starts at its offset");
             assert!(assembled.records.len() as u64 <= MIB);
             note_answer(&fetch, &parts, offset, &assembled);

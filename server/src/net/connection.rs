@@ -1,12 +1,19 @@
 //! One client connection, from accept to close, on the core that accepted it.
 //!
 //! Reads fill a buffer; every complete frame in it is dispatched in arrival order and the
-//! responses are gathered and written with one `write_all`, so a pipelining client costs one
-//! write per read rather than one per request, and responses leave in request order. A frame is
+//! responses are gathered and written together, so a pipelining client costs one write per read
+//! rather than one per request, and responses leave in request order. A response is a list of
+//! byte segments (a Fetch response's records are slices of the block cache, see
+//! [`crate::protocol::fetch_frame`]): the gathered segments are written with vectored writes
+//! (`sendmsg` with up to [`WRITE_SLICES_MAX`] slices a call, [`super::vectored`]) and never copied
+//! into an output buffer. A frame is
 //! never larger than `request_bytes_max` (checked from its size prefix, before its body is
 //! buffered), at most [`REQUESTS_INFLIGHT_MAX`] frames are held, and the gathered responses are
 //! flushed once they pass [`RESPONSE_BATCH_BYTES_MAX`], so a connection's memory is bounded by
-//! those numbers (produced bytes are further bounded per core by `flush_buffer_bytes_max`).
+//! those numbers (produced bytes are further bounded per core by `flush_buffer_bytes_max`). A
+//! queued Fetch response holds references to the cache buffers its records come from: one the
+//! cache evicts meanwhile stays in memory until the response is written (see "Zero-copy answers"
+//! in `docs/agent.md` for the bound).
 //!
 //! Requests are pipelined: a connection keeps reading while up to [`REQUESTS_INFLIGHT_MAX`]
 //! requests are being handled (a produce waits a whole flush window, and a client with
@@ -14,22 +21,25 @@
 //! responses are written strictly in request order, which Kafka clients rely on. Past the limit
 //! the connection stops reading until the oldest request is answered: that is its backpressure.
 
+use std::io::IoSlice;
 use std::net::IpAddr;
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::future::{Either, LocalBoxFuture, select};
 use futures::stream::FuturesOrdered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 
 use crate::metadata_source::MetadataSource;
 use crate::protocol::frame::{FrameError, split_frame};
-use crate::protocol::{Dispatcher, FrameOutcome};
+use crate::protocol::{Dispatcher, SegmentsOutcome};
 
 /// Bytes asked of the socket per read.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Gathered responses are written out once they reach this size.
 pub const RESPONSE_BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Slices handed to one vectored write (Linux's `IOV_MAX`).
+pub const WRITE_SLICES_MAX: usize = 1024;
 
 /// How a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +62,7 @@ pub enum ConnectionEnd {
 /// Requests read and not yet answered, per connection.
 pub const REQUESTS_INFLIGHT_MAX: usize = 64;
 
-type Pending = LocalBoxFuture<'static, FrameOutcome>;
+type Pending = LocalBoxFuture<'static, SegmentsOutcome>;
 
 /// Serves one connection until it ends; the returned value says how.
 pub async fn serve<S, T>(
@@ -66,7 +76,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let mut output = Vec::new();
+    let mut output = Output::default();
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut refusal: Option<ConnectionEnd> = None;
     loop {
@@ -76,7 +86,7 @@ where
                 Ok(Some(frame)) => {
                     let dispatcher = Rc::clone(&dispatcher);
                     inflight.push_back(Box::pin(async move {
-                        dispatcher.handle_frame_from(frame, peer).await
+                        dispatcher.handle_frame_segments(frame, peer).await
                     }));
                 }
                 Ok(None) => break,
@@ -84,7 +94,7 @@ where
             }
         }
         // Gather what is ready (in order) and write it with one call.
-        while output.len() < RESPONSE_BATCH_BYTES_MAX
+        while output.bytes < RESPONSE_BATCH_BYTES_MAX
             && let Some(Some(outcome)) = inflight.next().now_or_never()
         {
             take(outcome, &mut output, &mut refusal, &mut inflight);
@@ -143,17 +153,27 @@ where
     }
 }
 
+/// Responses gathered for one write: their segments in order, and how many bytes they hold.
+#[derive(Debug, Default)]
+struct Output {
+    segments: Vec<Bytes>,
+    bytes: usize,
+}
+
 /// Adds one finished request's response to `output`; a close drops every later request.
 fn take(
-    outcome: FrameOutcome,
-    output: &mut Vec<u8>,
+    outcome: SegmentsOutcome,
+    output: &mut Output,
     refusal: &mut Option<ConnectionEnd>,
     inflight: &mut FuturesOrdered<Pending>,
 ) {
     match outcome {
-        FrameOutcome::Respond(bytes) => output.extend_from_slice(&bytes),
-        FrameOutcome::NoResponse => {}
-        FrameOutcome::Close(reason) => {
+        SegmentsOutcome::Respond(segments) => {
+            output.bytes += segments.iter().map(Bytes::len).sum::<usize>();
+            output.segments.extend(segments);
+        }
+        SegmentsOutcome::NoResponse => {}
+        SegmentsOutcome::Close(reason) => {
             *refusal = Some(ConnectionEnd::Refused(reason));
             // Requests after the refused one are never answered (the connection closes).
             *inflight = FuturesOrdered::new();
@@ -161,15 +181,129 @@ fn take(
     }
 }
 
+/// Writes every gathered segment, in order, with vectored writes of up to [`WRITE_SLICES_MAX`]
+/// slices, then drops them (and with them the references into the cache).
 async fn write_out<T: AsyncWrite + Unpin>(
     stream: &mut T,
-    output: &mut Vec<u8>,
+    output: &mut Output,
 ) -> std::io::Result<()> {
-    if output.is_empty() {
+    if output.bytes == 0 {
+        output.segments.clear();
         return Ok(());
     }
-    stream.write_all(output).await?;
+    // The first segment not yet written whole, and how much of it is.
+    let (mut index, mut within) = (0usize, 0usize);
+    while index < output.segments.len() {
+        let pending = output.segments.get(index..).unwrap_or_default();
+        let slices: Vec<IoSlice<'_>> = pending
+            .iter()
+            .take(WRITE_SLICES_MAX)
+            .enumerate()
+            .map(|(at, segment)| {
+                let from = if at == 0 { within } else { 0 };
+                IoSlice::new(segment.get(from..).unwrap_or_default())
+            })
+            .collect();
+        let mut written = stream.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let Some(segment) = output.segments.get(index) else {
+                break;
+            };
+            let left = segment.len() - within;
+            if written >= left {
+                written -= left;
+                index += 1;
+                within = 0;
+            } else {
+                within += written;
+                written = 0;
+            }
+        }
+    }
     stream.flush().await?;
-    output.clear();
+    output.segments.clear();
+    output.bytes = 0;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use futures::executor::block_on;
+
+    use super::*;
+
+    /// A stream that takes at most `step` bytes per write, from at most two slices.
+    struct Trickle {
+        written: Vec<u8>,
+        step: usize,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            self.calls += 1;
+            let mut budget = self.step;
+            let mut taken = 0;
+            for buf in bufs.iter().take(2) {
+                let take = buf.len().min(budget);
+                self.written.extend_from_slice(&buf[..take]);
+                budget -= take;
+                taken += take;
+            }
+            Poll::Ready(Ok(taken))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn partial_vectored_writes_resume_where_they_stopped() {
+        let segments: Vec<Bytes> = (0..3000u32)
+            .map(|i| Bytes::from(vec![i as u8; 1 + (i as usize * 7) % 50]))
+            .collect();
+        let expected: Vec<u8> = segments.concat();
+        for step in [1, 7, 64, 100_000] {
+            let mut output = Output::default();
+            take(
+                SegmentsOutcome::Respond(segments.clone()),
+                &mut output,
+                &mut None,
+                &mut FuturesOrdered::new(),
+            );
+            assert_eq!(output.bytes, expected.len());
+            let mut stream = Trickle {
+                written: Vec::new(),
+                step,
+                calls: 0,
+            };
+            block_on(write_out(&mut stream, &mut output)).unwrap();
+            assert_eq!(stream.written, expected, "step {step}");
+            assert!(output.segments.is_empty() && output.bytes == 0);
+        }
+    }
 }

@@ -4,6 +4,12 @@
 //! the per-agent facts a response needs (who this broker is, the auto-creation policy) and the
 //! services requests are forwarded to. It does no I/O itself: the services are traits and the
 //! result is bytes, so it runs the same under a socket loop, a test or a simulator.
+//!
+//! A response is a list of byte segments ([`SegmentsOutcome`]) whose concatenation is the frame: a
+//! Fetch response places its records as references into the block cache between its encoded
+//! fields ([`super::fetch_frame`]), and the connection writes the list with vectored writes.
+//! [`Dispatcher::handle_frame`] joins them into one buffer for callers that want one (tests, the
+//! fuzzer, benches).
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -11,6 +17,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
+use super::fetch_frame::encode_fetch_frame;
 use super::handlers::{
     api_versions, cluster, configs, delete_records, fetch, find_coordinator, groups,
     init_producer_id, list_offsets, metadata, offsets, produce, topics_admin,
@@ -34,6 +41,14 @@ pub enum FrameOutcome {
     /// The request wants no response (Produce with acks=0).
     NoResponse,
     /// Close the connection without answering.
+    Close(CloseReason),
+}
+
+/// [`FrameOutcome`] with the response as segments, concatenated in order (none is empty).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegmentsOutcome {
+    Respond(Vec<Bytes>),
+    NoResponse,
     Close(CloseReason),
 }
 
@@ -113,12 +128,32 @@ impl<S: MetadataSource> Dispatcher<S> {
     }
 
     /// Handles one frame (size prefix already removed) from the client at `peer` (recorded as a
-    /// group member's client host, as Kafka shows it in DescribeGroups).
+    /// group member's client host, as Kafka shows it in DescribeGroups). The response comes in one
+    /// buffer: a Fetch response's records are copied into it (see [`Self::handle_frame_segments`]).
     pub async fn handle_frame_from(&self, frame: Bytes, peer: Option<IpAddr>) -> FrameOutcome {
+        match self.handle_frame_segments(frame, peer).await {
+            SegmentsOutcome::Respond(segments) => {
+                FrameOutcome::Respond(match segments.as_slice() {
+                    [one] => one.clone(),
+                    many => Bytes::from(many.concat()),
+                })
+            }
+            SegmentsOutcome::NoResponse => FrameOutcome::NoResponse,
+            SegmentsOutcome::Close(reason) => FrameOutcome::Close(reason),
+        }
+    }
+
+    /// [`Self::handle_frame_from`] with the response as segments, for vectored writes: a Fetch
+    /// response's records stay where the block cache holds them.
+    pub async fn handle_frame_segments(
+        &self,
+        frame: Bytes,
+        peer: Option<IpAddr>,
+    ) -> SegmentsOutcome {
         match self.try_handle_frame(frame, peer).await {
-            Ok(Some(bytes)) => FrameOutcome::Respond(bytes),
-            Ok(None) => FrameOutcome::NoResponse,
-            Err(reason) => FrameOutcome::Close(reason),
+            Ok(Some(segments)) => SegmentsOutcome::Respond(segments),
+            Ok(None) => SegmentsOutcome::NoResponse,
+            Err(reason) => SegmentsOutcome::Close(reason),
         }
     }
 
@@ -126,7 +161,7 @@ impl<S: MetadataSource> Dispatcher<S> {
         &self,
         frame: Bytes,
         peer: Option<IpAddr>,
-    ) -> Result<Option<Bytes>, CloseReason> {
+    ) -> Result<Option<Vec<Bytes>>, CloseReason> {
         let request = match codec::decode_request(frame)? {
             Decoded::Request(request) => request,
             Decoded::UnsupportedApiVersions {
@@ -135,12 +170,12 @@ impl<S: MetadataSource> Dispatcher<S> {
             } => {
                 tracing::debug!(version, "ApiVersions request of an unsupported version");
                 let response = Response::ApiVersions(api_versions::handle_unsupported_version());
-                return Ok(Some(codec::encode_response(
+                return Ok(Some(vec![codec::encode_response(
                     correlation_id,
                     kafka_protocol::messages::ApiKey::ApiVersions,
                     api_versions::UNSUPPORTED_RESPONSE_VERSION,
                     &response,
-                )?));
+                )?]));
             }
         };
         let version = request.api_version();
@@ -171,7 +206,12 @@ impl<S: MetadataSource> Dispatcher<S> {
                 delete_records::handle(&self.services(api_key)?.core, &body).await,
             ),
             Request::Fetch(body) => {
-                Response::Fetch(fetch::handle(self.services(api_key)?, *body, version).await)
+                let answer = fetch::handle(self.services(api_key)?, *body, version).await;
+                return Ok(Some(encode_fetch_frame(
+                    header.correlation_id,
+                    version,
+                    answer,
+                )?));
             }
             Request::InitProducerId(body) => Response::InitProducerId(
                 init_producer_id::handle(&self.services(api_key)?.core, body).await,
@@ -272,12 +312,12 @@ impl<S: MetadataSource> Dispatcher<S> {
                 .await?,
             ),
         };
-        Ok(Some(codec::encode_response(
+        Ok(Some(vec![codec::encode_response(
             header.correlation_id,
             api_key,
             version,
             &response,
-        )?))
+        )?]))
     }
 }
 

@@ -17,9 +17,10 @@ pub mod apis;
 pub mod client_codec;
 pub mod codec;
 pub mod dispatch;
+pub mod fetch_frame;
 pub mod frame;
 mod handlers;
 pub mod services;
 pub mod shape;
 
-pub use dispatch::{BrokerIdentity, Dispatcher, FrameOutcome};
+pub use dispatch::{BrokerIdentity, Dispatcher, FrameOutcome, SegmentsOutcome};

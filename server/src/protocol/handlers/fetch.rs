@@ -14,13 +14,11 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::future::{Either, SelectAll, select, select_all};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{FetchRequest, TopicName};
 use sluice_engine::metadata::IndexEntry;
-use sluice_engine::read::{AssembleError, assemble_parts};
+use sluice_engine::read::{AssembleError, RecordSegments, assemble_parts};
 use sluice_engine::types::{TopicId, TopicPartition};
 
 use crate::fetch::readahead::{self, Ahead};
@@ -30,6 +28,7 @@ use crate::fetch::reader::{
 };
 use crate::fetch::sessions::{PartitionKey, Wanted};
 use crate::metadata_core::window::error_code;
+use crate::protocol::fetch_frame::{FetchAnswer, PartitionAnswer, TopicAnswer};
 use crate::protocol::services::CoreServices;
 
 /// Longest long poll honoured (clients ask for 500 ms by default).
@@ -52,7 +51,8 @@ struct PartitionResult {
     error_code: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Bytes,
+    /// Rewritten batch headers and zero-copy slices of the cached bytes (sent with vectored writes).
+    records: RecordSegments,
     /// Where the next fetch of this partition starts (after `records`; else the fetch offset).
     next_offset: i64,
 }
@@ -67,7 +67,7 @@ struct Attempt {
 }
 
 /// Handles one Fetch request.
-pub async fn handle(services: &CoreServices, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(services: &CoreServices, request: FetchRequest, version: i16) -> FetchAnswer {
     let by_id = version >= TOPIC_IDS_FROM_VERSION;
     let requested = request
         .topics
@@ -105,9 +105,11 @@ pub async fn handle(services: &CoreServices, request: FetchRequest, version: i16
     let context = match began {
         Ok(context) => context,
         Err(code) => {
-            return FetchResponse::default()
-                .with_error_code(code)
-                .with_session_id(0);
+            return FetchAnswer {
+                error_code: code,
+                session_id: 0,
+                ..FetchAnswer::default()
+            };
         }
     };
 
@@ -381,7 +383,7 @@ async fn read_partition(
         error_code: 0,
         high_watermark: i64::try_from(planned.high_watermark).unwrap_or(i64::MAX),
         log_start_offset: i64::try_from(planned.log_start_offset).unwrap_or(i64::MAX),
-        records: Bytes::new(),
+        records: RecordSegments::default(),
         next_offset: wanted.fetch_offset,
     };
     if planned.entries.is_empty() {
@@ -455,7 +457,7 @@ fn error_result(key: &PartitionKey, wanted: Wanted, code: i16) -> PartitionResul
         error_code: code,
         high_watermark: -1,
         log_start_offset: -1,
-        records: Bytes::new(),
+        records: RecordSegments::default(),
         next_offset: wanted.fetch_offset,
     }
 }
@@ -521,7 +523,7 @@ fn respond(
     attempt: Attempt,
     by_id: bool,
     read_committed: bool,
-) -> FetchResponse {
+) -> FetchAnswer {
     let mut sessions = services.fetch.sessions.borrow_mut();
     let last_with_records = attempt
         .partitions
@@ -530,7 +532,7 @@ fn respond(
     if let (true, Some(last)) = (context.incremental, last_with_records) {
         sessions.served(context.session_id, last);
     }
-    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut topics: Vec<TopicAnswer> = Vec::new();
     let mut last_topic: Option<(uuid::Uuid, kafka_protocol::protocol::StrBytes)> = None;
     for result in attempt.partitions {
         let must_send = !result.records.is_empty() || result.error_code != 0;
@@ -544,40 +546,50 @@ fn respond(
         if context.incremental && !changed {
             continue;
         }
-        let data = PartitionData::default()
-            .with_partition_index(result.key.partition)
-            .with_error_code(result.error_code)
-            .with_high_watermark(result.high_watermark)
-            .with_last_stable_offset(result.high_watermark)
-            .with_log_start_offset(result.log_start_offset)
-            .with_aborted_transactions(read_committed.then(Vec::new))
-            .with_preferred_read_replica(BrokerId(-1))
-            .with_records(Some(result.records));
+        let data = PartitionAnswer {
+            partition_index: result.key.partition,
+            error_code: result.error_code,
+            high_watermark: result.high_watermark,
+            last_stable_offset: result.high_watermark,
+            log_start_offset: result.log_start_offset,
+            aborted_transactions: read_committed.then(Vec::new),
+            preferred_read_replica: -1,
+            records: Some(result.records),
+        };
         let topic_of = (result.key.topic_id, result.key.topic.clone());
         match topics.last_mut() {
             Some(topic) if last_topic.as_ref() == Some(&topic_of) => topic.partitions.push(data),
             _ => {
-                let topic = FetchableTopicResponse::default().with_partitions(vec![data]);
-                let topic = if by_id {
-                    topic.with_topic_id(result.key.topic_id)
-                } else {
-                    topic.with_topic(TopicName(result.key.topic.clone()))
-                };
-                topics.push(topic);
+                // By id from v13 (the name is not sent), by name before (the id is not sent).
+                topics.push(TopicAnswer {
+                    topic: if by_id {
+                        TopicName::default()
+                    } else {
+                        TopicName(result.key.topic.clone())
+                    },
+                    topic_id: if by_id {
+                        result.key.topic_id
+                    } else {
+                        uuid::Uuid::nil()
+                    },
+                    partitions: vec![data],
+                });
                 last_topic = Some(topic_of);
             }
         }
     }
-    FetchResponse::default()
-        .with_error_code(0)
-        .with_session_id(context.session_id)
-        .with_responses(topics)
+    FetchAnswer {
+        throttle_time_ms: 0,
+        error_code: 0,
+        session_id: context.session_id,
+        topics,
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
-    use bytes::Buf;
+    use bytes::{Buf, Bytes};
 
     use super::*;
     use kafka_protocol::messages::ApiKey;
