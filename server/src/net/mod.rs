@@ -12,3 +12,4 @@ pub mod connection;
 mod executor;
 pub mod listener;
 mod network_core;
+mod vectored;

@@ -15,6 +15,7 @@ use futures::channel::oneshot;
 use futures::future::{Either, select};
 
 use super::connection::{self, ConnectionEnd};
+use super::vectored::VectoredStream;
 use crate::metadata_source::MetadataSource;
 use crate::protocol::Dispatcher;
 
@@ -50,11 +51,13 @@ pub(super) async fn network_core<S: MetadataSource>(
         let accept_loop = async {
             loop {
                 match listener.accept().await {
-                    Ok(mut stream) => {
+                    Ok(stream) => {
                         if let Err(error) = stream.set_nodelay(true) {
                             tracing::warn!(%error, "cannot set TCP_NODELAY");
                         }
                         let peer = stream.peer_addr().ok();
+                        // Responses are written as segments (Fetch records from the cache).
+                        let mut stream = VectoredStream::new(stream);
                         let dispatcher = Rc::clone(&dispatcher);
                         let stop = stop.clone();
                         let spawned = connections.spawn(async move {
