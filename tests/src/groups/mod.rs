@@ -8,7 +8,8 @@
 //! clean leave) and kills (SIGKILL: a crash) members, and from their reports decides when the group
 //! has settled and whether ownership was ever shared ([`ownership`]) and whether any committed record
 //! was handed over twice or any record skipped ([`handoff`]). [`scenario`] holds the scenarios the
-//! Apache Kafka and Sluice test files share.
+//! Apache Kafka and Sluice test files share; [`agent_kills`] the one only Sluice runs (the agent
+//! killed under the group).
 //!
 //! The trade-off: the members are separate processes, so "at the same time" is judged on the
 //! machine's wall clock, in microseconds, from lines each member writes before it acts on the
@@ -17,6 +18,7 @@
 //! never trips them; what they cannot see is a commit whose log line a SIGKILL cut off, which only
 //! hides a duplicate.
 
+pub mod agent_kills;
 pub mod events;
 pub mod handoff;
 pub mod member;

@@ -35,9 +35,9 @@ pub const MEMBER_RATE: u32 = 25;
 /// No rebalance callback for this long, with a full and balanced assignment: settled. Longer than
 /// a heartbeat interval, so a rebalance about to start shows up first.
 const QUIET_MS: i64 = 1_500;
-const SETTLE_TIMEOUT_S: u64 = 40;
+pub(crate) const SETTLE_TIMEOUT_S: u64 = 40;
 /// After the pace file, how long the remaining members get to process and commit everything.
-const DRAIN_TIMEOUT_S: u64 = 90;
+pub(crate) const DRAIN_TIMEOUT_S: u64 = 90;
 /// How long to watch for a rebalance after a static member came back.
 const STATIC_OBSERVE_MS: u64 = 3_000;
 const MEMBER_TIMEOUT_S: u64 = 300;
@@ -136,17 +136,17 @@ pub fn prepare_topic(
 }
 
 /// The members of one group in one scenario.
-struct Group {
+pub(crate) struct Group {
     client: GroupClient,
     members: Vec<Member>,
     work_dir: PathBuf,
     started: Instant,
     /// What happened, for the summary.
-    timeline: Vec<String>,
+    pub(crate) timeline: Vec<String>,
 }
 
 impl Group {
-    fn new(client: GroupClient, work_dir: &Path) -> Group {
+    pub(crate) fn new(client: GroupClient, work_dir: &Path) -> Group {
         Group {
             client,
             members: Vec::new(),
@@ -156,7 +156,7 @@ impl Group {
         }
     }
 
-    fn start(&mut self, spec: MemberSpec) -> Result<(), String> {
+    pub(crate) fn start(&mut self, spec: MemberSpec) -> Result<(), String> {
         let member = spec
             .spawn()
             .map_err(|error| format!("start {}: {error}", spec.name))?;
@@ -171,7 +171,7 @@ impl Group {
             .ok_or_else(|| format!("no member {name}"))
     }
 
-    fn views(&self) -> Result<Vec<MemberView>, String> {
+    pub(crate) fn views(&self) -> Result<Vec<MemberView>, String> {
         self.members
             .iter()
             .map(|member| {
@@ -186,7 +186,7 @@ impl Group {
     }
 
     /// Fails if a member the harness did not end has exited, or any member reported an error.
-    fn health(&mut self) -> Result<(), String> {
+    pub(crate) fn health(&mut self) -> Result<(), String> {
         for member in &mut self.members {
             if member.is_live() {
                 let exited = member.exited().map_err(|error| error.to_string())?;
@@ -215,7 +215,7 @@ impl Group {
 
     /// Waits until the live members have settled (see `ownership::settle`); records how long it
     /// took under `step`.
-    fn settle(
+    pub(crate) fn settle(
         &mut self,
         step: &str,
         timeout: Duration,
@@ -272,7 +272,7 @@ impl Group {
             .map_err(|error| format!("kill {name}: {error}"))
     }
 
-    fn terminate_all(&mut self) -> Result<(), String> {
+    pub(crate) fn terminate_all(&mut self) -> Result<(), String> {
         let names: Vec<String> = self
             .members
             .iter()
@@ -286,7 +286,7 @@ impl Group {
     }
 
     /// The checks over the whole run that hold in every scenario.
-    fn check_ownership(&self) -> Result<Vec<MemberView>, String> {
+    pub(crate) fn check_ownership(&self) -> Result<Vec<MemberView>, String> {
         let views = self.views()?;
         let mut problems = check_exclusive(&views);
         problems.extend(check_consumed_while_owned(&views));
@@ -306,7 +306,7 @@ impl Group {
         )
     }
 
-    fn spec(&self, target: &Target, topic: &str, group: &str, name: &str) -> MemberSpec {
+    pub(crate) fn spec(&self, target: &Target, topic: &str, group: &str, name: &str) -> MemberSpec {
         MemberSpec {
             client: self.client,
             bootstrap: target.bootstrap.clone(),
@@ -325,7 +325,11 @@ impl Group {
     }
 }
 
-fn scenario_dir(target: &Target, scenario: &str, client: GroupClient) -> Result<PathBuf, String> {
+pub(crate) fn scenario_dir(
+    target: &Target,
+    scenario: &str,
+    client: GroupClient,
+) -> Result<PathBuf, String> {
     let dir = target
         .work_dir
         .join(format!("{scenario}-{}", client.name()));
@@ -633,7 +637,7 @@ pub fn committed_offsets_survive_agent_restart(
 }
 
 /// Ends every member still running and adds the timeline to the outcome.
-fn finish(mut group: Group, outcome: Result<String, String>) -> Result<String, String> {
+pub(crate) fn finish(mut group: Group, outcome: Result<String, String>) -> Result<String, String> {
     for member in &mut group.members {
         if member.is_live() {
             let _ = member.kill();
