@@ -156,8 +156,8 @@ impl GroupCore {
 
     /// Whether the group lets this member commit, by the group's own state machine; a group this
     /// core does not hold in memory is a "simple" group when the generation is negative, an
-    /// Empty group (UNKNOWN_MEMBER_ID) when it has committed offsets (Kafka's groups survive a
-    /// restart, ours come back as Empty), and else unknown (GROUP_ID_NOT_FOUND from v9,
+    /// Empty group (UNKNOWN_MEMBER_ID) when it has committed offsets (its members are gone: stored
+    /// groups are loaded at start, so a group with members is always in memory), and else unknown (GROUP_ID_NOT_FOUND from v9,
     /// ILLEGAL_GENERATION before, as Kafka's `OffsetMetadataManager.validateOffsetCommit`).
     async fn check_commit(&self, request: &OffsetCommitRequest, version: i16) -> Result<(), i16> {
         let group_id = request.group_id.as_str();

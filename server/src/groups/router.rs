@@ -3,8 +3,8 @@
 //! Every group lives on exactly one network core: the one whose index is
 //! `stable_hash(group_id) % network_cores`. The hash is FNV-1a, fixed by this file rather than by
 //! the standard library's per-process random keys, so a group has the same owner in every run of
-//! the agent with the same core count (nothing durable depends on it: membership is rebuilt by
-//! rejoining, and committed offsets live in the metadata state).
+//! the agent with the same core count (nothing durable depends on it: stored groups and committed
+//! offsets live in the metadata state, and each core loads the groups it owns at start).
 //!
 //! A request that arrives on another core travels to the owner as a *job*: a `Send` closure that
 //! carries the decoded request and the `oneshot` its answer comes back on. The owner core runs one
