@@ -435,11 +435,12 @@ fn consumer_describe(client: &mut RawClient, group_id: &str) -> ConsumerGroupDes
     )
 }
 
-/// `(group epoch, assignment epoch, [(member, epoch, partitions)])` of a KIP-848 group.
-fn consumer_view(
-    client: &mut RawClient,
-    group_id: &str,
-) -> (i32, i32, Vec<(String, i32, Vec<i32>)>) {
+/// What a KIP-848 group looks like from outside: `(group epoch, assignment epoch, [(member,
+/// member epoch, partitions)])`.
+type ConsumerView = (i32, i32, Vec<(String, i32, Vec<i32>)>);
+
+/// The [`ConsumerView`] of a KIP-848 group.
+fn consumer_view(client: &mut RawClient, group_id: &str) -> ConsumerView {
     let described = consumer_describe(client, group_id);
     let described = &described.groups[0];
     assert_eq!(described.error_code, 0, "{described:?}");

@@ -1053,3 +1053,7 @@ fn base64_url(bytes: &[u8]) -> String {
 #[cfg(test)]
 #[path = "consumer_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "consumer_restore_tests.rs"]
+mod restore_tests;

@@ -74,6 +74,15 @@ pub(super) struct GroupWriter {
     wake: TimerWake,
 }
 
+/// One group's record on its way to the log: which change it carries and what it will store.
+#[derive(Debug)]
+struct Write {
+    group: String,
+    version: u64,
+    /// The digest of the record (`None`: a removal).
+    digest: Option<u64>,
+}
+
 /// A digest of a group's stored record.
 fn digest(record: &GroupRecord) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -222,7 +231,7 @@ impl GroupCore {
     /// failed in a way worth retrying (the groups are queued again).
     async fn write_queued(&self) -> bool {
         let queued = std::mem::take(&mut *self.writer.queued.borrow_mut());
-        let mut writes: Vec<(String, u64, Option<u64>, Command)> = Vec::new();
+        let mut writes: Vec<(Write, Command)> = Vec::new();
         {
             let groups = self.groups.borrow();
             let stored = self.writer.stored.borrow();
@@ -248,7 +257,12 @@ impl GroupCore {
                         record,
                     }),
                 };
-                writes.push((group_id, version, new_digest, command));
+                let write = Write {
+                    group: group_id,
+                    version,
+                    digest: new_digest,
+                };
+                writes.push((write, command));
             }
         }
         if writes.is_empty() {
@@ -259,15 +273,17 @@ impl GroupCore {
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(WRITE_COMMANDS_PER_REQUEST_MAX));
             let chunk = std::mem::replace(&mut rest, tail);
-            let (meta, commands): (Vec<(String, u64, Option<u64>)>, Vec<Command>) = chunk
-                .into_iter()
-                .map(|(group, version, digest, command)| ((group, version, digest), command))
-                .unzip();
+            let (meta, commands): (Vec<Write>, Vec<Command>) = chunk.into_iter().unzip();
             let outcomes = match self.metadata.group_commands(commands).await {
                 Ok(answer) => answer.await.ok(),
                 Err(_) => None,
             };
-            for (position, (group, version, new_digest)) in meta.into_iter().enumerate() {
+            for (position, write) in meta.into_iter().enumerate() {
+                let Write {
+                    group,
+                    version,
+                    digest: new_digest,
+                } = write;
                 let outcome = outcomes
                     .as_ref()
                     .and_then(|outcomes| outcomes.get(position))

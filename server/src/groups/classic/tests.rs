@@ -22,6 +22,7 @@ mod admin;
 mod join;
 mod membership;
 mod properties;
+mod restore;
 mod static_members;
 
 const GROUP: &str = "payments";
