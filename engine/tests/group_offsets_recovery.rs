@@ -30,6 +30,7 @@ fn agent_store(server: &S3TestServer, prefix: &str) -> Arc<dyn ObjectStorage> {
         StoreRuntimeConfig {
             worker_threads: 1,
             inflight_requests_max: 16,
+            ..StoreRuntimeConfig::default()
         },
     )
     .unwrap()

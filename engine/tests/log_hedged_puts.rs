@@ -212,7 +212,7 @@ async fn soak_with_hedges_on_s3() {
             FaultInjection::new(s3(&prefix), seed).with_probabilities(Op::Put, put).unwrap().with_timeout_ms(5).with_slow_ms(300),
         );
         let hedged = Arc::new(HedgedPuts::new(faults.clone(), hedge_config(3, 1_000)).unwrap());
-        let store = StoreRuntime::start(hedged.clone(), StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 32 }).unwrap();
+        let store = StoreRuntime::start(hedged.clone(), StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 32, ..StoreRuntimeConfig::default() }).unwrap();
         // Through the bridge: the S3 client's connections belong to the bridge's runtime.
         warm_up_tolerating_faults(store.as_ref()).await;
         slow_calls_ahead(&faults);
@@ -221,7 +221,7 @@ async fn soak_with_hedges_on_s3() {
         assert!(hedged.counts().copies > hedged.counts().calls, "seed {seed}: no hedge was ever sent");
         assert!(!run.acked.is_empty(), "seed {seed}: nothing was acknowledged");
         drop(store);
-        let fresh = StoreRuntime::start(s3(&prefix), StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 16 }).unwrap();
+        let fresh = StoreRuntime::start(s3(&prefix), StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 16, ..StoreRuntimeConfig::default() }).unwrap();
         run.recover_and_verify(fresh, config()).await;
     }
 }

@@ -22,7 +22,7 @@ fn s3(server: &S3TestServer, prefix: &str) -> Arc<dyn ObjectStorage> {
 }
 
 fn bridged(inner: Arc<dyn ObjectStorage>) -> Arc<dyn ObjectStorage> {
-    StoreRuntime::start(inner, StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 16 }).unwrap()
+    StoreRuntime::start(inner, StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 16, ..StoreRuntimeConfig::default() }).unwrap()
 }
 
 /// No tokio context at all on the caller's side, as on a glommio core: every store call crosses the

@@ -75,6 +75,7 @@ fn s3_loopback_wrapped() -> Backend {
     let config = StoreRuntimeConfig {
         worker_threads: 2,
         inflight_requests_max: 32,
+        ..StoreRuntimeConfig::default()
     };
     let store = StoreRuntime::start(Arc::new(faulty), config).unwrap();
     Backend {

@@ -32,7 +32,7 @@ pub fn dump(request: &DumpRequest) -> Result<String, String> {
         Some(url) => {
             let config = StoreConfig::from_url(url).map_err(|error| error.to_string())?;
             let store = open_store(&config).map_err(|error| error.to_string())?;
-            let store = StoreRuntime::start(store, StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 4 })
+            let store = StoreRuntime::start(store, StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 4, ..StoreRuntimeConfig::default() })
                 .map_err(|error| error.to_string())?;
             let bytes = futures::executor::block_on(store.get(&request.object)).map_err(|error| error.to_string())?;
             (request.object.clone(), bytes)

@@ -71,6 +71,7 @@ fn store_of(server: &S3TestServer, prefix: &str) -> Arc<dyn ObjectStorage> {
         StoreRuntimeConfig {
             worker_threads: 1,
             inflight_requests_max: 16,
+            ..StoreRuntimeConfig::default()
         },
     )
     .unwrap()

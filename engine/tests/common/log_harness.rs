@@ -400,6 +400,7 @@ pub fn agent_store(
         StoreRuntimeConfig {
             worker_threads: 1,
             inflight_requests_max: 16,
+            ..StoreRuntimeConfig::default()
         },
     )
     .unwrap()

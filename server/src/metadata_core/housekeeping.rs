@@ -249,7 +249,7 @@ impl Compactor {
             let input_bytes: u64 = candidate.entries.iter().map(|entry| entry.byte_len).sum();
             let pieces_max = input_bytes / config.object_bytes_target.max(1) + 2;
             let ids: Vec<LogSeq> = (0..pieces_max).map_while(|_| self.next_id(epoch)).collect();
-            let store = Arc::clone(core.store());
+            let store = Arc::clone(core.background_store());
             let (job, object_bytes_target) = (candidate.clone(), config.object_bytes_target);
             let compacted = off_core("sluice-compaction", async move {
                 let mut ids = ids.into_iter();
@@ -326,7 +326,7 @@ impl Compactor {
         let id = self
             .next_id(epoch)
             .ok_or("compaction job numbers of this writer epoch are used up")?;
-        let store = Arc::clone(core.store());
+        let store = Arc::clone(core.background_store());
         let job = plan.clone();
         let object = off_core("sluice-compaction", async move {
             build_compacted_object(store.as_ref(), &job, id, epoch, wall_clock_ms()).await
@@ -391,7 +391,7 @@ pub async fn round(
         }
     }
 
-    let store = core.store();
+    let store = core.background_store();
     let listing = GcListing::read(store.as_ref())
         .await
         .map_err(|error| format!("listing the store: {error}"))?;

@@ -40,7 +40,7 @@
 
 mod flusher;
 pub mod housekeeping;
-mod off_core;
+pub(crate) mod off_core;
 pub mod producer_ids;
 mod source;
 pub mod watermarks;
@@ -160,6 +160,9 @@ pub struct CoreUnavailable;
 pub struct CoreHandle {
     sender: mpsc::Sender<CoreRequest>,
     store: Arc<dyn ObjectStorage>,
+    /// The store for background work (compaction, garbage collection): the same bucket through
+    /// a runtime of its own at a lower priority. The hot path's store unless set.
+    background_store: Arc<dyn ObjectStorage>,
     cluster_id: Arc<str>,
 }
 
@@ -175,6 +178,7 @@ pub fn core_channel(store: Arc<dyn ObjectStorage>, cluster_id: &str) -> (CoreHan
     (
         CoreHandle {
             sender,
+            background_store: Arc::clone(&store),
             store,
             cluster_id: Arc::from(cluster_id),
         },
@@ -279,6 +283,18 @@ impl CoreHandle {
     /// The object store (behind the store runtime, so any executor may await it).
     pub fn store(&self) -> &Arc<dyn ObjectStorage> {
         &self.store
+    }
+
+    /// The store background work uses ([`CoreHandle::with_background_store`]).
+    pub fn background_store(&self) -> &Arc<dyn ObjectStorage> {
+        &self.background_store
+    }
+
+    /// Routes background work's store calls through `store` (same bucket, its own runtime).
+    #[must_use]
+    pub fn with_background_store(mut self, store: Arc<dyn ObjectStorage>) -> CoreHandle {
+        self.background_store = store;
+        self
     }
 
     pub fn cluster_id(&self) -> &str {

@@ -25,10 +25,12 @@ use crate::groups::classic::ClassicConfig;
 use crate::groups::consumer::ConsumerConfig;
 use crate::groups::{GroupConfig, GroupCore, GroupRouter, group_channels};
 use crate::memlock::{self, MemlockError, MemlockLimit};
+use crate::metadata_core::housekeeping::{
+    HOUSEKEEPING_SHARES, HousekeepingConfig, run_housekeeping,
+};
 use crate::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
 };
-use crate::metadata_core::housekeeping::{HOUSEKEEPING_SHARES, HousekeepingConfig, run_housekeeping};
 use crate::metadata_core::{FlushConfig, core_channel, run_metadata_core};
 use crate::protocol::services::CoreServices;
 use crate::protocol::{BrokerIdentity, Dispatcher};
@@ -152,7 +154,14 @@ impl Agent {
                 ),
             })?;
         }
-        Self::start_with_store(config, open_store(&store_config)?)
+        let store = open_store(&store_config)?;
+        // Background work gets a client of its own (its own connection pool, driven by its own
+        // low-priority runtime); an in-memory store cannot be opened twice, so it shares.
+        let background = match store_config {
+            StoreConfig::Memory => Arc::clone(&store),
+            _ => open_store(&store_config)?,
+        };
+        Self::start_with_stores(config, store, background)
     }
 
     /// Starts the metadata executor (which recovers and claims the metadata log in `store`) and
@@ -161,6 +170,19 @@ impl Agent {
     pub fn start_with_store(
         config: &Config,
         store: Arc<dyn ObjectStorage>,
+    ) -> Result<Self, AgentError> {
+        let background = Arc::clone(&store);
+        Self::start_with_stores(config, store, background)
+    }
+
+    /// [`Agent::start_with_store`], with `background` (the same bucket) for compaction and
+    /// garbage collection: it runs on a store runtime of its own whose thread yields to the hot
+    /// path's (nice 10), so that a compaction job's burst of GETs and its large PUT are not
+    /// queued with the flush windows' PUTs on one thread.
+    fn start_with_stores(
+        config: &Config,
+        store: Arc<dyn ObjectStorage>,
+        background: Arc<dyn ObjectStorage>,
     ) -> Result<Self, AgentError> {
         config.validate()?;
         let plan = plan_cpus(config, &online_cpus()?)?;
@@ -206,7 +228,17 @@ impl Agent {
         let store: Arc<dyn ObjectStorage> =
             Arc::new(HedgedPuts::new(store, config.hedge_config())?);
         let store = StoreRuntime::start(store, StoreRuntimeConfig::default())?;
+        let background = StoreRuntime::start(
+            background,
+            StoreRuntimeConfig {
+                worker_threads: 1,
+                inflight_requests_max: BACKGROUND_STORE_REQUESTS_MAX,
+                thread_name: "sluice-store-bg",
+                thread_nice: crate::metadata_core::off_core::BACKGROUND_NICE,
+            },
+        )?;
         let (core, inbox) = core_channel(Arc::clone(&store), CLUSTER_ID);
+        let core = core.with_background_store(background);
         let mut broadcaster = WatermarkBroadcaster::default();
         let subscriptions: Vec<_> = plan
             .network_cpus
@@ -362,7 +394,7 @@ impl Agent {
 }
 
 /// The consumer-group settings of `config`.
-fn group_config(config: &Config) -> GroupConfig {
+pub fn group_config(config: &Config) -> GroupConfig {
     GroupConfig {
         classic: ClassicConfig {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -383,6 +415,10 @@ fn group_config(config: &Config) -> GroupConfig {
 }
 
 /// Runs retention and garbage collection on this (the metadata) executor, in a task queue of
+/// Store calls of background work in flight at once (compaction reads one object at a time; a
+/// garbage-collection sweep is one bulk delete per 1,000 keys).
+const BACKGROUND_STORE_REQUESTS_MAX: usize = 16;
+
 /// its own with a small share, so that the flusher goes first when both want the CPU.
 fn spawn_housekeeping(core: crate::metadata_core::CoreHandle, config: HousekeepingConfig) {
     let queue = glommio::executor().create_task_queue(
