@@ -33,6 +33,8 @@ pub const TEST_ACCESS_KEY_ID: &str = "sluice-test-access-key";
 pub const TEST_SECRET_ACCESS_KEY: &str = "sluice-test-secret-key";
 pub const TEST_REGION: &str = "us-east-1";
 const TEST_BUCKET: &str = "sluice-test";
+/// Worker threads of the server's tokio runtime (besides the thread that accepts connections).
+const SERVER_WORKER_THREADS: usize = 2;
 
 /// An `s3s-fs` S3 server on `127.0.0.1:<ephemeral>`, serving one bucket from a temporary directory.
 /// Dropping it stops the server and deletes the directory.
@@ -73,7 +75,11 @@ impl S3TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // Two workers, not one: S3 serves requests in parallel, and on a single thread one large
+        // PUT or a burst of GETs (a compaction job's) queued every other request behind it.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(SERVER_WORKER_THREADS)
+            .thread_name("s3-test-server-worker")
             .enable_all()
             .build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
