@@ -100,6 +100,14 @@ impl Plan {
     }
 
     /// The verdicts judge the samples from here on: the last half of the run.
+    /// The period a series' level is averaged over ([`verdict::Shape::FlatOnAverage`]): the
+    /// topic's retention period, a whole number of every housekeeping round's period.
+    pub fn level_period_s(&self) -> f64 {
+        #[expect(clippy::cast_precision_loss, reason = "minutes in milliseconds")]
+        let period_s = self.retention_ms as f64 / 1_000.0;
+        period_s
+    }
+
     pub fn verdict_from_s(&self) -> f64 {
         f64::from(self.duration_s) / 2.0
     }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::Plan;
 use super::parse::LogOpenLine;
 use super::sample::Sample;
-use super::verdict::{Verdict, figure, judge};
+use super::verdict::{Verdict, figure, judge_with_period};
 use crate::plot_time::{Line, over_time};
 use crate::report::{Row, Status};
 
@@ -291,12 +291,13 @@ impl SoakTarget {
         self.verdicts = JUDGED
             .iter()
             .map(|series| {
-                judge(
+                judge_with_period(
                     series.name,
                     series.unit,
                     &points(&self.samples, series),
                     plan.verdict_from_s(),
                     series.resolution,
+                    Some(plan.level_period_s()),
                 )
             })
             .collect();

@@ -4,6 +4,12 @@
 //! count of three or four checkpoints differs by 33 % and by one object: flat). A series that is not flat is described instead: its
 //! mean in the window's first and second halves and its least-squares slope say whether it grows,
 //! falls, or only varies. Pure and unit-tested.
+//!
+//! Retention, garbage collection and compaction act in rounds, so a bounded series is a sawtooth:
+//! index entries drop at every retention check, objects at every sweep and every job. A series
+//! whose samples swing more than 10 % but whose mean over each period (the topic's retention
+//! period, passed by the caller) stays within 10 % is [`Shape::FlatOnAverage`]: its level does
+//! not move; it is reported as such, next to its range, never as plain flat.
 
 use serde::Serialize;
 
@@ -16,6 +22,9 @@ pub const SAMPLES_MIN: usize = 4;
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
     Flat,
+    /// Samples swing more than 10 %, but the means over consecutive periods (at least two whole
+    /// ones) are within 10 % of each other.
+    FlatOnAverage,
     /// The second half's mean is more than 10 % above the first half's.
     Growing,
     Falling,
@@ -40,6 +49,10 @@ pub struct Verdict {
     pub second_half_mean: Option<f64>,
     /// Least-squares slope over the window, per minute.
     pub slope_per_min: Option<f64>,
+    /// The period the means below are taken over, and max/min of those means (whole periods
+    /// from the window's start only; `None` with fewer than two).
+    pub period_s: Option<f64>,
+    pub period_means_max_over_min: Option<f64>,
     pub shape: Shape,
     /// One sentence for the report.
     pub text: String,
@@ -86,6 +99,48 @@ pub fn judge(
     from_s: f64,
     resolution: f64,
 ) -> Verdict {
+    judge_with_period(series, unit, points, from_s, resolution, None)
+}
+
+/// Means of `window`'s samples over consecutive whole periods of `period_s` from `from_s`, and
+/// the periods' bounds.
+fn period_means(window: &[(f64, f64)], from_s: f64, period_s: f64) -> Vec<f64> {
+    let Some(&(last_s, _)) = window.last() else {
+        return Vec::new();
+    };
+    if period_s <= 0.0 {
+        return Vec::new();
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a non-negative count of periods in a run of minutes"
+    )]
+    let whole = ((last_s - from_s) / period_s).floor().max(0.0) as usize;
+    (0..whole)
+        .filter_map(|index| {
+            #[expect(clippy::cast_precision_loss, reason = "a handful of periods")]
+            let start = from_s + index as f64 * period_s;
+            let values: Vec<f64> = window
+                .iter()
+                .filter(|(t, _)| *t >= start && *t < start + period_s)
+                .map(|(_, v)| *v)
+                .collect();
+            mean(&values)
+        })
+        .collect()
+}
+
+/// [`judge`], also calling a series [`Shape::FlatOnAverage`] when its means over consecutive
+/// periods of `period_s` stay within 10 %.
+pub fn judge_with_period(
+    series: &str,
+    unit: &str,
+    points: &[(f64, f64)],
+    from_s: f64,
+    resolution: f64,
+    period_s: Option<f64>,
+) -> Verdict {
     let window: Vec<(f64, f64)> = points
         .iter()
         .copied()
@@ -104,6 +159,13 @@ pub fn judge(
     let first_half_mean = mean(first);
     let second_half_mean = mean(second);
     let slope_per_min = slope(&window).map(|per_s| per_s * 60.0);
+    let means = period_s.map_or_else(Vec::new, |period| period_means(&window, from_s, period));
+    let means_min = means.iter().copied().reduce(f64::min);
+    let means_max = means.iter().copied().reduce(f64::max);
+    let period_means_max_over_min = match (means_min, means_max) {
+        (Some(min), Some(max)) if means.len() >= 2 && min > 0.0 => Some(max / min),
+        _ => None,
+    };
     let shape = if values.len() < SAMPLES_MIN {
         Shape::TooFewSamples
     } else if max_over_min.is_some_and(|ratio| ratio <= FLAT_RATIO_MAX)
@@ -112,6 +174,8 @@ pub fn judge(
             .is_some_and(|(min, max)| max - min <= resolution)
     {
         Shape::Flat
+    } else if period_means_max_over_min.is_some_and(|ratio| ratio <= FLAT_RATIO_MAX) {
+        Shape::FlatOnAverage
     } else {
         match (first_half_mean, second_half_mean) {
             (Some(a), Some(b)) if b > a * FLAT_RATIO_MAX && b > a => Shape::Growing,
@@ -158,6 +222,15 @@ pub fn judge(
             "flat over {span}: {range}, within {} {unit} of each other",
             figure(resolution)
         ),
+        Shape::FlatOnAverage => format!(
+            "flat on average over {span}: the means of {} whole {} s periods are {}–{} {unit} \
+             (max/min {:.2}); samples {range}, a sawtooth of rounds",
+            means.len(),
+            figure(period_s.unwrap_or(0.0)),
+            figure(means_min.unwrap_or(0.0)),
+            figure(means_max.unwrap_or(0.0)),
+            period_means_max_over_min.unwrap_or(0.0)
+        ),
         Shape::Growing => format!("**growing** over {span}: {halves}{per_min}; {range}"),
         Shape::Falling => format!("falling over {span}: {halves}{per_min}; {range}"),
         Shape::Varies => format!("not flat, no trend over {span}: {range}; {halves}"),
@@ -178,6 +251,8 @@ pub fn judge(
         first_half_mean,
         second_half_mean,
         slope_per_min,
+        period_s,
+        period_means_max_over_min,
         shape,
         text,
     }
@@ -195,6 +270,42 @@ mod tests {
             .enumerate()
             .map(|(index, value)| (index as f64 * 10.0, *value))
             .collect()
+    }
+
+    #[test]
+    fn a_sawtooth_with_a_steady_level_is_flat_on_average_and_a_rising_one_is_not() {
+        // Samples every 10 s, a 40 s period: 100, 130, 100, 130, ... swings 30 % but every
+        // period's mean is 115.
+        let saw: Vec<f64> = (0..16)
+            .map(|at| if at % 2 == 0 { 100.0 } else { 130.0 })
+            .collect();
+        let verdict = judge_with_period("objects", "objects", &series(&saw), 0.0, 0.0, Some(40.0));
+        assert_eq!(verdict.shape, Shape::FlatOnAverage, "{}", verdict.text);
+        assert_eq!(verdict.period_means_max_over_min, Some(1.0));
+        // Without a period it is only "not flat".
+        assert_eq!(
+            judge("objects", "objects", &series(&saw), 0.0, 0.0).shape,
+            Shape::Varies
+        );
+        // The same sawtooth on a level rising 5 % per period: means 115 → 115 × 1.05³ (+16 %).
+        let rising: Vec<f64> = saw
+            .iter()
+            .enumerate()
+            .map(|(at, value)| value * 1.05f64.powi((at / 4) as i32))
+            .collect();
+        let verdict =
+            judge_with_period("objects", "objects", &series(&rising), 0.0, 0.0, Some(40.0));
+        assert_ne!(verdict.shape, Shape::FlatOnAverage, "{}", verdict.text);
+        // One whole period is not enough to say.
+        let short = judge_with_period(
+            "objects",
+            "objects",
+            &series(&saw[..6]),
+            0.0,
+            0.0,
+            Some(40.0),
+        );
+        assert_eq!(short.period_means_max_over_min, None);
     }
 
     #[test]
