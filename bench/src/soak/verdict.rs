@@ -92,6 +92,7 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
 /// The verdict on `points` (run seconds, value) over the samples at or after `from_s`;
 /// `resolution` is the smallest difference that means something (1 for a count of objects, 0
 /// for a measurement).
+#[cfg(test)]
 pub fn judge(
     series: &str,
     unit: &str,
