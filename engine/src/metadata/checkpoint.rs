@@ -370,12 +370,15 @@ fn read_producers(reader: &mut Reader<'_>) -> Result<ProducerMap, CheckpointErro
 /// Ids, names and metadata are bounded by [`GROUP_ID_LEN_MAX`](super::GROUP_ID_LEN_MAX),
 /// `TOPIC_NAME_LEN_MAX` and [`OFFSET_METADATA_LEN_MAX`], all below `u16::MAX`; counts by
 /// [`OFFSET_GROUPS_MAX`] and [`COMMITTED_OFFSETS_MAX`].
-fn put_group_offsets(out: &mut Vec<u8>, group_offsets: &BTreeMap<String, GroupOffsets>) {
+fn put_group_offsets(
+    out: &mut Vec<u8>,
+    group_offsets: &BTreeMap<String, std::sync::Arc<GroupOffsets>>,
+) {
     out.extend_from_slice(&(group_offsets.len() as u32).to_le_bytes());
     for (group, topics) in group_offsets {
         put_short_bytes(out, group.as_bytes());
         out.extend_from_slice(&(topics.len() as u32).to_le_bytes());
-        for (topic, partitions) in topics {
+        for (topic, partitions) in topics.iter() {
             put_short_bytes(out, topic.as_bytes());
             out.extend_from_slice(&(partitions.len() as u32).to_le_bytes());
             for (partition, committed) in partitions {
@@ -396,7 +399,7 @@ fn read_group_offsets(
     reader: &mut Reader<'_>,
     topics: &TopicMap,
     topic_ids_by_name: &BTreeMap<String, TopicId>,
-) -> Result<(BTreeMap<String, GroupOffsets>, usize), CheckpointError> {
+) -> Result<(BTreeMap<String, std::sync::Arc<GroupOffsets>>, usize), CheckpointError> {
     let group_count = reader.u32("group_count")? as usize;
     if group_count > OFFSET_GROUPS_MAX {
         return Err(invalid(format!(
@@ -461,7 +464,7 @@ fn read_group_offsets(
             }
             group_topics.insert(topic, partitions);
         }
-        group_offsets.insert(group, group_topics);
+        group_offsets.insert(group, std::sync::Arc::new(group_topics));
     }
     Ok((group_offsets, committed_offset_count))
 }
@@ -514,7 +517,7 @@ fn read_group_states(
         group_states.insert(
             group,
             StoredGroup {
-                record,
+                record: std::sync::Arc::new(record),
                 encoded_len,
             },
         );

@@ -142,7 +142,8 @@ pub struct ConsumerMemberRecord {
 /// A stored record and the bytes its checkpoint encoding takes (counted against the limits).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct StoredGroup {
-    pub(super) record: GroupRecord,
+    /// Shared with checkpoint snapshots (a record is replaced whole, never changed in place).
+    pub(super) record: std::sync::Arc<GroupRecord>,
     pub(super) encoded_len: usize,
 }
 
@@ -287,14 +288,16 @@ fn validate_consumer(group: &ConsumerGroupRecord) -> Result<(), String> {
 impl MetadataState {
     /// The stored state of `group`, if any.
     pub fn stored_group(&self, group: &str) -> Option<&GroupRecord> {
-        self.group_states.get(group).map(|stored| &stored.record)
+        self.group_states
+            .get(group)
+            .map(|stored| stored.record.as_ref())
     }
 
     /// Every group with stored state, sorted by id.
     pub fn stored_groups(&self) -> impl Iterator<Item = (&str, &GroupRecord)> + '_ {
         self.group_states
             .iter()
-            .map(|(group, stored)| (group.as_str(), &stored.record))
+            .map(|(group, stored)| (group.as_str(), stored.record.as_ref()))
     }
 
     /// Groups with stored state.
@@ -359,7 +362,7 @@ impl MetadataState {
         self.group_states.insert(
             group.to_owned(),
             StoredGroup {
-                record: record.clone(),
+                record: std::sync::Arc::new(record.clone()),
                 encoded_len,
             },
         );

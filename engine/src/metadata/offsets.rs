@@ -25,6 +25,7 @@
 //! [`Event::OffsetsCommitted`]: super::Event::OffsetsCommitted
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::command::OffsetCommit;
 use super::entry::Event;
@@ -162,7 +163,7 @@ impl MetadataState {
         if let Some(stored) = self
             .group_offsets
             .get_mut(group)
-            .and_then(|topics| topics.get_mut(&commit.topic))
+            .and_then(|topics| Arc::make_mut(topics).get_mut(&commit.topic))
             .and_then(|partitions| partitions.get_mut(&commit.partition))
         {
             *stored = committed;
@@ -179,9 +180,7 @@ impl MetadataState {
                 limit: OFFSET_GROUPS_MAX,
             });
         }
-        self.group_offsets
-            .entry(group.to_owned())
-            .or_default()
+        Arc::make_mut(self.group_offsets.entry(group.to_owned()).or_default())
             .entry(commit.topic.clone())
             .or_default()
             .insert(commit.partition, committed);
@@ -197,7 +196,8 @@ impl MetadataState {
         partitions: &[(String, u32)],
     ) -> Event {
         let mut deleted_count = 0;
-        if let Some(topics) = self.group_offsets.get_mut(group) {
+        if let Some(shared) = self.group_offsets.get_mut(group) {
+            let topics = Arc::make_mut(shared);
             for (topic, partition) in partitions {
                 let Some(stored) = topics.get_mut(topic) else {
                     continue;
@@ -246,7 +246,10 @@ impl MetadataState {
     pub(super) fn drop_topic_offsets(&mut self, topic: &str) {
         let mut removed = 0;
         self.group_offsets.retain(|_, topics| {
-            if let Some(partitions) = topics.remove(topic) {
+            // Copied (when a checkpoint snapshot shares it) only if it holds the topic.
+            if topics.contains_key(topic)
+                && let Some(partitions) = Arc::make_mut(topics).remove(topic)
+            {
                 removed += partitions.len();
             }
             !topics.is_empty()

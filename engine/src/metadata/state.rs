@@ -34,7 +34,7 @@ pub struct MetadataState {
     /// The next producer id InitProducerId hands out; only ever grows.
     pub(super) next_producer_id: u64,
     /// Committed offsets: group → topic name → partition. No empty group or topic maps.
-    pub(super) group_offsets: BTreeMap<String, GroupOffsets>,
+    pub(super) group_offsets: BTreeMap<String, std::sync::Arc<GroupOffsets>>,
     /// Derived from `group_offsets`: offsets across all groups, checked against the limit.
     pub(super) committed_offset_count: usize,
     /// Stored group coordinator state, by group id (see [`super::groups`]).

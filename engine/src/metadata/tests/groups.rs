@@ -370,7 +370,7 @@ fn a_checkpoint_with_a_broken_record_is_refused() {
     state.group_states.insert(
         "broken".into(),
         super::super::groups::StoredGroup {
-            record,
+            record: std::sync::Arc::new(record),
             encoded_len,
         },
     );

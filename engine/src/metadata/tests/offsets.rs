@@ -301,3 +301,34 @@ fn group_commands_round_trip_through_the_commands_section() {
     let bytes = encode_commands(&commands).unwrap();
     assert_eq!(decode_commands(&bytes).unwrap(), commands);
 }
+
+/// A checkpoint snapshot (a clone of the state) shares each group's offsets copy-on-write: what
+/// the live state commits, deletes or drops afterwards must not show in the snapshot.
+#[test]
+fn a_snapshot_keeps_its_offsets_whatever_the_live_state_does_next() {
+    let mut harness = harness();
+    harness.command(commit_offsets(
+        "g",
+        vec![commit("a", 0, 5), commit("b", 0, 7)],
+    ));
+    harness.command(commit_offsets("h", vec![commit("a", 1, 9)]));
+    let snapshot = harness.state.clone();
+    let before = (offsets_of(&snapshot, "g"), offsets_of(&snapshot, "h"));
+    harness.command(commit_offsets(
+        "g",
+        vec![commit("a", 0, 6), commit("a", 1, 1)],
+    ));
+    harness.command(Command::DeleteGroups {
+        groups: vec!["h".to_owned()],
+    });
+    harness.command(Command::DeleteTopic { topic_id: id(2) });
+    assert_eq!(
+        (offsets_of(&snapshot, "g"), offsets_of(&snapshot, "h")),
+        before
+    );
+    assert_eq!(
+        offsets_of(&harness.state, "g"),
+        vec![("a".to_owned(), 0, 6), ("a".to_owned(), 1, 1)]
+    );
+    assert!(offsets_of(&harness.state, "h").is_empty());
+}
