@@ -659,6 +659,9 @@ mod tests {
         builder.encode()
     }
 
+    /// Records, batch count, next offset and next position of an answer.
+    type Answer = (Vec<u8>, usize, u64, Option<(LogSeq, u64)>);
+
     /// What assembly did before it stopped copying: every batch copied into one buffer and
     /// patched there. The reference the segments are checked against.
     fn copied_reference(
@@ -666,7 +669,7 @@ mod tests {
         fetch_offset: u64,
         max_bytes: usize,
         epoch: i32,
-    ) -> Option<(Vec<u8>, usize, u64, Option<(LogSeq, u64)>)> {
+    ) -> Option<Answer> {
         let mut out = Vec::new();
         let (mut count, mut next_offset, mut next_position) = (0, fetch_offset, None);
         'entries: for part in parts {
