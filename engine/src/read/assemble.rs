@@ -730,7 +730,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
         /// Segments joined are byte for byte what copying and patching gave, for batches small
         /// (copied) and large (referenced), stored with right or wrong offsets, cut anywhere into
         /// slices, from any fetch offset, within any budget, whole entries and prefixes.
@@ -738,7 +738,7 @@ mod tests {
         fn segments_equal_the_copied_answer(
             batches in proptest::collection::vec((1usize..4, 0usize..3000, proptest::bool::ANY), 1..12),
             cuts in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..6),
-            fetch_delta in 0u64..40,
+            fetch_delta in 0u64..12,
             max_bytes in 0usize..40_000,
             epoch in 0i32..3,
             prefix_cut in proptest::option::of(proptest::prelude::any::<u16>()),
