@@ -255,6 +255,24 @@ fn topic_count_check_accepts_real_requests() {
 }
 
 #[test]
+fn an_unterminated_topic_count_is_refused_not_decoded() {
+    // kafka-protocol reads five bytes of 0xce as a count of about 1.5 billion topics and asks the
+    // allocator for ~280 GB (the kafka_request fuzz target's find); the check must refuse it.
+    for version in 9..=13 {
+        let mut frame = frame_body(ApiKey::Metadata, version, &topics_request(&[])).to_vec();
+        let body_start = 8 + 2 + 11 + 1;
+        frame.truncate(body_start);
+        frame.extend_from_slice(&[0xce; 40]);
+        let error = decode_request(Bytes::from(frame)).unwrap_err();
+        assert!(
+            matches!(&error, DecodeError::MalformedBody { message, .. } if message.contains("varint")),
+            "v{version}: {error}"
+        );
+    }
+    assert!(check_metadata_topic_count(&[0x80; 3], 12).is_err());
+}
+
+#[test]
 fn unsigned_varint_reader_matches_the_protocol_crate() {
     for value in [0_u32, 1, 127, 128, 300, 16_383, 16_384, u32::MAX] {
         // Encoded independently: LEB128, seven bits per byte, low bits first.
