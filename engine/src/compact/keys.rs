@@ -242,7 +242,9 @@ fn record_offset(batch: &OffsetBatch, record: &RecordView) -> u64 {
 fn record_timestamp(header: &BatchHeader, record: &RecordView) -> i64 {
     match header.timestamp_type() {
         TimestampType::LogAppendTime => header.max_timestamp,
-        TimestampType::CreateTime => header.base_timestamp.saturating_add(record.timestamp_delta),
+        // Wrapping, as Kafka's clients compute `baseTimestamp + timestampDelta` in a Java long: a
+        // record's timestamp is what they read, even when a delta and a base overflow.
+        TimestampType::CreateTime => header.base_timestamp.wrapping_add(record.timestamp_delta),
     }
 }
 
@@ -346,7 +348,7 @@ fn rewrite(
             Some(_) => rebase_timestamp(
                 bytes,
                 record,
-                batch.header.base_timestamp.saturating_sub(base_timestamp),
+                batch.header.base_timestamp.wrapping_sub(base_timestamp),
                 &mut records,
             )
             .ok_or_else(|| KeyCompactionError::CorruptBatch {
@@ -426,7 +428,10 @@ fn rebase_timestamp(
     let rest = bytes.get(after_timestamp..)?;
     let mut body = Vec::with_capacity(rest.len() + 11);
     body.push(attributes);
-    put_varint(&mut body, record.timestamp_delta.checked_add(shift)?);
+    // Wrapping: (delta + old base - new base) + new base is the old timestamp in the clients'
+    // two's-complement arithmetic for every base; saturating here changed the timestamps of a
+    // batch whose base is far from the horizon (found by the record_batch fuzz target).
+    put_varint(&mut body, record.timestamp_delta.wrapping_add(shift));
     body.extend_from_slice(rest);
     put_varint(out, i64::try_from(body.len()).ok()?);
     out.extend_from_slice(&body);
@@ -650,6 +655,31 @@ mod tests {
         assert_eq!(stats.tombstones_removed, 1);
         assert_eq!(stats.next_delete_horizon_ms, None);
         assert_eq!(after[1].header.offset_count(), 2);
+    }
+
+    #[test]
+    fn records_keep_their_timestamps_under_a_horizon_far_from_their_base() {
+        // A producer's base timestamp near i64::MIN and a horizon near i64::MAX: the shift between
+        // them does not fit an i64, and every record must still read back at its timestamp.
+        let limits = KeyCompactionLimits::default();
+        for (base, now_ms, retention_ms) in [
+            (i64::MIN + 5, i64::MAX - 10, 1_000),
+            (-8_428_476_807_012_513_792, 0, i64::MAX),
+            (i64::MAX - 1, i64::MIN + 1, 0),
+        ] {
+            let batches = at_offsets(vec![batch(
+                &[(Some("a"), Some("a1")), (Some("b"), None)],
+                base,
+                Compression::None,
+            )]);
+            let before = read_records(&batches[0], &limits).unwrap();
+            let (after, _) = compact_keys(&batches, now_ms, retention_ms, &limits).unwrap();
+            assert_eq!(
+                read_records(&after[0], &limits).unwrap(),
+                before,
+                "base {base}"
+            );
+        }
     }
 
     #[test]
