@@ -447,11 +447,11 @@ fn a_huge_claimed_array_closes_the_connection_not_the_agent() {
 
 #[test]
 fn kafka_python_admin_describes_and_alters_configs() {
-    let Some(python) = common::python_with("kafka") else {
-        eprintln!(
-            "SKIPPED kafka_python_admin_describes_and_alters_configs: no python with kafka-python \
-             (set SLUICE_TEST_PYTHON; see kafka_python.rs)"
-        );
+    let Some(python) = common::python_with(
+        "kafka_python_admin_describes_and_alters_configs",
+        "kafka",
+        "kafka-python",
+    ) else {
         return;
     };
     let agent = common::start_agent(|_| {});

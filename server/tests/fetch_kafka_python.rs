@@ -2,8 +2,9 @@
 //! partition (no group) reads them back from the beginning through Fetch, and every record must
 //! come back at its offset with the same key and value.
 //!
-//! Optional like `kafka_python.rs`: each is skipped with a message when the Python interpreter
-//! (`$SLUICE_TEST_PYTHON`, else `python3`) lacks `kafka-python` or `confluent-kafka`.
+//! Like `kafka_python.rs`: each is skipped with a message when the Python interpreter
+//! (`$SLUICE_TEST_PYTHON`, else `python3`) lacks `kafka-python` or `confluent-kafka`, and fails
+//! instead under `CI=true` (`common::python_with`).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
@@ -14,8 +15,11 @@ use std::time::{Duration, Instant};
 /// The test interpreter, if it can import `module`.
 #[test]
 fn kafka_python_consumes_what_it_produced() {
-    let Some(python) = common::python_with("kafka") else {
-        eprintln!("SKIPPED kafka_python_consumes_what_it_produced: no python with kafka-python");
+    let Some(python) = common::python_with(
+        "kafka_python_consumes_what_it_produced",
+        "kafka",
+        "kafka-python",
+    ) else {
         return;
     };
     run_round_trip(&python, "consume_check.py");
@@ -23,8 +27,11 @@ fn kafka_python_consumes_what_it_produced() {
 
 #[test]
 fn librdkafka_consumes_what_it_produced() {
-    let Some(python) = common::python_with("confluent_kafka") else {
-        eprintln!("SKIPPED librdkafka_consumes_what_it_produced: no python with confluent-kafka");
+    let Some(python) = common::python_with(
+        "librdkafka_consumes_what_it_produced",
+        "confluent_kafka",
+        "confluent-kafka",
+    ) else {
         return;
     };
     run_round_trip(&python, "rdkafka_consume_check.py");

@@ -1103,7 +1103,9 @@ fn offsets_of_groups_without_members_expire_after_the_retention() {
 fn groups_spread_over_two_cores_answer_from_any_connection() {
     let online = std::thread::available_parallelism().map_or(1, usize::from);
     if online < 2 {
-        eprintln!("skipping: needs two CPUs");
+        sluice_tests::tools::skip_or_fail(&format!(
+            "groups_spread_over_two_cores_answer_from_any_connection: needs two CPUs, {online} here"
+        ));
         return;
     }
     let agent = common::start_agent(|config| {

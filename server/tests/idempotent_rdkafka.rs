@@ -2,8 +2,9 @@
 //! InitProducerId and sends sequenced batches, 5 in flight; offsets must come out exactly
 //! contiguous and every record must read back.
 //!
-//! Optional: skipped, with a message, when no Python interpreter with `confluent_kafka` is found
-//! (`$SLUICE_TEST_PYTHON` if set, else `python3`; see `server/tests/python/requirements.txt`).
+//! Skipped, with a message, when no Python interpreter with `confluent_kafka` is found
+//! (`$SLUICE_TEST_PYTHON` if set, else `python3`), and failed instead under `CI=true`
+//! (`common::python_with`; `.ci/run` installs it).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
@@ -13,11 +14,11 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn librdkafka_idempotent_producer_gets_contiguous_offsets() {
-    let Some(python) = common::python_with("confluent_kafka") else {
-        eprintln!(
-            "SKIPPED librdkafka_idempotent_producer_gets_contiguous_offsets: no python with \
-             confluent_kafka (set SLUICE_TEST_PYTHON)"
-        );
+    let Some(python) = common::python_with(
+        "librdkafka_idempotent_producer_gets_contiguous_offsets",
+        "confluent_kafka",
+        "confluent-kafka",
+    ) else {
         return;
     };
     let agent = common::start_agent(|_| {});

@@ -1,8 +1,9 @@
 //! A real client: kafka-python's admin client and consumer read metadata, and its producer
 //! produces 1,000 records with acks=all.
 //!
-//! Optional: skipped, with a message saying how to enable it, when no Python interpreter with
-//! `kafka-python` is found. The interpreter is `$SLUICE_TEST_PYTHON` if set, else `python3`;
+//! Skipped, with a message saying how to enable it, when no Python interpreter with `kafka-python`
+//! is found, and failed instead under `CI=true` (`common::python_with`; `.ci/run` installs it).
+//! The interpreter is `$SLUICE_TEST_PYTHON` if set, else `python3`;
 //! install the client in a virtualenv so the test stays test-only:
 //! `python3 -m venv .venv-test && .venv-test/bin/pip install -r server/tests/python/requirements.txt`
 //! then run with `SLUICE_TEST_PYTHON=.venv-test/bin/python`.
@@ -15,12 +16,11 @@ use std::time::Duration;
 
 #[test]
 fn kafka_python_admin_and_consumer_get_metadata() {
-    let Some(python) = common::python_with("kafka") else {
-        eprintln!(
-            "SKIPPED kafka_python_admin_and_consumer_get_metadata: no python with kafka-python \
-             (set SLUICE_TEST_PYTHON to an interpreter that has `pip install -r \
-             server/tests/python/requirements.txt`)"
-        );
+    let Some(python) = common::python_with(
+        "kafka_python_admin_and_consumer_get_metadata",
+        "kafka",
+        "kafka-python",
+    ) else {
         return;
     };
     let agent = common::start_agent(|_| {});
@@ -34,10 +34,11 @@ fn kafka_python_admin_and_consumer_get_metadata() {
 
 #[test]
 fn kafka_python_produces_1000_records_with_contiguous_offsets() {
-    let Some(python) = common::python_with("kafka") else {
-        eprintln!(
-            "SKIPPED kafka_python_produces_1000_records_with_contiguous_offsets: no python with kafka-python"
-        );
+    let Some(python) = common::python_with(
+        "kafka_python_produces_1000_records_with_contiguous_offsets",
+        "kafka",
+        "kafka-python",
+    ) else {
         return;
     };
     let agent = common::start_agent(|_| {});

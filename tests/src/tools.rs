@@ -68,7 +68,7 @@ pub fn loud(message: &str) {
 }
 
 /// Whether the tools are there. In CI a missing tool panics (the test fails, naming what to
-/// install); locally it prints `SKIPPED: ...` and returns `false`.
+/// install); locally it prints `SKIPPED: ...` and returns `false` ([`skip_or_fail`]).
 pub fn require(test: &str, tools: &[Tool]) -> bool {
     let mut missing: Vec<String> = Vec::new();
     let mut python_missing = false;
@@ -84,14 +84,21 @@ pub fn require(test: &str, tools: &[Tool]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let message = format!(
+    skip_or_fail(&format!(
         "{test}: missing {}; run `bash scripts/install-test-deps.sh`",
         missing.join(", ")
-    );
+    ));
+    false
+}
+
+/// A test that cannot run here, and `reason` says why (a missing client or tool, an API the agent
+/// does not advertise). In CI (`CI=true`) this panics with the reason, so the test fails; locally it
+/// prints `SKIPPED: {reason}` past the output capture and returns, and the caller returns too.
+/// Every test that skips goes through here, so that no skip passes quietly in CI.
+pub fn skip_or_fail(reason: &str) {
     assert!(
         !in_ci(),
-        "{message} (CI=true, so this is a failure, not a skip)"
+        "{reason} (CI=true, so this is a failure, not a skip)"
     );
-    loud(&format!("SKIPPED: {message}"));
-    false
+    loud(&format!("SKIPPED: {reason}"));
 }

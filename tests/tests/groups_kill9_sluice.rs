@@ -15,7 +15,7 @@ use sluice_tests::groups::scenario::{
     RECORDS_DEFAULT, SLUICE_FLAGS, Target, assert_all_passed, keep_reports, prepare_topic, timed,
 };
 use sluice_tests::sluice::SluiceAgent;
-use sluice_tests::tools::{in_ci, loud, require};
+use sluice_tests::tools::{loud, require, skip_or_fail};
 
 /// Checkpoints this often, so that the restarts recover from a checkpoint holding the groups and
 /// replay the entries after it, not only a log replayed from its start.
@@ -43,14 +43,9 @@ fn java_groups_ride_through_agent_kills() {
     let advertised = agent.advertised_apis().unwrap();
     for client in clients {
         let absent = missing(&advertised, &client.apis());
-        assert!(
-            absent.is_empty() || !in_ci(),
-            "sluice does not advertise {} (CI=true: a failure, not a skip)",
-            absent.join(", ")
-        );
         if !absent.is_empty() {
-            loud(&format!(
-                "SKIPPED: sluice does not advertise {} yet (groups_kill9_sluice)",
+            skip_or_fail(&format!(
+                "sluice does not advertise {} (groups_kill9_sluice)",
                 absent.join(", ")
             ));
             return;

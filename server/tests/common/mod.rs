@@ -349,15 +349,24 @@ impl RawClient {
     }
 }
 
-/// The test interpreter (`$SLUICE_TEST_PYTHON`, else `python3`) if it can import `module`; the
-/// optional real-client tests skip, with a message, when it cannot.
-pub fn python_with(module: &str) -> Option<String> {
+/// The test interpreter (`$SLUICE_TEST_PYTHON`, else `python3`) if it can import `module` (pip
+/// package `package`). When it cannot, `test` is skipped loudly, or fails under `CI=true`
+/// (`sluice_tests::tools::skip_or_fail`): `.ci/run` installs the packages, so a real-client test
+/// that does not run in CI is a broken install, not a pass.
+pub fn python_with(test: &str, module: &str, package: &str) -> Option<String> {
     let python = std::env::var("SLUICE_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let probe = std::process::Command::new(&python)
+    let imports = std::process::Command::new(&python)
         .args(["-c", &format!("import {module}")])
         .output()
-        .ok()?;
-    probe.status.success().then_some(python)
+        .is_ok_and(|probe| probe.status.success());
+    if imports {
+        return Some(python);
+    }
+    sluice_tests::tools::skip_or_fail(&format!(
+        "{test}: `{python}` cannot import {module} (pip package {package}); run `bash \
+         scripts/install-test-deps.sh`, or set SLUICE_TEST_PYTHON to an interpreter that has it"
+    ));
+    None
 }
 
 /// Milliseconds since the Unix epoch (record timestamps in tests).
