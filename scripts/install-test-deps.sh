@@ -3,17 +3,25 @@
 # The engine's tests need nothing else: the S3-API server they talk to (s3s-fs) is built by cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Python client used by the agent's optional smoke tests.
+# Python clients of the agent's real-client tests (server/tests/*python*.rs, idempotent_rdkafka.rs,
+# configs.rs): kafka-python and confluent-kafka (librdkafka). Without them those tests skip locally
+# and fail under CI=true, naming the package (server/tests/common: python_with).
 if command -v python3 >/dev/null; then
-    python3 -m pip install --quiet --disable-pip-version-check kafka-python >/dev/null 2>&1 \
-        || echo "note: kafka-python could not be installed; tests that need it will say so and skip"
+    if ! pip_output=$(python3 -m pip install --quiet --disable-pip-version-check \
+        -r server/tests/python/requirements.txt -r tests/clients/python/requirements.txt 2>&1); then
+        echo "$pip_output" | tail -n 5 >&2
+        echo "note: the Python client libraries could not be installed; the tests that need them will name them" >&2
+    fi
+else
+    echo "note: python3 is missing; the real-client tests will name it" >&2
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# End-to-end client matrix (tests/, docs/testing.md): Apache Kafka's jars from Maven Central, the Java
-# and Go client programs, and the Python client libraries. Each step is skipped when already done, so
-# a second run takes a few seconds. A step that fails prints a note and the run goes on: the matrix
-# tests then fail in CI (or skip locally) naming what is missing, while the other suites still run.
+# End-to-end client matrix (tests/, docs/testing.md): Apache Kafka's jars from Maven Central and the
+# Java and Go client programs (the Python client libraries are installed above). Each step is skipped
+# when already done, so a second run takes a few seconds. A step that fails prints a note and the run
+# goes on: the matrix tests then fail in CI (or skip locally) naming what is missing, while the other
+# suites still run.
 e2e_note() { echo "note: $1; the end-to-end client tests will name what is missing" >&2; }
 if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -32,8 +40,4 @@ if command -v go >/dev/null; then
         || e2e_note "the Go client did not build"
 else
     e2e_note "go is missing (the franz-go client needs Go 1.24 or newer)"
-fi
-if command -v python3 >/dev/null; then
-    python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/python/requirements.txt \
-        >/dev/null 2>&1 || e2e_note "the Python client libraries could not be installed"
 fi
