@@ -17,7 +17,11 @@ use sluice_engine::log::{LogConfig, LogError, MetadataLog};
 use sluice_engine::store::{Fault, FaultInjection, FaultProbabilities, Op};
 
 fn config() -> LogConfig {
-    LogConfig { put_attempts_max: 3, checkpoint_interval_entries: 4, ..LogConfig::default() }
+    LogConfig {
+        put_attempts_max: 3,
+        checkpoint_interval_entries: 4,
+        ..LogConfig::default()
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -28,7 +32,10 @@ async fn crash_before_and_after_every_put() {
             let tripwire = Tripwire::new(base.clone(), mode, trip_at);
             let mut run = Run::new(7 + trip_at);
             run.phase(tripwire.clone(), config(), 8, 3).await;
-            assert!(tripwire.tripped() || trip_at >= run.puts_seen, "{mode:?}@{trip_at}: tripwire never fired");
+            assert!(
+                tripwire.tripped() || trip_at >= run.puts_seen,
+                "{mode:?}@{trip_at}: tripwire never fired"
+            );
             run.recover_and_verify(base.clone(), config()).await;
         }
     }
@@ -40,11 +47,16 @@ async fn lost_response_is_resolved_by_reading_back() {
         let base = memory_store();
         let faults = FaultInjection::new(base.clone(), lost_at);
         // Put #1 is the claim, #2 the topic; from there, data entries.
-        faults.fail_call(Op::Put, lost_at + 1, Fault::LostResponse).unwrap();
+        faults
+            .fail_call(Op::Put, lost_at + 1, Fault::LostResponse)
+            .unwrap();
         let store: Arc<dyn sluice_engine::store::ObjectStorage> = Arc::new(faults);
         let mut run = Run::new(100 + lost_at);
         run.phase(store, config(), 8, 3).await;
-        assert_eq!(run.failed, 0, "a lost response with retries left must not fail the entry");
+        assert_eq!(
+            run.failed, 0,
+            "a lost response with retries left must not fail the entry"
+        );
         run.recover_and_verify(base.clone(), config()).await;
     }
 }
@@ -54,7 +66,9 @@ async fn lost_response_then_crash() {
     for lost_at in 1..8 {
         let base = memory_store();
         let faults = FaultInjection::new(base.clone(), lost_at);
-        faults.fail_call(Op::Put, lost_at + 1, Fault::LostResponse).unwrap();
+        faults
+            .fail_call(Op::Put, lost_at + 1, Fault::LostResponse)
+            .unwrap();
         // The retry of that PUT never gets out: the process died after the lost response.
         let tripwire = Tripwire::new(Arc::new(faults), TripMode::BeforePut, lost_at + 1);
         let mut run = Run::new(200 + lost_at);
@@ -94,10 +108,16 @@ async fn second_writer_fences_the_first() {
 
     // The first writer's next entry is refused: it finds the position taken by a newer epoch.
     let error = first.append(run.entry(1)).await.unwrap_err();
-    assert!(matches!(error, LogError::Fenced { .. }), "expected Fenced, got {error:?}");
+    assert!(
+        matches!(error, LogError::Fenced { .. }),
+        "expected Fenced, got {error:?}"
+    );
     // And it stays stopped.
     let error = first.append(run.entry(1)).await.unwrap_err();
-    assert!(error.is_fatal_for_writer(), "expected a fatal error, got {error:?}");
+    assert!(
+        error.is_fatal_for_writer(),
+        "expected a fatal error, got {error:?}"
+    );
 
     // The second writer continues the log; everything the first acknowledged is there.
     run.append_some(&second, 3).await;
@@ -109,8 +129,16 @@ async fn second_writer_fences_the_first() {
 async fn seeded_soak_with_random_faults_and_reopens() {
     for seed in 0..12 {
         let base = memory_store();
-        let put = FaultProbabilities { error: 0.08, timeout: 0.04, slow: 0.05, lost_response: 0.08 };
-        let get = FaultProbabilities { error: 0.03, ..FaultProbabilities::default() };
+        let put = FaultProbabilities {
+            error: 0.08,
+            timeout: 0.04,
+            slow: 0.05,
+            lost_response: 0.08,
+        };
+        let get = FaultProbabilities {
+            error: 0.03,
+            ..FaultProbabilities::default()
+        };
         let faults = FaultInjection::new(base.clone(), seed)
             .with_probabilities(Op::Put, put)
             .unwrap()
@@ -125,13 +153,21 @@ async fn seeded_soak_with_random_faults_and_reopens() {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
+// On a paused clock: the takeover 5 ms in must land while the zombie's 30 ms PUTs are in flight, and
+// only virtual time (tokio's sleeps, a memory store) guarantees that on a loaded machine.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn zombie_writer_with_pipelined_puts_in_flight() {
     let base = memory_store();
     let mut run = Run::new(600);
     // The zombie's PUTs are slow, so they are still in flight when the new writer claims the log.
     let slow = FaultInjection::new(base.clone(), 600)
-        .with_probabilities(Op::Put, FaultProbabilities { slow: 1.0, ..FaultProbabilities::default() })
+        .with_probabilities(
+            Op::Put,
+            FaultProbabilities {
+                slow: 1.0,
+                ..FaultProbabilities::default()
+            },
+        )
         .unwrap()
         .with_slow_ms(30);
     let zombie = run.open(Arc::new(slow), config()).await;
@@ -140,19 +176,33 @@ async fn zombie_writer_with_pipelined_puts_in_flight() {
     let acked_before = run.acked.len();
 
     let contents: Vec<_> = (0..3).map(|_| run.entry(3)).collect();
-    let zombie_appends = futures::future::join_all(contents.iter().map(|content| zombie.append(content.clone())));
+    let zombie_appends = futures::future::join_all(
+        contents
+            .iter()
+            .map(|content| zombie.append(content.clone())),
+    );
     let takeover = async {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        MetadataLog::open(base.clone(), config(), 0).await.unwrap().0
+        MetadataLog::open(base.clone(), config(), 0)
+            .await
+            .unwrap()
+            .0
     };
     let (results, successor) = tokio::join!(zombie_appends, takeover);
     for (content, result) in contents.iter().zip(results) {
         match result {
             Ok(outcome) => run.record_ack(content, &outcome),
-            Err(error) => assert!(error.is_fatal_for_writer(), "zombie entry failed with {error:?}"),
+            Err(error) => assert!(
+                error.is_fatal_for_writer(),
+                "zombie entry failed with {error:?}"
+            ),
         }
     }
-    assert_eq!(run.acked.len(), acked_before, "a fenced writer acknowledged an entry");
+    assert_eq!(
+        run.acked.len(),
+        acked_before,
+        "a fenced writer acknowledged an entry"
+    );
 
     // The successor may find the zombie's late writes in its way once; re-opening settles that.
     let content = run.entry(3);

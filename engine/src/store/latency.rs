@@ -398,7 +398,9 @@ mod tests {
         assert!(LatencyModel::new(ObjectStoreBackend::in_memory(), inverted, 0).is_err());
     }
 
-    #[tokio::test]
+    // On a paused clock: the delays are tokio sleeps and the store is in memory, so the elapsed
+    // time is the model's alone, on any machine.
+    #[tokio::test(start_paused = true)]
     async fn calls_are_delayed_by_the_model() {
         let fixed = LatencyDistribution::new(30.0, 30.0, 0.0, 1_000.0);
         let profile = LatencyProfile {
@@ -407,18 +409,18 @@ mod tests {
             ..LatencyProfile::none()
         };
         let model = LatencyModel::new(ObjectStoreBackend::in_memory(), profile, 0).unwrap();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         model
             .put_create("k", vec![Bytes::from_static(b"v")])
             .await
             .unwrap();
         assert_eq!(model.get("k").await.unwrap(), Bytes::from_static(b"v"));
         model.head("k").await.unwrap();
-        let elapsed_ms = started.elapsed().as_millis();
-        // Two 30 ms calls and an undelayed HEAD; generous upper bound for a loaded 2-core box.
+        let elapsed = started.elapsed();
+        // Two 30 ms calls and an undelayed HEAD (a millisecond of slack for the float conversion).
         assert!(
-            (60..1_000).contains(&elapsed_ms),
-            "two 30 ms calls took {elapsed_ms} ms"
+            elapsed >= Duration::from_micros(59_900) && elapsed <= Duration::from_millis(61),
+            "two 30 ms calls took {elapsed:?}"
         );
     }
 }
