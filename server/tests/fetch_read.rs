@@ -239,17 +239,16 @@ fn errors_are_the_java_brokers_codes() {
         ),
         100
     );
-    // An error answers at once even with a long max_wait.
-    let started = std::time::Instant::now();
+    // An error answers at once even with a long max_wait: one of 60 s (the agent's cap), which the
+    // client's read timeout (10 s) would not wait out, so any answer at all is that.
     assert_eq!(
         code(
             &mut client,
             12,
-            fetch_request("errs", topic_id, &[want(0, 9)], 5_000, 1)
+            fetch_request("errs", topic_id, &[want(0, 9)], 60_000, 1)
         ),
         1
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
 
 #[test]

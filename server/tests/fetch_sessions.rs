@@ -6,7 +6,7 @@
 mod common;
 mod fetch_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{RawClient, batch};
 use fetch_support::*;
@@ -74,19 +74,19 @@ fn incremental_fetches_carry_only_what_changed() {
         assert_eq!(listed(&response), vec![(2, 1)]);
         assert_eq!(partitions(&response)[0].high_watermark, 4);
 
-        // Partition 2 is forgotten; a long poll in the session is woken by partition 1's data.
+        // Partition 2 is forgotten; a long poll in the session is woken by partition 1's data. Its
+        // max_wait (60 s, the agent's cap) outlasts the client's read timeout (10 s): the answer
+        // comes from the commit, never from the timer.
         let request = session_fetch(topic_id, session_id, 3, &[])
             .with_forgotten_topics_data(vec![forgotten("s", topic_id, &[2])])
-            .with_max_wait_ms(5_000)
+            .with_max_wait_ms(60_000)
             .with_min_bytes(1);
         let correlation_id = client.send(ApiKey::Fetch, version, &request);
         let mut producer = RawClient::connect(agent.addr());
         std::thread::sleep(Duration::from_millis(100));
-        let started = Instant::now();
         produce(&mut producer, "s", 2, batch(1, 3));
         produce(&mut producer, "s", 1, batch(1, 3));
         let response: FetchResponse = client.receive(ApiKey::Fetch, version, correlation_id);
-        assert!(started.elapsed() < Duration::from_secs(3));
         assert_eq!(listed(&response), vec![(1, 1)], "partition 2 was forgotten");
 
         // A replayed epoch and an unknown session are refused at the top level.
