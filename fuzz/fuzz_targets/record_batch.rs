@@ -162,8 +162,10 @@ fn compact(batches: &[OffsetBatch], mode: u8) {
     for record in &kept {
         assert!(
             read.iter().any(|original| original == record),
-            "compaction made up or changed a record at offset {}",
-            record.offset
+            "compaction made up or changed a record: {record:?}; read at that offset: {:?}",
+            read.iter()
+                .filter(|original| original.offset == record.offset)
+                .collect::<Vec<_>>()
         );
         if let Some(key) = &record.key {
             assert_eq!(
