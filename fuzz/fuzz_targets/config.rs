@@ -14,7 +14,7 @@
 //! environment (`NAME=VALUE` lines) and the flags (one per line).
 #![no_main]
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use libfuzzer_sys::fuzz_target;
 use sluice_engine::store::StoreConfig;
 use sluice_server::Config;
@@ -91,8 +91,16 @@ fn layered_listen_is_local(
 
 /// The `Overrides` of `sluice serve FLAGS…`, if clap accepts them.
 fn serve_flags(flags: &[&str]) -> Option<Overrides> {
+    // What `Cli::try_parse_from` does, with the command built once: building clap's command of
+    // some fifty flags dominated the time of an input.
+    thread_local! {
+        static COMMAND: std::cell::RefCell<clap::Command> = std::cell::RefCell::new(Cli::command());
+    }
     let argv = ["sluice", "serve"].into_iter().chain(flags.iter().copied());
-    match Cli::try_parse_from(argv).ok()?.command {
+    let matches = COMMAND
+        .with_borrow_mut(|command| command.try_get_matches_from_mut(argv))
+        .ok()?;
+    match Cli::from_arg_matches(&matches).ok()?.command {
         Command::Serve(args) => Some(args.overrides),
         _ => None,
     }

@@ -50,9 +50,10 @@ pub const FRAMES_PER_INPUT_MAX: usize = 64;
 /// The frame size limit of the harness's agent (`request_bytes_max`).
 pub const REQUEST_BYTES_MAX: u32 = 1 << 20;
 /// How long one request may take before the harness gives up on it, as a client's timeout would.
-/// A produce here takes one flush window (1 ms) and an in-memory PUT; what waits longer is a
-/// long-polling fetch or a group member waiting for the others, which are not errors.
-pub const REQUEST_WAIT: Duration = Duration::from_millis(20);
+/// A produce here takes one flush window (1 ms) and an in-memory PUT, about 1.5 ms; what waits
+/// longer is a long-polling fetch or a group member waiting for the others, which are not errors,
+/// and every such request costs this much time of the input.
+pub const REQUEST_WAIT: Duration = Duration::from_millis(10);
 /// Milliseconds since the epoch that the harness's metadata log is opened at.
 const NOW_MS: i64 = 1_764_000_000_000;
 
