@@ -13,12 +13,12 @@ Writes, replacing what is there:
   engine/testdata/format/v1), cut the way each target reads them.
 Every seed of the engine's targets starts with the mode byte 0: no checksum repair (real bytes
 carry real checksums). Files larger than SEED_BYTES_MAX are skipped, to keep the corpora small.
+Seeds named `regression-*` (inputs that once failed) are kept.
 """
 import glob
 import hashlib
 import os
 import re
-import shutil
 import struct
 import sys
 
@@ -32,8 +32,11 @@ bucket = os.path.join(capture, "data", "store")
 
 
 def reset(path):
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
+    """Empties a seed directory, but for the inputs that once failed (`regression-*`)."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if not name.startswith("regression-"):
+            os.remove(os.path.join(path, name))
     return path
 
 
@@ -126,7 +129,7 @@ def engine():
             # Every distinct commands section (topic changes, commits, swaps...), whatever else
             # its entry holds.
             section = obj[fields[2] : fields[2] + fields[3]]
-            if section not in seen_commands and len(seen_commands) < 40:
+            if section not in seen_commands and len(seen_commands) < 100:
                 seen_commands.add(section)
                 write(out["commands"], name, b"\x00" + section)
         # Every distinct shape of object a few times: commands or not, the codecs of its batches,
