@@ -30,7 +30,10 @@ fn topic_id(topic: u32) -> TopicId {
 }
 
 fn config() -> LogConfig {
-    LogConfig { checkpoint_interval_entries: u64::MAX, ..LogConfig::default() }
+    LogConfig {
+        checkpoint_interval_entries: u64::MAX,
+        ..LogConfig::default()
+    }
 }
 
 async fn build_bucket(store: Arc<dyn ObjectStorage>) {
@@ -43,19 +46,35 @@ async fn build_bucket(store: Arc<dyn ObjectStorage>) {
             configs: Default::default(),
         })
         .collect();
-    log.append(EntryContent { commands, ..EntryContent::default() }).await.unwrap();
-    let batch = BatchBuilder::new(1_700_000_000_000).record(0, Some(b"key"), b"value").encode();
+    log.append(EntryContent {
+        commands,
+        ..EntryContent::default()
+    })
+    .await
+    .unwrap();
+    let batch = BatchBuilder::new(1_700_000_000_000)
+        .record(0, Some(b"key"), b"value")
+        .encode();
     let header = validate_batch(&batch).unwrap();
     let partitions_total = TOPICS * PARTITIONS_PER_TOPIC;
     for entry in 0..ENTRIES {
         let batches = (0..BATCHES_PER_ENTRY)
             .map(|i| {
                 let partition = (entry * BATCHES_PER_ENTRY + i) % partitions_total;
-                let tp = TopicPartition::new(topic_id(partition / PARTITIONS_PER_TOPIC), (partition % PARTITIONS_PER_TOPIC) as i32);
+                let tp = TopicPartition::new(
+                    topic_id(partition / PARTITIONS_PER_TOPIC),
+                    (partition % PARTITIONS_PER_TOPIC) as i32,
+                );
                 (tp, header, batch.clone())
             })
             .collect();
-        log.append(EntryContent { batches, commands: Vec::new(), created_at_ms: 0 }).await.unwrap();
+        log.append(EntryContent {
+            batches,
+            commands: Vec::new(),
+            created_at_ms: 0,
+        })
+        .await
+        .unwrap();
         if entry + 1 == CHECKPOINT_AFTER {
             log.write_checkpoint().await.unwrap();
         }
@@ -63,25 +82,38 @@ async fn build_bucket(store: Arc<dyn ObjectStorage>) {
 }
 
 fn recovery(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data/recovery-1m");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data/recovery-1m");
     let marker = dir.join("BUILT");
     if !marker.exists() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let store = Arc::new(sluice_engine::store::ObjectStoreBackend::local_dir(&dir).unwrap()) as Arc<dyn ObjectStorage>;
+        let store = Arc::new(sluice_engine::store::ObjectStoreBackend::local_dir(&dir).unwrap())
+            as Arc<dyn ObjectStorage>;
         let started = Instant::now();
         runtime.block_on(build_bucket(store));
         std::fs::write(&marker, b"").unwrap();
-        eprintln!("built the bucket in {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "built the bucket in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
-    let store = Arc::new(sluice_engine::store::ObjectStoreBackend::local_dir(&dir).unwrap()) as Arc<dyn ObjectStorage>;
+    let store = Arc::new(sluice_engine::store::ObjectStoreBackend::local_dir(&dir).unwrap())
+        as Arc<dyn ObjectStorage>;
 
     // One cold measurement with its breakdown, then criterion's samples.
     let started = Instant::now();
-    let (state, stats) = runtime.block_on(recover(store.as_ref(), &config(), None)).unwrap();
+    let (state, stats) = runtime
+        .block_on(recover(store.as_ref(), &config(), None))
+        .unwrap();
     let entries: usize = (0..TOPICS)
-        .flat_map(|t| (0..PARTITIONS_PER_TOPIC).map(move |p| TopicPartition::new(topic_id(t), p as i32)))
+        .flat_map(|t| {
+            (0..PARTITIONS_PER_TOPIC).map(move |p| TopicPartition::new(topic_id(t), p as i32))
+        })
         .map(|tp| state.partition(tp).unwrap().index().len())
         .sum();
     eprintln!(
@@ -94,9 +126,15 @@ fn recovery(c: &mut Criterion) {
     assert_eq!(entries as u64, u64::from(ENTRIES * BATCHES_PER_ENTRY));
 
     let mut group = c.benchmark_group("recovery");
-    group.sample_size(10).measurement_time(Duration::from_secs(30));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30));
     group.bench_function("1m_batches_10k_partitions_local_dir", |b| {
-        b.iter(|| runtime.block_on(recover(store.as_ref(), &config(), None)).unwrap())
+        b.iter(|| {
+            runtime
+                .block_on(recover(store.as_ref(), &config(), None))
+                .unwrap()
+        })
     });
     group.finish();
 }

@@ -3,8 +3,21 @@
 use std::fmt;
 
 /// A topic's UUID, as Kafka's `topic_id`. Stored as raw bytes so it archives with rkyv trivially.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash))]
 pub struct TopicId(pub [u8; 16]);
 
@@ -34,8 +47,21 @@ impl fmt::Display for TopicId {
 }
 
 /// One partition of one topic, named by topic id (names can be deleted and reused; ids cannot).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash))]
 pub struct TopicPartition {
     pub topic_id: TopicId,
@@ -44,7 +70,10 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic_id: TopicId, partition: i32) -> Self {
-        TopicPartition { topic_id, partition }
+        TopicPartition {
+            topic_id,
+            partition,
+        }
     }
 }
 
@@ -56,8 +85,22 @@ impl fmt::Display for TopicPartition {
 
 /// A position in the metadata log. Every object the agent writes sits at one position; the key of
 /// the object at position `n` is [`log_key`]`(prefix, n)`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Debug,
+    Default,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash))]
 pub struct LogSeq(pub u64);
 

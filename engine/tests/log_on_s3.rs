@@ -9,12 +9,16 @@ use std::sync::Arc;
 use common::log_harness::*;
 use sluice_engine::log::{LogConfig, LogError, MetadataLog};
 use sluice_engine::store::{
-    FaultInjection, FaultProbabilities, ObjectStorage, Op, S3TestServer, StoreConfig, StoreRuntime, StoreRuntimeConfig,
-    open_store,
+    FaultInjection, FaultProbabilities, ObjectStorage, Op, S3TestServer, StoreConfig, StoreRuntime,
+    StoreRuntimeConfig, open_store,
 };
 
 fn config() -> LogConfig {
-    LogConfig { put_attempts_max: 3, checkpoint_interval_entries: 5, ..LogConfig::default() }
+    LogConfig {
+        put_attempts_max: 3,
+        checkpoint_interval_entries: 5,
+        ..LogConfig::default()
+    }
 }
 
 fn s3(server: &S3TestServer, prefix: &str) -> Arc<dyn ObjectStorage> {
@@ -22,7 +26,15 @@ fn s3(server: &S3TestServer, prefix: &str) -> Arc<dyn ObjectStorage> {
 }
 
 fn bridged(inner: Arc<dyn ObjectStorage>) -> Arc<dyn ObjectStorage> {
-    StoreRuntime::start(inner, StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 16, ..StoreRuntimeConfig::default() }).unwrap()
+    StoreRuntime::start(
+        inner,
+        StoreRuntimeConfig {
+            worker_threads: 1,
+            inflight_requests_max: 16,
+            ..StoreRuntimeConfig::default()
+        },
+    )
+    .unwrap()
 }
 
 /// No tokio context at all on the caller's side, as on a glommio core: every store call crosses the
@@ -39,7 +51,10 @@ fn log_runs_on_a_non_tokio_executor() {
         drop(log);
     });
     // The harness's verification uses tokio timers, so it runs on a runtime of its own.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let log = run.open(store.clone(), config()).await;
         run.append_some(&log, 6).await;
@@ -52,11 +67,15 @@ fn log_runs_on_a_non_tokio_executor() {
 #[tokio::test(flavor = "current_thread")]
 async fn crash_before_and_after_puts_on_s3() {
     let server = S3TestServer::start().unwrap();
-    for (index, mode) in [TripMode::BeforePut, TripMode::AfterPut].into_iter().enumerate() {
+    for (index, mode) in [TripMode::BeforePut, TripMode::AfterPut]
+        .into_iter()
+        .enumerate()
+    {
         for trip_at in [2, 4, 6] {
             let base = bridged(s3(&server, &format!("crash-{index}-{trip_at}")));
             let mut run = Run::new(10 + trip_at);
-            run.phase(Tripwire::new(base.clone(), mode, trip_at), config(), 8, 3).await;
+            run.phase(Tripwire::new(base.clone(), mode, trip_at), config(), 8, 3)
+                .await;
             run.recover_and_verify(base, config()).await;
         }
     }
@@ -67,7 +86,12 @@ async fn soak_with_faults_on_s3() {
     let server = S3TestServer::start().unwrap();
     for seed in 0..3 {
         let base = s3(&server, &format!("soak-{seed}"));
-        let put = FaultProbabilities { error: 0.08, timeout: 0.04, slow: 0.05, lost_response: 0.08 };
+        let put = FaultProbabilities {
+            error: 0.08,
+            timeout: 0.04,
+            slow: 0.05,
+            lost_response: 0.08,
+        };
         let faults = FaultInjection::new(base.clone(), seed)
             .with_probabilities(Op::Put, put)
             .unwrap()
@@ -75,11 +99,15 @@ async fn soak_with_faults_on_s3() {
             .with_slow_ms(2);
         let mut run = Run::new(900 + seed);
         run.soak(bridged(Arc::new(faults)), config(), 24).await;
-        assert!(!run.acked.is_empty(), "seed {seed}: nothing was acknowledged");
+        assert!(
+            !run.acked.is_empty(),
+            "seed {seed}: nothing was acknowledged"
+        );
         // A fresh client: the soak's bridge runtime is gone, and with it the I/O of the first
         // client's pooled connections (see docs/object-stores.md, "one store, one runtime").
         drop(base);
-        run.recover_and_verify(bridged(s3(&server, &format!("soak-{seed}"))), config()).await;
+        run.recover_and_verify(bridged(s3(&server, &format!("soak-{seed}"))), config())
+            .await;
     }
 }
 
@@ -91,9 +119,15 @@ async fn second_agent_fences_the_first_on_s3() {
     let first = run.open(store.clone(), config()).await;
     run.append_some(&first, 2).await;
     let (second, stats) = MetadataLog::open(store.clone(), config(), 0).await.unwrap();
-    assert!(stats.entries_replayed >= 3, "the second agent replays the first one's entries");
+    assert!(
+        stats.entries_replayed >= 3,
+        "the second agent replays the first one's entries"
+    );
     let error = first.append(run.entry(2)).await.unwrap_err();
-    assert!(matches!(error, LogError::Fenced { .. }), "expected Fenced, got {error:?}");
+    assert!(
+        matches!(error, LogError::Fenced { .. }),
+        "expected Fenced, got {error:?}"
+    );
     run.append_some(&second, 2).await;
     assert_eq!(run.failed, 0);
     drop((first, second));

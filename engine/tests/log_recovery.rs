@@ -10,7 +10,10 @@ use sluice_engine::log::{LogConfig, LogError, MetadataLog, recover};
 use sluice_engine::types::{LogSeq, checkpoint_key, log_key};
 
 fn config() -> LogConfig {
-    LogConfig { checkpoint_interval_entries: 3, ..LogConfig::default() }
+    LogConfig {
+        checkpoint_interval_entries: 3,
+        ..LogConfig::default()
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -28,14 +31,23 @@ async fn recovery_rebuilds_the_exact_state() {
     let live = log.with_state(|state| state.encode_checkpoint());
 
     let (recovered, stats) = recover(store.as_ref(), &config(), None).await.unwrap();
-    assert!(stats.checkpoint_seq.is_some(), "recovery starts from a checkpoint");
+    assert!(
+        stats.checkpoint_seq.is_some(),
+        "recovery starts from a checkpoint"
+    );
     assert!(stats.entries_replayed >= 2, "and replays the tail after it");
-    assert_eq!(recovered.encode_checkpoint(), live, "recovered state differs from the writer's");
+    assert_eq!(
+        recovered.encode_checkpoint(),
+        live,
+        "recovered state differs from the writer's"
+    );
 
     // From no checkpoint at all (every entry replayed) the state is the same too.
     let bare = memory_store();
     for key in list_all(store.as_ref(), "log").await {
-        bare.put_create(&key, vec![store.get(&key).await.unwrap()]).await.unwrap();
+        bare.put_create(&key, vec![store.get(&key).await.unwrap()])
+            .await
+            .unwrap();
     }
     let (replayed, stats) = recover(bare.as_ref(), &config(), None).await.unwrap();
     assert_eq!(stats.checkpoint_seq, None);
@@ -55,7 +67,13 @@ async fn an_unreadable_checkpoint_is_skipped_for_an_older_one() {
 
     // A newer checkpoint that is garbage (bit rot, a bug, a half-written tool output).
     let newer = LogSeq(older.0 + 2);
-    store.put_create(&checkpoint_key(newer), vec![Bytes::from_static(b"not a checkpoint")]).await.unwrap();
+    store
+        .put_create(
+            &checkpoint_key(newer),
+            vec![Bytes::from_static(b"not a checkpoint")],
+        )
+        .await
+        .unwrap();
 
     let (state, stats) = recover(store.as_ref(), &config(), None).await.unwrap();
     assert_eq!(stats.checkpoint_seq, Some(older));
@@ -70,7 +88,9 @@ async fn a_corrupt_entry_stops_recovery_with_its_key() {
     let mut run = Run::new(3);
     let log = run.open(store.clone(), LogConfig::default()).await;
     run.append_some(&log, 2).await;
-    let (next, _) = MetadataLog::open(store.clone(), LogConfig::default(), 0).await.unwrap();
+    let (next, _) = MetadataLog::open(store.clone(), LogConfig::default(), 0)
+        .await
+        .unwrap();
     drop((log, next));
 
     // Rewrite nothing in place (the store refuses); instead build a store where one entry is corrupt.
@@ -83,13 +103,30 @@ async fn a_corrupt_entry_stops_recovery_with_its_key() {
             let last = bytes.len() - 20;
             bytes[last] ^= 0xff; // inside the trailer's checksummed fields
         }
-        corrupt.put_create(key, vec![Bytes::from(bytes)]).await.unwrap();
+        corrupt
+            .put_create(key, vec![Bytes::from(bytes)])
+            .await
+            .unwrap();
     }
-    let error = recover(corrupt.as_ref(), &LogConfig::default(), None).await.unwrap_err();
-    assert!(error.to_string().contains(&victim), "error does not name {victim}: {error}");
-    assert!(matches!(error, LogError::Format(_) | LogError::CorruptEntry { .. }), "{error:?}");
+    let error = recover(corrupt.as_ref(), &LogConfig::default(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains(&victim),
+        "error does not name {victim}: {error}"
+    );
+    assert!(
+        matches!(error, LogError::Format(_) | LogError::CorruptEntry { .. }),
+        "{error:?}"
+    );
 }
 
 async fn list_all(store: &dyn sluice_engine::store::ObjectStorage, folder: &str) -> Vec<String> {
-    store.list(folder, None).await.unwrap().into_iter().map(|info| info.key).collect()
+    store
+        .list(folder, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|info| info.key)
+        .collect()
 }

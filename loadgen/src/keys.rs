@@ -54,10 +54,14 @@ impl FromStr for KeySpec {
         let parts: Vec<&str> = text.split(':').collect();
         match parts.as_slice() {
             ["none"] => Ok(Self::None),
-            ["uniform", keys] => Ok(Self::Uniform { keys: parse_count(keys)? }),
+            ["uniform", keys] => Ok(Self::Uniform {
+                keys: parse_count(keys)?,
+            }),
             ["zipf", keys, exponent] => {
                 let keys = parse_count(keys)?;
-                let exponent: f64 = exponent.parse().map_err(|_| KeySpecError::BadExponent((*exponent).to_owned()))?;
+                let exponent: f64 = exponent
+                    .parse()
+                    .map_err(|_| KeySpecError::BadExponent((*exponent).to_owned()))?;
                 if !exponent.is_finite() || exponent < 0.0 {
                     return Err(KeySpecError::BadExponent(exponent.to_string()));
                 }
@@ -106,18 +110,23 @@ impl KeyGenerator {
     pub fn new(spec: KeySpec, seed: u64) -> Result<Self, KeySpecError> {
         let kind = match spec {
             KeySpec::None => KeyKind::None,
-            KeySpec::Uniform { keys } => {
-                KeyKind::Uniform(Uniform::new(0, keys).map_err(|_| KeySpecError::BadCount(keys.to_string()))?)
-            }
+            KeySpec::Uniform { keys } => KeyKind::Uniform(
+                Uniform::new(0, keys).map_err(|_| KeySpecError::BadCount(keys.to_string()))?,
+            ),
             KeySpec::Zipf { keys, exponent } => {
                 // Zipf's support is 1..=n as f64; key counts beyond 2^53 are not meaningful here.
                 let keys_f64 = keys as f64;
                 KeyKind::Zipf(
-                    Zipf::new(keys_f64, exponent).map_err(|_| KeySpecError::BadExponent(exponent.to_string()))?,
+                    Zipf::new(keys_f64, exponent)
+                        .map_err(|_| KeySpecError::BadExponent(exponent.to_string()))?,
                 )
             }
         };
-        Ok(Self { rng: SmallRng::seed_from_u64(seed), kind, buffer: String::new() })
+        Ok(Self {
+            rng: SmallRng::seed_from_u64(seed),
+            kind,
+            buffer: String::new(),
+        })
     }
 
     /// The next key's zero-based rank, or `None` when the spec has no keys.
@@ -154,17 +163,41 @@ mod tests {
         for text in ["none", "uniform:10", "zipf:1000:1.2"] {
             assert_eq!(text.parse::<KeySpec>().unwrap().to_string(), text);
         }
-        assert_eq!("zipf:5:0".parse::<KeySpec>().unwrap(), KeySpec::Zipf { keys: 5, exponent: 0.0 });
+        assert_eq!(
+            "zipf:5:0".parse::<KeySpec>().unwrap(),
+            KeySpec::Zipf {
+                keys: 5,
+                exponent: 0.0
+            }
+        );
     }
 
     #[test]
     fn bad_specs_are_rejected() {
-        assert!(matches!("uniform".parse::<KeySpec>(), Err(KeySpecError::Unknown(_))));
-        assert!(matches!("uniform:0".parse::<KeySpec>(), Err(KeySpecError::BadCount(_))));
-        assert!(matches!("uniform:-3".parse::<KeySpec>(), Err(KeySpecError::BadCount(_))));
-        assert!(matches!("zipf:10:-1".parse::<KeySpec>(), Err(KeySpecError::BadExponent(_))));
-        assert!(matches!("zipf:10:x".parse::<KeySpec>(), Err(KeySpecError::BadExponent(_))));
-        assert!(matches!("random".parse::<KeySpec>(), Err(KeySpecError::Unknown(_))));
+        assert!(matches!(
+            "uniform".parse::<KeySpec>(),
+            Err(KeySpecError::Unknown(_))
+        ));
+        assert!(matches!(
+            "uniform:0".parse::<KeySpec>(),
+            Err(KeySpecError::BadCount(_))
+        ));
+        assert!(matches!(
+            "uniform:-3".parse::<KeySpec>(),
+            Err(KeySpecError::BadCount(_))
+        ));
+        assert!(matches!(
+            "zipf:10:-1".parse::<KeySpec>(),
+            Err(KeySpecError::BadExponent(_))
+        ));
+        assert!(matches!(
+            "zipf:10:x".parse::<KeySpec>(),
+            Err(KeySpecError::BadExponent(_))
+        ));
+        assert!(matches!(
+            "random".parse::<KeySpec>(),
+            Err(KeySpecError::Unknown(_))
+        ));
     }
 
     #[test]
@@ -193,7 +226,14 @@ mod tests {
 
     #[test]
     fn zipf_keys_are_skewed_towards_low_ranks() {
-        let counts = histogram(KeySpec::Zipf { keys: 100, exponent: 1.0 }, 100, 100_000);
+        let counts = histogram(
+            KeySpec::Zipf {
+                keys: 100,
+                exponent: 1.0,
+            },
+            100,
+            100_000,
+        );
         // With s = 1 and n = 100, P(rank 1) = 1 / H(100) ≈ 0.193 and P(rank 2) is half of it.
         let first = counts[0] as f64 / 100_000.0;
         assert!((0.18..0.21).contains(&first), "{first}");
@@ -204,12 +244,25 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_keys() {
-        let spec = KeySpec::Zipf { keys: 50, exponent: 0.9 };
+        let spec = KeySpec::Zipf {
+            keys: 50,
+            exponent: 0.9,
+        };
         let mut first = KeyGenerator::new(spec, 7).unwrap();
         let mut second = KeyGenerator::new(spec, 7).unwrap();
         for _ in 0..1_000 {
-            assert_eq!(first.next_key().map(<[u8]>::to_vec), second.next_key().map(<[u8]>::to_vec));
+            assert_eq!(
+                first.next_key().map(<[u8]>::to_vec),
+                second.next_key().map(<[u8]>::to_vec)
+            );
         }
-        assert_eq!(KeyGenerator::new(KeySpec::Uniform { keys: 3 }, 1).unwrap().next_key().unwrap().len(), 5);
+        assert_eq!(
+            KeyGenerator::new(KeySpec::Uniform { keys: 3 }, 1)
+                .unwrap()
+                .next_key()
+                .unwrap()
+                .len(),
+            5
+        );
     }
 }

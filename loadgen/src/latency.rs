@@ -22,7 +22,8 @@ pub const SIGNIFICANT_DIGITS: u8 = 3;
 pub fn new_histogram() -> Histogram<u64> {
     // Constant bounds that meet the constructor's preconditions (low >= 1, high >= 2 * low,
     // sigfig <= 5): this cannot fail for any input, so an `expect` is the honest spelling.
-    Histogram::new_with_bounds(1, LATENCY_US_MAX, SIGNIFICANT_DIGITS).expect("valid constant bounds")
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, SIGNIFICANT_DIGITS)
+        .expect("valid constant bounds")
 }
 
 /// A total histogram for the run plus an interval histogram the progress line drains each second.
@@ -41,7 +42,10 @@ impl Default for LatencyRecorder {
 impl LatencyRecorder {
     /// Empty histograms.
     pub fn new() -> Self {
-        Self { total: new_histogram(), interval: new_histogram() }
+        Self {
+            total: new_histogram(),
+            interval: new_histogram(),
+        }
     }
 
     /// Records one latency, clamped into 1 µs ..= 1 h.
@@ -78,7 +82,11 @@ pub fn percentile_distribution(histogram: &Histogram<u64>) -> String {
     let digits = usize::from(histogram.sigfig());
     let mut text = String::new();
     // `write!` into a String cannot fail; the results are ignored for that reason.
-    let _ = write!(text, "{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = write!(
+        text,
+        "{:>12} {:>14} {:>10} {:>14}\n\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
     if !histogram.is_empty() {
         let mut total_count_to_value = 0_u64;
         for step in histogram.iter_quantiles(5) {
@@ -92,15 +100,25 @@ pub fn percentile_distribution(histogram: &Histogram<u64>) -> String {
                     1.0 / (1.0 - quantile)
                 );
             } else {
-                let _ = writeln!(text, "{value_ms:>12.digits$} {quantile:>2.12} {total_count_to_value:>10}");
+                let _ = writeln!(
+                    text,
+                    "{value_ms:>12.digits$} {quantile:>2.12} {total_count_to_value:>10}"
+                );
             }
         }
     }
     let mean_ms = histogram.mean() / OUTPUT_SCALE_US_PER_MS;
     let deviation_ms = histogram.stdev() / OUTPUT_SCALE_US_PER_MS;
     let max_ms = to_f64(histogram.max()) / OUTPUT_SCALE_US_PER_MS;
-    let _ = writeln!(text, "#[Mean    = {mean_ms:>12.digits$}, StdDeviation   = {deviation_ms:>12.digits$}]");
-    let _ = writeln!(text, "#[Max     = {max_ms:>12.digits$}, Total count    = {:>12}]", histogram.len());
+    let _ = writeln!(
+        text,
+        "#[Mean    = {mean_ms:>12.digits$}, StdDeviation   = {deviation_ms:>12.digits$}]"
+    );
+    let _ = writeln!(
+        text,
+        "#[Max     = {max_ms:>12.digits$}, Total count    = {:>12}]",
+        histogram.len()
+    );
     let _ = writeln!(
         text,
         "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
@@ -131,7 +149,11 @@ mod tests {
         recorder.record_us(5_000);
         assert_eq!(recorder.take_interval().len(), 1);
         assert_eq!(recorder.total().len(), 1_001);
-        assert!(recorder.total().equivalent(recorder.total().value_at_quantile(0.5), 501));
+        assert!(
+            recorder
+                .total()
+                .equivalent(recorder.total().value_at_quantile(0.5), 501)
+        );
     }
 
     #[test]
@@ -141,7 +163,11 @@ mod tests {
         recorder.record_us(u64::MAX);
         assert_eq!(recorder.total().len(), 2);
         assert_eq!(recorder.total().min(), 1);
-        assert!(recorder.total().equivalent(recorder.total().max(), LATENCY_US_MAX));
+        assert!(
+            recorder
+                .total()
+                .equivalent(recorder.total().max(), LATENCY_US_MAX)
+        );
     }
 
     #[test]
@@ -152,7 +178,10 @@ mod tests {
         }
         let text = percentile_distribution(&histogram);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "       Value     Percentile TotalCount 1/(1-Percentile)");
+        assert_eq!(
+            lines[0],
+            "       Value     Percentile TotalCount 1/(1-Percentile)"
+        );
         assert_eq!(lines[1], "");
         // Data rows: value, quantile, cumulative count, and 1/(1-q) except on the last row.
         let rows: Vec<Vec<&str>> = lines
@@ -177,10 +206,22 @@ mod tests {
         // Counts never decrease and the median row sits near 5 ms.
         let counts: Vec<u64> = rows.iter().map(|row| row[2].parse().unwrap()).collect();
         assert!(counts.windows(2).all(|pair| pair[0] <= pair[1]));
-        let median = rows.iter().find(|row| row[1].parse::<f64>().unwrap() >= 0.5).unwrap();
-        assert!((median[0].parse::<f64>().unwrap() - 5.0).abs() < 0.01, "{median:?}");
-        assert_eq!(median[2], "5003", "cumulative count up to the median bucket");
-        assert!(text.contains("#[Max     =       10.007, Total count    =        10000]"), "{text}");
+        let median = rows
+            .iter()
+            .find(|row| row[1].parse::<f64>().unwrap() >= 0.5)
+            .unwrap();
+        assert!(
+            (median[0].parse::<f64>().unwrap() - 5.0).abs() < 0.01,
+            "{median:?}"
+        );
+        assert_eq!(
+            median[2], "5003",
+            "cumulative count up to the median bucket"
+        );
+        assert!(
+            text.contains("#[Max     =       10.007, Total count    =        10000]"),
+            "{text}"
+        );
         assert!(text.contains("SubBuckets     =         2048]"), "{text}");
     }
 

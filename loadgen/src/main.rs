@@ -15,7 +15,10 @@ fn main() -> anyhow::Result<()> {
     let settings = options.validate()?;
     // Two worker threads are plenty: the runtime only hosts the control plane (progress, Ctrl-C,
     // joins); producers and consumers are OS threads of their own.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     if settings.mode == Mode::Replay {
         let summary = runtime.block_on(run_replay(settings))?;
         let replay = &summary.replay;
@@ -27,7 +30,9 @@ fn main() -> anyhow::Result<()> {
             replay.elapsed_s,
             replay.records_per_sec,
             replay.mb_per_sec,
-            replay.time_to_first_record_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"))
+            replay
+                .time_to_first_record_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"))
         );
         println!(
             "replay: missing {}, offset gaps {}, duplicate offsets {}, partitions incomplete {}, consumer errors {}{}",
@@ -41,7 +46,11 @@ fn main() -> anyhow::Result<()> {
         for run in &replay.runs {
             println!(
                 "replay: run {}: {} records, {} distinct sequences, {} holes, {} duplicates",
-                run.run_id, run.records, run.distinct_sequences, run.sequence_holes, run.duplicate_sequences
+                run.run_id,
+                run.records,
+                run.distinct_sequences,
+                run.sequence_holes,
+                run.duplicate_sequences
             );
         }
         println!("results in {}", summary.settings.out.display());

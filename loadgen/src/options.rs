@@ -26,7 +26,11 @@ pub struct Options {
     #[arg(long, value_enum, default_value_t = Mode::Produce)]
     pub mode: Mode,
     /// Kafka bootstrap servers, host:port[,host:port...].
-    #[arg(long, env = "SLUICE_LOADGEN_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "SLUICE_LOADGEN_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap: String,
     /// Topic to produce to and consume from.
     #[arg(long, default_value = "sluice-loadgen")]
@@ -261,7 +265,10 @@ impl Options {
         if !records_per_sec.is_finite() || records_per_sec <= 0.0 {
             return Err(OptionsError::Rate(records_per_sec));
         }
-        for (name, value) in [("partitions", self.partitions), ("producers", self.producers)] {
+        for (name, value) in [
+            ("partitions", self.partitions),
+            ("producers", self.producers),
+        ] {
             if value == 0 {
                 return Err(OptionsError::Zero(name));
             }
@@ -319,7 +326,9 @@ fn parse_properties(properties: &[String]) -> Result<Vec<(String, String)>, Opti
     properties
         .iter()
         .map(|property| match property.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.trim().to_owned()))
+            }
             _ => Err(OptionsError::Property(property.clone())),
         })
         .collect()
@@ -377,26 +386,52 @@ mod tests {
         assert_eq!(settings.records_per_sec, 5_000.0);
         assert_eq!(settings.acks, Acks::Leader);
         assert_eq!(settings.compression.as_config(), "zstd");
-        assert_eq!(settings.key_spec, KeySpec::Zipf { keys: 100, exponent: 1.1 });
-        assert_eq!(settings.producer_properties, vec![("enable.idempotence".to_owned(), "true".to_owned())]);
+        assert_eq!(
+            settings.key_spec,
+            KeySpec::Zipf {
+                keys: 100,
+                exponent: 1.1
+            }
+        );
+        assert_eq!(
+            settings.producer_properties,
+            vec![("enable.idempotence".to_owned(), "true".to_owned())]
+        );
         assert!((settings.mb_per_sec - 5_000.0 * 1_024.0 / BYTES_PER_MB).abs() < 1e-9);
     }
 
     #[test]
     fn mb_per_sec_resolves_to_a_record_rate() {
-        let settings = parse(&["--mb-per-sec", "10", "--record-bytes", "1024"]).unwrap().validate().unwrap();
+        let settings = parse(&["--mb-per-sec", "10", "--record-bytes", "1024"])
+            .unwrap()
+            .validate()
+            .unwrap();
         assert!((settings.records_per_sec - 10_240.0).abs() < 1e-9);
-        assert!(parse(&["--rate", "1", "--mb-per-sec", "1"]).is_err(), "the two rates conflict");
-        assert_eq!(parse(&[]).unwrap().validate().unwrap().records_per_sec, DEFAULT_RECORDS_PER_SEC);
+        assert!(
+            parse(&["--rate", "1", "--mb-per-sec", "1"]).is_err(),
+            "the two rates conflict"
+        );
+        assert_eq!(
+            parse(&[]).unwrap().validate().unwrap().records_per_sec,
+            DEFAULT_RECORDS_PER_SEC
+        );
     }
 
     #[test]
     fn replay_mode_reads_whatever_partitions_exist() {
-        let settings =
-            parse(&["--mode", "replay", "--partitions", "2", "--consumers", "4", "--replay-timeout-s", "60"])
-                .unwrap()
-                .validate()
-                .unwrap();
+        let settings = parse(&[
+            "--mode",
+            "replay",
+            "--partitions",
+            "2",
+            "--consumers",
+            "4",
+            "--replay-timeout-s",
+            "60",
+        ])
+        .unwrap()
+        .validate()
+        .unwrap();
         assert_eq!(settings.mode, Mode::Replay);
         assert_eq!(settings.replay_timeout_s, 60);
         assert_eq!(parse(&[]).unwrap().validate().unwrap().mode, Mode::Produce);
@@ -406,16 +441,34 @@ mod tests {
     fn invalid_loads_are_rejected() {
         let check = |arguments: &[&str]| parse(arguments).unwrap().validate();
         assert_eq!(check(&["--rate", "0"]), Err(OptionsError::Rate(0.0)));
-        assert_eq!(check(&["--record-bytes", "10"]), Err(OptionsError::RecordBytes(10)));
-        assert_eq!(check(&["--producers", "0"]), Err(OptionsError::Zero("producers")));
-        assert_eq!(check(&["--duration-s", "0"]), Err(OptionsError::Zero("duration-s")));
+        assert_eq!(
+            check(&["--record-bytes", "10"]),
+            Err(OptionsError::RecordBytes(10))
+        );
+        assert_eq!(
+            check(&["--producers", "0"]),
+            Err(OptionsError::Zero("producers"))
+        );
+        assert_eq!(
+            check(&["--duration-s", "0"]),
+            Err(OptionsError::Zero("duration-s"))
+        );
         assert!(matches!(
             check(&["--partitions", "2", "--consumers", "3"]),
             Err(OptionsError::ConsumersExceedPartitions { .. })
         ));
-        assert!(matches!(check(&["--consumer-property", "nokey"]), Err(OptionsError::Property(_))));
-        assert_eq!(check(&["--mode", "replay", "--consumers", "0"]), Err(OptionsError::Zero("consumers")));
-        assert_eq!(check(&["--replay-timeout-s", "0"]), Err(OptionsError::Zero("replay-timeout-s")));
+        assert!(matches!(
+            check(&["--consumer-property", "nokey"]),
+            Err(OptionsError::Property(_))
+        ));
+        assert_eq!(
+            check(&["--mode", "replay", "--consumers", "0"]),
+            Err(OptionsError::Zero("consumers"))
+        );
+        assert_eq!(
+            check(&["--replay-timeout-s", "0"]),
+            Err(OptionsError::Zero("replay-timeout-s"))
+        );
         assert!(parse(&["--mode", "tail"]).is_err());
         assert!(parse(&["--acks", "2"]).is_err());
         assert!(parse(&["--keys", "zipf:0:1"]).is_err());

@@ -77,8 +77,34 @@ impl RecordHeader {
 
     /// Reads the header at the start of `value`.
     pub fn read_from(value: &[u8]) -> Result<Self, PayloadError> {
-        let Some(&[m0, m1, m2, m3, r0, r1, r2, r3, i0, i1, i2, i3, i4, i5, i6, i7, s0, s1, s2, s3, s4, s5, s6, s7]) =
-            value.get(..HEADER_BYTES)
+        let Some(
+            &[
+                m0,
+                m1,
+                m2,
+                m3,
+                r0,
+                r1,
+                r2,
+                r3,
+                i0,
+                i1,
+                i2,
+                i3,
+                i4,
+                i5,
+                i6,
+                i7,
+                s0,
+                s1,
+                s2,
+                s3,
+                s4,
+                s5,
+                s6,
+                s7,
+            ],
+        ) = value.get(..HEADER_BYTES)
         else {
             return Err(PayloadError::TooShort { len: value.len() });
         };
@@ -115,8 +141,13 @@ impl PayloadBuilder {
         }
         let mut rng = SmallRng::seed_from_u64(seed);
         let filler_bytes = record_bytes - HEADER_BYTES + FILLER_SLACK_BYTES;
-        let filler = (0..filler_bytes).map(|_| rng.random_range(b'A'..=b'Z')).collect();
-        Ok(Self { filler, value: vec![0; record_bytes] })
+        let filler = (0..filler_bytes)
+            .map(|_| rng.random_range(b'A'..=b'Z'))
+            .collect();
+        Ok(Self {
+            filler,
+            value: vec![0; record_bytes],
+        })
     }
 
     /// The value for `header`; valid until the next call.
@@ -125,9 +156,10 @@ impl PayloadBuilder {
         // The modulo keeps the start below the slack, so the window fits by construction; the
         // fallback only guards the arithmetic.
         let start = usize::try_from(header.sequence % FILLER_SLACK_BYTES as u64).unwrap_or(0);
-        if let (Some(window), Some(target)) =
-            (self.filler.get(start..start + filler_len), self.value.get_mut(HEADER_BYTES..))
-        {
+        if let (Some(window), Some(target)) = (
+            self.filler.get(start..start + filler_len),
+            self.value.get_mut(HEADER_BYTES..),
+        ) {
             target.copy_from_slice(window);
         }
         header.write_to(&mut self.value);
@@ -142,7 +174,11 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let header = RecordHeader { run_id: 0xdead_beef, intended_unix_ns: 1_764_000_000_123_456_789, sequence: 42 };
+        let header = RecordHeader {
+            run_id: 0xdead_beef,
+            intended_unix_ns: 1_764_000_000_123_456_789,
+            sequence: 42,
+        };
         let mut value = [0_u8; 30];
         assert!(header.write_to(&mut value));
         assert_eq!(&value[..4], b"SLG1");
@@ -151,7 +187,11 @@ mod tests {
 
     #[test]
     fn header_is_big_endian_at_fixed_offsets() {
-        let header = RecordHeader { run_id: 1, intended_unix_ns: 2, sequence: 3 };
+        let header = RecordHeader {
+            run_id: 1,
+            intended_unix_ns: 2,
+            sequence: 3,
+        };
         let mut value = [0_u8; HEADER_BYTES];
         header.write_to(&mut value);
         assert_eq!(value[7], 1);
@@ -163,11 +203,24 @@ mod tests {
     #[test]
     fn short_or_foreign_values_are_errors_not_panics() {
         for len in 0..HEADER_BYTES {
-            assert_eq!(RecordHeader::read_from(&vec![0; len]), Err(PayloadError::TooShort { len }));
+            assert_eq!(
+                RecordHeader::read_from(&vec![0; len]),
+                Err(PayloadError::TooShort { len })
+            );
         }
         let foreign = [b'x'; 64];
-        assert_eq!(RecordHeader::read_from(&foreign), Err(PayloadError::BadMagic { found: *b"xxxx" }));
-        assert!(!RecordHeader { run_id: 0, intended_unix_ns: 0, sequence: 0 }.write_to(&mut [0; 23]));
+        assert_eq!(
+            RecordHeader::read_from(&foreign),
+            Err(PayloadError::BadMagic { found: *b"xxxx" })
+        );
+        assert!(
+            !RecordHeader {
+                run_id: 0,
+                intended_unix_ns: 0,
+                sequence: 0
+            }
+            .write_to(&mut [0; 23])
+        );
     }
 
     #[test]
@@ -175,7 +228,11 @@ mod tests {
         for record_bytes in [HEADER_BYTES, 25, 100, 1_024, 65_536] {
             let mut builder = PayloadBuilder::new(record_bytes, 9).unwrap();
             for sequence in [0, 1, 4_095, 4_096, 1_000_003] {
-                let header = RecordHeader { run_id: 7, intended_unix_ns: sequence * 10, sequence };
+                let header = RecordHeader {
+                    run_id: 7,
+                    intended_unix_ns: sequence * 10,
+                    sequence,
+                };
                 let value = builder.build(&header);
                 assert_eq!(value.len(), record_bytes);
                 assert_eq!(RecordHeader::read_from(value).unwrap(), header);
@@ -188,10 +245,18 @@ mod tests {
     #[test]
     fn consecutive_values_have_different_filler() {
         let mut builder = PayloadBuilder::new(256, 1).unwrap();
-        let first =
-            builder.build(&RecordHeader { run_id: 1, intended_unix_ns: 0, sequence: 0 })[HEADER_BYTES..].to_vec();
-        let second =
-            builder.build(&RecordHeader { run_id: 1, intended_unix_ns: 0, sequence: 1 })[HEADER_BYTES..].to_vec();
+        let first = builder.build(&RecordHeader {
+            run_id: 1,
+            intended_unix_ns: 0,
+            sequence: 0,
+        })[HEADER_BYTES..]
+            .to_vec();
+        let second = builder.build(&RecordHeader {
+            run_id: 1,
+            intended_unix_ns: 0,
+            sequence: 1,
+        })[HEADER_BYTES..]
+            .to_vec();
         assert_ne!(first, second);
     }
 

@@ -36,7 +36,11 @@ pub struct ProgressSnapshot<'a> {
 
 /// One progress line, without a trailing newline.
 pub fn format_line(snapshot: &ProgressSnapshot<'_>) -> String {
-    let phase = if snapshot.elapsed_s < snapshot.warmup_s as f64 { "warmup" } else { "run" };
+    let phase = if snapshot.elapsed_s < snapshot.warmup_s as f64 {
+        "warmup"
+    } else {
+        "run"
+    };
     let acked_per_sec = if snapshot.interval_s > 0.0 {
         snapshot.acked.saturating_sub(snapshot.acked_before) as f64 / snapshot.interval_s
     } else {
@@ -52,7 +56,11 @@ pub fn format_line(snapshot: &ProgressSnapshot<'_>) -> String {
         describe(snapshot.produce_interval),
     );
     if let Some(end_to_end) = snapshot.end_to_end_interval {
-        line.push_str(&format!(" | consumed {} e2e {}", snapshot.consumed, describe(end_to_end)));
+        line.push_str(&format!(
+            " | consumed {} e2e {}",
+            snapshot.consumed,
+            describe(end_to_end)
+        ));
     }
     line
 }
@@ -102,7 +110,10 @@ mod tests {
         assert!(line.starts_with("[  12.0s run   ]"), "{line}");
         assert!(line.contains("acked 59000 (5000/s)"), "{line}");
         assert!(line.contains("behind 10"), "{line}");
-        assert!(line.contains("produce p50 1.50ms p99 1.99ms max 2.00ms"), "{line}");
+        assert!(
+            line.contains("produce p50 1.50ms p99 1.99ms max 2.00ms"),
+            "{line}"
+        );
         assert!(line.ends_with("consumed 58000 e2e -"), "{line}");
     }
 

@@ -114,7 +114,11 @@ impl RunSequences {
     }
 
     fn result(&self, run_id: u32) -> RunResult {
-        let distinct: u64 = self.bits.iter().map(|word| u64::from(word.count_ones())).sum();
+        let distinct: u64 = self
+            .bits
+            .iter()
+            .map(|word| u64::from(word.count_ones()))
+            .sum();
         let span = self.min.map_or(0, |min| self.max - min + 1);
         RunResult {
             run_id: format!("{run_id:08x}"),
@@ -123,7 +127,10 @@ impl RunSequences {
             sequence_min: self.min,
             sequence_max: self.min.map(|_| self.max),
             sequence_holes: span.saturating_sub(distinct),
-            duplicate_sequences: self.records.saturating_sub(self.untracked).saturating_sub(distinct),
+            duplicate_sequences: self
+                .records
+                .saturating_sub(self.untracked)
+                .saturating_sub(distinct),
             untracked_records: self.untracked,
         }
     }
@@ -151,15 +158,35 @@ pub struct ReplayTracker {
 impl ReplayTracker {
     /// A tracker for the given partitions, none read yet.
     pub fn new(ranges: &[PartitionRange]) -> Self {
-        let partitions: BTreeMap<i32, PartitionProgress> =
-            ranges.iter().map(|&range| (range.partition, PartitionProgress { range, next: range.low })).collect();
-        let partitions_left = partitions.values().filter(|progress| !progress.is_done()).count();
-        Self { partitions, partitions_left, ..Self::default() }
+        let partitions: BTreeMap<i32, PartitionProgress> = ranges
+            .iter()
+            .map(|&range| {
+                (
+                    range.partition,
+                    PartitionProgress {
+                        range,
+                        next: range.low,
+                    },
+                )
+            })
+            .collect();
+        let partitions_left = partitions
+            .values()
+            .filter(|progress| !progress.is_done())
+            .count();
+        Self {
+            partitions,
+            partitions_left,
+            ..Self::default()
+        }
     }
 
     /// The ranges being read.
     pub fn ranges(&self) -> Vec<PartitionRange> {
-        self.partitions.values().map(|progress| progress.range).collect()
+        self.partitions
+            .values()
+            .map(|progress| progress.range)
+            .collect()
     }
 
     /// True once every partition has been read to its end.
@@ -173,7 +200,13 @@ impl ReplayTracker {
     }
 
     /// Notes one delivered record.
-    pub fn observe(&mut self, partition: i32, offset: i64, value: Option<&[u8]>, now_offset_ns: u64) {
+    pub fn observe(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        value: Option<&[u8]>,
+        now_offset_ns: u64,
+    ) {
         let Some(progress) = self.partitions.get_mut(&partition) else {
             self.unexpected_partition += 1;
             return;
@@ -208,7 +241,10 @@ impl ReplayTracker {
             self.other_runs_records += 1;
             return;
         }
-        self.runs.entry(header.run_id).or_default().observe(header.sequence);
+        self.runs
+            .entry(header.run_id)
+            .or_default()
+            .observe(header.sequence);
     }
 
     /// Adds another reader's tracker (disjoint partitions, possibly the same runs).
@@ -231,10 +267,11 @@ impl ReplayTracker {
         self.beyond_end += other.beyond_end;
         self.unexpected_partition += other.unexpected_partition;
         self.consumer_errors += other.consumer_errors;
-        self.first_record_offset_ns = match (self.first_record_offset_ns, other.first_record_offset_ns) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.first_record_offset_ns =
+            match (self.first_record_offset_ns, other.first_record_offset_ns) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         self.last_record_offset_ns = self.last_record_offset_ns.max(other.last_record_offset_ns);
     }
 }
@@ -327,13 +364,32 @@ pub struct ReplayResults {
 impl ReplayResults {
     /// Builds the results from the merged tracker; pure.
     pub fn build(tracker: &ReplayTracker, timing: ReplayTiming) -> Self {
-        let records_expected: u64 = tracker.partitions.values().map(|progress| progress.range.len()).sum();
+        let records_expected: u64 = tracker
+            .partitions
+            .values()
+            .map(|progress| progress.range.len())
+            .sum();
         let records_missing = records_expected.saturating_sub(tracker.records);
-        let elapsed_ns =
-            if tracker.records > 0 { tracker.last_record_offset_ns.saturating_sub(timing.go_offset_ns) } else { 0 };
+        let elapsed_ns = if tracker.records > 0 {
+            tracker
+                .last_record_offset_ns
+                .saturating_sub(timing.go_offset_ns)
+        } else {
+            0
+        };
         let elapsed_s = elapsed_ns as f64 / 1e9;
-        let per_sec = |amount: f64| if elapsed_s > 0.0 { amount / elapsed_s } else { 0.0 };
-        let partitions_incomplete = tracker.partitions.values().filter(|progress| !progress.is_done()).count() as u64;
+        let per_sec = |amount: f64| {
+            if elapsed_s > 0.0 {
+                amount / elapsed_s
+            } else {
+                0.0
+            }
+        };
+        let partitions_incomplete = tracker
+            .partitions
+            .values()
+            .filter(|progress| !progress.is_done())
+            .count() as u64;
         Self {
             partitions: tracker.partitions.len() as u64,
             records_expected,
@@ -354,7 +410,11 @@ impl ReplayResults {
             partitions_incomplete,
             undecodable_records: tracker.undecodable,
             consumer_errors: tracker.consumer_errors,
-            runs: tracker.runs.iter().map(|(&run_id, sequences)| sequences.result(run_id)).collect(),
+            runs: tracker
+                .runs
+                .iter()
+                .map(|(&run_id, sequences)| sequences.result(run_id))
+                .collect(),
             other_runs_records: tracker.other_runs_records,
             timed_out: timing.timed_out,
             interrupted: timing.interrupted,
@@ -384,7 +444,12 @@ pub struct ReplaySummary {
 
 impl ReplaySummary {
     /// Builds the summary; pure.
-    pub fn build(settings: &Settings, started_at_unix_ms: u64, tracker: &ReplayTracker, timing: ReplayTiming) -> Self {
+    pub fn build(
+        settings: &Settings,
+        started_at_unix_ms: u64,
+        tracker: &ReplayTracker,
+        timing: ReplayTiming,
+    ) -> Self {
         Self {
             tool: "sluice-loadgen",
             version: env!("CARGO_PKG_VERSION"),
@@ -405,29 +470,66 @@ mod tests {
 
     fn value(run_id: u32, sequence: u64) -> Vec<u8> {
         let mut value = vec![b'A'; HEADER_BYTES + 8];
-        assert!(RecordHeader { run_id, intended_unix_ns: 1, sequence }.write_to(&mut value));
+        assert!(
+            RecordHeader {
+                run_id,
+                intended_unix_ns: 1,
+                sequence
+            }
+            .write_to(&mut value)
+        );
         value
     }
 
-    const TIMING: ReplayTiming =
-        ReplayTiming { started_offset_ns: 0, go_offset_ns: 1_000_000_000, timed_out: false, interrupted: false };
+    const TIMING: ReplayTiming = ReplayTiming {
+        started_offset_ns: 0,
+        go_offset_ns: 1_000_000_000,
+        timed_out: false,
+        interrupted: false,
+    };
 
     fn ranges() -> Vec<PartitionRange> {
-        vec![PartitionRange { partition: 0, low: 0, high: 3 }, PartitionRange { partition: 1, low: 10, high: 12 }]
+        vec![
+            PartitionRange {
+                partition: 0,
+                low: 0,
+                high: 3,
+            },
+            PartitionRange {
+                partition: 1,
+                low: 10,
+                high: 12,
+            },
+        ]
     }
 
     #[test]
     fn a_full_read_is_complete_and_timed() {
         let mut tracker = ReplayTracker::new(&ranges());
-        for (sequence, (partition, offset)) in [(0, 0), (1, 10), (0, 1), (1, 11), (0, 2)].into_iter().enumerate() {
+        for (sequence, (partition, offset)) in [(0, 0), (1, 10), (0, 1), (1, 11), (0, 2)]
+            .into_iter()
+            .enumerate()
+        {
             assert!(!tracker.is_done());
             let sequence = sequence as u64;
-            tracker.observe(partition, offset, Some(&value(7, sequence)), 1_500_000_000 + sequence * 100_000_000);
+            tracker.observe(
+                partition,
+                offset,
+                Some(&value(7, sequence)),
+                1_500_000_000 + sequence * 100_000_000,
+            );
         }
         assert!(tracker.is_done());
         let results = ReplayResults::build(&tracker, TIMING);
         assert!(results.complete, "{results:?}");
-        assert_eq!((results.records_expected, results.records_read, results.records_missing), (5, 5, 0));
+        assert_eq!(
+            (
+                results.records_expected,
+                results.records_read,
+                results.records_missing
+            ),
+            (5, 5, 0)
+        );
         assert_eq!(results.value_bytes_read, 5 * 32);
         assert_eq!(results.time_to_first_record_ms, Some(500.0));
         assert!((results.elapsed_s - 0.9).abs() < 1e-9);
@@ -435,7 +537,15 @@ mod tests {
         assert_eq!(results.setup_s, 1.0);
         let run = &results.runs[0];
         assert_eq!(run.run_id, "00000007");
-        assert_eq!((run.records, run.distinct_sequences, run.sequence_holes, run.duplicate_sequences), (5, 5, 0, 0));
+        assert_eq!(
+            (
+                run.records,
+                run.distinct_sequences,
+                run.sequence_holes,
+                run.duplicate_sequences
+            ),
+            (5, 5, 0, 0)
+        );
         assert_eq!((run.sequence_min, run.sequence_max), (Some(0), Some(4)));
     }
 
@@ -459,7 +569,10 @@ mod tests {
         assert_eq!(results.consumer_errors, 1);
         assert_eq!(results.records_read, 3);
         assert_eq!(results.records_missing, 2);
-        assert_eq!(results.partitions_incomplete, 1, "partition 1 stopped short; partition 0 ended past its gap");
+        assert_eq!(
+            results.partitions_incomplete, 1,
+            "partition 1 stopped short; partition 0 ended past its gap"
+        );
         assert_eq!(results.runs[0].sequence_holes, 1, "sequence 1 never seen");
     }
 
@@ -469,36 +582,76 @@ mod tests {
         let (first, second) = ranges.split_at(1);
         let (mut left, mut right) = (ReplayTracker::new(first), ReplayTracker::new(second));
         for offset in 0..3 {
-            left.observe(0, offset, Some(&value(3, offset as u64 * 2)), 10 + offset as u64);
+            left.observe(
+                0,
+                offset,
+                Some(&value(3, offset as u64 * 2)),
+                10 + offset as u64,
+            );
         }
         right.observe(1, 10, Some(&value(3, 1)), 5);
         right.observe(1, 11, Some(&value(3, 1)), 20); // the same sequence twice: a retried produce
         assert!(left.is_done() && right.is_done());
         left.merge(right);
         assert!(left.is_done());
-        let results = ReplayResults::build(&left, ReplayTiming { go_offset_ns: 0, ..TIMING });
+        let results = ReplayResults::build(
+            &left,
+            ReplayTiming {
+                go_offset_ns: 0,
+                ..TIMING
+            },
+        );
         assert!(results.complete);
         let run = &results.runs[0];
-        assert_eq!((run.records, run.distinct_sequences, run.duplicate_sequences), (5, 4, 1));
-        assert_eq!((run.sequence_min, run.sequence_max, run.sequence_holes), (Some(0), Some(4), 1));
+        assert_eq!(
+            (run.records, run.distinct_sequences, run.duplicate_sequences),
+            (5, 4, 1)
+        );
+        assert_eq!(
+            (run.sequence_min, run.sequence_max, run.sequence_holes),
+            (Some(0), Some(4), 1)
+        );
         assert_eq!(results.time_to_first_record_ms, Some(5e-6));
     }
 
     #[test]
     fn an_empty_topic_is_complete_at_once_and_limits_hold() {
-        let tracker = ReplayTracker::new(&[PartitionRange { partition: 0, low: 4, high: 4 }]);
+        let tracker = ReplayTracker::new(&[PartitionRange {
+            partition: 0,
+            low: 4,
+            high: 4,
+        }]);
         assert!(tracker.is_done());
         let results = ReplayResults::build(&tracker, TIMING);
         assert!(results.complete);
-        assert_eq!((results.elapsed_s, results.mb_per_sec, results.time_to_first_record_ms), (0.0, 0.0, None));
+        assert_eq!(
+            (
+                results.elapsed_s,
+                results.mb_per_sec,
+                results.time_to_first_record_ms
+            ),
+            (0.0, 0.0, None)
+        );
 
         let mut sequences = RunSequences::default();
         sequences.observe(SEQUENCES_TRACKED_MAX);
         sequences.observe(3);
         let run = sequences.result(1);
-        assert_eq!((run.records, run.untracked_records, run.distinct_sequences, run.duplicate_sequences), (2, 1, 1, 0));
+        assert_eq!(
+            (
+                run.records,
+                run.untracked_records,
+                run.distinct_sequences,
+                run.duplicate_sequences
+            ),
+            (2, 1, 1, 0)
+        );
 
-        let mut tracker = ReplayTracker::new(&[PartitionRange { partition: 0, low: 0, high: 1_000 }]);
+        let mut tracker = ReplayTracker::new(&[PartitionRange {
+            partition: 0,
+            low: 0,
+            high: 1_000,
+        }]);
         for run_id in 0..(RUNS_TRACKED_MAX as u32 + 3) {
             tracker.observe(0, i64::from(run_id), Some(&value(run_id, 0)), 1);
         }

@@ -16,7 +16,9 @@ use anyhow::{Context as _, anyhow};
 
 use crate::kafka::consumer::{ConsumerPlan, run_consumer, split_partitions};
 use crate::kafka::producer::{ProducerPlan, ProducerReport, run_producer};
-use crate::kafka::{Clock, ConsumeShared, ProduceShared, RunWindow, admin, consumer_config, producer_config};
+use crate::kafka::{
+    Clock, ConsumeShared, ProduceShared, RunWindow, admin, consumer_config, producer_config,
+};
 use crate::latency::{LatencyRecorder, new_histogram, percentile_distribution};
 use crate::options::Settings;
 use crate::progress::{ProgressSnapshot, format_line};
@@ -40,7 +42,8 @@ const START_DELAY_NS: u64 = 100_000_000;
 /// Runs the load described by `settings`, writes `produce.hgrm`, `e2e.hgrm` and `summary.json`
 /// into `settings.out`, and returns the summary. Progress goes to stderr.
 pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
-    std::fs::create_dir_all(&settings.out).with_context(|| format!("creating {}", settings.out.display()))?;
+    std::fs::create_dir_all(&settings.out)
+        .with_context(|| format!("creating {}", settings.out.display()))?;
     let topic_settings = settings.clone();
     let topic = tokio::task::spawn_blocking(move || admin::ensure_topic(&topic_settings)).await??;
     let partitions = &topic.partitions;
@@ -56,7 +59,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     let clock = Clock::start();
     let interrupted = Arc::new(AtomicBool::new(false));
     let interrupted_at_offset_ns = Arc::new(AtomicU64::new(NOT_INTERRUPTED));
-    watch_ctrl_c(clock, Arc::clone(&interrupted), Arc::clone(&interrupted_at_offset_ns));
+    watch_ctrl_c(
+        clock,
+        Arc::clone(&interrupted),
+        Arc::clone(&interrupted_at_offset_ns),
+    );
     let run_id = run_id(clock.now_unix_ns());
     let produce = Arc::new(ProduceShared::default());
     let consume = Arc::new(ConsumeShared::default());
@@ -65,18 +72,49 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     // If the run returns early with an error, every thread it started still stops by itself.
     let _stop_guard = StopOnDrop(vec![Arc::clone(&interrupted), Arc::clone(&stop_consumers)]);
 
-    let consumers = start_consumers(&settings, &topic, run_id, clock, &consume, &stop_consumers, &window_cell).await?;
+    let consumers = start_consumers(
+        &settings,
+        &topic,
+        run_id,
+        clock,
+        &consume,
+        &stop_consumers,
+        &window_cell,
+    )
+    .await?;
 
-    let window = RunWindow::new(clock.offset_ns() + START_DELAY_NS, settings.warmup_s, settings.duration_s);
+    let window = RunWindow::new(
+        clock.offset_ns() + START_DELAY_NS,
+        settings.warmup_s,
+        settings.duration_s,
+    );
     let _ = window_cell.set(window);
     let started_at_unix_ms = clock.unix_ns_at(window.start_offset_ns) / 1_000_000;
-    let schedule = Schedule::new(settings.records_per_sec, window.end_offset_ns - window.start_offset_ns)?;
-    let deadline_offset_ns =
-        window.end_offset_ns.saturating_add(settings.drain_timeout_s.saturating_mul(1_000_000_000));
-    let producers =
-        start_producers(&settings, schedule, window, deadline_offset_ns, run_id, clock, &produce, &interrupted)?;
+    let schedule = Schedule::new(
+        settings.records_per_sec,
+        window.end_offset_ns - window.start_offset_ns,
+    )?;
+    let deadline_offset_ns = window
+        .end_offset_ns
+        .saturating_add(settings.drain_timeout_s.saturating_mul(1_000_000_000));
+    let producers = start_producers(
+        &settings,
+        schedule,
+        window,
+        deadline_offset_ns,
+        run_id,
+        clock,
+        &produce,
+        &interrupted,
+    )?;
 
-    let mut progress = Progress::new(clock, window, schedule, settings.warmup_s, settings.consumers > 0);
+    let mut progress = Progress::new(
+        clock,
+        window,
+        schedule,
+        settings.warmup_s,
+        settings.consumers > 0,
+    );
     while !producers.iter().all(JoinHandle::is_finished) {
         tokio::time::sleep(CHECK_INTERVAL).await;
         progress.maybe_print(&produce, &consume);
@@ -89,11 +127,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     let mut unacked = 0;
     let mut send_lag = new_histogram();
     for producer in producers {
-        let report: ProducerReport =
-            producer.join().map_err(|_| anyhow!("a producer thread panicked"))?.context("producer")?;
+        let report: ProducerReport = producer
+            .join()
+            .map_err(|_| anyhow!("a producer thread panicked"))?
+            .context("producer")?;
         handled += report.handled;
         unacked += report.unacked;
-        send_lag.add(&report.send_lag).map_err(|error| anyhow!("merging histograms: {error:?}"))?;
+        send_lag
+            .add(&report.send_lag)
+            .map_err(|error| anyhow!("merging histograms: {error:?}"))?;
     }
 
     if !consumers.is_empty() {
@@ -113,17 +155,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
     }
     stop_consumers.store(true, Ordering::Relaxed);
     for consumer in consumers {
-        consumer.join().map_err(|_| anyhow!("a consumer thread panicked"))?.context("consumer")?;
+        consumer
+            .join()
+            .map_err(|_| anyhow!("a consumer thread panicked"))?
+            .context("consumer")?;
     }
     progress.print(&produce, &consume);
 
     let measured_window_ns = match interrupted_at_offset_ns {
-        Some(at_ns) => at_ns.clamp(window.warmup_end_offset_ns, window.end_offset_ns) - window.warmup_end_offset_ns,
+        Some(at_ns) => {
+            at_ns.clamp(window.warmup_end_offset_ns, window.end_offset_ns)
+                - window.warmup_end_offset_ns
+        }
         None => window.end_offset_ns - window.warmup_end_offset_ns,
     };
     // An interrupted run intended only the records due before the interruption.
     let intended = match interrupted_at_offset_ns {
-        Some(at_offset_ns) => schedule.records_due_before(at_offset_ns.saturating_sub(window.start_offset_ns)),
+        Some(at_offset_ns) => {
+            schedule.records_due_before(at_offset_ns.saturating_sub(window.start_offset_ns))
+        }
         None => schedule.total_records(),
     };
     let produce_counts = ProduceCounts {
@@ -131,7 +181,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
         sent: produce.sent.load(Ordering::Relaxed),
         acked: produce.acked.load(Ordering::Relaxed),
         measured_acked: produce.measured_acked.load(Ordering::Relaxed),
-        errors_by_kind: produce.errors_by_kind.lock().map(|errors| errors.clone()).unwrap_or_default(),
+        errors_by_kind: produce
+            .errors_by_kind
+            .lock()
+            .map(|errors| errors.clone())
+            .unwrap_or_default(),
         unsent: intended.saturating_sub(handled),
         unacked,
         last_measured_ack_offset_ns: produce.last_measured_ack_offset_ns.load(Ordering::Relaxed),
@@ -157,7 +211,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<Summary> {
         measured_window_ns,
         interrupted: interrupted_at_offset_ns.is_some(),
     });
-    write_outputs(&settings.out, &summary, &produce_latency, &end_to_end_latency)?;
+    write_outputs(
+        &settings.out,
+        &summary,
+        &produce_latency,
+        &end_to_end_latency,
+    )?;
     Ok(summary)
 }
 
@@ -174,12 +233,18 @@ pub fn write_outputs(
     };
     write("produce.hgrm", percentile_distribution(produce_latency))?;
     write("e2e.hgrm", percentile_distribution(end_to_end_latency))?;
-    write("summary.json", serde_json::to_string_pretty(summary)? + "\n")?;
+    write(
+        "summary.json",
+        serde_json::to_string_pretty(summary)? + "\n",
+    )?;
     Ok(())
 }
 
 fn total_of(recorder: &std::sync::Mutex<LatencyRecorder>) -> hdrhistogram::Histogram<u64> {
-    recorder.lock().map(|recorder| recorder.total().clone()).unwrap_or_else(|_| new_histogram())
+    recorder
+        .lock()
+        .map(|recorder| recorder.total().clone())
+        .unwrap_or_else(|_| new_histogram())
 }
 
 /// A per-run id from the start time and process id, mixed (splitmix64) so runs started in the
@@ -194,10 +259,16 @@ fn run_id(unix_ns: u64) -> u32 {
 }
 
 /// First Ctrl-C: stop scheduling and report what was measured. Second: exit at once.
-fn watch_ctrl_c(clock: Clock, interrupted: Arc<AtomicBool>, interrupted_at_offset_ns: Arc<AtomicU64>) {
+fn watch_ctrl_c(
+    clock: Clock,
+    interrupted: Arc<AtomicBool>,
+    interrupted_at_offset_ns: Arc<AtomicU64>,
+) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: stopping producers and writing the results (Ctrl-C again to abort)");
+            eprintln!(
+                "interrupted: stopping producers and writing the results (Ctrl-C again to abort)"
+            );
             interrupted_at_offset_ns.store(clock.offset_ns(), Ordering::Release);
             interrupted.store(true, Ordering::Release);
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -222,25 +293,46 @@ async fn start_consumers(
     let config = consumer_config(settings, run_id);
     let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
     let mut threads = Vec::new();
-    for (consumer, assigned) in split_partitions(&topic.partitions, settings.consumers).into_iter().enumerate() {
-        let plan =
-            ConsumerPlan { topic: settings.topic.clone(), partitions: assigned, run_id, empty_topic: topic.created };
-        let (config, ready, shared, stop, window) =
-            (config.clone(), ready_sender.clone(), Arc::clone(consume), Arc::clone(stop), Arc::clone(window));
+    for (consumer, assigned) in split_partitions(&topic.partitions, settings.consumers)
+        .into_iter()
+        .enumerate()
+    {
+        let plan = ConsumerPlan {
+            topic: settings.topic.clone(),
+            partitions: assigned,
+            run_id,
+            empty_topic: topic.created,
+        };
+        let (config, ready, shared, stop, window) = (
+            config.clone(),
+            ready_sender.clone(),
+            Arc::clone(consume),
+            Arc::clone(stop),
+            Arc::clone(window),
+        );
         threads.push(
             thread::Builder::new()
                 .name(format!("loadgen-consumer-{consumer}"))
-                .spawn(move || run_consumer(&config, &plan, clock, &ready, &window, &shared, &stop))?,
+                .spawn(move || {
+                    run_consumer(&config, &plan, clock, &ready, &window, &shared, &stop)
+                })?,
         );
     }
     let expected = threads.len();
     let readiness = tokio::task::spawn_blocking(move || {
-        (0..expected).map(|_| ready_receiver.recv_timeout(CONSUMERS_READY_TIMEOUT)).collect::<Result<Vec<_>, _>>()
+        (0..expected)
+            .map(|_| ready_receiver.recv_timeout(CONSUMERS_READY_TIMEOUT))
+            .collect::<Result<Vec<_>, _>>()
     })
     .await?;
     let failure = match readiness {
-        Ok(results) => results.into_iter().find_map(Result::err).map(|error| anyhow!("consumer assignment: {error}")),
-        Err(_) => Some(anyhow!("consumers not assigned within {CONSUMERS_READY_TIMEOUT:?}")),
+        Ok(results) => results
+            .into_iter()
+            .find_map(Result::err)
+            .map(|error| anyhow!("consumer assignment: {error}")),
+        Err(_) => Some(anyhow!(
+            "consumers not assigned within {CONSUMERS_READY_TIMEOUT:?}"
+        )),
     };
     if let Some(failure) = failure {
         stop.store(true, Ordering::Relaxed);
@@ -249,7 +341,10 @@ async fn start_consumers(
     Ok(threads)
 }
 
-#[expect(clippy::too_many_arguments, reason = "one call site; the values are the run's shared context")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the values are the run's shared context"
+)]
 fn start_producers(
     settings: &Settings,
     schedule: Schedule,
@@ -272,7 +367,9 @@ fn start_producers(
             keys: settings.key_spec,
             record_bytes: settings.record_bytes,
             run_id,
-            seed: settings.seed.wrapping_add(u64::from(producer).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            seed: settings
+                .seed
+                .wrapping_add(u64::from(producer).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         };
         let (config, shared, stop) = (config.clone(), Arc::clone(produce), Arc::clone(stop));
         threads.push(
@@ -307,30 +404,57 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(clock: Clock, window: RunWindow, schedule: Schedule, warmup_s: u64, with_consumers: bool) -> Self {
+    fn new(
+        clock: Clock,
+        window: RunWindow,
+        schedule: Schedule,
+        warmup_s: u64,
+        with_consumers: bool,
+    ) -> Self {
         let last_print_offset_ns = window.start_offset_ns;
-        Self { clock, window, schedule, warmup_s, with_consumers, last_print_offset_ns, acked_at_last_print: 0 }
+        Self {
+            clock,
+            window,
+            schedule,
+            warmup_s,
+            with_consumers,
+            last_print_offset_ns,
+            acked_at_last_print: 0,
+        }
     }
 
     fn maybe_print(&mut self, produce: &ProduceShared, consume: &ConsumeShared) {
-        if self.clock.offset_ns().saturating_sub(self.last_print_offset_ns) >= PROGRESS_INTERVAL_NS {
+        if self
+            .clock
+            .offset_ns()
+            .saturating_sub(self.last_print_offset_ns)
+            >= PROGRESS_INTERVAL_NS
+        {
             self.print(produce, consume);
         }
     }
 
     fn print(&mut self, produce: &ProduceShared, consume: &ConsumeShared) {
         let now_offset_ns = self.clock.offset_ns();
-        let produce_interval =
-            produce.latency.lock().map(|mut latency| latency.take_interval()).unwrap_or_else(|_| new_histogram());
-        let end_to_end_interval =
-            consume.latency.lock().map(|mut latency| latency.take_interval()).unwrap_or_else(|_| new_histogram());
+        let produce_interval = produce
+            .latency
+            .lock()
+            .map(|mut latency| latency.take_interval())
+            .unwrap_or_else(|_| new_histogram());
+        let end_to_end_interval = consume
+            .latency
+            .lock()
+            .map(|mut latency| latency.take_interval())
+            .unwrap_or_else(|_| new_histogram());
         let acked = produce.acked.load(Ordering::Relaxed);
         let errors = produce.error_count.load(Ordering::Relaxed);
         let line = format_line(&ProgressSnapshot {
             elapsed_s: now_offset_ns.saturating_sub(self.window.start_offset_ns) as f64 / 1e9,
             warmup_s: self.warmup_s,
             sent: produce.sent.load(Ordering::Relaxed) + errors,
-            due: self.schedule.records_due_before(now_offset_ns.saturating_sub(self.window.start_offset_ns)),
+            due: self
+                .schedule
+                .records_due_before(now_offset_ns.saturating_sub(self.window.start_offset_ns)),
             acked,
             acked_before: self.acked_at_last_print,
             interval_s: now_offset_ns.saturating_sub(self.last_print_offset_ns) as f64 / 1e9,
@@ -352,8 +476,9 @@ mod tests {
 
     #[test]
     fn run_ids_differ_for_nearby_starts() {
-        let ids: std::collections::HashSet<u32> =
-            (0..1_000).map(|step| run_id(1_764_000_000_000_000_000 + step)).collect();
+        let ids: std::collections::HashSet<u32> = (0..1_000)
+            .map(|step| run_id(1_764_000_000_000_000_000 + step))
+            .collect();
         assert_eq!(ids.len(), 1_000);
     }
 }

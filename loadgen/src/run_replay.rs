@@ -29,11 +29,13 @@ type Reader = JoinHandle<Result<(ReplayTracker, bool), KafkaError>>;
 /// Reads the settings' topic from its first offsets to its ends, writes `summary.json` into
 /// `settings.out` and returns the summary. Progress goes to stderr.
 pub async fn run_replay(settings: Settings) -> anyhow::Result<ReplaySummary> {
-    std::fs::create_dir_all(&settings.out).with_context(|| format!("creating {}", settings.out.display()))?;
+    std::fs::create_dir_all(&settings.out)
+        .with_context(|| format!("creating {}", settings.out.display()))?;
     let clock = Clock::start();
     let started_at_unix_ms = clock.now_unix_ns() / 1_000_000;
     let topic_settings = settings.clone();
-    let partitions = tokio::task::spawn_blocking(move || admin::existing_topic(&topic_settings)).await??;
+    let partitions =
+        tokio::task::spawn_blocking(move || admin::existing_topic(&topic_settings)).await??;
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
     watch_ctrl_c(Arc::clone(&stop), Arc::clone(&interrupted));
@@ -50,21 +52,43 @@ pub async fn run_replay(settings: Settings) -> anyhow::Result<ReplaySummary> {
     let (ready_sender, ready_receiver) = mpsc::channel();
     let mut readers: Vec<Reader> = Vec::new();
     let mut go_senders = Vec::new();
-    for (index, assigned) in split_partitions(&partitions, settings.consumers).into_iter().enumerate() {
-        let plan = ReplayPlan { topic: settings.topic.clone(), partitions: assigned };
+    for (index, assigned) in split_partitions(&partitions, settings.consumers)
+        .into_iter()
+        .enumerate()
+    {
+        let plan = ReplayPlan {
+            topic: settings.topic.clone(),
+            partitions: assigned,
+        };
         let (go_sender, go_receiver) = mpsc::channel::<Go>();
         go_senders.push(go_sender);
-        let (config, ready, progress, stop) =
-            (config.clone(), ready_sender.clone(), Arc::clone(&progress), Arc::clone(&stop));
+        let (config, ready, progress, stop) = (
+            config.clone(),
+            ready_sender.clone(),
+            Arc::clone(&progress),
+            Arc::clone(&stop),
+        );
         readers.push(
             thread::Builder::new()
                 .name(format!("loadgen-replay-{index}"))
-                .spawn(move || run_replay_reader(&config, &plan, clock, &ready, &go_receiver, &progress, &stop))?,
+                .spawn(move || {
+                    run_replay_reader(
+                        &config,
+                        &plan,
+                        clock,
+                        &ready,
+                        &go_receiver,
+                        &progress,
+                        &stop,
+                    )
+                })?,
         );
     }
     let expected = readers.len();
     let readiness = tokio::task::spawn_blocking(move || {
-        (0..expected).map(|_| ready_receiver.recv_timeout(READERS_READY_TIMEOUT)).collect::<Result<Vec<_>, _>>()
+        (0..expected)
+            .map(|_| ready_receiver.recv_timeout(READERS_READY_TIMEOUT))
+            .collect::<Result<Vec<_>, _>>()
     })
     .await?;
     let ranges: Vec<PartitionRange> = match readiness {
@@ -72,13 +96,24 @@ pub async fn run_replay(settings: Settings) -> anyhow::Result<ReplaySummary> {
             Ok(ranges) => ranges.into_iter().flatten().collect(),
             Err(error) => return Err(abort(go_senders, anyhow!("replay set-up: {error}"))),
         },
-        Err(_) => return Err(abort(go_senders, anyhow!("readers not ready within {READERS_READY_TIMEOUT:?}"))),
+        Err(_) => {
+            return Err(abort(
+                go_senders,
+                anyhow!("readers not ready within {READERS_READY_TIMEOUT:?}"),
+            ));
+        }
     };
     let records_expected: u64 = ranges.iter().map(PartitionRange::len).sum();
-    eprintln!("replay: topic {} has {} partitions, {} records to read", settings.topic, ranges.len(), records_expected);
+    eprintln!(
+        "replay: topic {} has {} partitions, {} records to read",
+        settings.topic,
+        ranges.len(),
+        records_expected
+    );
 
     let go_offset_ns = clock.offset_ns();
-    let deadline_offset_ns = go_offset_ns.saturating_add(settings.replay_timeout_s.saturating_mul(1_000_000_000));
+    let deadline_offset_ns =
+        go_offset_ns.saturating_add(settings.replay_timeout_s.saturating_mul(1_000_000_000));
     for sender in &go_senders {
         let _ = sender.send(Some((go_offset_ns, deadline_offset_ns)));
     }
@@ -102,8 +137,10 @@ pub async fn run_replay(settings: Settings) -> anyhow::Result<ReplaySummary> {
     let mut merged = ReplayTracker::default();
     let mut timed_out = false;
     for reader in readers {
-        let (tracker, reader_timed_out) =
-            reader.join().map_err(|_| anyhow!("a replay reader panicked"))?.context("replay reader")?;
+        let (tracker, reader_timed_out) = reader
+            .join()
+            .map_err(|_| anyhow!("a replay reader panicked"))?
+            .context("replay reader")?;
         merged.merge(tracker);
         timed_out |= reader_timed_out;
     }
@@ -132,7 +169,9 @@ fn abort(go_senders: Vec<mpsc::Sender<Go>>, error: anyhow::Error) -> anyhow::Err
 fn watch_ctrl_c(stop: Arc<AtomicBool>, interrupted: Arc<AtomicBool>) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: stopping the replay and writing the results (Ctrl-C again to abort)");
+            eprintln!(
+                "interrupted: stopping the replay and writing the results (Ctrl-C again to abort)"
+            );
             interrupted.store(true, Ordering::Release);
             stop.store(true, Ordering::Release);
             if tokio::signal::ctrl_c().await.is_ok() {

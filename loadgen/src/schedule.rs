@@ -45,7 +45,10 @@ impl Schedule {
         if !records_per_sec.is_finite() || records_per_sec <= 0.0 {
             return Err(ScheduleError::InvalidRate(records_per_sec));
         }
-        Ok(Self { records_per_sec, end_offset_ns })
+        Ok(Self {
+            records_per_sec,
+            end_offset_ns,
+        })
     }
 
     /// Target rate in records per second.
@@ -96,9 +99,15 @@ impl Share {
     /// Producer `producer` of `producers`.
     pub fn new(producer: u32, producers: u32) -> Result<Self, ScheduleError> {
         if producer >= producers {
-            return Err(ScheduleError::InvalidShare { producer, producers });
+            return Err(ScheduleError::InvalidShare {
+                producer,
+                producers,
+            });
         }
-        Ok(Self { producer, producers })
+        Ok(Self {
+            producer,
+            producers,
+        })
     }
 
     /// The first index this producer owns.
@@ -150,10 +159,16 @@ mod tests {
             for offset_ns in (0..2_000_000_000).step_by(13_337_777) {
                 let due = schedule.records_due_before(offset_ns);
                 if due > 0 {
-                    assert!(schedule.intended_offset_ns(due - 1) < offset_ns, "rate {rate} offset {offset_ns}");
+                    assert!(
+                        schedule.intended_offset_ns(due - 1) < offset_ns,
+                        "rate {rate} offset {offset_ns}"
+                    );
                 }
                 if due < schedule.total_records() {
-                    assert!(schedule.intended_offset_ns(due) >= offset_ns, "rate {rate} offset {offset_ns}");
+                    assert!(
+                        schedule.intended_offset_ns(due) >= offset_ns,
+                        "rate {rate} offset {offset_ns}"
+                    );
                 }
             }
         }

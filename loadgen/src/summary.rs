@@ -37,7 +37,16 @@ impl Percentiles {
     /// Reads the percentiles of a histogram (all zero if it is empty).
     pub fn of(histogram: &Histogram<u64>) -> Self {
         if histogram.is_empty() {
-            return Self { count: 0, min: 0, mean: 0.0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
+            return Self {
+                count: 0,
+                min: 0,
+                mean: 0.0,
+                p50: 0,
+                p90: 0,
+                p99: 0,
+                p999: 0,
+                max: 0,
+            };
         }
         Self {
             count: histogram.len(),
@@ -197,11 +206,16 @@ impl Summary {
     /// Builds the summary; pure.
     pub fn build(input: &SummaryInput<'_>) -> Self {
         let settings = input.settings;
-        let elapsed_ns = input.measured_window_ns.max(input.produce.last_measured_ack_offset_ns);
+        let elapsed_ns = input
+            .measured_window_ns
+            .max(input.produce.last_measured_ack_offset_ns);
         let measured_elapsed_s = elapsed_ns as f64 / 1e9;
         let measured = input.produce.measured_acked;
-        let achieved_records_per_sec =
-            if measured_elapsed_s > 0.0 { measured as f64 / measured_elapsed_s } else { 0.0 };
+        let achieved_records_per_sec = if measured_elapsed_s > 0.0 {
+            measured as f64 / measured_elapsed_s
+        } else {
+            0.0
+        };
         let produce = ProduceSummary {
             intended_records: input.produce.intended,
             sent_records: input.produce.sent,
@@ -213,7 +227,8 @@ impl Summary {
             unacked_records: input.produce.unacked,
             measured_elapsed_s,
             achieved_records_per_sec,
-            achieved_mb_per_sec: achieved_records_per_sec * settings.record_bytes as f64 / BYTES_PER_MB,
+            achieved_mb_per_sec: achieved_records_per_sec * settings.record_bytes as f64
+                / BYTES_PER_MB,
             latency_us: Percentiles::of(input.produce_latency),
             send_lag_us: Percentiles::of(input.send_lag),
         };
@@ -259,7 +274,12 @@ mod tests {
             .unwrap()
     }
 
-    fn build(settings: &Settings, produce: &ProduceCounts, consume: &ConsumeCounts, latencies_us: &[u64]) -> Summary {
+    fn build(
+        settings: &Settings,
+        produce: &ProduceCounts,
+        consume: &ConsumeCounts,
+        latencies_us: &[u64],
+    ) -> Summary {
         let mut histogram = new_histogram();
         for &latency_us in latencies_us {
             histogram.saturating_record(latency_us);
@@ -280,10 +300,28 @@ mod tests {
 
     #[test]
     fn rates_use_the_window_when_the_broker_kept_up() {
-        let settings = settings(&["--duration-s", "10", "--record-bytes", "1048576", "--rate", "2"]);
-        let produce =
-            ProduceCounts { measured_acked: 20, last_measured_ack_offset_ns: 9_900_000_000, ..Default::default() };
-        let summary = build(&settings, &produce, &ConsumeCounts { measured_consumed: 18, ..Default::default() }, &[]);
+        let settings = settings(&[
+            "--duration-s",
+            "10",
+            "--record-bytes",
+            "1048576",
+            "--rate",
+            "2",
+        ]);
+        let produce = ProduceCounts {
+            measured_acked: 20,
+            last_measured_ack_offset_ns: 9_900_000_000,
+            ..Default::default()
+        };
+        let summary = build(
+            &settings,
+            &produce,
+            &ConsumeCounts {
+                measured_consumed: 18,
+                ..Default::default()
+            },
+            &[],
+        );
         assert_eq!(summary.produce.measured_elapsed_s, 10.0);
         assert_eq!(summary.produce.achieved_records_per_sec, 2.0);
         assert_eq!(summary.produce.achieved_mb_per_sec, 2.0);
@@ -293,8 +331,11 @@ mod tests {
     #[test]
     fn a_slow_broker_lowers_the_achieved_rate() {
         let settings = settings(&["--duration-s", "10", "--rate", "100"]);
-        let produce =
-            ProduceCounts { measured_acked: 1_000, last_measured_ack_offset_ns: 20_000_000_000, ..Default::default() };
+        let produce = ProduceCounts {
+            measured_acked: 1_000,
+            last_measured_ack_offset_ns: 20_000_000_000,
+            ..Default::default()
+        };
         let summary = build(&settings, &produce, &ConsumeCounts::default(), &[]);
         assert_eq!(summary.produce.measured_elapsed_s, 20.0);
         assert_eq!(summary.produce.achieved_records_per_sec, 50.0);
@@ -303,10 +344,24 @@ mod tests {
     #[test]
     fn percentiles_and_counts_reach_the_json() {
         let settings = settings(&["--consumers", "0"]);
-        let mut produce = ProduceCounts { intended: 7, sent: 6, acked: 5, unsent: 1, unacked: 1, ..Default::default() };
-        produce.errors_by_kind.insert("MessageTimedOut".to_owned(), 2);
+        let mut produce = ProduceCounts {
+            intended: 7,
+            sent: 6,
+            acked: 5,
+            unsent: 1,
+            unacked: 1,
+            ..Default::default()
+        };
+        produce
+            .errors_by_kind
+            .insert("MessageTimedOut".to_owned(), 2);
         let latencies_us: Vec<u64> = (1..=1_000).collect();
-        let summary = build(&settings, &produce, &ConsumeCounts::default(), &latencies_us);
+        let summary = build(
+            &settings,
+            &produce,
+            &ConsumeCounts::default(),
+            &latencies_us,
+        );
         let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
         assert_eq!(json["produce"]["error_records"], 2);
         assert_eq!(json["produce"]["errors_by_kind"]["MessageTimedOut"], 2);
@@ -315,7 +370,10 @@ mod tests {
         assert_eq!(json["produce"]["latency_us"]["p50"], 500);
         assert_eq!(json["produce"]["latency_us"]["p99"], 990);
         assert_eq!(json["produce"]["latency_us"]["max"], 1_000);
-        assert_eq!(json["end_to_end"]["missing_records"], 0, "no consumers, nothing missing");
+        assert_eq!(
+            json["end_to_end"]["missing_records"], 0,
+            "no consumers, nothing missing"
+        );
         assert_eq!(json["settings"]["acks"], "all");
         assert_eq!(json["settings"]["records_per_sec"], 1_000.0);
         assert_eq!(json["tool"], "sluice-loadgen");

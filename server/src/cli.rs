@@ -50,8 +50,16 @@ pub struct ServeArgs {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
-        Command::Dump { object, store, verify } => {
-            match crate::dump::dump(&crate::dump::DumpRequest { object, store, verify_batches: verify }) {
+        Command::Dump {
+            object,
+            store,
+            verify,
+        } => {
+            match crate::dump::dump(&crate::dump::DumpRequest {
+                object,
+                store,
+                verify_batches: verify,
+            }) {
                 Ok(json) => {
                     println!("{json}");
                     ExitCode::SUCCESS
@@ -148,7 +156,8 @@ mod tests {
 
     #[test]
     fn dump_of_a_missing_file_fails_cleanly() {
-        let cli = Cli::try_parse_from(["sluice", "dump", "/nonexistent/object", "--verify"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["sluice", "dump", "/nonexistent/object", "--verify"]).unwrap();
         assert_eq!(run(cli), ExitCode::FAILURE);
     }
 }

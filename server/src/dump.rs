@@ -26,15 +26,24 @@ pub fn dump(request: &DumpRequest) -> Result<String, String> {
     let (key, bytes) = match &request.store {
         None => {
             let path = Path::new(&request.object);
-            let bytes = std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+            let bytes = std::fs::read(path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
             (request.object.clone(), Bytes::from(bytes))
         }
         Some(url) => {
             let config = StoreConfig::from_url(url).map_err(|error| error.to_string())?;
             let store = open_store(&config).map_err(|error| error.to_string())?;
-            let store = StoreRuntime::start(store, StoreRuntimeConfig { worker_threads: 1, inflight_requests_max: 4, ..StoreRuntimeConfig::default() })
+            let store = StoreRuntime::start(
+                store,
+                StoreRuntimeConfig {
+                    worker_threads: 1,
+                    inflight_requests_max: 4,
+                    ..StoreRuntimeConfig::default()
+                },
+            )
+            .map_err(|error| error.to_string())?;
+            let bytes = futures::executor::block_on(store.get(&request.object))
                 .map_err(|error| error.to_string())?;
-            let bytes = futures::executor::block_on(store.get(&request.object)).map_err(|error| error.to_string())?;
             (request.object.clone(), bytes)
         }
     };
@@ -43,7 +52,10 @@ pub fn dump(request: &DumpRequest) -> Result<String, String> {
     if request.verify_batches {
         let verified = reader.verify_batches().map_err(|error| error.to_string());
         if let serde_json::Value::Object(map) = &mut json {
-            map.insert("batches_verified".to_owned(), serde_json::Value::Bool(verified.is_ok()));
+            map.insert(
+                "batches_verified".to_owned(),
+                serde_json::Value::Bool(verified.is_ok()),
+            );
         }
         verified?;
     }
@@ -68,9 +80,17 @@ mod tests {
             created_at_ms: 1_700_000_000_000,
         };
         let mut builder = ObjectBuilder::new(header);
-        let batch = BatchBuilder::new(1_700_000_000_000).record(0, Some(b"k"), b"v").encode();
+        let batch = BatchBuilder::new(1_700_000_000_000)
+            .record(0, Some(b"k"), b"v")
+            .encode();
         let batch_header = validate_batch(&batch).unwrap();
-        builder.push_batch(TopicPartition::new(TopicId([9; 16]), 3), &batch_header, batch).unwrap();
+        builder
+            .push_batch(
+                TopicPartition::new(TopicId([9; 16]), 3),
+                &batch_header,
+                batch,
+            )
+            .unwrap();
         builder.finish().unwrap().to_contiguous()
     }
 
@@ -79,7 +99,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000042");
         std::fs::write(&path, object()).unwrap();
-        let request = DumpRequest { object: path.display().to_string(), store: None, verify_batches: true };
+        let request = DumpRequest {
+            object: path.display().to_string(),
+            store: None,
+            verify_batches: true,
+        };
         let json = dump(&request).unwrap();
         assert!(json.contains("\"batches_verified\": true"), "{json}");
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -98,11 +122,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
         let store = open_store(&StoreConfig::from_url(&url).unwrap()).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(store.put_create("log/00000000000000000042", vec![object()])).unwrap();
-        let request = DumpRequest { object: "log/00000000000000000042".to_owned(), store: Some(url), verify_batches: false };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(store.put_create("log/00000000000000000042", vec![object()]))
+            .unwrap();
+        let request = DumpRequest {
+            object: "log/00000000000000000042".to_owned(),
+            store: Some(url),
+            verify_batches: false,
+        };
         assert!(dump(&request).unwrap().contains("\"writer_epoch\": 3"));
-        let missing = DumpRequest { object: "log/nope".to_owned(), ..request };
+        let missing = DumpRequest {
+            object: "log/nope".to_owned(),
+            ..request
+        };
         assert!(dump(&missing).is_err());
     }
 }

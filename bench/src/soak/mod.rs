@@ -135,7 +135,9 @@ impl Plan {
         // `SLUICE_COMPACTION_INTERVAL_MS=0 sluice-bench --scenario soak ...`, and says so here.
         let compaction = match std::env::var("SLUICE_COMPACTION_INTERVAL_MS") {
             Ok(value) if value.trim() == "0" => "off (SLUICE_COMPACTION_INTERVAL_MS=0)".to_owned(),
-            Ok(value) => format!("every {value} ms (SLUICE_COMPACTION_INTERVAL_MS), 32 MiB objects"),
+            Ok(value) => {
+                format!("every {value} ms (SLUICE_COMPACTION_INTERVAL_MS), 32 MiB objects")
+            }
             Err(_) => "agent defaults (every 10000 ms, 32 MiB objects)".to_owned(),
         };
         map.insert("object_compaction".into(), json!(compaction));

@@ -22,7 +22,11 @@ pub struct CheckpointInfo {
 }
 
 /// Uploads an encoded checkpoint for position `seq`.
-pub(crate) async fn put_checkpoint(store: &dyn ObjectStorage, seq: LogSeq, bytes: Bytes) -> Result<(), LogError> {
+pub(crate) async fn put_checkpoint(
+    store: &dyn ObjectStorage,
+    seq: LogSeq,
+    bytes: Bytes,
+) -> Result<(), LogError> {
     match store.put_create(&checkpoint_key(seq), vec![bytes]).await {
         Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
         Err(error) => Err(error.into()),
@@ -31,14 +35,21 @@ pub(crate) async fn put_checkpoint(store: &dyn ObjectStorage, seq: LogSeq, bytes
 
 /// Writes a checkpoint of `state` at the last position it has seen. Returns that position, or
 /// `None` for a state that has seen no entry.
-pub async fn write_checkpoint(store: &dyn ObjectStorage, state: &MetadataState) -> Result<Option<LogSeq>, LogError> {
-    let Some(seq) = state.last_offered_seq() else { return Ok(None) };
+pub async fn write_checkpoint(
+    store: &dyn ObjectStorage,
+    state: &MetadataState,
+) -> Result<Option<LogSeq>, LogError> {
+    let Some(seq) = state.last_offered_seq() else {
+        return Ok(None);
+    };
     put_checkpoint(store, seq, Bytes::from(state.encode_checkpoint())).await?;
     Ok(Some(seq))
 }
 
 /// Loads the newest checkpoint that decodes, newest first. `None` when there is none at all.
-pub async fn load_latest_checkpoint(store: &dyn ObjectStorage) -> Result<Option<(MetadataState, CheckpointInfo)>, LogError> {
+pub async fn load_latest_checkpoint(
+    store: &dyn ObjectStorage,
+) -> Result<Option<(MetadataState, CheckpointInfo)>, LogError> {
     let listed = store.list(CHECKPOINT_DIR, None).await?;
     let mut candidates: Vec<(LogSeq, String)> = listed
         .into_iter()
@@ -49,8 +60,12 @@ pub async fn load_latest_checkpoint(store: &dyn ObjectStorage) -> Result<Option<
     let mut last_error = None;
     for (seq, key) in candidates.into_iter().rev() {
         let loaded = match store.get(&key).await {
-            Ok(bytes) => MetadataState::decode_checkpoint(&bytes)
-                .map_err(|source| LogError::Checkpoint { key: key.clone(), source }),
+            Ok(bytes) => {
+                MetadataState::decode_checkpoint(&bytes).map_err(|source| LogError::Checkpoint {
+                    key: key.clone(),
+                    source,
+                })
+            }
             Err(error) => Err(error.into()),
         };
         match loaded {

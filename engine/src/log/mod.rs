@@ -74,8 +74,14 @@ impl Default for LogConfig {
 #[non_exhaustive]
 pub enum LogError {
     /// Another writer with a higher epoch took over the log. This writer must stop writing.
-    #[error("fenced: the log at {key} was taken over by writer epoch {by_epoch} (ours is {our_epoch})")]
-    Fenced { key: String, our_epoch: u64, by_epoch: u64 },
+    #[error(
+        "fenced: the log at {key} was taken over by writer epoch {by_epoch} (ours is {our_epoch})"
+    )]
+    Fenced {
+        key: String,
+        our_epoch: u64,
+        by_epoch: u64,
+    },
     /// The writer could not settle a position (store unavailable, or a write of an older writer
     /// occupies it). Entries not yet acknowledged failed; re-open the log to continue.
     #[error("log writer stopped: {reason}")]
@@ -88,7 +94,10 @@ pub enum LogError {
     #[error("entry rejected: {0}")]
     Encode(#[from] crate::format::EncodeError),
     #[error("checkpoint {key}: {source}")]
-    Checkpoint { key: String, source: CheckpointError },
+    Checkpoint {
+        key: String,
+        source: CheckpointError,
+    },
     #[error("log entry {key}: {reason}")]
     CorruptEntry { key: String, reason: String },
     #[error("commands: {0}")]

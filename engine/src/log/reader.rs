@@ -59,7 +59,11 @@ pub(crate) fn commit_of(object_len: u64, index: &ObjectIndex) -> Option<ObjectCo
             batches: segment_batches(index, segment),
         })
         .collect();
-    Some(ObjectCommit { seq: index.entry.seq, object_len, segments })
+    Some(ObjectCommit {
+        seq: index.entry.seq,
+        object_len,
+        segments,
+    })
 }
 
 /// The segment's batches with their producer fields, which the state machine needs only when some
@@ -89,36 +93,72 @@ fn segment_batches(index: &ObjectIndex, segment: &SegmentIndex) -> Vec<BatchComm
 }
 
 /// Reads the entry at `seq` from its tail. `NotFound` comes back as [`LogError::Store`].
-pub async fn read_entry(store: &dyn ObjectStorage, seq: LogSeq, config: &LogConfig) -> Result<EntryRead, LogError> {
+pub async fn read_entry(
+    store: &dyn ObjectStorage,
+    seq: LogSeq,
+    config: &LogConfig,
+) -> Result<EntryRead, LogError> {
     let key = log_key(seq);
     let mut want = config.tail_read_bytes.max(crate::format::MIN_OBJECT_LEN);
     for _ in 0..TAIL_READS_MAX {
         let (tail, object_len) = store.get_tail(&key, want).await?;
         match read_tail(&key, object_len, tail)? {
-            TailRead::Complete(tail) => return decode_entry(key, seq, tail.object_len(), &tail.to_index()?, tail.commands()),
-            TailRead::NeedMore { tail_len_needed } if tail_len_needed > want => want = tail_len_needed,
+            TailRead::Complete(tail) => {
+                return decode_entry(
+                    key,
+                    seq,
+                    tail.object_len(),
+                    &tail.to_index()?,
+                    tail.commands(),
+                );
+            }
+            TailRead::NeedMore { tail_len_needed } if tail_len_needed > want => {
+                want = tail_len_needed
+            }
             TailRead::NeedMore { tail_len_needed } => {
                 return Err(LogError::CorruptEntry {
                     key,
-                    reason: format!("tail of {want} bytes reported incomplete, needing {tail_len_needed}"),
+                    reason: format!(
+                        "tail of {want} bytes reported incomplete, needing {tail_len_needed}"
+                    ),
                 });
             }
         }
     }
-    Err(LogError::CorruptEntry { key, reason: format!("index still incomplete after a {want}-byte tail read") })
+    Err(LogError::CorruptEntry {
+        key,
+        reason: format!("index still incomplete after a {want}-byte tail read"),
+    })
 }
 
-fn decode_entry(key: String, seq: LogSeq, object_len: u64, index: &ObjectIndex, commands: Bytes) -> Result<EntryRead, LogError> {
+fn decode_entry(
+    key: String,
+    seq: LogSeq,
+    object_len: u64,
+    index: &ObjectIndex,
+    commands: Bytes,
+) -> Result<EntryRead, LogError> {
     let header = index.entry;
     if header.seq != seq {
-        return Err(LogError::CorruptEntry { key, reason: format!("entry says it is at position {}", header.seq.0) });
+        return Err(LogError::CorruptEntry {
+            key,
+            reason: format!("entry says it is at position {}", header.seq.0),
+        });
     }
     let commands = if commands.is_empty() {
         Vec::new()
     } else {
-        decode_commands(&commands)
-            .map_err(|error| LogError::CorruptEntry { key: key.clone(), reason: format!("commands: {error}") })?
+        decode_commands(&commands).map_err(|error| LogError::CorruptEntry {
+            key: key.clone(),
+            reason: format!("commands: {error}"),
+        })?
     };
     let commit = commit_of(object_len, index);
-    Ok(EntryRead { key, object_len, header, commands, commit })
+    Ok(EntryRead {
+        key,
+        object_len,
+        header,
+        commands,
+        commit,
+    })
 }

@@ -60,7 +60,9 @@ pub async fn recover(
     let mut run = Vec::new();
     let mut expected = first;
     for info in &listed {
-        let Some(seq) = parse_seq_key(LOG_DIR, &info.key) else { continue };
+        let Some(seq) = parse_seq_key(LOG_DIR, &info.key) else {
+            continue;
+        };
         stats.max_seen_seq = stats.max_seen_seq.max(Some(seq));
         if seq == expected {
             run.push(seq);
@@ -71,12 +73,16 @@ pub async fn recover(
     stats.max_seen_seq = stats.max_seen_seq.max(state.last_offered_seq());
 
     let reads_inflight = config.recovery_reads_inflight_max.max(1);
-    let mut entries = futures::stream::iter(run).map(|seq| read_entry(store, seq, config)).buffered(reads_inflight);
+    let mut entries = futures::stream::iter(run)
+        .map(|seq| read_entry(store, seq, config))
+        .buffered(reads_inflight);
     while let Some(entry) = entries.next().await {
         let entry = entry?;
         stats.max_seen_epoch = stats.max_seen_epoch.max(entry.header.writer_epoch);
         stats.entries_replayed += 1;
-        if let EntryOutcome::Ignored { .. } = state.apply_entry(&entry.meta(), &entry.commands, entry.commit.as_ref()) {
+        if let EntryOutcome::Ignored { .. } =
+            state.apply_entry(&entry.meta(), &entry.commands, entry.commit.as_ref())
+        {
             stats.entries_ignored += 1;
         }
     }

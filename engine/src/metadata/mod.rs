@@ -43,8 +43,7 @@ pub use apply::SEGMENTS_PER_COMMIT_MAX;
 pub use checkpoint::CHECKPOINT_VERSION;
 pub use command::{
     COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, GroupStore,
-    IndexRangeSwap, OffsetCommit, SWAP_PIECES_MAX, SwapPiece,
-    decode_commands, encode_commands,
+    IndexRangeSwap, OffsetCommit, SWAP_PIECES_MAX, SwapPiece, decode_commands, encode_commands,
 };
 pub use config::{
     CONFIG_VALUE_LEN_MAX, ConfigEntry, ConfigSpec, is_known_config, known_configs, validate_config,

@@ -49,12 +49,30 @@ pub struct Tripwire {
 
 impl Tripwire {
     pub fn new(inner: Arc<dyn ObjectStorage>, mode: TripMode, trip_at: u64) -> Arc<Tripwire> {
-        Arc::new(Tripwire { inner, mode, trip_at, checkpoints_only: false, puts: AtomicU64::new(0), tripped: AtomicBool::new(false) })
+        Arc::new(Tripwire {
+            inner,
+            mode,
+            trip_at,
+            checkpoints_only: false,
+            puts: AtomicU64::new(0),
+            tripped: AtomicBool::new(false),
+        })
     }
 
     /// Counts only checkpoint PUTs.
-    pub fn checkpoints_only(inner: Arc<dyn ObjectStorage>, mode: TripMode, trip_at: u64) -> Arc<Tripwire> {
-        Arc::new(Tripwire { inner, mode, trip_at, checkpoints_only: true, puts: AtomicU64::new(0), tripped: AtomicBool::new(false) })
+    pub fn checkpoints_only(
+        inner: Arc<dyn ObjectStorage>,
+        mode: TripMode,
+        trip_at: u64,
+    ) -> Arc<Tripwire> {
+        Arc::new(Tripwire {
+            inner,
+            mode,
+            trip_at,
+            checkpoints_only: true,
+            puts: AtomicU64::new(0),
+            tripped: AtomicBool::new(false),
+        })
     }
 
     pub fn tripped(&self) -> bool {
@@ -124,7 +142,14 @@ impl Run {
         let mut topic = [0u8; 16];
         topic[..8].copy_from_slice(&seed.to_be_bytes());
         topic[15] = 1;
-        Run { rng: ChaCha8Rng::seed_from_u64(seed), next_value: 0, topic_id: TopicId(topic), acked: HashMap::new(), failed: 0, puts_seen: u64::MAX }
+        Run {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            next_value: 0,
+            topic_id: TopicId(topic),
+            acked: HashMap::new(),
+            failed: 0,
+            puts_seen: u64::MAX,
+        }
     }
 
     fn tp(&self, partition: u32) -> TopicPartition {
@@ -133,14 +158,21 @@ impl Run {
 
     /// An entry with `batches` random batches over the topic's partitions.
     pub fn entry(&mut self, batches: usize) -> EntryContent {
-        let mut content = EntryContent { created_at_ms: 1_700_000_000_000, ..EntryContent::default() };
+        let mut content = EntryContent {
+            created_at_ms: 1_700_000_000_000,
+            ..EntryContent::default()
+        };
         for _ in 0..batches {
             let partition = self.rng.random_range(0..PARTITIONS);
             let records = self.rng.random_range(1..5);
             let mut builder = BatchBuilder::new(1_700_000_000_000 + self.next_value as i64);
             for _ in 0..records {
                 self.next_value += 1;
-                builder = builder.record(0, Some(b"k"), format!("value-{}", self.next_value).as_bytes());
+                builder = builder.record(
+                    0,
+                    Some(b"k"),
+                    format!("value-{}", self.next_value).as_bytes(),
+                );
             }
             let bytes = builder.encode();
             let header = validate_batch(&bytes).unwrap();
@@ -159,7 +191,13 @@ impl Run {
             }
         }
         for event in &outcome.events {
-            if let Event::SegmentAppended { segment_index, tp, base_offset, end_offset } = event {
+            if let Event::SegmentAppended {
+                segment_index,
+                tp,
+                base_offset,
+                end_offset,
+            } = event
+            {
                 assert_eq!(order[*segment_index], *tp, "segment order");
                 let mut offset = *base_offset;
                 for (batch_tp, header, bytes) in &content.batches {
@@ -167,7 +205,10 @@ impl Run {
                         continue;
                     }
                     if let Some(previous) = self.acked.insert((*tp, offset), bytes.clone()) {
-                        assert_eq!(previous, *bytes, "offset {offset} of {tp} acknowledged for two different batches");
+                        assert_eq!(
+                            previous, *bytes,
+                            "offset {offset} of {tp} acknowledged for two different batches"
+                        );
                     }
                     offset += header.offset_count();
                 }
@@ -193,7 +234,12 @@ impl Run {
             partition_count: PARTITIONS,
             configs: Default::default(),
         };
-        log.append(EntryContent { commands: vec![command], ..EntryContent::default() }).await.map(|_| ())
+        log.append(EntryContent {
+            commands: vec![command],
+            ..EntryContent::default()
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Appends `count` entries one by one.
@@ -209,8 +255,18 @@ impl Run {
 
     /// One writer's life: open, then `entries` appends with up to `depth` in flight, until the run
     /// ends or the process "dies" (every future stuck). Then the writer is dropped mid-flight.
-    pub async fn phase(&mut self, store: Arc<dyn ObjectStorage>, config: LogConfig, entries: usize, depth: usize) {
-        let opened = tokio::time::timeout(Duration::from_millis(STUCK_MS), MetadataLog::open(store, config, 0)).await;
+    pub async fn phase(
+        &mut self,
+        store: Arc<dyn ObjectStorage>,
+        config: LogConfig,
+        entries: usize,
+        depth: usize,
+    ) {
+        let opened = tokio::time::timeout(
+            Duration::from_millis(STUCK_MS),
+            MetadataLog::open(store, config, 0),
+        )
+        .await;
         let Ok(Ok((log, _))) = opened else { return };
         match tokio::time::timeout(Duration::from_millis(STUCK_MS), self.ensure_topic(&log)).await {
             Ok(Ok(())) => {}
@@ -238,7 +294,8 @@ impl Run {
         }
         drop(in_flight);
         if log.checkpoint_due() {
-            let _ = tokio::time::timeout(Duration::from_millis(STUCK_MS), log.write_checkpoint()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(STUCK_MS), log.write_checkpoint()).await;
         }
     }
 
@@ -248,13 +305,18 @@ impl Run {
         let mut opens = 0;
         while done < entries && opens < 200 {
             opens += 1;
-            let Ok((log, _)) = MetadataLog::open(store.clone(), config.clone(), 0).await else { continue };
+            let Ok((log, _)) = MetadataLog::open(store.clone(), config.clone(), 0).await else {
+                continue;
+            };
             if self.ensure_topic(&log).await.is_err() {
                 continue;
             }
             'writer: while done < entries {
                 let batch: Vec<EntryContent> = (0..3).map(|_| self.entry(2)).collect();
-                let results = futures::future::join_all(batch.iter().map(|content| log.append(content.clone()))).await;
+                let results = futures::future::join_all(
+                    batch.iter().map(|content| log.append(content.clone())),
+                )
+                .await;
                 let mut broken = false;
                 for (content, result) in batch.iter().zip(results) {
                     match result {
@@ -282,18 +344,30 @@ impl Run {
     /// Recovers from the bare store (no faults) and checks every acknowledged batch, then writes one
     /// more entry and checks it continues the offsets.
     pub async fn recover_and_verify(&mut self, store: Arc<dyn ObjectStorage>, config: LogConfig) {
-        let (state, stats) = recover(store.as_ref(), &config, None).await.expect("recovery");
+        let (state, stats) = recover(store.as_ref(), &config, None)
+            .await
+            .expect("recovery");
         verify_state(store.as_ref(), &state, &self.acked, self.topic_id).await;
         assert!(stats.first_free.0 >= state.last_valid_seq().map_or(0, |seq| seq.0));
 
-        let high_watermarks: Vec<u64> =
-            (0..PARTITIONS).map(|p| state.high_watermark(self.tp(p)).unwrap_or(0)).collect();
+        let high_watermarks: Vec<u64> = (0..PARTITIONS)
+            .map(|p| state.high_watermark(self.tp(p)).unwrap_or(0))
+            .collect();
         let log = self.open(store.clone(), config).await;
         let content = self.entry(4);
-        let outcome = log.append(content.clone()).await.expect("append after recovery");
+        let outcome = log
+            .append(content.clone())
+            .await
+            .expect("append after recovery");
         for event in &outcome.events {
-            if let Event::SegmentAppended { tp, base_offset, .. } = event {
-                assert_eq!(*base_offset, high_watermarks[tp.partition as usize], "offsets continue after recovery");
+            if let Event::SegmentAppended {
+                tp, base_offset, ..
+            } = event
+            {
+                assert_eq!(
+                    *base_offset, high_watermarks[tp.partition as usize],
+                    "offsets continue after recovery"
+                );
             }
         }
         self.record_ack(&content, &outcome);
@@ -316,25 +390,44 @@ pub async fn verify_state(
             let entries = state.find_from(tp, 0, usize::MAX).unwrap().to_vec();
             let mut expected_base = 0;
             for entry in &entries {
-                assert_eq!(entry.base_offset, expected_base, "{tp}: offsets not contiguous");
+                assert_eq!(
+                    entry.base_offset, expected_base,
+                    "{tp}: offsets not contiguous"
+                );
                 let bytes = store
-                    .get_range(&log_key(entry.seq), entry.byte_start..entry.byte_start + entry.byte_len)
+                    .get_range(
+                        &log_key(entry.seq),
+                        entry.byte_start..entry.byte_start + entry.byte_len,
+                    )
                     .await
                     .unwrap();
                 let mut offset = entry.base_offset;
                 for (header, batch) in split_batches(bytes, usize::MAX).unwrap() {
-                    assert!(stored.insert((tp, offset), batch).is_none(), "{tp}@{offset} stored twice");
+                    assert!(
+                        stored.insert((tp, offset), batch).is_none(),
+                        "{tp}@{offset} stored twice"
+                    );
                     offset += BatchHeader::offset_count(&header);
                 }
-                assert_eq!(offset, entry.end_offset, "{tp}: entry's batches disagree with its offsets");
+                assert_eq!(
+                    offset, entry.end_offset,
+                    "{tp}: entry's batches disagree with its offsets"
+                );
                 expected_base = entry.end_offset;
             }
-            assert_eq!(expected_base, hw, "{tp}: index does not reach the high watermark");
+            assert_eq!(
+                expected_base, hw,
+                "{tp}: index does not reach the high watermark"
+            );
         }
     }
     for ((tp, offset), bytes) in acked {
         let found = stored.get(&(*tp, *offset));
-        assert_eq!(found, Some(bytes), "acknowledged batch at {tp}@{offset} lost or changed");
+        assert_eq!(
+            found,
+            Some(bytes),
+            "acknowledged batch at {tp}@{offset} lost or changed"
+        );
     }
 }
 

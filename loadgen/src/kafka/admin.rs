@@ -89,7 +89,10 @@ pub fn existing_topic(settings: &Settings) -> Result<Vec<i32>, TopicError> {
 
 fn ready_topic(settings: &Settings, create: bool) -> Result<ReadyTopic, TopicError> {
     let topic = settings.topic.as_str();
-    let kafka = |source| TopicError::Kafka { topic: topic.to_owned(), source };
+    let kafka = |source| TopicError::Kafka {
+        topic: topic.to_owned(),
+        source,
+    };
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &settings.bootstrap)
         // Without this a metadata request for a missing topic makes a broker with
@@ -107,10 +110,15 @@ fn ready_topic(settings: &Settings, create: bool) -> Result<ReadyTopic, TopicErr
         // the same as "not ready yet": metadata requests change nothing, so they are repeated.
         match topic_state(&admin, topic, deadline) {
             Ok(TopicState::Ready(partitions)) => {
-                return Ok(ReadyTopic { partitions, created });
+                return Ok(ReadyTopic {
+                    partitions,
+                    created,
+                });
             }
             Ok(TopicState::Missing) if !create && started.elapsed() >= TOPIC_MISSING_TIMEOUT => {
-                return Err(TopicError::Missing { topic: topic.to_owned() });
+                return Err(TopicError::Missing {
+                    topic: topic.to_owned(),
+                });
             }
             Ok(_) => {}
             Err(error) if retry::is_transient_error(&error) => {}
@@ -124,7 +132,9 @@ fn ready_topic(settings: &Settings, create: bool) -> Result<ReadyTopic, TopicErr
             }
         }
         if Instant::now() >= deadline {
-            return Err(TopicError::NotReady { topic: topic.to_owned() });
+            return Err(TopicError::NotReady {
+                topic: topic.to_owned(),
+            });
         }
         std::thread::sleep(METADATA_RETRY);
     }
@@ -150,13 +160,18 @@ fn create_topic(
         i32::try_from(settings.partitions).unwrap_or(i32::MAX),
         TopicReplication::Fixed(i32::from(settings.replication_factor)),
     );
-    let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
     let options = AdminOptions::new().operation_timeout(Some(timeout));
     let results = match block_on(admin.create_topics([&new_topic], &options)) {
         Ok(results) => results,
         Err(error) if retry::is_transient_error(&error) => return Ok(None),
         Err(source) => {
-            return Err(TopicError::Kafka { topic: topic.to_owned(), source });
+            return Err(TopicError::Kafka {
+                topic: topic.to_owned(),
+                source,
+            });
         }
     };
     let mut creation = Creation::Created;
@@ -165,11 +180,16 @@ fn create_topic(
             Ok(_) => {}
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => creation = Creation::Existed,
             Err((_, code)) if retry::is_transient(code) => return Ok(None),
-            Err((_, RDKafkaErrorCode::PolicyViolation)) if settings.partitions > PARTITIONS_PER_REQUEST_MAX => {
+            Err((_, RDKafkaErrorCode::PolicyViolation))
+                if settings.partitions > PARTITIONS_PER_REQUEST_MAX =>
+            {
                 create_in_steps(admin, settings, deadline)?;
             }
             Err((_, code)) => {
-                return Err(TopicError::Create { topic: topic.to_owned(), code });
+                return Err(TopicError::Create {
+                    topic: topic.to_owned(),
+                    code,
+                });
             }
         }
     }
@@ -195,7 +215,9 @@ fn create_in_steps(
     let counts = partition_steps(settings.partitions, PARTITIONS_PER_REQUEST_MAX);
     for (step, &count) in counts.iter().enumerate() {
         loop {
-            let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+            let timeout = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
             let options = AdminOptions::new().operation_timeout(Some(timeout));
             let outcome = if step == 0 {
                 block_on(admin.create_topics([&first], &options))
@@ -204,20 +226,34 @@ fn create_in_steps(
                 block_on(admin.create_partitions([&grow], &options))
             };
             let code = match outcome {
-                Ok(results) => results.into_iter().find_map(Result::err).map(|(_, code)| code),
-                Err(error) if retry::is_transient_error(&error) => Some(RDKafkaErrorCode::RequestTimedOut),
+                Ok(results) => results
+                    .into_iter()
+                    .find_map(Result::err)
+                    .map(|(_, code)| code),
+                Err(error) if retry::is_transient_error(&error) => {
+                    Some(RDKafkaErrorCode::RequestTimedOut)
+                }
                 Err(source) => {
-                    return Err(TopicError::Kafka { topic: topic.to_owned(), source });
+                    return Err(TopicError::Kafka {
+                        topic: topic.to_owned(),
+                        source,
+                    });
                 }
             };
             match code {
                 // Done now, or by an earlier attempt of this step.
-                None | Some(RDKafkaErrorCode::TopicAlreadyExists | RDKafkaErrorCode::InvalidPartitions) => break,
+                None
+                | Some(
+                    RDKafkaErrorCode::TopicAlreadyExists | RDKafkaErrorCode::InvalidPartitions,
+                ) => break,
                 Some(code) if retry::is_transient(code) && Instant::now() < deadline => {
                     std::thread::sleep(METADATA_RETRY);
                 }
                 Some(code) => {
-                    return Err(TopicError::Create { topic: topic.to_owned(), code });
+                    return Err(TopicError::Create {
+                        topic: topic.to_owned(),
+                        code,
+                    });
                 }
             }
         }
@@ -255,18 +291,32 @@ fn topic_state(
     topic: &str,
     deadline: Instant,
 ) -> Result<TopicState, KafkaError> {
-    let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
     let metadata = admin.inner().fetch_metadata(Some(topic), timeout)?;
-    let Some(found) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else {
+    let Some(found) = metadata
+        .topics()
+        .iter()
+        .find(|candidate| candidate.name() == topic)
+    else {
         return Ok(TopicState::Missing);
     };
     if found.error().is_some() || found.partitions().is_empty() {
         return Ok(TopicState::Missing);
     }
-    if found.partitions().iter().any(|partition| partition.leader() < 0 || partition.error().is_some()) {
+    if found
+        .partitions()
+        .iter()
+        .any(|partition| partition.leader() < 0 || partition.error().is_some())
+    {
         return Ok(TopicState::NoLeaders);
     }
-    let mut partitions: Vec<i32> = found.partitions().iter().map(|partition| partition.id()).collect();
+    let mut partitions: Vec<i32> = found
+        .partitions()
+        .iter()
+        .map(|partition| partition.id())
+        .collect();
     partitions.sort_unstable();
     Ok(TopicState::Ready(partitions))
 }

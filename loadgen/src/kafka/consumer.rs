@@ -83,7 +83,10 @@ pub fn run_consumer(
         }
         shared.consumed.fetch_add(1, Ordering::Relaxed);
         let intended_offset_ns = clock.offset_of_unix_ns(header.intended_unix_ns);
-        if window.get().is_some_and(|window| window.is_measured(intended_offset_ns)) {
+        if window
+            .get()
+            .is_some_and(|window| window.is_measured(intended_offset_ns))
+        {
             shared.measured_consumed.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut latency) = shared.latency.lock() {
                 latency.record_us(now_offset_ns.saturating_sub(intended_offset_ns) / 1_000);

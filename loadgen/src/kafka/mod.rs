@@ -43,7 +43,10 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map(|since_epoch| u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        Self { origin: Instant::now(), origin_unix_ns }
+        Self {
+            origin: Instant::now(),
+            origin_unix_ns,
+        }
     }
 
     /// Nanoseconds since the clock started.
@@ -81,11 +84,13 @@ pub struct RunWindow {
 impl RunWindow {
     /// A window starting at `start_offset_ns` with the given warm-up and measured lengths.
     pub fn new(start_offset_ns: u64, warmup_s: u64, duration_s: u64) -> Self {
-        let warmup_end_offset_ns = start_offset_ns.saturating_add(warmup_s.saturating_mul(1_000_000_000));
+        let warmup_end_offset_ns =
+            start_offset_ns.saturating_add(warmup_s.saturating_mul(1_000_000_000));
         Self {
             start_offset_ns,
             warmup_end_offset_ns,
-            end_offset_ns: warmup_end_offset_ns.saturating_add(duration_s.saturating_mul(1_000_000_000)),
+            end_offset_ns: warmup_end_offset_ns
+                .saturating_add(duration_s.saturating_mul(1_000_000_000)),
         }
     }
 
@@ -196,7 +201,9 @@ pub fn list_offsets(
                 match element.offset() {
                     Offset::Offset(offset) if offset >= 0 => Ok(offset),
                     // No offset yet: the broker has not answered for this partition.
-                    _ => Err(KafkaError::OffsetFetch(RDKafkaErrorCode::OffsetNotAvailable)),
+                    _ => Err(KafkaError::OffsetFetch(
+                        RDKafkaErrorCode::OffsetNotAvailable,
+                    )),
                 }
             })
             .collect()
@@ -215,7 +222,10 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
         .set("batch.size", settings.batch_bytes.to_string())
         // A failed record is reported, not retried for minutes: the delivery timeout is the drain
         // limit, so nothing is still pending when the run reports.
-        .set("message.timeout.ms", (settings.drain_timeout_s.max(1) * 1_000).to_string());
+        .set(
+            "message.timeout.ms",
+            (settings.drain_timeout_s.max(1) * 1_000).to_string(),
+        );
     for (key, value) in &settings.producer_properties {
         config.set(key, value);
     }
@@ -261,7 +271,10 @@ mod tests {
     fn clock_offsets_and_unix_times_agree() {
         let clock = Clock::start();
         let offset_ns = clock.offset_ns();
-        assert_eq!(clock.offset_of_unix_ns(clock.unix_ns_at(offset_ns)), offset_ns);
+        assert_eq!(
+            clock.offset_of_unix_ns(clock.unix_ns_at(offset_ns)),
+            offset_ns
+        );
         assert!(clock.now_unix_ns() >= clock.unix_ns_at(offset_ns));
         assert_eq!(clock.offset_of_unix_ns(0), 0);
     }

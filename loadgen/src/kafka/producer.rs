@@ -99,9 +99,10 @@ impl ProducerContext for DeliveryTimer {
                     return;
                 }
                 self.shared.measured_acked.fetch_add(1, Ordering::Relaxed);
-                self.shared
-                    .last_measured_ack_offset_ns
-                    .fetch_max(now_offset_ns.saturating_sub(self.window.warmup_end_offset_ns), Ordering::Relaxed);
+                self.shared.last_measured_ack_offset_ns.fetch_max(
+                    now_offset_ns.saturating_sub(self.window.warmup_end_offset_ns),
+                    Ordering::Relaxed,
+                );
                 if let Ok(mut latency) = self.shared.latency.lock() {
                     latency.record_us(now_offset_ns.saturating_sub(intended_offset_ns) / 1_000);
                 }
@@ -136,8 +137,8 @@ pub fn run_producer(
         finished: AtomicBool::new(false),
     };
     let producer: ThreadedProducer<DeliveryTimer> = config.create_with_context(timer)?;
-    let mut keys =
-        KeyGenerator::new(plan.keys, plan.seed).map_err(|error| KafkaError::ClientCreation(error.to_string()))?;
+    let mut keys = KeyGenerator::new(plan.keys, plan.seed)
+        .map_err(|error| KafkaError::ClientCreation(error.to_string()))?;
     let mut payloads = PayloadBuilder::new(plan.record_bytes, plan.seed)
         .map_err(|error| KafkaError::ClientCreation(error.to_string()))?;
     let mut send_lag = new_histogram();
@@ -145,13 +146,18 @@ pub fn run_producer(
     let mut handled = 0_u64;
     let mut index = plan.share.first_index();
     'schedule: while index < total {
-        let intended_offset_ns = plan.window.start_offset_ns.saturating_add(plan.schedule.intended_offset_ns(index));
+        let intended_offset_ns = plan
+            .window
+            .start_offset_ns
+            .saturating_add(plan.schedule.intended_offset_ns(index));
         let now_offset_ns = clock.offset_ns();
         if stop.load(Ordering::Relaxed) || now_offset_ns >= plan.deadline_offset_ns {
             break;
         }
         if now_offset_ns < intended_offset_ns {
-            thread::sleep(Duration::from_nanos((intended_offset_ns - now_offset_ns).min(SLEEP_NS_MAX)));
+            thread::sleep(Duration::from_nanos(
+                (intended_offset_ns - now_offset_ns).min(SLEEP_NS_MAX),
+            ));
             continue;
         }
         let header = RecordHeader {
@@ -170,13 +176,15 @@ pub fn run_producer(
                 Ok(()) => {
                     shared.sent.fetch_add(1, Ordering::Relaxed);
                     if plan.window.is_measured(intended_offset_ns) {
-                        send_lag
-                            .saturating_record((clock.offset_ns().saturating_sub(intended_offset_ns) / 1_000).max(1));
+                        send_lag.saturating_record(
+                            (clock.offset_ns().saturating_sub(intended_offset_ns) / 1_000).max(1),
+                        );
                     }
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    if stop.load(Ordering::Relaxed) || clock.offset_ns() >= plan.deadline_offset_ns {
+                    if stop.load(Ordering::Relaxed) || clock.offset_ns() >= plan.deadline_offset_ns
+                    {
                         break 'schedule;
                     }
                     thread::sleep(QUEUE_FULL_RETRY);
@@ -193,7 +201,9 @@ pub fn run_producer(
     let flush_ns = plan.deadline_offset_ns.saturating_sub(clock.offset_ns());
     if stop.load(Ordering::Relaxed) {
         // Interrupted: give in-flight records a short, fixed chance instead of the full drain.
-        let _ = producer.flush(Duration::from_millis(flush_ns.min(2_000_000_000) / 1_000_000));
+        let _ = producer.flush(Duration::from_millis(
+            flush_ns.min(2_000_000_000) / 1_000_000,
+        ));
     } else {
         let _ = producer.flush(Duration::from_nanos(flush_ns));
     }
@@ -201,5 +211,9 @@ pub fn run_producer(
     // counted once, as unacknowledged, never as both.
     producer.context().finished.store(true, Ordering::Release);
     let unacked = u64::try_from(producer.in_flight_count()).unwrap_or(0);
-    Ok(ProducerReport { handled, unacked, send_lag })
+    Ok(ProducerReport {
+        handled,
+        unacked,
+        send_lag,
+    })
 }

@@ -57,13 +57,22 @@ pub fn run_replay_reader(
 ) -> Result<(ReplayTracker, bool), KafkaError> {
     let set_up = || -> Result<(BaseConsumer, Vec<PartitionRange>), KafkaError> {
         let consumer: BaseConsumer = config.create()?;
-        let lows = list_offsets(&consumer, &plan.topic, &plan.partitions, PartitionEnd::Start)?;
+        let lows = list_offsets(
+            &consumer,
+            &plan.topic,
+            &plan.partitions,
+            PartitionEnd::Start,
+        )?;
         let highs = list_offsets(&consumer, &plan.topic, &plan.partitions, PartitionEnd::End)?;
         let ranges = plan
             .partitions
             .iter()
             .zip(lows.iter().zip(&highs))
-            .map(|(&partition, (&low, &high))| PartitionRange { partition, low, high })
+            .map(|(&partition, (&low, &high))| PartitionRange {
+                partition,
+                low,
+                high,
+            })
             .collect();
         Ok((consumer, ranges))
     };
@@ -101,7 +110,10 @@ pub fn run_replay_reader(
                 let value = message.payload();
                 tracker.observe(message.partition(), message.offset(), value, now_offset_ns);
                 progress.records.fetch_add(1, Ordering::Relaxed);
-                progress.value_bytes.fetch_add(value.map_or(0, |value| value.len() as u64), Ordering::Relaxed);
+                progress.value_bytes.fetch_add(
+                    value.map_or(0, |value| value.len() as u64),
+                    Ordering::Relaxed,
+                );
             }
             Err(_) => tracker.count_error(),
         }

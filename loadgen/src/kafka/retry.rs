@@ -36,7 +36,10 @@ impl RetryPolicy {
     /// Offset lookups for many partitions at once: a broker that reads its object store per
     /// partition (Tansu) needs more than a minute for 1,000 of them. Within the runs' 120 s
     /// limit on consumers getting ready.
-    pub const OFFSET_LOOKUP: RetryPolicy = RetryPolicy { limit: Duration::from_secs(110), ..RetryPolicy::SET_UP };
+    pub const OFFSET_LOOKUP: RetryPolicy = RetryPolicy {
+        limit: Duration::from_secs(110),
+        ..RetryPolicy::SET_UP
+    };
 }
 
 /// True for the errors a broker returns while a new topic's partitions settle (or while it is
@@ -73,11 +76,16 @@ pub fn is_transient_error(error: &KafkaError) -> bool {
 /// Calls `call` until it succeeds, fails with an error that is not transient, or the policy's
 /// limit passes (then the last error is returned). `call` receives the time left, to use as its
 /// own timeout (at least one second).
-pub fn retry<T>(policy: RetryPolicy, mut call: impl FnMut(Duration) -> Result<T, KafkaError>) -> Result<T, KafkaError> {
+pub fn retry<T>(
+    policy: RetryPolicy,
+    mut call: impl FnMut(Duration) -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
     let deadline = Instant::now() + policy.limit;
     let mut backoff = policy.backoff_first;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
         match call(left) {
             Ok(value) => return Ok(value),
             Err(error) if is_transient_error(&error) && Instant::now() + backoff < deadline => {
@@ -109,7 +117,11 @@ mod tests {
         let mut calls = 0;
         let result = retry(QUICK, |_| {
             calls += 1;
-            if calls < 4 { Err(not_leader()) } else { Ok(calls) }
+            if calls < 4 {
+                Err(not_leader())
+            } else {
+                Ok(calls)
+            }
         });
         assert_eq!(result.unwrap(), 4);
     }
@@ -119,7 +131,9 @@ mod tests {
         let mut calls = 0;
         let result: Result<(), _> = retry(QUICK, |_| {
             calls += 1;
-            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed))
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::TopicAuthorizationFailed,
+            ))
         });
         assert!(result.is_err());
         assert_eq!(calls, 1);
@@ -129,15 +143,24 @@ mod tests {
 
     #[test]
     fn retries_stop_at_the_limit_with_the_last_error() {
-        let policy = RetryPolicy { limit: Duration::from_millis(30), ..QUICK };
+        let policy = RetryPolicy {
+            limit: Duration::from_millis(30),
+            ..QUICK
+        };
         let started = Instant::now();
         let mut calls = 0;
         let result: Result<(), _> = retry(policy, |_| {
             calls += 1;
             Err(not_leader())
         });
-        assert_eq!(result.unwrap_err().rdkafka_error_code(), Some(RDKafkaErrorCode::NotLeaderForPartition));
+        assert_eq!(
+            result.unwrap_err().rdkafka_error_code(),
+            Some(RDKafkaErrorCode::NotLeaderForPartition)
+        );
         assert!(calls > 1, "retried");
-        assert!(started.elapsed() < Duration::from_secs(2), "bounded by the limit");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "bounded by the limit"
+        );
     }
 }

@@ -336,7 +336,10 @@ impl Config {
     /// Retention and garbage-collection settings (Kafka's ranges).
     fn validate_retention(&self) -> Result<(), ConfigError> {
         if self.log_retention_ms.is_some_and(|ms| ms < -1) {
-            return Err(invalid("log_retention_ms", "must be -1 (forever) or at least 0"));
+            return Err(invalid(
+                "log_retention_ms",
+                "must be -1 (forever) or at least 0",
+            ));
         }
         if self.log_retention_hours < -1 || self.log_retention_hours > i64::MAX / 3_600_000 {
             return Err(invalid(
@@ -345,7 +348,10 @@ impl Config {
             ));
         }
         if self.log_retention_bytes < -1 {
-            return Err(invalid("log_retention_bytes", "must be -1 (no limit) or at least 0"));
+            return Err(invalid(
+                "log_retention_bytes",
+                "must be -1 (no limit) or at least 0",
+            ));
         }
         if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.compaction_object_bytes_target) {
             return Err(invalid(
@@ -363,7 +369,10 @@ impl Config {
             return Err(invalid("checkpoint_interval_entries", "must be at least 1"));
         }
         if self.log_retention_check_interval_ms == 0 {
-            return Err(invalid("log_retention_check_interval_ms", "must be at least 1"));
+            return Err(invalid(
+                "log_retention_check_interval_ms",
+                "must be at least 1",
+            ));
         }
         if !(sluice_engine::log::gc::CHECKPOINTS_RETAINED_MIN..=CHECKPOINTS_RETAINED_MAX)
             .contains(&self.checkpoints_retained)
@@ -407,11 +416,13 @@ impl Config {
 
     /// The broker-wide retention a topic without overrides gets.
     pub fn retention_defaults(&self) -> sluice_engine::metadata::RetentionDefaults {
-        let retention_ms = self.log_retention_ms.unwrap_or(if self.log_retention_hours < 0 {
-            -1
-        } else {
-            self.log_retention_hours.saturating_mul(3_600_000)
-        });
+        let retention_ms = self
+            .log_retention_ms
+            .unwrap_or(if self.log_retention_hours < 0 {
+                -1
+            } else {
+                self.log_retention_hours.saturating_mul(3_600_000)
+            });
         sluice_engine::metadata::RetentionDefaults {
             retention_ms,
             retention_bytes: self.log_retention_bytes,

@@ -352,8 +352,7 @@ impl Overrides {
                         Some(number(&value).map_err(parsed)?);
                 }
                 "COMPACTION_INPUTS_PER_JOB_MAX" => {
-                    overrides.compaction_inputs_per_job_max =
-                        Some(number(&value).map_err(parsed)?);
+                    overrides.compaction_inputs_per_job_max = Some(number(&value).map_err(parsed)?);
                 }
                 "CHECKPOINT_INTERVAL_ENTRIES" => {
                     overrides.checkpoint_interval_entries = Some(number(&value).map_err(parsed)?);

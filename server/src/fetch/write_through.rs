@@ -13,7 +13,13 @@ use crate::metadata_core::watermarks::CommittedObject;
 /// The pieces of the object `appended` committed, by byte offset; `None` for an object that held
 /// no batches (commands or a claim only), which no fetch reads.
 pub fn committed_object(appended: &AppendOutcome) -> Option<CommittedObject> {
-    if !appended.events.iter().any(|event| matches!(event, sluice_engine::metadata::Event::SegmentAppended { .. } | sluice_engine::metadata::Event::SegmentBatches { .. })) {
+    if !appended.events.iter().any(|event| {
+        matches!(
+            event,
+            sluice_engine::metadata::Event::SegmentAppended { .. }
+                | sluice_engine::metadata::Event::SegmentBatches { .. }
+        )
+    }) {
         return None;
     }
     let mut position = 0u64;
@@ -26,5 +32,8 @@ pub fn committed_object(appended: &AppendOutcome) -> Option<CommittedObject> {
             piece
         })
         .collect();
-    Some(CommittedObject { seq: appended.seq, pieces })
+    Some(CommittedObject {
+        seq: appended.seq,
+        pieces,
+    })
 }

@@ -336,7 +336,10 @@ mod compaction {
             inputs_per_job_max: 100,
             ..CompactionConfig::default()
         };
-        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
+        let plan =
+            harness
+                .state
+                .compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].tp, a);
         assert_eq!(plan[0].entries.len(), 5);
@@ -345,21 +348,40 @@ mod compaction {
             inputs_per_job_max: 3,
             ..config
         };
-        assert_eq!(harness.state.compaction_plan(&tight, &RetentionDefaults::default(), i64::MAX / 2)[0].entries.len(), 3);
+        assert_eq!(
+            harness
+                .state
+                .compaction_plan(&tight, &RetentionDefaults::default(), i64::MAX / 2)[0]
+                .entries
+                .len(),
+            3
+        );
         // The byte target cuts it too (30 bytes: three entries of 10).
         let small = CompactionConfig {
             object_bytes_target: 30,
             ..config
         };
         // Entries must be under half the target (15 bytes): 10 is; the run stops at 30 bytes.
-        assert_eq!(harness.state.compaction_plan(&small, &RetentionDefaults::default(), i64::MAX / 2)[0].entries.len(), 3);
+        assert_eq!(
+            harness
+                .state
+                .compaction_plan(&small, &RetentionDefaults::default(), i64::MAX / 2)[0]
+                .entries
+                .len(),
+            3
+        );
         // After a swap the merged entry is large for a 20-byte target and is not taken again.
         harness.command(replace(a, 0..10, compacted_object_id(1, 0)));
         let after = CompactionConfig {
             object_bytes_target: 20,
             ..config
         };
-        assert!(harness.state.compaction_plan(&after, &RetentionDefaults::default(), i64::MAX / 2).is_empty());
+        assert!(
+            harness
+                .state
+                .compaction_plan(&after, &RetentionDefaults::default(), i64::MAX / 2)
+                .is_empty()
+        );
     }
 
     #[test]
@@ -377,18 +399,38 @@ mod compaction {
             inputs_per_job_max: 100,
             ..CompactionConfig::default()
         };
-        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
+        let plan =
+            harness
+                .state
+                .compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
         let runs: Vec<(TopicPartition, Vec<i64>)> = plan
             .iter()
-            .map(|range| (range.tp, range.entries.iter().map(|entry| entry.max_timestamp).collect()))
+            .map(|range| {
+                (
+                    range.tp,
+                    range
+                        .entries
+                        .iter()
+                        .map(|entry| entry.max_timestamp)
+                        .collect(),
+                )
+            })
             .collect();
         assert_eq!(runs, vec![(sized, vec![1, 2, 3]), (timed, vec![0, 500])]);
         // A topic that only compacts is not bounded by retention.
         let mut harness = Harness::new();
-        create_with(&mut harness, "table", id(3), &[("cleanup.policy", "compact"), ("retention.ms", "8000")]);
+        create_with(
+            &mut harness,
+            "table",
+            id(3),
+            &[("cleanup.policy", "compact"), ("retention.ms", "8000")],
+        );
         let table = TopicPartition::new(id(3), 0);
         commit_entries(&mut harness, table, &[0, 500, 5_000]);
-        let plan = harness.state.compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
+        let plan =
+            harness
+                .state
+                .compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
         assert_eq!(plan[0].entries.len(), 3);
     }
 
@@ -405,7 +447,12 @@ mod compaction {
         };
         let defaults = RetentionDefaults::default();
         // Still growing at the live edge: nothing yet.
-        assert!(harness.state.compaction_plan(&config, &defaults, 100_030).is_empty());
+        assert!(
+            harness
+                .state
+                .compaction_plan(&config, &defaults, 100_030)
+                .is_empty()
+        );
         // A minute after its oldest window: merged.
         let plan = harness.state.compaction_plan(&config, &defaults, 160_000);
         assert_eq!(plan[0].entries.len(), 3);
@@ -413,7 +460,11 @@ mod compaction {
         // New windows after the compacted entry form their own run; the compacted one stays.
         commit_entries(&mut harness, tp, &[200_000, 200_010]);
         let plan = harness.state.compaction_plan(&config, &defaults, 300_000);
-        let bases: Vec<u64> = plan[0].entries.iter().map(|entry| entry.base_offset).collect();
+        let bases: Vec<u64> = plan[0]
+            .entries
+            .iter()
+            .map(|entry| entry.base_offset)
+            .collect();
         assert_eq!(bases, vec![6, 8]);
     }
 }

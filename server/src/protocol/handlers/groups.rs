@@ -95,10 +95,9 @@ pub async fn leave_group(
 ) -> LeaveGroupResponse {
     let owner = request.group_id.to_string();
     router
-        .on_owner(
-            &owner,
-            move |core| async move { core.leave(&request, version).await },
-        )
+        .on_owner(&owner, move |core| async move {
+            core.leave(&request, version).await
+        })
         .await
         .unwrap_or_else(|_| {
             LeaveGroupResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE)
