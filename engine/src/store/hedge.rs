@@ -565,7 +565,11 @@ impl HedgedPuts {
                 .and_then(|delay| started.checked_add(delay));
             let may_hedge = launched < copies_max && !key_taken && next_hedge.is_some();
             let next_hedge = next_hedge.unwrap_or(started);
+            // Biased: an answer that is already in wins over a hedge due at the same instant,
+            // and the choice does not depend on tokio's per-runtime random seed (a seeded
+            // simulation must replay exactly; see `docs/testing.md`, "Deterministic simulation").
             tokio::select! {
+                biased;
                 answer = answered.recv() => {
                     let Some((number, result)) = answer else { break };
                     outstanding -= 1;
