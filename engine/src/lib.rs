@@ -18,6 +18,8 @@ pub mod compact;
 pub mod format;
 pub mod log;
 pub mod metadata;
+#[cfg(feature = "sim-planted-bugs")]
+pub mod planted;
 pub mod read;
 pub mod store;
 pub mod types;

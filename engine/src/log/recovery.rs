@@ -70,6 +70,14 @@ pub async fn recover(
         }
     }
     stats.first_free = expected;
+    #[cfg(feature = "sim-planted-bugs")]
+    if crate::planted::active(crate::planted::PlantedBug::ClaimPastGap) {
+        stats.first_free = after(
+            stats
+                .max_seen_seq
+                .max(expected.0.checked_sub(1).map(LogSeq)),
+        );
+    }
     stats.max_seen_seq = stats.max_seen_seq.max(state.last_offered_seq());
 
     let reads_inflight = config.recovery_reads_inflight_max.max(1);

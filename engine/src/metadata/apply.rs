@@ -78,6 +78,12 @@ impl MetadataState {
 
     /// The chain rule. See `docs/metadata.md` for why it is exactly this.
     fn check_chain(&self, meta: &EntryMeta) -> Result<(), IgnoreReason> {
+        #[cfg(feature = "sim-planted-bugs")]
+        if meta.kind == EntryKind::Data
+            && crate::planted::active(crate::planted::PlantedBug::SkipChainRule)
+        {
+            return Ok(());
+        }
         if meta.prev_seq != self.last_valid_seq {
             return Err(IgnoreReason::ChainBroken {
                 prev_seq: meta.prev_seq,

@@ -123,6 +123,10 @@ pub(super) fn check_batch(
     let Some(entry) = producers.get(&batch.producer_id) else {
         return Ok(SequenceCheck::Append);
     };
+    #[cfg(feature = "sim-planted-bugs")]
+    if crate::planted::active(crate::planted::PlantedBug::SkipIdempotenceCheck) {
+        return Ok(SequenceCheck::Append);
+    }
     let last = last_sequence(batch.base_sequence, batch.offset_count);
     if batch.producer_epoch == entry.epoch
         && let Some(original) = entry
