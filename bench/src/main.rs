@@ -5,6 +5,7 @@
 //! measure each other. Every requested target gets a row, with numbers or with the reason it has
 //! none.
 
+mod chaos;
 mod groups;
 mod hgrm;
 mod markdown;
@@ -12,10 +13,12 @@ mod plot;
 mod plot_time;
 mod process;
 mod proxy;
+mod proxy_faults;
 mod replay;
 mod report;
 mod runner;
 mod scenario;
+mod seeded;
 mod soak;
 mod targets;
 
@@ -31,7 +34,7 @@ use crate::targets::{Env, StartError};
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark Sluice, Apache Kafka and Tansu on loopback")]
 struct Args {
-    /// fraud, throughput, partitions, replay, groups or soak.
+    /// fraud, throughput, partitions, replay, groups, soak or chaos.
     #[arg(long)]
     scenario: String,
     /// Output directory for report.json, report.md, plots and raw load-generator output.
@@ -60,6 +63,16 @@ struct Args {
     /// reuse the binaries a test build made) unless `--sluice-bin` / `--loadgen-bin` say otherwise.
     #[arg(long)]
     binaries: Option<PathBuf>,
+    /// chaos: the seed of the kill, pause and fault schedule (default: from the clock; the report
+    /// names it, so a campaign can be replayed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// chaos: the number of kills (default 10 with --quick, else 1,000).
+    #[arg(long)]
+    kills: Option<u64>,
+    /// chaos: run for this many seconds instead of a number of kills.
+    #[arg(long)]
+    duration_s: Option<u64>,
 }
 
 fn sibling(name: &str) -> PathBuf {
@@ -97,7 +110,7 @@ fn run() -> anyhow::Result<i32> {
     let args = Args::parse();
     let scenario = Scenario::parse(&args.scenario).with_context(|| {
         format!(
-            "unknown scenario {:?} (fraud, throughput, partitions, replay, groups, soak)",
+            "unknown scenario {:?} (fraud, throughput, partitions, replay, groups, soak, chaos)",
             args.scenario
         )
     })?;
@@ -139,6 +152,15 @@ fn run() -> anyhow::Result<i32> {
             Vec::new()
         },
     };
+    if scenario == Scenario::Chaos {
+        let plan = chaos::Plan::new(
+            args.quick,
+            args.seed.unwrap_or_else(chaos::clock_seed),
+            args.kills,
+            args.duration_s,
+        );
+        return chaos::run(&env, &target_names, &plan, &out);
+    }
     if scenario == Scenario::Groups {
         // Simulated group members, not the load generator: its own driver and report.
         return groups::run(&env, &target_names, args.quick, &out).map(|()| 0);

@@ -110,6 +110,34 @@ impl Guarded {
     }
 }
 
+impl Guarded {
+    /// SIGKILL at once, then reaps the process (the `chaos` scenario's kill -9).
+    pub fn kill_now(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        if let Some(status) = self.exited() {
+            return Ok(status);
+        }
+        self.child.kill()?;
+        Ok(self.child.wait()?)
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT) to the running process; nothing once it has exited.
+    pub fn signal(&mut self, signal: libc::c_int) -> anyhow::Result<()> {
+        if self.exited().is_some() {
+            return Ok(());
+        }
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: signals our own child, which has not been reaped (checked just above), so its
+        // pid cannot have been reused.
+        let result = unsafe { libc::kill(pid, signal) };
+        anyhow::ensure!(
+            result == 0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(())
+    }
+}
+
 impl Drop for Guarded {
     fn drop(&mut self) {
         self.stop();
@@ -279,6 +307,24 @@ mod tests {
         assert!(child.exited().is_none());
         child.stop();
         assert!(child.exited().is_some());
+    }
+
+    #[test]
+    fn kill_now_ends_a_stopped_process_and_reports_the_signal() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Launch::new("sleep", "sleep", &dir.path().join("sleep.log"))
+            .arg("60")
+            .spawn()
+            .unwrap();
+        child.signal(libc::SIGSTOP).unwrap();
+        child.signal(libc::SIGCONT).unwrap();
+        child.signal(libc::SIGSTOP).unwrap();
+        let status = child.kill_now().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        // Once reaped: no signal is sent, and a second kill reports the same exit.
+        child.signal(libc::SIGCONT).unwrap();
+        assert_eq!(child.kill_now().unwrap().signal(), Some(libc::SIGKILL));
     }
 
     #[test]

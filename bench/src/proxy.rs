@@ -13,8 +13,12 @@
 //! Delays: a PUT waits *before* it is forwarded (the object becomes visible when the modelled PUT
 //! completes, as in `LatencyModel`); every other call is forwarded at once and its answer held
 //! for first byte plus transfer time, the size taken from the answer's `Content-Length`.
+//!
+//! Faults: while the `chaos` scenario holds a fault window open ([`FaultControl`], in
+//! `proxy_faults.rs`), a request it hits is answered with an error, cut off or held, before or
+//! after being forwarded. A request answered or cut off without being forwarded is not counted
+//! as a call.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +33,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 use sluice_engine::store::{LatencyModel, LatencyProfile, ObjectStoreBackend, Op};
+
+use crate::proxy_faults::{ConnectionCut, FaultControl, FaultKind};
 
 /// What kind of S3 call a request is, judged from its method, path and query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +168,7 @@ struct Shared {
     /// The upstream server's files (s3s-fs keeps `bucket/key` as a file under it), to tell a
     /// create-only PUT the server refused from a failed one (see `forward`).
     objects_root: Option<PathBuf>,
+    faults: Arc<FaultControl>,
 }
 
 /// The proxy; dropping it stops accepting (connections already open finish on the runtime).
@@ -169,6 +176,7 @@ struct Shared {
 pub struct S3Proxy {
     address: SocketAddr,
     counters: Arc<Counters>,
+    faults: Arc<FaultControl>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -197,6 +205,7 @@ impl S3Proxy {
             .pool_max_idle_per_host(0)
             .build(connector);
         let counters = Arc::new(Counters::default());
+        let faults = Arc::new(FaultControl::default());
         let shared = Arc::new(Shared {
             upstream,
             client,
@@ -204,6 +213,7 @@ impl S3Proxy {
             counters: Arc::clone(&counters),
             model,
             objects_root,
+            faults: Arc::clone(&faults),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
@@ -218,7 +228,7 @@ impl S3Proxy {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let shared = Arc::clone(&shared);
-                        async move { Ok::<_, Infallible>(forward(&shared, request).await) }
+                        async move { forward_or_fault(&shared, request).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(socket), service)
@@ -229,6 +239,7 @@ impl S3Proxy {
         Ok(S3Proxy {
             address,
             counters,
+            faults,
             task,
         })
     }
@@ -240,6 +251,11 @@ impl S3Proxy {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The fault switch (closed unless someone opens a window).
+    pub fn faults(&self) -> &FaultControl {
+        &self.faults
     }
 }
 
@@ -271,6 +287,57 @@ async fn sleep_ms(delay_ms: f64) {
     if delay_ms > 0.0 {
         tokio::time::sleep(Duration::from_secs_f64(delay_ms / 1000.0)).await;
     }
+}
+
+/// Forwards `request`, or injects the fault an open window draws for it. `Err` makes hyper close
+/// the connection without an answer.
+async fn forward_or_fault(
+    shared: &Shared,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ConnectionCut> {
+    let Some(fault) = shared.faults.decide() else {
+        return Ok(forward(shared, request).await);
+    };
+    match fault.kind {
+        FaultKind::Error => Ok(s3_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SlowDown",
+            "Please reduce your request rate.",
+        )),
+        FaultKind::Reset => Err(ConnectionCut),
+        FaultKind::Delay => {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+            Ok(forward(shared, request).await)
+        }
+        FaultKind::ErrorAfterForward => {
+            let _applied = forward(shared, request).await;
+            Ok(s3_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+            ))
+        }
+        FaultKind::ResetAfterForward => {
+            let _applied = forward(shared, request).await;
+            Err(ConnectionCut)
+        }
+    }
+}
+
+/// An S3 error answer (`<Error><Code>...`), as the store sends it.
+fn s3_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let mut response = error_response(
+        status,
+        &format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+             <Message>{message}</Message></Error>"
+        ),
+    );
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 async fn forward(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBody> {

@@ -213,3 +213,66 @@ async fn a_refused_create_only_put_is_a_conflict_and_failed_calls_are_sent_once_
         StatusCode::BAD_GATEWAY
     );
 }
+
+/// Each fault kind, seen by a real S3 client through the proxy to the real loopback server:
+/// errors and cut connections fail the call, and the `after forward` kinds have applied it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_fail_calls_and_the_after_forward_kinds_apply_them() {
+    use crate::proxy_faults::{FaultKind, FaultSpec};
+
+    let server = S3TestServer::start().unwrap();
+    let proxy = S3Proxy::start(upstream_of(&server), None, 1, None)
+        .await
+        .unwrap();
+    let url = server
+        .store_url("f")
+        .replace(&server.endpoint(), &proxy.endpoint());
+    let store = open_store(&StoreConfig::from_url(&url).unwrap()).unwrap();
+    let payload = || vec![Bytes::from_static(b"payload")];
+    let every = |kind| {
+        Some(FaultSpec {
+            kind,
+            percent: 100,
+            delay_ms: 300,
+        })
+    };
+
+    for (key, kind) in [
+        ("error", FaultKind::Error),
+        ("reset", FaultKind::Reset),
+        ("error-after", FaultKind::ErrorAfterForward),
+        ("reset-after", FaultKind::ResetAfterForward),
+    ] {
+        proxy.faults().set(every(kind), 1);
+        assert!(
+            store.put_create(key, payload()).await.is_err(),
+            "{kind:?}: the call must fail"
+        );
+        proxy.faults().set(None, 0);
+        let applied = store.get(key).await.is_ok();
+        let forwarded = matches!(
+            kind,
+            FaultKind::ErrorAfterForward | FaultKind::ResetAfterForward
+        );
+        assert_eq!(applied, forwarded, "{kind:?}");
+    }
+
+    proxy.faults().set(every(FaultKind::Delay), 1);
+    let started = Instant::now();
+    store.put_create("delayed", payload()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    proxy.faults().set(None, 0);
+
+    let counts = proxy.faults().counts();
+    assert_eq!(
+        (
+            counts.error,
+            counts.reset,
+            counts.error_after_forward,
+            counts.reset_after_forward,
+            counts.delay
+        ),
+        (1, 1, 1, 1, 1),
+        "{counts:?}"
+    );
+}

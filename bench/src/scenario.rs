@@ -20,6 +20,8 @@ pub enum Scenario {
     Groups,
     /// The fraud load for a long time under short retention; driven by `crate::soak`.
     Soak,
+    /// Kills, pauses and store faults under an idempotent producer; driven by `crate::chaos`.
+    Chaos,
 }
 
 impl Scenario {
@@ -31,6 +33,7 @@ impl Scenario {
             "replay" => Some(Scenario::Replay),
             "groups" => Some(Scenario::Groups),
             "soak" => Some(Scenario::Soak),
+            "chaos" => Some(Scenario::Chaos),
             _ => None,
         }
     }
@@ -43,6 +46,7 @@ impl Scenario {
             Scenario::Replay => "replay",
             Scenario::Groups => "groups",
             Scenario::Soak => "soak",
+            Scenario::Chaos => "chaos",
         }
     }
 
@@ -85,6 +89,9 @@ impl Scenario {
             }
             Scenario::Soak => {
                 Err("two long load-generator runs with samples and restarts, not steps".to_owned())
+            }
+            Scenario::Chaos => {
+                Err("its own idempotent producer under kills and faults, not steps".to_owned())
             }
         }
     }

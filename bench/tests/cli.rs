@@ -76,3 +76,36 @@ fn a_soak_whose_agent_cannot_start_is_reported_and_fails_the_run() {
     assert!(out.path().join("report.md").exists());
     assert!(out.path().join("soak-rss.svg").exists());
 }
+
+#[test]
+fn a_chaos_campaign_whose_agent_cannot_start_is_reported_and_fails_the_run() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args([
+            "--scenario",
+            "chaos",
+            "--quick",
+            "--targets",
+            "sluice,kafka",
+        ])
+        .args(["--seed", "42", "--kills", "3"])
+        .args(["--sluice-bin", "/nonexistent/sluice", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("seed 42"), "{stderr}");
+    assert!(stderr.contains("FAILED: sluice"), "{stderr}");
+    assert!(stderr.contains("FAILED: kafka"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["scenario"], "chaos");
+    assert_eq!(report["seed"], 42);
+    assert_eq!(report["settings"]["kills"], 3);
+    assert_eq!(report["targets"][0]["status"]["state"], "not_installed");
+    assert_eq!(report["targets"][1]["status"]["state"], "not_implemented");
+    assert!(out.path().join("report.md").exists());
+}

@@ -20,7 +20,7 @@
 //!
 //! A record acknowledged and never consumed fails the run, as in every scenario.
 
-mod admin;
+pub(crate) mod admin;
 mod parse;
 mod report;
 mod sample;
