@@ -133,35 +133,28 @@ impl MetadataLog {
     /// After a [`LogError::Broken`], replays whatever landed since the last applied entry (including
     /// this writer's own entries) and claims the log again with a new epoch. Not for a fenced writer.
     pub async fn reopen(&self, now_ms: i64) -> Result<RecoveryStats, LogError> {
-        let (state, fenced) = {
-            let mut inner = self.inner.borrow_mut();
+        // Recovery continues from a snapshot (index chunks are shared copy-on-write, so this costs
+        // a reference count per chunk), not from the state itself: if recovery fails — a LIST or
+        // GET error — the writer keeps the state every acknowledged entry made, and queries in the
+        // meantime are not answered from an empty one. The next re-open then continues from it
+        // instead of replaying the log from position 0, whose head garbage collection may have
+        // deleted.
+        let snapshot = {
+            let inner = self.inner.borrow();
             if !inner.pending.is_empty() {
                 return Err(LogError::Broken {
                     reason: "cannot re-open while entries are in flight".to_owned(),
                 });
             }
-            (
-                std::mem::replace(&mut inner.state, MetadataState::new()),
-                inner.fenced,
-            )
+            if inner.fenced {
+                return Err(LogError::Broken {
+                    reason: "this writer was fenced; start a new one".to_owned(),
+                });
+            }
+            inner.state.clone()
         };
-        if fenced {
-            let mut inner = self.inner.borrow_mut();
-            inner.state = state;
-            return Err(LogError::Broken {
-                reason: "this writer was fenced; start a new one".to_owned(),
-            });
-        }
-        let recovered = recover(self.store.as_ref(), &self.config, Some(state)).await;
-        let (state, stats) = match recovered {
-            Ok(done) => done,
-            Err(error) => return Err(error),
-        };
-        {
-            let mut inner = self.inner.borrow_mut();
-            inner.state = state;
-            inner.stopped = None;
-        }
+        let (state, stats) = recover(self.store.as_ref(), &self.config, Some(snapshot)).await?;
+        self.inner.borrow_mut().state = state;
         self.claim(
             stats.first_free,
             stats.max_seen_seq,
@@ -169,6 +162,10 @@ impl MetadataLog {
             now_ms,
         )
         .await?;
+        // Only a writer whose claim landed may append again: one whose claim failed keeps
+        // refusing appends (with its old epoch and chain they could only be ignored) until the
+        // next re-open succeeds.
+        self.inner.borrow_mut().stopped = None;
         Ok(stats)
     }
 
