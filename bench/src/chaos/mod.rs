@@ -414,6 +414,7 @@ fn live(
 ) -> anyhow::Result<Lived> {
     let since_start = || u64::try_from(spawned_at.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut faults_opened = false;
+    let mut paused = false;
     for (at_ms, action) in cycle.actions() {
         let due = spawned_at + Duration::from_millis(at_ms);
         let must_answer_first = action == Action::Kill && !previous_answered;
@@ -437,17 +438,31 @@ fn live(
                 });
             }
             let waiting_for_answer = must_answer_first && !probe.task.is_finished();
-            if Instant::now() >= due && !waiting_for_answer {
-                break;
+            if Instant::now() >= due {
+                if !waiting_for_answer {
+                    break;
+                }
+                // The kill waits for an answer, which a stopped agent never gives, nor one whose
+                // store fails every call: a pause or a fault window that would have lasted past
+                // the kill ends where the kill was due.
+                if paused {
+                    running.broker.signal(libc::SIGCONT)?;
+                    paused = false;
+                }
+                proxy_of(running)?.faults().set(None, 0);
             }
             std::thread::sleep(POLL);
         }
         match action {
             Action::Pause => {
                 running.broker.signal(libc::SIGSTOP)?;
+                paused = true;
                 target.pauses += 1;
             }
-            Action::Resume => running.broker.signal(libc::SIGCONT)?,
+            Action::Resume => {
+                running.broker.signal(libc::SIGCONT)?;
+                paused = false;
+            }
             Action::FaultOn(spec, seed) => {
                 proxy_of(running)?.faults().set(Some(spec), seed);
                 faults_opened = true;
