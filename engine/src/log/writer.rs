@@ -16,7 +16,7 @@ use futures::channel::oneshot;
 
 use super::reader::{commit_of, entry_meta, read_entry};
 use super::recovery::{RecoveryStats, recover};
-use super::{LogConfig, LogError, after};
+use super::{LogConfig, LogError};
 use crate::batch::BatchHeader;
 use crate::format::{EntryHeader, EntryKind, ObjectBuilder};
 use crate::metadata::{Command, EntryOutcome, Event, MetadataState, ObjectCommit, encode_commands};
@@ -112,7 +112,7 @@ impl MetadataLog {
                 epoch: 0,
                 next_seq: stats.first_free,
                 chain_tail: None,
-                next_nonce: 0,
+                next_nonce: nonce_base(),
                 pending: VecDeque::new(),
                 stopped: None,
                 fenced: false,
@@ -191,7 +191,7 @@ impl MetadataLog {
                     kind: EntryKind::Claim,
                     created_at_ms: now_ms,
                 };
-                inner.next_nonce += 1;
+                inner.next_nonce = inner.next_nonce.wrapping_add(1);
                 (header, ObjectBuilder::new(header).finish()?.into_chunks())
             };
             let key = log_key(position);
@@ -207,10 +207,9 @@ impl MetadataLog {
                     }
                     inner.epoch = header.writer_epoch;
                     inner.chain_tail = Some(position);
-                    // Positions after the claim that an older writer already filled are skipped:
-                    // replay ignores them, and nothing can be written over them anyway.
-                    inner.next_seq = after(max_seen_seq.max(Some(position)));
-                    return Ok(());
+                    inner.next_seq = position.next();
+                    drop(inner);
+                    return self.fill_to(max_seen_seq, now_ms).await;
                 }
                 PutResult::TakenBy(_) => {
                     // Another writer got this position first. Replay its entry and try the next one.
@@ -231,6 +230,79 @@ impl MetadataLog {
         Err(LogError::Broken {
             reason: format!("could not claim the log after {CLAIM_ATTEMPTS_MAX} attempts"),
         })
+    }
+
+    /// After a claim: occupies every position up to `max_seen_seq` (the highest listed), so that
+    /// the log has no empty position below this writer's entries.
+    ///
+    /// Positions after the claim may hold entries of an older writer that were in flight when it
+    /// stopped, with empty positions among them (a PUT that failed while a later one landed).
+    /// Recovery stops at the first empty position, so skipping straight past `max_seen_seq` would
+    /// leave a gap below every entry this writer then acknowledges, and the next recovery would
+    /// lose them all. Each empty position gets an empty data entry of ours (valid, it extends the
+    /// chain); a position that turns out to be taken keeps its entry, which the chain rule ignores.
+    async fn fill_to(&self, max_seen_seq: Option<LogSeq>, now_ms: i64) -> Result<(), LogError> {
+        loop {
+            let (position, header, chunks) = {
+                let mut inner = self.inner.borrow_mut();
+                let position = inner.next_seq;
+                if max_seen_seq.is_none_or(|max_seen| position > max_seen) {
+                    return Ok(());
+                }
+                let header = EntryHeader {
+                    seq: position,
+                    writer_epoch: inner.epoch,
+                    prev_seq: inner.chain_tail,
+                    entry_nonce: inner.next_nonce,
+                    kind: EntryKind::Data,
+                    created_at_ms: now_ms,
+                };
+                inner.next_nonce = inner.next_nonce.wrapping_add(1);
+                (
+                    position,
+                    header,
+                    ObjectBuilder::new(header).finish()?.into_chunks(),
+                )
+            };
+            let key = log_key(position);
+            match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await? {
+                PutResult::Written => {
+                    let mut inner = self.inner.borrow_mut();
+                    if let EntryOutcome::Ignored { reason } =
+                        inner.state.apply_entry(&entry_meta(&header), &[], None)
+                    {
+                        return Err(LogError::Broken {
+                            reason: format!("our filler at {key} was not valid: {reason:?}"),
+                        });
+                    }
+                    inner.chain_tail = Some(position);
+                    inner.entries_since_checkpoint += 1;
+                }
+                PutResult::TakenBy(existing) if existing.writer_epoch > header.writer_epoch => {
+                    return Err(LogError::Fenced {
+                        key,
+                        our_epoch: header.writer_epoch,
+                        by_epoch: existing.writer_epoch,
+                    });
+                }
+                PutResult::TakenBy(_) => {
+                    // An older writer's entry: offered (and ignored) as every replay will.
+                    let entry = read_entry(self.store.as_ref(), position, &self.config).await?;
+                    let mut inner = self.inner.borrow_mut();
+                    if let EntryOutcome::Applied(_) = inner.state.apply_entry(
+                        &entry.meta(),
+                        &entry.commands,
+                        entry.commit.as_ref(),
+                    ) {
+                        inner.chain_tail = Some(position);
+                    }
+                    inner.entries_since_checkpoint += 1;
+                }
+                PutResult::Unresolved(reason) => return Err(LogError::Broken { reason }),
+            }
+            let mut inner = self.inner.borrow_mut();
+            inner.next_seq = position.next();
+        }
     }
 
     /// Appends one entry and returns when it is durable and applied: this is the acknowledgement.
@@ -262,7 +334,7 @@ impl MetadataLog {
             let object_len = object.len();
             inner.next_seq = header.seq.next();
             inner.chain_tail = Some(header.seq);
-            inner.next_nonce += 1;
+            inner.next_nonce = inner.next_nonce.wrapping_add(1);
             let (done, receiver) = oneshot::channel();
             inner.pending.push_back(Pending {
                 header,
@@ -459,6 +531,16 @@ impl Inner {
             let _ = pending.done.send(answer);
         }
     }
+}
+
+/// Where a writer's entry nonces start: random, so that two writers that claim concurrently from
+/// the same listing — and so compute the same epoch — never take each other's entry for their own
+/// when a read-back after an unknown outcome or a 409 compares epoch and nonce. Starting at 0, the
+/// second writer's claim read back the first's (same epoch 1, same nonce 0) and both wrote as epoch
+/// 1 (found by the deterministic simulation). Only equality matters: the size of an entry does not
+/// depend on it, so a seeded simulation stays deterministic.
+fn nonce_base() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0 >> 1
 }
 
 fn stopped_error(fenced: bool, reason: &str) -> LogError {
