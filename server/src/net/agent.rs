@@ -12,9 +12,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sluice_engine::log::MetadataLog;
+use sluice_engine::log::{LogConfig, LogError, MetadataLog, RecoveryStats};
 use sluice_engine::store::{
-    ObjectStorage, StoreConfig, StoreRuntime, StoreRuntimeConfig, hedge::HedgedPuts, open_store,
+    ObjectStorage, StoreConfig, StoreError, StoreRuntime, StoreRuntimeConfig, check_create_only,
+    hedge::HedgedPuts, open_store,
 };
 
 use super::executor::{Executor, spawn_executor};
@@ -42,6 +43,17 @@ pub const NODE_ID: i32 = 0;
 pub const CLUSTER_ID: &str = "sluice";
 /// How long startup waits for the metadata log to be recovered and claimed.
 pub const LOG_OPEN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Attempts of the create-only probe at start when the store answers with a transient error
+/// (each with a fresh key: a failed write's outcome is unknown).
+const CREATE_ONLY_PROBE_ATTEMPTS_MAX: u32 = 8;
+/// Pause after the first failed attempt, doubled after each (100, 200, ... ms, capped at 2 s).
+const CREATE_ONLY_PROBE_BACKOFF_MS: u64 = 100;
+const CREATE_ONLY_PROBE_BACKOFF_MS_MAX: u64 = 2_000;
+/// Tries of the metadata log's open (recovery and claim) when the store fails transiently, and the
+/// pause before the second try (doubled before each further one): about 6 s in all, well inside
+/// [`LOG_OPEN_TIMEOUT`].
+const LOG_OPEN_ATTEMPTS_MAX: u32 = 6;
+const LOG_OPEN_BACKOFF_FIRST: Duration = Duration::from_millis(200);
 
 /// Why an agent could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +84,8 @@ pub enum AgentError {
     ExecutorPanicked { name: String },
     #[error("object store: {0}")]
     Store(#[from] sluice_engine::store::StoreError),
+    #[error("create-only check of the object store failed: {0}")]
+    CreateOnly(StoreError),
     #[error("cannot open the metadata log: {message}")]
     MetadataLog { message: String },
 }
@@ -124,6 +138,28 @@ fn online_cpus() -> Result<Vec<usize>, AgentError> {
     ids.sort_unstable();
     ids.dedup();
     Ok(ids)
+}
+
+/// Refuses a store that does not honour create-only writes, before the metadata log writes
+/// anything (`sluice_engine::store::check_create_only`): its fence against a second writer
+/// would be no fence. Transient errors are retried a few times, each with a fresh probe key.
+fn probe_create_only(store: &dyn ObjectStorage) -> Result<(), AgentError> {
+    let mut backoff_ms = CREATE_ONLY_PROBE_BACKOFF_MS;
+    let mut attempt = 1;
+    loop {
+        let probe_id = uuid::Uuid::new_v4().simple().to_string();
+        // The store runs on its own runtime and answers on a channel any executor can await.
+        match futures::executor::block_on(check_create_only(store, &probe_id)) {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_transient() && attempt < CREATE_ONLY_PROBE_ATTEMPTS_MAX => {
+                tracing::warn!(%error, attempt, "create-only probe of the object store; retrying");
+                std::thread::sleep(Duration::from_millis(backoff_ms));
+                backoff_ms = (backoff_ms * 2).min(CREATE_ONLY_PROBE_BACKOFF_MS_MAX);
+                attempt += 1;
+            }
+            Err(error) => return Err(AgentError::CreateOnly(error)),
+        }
+    }
 }
 
 /// A running agent. Dropping it stops it (and waits for its executors).
@@ -237,6 +273,7 @@ impl Agent {
                 thread_nice: crate::metadata_core::off_core::BACKGROUND_NICE,
             },
         )?;
+        probe_create_only(&*background)?;
         let (core, inbox) = core_channel(Arc::clone(&store), CLUSTER_ID);
         let core = core.with_background_store(background);
         let mut broadcaster = WatermarkBroadcaster::default();
@@ -263,7 +300,7 @@ impl Agent {
             &memlock_error,
             limit,
             move |stop| async move {
-                match MetadataLog::open(store, log_config, wall_clock_ms()).await {
+                match open_metadata_log(store, log_config).await {
                     Ok((log, stats)) => {
                         let _ = opened_sender.send(Ok(format!("{stats:?} epoch {}", log.epoch())));
                         spawn_housekeeping(housekeeping_core, housekeeping);
@@ -377,19 +414,31 @@ impl Agent {
         self.stop_all()
     }
 
+    /// Network cores first (they were started after the metadata core): they drain — answer
+    /// the requests they have read, produces included, which need the metadata core to seal and
+    /// commit their windows — and only once every one has exited is the metadata core stopped.
     fn stop_all(&mut self) -> Result<(), AgentError> {
-        for executor in &mut self.executors {
+        let (metadata, network) = match self.executors.split_first_mut() {
+            Some((metadata, network)) => (Some(metadata), network),
+            None => (None, &mut [][..]),
+        };
+        for executor in network.iter_mut() {
             if let Some(stop) = executor.stop.take() {
                 // An executor that already exited dropped its receiver; nothing left to stop.
                 let _ = stop.send(());
             }
         }
-        // Network cores first (they were started last), the metadata core last.
-        self.executors
+        let mut result = network
             .iter_mut()
-            .rev()
             .map(Executor::join)
-            .fold(Ok(()), Result::and)
+            .fold(Ok(()), Result::and);
+        if let Some(metadata) = metadata {
+            if let Some(stop) = metadata.stop.take() {
+                let _ = stop.send(());
+            }
+            result = result.and(metadata.join());
+        }
+        result
     }
 }
 
@@ -437,6 +486,38 @@ fn spawn_housekeeping(core: crate::metadata_core::CoreHandle, config: Housekeepi
 }
 
 /// Milliseconds since the Unix epoch, for the log's claim entry.
+/// Opens the metadata log, trying again after a transient store failure (a 503, a reset, a
+/// timeout; or a claim the store would not settle): a store that hiccups while the agent starts
+/// must not stop it. An open that fails is harmless to repeat — recovery only reads, and a claim
+/// that landed unseen is replayed by the next recovery and claimed past. Anything else (a corrupt
+/// entry, a bad configuration) fails at once.
+async fn open_metadata_log(
+    store: Arc<dyn ObjectStorage>,
+    config: LogConfig,
+) -> Result<(MetadataLog, RecoveryStats), LogError> {
+    let mut pause = LOG_OPEN_BACKOFF_FIRST;
+    let mut attempt = 1;
+    loop {
+        match MetadataLog::open(Arc::clone(&store), config.clone(), wall_clock_ms()).await {
+            Err(error) if attempt < LOG_OPEN_ATTEMPTS_MAX && open_failure_is_transient(&error) => {
+                tracing::warn!(%error, attempt, "metadata log open failed; trying again");
+                glommio::timer::sleep(pause).await;
+                pause = pause.saturating_mul(2);
+                attempt += 1;
+            }
+            opened => return opened,
+        }
+    }
+}
+
+fn open_failure_is_transient(error: &LogError) -> bool {
+    match error {
+        LogError::Store(error) => error.is_transient(),
+        LogError::Broken { .. } => true,
+        _ => false,
+    }
+}
+
 fn wall_clock_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

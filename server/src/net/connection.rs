@@ -15,6 +15,11 @@
 //! cache evicts meanwhile stays in memory until the response is written (see "Zero-copy answers"
 //! in `docs/agent.md` for the bound).
 //!
+//! **Stopping drains.** When the agent stops, a connection stops reading, answers every request it
+//! has already read (a produce waiting for its flush window gets its acknowledgement), writes the
+//! answers and only then closes: a client that sent a request before the stop gets its answer,
+//! not a reset. The network core bounds the drain (see `network_core`).
+//!
 //! Requests are pipelined: a connection keeps reading while up to [`REQUESTS_INFLIGHT_MAX`]
 //! requests are being handled (a produce waits a whole flush window, and a client with
 //! `max.in.flight.requests.per.connection = 5` must not be served one window at a time), and the
@@ -26,6 +31,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
+use futures::future::FusedFuture;
 use futures::future::{Either, LocalBoxFuture, select};
 use futures::stream::FuturesOrdered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
@@ -55,8 +61,30 @@ pub enum ConnectionEnd {
     Frame(#[from] FrameError),
     #[error("closed by the agent: {0}")]
     Refused(crate::protocol::dispatch::CloseReason),
+    #[error("agent stopping")]
+    AgentStopping,
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl ConnectionEnd {
+    /// Whether this is how clients ordinarily leave: a close, or a reset or broken pipe (clients
+    /// that exit without closing their sockets, load balancers' health checks). Such ends are
+    /// not worth an operator's attention; the others (bad frames, refusals, other socket errors)
+    /// are.
+    pub fn is_ordinary(&self) -> bool {
+        match self {
+            ConnectionEnd::ClientClosed | ConnectionEnd::AgentStopping => true,
+            ConnectionEnd::Io(error) => matches!(
+                error.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// Requests read and not yet answered, per connection.
@@ -64,22 +92,32 @@ pub const REQUESTS_INFLIGHT_MAX: usize = 64;
 
 type Pending = LocalBoxFuture<'static, SegmentsOutcome>;
 
-/// Serves one connection until it ends; the returned value says how.
-pub async fn serve<S, T>(
+/// Serves one connection until it ends; the returned value says how. Once `stop` completes the
+/// connection reads no more requests, answers those it has read, and ends with
+/// [`ConnectionEnd::AgentStopping`].
+pub async fn serve<S, T, F>(
     stream: &mut T,
     dispatcher: Rc<Dispatcher<S>>,
     request_bytes_max: u32,
     peer: Option<IpAddr>,
+    stop: F,
 ) -> ConnectionEnd
 where
     S: MetadataSource,
     T: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = ()>,
 {
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut output = Output::default();
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut refusal: Option<ConnectionEnd> = None;
+    // Fused: polled until it fires, never after.
+    let stop = stop.fuse();
+    futures::pin_mut!(stop);
     loop {
+        if refusal.is_none() && stop.is_terminated() {
+            refusal = Some(ConnectionEnd::AgentStopping);
+        }
         // Start every complete frame already buffered, in order, up to the limit.
         while refusal.is_none() && inflight.len() < REQUESTS_INFLIGHT_MAX {
             match split_frame(&mut input, request_bytes_max) {
@@ -118,18 +156,28 @@ where
         let filled = input.len();
         input.resize(filled + READ_CHUNK_BYTES, 0);
         let read = match input.get_mut(filled..) {
-            Some(free) if inflight.is_empty() => stream.read(free).await,
             Some(free) => {
+                // Reads are cancel-safe: nothing is consumed until a poll is ready.
                 let read = stream.read(free);
-                match select(read, inflight.next()).await {
-                    Either::Left((read, _)) => read,
-                    Either::Right((outcome, read)) => {
-                        // Reads are cancel-safe: nothing is consumed until a poll is ready.
-                        drop(read);
+                let answered = async {
+                    if inflight.is_empty() {
+                        futures::future::pending().await
+                    } else {
+                        inflight.next().await
+                    }
+                };
+                futures::pin_mut!(answered);
+                match select(select(read, answered), stop.as_mut()).await {
+                    Either::Left((Either::Left((read, _)), _)) => read,
+                    Either::Left((Either::Right((outcome, _)), _)) => {
                         input.truncate(filled);
                         if let Some(outcome) = outcome {
                             take(outcome, &mut output, &mut refusal, &mut inflight);
                         }
+                        continue;
+                    }
+                    Either::Right(((), _)) => {
+                        input.truncate(filled);
                         continue;
                     }
                 }

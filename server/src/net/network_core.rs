@@ -1,10 +1,10 @@
 //! A network core's main task: accept on this core's listener, serve each connection here.
 //!
-//! Connections are tasks on this core's executor, entered through a glommio `Gate`, and each
-//! one races its request loop against the core's stop signal. Stopping therefore closes every
-//! connection (the socket is dropped with its task) and waits until all of them are gone, instead
-//! of abandoning tasks in an executor that is about to disappear, which would leave their sockets
-//! open.
+//! Connections are tasks on this core's executor, entered through a glommio `Gate`. Stopping
+//! first closes the listener, then lets every connection drain (answer the requests it has read,
+//! see `connection`) for at most [`DRAIN_TIMEOUT`], then closes whatever is left (the socket is
+//! dropped with its task) and waits until all of them are gone, instead of abandoning tasks in an
+//! executor that is about to disappear, which would leave their sockets open.
 
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -14,13 +14,17 @@ use futures::FutureExt;
 use futures::channel::oneshot;
 use futures::future::{Either, select};
 
-use super::connection::{self, ConnectionEnd};
+use super::connection;
 use super::vectored::VectoredStream;
 use crate::metadata_source::MetadataSource;
 use crate::protocol::Dispatcher;
 
 /// Pause after a failed accept (for example EMFILE) so a persistent error does not spin the core.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+/// How long a stopping core lets its connections answer the requests they have read. A produce
+/// waits at most a flush window and its PUT; a Fetch long poll that asked for more than this is
+/// cut short (its client fetches again from another agent or after the restart).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs until `stop` fires (or its sender is dropped), then closes this core's connections.
 pub(super) async fn network_core<S: MetadataSource>(
@@ -44,6 +48,16 @@ pub(super) async fn network_core<S: MetadataSource>(
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let dispatcher = Rc::new(dispatcher);
     let stop = stop.shared();
+    // Fires DRAIN_TIMEOUT after the stop: connections still draining are then closed.
+    let drain_over = {
+        let stop = stop.clone();
+        async move {
+            let _ = stop.await;
+            glommio::timer::sleep(DRAIN_TIMEOUT).await;
+        }
+    }
+    .boxed_local()
+    .shared();
     let connections = glommio::sync::Gate::new();
     // The accept loop lives in this block so that it (and its borrow of the listener) is gone
     // before the listener is closed below.
@@ -60,23 +74,29 @@ pub(super) async fn network_core<S: MetadataSource>(
                         let mut stream = VectoredStream::new(stream);
                         let dispatcher = Rc::clone(&dispatcher);
                         let stop = stop.clone();
+                        let drain_over = drain_over.clone();
                         let spawned = connections.spawn(async move {
                             let serve = connection::serve(
                                 &mut stream,
                                 dispatcher,
                                 request_bytes_max,
                                 peer.map(|address| address.ip()),
+                                stop.map(|_| ()),
                             );
                             futures::pin_mut!(serve);
-                            match select(serve, stop).await {
-                                Either::Left((ConnectionEnd::ClientClosed, _)) => {
-                                    tracing::debug!(?peer, "connection closed by client");
+                            match select(serve, drain_over).await {
+                                Either::Left((end, _)) if end.is_ordinary() => {
+                                    tracing::debug!(?peer, reason = %end, "connection closed");
                                 }
                                 Either::Left((end, _)) => {
                                     tracing::info!(?peer, reason = %end, "connection closed");
                                 }
                                 Either::Right(_) => {
-                                    tracing::debug!(?peer, "connection closed: agent stopping")
+                                    tracing::info!(
+                                        ?peer,
+                                        "connection closed: agent stopping, requests still \
+                                         unanswered after the drain timeout"
+                                    )
                                 }
                             }
                         });
