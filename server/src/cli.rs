@@ -74,6 +74,8 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
+    // Before any thread of the agent exists: a panic on any of them ends the process.
+    crate::lifecycle::exit_on_panic();
     let environment = std::env::vars_os()
         .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
     let config = match Config::load(args.config.as_deref(), environment, &args.overrides) {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod dump;
 pub mod fetch;
 pub mod groups;
+pub mod lifecycle;
 pub mod memlock;
 pub mod metadata_core;
 pub mod metadata_source;
