@@ -54,3 +54,36 @@ fn lost_responses_and_failed_puts_never_cost_offsets() {
     assert_eq!(produce_one(&mut client), (0, 6));
     assert_eq!(produce_one(&mut client), (0, 9));
 }
+
+/// A store that fails while the agent starts (found by the bench's chaos campaign, where one 503
+/// on a recovery GET made the agent exit): the open is tried again, and the agent starts, with
+/// nothing lost or reused.
+#[test]
+fn transient_store_failures_while_starting_are_tried_again() {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!("file://{}?fsync=false", directory.path().display());
+    let open = || open_store(&StoreConfig::from_url(&url).unwrap()).unwrap();
+    {
+        let agent = common::start_agent_with_store(open(), |_| {});
+        agent.create_topic("faults", 1);
+        let mut client = RawClient::connect(agent.addr());
+        assert_eq!(produce_one(&mut client), (0, 0));
+    }
+
+    let faults = Arc::new(FaultInjection::new(open(), 7));
+    // Recovery's first listing fails, then every attempt of the claim's PUT: two failed opens.
+    faults.fail_next(Op::List, Fault::Error).unwrap();
+    for _ in 0..PUT_ATTEMPTS {
+        faults.fail_next(Op::Put, Fault::Error).unwrap();
+    }
+    let store: Arc<dyn ObjectStorage> = faults.clone();
+    let agent = common::start_agent_with_store(store, |_| {});
+    let injected = faults.injected();
+    assert_eq!(injected.len(), 1 + PUT_ATTEMPTS, "{injected:?}");
+    let mut client = RawClient::connect(agent.addr());
+    assert_eq!(
+        produce_one(&mut client),
+        (0, 3),
+        "the first batch kept its offsets"
+    );
+}
