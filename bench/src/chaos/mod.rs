@@ -53,6 +53,8 @@ const READ_LIMIT: Duration = Duration::from_secs(600);
 /// How often the driver looks at the agent between two actions.
 const POLL: Duration = Duration::from_millis(5);
 const TOPIC_SETUP_LIMIT: Duration = Duration::from_secs(60);
+/// A progress line on stderr every this many kills.
+const PROGRESS_EVERY_KILLS: u64 = 50;
 
 /// When a campaign ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -345,7 +347,18 @@ fn campaign(
                 .map(|fault| fault.spec.kind.name()),
         });
         // Whatever was acknowledged until now was acknowledged by an agent that is gone.
-        acked_ends = producer.ledger().acked_ends();
+        let ledger = producer.ledger();
+        acked_ends = ledger.acked_ends();
+        if lived.killed && target.kills.is_multiple_of(PROGRESS_EVERY_KILLS) {
+            eprintln!(
+                "sluice-bench: chaos: {} kills in {:.0} s, {} records acknowledged, {} exits under store faults, {} findings",
+                target.kills,
+                started.elapsed().as_secs_f64(),
+                ledger.acked_records(),
+                target.exits_under_faults.len(),
+                target.unexpected_exits.len() + target.watermark_findings.len()
+            );
+        }
         spawned_at = Instant::now();
         running.broker = running.launch.spawn()?;
     }
