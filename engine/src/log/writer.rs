@@ -197,18 +197,19 @@ impl MetadataLog {
             let key = log_key(position);
             match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await? {
                 PutResult::Written => {
-                    let mut inner = self.inner.borrow_mut();
-                    if let EntryOutcome::Ignored { reason } =
-                        inner.state.apply_entry(&entry_meta(&header), &[], None)
                     {
-                        return Err(LogError::Broken {
-                            reason: format!("our claim at {key} was not valid: {reason:?}"),
-                        });
+                        let mut inner = self.inner.borrow_mut();
+                        if let EntryOutcome::Ignored { reason } =
+                            inner.state.apply_entry(&entry_meta(&header), &[], None)
+                        {
+                            return Err(LogError::Broken {
+                                reason: format!("our claim at {key} was not valid: {reason:?}"),
+                            });
+                        }
+                        inner.epoch = header.writer_epoch;
+                        inner.chain_tail = Some(position);
+                        inner.next_seq = position.next();
                     }
-                    inner.epoch = header.writer_epoch;
-                    inner.chain_tail = Some(position);
-                    inner.next_seq = position.next();
-                    drop(inner);
                     return self.fill_to(max_seen_seq, now_ms).await;
                 }
                 PutResult::TakenBy(_) => {
