@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod memlock;
 pub mod metadata_core;
 pub mod metadata_source;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod signals;

@@ -37,6 +37,9 @@ pub struct Config {
     pub listen: String,
     /// Address clients are told to connect to (Metadata brokers list); defaults to `listen`.
     pub advertised_listen: Option<String>,
+    /// Address of the metrics and health endpoint (`/metrics`, `/livez`, `/readyz`), `HOST:PORT`;
+    /// `None` serves none.
+    pub metrics_listen: Option<String>,
     /// Local directory for the agent's own files (and the default object store).
     pub data_dir: PathBuf,
     /// Object store URL; `None` means a local directory under `data_dir`.
@@ -139,6 +142,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:9092".to_owned(),
             advertised_listen: None,
+            metrics_listen: None,
             data_dir: PathBuf::from("./sluice-data"),
             store: None,
             cpus: None,
@@ -254,6 +258,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_address()?;
         self.advertised_address()?;
+        self.metrics_address()?;
         if let Some(cpus) = &self.cpus {
             if cpus.is_empty() {
                 return Err(invalid(
@@ -531,6 +536,14 @@ impl Config {
     /// The first address `listen` resolves to.
     pub fn listen_address(&self) -> Result<SocketAddr, ConfigError> {
         resolve("listen", &self.listen)
+    }
+
+    /// The metrics endpoint's address, if one is configured.
+    pub fn metrics_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.metrics_listen
+            .as_deref()
+            .map(|text| resolve("metrics_listen", text))
+            .transpose()
     }
 
     /// The address advertised to clients: `advertised_listen`, else `listen`.

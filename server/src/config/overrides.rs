@@ -91,6 +91,9 @@ pub struct Overrides {
     /// Address advertised to clients, HOST:PORT [env SLUICE_ADVERTISED_LISTEN]
     #[arg(long, value_name = "HOST:PORT")]
     pub advertised_listen: Option<String>,
+    /// Metrics and health endpoint, HOST:PORT [env SLUICE_METRICS_LISTEN]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
     /// Directory for the agent's local files [env SLUICE_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -239,6 +242,7 @@ impl Overrides {
             match key {
                 "LISTEN" => overrides.listen = Some(value.clone()),
                 "ADVERTISED_LISTEN" => overrides.advertised_listen = Some(value.clone()),
+                "METRICS_LISTEN" => overrides.metrics_listen = Some(value.clone()),
                 "DATA_DIR" => overrides.data_dir = Some(PathBuf::from(&value)),
                 "STORE" => overrides.store = Some(value.clone()),
                 "CPUS" => overrides.cpus = Some(value.parse().map_err(parsed)?),
@@ -380,6 +384,9 @@ impl Overrides {
         }
         if self.advertised_listen.is_some() {
             config.advertised_listen.clone_from(&self.advertised_listen);
+        }
+        if self.metrics_listen.is_some() {
+            config.metrics_listen.clone_from(&self.metrics_listen);
         }
         set(&mut config.data_dir, self.data_dir.as_ref());
         if self.store.is_some() {
@@ -610,6 +617,7 @@ mod tests {
             ("SLUICE_COMPACTION_OBJECT_BYTES_TARGET", "27"),
             ("SLUICE_COMPACTION_INPUTS_PER_JOB_MAX", "28"),
             ("SLUICE_CHECKPOINTS_RETAINED", "24"),
+            ("SLUICE_METRICS_LISTEN", "127.0.0.1:29"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -617,6 +625,7 @@ mod tests {
         let expected = Config {
             listen: "127.0.0.1:1".to_owned(),
             advertised_listen: Some("example.com:2".to_owned()),
+            metrics_listen: Some("127.0.0.1:29".to_owned()),
             data_dir: PathBuf::from("/d"),
             store: Some("s3://bucket/prefix".to_owned()),
             cpus: Some(vec![0, 1]),

@@ -54,6 +54,8 @@ pub struct FlushConfig {
 /// State shared between the loop and the tasks appending sealed windows.
 #[derive(Debug, Default)]
 struct Shared {
+    /// The agent's metrics (none in tests that run a core alone).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     fenced: Cell<bool>,
     needs_reopen: Cell<bool>,
     checkpointing: Cell<bool>,
@@ -78,8 +80,15 @@ pub async fn run_metadata_core(
     inbox: CoreInbox,
     broadcaster: WatermarkBroadcaster,
     config: FlushConfig,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     stop: oneshot::Receiver<()>,
 ) {
+    if let Some(metrics) = &metrics {
+        metrics
+            .log
+            .epoch
+            .store(log.epoch(), std::sync::atomic::Ordering::Relaxed);
+    }
     let windows_inflight_max = config
         .flush_windows_inflight_max
         .clamp(1, FLUSH_WINDOWS_INFLIGHT_LIMIT);
@@ -89,6 +98,7 @@ pub async fn run_metadata_core(
         config,
         inflight: Rc::new(Semaphore::new(windows_inflight_max as u64)),
         shared: Rc::new(Shared {
+            metrics,
             broadcaster: RefCell::new(broadcaster),
             ..Shared::default()
         }),
@@ -328,7 +338,9 @@ impl Core {
                 producer_id_waiters,
                 batch_bytes,
             } = sealed;
+            let started = Instant::now();
             let outcome = log.append(content).await;
+            note_append(&log, &shared, &outcome, batch_bytes, started);
             let mut object = None;
             let outcome = match outcome {
                 Ok(appended) => {
@@ -377,6 +389,12 @@ impl Core {
                 tracing::error!(%error, "cannot re-open the metadata log; produces fail until it can");
                 if matches!(error, LogError::Fenced { .. }) {
                     self.shared.fenced.set(true);
+                    if let Some(metrics) = &self.shared.metrics {
+                        metrics
+                            .log
+                            .fenced
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -491,6 +509,36 @@ fn apply_topic_rules(
         TimestampType::CreateTime => NO_LOG_APPEND_TIME,
     };
     Ok((batches, log_append_time_ms))
+}
+
+/// Counts an append in the agent's metrics.
+fn note_append(
+    log: &MetadataLog,
+    shared: &Shared,
+    outcome: &Result<AppendOutcome, LogError>,
+    batch_bytes: u64,
+    started: Instant,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(metrics) = &shared.metrics else {
+        return;
+    };
+    let log_metrics = &metrics.log;
+    match outcome {
+        Ok(appended) => {
+            log_metrics.entries_appended.fetch_add(1, Relaxed);
+            log_metrics.window_bytes.fetch_add(batch_bytes, Relaxed);
+            log_metrics.position.fetch_max(appended.seq.0, Relaxed);
+            log_metrics.append_duration.observe(started.elapsed());
+        }
+        Err(error) => {
+            log_metrics.append_failures.fetch_add(1, Relaxed);
+            if matches!(error, LogError::Fenced { .. }) {
+                log_metrics.fenced.store(true, Relaxed);
+            }
+        }
+    }
+    log_metrics.epoch.store(log.epoch(), Relaxed);
 }
 
 fn note_failure(shared: &Shared, error: &LogError, batch_bytes: u64) {

@@ -33,6 +33,8 @@ use crate::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
 };
 use crate::metadata_core::{FlushConfig, core_channel, run_metadata_core};
+use crate::metrics::http::MetricsServer;
+use crate::metrics::{CoreSlot, HEARTBEAT_INTERVAL, MeteredStore, Metrics, Phase};
 use crate::protocol::services::CoreServices;
 use crate::protocol::{BrokerIdentity, Dispatcher};
 
@@ -168,6 +170,9 @@ pub struct Agent {
     local_addr: SocketAddr,
     plan: CpuPlan,
     executors: Vec<Executor>,
+    metrics: Arc<Metrics>,
+    /// Dropped after the executors (declared after them): `/readyz` says "stopping" meanwhile.
+    metrics_server: Option<MetricsServer>,
 }
 
 impl Agent {
@@ -247,10 +252,21 @@ impl Agent {
         // validate() bounds request_bytes_max to i32::MAX.
         let request_bytes_max = u32::try_from(config.request_bytes_max).unwrap_or(i32::MAX as u32);
 
+        // The metrics endpoint first: while the log recovers, `/readyz` says so.
+        let metrics = Arc::new(Metrics::new(&plan.network_cpus));
+        let metrics_server = match config.metrics_address()? {
+            Some(address) => Some(
+                MetricsServer::start(address, Arc::clone(&metrics))
+                    .map_err(|source| AgentError::Bind { address, source })?,
+            ),
+            None => None,
+        };
         let mut agent = Self {
             local_addr,
             plan: plan.clone(),
             executors: Vec::new(),
+            metrics: Arc::clone(&metrics),
+            metrics_server,
         };
         let io_memory_bytes = usize::try_from(config.io_memory_bytes).unwrap_or(usize::MAX);
         let memlock_error = |limit_bytes: u64| MemlockError {
@@ -261,6 +277,11 @@ impl Agent {
         };
 
         // Hedging runs under the bridge: its copies and timers live on the store's tokio runtime.
+        // Metered below hedging: each copy of a hedged PUT is a PUT of its own on the bill.
+        let store: Arc<dyn ObjectStorage> =
+            Arc::new(MeteredStore::new(store, Arc::clone(&metrics), false));
+        let background: Arc<dyn ObjectStorage> =
+            Arc::new(MeteredStore::new(background, Arc::clone(&metrics), true));
         let store: Arc<dyn ObjectStorage> =
             Arc::new(HedgedPuts::new(store, config.hedge_config())?);
         let store = StoreRuntime::start(store, StoreRuntimeConfig::default())?;
@@ -291,6 +312,7 @@ impl Agent {
         let housekeeping = config.housekeeping_config();
         let log_config = config.log_config();
         let housekeeping_core = core.clone();
+        let core_metrics = Arc::clone(&metrics);
         let (opened_sender, opened) = std::sync::mpsc::sync_channel::<Result<String, String>>(1);
         let metadata_name = format!("sluice-metadata-{}", plan.metadata_cpu);
         agent.executors.push(spawn_executor(
@@ -304,7 +326,8 @@ impl Agent {
                     Ok((log, stats)) => {
                         let _ = opened_sender.send(Ok(format!("{stats:?} epoch {}", log.epoch())));
                         spawn_housekeeping(housekeeping_core, housekeeping);
-                        run_metadata_core(log, inbox, broadcaster, flush, stop).await;
+                        run_metadata_core(log, inbox, broadcaster, flush, Some(core_metrics), stop)
+                            .await;
                     }
                     Err(error) => {
                         let _ = opened_sender.send(Err(error.to_string()));
@@ -348,6 +371,7 @@ impl Agent {
             let group_config = group_config.clone();
             let group_senders = group_senders.clone();
             let name = format!("sluice-net-{cpu}");
+            let slot = CoreSlot::new(Arc::clone(&metrics), index);
             let executor = spawn_executor(
                 &name,
                 cpu,
@@ -358,6 +382,7 @@ impl Agent {
                     // Inside the executor: glommio tasks and semaphores belong to this core.
                     let waiters = Rc::new(WatermarkWaiters::default());
                     let fetch = Rc::new(FetchCore::new(fetch_config));
+                    glommio::spawn_local(heartbeat(slot.clone(), Rc::clone(&fetch))).detach();
                     // Each commit's bytes enter this core's cache before its fetches wake.
                     let cache = Rc::clone(&fetch);
                     glommio::spawn_local(run_subscription_with(
@@ -390,18 +415,29 @@ impl Agent {
                     );
                     let dispatcher = Dispatcher::new(core, broker, auto_create_partitions)
                         .with_services(services, default_partitions);
-                    network_core(listener, dispatcher, request_bytes_max, stop).await;
+                    network_core(listener, dispatcher, request_bytes_max, slot, stop).await;
                 },
             );
             agent.executors.push(executor?);
         }
         tracing::info!(%local_addr, network_cpus = ?plan.network_cpus, metadata_cpu = plan.metadata_cpu, "agent listening");
+        metrics.set_phase(Phase::Serving);
         Ok(agent)
     }
 
     /// The address every network core listens on (port 0 in the config resolved).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The agent's metrics (what its endpoint exports).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The metrics endpoint's address, when `metrics_listen` is set (port 0 resolved).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(MetricsServer::local_addr)
     }
 
     /// Which CPUs the executors run on.
@@ -418,6 +454,7 @@ impl Agent {
     /// the requests they have read, produces included, which need the metadata core to seal and
     /// commit their windows — and only once every one has exited is the metadata core stopped.
     fn stop_all(&mut self) -> Result<(), AgentError> {
+        self.metrics.set_phase(Phase::Stopping);
         let (metadata, network) = match self.executors.split_first_mut() {
             Some((metadata, network)) => (Some(metadata), network),
             None => (None, &mut [][..]),
@@ -482,6 +519,18 @@ fn spawn_housekeeping(core: crate::metadata_core::CoreHandle, config: Housekeepi
         Err(error) => {
             tracing::error!(%error, "housekeeping not started: retention and garbage collection are off");
         }
+    }
+}
+
+/// A network core's heartbeat: marks the core alive for `/livez` and copies its block cache's
+/// statistics into its metrics, once per [`HEARTBEAT_INTERVAL`]. It runs on the core's default
+/// task queue, so a core too busy (or stuck) to run it is exactly what it reports.
+async fn heartbeat(slot: CoreSlot, fetch: Rc<FetchCore>) {
+    loop {
+        if let Some(core) = slot.core() {
+            core.beat(slot.metrics(), fetch.cache_stats());
+        }
+        glommio::timer::sleep(HEARTBEAT_INTERVAL).await;
     }
 }
 

@@ -29,6 +29,8 @@
 use std::io::IoSlice;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::FusedFuture;
@@ -37,6 +39,7 @@ use futures::stream::FuturesOrdered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 
 use crate::metadata_source::MetadataSource;
+use crate::metrics::CoreSlot;
 use crate::protocol::frame::{FrameError, split_frame};
 use crate::protocol::{Dispatcher, SegmentsOutcome};
 
@@ -100,6 +103,7 @@ pub async fn serve<S, T, F>(
     dispatcher: Rc<Dispatcher<S>>,
     request_bytes_max: u32,
     peer: Option<IpAddr>,
+    metrics: CoreSlot,
     stop: F,
 ) -> ConnectionEnd
 where
@@ -123,8 +127,22 @@ where
             match split_frame(&mut input, request_bytes_max) {
                 Ok(Some(frame)) => {
                     let dispatcher = Rc::clone(&dispatcher);
+                    let metrics = metrics.clone();
+                    // The request header starts with the API key; a frame too short to hold
+                    // one is refused by the dispatcher (and counted under no API).
+                    let api_key = frame
+                        .first_chunk::<2>()
+                        .map_or(-1, |key| i16::from_be_bytes(*key));
+                    let started = Instant::now();
                     inflight.push_back(Box::pin(async move {
-                        dispatcher.handle_frame_segments(frame, peer).await
+                        let outcome = dispatcher.handle_frame_segments(frame, peer).await;
+                        if let Some(core) = metrics.core() {
+                            core.request_done(api_key, started.elapsed());
+                            if matches!(outcome, SegmentsOutcome::Close(_)) {
+                                core.requests_refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        outcome
                     }));
                 }
                 Ok(None) => break,
@@ -137,8 +155,12 @@ where
         {
             take(outcome, &mut output, &mut refusal, &mut inflight);
         }
+        let out_bytes = output.bytes as u64;
         if let Err(error) = write_out(stream, &mut output).await {
             return error.into();
+        }
+        if let Some(core) = metrics.core() {
+            core.bytes_out.fetch_add(out_bytes, Ordering::Relaxed);
         }
         if inflight.is_empty()
             && let Some(end) = refusal
@@ -195,7 +217,12 @@ where
                     }
                 };
             }
-            Ok(bytes) => input.truncate(filled + bytes),
+            Ok(bytes) => {
+                input.truncate(filled + bytes);
+                if let Some(core) = metrics.core() {
+                    core.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+                }
+            }
             Err(error) => return error.into(),
         }
     }

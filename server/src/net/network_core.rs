@@ -8,6 +8,7 @@
 
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -17,6 +18,7 @@ use futures::future::{Either, select};
 use super::connection;
 use super::vectored::VectoredStream;
 use crate::metadata_source::MetadataSource;
+use crate::metrics::{CoreMetrics, CoreSlot};
 use crate::protocol::Dispatcher;
 
 /// Pause after a failed accept (for example EMFILE) so a persistent error does not spin the core.
@@ -26,11 +28,29 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// cut short (its client fetches again from another agent or after the restart).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Counts a connection in its core's gauge while it lives.
+struct ConnectionGauge<'a>(&'a CoreMetrics);
+
+impl<'a> ConnectionGauge<'a> {
+    fn open(core: &'a CoreMetrics) -> Self {
+        core.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        core.connections_open.fetch_add(1, Ordering::Relaxed);
+        ConnectionGauge(core)
+    }
+}
+
+impl Drop for ConnectionGauge<'_> {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Runs until `stop` fires (or its sender is dropped), then closes this core's connections.
 pub(super) async fn network_core<S: MetadataSource>(
     listener: std::net::TcpListener,
     dispatcher: Dispatcher<S>,
     request_bytes_max: u32,
+    metrics: CoreSlot,
     stop: oneshot::Receiver<()>,
 ) {
     // A second descriptor for the same socket, to shut it down on stop: an accept still queued
@@ -75,12 +95,15 @@ pub(super) async fn network_core<S: MetadataSource>(
                         let dispatcher = Rc::clone(&dispatcher);
                         let stop = stop.clone();
                         let drain_over = drain_over.clone();
+                        let metrics = metrics.clone();
                         let spawned = connections.spawn(async move {
+                            let open = metrics.core().map(ConnectionGauge::open);
                             let serve = connection::serve(
                                 &mut stream,
                                 dispatcher,
                                 request_bytes_max,
                                 peer.map(|address| address.ip()),
+                                metrics.clone(),
                                 stop.map(|_| ()),
                             );
                             futures::pin_mut!(serve);
@@ -99,6 +122,7 @@ pub(super) async fn network_core<S: MetadataSource>(
                                     )
                                 }
                             }
+                            drop(open);
                         });
                         match spawned {
                             Ok(task) => {
