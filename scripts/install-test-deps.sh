@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain. Idempotent.
-# The engine's tests need nothing else: the S3-API server they talk to (s3s-fs) is built by cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The object-store servers of the store conformance suite and the per-store end-to-end tests
+# (SeaweedFS, fake-gcs-server, Azurite) into target/store-servers/; s3s-fs is built by cargo.
+bash scripts/install-store-servers.sh
 # Python clients of the agent's real-client tests (server/tests/*python*.rs, idempotent_rdkafka.rs,
 # configs.rs): kafka-python and confluent-kafka (librdkafka). Without them those tests skip locally
 # and fail under CI=true, naming the package (server/tests/common: python_with).

@@ -28,6 +28,7 @@ pub mod matrix;
 pub mod process;
 pub mod report;
 pub mod sluice;
+pub mod stores;
 pub mod streams;
 pub mod tools;
 pub mod verify;

@@ -11,6 +11,14 @@
 //!   `retry_timeout_ms`. Unknown parameters are an error, so a typo cannot silently fall back to a
 //!   default. Values not given come from the usual AWS environment variables (`AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`, ...).
+//! - `gs://bucket/optional/key/prefix?endpoint=http://127.0.0.1:4443` — Google Cloud Storage
+//!   ([`GcsConfig`]; credentials from the `GOOGLE_*` variables, emulators from
+//!   `STORAGE_EMULATOR_HOST`).
+//! - `az://container/optional/key/prefix?account=name` — Azure Blob Storage ([`AzureConfig`];
+//!   credentials from the `AZURE_*` variables; Azurite with `use_emulator=true`).
+//!
+//! The timeout and retry parameters (`request_timeout_ms`, `connect_timeout_ms`, `retries_max`,
+//! `retry_timeout_ms`) mean the same on S3, GCS and Azure ([`HttpSettings`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,18 +27,17 @@ use std::time::Duration;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
+use super::azure::AzureConfig;
 use super::backends::ObjectStoreBackend;
 use super::error::StoreError;
+use super::gcs::GcsConfig;
 use super::{ObjectStorage, StoreResult};
 
-/// Where the store lives. In TOML: `kind = "memory"`, `kind = "local"` with `path`, or
-/// `kind = "s3"` with the fields of [`S3Config`].
+/// Where the store lives. In TOML: `kind = "memory"`, `kind = "local"` with `path`,
+/// `kind = "s3"` with the fields of [`S3Config`], `kind = "gcs"` with those of [`GcsConfig`], or
+/// `kind = "azure"` with those of [`AzureConfig`].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "built once at startup; boxing would only cost ergonomics"
-)]
 pub enum StoreConfig {
     Memory,
     Local {
@@ -40,6 +47,8 @@ pub enum StoreConfig {
         fsync: bool,
     },
     S3(S3Config),
+    Gcs(GcsConfig),
+    Azure(AzureConfig),
 }
 
 fn fsync_default() -> bool {
@@ -145,8 +154,11 @@ impl StoreConfig {
                 Ok(StoreConfig::Local { path, fsync })
             }
             "s3" | "s3a" => s3_config_from_url(&url).map(StoreConfig::S3),
+            "gs" => GcsConfig::from_url(&url).map(StoreConfig::Gcs),
+            "az" | "azure" => AzureConfig::from_url(&url).map(StoreConfig::Azure),
             other => Err(StoreError::invalid_config(format!(
-                "unsupported store URL scheme {other:?} in {text:?} (expected memory://, file:// or s3://)"
+                "unsupported store URL scheme {other:?} in {text:?} \
+                 (expected memory://, file://, s3://, gs:// or az://)"
             ))),
         }
     }
@@ -189,13 +201,61 @@ fn s3_config_from_url(url: &url::Url) -> StoreResult<S3Config> {
     Ok(config)
 }
 
-fn parse_value<T: std::str::FromStr>(name: &str, value: &str) -> StoreResult<T>
+pub(super) fn parse_value<T: std::str::FromStr>(name: &str, value: &str) -> StoreResult<T>
 where
     T::Err: fmt::Display,
 {
     value.parse().map_err(|error| {
         StoreError::invalid_config(format!("store URL parameter {name}={value:?}: {error}"))
     })
+}
+
+/// The HTTP client settings every cloud backend shares, with their defaults applied in
+/// [`HttpSettings::client`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct HttpSettings {
+    /// Allow plain HTTP (loopback servers and emulators).
+    pub allow_http: bool,
+    /// Per-request timeout. Default 10,000.
+    pub request_timeout_ms: Option<u64>,
+    /// TCP/TLS connect timeout. Default 2,000.
+    pub connect_timeout_ms: Option<u64>,
+    /// Retries of a failed request inside the HTTP client (5xx, 429, connection errors).
+    /// Default 3; 0 disables them, leaving every retry decision to the caller.
+    pub retries_max: Option<usize>,
+    /// Upper bound on the time spent retrying one call. Default 20,000.
+    pub retry_timeout_ms: Option<u64>,
+}
+
+impl HttpSettings {
+    /// The client options, the retry policy and the request timeout in milliseconds; `service`
+    /// names the backend in errors.
+    pub fn client(&self, service: &str) -> StoreResult<(ClientOptions, RetryConfig, u64)> {
+        let request_timeout_ms = self
+            .request_timeout_ms
+            .unwrap_or(REQUEST_TIMEOUT_MS_DEFAULT);
+        let connect_timeout_ms = self
+            .connect_timeout_ms
+            .unwrap_or(CONNECT_TIMEOUT_MS_DEFAULT);
+        if request_timeout_ms == 0 || connect_timeout_ms == 0 {
+            return Err(StoreError::invalid_config(format!(
+                "{service} timeouts must be at least 1 ms"
+            )));
+        }
+        // reqwest sets TCP_NODELAY on its sockets by default; see DESIGN.md on Nagle.
+        let client_options = ClientOptions::new()
+            .with_allow_http(self.allow_http)
+            .with_timeout(Duration::from_millis(request_timeout_ms))
+            .with_connect_timeout(Duration::from_millis(connect_timeout_ms));
+        let retry = RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: self.retries_max.unwrap_or(RETRIES_MAX_DEFAULT),
+            retry_timeout: Duration::from_millis(
+                self.retry_timeout_ms.unwrap_or(RETRY_TIMEOUT_MS_DEFAULT),
+            ),
+        };
+        Ok((client_options, retry, request_timeout_ms))
+    }
 }
 
 impl S3Config {
@@ -206,17 +266,19 @@ impl S3Config {
         if self.bucket.is_empty() {
             return Err(StoreError::invalid_config("S3 store without a bucket name"));
         }
-        let request_timeout_ms = self
-            .request_timeout_ms
-            .unwrap_or(REQUEST_TIMEOUT_MS_DEFAULT);
-        let connect_timeout_ms = self
-            .connect_timeout_ms
-            .unwrap_or(CONNECT_TIMEOUT_MS_DEFAULT);
-        if request_timeout_ms == 0 || connect_timeout_ms == 0 {
-            return Err(StoreError::invalid_config(
-                "S3 timeouts must be at least 1 ms",
-            ));
-        }
+        let allow_http = self.allow_http.unwrap_or_else(|| {
+            self.endpoint
+                .as_deref()
+                .is_some_and(|endpoint| endpoint.starts_with("http://"))
+        });
+        let http = HttpSettings {
+            allow_http,
+            request_timeout_ms: self.request_timeout_ms,
+            connect_timeout_ms: self.connect_timeout_ms,
+            retries_max: self.retries_max,
+            retry_timeout_ms: self.retry_timeout_ms,
+        };
+        let (client_options, retry, request_timeout_ms) = http.client("S3")?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&self.bucket);
         if let Some(endpoint) = &self.endpoint {
             builder = builder.with_endpoint(endpoint);
@@ -240,23 +302,6 @@ impl S3Config {
             .s3_express
             .unwrap_or_else(|| self.bucket.ends_with("--x-s3"));
         builder = builder.with_s3_express(s3_express);
-        let allow_http = self.allow_http.unwrap_or_else(|| {
-            self.endpoint
-                .as_deref()
-                .is_some_and(|endpoint| endpoint.starts_with("http://"))
-        });
-        // reqwest sets TCP_NODELAY on its sockets by default; see DESIGN.md on Nagle.
-        let client_options = ClientOptions::new()
-            .with_allow_http(allow_http)
-            .with_timeout(Duration::from_millis(request_timeout_ms))
-            .with_connect_timeout(Duration::from_millis(connect_timeout_ms));
-        let retry = RetryConfig {
-            backoff: BackoffConfig::default(),
-            max_retries: self.retries_max.unwrap_or(RETRIES_MAX_DEFAULT),
-            retry_timeout: Duration::from_millis(
-                self.retry_timeout_ms.unwrap_or(RETRY_TIMEOUT_MS_DEFAULT),
-            ),
-        };
         let s3 = builder
             .with_client_options(client_options)
             .with_retry(retry)
@@ -279,6 +324,8 @@ pub fn open_store(config: &StoreConfig) -> StoreResult<Arc<dyn ObjectStorage>> {
             Arc::new(ObjectStoreBackend::local_dir_with_fsync(path, *fsync)?)
         }
         StoreConfig::S3(s3) => Arc::new(s3.build()?),
+        StoreConfig::Gcs(gcs) => Arc::new(gcs.build()?),
+        StoreConfig::Azure(azure) => Arc::new(azure.build()?),
     })
 }
 
@@ -339,6 +386,45 @@ mod tests {
     }
 
     #[test]
+    fn gcs_and_azure_urls_parse_to_configs() {
+        let StoreConfig::Gcs(gcs) = StoreConfig::from_url(
+            "gs://bkt/a/b?endpoint=http://127.0.0.1:4443&anonymous=true&retries_max=1",
+        )
+        .unwrap() else {
+            panic!("not gcs")
+        };
+        assert_eq!(gcs.bucket, "bkt");
+        assert_eq!(gcs.prefix, "a/b");
+        assert_eq!(gcs.endpoint.as_deref(), Some("http://127.0.0.1:4443"));
+        assert_eq!(gcs.anonymous, Some(true));
+        assert_eq!(gcs.retries_max, Some(1));
+        gcs.build().unwrap();
+
+        let StoreConfig::Azure(azure) = StoreConfig::from_url(
+            "az://ctr/p?account=acct&access_key=a2V5%2Bkey&endpoint=http://127.0.0.1:10000/acct",
+        )
+        .unwrap() else {
+            panic!("not azure")
+        };
+        assert_eq!(azure.container, "ctr");
+        assert_eq!(azure.prefix, "p");
+        assert_eq!(azure.account.as_deref(), Some("acct"));
+        assert_eq!(azure.access_key.as_deref(), Some("a2V5+key"));
+        assert!(
+            !format!("{azure:?}").contains("a2V5"),
+            "secrets must not be printed"
+        );
+        let StoreConfig::Azure(emulator) =
+            StoreConfig::from_url("azure://ctr?use_emulator=true&endpoint=http://127.0.0.1:1")
+                .unwrap()
+        else {
+            panic!("not azure")
+        };
+        assert_eq!(emulator.use_emulator, Some(true));
+        emulator.build().unwrap();
+    }
+
+    #[test]
     fn bad_urls_are_config_errors() {
         for url in [
             "",
@@ -350,6 +436,12 @@ mod tests {
             "file:///tmp/x?fsync=sometimes",
             "file:///tmp/x?sync=true",
             "s3://bkt?request_timeout_ms=-1",
+            "gs://",
+            "gs://bkt?endpont=http://x",
+            "gs://bkt?anonymous=perhaps",
+            "az://",
+            "az://ctr?acount=x",
+            "az://ctr?use_emulator=yes",
         ] {
             let error = StoreConfig::from_url(url).unwrap_err();
             assert_eq!(

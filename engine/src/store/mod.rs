@@ -6,7 +6,7 @@
 //! same trait (the `object_store` habit):
 //!
 //! - [`ObjectStoreBackend`] adapts any `object_store::ObjectStore` (memory, local directory, S3 and
-//!   S3-compatibles) — the engine never calls `object_store` outside this module, so swapping the
+//!   S3-compatibles, Google Cloud Storage, Azure Blob Storage) — the engine never calls `object_store` outside this module, so swapping the
 //!   client (or its HTTP stack) touches one file.
 //! - [`StoreRuntime`] moves every call onto a dedicated tokio runtime behind a bounded channel: the
 //!   agent's glommio cores cannot drive reqwest/hyper, and must never block on HTTP.
@@ -19,12 +19,15 @@
 //! (invariant 2); leaving overwrite out of the trait makes that invariant hard to break by accident.
 //! See `docs/object-stores.md` for backends, URLs and the latency profiles' sources.
 
+mod azure;
 mod backends;
 mod config;
 mod error;
 mod fault;
+mod gcs;
 pub mod hedge;
 mod latency;
+mod probe;
 mod runtime;
 #[cfg(feature = "s3-test-server")]
 mod test_server;
@@ -33,11 +36,14 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+pub use azure::{AZURITE_ACCOUNT, AZURITE_ACCOUNT_KEY, AzureConfig};
 pub use backends::ObjectStoreBackend;
 pub use config::{S3Config, StoreConfig, open_store};
 pub use error::{Op, StoreError, StoreErrorKind};
 pub use fault::{Fault, FaultInjection, FaultProbabilities};
+pub use gcs::{GcsConfig, STORAGE_EMULATOR_HOST};
 pub use latency::{LatencyDistribution, LatencyModel, LatencyProfile};
+pub use probe::{CREATE_ONLY_PROBE_FOLDER, check_create_only};
 pub use runtime::{StoreRuntime, StoreRuntimeConfig};
 #[cfg(feature = "s3-test-server")]
 pub use test_server::{S3TestServer, TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY};
