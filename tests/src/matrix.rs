@@ -56,10 +56,30 @@ pub struct Cell {
 /// client split evenly over the codecs; `target` names the broker in messages. Clients whose tools
 /// are missing are skipped (locally) or fail (CI).
 pub fn run(target: &str, bootstrap: &str, records_per_client: u64, work_dir: &Path) -> Vec<Cell> {
+    run_clients(
+        target,
+        bootstrap,
+        &ClientKind::ALL,
+        records_per_client,
+        work_dir,
+    )
+}
+
+/// [`run`] with only `clients` (each keeps the seeds it has in the full matrix).
+pub fn run_clients(
+    target: &str,
+    bootstrap: &str,
+    clients: &[ClientKind],
+    records_per_client: u64,
+    work_dir: &Path,
+) -> Vec<Cell> {
     let per_codec = (records_per_client / Codec::ALL.len() as u64).max(1);
     let timestamp_base_ms = timestamp_base_ms();
     let mut cells = Vec::new();
     for (client_number, client) in ClientKind::ALL.into_iter().enumerate() {
+        if !clients.contains(&client) {
+            continue;
+        }
         if !require(
             &format!("{target} matrix, {} client", client.name()),
             &client.tools(),

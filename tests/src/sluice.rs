@@ -1,6 +1,7 @@
 //! [`SluiceAgent`]: the `sluice` binary of this workspace, serving on a loopback port with its bucket
-//! in a loopback S3-API server ([`S3TestServer`]), so the whole path — Kafka protocol, flush, PUT,
-//! commit, fetch — is the one production runs, minus the network.
+//! in a loopback object-store server (any [`StoreServer`]: `s3s-fs`, SeaweedFS, fake-gcs-server,
+//! Azurite), so the whole path — Kafka protocol, flush, PUT, commit, fetch — is the one production
+//! runs, minus the network.
 //!
 //! An agent can be killed with SIGKILL and started again on the same port and bucket: the crash
 //! scenario of DESIGN.md's invariant 3.
@@ -11,10 +12,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sluice_engine::store::S3TestServer;
-
 use crate::api_versions::{self, ApiRange};
 use crate::process::{ChildGuard, free_port, log_tail, wait_for_port};
+use crate::stores::StoreServer;
 use crate::{HarnessError, repository_root};
 
 /// Recovery on a small bucket takes well under a second; the rest is slack for a loaded machine.
@@ -41,13 +41,13 @@ pub struct SluiceAgent {
 
 impl SluiceAgent {
     /// Starts an agent on a free loopback port, keeping its data in `store` under `prefix`.
-    pub fn start(store: &S3TestServer, prefix: &str) -> Result<SluiceAgent, HarnessError> {
+    pub fn start(store: &dyn StoreServer, prefix: &str) -> Result<SluiceAgent, HarnessError> {
         SluiceAgent::start_with_args(store, prefix, &[])
     }
 
     /// [`SluiceAgent::start`] with `extra_args` added to every `sluice serve` of this agent.
     pub fn start_with_args(
-        store: &S3TestServer,
+        store: &dyn StoreServer,
         prefix: &str,
         extra_args: &[String],
     ) -> Result<SluiceAgent, HarnessError> {

@@ -8,18 +8,21 @@
 //! missing or, retried without idempotence, present twice, but no acknowledged one may be lost or
 //! moved and every offset holds intact data.
 //!
-//! An agent that does not advertise Produce and Fetch skips it loudly, or fails it under `CI=true`.
+//! One test per object-store server (`s3s-fs`, SeaweedFS, fake-gcs-server, Azurite): the bucket
+//! is where the records must survive, so each server's create-only writes, listings and reads are
+//! what recovery relies on. A server that is not installed, or an agent that does not advertise
+//! Produce and Fetch, skips loudly, or fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::time::{Duration, Instant};
 
-use sluice_engine::store::S3TestServer;
 use sluice_tests::api_versions::{MATRIX_APIS, missing};
 use sluice_tests::clients::{ClientKind, ClientRun, Codec, Mode};
 use sluice_tests::generator::RecordGenerator;
 use sluice_tests::matrix::{PARTITIONS, PHASE_TIMEOUT_S, timestamp_base_ms};
 use sluice_tests::report::Report;
 use sluice_tests::sluice::SluiceAgent;
+use sluice_tests::stores::{StoreServerKind, start_or_skip};
 use sluice_tests::tools::{loud, require, skip_or_fail};
 use sluice_tests::verify::{Expectation, verify};
 
@@ -31,16 +34,38 @@ const ACK_WAIT_TIMEOUT_S: u64 = 120;
 
 #[test]
 fn acknowledged_records_survive_kill_9_and_restart() {
+    survive_kill_9_on(StoreServerKind::S3sFs);
+}
+
+#[test]
+fn acknowledged_records_survive_kill_9_and_restart_on_seaweedfs() {
+    survive_kill_9_on(StoreServerKind::SeaweedFs);
+}
+
+#[test]
+fn acknowledged_records_survive_kill_9_and_restart_on_fake_gcs_server() {
+    survive_kill_9_on(StoreServerKind::FakeGcs);
+}
+
+#[test]
+fn acknowledged_records_survive_kill_9_and_restart_on_azurite() {
+    survive_kill_9_on(StoreServerKind::Azurite);
+}
+
+fn survive_kill_9_on(kind: StoreServerKind) {
     let client = ClientKind::Go;
-    if !require("sluice kill -9", &client.tools()) {
+    let test = format!("sluice kill -9 on {}", kind.name());
+    if !require(&test, &client.tools()) {
         return;
     }
-    let store = S3TestServer::start().unwrap();
-    let mut agent = SluiceAgent::start(&store, "kill9").unwrap();
+    let Some(store) = start_or_skip(kind, &test) else {
+        return;
+    };
+    let mut agent = SluiceAgent::start(&*store, "kill9").unwrap();
     let absent = missing(&agent.advertised_apis().unwrap(), &MATRIX_APIS);
     if !absent.is_empty() {
         skip_or_fail(&format!(
-            "sluice does not advertise {} (sluice_kill9 needs Produce and Fetch)",
+            "{test}: sluice does not advertise {} (sluice_kill9 needs Produce and Fetch)",
             absent.join(", ")
         ));
         return;
@@ -93,7 +118,7 @@ fn acknowledged_records_survive_kill_9_and_restart() {
     };
     agent.kill9().unwrap();
     loud(&format!(
-        "sluice kill -9: agent killed with {acks_at_kill} of {RECORDS} acknowledgements in the report"
+        "{test}: agent killed with {acks_at_kill} of {RECORDS} acknowledgements in the report"
     ));
     std::thread::sleep(Duration::from_millis(500));
     agent.restart().unwrap();
@@ -103,7 +128,7 @@ fn acknowledged_records_survive_kill_9_and_restart() {
         .unwrap();
     let produced = Report::read(&produce.report).unwrap();
     loud(&format!(
-        "sluice kill -9: producer exited with {status}, {} acks, errors {:?}",
+        "{test}: producer exited with {status}, {} acks, errors {:?}",
         produced.acks.len(),
         produced.errors
     ));
@@ -132,7 +157,7 @@ fn acknowledged_records_survive_kill_9_and_restart() {
     )
     .unwrap_or_else(|problems| panic!("after kill -9 and restart:\n{problems}"));
     loud(&format!(
-        "sluice kill -9: {} acknowledged records all served at their offsets ({} served in total)",
+        "{test}: {} acknowledged records all served at their offsets ({} served in total)",
         summary.acknowledged, summary.consumed
     ));
 }
