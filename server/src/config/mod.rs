@@ -40,6 +40,16 @@ pub struct Config {
     /// Address of the metrics and health endpoint (`/metrics`, `/livez`, `/readyz`), `HOST:PORT`;
     /// `None` serves none.
     pub metrics_listen: Option<String>,
+    /// Address of a second Kafka listener that speaks TLS (Kafka's `SSL`), `HOST:PORT`.
+    pub tls_listen: Option<String>,
+    /// Address clients of the TLS listener are told to connect to; defaults to `tls_listen`.
+    pub tls_advertised_listen: Option<String>,
+    /// PEM certificate chain (leaf first) of the TLS listener.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, TLS clients must present a certificate they signed (mTLS).
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Local directory for the agent's own files (and the default object store).
     pub data_dir: PathBuf,
     /// Object store URL; `None` means a local directory under `data_dir`.
@@ -143,6 +153,11 @@ impl Default for Config {
             listen: "127.0.0.1:9092".to_owned(),
             advertised_listen: None,
             metrics_listen: None,
+            tls_listen: None,
+            tls_advertised_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
             data_dir: PathBuf::from("./sluice-data"),
             store: None,
             cpus: None,
@@ -259,6 +274,7 @@ impl Config {
         self.listen_address()?;
         self.advertised_address()?;
         self.metrics_address()?;
+        self.tls_listener()?;
         if let Some(cpus) = &self.cpus {
             if cpus.is_empty() {
                 return Err(invalid(
@@ -538,6 +554,48 @@ impl Config {
         resolve("listen", &self.listen)
     }
 
+    /// The TLS listener, when `tls_listen` is set: its address, the address advertised for it, and
+    /// its files. Refuses a TLS listener without a certificate or key, and TLS files without a
+    /// listener (a forgotten `tls_listen` would otherwise serve plaintext only, silently).
+    pub fn tls_listener(
+        &self,
+    ) -> Result<Option<TlsListener>, ConfigError> {
+        let Some(listen) = &self.tls_listen else {
+            if self.tls_cert_file.is_some()
+                || self.tls_key_file.is_some()
+                || self.tls_client_ca_file.is_some()
+            {
+                return Err(invalid(
+                    "tls_listen",
+                    "TLS files are set but no TLS listener: set tls_listen (HOST:PORT)",
+                ));
+            }
+            return Ok(None);
+        };
+        let address = resolve("tls_listen", listen)?;
+        let (Some(cert_file), Some(key_file)) = (&self.tls_cert_file, &self.tls_key_file) else {
+            return Err(invalid(
+                "tls_listen",
+                "a TLS listener needs tls_cert_file and tls_key_file (PEM)",
+            ));
+        };
+        let advertised = advertised(
+            "tls_advertised_listen",
+            self.tls_advertised_listen.as_deref(),
+            "tls_listen",
+            listen,
+        )?;
+        Ok(Some((
+            address,
+            advertised,
+            crate::net::tls::TlsFiles {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                client_ca_file: self.tls_client_ca_file.clone(),
+            },
+        )))
+    }
+
     /// The metrics endpoint's address, if one is configured.
     pub fn metrics_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
         self.metrics_listen
@@ -548,9 +606,26 @@ impl Config {
 
     /// The address advertised to clients: `advertised_listen`, else `listen`.
     pub fn advertised_address(&self) -> Result<(String, u16), ConfigError> {
-        let (key, text) = match &self.advertised_listen {
-            Some(text) => ("advertised_listen", text.as_str()),
-            None => ("listen", self.listen.as_str()),
+        advertised(
+            "advertised_listen",
+            self.advertised_listen.as_deref(),
+            "listen",
+            &self.listen,
+        )
+    }
+}
+
+/// `HOST:PORT` clients are told for a listener: `advertised_key`'s value, else `listen_key`'s.
+fn advertised(
+    advertised_key: &'static str,
+    advertised: Option<&str>,
+    listen_key: &'static str,
+    listen: &str,
+) -> Result<(String, u16), ConfigError> {
+    {
+        let (key, text) = match advertised {
+            Some(text) => (advertised_key, text),
+            None => (listen_key, listen),
         };
         let (host, port) = text
             .rsplit_once(':')
@@ -565,15 +640,18 @@ impl Config {
             .is_ok_and(|ip| ip.is_unspecified())
         {
             return Err(invalid(
-                "advertised_listen",
+                advertised_key,
                 format!(
-                    "{text:?} ({key}) is not an address clients can reach; set advertised_listen"
+                    "{text:?} ({key}) is not an address clients can reach; set {advertised_key}"
                 ),
             ));
         }
         Ok((host.to_owned(), port))
     }
 }
+
+/// A TLS listener's address, the `(host, port)` advertised for it, and its files.
+pub type TlsListener = (SocketAddr, (String, u16), crate::net::tls::TlsFiles);
 
 fn resolve(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.to_socket_addrs()

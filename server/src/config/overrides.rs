@@ -94,6 +94,21 @@ pub struct Overrides {
     /// Metrics and health endpoint, HOST:PORT [env SLUICE_METRICS_LISTEN]
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
+    /// TLS listener address, HOST:PORT [env SLUICE_TLS_LISTEN]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tls_listen: Option<String>,
+    /// Address advertised to TLS clients, HOST:PORT [env SLUICE_TLS_ADVERTISED_LISTEN]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tls_advertised_listen: Option<String>,
+    /// TLS certificate chain, PEM [env SLUICE_TLS_CERT_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS private key, PEM [env SLUICE_TLS_KEY_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates clients' certificates must chain to (mTLS), PEM [env SLUICE_TLS_CLIENT_CA_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Directory for the agent's local files [env SLUICE_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -243,6 +258,11 @@ impl Overrides {
                 "LISTEN" => overrides.listen = Some(value.clone()),
                 "ADVERTISED_LISTEN" => overrides.advertised_listen = Some(value.clone()),
                 "METRICS_LISTEN" => overrides.metrics_listen = Some(value.clone()),
+                "TLS_LISTEN" => overrides.tls_listen = Some(value.clone()),
+                "TLS_ADVERTISED_LISTEN" => overrides.tls_advertised_listen = Some(value.clone()),
+                "TLS_CERT_FILE" => overrides.tls_cert_file = Some(PathBuf::from(&value)),
+                "TLS_KEY_FILE" => overrides.tls_key_file = Some(PathBuf::from(&value)),
+                "TLS_CLIENT_CA_FILE" => overrides.tls_client_ca_file = Some(PathBuf::from(&value)),
                 "DATA_DIR" => overrides.data_dir = Some(PathBuf::from(&value)),
                 "STORE" => overrides.store = Some(value.clone()),
                 "CPUS" => overrides.cpus = Some(value.parse().map_err(parsed)?),
@@ -387,6 +407,26 @@ impl Overrides {
         }
         if self.metrics_listen.is_some() {
             config.metrics_listen.clone_from(&self.metrics_listen);
+        }
+        for (target, value) in [
+            (&mut config.tls_listen, &self.tls_listen),
+            (
+                &mut config.tls_advertised_listen,
+                &self.tls_advertised_listen,
+            ),
+        ] {
+            if value.is_some() {
+                target.clone_from(value);
+            }
+        }
+        for (target, value) in [
+            (&mut config.tls_cert_file, &self.tls_cert_file),
+            (&mut config.tls_key_file, &self.tls_key_file),
+            (&mut config.tls_client_ca_file, &self.tls_client_ca_file),
+        ] {
+            if value.is_some() {
+                target.clone_from(value);
+            }
         }
         set(&mut config.data_dir, self.data_dir.as_ref());
         if self.store.is_some() {
@@ -618,6 +658,11 @@ mod tests {
             ("SLUICE_COMPACTION_INPUTS_PER_JOB_MAX", "28"),
             ("SLUICE_CHECKPOINTS_RETAINED", "24"),
             ("SLUICE_METRICS_LISTEN", "127.0.0.1:29"),
+            ("SLUICE_TLS_LISTEN", "127.0.0.1:30"),
+            ("SLUICE_TLS_ADVERTISED_LISTEN", "tls.example.com:31"),
+            ("SLUICE_TLS_CERT_FILE", "/c.pem"),
+            ("SLUICE_TLS_KEY_FILE", "/k.pem"),
+            ("SLUICE_TLS_CLIENT_CA_FILE", "/ca.pem"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -626,6 +671,11 @@ mod tests {
             listen: "127.0.0.1:1".to_owned(),
             advertised_listen: Some("example.com:2".to_owned()),
             metrics_listen: Some("127.0.0.1:29".to_owned()),
+            tls_listen: Some("127.0.0.1:30".to_owned()),
+            tls_advertised_listen: Some("tls.example.com:31".to_owned()),
+            tls_cert_file: Some(PathBuf::from("/c.pem")),
+            tls_key_file: Some(PathBuf::from("/k.pem")),
+            tls_client_ca_file: Some(PathBuf::from("/ca.pem")),
             data_dir: PathBuf::from("/d"),
             store: Some("s3://bucket/prefix".to_owned()),
             cpus: Some(vec![0, 1]),

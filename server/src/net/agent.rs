@@ -19,7 +19,7 @@ use sluice_engine::store::{
 };
 
 use super::executor::{Executor, spawn_executor};
-use super::network_core::network_core;
+use super::network_core::{StopSignal, network_core};
 use crate::config::{Config, ConfigError};
 use crate::fetch::{FetchConfig, FetchCore};
 use crate::groups::classic::ClassicConfig;
@@ -37,6 +37,7 @@ use crate::metrics::http::MetricsServer;
 use crate::metrics::{CoreSlot, HEARTBEAT_INTERVAL, MeteredStore, Metrics, Phase};
 use crate::protocol::services::CoreServices;
 use crate::protocol::{BrokerIdentity, Dispatcher};
+use futures::FutureExt;
 
 /// Node id this agent reports for itself (a single agent per cluster for now).
 pub const NODE_ID: i32 = 0;
@@ -80,6 +81,8 @@ pub enum AgentError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
     #[error("cannot start executor {name}: {message}")]
     Executor { name: String, message: String },
     #[error("executor {name} panicked")]
@@ -168,6 +171,7 @@ fn probe_create_only(store: &dyn ObjectStorage) -> Result<(), AgentError> {
 #[derive(Debug)]
 pub struct Agent {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     plan: CpuPlan,
     executors: Vec<Executor>,
     metrics: Arc<Metrics>,
@@ -246,6 +250,32 @@ impl Agent {
                 advertised_port
             },
         };
+        // The TLS listener (Kafka's SSL): its own port on every core, its own advertised address
+        // (a client that bootstrapped over TLS is told TLS addresses), the same services.
+        let tls = match config.tls_listener()? {
+            None => None,
+            Some((address, (host, port), files)) => {
+                let acceptor = super::tls::acceptor(&files)?;
+                let (tls_listeners, tls_addr) =
+                    super::listener::bind_reuseport(address, plan.network_cpus.len())
+                        .map_err(|source| AgentError::Bind { address, source })?;
+                let identity = BrokerIdentity {
+                    node_id: NODE_ID,
+                    host,
+                    port: if port == 0 { tls_addr.port() } else { port },
+                };
+                Some((tls_listeners, tls_addr, identity, acceptor))
+            }
+        };
+        let tls_addr = tls.as_ref().map(|(_, address, _, _)| *address);
+        let (mut tls_listeners, tls_identity): (Vec<Option<std::net::TcpListener>>, _) = match tls {
+            Some((listeners, _, identity, acceptor)) => (
+                listeners.into_iter().map(Some).collect(),
+                Some((identity, acceptor)),
+            ),
+            None => (Vec::new(), None),
+        };
+        tls_listeners.resize_with(plan.network_cpus.len(), || None);
         let auto_create_partitions = config
             .auto_create_topics
             .then_some(config.default_partitions);
@@ -263,6 +293,7 @@ impl Agent {
         };
         let mut agent = Self {
             local_addr,
+            tls_addr,
             plan: plan.clone(),
             executors: Vec::new(),
             metrics: Arc::clone(&metrics),
@@ -357,15 +388,17 @@ impl Agent {
         let group_config = group_config(config);
         // Every core needs every core's group inbox before any of them runs.
         let (group_senders, group_inboxes) = group_channels(plan.network_cpus.len());
-        for (index, (((cpu, listener), subscription), group_inbox)) in plan
+        for (index, ((((cpu, listener), tls_listener), subscription), group_inbox)) in plan
             .network_cpus
             .iter()
             .copied()
             .zip(listeners)
+            .zip(tls_listeners)
             .zip(subscriptions)
             .zip(group_inboxes)
             .enumerate()
         {
+            let tls_part = tls_listener.zip(tls_identity.clone());
             let core = core.clone();
             let broker = broker.clone();
             let group_config = group_config.clone();
@@ -413,9 +446,34 @@ impl Agent {
                             .with_fetch(fetch)
                             .with_groups(router),
                     );
-                    let dispatcher = Dispatcher::new(core, broker, auto_create_partitions)
-                        .with_services(services, default_partitions);
-                    network_core(listener, dispatcher, request_bytes_max, slot, stop).await;
+                    let stop: StopSignal = stop.map(|_| ()).boxed_local().shared();
+                    let dispatcher = Dispatcher::new(core.clone(), broker, auto_create_partitions)
+                        .with_services(Rc::clone(&services), default_partitions);
+                    let plain = network_core(
+                        listener,
+                        dispatcher,
+                        request_bytes_max,
+                        slot.clone(),
+                        None,
+                        stop.clone(),
+                    );
+                    let tls = async move {
+                        if let Some((listener, (identity, acceptor))) = tls_part {
+                            let dispatcher =
+                                Dispatcher::new(core, identity, auto_create_partitions)
+                                    .with_services(services, default_partitions);
+                            network_core(
+                                listener,
+                                dispatcher,
+                                request_bytes_max,
+                                slot,
+                                Some(acceptor),
+                                stop,
+                            )
+                            .await;
+                        }
+                    };
+                    futures::join!(plain, tls);
                 },
             );
             agent.executors.push(executor?);
@@ -428,6 +486,11 @@ impl Agent {
     /// The address every network core listens on (port 0 in the config resolved).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The TLS listener's address, when `tls_listen` is set (port 0 resolved).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The agent's metrics (what its endpoint exports).

@@ -66,6 +66,8 @@ pub enum ConnectionEnd {
     Refused(crate::protocol::dispatch::CloseReason),
     #[error("agent stopping")]
     AgentStopping,
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
 }

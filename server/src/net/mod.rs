@@ -12,4 +12,5 @@ pub mod connection;
 mod executor;
 pub mod listener;
 mod network_core;
+pub mod tls;
 mod vectored;

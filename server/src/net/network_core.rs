@@ -12,14 +12,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::channel::oneshot;
 use futures::future::{Either, select};
 
-use super::connection;
+use super::connection::{self, ConnectionEnd};
+use super::tls::HANDSHAKE_TIMEOUT;
 use super::vectored::VectoredStream;
 use crate::metadata_source::MetadataSource;
 use crate::metrics::{CoreMetrics, CoreSlot};
 use crate::protocol::Dispatcher;
+use futures_rustls::TlsAcceptor;
 
 /// Pause after a failed accept (for example EMFILE) so a persistent error does not spin the core.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
@@ -27,6 +28,9 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// waits at most a flush window and its PUT; a Fetch long poll that asked for more than this is
 /// cut short (its client fetches again from another agent or after the restart).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The core's stop signal, shared by its listeners' accept loops and their connections.
+pub(super) type StopSignal = futures::future::Shared<futures::future::LocalBoxFuture<'static, ()>>;
 
 /// Counts a connection in its core's gauge while it lives.
 struct ConnectionGauge<'a>(&'a CoreMetrics);
@@ -51,7 +55,8 @@ pub(super) async fn network_core<S: MetadataSource>(
     dispatcher: Dispatcher<S>,
     request_bytes_max: u32,
     metrics: CoreSlot,
-    stop: oneshot::Receiver<()>,
+    tls: Option<TlsAcceptor>,
+    stop: StopSignal,
 ) {
     // A second descriptor for the same socket, to shut it down on stop: an accept still queued
     // in io_uring holds its own reference to the socket, so closing our descriptor alone may
@@ -67,7 +72,6 @@ pub(super) async fn network_core<S: MetadataSource>(
     // listening TCP socket, which is what glommio's listener expects.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
     let dispatcher = Rc::new(dispatcher);
-    let stop = stop.shared();
     // Fires DRAIN_TIMEOUT after the stop: connections still draining are then closed.
     let drain_over = {
         let stop = stop.clone();
@@ -96,16 +100,45 @@ pub(super) async fn network_core<S: MetadataSource>(
                         let stop = stop.clone();
                         let drain_over = drain_over.clone();
                         let metrics = metrics.clone();
+                        let tls = tls.clone();
                         let spawned = connections.spawn(async move {
                             let open = metrics.core().map(ConnectionGauge::open);
-                            let serve = connection::serve(
-                                &mut stream,
-                                dispatcher,
-                                request_bytes_max,
-                                peer.map(|address| address.ip()),
-                                metrics.clone(),
-                                stop.map(|_| ()),
-                            );
+                            let peer_ip = peer.map(|address| address.ip());
+                            let serve = async {
+                                let Some(acceptor) = tls else {
+                                    return connection::serve(
+                                        &mut stream,
+                                        dispatcher,
+                                        request_bytes_max,
+                                        peer_ip,
+                                        metrics.clone(),
+                                        stop,
+                                    )
+                                    .await;
+                                };
+                                let handshake = acceptor.accept(stream);
+                                let deadline = glommio::timer::sleep(HANDSHAKE_TIMEOUT);
+                                futures::pin_mut!(handshake, deadline);
+                                match select(handshake, deadline).await {
+                                    Either::Left((Ok(mut stream), _)) => {
+                                        connection::serve(
+                                            &mut stream,
+                                            dispatcher,
+                                            request_bytes_max,
+                                            peer_ip,
+                                            metrics.clone(),
+                                            stop,
+                                        )
+                                        .await
+                                    }
+                                    Either::Left((Err(error), _)) => {
+                                        ConnectionEnd::Tls(format!("handshake failed: {error}"))
+                                    }
+                                    Either::Right(_) => ConnectionEnd::Tls(format!(
+                                        "no handshake within {HANDSHAKE_TIMEOUT:?}"
+                                    )),
+                                }
+                            };
                             futures::pin_mut!(serve);
                             match select(serve, drain_over).await {
                                 Either::Left((end, _)) if end.is_ordinary() => {
