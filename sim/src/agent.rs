@@ -255,6 +255,11 @@ impl Agent {
         self.log.borrow().is_some()
     }
 
+    /// The writer epoch of its last claim that landed, once the log is open.
+    pub fn epoch(&self) -> Option<u64> {
+        self.log.borrow().as_ref().map(|log| log.epoch())
+    }
+
     pub fn is_dead(&self) -> bool {
         self.process.is_dead()
     }

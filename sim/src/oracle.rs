@@ -89,6 +89,35 @@ impl Replay {
     pub fn next(&self) -> LogSeq {
         self.next
     }
+
+    /// The epoch that owns the log as recovery would see it now: the chain rule run on, without
+    /// replaying, past the last replayed position through the run of positions in the bucket, up
+    /// to the first gap. An agent whose epoch is lower has been fenced by a claim that is durable,
+    /// whether or not it has noticed yet (it notices at its next PUT); its state then rightly lags.
+    pub fn owner_epoch(&self, oracle: &Oracle, config: &LogConfig) -> Result<u64, String> {
+        let mut last_valid = self.last_valid;
+        let mut epoch = self.epoch;
+        let mut position = self.next;
+        loop {
+            let entry = match block_on(read_entry(oracle, position, config)) {
+                Ok(entry) => entry,
+                Err(LogError::Store(StoreError::NotFound { .. })) => return Ok(epoch),
+                Err(error) => return Err(format!("reading log position {}: {error}", position.0)),
+            };
+            let meta = entry.meta();
+            if meta.prev_seq == last_valid {
+                match meta.kind {
+                    EntryKind::Claim if meta.writer_epoch > epoch => {
+                        epoch = meta.writer_epoch;
+                        last_valid = Some(meta.seq);
+                    }
+                    EntryKind::Data if meta.writer_epoch == epoch => last_valid = Some(meta.seq),
+                    _ => {}
+                }
+            }
+            position = position.next();
+        }
+    }
 }
 
 /// Recovery as a fresh agent runs it (newest checkpoint, then the tail), and recovery from the

@@ -427,8 +427,10 @@ struct Driver {
     plan: Plan,
     replay: Replay,
     next_incarnation: u32,
-    /// Virtual time each agent was seen open first (after its full check).
+    /// Virtual time each agent was first seen owning the log (after its full check).
     opened_at: BTreeMap<u32, u64>,
+    /// The agent that owns the log, and since when (virtual ms).
+    owner_since: Option<(u32, u64)>,
     restart_at: Option<u64>,
     summary: Summary,
 }
@@ -490,7 +492,7 @@ impl Driver {
     }
 
     /// Crashes, restarts, fenced and lingering agents.
-    fn manage_agents(&mut self, now_ms: u64) {
+    fn manage_agents(&mut self, now_ms: u64) -> Result<(), String> {
         for incarnation in self.bucket.take_crashed() {
             let agent = self
                 .sim
@@ -503,36 +505,40 @@ impl Driver {
                 self.crash(&agent);
             }
         }
+        let owner = self.owner()?;
+        let owner_incarnation = owner.as_ref().map(|agent| agent.incarnation);
+        if self.owner_since.map(|(incarnation, _)| incarnation) != owner_incarnation {
+            self.owner_since = owner_incarnation.map(|incarnation| (incarnation, now_ms));
+        }
         let agents: Vec<Rc<Agent>> = self.sim.agents.borrow().clone();
-        let newest_open = agents
-            .iter()
-            .rev()
-            .find(|agent| agent.is_open() && !agent.is_dead())
-            .map(|agent| agent.incarnation);
         for agent in &agents {
             if agent.is_dead() {
                 continue;
             }
             // A fenced agent stops (the server keeps serving reads; nothing here needs them), an
-            // agent that could not open the log exits, and one that lingers after a newer agent
-            // took over is killed.
-            let newer_open_since = newest_open
-                .filter(|newest| *newest > agent.incarnation)
-                .and_then(|newest| self.opened_at.get(&newest).copied());
-            let lingering =
-                newer_open_since.is_some_and(|since| now_ms.saturating_sub(since) > ZOMBIE_MS_MAX);
+            // agent that could not open the log exits, and an open agent that lingers a while
+            // after another one took the log over is killed — by epoch, not by age: a stopped
+            // writer's re-open takes the log back from a newer agent, which is then the one left
+            // behind.
+            let lingering = agent.is_open()
+                && Some(agent.incarnation) != owner_incarnation
+                && self
+                    .owner_since
+                    .is_some_and(|(_, since)| now_ms.saturating_sub(since) > ZOMBIE_MS_MAX);
             if agent.is_fenced() || agent.gave_up() || lingering {
                 self.crash(agent);
             }
         }
         // After the workload, a stopped writer would wait for a window that never comes (the
-        // server re-opens at its next window): a request now and then opens one.
-        if !self.sim.running()
-            && now_ms.is_multiple_of(200)
-            && let Some(agent) = self.newest_alive()
-            && agent.needs_reopen()
-        {
-            let _ = agent.init_producer_id();
+        // server re-opens at its next window), and an agent fenced by a claim it has not seen
+        // yet (its owner since dead) would never notice: a request now and then opens a window.
+        let owner_serves = owner.is_some_and(|owner| owner.is_serving());
+        if !self.sim.running() && now_ms.is_multiple_of(200) && !owner_serves {
+            for agent in self.sim.agents.borrow().iter() {
+                if !agent.is_dead() && agent.is_open() {
+                    let _ = agent.init_producer_id();
+                }
+            }
         }
         if self.newest_alive().is_none() {
             match self.restart_at {
@@ -544,6 +550,7 @@ impl Driver {
                 Some(_) => {}
             }
         }
+        Ok(())
     }
 
     /// What is in the bucket now, for the checks.
@@ -552,20 +559,34 @@ impl Driver {
         move |key: &str| bucket.object(key)
     }
 
-    /// The checks of every step, on the newest serving agent; a full check the first time an
-    /// agent is seen open.
-    fn check(&mut self, now_ms: u64) -> Result<(), String> {
-        // The newest agent that has opened the log: an older one may still run (a zombie not yet
-        // fenced) and rightly lags behind; while the newest re-opens, nothing is checked.
-        let newest_open = self
-            .sim
-            .agents
-            .borrow()
+    /// The live agent that owns the log: the open one with the highest epoch, unless the bucket
+    /// holds a valid claim of a higher epoch still (its owner has died since). Not necessarily
+    /// the newest agent: a writer that stopped (`Broken`) re-opens with a new claim and so fences
+    /// any agent that claimed since (a newer one included), and of two agents opening at once the
+    /// later claim wins. An agent with a lower epoch is fenced and rightly lags behind until its
+    /// next PUT tells it so. An agent whose epoch the bucket's chain does not reach (a claim past
+    /// a gap, a chain the state machine got wrong) is still the one checked, and the replay of
+    /// the committed log then says what is wrong with it.
+    fn owner(&self) -> Result<Option<Rc<Agent>>, String> {
+        let owner_epoch = self
+            .replay
+            .owner_epoch(&self.oracle, &self.plan.agent.log)?;
+        let agents = self.sim.agents.borrow();
+        let highest = agents
             .iter()
-            .rev()
-            .find(|agent| agent.is_open() && !agent.is_dead())
-            .cloned();
-        let Some(agent) = newest_open.filter(|agent| agent.is_serving()) else {
+            .filter(|agent| !agent.is_dead())
+            .filter_map(|agent| agent.epoch().map(|epoch| (epoch, agent.incarnation, agent)))
+            .max_by_key(|(epoch, incarnation, _)| (*epoch, *incarnation));
+        Ok(highest
+            .filter(|(epoch, _, _)| *epoch >= owner_epoch)
+            .map(|(_, _, agent)| Rc::clone(agent)))
+    }
+
+    /// The checks of every step, on the agent that owns the log while it serves; a full check the
+    /// first time an agent is seen owning it.
+    fn check(&mut self, now_ms: u64) -> Result<(), String> {
+        // While the owner re-opens, nothing is checked.
+        let Some(agent) = self.owner()?.filter(|agent| agent.is_serving()) else {
             return Ok(());
         };
         let Some(last) = agent.with_state(|state| state.last_offered_seq()) else {
@@ -650,6 +671,7 @@ async fn drive(seed: u64, options: Options) -> Report {
         replay: Replay::default(),
         next_incarnation: 0,
         opened_at: BTreeMap::new(),
+        owner_since: None,
         restart_at: None,
         summary: Summary {
             scenario: plan.describe(),
@@ -701,7 +723,10 @@ async fn drive(seed: u64, options: Options) -> Report {
         {
             driver.apply_event(event);
         }
-        driver.manage_agents(now_ms);
+        if let Err(message) = driver.manage_agents(now_ms) {
+            result = Err(message);
+            break;
+        }
         if let Some(message) = driver.failure() {
             result = Err(message);
             break;
@@ -745,10 +770,10 @@ async fn drive(seed: u64, options: Options) -> Report {
     }
 }
 
-/// After the drain: the newest agent must serve, equal the committed log, and hold every
+/// After the drain: the agent that owns the log must serve, equal the committed log, and hold every
 /// acknowledgement; a recovery from the bucket must too.
 fn final_check(driver: &mut Driver) -> Result<(), String> {
-    let Some(agent) = driver.sim.newest_serving() else {
+    let Some(agent) = driver.owner()?.filter(|agent| agent.is_serving()) else {
         return Err("no agent serves the log after the drain (faults off)".to_owned());
     };
     driver.check(driver.sim.clock.now_ms())?;
