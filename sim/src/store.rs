@@ -49,7 +49,9 @@ pub struct CallFaults {
     pub error: f64,
     /// No answer within `timeout_ms`; a PUT may or may not land, possibly after the timeout.
     pub timeout: f64,
-    /// The call takes 10-50 times its drawn latency.
+    /// The call takes 10-50 times its drawn latency; one that would outlast `timeout_ms` is
+    /// answered as a timeout then, as the client's request timeout does (a PUT still lands when
+    /// the slow call would have: before the timeout or after it).
     pub slow: f64,
     /// A PUT lands, its answer is lost (the caller sees 5xx).
     pub lost_response: f64,
@@ -491,12 +493,19 @@ impl SimStore {
             return None;
         }
         let faults = world.faults.read;
-        let fault = world.draw_fault(faults);
+        let mut fault = world.draw_fault(faults);
         let mut latency_us = world.latency_us(op, 0);
         match fault {
             Some(Fault::Slow) => {
                 latency_us = latency_us.saturating_mul(world.rng.random_range(10..50));
                 world.counts.slow += 1;
+                // The client's request timeout ends a call that would outlast it.
+                let timeout_us = world.faults.timeout_ms * 1_000;
+                if latency_us > timeout_us {
+                    latency_us = timeout_us;
+                    fault = Some(Fault::Timeout);
+                    world.counts.timeouts += 1;
+                }
             }
             Some(Fault::Timeout) => {
                 latency_us = world.faults.timeout_ms * 1_000;
@@ -565,7 +574,7 @@ impl SimStore {
             return PutDecision::Dead;
         }
         let faults = world.faults.put;
-        let fault = world.draw_fault(faults);
+        let mut fault = world.draw_fault(faults);
         let conflict_draw: f64 = world.rng.random();
         let in_flight = world.puts_in_flight.get(key).copied().unwrap_or(0) > 0;
         let latency_us = world.latency_us(Op::Put, body_bytes);
@@ -605,7 +614,16 @@ impl SimStore {
             Some(Fault::Slow) => {
                 world.counts.slow += 1;
                 let slow_us = latency_us.saturating_mul(world.rng.random_range(10..50));
-                (slow_us, Some(land_us(slow_us)))
+                let timeout_us = world.faults.timeout_ms * 1_000;
+                if slow_us > timeout_us {
+                    // The client's request timeout answers first; the PUT still lands when the
+                    // slow call would have, possibly after the timeout (a straggler).
+                    world.counts.timeouts += 1;
+                    fault = Some(Fault::Timeout);
+                    (timeout_us, Some(land_us(slow_us)))
+                } else {
+                    (slow_us, Some(land_us(slow_us)))
+                }
             }
             Some(Fault::LostResponse) => {
                 world.counts.lost_responses += 1;
