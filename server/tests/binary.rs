@@ -148,14 +148,19 @@ fn a_store_that_cannot_be_opened_is_a_clear_startup_error() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ftp"), "{stderr}");
-    // Nothing listens on port 1: recovery's first LIST fails, the agent says so and exits.
+    // Nothing listens on port 1: the create-only check at start (the first store call) fails,
+    // the agent says so, naming the store's error, and exits.
     let output = serve(
         "s3://b/p?endpoint=http://127.0.0.1:1&region=us-east-1&path_style=true&allow_http=true\
          &access_key_id=k&secret_access_key=s&retries_max=0&connect_timeout_ms=500",
     );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot open the metadata log"), "{stderr}");
+    assert!(
+        stderr.contains("create-only check of the object store failed")
+            && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
 }
 
 #[test]
