@@ -26,6 +26,8 @@ pub const OFFSET_METADATA_BYTES_LIMIT: usize = 32_767;
 /// Kafka's default `group.max.size` and `group.consumer.max.size`: `Integer.MAX_VALUE`, so no
 /// limit in practice.
 pub const GROUP_MAX_SIZE_DEFAULT: u32 = i32::MAX as u32;
+/// Every SASL mechanism, the default of `sasl_mechanisms`.
+pub const SASL_MECHANISMS_DEFAULT: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 /// Server assignors of KIP-848 consumer groups (`group_consumer_assignors`).
 pub const CONSUMER_ASSIGNORS_KNOWN: &[&str] = &["uniform", "range"];
 
@@ -50,6 +52,15 @@ pub struct Config {
     pub tls_key_file: Option<PathBuf>,
     /// PEM CA certificates; when set, TLS clients must present a certificate they signed (mTLS).
     pub tls_client_ca_file: Option<PathBuf>,
+    /// The plaintext listener requires SASL authentication (Kafka's `SASL_PLAINTEXT`).
+    pub listen_sasl: bool,
+    /// The TLS listener requires SASL authentication (Kafka's `SASL_SSL`).
+    pub tls_listen_sasl: bool,
+    /// SASL mechanisms offered: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    pub sasl_mechanisms: Vec<String>,
+    /// TOML file of SASL users and passwords (`[users]` table); required when a listener
+    /// requires SASL.
+    pub sasl_users_file: Option<PathBuf>,
     /// Local directory for the agent's own files (and the default object store).
     pub data_dir: PathBuf,
     /// Object store URL; `None` means a local directory under `data_dir`.
@@ -158,6 +169,13 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            listen_sasl: false,
+            tls_listen_sasl: false,
+            sasl_mechanisms: SASL_MECHANISMS_DEFAULT
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
+            sasl_users_file: None,
             data_dir: PathBuf::from("./sluice-data"),
             store: None,
             cpus: None,
@@ -275,6 +293,7 @@ impl Config {
         self.advertised_address()?;
         self.metrics_address()?;
         self.tls_listener()?;
+        self.sasl_mechanisms()?;
         if let Some(cpus) = &self.cpus {
             if cpus.is_empty() {
                 return Err(invalid(
@@ -557,9 +576,7 @@ impl Config {
     /// The TLS listener, when `tls_listen` is set: its address, the address advertised for it, and
     /// its files. Refuses a TLS listener without a certificate or key, and TLS files without a
     /// listener (a forgotten `tls_listen` would otherwise serve plaintext only, silently).
-    pub fn tls_listener(
-        &self,
-    ) -> Result<Option<TlsListener>, ConfigError> {
+    pub fn tls_listener(&self) -> Result<Option<TlsListener>, ConfigError> {
         let Some(listen) = &self.tls_listen else {
             if self.tls_cert_file.is_some()
                 || self.tls_key_file.is_some()
@@ -594,6 +611,55 @@ impl Config {
                 client_ca_file: self.tls_client_ca_file.clone(),
             },
         )))
+    }
+
+    /// The SASL mechanisms to offer, when a listener requires SASL (`None` when none does).
+    /// Refuses SASL without a users file, a users file without SASL, SASL on a TLS listener that
+    /// does not exist, and unknown or no mechanisms. The users file itself is read when the agent
+    /// starts ([`crate::net::sasl::Users::load`]).
+    pub fn sasl_mechanisms(&self) -> Result<Option<Vec<crate::net::sasl::Mechanism>>, ConfigError> {
+        if self.tls_listen_sasl && self.tls_listen.is_none() {
+            return Err(invalid(
+                "tls_listen_sasl",
+                "SASL on the TLS listener needs a TLS listener: set tls_listen",
+            ));
+        }
+        if !self.listen_sasl && !self.tls_listen_sasl {
+            if self.sasl_users_file.is_some() {
+                return Err(invalid(
+                    "sasl_users_file",
+                    "a SASL users file is set but no listener requires SASL: set listen_sasl \
+                     (SASL_PLAINTEXT) or tls_listen_sasl (SASL_SSL)",
+                ));
+            }
+            return Ok(None);
+        }
+        if self.sasl_users_file.is_none() {
+            return Err(invalid(
+                "sasl_users_file",
+                "a listener requires SASL (listen_sasl or tls_listen_sasl) but no users file is \
+                 set: set sasl_users_file to a TOML file with a [users] table",
+            ));
+        }
+        let mut mechanisms = Vec::new();
+        for name in &self.sasl_mechanisms {
+            let mechanism = crate::net::sasl::Mechanism::from_name(name).ok_or_else(|| {
+                invalid(
+                    "sasl_mechanisms",
+                    format!(
+                        "{name:?} is not a mechanism this agent offers ({})",
+                        SASL_MECHANISMS_DEFAULT.join(", ")
+                    ),
+                )
+            })?;
+            if !mechanisms.contains(&mechanism) {
+                mechanisms.push(mechanism);
+            }
+        }
+        if mechanisms.is_empty() {
+            return Err(invalid("sasl_mechanisms", "the list is empty"));
+        }
+        Ok(Some(mechanisms))
     }
 
     /// The metrics endpoint's address, if one is configured.

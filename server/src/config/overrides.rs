@@ -109,6 +109,18 @@ pub struct Overrides {
     /// CA certificates clients' certificates must chain to (mTLS), PEM [env SLUICE_TLS_CLIENT_CA_FILE]
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// The plaintext listener requires SASL (SASL_PLAINTEXT) [env SLUICE_LISTEN_SASL]
+    #[arg(long, value_name = "BOOL")]
+    pub listen_sasl: Option<bool>,
+    /// The TLS listener requires SASL (SASL_SSL) [env SLUICE_TLS_LISTEN_SASL]
+    #[arg(long, value_name = "BOOL")]
+    pub tls_listen_sasl: Option<bool>,
+    /// SASL mechanisms offered, e.g. SCRAM-SHA-512,PLAIN [env SLUICE_SASL_MECHANISMS]
+    #[arg(long, value_name = "LIST")]
+    pub sasl_mechanisms: Option<NameList>,
+    /// TOML file of SASL users and passwords [env SLUICE_SASL_USERS_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub sasl_users_file: Option<PathBuf>,
     /// Directory for the agent's local files [env SLUICE_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -263,6 +275,14 @@ impl Overrides {
                 "TLS_CERT_FILE" => overrides.tls_cert_file = Some(PathBuf::from(&value)),
                 "TLS_KEY_FILE" => overrides.tls_key_file = Some(PathBuf::from(&value)),
                 "TLS_CLIENT_CA_FILE" => overrides.tls_client_ca_file = Some(PathBuf::from(&value)),
+                "LISTEN_SASL" => overrides.listen_sasl = Some(boolean(&value).map_err(parsed)?),
+                "TLS_LISTEN_SASL" => {
+                    overrides.tls_listen_sasl = Some(boolean(&value).map_err(parsed)?);
+                }
+                "SASL_MECHANISMS" => {
+                    overrides.sasl_mechanisms = Some(value.parse().map_err(parsed)?);
+                }
+                "SASL_USERS_FILE" => overrides.sasl_users_file = Some(PathBuf::from(&value)),
                 "DATA_DIR" => overrides.data_dir = Some(PathBuf::from(&value)),
                 "STORE" => overrides.store = Some(value.clone()),
                 "CPUS" => overrides.cpus = Some(value.parse().map_err(parsed)?),
@@ -427,6 +447,14 @@ impl Overrides {
             if value.is_some() {
                 target.clone_from(value);
             }
+        }
+        set(&mut config.listen_sasl, self.listen_sasl.as_ref());
+        set(&mut config.tls_listen_sasl, self.tls_listen_sasl.as_ref());
+        if let Some(NameList(names)) = &self.sasl_mechanisms {
+            config.sasl_mechanisms = names.clone();
+        }
+        if self.sasl_users_file.is_some() {
+            config.sasl_users_file.clone_from(&self.sasl_users_file);
         }
         set(&mut config.data_dir, self.data_dir.as_ref());
         if self.store.is_some() {
@@ -663,6 +691,10 @@ mod tests {
             ("SLUICE_TLS_CERT_FILE", "/c.pem"),
             ("SLUICE_TLS_KEY_FILE", "/k.pem"),
             ("SLUICE_TLS_CLIENT_CA_FILE", "/ca.pem"),
+            ("SLUICE_LISTEN_SASL", "true"),
+            ("SLUICE_TLS_LISTEN_SASL", "yes"),
+            ("SLUICE_SASL_MECHANISMS", "SCRAM-SHA-512, PLAIN"),
+            ("SLUICE_SASL_USERS_FILE", "/users.toml"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -676,6 +708,10 @@ mod tests {
             tls_cert_file: Some(PathBuf::from("/c.pem")),
             tls_key_file: Some(PathBuf::from("/k.pem")),
             tls_client_ca_file: Some(PathBuf::from("/ca.pem")),
+            listen_sasl: true,
+            tls_listen_sasl: true,
+            sasl_mechanisms: vec!["SCRAM-SHA-512".to_owned(), "PLAIN".to_owned()],
+            sasl_users_file: Some(PathBuf::from("/users.toml")),
             data_dir: PathBuf::from("/d"),
             store: Some("s3://bucket/prefix".to_owned()),
             cpus: Some(vec![0, 1]),

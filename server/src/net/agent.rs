@@ -83,6 +83,8 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Tls(#[from] super::tls::TlsError),
+    #[error(transparent)]
+    SaslUsers(#[from] super::sasl::UsersError),
     #[error("cannot start executor {name}: {message}")]
     Executor { name: String, message: String },
     #[error("executor {name} panicked")]
@@ -276,6 +278,24 @@ impl Agent {
             None => (Vec::new(), None),
         };
         tls_listeners.resize_with(plan.network_cpus.len(), || None);
+        // SASL (SASL_PLAINTEXT / SASL_SSL): the users file is read (and its SCRAM credentials
+        // derived) once; every core and listener share the settings and the failed-login table.
+        let sasl = match (config.sasl_mechanisms()?, &config.sasl_users_file) {
+            (Some(mechanisms), Some(path)) => {
+                let users = super::sasl::Users::load(path)?;
+                tracing::info!(
+                    users = users.len(),
+                    mechanisms = ?mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>(),
+                    plaintext_listener = config.listen_sasl,
+                    tls_listener = config.tls_listen_sasl,
+                    "SASL authentication required"
+                );
+                Some(Arc::new(super::sasl::SaslSettings::new(mechanisms, users)))
+            }
+            _ => None,
+        };
+        let plain_sasl = sasl.clone().filter(|_| config.listen_sasl);
+        let tls_sasl = sasl.filter(|_| config.tls_listen_sasl);
         let auto_create_partitions = config
             .auto_create_topics
             .then_some(config.default_partitions);
@@ -399,6 +419,8 @@ impl Agent {
             .enumerate()
         {
             let tls_part = tls_listener.zip(tls_identity.clone());
+            let plain_sasl = plain_sasl.clone();
+            let tls_sasl = tls_sasl.clone();
             let core = core.clone();
             let broker = broker.clone();
             let group_config = group_config.clone();
@@ -455,6 +477,7 @@ impl Agent {
                         request_bytes_max,
                         slot.clone(),
                         None,
+                        plain_sasl,
                         stop.clone(),
                     );
                     let tls = async move {
@@ -468,6 +491,7 @@ impl Agent {
                                 request_bytes_max,
                                 slot,
                                 Some(acceptor),
+                                tls_sasl,
                                 stop,
                             )
                             .await;

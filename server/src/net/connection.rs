@@ -68,6 +68,8 @@ pub enum ConnectionEnd {
     AgentStopping,
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("SASL: {0}")]
+    Sasl(String),
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -113,7 +115,35 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
     F: Future<Output = ()>,
 {
-    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    serve_with_input(
+        stream,
+        dispatcher,
+        request_bytes_max,
+        peer,
+        metrics,
+        stop,
+        input,
+    )
+    .await
+}
+
+/// [`serve`], starting with `input`: bytes the client sent that were read before (after a SASL
+/// exchange, the requests it sent right behind its last token).
+pub async fn serve_with_input<S, T, F>(
+    stream: &mut T,
+    dispatcher: Rc<Dispatcher<S>>,
+    request_bytes_max: u32,
+    peer: Option<IpAddr>,
+    metrics: CoreSlot,
+    stop: F,
+    mut input: BytesMut,
+) -> ConnectionEnd
+where
+    S: MetadataSource,
+    T: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = ()>,
+{
     let mut output = Output::default();
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut refusal: Option<ConnectionEnd> = None;

@@ -12,5 +12,6 @@ pub mod connection;
 mod executor;
 pub mod listener;
 mod network_core;
+pub mod sasl;
 pub mod tls;
 mod vectored;

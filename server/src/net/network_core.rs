@@ -6,15 +6,20 @@
 //! dropped with its task) and waits until all of them are gone, instead of abandoning tasks in an
 //! executor that is about to disappear, which would leave their sockets open.
 
+use std::cell::RefCell;
+use std::net::IpAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::FutureExt;
+use bytes::BytesMut;
 use futures::future::{Either, select};
+use futures::{AsyncRead, AsyncWrite, FutureExt};
 
 use super::connection::{self, ConnectionEnd};
+use super::sasl::{self, AUTHENTICATION_TIMEOUT, Principal, SaslSettings};
 use super::tls::HANDSHAKE_TIMEOUT;
 use super::vectored::VectoredStream;
 use crate::metadata_source::MetadataSource;
@@ -49,6 +54,58 @@ impl Drop for ConnectionGauge<'_> {
     }
 }
 
+/// One accepted connection's context, whatever stream (TCP or TLS) it is served over.
+struct Session<'a, S> {
+    dispatcher: Rc<Dispatcher<S>>,
+    /// The listener requires SASL (`SASL_PLAINTEXT` / `SASL_SSL`).
+    sasl: Option<Arc<SaslSettings>>,
+    request_bytes_max: u32,
+    peer: Option<IpAddr>,
+    metrics: CoreSlot,
+    stop: StopSignal,
+    principal: &'a RefCell<Option<Principal>>,
+}
+
+impl<S: MetadataSource> Session<'_, S> {
+    /// Authenticates the client when the listener requires it (bounded by
+    /// [`AUTHENTICATION_TIMEOUT`] and by the stop), then serves its requests.
+    async fn serve<T: AsyncRead + AsyncWrite + Unpin>(self, stream: &mut T) -> ConnectionEnd {
+        let input = match &self.sasl {
+            None => BytesMut::new(),
+            Some(settings) => {
+                let exchange = sasl::authenticate(stream, &self.dispatcher, settings, self.peer);
+                let deadline = glommio::timer::sleep(AUTHENTICATION_TIMEOUT);
+                let stop = self.stop.clone();
+                futures::pin_mut!(exchange, deadline);
+                match select(select(exchange, deadline), stop).await {
+                    Either::Left((Either::Left((Ok((principal, input)), _)), _)) => {
+                        tracing::debug!(peer = ?self.peer, %principal, "SASL authentication");
+                        *self.principal.borrow_mut() = Some(principal);
+                        input
+                    }
+                    Either::Left((Either::Left((Err(end), _)), _)) => return end,
+                    Either::Left((Either::Right(_), _)) => {
+                        return ConnectionEnd::Sasl(format!(
+                            "not authenticated within {AUTHENTICATION_TIMEOUT:?}"
+                        ));
+                    }
+                    Either::Right(_) => return ConnectionEnd::AgentStopping,
+                }
+            }
+        };
+        connection::serve_with_input(
+            stream,
+            self.dispatcher,
+            self.request_bytes_max,
+            self.peer,
+            self.metrics,
+            self.stop,
+            input,
+        )
+        .await
+    }
+}
+
 /// Runs until `stop` fires (or its sender is dropped), then closes this core's connections.
 pub(super) async fn network_core<S: MetadataSource>(
     listener: std::net::TcpListener,
@@ -56,6 +113,7 @@ pub(super) async fn network_core<S: MetadataSource>(
     request_bytes_max: u32,
     metrics: CoreSlot,
     tls: Option<TlsAcceptor>,
+    sasl: Option<Arc<SaslSettings>>,
     stop: StopSignal,
 ) {
     // A second descriptor for the same socket, to shut it down on stop: an accept still queued
@@ -101,35 +159,32 @@ pub(super) async fn network_core<S: MetadataSource>(
                         let drain_over = drain_over.clone();
                         let metrics = metrics.clone();
                         let tls = tls.clone();
+                        let sasl = sasl.clone();
                         let spawned = connections.spawn(async move {
                             let open = metrics.core().map(ConnectionGauge::open);
                             let peer_ip = peer.map(|address| address.ip());
+                            // Who the client authenticated as, kept for the connection's
+                            // life (its log lines now; ACLs next).
+                            let principal = RefCell::new(None);
+                            let session = Session {
+                                dispatcher,
+                                sasl,
+                                request_bytes_max,
+                                peer: peer_ip,
+                                metrics: metrics.clone(),
+                                stop,
+                                principal: &principal,
+                            };
                             let serve = async {
                                 let Some(acceptor) = tls else {
-                                    return connection::serve(
-                                        &mut stream,
-                                        dispatcher,
-                                        request_bytes_max,
-                                        peer_ip,
-                                        metrics.clone(),
-                                        stop,
-                                    )
-                                    .await;
+                                    return session.serve(&mut stream).await;
                                 };
                                 let handshake = acceptor.accept(stream);
                                 let deadline = glommio::timer::sleep(HANDSHAKE_TIMEOUT);
                                 futures::pin_mut!(handshake, deadline);
                                 match select(handshake, deadline).await {
                                     Either::Left((Ok(mut stream), _)) => {
-                                        connection::serve(
-                                            &mut stream,
-                                            dispatcher,
-                                            request_bytes_max,
-                                            peer_ip,
-                                            metrics.clone(),
-                                            stop,
-                                        )
-                                        .await
+                                        session.serve(&mut stream).await
                                     }
                                     Either::Left((Err(error), _)) => {
                                         ConnectionEnd::Tls(format!("handshake failed: {error}"))
@@ -140,16 +195,19 @@ pub(super) async fn network_core<S: MetadataSource>(
                                 }
                             };
                             futures::pin_mut!(serve);
-                            match select(serve, drain_over).await {
+                            let outcome = select(serve, drain_over).await;
+                            let principal = principal.borrow().as_ref().map(ToString::to_string);
+                            match outcome {
                                 Either::Left((end, _)) if end.is_ordinary() => {
-                                    tracing::debug!(?peer, reason = %end, "connection closed");
+                                    tracing::debug!(?peer, ?principal, reason = %end, "connection closed");
                                 }
                                 Either::Left((end, _)) => {
-                                    tracing::info!(?peer, reason = %end, "connection closed");
+                                    tracing::info!(?peer, ?principal, reason = %end, "connection closed");
                                 }
                                 Either::Right(_) => {
                                     tracing::info!(
                                         ?peer,
+                                        ?principal,
                                         "connection closed: agent stopping, requests still \
                                          unanswered after the drain timeout"
                                     )

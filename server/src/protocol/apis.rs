@@ -180,6 +180,21 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 0,
         version_max: 1,
     },
+    // SASL (server/src/net/sasl): v1 means the tokens follow in SaslAuthenticate requests, v0
+    // that they follow as bare size-prefixed frames. Advertised on every listener as Kafka does
+    // (librdkafka uses SaslHandshake v1 only when SaslAuthenticate is listed); a listener without
+    // SASL answers them ILLEGAL_SASL_STATE.
+    SupportedApi {
+        key: ApiKey::SaslHandshake,
+        version_min: 0,
+        version_max: 1,
+    },
+    // v1 adds the session lifetime (always 0: no re-authentication yet), v2 is flexible.
+    SupportedApi {
+        key: ApiKey::SaslAuthenticate,
+        version_min: 0,
+        version_max: 2,
+    },
 ];
 
 /// The table row for `key`, if the agent implements that API.

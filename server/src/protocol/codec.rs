@@ -27,7 +27,8 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
     OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader, SyncGroupRequest, SyncGroupResponse,
+    ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -68,6 +69,8 @@ pub enum Request {
     /// Boxed: the largest of the group requests.
     ConsumerGroupHeartbeat(Box<ConsumerGroupHeartbeatRequest>),
     ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
+    SaslHandshake(SaslHandshakeRequest),
+    SaslAuthenticate(SaslAuthenticateRequest),
 }
 
 /// A response body of one of the implemented APIs.
@@ -100,6 +103,8 @@ pub enum Response {
     DeleteGroups(DeleteGroupsResponse),
     ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
     ConsumerGroupDescribe(ConsumerGroupDescribeResponse),
+    SaslHandshake(SaslHandshakeResponse),
+    SaslAuthenticate(SaslAuthenticateResponse),
 }
 
 /// Evaluates `$call` with `$body` bound to whichever response body `$response` holds.
@@ -132,6 +137,8 @@ macro_rules! each_response {
             Response::DeleteGroups($body) => $call,
             Response::ConsumerGroupHeartbeat($body) => $call,
             Response::ConsumerGroupDescribe($body) => $call,
+            Response::SaslHandshake($body) => $call,
+            Response::SaslAuthenticate($body) => $call,
         }
     };
 }
@@ -590,6 +597,14 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
         }
         ApiKey::ConsumerGroupDescribe => {
             Request::ConsumerGroupDescribe(decode_body(&mut buffer, api_key, version)?)
+        }
+        // No arrays: a mechanism name, or one bytes field (its length is checked against the
+        // frame by the decoder, which slices the frame rather than allocating).
+        ApiKey::SaslHandshake => {
+            Request::SaslHandshake(decode_body(&mut buffer, api_key, version)?)
+        }
+        ApiKey::SaslAuthenticate => {
+            Request::SaslAuthenticate(decode_body(&mut buffer, api_key, version)?)
         }
         ApiKey::ApiVersions => Request::ApiVersions(
             ApiVersionsRequest::decode(&mut buffer, version)

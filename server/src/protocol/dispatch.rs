@@ -291,6 +291,19 @@ impl<S: MetadataSource> Dispatcher<S> {
             Request::ConsumerGroupDescribe(body) => Response::ConsumerGroupDescribe(
                 groups::consumer_group_describe(self.groups(api_key)?, body).await,
             ),
+            // Kafka's answers (KafkaApis) on a listener without SASL, or after authentication:
+            // SASL is the connection's business (net/sasl), never a request's.
+            Request::SaslHandshake(_) => Response::SaslHandshake(
+                kafka_protocol::messages::SaslHandshakeResponse::default()
+                    .with_error_code(kafka_protocol::ResponseError::IllegalSaslState.code()),
+            ),
+            Request::SaslAuthenticate(_) => Response::SaslAuthenticate(
+                kafka_protocol::messages::SaslAuthenticateResponse::default()
+                    .with_error_code(kafka_protocol::ResponseError::IllegalSaslState.code())
+                    .with_error_message(Some(
+                        "SaslAuthenticate request received after successful authentication".into(),
+                    )),
+            ),
             Request::ApiVersions(body) => {
                 tracing::debug!(
                     client_id = ?header.client_id,

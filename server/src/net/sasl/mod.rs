@@ -1,0 +1,255 @@
+//! SASL authentication on a listener (Kafka's `SASL_PLAINTEXT` and `SASL_SSL`).
+//!
+//! As in Kafka (`SaslServerAuthenticator`), authentication belongs to the connection, not to a
+//! request handler: on a listener that requires SASL, a new connection first runs
+//! [`authenticate`], which reads one frame at a time (no pipelining: each answer decides what the
+//! next frame may be), lets the dispatcher answer ApiVersions, and gives SaslHandshake and
+//! SaslAuthenticate to the connection's [`Authenticator`]. Only once the client is a
+//! [`Principal`] does the ordinary pipelined loop (`connection::serve`) start, with whatever
+//! bytes the client already sent after its last token. Anything else before that closes the
+//! connection. The dispatcher itself answers SaslHandshake and SaslAuthenticate with
+//! ILLEGAL_SASL_STATE, as Kafka's request handler does: on a listener without SASL, or after
+//! authentication.
+//!
+//! Limits: a frame before authentication holds at most [`SASL_FRAME_BYTES_MAX`] (Kafka's
+//! `sasl.server.max.receive.size`), and the whole exchange must end within
+//! [`AUTHENTICATION_TIMEOUT`], so an unauthenticated client holds a few hundred KiB for half a
+//! minute at most. Failed logins are rate-limited per address ([`limiter`]).
+//!
+//! Mechanisms: PLAIN ([`plain`]) and SCRAM-SHA-256/512 ([`scram`]), users from a file
+//! ([`users`]). Not built yet: SCRAM credentials managed with AlterUserScramCredentials and kept
+//! in the metadata log, OAUTHBEARER, re-authentication (`connections.max.reauth.ms`; the session
+//! lifetime answered is 0, "no expiry").
+
+pub mod authenticator;
+pub mod limiter;
+pub mod plain;
+pub mod scram;
+pub mod users;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use kafka_protocol::messages::ApiKey;
+
+pub use authenticator::{Authenticator, Step};
+pub use limiter::FailedLogins;
+pub use scram::ScramMechanism;
+pub use users::{Users, UsersError};
+
+use super::connection::ConnectionEnd;
+use crate::metadata_source::MetadataSource;
+use crate::protocol::codec::{self, Decoded};
+use crate::protocol::dispatch::CloseReason;
+use crate::protocol::frame::split_frame;
+use crate::protocol::{Dispatcher, FrameOutcome};
+
+/// Largest frame accepted before authentication (Kafka's `sasl.server.max.receive.size`).
+pub const SASL_FRAME_BYTES_MAX: u32 = 512 * 1024;
+/// Longest an unauthenticated connection may take to authenticate.
+pub const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Random bytes in a SCRAM server nonce.
+const SERVER_NONCE_BYTES: usize = 24;
+/// Bytes asked of the socket per read while authenticating (the frames are small).
+const READ_CHUNK_BYTES: usize = 4096;
+
+/// A SASL mechanism this agent can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mechanism {
+    Plain,
+    Scram(ScramMechanism),
+}
+
+impl Mechanism {
+    /// Every mechanism, in the order of the default `sasl_mechanisms`.
+    pub const ALL: [Mechanism; 3] = [
+        Mechanism::Plain,
+        Mechanism::Scram(ScramMechanism::Sha256),
+        Mechanism::Scram(ScramMechanism::Sha512),
+    ];
+
+    /// The mechanism's SASL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Scram(scram) => scram.name(),
+        }
+    }
+
+    /// The mechanism called `name` (as Kafka spells it), if this agent has it.
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        Mechanism::ALL
+            .into_iter()
+            .find(|mechanism| mechanism.name() == name)
+    }
+}
+
+/// Who a connection authenticated as, in Kafka's form (`User:alice`); what ACLs will match.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal(String);
+
+impl Principal {
+    pub fn user(name: &str) -> Principal {
+        Principal(format!("User:{name}"))
+    }
+
+    /// The user name, without the `User:` type.
+    pub fn name(&self) -> &str {
+        self.0.strip_prefix("User:").unwrap_or(&self.0)
+    }
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+/// What a SASL listener needs: the enabled mechanisms, the users, and the agent's failed-login
+/// table (shared by every core and listener).
+#[derive(Debug)]
+pub struct SaslSettings {
+    pub mechanisms: Vec<Mechanism>,
+    pub users: Users,
+    pub failed_logins: Mutex<FailedLogins>,
+}
+
+impl SaslSettings {
+    pub fn new(mechanisms: Vec<Mechanism>, users: Users) -> SaslSettings {
+        SaslSettings {
+            mechanisms,
+            users,
+            failed_logins: Mutex::new(FailedLogins::default()),
+        }
+    }
+}
+
+/// A fresh SCRAM server nonce from the system CSPRNG (base64: no `,`).
+fn server_nonce() -> Option<String> {
+    let mut bytes = [0u8; SERVER_NONCE_BYTES];
+    aws_lc_rs::rand::fill(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes))
+}
+
+/// Runs the SASL exchange on a new connection (see the module doc). Returns the principal and the
+/// bytes already read past the exchange, or how the connection ended. The caller bounds it with
+/// [`AUTHENTICATION_TIMEOUT`].
+pub async fn authenticate<S, T>(
+    stream: &mut T,
+    dispatcher: &Dispatcher<S>,
+    settings: &Arc<SaslSettings>,
+    peer: Option<IpAddr>,
+) -> Result<(Principal, BytesMut), ConnectionEnd>
+where
+    S: MetadataSource,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut authenticator = Authenticator::new(Arc::clone(settings), peer);
+    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        while let Some(frame) = split_frame(&mut input, SASL_FRAME_BYTES_MAX)? {
+            let step = if authenticator.expects_bare_token() {
+                authenticator.on_bare_token(&frame, Instant::now(), server_nonce)
+            } else {
+                let api_key = frame.first_chunk::<2>().map(|key| i16::from_be_bytes(*key));
+                if api_key == Some(ApiKey::ApiVersions as i16)
+                    && authenticator.accepts_api_versions()
+                {
+                    match dispatcher.handle_frame_from(frame, peer).await {
+                        FrameOutcome::Respond(response) => write(stream, &response).await?,
+                        FrameOutcome::NoResponse => {}
+                        FrameOutcome::Close(reason) => return Err(ConnectionEnd::Refused(reason)),
+                    }
+                    continue;
+                }
+                match codec::decode_request(frame) {
+                    Ok(Decoded::Request(request)) => {
+                        authenticator.on_request(request, Instant::now(), server_nonce)
+                    }
+                    Ok(Decoded::UnsupportedApiVersions { .. }) => Step::Fail {
+                        response: None,
+                        reason: "ApiVersions request during SASL authentication".to_owned(),
+                    },
+                    Err(error) => {
+                        return Err(ConnectionEnd::Refused(CloseReason::Decode(error)));
+                    }
+                }
+            };
+            match step {
+                Step::Respond(response) => write(stream, &response).await?,
+                Step::Authenticated {
+                    response,
+                    principal,
+                } => {
+                    write(stream, &response).await?;
+                    return Ok((principal, input));
+                }
+                Step::Fail { response, reason } => {
+                    if let Some(response) = response {
+                        // The client should see why; the connection closes either way.
+                        let _ = write(stream, &response).await;
+                    }
+                    return Err(ConnectionEnd::Sasl(reason));
+                }
+            }
+        }
+        let filled = input.len();
+        input.resize(filled + READ_CHUNK_BYTES, 0);
+        let read = match input.get_mut(filled..) {
+            Some(free) => stream.read(free).await,
+            None => Ok(0),
+        };
+        match read {
+            Ok(0) => {
+                input.truncate(filled);
+                return Err(if input.is_empty() {
+                    ConnectionEnd::ClientClosed
+                } else {
+                    ConnectionEnd::ClosedMidFrame {
+                        buffered_bytes: input.len(),
+                    }
+                });
+            }
+            Ok(bytes) => input.truncate(filled + bytes),
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+async fn write<T: AsyncWrite + Unpin>(stream: &mut T, frame: &Bytes) -> std::io::Result<()> {
+    stream.write_all(frame).await?;
+    stream.flush().await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mechanism_names_round_trip() {
+        for mechanism in Mechanism::ALL {
+            assert_eq!(Mechanism::from_name(mechanism.name()), Some(mechanism));
+        }
+        assert_eq!(Mechanism::from_name("GSSAPI"), None);
+        assert_eq!(Mechanism::from_name("plain"), None);
+    }
+
+    #[test]
+    fn principals_read_as_kafka_writes_them() {
+        let principal = Principal::user("alice");
+        assert_eq!(principal.to_string(), "User:alice");
+        assert_eq!(principal.name(), "alice");
+    }
+
+    #[test]
+    fn server_nonces_are_fresh_and_comma_free() {
+        let one = server_nonce().unwrap();
+        assert_ne!(one, server_nonce().unwrap());
+        assert!(one.len() >= 32 && !one.contains(','));
+    }
+}
