@@ -1,0 +1,171 @@
+//! Real clients over SASL: librdkafka (confluent-kafka) producing and consuming with
+//! `SASL_PLAINTEXT` and PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and with `SASL_SSL` and
+//! SCRAM-SHA-512 (certificates made per test with rcgen), where a wrong password must also fail
+//! with the agent's SASL_AUTHENTICATION_FAILED message. Missing Python packages fail these tests
+//! under `CI=true` (`common::python_with`).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+const USERS: &str = "[users]\nalice = \"alice-secret\"\n";
+
+/// A test CA and a server certificate for `localhost` signed by it, in `dir`.
+fn certificates(dir: &Path) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sluice test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "sluice");
+    let certificate = params
+        .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    std::fs::write(dir.join("server.pem"), certificate.pem()).unwrap();
+    std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
+}
+
+fn users_file(dir: &Path) -> PathBuf {
+    let path = dir.join("users.toml");
+    std::fs::write(&path, USERS).unwrap();
+    path
+}
+
+/// Creates `topic` through a connection that logs in with PLAIN.
+fn create_topic_as_alice(agent: &common::TestAgent, topic: &str) {
+    let mut client = common::RawClient::connect(agent.addr());
+    let handshake: SaslHandshakeResponse = client.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism("PLAIN".into()),
+    );
+    assert_eq!(handshake.error_code, 0);
+    let login: SaslAuthenticateResponse = client.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default()
+            .with_auth_bytes(Bytes::from_static(b"\0alice\0alice-secret")),
+    );
+    assert_eq!(login.error_code, 0);
+    let created: CreateTopicsResponse = client.call(
+        ApiKey::CreateTopics,
+        7,
+        &common::create_topics_request(&[(topic, 1)]),
+    );
+    assert_eq!(created.topics[0].error_code, 0);
+}
+
+/// Runs `sasl_check.py`; panics with its output unless it printed "ok".
+fn run_check(
+    python: &str,
+    bootstrap: &str,
+    topic: &str,
+    protocol: &str,
+    mechanism: &str,
+    tls: Option<(&Path, bool)>,
+) {
+    let script = format!("{}/tests/python/sasl_check.py", env!("CARGO_MANIFEST_DIR"));
+    let mut command = std::process::Command::new(python);
+    command.arg(script).args([
+        bootstrap,
+        topic,
+        "300",
+        protocol,
+        mechanism,
+        "alice",
+        "alice-secret",
+    ]);
+    if let Some((ca_file, wrong_password_check)) = tls {
+        command
+            .arg(ca_file)
+            .arg(if wrong_password_check { "1" } else { "0" });
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "{protocol} {mechanism}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+}
+
+#[test]
+fn librdkafka_over_sasl_plaintext_with_plain_and_both_scrams() {
+    let Some(python) = common::python_with(
+        "librdkafka_over_sasl_plaintext_with_plain_and_both_scrams",
+        "confluent_kafka",
+        "confluent-kafka",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let agent = common::start_agent(|config| {
+        config.listen_sasl = true;
+        config.sasl_users_file = Some(users);
+        config.group_initial_rebalance_delay_ms = 0;
+    });
+    let bootstrap = format!("127.0.0.1:{}", agent.addr().port());
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let topic = format!("sasl-{}", mechanism.to_lowercase());
+        create_topic_as_alice(&agent, &topic);
+        run_check(
+            &python,
+            &bootstrap,
+            &topic,
+            "SASL_PLAINTEXT",
+            mechanism,
+            None,
+        );
+    }
+}
+
+#[test]
+fn librdkafka_over_sasl_ssl_with_scram_sha_512_and_a_wrong_password_refused() {
+    let Some(python) = common::python_with(
+        "librdkafka_over_sasl_ssl_with_scram_sha_512_and_a_wrong_password_refused",
+        "confluent_kafka",
+        "confluent-kafka",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let users = users_file(dir.path());
+    let agent = common::start_agent(|config| {
+        config.tls_listen = Some("127.0.0.1:0".to_owned());
+        config.tls_advertised_listen = Some("localhost:0".to_owned());
+        config.tls_cert_file = Some(dir.path().join("server.pem"));
+        config.tls_key_file = Some(dir.path().join("server-key.pem"));
+        config.tls_listen_sasl = true;
+        config.sasl_mechanisms = vec!["SCRAM-SHA-512".to_owned()];
+        config.sasl_users_file = Some(users);
+        config.group_initial_rebalance_delay_ms = 0;
+    });
+    // The plaintext listener does not require SASL here: the topic is made through it.
+    agent.create_topic("sasl-ssl", 1);
+    let tls_addr = agent.agent.as_ref().unwrap().tls_addr().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    run_check(
+        &python,
+        &format!("localhost:{}", tls_addr.port()),
+        "sasl-ssl",
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        Some((&ca_file, true)),
+    );
+}
