@@ -169,3 +169,128 @@ fn librdkafka_over_sasl_ssl_with_scram_sha_512_and_a_wrong_password_refused() {
         Some((&ca_file, true)),
     );
 }
+
+/// Runs the Java end-to-end client (`tests/clients/java`) against `bootstrap` with `properties`;
+/// its exit status and report.
+fn run_java(
+    work: &Path,
+    bootstrap: &str,
+    mode: &str,
+    properties: &[String],
+) -> (
+    std::process::ExitStatus,
+    sluice_tests::report::Report,
+    String,
+) {
+    let java = sluice_tests::repository_root().join("tests/clients/java");
+    let report = work.join(format!("java-{mode}.jsonl"));
+    let mut command = std::process::Command::new("java");
+    command
+        .args(["-Xmx256m", "-XX:+UseSerialGC"])
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .arg("-cp")
+        .arg(format!(
+            "{}:{}/*",
+            java.join("target/classes").display(),
+            java.join("target/lib").display()
+        ))
+        .arg("dev.sluice.e2e.Client")
+        .args([
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            "java-sasl",
+            "--records",
+            "500",
+        ])
+        .args([
+            "--mode",
+            mode,
+            "--partitions",
+            "2",
+            "--seed",
+            "7",
+            "--timeout-s",
+            "60",
+        ])
+        .arg("--timestamp-base-ms")
+        .arg(common::now_ms().to_string())
+        .arg("--report")
+        .arg(&report);
+    for property in properties {
+        command.args(["--property", property]);
+    }
+    let output = command.output().unwrap();
+    let log = format!(
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let parsed = sluice_tests::report::Report::read(&report)
+        .unwrap_or_else(|error| panic!("no report from the Java client: {error}\n{log}"));
+    (output.status, parsed, log)
+}
+
+#[test]
+fn java_client_over_sasl_ssl_with_scram_sha_512_and_a_wrong_password_refused() {
+    use sluice_tests::tools::Tool;
+    let test = "java_client_over_sasl_ssl_with_scram_sha_512_and_a_wrong_password_refused";
+    if !sluice_tests::tools::require(test, &[Tool::Java, Tool::Maven]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    sluice_tests::clients::ClientKind::Java
+        .build(dir.path())
+        .unwrap();
+    certificates(dir.path());
+    let users = users_file(dir.path());
+    let agent = common::start_agent(|config| {
+        config.tls_listen = Some("127.0.0.1:0".to_owned());
+        config.tls_advertised_listen = Some("localhost:0".to_owned());
+        config.tls_cert_file = Some(dir.path().join("server.pem"));
+        config.tls_key_file = Some(dir.path().join("server-key.pem"));
+        config.tls_listen_sasl = true;
+        config.sasl_users_file = Some(users);
+    });
+    let tls_addr = agent.agent.as_ref().unwrap().tls_addr().unwrap();
+    let bootstrap = format!("localhost:{}", tls_addr.port());
+    let properties = |password: &str| {
+        vec![
+            "security.protocol=SASL_SSL".to_owned(),
+            "sasl.mechanism=SCRAM-SHA-512".to_owned(),
+            format!(
+                "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+                 required username=\"alice\" password=\"{password}\";"
+            ),
+            "ssl.truststore.type=PEM".to_owned(),
+            format!(
+                "ssl.truststore.location={}",
+                dir.path().join("ca.pem").display()
+            ),
+        ]
+    };
+    // The admin client creates the topic, the producer writes 500 records, the consumer reads
+    // them back: every connection authenticated with SCRAM-SHA-512 over TLS.
+    let (status, report, log) = run_java(
+        dir.path(),
+        &bootstrap,
+        "roundtrip",
+        &properties("alice-secret"),
+    );
+    assert!(status.success(), "{:?}\n{log}", report.errors);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.acks.len(), 500, "{log}");
+    assert_eq!(report.records.len(), 500, "{log}");
+    let done = report.done.unwrap();
+    assert_eq!((done.produced, done.consumed), (500, 500));
+
+    // A wrong password: Java's SaslAuthenticationException, carrying the agent's message.
+    let (status, report, log) = run_java(dir.path(), &bootstrap, "produce", &properties("guess"));
+    assert!(!status.success(), "{log}");
+    let error = report.errors.first().unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        error.contains("SaslAuthenticationException")
+            && error.contains("invalid credentials with SASL mechanism SCRAM-SHA-512"),
+        "{error}"
+    );
+}

@@ -49,6 +49,10 @@ public final class Client {
     private long timestampBaseMs;
     private String reportPath;
     private int timeoutS = 120;
+    /** Extra client settings ({@code --property KEY=VALUE}, repeatable), given to the admin client,
+     * the producer and the consumer alike: security settings (TLS, SASL) for the tests of secured
+     * listeners. */
+    private final Properties extra = new Properties();
 
     private BufferedWriter report;
     private final long startedNs = System.nanoTime();
@@ -73,6 +77,13 @@ public final class Client {
                 case "--timestamp-base-ms" -> timestampBaseMs = Long.parseLong(value);
                 case "--report" -> reportPath = value;
                 case "--timeout-s" -> timeoutS = Integer.parseInt(value);
+                case "--property" -> {
+                    int equals = value.indexOf('=');
+                    if (equals <= 0) {
+                        throw new IllegalArgumentException("--property wants KEY=VALUE, got " + value);
+                    }
+                    extra.setProperty(value.substring(0, equals), value.substring(equals + 1));
+                }
                 default -> throw new IllegalArgumentException("unknown argument " + argv[i]);
             }
         }
@@ -141,6 +152,7 @@ public final class Client {
     private void createTopic() throws InterruptedException, ExecutionException {
         Properties props = new Properties();
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.putAll(extra);
         try (Admin admin = Admin.create(props)) {
             try {
                 admin.createTopics(List.of(new NewTopic(topic, partitions, (short) 1))).all().get();
@@ -164,6 +176,7 @@ public final class Client {
         props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, Integer.toString(timeoutS * 1000));
         props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        props.putAll(extra);
         AtomicInteger acked = new AtomicInteger();
         List<String> failures = java.util.Collections.synchronizedList(new ArrayList<>());
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
@@ -195,6 +208,7 @@ public final class Client {
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        props.putAll(extra);
         int consumed = 0;
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
             List<TopicPartition> assigned = new ArrayList<>();
