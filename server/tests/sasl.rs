@@ -128,6 +128,7 @@ fn plain_with_the_right_password_serves_and_with_a_wrong_one_fails_with_58() {
         authenticate(&mut client, &plain_token("mallory", "alice-secret")).error_code,
         58
     );
+    assert!(client.is_closed_by_agent());
 
     let mut client = plain_login(&agent, "alice", "alice-secret");
     metadata_works(&mut client);
@@ -141,6 +142,13 @@ fn plain_with_the_right_password_serves_and_with_a_wrong_one_fails_with_58() {
     let again = handshake(&mut client, 1, "PLAIN");
     assert_eq!(again.error_code, 34);
     metadata_works(&mut client);
+    // Operators see both in the metrics.
+    let metrics = agent.agent.as_ref().unwrap().metrics().render();
+    assert!(
+        metrics.contains("sluice_sasl_authentications_total{core=\"0\"} 1\n")
+            && metrics.contains("sluice_sasl_authentication_failures_total{core=\"0\"} 2\n"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -55,6 +55,11 @@ pub struct CoreMetrics {
     pub bytes_out: AtomicU64,
     pub connections_open: AtomicI64,
     pub connections_accepted: AtomicU64,
+    /// SASL exchanges that authenticated a client.
+    pub sasl_authentications: AtomicU64,
+    /// SASL exchanges that ended without authenticating (wrong password, locked-out address,
+    /// refused mechanism, a request before authentication, timeout).
+    pub sasl_authentications_failed: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     cache_inserted_bytes: AtomicU64,
@@ -74,6 +79,8 @@ impl CoreMetrics {
             bytes_out: AtomicU64::new(0),
             connections_open: AtomicI64::new(0),
             connections_accepted: AtomicU64::new(0),
+            sasl_authentications: AtomicU64::new(0),
+            sasl_authentications_failed: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             cache_inserted_bytes: AtomicU64::new(0),
@@ -285,7 +292,7 @@ impl Metrics {
                 }
             }
         }
-        let per_core: [PerCoreFamily; 9] = [
+        let per_core: [PerCoreFamily; 11] = [
             (
                 "sluice_requests_refused_total",
                 "counter",
@@ -315,6 +322,18 @@ impl Metrics {
                 "counter",
                 "Client connections accepted.",
                 |c| load(&c.connections_accepted),
+            ),
+            (
+                "sluice_sasl_authentications_total",
+                "counter",
+                "SASL exchanges that authenticated a client.",
+                |c| load(&c.sasl_authentications),
+            ),
+            (
+                "sluice_sasl_authentication_failures_total",
+                "counter",
+                "SASL exchanges that ended without authenticating (wrong password, locked-out address, refused mechanism or request, timeout).",
+                |c| load(&c.sasl_authentications_failed),
             ),
             (
                 "sluice_block_cache_hits_total",
@@ -443,7 +462,12 @@ impl Metrics {
 }
 
 /// A per-core metric family: name, type, help, and how to read it from a core.
-type PerCoreFamily = (&'static str, &'static str, &'static str, fn(&CoreMetrics) -> i64);
+type PerCoreFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CoreMetrics) -> i64,
+);
 
 fn load(counter: &AtomicU64) -> i64 {
     i64::try_from(counter.load(Ordering::Relaxed)).unwrap_or(i64::MAX)

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -77,14 +77,26 @@ impl<S: MetadataSource> Session<'_, S> {
                 let deadline = glommio::timer::sleep(AUTHENTICATION_TIMEOUT);
                 let stop = self.stop.clone();
                 futures::pin_mut!(exchange, deadline);
+                let count = |counter: fn(&CoreMetrics) -> &AtomicU64| {
+                    if let Some(core) = self.metrics.core() {
+                        counter(core).fetch_add(1, Ordering::Relaxed);
+                    }
+                };
                 match select(select(exchange, deadline), stop).await {
                     Either::Left((Either::Left((Ok((principal, input)), _)), _)) => {
+                        count(|core| &core.sasl_authentications);
                         tracing::debug!(peer = ?self.peer, %principal, "SASL authentication");
                         *self.principal.borrow_mut() = Some(principal);
                         input
                     }
-                    Either::Left((Either::Left((Err(end), _)), _)) => return end,
+                    Either::Left((Either::Left((Err(end), _)), _)) => {
+                        if !end.is_ordinary() {
+                            count(|core| &core.sasl_authentications_failed);
+                        }
+                        return end;
+                    }
                     Either::Left((Either::Right(_), _)) => {
+                        count(|core| &core.sasl_authentications_failed);
                         return ConnectionEnd::Sasl(format!(
                             "not authenticated within {AUTHENTICATION_TIMEOUT:?}"
                         ));
