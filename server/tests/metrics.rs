@@ -119,3 +119,52 @@ fn the_endpoint_reports_health_and_counts_requests_store_calls_and_log_entries()
         assert!(text.contains(&format!("# TYPE {family} ")), "{line}");
     }
 }
+
+/// Every metric the Grafana dashboard (docs/grafana/sluice-dashboard.json) queries is one the
+/// agent exports, so the dashboard cannot silently go stale.
+#[test]
+fn the_dashboard_queries_only_metrics_the_agent_exports() {
+    let agent = common::start_agent(|config| {
+        config.metrics_listen = Some("127.0.0.1:0".to_owned());
+    });
+    let endpoint = agent.agent.as_ref().unwrap().metrics_addr().unwrap();
+    let (_, text) = get(endpoint, "/metrics");
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana/sluice-dashboard.json"
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr
+                .match_indices("sluice_")
+                .chain(expr.match_indices("process_"))
+            {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried.push(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    for name in queried {
+        let family = name
+            .strip_suffix("_bucket")
+            .filter(|base| families.contains(base))
+            .unwrap_or(&name);
+        assert!(
+            families.contains(&family),
+            "the dashboard queries {name}, which the agent does not export"
+        );
+    }
+}
