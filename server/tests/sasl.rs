@@ -313,6 +313,72 @@ fn a_listener_without_sasl_answers_illegal_sasl_state() {
 }
 
 #[test]
+fn malformed_and_oversized_tokens_close_only_their_connection() {
+    let (agent, _dir) = sasl_agent(None);
+    let mut bystander = plain_login(&agent, "alice", "alice-secret");
+    // A frame above 512 KiB before authentication: closed on its size prefix alone.
+    let mut client = RawClient::connect(agent.addr());
+    client.send_raw(&(600 * 1024_i32).to_be_bytes());
+    assert!(client.is_closed_by_agent());
+    // Garbage where a SCRAM client-first message belongs: 58, closed.
+    let mut client = RawClient::connect(agent.addr());
+    handshake(&mut client, 1, "SCRAM-SHA-256");
+    let refused = authenticate(&mut client, b"\xff\x00garbage,,,");
+    assert_eq!(refused.error_code, 58);
+    assert!(client.is_closed_by_agent());
+    // A PLAIN token without separators: 58, closed.
+    let mut client = RawClient::connect(agent.addr());
+    handshake(&mut client, 1, "PLAIN");
+    assert_eq!(authenticate(&mut client, &[b'x'; 4096]).error_code, 58);
+    assert!(client.is_closed_by_agent());
+    // A large (but allowed) token is just a wrong one.
+    let mut client = RawClient::connect(agent.addr());
+    handshake(&mut client, 1, "PLAIN");
+    let mut token = plain_token("alice", "");
+    token.resize(400 * 1024, b'p');
+    assert_eq!(authenticate(&mut client, &token).error_code, 58);
+    // The connection that logged in before is unaffected.
+    metadata_works(&mut bystander);
+}
+
+/// A raw client whose connection comes from `source` (any 127.0.0.0/8 address is this host).
+fn connect_from(source: std::net::Ipv4Addr, agent: &common::TestAgent) -> RawClient {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from((source, 0)).into())
+        .unwrap();
+    socket.connect(&agent.addr().into()).unwrap();
+    RawClient::from_stream(socket.into())
+}
+
+#[test]
+fn a_flood_of_failed_logins_from_one_address_leaves_others_alone() {
+    let (agent, _dir) = sasl_agent(None);
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut locked_out = 0;
+    for attempt in 0..300 {
+        let mut client = connect_from(attacker, &agent);
+        handshake(&mut client, 1, "PLAIN");
+        let refused = authenticate(
+            &mut client,
+            &plain_token("alice", &format!("guess-{attempt}")),
+        );
+        assert_eq!(refused.error_code, 58);
+        if refused
+            .error_message
+            .is_some_and(|message| message.contains("too many failed logins"))
+        {
+            locked_out += 1;
+        }
+    }
+    // All but the first five were refused unchecked.
+    assert_eq!(locked_out, 295);
+    // Another address logs in at once; the agent serves on.
+    let mut client = plain_login(&agent, "alice", "alice-secret");
+    metadata_works(&mut client);
+}
+
+#[test]
 fn sasl_settings_are_checked_at_start() {
     let mut config = sluice_server::Config {
         listen_sasl: true,

@@ -265,7 +265,11 @@ pub enum Reply {
 
 impl RawClient {
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
+        Self::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// A client over a stream the test connected itself (from a chosen source address, say).
+    pub fn from_stream(stream: TcpStream) -> Self {
         stream.set_nodelay(true).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))

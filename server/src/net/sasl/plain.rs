@@ -96,6 +96,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes are parsed or refused, never a panic; a parsed message is a split of them.
+        #[test]
+        fn arbitrary_messages_are_parsed_or_refused(
+            message in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            if let Ok(parsed) = parse(&message) {
+                proptest::prop_assert!(message.ends_with(parsed.password));
+                proptest::prop_assert!(!parsed.username.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn debug_never_shows_the_password() {
         let message = parse(b"\0alice\0hunter2").unwrap();

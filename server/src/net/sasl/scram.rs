@@ -493,6 +493,31 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends, the exchange answers or refuses; it never panics.
+        #[test]
+        fn arbitrary_messages_are_answered_or_refused(
+            first in "(n|y|p=x|[a-z]{0,2}),(a=[a-z=2CD]{0,4})?,(n=[a-z=2CD]{0,6})?,?(r=[!-~]{0,8})?(,[a-z]=[!-~]{0,4}){0,2}",
+            last in "(c=[A-Za-z0-9+/=]{0,8})?,?(r=[!-~]{0,12})?(,[a-z]=[!-~]{0,4}){0,2}(,p=[A-Za-z0-9+/=]{0,48})?",
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let credential = ScramCredential::derive(
+                ScramMechanism::Sha256,
+                b"x",
+                b"s".to_vec(),
+                NonZeroU32::new(1).unwrap(),
+            );
+            let lookup = |_: &str| Lookup { credential: credential.clone(), known: true };
+            let mut server = ScramServer::new(ScramMechanism::Sha256);
+            if server.client_first(first.as_bytes(), "s", lookup).is_ok() {
+                let _ = server.client_final(last.as_bytes());
+            }
+            let mut server = ScramServer::new(ScramMechanism::Sha512);
+            let _ = server.client_first(&raw, "s", lookup);
+            let _ = server.client_final(&raw);
+        }
+    }
+
     #[test]
     fn usernames_unescape() {
         assert_eq!(unescape_username("a=2Cb=3Dc").unwrap(), "a,b=c");
