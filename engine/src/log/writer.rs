@@ -7,21 +7,22 @@
 //! core, which is the one place offsets are assigned. No borrow is ever held across an `.await`.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::channel::oneshot;
 
-use super::reader::{commit_of, entry_meta, read_entry};
+use super::reader::{EntryRead, commit_of, entry_meta, read_entry};
 use super::recovery::{RecoveryStats, recover};
 use super::{LogConfig, LogError};
 use crate::batch::BatchHeader;
 use crate::format::{EntryHeader, EntryKind, ObjectBuilder};
 use crate::metadata::{Command, EntryOutcome, Event, MetadataState, ObjectCommit, encode_commands};
 use crate::store::{ObjectStorage, StoreError};
-use crate::types::{LogSeq, TopicPartition, log_key};
+use crate::types::{LOG_DIR, LogSeq, TopicPartition, log_key, parse_seq_key};
 
 /// Attempts to claim the log before giving up (each lost race means another writer claimed first).
 const CLAIM_ATTEMPTS_MAX: u32 = 16;
@@ -174,7 +175,7 @@ impl MetadataLog {
     async fn claim(
         &self,
         first_free: LogSeq,
-        max_seen_seq: Option<LogSeq>,
+        mut max_seen_seq: Option<LogSeq>,
         max_seen_epoch: u64,
         now_ms: i64,
     ) -> Result<(), LogError> {
@@ -212,18 +213,32 @@ impl MetadataLog {
                     }
                     return self.fill_to(max_seen_seq, now_ms).await;
                 }
-                PutResult::TakenBy(_) => {
-                    // Another writer got this position first. Replay its entry and try the next one.
-                    let entry = read_entry(self.store.as_ref(), position, &self.config).await?;
+                PutResult::TakenBy(entry) => {
+                    // Another writer got this position first. Replay its entry (read back when our
+                    // PUT found the key taken), then whatever else landed after it — one listing
+                    // and reads in flight together, as recovery does — and try the first free
+                    // position after that. Stepping one position at a time, a PUT and a read-back
+                    // each, an open fell behind a writer still appending (or the pipeline it left
+                    // behind) and gave up after CLAIM_ATTEMPTS_MAX positions.
                     max_epoch = max_epoch.max(entry.header.writer_epoch);
+                    let snapshot = {
+                        let mut inner = self.inner.borrow_mut();
+                        let _ = inner.state.apply_entry(
+                            &entry.meta(),
+                            &entry.commands,
+                            entry.commit.as_ref(),
+                        );
+                        inner.entries_since_checkpoint += 1;
+                        inner.state.clone()
+                    };
+                    let (state, stats) =
+                        recover(self.store.as_ref(), &self.config, Some(snapshot)).await?;
                     let mut inner = self.inner.borrow_mut();
-                    let _ = inner.state.apply_entry(
-                        &entry.meta(),
-                        &entry.commands,
-                        entry.commit.as_ref(),
-                    );
-                    inner.entries_since_checkpoint += 1;
-                    position = position.next();
+                    inner.state = state;
+                    inner.entries_since_checkpoint += stats.entries_replayed;
+                    max_epoch = max_epoch.max(stats.max_seen_epoch);
+                    max_seen_seq = max_seen_seq.max(stats.max_seen_seq);
+                    position = stats.first_free;
                 }
                 PutResult::Unresolved(reason) => return Err(LogError::Broken { reason }),
             }
@@ -242,14 +257,56 @@ impl MetadataLog {
     /// leave a gap below every entry this writer then acknowledges, and the next recovery would
     /// lose them all. Each empty position gets an empty data entry of ours (valid, it extends the
     /// chain); a position that turns out to be taken keeps its entry, which the chain rule ignores.
+    ///
+    /// Positions a listing shows taken are read (many in flight, as recovery reads) and offered,
+    /// not written at: a PUT there could only find the key taken, and cost a PUT and a read-back
+    /// per position, one position after another — after a crash that left an empty position
+    /// below a full pipeline, that made an open take seconds on S3 Standard (found by the
+    /// deterministic simulation: opens still under way after its 3 s drain).
     async fn fill_to(&self, max_seen_seq: Option<LogSeq>, now_ms: i64) -> Result<(), LogError> {
+        let Some(max_seen) = max_seen_seq else {
+            return Ok(());
+        };
+        let claimed = {
+            let inner = self.inner.borrow();
+            if inner.next_seq > max_seen {
+                return Ok(());
+            }
+            inner.chain_tail
+        };
+        let start_after = claimed.map(log_key);
+        let taken: BTreeSet<LogSeq> = self
+            .store
+            .list(LOG_DIR, start_after.as_deref())
+            .await?
+            .iter()
+            .filter_map(|info| parse_seq_key(LOG_DIR, &info.key))
+            .filter(|seq| *seq <= max_seen)
+            .collect();
         loop {
+            let first = self.inner.borrow().next_seq;
+            if first > max_seen {
+                return Ok(());
+            }
+            if taken.contains(&first) {
+                let mut run = Vec::new();
+                let mut position = first;
+                while taken.contains(&position) {
+                    run.push(position);
+                    position = position.next();
+                }
+                let reads_inflight = self.config.recovery_reads_inflight_max.max(1);
+                let mut entries = futures::stream::iter(run)
+                    .map(|seq| read_entry(self.store.as_ref(), seq, &self.config))
+                    .buffered(reads_inflight);
+                while let Some(entry) = entries.next().await {
+                    self.offer_taken(&entry?)?;
+                }
+                continue;
+            }
             let (position, header, chunks) = {
                 let mut inner = self.inner.borrow_mut();
-                let position = inner.next_seq;
-                if max_seen_seq.is_none_or(|max_seen| position > max_seen) {
-                    return Ok(());
-                }
+                let position = first;
                 let header = EntryHeader {
                     seq: position,
                     writer_epoch: inner.epoch,
@@ -278,32 +335,35 @@ impl MetadataLog {
                     }
                     inner.chain_tail = Some(position);
                     inner.entries_since_checkpoint += 1;
+                    inner.next_seq = position.next();
                 }
-                PutResult::TakenBy(existing) if existing.writer_epoch > header.writer_epoch => {
-                    return Err(LogError::Fenced {
-                        key,
-                        our_epoch: header.writer_epoch,
-                        by_epoch: existing.writer_epoch,
-                    });
-                }
-                PutResult::TakenBy(_) => {
-                    // An older writer's entry: offered (and ignored) as every replay will.
-                    let entry = read_entry(self.store.as_ref(), position, &self.config).await?;
-                    let mut inner = self.inner.borrow_mut();
-                    if let EntryOutcome::Applied(_) = inner.state.apply_entry(
-                        &entry.meta(),
-                        &entry.commands,
-                        entry.commit.as_ref(),
-                    ) {
-                        inner.chain_tail = Some(position);
-                    }
-                    inner.entries_since_checkpoint += 1;
-                }
+                PutResult::TakenBy(entry) => self.offer_taken(&entry)?,
                 PutResult::Unresolved(reason) => return Err(LogError::Broken { reason }),
             }
-            let mut inner = self.inner.borrow_mut();
-            inner.next_seq = position.next();
         }
+    }
+
+    /// During [`MetadataLog::fill_to`]: another writer's entry holds the next position. A higher
+    /// epoch fences us; an older writer's entry is offered (and ignored) as every replay will.
+    fn offer_taken(&self, entry: &EntryRead) -> Result<(), LogError> {
+        let mut inner = self.inner.borrow_mut();
+        if entry.header.writer_epoch > inner.epoch {
+            return Err(LogError::Fenced {
+                key: entry.key.clone(),
+                our_epoch: inner.epoch,
+                by_epoch: entry.header.writer_epoch,
+            });
+        }
+        if let EntryOutcome::Applied(_) =
+            inner
+                .state
+                .apply_entry(&entry.meta(), &entry.commands, entry.commit.as_ref())
+        {
+            inner.chain_tail = Some(entry.header.seq);
+        }
+        inner.entries_since_checkpoint += 1;
+        inner.next_seq = entry.header.seq.next();
+        Ok(())
     }
 
     /// Appends one entry and returns when it is durable and applied: this is the acknowledgement.
@@ -361,18 +421,20 @@ impl MetadataLog {
                     .note_put_ms(upload_started.elapsed().as_secs_f64() * 1_000.0);
                 Ok(())
             }
-            Ok(PutResult::TakenBy(existing)) if existing.writer_epoch > header.writer_epoch => {
+            Ok(PutResult::TakenBy(existing))
+                if existing.header.writer_epoch > header.writer_epoch =>
+            {
                 Err(LogError::Fenced {
                     key: key.clone(),
                     our_epoch: header.writer_epoch,
-                    by_epoch: existing.writer_epoch,
+                    by_epoch: existing.header.writer_epoch,
                 })
             }
             Ok(PutResult::TakenBy(existing)) => Err(LogError::Broken {
                 reason: format!(
                     "{key} holds an entry of writer epoch {} (nonce {}), not ours (epoch {}, nonce {})",
-                    existing.writer_epoch,
-                    existing.entry_nonce,
+                    existing.header.writer_epoch,
+                    existing.header.entry_nonce,
                     header.writer_epoch,
                     header.entry_nonce
                 ),
@@ -561,8 +623,8 @@ fn stopped_error(fenced: bool, reason: &str) -> LogError {
 enum PutResult {
     /// Our entry is there (possibly from an earlier attempt whose response was lost).
     Written,
-    /// Another entry holds the position.
-    TakenBy(EntryHeader),
+    /// Another entry holds the position (as read back).
+    TakenBy(Box<EntryRead>),
     /// Attempts ran out and the entry is not there (yet): the position is unresolved.
     Unresolved(String),
 }
@@ -625,13 +687,15 @@ async fn resolve_existing(
     header: &EntryHeader,
 ) -> Result<Option<PutResult>, LogError> {
     let existing = match read_entry(store, header.seq, config).await {
-        Ok(entry) => entry.header,
+        Ok(entry) => entry,
         Err(LogError::Store(StoreError::NotFound { .. })) => return Ok(None),
         Err(error) => return Err(error),
     };
-    if existing.writer_epoch == header.writer_epoch && existing.entry_nonce == header.entry_nonce {
+    if existing.header.writer_epoch == header.writer_epoch
+        && existing.header.entry_nonce == header.entry_nonce
+    {
         Ok(Some(PutResult::Written))
     } else {
-        Ok(Some(PutResult::TakenBy(existing)))
+        Ok(Some(PutResult::TakenBy(Box::new(existing))))
     }
 }
