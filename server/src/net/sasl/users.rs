@@ -78,7 +78,19 @@ impl Users {
         };
         let text =
             std::fs::read_to_string(path).map_err(|io| error(format!("cannot read: {io}")))?;
-        Users::from_toml(&text).map_err(error)
+        let users = Users::from_toml(&text).map_err(error)?;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = metadata.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the SASL users file holds passwords and other users may read it; chmod 600 it"
+                );
+            }
+        }
+        Ok(users)
     }
 
     /// [`Users::load`] from the file's text; the error is the reason only.
@@ -157,9 +169,14 @@ impl Users {
 
     /// Whether `username` exists and `password` is its password (compared in constant time).
     pub fn check_password(&self, username: &str, password: &[u8]) -> bool {
-        self.users.get(username).is_some_and(|user| {
-            constant_time::verify_slices_are_equal(&user.password, password).is_ok()
-        })
+        match self.users.get(username) {
+            Some(user) => constant_time::verify_slices_are_equal(&user.password, password).is_ok(),
+            None => {
+                // The same comparison as for a user, so an unknown name answers no sooner.
+                let _ = constant_time::verify_slices_are_equal(password, password);
+                false
+            }
+        }
     }
 
     /// The SCRAM credential of `username`, or a stand-in with a stable salt when there is no such
