@@ -379,6 +379,26 @@ fn a_flood_of_failed_logins_from_one_address_leaves_others_alone() {
 }
 
 #[test]
+fn an_unauthenticated_connection_does_not_hold_up_a_stop() {
+    let (agent, _dir) = sasl_agent(None);
+    let mut idle = RawClient::connect(agent.addr());
+    // In the exchange (answered, so its task runs), then silent.
+    let versions: ApiVersionsResponse =
+        idle.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+    assert_eq!(versions.error_code, 0);
+    let started = std::time::Instant::now();
+    agent.stop();
+    // A connection with requests in flight may hold a stop for the 10 s drain; one that has not
+    // authenticated has none, and is closed at once.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    assert!(idle.is_closed_by_agent());
+}
+
+#[test]
 fn sasl_settings_are_checked_at_start() {
     let mut config = sluice_server::Config {
         listen_sasl: true,
