@@ -126,9 +126,8 @@ impl Authenticator {
                             framed: version >= 1,
                             scram: None,
                         };
-                        self.respond(correlation_id, ApiKey::SaslHandshake, version, {
-                            Response::SaslHandshake(response)
-                        })
+                        let response = Response::SaslHandshake(response);
+                        self.respond(correlation_id, ApiKey::SaslHandshake, version, response)
                     }
                     None => {
                         self.state = State::Over;
