@@ -1,8 +1,9 @@
 //! Real clients over SASL: librdkafka (confluent-kafka) producing and consuming with
 //! `SASL_PLAINTEXT` and PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and with `SASL_SSL` and
-//! SCRAM-SHA-512 (certificates made per test with rcgen), where a wrong password must also fail
-//! with the agent's SASL_AUTHENTICATION_FAILED message. Missing Python packages fail these tests
-//! under `CI=true` (`common::python_with`).
+//! SCRAM-SHA-512; the Java client with `SASL_SSL` and SCRAM-SHA-512; franz-go with `SASL_SSL` and
+//! both SCRAMs (certificates made per test with rcgen). With a wrong password each client must
+//! fail with the agent's SASL_AUTHENTICATION_FAILED message. A missing client or tool fails these
+//! tests under `CI=true` (`common::python_with`, `sluice_tests::tools::require`).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod common;
@@ -172,18 +173,8 @@ fn librdkafka_over_sasl_ssl_with_scram_sha_512_and_a_wrong_password_refused() {
 
 /// Runs the Java end-to-end client (`tests/clients/java`) against `bootstrap` with `properties`;
 /// its exit status and report.
-fn run_java(
-    work: &Path,
-    bootstrap: &str,
-    mode: &str,
-    properties: &[String],
-) -> (
-    std::process::ExitStatus,
-    sluice_tests::report::Report,
-    String,
-) {
+fn run_java(work: &Path, bootstrap: &str, mode: &str, properties: &[String]) -> ClientOutcome {
     let java = sluice_tests::repository_root().join("tests/clients/java");
-    let report = work.join(format!("java-{mode}.jsonl"));
     let mut command = std::process::Command::new("java");
     command
         .args(["-Xmx256m", "-XX:+UseSerialGC"])
@@ -194,32 +185,45 @@ fn run_java(
             java.join("target/classes").display(),
             java.join("target/lib").display()
         ))
-        .arg("dev.sluice.e2e.Client")
+        .arg("dev.sluice.e2e.Client");
+    for property in properties {
+        command.args(["--property", property]);
+    }
+    run_client(command, work, "java-sasl", bootstrap, mode)
+}
+
+/// A client's exit status, report and output.
+type ClientOutcome = (
+    std::process::ExitStatus,
+    sluice_tests::report::Report,
+    String,
+);
+
+/// Runs an end-to-end client (`command`, its security arguments given) for 500 records of
+/// `topic` in 2 partitions (60 s a phase: the Java producer wants a delivery timeout above its
+/// 30 s request timeout).
+fn run_client(
+    mut command: std::process::Command,
+    work: &Path,
+    topic: &str,
+    bootstrap: &str,
+    mode: &str,
+) -> ClientOutcome {
+    let report = work.join(format!("{topic}-{mode}.jsonl"));
+    command
         .args([
             "--bootstrap",
             bootstrap,
             "--topic",
-            "java-sasl",
+            topic,
             "--records",
             "500",
         ])
-        .args([
-            "--mode",
-            mode,
-            "--partitions",
-            "2",
-            "--seed",
-            "7",
-            "--timeout-s",
-            "60",
-        ])
-        .arg("--timestamp-base-ms")
+        .args(["--mode", mode, "--partitions", "2", "--seed", "7"])
+        .args(["--timeout-s", "60", "--timestamp-base-ms"])
         .arg(common::now_ms().to_string())
         .arg("--report")
         .arg(&report);
-    for property in properties {
-        command.args(["--property", property]);
-    }
     let output = command.output().unwrap();
     let log = format!(
         "stdout: {}\nstderr: {}",
@@ -291,6 +295,68 @@ fn java_client_over_sasl_ssl_with_scram_sha_512_and_a_wrong_password_refused() {
     assert!(
         error.contains("SaslAuthenticationException")
             && error.contains("invalid credentials with SASL mechanism SCRAM-SHA-512"),
+        "{error}"
+    );
+}
+
+#[test]
+fn franz_go_over_sasl_ssl_with_both_scrams_and_a_wrong_password_refused() {
+    use sluice_tests::tools::Tool;
+    let test = "franz_go_over_sasl_ssl_with_both_scrams_and_a_wrong_password_refused";
+    if !sluice_tests::tools::require(test, &[Tool::Go]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    sluice_tests::clients::ClientKind::Go
+        .build(dir.path())
+        .unwrap();
+    certificates(dir.path());
+    let users = users_file(dir.path());
+    let agent = common::start_agent(|config| {
+        config.tls_listen = Some("127.0.0.1:0".to_owned());
+        config.tls_advertised_listen = Some("localhost:0".to_owned());
+        config.tls_cert_file = Some(dir.path().join("server.pem"));
+        config.tls_key_file = Some(dir.path().join("server-key.pem"));
+        config.tls_listen_sasl = true;
+        config.sasl_users_file = Some(users);
+    });
+    let tls_addr = agent.agent.as_ref().unwrap().tls_addr().unwrap();
+    let bootstrap = format!("localhost:{}", tls_addr.port());
+    let go = |mechanism: &str, password: &str| {
+        let mut command = std::process::Command::new(
+            sluice_tests::repository_root().join("tests/clients/go/e2e-client"),
+        );
+        command
+            .arg("-tls-ca")
+            .arg(dir.path().join("ca.pem"))
+            .args(["-sasl-mechanism", mechanism, "-sasl-user", "alice"])
+            .args(["-sasl-password", password]);
+        command
+    };
+    for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256"] {
+        let topic = format!("go-{}", mechanism.to_lowercase());
+        let (status, report, log) = run_client(
+            go(mechanism, "alice-secret"),
+            dir.path(),
+            &topic,
+            &bootstrap,
+            "roundtrip",
+        );
+        assert!(status.success(), "{mechanism}: {:?}\n{log}", report.errors);
+        assert_eq!(report.acks.len(), 500, "{log}");
+        assert_eq!(report.records.len(), 500, "{log}");
+    }
+    let (status, report, log) = run_client(
+        go("SCRAM-SHA-512", "guess"),
+        dir.path(),
+        "go-refused",
+        &bootstrap,
+        "produce",
+    );
+    assert!(!status.success(), "{log}");
+    let error = report.errors.first().unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        error.contains("invalid credentials with SASL mechanism SCRAM-SHA-512"),
         "{error}"
     );
 }

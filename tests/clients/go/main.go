@@ -11,6 +11,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -25,6 +27,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 type args struct {
@@ -38,6 +42,13 @@ type args struct {
 	timestampBaseMs int64
 	report          string
 	timeoutS        int
+	// Security of the tests of secured listeners: a CA file means TLS, a mechanism means SASL.
+	tlsCA         string
+	saslMechanism string
+	saslUser      string
+	saslPassword  string
+	// The options every client of the run gets (from the four above).
+	security []kgo.Opt
 }
 
 func parseArgs() args {
@@ -52,8 +63,46 @@ func parseArgs() args {
 	flag.Int64Var(&a.timestampBaseMs, "timestamp-base-ms", 0, "timestamp of record 0")
 	flag.StringVar(&a.report, "report", "", "JSON-lines output file")
 	flag.IntVar(&a.timeoutS, "timeout-s", 120, "limit for each phase")
+	flag.StringVar(&a.tlsCA, "tls-ca", "", "PEM CA file: connect with TLS, trusting it")
+	flag.StringVar(&a.saslMechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	flag.StringVar(&a.saslUser, "sasl-user", "", "SASL user")
+	flag.StringVar(&a.saslPassword, "sasl-password", "", "SASL password")
 	flag.Parse()
 	return a
+}
+
+// securityOpts turns the TLS and SASL flags into client options.
+func securityOpts(a *args) ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	if a.tlsCA != "" {
+		pem, err := os.ReadFile(a.tlsCA)
+		if err != nil {
+			return nil, err
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", a.tlsCA)
+		}
+		// The server name is each broker's host, as franz-go fills it in.
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
+	}
+	switch a.saslMechanism {
+	case "":
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: a.saslUser, Pass: a.saslPassword}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: a.saslUser, Pass: a.saslPassword}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: a.saslUser, Pass: a.saslPassword}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("unknown SASL mechanism %q", a.saslMechanism)
+	}
+	return opts, nil
+}
+
+// newClient is kgo.NewClient with the run's security options first.
+func newClient(a *args, opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append(append([]kgo.Opt{}, a.security...), opts...)...)
 }
 
 func splitmix64(x uint64) uint64 {
@@ -154,7 +203,7 @@ func codec(name string) (kgo.CompressionCodec, error) {
 }
 
 func createTopic(ctx context.Context, a *args) error {
-	client, err := kgo.NewClient(kgo.SeedBrokers(a.bootstrap))
+	client, err := newClient(a, kgo.SeedBrokers(a.bootstrap))
 	if err != nil {
 		return err
 	}
@@ -177,7 +226,7 @@ func produce(ctx context.Context, a *args, out *report) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	client, err := kgo.NewClient(
+	client, err := newClient(a,
 		kgo.SeedBrokers(a.bootstrap),
 		// The topic was created an instant ago; the default 5 s between metadata refreshes would
 		// make every run wait that long for the partition leaders to appear.
@@ -221,7 +270,7 @@ func produce(ctx context.Context, a *args, out *report) (int, error) {
 }
 
 func consume(ctx context.Context, a *args, out *report) (int, error) {
-	seed, err := kgo.NewClient(kgo.SeedBrokers(a.bootstrap))
+	seed, err := newClient(a, kgo.SeedBrokers(a.bootstrap))
 	if err != nil {
 		return 0, err
 	}
@@ -242,7 +291,7 @@ func consume(ctx context.Context, a *args, out *report) (int, error) {
 		}
 		offsets[int32(p)] = kgo.NewOffset().AtStart()
 	}
-	client, err := kgo.NewClient(
+	client, err := newClient(a,
 		kgo.SeedBrokers(a.bootstrap),
 		kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{a.topic: offsets}),
@@ -288,6 +337,9 @@ func main() {
 	out := &report{file: file, out: bufio.NewWriterSize(file, 1<<20), started: time.Now()}
 	produced, consumed := 0, 0
 	run := func() error {
+		if a.security, err = securityOpts(&a); err != nil {
+			return err
+		}
 		timeout := time.Duration(a.timeoutS) * time.Second
 		if a.mode == "produce" || a.mode == "roundtrip" {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
