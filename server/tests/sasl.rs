@@ -341,6 +341,44 @@ fn malformed_and_oversized_tokens_close_only_their_connection() {
     metadata_works(&mut bystander);
 }
 
+#[test]
+fn the_lockout_follows_its_settings_and_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(&users, USERS).unwrap();
+    let fail = |agent: &common::TestAgent, password: &str| {
+        let mut client = RawClient::connect(agent.addr());
+        handshake(&mut client, 1, "PLAIN");
+        authenticate(&mut client, &plain_token("alice", password))
+    };
+    let agent = common::start_agent(|config| {
+        config.listen_sasl = true;
+        config.sasl_users_file = Some(users.clone());
+        config.sasl_failed_logins_max = 0;
+    });
+    for _ in 0..20 {
+        assert_eq!(fail(&agent, "guess").error_code, 58);
+    }
+    assert_eq!(fail(&agent, "alice-secret").error_code, 0);
+    drop(agent);
+
+    // Two failures are enough with a maximum of 2 (the lockout's end is tested on an injected
+    // clock in net/sasl/limiter.rs, not here on the wall clock).
+    let agent = common::start_agent(|config| {
+        config.listen_sasl = true;
+        config.sasl_users_file = Some(users.clone());
+        config.sasl_failed_logins_max = 2;
+    });
+    fail(&agent, "guess");
+    fail(&agent, "guess");
+    let refused = fail(&agent, "alice-secret");
+    assert!(
+        refused
+            .error_message
+            .is_some_and(|message| message.contains("too many failed logins")),
+    );
+}
+
 /// A raw client whose connection comes from `source` (any 127.0.0.0/8 address is this host).
 fn connect_from(source: std::net::Ipv4Addr, agent: &common::TestAgent) -> RawClient {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

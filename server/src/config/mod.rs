@@ -61,6 +61,13 @@ pub struct Config {
     /// TOML file of SASL users and passwords (`[users]` table); required when a listener
     /// requires SASL.
     pub sasl_users_file: Option<PathBuf>,
+    /// Failed SASL logins from one address within `sasl_failed_logins_window_ms` that lock it
+    /// out for `sasl_lockout_ms`; 0 turns the lockout off.
+    pub sasl_failed_logins_max: u32,
+    /// The window failed SASL logins are counted over.
+    pub sasl_failed_logins_window_ms: u64,
+    /// How long an address with too many failed SASL logins is refused.
+    pub sasl_lockout_ms: u64,
     /// Local directory for the agent's own files (and the default object store).
     pub data_dir: PathBuf,
     /// Object store URL; `None` means a local directory under `data_dir`.
@@ -176,6 +183,9 @@ impl Default for Config {
                 .map(|name| (*name).to_owned())
                 .collect(),
             sasl_users_file: None,
+            sasl_failed_logins_max: crate::net::sasl::limiter::FAILED_LOGINS_MAX,
+            sasl_failed_logins_window_ms: crate::net::sasl::limiter::FAILED_LOGINS_WINDOW_MS,
+            sasl_lockout_ms: crate::net::sasl::limiter::LOCKOUT_MS,
             data_dir: PathBuf::from("./sluice-data"),
             store: None,
             cpus: None,

@@ -121,6 +121,15 @@ pub struct Overrides {
     /// TOML file of SASL users and passwords [env SLUICE_SASL_USERS_FILE]
     #[arg(long, value_name = "FILE")]
     pub sasl_users_file: Option<PathBuf>,
+    /// Failed SASL logins from one address that lock it out; 0 = off [env SLUICE_SASL_FAILED_LOGINS_MAX]
+    #[arg(long, value_name = "COUNT")]
+    pub sasl_failed_logins_max: Option<u32>,
+    /// Window failed SASL logins are counted over [env SLUICE_SASL_FAILED_LOGINS_WINDOW_MS]
+    #[arg(long, value_name = "MS")]
+    pub sasl_failed_logins_window_ms: Option<u64>,
+    /// How long a locked-out address is refused [env SLUICE_SASL_LOCKOUT_MS]
+    #[arg(long, value_name = "MS")]
+    pub sasl_lockout_ms: Option<u64>,
     /// Directory for the agent's local files [env SLUICE_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -283,6 +292,15 @@ impl Overrides {
                     overrides.sasl_mechanisms = Some(value.parse().map_err(parsed)?);
                 }
                 "SASL_USERS_FILE" => overrides.sasl_users_file = Some(PathBuf::from(&value)),
+                "SASL_FAILED_LOGINS_MAX" => {
+                    overrides.sasl_failed_logins_max = Some(number(&value).map_err(parsed)?);
+                }
+                "SASL_FAILED_LOGINS_WINDOW_MS" => {
+                    overrides.sasl_failed_logins_window_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "SASL_LOCKOUT_MS" => {
+                    overrides.sasl_lockout_ms = Some(number(&value).map_err(parsed)?);
+                }
                 "DATA_DIR" => overrides.data_dir = Some(PathBuf::from(&value)),
                 "STORE" => overrides.store = Some(value.clone()),
                 "CPUS" => overrides.cpus = Some(value.parse().map_err(parsed)?),
@@ -456,6 +474,15 @@ impl Overrides {
         if self.sasl_users_file.is_some() {
             config.sasl_users_file.clone_from(&self.sasl_users_file);
         }
+        set(
+            &mut config.sasl_failed_logins_max,
+            self.sasl_failed_logins_max.as_ref(),
+        );
+        set(
+            &mut config.sasl_failed_logins_window_ms,
+            self.sasl_failed_logins_window_ms.as_ref(),
+        );
+        set(&mut config.sasl_lockout_ms, self.sasl_lockout_ms.as_ref());
         set(&mut config.data_dir, self.data_dir.as_ref());
         if self.store.is_some() {
             config.store.clone_from(&self.store);
@@ -695,6 +722,9 @@ mod tests {
             ("SLUICE_TLS_LISTEN_SASL", "yes"),
             ("SLUICE_SASL_MECHANISMS", "SCRAM-SHA-512, PLAIN"),
             ("SLUICE_SASL_USERS_FILE", "/users.toml"),
+            ("SLUICE_SASL_FAILED_LOGINS_MAX", "32"),
+            ("SLUICE_SASL_FAILED_LOGINS_WINDOW_MS", "33"),
+            ("SLUICE_SASL_LOCKOUT_MS", "34"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -712,6 +742,9 @@ mod tests {
             tls_listen_sasl: true,
             sasl_mechanisms: vec!["SCRAM-SHA-512".to_owned(), "PLAIN".to_owned()],
             sasl_users_file: Some(PathBuf::from("/users.toml")),
+            sasl_failed_logins_max: 32,
+            sasl_failed_logins_window_ms: 33,
+            sasl_lockout_ms: 34,
             data_dir: PathBuf::from("/d"),
             store: Some("s3://bucket/prefix".to_owned()),
             cpus: Some(vec![0, 1]),

@@ -290,7 +290,17 @@ impl Agent {
                     tls_listener = config.tls_listen_sasl,
                     "SASL authentication required"
                 );
-                Some(Arc::new(super::sasl::SaslSettings::new(mechanisms, users)))
+                let failed_logins = super::sasl::FailedLogins::new(
+                    config.sasl_failed_logins_max,
+                    Duration::from_millis(config.sasl_failed_logins_window_ms),
+                    Duration::from_millis(config.sasl_lockout_ms),
+                    super::sasl::limiter::ADDRESSES_MAX,
+                );
+                Some(Arc::new(super::sasl::SaslSettings::new(
+                    mechanisms,
+                    users,
+                    failed_logins,
+                )))
             }
             _ => None,
         };

@@ -71,7 +71,7 @@ impl<S: MetadataSource> Session<'_, S> {
     /// [`AUTHENTICATION_TIMEOUT`] and by the stop), then serves its requests.
     async fn serve<T: AsyncRead + AsyncWrite + Unpin>(self, stream: &mut T) -> ConnectionEnd {
         let input = match &self.sasl {
-            None => BytesMut::new(),
+            None => BytesMut::with_capacity(connection::READ_CHUNK_BYTES),
             Some(settings) => {
                 let exchange = sasl::authenticate(stream, &self.dispatcher, settings, self.peer);
                 let deadline = glommio::timer::sleep(AUTHENTICATION_TIMEOUT);

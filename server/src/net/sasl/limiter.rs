@@ -1,9 +1,10 @@
 //! Failed logins, rate-limited per client address.
 //!
-//! After [`FAILED_LOGINS_MAX`] failed authentications from one IP address within
-//! [`FAILED_LOGINS_WINDOW`], that address is locked out for [`LOCKOUT`]: its further
+//! After `sasl_failed_logins_max` (default [`FAILED_LOGINS_MAX`]) failed authentications from one
+//! IP address within `sasl_failed_logins_window_ms` (default [`FAILED_LOGINS_WINDOW_MS`]), that
+//! address is locked out for `sasl_lockout_ms` (default [`LOCKOUT_MS`]): its further
 //! SaslAuthenticate requests fail at once, without the password being checked, so a password
-//! cannot be guessed faster than `FAILED_LOGINS_MAX` tries per window. A success does not reset
+//! cannot be guessed faster than that many tries per window. A maximum of 0 turns it off. A success does not reset
 //! the count (a guesser who knows one password must not get unlimited guesses at the others).
 //! Every client behind one NAT shares an address, and so shares a lockout: the price of a
 //! per-address limit.
@@ -19,9 +20,9 @@ use std::time::{Duration, Instant};
 /// Failed logins from one address within the window that lock it out.
 pub const FAILED_LOGINS_MAX: u32 = 5;
 /// The window failures are counted over.
-pub const FAILED_LOGINS_WINDOW: Duration = Duration::from_secs(60);
+pub const FAILED_LOGINS_WINDOW_MS: u64 = 60_000;
 /// How long a locked-out address is refused.
-pub const LOCKOUT: Duration = Duration::from_secs(60);
+pub const LOCKOUT_MS: u64 = 60_000;
 /// Addresses tracked at most (memory stays bounded under a flood from many addresses).
 pub const ADDRESSES_MAX: usize = 10_000;
 
@@ -53,8 +54,8 @@ impl Default for FailedLogins {
     fn default() -> Self {
         FailedLogins::new(
             FAILED_LOGINS_MAX,
-            FAILED_LOGINS_WINDOW,
-            LOCKOUT,
+            Duration::from_millis(FAILED_LOGINS_WINDOW_MS),
+            Duration::from_millis(LOCKOUT_MS),
             ADDRESSES_MAX,
         )
     }
@@ -68,7 +69,7 @@ impl FailedLogins {
         addresses_max: usize,
     ) -> Self {
         FailedLogins {
-            failures_max: failures_max.max(1),
+            failures_max,
             window,
             lockout,
             addresses_max: addresses_max.max(1),
@@ -84,6 +85,9 @@ impl FailedLogins {
 
     /// Counts a failed login from `address`; locks it out when that makes too many.
     pub fn record_failure(&mut self, address: IpAddr, now: Instant) {
+        if self.failures_max == 0 {
+            return;
+        }
         if !self.entries.contains_key(&address) && self.entries.len() >= self.addresses_max {
             self.make_room(now);
         }
@@ -185,6 +189,17 @@ mod tests {
                 .locked_for(ip(1), start + Duration::from_secs(9 * 61 + 2))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_maximum_of_zero_turns_the_limit_off() {
+        let start = Instant::now();
+        let mut limiter = FailedLogins::new(0, Duration::from_secs(60), Duration::from_secs(60), 4);
+        for _ in 0..100 {
+            limiter.record_failure(ip(1), start);
+        }
+        assert_eq!(limiter.locked_for(ip(1), start), None);
+        assert!(limiter.is_empty());
     }
 
     #[test]

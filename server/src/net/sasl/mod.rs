@@ -119,11 +119,15 @@ pub struct SaslSettings {
 }
 
 impl SaslSettings {
-    pub fn new(mechanisms: Vec<Mechanism>, users: Users) -> SaslSettings {
+    pub fn new(
+        mechanisms: Vec<Mechanism>,
+        users: Users,
+        failed_logins: FailedLogins,
+    ) -> SaslSettings {
         SaslSettings {
             mechanisms,
             users,
-            failed_logins: Mutex::new(FailedLogins::default()),
+            failed_logins: Mutex::new(failed_logins),
         }
     }
 }
