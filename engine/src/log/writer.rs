@@ -77,6 +77,10 @@ struct Inner {
     /// The entry the next reserved one chains from.
     chain_tail: Option<LogSeq>,
     next_nonce: u64,
+    /// The highest epoch of a claim of this writer that landed or may have landed (its outcome
+    /// stayed unknown); a claim that found its position taken did not land and does not count. A
+    /// valid claim of a higher epoch can only be another writer's.
+    claimed_epoch_max: u64,
     /// Reserved entries not yet applied, in position order.
     pending: VecDeque<Pending>,
     /// Why the writer stopped, if it did: Fenced or Broken. Copied into every later failure.
@@ -114,6 +118,7 @@ impl MetadataLog {
                 next_seq: stats.first_free,
                 chain_tail: None,
                 next_nonce: nonce_base(),
+                claimed_epoch_max: 0,
                 pending: VecDeque::new(),
                 stopped: None,
                 fenced: false,
@@ -125,6 +130,7 @@ impl MetadataLog {
             stats.first_free,
             stats.max_seen_seq,
             stats.max_seen_epoch,
+            Claimer::Opening,
             now_ms,
         )
         .await?;
@@ -133,6 +139,11 @@ impl MetadataLog {
 
     /// After a [`LogError::Broken`], replays whatever landed since the last applied entry (including
     /// this writer's own entries) and claims the log again with a new epoch. Not for a fenced writer.
+    ///
+    /// If the replay finds that another writer claimed the log since this one last did (a valid
+    /// claim of an epoch above any this writer ever claimed with), the re-open claims nothing and
+    /// returns [`LogError::Fenced`]: that writer took over, and this one ends where a writer that
+    /// had not stopped would — fenced by its claim (see `docs/metadata-log.md`).
     pub async fn reopen(&self, now_ms: i64) -> Result<RecoveryStats, LogError> {
         // Recovery continues from a snapshot (index chunks are shared copy-on-write, so this costs
         // a reference count per chunk), not from the state itself: if recovery fails — a LIST or
@@ -160,6 +171,7 @@ impl MetadataLog {
             stats.first_free,
             stats.max_seen_seq,
             stats.max_seen_epoch,
+            Claimer::Reopening,
             now_ms,
         )
         .await?;
@@ -172,17 +184,25 @@ impl MetadataLog {
 
     /// Writes a claim at the first free position; on a lost race, replays the winner's entry and
     /// tries the next position.
+    ///
+    /// A re-opening writer first checks the state it replayed: if the valid chain holds a claim of
+    /// an epoch above every one this writer claimed with, another writer took the log over, and
+    /// this one yields ([`LogError::Fenced`]) instead of claiming over it.
     async fn claim(
         &self,
         first_free: LogSeq,
         mut max_seen_seq: Option<LogSeq>,
         max_seen_epoch: u64,
+        claimer: Claimer,
         now_ms: i64,
     ) -> Result<(), LogError> {
         let mut position = first_free;
         let mut max_epoch = max_seen_epoch;
         for _ in 0..CLAIM_ATTEMPTS_MAX {
-            let (header, chunks) = {
+            if claimer == Claimer::Reopening {
+                self.yield_to_newer_claim()?;
+            }
+            let (header, chunks, claimed_before) = {
                 let mut inner = self.inner.borrow_mut();
                 let header = EntryHeader {
                     seq: position,
@@ -193,7 +213,10 @@ impl MetadataLog {
                     created_at_ms: now_ms,
                 };
                 inner.next_nonce = inner.next_nonce.wrapping_add(1);
-                (header, ObjectBuilder::new(header).finish()?.into_chunks())
+                let claimed_before = inner.claimed_epoch_max;
+                inner.claimed_epoch_max = claimed_before.max(header.writer_epoch);
+                let chunks = ObjectBuilder::new(header).finish()?.into_chunks();
+                (header, chunks, claimed_before)
             };
             let key = log_key(position);
             match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await? {
@@ -223,6 +246,8 @@ impl MetadataLog {
                     max_epoch = max_epoch.max(entry.header.writer_epoch);
                     let snapshot = {
                         let mut inner = self.inner.borrow_mut();
+                        // Create-only: another entry holds the key, so our claim is not in the log.
+                        inner.claimed_epoch_max = claimed_before;
                         let _ = inner.state.apply_entry(
                             &entry.meta(),
                             &entry.commands,
@@ -246,6 +271,36 @@ impl MetadataLog {
         Err(LogError::Broken {
             reason: format!("could not claim the log after {CLAIM_ATTEMPTS_MAX} attempts"),
         })
+    }
+
+    /// During a re-open: fails with [`LogError::Fenced`] (and stops this writer for good) if the
+    /// replayed chain was claimed by a writer epoch above every epoch this writer claimed with.
+    ///
+    /// Only a claim by another writer can be above them: this writer's own claims — including one
+    /// whose outcome stayed unknown and that landed after all — carry epochs it claimed with. A
+    /// claim of the *same* epoch as our highest attempt (two writers claiming from one listing)
+    /// cannot be told from our own by the state, so it is claimed over, as before. Yielding writes
+    /// nothing, so it cannot break the chain or a create-only position: it only leaves the log to
+    /// the writer that claimed it last.
+    fn yield_to_newer_claim(&self) -> Result<(), LogError> {
+        let mut inner = self.inner.borrow_mut();
+        let ours = inner.epoch.max(inner.claimed_epoch_max);
+        let theirs = inner.state.writer_epoch();
+        if theirs <= ours {
+            return Ok(());
+        }
+        let key = inner
+            .state
+            .last_valid_seq()
+            .map_or_else(|| log_key(LogSeq(0)), log_key);
+        let error = LogError::Fenced {
+            key,
+            our_epoch: inner.epoch,
+            by_epoch: theirs,
+        };
+        inner.fenced = true;
+        inner.stopped = Some(error.to_string());
+        Err(error)
     }
 
     /// After a claim: occupies every position up to `max_seen_seq` (the highest listed), so that
@@ -616,6 +671,14 @@ fn stopped_error(fenced: bool, reason: &str) -> LogError {
             reason: reason.to_owned(),
         }
     }
+}
+
+/// Who is claiming: a new writer opening the log (it takes the log over from whoever holds it),
+/// or a writer re-opening after [`LogError::Broken`] (it yields to a newer writer's claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claimer {
+    Opening,
+    Reopening,
 }
 
 /// How an upload at a position settled.
