@@ -1,5 +1,5 @@
-//! Recovery rebuilds the exact state, falls back past an unreadable checkpoint, and refuses to
-//! skip a corrupt log entry.
+//! Recovery rebuilds the exact state, falls back past an unreadable checkpoint (but not past one
+//! the store failed to serve), and refuses to skip a corrupt log entry.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)]
 
 mod common;
@@ -80,6 +80,37 @@ async fn an_unreadable_checkpoint_is_skipped_for_an_older_one() {
     assert_eq!(stats.checkpoints_skipped, 1);
     assert_eq!(state.encode_checkpoint(), live);
     run.recover_and_verify(store, config()).await;
+}
+
+/// A checkpoint the store fails to serve once (a 503) is not skipped: recovery fails, to be tried
+/// again, and the next attempt starts from that same newest checkpoint. Skipping it made each
+/// transient error a fallback to an older checkpoint, past those garbage collection keeps.
+#[tokio::test(flavor = "current_thread")]
+async fn a_checkpoint_the_store_fails_to_serve_is_retried_not_skipped() {
+    use sluice_engine::store::{Fault, FaultInjection, Op};
+    let store = memory_store();
+    let mut run = Run::new(4);
+    let log = run.open(store.clone(), config()).await;
+    run.append_some(&log, 3).await;
+    let older = log.write_checkpoint().await.unwrap().unwrap();
+    run.append_some(&log, 3).await;
+    let newer = log.write_checkpoint().await.unwrap().unwrap();
+    assert!(newer > older);
+    drop(log);
+
+    let faulty = std::sync::Arc::new(FaultInjection::new(store.clone(), 7));
+    // The first GET recovery makes is the newest checkpoint's.
+    faulty.fail_next(Op::Get, Fault::Error).unwrap();
+    let error = recover(faulty.as_ref(), &config(), None)
+        .await
+        .expect_err("a checkpoint the store did not serve must not be skipped");
+    assert!(
+        matches!(error, LogError::Store(_)),
+        "the store's error, to retry: {error:?}"
+    );
+    let (_, stats) = recover(faulty.as_ref(), &config(), None).await.unwrap();
+    assert_eq!(stats.checkpoint_seq, Some(newer));
+    assert_eq!(stats.checkpoints_skipped, 0);
 }
 
 #[tokio::test(flavor = "current_thread")]

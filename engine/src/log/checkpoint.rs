@@ -2,9 +2,17 @@
 //! create-only at `checkpoint/{seq:020}` so that recovery replays only the log's tail.
 //!
 //! The state at a position is a deterministic function of the log, so two writers checkpointing the
-//! same position write the same bytes, and finding the key taken is success. A checkpoint that
-//! cannot be read is skipped for an older one (replay from there reaches the same state); entries
+//! same position write the same bytes, and finding the key taken is success. A checkpoint that is
+//! unusable — its bytes do not decode, or it vanished between the listing and the read (garbage
+//! collection) — is skipped for an older one (replay from there reaches the same state); entries
 //! after the oldest kept checkpoint must therefore never be deleted.
+//!
+//! A checkpoint the store could not *serve* (a timeout, a 5xx, a reset) is not unusable: the load
+//! fails and the open is tried again. Skipping it instead made recovery fall back one checkpoint
+//! per transient error — past the checkpoints garbage collection keeps, to one whose following
+//! entries may already be deleted, where recovery would stop at the first missing entry and claim
+//! it (the chaos campaign saw two such double fallbacks, harmless only because nothing had been
+//! deleted yet).
 
 use bytes::Bytes;
 
@@ -66,7 +74,10 @@ pub async fn load_latest_checkpoint(
                     source,
                 })
             }
-            Err(error) => Err(error.into()),
+            // Deleted since the listing: an older checkpoint is the one to use.
+            Err(error @ StoreError::NotFound { .. }) => Err(error.into()),
+            // The store did not serve it this time; the caller retries the whole open.
+            Err(error) => return Err(error.into()),
         };
         match loaded {
             Ok(state) if state.last_offered_seq() == Some(seq) => {
