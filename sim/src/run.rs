@@ -28,6 +28,12 @@ const STEP_MS: u64 = 10;
 /// Virtual milliseconds the run goes on after the workload stops, faults off, so everything in
 /// flight settles before the final checks.
 const DRAIN_MS: u64 = 3_000;
+/// How much longer the drain may go on while no owner serves and an agent is still on its way
+/// to serving (opening, or re-opening after `Broken`). An open replays every entry since the
+/// newest checkpoint (up to ~40 here): with one read in flight and a tail read too short for the
+/// index (two GETs an entry) that alone takes ~4 s on S3 Standard (seed 3037). An open that
+/// never finishes — two claimers overtaking each other forever — still fails, at this bound.
+const DRAIN_OPENING_MS_MAX: u64 = 10_000;
 /// How long an older agent may keep running once a newer one has opened the log, unless it
 /// notices it was fenced first.
 const ZOMBIE_MS_MAX: u64 = 1_000;
@@ -71,6 +77,8 @@ pub struct Summary {
     pub steps: u64,
     pub log_entries: u64,
     pub virtual_ms: u64,
+    /// How long the drain went on past its 3 s because an open or re-open was still under way.
+    pub drain_extended_ms: u64,
     pub store: StoreCounts,
     pub scenario: String,
 }
@@ -128,6 +136,7 @@ struct Plan {
     /// Crashes, second writers, by virtual time.
     events: Vec<(u64, Event)>,
     restart_delay_ms: u64,
+    profile_name: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,10 +151,10 @@ enum Event {
 
 impl Plan {
     fn draw(rng: &mut ChaCha8Rng, duration_ms: u64) -> Plan {
-        let profile = if rng.random_bool(0.75) {
-            LatencyProfile::s3_express()
+        let (profile, profile_name) = if rng.random_bool(0.75) {
+            (LatencyProfile::s3_express(), "S3 Express")
         } else {
-            LatencyProfile::s3_standard()
+            (LatencyProfile::s3_standard(), "S3 Standard")
         };
         let intensity: f64 = match rng.random_range(0..10) {
             0 | 1 => 0.0,
@@ -237,13 +246,16 @@ impl Plan {
             think_ms_mean: rng.random_range(5..40),
             events,
             restart_delay_ms: rng.random_range(0..150),
+            profile_name,
         }
     }
 
     fn describe(&self) -> String {
         format!(
-            "{} producers ({} idempotent), {} consumers, {} groups; flush {} ms, {} in flight, \
-             {} PUT attempts, checkpoint every {}, hedge copies {}; put faults {:?}; events {:?}",
+            "{}; {} producers ({} idempotent), {} consumers, {} groups; flush {} ms, {} in \
+             flight, {} PUT attempts, checkpoint every {}, tail reads of {} bytes, {} in flight, \
+             hedge copies {}; put faults {:?}; events {:?}",
+            self.profile_name,
             self.producers_plain + self.producers_idempotent,
             self.producers_idempotent,
             self.consumers,
@@ -252,6 +264,8 @@ impl Plan {
             self.agent.windows_inflight_max,
             self.agent.log.put_attempts_max,
             self.agent.log.checkpoint_interval_entries,
+            self.agent.log.tail_read_bytes,
+            self.agent.log.recovery_reads_inflight_max,
             self.agent.hedge.copies_max,
             self.faults.put,
             self.events,
@@ -643,6 +657,21 @@ impl Driver {
         Ok(())
     }
 
+    /// After the workload: no owner serves yet, but an agent is on its way to serving — still
+    /// opening (recovery, claim), stopped by `Broken` and re-opening (the drain's requests start
+    /// its re-open), or about to be restarted. Fenced agents and agents that gave up are not.
+    fn open_under_way(&self) -> Result<bool, String> {
+        if self.owner()?.is_some_and(|owner| owner.is_serving()) {
+            return Ok(false);
+        }
+        if self.restart_at.is_some() {
+            return Ok(true);
+        }
+        Ok(self.sim.agents.borrow().iter().any(|agent| {
+            !agent.is_dead() && !agent.is_fenced() && !agent.gave_up() && !agent.is_serving()
+        }))
+    }
+
     fn failure(&self) -> Option<String> {
         self.sim.failures.borrow().first().cloned()
     }
@@ -736,7 +765,16 @@ async fn drive(seed: u64, options: Options) -> Report {
             break;
         }
         if now_ms >= end_ms {
-            break;
+            match driver.open_under_way() {
+                Ok(true) if now_ms < end_ms + DRAIN_OPENING_MS_MAX => {
+                    driver.summary.drain_extended_ms = now_ms + STEP_MS - end_ms;
+                }
+                Ok(_) => break,
+                Err(message) => {
+                    result = Err(message);
+                    break;
+                }
+            }
         }
     }
     driver.summary.steps = step;
