@@ -151,8 +151,14 @@ impl HarnessAgent {
             flush_windows_inflight_max: config.flush_windows_inflight_max,
         };
         let (stop_metadata_core, stopped) = oneshot::channel();
-        let metadata_core =
-            glommio::spawn_local(run_metadata_core(log, inbox, broadcaster, flush, stopped));
+        let metadata_core = glommio::spawn_local(run_metadata_core(
+            log,
+            inbox,
+            broadcaster,
+            flush,
+            None,
+            stopped,
+        ));
 
         let waiters = Rc::new(WatermarkWaiters::default());
         let fetch = Rc::new(FetchCore::new(FetchConfig {
