@@ -10,7 +10,7 @@
 //!   PUT and gave up after 16.
 //!
 //! Both cost seconds on S3 Standard, and the deterministic simulation (`sim/`, seeds 1053, 1164,
-//! 1369, 2801, 3037, 3264, 3280, 3553 of a campaign from seed 1000) found opens still under way
+//! 1369, 2801, 3264, 3280, 3553 of a campaign from seed 1000) found opens still under way
 //! after its 3 s drain, or given up after 16 claim attempts.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)]
 
