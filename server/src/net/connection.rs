@@ -147,6 +147,9 @@ where
     let mut output = Output::default();
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut refusal: Option<ConnectionEnd> = None;
+    // Each request's task holds the core's metrics through this connection's `Rc`: cloning the
+    // `Arc` inside per request would touch a reference count every core shares.
+    let metrics = Rc::new(metrics);
     // Fused: polled until it fires, never after.
     let stop = stop.fuse();
     futures::pin_mut!(stop);
@@ -159,7 +162,7 @@ where
             match split_frame(&mut input, request_bytes_max) {
                 Ok(Some(frame)) => {
                     let dispatcher = Rc::clone(&dispatcher);
-                    let metrics = metrics.clone();
+                    let metrics = Rc::clone(&metrics);
                     // The request header starts with the API key; a frame too short to hold
                     // one is refused by the dispatcher (and counted under no API).
                     let api_key = frame
