@@ -23,6 +23,9 @@ use hyper_util::rt::TokioIo;
 
 use super::Metrics;
 
+/// Connections the endpoint serves at once (scrapers and probes are few).
+pub const CONNECTIONS_MAX: usize = 64;
+
 /// The endpoint's thread; dropping it stops the endpoint.
 #[derive(Debug)]
 pub struct MetricsServer {
@@ -79,6 +82,7 @@ async fn serve(
             return;
         }
     };
+    let connections = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
         let accepted = tokio::select! {
             _ = &mut stopped => return,
@@ -91,8 +95,15 @@ async fn serve(
                 continue;
             }
         };
+        // A bounded number of scrapers at once; one past the bound is closed at once, so idle
+        // keep-alive connections cannot pile up without limit.
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |request| {
                 let metrics = Arc::clone(&metrics);
                 async move { Ok::<_, Infallible>(answer(&metrics, &request)) }
