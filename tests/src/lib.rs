@@ -40,3 +40,14 @@ pub fn repository_root() -> std::path::PathBuf {
     let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
+
+/// Serializes the end-to-end scenarios of the `integration` test binary: each starts agents, a
+/// broker or an S3-API server and several client processes, and was a test binary of its own,
+/// which cargo ran one at a time. Every scenario takes this guard first; a scenario that panicked
+/// (a failed test) does not hold the others up.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SCENARIO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SCENARIO
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

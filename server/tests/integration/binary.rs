@@ -1,0 +1,239 @@
+//! The `sluice` binary end to end: two network cores on one port, and the startup errors a user
+//! sees (locked-memory budget, unknown config key, `dump` output and errors).
+//!
+//! The agent here runs in its own process with this machine's default shape (two network
+//! executors plus the metadata executor), with `--io-memory-bytes 65536` so that its locked
+//! memory stays far below the 8 MiB limit whatever else runs.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use crate::common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+};
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// Kills the agent process when the test ends, pass or fail.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn online_cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+}
+
+#[test]
+fn serves_from_every_network_core_on_one_port() {
+    let cpus = if online_cpu_count() >= 2 { "0,1" } else { "0" };
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(SLUICE)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cpus",
+            cpus,
+            "--io-memory-bytes",
+            "65536",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("sluice: listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Many connections: the kernel spreads them over both listeners; each must be served.
+    let mut clients: Vec<common::RawClient> =
+        (0..32).map(|_| common::RawClient::connect(addr)).collect();
+    for client in &mut clients {
+        let versions: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, 2, &ApiVersionsRequest::default());
+        assert_eq!(versions.error_code, 0);
+        let metadata: MetadataResponse =
+            client.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+        assert_eq!(metadata.brokers[0].port, i32::from(addr.port()));
+    }
+
+    // SIGTERM stops the agent cleanly: open connections are closed, exit code 0.
+    let pid = libc::pid_t::try_from(running.0.id()).unwrap();
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    for client in &mut clients {
+        assert!(client.is_closed_by_agent());
+    }
+    let mut running = running;
+    let status = running.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[test]
+fn a_locked_memory_budget_that_does_not_fit_is_refused_with_advice() {
+    // Under a limit of its own, so that the test also runs where RLIMIT_MEMLOCK is unlimited (as
+    // root in many containers) instead of skipping: lowering the soft limit needs no privilege.
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = Command::new("sh")
+        .args(["-c", "ulimit -S -l 64 && exec \"$0\" \"$@\"", SLUICE])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--io-memory-bytes",
+            "1073741824",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "RLIMIT_MEMLOCK",
+        "ulimit -l",
+        "LimitMEMLOCK=",
+        "--ulimit memlock=",
+        "io_memory_bytes",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_is_a_clear_startup_error() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let serve = |store: &str| {
+        Command::new(SLUICE)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--cpus",
+                "0",
+                "--store",
+                store,
+            ])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("SLUICE_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let output = serve("ftp://bucket/x");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ftp"), "{stderr}");
+    // Nothing listens on port 1: the create-only check at start (the first store call) fails,
+    // the agent says so, naming the store's error, and exits.
+    let output = serve(
+        "s3://b/p?endpoint=http://127.0.0.1:1&region=us-east-1&path_style=true&allow_http=true\
+         &access_key_id=k&secret_access_key=s&retries_max=0&connect_timeout_ms=500",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("create-only check of the object store failed")
+            && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_config_key_is_refused_by_name() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sluice.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\nflush_intervall_ms = 5\n").unwrap();
+    let output = Command::new(SLUICE)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("flush_intervall_ms"), "{stderr}");
+}
+
+#[test]
+fn dump_prints_an_object_as_json_and_names_a_corrupt_one() {
+    use sluice_engine::batch::{BatchBuilder, validate_batch};
+    use sluice_engine::format::{EntryHeader, EntryKind, ObjectBuilder};
+    use sluice_engine::types::{LogSeq, TopicId, TopicPartition};
+
+    let header = EntryHeader {
+        seq: LogSeq(5),
+        writer_epoch: 2,
+        prev_seq: Some(LogSeq(4)),
+        entry_nonce: 1,
+        kind: EntryKind::Data,
+        created_at_ms: 1_700_000_000_000,
+    };
+    let mut builder = ObjectBuilder::new(header);
+    let batch = BatchBuilder::new(1_700_000_000_000)
+        .record(0, Some(b"key"), b"value")
+        .encode();
+    builder
+        .push_batch(
+            TopicPartition::new(TopicId([1; 16]), 0),
+            &validate_batch(&batch).unwrap(),
+            batch,
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("00000000000000000005");
+    std::fs::write(&path, builder.finish().unwrap().to_contiguous()).unwrap();
+
+    let output = Command::new(SLUICE)
+        .arg("dump")
+        .arg(&path)
+        .arg("--verify")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        json["batches_verified"],
+        serde_json::Value::Bool(true),
+        "{json}"
+    );
+
+    let mut corrupt = std::fs::read(&path).unwrap();
+    corrupt.truncate(corrupt.len() - 3);
+    std::fs::write(&path, corrupt).unwrap();
+    let output = Command::new(SLUICE)
+        .arg("dump")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("00000000000000000005"));
+}

@@ -1,0 +1,165 @@
+//! Stopping an agent closes its connections, frees its port and its executors, so the next agent
+//! (in this process or another) can start on the same port; and it drains first: requests read
+//! before the stop are answered.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use crate::common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceResponse};
+use sluice_engine::store::{ObjectInfo, ObjectStorage, ObjectStoreBackend, StoreResult};
+
+#[test]
+fn shutdown_closes_connections_and_frees_the_port() {
+    let mut agent = common::start_agent(|_| {});
+    let addr = agent.addr();
+    let mut client = common::RawClient::connect(addr);
+    let _: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+
+    agent.agent.take().unwrap().shutdown().unwrap();
+    assert!(
+        client.is_closed_by_agent(),
+        "an open connection is closed by shutdown"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nothing listens any more"
+    );
+    drop(agent);
+
+    // The same port again, now that the first agent is gone.
+    let again = common::start_agent(|config| config.listen = addr.to_string());
+    let mut client = common::RawClient::connect(again.addr());
+    let response: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+    assert_eq!(response.error_code, 0);
+}
+
+/// Pinned (io_uring-registered) memory of this process, from /proc/self/status.
+fn pinned_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmPin:"))
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Known upstream limitation, kept as a test so that a glommio upgrade that fixes it is noticed:
+/// glommio 0.9 never frees an executor's io_uring rings, so the registered io memory (3 ×
+/// `io_memory_bytes` per executor) stays pinned after the executor is dropped and its thread
+/// joined; measured even for an executor that only ran a timer. Harmless for the binary (one
+/// agent per process); a test process that starts many agents runs out of RLIMIT_MEMLOCK after a
+/// few, and glommio then falls back to unregistered buffers with a logged warning.
+#[test]
+#[ignore = "glommio 0.9 leaks each executor's rings and registered io memory when it is dropped"]
+fn stopping_releases_locked_memory() {
+    let before = pinned_kib();
+    for _ in 0..5 {
+        let agent = common::start_agent(|_| {});
+        let mut client = common::RawClient::connect(agent.addr());
+        let _: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+        drop(agent);
+    }
+    assert_eq!(
+        pinned_kib(),
+        before,
+        "executors must unregister their io memory when stopped"
+    );
+}
+
+/// A store whose PUTs wait while the gate is shut, counting the PUTs that reached it.
+#[derive(Debug)]
+struct GatedStore {
+    inner: Arc<dyn ObjectStorage>,
+    open: tokio::sync::watch::Receiver<bool>,
+    puts_arrived: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl ObjectStorage for GatedStore {
+    async fn put_create(&self, key: &str, payload: Vec<Bytes>) -> StoreResult<()> {
+        self.puts_arrived.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.clone();
+        let _ = open.wait_for(|open| *open).await;
+        self.inner.put_create(key, payload).await
+    }
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn get_tail(&self, key: &str, len: u64) -> StoreResult<(Bytes, u64)> {
+        self.inner.get_tail(key, len).await
+    }
+    async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<ObjectInfo>> {
+        self.inner.list(prefix, start_after).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Stopping drains: a produce the agent has read before the stop is acknowledged — its window
+/// sealed, uploaded and committed — and only then is the connection closed. Before draining, the
+/// stop dropped the connection with the produce unanswered (the client saw a reset and had to
+/// retry against another agent).
+///
+/// Decided by events, not time: the window's PUT is held at a gate until (1) the PUT has reached
+/// the store, which proves the agent read the request and sealed its window, and (2) the
+/// listener refuses connections, which proves the network core has taken the stop.
+#[test]
+fn shutdown_answers_a_produce_it_has_read() {
+    let (open_gate, open) = tokio::sync::watch::channel(true);
+    let store = Arc::new(GatedStore {
+        inner: Arc::new(ObjectStoreBackend::in_memory()),
+        open,
+        puts_arrived: AtomicU64::new(0),
+    });
+    let mut agent =
+        common::start_agent_with_store(Arc::clone(&store) as Arc<dyn ObjectStorage>, |_| {});
+    let addr = agent.addr();
+    agent.create_topic("drained", 1);
+
+    open_gate.send_replace(false);
+    let puts_before = store.puts_arrived.load(Ordering::SeqCst);
+    let mut client = common::RawClient::connect(addr);
+    let request =
+        common::produce_request(-1, &[("drained", 0, common::batch(3, common::now_ms()))]);
+    let correlation_id = client.send(ApiKey::Produce, 9, &request);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.puts_arrived.load(Ordering::SeqCst) == puts_before {
+        assert!(
+            Instant::now() < deadline,
+            "the produce's window never reached the store"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let running = agent.agent.take().unwrap();
+    let stopping = std::thread::spawn(move || running.shutdown());
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < deadline, "the listener never closed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    open_gate.send_replace(true);
+
+    let response: ProduceResponse = client.receive(ApiKey::Produce, 9, correlation_id);
+    assert_eq!(
+        common::produce_results(&response),
+        vec![("drained".to_owned(), 0, 0, 0)],
+        "the produce read before the stop is acknowledged at offset 0"
+    );
+    assert!(client.is_closed_by_agent(), "then the connection is closed");
+    stopping.join().unwrap().unwrap();
+}
