@@ -15,7 +15,11 @@ fn run_child(log_format: &str) -> Output {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_panic_on_any_thread_ends_the_process",
+            // The test's path in this binary (`panic_exit::…`): the module path less the crate.
+            concat!(module_path!(), "::a_panic_on_any_thread_ends_the_process")
+                .split_once("::")
+                .unwrap()
+                .1,
             "--nocapture",
             "--test-threads=1",
         ])
