@@ -12,6 +12,8 @@
 //!   watermarks, log start offsets). No I/O, no clock.
 //! - [`log`]: the metadata log in object storage — every object is a log entry at a sequential,
 //!   create-only key — with checkpoints, fencing of a second writer, and recovery.
+//! - [`sequencer`]: a cluster's metadata log in PostgreSQL — gap-free positions in commit order,
+//!   a head watch woken by `LISTEN`/`NOTIFY`, agent leases and the stored cluster id.
 
 pub mod batch;
 pub mod compact;
@@ -21,5 +23,6 @@ pub mod metadata;
 #[cfg(feature = "sim-planted-bugs")]
 pub mod planted;
 pub mod read;
+pub mod sequencer;
 pub mod store;
 pub mod types;

@@ -20,6 +20,7 @@ mod metadata_chain;
 mod metadata_model;
 mod metadata_offsets_model;
 mod metadata_producer_model;
+mod pg_sequencer;
 mod store_conformance;
 mod store_loopback_floor;
 mod store_s3_errors;

@@ -7,3 +7,4 @@
 )]
 
 pub mod log_harness;
+pub mod postgres;

@@ -1,0 +1,246 @@
+//! Agents and their leases. The database's clock (`now()`) decides every expiry, so agents' clocks
+//! never have to agree; an agent keeps a local deadline that is never later than the database's.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::error::SequencerError;
+use super::postgres::{PgSequencer, Role, column, to_signed};
+use super::sql;
+
+/// Longest lease, and the bounds of what an agent registers.
+pub const LEASE_MS_MAX: u64 = 24 * 60 * 60 * 1_000;
+const AGENT_ID_BYTES_MAX: usize = 128;
+const ADDRESS_BYTES_MAX: usize = 256;
+const ZONE_BYTES_MAX: usize = 64;
+const ROLES_MAX: usize = 16;
+const ROLE_BYTES_MAX: usize = 64;
+
+/// What an agent says about itself when it joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRegistration {
+    /// Stable across restarts of the same agent (a restart registers again with the next
+    /// incarnation). 1–128 bytes, no control characters.
+    pub agent_id: String,
+    /// Where clients reach it, `host:port`.
+    pub address: String,
+    /// Its zone (`--zone`); may be empty.
+    pub zone: String,
+    /// What it does (e.g. `broker`, `coordinator`).
+    pub roles: Vec<String>,
+}
+
+/// A lease an agent holds until `valid_until` unless it renews.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub agent_id: String,
+    /// Bumped by every registration of this agent id: a fencing token. A renewal with an older
+    /// incarnation fails.
+    pub incarnation: u64,
+    /// The expiry by the database's clock.
+    pub expires_at: SystemTime,
+    /// The expiry by this process's monotonic clock: the request's send time plus the lease. The
+    /// database computed its expiry after that send, so this is never later than the database's
+    /// (clock rate drift aside): an agent that stops serving at `valid_until` has stopped before
+    /// the others see its lease expire.
+    pub valid_until: Instant,
+}
+
+/// A live agent, as the database lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub agent_id: String,
+    pub address: String,
+    pub zone: String,
+    pub roles: Vec<String>,
+    pub incarnation: u64,
+    pub lease_expires_at: SystemTime,
+}
+
+impl PgSequencer {
+    /// Registers `agent` with a lease of `lease_ms`, replacing any earlier registration of its id
+    /// (whose lease is thereby lost: its incarnation is superseded).
+    pub async fn register(
+        &self,
+        agent: &AgentRegistration,
+        lease_ms: u64,
+    ) -> Result<Lease, SequencerError> {
+        validate_registration(agent)?;
+        let lease = lease_milliseconds(lease_ms)?;
+        let cluster_name = self.cluster_name().to_owned();
+        let sent_at = Instant::now();
+        let (incarnation, expires_at) = self
+            .shared()
+            .run(Role::Writer, "register", async |session| {
+                let statement = session
+                    .prepared(sql::REGISTER)
+                    .await
+                    .map_err(|error| SequencerError::from_postgres("register", error))?;
+                let row = session
+                    .client
+                    .query_one(
+                        &statement,
+                        &[
+                            &cluster_name,
+                            &agent.agent_id,
+                            &agent.address,
+                            &agent.zone,
+                            &agent.roles,
+                            &lease,
+                        ],
+                    )
+                    .await
+                    .map_err(|error| SequencerError::from_postgres("register", error))?;
+                let incarnation: i64 = column(&row, 0, "register")?;
+                let expires_at: SystemTime = column(&row, 1, "register")?;
+                Ok((incarnation, expires_at))
+            })
+            .await?;
+        Ok(Lease {
+            agent_id: agent.agent_id.clone(),
+            incarnation: incarnation_from(incarnation)?,
+            expires_at,
+            valid_until: sent_at + Duration::from_millis(lease_ms),
+        })
+    }
+
+    /// Extends `lease` by `lease_ms` from now (the database's now). Fails with
+    /// [`SequencerError::LeaseLost`] if it had expired or the agent id registered again since:
+    /// the agent must stop serving, then [`Self::register`] again.
+    pub async fn renew(&self, lease: &Lease, lease_ms: u64) -> Result<Lease, SequencerError> {
+        let lease_value = lease_milliseconds(lease_ms)?;
+        let incarnation = to_signed(lease.incarnation, "incarnation")?;
+        let cluster_name = self.cluster_name().to_owned();
+        let sent_at = Instant::now();
+        let expires_at = self
+            .shared()
+            .run(Role::Writer, "renew", async |session| {
+                let statement = session
+                    .prepared(sql::RENEW)
+                    .await
+                    .map_err(|error| SequencerError::from_postgres("renew", error))?;
+                let row = session
+                    .client
+                    .query_opt(
+                        &statement,
+                        &[&cluster_name, &lease.agent_id, &incarnation, &lease_value],
+                    )
+                    .await
+                    .map_err(|error| SequencerError::from_postgres("renew", error))?;
+                row.map(|row| column::<SystemTime>(&row, 0, "renew"))
+                    .transpose()
+            })
+            .await?;
+        let Some(expires_at) = expires_at else {
+            return Err(SequencerError::LeaseLost {
+                agent_id: lease.agent_id.clone(),
+                incarnation: lease.incarnation,
+            });
+        };
+        Ok(Lease {
+            agent_id: lease.agent_id.clone(),
+            incarnation: lease.incarnation,
+            expires_at,
+            valid_until: sent_at + Duration::from_millis(lease_ms),
+        })
+    }
+
+    /// Leaves the cluster now (a graceful stop) instead of letting the lease run out. Returns
+    /// whether the registration was still there.
+    pub async fn deregister(&self, lease: &Lease) -> Result<bool, SequencerError> {
+        let incarnation = to_signed(lease.incarnation, "incarnation")?;
+        let cluster_name = self.cluster_name().to_owned();
+        let deleted = self
+            .shared()
+            .run(Role::Writer, "deregister", async |session| {
+                let statement = session
+                    .prepared(sql::DEREGISTER)
+                    .await
+                    .map_err(|error| SequencerError::from_postgres("deregister", error))?;
+                session
+                    .client
+                    .execute(&statement, &[&cluster_name, &lease.agent_id, &incarnation])
+                    .await
+                    .map_err(|error| SequencerError::from_postgres("deregister", error))
+            })
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    /// Every agent whose lease has not expired by the database's clock, by agent id.
+    pub async fn live_agents(&self) -> Result<Vec<AgentInfo>, SequencerError> {
+        let cluster_name = self.cluster_name().to_owned();
+        self.shared()
+            .run(Role::Watcher, "live agents", async |session| {
+                let statement = session
+                    .prepared(sql::LIVE_AGENTS)
+                    .await
+                    .map_err(|error| SequencerError::from_postgres("live agents", error))?;
+                let rows = session
+                    .client
+                    .query(&statement, &[&cluster_name])
+                    .await
+                    .map_err(|error| SequencerError::from_postgres("live agents", error))?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(AgentInfo {
+                            agent_id: column(row, 0, "live agents")?,
+                            address: column(row, 1, "live agents")?,
+                            zone: column(row, 2, "live agents")?,
+                            roles: column(row, 3, "live agents")?,
+                            incarnation: incarnation_from(column(row, 4, "live agents")?)?,
+                            lease_expires_at: column(row, 5, "live agents")?,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+}
+
+fn lease_milliseconds(lease_ms: u64) -> Result<f64, SequencerError> {
+    if lease_ms == 0 || lease_ms > LEASE_MS_MAX {
+        return Err(SequencerError::InvalidInput {
+            reason: format!("lease of {lease_ms} ms (1 to {LEASE_MS_MAX})"),
+        });
+    }
+    // Exact: at most 8.64e7, far below 2^53.
+    Ok(lease_ms as f64)
+}
+
+fn incarnation_from(value: i64) -> Result<u64, SequencerError> {
+    u64::try_from(value).map_err(|_| SequencerError::Inconsistent {
+        reason: format!("negative incarnation {value} in the database"),
+    })
+}
+
+fn validate_registration(agent: &AgentRegistration) -> Result<(), SequencerError> {
+    let field = |name: &str, value: &str, bytes_max: usize, allow_empty: bool| {
+        if (value.is_empty() && !allow_empty)
+            || value.len() > bytes_max
+            || value.chars().any(char::is_control)
+        {
+            Err(SequencerError::InvalidInput {
+                reason: format!(
+                    "{name} {value:?}: at most {bytes_max} bytes{}, no control characters",
+                    if allow_empty { "" } else { ", not empty" }
+                ),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    field("agent id", &agent.agent_id, AGENT_ID_BYTES_MAX, false)?;
+    field("address", &agent.address, ADDRESS_BYTES_MAX, false)?;
+    field("zone", &agent.zone, ZONE_BYTES_MAX, true)?;
+    if agent.roles.len() > ROLES_MAX {
+        return Err(SequencerError::InvalidInput {
+            reason: format!("{} roles (at most {ROLES_MAX})", agent.roles.len()),
+        });
+    }
+    for role in &agent.roles {
+        field("role", role, ROLE_BYTES_MAX, false)?;
+    }
+    Ok(())
+}

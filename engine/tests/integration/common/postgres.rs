@@ -1,0 +1,280 @@
+//! A real PostgreSQL for the sequencer's tests: Debian's `postgresql` package (`initdb` and
+//! `postgres` from `/usr/lib/postgresql/<version>/bin`, or `SLUICE_POSTGRES_BIN_DIR`), a fresh
+//! cluster in a temporary directory, listening on a free loopback port, stopped on drop.
+//!
+//! PostgreSQL refuses to run as root. As root (CI on Debian 12) the server runs as the `postgres`
+//! user the package creates: the child switches uid/gid itself (`Command::uid`), so the process we
+//! hold is the postmaster (no `runuser`/`su` in between that could outlive a kill), and it gets
+//! `PR_SET_PDEATHSIG` after the switch, so a crashed test leaves no server behind.
+//!
+//! Missing binaries skip the test loudly, or fail it under `CI=true`
+//! (`sluice_tests::tools::skip_or_fail`): `scripts/install-test-deps.sh` installs the package.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the server may take to accept connections.
+const START_TIMEOUT_MS: u64 = 60_000;
+
+#[derive(Debug)]
+pub struct TestPostgres {
+    child: Option<Child>,
+    port: u16,
+    directory: tempfile::TempDir,
+}
+
+/// A uid/gid to run the server as when we are root.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+impl TestPostgres {
+    /// Starts a server for `test`, or returns `None` after `skip_or_fail` when PostgreSQL is not
+    /// installed. A server that is installed but does not start panics with its log.
+    pub fn start_or_skip(test: &str) -> Option<TestPostgres> {
+        Self::start_with_or_skip(test, &[])
+    }
+
+    /// [`Self::start_or_skip`] with extra `-c name=value` settings.
+    pub fn start_with_or_skip(test: &str, settings: &[&str]) -> Option<TestPostgres> {
+        let Some(bin_dir) = bin_dir() else {
+            sluice_tests::tools::skip_or_fail(&format!(
+                "{test}: PostgreSQL is not installed (no initdb and postgres under \
+                 /usr/lib/postgresql/*/bin, and SLUICE_POSTGRES_BIN_DIR is unset); run \
+                 `bash scripts/install-test-deps.sh` (apt-get install postgresql)"
+            ));
+            return None;
+        };
+        Some(Self::start(&bin_dir, settings).unwrap_or_else(|error| panic!("{test}: {error}")))
+    }
+
+    fn start(bin_dir: &Path, settings: &[&str]) -> Result<TestPostgres, String> {
+        let run_as = run_as()?;
+        let directory = tempfile::Builder::new()
+            .prefix("sluice-pg-")
+            .tempdir()
+            .map_err(|error| format!("temporary directory: {error}"))?;
+        if let Some(run_as) = run_as {
+            std::os::unix::fs::chown(directory.path(), Some(run_as.uid), Some(run_as.gid))
+                .map_err(|error| format!("chown the temporary directory: {error}"))?;
+        }
+        let data = directory.path().join("data");
+        let initdb_log = directory.path().join("initdb.log");
+        let output = command(bin_dir.join("initdb"), run_as, directory.path())
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .output()
+            .map_err(|error| format!("run initdb: {error}"))?;
+        if !output.status.success() {
+            let _ = std::fs::write(&initdb_log, &output.stderr);
+            return Err(format!(
+                "initdb failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let port = free_port()?;
+        let log = std::fs::File::create(directory.path().join("postgres.log"))
+            .map_err(|error| format!("create the server log: {error}"))?;
+        if let Some(run_as) = run_as {
+            std::os::unix::fs::chown(
+                directory.path().join("postgres.log"),
+                Some(run_as.uid),
+                None,
+            )
+            .map_err(|error| format!("chown the server log: {error}"))?;
+        }
+        let log_err = log
+            .try_clone()
+            .map_err(|error| format!("server log: {error}"))?;
+        let mut server = command(bin_dir.join("postgres"), run_as, directory.path());
+        server
+            .arg("-D")
+            .arg(&data)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(directory.path())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "max_connections=200"])
+            .args(["-c", "shared_buffers=32MB"]);
+        for setting in settings {
+            server.args(["-c", setting]);
+        }
+        server.stdout(log).stderr(log_err);
+        // SAFETY: prctl only, which is async-signal-safe, between fork and exec; it runs after
+        // the uid switch (which would clear it).
+        unsafe {
+            server.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = server
+            .spawn()
+            .map_err(|error| format!("start postgres: {error}"))?;
+        let mut postgres = TestPostgres {
+            child: Some(child),
+            port,
+            directory,
+        };
+        postgres.wait_ready(bin_dir)?;
+        Ok(postgres)
+    }
+
+    /// A URL for the superuser, with `application_name` set when given (tests find a
+    /// sequencer's backends by it).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn url_named(&self, application_name: &str) -> String {
+        format!("{}?application_name={application_name}", self.url())
+    }
+
+    /// A plain client for the test's own statements (its connection runs on a spawned task).
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .expect("admin connection");
+        tokio::spawn(connection);
+        client
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.directory.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, bin_dir: &Path) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
+        loop {
+            let ready = Command::new(bin_dir.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|status| status.success());
+            if ready {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!("postgres exited ({status}):\n{}", self.log()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "postgres did not accept connections within {START_TIMEOUT_MS} ms:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SIGQUIT: immediate shutdown, the postmaster takes its backends down with it.
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: a signal to our own child, which we have not reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGQUIT);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// `SLUICE_POSTGRES_BIN_DIR`, else the newest `/usr/lib/postgresql/<version>/bin` that has both
+/// `initdb` and `postgres`.
+fn bin_dir() -> Option<PathBuf> {
+    let complete = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(dir) = std::env::var_os("SLUICE_POSTGRES_BIN_DIR") {
+        let dir = PathBuf::from(dir);
+        return complete(&dir).then_some(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let dir = entry.path().join("bin");
+            complete(&dir).then_some((version, dir))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir)
+}
+
+/// As root: the `postgres` user's uid and gid. Otherwise nothing to switch.
+fn run_as() -> Result<Option<RunAs>, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|error| format!("read /etc/passwd: {error}"))?;
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() == Some(&"postgres")
+            && let (Some(uid), Some(gid)) = (fields.get(2), fields.get(3))
+        {
+            let uid = uid.parse().map_err(|_| format!("bad uid in {line:?}"))?;
+            let gid = gid.parse().map_err(|_| format!("bad gid in {line:?}"))?;
+            return Ok(Some(RunAs { uid, gid }));
+        }
+    }
+    Err(
+        "running as root and there is no `postgres` user to run PostgreSQL as \
+         (the postgresql package creates it)"
+            .into(),
+    )
+}
+
+fn command(program: PathBuf, run_as: Option<RunAs>, directory: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.current_dir(directory).stdin(Stdio::null());
+    if let Some(run_as) = run_as {
+        // std drops root's supplementary groups when it switches the uid.
+        command
+            .uid(run_as.uid)
+            .gid(run_as.gid)
+            .env("HOME", directory);
+    }
+    command
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|error| format!("bind 127.0.0.1:0: {error}"))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|error| format!("local_addr: {error}"))?
+        .port())
+}

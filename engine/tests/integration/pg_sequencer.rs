@@ -1,0 +1,657 @@
+//! The metadata-log sequencer against a real PostgreSQL (`common::postgres`): gap-free positions
+//! in commit order under concurrent appenders and tailers, truncation, leases by the database
+//! clock, a stored cluster id, NOTIFY waking a tailer before the poll, and a killed connection.
+//! The capacity figures of docs/cluster.md come from the `#[ignore]`d `sequencer_capacity`.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use sluice_engine::sequencer::{
+    AgentRegistration, ErrorKind, PgSequencer, SequencerConfig, SequencerError,
+};
+use tokio::time::Instant;
+
+use crate::common::postgres::TestPostgres;
+
+const APPENDERS: usize = 8;
+const APPENDS_PER_APPENDER: usize = 500;
+const BATCH_RECORDS_MAX: usize = 5;
+const TAILERS: usize = 3;
+
+fn payload(appender: usize, append: usize, record: usize) -> Bytes {
+    Bytes::from(format!(
+        "appender {appender} append {append} record {record}"
+    ))
+}
+
+/// Every tailer reads from 0 until it has `total` records, waking on the head watch (or a 1 s
+/// timeout) whenever it is at the head, with a random read limit each time.
+async fn tail(
+    sequencer: PgSequencer,
+    total: u64,
+    seed: u64,
+) -> Result<Vec<(u64, Bytes)>, SequencerError> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut head = sequencer.subscribe();
+    let mut seen: Vec<(u64, Bytes)> = Vec::new();
+    let mut after = 0;
+    while after < total {
+        let limit = rng.random_range(1..=64);
+        let records = sequencer.read_after(after, limit).await?;
+        if records.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), head.changed()).await;
+            continue;
+        }
+        for (position, record) in records {
+            assert_eq!(position, after + 1, "tailer {seed}: a gap or a repeat");
+            after = position;
+            seen.push((position, record));
+        }
+    }
+    Ok(seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appenders_and_tailers_see_one_gap_free_order() {
+    let Some(postgres) =
+        TestPostgres::start_or_skip("concurrent_appenders_and_tailers_see_one_gap_free_order")
+    else {
+        return;
+    };
+    // The batch sizes are drawn up front, so the tailers know how many records to wait for.
+    let mut rng = SmallRng::seed_from_u64(15);
+    let batches: Vec<Vec<usize>> = (0..APPENDERS)
+        .map(|_| {
+            (0..APPENDS_PER_APPENDER)
+                .map(|_| rng.random_range(1..=BATCH_RECORDS_MAX))
+                .collect()
+        })
+        .collect();
+    let total: u64 = batches.iter().flatten().map(|&n| n as u64).sum();
+
+    let mut tailers = Vec::new();
+    for tailer in 0..TAILERS {
+        let sequencer = PgSequencer::connect(&postgres.url(), "concurrent")
+            .await
+            .expect("tailer connects");
+        tailers.push(tokio::spawn(tail(sequencer, total, tailer as u64)));
+    }
+    let mut appenders = Vec::new();
+    for (appender, sizes) in batches.iter().cloned().enumerate() {
+        let sequencer = PgSequencer::connect(&postgres.url(), "concurrent")
+            .await
+            .expect("appender connects");
+        appenders.push(tokio::spawn(async move {
+            let mut ranges: Vec<(Range<u64>, Vec<Bytes>)> = Vec::new();
+            for (append, size) in sizes.into_iter().enumerate() {
+                let records: Vec<Bytes> = (0..size)
+                    .map(|record| payload(appender, append, record))
+                    .collect();
+                let range = sequencer.append(records.clone()).await?;
+                assert_eq!(range.end - range.start, size as u64);
+                ranges.push((range, records));
+            }
+            Ok::<_, SequencerError>(ranges)
+        }));
+    }
+
+    // What the appenders were told: every position exactly once, with the records they sent.
+    let mut expected: BTreeMap<u64, Bytes> = BTreeMap::new();
+    for appender in appenders {
+        let ranges = appender
+            .await
+            .expect("appender task")
+            .expect("appends succeed");
+        let mut previous_end = 0;
+        for (range, records) in ranges {
+            assert!(
+                range.start >= previous_end,
+                "one appender's appends take increasing positions"
+            );
+            previous_end = range.end;
+            for (position, record) in range.zip(records) {
+                assert!(
+                    expected.insert(position, record).is_none(),
+                    "position {position} handed out twice"
+                );
+            }
+        }
+    }
+    let positions: Vec<u64> = expected.keys().copied().collect();
+    assert_eq!(
+        positions,
+        (1..=total).collect::<Vec<u64>>(),
+        "positions 1..=N, no gap"
+    );
+
+    // What every tailer saw: the same, in the same order.
+    let expected: Vec<(u64, Bytes)> = expected.into_iter().collect();
+    for tailer in tailers {
+        let seen = tokio::time::timeout(Duration::from_secs(120), tailer)
+            .await
+            .expect("tailer finishes")
+            .expect("tailer task")
+            .expect("reads succeed");
+        assert_eq!(seen.len(), expected.len());
+        assert!(
+            seen == expected,
+            "a tailer saw another order or other bytes"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_before_deletes_covered_records_and_readers_are_told() {
+    let Some(postgres) =
+        TestPostgres::start_or_skip("truncate_before_deletes_covered_records_and_readers_are_told")
+    else {
+        return;
+    };
+    let sequencer = PgSequencer::connect(&postgres.url(), "truncate")
+        .await
+        .unwrap();
+    let records: Vec<Bytes> = (0..10u8).map(|i| Bytes::from(vec![i; 3])).collect();
+    assert_eq!(sequencer.append(records.clone()).await.unwrap(), 1..11);
+    assert_eq!(sequencer.head().await.unwrap(), 10);
+
+    assert_eq!(sequencer.truncate_before(6).await.unwrap(), 5);
+    assert!(matches!(
+        sequencer.read_after(0, 100).await,
+        Err(SequencerError::Truncated {
+            after: 0,
+            log_start: 6
+        })
+    ));
+    let rest = sequencer.read_after(5, 100).await.unwrap();
+    assert_eq!(
+        rest,
+        (6..=10)
+            .zip(records.iter().skip(5).cloned())
+            .collect::<Vec<_>>()
+    );
+    // Truncating again is idempotent; everything up to the head may go.
+    assert_eq!(sequencer.truncate_before(6).await.unwrap(), 0);
+    assert_eq!(sequencer.truncate_before(11).await.unwrap(), 5);
+    assert!(matches!(
+        sequencer.read_after(5, 100).await,
+        Err(SequencerError::Truncated {
+            after: 5,
+            log_start: 11
+        })
+    ));
+    assert_eq!(sequencer.read_after(10, 100).await.unwrap(), vec![]);
+    // Positions continue after a truncation: the counter is not the table.
+    assert_eq!(
+        sequencer
+            .append(vec![Bytes::from_static(b"after")])
+            .await
+            .unwrap(),
+        11..12
+    );
+    assert_eq!(
+        sequencer.read_after(10, 100).await.unwrap(),
+        vec![(11, Bytes::from_static(b"after"))]
+    );
+    let beyond = sequencer.read_after(20, 1).await.unwrap_err();
+    assert!(matches!(
+        beyond,
+        SequencerError::BeyondHead {
+            after: 20,
+            head: 11
+        }
+    ));
+    assert_eq!(beyond.kind(), ErrorKind::Fatal);
+
+    // Bad input is refused before anything is sent.
+    assert!(matches!(
+        sequencer.append(vec![]).await,
+        Err(SequencerError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        sequencer.read_after(u64::MAX, 1).await,
+        Err(SequencerError::InvalidInput { .. })
+    ));
+    let mut config = SequencerConfig::new(postgres.url(), "truncate");
+    config.record_bytes_max = 4;
+    let small = PgSequencer::connect_with(config).await.unwrap();
+    assert!(matches!(
+        small.append(vec![Bytes::from_static(b"12345")]).await,
+        Err(SequencerError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        PgSequencer::connect(&postgres.url(), "bad name").await,
+        Err(SequencerError::InvalidInput { .. })
+    ));
+}
+
+fn agent(id: &str, zone: &str) -> AgentRegistration {
+    AgentRegistration {
+        agent_id: id.into(),
+        address: format!("{id}.local:9092"),
+        zone: zone.into(),
+        roles: vec!["broker".into(), "coordinator".into()],
+    }
+}
+
+/// Polls the database (not the clock) until `agent_id`'s presence among the live agents is
+/// `present`.
+async fn wait_until_live(sequencer: &PgSequencer, agent_id: &str, present: bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let live = sequencer.live_agents().await.unwrap();
+        if live.iter().any(|agent| agent.agent_id == agent_id) == present {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{agent_id} never became {}",
+            if present { "live" } else { "expired" }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_expire_by_the_database_clock_and_a_lost_lease_cannot_be_renewed() {
+    let Some(postgres) = TestPostgres::start_or_skip(
+        "leases_expire_by_the_database_clock_and_a_lost_lease_cannot_be_renewed",
+    ) else {
+        return;
+    };
+    let sequencer = PgSequencer::connect(&postgres.url(), "leases")
+        .await
+        .unwrap();
+    let long = sequencer
+        .register(&agent("a", "zone-a"), 60_000)
+        .await
+        .unwrap();
+    let short = sequencer
+        .register(&agent("b", "zone-b"), 300)
+        .await
+        .unwrap();
+    assert_eq!((long.incarnation, short.incarnation), (1, 1));
+    assert!(short.valid_until < long.valid_until);
+
+    let live = sequencer.live_agents().await.unwrap();
+    assert_eq!(
+        live.iter().map(|a| a.agent_id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let a = live.first().unwrap();
+    assert_eq!(a.address, "a.local:9092");
+    assert_eq!(a.zone, "zone-a");
+    assert_eq!(a.roles, ["broker", "coordinator"]);
+    assert_eq!(a.lease_expires_at, long.expires_at);
+
+    // b's lease runs out by the database's clock; a renewal then fails and b must rejoin.
+    wait_until_live(&sequencer, "b", false).await;
+    assert!(
+        sequencer
+            .live_agents()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.agent_id == "a")
+    );
+    let lost = sequencer.renew(&short, 60_000).await.unwrap_err();
+    assert!(matches!(
+        lost,
+        SequencerError::LeaseLost { incarnation: 1, .. }
+    ));
+    assert_eq!(lost.kind(), ErrorKind::Fatal);
+    let rejoined = sequencer
+        .register(&agent("b", "zone-b"), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(rejoined.incarnation, 2);
+    wait_until_live(&sequencer, "b", true).await;
+
+    // A live lease renews; a newer registration of the same id supersedes the older lease.
+    let renewed = sequencer.renew(&long, 120_000).await.unwrap();
+    assert!(renewed.expires_at > long.expires_at);
+    let restarted = sequencer
+        .register(&agent("a", "zone-a"), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(restarted.incarnation, 2);
+    assert!(matches!(
+        sequencer.renew(&renewed, 60_000).await,
+        Err(SequencerError::LeaseLost { .. })
+    ));
+    assert!(sequencer.renew(&restarted, 60_000).await.is_ok());
+
+    // A graceful leave removes it at once; only its own incarnation can.
+    assert!(!sequencer.deregister(&renewed).await.unwrap());
+    assert!(sequencer.deregister(&restarted).await.unwrap());
+    wait_until_live(&sequencer, "a", false).await;
+
+    // Bad registrations are refused.
+    assert!(matches!(
+        sequencer.register(&agent("", "z"), 1_000).await,
+        Err(SequencerError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        sequencer.register(&agent("c", "z"), 0).await,
+        Err(SequencerError::InvalidInput { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_id_is_created_once_and_stable_across_reconnects() {
+    let Some(postgres) =
+        TestPostgres::start_or_skip("the_cluster_id_is_created_once_and_stable_across_reconnects")
+    else {
+        return;
+    };
+    // Four first connects at once on an empty database race on the schema and the cluster row.
+    let url = postgres.url();
+    let connects = (0..4).map(|_| PgSequencer::connect(&url, "ids"));
+    let sequencers: Vec<PgSequencer> = futures::future::try_join_all(connects).await.unwrap();
+    let id = sequencers.first().unwrap().cluster_id();
+    assert!(sequencers.iter().all(|s| s.cluster_id() == id));
+    assert!(!id.is_nil());
+    drop(sequencers);
+
+    let again = PgSequencer::connect(&url, "ids").await.unwrap();
+    assert_eq!(again.cluster_id(), id);
+    let stored: String = postgres
+        .admin()
+        .await
+        .query_one(
+            "SELECT cluster_id FROM sluice_clusters WHERE cluster_name = 'ids'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, id.to_string());
+    let other = PgSequencer::connect(&url, "other").await.unwrap();
+    assert_ne!(other.cluster_id(), id);
+}
+
+/// Waits for the head watch to reach `position`, and returns how long that took.
+async fn wait_for_head(
+    head: &mut tokio::sync::watch::Receiver<u64>,
+    position: u64,
+    timeout: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    tokio::time::timeout(timeout, head.wait_for(|head| *head >= position))
+        .await
+        .ok()
+        .map(|result| {
+            result.expect("the sequencer is alive");
+            started.elapsed()
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_a_tailer_long_before_the_poll() {
+    let Some(postgres) = TestPostgres::start_or_skip("notify_wakes_a_tailer_long_before_the_poll")
+    else {
+        return;
+    };
+    let appender = PgSequencer::connect(&postgres.url(), "wake").await.unwrap();
+    let mut config = SequencerConfig::new(postgres.url(), "wake");
+    config.poll_interval_ms = 600_000;
+    let tailer = PgSequencer::connect_with(config).await.unwrap();
+    let mut head = tailer.subscribe();
+    assert_eq!(*head.borrow_and_update(), 0);
+
+    for round in 1..=5u64 {
+        let range = appender
+            .append(vec![Bytes::from(format!("wake {round}"))])
+            .await
+            .unwrap();
+        assert_eq!(range, round..round + 1);
+        let waited = wait_for_head(&mut head, round, Duration::from_secs(10))
+            .await
+            .expect("the notification woke the tailer (the poll is 10 minutes away)");
+        assert!(
+            waited < Duration::from_secs(2),
+            "woken after {waited:?}, not within milliseconds"
+        );
+        let records = tailer.read_after(round - 1, 10).await.unwrap();
+        assert_eq!(records, vec![(round, Bytes::from(format!("wake {round}")))]);
+    }
+
+    // Without notifications (CockroachDB, YugabyteDB), the poll alone wakes it.
+    let mut config = SequencerConfig::new(postgres.url(), "wake");
+    config.notify = false;
+    config.poll_interval_ms = 100;
+    let polling = PgSequencer::connect_with(config.clone()).await.unwrap();
+    let quiet_appender = PgSequencer::connect_with(config).await.unwrap();
+    let mut polled_head = polling.subscribe();
+    quiet_appender
+        .append(vec![Bytes::from_static(b"quiet")])
+        .await
+        .unwrap();
+    wait_for_head(&mut polled_head, 6, Duration::from_secs(10))
+        .await
+        .expect("the poll woke the tailer");
+}
+
+/// Terminates every backend of `application_name` (the test's admin connection is not one).
+async fn terminate_backends(admin: &tokio_postgres::Client, application_name: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            &[&application_name],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_connection_is_retriable_and_the_next_call_reconnects() {
+    let Some(postgres) = TestPostgres::start_or_skip(
+        "a_killed_connection_is_retriable_and_the_next_call_reconnects",
+    ) else {
+        return;
+    };
+    // Nothing listening: retriable, not fatal.
+    let refused = PgSequencer::connect("postgres://postgres@127.0.0.1:1/postgres", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Retriable, "{refused}");
+
+    let victim = Arc::new(
+        PgSequencer::connect(&postgres.url_named("victim"), "kill")
+            .await
+            .unwrap(),
+    );
+    let observer = PgSequencer::connect(&postgres.url(), "kill").await.unwrap();
+    assert_eq!(
+        victim
+            .append(vec![Bytes::from_static(b"one")])
+            .await
+            .unwrap(),
+        1..2
+    );
+
+    // Hold the counter row, so the victim's next append is inside the database when its backend
+    // is terminated.
+    let admin = postgres.admin().await;
+    admin.batch_execute("BEGIN").await.unwrap();
+    admin
+        .execute(
+            "UPDATE sluice_clusters SET next_position = next_position WHERE cluster_name = 'kill'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let append = tokio::spawn({
+        let victim = Arc::clone(&victim);
+        async move { victim.append(vec![Bytes::from_static(b"lost")]).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'victim' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the victim's append never waited on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        terminate_backends(&admin, "victim").await,
+        2,
+        "writer and watcher"
+    );
+    let error = append.await.unwrap().unwrap_err();
+    assert!(error.is_retriable(), "{error:?} is not retriable");
+    admin.batch_execute("ROLLBACK").await.unwrap();
+
+    // The next calls reconnect (the watcher re-LISTENs), and the killed append did not land.
+    let mut head = victim.subscribe();
+    assert_eq!(
+        victim
+            .append(vec![Bytes::from_static(b"two")])
+            .await
+            .unwrap(),
+        2..3
+    );
+    assert_eq!(
+        victim.read_after(0, 10).await.unwrap(),
+        vec![
+            (1, Bytes::from_static(b"one")),
+            (2, Bytes::from_static(b"two"))
+        ]
+    );
+    observer
+        .append(vec![Bytes::from_static(b"three")])
+        .await
+        .unwrap();
+    assert!(
+        wait_for_head(&mut head, 3, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the reconnected watcher is notified again"
+    );
+
+    // A backend killed while idle: the next call either finds the connection closed and
+    // reconnects at once, or fails retriably and the one after succeeds.
+    terminate_backends(&admin, "victim").await;
+    let mut attempts = 0;
+    let position = loop {
+        attempts += 1;
+        match victim.append(vec![Bytes::from_static(b"four")]).await {
+            Ok(range) => break range.start,
+            Err(error) if error.is_retriable() && attempts < 3 => continue,
+            Err(error) => panic!("attempt {attempts}: {error}"),
+        }
+    };
+    assert_eq!(position, 4);
+}
+
+/// Capacity of the sequencer on this machine: `agents` simulated agents, each appending one
+/// commit record (1 KiB, about an object index of a few partitions) at a time, as fast as it can,
+/// and tailing the log (applying every agent's records) for `duration`. Prints appends/s, the
+/// records each tailer applied per second, and append latency percentiles.
+///
+/// `cargo test -p sluice-engine --test integration -- pg_sequencer::sequencer_capacity --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement for docs/cluster.md, not a check"]
+async fn sequencer_capacity() {
+    let Some(postgres) = TestPostgres::start_or_skip("sequencer_capacity") else {
+        return;
+    };
+    let duration = Duration::from_secs(
+        std::env::var("SLUICE_CAPACITY_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
+    );
+    println!("agents  appends/s  applied/s (min tailer)  p50 ms  p99 ms  max ms  tail lag p99 ms");
+    for agents in [1usize, 2, 4, 8, 16] {
+        let cluster = format!("capacity-{agents}");
+        let mut tasks = Vec::new();
+        let started = Instant::now();
+        let stop_at = started + duration;
+        for agent in 0..agents {
+            let sequencer = Arc::new(
+                PgSequencer::connect(&postgres.url(), &cluster)
+                    .await
+                    .unwrap(),
+            );
+            let appender = {
+                let sequencer = Arc::clone(&sequencer);
+                tokio::spawn(async move {
+                    let mut latencies_us: Vec<u64> = Vec::new();
+                    let record = Bytes::from(vec![agent as u8; 1024]);
+                    while Instant::now() < stop_at {
+                        let sent = Instant::now();
+                        sequencer.append(vec![record.clone()]).await.unwrap();
+                        latencies_us.push(sent.elapsed().as_micros() as u64);
+                    }
+                    latencies_us
+                })
+            };
+            let tailer = tokio::spawn(async move {
+                let mut head = sequencer.subscribe();
+                let mut after = 0;
+                let mut lags_us: Vec<u64> = Vec::new();
+                while Instant::now() < stop_at {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), head.changed()).await;
+                    let known = Instant::now();
+                    let target = *head.borrow_and_update();
+                    while after < target {
+                        let records = sequencer.read_after(after, 1024).await.unwrap();
+                        if let Some((last, _)) = records.last() {
+                            after = *last;
+                        } else {
+                            break;
+                        }
+                    }
+                    lags_us.push(known.elapsed().as_micros() as u64);
+                }
+                (after, lags_us)
+            });
+            tasks.push((appender, tailer));
+        }
+        let mut latencies_us: Vec<u64> = Vec::new();
+        let mut lags_us: Vec<u64> = Vec::new();
+        let mut applied_min = u64::MAX;
+        for (appender, tailer) in tasks {
+            latencies_us.extend(appender.await.unwrap());
+            let (applied, lags) = tailer.await.unwrap();
+            applied_min = applied_min.min(applied);
+            lags_us.extend(lags);
+        }
+        let seconds = duration.as_secs_f64();
+        latencies_us.sort_unstable();
+        lags_us.sort_unstable();
+        let percentile = |values: &[u64], p: f64| -> f64 {
+            let index = ((values.len() as f64 - 1.0) * p).round() as usize;
+            values.get(index).copied().unwrap_or_default() as f64 / 1000.0
+        };
+        println!(
+            "{agents:>6}  {:>9.0}  {:>22.0}  {:>6.2}  {:>6.2}  {:>6.2}  {:>15.2}",
+            latencies_us.len() as f64 / seconds,
+            applied_min as f64 / seconds,
+            percentile(&latencies_us, 0.50),
+            percentile(&latencies_us, 0.99),
+            percentile(&latencies_us, 1.0),
+            percentile(&lags_us, 0.99),
+        );
+    }
+}
