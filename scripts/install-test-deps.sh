@@ -5,6 +5,18 @@ cd "$(dirname "$0")/.."
 # The object-store servers of the store conformance suite and the per-store end-to-end tests
 # (SeaweedFS, fake-gcs-server, Azurite) into target/store-servers/; s3s-fs is built by cargo.
 bash scripts/install-store-servers.sh
+# PostgreSQL, Debian's package: the metadata-log sequencer's tests (engine/tests/integration/
+# pg_sequencer.rs) start their own server from its binaries in a temporary directory, as the
+# `postgres` user when run as root. Without it they skip locally and fail under CI=true.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } \
+            >/dev/null 2>&1 \
+            || echo "note: postgresql could not be installed with apt-get; the sequencer tests will name it" >&2
+    else
+        echo "note: PostgreSQL is missing (apt-get install postgresql); the sequencer tests will name it" >&2
+    fi
+fi
 # Python clients of the agent's real-client tests (server/tests/*python*.rs, idempotent_rdkafka.rs,
 # configs.rs): kafka-python and confluent-kafka (librdkafka). Without them those tests skip locally
 # and fail under CI=true, naming the package (server/tests/common: python_with).
