@@ -563,10 +563,71 @@ async fn a_killed_connection_is_retriable_and_the_next_call_reconnects() {
     assert_eq!(position, 4);
 }
 
+/// A client configuration that trusts only `pem`, on the provider the workspace builds rustls
+/// with (aws-lc-rs).
+fn trusting(pem: &[u8]) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(pem) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgresql_is_used_and_an_untrusted_server_is_refused() {
+    let Some((postgres, pem)) = TestPostgres::start_tls_or_skip(
+        "tls_to_postgresql_is_used_and_an_untrusted_server_is_refused",
+    ) else {
+        return;
+    };
+    let mut config = SequencerConfig::new(
+        format!("{}&sslmode=require", postgres.url_named("tls")),
+        "tls",
+    );
+    config.tls = Some(trusting(&pem));
+    let sequencer = PgSequencer::connect_with(config).await.unwrap();
+    assert_eq!(
+        sequencer
+            .append(vec![Bytes::from_static(b"private")])
+            .await
+            .unwrap(),
+        1..2
+    );
+    let encrypted: i64 = postgres
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE application_name = 'tls' AND pg_stat_ssl.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(encrypted, 2, "the writer and the watcher both use TLS");
+
+    // A server whose certificate the client does not trust: refused, and not worth retrying.
+    let other_pem = crate::common::postgres::unrelated_certificate_pem();
+    let mut config = SequencerConfig::new(format!("{}?sslmode=require", postgres.url()), "tls");
+    config.tls = Some(trusting(&other_pem));
+    let refused = PgSequencer::connect_with(config).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Fatal, "{refused}");
+}
+
 /// Capacity of the sequencer on this machine: `agents` simulated agents, each appending one
 /// commit record (1 KiB, about an object index of a few partitions) at a time, as fast as it can,
-/// and tailing the log (applying every agent's records) for `duration`. Prints appends/s, the
-/// records each tailer applied per second, and append latency percentiles.
+/// and tailing the log (applying every agent's records) for `SLUICE_CAPACITY_SECONDS` (10) per
+/// step. Prints appends/s, the records the slowest tailer applied per second, append latency
+/// percentiles, and the tail lag: from the head watch changing to the tailer having read up to it.
 ///
 /// `cargo test -p sluice-engine --test integration -- pg_sequencer::sequencer_capacity --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,7 +642,19 @@ async fn sequencer_capacity() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(10),
     );
-    println!("agents  appends/s  applied/s (min tailer)  p50 ms  p99 ms  max ms  tail lag p99 ms");
+    // Records per append: 1 is one window per commit; more models an agent that coalesces the
+    // windows queued behind a commit in flight into one append.
+    let records_per_append: usize = std::env::var("SLUICE_CAPACITY_RECORDS_PER_APPEND")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    println!(
+        "{records_per_append} record(s) of 1 KiB per append, {} s per step",
+        duration.as_secs()
+    );
+    println!(
+        "agents  appends/s  records applied/s (min tailer)  p50 ms  p99 ms  max ms  tail lag p99 ms"
+    );
     for agents in [1usize, 2, 4, 8, 16] {
         let cluster = format!("capacity-{agents}");
         let mut tasks = Vec::new();
@@ -600,7 +673,10 @@ async fn sequencer_capacity() {
                     let record = Bytes::from(vec![agent as u8; 1024]);
                     while Instant::now() < stop_at {
                         let sent = Instant::now();
-                        sequencer.append(vec![record.clone()]).await.unwrap();
+                        sequencer
+                            .append(vec![record.clone(); records_per_append])
+                            .await
+                            .unwrap();
                         latencies_us.push(sent.elapsed().as_micros() as u64);
                     }
                     latencies_us
@@ -645,7 +721,7 @@ async fn sequencer_capacity() {
             values.get(index).copied().unwrap_or_default() as f64 / 1000.0
         };
         println!(
-            "{agents:>6}  {:>9.0}  {:>22.0}  {:>6.2}  {:>6.2}  {:>6.2}  {:>15.2}",
+            "{agents:>6}  {:>9.0}  {:>30.0}  {:>6.2}  {:>6.2}  {:>6.2}  {:>15.2}",
             latencies_us.len() as f64 / seconds,
             applied_min as f64 / seconds,
             percentile(&latencies_us, 0.50),

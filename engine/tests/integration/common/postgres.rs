@@ -23,6 +23,8 @@ pub struct TestPostgres {
     child: Option<Child>,
     port: u16,
     directory: tempfile::TempDir,
+    /// The TLS certificate and key, when the server has them.
+    certificates: Option<tempfile::TempDir>,
 }
 
 /// A uid/gid to run the server as when we are root.
@@ -44,12 +46,52 @@ impl TestPostgres {
         let Some(bin_dir) = bin_dir() else {
             sluice_tests::tools::skip_or_fail(&format!(
                 "{test}: PostgreSQL is not installed (no initdb and postgres under \
-                 /usr/lib/postgresql/*/bin, and SLUICE_POSTGRES_BIN_DIR is unset); run \
+                 /usr/lib/postgresql/*/bin or SLUICE_POSTGRES_BIN_DIR); run \
                  `bash scripts/install-test-deps.sh` (apt-get install postgresql)"
             ));
             return None;
         };
         Some(Self::start(&bin_dir, settings).unwrap_or_else(|error| panic!("{test}: {error}")))
+    }
+
+    /// A server that also accepts TLS, with a fresh self-signed certificate for `127.0.0.1`
+    /// (made with the `openssl` command line). Returns the server and the certificate (PEM) a
+    /// client must trust.
+    pub fn start_tls_or_skip(test: &str) -> Option<(TestPostgres, Vec<u8>)> {
+        let Some(bin_dir) = bin_dir() else {
+            sluice_tests::tools::skip_or_fail(&format!(
+                "{test}: PostgreSQL is not installed; run `bash scripts/install-test-deps.sh`"
+            ));
+            return None;
+        };
+        let certificates = tempfile::tempdir().expect("temporary directory");
+        let (cert, key) = match make_certificate(certificates.path()) {
+            Ok(files) => files,
+            Err(CertificateError::NoOpenssl(reason)) => {
+                sluice_tests::tools::skip_or_fail(&format!("{test}: {reason}"));
+                return None;
+            }
+            Err(CertificateError::Failed(reason)) => panic!("{test}: {reason}"),
+        };
+        let pem = std::fs::read(&cert).expect("read the certificate");
+        let settings = [
+            "ssl=on".to_string(),
+            format!("ssl_cert_file={}", cert.display()),
+            format!("ssl_key_file={}", key.display()),
+        ];
+        let run_as = run_as().unwrap_or_else(|error| panic!("{test}: {error}"));
+        if let Some(run_as) = run_as {
+            // The server reads them as its own user; the key must not be readable by others.
+            for path in [certificates.path(), cert.as_path(), key.as_path()] {
+                std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid))
+                    .expect("chown the certificate");
+            }
+        }
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+        let mut postgres =
+            Self::start(&bin_dir, &settings).unwrap_or_else(|error| panic!("{test}: {error}"));
+        postgres.certificates = Some(certificates);
+        Some((postgres, pem))
     }
 
     fn start(bin_dir: &Path, settings: &[&str]) -> Result<TestPostgres, String> {
@@ -133,6 +175,7 @@ impl TestPostgres {
             child: Some(child),
             port,
             directory,
+            certificates: None,
         };
         postgres.wait_ready(bin_dir)?;
         Ok(postgres)
@@ -209,6 +252,56 @@ impl Drop for TestPostgres {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+#[derive(Debug)]
+enum CertificateError {
+    NoOpenssl(String),
+    Failed(String),
+}
+
+/// A self-signed certificate for `127.0.0.1` and its key, in `directory`, made with the `openssl`
+/// command line.
+fn make_certificate(directory: &Path) -> Result<(PathBuf, PathBuf), CertificateError> {
+    let cert = directory.join("server.crt");
+    let key = directory.join("server.key");
+    let output = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // An end-entity certificate: webpki refuses a CA certificate as the server's own.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .map_err(|error| {
+            CertificateError::NoOpenssl(format!(
+                "the openssl command is missing ({error}); apt-get install openssl"
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(CertificateError::Failed(format!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok((cert, key))
+}
+
+/// The PEM of a fresh self-signed certificate no server uses (for "untrusted" cases).
+pub fn unrelated_certificate_pem() -> Vec<u8> {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let (cert, _) = make_certificate(directory.path()).expect("make a certificate");
+    std::fs::read(cert).expect("read the certificate")
 }
 
 /// `SLUICE_POSTGRES_BIN_DIR`, else the newest `/usr/lib/postgresql/<version>/bin` that has both
