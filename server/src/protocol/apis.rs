@@ -70,11 +70,13 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 4,
         version_max: 17,
     },
-    // v7+ adds -3 (max timestamp) and later tiered-storage specs, which are not implemented.
+    // v7 adds -3 (the record with the largest timestamp), v8 -4 (earliest local: the log start,
+    // all data being in the store), v9 -5 (latest tiered: none, -1), v10 a timeout. v11 (-6,
+    // earliest pending upload) is beyond kafka-protocol 0.18.
     SupportedApi {
         key: ApiKey::ListOffsets,
         version_min: 1,
-        version_max: 6,
+        version_max: 10,
     },
     // Idempotent producers (on by default in Java 3+ and franz-go). v2+ flexible, v3+ carries the
     // producer's current id and epoch (KIP-360), v5 is what Kafka 3.x/4.x clients send; v6 (2PC)
@@ -100,6 +102,25 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // This agent as broker and controller; v1 adds the endpoint type, v2 fenced brokers.
     SupportedApi {
         key: ApiKey::DescribeCluster,
+        version_min: 0,
+        version_max: 2,
+    },
+    // Kafka's admin tools (handlers/admin_tools.rs): the store as the one log directory
+    // (LogDirsCommand), the metadata log as the quorum (MetadataQuorumCommand), and no leader to
+    // elect (LeaderElectionCommand). v2+ of each is flexible; v4 of DescribeLogDirs adds the
+    // volume's total and usable bytes, v2 of DescribeQuorum the voters' endpoints.
+    SupportedApi {
+        key: ApiKey::DescribeLogDirs,
+        version_min: 1,
+        version_max: 4,
+    },
+    SupportedApi {
+        key: ApiKey::DescribeQuorum,
+        version_min: 0,
+        version_max: 2,
+    },
+    SupportedApi {
+        key: ApiKey::ElectLeaders,
         version_min: 0,
         version_max: 2,
     },

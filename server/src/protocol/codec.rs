@@ -20,11 +20,12 @@ use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
-    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
     OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
     ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
@@ -52,6 +53,9 @@ pub enum Request {
     DescribeConfigs(DescribeConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
+    DescribeLogDirs(DescribeLogDirsRequest),
+    DescribeQuorum(DescribeQuorumRequest),
+    ElectLeaders(ElectLeadersRequest),
     /// Boxed: by far the largest request struct, and every frame's `Decoded` carries one variant.
     Fetch(Box<FetchRequest>),
     FindCoordinator(FindCoordinatorRequest),
@@ -90,6 +94,9 @@ pub enum Response {
     DescribeConfigs(DescribeConfigsResponse),
     IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
     DescribeCluster(DescribeClusterResponse),
+    DescribeLogDirs(DescribeLogDirsResponse),
+    DescribeQuorum(DescribeQuorumResponse),
+    ElectLeaders(ElectLeadersResponse),
     FindCoordinator(FindCoordinatorResponse),
     JoinGroup(JoinGroupResponse),
     SyncGroup(SyncGroupResponse),
@@ -124,6 +131,9 @@ macro_rules! each_response {
             Response::DescribeConfigs($body) => $call,
             Response::IncrementalAlterConfigs($body) => $call,
             Response::DescribeCluster($body) => $call,
+            Response::DescribeLogDirs($body) => $call,
+            Response::DescribeQuorum($body) => $call,
+            Response::ElectLeaders($body) => $call,
             Response::FindCoordinator($body) => $call,
             Response::JoinGroup($body) => $call,
             Response::SyncGroup($body) => $call,
@@ -186,6 +196,13 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     // resources (type, name, configs (name, operation, value)), validate only.
     const INCREMENTAL_ALTER_CONFIGS: &[Shape] =
         &[Structs(&[I8, Str, Structs(&[Str, I8, Str])]), I8];
+    // topics (name, partitions), null for all.
+    const DESCRIBE_LOG_DIRS: &[Shape] = &[Structs(&[Str, Values(&I32)])];
+    // topics (name, partitions (index)).
+    const DESCRIBE_QUORUM: &[Shape] = &[Structs(&[Str, Structs(&[I32])])];
+    // [election type v1+], topic partitions (topic, partitions) or null for all, timeout.
+    const ELECT_LEADERS_V0: &[Shape] = &[Structs(&[Str, Values(&I32)]), I32];
+    const ELECT_LEADERS_V1: &[Shape] = &[I8, Structs(&[Str, Values(&I32)]), I32];
     if api_key == ApiKey::Fetch {
         return Some(fetch_shape(version));
     }
@@ -209,6 +226,10 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
         ApiKey::DescribeConfigs if version >= 3 => Some(DESCRIBE_CONFIGS_V3),
         ApiKey::DescribeConfigs => Some(DESCRIBE_CONFIGS_V1),
         ApiKey::IncrementalAlterConfigs => Some(INCREMENTAL_ALTER_CONFIGS),
+        ApiKey::DescribeLogDirs => Some(DESCRIBE_LOG_DIRS),
+        ApiKey::DescribeQuorum => Some(DESCRIBE_QUORUM),
+        ApiKey::ElectLeaders if version >= 1 => Some(ELECT_LEADERS_V1),
+        ApiKey::ElectLeaders => Some(ELECT_LEADERS_V0),
         _ => None,
     }
 }
@@ -564,6 +585,13 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
             DescribeClusterRequest::decode(&mut buffer, version)
                 .map_err(|e| malformed(e.to_string()))?,
         ),
+        ApiKey::DescribeLogDirs => {
+            Request::DescribeLogDirs(decode_body(&mut buffer, api_key, version)?)
+        }
+        ApiKey::DescribeQuorum => {
+            Request::DescribeQuorum(decode_body(&mut buffer, api_key, version)?)
+        }
+        ApiKey::ElectLeaders => Request::ElectLeaders(decode_body(&mut buffer, api_key, version)?),
         ApiKey::FindCoordinator => {
             Request::FindCoordinator(decode_body(&mut buffer, api_key, version)?)
         }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
 use super::fetch_frame::encode_fetch_frame;
 use super::handlers::{
-    api_versions, cluster, configs, delete_records, fetch, find_coordinator, groups,
+    admin_tools, api_versions, cluster, configs, delete_records, fetch, find_coordinator, groups,
     init_producer_id, list_offsets, metadata, offsets, produce, topics_admin,
 };
 use super::services::CoreServices;
@@ -239,6 +239,22 @@ impl<S: MetadataSource> Dispatcher<S> {
                 &self.metadata.cluster_id(),
                 &self.broker,
             )),
+            Request::DescribeLogDirs(body) => Response::DescribeLogDirs(
+                admin_tools::describe_log_dirs(&self.services(api_key)?.core, &body, version).await,
+            ),
+            Request::DescribeQuorum(body) => Response::DescribeQuorum(
+                admin_tools::describe_quorum(
+                    &self.services(api_key)?.core,
+                    &body,
+                    &self.broker,
+                    version,
+                    unix_now_ms(),
+                )
+                .await,
+            ),
+            Request::ElectLeaders(body) => Response::ElectLeaders(
+                admin_tools::elect_leaders(&self.services(api_key)?.core, &body, version).await,
+            ),
             Request::FindCoordinator(body) => {
                 Response::FindCoordinator(find_coordinator::handle(&body, version, &self.broker))
             }
@@ -332,6 +348,15 @@ impl<S: MetadataSource> Dispatcher<S> {
             &response,
         )?]))
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 /// The client as the group state machines record it. The host is written as the Java broker writes

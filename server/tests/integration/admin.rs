@@ -213,3 +213,179 @@ fn list_offsets_earliest_latest_and_by_timestamp() {
         assert_eq!(answers[5].0, 3, "unknown partition, v{version}");
     }
 }
+
+#[test]
+fn list_offsets_max_timestamp_earliest_local_and_latest_tiered() {
+    let agent = common::start_agent(|_| {});
+    agent.create_topic("log", 2);
+    let mut client = RawClient::connect(agent.addr());
+    // Offsets 0-3 at 1000..1003; 4-6 at 4000, 4007, 4003 (the largest in the middle of its
+    // batch); 7-8 at 500..501 (older, later offsets).
+    let middle = sluice_engine::batch::BatchBuilder::new(4_000)
+        .record(0, None, b"a")
+        .record(7, None, b"b")
+        .record(3, None, b"c")
+        .encode();
+    for records in [batch(4, 1_000), middle, batch(2, 500)] {
+        let response: ProduceResponse = client.call(
+            ApiKey::Produce,
+            9,
+            &produce_request(1, &[("log", 0, records)]),
+        );
+        assert_eq!(produce_results(&response)[0].2, 0);
+    }
+    for version in [7, 8, 9, 10] {
+        let answers = list_offsets(
+            &mut client,
+            version,
+            &[(0, -3), (0, -4), (0, -5), (1, -3), (1, -4), (5, -3)],
+        );
+        assert_eq!(answers[0], (0, 5, 4_007), "max timestamp, v{version}");
+        assert_eq!(answers[1], (0, 0, -1), "earliest local, v{version}");
+        assert_eq!(answers[2], (0, -1, -1), "latest tiered: none, v{version}");
+        assert_eq!(
+            answers[3],
+            (0, -1, -1),
+            "max timestamp of an empty partition"
+        );
+        assert_eq!(
+            answers[4],
+            (0, 0, -1),
+            "earliest local of an empty partition"
+        );
+        assert_eq!(answers[5].0, 3, "unknown partition, v{version}");
+    }
+}
+
+#[test]
+fn log_dirs_quorum_and_leader_election_answer_as_a_leaderless_agent() {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumRequest,
+        DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse,
+    };
+
+    let agent = common::start_agent(|_| {});
+    agent.create_topic("log", 2);
+    agent.create_topic("other", 1);
+    let mut client = RawClient::connect(agent.addr());
+    let response: ProduceResponse = client.call(
+        ApiKey::Produce,
+        9,
+        &produce_request(1, &[("log", 1, batch(5, 1_000))]),
+    );
+    assert_eq!(produce_results(&response)[0].2, 0);
+
+    // DescribeLogDirs: one directory, every partition, sizes from the index.
+    for version in [1, 2, 3, 4] {
+        let response: DescribeLogDirsResponse = client.call(
+            ApiKey::DescribeLogDirs,
+            version,
+            &DescribeLogDirsRequest::default().with_topics(None),
+        );
+        assert_eq!(response.results.len(), 1, "v{version}");
+        let dir = &response.results[0];
+        assert_eq!(dir.error_code, 0);
+        assert_eq!(dir.log_dir.as_str(), "object-store");
+        let sizes: Vec<(String, i32, i64)> = dir
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                topic.partitions.iter().map(|partition| {
+                    (
+                        topic.name.as_str().to_owned(),
+                        partition.partition_index,
+                        partition.partition_size,
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        assert_eq!((sizes[0].0.as_str(), sizes[0].1, sizes[0].2), ("log", 0, 0));
+        assert_eq!((sizes[1].0.as_str(), sizes[1].1), ("log", 1));
+        assert_eq!(
+            sizes[1].2,
+            i64::try_from(batch(5, 1_000).len()).unwrap(),
+            "the produced batch's bytes"
+        );
+        assert_eq!((sizes[2].0.as_str(), sizes[2].2), ("other", 0));
+    }
+    // Only what was asked; an unknown topic is left out, as Kafka does.
+    let asked = DescribeLogDirsRequest::default().with_topics(Some(vec![
+        DescribableLogDirTopic::default()
+            .with_topic(topic_name("log"))
+            .with_partitions(vec![1]),
+        DescribableLogDirTopic::default()
+            .with_topic(topic_name("missing"))
+            .with_partitions(vec![0]),
+    ]));
+    let response: DescribeLogDirsResponse = client.call(ApiKey::DescribeLogDirs, 4, &asked);
+    let topics = &response.results[0].topics;
+    assert_eq!(topics.len(), 1);
+    assert_eq!(topics[0].partitions.len(), 1);
+    assert_eq!(topics[0].partitions[0].partition_index, 1);
+
+    // DescribeQuorum: this agent leads the metadata log, whose position moved with the writes.
+    let quorum = DescribeQuorumRequest::default().with_topics(vec![
+        TopicData::default()
+            .with_topic_name(topic_name("__cluster_metadata"))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+    ]);
+    for version in [0, 1, 2] {
+        let response: DescribeQuorumResponse =
+            client.call(ApiKey::DescribeQuorum, version, &quorum);
+        assert_eq!(response.error_code, 0);
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.error_code, 0);
+        assert_eq!(partition.leader_id.0, 0);
+        assert!(partition.leader_epoch >= 1);
+        // The first claim, two topics and one produce at least.
+        assert!(partition.high_watermark >= 4, "{partition:?}");
+        assert_eq!(partition.current_voters.len(), 1);
+        assert_eq!(
+            partition.current_voters[0].log_end_offset,
+            partition.high_watermark
+        );
+        if version >= 2 {
+            assert_eq!(response.nodes.len(), 1);
+            assert_eq!(
+                i32::from(response.nodes[0].listeners[0].port),
+                i32::from(agent.addr().port())
+            );
+        }
+    }
+
+    // ElectLeaders: nothing to elect; unknown partitions are named.
+    let elect = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_topic_partitions(Some(vec![
+            TopicPartitions::default()
+                .with_topic(topic_name("log"))
+                .with_partitions(vec![0, 1, 2]),
+            TopicPartitions::default()
+                .with_topic(topic_name("missing"))
+                .with_partitions(vec![0]),
+        ]));
+    for version in [0, 1, 2] {
+        let response: ElectLeadersResponse = client.call(ApiKey::ElectLeaders, version, &elect);
+        assert_eq!(response.error_code, 0);
+        let codes: Vec<Vec<i16>> = response
+            .replica_election_results
+            .iter()
+            .map(|topic| {
+                topic
+                    .partition_result
+                    .iter()
+                    .map(|partition| partition.error_code)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(codes, vec![vec![84, 84, 3], vec![3]], "v{version}");
+    }
+    let all = ElectLeadersRequest::default().with_topic_partitions(None);
+    let response: ElectLeadersResponse = client.call(ApiKey::ElectLeaders, 2, &all);
+    assert_eq!(response.error_code, 0);
+    assert!(response.replica_election_results.is_empty());
+}

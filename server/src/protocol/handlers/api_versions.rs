@@ -4,10 +4,19 @@
 //! carries the client's software name and version (KIP-511); like the Java broker we check their
 //! format and answer INVALID_REQUEST when it is wrong, because those strings end up in logs and
 //! metrics labels.
+//!
+//! Since v3 the answer also carries the cluster's features (KIP-584), which Kafka's
+//! `FeatureCommand` prints and clients read: `group.version` 1 (the KIP-848 consumer protocol is
+//! served) and `transaction.version` 0 (no transactions yet, so a Java producer never tries the
+//! transactions V2 protocol). KRaft's own features (`metadata.version`, `kraft.version`) are left
+//! out: there is no KRaft log whose format they would describe.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::protocol::apis::SUPPORTED_APIS;
 
@@ -26,6 +35,40 @@ fn supported_versions() -> Vec<ApiVersion> {
         .collect()
 }
 
+/// `(name, supported min, supported max, finalized level)` of each feature the agent reports.
+pub const FEATURES: &[(&str, i16, i16, i16)] =
+    &[("group.version", 0, 1, 1), ("transaction.version", 0, 0, 0)];
+
+/// The features' epoch: they never change while an agent runs.
+const FEATURES_EPOCH: i64 = 0;
+
+fn with_features(response: ApiVersionsResponse) -> ApiVersionsResponse {
+    response
+        .with_supported_features(
+            FEATURES
+                .iter()
+                .map(|&(name, min, max, _)| {
+                    SupportedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version(min)
+                        .with_max_version(max)
+                })
+                .collect(),
+        )
+        .with_finalized_features_epoch(FEATURES_EPOCH)
+        .with_finalized_features(
+            FEATURES
+                .iter()
+                .map(|&(name, _, _, level)| {
+                    FinalizedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version_level(level)
+                        .with_max_version_level(level)
+                })
+                .collect(),
+        )
+}
+
 /// The answer to a supported ApiVersions request.
 pub fn handle(request: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
     if version >= 3
@@ -35,7 +78,13 @@ pub fn handle(request: &ApiVersionsRequest, version: i16) -> ApiVersionsResponse
         return ApiVersionsResponse::default()
             .with_error_code(ResponseError::InvalidRequest.code());
     }
-    ApiVersionsResponse::default().with_api_keys(supported_versions())
+    let response = ApiVersionsResponse::default().with_api_keys(supported_versions());
+    // Features are tagged fields of v3+.
+    if version >= 3 {
+        with_features(response)
+    } else {
+        response
+    }
 }
 
 /// The answer to an ApiVersions request of a version we do not know: UNSUPPORTED_VERSION, with
@@ -126,5 +175,32 @@ mod tests {
         let response = handle_unsupported_version();
         assert_eq!(response.error_code, 35);
         assert_eq!(response.api_keys.len(), SUPPORTED_APIS.len());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod feature_tests {
+    use super::*;
+
+    #[test]
+    fn features_are_reported_from_v3_only() {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("t"))
+            .with_client_software_version(StrBytes::from_static_str("1"));
+        let v3 = handle(&request, 3);
+        let finalized: Vec<(&str, i16)> = v3
+            .finalized_features
+            .iter()
+            .map(|feature| (feature.name.as_str(), feature.max_version_level))
+            .collect();
+        assert_eq!(
+            finalized,
+            vec![("group.version", 1), ("transaction.version", 0)]
+        );
+        assert_eq!(v3.supported_features.len(), 2);
+        assert_eq!(v3.finalized_features_epoch, 0);
+        let v2 = handle(&request, 2);
+        assert!(v2.finalized_features.is_empty() && v2.supported_features.is_empty());
     }
 }

@@ -4,16 +4,24 @@
 //! that segment's bytes lets us walk its batch headers (records stay unread) to the first batch
 //! whose max timestamp reaches it. The answer is that batch's base offset and max timestamp: a
 //! consumer seeking there may see a few records of that batch that are older than asked, never
-//! miss one that is newer. Other special timestamps (-3 max timestamp, -4/-5 tiered storage) come
-//! with versions 7+, which are not advertised.
+//! miss one that is newer.
+//!
+//! The special timestamps of versions 7-10: -3 (max timestamp, KIP-734) is the record with the
+//! largest timestamp, the first of several equal ones, as Kafka's log keeps it: the index finds
+//! the segment, the batch walk the batch, and that batch's records (decompressed) the record;
+//! -4 (earliest local, KIP-405) is the log start offset, every byte being in the store; -5
+//! (latest tiered) finds nothing (offset and timestamp -1), as on a Kafka topic without tiered
+//! storage.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_engine::batch::BatchHeader;
+use sluice_engine::compact::keys::{KeyCompactionLimits, OffsetBatch, read_records};
 use sluice_engine::metadata::{IndexEntry, MetadataState, kafka_code};
 use sluice_engine::store::ObjectStorage;
 use sluice_engine::types::{TopicPartition, object_key};
@@ -26,6 +34,9 @@ type Asked = Vec<(String, Vec<(i32, i64)>)>;
 
 const LATEST_TIMESTAMP: i64 = -1;
 const EARLIEST_TIMESTAMP: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 /// What the metadata core can answer without I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +44,8 @@ enum Lookup {
     Offset(u64),
     /// Refine inside this index entry.
     Segment(IndexEntry),
+    /// The record with the largest timestamp is in this index entry.
+    MaxTimestamp(IndexEntry),
     NotFound,
 }
 
@@ -52,10 +65,27 @@ fn lookup(
             .high_watermark(tp)
             .map(Lookup::Offset)
             .map_err(unknown),
-        EARLIEST_TIMESTAMP => state
+        EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => state
             .log_start_offset(tp)
             .map(Lookup::Offset)
             .map_err(unknown),
+        LATEST_TIERED_TIMESTAMP => state
+            .partition(tp)
+            .map(|_| Lookup::NotFound)
+            .map_err(unknown),
+        MAX_TIMESTAMP => {
+            let partition = state.partition(tp).map_err(unknown)?;
+            // The first entry holding the largest timestamp (strictly larger replaces).
+            let latest =
+                partition
+                    .index()
+                    .iter()
+                    .fold(None::<&IndexEntry>, |best, entry| match best {
+                        Some(best) if best.max_timestamp >= entry.max_timestamp => Some(best),
+                        _ => Some(entry),
+                    });
+            Ok(latest.map_or(Lookup::NotFound, |entry| Lookup::MaxTimestamp(*entry)))
+        }
         timestamp if timestamp >= 0 => {
             let entry = state.offset_for_timestamp(tp, timestamp).map_err(unknown)?;
             Ok(entry.map_or(Lookup::NotFound, |entry| Lookup::Segment(*entry)))
@@ -86,17 +116,71 @@ pub fn first_batch_at_or_after(
     None
 }
 
+/// The `(offset, timestamp)` of the first record holding the segment's largest timestamp: the
+/// first batch whose max timestamp is `max_timestamp`, then its records. A batch whose records
+/// cannot be read answers with its last offset (Kafka's answer before KIP-734 was exact).
+pub fn max_timestamp_record(
+    segment: &Bytes,
+    base_offset: u64,
+    max_timestamp: i64,
+) -> Option<(u64, i64)> {
+    let mut position = 0_usize;
+    let mut offset = base_offset;
+    while let Some(rest) = segment.get(position..).filter(|rest| !rest.is_empty()) {
+        let header = BatchHeader::parse(rest).ok()?;
+        let end = position.checked_add(header.total_len())?;
+        if header.max_timestamp == max_timestamp {
+            let batch = OffsetBatch {
+                base_offset: offset,
+                header,
+                bytes: segment.slice(position..end.min(segment.len())),
+            };
+            let last = offset.saturating_add(header.offset_count().saturating_sub(1));
+            let exact = read_records(&batch, &KeyCompactionLimits::default())
+                .ok()
+                .and_then(|records| {
+                    records
+                        .into_iter()
+                        .find(|record| record.timestamp_ms == max_timestamp)
+                        .map(|record| record.offset)
+                });
+            return Some((exact.unwrap_or(last), max_timestamp));
+        }
+        offset = offset.saturating_add(header.offset_count());
+        position = Some(end).filter(|_| header.total_len() > 0)?;
+    }
+    None
+}
+
+async fn read_segment(store: &Arc<dyn ObjectStorage>, entry: IndexEntry) -> Result<Bytes, i16> {
+    let range = entry.byte_start..entry.byte_start.saturating_add(entry.byte_len);
+    let key = object_key(entry.seq);
+    store.get_range(&key, range).await.map_err(|error| {
+        tracing::warn!(%error, key, "ListOffsets: cannot read the segment");
+        error_code::KAFKA_STORAGE_ERROR
+    })
+}
+
+/// ListOffsets -3: the record with the largest timestamp within `entry`.
+async fn refine_max(
+    store: &Arc<dyn ObjectStorage>,
+    entry: IndexEntry,
+) -> Result<Option<(u64, i64)>, i16> {
+    let bytes = read_segment(store, entry).await?;
+    // The index said this segment holds the timestamp; if its batches disagree, answer with the
+    // segment's last offset rather than claim nothing is there.
+    Ok(Some(
+        max_timestamp_record(&bytes, entry.base_offset, entry.max_timestamp)
+            .unwrap_or((entry.end_offset.saturating_sub(1), entry.max_timestamp)),
+    ))
+}
+
 async fn refine(
     store: &Arc<dyn ObjectStorage>,
     entry: IndexEntry,
     timestamp: i64,
 ) -> Result<Option<(u64, i64)>, i16> {
-    let range = entry.byte_start..entry.byte_start.saturating_add(entry.byte_len);
-    let key = object_key(entry.seq);
-    let bytes = store.get_range(&key, range).await.map_err(|error| {
-        tracing::warn!(%error, key, "ListOffsets by timestamp: cannot read the segment");
-        error_code::KAFKA_STORAGE_ERROR
-    })?;
+    let bytes = read_segment(store, entry).await?;
     // The index said this segment reaches the timestamp; if its batches disagree, fall back to
     // the segment's base offset rather than claim nothing is there.
     Ok(Some(
@@ -155,6 +239,7 @@ pub async fn handle(
                 Ok(Lookup::Segment(entry)) => {
                     refine(core.store(), entry, partition.timestamp).await
                 }
+                Ok(Lookup::MaxTimestamp(entry)) => refine_max(core.store(), entry).await,
                 Err(code) => Err(code),
             };
             let mut response = ListOffsetsPartitionResponse::default()
