@@ -38,7 +38,7 @@ use sluice_server::groups::{GroupCore, GroupRouter, group_channels};
 use sluice_server::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
 };
-use sluice_server::metadata_core::{CoreHandle, FlushConfig, core_channel, run_metadata_core};
+use sluice_server::metadata_core::{CoreHandle, core_channel, run_metadata_core};
 use sluice_server::net::agent::group_config;
 use sluice_server::protocol::codec::{Decoded, decode_request};
 use sluice_server::protocol::frame::split_frame;
@@ -144,12 +144,7 @@ impl HarnessAgent {
         let (core, inbox) = core_channel(Arc::clone(store), "fuzz");
         let mut broadcaster = WatermarkBroadcaster::default();
         let subscription = broadcaster.subscribe();
-        let flush = FlushConfig {
-            flush_interval_ms: config.flush_interval_ms,
-            flush_interval_max_ms: config.flush_interval_max_ms,
-            flush_bytes_max: config.flush_bytes_max,
-            flush_windows_inflight_max: config.flush_windows_inflight_max,
-        };
+        let flush = config.flush_config();
         let (stop_metadata_core, stopped) = oneshot::channel();
         let metadata_core = glommio::spawn_local(run_metadata_core(
             log,

@@ -3,9 +3,10 @@
 //! The agent's metadata core (`server/src/metadata_core/flusher.rs`) runs on glommio, which cannot
 //! run under a paused clock. Its decisions are in pure pieces the server exports, and this module
 //! drives exactly those pieces the way the flusher does: produces, commands, InitProducerId and
-//! offset commits enter the server's [`Window`] in arrival order; the window is sealed
-//! `flush_interval_ms` after it opened, at `flush_bytes_max`, or at once for admin commands and
-//! InitProducerId; up to `windows_inflight_max` entries are appended at once; every waiter is
+//! offset commits enter the server's [`Window`] in arrival order; the window is sealed when the
+//! server's [`SealPolicy`] says so (early when no upload is in flight, within a PUT budget, and at
+//! the latest `flush_interval_ms` after it opened), at `flush_bytes_max`, or at once for admin
+//! commands and InitProducerId; up to `windows_inflight_max` entries are appended at once; every waiter is
 //! answered with the server's [`produce_answers`], [`answer_commands`] and
 //! [`answer_producer_ids`]; a `Broken` append makes the next window wait for every entry in flight
 //! and re-open the log; a `Fenced` one stops the agent's writes; a checkpoint is written when due.
@@ -29,6 +30,7 @@ use sluice_engine::store::ObjectStorage;
 use sluice_engine::store::hedge::{HedgeConfig, HedgedPuts};
 use sluice_engine::types::TopicPartition;
 use sluice_server::metadata_core::producer_ids::answer_producer_ids;
+use sluice_server::metadata_core::seal::{OpenWindow, SealConfig, SealPolicy};
 use sluice_server::metadata_core::window::{
     CommandFailure, CommitOutcome, PlacedPartition, ProduceWaiter, Sealed, Window, answer_commands,
     error_code, produce_answers,
@@ -43,6 +45,8 @@ use crate::store::SimStore;
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub flush_interval_ms: u64,
+    /// The PUT budget and whether windows seal early (the server's `seal.rs`).
+    pub seal: SealConfig,
     pub flush_bytes_max: u64,
     pub windows_inflight_max: usize,
     pub log: LogConfig,
@@ -138,6 +142,10 @@ struct Shared {
     reopening: Cell<bool>,
     needs_reopen: Cell<bool>,
     checkpointing: Cell<bool>,
+    /// Sealed windows whose append has not returned yet (the flusher's count).
+    uploads_in_flight: Cell<usize>,
+    /// Wakes the core loop when an append returns.
+    upload_settled: tokio::sync::Notify,
 }
 
 /// A running (or dead) agent process, as clients and the driver see it.
@@ -221,7 +229,9 @@ impl Agent {
         *self.log.borrow_mut() = Some(Rc::clone(&log));
         *self.sender.borrow_mut() = Some(sender);
         let windows_inflight_max = config.windows_inflight_max.max(1);
+        let policy = SealPolicy::new(config.seal, clock.now_ms());
         let core = Core {
+            policy,
             log,
             window: Window::default(),
             inflight: Arc::new(Semaphore::new(windows_inflight_max)),
@@ -348,6 +358,7 @@ impl Agent {
 
 /// The metadata core loop of one process (the flusher's `Core`).
 struct Core {
+    policy: SealPolicy,
     log: Rc<MetadataLog>,
     window: Window,
     inflight: Arc<Semaphore>,
@@ -362,17 +373,35 @@ struct Core {
 impl Core {
     async fn run(mut self, mut receiver: mpsc::UnboundedReceiver<Request>) {
         loop {
-            let deadline = self.window.opened_at_ms().map(|opened| {
-                self.clock
-                    .instant_at_ms(opened.saturating_add(self.config.flush_interval_ms))
+            let now_ms = self.clock.now_ms();
+            let window = self.window.opened_at_ms().map(|opened_at_ms| OpenWindow {
+                opened_at_ms,
+                batch_bytes: self.window.bytes(),
+                interval_ms: self.config.flush_interval_ms,
             });
+            let seal_at_ms =
+                self.policy
+                    .seal_at_ms(now_ms, window, self.shared.uploads_in_flight.get());
+            if seal_at_ms.is_some_and(|at_ms| at_ms <= now_ms) {
+                self.seal().await;
+                continue;
+            }
+            let deadline = seal_at_ms.map(|at_ms| self.clock.instant_at_ms(at_ms));
             tokio::select! {
                 biased;
                 request = receiver.recv() => match request {
-                    Some(request) => self.handle(request).await,
+                    Some(request) => {
+                        self.handle(request).await;
+                        // The requests already queued join the window (the flusher's
+                        // `handle_queued`).
+                        while let Ok(request) = receiver.try_recv() {
+                            self.handle(request).await;
+                        }
+                    }
                     None => break,
                 },
-                () = sleep_until(deadline) => self.seal().await,
+                () = self.shared.upload_settled.notified() => {}
+                () = sleep_until(deadline) => {}
             }
         }
     }
@@ -493,10 +522,14 @@ impl Core {
             return;
         };
         let sealed = self.window.seal(self.clock.wall_ms());
+        self.policy.note_seal(self.clock.now_ms());
         if self.shared.fenced.get() {
             finish(&self.log, sealed, Err(fenced_code()));
             return;
         }
+        self.shared
+            .uploads_in_flight
+            .set(self.shared.uploads_in_flight.get().saturating_add(1));
         let log = Rc::clone(&self.log);
         let shared = Rc::clone(&self.shared);
         let process = Rc::clone(&self.process);
@@ -530,6 +563,10 @@ impl Core {
             };
             finish(&log, sealed, outcome);
             drop(permit);
+            shared
+                .uploads_in_flight
+                .set(shared.uploads_in_flight.get().saturating_sub(1));
+            shared.upload_settled.notify_one();
             maybe_checkpoint(&process, log, shared);
         });
     }

@@ -22,6 +22,7 @@ use crate::client;
 use crate::clock::{Clock, Tracer};
 use crate::oracle::{Replay, recovered_states};
 use crate::store::{CallFaults, CrashPoint, FaultModel, Oracle, SimBucket, StoreCounts};
+use sluice_server::metadata_core::seal::SealConfig;
 
 /// Virtual milliseconds between two steps of the driver (and two rounds of checks).
 const STEP_MS: u64 = 10;
@@ -197,8 +198,14 @@ impl Plan {
                 LogConfig::default().tail_read_bytes,
             ],
         );
+        let flush_interval_ms = rng.random_range(2..25);
         let agent = AgentConfig {
-            flush_interval_ms: rng.random_range(2..25),
+            flush_interval_ms,
+            // Drawn below, last, so that every other draw of a seed stays what it was.
+            seal: SealConfig {
+                puts_per_second_max: 1_000 / flush_interval_ms,
+                group_commit: false,
+            },
             flush_bytes_max: one_of(rng, &[2_048, 64 * 1_024, 8 << 20]),
             windows_inflight_max: rng.random_range(1..9),
             log: LogConfig {
@@ -236,6 +243,8 @@ impl Plan {
             }
         }
         events.sort_by_key(|(at_ms, _)| *at_ms);
+        let mut agent = agent;
+        agent.seal.group_commit = rng.random_bool(0.5);
         Plan {
             faults,
             agent,
@@ -252,8 +261,8 @@ impl Plan {
 
     fn describe(&self) -> String {
         format!(
-            "{}; {} producers ({} idempotent), {} consumers, {} groups; flush {} ms, {} in \
-             flight, {} PUT attempts, checkpoint every {}, tail reads of {} bytes, {} in flight, \
+            "{}; {} producers ({} idempotent), {} consumers, {} groups; flush {} ms ({} PUTs/s, \
+             group commit {}), {} in flight, {} PUT attempts, checkpoint every {}, tail reads of {} bytes, {} in flight, \
              hedge copies {}; put faults {:?}; events {:?}",
             self.profile_name,
             self.producers_plain + self.producers_idempotent,
@@ -261,6 +270,8 @@ impl Plan {
             self.consumers,
             self.groups,
             self.agent.flush_interval_ms,
+            self.agent.seal.puts_per_second_max,
+            self.agent.seal.group_commit,
             self.agent.windows_inflight_max,
             self.agent.log.put_attempts_max,
             self.agent.log.checkpoint_interval_entries,

@@ -18,6 +18,9 @@ pub use overrides::{CpuList, NameList, Overrides, parse_cpu_list};
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const REQUEST_BYTES_MAX_DEFAULT: u64 = 100 * 1024 * 1024;
+/// Largest `flush_puts_per_second_max` accepted: a window a tenth of a millisecond, far beyond
+/// what a store takes from one writer.
+pub const FLUSH_PUTS_PER_SECOND_LIMIT: u64 = 10_000;
 /// glommio refuses to go below 64 KiB of io memory per executor.
 pub const IO_MEMORY_BYTES_MIN: u64 = 64 * 1024;
 /// Largest `offset_metadata_bytes_max` accepted: the protocol's string ceiling, which is also the
@@ -93,6 +96,12 @@ pub struct Config {
     /// Windows stretch to half the store's recent median PUT time, up to this (never below
     /// `flush_interval_ms`).
     pub flush_interval_max_ms: u64,
+    /// Flush windows (log entries, one PUT each before hedged copies) sealed per second at most,
+    /// on average; `None` means `1000 / flush_interval_ms` (the fixed windows' ceiling).
+    pub flush_puts_per_second_max: Option<u64>,
+    /// Seal a window early when the previous upload has returned or it holds 1 MiB, within the
+    /// PUT budget; `false` seals only at the interval's end (and when a window must close).
+    pub flush_group_commit: bool,
     /// Copies of one log entry's PUT at most (parallel and hedged); 1 turns hedging off.
     pub put_copies_max: u32,
     /// Copies start at once when one copy misses this time more than 1 % of the time.
@@ -198,6 +207,8 @@ impl Default for Config {
             flush_bytes_max: 8 * 1024 * 1024,
             flush_windows_inflight_max: 128,
             flush_interval_max_ms: 50,
+            flush_puts_per_second_max: None,
+            flush_group_commit: true,
             put_copies_max: 6,
             put_latency_target_ms: 15,
             put_hedge_percentile: 95,
@@ -333,6 +344,15 @@ impl Config {
         if self.flush_bytes_max == 0 {
             return Err(invalid("flush_bytes_max", "must be at least 1"));
         }
+        if self
+            .flush_puts_per_second_max
+            .is_some_and(|puts| !(1..=FLUSH_PUTS_PER_SECOND_LIMIT).contains(&puts))
+        {
+            return Err(invalid(
+                "flush_puts_per_second_max",
+                format!("must be in 1..={FLUSH_PUTS_PER_SECOND_LIMIT}"),
+            ));
+        }
         let inflight_limit = crate::metadata_core::FLUSH_WINDOWS_INFLIGHT_LIMIT;
         if !(1..=inflight_limit).contains(&self.flush_windows_inflight_max) {
             return Err(invalid(
@@ -436,6 +456,26 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The PUT budget: `flush_puts_per_second_max`, or by default as many windows a second as
+    /// fixed windows of `flush_interval_ms` could seal (100 with the defaults).
+    pub fn flush_puts_per_second_max(&self) -> u64 {
+        self.flush_puts_per_second_max
+            .unwrap_or_else(|| 1_000 / self.flush_interval_ms.max(1))
+            .max(1)
+    }
+
+    /// The flusher's settings (the metadata core's window and its PUT budget).
+    pub fn flush_config(&self) -> crate::metadata_core::FlushConfig {
+        crate::metadata_core::FlushConfig {
+            flush_interval_ms: self.flush_interval_ms,
+            flush_interval_max_ms: self.flush_interval_max_ms,
+            flush_bytes_max: self.flush_bytes_max,
+            flush_windows_inflight_max: self.flush_windows_inflight_max,
+            flush_puts_per_second_max: self.flush_puts_per_second_max(),
+            flush_group_commit: self.flush_group_commit,
+        }
     }
 
     /// The metadata log's settings.
@@ -753,6 +793,36 @@ mod tests {
     }
 
     #[test]
+    fn the_put_budget_defaults_to_what_fixed_windows_cost() {
+        let config = Config::default();
+        assert_eq!(config.flush_puts_per_second_max(), 100);
+        assert!(config.flush_group_commit);
+        let flush = config.flush_config();
+        assert_eq!(flush.flush_puts_per_second_max, 100);
+        assert!(flush.flush_group_commit);
+        let slower = Config {
+            flush_interval_ms: 25,
+            ..Config::default()
+        };
+        assert_eq!(slower.flush_puts_per_second_max(), 40);
+        let slowest = Config {
+            flush_interval_ms: 5_000,
+            ..Config::default()
+        };
+        assert_eq!(
+            slowest.flush_puts_per_second_max(),
+            1,
+            "at least one a second"
+        );
+        let set = Config {
+            flush_puts_per_second_max: Some(250),
+            ..Config::default()
+        };
+        assert_eq!(set.flush_puts_per_second_max(), 250);
+        assert!(set.validate().is_ok());
+    }
+
+    #[test]
     fn defaults_are_valid_and_match_the_documentation() {
         let config = Config::default();
         config.validate().unwrap();
@@ -955,6 +1025,20 @@ mod tests {
                 "flush_interval_ms",
                 Config {
                     flush_interval_ms: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "flush_puts_per_second_max",
+                Config {
+                    flush_puts_per_second_max: Some(0),
+                    ..Config::default()
+                },
+            ),
+            (
+                "flush_puts_per_second_max",
+                Config {
+                    flush_puts_per_second_max: Some(FLUSH_PUTS_PER_SECOND_LIMIT + 1),
                     ..Config::default()
                 },
             ),

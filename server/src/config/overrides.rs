@@ -166,6 +166,12 @@ pub struct Overrides {
     /// Longest flush window when PUTs are slow [env SLUICE_FLUSH_INTERVAL_MAX_MS]
     #[arg(long, value_name = "MS")]
     pub flush_interval_max_ms: Option<u64>,
+    /// Flush windows (PUTs) sealed per second at most; default 1000 / flush_interval_ms [env SLUICE_FLUSH_PUTS_PER_SECOND_MAX]
+    #[arg(long, value_name = "COUNT")]
+    pub flush_puts_per_second_max: Option<u64>,
+    /// Seal windows early when the store is idle, within the PUT budget [env SLUICE_FLUSH_GROUP_COMMIT]
+    #[arg(long, value_name = "BOOL")]
+    pub flush_group_commit: Option<bool>,
     /// Copies of one log entry's PUT at most; 1 turns hedging off [env SLUICE_PUT_COPIES_MAX]
     #[arg(long, value_name = "COUNT")]
     pub put_copies_max: Option<u32>,
@@ -328,6 +334,12 @@ impl Overrides {
                 }
                 "FLUSH_INTERVAL_MAX_MS" => {
                     overrides.flush_interval_max_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "FLUSH_PUTS_PER_SECOND_MAX" => {
+                    overrides.flush_puts_per_second_max = Some(number(&value).map_err(parsed)?);
+                }
+                "FLUSH_GROUP_COMMIT" => {
+                    overrides.flush_group_commit = Some(boolean(&value).map_err(parsed)?);
                 }
                 "PUT_COPIES_MAX" => {
                     overrides.put_copies_max = Some(number(&value).map_err(parsed)?);
@@ -519,6 +531,13 @@ impl Overrides {
             &mut config.flush_interval_max_ms,
             self.flush_interval_max_ms.as_ref(),
         );
+        if let Some(puts) = self.flush_puts_per_second_max {
+            config.flush_puts_per_second_max = Some(puts);
+        }
+        set(
+            &mut config.flush_group_commit,
+            self.flush_group_commit.as_ref(),
+        );
         set(&mut config.put_copies_max, self.put_copies_max.as_ref());
         set(
             &mut config.put_latency_target_ms,
@@ -683,6 +702,8 @@ mod tests {
             ("SLUICE_FLUSH_BYTES_MAX", "5"),
             ("SLUICE_FLUSH_WINDOWS_INFLIGHT_MAX", "8"),
             ("SLUICE_FLUSH_INTERVAL_MAX_MS", "10"),
+            ("SLUICE_FLUSH_PUTS_PER_SECOND_MAX", "35"),
+            ("SLUICE_FLUSH_GROUP_COMMIT", "false"),
             ("SLUICE_PUT_COPIES_MAX", "11"),
             ("SLUICE_PUT_LATENCY_TARGET_MS", "12"),
             ("SLUICE_PUT_HEDGE_PERCENTILE", "13"),
@@ -757,6 +778,8 @@ mod tests {
             flush_bytes_max: 5,
             flush_windows_inflight_max: 8,
             flush_interval_max_ms: 10,
+            flush_puts_per_second_max: Some(35),
+            flush_group_commit: false,
             put_copies_max: 11,
             put_latency_target_ms: 12,
             put_hedge_percentile: 13,

@@ -1,9 +1,10 @@
 //! The metadata core's main loop: take requests, fill the window, seal it, append, answer.
 //!
 //! Everything here runs on the metadata executor's single thread, so the state is plain `Rc` and
-//! `Cell`. The loop only ever waits on three things: the next request, the open window's
-//! deadline, and the stop signal; sealing a window waits for an in-flight slot, which is where
-//! backpressure starts.
+//! `Cell`. The loop only ever waits on four things: the next request, the moment the sealing
+//! policy (`seal.rs`) names for the open window, an upload settling (which may make the store idle
+//! and the window worth sealing), and the stop signal; sealing a window waits for an in-flight
+//! slot, which is where backpressure starts.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::channel::oneshot;
+use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt};
 use glommio::sync::Semaphore;
 use sluice_engine::batch::{BatchHeader, TimestampType, apply_topic_timestamp_type};
@@ -21,12 +22,16 @@ use sluice_engine::types::TopicPartition;
 
 use super::off_core::off_core;
 use super::producer_ids::answer_producer_ids;
+use super::seal::{OpenWindow, SealConfig, SealPolicy};
 use super::watermarks::{CommittedObject, WatermarkBroadcaster, WatermarkUpdate};
 use super::window::{
     CommandFailure, PlacedPartition, ProduceWaiter, Sealed, Window, answer_commands, error_code,
     produce_answers,
 };
-use super::{CoreInbox, CoreRequest, NO_LOG_APPEND_TIME, PartitionOutcome, ProducePartition};
+use super::{
+    CORE_REQUESTS_QUEUED_MAX, CoreInbox, CoreRequest, NO_LOG_APPEND_TIME, PartitionOutcome,
+    ProducePartition,
+};
 
 /// How long a stopping core waits for entries in flight to settle.
 pub const SHUTDOWN_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +54,19 @@ pub struct FlushConfig {
     pub flush_bytes_max: u64,
     /// Log entries (PUTs) in flight at once; at least 1, at most [`FLUSH_WINDOWS_INFLIGHT_LIMIT`].
     pub flush_windows_inflight_max: usize,
+    /// Windows sealed per second at most, on average: the PUT budget (`seal.rs`).
+    pub flush_puts_per_second_max: u64,
+    /// Seal early when the store is idle or the window is large, within the budget.
+    pub flush_group_commit: bool,
+}
+
+impl FlushConfig {
+    fn seal_config(&self) -> SealConfig {
+        SealConfig {
+            puts_per_second_max: self.flush_puts_per_second_max,
+            group_commit: self.flush_group_commit,
+        }
+    }
 }
 
 /// State shared between the loop and the tasks appending sealed windows.
@@ -60,6 +78,26 @@ struct Shared {
     needs_reopen: Cell<bool>,
     checkpointing: Cell<bool>,
     broadcaster: RefCell<WatermarkBroadcaster>,
+    /// Sealed windows whose append has not returned yet.
+    uploads_in_flight: Cell<usize>,
+    /// Wakes the loop when an append returns (a full channel means a wake-up is already pending).
+    upload_settled: RefCell<Option<mpsc::Sender<()>>>,
+}
+
+impl Shared {
+    fn upload_started(&self) {
+        self.uploads_in_flight
+            .set(self.uploads_in_flight.get().saturating_add(1));
+    }
+
+    fn upload_settled(&self) {
+        debug_assert!(self.uploads_in_flight.get() > 0, "an upload settled twice");
+        self.uploads_in_flight
+            .set(self.uploads_in_flight.get().saturating_sub(1));
+        if let Some(sender) = self.upload_settled.borrow_mut().as_mut() {
+            let _ = sender.try_send(());
+        }
+    }
 }
 
 struct Core {
@@ -71,6 +109,8 @@ struct Core {
     started: Instant,
     /// How long the open window stays open, set when the previous one was sealed.
     window_interval_ms: u64,
+    /// When to seal: early when it pays, within the PUT budget.
+    policy: SealPolicy,
 }
 
 /// Runs the metadata core until `stop` fires or every [`super::CoreHandle`] is dropped; then
@@ -92,6 +132,7 @@ pub async fn run_metadata_core(
     let windows_inflight_max = config
         .flush_windows_inflight_max
         .clamp(1, FLUSH_WINDOWS_INFLIGHT_LIMIT);
+    let (settled_sender, mut settled) = mpsc::channel::<()>(1);
     let mut core = Core {
         log: Rc::new(log),
         window: Window::default(),
@@ -100,21 +141,28 @@ pub async fn run_metadata_core(
         shared: Rc::new(Shared {
             metrics,
             broadcaster: RefCell::new(broadcaster),
+            upload_settled: RefCell::new(Some(settled_sender)),
             ..Shared::default()
         }),
         started: Instant::now(),
         window_interval_ms: config.flush_interval_ms,
+        policy: SealPolicy::new(config.seal_config(), 0),
     };
     let mut receiver = inbox.receiver;
     let mut stop = stop.fuse();
     loop {
-        let deadline = core.window.opened_at_ms().map(|opened| {
-            let due_ms = opened.saturating_add(core.window_interval_ms);
-            Duration::from_millis(due_ms.saturating_sub(core.now_ms()))
-        });
+        let now_ms = core.now_ms();
+        let seal_at_ms = core.seal_at_ms(now_ms);
+        if seal_at_ms.is_some_and(|at_ms| at_ms <= now_ms) {
+            core.seal().await;
+            continue;
+        }
         let timer = async {
-            match deadline {
-                Some(wait) => glommio::timer::sleep(wait).await,
+            match seal_at_ms {
+                Some(at_ms) => {
+                    glommio::timer::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms)))
+                        .await;
+                }
                 None => futures::future::pending::<()>().await,
             }
         }
@@ -124,10 +172,14 @@ pub async fn run_metadata_core(
         futures::select_biased! {
             _ = stop => break,
             request = next => match request {
-                Some(request) => core.handle(request).await,
+                Some(request) => {
+                    core.handle(request).await;
+                    core.handle_queued(&mut receiver).await;
+                }
                 None => break,
             },
-            () = timer => core.seal().await,
+            _ = settled.next() => {}
+            () = timer => {}
         }
     }
     core.seal().await;
@@ -148,6 +200,29 @@ impl Core {
     /// Monotonic milliseconds since the core started.
     fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// When the policy wants the open window sealed (`None`: no window is open).
+    fn seal_at_ms(&mut self, now_ms: u64) -> Option<u64> {
+        let window = self.window.opened_at_ms().map(|opened_at_ms| OpenWindow {
+            opened_at_ms,
+            batch_bytes: self.window.bytes(),
+            interval_ms: self.window_interval_ms,
+        });
+        self.policy
+            .seal_at_ms(now_ms, window, self.shared.uploads_in_flight.get())
+    }
+
+    /// Handles the requests already queued behind the one just handled, so that a window sealed
+    /// at once (group commit) holds every produce that had arrived, not only the first.
+    async fn handle_queued(&mut self, receiver: &mut mpsc::Receiver<CoreRequest>) {
+        for _ in 0..CORE_REQUESTS_QUEUED_MAX {
+            // Empty, or closed (the loop sees that next).
+            let Ok(request) = receiver.try_recv() else {
+                return;
+            };
+            self.handle(request).await;
+        }
     }
 
     async fn handle(&mut self, request: CoreRequest) {
@@ -316,6 +391,8 @@ impl Core {
             return;
         };
         let sealed = self.window.seal(wall_clock_ms());
+        let now_ms = self.now_ms();
+        self.policy.note_seal(now_ms);
         self.window_interval_ms =
             window_interval_ms(&self.config, self.log.put_latency_ms_median());
         if self.shared.fenced.get() {
@@ -330,6 +407,7 @@ impl Core {
         }
         let log = Rc::clone(&self.log);
         let shared = Rc::clone(&self.shared);
+        shared.upload_started();
         glommio::spawn_local(async move {
             let Sealed {
                 content,
@@ -361,6 +439,7 @@ impl Core {
             };
             finish(&log, &shared, sealed, outcome, object);
             drop(permit);
+            shared.upload_settled();
             maybe_checkpoint(log, shared);
         })
         .detach();
@@ -693,6 +772,8 @@ mod window_interval_tests {
             flush_interval_max_ms,
             flush_bytes_max: 1 << 20,
             flush_windows_inflight_max: 8,
+            flush_puts_per_second_max: 100,
+            flush_group_commit: true,
         }
     }
 

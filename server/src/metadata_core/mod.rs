@@ -10,9 +10,11 @@
 //!
 //! # The flusher: one object per window for the whole agent
 //!
-//! Produce requests from every core land in one open [`window::Window`]. It is sealed
-//! `flush_interval_ms` after its first batch, or once it holds `flush_bytes_max` bytes, or at
-//! once when it carries admin commands (rare, and a client is waiting on them), and appended to
+//! Produce requests from every core land in one open [`window::Window`]. It is sealed as soon as
+//! that pays within a budget of PUTs per second ([`seal`]: when the previous upload has returned
+//! and produced bytes are waiting, or the window holds 1 MiB), at the latest `flush_interval_ms`
+//! after its first batch; or once it holds `flush_bytes_max` bytes, or at once when it carries
+//! admin commands (rare, and a client is waiting on them). It is appended to
 //! the log as one entry: one PUT, whatever the number of partitions and cores (invariant 7). Up
 //! to `flush_windows_inflight_max` entries are in flight; sealing the next waits for a slot, the
 //! channel then fills, and the network cores wait in turn. Entries are acknowledged in log order
@@ -42,6 +44,7 @@ mod flusher;
 pub mod housekeeping;
 pub(crate) mod off_core;
 pub mod producer_ids;
+pub mod seal;
 mod source;
 pub mod watermarks;
 pub mod window;

@@ -32,7 +32,7 @@ use crate::metadata_core::housekeeping::{
 use crate::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
 };
-use crate::metadata_core::{FlushConfig, core_channel, run_metadata_core};
+use crate::metadata_core::{core_channel, run_metadata_core};
 use crate::metrics::http::MetricsServer;
 use crate::metrics::{CoreSlot, HEARTBEAT_INTERVAL, MeteredStore, Metrics, Phase};
 use crate::protocol::services::CoreServices;
@@ -364,12 +364,7 @@ impl Agent {
             .iter()
             .map(|_| broadcaster.subscribe())
             .collect();
-        let flush = FlushConfig {
-            flush_interval_ms: config.flush_interval_ms,
-            flush_interval_max_ms: config.flush_interval_max_ms,
-            flush_bytes_max: config.flush_bytes_max,
-            flush_windows_inflight_max: config.flush_windows_inflight_max,
-        };
+        let flush = config.flush_config();
         let housekeeping = config.housekeeping_config();
         let log_config = config.log_config();
         let housekeeping_core = core.clone();

@@ -162,7 +162,11 @@ fn pipelined_retries_and_other_producers_share_a_segment_safely() {
     .unwrap();
     let counting = CountingStore::wrap(inner);
     let store: Arc<dyn ObjectStorage> = counting.clone();
-    let agent = common::start_agent_with_store(store, |config| config.flush_interval_ms = 500);
+    // Fixed windows: with group commit the first request would go out alone.
+    let agent = common::start_agent_with_store(store, |config| {
+        config.flush_interval_ms = 500;
+        config.flush_group_commit = false;
+    });
     agent.create_topic(TOPIC, 1);
     let mut client = RawClient::connect(agent.addr());
     let (a, b) = (

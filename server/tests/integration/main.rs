@@ -28,6 +28,7 @@ mod metadata;
 mod metrics;
 mod panic_exit;
 mod produce;
+mod put_budget;
 mod retention;
 mod s3_store;
 mod sasl;
