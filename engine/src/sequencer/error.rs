@@ -1,6 +1,6 @@
 //! Errors of the sequencer, split by what the caller can do about them.
 
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{Severity, SqlState};
 
 /// What the caller should do about a [`SequencerError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,16 @@ impl SequencerError {
         match self {
             SequencerError::Unavailable { source, .. }
             | SequencerError::Database { source, .. } => {
-                source.is_closed() || source.as_db_error().is_none()
+                // A FATAL or PANIC error ends the session (a terminated backend answers 57P01
+                // FATAL before it closes the socket, so `is_closed` may not be true yet).
+                source.is_closed()
+                    || source.as_db_error().is_none_or(|error| {
+                        // `severity` is localized; the parsed one is not (PostgreSQL 9.6+).
+                        matches!(
+                            error.parsed_severity(),
+                            Some(Severity::Fatal | Severity::Panic)
+                        )
+                    })
             }
             SequencerError::TimedOut { .. } => true,
             SequencerError::AppendOutcomeUnknown { source } => source.connection_broken(),

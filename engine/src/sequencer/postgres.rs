@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{Severity, SqlState};
 use uuid::Uuid;
 
 use super::error::SequencerError;
@@ -77,7 +77,8 @@ impl Shared {
                 _ => self.open(role, operation).await?,
             };
             let result = body(&mut session).await;
-            if !matches!(&result, Err(error) if error.connection_broken()) {
+            let broken = matches!(&result, Err(error) if error.connection_broken());
+            if !broken && !session.client.is_closed() {
                 *guard = Some(session);
             }
             result
@@ -228,9 +229,15 @@ impl PgSequencer {
                     .query(&statement, &[&cluster_name, &count, &payloads])
                     .await
                     .map_err(|error| {
-                        let sent_without_answer = error.as_db_error().is_none();
+                        // Only an ERROR answer means the statement was rolled back. Without
+                        // an answer, or with FATAL/PANIC (a terminated backend: the commit
+                        // happens at Sync, after the rows were sent, and a termination can land
+                        // between the two), the records may have been committed.
+                        let rolled_back = error
+                            .as_db_error()
+                            .is_some_and(|error| error.parsed_severity() == Some(Severity::Error));
                         let error = SequencerError::from_postgres("append", error);
-                        if sent_without_answer && error.is_retriable() {
+                        if !rolled_back && error.is_retriable() {
                             SequencerError::AppendOutcomeUnknown {
                                 source: Box::new(error),
                             }
