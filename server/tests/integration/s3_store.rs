@@ -118,39 +118,49 @@ fn one_put_per_flush_window_whatever_the_partition_count() {
     assert_eq!(puts_many_partitions, 1);
 }
 
-/// Sequential acks=all produces of one small batch against the S3 loopback server: prints the
-/// latency distribution. A measurement, not a check: `cargo test -p sluice-server --release
-/// --test integration -- s3_store:: --ignored --nocapture`.
+/// Sequential acks=all produces of one small batch against the S3 loopback server, with group
+/// commit and with fixed windows: prints both latency distributions (each produce finds the agent
+/// idle, so this is the acknowledgement floor). A measurement, not a check: `cargo test -p
+/// sluice-server --test integration -- s3_store:: --ignored --nocapture`.
 #[test]
 #[ignore = "measurement; run explicitly"]
 fn measure_sequential_produce_latency() {
     let server = S3TestServer::start().unwrap();
-    let url = server.store_url("latency");
-    let agent = common::start_agent(|config| {
-        config.store = Some(url.clone());
-        config.flush_interval_ms = 10;
-    });
-    agent.create_topic("latency", 1);
-    let mut client = RawClient::connect(agent.addr());
-    let mut latencies_us: Vec<u128> = (0..300)
-        .map(|_| {
-            let started = std::time::Instant::now();
-            let response: ProduceResponse = client.call(
-                ApiKey::Produce,
-                9,
-                &produce_request(-1, &[("latency", 0, batch(10, 1))]),
-            );
-            assert_eq!(produce_results(&response)[0].2, 0);
-            started.elapsed().as_micros()
-        })
-        .collect();
-    latencies_us.sort_unstable();
-    let at = |quantile: f64| latencies_us[((latencies_us.len() - 1) as f64 * quantile) as usize];
-    println!(
-        "produce acks=all, flush_interval_ms=10, s3s-fs loopback: p50 {} us, p90 {} us, p99 {} us, max {} us",
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        at(1.0)
-    );
+    for group_commit in [true, false] {
+        let url = server.store_url(if group_commit {
+            "latency-early"
+        } else {
+            "latency-fixed"
+        });
+        let agent = common::start_agent(|config| {
+            config.store = Some(url.clone());
+            config.flush_interval_ms = 10;
+            config.flush_group_commit = group_commit;
+        });
+        agent.create_topic("latency", 1);
+        let mut client = RawClient::connect(agent.addr());
+        let mut latencies_us: Vec<u128> = (0..300)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                let response: ProduceResponse = client.call(
+                    ApiKey::Produce,
+                    9,
+                    &produce_request(-1, &[("latency", 0, batch(10, 1))]),
+                );
+                assert_eq!(produce_results(&response)[0].2, 0);
+                started.elapsed().as_micros()
+            })
+            .collect();
+        latencies_us.sort_unstable();
+        let at =
+            |quantile: f64| latencies_us[((latencies_us.len() - 1) as f64 * quantile) as usize];
+        println!(
+            "produce acks=all, flush_interval_ms=10, group commit {group_commit}, s3s-fs loopback: \
+             p50 {} us, p90 {} us, p99 {} us, max {} us",
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(1.0)
+        );
+    }
 }
