@@ -126,6 +126,12 @@ pub enum MetadataError {
     /// `GROUP_STATE_BYTES_TOTAL_MAX` bytes of group state in all.
     #[error("group state is full: {reason}")]
     GroupStateFull { reason: String },
+    /// An ACL binding Kafka's controller would refuse too (see `validate_acl_binding`).
+    #[error("invalid ACL binding: {reason}")]
+    InvalidAcl { reason: String },
+    /// Creating the binding would pass `ACL_BINDINGS_MAX`.
+    #[error("too many ACL bindings (limit {limit}); delete some first")]
+    TooManyAcls { limit: usize },
 }
 
 /// Kafka protocol error codes used below (from `org.apache.kafka.common.protocol.Errors`).
@@ -204,6 +210,9 @@ impl MetadataError {
             MetadataError::InvalidGroupRecord { .. }
             | MetadataError::GroupStateTooLarge { .. }
             | MetadataError::GroupStateFull { .. } => UNKNOWN_SERVER_ERROR,
+            MetadataError::InvalidAcl { .. } => INVALID_REQUEST,
+            // Kafka has no limit, hence no code; a policy refusal says "the cluster will not".
+            MetadataError::TooManyAcls { .. } => POLICY_VIOLATION,
         }
     }
 }

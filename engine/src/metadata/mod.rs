@@ -23,7 +23,9 @@
 //! timestamp are a binary search in one partition's index (see [`index`]). Everything that grows
 //! has a limit (`*_MAX` constants), checked when applying so the outcome stays deterministic.
 
+pub mod acl;
 mod apply;
+pub mod authorizer;
 mod checkpoint;
 mod command;
 mod config;
@@ -39,7 +41,12 @@ mod retention;
 mod state;
 mod topic;
 
+pub use acl::{
+    ACL_BINDINGS_MAX, AclBinding, AclBindingFilter, AclEntry, AclOperation, AclPatternType,
+    AclPermission, AclResource, AclResourceType, AclSet,
+};
 pub use apply::SEGMENTS_PER_COMMIT_MAX;
+pub use authorizer::{AuthorizerPolicy, Requester, authorize, authorize_any};
 pub use checkpoint::CHECKPOINT_VERSION;
 pub use command::{
     COMMANDS_PER_ENTRY_MAX, COMMANDS_SECTION_LEN_MAX, Command, CommandsCodecError, GroupStore,

@@ -106,6 +106,7 @@ fn rejected_code(event: &Event) -> i16 {
     }
 }
 
+mod acl;
 mod chain;
 mod checkpoint;
 mod commands;
