@@ -405,6 +405,7 @@ async fn notify_wakes_a_tailer_long_before_the_poll() {
     assert_eq!(*head.borrow_and_update(), 0);
 
     for round in 1..=5u64 {
+        let sent = Instant::now();
         let range = appender
             .append(vec![Bytes::from(format!("wake {round}"))])
             .await
@@ -413,6 +414,11 @@ async fn notify_wakes_a_tailer_long_before_the_poll() {
         let waited = wait_for_head(&mut head, round, Duration::from_secs(10))
             .await
             .expect("the notification woke the tailer (the poll is 10 minutes away)");
+        println!(
+            "notification {round}: the tailer woke {:?} after the append was sent, {waited:?} \
+             after it returned",
+            sent.elapsed()
+        );
         assert!(
             waited < Duration::from_secs(2),
             "woken after {waited:?}, not within milliseconds"
