@@ -82,7 +82,8 @@ pub struct SequencerConfig {
     pub poll_interval_ms: u64,
     /// Limit on establishing a connection (TCP, TLS, authentication), unless the URL sets one.
     pub connect_timeout_ms: u64,
-    /// Limit on one call, its reconnect included. A call that passes it drops its connection.
+    /// Limit on one call, including its wait for the connection (calls on one connection run one
+    /// at a time) and a reconnect. A call that passes it drops its connection.
     pub operation_timeout_ms: u64,
     /// Records in one append.
     pub records_per_append_max: usize,
