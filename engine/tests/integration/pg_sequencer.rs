@@ -146,6 +146,69 @@ async fn concurrent_appenders_and_tailers_see_one_gap_free_order() {
     }
 }
 
+/// The property in slow motion: a transaction that took position 2 and has not committed holds
+/// back every later append, so a reader can never see 3 while 2 is invisible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_transaction_holds_back_later_positions_so_no_reader_passes_it() {
+    let Some(postgres) = TestPostgres::start_or_skip(
+        "a_slow_transaction_holds_back_later_positions_so_no_reader_passes_it",
+    ) else {
+        return;
+    };
+    let appender = Arc::new(PgSequencer::connect(&postgres.url(), "slow").await.unwrap());
+    let reader = PgSequencer::connect(&postgres.url(), "slow").await.unwrap();
+    assert_eq!(
+        appender
+            .append(vec![Bytes::from_static(b"first")])
+            .await
+            .unwrap(),
+        1..2
+    );
+
+    // A slow appender: takes position 2 the way an append does, inserts, and does not commit.
+    let slow = postgres.admin().await;
+    slow.batch_execute("BEGIN").await.unwrap();
+    let taken: i64 = slow
+        .query_one(
+            "UPDATE sluice_clusters SET next_position = next_position + 1 \
+             WHERE cluster_name = 'slow' RETURNING next_position - 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(taken, 2);
+    slow.execute(
+        "INSERT INTO sluice_log (cluster_name, position, record) VALUES ('slow', 2, 'slow')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let fast = tokio::spawn({
+        let appender = Arc::clone(&appender);
+        async move { appender.append(vec![Bytes::from_static(b"fast")]).await }
+    });
+    // However long the slow one takes, the fast append waits and nothing after 1 is visible.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !fast.is_finished(),
+            "an append overtook an uncommitted position"
+        );
+        assert_eq!(reader.read_after(1, 10).await.unwrap(), vec![]);
+        assert_eq!(reader.head().await.unwrap(), 1);
+    }
+    slow.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(fast.await.unwrap().unwrap(), 3..4);
+    assert_eq!(
+        reader.read_after(1, 10).await.unwrap(),
+        vec![
+            (2, Bytes::from_static(b"slow")),
+            (3, Bytes::from_static(b"fast"))
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncate_before_deletes_covered_records_and_readers_are_told() {
     let Some(postgres) =
