@@ -246,6 +246,20 @@ impl MetadataState {
             }
             Command::DeleteGroups { groups } => Ok(self.delete_groups(index, groups)),
             Command::StoreGroup { store } => self.store_group(index, store),
+            Command::CreateAcl { binding } => {
+                let created =
+                    std::sync::Arc::make_mut(&mut self.acls).insert((**binding).clone())?;
+                Ok(Event::AclCreated { index, created })
+            }
+            Command::DeleteAcls { filter } => {
+                // Only a filter that matches something changes (and so copies) the shared set.
+                let deleted = if self.acls.matching(filter).is_empty() {
+                    Vec::new()
+                } else {
+                    std::sync::Arc::make_mut(&mut self.acls).remove_matching(filter)
+                };
+                Ok(Event::AclsDeleted { index, deleted })
+            }
         }
     }
 

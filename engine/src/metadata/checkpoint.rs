@@ -8,7 +8,8 @@
 //! decoder check every invariant of the state (contiguous indexes, limits, config values) so that a
 //! checkpoint written by a buggy build is refused rather than trusted. Encoding sorts topics by id
 //! (and producers by producer id; committed offsets are in ordered maps), so equal states give equal
-//! bytes. Layout, v4 (byte-exact spec: `docs/metadata.md`). Older versions still decode: v3 is v4
+//! bytes. Layout, v5 (byte-exact spec: `docs/metadata.md`). Older versions still decode: v4 is v5
+//! without `acls` (a v4 build had no ACLs, so none are stored); v3 is v4
 //! without `stored_groups` (a v3 build kept group membership in memory only, so no group state is
 //! stored); v2 is v3 without `groups` (a v2 build kept no committed offsets, so they start
 //! empty); v1 is v2 without `next_producer_id` and `producers` (a v1 build never handed out a
@@ -17,7 +18,7 @@
 //! ```text
 //! | magic "SLUICECK" 8 | version u16 | reserved u16 = 0 | body_len u64 | body | crc32c u32 |
 //! body  = writer_epoch u64 | last_valid_seq opt_u64 | last_offered_seq opt_u64 | next_producer_id u64
-//!         | topic_count u32 | topic* | groups | stored_groups
+//!         | topic_count u32 | topic* | groups | stored_groups | acls
 //! opt_u64 = present u8 (0|1) | value u64 (0 when absent)
 //! topic = id [16] | name_len u16 | name | config_count u16 | (name_len u16 | name | value_len u16 | value)*
 //!         | partition_count u32 | partition*
@@ -30,13 +31,21 @@
 //! committed = partition u32 | offset i64 | leader_epoch i32 | commit_timestamp_ms i64
 //!             | metadata_present u8 (0|1) | metadata_len u16 (0 when absent) | metadata
 //! stored_groups = stored_count u32 | (id_len u16 | id | record)*     (record: `group_codec.rs`)
+//! acls = acl_count u32 | (resource_type i8 | pattern_type i8 | name_len u16 | name
+//!        | principal_len u16 | principal | host_len u16 | host | operation i8 | permission i8)*
 //! ```
 //! Groups, a group's topics and a topic's partitions are in strictly increasing order (bytes of
-//! the id or name; partition number), and none is empty; so are the stored groups.
+//! the id or name; partition number), and none is empty; so are the stored groups, and the ACL
+//! bindings (by resource type, pattern type, name, principal, host, operation, permission; codes
+//! are Kafka's).
 //! The CRC covers every byte before it.
 
 use std::collections::BTreeMap;
 
+use super::acl::{
+    ACL_BINDINGS_MAX, AclBinding, AclEntry, AclOperation, AclPatternType, AclPermission,
+    AclResource, AclResourceType, AclSet,
+};
 use super::config::validate_config;
 use super::error::CheckpointError;
 use super::group_codec::{put_group_record, read_group_record};
@@ -62,11 +71,13 @@ use crate::types::{LogSeq, TopicId};
 
 const CHECKPOINT_MAGIC: [u8; 8] = *b"SLUICECK";
 /// The version this code writes and the newest it reads.
-pub const CHECKPOINT_VERSION: u16 = 4;
+pub const CHECKPOINT_VERSION: u16 = 5;
 /// The first version with committed offsets.
 const CHECKPOINT_VERSION_OFFSETS: u16 = 3;
 /// The first version with stored group state.
 const CHECKPOINT_VERSION_GROUP_STATES: u16 = 4;
+/// The first version with ACL bindings.
+const CHECKPOINT_VERSION_ACLS: u16 = 5;
 /// The oldest version still decoded (migrated: no producer state, no committed offsets).
 const CHECKPOINT_VERSION_MIN: u16 = 1;
 const HEADER_LEN: usize = 20;
@@ -123,6 +134,7 @@ impl MetadataState {
         }
         put_group_offsets(&mut out, &self.group_offsets);
         put_group_states(&mut out, &self.group_states);
+        put_acls(&mut out, &self.acls);
         let body_len = (out.len() - HEADER_LEN) as u64;
         if let Some(field) = out.get_mut(12..HEADER_LEN) {
             field.copy_from_slice(&body_len.to_le_bytes());
@@ -192,9 +204,14 @@ impl MetadataState {
         } else {
             (BTreeMap::new(), 0)
         };
+        let acls = if version >= CHECKPOINT_VERSION_ACLS {
+            read_acls(&mut reader)?
+        } else {
+            AclSet::new()
+        };
         if !reader.bytes.is_empty() {
             return Err(invalid(format!(
-                "{} bytes after the last group",
+                "{} bytes after the last section",
                 reader.bytes.len()
             )));
         }
@@ -210,8 +227,78 @@ impl MetadataState {
             committed_offset_count,
             group_states,
             group_state_bytes,
+            acls: std::sync::Arc::new(acls),
         })
     }
+}
+
+/// Bounded by `ACL_BINDINGS_MAX`; strings by `ACL_STRING_LEN_MAX`, below `u16::MAX`.
+fn put_acls(out: &mut Vec<u8>, acls: &AclSet) {
+    out.extend_from_slice(&(acls.len() as u32).to_le_bytes());
+    for (resource, entry) in acls.iter() {
+        out.extend_from_slice(&resource.resource_type.code().to_le_bytes());
+        out.extend_from_slice(&resource.pattern_type.code().to_le_bytes());
+        put_short_bytes(out, resource.name.as_bytes());
+        put_short_bytes(out, entry.principal.as_bytes());
+        put_short_bytes(out, entry.host.as_bytes());
+        out.extend_from_slice(&entry.operation.code().to_le_bytes());
+        out.extend_from_slice(&entry.permission.code().to_le_bytes());
+    }
+}
+
+/// Reads the ACL bindings and checks what the state machine checks when it stores one (the
+/// binding's rules, the cap) and the canonical order.
+fn read_acls(reader: &mut Reader<'_>) -> Result<AclSet, CheckpointError> {
+    let count = reader.u32("acl count")? as usize;
+    if count > ACL_BINDINGS_MAX {
+        return Err(invalid(format!(
+            "{count} ACL bindings (limit {ACL_BINDINGS_MAX})"
+        )));
+    }
+    let mut acls = AclSet::new();
+    let mut previous: Option<AclBinding> = None;
+    for _ in 0..count {
+        let code = |reader: &mut Reader<'_>, what| {
+            reader
+                .array::<1>(what)
+                .map(|[byte]| i8::from_le_bytes([byte]))
+        };
+        let resource_type = code(reader, "acl resource type")?;
+        let pattern_type = code(reader, "acl pattern type")?;
+        let name = reader.short_string("acl resource name")?;
+        let principal = reader.short_string("acl principal")?;
+        let host = reader.short_string("acl host")?;
+        let operation = code(reader, "acl operation")?;
+        let permission = code(reader, "acl permission")?;
+        let bad = |what: &str, code: i8| invalid(format!("ACL binding: unknown {what} {code}"));
+        let binding = AclBinding {
+            resource: AclResource {
+                resource_type: AclResourceType::from_code(resource_type)
+                    .ok_or_else(|| bad("resource type", resource_type))?,
+                pattern_type: AclPatternType::from_code(pattern_type)
+                    .ok_or_else(|| bad("pattern type", pattern_type))?,
+                name,
+            },
+            entry: AclEntry {
+                principal,
+                host,
+                operation: AclOperation::from_code(operation)
+                    .ok_or_else(|| bad("operation", operation))?,
+                permission: AclPermission::from_code(permission)
+                    .ok_or_else(|| bad("permission", permission))?,
+            },
+        };
+        if previous
+            .as_ref()
+            .is_some_and(|previous| *previous >= binding)
+        {
+            return Err(invalid(format!("ACL binding {binding:?} out of order")));
+        }
+        acls.insert(binding.clone())
+            .map_err(|error| invalid(error.to_string()))?;
+        previous = Some(binding);
+    }
+    Ok(acls)
 }
 
 /// Checks magic, version, length and CRC; returns the version and the body.

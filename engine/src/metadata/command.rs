@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use super::acl::{AclBinding, AclBindingFilter};
 use super::error::CheckpointError;
 use super::groups::GroupRecord;
 use crate::types::{LogSeq, TopicId, TopicPartition};
@@ -79,6 +80,15 @@ pub enum Command {
     /// same reason as `ReplaceIndexRange`. See [`super::groups`].
     StoreGroup {
         store: Box<GroupStore>,
+    },
+    /// CreateAcls: stores one binding; one that is already stored succeeds and changes nothing
+    /// (as in Kafka). Refused past [`super::ACL_BINDINGS_MAX`]. Boxed like `ReplaceIndexRange`.
+    CreateAcl {
+        binding: Box<AclBinding>,
+    },
+    /// DeleteAcls: removes every binding the filter matches when the entry is applied.
+    DeleteAcls {
+        filter: Box<AclBindingFilter>,
     },
 }
 

@@ -1,5 +1,6 @@
 //! What the log layer feeds the state machine (entries, data commits) and what comes out (events).
 
+use super::acl::AclBinding;
 use super::error::MetadataError;
 use super::producer::BatchCommit;
 use crate::types::{LogSeq, TopicId, TopicPartition};
@@ -176,6 +177,16 @@ pub enum Event {
         index: usize,
         group: String,
         removed: bool,
+    },
+    /// Command `index` (CreateAcl) stored its binding (`created`), or found it already stored.
+    AclCreated {
+        index: usize,
+        created: bool,
+    },
+    /// Command `index` (DeleteAcls) removed these bindings, in order.
+    AclsDeleted {
+        index: usize,
+        deleted: Vec<AclBinding>,
     },
     /// Command `index` (ReplaceIndexRange) replaced `entries_replaced` index entries of `tp` by one.
     IndexRangeReplaced {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::acl::AclSet;
 use super::config::{ConfigEntry, describe_configs};
 use super::error::MetadataError;
 use super::groups::StoredGroup;
@@ -41,6 +42,9 @@ pub struct MetadataState {
     pub(super) group_states: BTreeMap<String, StoredGroup>,
     /// Derived from `group_states`: the bytes of every record, checked against the total limit.
     pub(super) group_state_bytes: usize,
+    /// ACL bindings. Shared: the agent hands each network core a snapshot (an `Arc` clone) for its
+    /// authorizer, and a change copies the set once (`Arc::make_mut`) rather than locking it.
+    pub(super) acls: std::sync::Arc<AclSet>,
 }
 
 impl MetadataState {
@@ -90,6 +94,16 @@ impl MetadataState {
 
     pub fn partition_count(&self, topic_id: TopicId) -> Option<u32> {
         self.topic(topic_id).map(Topic::partition_count)
+    }
+
+    /// The ACL bindings.
+    pub fn acls(&self) -> &AclSet {
+        &self.acls
+    }
+
+    /// The ACL bindings as a snapshot that outlives this borrow (a reference count, no copy).
+    pub fn acls_shared(&self) -> std::sync::Arc<AclSet> {
+        std::sync::Arc::clone(&self.acls)
     }
 
     /// The producer id the next InitProducerId will hand out.

@@ -566,3 +566,238 @@ proptest! {
         prop_assert_eq!(rebuilt, before);
     }
 }
+
+/// Bindings of every resource type, pattern type, operation family and permission.
+pub(super) fn sample_bindings() -> Vec<AclBinding> {
+    vec![
+        binding(
+            Topic,
+            Literal,
+            "payments",
+            "User:alice",
+            "*",
+            Op::Write,
+            Allow,
+        ),
+        binding(
+            Topic,
+            Prefixed,
+            "fraud-",
+            "User:*",
+            "10.0.0.1",
+            Op::Read,
+            Allow,
+        ),
+        binding(Topic, Literal, "*", "User:mallory", "*", Op::All, Deny),
+        binding(Group, Prefixed, "billing", "User:bob", "*", Op::Read, Allow),
+        binding(
+            Cluster,
+            Literal,
+            "kafka-cluster",
+            "User:ops",
+            "*",
+            Op::Alter,
+            Allow,
+        ),
+        binding(
+            TransactionalId,
+            Literal,
+            "tx",
+            "User:alice",
+            "*",
+            Op::Describe,
+            Allow,
+        ),
+        binding(
+            Topic,
+            Literal,
+            "ü-topic",
+            "User:émile",
+            "::1",
+            Op::IdempotentWrite,
+            Allow,
+        ),
+    ]
+}
+
+fn create(harness: &mut Harness, binding: AclBinding) -> Event {
+    harness.command(Command::CreateAcl {
+        binding: Box::new(binding),
+    })
+}
+
+fn delete(harness: &mut Harness, filter: AclBindingFilter) -> Vec<AclBinding> {
+    match harness.command(Command::DeleteAcls {
+        filter: Box::new(filter),
+    }) {
+        Event::AclsDeleted { deleted, .. } => deleted,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn commands_create_and_delete_in_the_state() {
+    let mut harness = Harness::new();
+    let one = binding(Topic, Literal, "t", "User:alice", "*", Op::Read, Allow);
+    assert_eq!(
+        create(&mut harness, one.clone()),
+        Event::AclCreated {
+            index: 0,
+            created: true
+        }
+    );
+    assert_eq!(
+        create(&mut harness, one.clone()),
+        Event::AclCreated {
+            index: 0,
+            created: false
+        }
+    );
+    let bad = binding(Cluster, Literal, "c", "User:alice", "*", Op::Alter, Allow);
+    assert_eq!(rejected_code(&create(&mut harness, bad)), 42);
+    assert_eq!(harness.state.acls().len(), 1);
+    let snapshot = harness.state.acls_shared();
+    // Deleting with a filter that matches nothing leaves the shared set as it is.
+    let nothing = AclBindingFilter {
+        principal: Some("User:nobody".to_owned()),
+        ..AclBindingFilter::any()
+    };
+    assert!(delete(&mut harness, nothing).is_empty());
+    assert!(std::sync::Arc::ptr_eq(
+        &snapshot,
+        &harness.state.acls_shared()
+    ));
+    assert_eq!(delete(&mut harness, AclBindingFilter::any()), vec![one]);
+    assert!(harness.state.acls().is_empty());
+    // The snapshot handed out before is unchanged.
+    assert_eq!(snapshot.len(), 1);
+}
+
+#[test]
+fn the_cap_refuses_with_a_clear_error_and_replays_alike() {
+    let mut harness = Harness::new();
+    let mut commands = Vec::new();
+    for n in 0..ACL_BINDINGS_MAX {
+        let name = format!("t{n}");
+        commands.push(Command::CreateAcl {
+            binding: Box::new(binding(
+                Topic,
+                Literal,
+                &name,
+                "User:a",
+                "*",
+                Op::Read,
+                Allow,
+            )),
+        });
+        if commands.len() == COMMANDS_PER_ENTRY_MAX {
+            harness.commands(&std::mem::take(&mut commands));
+        }
+    }
+    let over = create(
+        &mut harness,
+        binding(Topic, Literal, "over", "User:a", "*", Op::Read, Allow),
+    );
+    assert_eq!(rejected_code(&over), 44);
+    let Event::CommandRejected { error, .. } = over else {
+        unreachable!()
+    };
+    assert!(
+        error.to_string().contains("too many ACL bindings"),
+        "{error}"
+    );
+    // The full set goes through a checkpoint too.
+    let bytes = harness.state.encode_checkpoint();
+    assert_eq!(
+        MetadataState::decode_checkpoint(&bytes).unwrap(),
+        harness.state
+    );
+}
+
+#[test]
+fn acl_commands_survive_the_commands_section() {
+    let commands = vec![
+        Command::CreateAcl {
+            binding: Box::new(sample_bindings()[1].clone()),
+        },
+        Command::DeleteAcls {
+            filter: Box::new(AclBindingFilter {
+                resource_type: ResourceTypeFilter::Is(Topic),
+                name: Some("fraud-x".to_owned()),
+                pattern: PatternFilter::Match,
+                principal: None,
+                host: Some("*".to_owned()),
+                operation: OperationFilter::Is(Op::Read),
+                permission: PermissionFilter::Any,
+            }),
+        },
+    ];
+    let bytes = encode_commands(&commands).unwrap();
+    assert_eq!(decode_commands(&bytes).unwrap(), commands);
+}
+
+#[test]
+fn checkpoint_carries_acls_and_refuses_broken_ones() {
+    let state = super::checkpoint::populated();
+    assert_eq!(state.acls().len(), sample_bindings().len());
+    let bytes = state.encode_checkpoint();
+    let decoded = MetadataState::decode_checkpoint(&bytes).unwrap();
+    assert_eq!(decoded.acls(), state.acls());
+    // An unknown operation code under a valid CRC is refused: the last binding's operation is
+    // the second-to-last byte of the body.
+    let body_end = bytes.len() - 4;
+    let mut broken = bytes.clone();
+    broken[body_end - 2] = 1; // ANY: a filter, never stored
+    reseal(&mut broken);
+    let error = MetadataState::decode_checkpoint(&broken).unwrap_err();
+    assert!(error.to_string().contains("unknown operation"), "{error}");
+    // A truncated ACL section is refused, never a panic.
+    for cut in 1..40 {
+        let mut short = bytes[..body_end - cut].to_vec();
+        let body_len = (short.len() - 20) as u64;
+        short[12..20].copy_from_slice(&body_len.to_le_bytes());
+        let crc = crc32c::crc32c(&short);
+        short.extend_from_slice(&crc.to_le_bytes());
+        assert!(
+            MetadataState::decode_checkpoint(&short).is_err(),
+            "cut {cut}"
+        );
+    }
+}
+
+fn reseal(bytes: &mut [u8]) {
+    let body_end = bytes.len() - 4;
+    let crc = crc32c::crc32c(&bytes[..body_end]);
+    bytes[body_end..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A v4 checkpoint written by the build before ACLs (`populated_before_acls` encoded by that
+/// build): it decodes to the same state with no bindings, ACLs can be created on top of it, and
+/// it re-encodes as the current version.
+#[test]
+fn version_4_checkpoint_decodes_without_acls() {
+    let bytes = include_bytes!("fixtures/checkpoint_v4.bin");
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 4);
+    let state = MetadataState::decode_checkpoint(bytes).unwrap();
+    assert_eq!(state, super::checkpoint::populated_before_acls());
+    assert!(state.acls().is_empty());
+    let mut harness = Harness {
+        next_seq: state.last_offered_seq().unwrap().0 + 1,
+        state,
+    };
+    let event = create(&mut harness, sample_bindings()[0].clone());
+    assert!(
+        matches!(event, Event::AclCreated { created: true, .. }),
+        "{event:?}"
+    );
+    let current = harness.state.encode_checkpoint();
+    assert_eq!(
+        u16::from_le_bytes([current[8], current[9]]),
+        CHECKPOINT_VERSION
+    );
+    assert_eq!(CHECKPOINT_VERSION, 5);
+    assert_eq!(
+        MetadataState::decode_checkpoint(&current).unwrap(),
+        harness.state
+    );
+}

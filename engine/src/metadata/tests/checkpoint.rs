@@ -2,8 +2,27 @@
 
 use super::*;
 
-/// Every kind of state, stored groups included.
+/// Every kind of state, stored groups and ACL bindings included.
 pub(super) fn populated() -> MetadataState {
+    let mut harness = Harness {
+        state: populated_before_acls(),
+        next_seq: 0,
+    };
+    harness.next_seq = harness.state.last_offered_seq().unwrap().0 + 1;
+    for binding in super::acl::sample_bindings() {
+        let event = harness.command(Command::CreateAcl {
+            binding: Box::new(binding),
+        });
+        assert!(
+            matches!(event, Event::AclCreated { created: true, .. }),
+            "{event:?}"
+        );
+    }
+    harness.state
+}
+
+/// Every kind of state a v4 build kept (the state of `fixtures/checkpoint_v4.bin`).
+pub(super) fn populated_before_acls() -> MetadataState {
     let mut harness = Harness {
         state: populated_before_groups(),
         next_seq: 0,
@@ -148,10 +167,10 @@ fn every_truncation_and_bit_flip_is_an_error() {
         }
     }
     let mut newer = bytes.clone();
-    newer[8] = 5;
+    newer[8] = 6;
     assert!(matches!(
         MetadataState::decode_checkpoint(&newer),
-        Err(CheckpointError::UnsupportedVersion { version: 5, .. })
+        Err(CheckpointError::UnsupportedVersion { version: 6, .. })
     ));
 }
 

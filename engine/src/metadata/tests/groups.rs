@@ -295,7 +295,7 @@ fn stored_groups_round_trip_through_the_checkpoint() {
     let state = populated();
     assert_eq!(state.stored_group_count(), 3);
     let bytes = state.encode_checkpoint();
-    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 4);
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), CHECKPOINT_VERSION);
     let decoded = MetadataState::decode_checkpoint(&bytes).unwrap();
     assert_eq!(decoded, state);
     assert_eq!(decoded.group_state_bytes(), state.group_state_bytes());
