@@ -168,6 +168,36 @@ impl PgSequencer {
         Ok(deleted > 0)
     }
 
+    /// Deletes the rows of agents whose lease expired more than `expired_for_ms` ago and returns
+    /// how many. An agent id that registers again later simply starts at incarnation 1; call this
+    /// now and then (e.g. with a day) so that ids that never return do not accumulate.
+    pub async fn forget_expired_agents(&self, expired_for_ms: u64) -> Result<u64, SequencerError> {
+        if expired_for_ms > LEASE_MS_MAX * 365 {
+            return Err(SequencerError::InvalidInput {
+                reason: format!("expired_for_ms {expired_for_ms} is above a year of leases"),
+            });
+        }
+        // Exact: below 2^53.
+        let expired_for = expired_for_ms as f64;
+        let cluster_name = self.cluster_name().to_owned();
+        self.shared()
+            .run(Role::Writer, "forget expired agents", async |session| {
+                let statement =
+                    session
+                        .prepared(sql::FORGET_EXPIRED_AGENTS)
+                        .await
+                        .map_err(|error| {
+                            SequencerError::from_postgres("forget expired agents", error)
+                        })?;
+                session
+                    .client
+                    .execute(&statement, &[&cluster_name, &expired_for])
+                    .await
+                    .map_err(|error| SequencerError::from_postgres("forget expired agents", error))
+            })
+            .await
+    }
+
     /// Every agent whose lease has not expired by the database's clock, by agent id.
     pub async fn live_agents(&self) -> Result<Vec<AgentInfo>, SequencerError> {
         let cluster_name = self.cluster_name().to_owned();

@@ -134,3 +134,8 @@ pub(crate) const LIVE_AGENTS: &str =
     FROM sluice_agents
     WHERE cluster_name = $1 AND lease_expires_at > now()
     ORDER BY agent_id";
+
+/// Forgets agents whose lease expired more than `$2` ms ago (agent ids that never come back, such
+/// as pods with random names, would otherwise accumulate).
+pub(crate) const FORGET_EXPIRED_AGENTS: &str = "DELETE FROM sluice_agents
+    WHERE cluster_name = $1 AND lease_expires_at < now() - $2::FLOAT8 * INTERVAL '1 millisecond'";

@@ -389,6 +389,28 @@ async fn leases_expire_by_the_database_clock_and_a_lost_lease_cannot_be_renewed(
     ));
     assert!(sequencer.renew(&restarted, 60_000).await.is_ok());
 
+    // An expired row is forgotten only once it has been expired for the given time.
+    let c = sequencer
+        .register(&agent("c", "zone-c"), 200)
+        .await
+        .unwrap();
+    wait_until_live(&sequencer, "c", false).await;
+    assert_eq!(sequencer.forget_expired_agents(3_600_000).await.unwrap(), 0);
+    assert_eq!(sequencer.forget_expired_agents(0).await.unwrap(), 1);
+    assert!(matches!(
+        sequencer.renew(&c, 1_000).await,
+        Err(SequencerError::LeaseLost { .. })
+    ));
+    assert_eq!(
+        sequencer
+            .register(&agent("c", "zone-c"), 1_000)
+            .await
+            .unwrap()
+            .incarnation,
+        1,
+        "a forgotten id starts again"
+    );
+
     // A graceful leave removes it at once; only its own incarnation can.
     assert!(!sequencer.deregister(&renewed).await.unwrap());
     assert!(sequencer.deregister(&restarted).await.unwrap());
