@@ -71,6 +71,17 @@ pub struct Config {
     pub sasl_failed_logins_window_ms: u64,
     /// How long an address with too many failed SASL logins is refused.
     pub sasl_lockout_ms: u64,
+    /// JWKS file (a JSON Web Key Set) whose keys sign OAUTHBEARER tokens; required when
+    /// `sasl_mechanisms` offers OAUTHBEARER (Kafka's `sasl.oauthbearer.jwks.endpoint.url`).
+    pub sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    /// The `iss` claim OAUTHBEARER tokens must carry; `None` checks none.
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+    /// Audiences, one of which OAUTHBEARER tokens must carry in `aud`; empty checks none.
+    pub sasl_oauthbearer_expected_audience: Vec<String>,
+    /// The token claim whose value is the principal's name.
+    pub sasl_oauthbearer_sub_claim_name: String,
+    /// Leeway on a token's `exp` and `nbf`, seconds.
+    pub sasl_oauthbearer_clock_skew_seconds: u64,
     /// Local directory for the agent's own files (and the default object store).
     pub data_dir: PathBuf,
     /// Object store URL; `None` means a local directory under `data_dir`.
@@ -195,6 +206,13 @@ impl Default for Config {
             sasl_failed_logins_max: crate::net::sasl::limiter::FAILED_LOGINS_MAX,
             sasl_failed_logins_window_ms: crate::net::sasl::limiter::FAILED_LOGINS_WINDOW_MS,
             sasl_lockout_ms: crate::net::sasl::limiter::LOCKOUT_MS,
+            sasl_oauthbearer_jwks_file: None,
+            sasl_oauthbearer_expected_issuer: None,
+            sasl_oauthbearer_expected_audience: Vec::new(),
+            sasl_oauthbearer_sub_claim_name: crate::net::sasl::oauthbearer::SUB_CLAIM_DEFAULT
+                .to_owned(),
+            sasl_oauthbearer_clock_skew_seconds:
+                crate::net::sasl::oauthbearer::CLOCK_SKEW_SECONDS_DEFAULT,
             data_dir: PathBuf::from("./sluice-data"),
             store: None,
             cpus: None,
@@ -682,14 +700,14 @@ impl Config {
                      (SASL_PLAINTEXT) or tls_listen_sasl (SASL_SSL)",
                 ));
             }
+            if self.sasl_oauthbearer_jwks_file.is_some() {
+                return Err(invalid(
+                    "sasl_oauthbearer_jwks_file",
+                    "a JWKS file is set but no listener requires SASL: set listen_sasl \
+                     (SASL_PLAINTEXT) or tls_listen_sasl (SASL_SSL)",
+                ));
+            }
             return Ok(None);
-        }
-        if self.sasl_users_file.is_none() {
-            return Err(invalid(
-                "sasl_users_file",
-                "a listener requires SASL (listen_sasl or tls_listen_sasl) but no users file is \
-                 set: set sasl_users_file to a TOML file with a [users] table",
-            ));
         }
         let mut mechanisms = Vec::new();
         for name in &self.sasl_mechanisms {
@@ -697,7 +715,7 @@ impl Config {
                 invalid(
                     "sasl_mechanisms",
                     format!(
-                        "{name:?} is not a mechanism this agent offers ({})",
+                        "{name:?} is not a mechanism this agent offers ({}, OAUTHBEARER)",
                         SASL_MECHANISMS_DEFAULT.join(", ")
                     ),
                 )
@@ -708,6 +726,30 @@ impl Config {
         }
         if mechanisms.is_empty() {
             return Err(invalid("sasl_mechanisms", "the list is empty"));
+        }
+        let passwords = mechanisms
+            .iter()
+            .any(|mechanism| mechanism.uses_passwords());
+        if passwords && self.sasl_users_file.is_none() {
+            return Err(invalid(
+                "sasl_users_file",
+                "a listener requires SASL (listen_sasl or tls_listen_sasl) with PLAIN or SCRAM \
+                 but no users file is set: set sasl_users_file to a TOML file with a [users] table",
+            ));
+        }
+        let oauth = mechanisms.contains(&crate::net::sasl::Mechanism::OAuthBearer);
+        if oauth && self.sasl_oauthbearer_jwks_file.is_none() {
+            return Err(invalid(
+                "sasl_oauthbearer_jwks_file",
+                "sasl_mechanisms offers OAUTHBEARER but no JWKS file is set: set \
+                 sasl_oauthbearer_jwks_file to the identity provider's JSON Web Key Set",
+            ));
+        }
+        if !oauth && self.sasl_oauthbearer_jwks_file.is_some() {
+            return Err(invalid(
+                "sasl_oauthbearer_jwks_file",
+                "a JWKS file is set but sasl_mechanisms does not offer OAUTHBEARER",
+            ));
         }
         Ok(Some(mechanisms))
     }

@@ -130,6 +130,21 @@ pub struct Overrides {
     /// How long a locked-out address is refused [env SLUICE_SASL_LOCKOUT_MS]
     #[arg(long, value_name = "MS")]
     pub sasl_lockout_ms: Option<u64>,
+    /// JWKS file whose keys sign OAUTHBEARER tokens [env SLUICE_SASL_OAUTHBEARER_JWKS_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    /// The `iss` OAUTHBEARER tokens must carry [env SLUICE_SASL_OAUTHBEARER_EXPECTED_ISSUER]
+    #[arg(long, value_name = "ISSUER")]
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+    /// Audiences, one of which OAUTHBEARER tokens must carry [env SLUICE_SASL_OAUTHBEARER_EXPECTED_AUDIENCE]
+    #[arg(long, value_name = "LIST")]
+    pub sasl_oauthbearer_expected_audience: Option<NameList>,
+    /// The token claim naming the principal [env SLUICE_SASL_OAUTHBEARER_SUB_CLAIM_NAME]
+    #[arg(long, value_name = "NAME")]
+    pub sasl_oauthbearer_sub_claim_name: Option<String>,
+    /// Leeway on a token's exp and nbf [env SLUICE_SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS]
+    #[arg(long, value_name = "SECONDS")]
+    pub sasl_oauthbearer_clock_skew_seconds: Option<u64>,
     /// Directory for the agent's local files [env SLUICE_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -306,6 +321,23 @@ impl Overrides {
                 }
                 "SASL_LOCKOUT_MS" => {
                     overrides.sasl_lockout_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "SASL_OAUTHBEARER_JWKS_FILE" => {
+                    overrides.sasl_oauthbearer_jwks_file = Some(PathBuf::from(&value));
+                }
+                "SASL_OAUTHBEARER_EXPECTED_ISSUER" => {
+                    overrides.sasl_oauthbearer_expected_issuer = Some(value.clone());
+                }
+                "SASL_OAUTHBEARER_EXPECTED_AUDIENCE" => {
+                    overrides.sasl_oauthbearer_expected_audience =
+                        Some(value.parse().map_err(parsed)?);
+                }
+                "SASL_OAUTHBEARER_SUB_CLAIM_NAME" => {
+                    overrides.sasl_oauthbearer_sub_claim_name = Some(value.clone());
+                }
+                "SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS" => {
+                    overrides.sasl_oauthbearer_clock_skew_seconds =
+                        Some(number(&value).map_err(parsed)?);
                 }
                 "DATA_DIR" => overrides.data_dir = Some(PathBuf::from(&value)),
                 "STORE" => overrides.store = Some(value.clone()),
@@ -495,6 +527,27 @@ impl Overrides {
             self.sasl_failed_logins_window_ms.as_ref(),
         );
         set(&mut config.sasl_lockout_ms, self.sasl_lockout_ms.as_ref());
+        if self.sasl_oauthbearer_jwks_file.is_some() {
+            config
+                .sasl_oauthbearer_jwks_file
+                .clone_from(&self.sasl_oauthbearer_jwks_file);
+        }
+        if self.sasl_oauthbearer_expected_issuer.is_some() {
+            config
+                .sasl_oauthbearer_expected_issuer
+                .clone_from(&self.sasl_oauthbearer_expected_issuer);
+        }
+        if let Some(NameList(audiences)) = &self.sasl_oauthbearer_expected_audience {
+            config.sasl_oauthbearer_expected_audience = audiences.clone();
+        }
+        set(
+            &mut config.sasl_oauthbearer_sub_claim_name,
+            self.sasl_oauthbearer_sub_claim_name.as_ref(),
+        );
+        set(
+            &mut config.sasl_oauthbearer_clock_skew_seconds,
+            self.sasl_oauthbearer_clock_skew_seconds.as_ref(),
+        );
         set(&mut config.data_dir, self.data_dir.as_ref());
         if self.store.is_some() {
             config.store.clone_from(&self.store);
@@ -746,6 +799,11 @@ mod tests {
             ("SLUICE_SASL_FAILED_LOGINS_MAX", "32"),
             ("SLUICE_SASL_FAILED_LOGINS_WINDOW_MS", "33"),
             ("SLUICE_SASL_LOCKOUT_MS", "34"),
+            ("SLUICE_SASL_OAUTHBEARER_JWKS_FILE", "/jwks.json"),
+            ("SLUICE_SASL_OAUTHBEARER_EXPECTED_ISSUER", "https://idp"),
+            ("SLUICE_SASL_OAUTHBEARER_EXPECTED_AUDIENCE", "sluice, kafka"),
+            ("SLUICE_SASL_OAUTHBEARER_SUB_CLAIM_NAME", "client_id"),
+            ("SLUICE_SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS", "35"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -766,6 +824,11 @@ mod tests {
             sasl_failed_logins_max: 32,
             sasl_failed_logins_window_ms: 33,
             sasl_lockout_ms: 34,
+            sasl_oauthbearer_jwks_file: Some(PathBuf::from("/jwks.json")),
+            sasl_oauthbearer_expected_issuer: Some("https://idp".to_owned()),
+            sasl_oauthbearer_expected_audience: vec!["sluice".to_owned(), "kafka".to_owned()],
+            sasl_oauthbearer_sub_claim_name: "client_id".to_owned(),
+            sasl_oauthbearer_clock_skew_seconds: 35,
             data_dir: PathBuf::from("/d"),
             store: Some("s3://bucket/prefix".to_owned()),
             cpus: Some(vec![0, 1]),

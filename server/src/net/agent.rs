@@ -85,6 +85,8 @@ pub enum AgentError {
     Tls(#[from] super::tls::TlsError),
     #[error(transparent)]
     SaslUsers(#[from] super::sasl::UsersError),
+    #[error(transparent)]
+    Jwks(#[from] super::sasl::oauthbearer::JwksError),
     #[error("cannot start executor {name}: {message}")]
     Executor { name: String, message: String },
     #[error("executor {name} panicked")]
@@ -280,9 +282,40 @@ impl Agent {
         tls_listeners.resize_with(plan.network_cpus.len(), || None);
         // SASL (SASL_PLAINTEXT / SASL_SSL): the users file is read (and its SCRAM credentials
         // derived) once; every core and listener share the settings and the failed-login table.
-        let sasl = match (config.sasl_mechanisms()?, &config.sasl_users_file) {
-            (Some(mechanisms), Some(path)) => {
-                let users = super::sasl::Users::load(path)?;
+        let sasl = match config.sasl_mechanisms()? {
+            Some(mechanisms) => {
+                // config.sasl_mechanisms() asks for a users file when PLAIN or SCRAM is offered.
+                let users = match &config.sasl_users_file {
+                    Some(path) => super::sasl::Users::load(path)?,
+                    None => {
+                        super::sasl::Users::none().map_err(|reason| super::sasl::UsersError {
+                            path: "(none)".to_owned(),
+                            reason,
+                        })?
+                    }
+                };
+                let oauth = match &config.sasl_oauthbearer_jwks_file {
+                    Some(path) => {
+                        let validator = super::sasl::oauthbearer::TokenValidator::load(
+                            path,
+                            super::sasl::oauthbearer::OAuthSettings {
+                                expected_issuer: config.sasl_oauthbearer_expected_issuer.clone(),
+                                expected_audience: config
+                                    .sasl_oauthbearer_expected_audience
+                                    .clone(),
+                                sub_claim_name: config.sasl_oauthbearer_sub_claim_name.clone(),
+                                clock_skew_seconds: config.sasl_oauthbearer_clock_skew_seconds,
+                            },
+                        )?;
+                        tracing::info!(
+                            keys = validator.key_count(),
+                            jwks = %path.display(),
+                            "OAUTHBEARER tokens are checked against the JWKS file"
+                        );
+                        Some(validator)
+                    }
+                    None => None,
+                };
                 tracing::info!(
                     users = users.len(),
                     mechanisms = ?mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>(),
@@ -296,13 +329,13 @@ impl Agent {
                     Duration::from_millis(config.sasl_lockout_ms),
                     super::sasl::limiter::ADDRESSES_MAX,
                 );
-                Some(Arc::new(super::sasl::SaslSettings::new(
-                    mechanisms,
-                    users,
-                    failed_logins,
-                )))
+                let settings = super::sasl::SaslSettings::new(mechanisms, users, failed_logins);
+                Some(Arc::new(match oauth {
+                    Some(validator) => settings.with_oauth(validator),
+                    None => settings,
+                }))
             }
-            _ => None,
+            None => None,
         };
         let plain_sasl = sasl.clone().filter(|_| config.listen_sasl);
         let tls_sasl = sasl.filter(|_| config.tls_listen_sasl);

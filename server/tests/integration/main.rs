@@ -26,6 +26,7 @@ mod kafka_python;
 mod log_append_time;
 mod metadata;
 mod metrics;
+mod oauthbearer;
 mod panic_exit;
 mod produce;
 mod put_budget;

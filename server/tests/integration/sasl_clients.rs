@@ -193,7 +193,7 @@ fn run_java(work: &Path, bootstrap: &str, mode: &str, properties: &[String]) -> 
 }
 
 /// A client's exit status, report and output.
-type ClientOutcome = (
+pub(crate) type ClientOutcome = (
     std::process::ExitStatus,
     sluice_tests::report::Report,
     String,
@@ -202,7 +202,7 @@ type ClientOutcome = (
 /// Runs an end-to-end client (`command`, its security arguments given) for 500 records of
 /// `topic` in 2 partitions (60 s a phase: the Java producer wants a delivery timeout above its
 /// 30 s request timeout).
-fn run_client(
+pub(crate) fn run_client(
     mut command: std::process::Command,
     work: &Path,
     topic: &str,

@@ -23,7 +23,7 @@ use kafka_protocol::messages::{ApiKey, SaslAuthenticateResponse, SaslHandshakeRe
 use kafka_protocol::protocol::StrBytes;
 
 use super::scram::{ScramError, ScramServer};
-use super::{Mechanism, Principal, SaslSettings, plain};
+use super::{Mechanism, Principal, SaslSettings, oauthbearer, plain};
 use crate::protocol::codec::{self, DecodedRequest, Request, Response};
 use crate::protocol::frame::size_prefix;
 
@@ -332,6 +332,21 @@ impl Authenticator {
                         .map_err(failed),
                 }
             }
+            Mechanism::OAuthBearer => match &self.settings.oauth {
+                None => Err("Authentication failed: OAUTHBEARER is not configured".to_owned()),
+                Some(validator) => oauthbearer::parse_initial_response(token)
+                    .and_then(|(jwt, authzid)| {
+                        let subject = validator.validate(jwt)?;
+                        match authzid {
+                            Some(authzid) if authzid != subject => Err(format!(
+                                "the authorization id {authzid:?} is not the token's subject"
+                            )),
+                            _ => Ok(subject),
+                        }
+                    })
+                    .map(|subject| Token::Done(Vec::new(), Principal::user(&subject)))
+                    .map_err(|reason| format!("Authentication failed: {reason}")),
+            },
         };
         match &outcome {
             Ok(Token::Done(..)) => self.state = State::Over,

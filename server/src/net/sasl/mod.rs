@@ -17,12 +17,14 @@
 //! minute at most. Failed logins are rate-limited per address ([`limiter`]).
 //!
 //! Mechanisms: PLAIN ([`plain`]) and SCRAM-SHA-256/512 ([`scram`]), users from a file
-//! ([`users`]). Not built yet: SCRAM credentials managed with AlterUserScramCredentials and kept
-//! in the metadata log, OAUTHBEARER, re-authentication (`connections.max.reauth.ms`; the session
-//! lifetime answered is 0, "no expiry").
+//! ([`users`]); OAUTHBEARER ([`oauthbearer`]), JWTs checked against a JWKS file. Not built yet:
+//! SCRAM credentials managed with AlterUserScramCredentials and kept in the metadata log,
+//! re-authentication (`connections.max.reauth.ms`; the session lifetime answered is 0, "no
+//! expiry").
 
 pub mod authenticator;
 pub mod limiter;
+pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 pub mod users;
@@ -62,21 +64,30 @@ const READ_CHUNK_BYTES: usize = 4096;
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
-    /// Every mechanism, in the order of the default `sasl_mechanisms`.
-    pub const ALL: [Mechanism; 3] = [
+    /// Every mechanism: those of the default `sasl_mechanisms` first, then OAUTHBEARER (which
+    /// needs a JWKS file, so it is offered only when named).
+    pub const ALL: [Mechanism; 4] = [
         Mechanism::Plain,
         Mechanism::Scram(ScramMechanism::Sha256),
         Mechanism::Scram(ScramMechanism::Sha512),
+        Mechanism::OAuthBearer,
     ];
+
+    /// Whether the mechanism checks passwords of the users file (PLAIN and SCRAM).
+    pub fn uses_passwords(self) -> bool {
+        !matches!(self, Mechanism::OAuthBearer)
+    }
 
     /// The mechanism's SASL name.
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(scram) => scram.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -116,6 +127,8 @@ pub struct SaslSettings {
     pub mechanisms: Vec<Mechanism>,
     pub users: Users,
     pub failed_logins: Mutex<FailedLogins>,
+    /// Checks OAUTHBEARER tokens; `None` when the mechanism is not offered.
+    pub oauth: Option<oauthbearer::TokenValidator>,
 }
 
 impl SaslSettings {
@@ -128,7 +141,14 @@ impl SaslSettings {
             mechanisms,
             users,
             failed_logins: Mutex::new(failed_logins),
+            oauth: None,
         }
+    }
+
+    /// Offers OAUTHBEARER tokens to `validator`.
+    pub fn with_oauth(mut self, validator: oauthbearer::TokenValidator) -> SaslSettings {
+        self.oauth = Some(validator);
+        self
     }
 }
 

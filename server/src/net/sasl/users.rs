@@ -159,6 +159,15 @@ impl Users {
         })
     }
 
+    /// No users: for an agent whose SASL mechanisms check no password (OAUTHBEARER only).
+    pub fn none() -> Result<Users, String> {
+        let key = random_bytes::<32>()?;
+        Ok(Users {
+            users: HashMap::new(),
+            unknown_salt_key: hmac::Key::new(hmac::HMAC_SHA256, &key),
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.users.len()
     }
