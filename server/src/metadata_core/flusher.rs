@@ -154,6 +154,7 @@ pub async fn run_metadata_core(
         let now_ms = core.now_ms();
         let seal_at_ms = core.seal_at_ms(now_ms);
         if seal_at_ms.is_some_and(|at_ms| at_ms <= now_ms) {
+            core.note_timed_seal(now_ms);
             core.seal().await;
             continue;
         }
@@ -211,6 +212,22 @@ impl Core {
         });
         self.policy
             .seal_at_ms(now_ms, window, self.shared.uploads_in_flight.get())
+    }
+
+    /// Counts a seal the policy chose (not one a full window or a command forced) that comes
+    /// before the window's interval ran out.
+    fn note_timed_seal(&self, now_ms: u64) {
+        let (Some(metrics), Some(opened_at_ms)) =
+            (&self.shared.metrics, self.window.opened_at_ms())
+        else {
+            return;
+        };
+        if now_ms < opened_at_ms.saturating_add(self.window_interval_ms) {
+            metrics
+                .log
+                .windows_sealed_early
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Handles the requests already queued behind the one just handled, so that a window sealed
@@ -392,7 +409,14 @@ impl Core {
         };
         let sealed = self.window.seal(wall_clock_ms());
         let now_ms = self.now_ms();
-        self.policy.note_seal(now_ms);
+        if self.policy.note_seal(now_ms)
+            && let Some(metrics) = &self.shared.metrics
+        {
+            metrics
+                .log
+                .windows_held_by_budget
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.window_interval_ms =
             window_interval_ms(&self.config, self.log.put_latency_ms_median());
         if self.shared.fenced.get() {

@@ -67,6 +67,9 @@ pub struct OpenWindow {
 pub struct SealPolicy {
     group_commit: bool,
     budget: PutBudget,
+    /// The open window has waited for a token beyond the moment it wanted (reported, and reset,
+    /// by [`SealPolicy::note_seal`]).
+    held_by_budget: bool,
 }
 
 impl SealPolicy {
@@ -75,6 +78,7 @@ impl SealPolicy {
         SealPolicy {
             group_commit: config.group_commit,
             budget: PutBudget::new(config.puts_per_second_max, now_ms),
+            held_by_budget: false,
         }
     }
 
@@ -95,13 +99,19 @@ impl SealPolicy {
         } else {
             window.opened_at_ms.saturating_add(window.interval_ms)
         };
-        Some(wanted_ms.max(self.budget.ready_at_ms(now_ms)))
+        let ready_ms = self.budget.ready_at_ms(now_ms);
+        if ready_ms > wanted_ms.max(now_ms) {
+            self.held_by_budget = true;
+        }
+        Some(wanted_ms.max(ready_ms))
     }
 
     /// Counts a window sealed at `now_ms`: it takes a token if there is one (a window that had to
-    /// close may find none; it is not refused, see the module documentation).
-    pub fn note_seal(&mut self, now_ms: u64) {
+    /// close may find none; it is not refused, see the module documentation). Returns whether the
+    /// window waited for the budget (so that an operator can see when the budget binds).
+    pub fn note_seal(&mut self, now_ms: u64) -> bool {
         self.budget.take(now_ms);
+        std::mem::take(&mut self.held_by_budget)
     }
 
     pub fn budget(&self) -> &PutBudget {
@@ -278,14 +288,16 @@ mod tests {
     fn an_empty_bucket_holds_even_the_interval_back() {
         let mut policy = policy(20, true);
         assert_eq!(policy.budget().burst(), 2);
-        policy.note_seal(0);
-        policy.note_seal(0);
+        assert!(!policy.note_seal(0));
+        assert!(!policy.note_seal(0));
         // 20/s: the next token at 50 ms, past the window's 10 ms interval.
         assert_eq!(policy.seal_at_ms(1, window(1, 1_024), 0), Some(50));
         assert_eq!(policy.seal_at_ms(1, window(1, 0), 0), Some(50));
-        // A window that had to close (full, admin commands) is counted without a token.
-        policy.note_seal(2);
+        // A window that had to close (full, admin commands) is counted without a token; it had
+        // waited for the budget.
+        assert!(policy.note_seal(2));
         assert_eq!(policy.seal_at_ms(50, window(3, 1_024), 0), Some(50));
+        assert!(!policy.note_seal(50), "sealed when it wanted");
     }
 
     /// A virtual clock, a produce arriving every `arrival_every_ms`, uploads taking `upload_ms`:

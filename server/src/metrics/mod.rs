@@ -153,6 +153,12 @@ pub struct LogMetrics {
     pub append_duration: Histogram,
     /// Produced bytes in the appended windows.
     pub window_bytes: AtomicU64,
+    /// Flush windows sealed before their interval ran out: the store was idle (group commit) or
+    /// they held 1 MiB (`metadata_core/seal.rs`).
+    pub windows_sealed_early: AtomicU64,
+    /// Flush windows that waited for the PUT budget (`flush_puts_per_second_max`) past the moment
+    /// they wanted to close: when this grows with load, the budget sets the latency.
+    pub windows_held_by_budget: AtomicU64,
     /// The last applied entry's position, and the writer's epoch.
     pub position: AtomicU64,
     pub epoch: AtomicU64,
@@ -370,7 +376,7 @@ impl Metrics {
 
     fn render_log(&self, out: &mut String) {
         let log = &self.log;
-        let gauges: [(&str, &str, &str, i64); 6] = [
+        let gauges: [(&str, &str, &str, i64); 8] = [
             (
                 "sluice_log_entries_appended_total",
                 "counter",
@@ -388,6 +394,18 @@ impl Metrics {
                 "counter",
                 "Produced bytes in appended flush windows.",
                 load(&log.window_bytes),
+            ),
+            (
+                "sluice_log_windows_sealed_early_total",
+                "counter",
+                "Flush windows sealed before their interval ran out (the store was idle, or 1 MiB).",
+                load(&log.windows_sealed_early),
+            ),
+            (
+                "sluice_log_windows_held_by_budget_total",
+                "counter",
+                "Flush windows that waited for the PUT budget (flush_puts_per_second_max).",
+                load(&log.windows_held_by_budget),
             ),
             (
                 "sluice_log_position",

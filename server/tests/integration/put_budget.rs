@@ -7,6 +7,7 @@
 use crate::common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{CountingStore, RawClient, batch, produce_request, produce_results};
@@ -102,6 +103,19 @@ fn continuous_produce_stays_within_the_put_budget() {
             produces > puts * 2,
             "the load shares windows: {produces} produces, {puts} PUTs"
         );
+        let log = &agent.agent.as_ref().unwrap().metrics().log;
+        let held = log.windows_held_by_budget.load(Ordering::Relaxed);
+        println!(
+            "  sealed early {}, held by the budget {held}",
+            log.windows_sealed_early.load(Ordering::Relaxed)
+        );
+        if budget < 100 {
+            // Below what even 10 ms windows cost: the budget, not the interval, closes windows.
+            assert!(
+                held * 4 > puts,
+                "{held} of {puts} windows waited for the budget"
+            );
+        }
     }
 }
 
@@ -134,6 +148,15 @@ fn an_idle_agent_answers_a_lone_produce_before_the_interval() {
         let mut client = RawClient::connect(agent.addr());
         let latencies: Vec<Duration> = (0..3).map(|_| lone_produce_latency(&mut client)).collect();
         println!("group commit {group_commit}: {latencies:?}");
+        let early = agent
+            .agent
+            .as_ref()
+            .unwrap()
+            .metrics()
+            .log
+            .windows_sealed_early
+            .load(Ordering::Relaxed);
+        assert_eq!(early, if group_commit { 3 } else { 0 });
         for latency in latencies {
             if group_commit {
                 // A loopback PUT takes milliseconds; the window is not waited out.
