@@ -29,7 +29,7 @@ use clap::Parser;
 
 use crate::report::{Report, Row, Status};
 use crate::scenario::{Load, ReplayPlan, Scenario};
-use crate::targets::{Env, StartError};
+use crate::targets::{Env, StartError, StoreProxy};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark Sluice, Apache Kafka and Tansu on loopback")]
@@ -73,6 +73,11 @@ struct Args {
     /// chaos: run for this many seconds instead of a number of kills.
     #[arg(long)]
     duration_s: Option<u64>,
+    /// When a target on the loopback S3 server talks to it through the harness's counting proxy:
+    /// `when-needed` (latency profiles, chaos; otherwise the server counts requests itself) or
+    /// `always` (as before 5 Dec 2026, to compare with earlier runs).
+    #[arg(long, value_enum, default_value = "when-needed")]
+    store_proxy: StoreProxy,
 }
 
 fn sibling(name: &str) -> PathBuf {
@@ -150,6 +155,12 @@ fn run() -> anyhow::Result<i32> {
             soak::agent_env(&soak::Plan::new(args.quick))
         } else {
             Vec::new()
+        },
+        // The chaos scenario injects its store faults in the proxy.
+        store_proxy: if scenario == Scenario::Chaos {
+            StoreProxy::Always
+        } else {
+            args.store_proxy
         },
     };
     if scenario == Scenario::Chaos {
@@ -370,6 +381,7 @@ mod tests {
             external_store: None,
             runtime: runtime.handle().clone(),
             agent_env: Vec::new(),
+            store_proxy: StoreProxy::WhenNeeded,
         };
         let loadgen = work.path().join("no-such-loadgen");
         let mut rows = Vec::new();

@@ -32,7 +32,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
-use sluice_engine::store::{LatencyModel, LatencyProfile, ObjectStoreBackend, Op};
+use sluice_engine::store::{
+    LatencyModel, LatencyProfile, ObjectStoreBackend, Op, RequestObserver, ServedRequest,
+};
 
 use crate::proxy_faults::{ConnectionCut, FaultControl, FaultKind};
 
@@ -253,6 +255,11 @@ impl S3Proxy {
         &self.counters
     }
 
+    /// The counters, to read after the proxy is gone or beside other counters.
+    pub fn shared_counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
+    }
+
     /// The fault switch (closed unless someone opens a window).
     pub fn faults(&self) -> &FaultControl {
         &self.faults
@@ -263,6 +270,31 @@ impl Drop for S3Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Counts, in `counters`, what the loopback S3 server answers, as the proxy would count it when
+/// forwarding (for a server started with [`S3TestServer::start_counted`], no proxy in front).
+///
+/// [`S3TestServer::start_counted`]: sluice_engine::store::S3TestServer::start_counted
+pub fn server_observer(counters: Arc<Counters>) -> RequestObserver {
+    Arc::new(move |request: &ServedRequest<'_>| {
+        let call = Method::from_bytes(request.method.as_bytes()).map_or(S3Call::Other, |method| {
+            classify(&method, request.path, request.query)
+        });
+        let put_bytes = if call == S3Call::Put {
+            request.request_body_bytes
+        } else {
+            0
+        };
+        let get_bytes = match call {
+            S3Call::Get | S3Call::List | S3Call::Other => request.response_body_bytes,
+            S3Call::Put | S3Call::Head | S3Call::Delete => 0,
+        };
+        if call == S3Call::Put && request.status == Some(StatusCode::PRECONDITION_FAILED.as_u16()) {
+            counters.count_put_conflict();
+        }
+        counters.record(call, put_bytes, get_bytes);
+    })
 }
 
 fn content_length(headers: &hyper::HeaderMap) -> u64 {

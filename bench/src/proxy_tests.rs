@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sluice_engine::store::{
-    LatencyDistribution, ObjectStorage, S3TestServer, StoreConfig, open_store,
+    LatencyDistribution, ObjectStorage, S3TestServer, StoreConfig, StoreError, open_store,
 };
 
 use super::*;
@@ -104,6 +104,47 @@ async fn counts_real_s3_traffic() {
     assert_eq!(counts.deletes, 1, "{counts:?}");
     assert_eq!(counts.others, 0, "{counts:?}");
     assert_eq!(counts.put_bytes, 8192);
+    assert!(counts.get_bytes >= 4096 + 100, "{counts:?}");
+}
+
+/// Without a proxy the loopback server counts the same calls itself, and a create-only PUT of a
+/// large body on a key that exists gets the 412 (a conflict), not a broken connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_counts_what_the_proxy_would() {
+    let counters = Arc::new(Counters::default());
+    let server = S3TestServer::start_counted(server_observer(Arc::clone(&counters))).unwrap();
+    let store = open_store(&StoreConfig::from_url(&server.store_url("p")).unwrap()).unwrap();
+
+    let payload = Bytes::from(vec![7_u8; 4096]);
+    store
+        .put_create("log/1", vec![payload.clone()])
+        .await
+        .unwrap();
+    store
+        .put_create("log/2", vec![payload.clone()])
+        .await
+        .unwrap();
+    // Larger than the socket buffers: s3s-fs alone would close the connection under the writer.
+    let large = Bytes::from(vec![9_u8; 64 << 20]);
+    let conflict = store.put_create("log/2", vec![large.clone()]).await;
+    assert!(
+        matches!(conflict, Err(StoreError::AlreadyExists { .. })),
+        "{conflict:?}"
+    );
+    assert_eq!(store.get("log/1").await.unwrap(), payload);
+    let _ = store.get_range("log/2", 0..100).await.unwrap();
+    let listed = store.list("log", None).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    store.delete("log/1").await.unwrap();
+
+    let counts = counters.snapshot();
+    assert_eq!(counts.puts, 3, "{counts:?}");
+    assert_eq!(counts.put_conflicts, 1, "{counts:?}");
+    assert_eq!(counts.gets, 2, "{counts:?}");
+    assert_eq!(counts.lists, 1, "{counts:?}");
+    assert_eq!(counts.deletes, 1, "{counts:?}");
+    assert_eq!(counts.others, 0, "{counts:?}");
+    assert_eq!(counts.put_bytes, 8192 + (64 << 20), "{counts:?}");
     assert!(counts.get_bytes >= 4096 + 100, "{counts:?}");
 }
 

@@ -1,6 +1,6 @@
 //! Running the load generator against a started target: the readiness probe, the steps of a
 //! scenario (a ladder stops at the first step that does not hold), and one run measured from the
-//! outside (the broker's CPU time and the store requests the proxy counted around it).
+//! outside (the broker's CPU time and the store requests counted around it).
 
 use std::path::Path;
 use std::process::Command;
@@ -192,9 +192,9 @@ pub fn run_measured(
     let mut command = Command::new(loadgen);
     command.args(args);
     let store_before = running
-        .proxy
+        .store_counters
         .as_ref()
-        .map(|proxy| proxy.counters().snapshot());
+        .map(|counters| counters.snapshot());
     let cpu_before = running.broker.cpu_seconds();
     let started = Instant::now();
     let mut child =
@@ -203,10 +203,10 @@ pub fn run_measured(
     let wall_s = started.elapsed().as_secs_f64();
     let cpu_after = running.broker.cpu_seconds();
     let store = running
-        .proxy
+        .store_counters
         .as_ref()
         .zip(store_before)
-        .map(|(proxy, before)| proxy.counters().snapshot().since(&before));
+        .map(|(counters, before)| counters.snapshot().since(&before));
     let summary_path = run_dir.join("summary.json");
     let text = std::fs::read_to_string(&summary_path).with_context(|| {
         format!(

@@ -1,8 +1,15 @@
-//! Starting each target on loopback: Sluice behind the counting proxy (raw or under a latency
-//! profile), an external S3 store, Apache Kafka from `scripts/kafka/run-kafka.sh`, Tansu.
+//! Starting each target on loopback: Sluice on the loopback S3 server (which counts its requests;
+//! behind the harness's proxy under a latency profile or when asked), an external S3 store, Apache
+//! Kafka from `scripts/kafka/run-kafka.sh`, Tansu.
+//!
+//! Why the proxy only when needed: it is one more HTTP hop for every stored and read byte, inside
+//! the harness, on the same two CPUs as the broker it measures (in a replay the S3 server and the
+//! proxy together used twice the agent's CPU). Counting needs no hop: the S3 server reports each
+//! request it answers ([`S3TestServer::start_counted`]) to the same [`Counters`] the proxy fills.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -11,7 +18,7 @@ use sluice_engine::store::{
 };
 
 use crate::process::{Guarded, Launch, free_port};
-use crate::proxy::S3Proxy;
+use crate::proxy::{Counters, S3Proxy};
 
 /// Targets `--targets` accepts.
 pub const ALL: [&str; 7] = [
@@ -35,6 +42,9 @@ pub struct Running {
     pub launch: Launch,
     pub address: SocketAddr,
     pub bootstrap: String,
+    /// The store calls the broker made (from the proxy or the S3 server); `None`: not counted.
+    pub store_counters: Option<Arc<Counters>>,
+    /// The harness's proxy in front of the store, when there is one (latency profiles, faults).
     pub proxy: Option<S3Proxy>,
     /// Held so that it outlives the broker that writes to it (dropped after it); the `soak`
     /// scenario also lists its files.
@@ -81,6 +91,16 @@ pub fn build_label(binary: &Path) -> String {
     }
 }
 
+/// When a target on the loopback S3 server gets the harness's proxy in front of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreProxy {
+    /// Under a latency profile (the proxy holds the answers) and for the chaos scenario (it
+    /// injects the faults); otherwise the S3 server counts the requests itself.
+    WhenNeeded,
+    /// Always, as the harness did before 5 Dec 2026: to compare with earlier runs.
+    Always,
+}
+
 /// Paths and options shared by all targets.
 #[derive(Debug)]
 pub struct Env {
@@ -91,6 +111,7 @@ pub struct Env {
     pub runtime: tokio::runtime::Handle,
     /// Extra environment for every `sluice` agent started (`SLUICE_*` settings, `SLUICE_LOG`).
     pub agent_env: Vec<(String, String)>,
+    pub store_proxy: StoreProxy,
 }
 
 /// Why a target did not start: not installed (a hint to install it) or failed.
@@ -108,6 +129,54 @@ impl From<anyhow::Error> for StartError {
 
 fn upstream_of(server: &S3TestServer) -> anyhow::Result<SocketAddr> {
     Ok(server.endpoint().trim_start_matches("http://").parse()?)
+}
+
+/// The loopback S3 server, what counts its requests, and the proxy in front of it if one is
+/// needed (`profile`, or `env.store_proxy`); the endpoint the broker is given.
+struct LoopbackStore {
+    server: S3TestServer,
+    counters: Arc<Counters>,
+    proxy: Option<S3Proxy>,
+    endpoint: String,
+}
+
+impl LoopbackStore {
+    fn start(env: &Env, profile: Option<LatencyProfile>) -> anyhow::Result<LoopbackStore> {
+        if profile.is_none() && env.store_proxy == StoreProxy::WhenNeeded {
+            let counters = Arc::new(Counters::default());
+            let server =
+                S3TestServer::start_counted(crate::proxy::server_observer(Arc::clone(&counters)))?;
+            let endpoint = server.endpoint();
+            return Ok(LoopbackStore {
+                server,
+                counters,
+                proxy: None,
+                endpoint,
+            });
+        }
+        let server = S3TestServer::start()?;
+        let proxy = env.runtime.block_on(S3Proxy::start(
+            upstream_of(&server)?,
+            profile,
+            1,
+            Some(server.data_dir().to_owned()),
+        ))?;
+        Ok(LoopbackStore {
+            counters: proxy.shared_counters(),
+            endpoint: proxy.endpoint(),
+            server,
+            proxy: Some(proxy),
+        })
+    }
+
+    /// What the report's `store` setting says about it.
+    fn description(&self) -> &'static str {
+        if self.proxy.is_some() {
+            "s3s-fs on loopback behind the harness proxy"
+        } else {
+            "s3s-fs on loopback, requests counted by the server (no proxy)"
+        }
+    }
 }
 
 pub fn start(name: &str, env: &Env) -> Result<Running, StartError> {
@@ -177,26 +246,18 @@ fn start_sluice_local(
     name: &str,
     profile: Option<(&str, LatencyProfile)>,
 ) -> Result<Running, StartError> {
-    let server = S3TestServer::start().map_err(anyhow::Error::from)?;
-    let proxy = env.runtime.block_on(S3Proxy::start(
-        upstream_of(&server)?,
-        profile.map(|(_, p)| p),
-        1,
-        Some(server.data_dir().to_owned()),
-    ))?;
-    let store_url = server
+    let store = LoopbackStore::start(env, profile.map(|(_, p)| p))?;
+    let store_url = store
+        .server
         .store_url(SLUICE_STORE_PREFIX)
-        .replace(&server.endpoint(), &proxy.endpoint());
+        .replace(&store.server.endpoint(), &store.endpoint);
     let (broker, launch, address) = start_sluice(env, name, &store_url)?;
     let mut settings = Map::new();
     settings.insert(
         "broker".into(),
         json!(format!("sluice ({})", build_label(&env.sluice_bin))),
     );
-    settings.insert(
-        "store".into(),
-        json!("s3s-fs on loopback behind the harness proxy"),
-    );
+    settings.insert("store".into(), json!(store.description()));
     settings.insert(
         "latency_profile".into(),
         json!(profile.map_or("none", |(n, _)| n)),
@@ -207,8 +268,9 @@ fn start_sluice_local(
         launch,
         address,
         bootstrap: address.to_string(),
-        proxy: Some(proxy),
-        server: Some(server),
+        store_counters: Some(store.counters),
+        proxy: store.proxy,
+        server: Some(store.server),
         settings,
         store_note: None,
     })
@@ -236,6 +298,7 @@ fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
         launch,
         address,
         bootstrap: address.to_string(),
+        store_counters: None,
         proxy: None,
         server: None,
         settings,
@@ -270,6 +333,7 @@ fn start_sluice_file(env: &Env) -> Result<Running, StartError> {
         launch,
         address,
         bootstrap: address.to_string(),
+        store_counters: None,
         proxy: None,
         server: None,
         settings,
@@ -310,6 +374,7 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
         launch,
         address,
         bootstrap: address.to_string(),
+        store_counters: None,
         proxy: None,
         server: None,
         settings,
@@ -337,18 +402,12 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
                 .into(),
         ));
     };
-    let server = S3TestServer::start().map_err(anyhow::Error::from)?;
-    let proxy = env.runtime.block_on(S3Proxy::start(
-        upstream_of(&server)?,
-        None,
-        1,
-        Some(server.data_dir().to_owned()),
-    ))?;
+    let store = LoopbackStore::start(env, None)?;
     let port = free_port()?;
     let launch = Launch::new("tansu", binary, &env.work_dir.join("tansu.log"))
         .arg("broker")
         .arg("--storage-engine")
-        .arg(format!("s3://{}/", server.bucket()))
+        .arg(format!("s3://{}/", store.server.bucket()))
         .arg("--listener-url")
         .arg(format!("tcp://127.0.0.1:{port}"))
         .arg("--advertised-listener-url")
@@ -357,7 +416,7 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
         .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY)
         .env("AWS_DEFAULT_REGION", TEST_REGION)
         .env("AWS_REGION", TEST_REGION)
-        .env("AWS_ENDPOINT", proxy.endpoint())
+        .env("AWS_ENDPOINT", store.endpoint.as_str())
         .env("AWS_ALLOW_HTTP", "true")
         .env("NO_COLOR", "1");
     let mut broker = launch.spawn()?;
@@ -365,17 +424,15 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
     broker.wait_listening(address, START_LIMIT)?;
     let mut settings = Map::new();
     settings.insert("broker".into(), json!("tansu (cargo install)"));
-    settings.insert(
-        "store".into(),
-        json!("s3s-fs on loopback behind the harness proxy"),
-    );
+    settings.insert("store".into(), json!(store.description()));
     Ok(Running {
         broker,
         launch,
         address,
         bootstrap: address.to_string(),
-        proxy: Some(proxy),
-        server: Some(server),
+        store_counters: Some(store.counters),
+        proxy: store.proxy,
+        server: Some(store.server),
         settings,
         store_note: None,
     })

@@ -286,7 +286,10 @@ async fn measure(
     );
 
     // Steady state.
-    let store_before = running.proxy.as_ref().map(|p| p.counters().snapshot());
+    let store_before = running
+        .store_counters
+        .as_ref()
+        .map(|counters| counters.snapshot());
     let broker_wait_before = sched::run_delay_seconds(running.broker.pid());
     let harness_wait_before = sched::run_delay_seconds(std::process::id());
     let steady_started = Instant::now();
@@ -298,10 +301,10 @@ async fn measure(
     let broker_wait_after = sched::run_delay_seconds(running.broker.pid());
     let harness_wait_after = sched::run_delay_seconds(std::process::id());
     let store = running
-        .proxy
+        .store_counters
         .as_ref()
         .zip(store_before)
-        .map(|(proxy, before)| proxy.counters().snapshot().since(&before));
+        .map(|(counters, before)| counters.snapshot().since(&before));
     let stable_at_end = board.stable_now();
 
     let _ = stop.send(true);

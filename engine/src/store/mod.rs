@@ -46,7 +46,10 @@ pub use latency::{LatencyDistribution, LatencyModel, LatencyProfile};
 pub use probe::{CREATE_ONLY_PROBE_FOLDER, check_create_only};
 pub use runtime::{StoreRuntime, StoreRuntimeConfig};
 #[cfg(feature = "s3-test-server")]
-pub use test_server::{S3TestServer, TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY};
+pub use test_server::{
+    RequestObserver, S3TestServer, ServedRequest, TEST_ACCESS_KEY_ID, TEST_REGION,
+    TEST_SECRET_ACCESS_KEY,
+};
 
 /// Result of every store call.
 pub type StoreResult<T> = Result<T, StoreError>;

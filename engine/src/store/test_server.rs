@@ -19,9 +19,19 @@
 //!   as RFC 9110 and S3 specify; `s3s-fs` 0.14.1 seeks before the file's start and answers 500, so
 //!   [`CreateOnlyFs`] clamps N to the object's size first (and answers 416 for an empty object,
 //!   where s3s-fs would underflow and panic).
+//! - A create-only PUT of a key that exists is answered 412 *after its body has been read*.
+//!   `s3s-fs` refuses it before reading the body, and the connection is then closed under a client
+//!   still writing a large body, which sees a broken pipe where S3 answers 412.
+//!
+//! [`S3TestServer::start_counted`] reports every answered request to a [`RequestObserver`]: the
+//! bench harness counts the store calls of a broker there, with no proxy in between (a proxy is one
+//! more HTTP hop for every byte, on the same CPUs as the broker it measures).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
@@ -36,6 +46,27 @@ const TEST_BUCKET: &str = "sluice-test";
 /// Worker threads of the server's tokio runtime (besides the thread that accepts connections).
 const SERVER_WORKER_THREADS: usize = 2;
 
+/// What the server saw of one request it answered (see [`S3TestServer::start_counted`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ServedRequest<'a> {
+    /// `GET`, `PUT`, `HEAD`, `POST`, `DELETE`, ...
+    pub method: &'a str,
+    /// The request path, path-style: `/bucket/key`.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The request's `Content-Length` (0 when it has none).
+    pub request_body_bytes: u64,
+    /// The answer's status; `None` when the server failed the request without an answer (the
+    /// connection is then closed).
+    pub status: Option<u16>,
+    /// The answer's body length: its `Content-Length`, else the body's exact size, else 0. Known
+    /// when the answer starts, before its body is sent.
+    pub response_body_bytes: u64,
+}
+
+/// Called once per request, when its answer is ready, on one of the server's threads.
+pub type RequestObserver = Arc<dyn Fn(&ServedRequest<'_>) + Send + Sync>;
+
 /// An `s3s-fs` S3 server on `127.0.0.1:<ephemeral>`, serving one bucket from a temporary directory.
 /// Dropping it stops the server and deletes the directory.
 #[derive(Debug)]
@@ -49,12 +80,24 @@ pub struct S3TestServer {
 impl S3TestServer {
     /// Starts the server on its own thread and tokio runtime and creates the bucket.
     pub fn start() -> std::io::Result<S3TestServer> {
-        S3TestServer::start_with_nodelay(true)
+        S3TestServer::start_inner(true, None)
     }
 
     /// [`S3TestServer::start`], choosing whether accepted sockets get TCP_NODELAY. `false` exists
     /// only to measure what Nagle's algorithm costs (`tests/store_loopback_floor.rs`).
     pub fn start_with_nodelay(tcp_nodelay: bool) -> std::io::Result<S3TestServer> {
+        S3TestServer::start_inner(tcp_nodelay, None)
+    }
+
+    /// [`S3TestServer::start`], calling `observer` with every request the server answers.
+    pub fn start_counted(observer: RequestObserver) -> std::io::Result<S3TestServer> {
+        S3TestServer::start_inner(true, Some(observer))
+    }
+
+    fn start_inner(
+        tcp_nodelay: bool,
+        observer: Option<RequestObserver>,
+    ) -> std::io::Result<S3TestServer> {
         let data_dir = tempfile::Builder::new().prefix("sluice-s3-").tempdir()?;
         // s3s-fs keeps a bucket as a directory under its root; this is what CreateBucket does.
         std::fs::create_dir(data_dir.path().join(TEST_BUCKET))?;
@@ -70,7 +113,10 @@ impl S3TestServer {
                 TEST_ACCESS_KEY_ID,
                 TEST_SECRET_ACCESS_KEY,
             ));
-            builder.build()
+            ObservedService {
+                inner: builder.build(),
+                observer,
+            }
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
@@ -159,6 +205,63 @@ impl Drop for S3TestServer {
     }
 }
 
+/// The S3 service, telling an optional observer about each request it answers.
+#[derive(Clone)]
+struct ObservedService {
+    inner: s3s::service::S3Service,
+    observer: Option<RequestObserver>,
+}
+
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<s3s::HttpResponse, s3s::HttpError>> + Send>>;
+
+fn content_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    headers
+        .get(hyper::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for ObservedService {
+    type Response = s3s::HttpResponse;
+    type Error = s3s::HttpError;
+    type Future = ServiceFuture;
+
+    fn call(&self, request: hyper::Request<hyper::body::Incoming>) -> ServiceFuture {
+        let Some(observer) = self.observer.clone() else {
+            return hyper::service::Service::call(&self.inner, request);
+        };
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().map(str::to_owned);
+        let request_body_bytes = content_length(request.headers()).unwrap_or(0);
+        let answer = hyper::service::Service::call(&self.inner, request);
+        Box::pin(async move {
+            let answer = answer.await;
+            let (status, response_body_bytes) = match &answer {
+                Ok(response) => (
+                    Some(response.status().as_u16()),
+                    content_length(response.headers())
+                        .or_else(|| hyper::body::Body::size_hint(response.body()).exact())
+                        .unwrap_or(0),
+                ),
+                Err(_) => (None, 0),
+            };
+            observer(&ServedRequest {
+                method: method.as_str(),
+                path: &path,
+                query: query.as_deref(),
+                request_body_bytes,
+                status,
+                response_body_bytes,
+            });
+            answer
+        })
+    }
+}
+
 /// The first byte of a `Content-Range` value, `bytes FIRST-LAST/TOTAL`.
 fn range_start(content_range: &str) -> Option<u64> {
     content_range
@@ -204,14 +307,29 @@ impl CreateOnlyFs {
 impl S3 for CreateOnlyFs {
     async fn put_object(
         &self,
-        request: S3Request<PutObjectInput>,
+        mut request: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         if request.input.if_none_match.is_some() || request.input.if_match.is_some() {
             let name = format!("{}/{}", request.input.bucket, request.input.key);
             let lock = std::sync::Arc::clone(self.create_locks().entry(name.clone()).or_default());
             let result = {
                 let _exclusive = lock.lock().await;
-                self.inner.put_object(request).await
+                let exists = request
+                    .input
+                    .if_none_match
+                    .as_ref()
+                    .is_some_and(|condition| condition.is_any())
+                    && self.root.join(&name).exists();
+                if exists {
+                    // See the module docs: read the body first, so the client gets the 412.
+                    if let Some(mut body) = request.input.body.take() {
+                        use futures::StreamExt as _;
+                        while let Some(Ok(_)) = body.next().await {}
+                    }
+                    Err(s3s::s3_error!(PreconditionFailed, "Object already exists"))
+                } else {
+                    self.inner.put_object(request).await
+                }
             };
             // Forget the key's lock unless another PUT of it holds a handle (clones are made
             // under the map's lock, so none can appear between this check and the removal).
