@@ -9,6 +9,7 @@
 //! window for the whole agent; network cores reach it only by messages. `docs/agent.md` describes
 //! the threads and how a produce flows through them.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dump;

@@ -128,6 +128,14 @@ pub struct Config {
     pub request_bytes_max: u64,
     /// Create a topic when a client asks for metadata of one that does not exist.
     pub auto_create_topics: bool,
+    /// `acl` checks every request against the ACL bindings (Kafka's `authorizer.class.name`);
+    /// `None` checks nothing and the ACL APIs answer SECURITY_DISABLED.
+    pub authorizer: Option<String>,
+    /// Principals the authorizer allows everything, e.g. `User:admin` (Kafka's `super.users`).
+    pub super_users: Vec<String>,
+    /// Allow a request on a resource no ACL binding names (Kafka's
+    /// `allow.everyone.if.no.acl.found`).
+    pub allow_everyone_if_no_acl_found: bool,
     /// Partition count of auto-created topics.
     pub default_partitions: u32,
     /// Kafka's `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
@@ -234,6 +242,9 @@ impl Default for Config {
             put_copy_bytes_in_flight_max: 8 * 1024 * 1024,
             request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             auto_create_topics: true,
+            authorizer: None,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             default_partitions: 1,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
@@ -333,6 +344,7 @@ impl Config {
         self.metrics_address()?;
         self.tls_listener()?;
         self.sasl_mechanisms()?;
+        self.authorizer_policy()?;
         if let Some(cpus) = &self.cpus {
             if cpus.is_empty() {
                 return Err(invalid(
@@ -679,6 +691,38 @@ impl Config {
                 client_ca_file: self.tls_client_ca_file.clone(),
             },
         )))
+    }
+
+    /// The authorizer's policy when `authorizer = "acl"` (`None` when no authorizer is set).
+    /// Refuses another authorizer name and super users not written `Type:name`.
+    pub fn authorizer_policy(
+        &self,
+    ) -> Result<Option<sluice_engine::metadata::AuthorizerPolicy>, ConfigError> {
+        match self.authorizer.as_deref() {
+            None => {}
+            Some("acl") => {
+                for user in &self.super_users {
+                    if !matches!(user.split_once(':'), Some((kind, name)) if !kind.is_empty() && !name.is_empty())
+                    {
+                        return Err(invalid(
+                            "super_users",
+                            format!("'{user}' is not a principal: write it as User:NAME"),
+                        ));
+                    }
+                }
+                return Ok(Some(sluice_engine::metadata::AuthorizerPolicy {
+                    super_users: self.super_users.clone(),
+                    allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
+                }));
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "authorizer",
+                    format!("unknown authorizer '{other}': the one there is is \"acl\""),
+                ));
+            }
+        }
+        Ok(None)
     }
 
     /// The SASL mechanisms to offer, when a listener requires SASL (`None` when none does).

@@ -208,6 +208,15 @@ pub struct Overrides {
     /// Create unknown topics on metadata requests [env SLUICE_AUTO_CREATE_TOPICS]
     #[arg(long, value_name = "BOOL")]
     pub auto_create_topics: Option<bool>,
+    /// `acl`: check requests against ACL bindings [env SLUICE_AUTHORIZER]
+    #[arg(long, value_name = "NAME")]
+    pub authorizer: Option<String>,
+    /// Principals allowed everything, e.g. User:admin [env SLUICE_SUPER_USERS]
+    #[arg(long, value_name = "LIST")]
+    pub super_users: Option<NameList>,
+    /// Allow requests on resources no ACL names [env SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND]
+    #[arg(long, value_name = "BOOL")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
     /// Partition count of auto-created topics [env SLUICE_DEFAULT_PARTITIONS]
     #[arg(long, value_name = "COUNT")]
     pub default_partitions: Option<u32>,
@@ -393,6 +402,12 @@ impl Overrides {
                 }
                 "AUTO_CREATE_TOPICS" => {
                     overrides.auto_create_topics = Some(boolean(&value).map_err(parsed)?);
+                }
+                "AUTHORIZER" => overrides.authorizer = Some(value.clone()),
+                "SUPER_USERS" => overrides.super_users = Some(value.parse().map_err(parsed)?),
+                "ALLOW_EVERYONE_IF_NO_ACL_FOUND" => {
+                    overrides.allow_everyone_if_no_acl_found =
+                        Some(boolean(&value).map_err(parsed)?);
                 }
                 "DEFAULT_PARTITIONS" => {
                     overrides.default_partitions = Some(number(&value).map_err(parsed)?);
@@ -616,6 +631,16 @@ impl Overrides {
             &mut config.auto_create_topics,
             self.auto_create_topics.as_ref(),
         );
+        if self.authorizer.is_some() {
+            config.authorizer.clone_from(&self.authorizer);
+        }
+        if let Some(NameList(users)) = &self.super_users {
+            config.super_users = users.clone();
+        }
+        set(
+            &mut config.allow_everyone_if_no_acl_found,
+            self.allow_everyone_if_no_acl_found.as_ref(),
+        );
         set(
             &mut config.default_partitions,
             self.default_partitions.as_ref(),
@@ -764,6 +789,9 @@ mod tests {
             ("SLUICE_PUT_COPY_BYTES_IN_FLIGHT_MAX", "16"),
             ("SLUICE_REQUEST_BYTES_MAX", "6"),
             ("SLUICE_AUTO_CREATE_TOPICS", "false"),
+            ("SLUICE_AUTHORIZER", "acl"),
+            ("SLUICE_SUPER_USERS", "User:admin, User:ops"),
+            ("SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND", "true"),
             ("SLUICE_DEFAULT_PARTITIONS", "7"),
             ("SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS", "10"),
             ("SLUICE_GROUP_MIN_SESSION_TIMEOUT_MS", "11"),
@@ -850,6 +878,9 @@ mod tests {
             put_copy_bytes_in_flight_max: 16,
             request_bytes_max: 6,
             auto_create_topics: false,
+            authorizer: Some("acl".to_owned()),
+            super_users: vec!["User:admin".to_owned(), "User:ops".to_owned()],
+            allow_everyone_if_no_acl_found: true,
             default_partitions: 7,
             group_initial_rebalance_delay_ms: 10,
             group_min_session_timeout_ms: 11,

@@ -20,6 +20,7 @@ use sluice_engine::store::{
 
 use super::executor::{Executor, spawn_executor};
 use super::network_core::{StopSignal, network_core};
+use crate::auth::{AclBoard, Authorizer};
 use crate::config::{Config, ConfigError};
 use crate::fetch::{FetchConfig, FetchCore};
 use crate::groups::classic::ClassicConfig;
@@ -444,6 +445,9 @@ impl Agent {
         };
         let default_partitions = config.default_partitions;
         let group_config = group_config(config);
+        // ACL checks: one snapshot board for the agent, one authorizer per core (`crate::auth`).
+        let authorizer_policy = config.authorizer_policy()?;
+        let acl_board = Arc::new(AclBoard::new());
         // Every core needs every core's group inbox before any of them runs.
         let (group_senders, group_inboxes) = group_channels(plan.network_cpus.len());
         for (index, ((((cpu, listener), tls_listener), subscription), group_inbox)) in plan
@@ -463,6 +467,8 @@ impl Agent {
             let broker = broker.clone();
             let group_config = group_config.clone();
             let group_senders = group_senders.clone();
+            let authorizer_policy = authorizer_policy.clone();
+            let acl_board = Arc::clone(&acl_board);
             let name = format!("sluice-net-{cpu}");
             let slot = CoreSlot::new(Arc::clone(&metrics), index);
             let executor = spawn_executor(
@@ -507,8 +513,16 @@ impl Agent {
                             .with_groups(router),
                     );
                     let stop: StopSignal = stop.map(|_| ()).boxed_local().shared();
-                    let dispatcher = Dispatcher::new(core.clone(), broker, auto_create_partitions)
-                        .with_services(Rc::clone(&services), default_partitions);
+                    let authorizer = authorizer_policy
+                        .map(|policy| Rc::new(Authorizer::new(policy, acl_board, core.clone())));
+                    let with_authorizer = |dispatcher: Dispatcher<_>| match &authorizer {
+                        Some(authorizer) => dispatcher.with_authorizer(Rc::clone(authorizer)),
+                        None => dispatcher,
+                    };
+                    let dispatcher = with_authorizer(
+                        Dispatcher::new(core.clone(), broker, auto_create_partitions)
+                            .with_services(Rc::clone(&services), default_partitions),
+                    );
                     let plain = network_core(
                         listener,
                         dispatcher,
@@ -520,9 +534,10 @@ impl Agent {
                     );
                     let tls = async move {
                         if let Some((listener, (identity, acceptor))) = tls_part {
-                            let dispatcher =
+                            let dispatcher = with_authorizer(
                                 Dispatcher::new(core, identity, auto_create_partitions)
-                                    .with_services(services, default_partitions);
+                                    .with_services(services, default_partitions),
+                            );
                             network_core(
                                 listener,
                                 dispatcher,

@@ -38,6 +38,7 @@ use futures::future::{Either, LocalBoxFuture, select};
 use futures::stream::FuturesOrdered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 
+use crate::auth::ConnectionAuth;
 use crate::metadata_source::MetadataSource;
 use crate::metrics::CoreSlot;
 use crate::protocol::frame::{FrameError, split_frame};
@@ -124,12 +125,18 @@ where
         metrics,
         stop,
         input,
+        Rc::new(ConnectionAuth::anonymous(peer)),
     )
     .await
 }
 
 /// [`serve`], starting with `input`: bytes the client sent that were read before (after a SASL
-/// exchange, the requests it sent right behind its last token).
+/// exchange, the requests it sent right behind its last token), as `auth` (who the client
+/// authenticated as, for the authorizer).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one connection's context, each part from a different owner"
+)]
 pub async fn serve_with_input<S, T, F>(
     stream: &mut T,
     dispatcher: Rc<Dispatcher<S>>,
@@ -138,6 +145,7 @@ pub async fn serve_with_input<S, T, F>(
     metrics: CoreSlot,
     stop: F,
     mut input: BytesMut,
+    auth: Rc<ConnectionAuth>,
 ) -> ConnectionEnd
 where
     S: MetadataSource,
@@ -163,6 +171,7 @@ where
                 Ok(Some(frame)) => {
                     let dispatcher = Rc::clone(&dispatcher);
                     let metrics = Rc::clone(&metrics);
+                    let auth = Rc::clone(&auth);
                     // The request header starts with the API key; a frame too short to hold
                     // one is refused by the dispatcher (and counted under no API).
                     let api_key = frame
@@ -170,7 +179,7 @@ where
                         .map_or(-1, |key| i16::from_be_bytes(*key));
                     let started = Instant::now();
                     inflight.push_back(Box::pin(async move {
-                        let outcome = dispatcher.handle_frame_segments(frame, peer).await;
+                        let outcome = dispatcher.handle_frame_segments(frame, peer, &auth).await;
                         if let Some(core) = metrics.core() {
                             core.request_done(api_key, started.elapsed());
                             if matches!(outcome, SegmentsOutcome::Close(_)) {

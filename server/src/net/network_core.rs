@@ -22,6 +22,7 @@ use super::connection::{self, ConnectionEnd};
 use super::sasl::{self, AUTHENTICATION_TIMEOUT, Principal, SaslSettings};
 use super::tls::HANDSHAKE_TIMEOUT;
 use super::vectored::VectoredStream;
+use crate::auth::ConnectionAuth;
 use crate::metadata_source::MetadataSource;
 use crate::metrics::{CoreMetrics, CoreSlot};
 use crate::protocol::Dispatcher;
@@ -105,6 +106,11 @@ impl<S: MetadataSource> Session<'_, S> {
                 }
             }
         };
+        // Kafka's principal: `User:<SASL name>` after SASL, else ANONYMOUS.
+        let auth = match self.principal.borrow().as_ref() {
+            Some(principal) => ConnectionAuth::new(principal.to_string(), self.peer),
+            None => ConnectionAuth::anonymous(self.peer),
+        };
         connection::serve_with_input(
             stream,
             self.dispatcher,
@@ -113,6 +119,7 @@ impl<S: MetadataSource> Session<'_, S> {
             self.metrics,
             self.stop,
             input,
+            Rc::new(auth),
         )
         .await
     }

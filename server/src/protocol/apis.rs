@@ -201,6 +201,24 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 0,
         version_max: 1,
     },
+    // ACLs (handlers/acls.rs): v1 is the oldest Kafka 4 serves (prefixed patterns), v2+ is
+    // flexible, v3 adds the user resource type to filters. Answered SECURITY_DISABLED without an
+    // authorizer, as Kafka does.
+    SupportedApi {
+        key: ApiKey::DescribeAcls,
+        version_min: 1,
+        version_max: 3,
+    },
+    SupportedApi {
+        key: ApiKey::CreateAcls,
+        version_min: 1,
+        version_max: 3,
+    },
+    SupportedApi {
+        key: ApiKey::DeleteAcls,
+        version_min: 1,
+        version_max: 3,
+    },
     // SASL (server/src/net/sasl): v1 means the tokens follow in SaslAuthenticate requests, v0
     // that they follow as bare size-prefixed frames. Advertised on every listener as Kafka does
     // (librdkafka uses SaslHandshake v1 only when SaslAuthenticate is listed); a listener without

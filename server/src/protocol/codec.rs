@@ -16,12 +16,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupDescribeRequest,
     ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    CreateAclsRequest, CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse,
     DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
-    ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
+    ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
@@ -75,6 +77,10 @@ pub enum Request {
     ConsumerGroupDescribe(ConsumerGroupDescribeRequest),
     SaslHandshake(SaslHandshakeRequest),
     SaslAuthenticate(SaslAuthenticateRequest),
+    /// Boxed: a filter of five optional strings, larger than the other request bodies.
+    DescribeAcls(Box<DescribeAclsRequest>),
+    CreateAcls(CreateAclsRequest),
+    DeleteAcls(DeleteAclsRequest),
 }
 
 /// A response body of one of the implemented APIs.
@@ -112,6 +118,9 @@ pub enum Response {
     ConsumerGroupDescribe(ConsumerGroupDescribeResponse),
     SaslHandshake(SaslHandshakeResponse),
     SaslAuthenticate(SaslAuthenticateResponse),
+    DescribeAcls(DescribeAclsResponse),
+    CreateAcls(CreateAclsResponse),
+    DeleteAcls(DeleteAclsResponse),
 }
 
 /// Evaluates `$call` with `$body` bound to whichever response body `$response` holds.
@@ -149,6 +158,9 @@ macro_rules! each_response {
             Response::ConsumerGroupDescribe($body) => $call,
             Response::SaslHandshake($body) => $call,
             Response::SaslAuthenticate($body) => $call,
+            Response::DescribeAcls($body) => $call,
+            Response::CreateAcls($body) => $call,
+            Response::DeleteAcls($body) => $call,
         }
     };
 }
@@ -203,6 +215,9 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     // [election type v1+], topic partitions (topic, partitions) or null for all, timeout.
     const ELECT_LEADERS_V0: &[Shape] = &[Structs(&[Str, Values(&I32)]), I32];
     const ELECT_LEADERS_V1: &[Shape] = &[I8, Structs(&[Str, Values(&I32)]), I32];
+    // CreateAcls creations / DeleteAcls filters: resource type, name, pattern type, principal,
+    // host, operation, permission. (DescribeAcls is one such filter, without arrays.)
+    const ACLS: &[Shape] = &[Structs(&[I8, Str, I8, Str, Str, I8, I8])];
     if api_key == ApiKey::Fetch {
         return Some(fetch_shape(version));
     }
@@ -230,6 +245,7 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
         ApiKey::DescribeQuorum => Some(DESCRIBE_QUORUM),
         ApiKey::ElectLeaders if version >= 1 => Some(ELECT_LEADERS_V1),
         ApiKey::ElectLeaders => Some(ELECT_LEADERS_V0),
+        ApiKey::CreateAcls | ApiKey::DeleteAcls => Some(ACLS),
         _ => None,
     }
 }
@@ -634,6 +650,12 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
         ApiKey::SaslAuthenticate => {
             Request::SaslAuthenticate(decode_body(&mut buffer, api_key, version)?)
         }
+        // No arrays: one filter of codes and strings.
+        ApiKey::DescribeAcls => {
+            Request::DescribeAcls(Box::new(decode_body(&mut buffer, api_key, version)?))
+        }
+        ApiKey::CreateAcls => Request::CreateAcls(decode_body(&mut buffer, api_key, version)?),
+        ApiKey::DeleteAcls => Request::DeleteAcls(decode_body(&mut buffer, api_key, version)?),
         ApiKey::ApiVersions => Request::ApiVersions(
             ApiVersionsRequest::decode(&mut buffer, version)
                 .map_err(|e| malformed(e.to_string()))?,

@@ -314,3 +314,73 @@ fn metadata_responses_encode_at_every_version() {
 
 #[path = "codec_groups_tests.rs"]
 mod groups;
+
+fn create_acls_request() -> kafka_protocol::messages::CreateAclsRequest {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    kafka_protocol::messages::CreateAclsRequest::default().with_creations(vec![
+        AclCreation::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("payments"))
+            .with_resource_pattern_type(4)
+            .with_principal(StrBytes::from_static_str("User:alice"))
+            .with_host(StrBytes::from_static_str("*"))
+            .with_operation(4)
+            .with_permission_type(3),
+    ])
+}
+
+#[test]
+fn acl_requests_decode_at_every_version_and_forged_counts_are_refused() {
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    use kafka_protocol::messages::{DeleteAclsRequest, DescribeAclsRequest};
+    let delete = DeleteAclsRequest::default().with_filters(vec![
+        DeleteAclsFilter::default()
+            .with_resource_type_filter(1)
+            .with_resource_name_filter(None)
+            .with_principal_filter(Some(StrBytes::from_static_str("User:bob"))),
+    ]);
+    let describe = DescribeAclsRequest::default()
+        .with_resource_type_filter(2)
+        .with_pattern_type_filter(2)
+        .with_host_filter(None);
+    for version in 1..=3 {
+        let decoded = |frame| match decode_request(frame).unwrap() {
+            Decoded::Request(request) => request.body,
+            other => panic!("{other:?}"),
+        };
+        let body = decoded(frame_body(
+            ApiKey::CreateAcls,
+            version,
+            &create_acls_request(),
+        ));
+        assert_eq!(
+            body,
+            Request::CreateAcls(create_acls_request()),
+            "v{version}"
+        );
+        let body = decoded(frame_body(ApiKey::DeleteAcls, version, &delete));
+        assert_eq!(body, Request::DeleteAcls(delete.clone()), "v{version}");
+        let body = decoded(frame_body(ApiKey::DescribeAcls, version, &describe));
+        assert_eq!(
+            body,
+            Request::DescribeAcls(Box::new(describe.clone())),
+            "v{version}"
+        );
+        // The creations array claims two billion entries in a few bytes.
+        let frame = frame_body(ApiKey::CreateAcls, version, &create_acls_request()).to_vec();
+        let flexible = version >= 2;
+        let body_start = 8 + 2 + 11 + usize::from(flexible);
+        let mut forged = frame[..body_start].to_vec();
+        if flexible {
+            forged.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
+        } else {
+            forged.extend_from_slice(&i32::MAX.to_be_bytes());
+        }
+        forged.extend_from_slice(&[0; 16]);
+        let error = decode_request(Bytes::from(forged)).unwrap_err();
+        assert!(
+            matches!(&error, DecodeError::MalformedBody { message, .. } if message.contains("claims")),
+            "v{version}: {error}"
+        );
+    }
+}

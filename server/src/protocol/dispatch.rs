@@ -19,10 +19,11 @@ use bytes::Bytes;
 use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
 use super::fetch_frame::encode_fetch_frame;
 use super::handlers::{
-    admin_tools, api_versions, cluster, configs, delete_records, fetch, find_coordinator, groups,
-    init_producer_id, list_offsets, metadata, offsets, produce, topics_admin,
+    acls, admin_tools, api_versions, cluster, configs, delete_records, fetch, find_coordinator,
+    groups, init_producer_id, list_offsets, metadata, offsets, produce, topics_admin,
 };
 use super::services::CoreServices;
+use crate::auth::{Authorizer, ConnectionAuth, RequestAuth};
 use crate::metadata_source::{MetadataError, MetadataSource};
 
 /// How this agent appears in Metadata responses.
@@ -83,6 +84,9 @@ pub struct Dispatcher<S> {
     services: Option<Rc<CoreServices>>,
     /// Partition count of a CreateTopics entry that asks for the default (-1).
     default_partitions: u32,
+    /// ACL checks (`authorizer = "acl"`); `None`: no check runs and the ACL APIs answer
+    /// SECURITY_DISABLED.
+    authorizer: Option<Rc<Authorizer>>,
 }
 
 impl<S: MetadataSource> Dispatcher<S> {
@@ -93,7 +97,14 @@ impl<S: MetadataSource> Dispatcher<S> {
             auto_create_partitions,
             services: None,
             default_partitions: auto_create_partitions.unwrap_or(1),
+            authorizer: None,
         }
+    }
+
+    /// Turns ACL checks on (see [`crate::auth`]).
+    pub fn with_authorizer(mut self, authorizer: Rc<Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
+        self
     }
 
     /// Adds the engine: Produce and the admin APIs become answerable.
@@ -130,8 +141,10 @@ impl<S: MetadataSource> Dispatcher<S> {
     /// Handles one frame (size prefix already removed) from the client at `peer` (recorded as a
     /// group member's client host, as Kafka shows it in DescribeGroups). The response comes in one
     /// buffer: a Fetch response's records are copied into it (see [`Self::handle_frame_segments`]).
+    /// The client is anonymous (before SASL, or in tests).
     pub async fn handle_frame_from(&self, frame: Bytes, peer: Option<IpAddr>) -> FrameOutcome {
-        match self.handle_frame_segments(frame, peer).await {
+        let connection = ConnectionAuth::anonymous(peer);
+        match self.handle_frame_segments(frame, peer, &connection).await {
             SegmentsOutcome::Respond(segments) => {
                 FrameOutcome::Respond(match segments.as_slice() {
                     [one] => one.clone(),
@@ -144,13 +157,15 @@ impl<S: MetadataSource> Dispatcher<S> {
     }
 
     /// [`Self::handle_frame_from`] with the response as segments, for vectored writes: a Fetch
-    /// response's records stay where the block cache holds them.
+    /// response's records stay where the block cache holds them. `connection` says who the client
+    /// is, for the authorizer.
     pub async fn handle_frame_segments(
         &self,
         frame: Bytes,
         peer: Option<IpAddr>,
+        connection: &ConnectionAuth,
     ) -> SegmentsOutcome {
-        match self.try_handle_frame(frame, peer).await {
+        match self.try_handle_frame(frame, peer, connection).await {
             Ok(Some(segments)) => SegmentsOutcome::Respond(segments),
             Ok(None) => SegmentsOutcome::NoResponse,
             Err(reason) => SegmentsOutcome::Close(reason),
@@ -161,6 +176,7 @@ impl<S: MetadataSource> Dispatcher<S> {
         &self,
         frame: Bytes,
         peer: Option<IpAddr>,
+        connection: &ConnectionAuth,
     ) -> Result<Option<Vec<Bytes>>, CloseReason> {
         let request = match codec::decode_request(frame)? {
             Decoded::Request(request) => request,
@@ -184,7 +200,20 @@ impl<S: MetadataSource> Dispatcher<S> {
             api_key,
             body,
         } = request;
+        let auth = RequestAuth {
+            authorizer: self.authorizer.as_deref(),
+            connection,
+        };
         let response = match body {
+            Request::CreateAcls(body) => Response::CreateAcls(
+                acls::create_acls(&self.services(api_key)?.core, auth, &body).await,
+            ),
+            Request::DescribeAcls(body) => Response::DescribeAcls(
+                acls::describe_acls(&self.services(api_key)?.core, auth, &body).await,
+            ),
+            Request::DeleteAcls(body) => Response::DeleteAcls(
+                acls::delete_acls(&self.services(api_key)?.core, auth, &body).await,
+            ),
             Request::Produce(body) => match produce::handle(self.services(api_key)?, body).await {
                 Some(response) => Response::Produce(response),
                 None => return Ok(None),

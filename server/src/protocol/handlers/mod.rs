@@ -1,5 +1,6 @@
 //! One handler per implemented API. Handlers build response values; encoding is the codec's job.
 
+pub mod acls;
 pub mod admin_tools;
 pub mod api_versions;
 pub mod cluster;
