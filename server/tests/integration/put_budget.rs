@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::{CountingStore, RawClient, batch, produce_request, produce_results};
 use kafka_protocol::messages::{ApiKey, ProduceResponse};
-use sluice_engine::store::{ObjectStorage, S3TestServer, StoreConfig, open_store};
+use sluice_engine::store::{
+    LatencyModel, LatencyProfile, ObjectStorage, S3TestServer, StoreConfig, open_store,
+};
 use sluice_server::Config;
 
 const PARTITIONS: i32 = 12;
@@ -167,6 +169,60 @@ fn an_idle_agent_answers_a_lone_produce_before_the_interval() {
                     "{latency:?}"
                 );
             }
+        }
+    }
+}
+
+/// The acknowledgement floor on the loopback S3 server alone and under the S3 Express and S3
+/// Standard latency models: sequential acks=all produces of one small batch (each finds the agent
+/// idle), with group commit and with fixed 10 ms windows. A measurement, not a check: `cargo test
+/// -p sluice-server --test integration -- put_budget:: --ignored --nocapture`.
+#[test]
+#[ignore = "measurement; run explicitly"]
+fn measure_the_floor_on_the_latency_models() {
+    let server = S3TestServer::start().unwrap();
+    for (name, profile, produces) in [
+        ("loopback", LatencyProfile::none(), 200),
+        ("s3-express", LatencyProfile::s3_express(), 200),
+        ("s3-standard", LatencyProfile::s3_standard(), 60),
+    ] {
+        for group_commit in [true, false] {
+            let inner = open_store(
+                &StoreConfig::from_url(&server.store_url(&format!("floor-{name}-{group_commit}")))
+                    .unwrap(),
+            )
+            .unwrap();
+            let store: Arc<dyn ObjectStorage> =
+                Arc::new(LatencyModel::new(inner, profile, 1).unwrap());
+            let agent = common::start_agent_with_store(store, |config| {
+                config.flush_interval_ms = 10;
+                config.flush_group_commit = group_commit;
+            });
+            agent.create_topic("floor", 1);
+            let mut client = RawClient::connect(agent.addr());
+            let mut latencies_us: Vec<u128> = (0..produces)
+                .map(|_| {
+                    let started = Instant::now();
+                    let response: ProduceResponse = client.call(
+                        ApiKey::Produce,
+                        9,
+                        &produce_request(-1, &[("floor", 0, batch(10, 1))]),
+                    );
+                    assert_eq!(produce_results(&response)[0].2, 0);
+                    started.elapsed().as_micros()
+                })
+                .collect();
+            latencies_us.sort_unstable();
+            let at = |quantile: f64| {
+                latencies_us[((latencies_us.len() - 1) as f64 * quantile) as usize] as f64 / 1e3
+            };
+            println!(
+                "{name:12} group commit {group_commit:5}: {produces} sequential produces, \
+                 p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
+                at(0.5),
+                at(0.9),
+                at(0.99)
+            );
         }
     }
 }
