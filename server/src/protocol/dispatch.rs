@@ -18,6 +18,7 @@ use bytes::Bytes;
 
 use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
 use super::fetch_frame::encode_fetch_frame;
+use super::guard;
 use super::handlers::{
     acls, admin_tools, api_versions, cluster, configs, delete_records, fetch, find_coordinator,
     groups, init_producer_id, list_offsets, metadata, offsets, produce, topics_admin,
@@ -25,6 +26,7 @@ use super::handlers::{
 use super::services::CoreServices;
 use crate::auth::{Authorizer, ConnectionAuth, RequestAuth};
 use crate::metadata_source::{MetadataError, MetadataSource};
+use sluice_engine::metadata::{AclOperation, AclResourceType};
 
 /// How this agent appears in Metadata responses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +206,44 @@ impl<S: MetadataSource> Dispatcher<S> {
             authorizer: self.authorizer.as_deref(),
             connection,
         };
+        let refused = if auth.enabled() {
+            guard::refuse(&auth, &body, version).await
+        } else {
+            None
+        };
+        let response = match (refused, body) {
+            (Some(refused), _) => Some(Answered::Response(refused)),
+            (None, body) => {
+                self.answer(body, api_key, version, &header, peer, auth)
+                    .await?
+            }
+        };
+        let Some(response) = response else {
+            return Ok(None);
+        };
+        let response = match response {
+            Answered::Frame(segments) => return Ok(Some(segments)),
+            Answered::Response(response) => response,
+        };
+        Ok(Some(vec![codec::encode_response(
+            header.correlation_id,
+            api_key,
+            version,
+            &response,
+        )?]))
+    }
+
+    /// The answer of one decoded request: a response to encode, segments already encoded
+    /// (Fetch), or `None` (no response is owed).
+    async fn answer(
+        &self,
+        body: Request,
+        api_key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        header: &kafka_protocol::messages::RequestHeader,
+        peer: Option<IpAddr>,
+        auth: RequestAuth<'_>,
+    ) -> Result<Option<Answered>, CloseReason> {
         let response = match body {
             Request::CreateAcls(body) => Response::CreateAcls(
                 acls::create_acls(&self.services(api_key)?.core, auth, &body).await,
@@ -214,54 +254,159 @@ impl<S: MetadataSource> Dispatcher<S> {
             Request::DeleteAcls(body) => Response::DeleteAcls(
                 acls::delete_acls(&self.services(api_key)?.core, auth, &body).await,
             ),
-            Request::Produce(body) => match produce::handle(self.services(api_key)?, body).await {
-                Some(response) => Response::Produce(response),
-                None => return Ok(None),
-            },
+            Request::Produce(body) => {
+                let (body, denied) = if auth.enabled() {
+                    guard::produce(&auth, body).await
+                } else {
+                    (body, Vec::new())
+                };
+                match produce::handle(self.services(api_key)?, body).await {
+                    Some(mut response) => {
+                        response.responses.extend(denied);
+                        Response::Produce(response)
+                    }
+                    None => return Ok(None),
+                }
+            }
             Request::CreateTopics(body) => {
                 let services = self.services(api_key)?;
-                Response::CreateTopics(
+                let (body, denied) = if auth.enabled() {
+                    guard::create_topics(&auth, body).await
+                } else {
+                    (body, Vec::new())
+                };
+                let mut response =
                     topics_admin::create_topics(&services.core, body, self.default_partitions)
-                        .await,
-                )
+                        .await;
+                response.topics.extend(denied);
+                Response::CreateTopics(response)
             }
-            Request::DeleteTopics(body) => Response::DeleteTopics(
-                topics_admin::delete_topics(&self.services(api_key)?.core, body, version).await,
-            ),
-            Request::CreatePartitions(body) => Response::CreatePartitions(
-                topics_admin::create_partitions(&self.services(api_key)?.core, body).await,
-            ),
-            Request::DeleteRecords(body) => Response::DeleteRecords(
-                delete_records::handle(&self.services(api_key)?.core, &body).await,
-            ),
+            Request::DeleteTopics(body) => {
+                let core = &self.services(api_key)?.core;
+                let (body, denied) = if auth.enabled() {
+                    guard::delete_topics(&auth, core, body).await
+                } else {
+                    (body, Vec::new())
+                };
+                let mut response = topics_admin::delete_topics(core, body, version).await;
+                response.responses.extend(denied);
+                Response::DeleteTopics(response)
+            }
+            Request::CreatePartitions(body) => {
+                let (body, denied) = if auth.enabled() {
+                    guard::create_partitions(&auth, body).await
+                } else {
+                    (body, Vec::new())
+                };
+                let mut response =
+                    topics_admin::create_partitions(&self.services(api_key)?.core, body).await;
+                response.results.extend(denied.into_iter().map(|name| {
+                    kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult::default()
+                        .with_name(name)
+                        .with_error_code(guard::TOPIC_DENIED)
+                        .with_error_message(guard::denied_message())
+                }));
+                Response::CreatePartitions(response)
+            }
+            Request::DeleteRecords(body) => {
+                let (body, denied) = if auth.enabled() {
+                    guard::delete_records(&auth, body).await
+                } else {
+                    (body, Vec::new())
+                };
+                let mut response =
+                    delete_records::handle(&self.services(api_key)?.core, &body).await;
+                response.topics.extend(denied);
+                Response::DeleteRecords(response)
+            }
             Request::Fetch(body) => {
-                let answer = fetch::handle(self.services(api_key)?, *body, version).await;
-                return Ok(Some(encode_fetch_frame(
+                let services = self.services(api_key)?;
+                let mut answer = fetch::handle(services, *body, version).await;
+                if auth.enabled() {
+                    guard::fetch(&auth, &services.core, &mut answer).await;
+                }
+                return Ok(Some(Answered::Frame(encode_fetch_frame(
                     header.correlation_id,
                     version,
                     answer,
-                )?));
+                )?)));
             }
-            Request::InitProducerId(body) => Response::InitProducerId(
-                init_producer_id::handle(&self.services(api_key)?.core, body).await,
-            ),
-            Request::ListOffsets(body) => Response::ListOffsets(
-                list_offsets::handle(&self.services(api_key)?.core, body, version).await,
-            ),
+            Request::InitProducerId(body) => {
+                let idempotent = body.transactional_id.is_none();
+                if auth.enabled()
+                    && idempotent
+                    && !auth.allowed_on_cluster(AclOperation::IdempotentWrite).await
+                    && !auth
+                        .allowed_on_any(AclOperation::Write, AclResourceType::Topic)
+                        .await
+                {
+                    Response::InitProducerId(
+                        kafka_protocol::messages::InitProducerIdResponse::default()
+                            .with_error_code(guard::CLUSTER_DENIED)
+                            .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                            .with_producer_epoch(-1),
+                    )
+                } else {
+                    Response::InitProducerId(
+                        init_producer_id::handle(&self.services(api_key)?.core, body).await,
+                    )
+                }
+            }
+            Request::ListOffsets(body) => {
+                let (body, denied) = if auth.enabled() {
+                    guard::list_offsets(&auth, body).await
+                } else {
+                    (body, Vec::new())
+                };
+                let mut response =
+                    list_offsets::handle(&self.services(api_key)?.core, body, version).await;
+                response.topics.extend(denied);
+                Response::ListOffsets(response)
+            }
             Request::DescribeConfigs(body) => {
                 let settings = configs::BrokerSettings {
                     identity: &self.broker,
                     auto_create_partitions: self.auto_create_partitions,
                     default_partitions: self.default_partitions,
                 };
-                Response::DescribeConfigs(
+                let (body, denied) = if auth.enabled() {
+                    guard::describe_configs(&auth, body).await
+                } else {
+                    (body, Vec::new())
+                };
+                let mut response =
                     configs::describe_configs(&self.services(api_key)?.core, &body, &settings)
-                        .await,
-                )
+                        .await;
+                response
+                    .results
+                    .extend(denied.into_iter().map(|(resource_type, name, code)| {
+                        kafka_protocol::messages::describe_configs_response::DescribeConfigsResult::default()
+                            .with_error_code(code)
+                            .with_error_message(guard::denied_message())
+                            .with_resource_type(resource_type)
+                            .with_resource_name(name)
+                    }));
+                Response::DescribeConfigs(response)
             }
-            Request::IncrementalAlterConfigs(body) => Response::IncrementalAlterConfigs(
-                configs::incremental_alter_configs(&self.services(api_key)?.core, &body).await,
-            ),
+            Request::IncrementalAlterConfigs(body) => {
+                let (body, denied) = if auth.enabled() {
+                    guard::incremental_alter_configs(&auth, body).await
+                } else {
+                    (body, Vec::new())
+                };
+                let mut response =
+                    configs::incremental_alter_configs(&self.services(api_key)?.core, &body).await;
+                response
+                    .responses
+                    .extend(denied.into_iter().map(|(resource_type, name, code)| {
+                        kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_error_code(code)
+                            .with_error_message(guard::denied_message())
+                            .with_resource_type(resource_type)
+                            .with_resource_name(name)
+                    }));
+                Response::IncrementalAlterConfigs(response)
+            }
             Request::DescribeCluster(body) => Response::DescribeCluster(cluster::describe_cluster(
                 &body,
                 version,
@@ -285,10 +430,17 @@ impl<S: MetadataSource> Dispatcher<S> {
                 admin_tools::elect_leaders(&self.services(api_key)?.core, &body, version).await,
             ),
             Request::FindCoordinator(body) => {
-                Response::FindCoordinator(find_coordinator::handle(&body, version, &self.broker))
+                let (body, denied) = if auth.enabled() && version >= 4 {
+                    guard::find_coordinator(&auth, body).await
+                } else {
+                    (body, Vec::new())
+                };
+                let mut response = find_coordinator::handle(&body, version, &self.broker);
+                response.coordinators.extend(denied);
+                Response::FindCoordinator(response)
             }
             Request::JoinGroup(body) => Response::JoinGroup(
-                groups::join_group(self.groups(api_key)?, *body, version, client(&header, peer))
+                groups::join_group(self.groups(api_key)?, *body, version, client(header, peer))
                     .await,
             ),
             Request::SyncGroup(body) => {
@@ -300,42 +452,109 @@ impl<S: MetadataSource> Dispatcher<S> {
             Request::LeaveGroup(body) => Response::LeaveGroup(
                 groups::leave_group(self.groups(api_key)?, *body, version).await,
             ),
-            Request::OffsetCommit(body) => Response::OffsetCommit(
-                offsets::offset_commit(self.groups(api_key)?, *body, version).await,
-            ),
-            Request::OffsetFetch(body) => Response::OffsetFetch(
-                offsets::offset_fetch(self.groups(api_key)?, *body, version).await,
-            ),
+            Request::OffsetCommit(body) => {
+                let (body, denied) = if auth.enabled() {
+                    guard::offset_commit(&auth, *body).await
+                } else {
+                    (*body, Vec::new())
+                };
+                let mut response =
+                    offsets::offset_commit(self.groups(api_key)?, body, version).await;
+                response.topics.extend(denied);
+                Response::OffsetCommit(response)
+            }
+            Request::OffsetFetch(body) => {
+                let (body, denied) = if auth.enabled() && version >= 8 {
+                    guard::offset_fetch_groups(&auth, *body).await
+                } else {
+                    (*body, Vec::new())
+                };
+                let mut response =
+                    offsets::offset_fetch(self.groups(api_key)?, body, version).await;
+                response.groups.extend(denied);
+                Response::OffsetFetch(response)
+            }
             Request::OffsetDelete(body) => {
                 Response::OffsetDelete(offsets::offset_delete(self.groups(api_key)?, body).await)
             }
-            Request::DescribeGroups(body) => Response::DescribeGroups(
-                groups::describe_groups(self.groups(api_key)?, body, version).await,
-            ),
-            Request::ListGroups(body) => Response::ListGroups(
-                groups::list_groups(
+            Request::DescribeGroups(mut body) => {
+                let denied = if auth.enabled() {
+                    let (allowed, denied) =
+                        guard::split_groups(&auth, AclOperation::Describe, body.groups).await;
+                    body.groups = allowed;
+                    denied
+                } else {
+                    Vec::new()
+                };
+                let mut response =
+                    groups::describe_groups(self.groups(api_key)?, body, version).await;
+                response.groups.extend(denied.into_iter().map(|group| {
+                    kafka_protocol::messages::describe_groups_response::DescribedGroup::default()
+                        .with_group_id(group)
+                        .with_error_code(guard::GROUP_DENIED)
+                        .with_error_message(guard::denied_message())
+                }));
+                Response::DescribeGroups(response)
+            }
+            Request::ListGroups(body) => {
+                let mut response = groups::list_groups(
                     self.groups(api_key)?,
                     &self.services(api_key)?.core,
                     &body,
                     version,
                 )
-                .await,
-            ),
-            Request::DeleteGroups(body) => {
-                Response::DeleteGroups(groups::delete_groups(self.groups(api_key)?, body).await)
+                .await;
+                if auth.enabled() {
+                    guard::list_groups(&auth, &mut response).await;
+                }
+                Response::ListGroups(response)
+            }
+            Request::DeleteGroups(mut body) => {
+                let denied = if auth.enabled() {
+                    let (allowed, denied) =
+                        guard::split_groups(&auth, AclOperation::Delete, body.groups_names).await;
+                    body.groups_names = allowed;
+                    denied
+                } else {
+                    Vec::new()
+                };
+                let mut response = groups::delete_groups(self.groups(api_key)?, body).await;
+                response.results.extend(denied.into_iter().map(|group| {
+                    kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default(
+                    )
+                    .with_group_id(group)
+                    .with_error_code(guard::GROUP_DENIED)
+                }));
+                Response::DeleteGroups(response)
             }
             Request::ConsumerGroupHeartbeat(body) => Response::ConsumerGroupHeartbeat(
                 groups::consumer_group_heartbeat(
                     self.groups(api_key)?,
                     *body,
                     version,
-                    client(&header, peer),
+                    client(header, peer),
                 )
                 .await,
             ),
-            Request::ConsumerGroupDescribe(body) => Response::ConsumerGroupDescribe(
-                groups::consumer_group_describe(self.groups(api_key)?, body).await,
-            ),
+            Request::ConsumerGroupDescribe(mut body) => {
+                let denied = if auth.enabled() {
+                    let (allowed, denied) =
+                        guard::split_groups(&auth, AclOperation::Describe, body.group_ids).await;
+                    body.group_ids = allowed;
+                    denied
+                } else {
+                    Vec::new()
+                };
+                let mut response =
+                    groups::consumer_group_describe(self.groups(api_key)?, body).await;
+                response.groups.extend(denied.into_iter().map(|group| {
+                    kafka_protocol::messages::consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(group)
+                        .with_error_code(guard::GROUP_DENIED)
+                        .with_error_message(guard::denied_message())
+                }));
+                Response::ConsumerGroupDescribe(response)
+            }
             // Kafka's answers (KafkaApis) on a listener without SASL, or after authentication:
             // SASL is the connection's business (net/sasl), never a request's.
             Request::SaslHandshake(_) => Response::SaslHandshake(
@@ -359,24 +578,43 @@ impl<S: MetadataSource> Dispatcher<S> {
                 );
                 Response::ApiVersions(api_versions::handle(&body, version))
             }
-            Request::Metadata(body) => Response::Metadata(
-                metadata::handle(
-                    &self.metadata,
-                    &self.broker,
-                    &body,
-                    version,
-                    self.auto_create_partitions,
-                )
-                .await?,
-            ),
+            Request::Metadata(body) => {
+                if auth.enabled() {
+                    let plan =
+                        guard::metadata_request(&auth, body, self.auto_create_partitions).await;
+                    let mut response = metadata::handle(
+                        &self.metadata,
+                        &self.broker,
+                        &plan.request,
+                        version,
+                        plan.auto_create_partitions,
+                    )
+                    .await?;
+                    guard::metadata_response(&auth, &mut response, plan).await;
+                    Response::Metadata(response)
+                } else {
+                    Response::Metadata(
+                        metadata::handle(
+                            &self.metadata,
+                            &self.broker,
+                            &body,
+                            version,
+                            self.auto_create_partitions,
+                        )
+                        .await?,
+                    )
+                }
+            }
         };
-        Ok(Some(vec![codec::encode_response(
-            header.correlation_id,
-            api_key,
-            version,
-            &response,
-        )?]))
+        Ok(Some(Answered::Response(response)))
     }
+}
+
+/// What [`Dispatcher::answer`] produced.
+enum Answered {
+    Response(Response),
+    /// A Fetch response, already encoded as segments.
+    Frame(Vec<Bytes>),
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

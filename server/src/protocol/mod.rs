@@ -19,6 +19,7 @@ pub mod codec;
 pub mod dispatch;
 pub mod fetch_frame;
 pub mod frame;
+mod guard;
 mod handlers;
 pub mod services;
 pub mod shape;

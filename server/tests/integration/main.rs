@@ -2,6 +2,7 @@
 //! one per file): each module is what was a file of its own under `tests/`.
 //! Run one with `cargo test -p sluice-server --test integration -- <module>::`.
 
+mod acl_enforcement;
 mod acls;
 mod admin;
 mod api_versions;
