@@ -1,8 +1,8 @@
 //! Scenario: Apache Kafka's own command-line tools (`kafka-tools` from Maven Central, the version
 //! of `scripts/kafka/pom.xml`) drive a Sluice agent whose bucket is a loopback S3-API server, each
 //! as an operator runs it, and each answer is checked for what the operator expects to read
-//! (docs/operations.md, "Kafka's admin tools"). ACLs (AclCommand) are not served yet and are not
-//! run here.
+//! (docs/operations.md, "Kafka's admin tools"). AclCommand needs an agent with an authorizer and
+//! SASL users: it runs in `acls_sluice.rs`.
 //!
 //! Without java, or without the jars (`bash scripts/kafka/fetch-kafka.sh`), the test prints
 //! `SKIPPED` and passes locally; with `CI=true` it fails.
