@@ -13,11 +13,14 @@
 //! - [`Authorizer`], one per network core: the policy (`super_users`,
 //!   `allow_everyone_if_no_acl_found`) and the board.
 //! - [`ConnectionAuth`], one per connection: the principal (`User:<SASL name>`, else
-//!   `User:ANONYMOUS`), the client's address, and a cache of decisions keyed by (resource type,
-//!   operation, name), dropped whole when the board's version moves and bounded by
-//!   [`DECISIONS_CACHED_MAX`]. A producer writing to one topic computes one decision per ACL change.
+//!   `User:<certificate subject>` for an mTLS client ([`certificate`]), else `User:ANONYMOUS`),
+//!   the client's address, and a cache of decisions keyed by (resource type, operation, name),
+//!   dropped whole when the board's version moves and bounded by [`DECISIONS_CACHED_MAX`]. A
+//!   producer writing to one topic computes one decision per ACL change.
 //!
 //! When no authorizer is configured the dispatcher holds none and no check runs at all.
+
+pub mod certificate;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

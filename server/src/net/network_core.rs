@@ -106,7 +106,8 @@ impl<S: MetadataSource> Session<'_, S> {
                 }
             }
         };
-        // Kafka's principal: `User:<SASL name>` after SASL, else ANONYMOUS.
+        // Kafka's principal: `User:<SASL name>` after SASL, else `User:<subject DN>` of an mTLS
+        // client's certificate, else ANONYMOUS.
         let auth = match self.principal.borrow().as_ref() {
             Some(principal) => ConnectionAuth::new(principal.to_string(), self.peer),
             None => ConnectionAuth::anonymous(self.peer),
@@ -203,6 +204,20 @@ pub(super) async fn network_core<S: MetadataSource>(
                                 futures::pin_mut!(handshake, deadline);
                                 match select(handshake, deadline).await {
                                     Either::Left((Ok(mut stream), _)) => {
+                                        // mTLS: `User:<subject DN>`, as Kafka names it,
+                                        // unless SASL names the client next.
+                                        let subject = stream
+                                            .get_ref()
+                                            .1
+                                            .peer_certificates()
+                                            .and_then(|chain| chain.first())
+                                            .and_then(|leaf| {
+                                                crate::auth::certificate::subject_dn(leaf)
+                                            });
+                                        if let Some(subject) = subject {
+                                            *principal.borrow_mut() =
+                                                Some(Principal::user(&subject));
+                                        }
                                         session.serve(&mut stream).await
                                     }
                                     Either::Left((Err(error), _)) => {

@@ -318,3 +318,63 @@ fn agent_topics(agent: &common::TestAgent, topics: &[&str]) {
         assert_eq!(created.topics[0].error_code, 0);
     }
 }
+
+/// mTLS without SASL: the principal is `User:` and the certificate's subject, as in Kafka; a
+/// plaintext client without SASL is `User:ANONYMOUS`.
+#[test]
+fn an_mtls_client_is_its_certificate_subject() {
+    use crate::tls::{Pki, call, connect};
+    let pki = Pki::new();
+    pki.issue("server", "sluice", &["localhost", "127.0.0.1"]);
+    pki.issue("admin", "admin", &["admin"]);
+    pki.issue("alice", "alice", &["alice"]);
+    let agent = common::start_agent(|config| {
+        config.tls_listen = Some("127.0.0.1:0".to_owned());
+        config.tls_advertised_listen = Some("localhost:0".to_owned());
+        config.tls_cert_file = Some(pki.path("server.pem"));
+        config.tls_key_file = Some(pki.path("server-key.pem"));
+        config.tls_client_ca_file = Some(pki.path("ca.pem"));
+        config.authorizer = Some("acl".to_owned());
+        config.super_users = vec!["User:CN=admin".to_owned()];
+    });
+    let tls_addr = agent.agent.as_ref().unwrap().tls_addr().unwrap();
+    let as_client = |stem: &str| {
+        let (cert, key) = (
+            pki.path(&format!("{stem}.pem")),
+            pki.path(&format!("{stem}-key.pem")),
+        );
+        connect(&pki, tls_addr, Some((&cert, &key))).unwrap()
+    };
+    let mut admin = as_client("admin");
+    let created: CreateTopicsResponse = call(
+        &mut admin,
+        ApiKey::CreateTopics,
+        7,
+        &common::create_topics_request(&[("certified", 1)]),
+    )
+    .unwrap();
+    assert_eq!(created.topics[0].error_code, 0);
+    let response: kafka_protocol::messages::CreateAclsResponse = call(
+        &mut admin,
+        ApiKey::CreateAcls,
+        3,
+        &kafka_protocol::messages::CreateAclsRequest::default().with_creations(vec![creation(
+            TOPIC,
+            "certified",
+            LITERAL,
+            "User:CN=alice",
+            WRITE,
+            ALLOW,
+        )]),
+    )
+    .unwrap();
+    assert_eq!(response.results[0].error_code, 0);
+    let mut alice = as_client("alice");
+    let request =
+        common::produce_request(-1, &[("certified", 0, common::batch(1, common::now_ms()))]);
+    let response: ProduceResponse = call(&mut alice, ApiKey::Produce, 9, &request).unwrap();
+    assert_eq!(common::produce_results(&response)[0].2, 0);
+    // The plaintext listener has no SASL: ANONYMOUS, who has no binding.
+    let mut anonymous = RawClient::connect(agent.addr());
+    assert_eq!(produce(&mut anonymous, "certified"), 29);
+}

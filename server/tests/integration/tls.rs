@@ -22,14 +22,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sluice_server::protocol::client_codec::{decode_response, encode_request};
 
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     ca_params: CertificateParams,
     ca_key: KeyPair,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -46,13 +46,13 @@ impl Pki {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Writes a certificate for `names` signed by the CA, as `{stem}.pem` and `{stem}-key.pem`;
     /// returns its DER.
-    fn issue(&self, stem: &str, common_name: &str, names: &[&str]) -> Vec<u8> {
+    pub(crate) fn issue(&self, stem: &str, common_name: &str, names: &[&str]) -> Vec<u8> {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
@@ -69,7 +69,7 @@ impl Pki {
 }
 
 /// A blocking TLS client that trusts the test CA, optionally presenting `client`.
-fn connect(
+pub(crate) fn connect(
     pki: &Pki,
     address: SocketAddr,
     client: Option<(&Path, &Path)>,
@@ -105,7 +105,10 @@ fn connect(
 }
 
 /// One request and its decoded response over a TLS stream.
-fn call<R: kafka_protocol::protocol::Encodable, P: kafka_protocol::protocol::Decodable>(
+pub(crate) fn call<
+    R: kafka_protocol::protocol::Encodable,
+    P: kafka_protocol::protocol::Decodable,
+>(
     stream: &mut impl ReadWrite,
     api_key: ApiKey,
     version: i16,
@@ -125,7 +128,7 @@ fn call<R: kafka_protocol::protocol::Encodable, P: kafka_protocol::protocol::Dec
     Ok(body)
 }
 
-trait ReadWrite: Read + Write {}
+pub(crate) trait ReadWrite: Read + Write {}
 impl<T: Read + Write> ReadWrite for T {}
 
 fn tls_agent(pki: &Pki, client_ca: bool) -> common::TestAgent {
