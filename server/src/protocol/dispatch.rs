@@ -472,6 +472,9 @@ impl<S: MetadataSource> Dispatcher<S> {
                 let mut response =
                     offsets::offset_fetch(self.groups(api_key)?, body, version).await;
                 response.groups.extend(denied);
+                if auth.enabled() {
+                    guard::offset_fetch_response(&auth, &mut response).await;
+                }
                 Response::OffsetFetch(response)
             }
             Request::OffsetDelete(body) => {

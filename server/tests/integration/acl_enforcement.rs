@@ -13,12 +13,16 @@ use crate::common::{self, RawClient};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, FetchRequest, FetchResponse, GroupId, InitProducerIdRequest,
-    InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, MetadataRequest, MetadataResponse,
-    OffsetFetchRequest, OffsetFetchResponse, ProduceResponse,
+    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, CreateTopicsResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest,
+    FetchResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest,
+    JoinGroupResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceResponse,
 };
 
 const IDEMPOTENT_WRITE: i8 = 12;
@@ -287,6 +291,48 @@ fn topic_admin_and_groups_need_their_operations() {
         codes,
         [("billing".to_owned(), 0), ("payroll".to_owned(), 30)]
     );
+
+    // OffsetCommit needs READ on each topic as well: CREATE on mine-1 is not enough.
+    let commit = |client: &mut RawClient| -> i16 {
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId("billing".to_owned().into()))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(common::topic_name("mine-1"))
+                    .with_partitions(vec![
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(0),
+                    ]),
+            ]);
+        let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 9, &request);
+        response.topics[0].partitions[0].error_code
+    };
+    assert_eq!(commit(&mut alice), 29);
+    let codes = create(
+        &mut admin,
+        3,
+        vec![creation(
+            TOPIC,
+            "mine-1",
+            LITERAL,
+            "User:alice",
+            READ,
+            ALLOW,
+        )],
+    );
+    assert_eq!(codes, [0]);
+    assert_eq!(commit(&mut alice), 0);
+    // KIP-848: subscribing to a topic the member may not describe is TOPIC_AUTHORIZATION_FAILED.
+    let heartbeat = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId("billing-848".to_owned().into()))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(10_000)
+        .with_subscribed_topic_names(Some(vec![common::topic_name("theirs")]));
+    let response: ConsumerGroupHeartbeatResponse =
+        alice.call(ApiKey::ConsumerGroupHeartbeat, 0, &heartbeat);
+    assert_eq!(response.error_code, 29);
 }
 
 #[test]
