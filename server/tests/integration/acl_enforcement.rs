@@ -424,3 +424,52 @@ fn an_mtls_client_is_its_certificate_subject() {
     let mut anonymous = RawClient::connect(agent.addr());
     assert_eq!(produce(&mut anonymous, "certified"), 29);
 }
+
+/// librdkafka (confluent-kafka) over SASL_PLAINTEXT with SCRAM-SHA-512: a principal with WRITE
+/// delivers, one without sees TOPIC_AUTHORIZATION_FAILED on every record.
+#[test]
+fn librdkafka_producers_are_allowed_and_denied() {
+    let Some(python) = common::python_with(
+        "librdkafka_producers_are_allowed_and_denied",
+        "confluent_kafka",
+        "confluent-kafka",
+    ) else {
+        return;
+    };
+    let (agent, _users) = acl_agent(|config| {
+        config.sasl_mechanisms = vec!["PLAIN".to_owned(), "SCRAM-SHA-512".to_owned()];
+    });
+    agent_topics(&agent, &["ledger"]);
+    let mut admin = login(&agent, "admin");
+    let codes = create(
+        &mut admin,
+        3,
+        vec![creation(
+            TOPIC,
+            "ledger",
+            LITERAL,
+            "User:alice",
+            WRITE,
+            ALLOW,
+        )],
+    );
+    assert_eq!(codes, [0]);
+    let script = format!("{}/tests/python/acl_check.py", env!("CARGO_MANIFEST_DIR"));
+    let bootstrap = format!("127.0.0.1:{}", agent.addr().port());
+    let run = |user: &str| {
+        let output = std::process::Command::new(&python)
+            .arg(&script)
+            .args([&bootstrap, user, &format!("{user}-secret"), "ledger", "20"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert!(
+            output.status.success(),
+            "{user}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    assert_eq!(run("alice"), "ok");
+    assert_eq!(run("bob"), "denied");
+}
