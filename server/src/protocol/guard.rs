@@ -225,7 +225,9 @@ pub async fn metadata_request(
     let mut denied = Vec::new();
     let mut asked = HashSet::new();
     let mut allowed = Vec::with_capacity(topics.len());
-    let mut may_create = auth.allowed_on_cluster(AclOperation::Create).await;
+    let cluster_create = auth.allowed_on_cluster(AclOperation::Create).await;
+    // Without CREATE on the cluster, every named topic must allow CREATE.
+    let mut may_create = true;
     let mut by_id = false;
     for topic in topics {
         let Some(name) = topic.name.as_ref().map(|name| name.to_string()) else {
@@ -236,7 +238,7 @@ pub async fn metadata_request(
         };
         asked.insert(name.clone());
         if topic_allowed(auth, AclOperation::Describe, &name).await {
-            if !may_create {
+            if !cluster_create && may_create {
                 may_create = topic_allowed(auth, AclOperation::Create, &name).await;
             }
             allowed.push(topic);
@@ -250,7 +252,7 @@ pub async fn metadata_request(
         denied,
         // v0 reads an empty list as "all topics": the answer is cut back to what was asked.
         asked: (!by_id).then_some(asked),
-        auto_create_partitions: auto_create_partitions.filter(|_| may_create),
+        auto_create_partitions: auto_create_partitions.filter(|_| cluster_create || may_create),
     }
 }
 

@@ -235,6 +235,34 @@ fn topic_admin_and_groups_need_their_operations() {
         results,
         [("mine-1".to_owned(), 0), ("theirs".to_owned(), 29)]
     );
+    // Metadata auto-creates only with CREATE: alice may describe "auto-" topics but create only
+    // "mine" ones.
+    let codes = create(
+        &mut admin,
+        3,
+        vec![creation(
+            TOPIC,
+            "auto-",
+            PREFIXED,
+            "User:alice",
+            READ,
+            ALLOW,
+        )],
+    );
+    assert_eq!(codes, [0]);
+    let auto = |client: &mut RawClient, name: &str| -> i16 {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(common::topic_name(name))),
+            ]))
+            .with_allow_auto_topic_creation(true);
+        let response: MetadataResponse = client.call(ApiKey::Metadata, 12, &request);
+        response.topics[0].error_code
+    };
+    assert_eq!(auto(&mut alice, "auto-1"), 3);
+    assert_eq!(auto(&mut alice, "elsewhere"), 29);
+    assert_eq!(auto(&mut admin, "auto-2"), 0);
     // CREATE does not give DELETE.
     let deleted: DeleteTopicsResponse = alice.call(
         ApiKey::DeleteTopics,
