@@ -323,10 +323,26 @@ fn admin_manages_acls_others_may_not_and_they_survive_a_restart() {
     );
     assert_eq!(refused.filter_results[0].error_code, 31);
 
-    // The bindings are in the metadata log: a restart on the same store has them.
+    // The bindings are in the metadata log: a restart on the same store has them, and the first
+    // request after it is checked against them.
+    let created: kafka_protocol::messages::CreateTopicsResponse = admin.call(
+        ApiKey::CreateTopics,
+        7,
+        &common::create_topics_request(&[("payments", 1)]),
+    );
+    assert_eq!(created.topics[0].error_code, 0);
     drop((admin, alice));
     let data_dir = agent.stop().unwrap();
     let agent = acl_agent_in(data_dir, &users, |_| {});
+    let produce = |client: &mut RawClient| {
+        let request =
+            common::produce_request(-1, &[("payments", 0, common::batch(1, common::now_ms()))]);
+        let response: kafka_protocol::messages::ProduceResponse =
+            client.call(ApiKey::Produce, 9, &request);
+        common::produce_results(&response)[0].2
+    };
+    assert_eq!(produce(&mut login(&agent, "bob")), 29);
+    assert_eq!(produce(&mut login(&agent, "alice")), 0);
     let mut admin = login(&agent, "admin");
     let (_, after) = describe(&mut admin, 3, &describe_request(ANY, None, ANY));
     assert_eq!(
