@@ -5,16 +5,19 @@
 //! the index) from that list. Every step checks the real state against it: offsets start at 0 and
 //! are contiguous, every committed offset is found again by `find_from` in the segment that holds
 //! it, no offset belongs to two entries, hw is the sum of offset counts, and lookups by timestamp
-//! agree with a scan. The final state must survive a checkpoint round trip unchanged.
+//! agree with a scan. ACL bindings are kept beside the topics, as a set the model filters with
+//! Kafka's matching rules. The final state must survive a checkpoint round trip unchanged.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use sluice_engine::metadata::acl::PatternFilter;
 use sluice_engine::metadata::{
-    Command, EntryKind, EntryMeta, EntryOutcome, Event, IndexEntry, MetadataError, MetadataState,
-    ObjectCommit, SegmentCommit,
+    AclBinding, AclBindingFilter, AclEntry, AclOperation, AclPatternType, AclPermission,
+    AclResource, AclResourceType, Command, EntryKind, EntryMeta, EntryOutcome, Event, IndexEntry,
+    MetadataError, MetadataState, ObjectCommit, SegmentCommit,
 };
 use sluice_engine::types::{LogSeq, TopicId, TopicPartition};
 
@@ -46,6 +49,40 @@ enum Op {
         partition: i32,
         advance: u64,
     },
+    CreateAcl {
+        binding: AclBinding,
+    },
+    /// Deletes the bindings of one principal (or all), of one pattern type (or any).
+    DeleteAcls {
+        principal: Option<&'static str>,
+        pattern_type: Option<AclPatternType>,
+    },
+}
+
+fn acl_binding() -> impl Strategy<Value = AclBinding> {
+    (
+        prop::sample::select(vec![AclResourceType::Topic, AclResourceType::Group]),
+        prop::sample::select(vec![AclPatternType::Literal, AclPatternType::Prefixed]),
+        prop::sample::select(vec!["topic-0", "topic", "*", ""]),
+        prop::sample::select(vec!["User:alice", "User:*", "bob"]),
+        prop::sample::select(vec![AclOperation::Read, AclOperation::All]),
+        prop::sample::select(vec![AclPermission::Allow, AclPermission::Deny]),
+    )
+        .prop_map(
+            |(resource_type, pattern_type, name, principal, operation, permission)| AclBinding {
+                resource: AclResource {
+                    resource_type,
+                    pattern_type,
+                    name: name.to_owned(),
+                },
+                entry: AclEntry {
+                    principal: principal.to_owned(),
+                    host: "*".to_owned(),
+                    operation,
+                    permission,
+                },
+            },
+        )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -60,6 +97,12 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|segments| Op::Commit { segments }),
         1 => (slot, 0..(PARTITIONS_MAX as i32), 0u64..12)
             .prop_map(|(id_slot, partition, advance)| Op::DeleteRecords { id_slot, partition, advance }),
+        2 => acl_binding().prop_map(|binding| Op::CreateAcl { binding }),
+        1 => (
+            prop::option::of(prop::sample::select(vec!["User:alice", "User:*"])),
+            prop::option::of(prop::sample::select(vec![AclPatternType::Literal, AclPatternType::Prefixed])),
+        )
+            .prop_map(|(principal, pattern_type)| Op::DeleteAcls { principal, pattern_type }),
     ]
 }
 
@@ -108,6 +151,7 @@ impl ModelPartition {
 struct Model {
     /// id slot -> (name, partitions)
     topics: BTreeMap<u8, (String, Vec<ModelPartition>)>,
+    acls: std::collections::BTreeSet<AclBinding>,
 }
 
 /// Byte position the test gives segment `segment_index`, so the index entry can be traced back.
@@ -172,6 +216,44 @@ impl Run {
     }
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        match op {
+            Op::CreateAcl { binding } => {
+                let event = self.command(Command::CreateAcl {
+                    binding: Box::new(binding.clone()),
+                });
+                // Kafka refuses an empty name and a principal without a type.
+                let valid =
+                    !binding.resource.name.is_empty() && binding.entry.principal.contains(':');
+                if valid {
+                    let created = self.model.acls.insert(binding.clone());
+                    prop_assert_eq!(event, Event::AclCreated { index: 0, created });
+                } else {
+                    prop_assert_eq!(event_code(&event), Some(42), "{:?}", event);
+                }
+                return self.check();
+            }
+            Op::DeleteAcls {
+                principal,
+                pattern_type,
+            } => {
+                let mut filter = AclBindingFilter::any();
+                filter.principal = principal.map(str::to_owned);
+                filter.pattern = pattern_type.map_or(PatternFilter::Any, PatternFilter::Is);
+                let event = self.command(Command::DeleteAcls {
+                    filter: Box::new(filter),
+                });
+                let (deleted, kept): (Vec<AclBinding>, Vec<AclBinding>) =
+                    self.model.acls.iter().cloned().partition(|binding| {
+                        principal.is_none_or(|principal| binding.entry.principal == principal)
+                            && pattern_type
+                                .is_none_or(|pattern| binding.resource.pattern_type == pattern)
+                    });
+                self.model.acls = kept.into_iter().collect();
+                prop_assert_eq!(event, Event::AclsDeleted { index: 0, deleted });
+                return self.check();
+            }
+            _ => {}
+        }
         match *op {
             Op::CreateTopic {
                 name_slot,
@@ -349,6 +431,7 @@ impl Run {
                     }
                 }
             }
+            Op::CreateAcl { .. } | Op::DeleteAcls { .. } => {}
         }
         self.check()
     }
@@ -356,6 +439,8 @@ impl Run {
     /// The whole state against the model.
     fn check(&self) -> Result<(), TestCaseError> {
         let state = &self.state;
+        let stored = state.acls().matching(&AclBindingFilter::any());
+        prop_assert_eq!(stored, self.model.acls.iter().cloned().collect::<Vec<_>>());
         prop_assert_eq!(state.topic_count(), self.model.topics.len());
         for slot in 0..TOPIC_SLOTS {
             let Some((name, partitions)) = self.model.topics.get(&slot) else {
