@@ -374,3 +374,21 @@ fn admin_manages_acls_others_may_not_and_they_survive_a_restart() {
         3
     );
 }
+
+#[test]
+fn one_request_changes_at_most_a_thousand_bindings() {
+    let users_dir = tempfile::tempdir().unwrap();
+    let users = users_dir.path().join("users.toml");
+    std::fs::write(&users, USERS).unwrap();
+    let agent = acl_agent_in(tempfile::tempdir().unwrap(), &users, |_| {});
+    let mut admin = login(&agent, "admin");
+    let creations = (0..1_001)
+        .map(|n| creation(TOPIC, &format!("t{n}"), LITERAL, "User:alice", READ, ALLOW))
+        .collect();
+    let codes = create(&mut admin, 3, creations);
+    assert_eq!(codes.len(), 1_001);
+    assert!(codes[..1_000].iter().all(|code| *code == 0));
+    assert_eq!(codes[1_000], 42);
+    let (_, rows) = describe(&mut admin, 3, &describe_request(TOPIC, None, ANY));
+    assert_eq!(rows.len(), 1_000);
+}

@@ -41,6 +41,9 @@ type Failure = (i16, String);
 const RESOURCE_TYPES_ELSEWHERE: [i8; 2] = [6, 7];
 const OPERATIONS_ELSEWHERE: [i8; 2] = [13, 14];
 const ANY: i8 = 1;
+/// Creations or deletion filters one request may carry (one log entry's worth of commands); the
+/// ones past it are refused without being written, so a request cannot fill the log.
+pub const ACL_CHANGES_PER_REQUEST_MAX: usize = COMMANDS_PER_ENTRY_MAX;
 const MATCH: i8 = 2;
 
 fn security_disabled() -> Failure {
@@ -59,6 +62,12 @@ fn cluster_denied(operation: &str) -> Failure {
 
 fn invalid(reason: String) -> Failure {
     (ResponseError::InvalidRequest.code(), reason)
+}
+
+fn too_many(what: &str) -> Failure {
+    invalid(format!(
+        "more than {ACL_CHANGES_PER_REQUEST_MAX} {what} in one request"
+    ))
 }
 
 /// Whether the request may go on: an authorizer is on and allows `operation` on the cluster.
@@ -205,7 +214,11 @@ pub async fn create_acls(
     let planned: Vec<Result<usize, Failure>> = request
         .creations
         .iter()
-        .map(|creation| {
+        .enumerate()
+        .map(|(position, creation)| {
+            if position >= ACL_CHANGES_PER_REQUEST_MAX {
+                return Err(too_many("creations"));
+            }
             binding_from(creation).map(|binding| {
                 commands.push(Command::CreateAcl {
                     binding: Box::new(binding),
@@ -340,7 +353,11 @@ pub async fn delete_acls(
     let parsed: Vec<Result<Option<AclBindingFilter>, Failure>> = request
         .filters
         .iter()
-        .map(|filter| {
+        .enumerate()
+        .map(|(position, filter)| {
+            if position >= ACL_CHANGES_PER_REQUEST_MAX {
+                return Err(too_many("filters"));
+            }
             filter_from(&WireFilter {
                 resource_type: filter.resource_type_filter,
                 name: filter.resource_name_filter.as_ref(),
