@@ -2,8 +2,9 @@
 //! `scripts/kafka/pom.xml`) on an agent with `--authorizer acl`, over SASL_PLAINTEXT with
 //! SCRAM-SHA-512 users, and enforced on Kafka's own Java producer (ProducerPerformance):
 //! a principal with WRITE produces, one without gets TOPIC_AUTHORIZATION_FAILED, a prefixed ALLOW
-//! lets a principal write every topic under the prefix, and a DENY wins over it until removed —
-//! as in Kafka.
+//! lets a principal write every topic under the prefix, and a DENY wins over it until removed.
+//! `acls_kafka.rs` runs the same steps, with the same expectations, on Apache Kafka with its
+//! `StandardAuthorizer` (over SASL PLAIN): that is what "as in Kafka" means here.
 //!
 //! Without java, or without the jars (`bash scripts/kafka/fetch-kafka.sh`), the test prints
 //! `SKIPPED` and passes locally; with `CI=true` it fails.
@@ -22,10 +23,12 @@ const TOOL_TIMEOUT_S: u64 = 120;
 const USERS: &str =
     "[users]\nadmin = \"admin-secret\"\nalice = \"alice-secret\"\nbob = \"bob-secret\"\n";
 
-struct Tools<'a> {
-    classpath: String,
-    bootstrap: String,
-    work_dir: &'a Path,
+pub(crate) struct Tools<'a> {
+    pub(crate) classpath: String,
+    pub(crate) bootstrap: String,
+    pub(crate) work_dir: &'a Path,
+    /// `SCRAM-SHA-512` or `PLAIN`.
+    pub(crate) mechanism: &'static str,
 }
 
 impl Tools<'_> {
@@ -55,13 +58,18 @@ impl Tools<'_> {
     /// The client settings of `user` (SCRAM-SHA-512 over SASL_PLAINTEXT), as a file.
     fn client_config(&self, user: &str) -> String {
         let path = self.work_dir.join(format!("{user}.properties"));
+        let module = if self.mechanism == "PLAIN" {
+            "plain.PlainLoginModule"
+        } else {
+            "scram.ScramLoginModule"
+        };
         std::fs::write(
             &path,
             format!(
-                "bootstrap.servers={}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n\
-                 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+                "bootstrap.servers={}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism={}\n\
+                 sasl.jaas.config=org.apache.kafka.common.security.{module} required \
                  username=\"{user}\" password=\"{user}-secret\";\n",
-                self.bootstrap
+                self.bootstrap, self.mechanism
             ),
         )
         .unwrap();
@@ -133,23 +141,9 @@ fn kafkas_acl_command_and_producer_on_sluice() {
     if !require("acls_sluice", &[Tool::Java]) {
         return;
     }
-    let lib = repository_root().join("scripts/kafka/lib");
-    let has_tools = std::fs::read_dir(&lib).is_ok_and(|mut entries| {
-        entries.any(|entry| {
-            entry.is_ok_and(|entry| {
-                entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("kafka-tools-")
-            })
-        })
-    });
-    if !lib.join(".complete").exists() || !has_tools {
-        skip_or_fail(
-            "acls_sluice: Kafka's tools are missing; run `bash scripts/kafka/fetch-kafka.sh`",
-        );
+    let Some(lib) = kafka_tools("acls_sluice") else {
         return;
-    }
+    };
     let work_dir = tempfile::Builder::new()
         .prefix("sluice-e2e-acls-")
         .tempdir()
@@ -177,7 +171,43 @@ fn kafkas_acl_command_and_producer_on_sluice() {
         classpath: format!("{}/*", lib.display()),
         bootstrap: agent.bootstrap(),
         work_dir: work_dir.path(),
+        mechanism: "SCRAM-SHA-512",
     };
+    let failures = scenario(&tools);
+    assert!(
+        failures.is_empty(),
+        "{} step(s) failed:\n{}\nagent log:\n{}",
+        failures.len(),
+        failures.join("\n\n"),
+        agent.log_tail()
+    );
+}
+
+/// The jars of Kafka's tools, or `None` after saying why the test does not run.
+pub(crate) fn kafka_tools(test: &str) -> Option<std::path::PathBuf> {
+    let lib = repository_root().join("scripts/kafka/lib");
+    let has_tools = std::fs::read_dir(&lib).is_ok_and(|mut entries| {
+        entries.any(|entry| {
+            entry.is_ok_and(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("kafka-tools-")
+            })
+        })
+    });
+    if !lib.join(".complete").exists() || !has_tools {
+        skip_or_fail(&format!(
+            "{test}: Kafka's tools are missing; run `bash scripts/kafka/fetch-kafka.sh`"
+        ));
+        return None;
+    }
+    Some(lib)
+}
+
+/// The steps, on whatever broker `tools` points at (users admin, alice and bob, passwords
+/// `<user>-secret`, admin a super user); the failed ones, with the tools' output.
+pub(crate) fn scenario(tools: &Tools<'_>) -> Vec<String> {
     let acl = "org.apache.kafka.tools.AclCommand";
     let topics = "org.apache.kafka.tools.TopicCommand";
     let mut failures: Vec<String> = Vec::new();
@@ -323,11 +353,5 @@ fn kafkas_acl_command_and_producer_on_sluice() {
         passed,
     );
 
-    assert!(
-        failures.is_empty(),
-        "{} step(s) failed:\n{}\nagent log:\n{}",
-        failures.len(),
-        failures.join("\n\n"),
-        agent.log_tail()
-    );
+    failures
 }

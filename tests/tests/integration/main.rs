@@ -2,6 +2,7 @@
 //! one per file): each module is what was a file of its own under `tests/`.
 //! Run one with `cargo test -p sluice-tests --test integration -- <module>::`.
 
+mod acls_kafka;
 mod acls_sluice;
 mod admin_tools_sluice;
 mod client_matrix_kafka;
