@@ -1048,6 +1048,40 @@ mod tests {
     }
 
     #[test]
+    fn the_authorizer_is_acl_or_nothing_and_super_users_are_principals() {
+        let text = "authorizer = \"acl\"\nsuper_users = [\"User:admin\"]\n\
+                    allow_everyone_if_no_acl_found = true\n";
+        let config = Config::from_toml_str(text, Path::new("x.toml")).unwrap();
+        let policy = config.authorizer_policy().unwrap().unwrap();
+        assert_eq!(policy.super_users, ["User:admin"]);
+        assert!(policy.allow_everyone_if_no_acl_found);
+        assert_eq!(Config::default().authorizer_policy().unwrap(), None);
+        let other = Config {
+            authorizer: Some("ranger".to_owned()),
+            ..Config::default()
+        };
+        assert!(
+            other
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("authorizer")
+        );
+        let bad_user = Config {
+            authorizer: Some("acl".to_owned()),
+            super_users: vec!["admin".to_owned()],
+            ..Config::default()
+        };
+        assert!(
+            bad_user
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("super_users")
+        );
+    }
+
+    #[test]
     fn wrong_type_is_an_error() {
         assert!(Config::from_toml_str("cpus = \"all\"\n", Path::new("x.toml")).is_err());
     }

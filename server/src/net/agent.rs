@@ -447,6 +447,13 @@ impl Agent {
         let group_config = group_config(config);
         // ACL checks: one snapshot board for the agent, one authorizer per core (`crate::auth`).
         let authorizer_policy = config.authorizer_policy()?;
+        if let Some(policy) = &authorizer_policy {
+            tracing::info!(
+                super_users = ?policy.super_users,
+                allow_everyone_if_no_acl_found = policy.allow_everyone_if_no_acl_found,
+                "ACL authorizer on"
+            );
+        }
         let acl_board = Arc::new(AclBoard::new());
         // Every core needs every core's group inbox before any of them runs.
         let (group_senders, group_inboxes) = group_channels(plan.network_cpus.len());
