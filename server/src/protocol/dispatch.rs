@@ -407,12 +407,18 @@ impl<S: MetadataSource> Dispatcher<S> {
                     }));
                 Response::IncrementalAlterConfigs(response)
             }
-            Request::DescribeCluster(body) => Response::DescribeCluster(cluster::describe_cluster(
-                &body,
-                version,
-                &self.metadata.cluster_id(),
-                &self.broker,
-            )),
+            Request::DescribeCluster(body) => {
+                let mut response = cluster::describe_cluster(
+                    &body,
+                    version,
+                    &self.metadata.cluster_id(),
+                    &self.broker,
+                );
+                if auth.enabled() && body.include_cluster_authorized_operations {
+                    response.cluster_authorized_operations = guard::cluster_operations(&auth).await;
+                }
+                Response::DescribeCluster(response)
+            }
             Request::DescribeLogDirs(body) => Response::DescribeLogDirs(
                 admin_tools::describe_log_dirs(&self.services(api_key)?.core, &body, version).await,
             ),
@@ -489,8 +495,15 @@ impl<S: MetadataSource> Dispatcher<S> {
                 } else {
                     Vec::new()
                 };
+                let include_operations = body.include_authorized_operations;
                 let mut response =
                     groups::describe_groups(self.groups(api_key)?, body, version).await;
+                if auth.enabled() && include_operations {
+                    for group in &mut response.groups {
+                        group.authorized_operations =
+                            guard::group_operations(&auth, group.group_id.as_str()).await;
+                    }
+                }
                 response.groups.extend(denied.into_iter().map(|group| {
                     kafka_protocol::messages::describe_groups_response::DescribedGroup::default()
                         .with_group_id(group)
@@ -548,8 +561,15 @@ impl<S: MetadataSource> Dispatcher<S> {
                 } else {
                     Vec::new()
                 };
+                let include_operations = body.include_authorized_operations;
                 let mut response =
                     groups::consumer_group_describe(self.groups(api_key)?, body).await;
+                if auth.enabled() && include_operations {
+                    for group in &mut response.groups {
+                        group.authorized_operations =
+                            guard::group_operations(&auth, group.group_id.as_str()).await;
+                    }
+                }
                 response.groups.extend(denied.into_iter().map(|group| {
                     kafka_protocol::messages::consumer_group_describe_response::DescribedGroup::default()
                         .with_group_id(group)

@@ -202,6 +202,8 @@ pub async fn list_offsets(
 /// names denied, the names asked (`None`: all topics), and whether auto-creation stays on.
 pub struct MetadataPlan {
     pub request: MetadataRequest,
+    cluster_operations: bool,
+    topic_operations: bool,
     denied: Vec<String>,
     asked: Option<HashSet<String>>,
     pub auto_create_partitions: Option<u32>,
@@ -214,8 +216,12 @@ pub async fn metadata_request(
     mut request: MetadataRequest,
     auto_create_partitions: Option<u32>,
 ) -> MetadataPlan {
+    let cluster_operations = request.include_cluster_authorized_operations;
+    let topic_operations = request.include_topic_authorized_operations;
     let Some(topics) = request.topics.take() else {
         return MetadataPlan {
+            cluster_operations,
+            topic_operations,
             request,
             denied: Vec::new(),
             asked: None,
@@ -248,6 +254,8 @@ pub async fn metadata_request(
     }
     request.topics = Some(allowed);
     MetadataPlan {
+        cluster_operations,
+        topic_operations,
         request,
         denied,
         // v0 reads an empty list as "all topics": the answer is cut back to what was asked.
@@ -257,12 +265,28 @@ pub async fn metadata_request(
 }
 
 /// Metadata, after the handler: topics without DESCRIBE are hidden, the denied named ones are
-/// answered 29.
+/// answered 29, and the authorized operations asked for are the connection's.
 pub async fn metadata_response(
     auth: &RequestAuth<'_>,
     response: &mut MetadataResponse,
     plan: MetadataPlan,
 ) {
+    if plan.cluster_operations {
+        response.cluster_authorized_operations = cluster_operations(auth).await;
+    }
+    if plan.topic_operations {
+        for topic in &mut response.topics {
+            if let Some(name) = &topic.name {
+                topic.topic_authorized_operations = operations(
+                    auth,
+                    AclResourceType::Topic,
+                    name.as_str(),
+                    TOPIC_OPERATIONS,
+                )
+                .await;
+            }
+        }
+    }
     let mut visible = Vec::with_capacity(response.topics.len());
     for topic in std::mem::take(&mut response.topics) {
         let name = topic.name.as_ref().map(|name| name.as_str().to_owned());
@@ -769,4 +793,64 @@ pub async fn subscriptions_denied(auth: &RequestAuth<'_>, names: &[TopicName]) -
         }
     }
     false
+}
+
+/// Operations Kafka reports on a topic, a group and the cluster (`AclEntry.supportedOperations`).
+const TOPIC_OPERATIONS: &[AclOperation] = &[
+    AclOperation::Read,
+    AclOperation::Write,
+    AclOperation::Create,
+    AclOperation::Delete,
+    AclOperation::Alter,
+    AclOperation::Describe,
+    AclOperation::DescribeConfigs,
+    AclOperation::AlterConfigs,
+];
+const GROUP_OPERATIONS: &[AclOperation] = &[
+    AclOperation::Read,
+    AclOperation::Describe,
+    AclOperation::Delete,
+    AclOperation::DescribeConfigs,
+    AclOperation::AlterConfigs,
+];
+const CLUSTER_OPERATIONS: &[AclOperation] = &[
+    AclOperation::Create,
+    AclOperation::ClusterAction,
+    AclOperation::DescribeConfigs,
+    AclOperation::AlterConfigs,
+    AclOperation::IdempotentWrite,
+    AclOperation::Alter,
+    AclOperation::Describe,
+];
+
+/// The bit set (bit = Kafka's operation code) of `operations` the connection may perform.
+async fn operations(
+    auth: &RequestAuth<'_>,
+    resource_type: AclResourceType,
+    name: &str,
+    operations: &[AclOperation],
+) -> i32 {
+    let mut allowed = 0i32;
+    for operation in operations {
+        if auth.allowed(*operation, resource_type, name).await {
+            allowed |= 1 << operation.code();
+        }
+    }
+    allowed
+}
+
+/// The authorized operations of the cluster (DescribeCluster, Metadata).
+pub async fn cluster_operations(auth: &RequestAuth<'_>) -> i32 {
+    operations(
+        auth,
+        AclResourceType::Cluster,
+        sluice_engine::metadata::acl::CLUSTER_RESOURCE_NAME,
+        CLUSTER_OPERATIONS,
+    )
+    .await
+}
+
+/// The authorized operations of a group (DescribeGroups, ConsumerGroupDescribe).
+pub async fn group_operations(auth: &RequestAuth<'_>, group: &str) -> i32 {
+    operations(auth, AclResourceType::Group, group, GROUP_OPERATIONS).await
 }

@@ -19,10 +19,11 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, CreateTopicsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest,
-    FetchResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest,
-    JoinGroupResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, FetchRequest, FetchResponse, GroupId,
+    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, ProduceResponse,
 };
 
 const IDEMPOTENT_WRITE: i8 = 12;
@@ -194,6 +195,38 @@ fn produce_fetch_and_metadata_follow_the_acls() {
         [0]
     );
     assert_eq!(init_producer_id(&mut bob), 0);
+
+    // Authorized operations, when asked, are the connection's: alice may READ, WRITE and (by
+    // implication) DESCRIBE payments; bob may only IDEMPOTENT_WRITE on the cluster.
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(common::topic_name("payments"))),
+        ]))
+        .with_include_topic_authorized_operations(true);
+    let response: MetadataResponse = alice.call(ApiKey::Metadata, 12, &request);
+    assert_eq!(
+        response.topics[0].topic_authorized_operations,
+        (1 << READ) | (1 << WRITE) | (1 << 8)
+    );
+    let cluster = |client: &mut RawClient| {
+        let response: DescribeClusterResponse = client.call(
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+        );
+        response.cluster_authorized_operations
+    };
+    assert_eq!(cluster(&mut bob), 1 << IDEMPOTENT_WRITE);
+    // A super user: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+    // IDEMPOTENT_WRITE.
+    assert_eq!(
+        cluster(&mut admin),
+        [5, 7, 8, 9, 10, 11, 12]
+            .iter()
+            .map(|bit| 1 << bit)
+            .sum::<i32>()
+    );
 }
 
 #[test]

@@ -5,9 +5,9 @@
 //! controller endpoints (`endpoint_type` 2, used by KRaft tooling) gets UNSUPPORTED_ENDPOINT_TYPE,
 //! as a Kafka broker answers: there is no separate controller quorum to list.
 //!
-//! There is no authorizer, so when the client asks for the cluster's authorized operations the
-//! answer is every operation Kafka defines on the cluster resource, as a Kafka broker without an
-//! authorizer would report.
+//! Without an authorizer, a client asking for the cluster's authorized operations is told every
+//! operation Kafka defines on the cluster resource, as a Kafka broker without an authorizer
+//! reports; with one, the dispatcher replaces them with the connection's (`protocol/guard.rs`).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -21,10 +21,10 @@ pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
 
-/// Kafka's `AclOperation` codes that apply to the cluster resource, as a bit set: ALTER (4),
-/// CREATE (7), DESCRIBE (8), CLUSTER_ACTION (9), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11),
+/// Kafka's `AclOperation` codes that apply to the cluster resource, as a bit set: CREATE (5),
+/// ALTER (7), DESCRIBE (8), CLUSTER_ACTION (9), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11),
 /// IDEMPOTENT_WRITE (12), CREATE_TOKENS (13), DESCRIBE_TOKENS (14).
-pub const CLUSTER_OPERATIONS_ALL: i32 = (1 << 4)
+pub const CLUSTER_OPERATIONS_ALL: i32 = (1 << 5)
     | (1 << 7)
     | (1 << 8)
     | (1 << 9)
