@@ -7,7 +7,7 @@
 //!
 //! Without an authorizer, a client asking for the cluster's authorized operations is told every
 //! operation Kafka defines on the cluster resource, as a Kafka broker without an authorizer
-//! reports; with one, the dispatcher replaces them with the connection's (`protocol/guard.rs`).
+//! reports; with one, the dispatcher replaces them with the connection's (`protocol/guard/`).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
