@@ -38,8 +38,9 @@ use crate::metadata_core::CoreHandle;
 /// The principal of a connection that did not authenticate (Kafka's `KafkaPrincipal.ANONYMOUS`).
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
 /// Decisions one connection caches; past it the cache starts over (a client naming thousands of
-/// topics pays a decision per topic again, never unbounded memory).
-pub const DECISIONS_CACHED_MAX: usize = 4_096;
+/// topics pays a decision per topic again, never unbounded memory). With names of at most 249
+/// bytes that is under 400 KiB per connection at worst, a few KiB for an ordinary client.
+pub const DECISIONS_CACHED_MAX: usize = 1_024;
 
 /// The agent's newest snapshot of the ACL bindings. See the module docs.
 #[derive(Debug, Default)]
