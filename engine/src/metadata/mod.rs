@@ -1,6 +1,7 @@
 //! The metadata state machine: topics, partition indexes, high watermarks, log start offsets,
-//! producer state, committed consumer-group offsets and group coordinator state, and the position of the metadata log's valid
-//! chain.
+//! producer state, committed consumer-group offsets and group coordinator state, ACL bindings
+//! ([`acl`]; the decision over them is [`authorizer`]), and the position of the metadata log's
+//! valid chain.
 //!
 //! # Pure, deterministic, and fed in log order
 //!
