@@ -840,3 +840,18 @@ fn acl_commands_encoded_by_the_first_build_with_them_still_decode() {
         bytes.to_vec()
     );
 }
+
+/// A v5 checkpoint (`populated`, ACL bindings included) written by the build that introduced v5:
+/// this build reads it back to the same state and writes the same bytes; a later version keeps
+/// decoding it (rename `populated` then, as `populated_before_acls` was).
+#[test]
+fn version_5_checkpoint_fixture_decodes() {
+    let bytes = include_bytes!("fixtures/checkpoint_v5.bin");
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 5);
+    let state = MetadataState::decode_checkpoint(bytes).unwrap();
+    assert_eq!(state, super::checkpoint::populated());
+    assert_eq!(state.acls().len(), sample_bindings().len());
+    if CHECKPOINT_VERSION == 5 {
+        assert_eq!(state.encode_checkpoint(), bytes.to_vec());
+    }
+}
