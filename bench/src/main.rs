@@ -43,7 +43,8 @@ struct Args {
     /// Short runs (about a minute per target) for smoke tests; not headline numbers.
     #[arg(long)]
     quick: bool,
-    /// Comma list of: sluice, sluice-s3-express, sluice-s3-standard, sluice-external, sluice-file, kafka, tansu.
+    /// Comma list of: sluice, sluice-s3-express, sluice-s3-standard, sluice-seaweedfs,
+    /// sluice-seaweedfs-s3-express, sluice-external, sluice-file, kafka, tansu.
     #[arg(
         long,
         default_value = "sluice,sluice-s3-express,sluice-s3-standard,kafka,tansu"

@@ -1,6 +1,7 @@
 //! Starting each target on loopback: Sluice on the loopback S3 server (which counts its requests;
-//! behind the harness's proxy under a latency profile or when asked), an external S3 store, Apache
-//! Kafka from `scripts/kafka/run-kafka.sh`, Tansu.
+//! behind the harness's proxy under a latency profile or when asked), Sluice on SeaweedFS (a
+//! self-hosted S3-compatible server, always behind the proxy, which counts its requests), an
+//! external S3 store, Apache Kafka from `scripts/kafka/run-kafka.sh`, Tansu.
 //!
 //! Why the proxy only when needed: it is one more HTTP hop for every stored and read byte, inside
 //! the harness, on the same two CPUs as the broker it measures (in a replay the S3 server and the
@@ -17,14 +18,18 @@ use sluice_engine::store::{
     LatencyProfile, S3TestServer, TEST_ACCESS_KEY_ID, TEST_REGION, TEST_SECRET_ACCESS_KEY,
 };
 
+use sluice_tests::stores::{SeaweedFs, StoreServer};
+
 use crate::process::{Guarded, Launch, free_port};
 use crate::proxy::{Counters, S3Proxy};
 
 /// Targets `--targets` accepts.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 9] = [
     "sluice",
     "sluice-s3-express",
     "sluice-s3-standard",
+    "sluice-seaweedfs",
+    "sluice-seaweedfs-s3-express",
     "sluice-external",
     "sluice-file",
     "kafka",
@@ -49,6 +54,8 @@ pub struct Running {
     /// Held so that it outlives the broker that writes to it (dropped after it); the `soak`
     /// scenario also lists its files.
     pub server: Option<S3TestServer>,
+    /// The SeaweedFS process of a `sluice-seaweedfs*` target (dropped after the broker).
+    pub _seaweedfs: Option<SeaweedFs>,
     pub settings: Map<String, Value>,
     /// Why there are no store counts, if there are none.
     pub store_note: Option<String>,
@@ -192,6 +199,12 @@ pub fn start(name: &str, env: &Env) -> Result<Running, StartError> {
             name,
             Some(("s3-standard", LatencyProfile::s3_standard())),
         ),
+        "sluice-seaweedfs" => start_sluice_seaweedfs(env, name, None),
+        "sluice-seaweedfs-s3-express" => start_sluice_seaweedfs(
+            env,
+            name,
+            Some(("s3-express", LatencyProfile::s3_express())),
+        ),
         "sluice-external" => start_sluice_external(env),
         "sluice-file" => start_sluice_file(env),
         "kafka" => start_kafka(env),
@@ -271,6 +284,63 @@ fn start_sluice_local(
         store_counters: Some(store.counters),
         proxy: store.proxy,
         server: Some(store.server),
+        _seaweedfs: None,
+        settings,
+        store_note: None,
+    })
+}
+
+/// Sluice on SeaweedFS (`weed server` on loopback, from `scripts/install-store-servers.sh`),
+/// behind the harness proxy, which counts the requests and applies `profile`'s latency model.
+fn start_sluice_seaweedfs(
+    env: &Env,
+    name: &str,
+    profile: Option<(&str, LatencyProfile)>,
+) -> Result<Running, StartError> {
+    let Some(binary) = SeaweedFs::binary() else {
+        return Err(StartError::NotInstalled(
+            "SeaweedFS (weed) missing: run `bash scripts/install-store-servers.sh`, or set \
+             SLUICE_SEAWEEDFS_BIN"
+                .into(),
+        ));
+    };
+    let seaweedfs =
+        SeaweedFs::start(&binary).map_err(|error| StartError::Failed(error.to_string()))?;
+    let upstream: SocketAddr = seaweedfs
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(anyhow::Error::from)?;
+    let proxy = env
+        .runtime
+        .block_on(S3Proxy::start(upstream, profile.map(|(_, p)| p), 1, None))?;
+    let store_url = seaweedfs
+        .store_url(SLUICE_STORE_PREFIX)
+        .replace(&seaweedfs.endpoint(), &proxy.endpoint());
+    let (broker, launch, address) = start_sluice(env, name, &store_url)?;
+    let mut settings = Map::new();
+    settings.insert(
+        "broker".into(),
+        json!(format!("sluice ({})", build_label(&env.sluice_bin))),
+    );
+    settings.insert(
+        "store".into(),
+        json!("SeaweedFS (weed server) on loopback behind the harness proxy"),
+    );
+    settings.insert(
+        "latency_profile".into(),
+        json!(profile.map_or("none", |(n, _)| n)),
+    );
+    settings.insert("flush_interval_ms".into(), json!("agent default (10)"));
+    Ok(Running {
+        broker,
+        launch,
+        address,
+        bootstrap: address.to_string(),
+        store_counters: Some(proxy.shared_counters()),
+        proxy: Some(proxy),
+        server: None,
+        _seaweedfs: Some(seaweedfs),
         settings,
         store_note: None,
     })
@@ -301,6 +371,7 @@ fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
         store_counters: None,
         proxy: None,
         server: None,
+        _seaweedfs: None,
         settings,
         store_note: Some(
             "external store: requests are not counted (not behind the harness proxy)".into(),
@@ -336,6 +407,7 @@ fn start_sluice_file(env: &Env) -> Result<Running, StartError> {
         store_counters: None,
         proxy: None,
         server: None,
+        _seaweedfs: None,
         settings,
         store_note: Some("local-directory store: requests are not counted".into()),
     })
@@ -377,6 +449,7 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
         store_counters: None,
         proxy: None,
         server: None,
+        _seaweedfs: None,
         settings,
         store_note: Some("local disk: no object-store requests".into()),
     })
@@ -433,6 +506,7 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
         store_counters: Some(store.counters),
         proxy: store.proxy,
         server: Some(store.server),
+        _seaweedfs: None,
         settings,
         store_note: None,
     })
