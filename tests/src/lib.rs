@@ -24,6 +24,7 @@ pub mod error;
 pub mod generator;
 pub mod groups;
 pub mod kafka;
+pub mod kafka_tools;
 pub mod matrix;
 pub mod process;
 pub mod report;

@@ -10,7 +10,8 @@
 use sluice_tests::kafka::ApacheKafka;
 use sluice_tests::tools::require;
 
-use super::acls_sluice::{Tools, kafka_tools, scenario};
+use super::acls_sluice::{Tools, scenario};
+use sluice_tests::kafka_tools;
 
 /// The client listener (named PLAINTEXT in the harness) speaks SASL_PLAINTEXT with PLAIN users;
 /// the controller listener stays plaintext, so the broker's own controller requests come as
@@ -42,7 +43,7 @@ fn kafkas_acl_command_and_producer_on_kafka() {
     if !require("acls_kafka", &ApacheKafka::TOOLS) {
         return;
     }
-    let Some(lib) = kafka_tools("acls_kafka") else {
+    let Some(lib) = kafka_tools::jars("acls_kafka") else {
         return;
     };
     let kafka = ApacheKafka::start_with(&BROKER_SETTINGS).unwrap();
@@ -51,7 +52,7 @@ fn kafkas_acl_command_and_producer_on_kafka() {
         .tempdir()
         .unwrap();
     let tools = Tools {
-        classpath: format!("{}/*", lib.display()),
+        lib,
         bootstrap: kafka.bootstrap(),
         work_dir: work_dir.path(),
         mechanism: "PLAIN",

@@ -10,21 +10,19 @@
 //! `SKIPPED` and passes locally; with `CI=true` it fails.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
 use sluice_engine::store::S3TestServer;
-use sluice_tests::repository_root;
+use sluice_tests::kafka_tools;
 use sluice_tests::sluice::SluiceAgent;
-use sluice_tests::tools::{Tool, loud, require, skip_or_fail};
+use sluice_tests::tools::{Tool, loud, require};
 
-/// Each tool's own limit (a JVM start included), through coreutils' `timeout`.
-const TOOL_TIMEOUT_S: u64 = 120;
 const USERS: &str =
     "[users]\nadmin = \"admin-secret\"\nalice = \"alice-secret\"\nbob = \"bob-secret\"\n";
 
 pub(crate) struct Tools<'a> {
-    pub(crate) classpath: String,
+    /// Kafka's jars ([`kafka_tools::jars`]).
+    pub(crate) lib: PathBuf,
     pub(crate) bootstrap: String,
     pub(crate) work_dir: &'a Path,
     /// `SCRAM-SHA-512` or `PLAIN`.
@@ -34,25 +32,7 @@ pub(crate) struct Tools<'a> {
 impl Tools<'_> {
     /// Runs `class` with `args`; stdout and stderr together, and whether it exited 0.
     fn run(&self, class: &str, args: &[&str]) -> (bool, String) {
-        let output = Command::new("timeout")
-            .arg(TOOL_TIMEOUT_S.to_string())
-            .arg("java")
-            .arg("-Xmx256m")
-            .arg("-XX:+UseSerialGC")
-            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-            .arg("-cp")
-            .arg(&self.classpath)
-            .arg(class)
-            .args(args)
-            .current_dir(self.work_dir)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+        kafka_tools::run(&self.lib, self.work_dir, class, args)
     }
 
     /// The client settings of `user` (SCRAM-SHA-512 over SASL_PLAINTEXT), as a file.
@@ -141,7 +121,7 @@ fn kafkas_acl_command_and_producer_on_sluice() {
     if !require("acls_sluice", &[Tool::Java]) {
         return;
     }
-    let Some(lib) = kafka_tools("acls_sluice") else {
+    let Some(lib) = kafka_tools::jars("acls_sluice") else {
         return;
     };
     let work_dir = tempfile::Builder::new()
@@ -168,7 +148,7 @@ fn kafkas_acl_command_and_producer_on_sluice() {
     .collect();
     let agent = SluiceAgent::start_with_args(&store, "acls", &args).unwrap();
     let tools = Tools {
-        classpath: format!("{}/*", lib.display()),
+        lib,
         bootstrap: agent.bootstrap(),
         work_dir: work_dir.path(),
         mechanism: "SCRAM-SHA-512",
@@ -181,28 +161,6 @@ fn kafkas_acl_command_and_producer_on_sluice() {
         failures.join("\n\n"),
         agent.log_tail()
     );
-}
-
-/// The jars of Kafka's tools, or `None` after saying why the test does not run.
-pub(crate) fn kafka_tools(test: &str) -> Option<std::path::PathBuf> {
-    let lib = repository_root().join("scripts/kafka/lib");
-    let has_tools = std::fs::read_dir(&lib).is_ok_and(|mut entries| {
-        entries.any(|entry| {
-            entry.is_ok_and(|entry| {
-                entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("kafka-tools-")
-            })
-        })
-    });
-    if !lib.join(".complete").exists() || !has_tools {
-        skip_or_fail(&format!(
-            "{test}: Kafka's tools are missing; run `bash scripts/kafka/fetch-kafka.sh`"
-        ));
-        return None;
-    }
-    Some(lib)
 }
 
 /// The steps, on whatever broker `tools` points at (users admin, alice and bob, passwords

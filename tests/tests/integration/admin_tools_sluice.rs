@@ -8,52 +8,31 @@
 //! `SKIPPED` and passes locally; with `CI=true` it fails.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
 use sluice_engine::store::S3TestServer;
-use sluice_tests::repository_root;
+use sluice_tests::kafka_tools;
 use sluice_tests::sluice::SluiceAgent;
-use sluice_tests::tools::{Tool, loud, require, skip_or_fail};
+use sluice_tests::tools::{Tool, loud, require};
 
-/// Each tool's own limit (a JVM start included), through coreutils' `timeout`.
-const TOOL_TIMEOUT_S: u64 = 120;
 const TOPIC: &str = "payments";
 const PARTITIONS: usize = 3;
 const RECORDS: usize = 300;
 const GROUP: &str = "auditors";
 
 struct Tools<'a> {
-    classpath: String,
+    lib: PathBuf,
     bootstrap: String,
     work_dir: &'a Path,
 }
 
 impl Tools<'_> {
-    /// Runs `class` with `args` after `--bootstrap-server`; stdout and stderr together, and
-    /// whether it exited 0.
+    /// Runs `class` with `args` after `--bootstrap-server`: whether it exited 0, and its stdout
+    /// and stderr together.
     fn run(&self, class: &str, args: &[&str]) -> (bool, String) {
-        let output = Command::new("timeout")
-            .arg(TOOL_TIMEOUT_S.to_string())
-            .arg("java")
-            .arg("-Xmx256m")
-            .arg("-XX:+UseSerialGC")
-            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-            .arg("-cp")
-            .arg(&self.classpath)
-            .arg(class)
-            .arg("--bootstrap-server")
-            .arg(&self.bootstrap)
-            .args(args)
-            .current_dir(self.work_dir)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+        let mut all = vec!["--bootstrap-server", self.bootstrap.as_str()];
+        all.extend_from_slice(args);
+        kafka_tools::run(&self.lib, self.work_dir, class, &all)
     }
 }
 
@@ -101,24 +80,9 @@ fn kafkas_admin_tools_drive_sluice() {
     if !require("admin_tools_sluice", &[Tool::Java]) {
         return;
     }
-    let lib = repository_root().join("scripts/kafka/lib");
-    if !lib.join(".complete").exists()
-        || !std::fs::read_dir(&lib).is_ok_and(|mut entries| {
-            entries.any(|entry| {
-                entry.is_ok_and(|entry| {
-                    entry
-                        .file_name()
-                        .to_string_lossy()
-                        .starts_with("kafka-tools-")
-                })
-            })
-        })
-    {
-        skip_or_fail(
-            "admin_tools_sluice: Kafka's tools are missing; run `bash scripts/kafka/fetch-kafka.sh`",
-        );
+    let Some(lib) = kafka_tools::jars("admin_tools_sluice") else {
         return;
-    }
+    };
     let store = S3TestServer::start().unwrap();
     let agent = SluiceAgent::start(&store, "admin-tools").unwrap();
     let work_dir = tempfile::Builder::new()
@@ -126,7 +90,7 @@ fn kafkas_admin_tools_drive_sluice() {
         .tempdir()
         .unwrap();
     let tools = Tools {
-        classpath: format!("{}/*", lib.display()),
+        lib,
         bootstrap: agent.bootstrap(),
         work_dir: work_dir.path(),
     };
@@ -183,24 +147,23 @@ fn kafkas_admin_tools_drive_sluice() {
         |text| text.contains("retention.ms=86400000"),
     );
     // ProducerPerformance lives in the tools jar too: the same producer the tools' users run.
-    let (ok, text) = {
-        let output = Command::new("timeout")
-            .arg(TOOL_TIMEOUT_S.to_string())
-            .arg("java")
-            .arg("-Xmx256m")
-            .arg("-cp")
-            .arg(&tools.classpath)
-            .arg("org.apache.kafka.tools.ProducerPerformance")
-            .args(["--topic", TOPIC, "--num-records", &records])
-            .args(["--record-size", "100", "--throughput", "-1"])
-            .args(["--producer-props", &producer_props])
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
-    };
+    let (ok, text) = kafka_tools::run(
+        &tools.lib,
+        tools.work_dir,
+        "org.apache.kafka.tools.ProducerPerformance",
+        &[
+            "--topic",
+            TOPIC,
+            "--num-records",
+            &records,
+            "--record-size",
+            "100",
+            "--throughput",
+            "-1",
+            "--producer-props",
+            &producer_props,
+        ],
+    );
     assert!(
         ok && text.contains(&format!("{RECORDS} records sent")),
         "ProducerPerformance: {text}"
