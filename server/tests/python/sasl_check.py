@@ -8,9 +8,8 @@ password must then see librdkafka's authentication error carrying the agent's me
 usage: sasl_check.py BOOTSTRAP TOPIC COUNT PROTOCOL MECHANISM USER PASSWORD [CA_FILE [WRONG_PASSWORD_CHECK]]
 Prints "ok" on success."""
 import sys
-import time
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from roundtrip import expect_authentication_failure, produce_and_read_back
 
 bootstrap, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 protocol, mechanism, user, password = sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
@@ -32,57 +31,13 @@ def security(password):
     return settings
 
 
-errors = []
-client_errors = []
-producer = Producer(
-    {**security(password), "acks": "all", "linger.ms": 5, "error_cb": client_errors.append}
+failure = produce_and_read_back(
+    security(password), topic, count, "sasl", f"sasl-check-{mechanism}"
 )
-for index in range(count):
-    producer.produce(
-        topic,
-        value=f"sasl-{index}".encode(),
-        partition=0,
-        on_delivery=lambda error, message: error and errors.append(error),
-    )
-left = producer.flush(30)
-if left or errors:
-    sys.exit(f"not delivered: {left} left, errors {errors[:3]}, client errors {client_errors[:3]}")
-
-consumer = Consumer(
-    {
-        **security(password),
-        "group.id": f"sasl-check-{mechanism}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    }
-)
-consumer.subscribe([topic])
-seen = []
-deadline = time.monotonic() + 60
-while len(seen) < count and time.monotonic() < deadline:
-    message = consumer.poll(0.2)
-    if message is None:
-        continue
-    if message.error():
-        sys.exit(f"consumer error: {message.error()}")
-    seen.append(message.value().decode())
-consumer.close()
-expected = [f"sasl-{index}" for index in range(count)]
-if seen != expected:
-    sys.exit(f"read back {len(seen)} of {count} records; first differences: {[(a, b) for a, b in zip(seen, expected) if a != b][:3]}")
-if client_errors:
-    sys.exit(f"errors with the right password: {client_errors[:3]}")
-
+if failure:
+    sys.exit(failure)
 if wrong_password_check:
-    refused = []
-    intruder = Producer({**security(password + "-wrong"), "error_cb": refused.append})
-    deadline = time.monotonic() + 30
-    while not refused and time.monotonic() < deadline:
-        intruder.poll(0.2)
-    authentication = [e for e in refused if e.code() == KafkaError._AUTHENTICATION]
-    if not authentication:
-        sys.exit(f"a wrong password did not fail authentication: {refused[:3]}")
-    text = authentication[0].str()
-    if "Authentication failed" not in text:
-        sys.exit(f"the agent's message is missing from the client's error: {text}")
+    failure = expect_authentication_failure(security(password + "-wrong"))
+    if failure:
+        sys.exit(f"a wrong password: {failure}")
 print("ok")
