@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 use serde_json::json;
 
 use crate::common;
-use crate::sasl_clients::run_client;
+use crate::sasl_clients::run_java_with;
 
 const ISSUER: &str = "https://idp.example";
 const AUDIENCE: &str = "sluice";
@@ -175,23 +175,7 @@ fn java_client_over_oauthbearer_and_a_token_for_another_audience_refused() {
     let bootstrap = format!("127.0.0.1:{}", agent.addr().port());
     let run = |token_file: &Path, mode: &str| {
         let url = format!("file://{}", token_file.display());
-        let java = sluice_tests::repository_root().join("tests/clients/java");
-        let mut command = std::process::Command::new("java");
-        command
-            .args(["-Xmx256m", "-XX:+UseSerialGC"])
-            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-            // Kafka 4 clients read token URLs only from an allow-list.
-            .arg(format!(
-                "-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={url}"
-            ))
-            .arg("-cp")
-            .arg(format!(
-                "{}:{}/*",
-                java.join("target/classes").display(),
-                java.join("target/lib").display()
-            ))
-            .arg("dev.sluice.e2e.Client");
-        for property in [
+        let properties = [
             "security.protocol=SASL_PLAINTEXT".to_owned(),
             "sasl.mechanism=OAUTHBEARER".to_owned(),
             "sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.\
@@ -201,10 +185,19 @@ fn java_client_over_oauthbearer_and_a_token_for_another_audience_refused() {
             "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.\
              OAuthBearerLoginModule required ;"
                 .to_owned(),
-        ] {
-            command.args(["--property", &property]);
-        }
-        run_client(command, dir.path(), "java-oauth", &bootstrap, mode)
+        ];
+        // Kafka 4 clients read token URLs only from an allow-list.
+        let jvm = [format!(
+            "-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={url}"
+        )];
+        run_java_with(
+            dir.path(),
+            "java-oauth",
+            &bootstrap,
+            mode,
+            &properties,
+            &jvm,
+        )
     };
     let good = dir.path().join("good.jwt");
     std::fs::write(&good, token(&key, "java-app", AUDIENCE, 600)).unwrap();

@@ -174,11 +174,24 @@ fn librdkafka_over_sasl_ssl_with_scram_sha_512_and_a_wrong_password_refused() {
 /// Runs the Java end-to-end client (`tests/clients/java`) against `bootstrap` with `properties`;
 /// its exit status and report.
 fn run_java(work: &Path, bootstrap: &str, mode: &str, properties: &[String]) -> ClientOutcome {
+    run_java_with(work, "java-sasl", bootstrap, mode, properties, &[])
+}
+
+/// [`run_java`] on `topic`, with `jvm_properties` (`-Dname=value`) given to the JVM.
+pub(crate) fn run_java_with(
+    work: &Path,
+    topic: &str,
+    bootstrap: &str,
+    mode: &str,
+    properties: &[String],
+    jvm_properties: &[String],
+) -> ClientOutcome {
     let java = sluice_tests::repository_root().join("tests/clients/java");
     let mut command = std::process::Command::new("java");
     command
         .args(["-Xmx256m", "-XX:+UseSerialGC"])
         .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .args(jvm_properties)
         .arg("-cp")
         .arg(format!(
             "{}:{}/*",
@@ -189,11 +202,11 @@ fn run_java(work: &Path, bootstrap: &str, mode: &str, properties: &[String]) -> 
     for property in properties {
         command.args(["--property", property]);
     }
-    run_client(command, work, "java-sasl", bootstrap, mode)
+    run_client(command, work, topic, bootstrap, mode)
 }
 
 /// A client's exit status, report and output.
-pub(crate) type ClientOutcome = (
+type ClientOutcome = (
     std::process::ExitStatus,
     sluice_tests::report::Report,
     String,
@@ -202,7 +215,7 @@ pub(crate) type ClientOutcome = (
 /// Runs an end-to-end client (`command`, its security arguments given) for 500 records of
 /// `topic` in 2 partitions (60 s a phase: the Java producer wants a delivery timeout above its
 /// 30 s request timeout).
-pub(crate) fn run_client(
+fn run_client(
     mut command: std::process::Command,
     work: &Path,
     topic: &str,
