@@ -260,13 +260,21 @@ impl MetadataState {
                 };
                 Ok(Event::AclsDeleted { index, deleted })
             }
+            Command::AlterClientQuotas { alteration } => {
+                // Checked first so a refused alteration never copies the shared set.
+                self.quotas.check(alteration)?;
+                std::sync::Arc::make_mut(&mut self.quotas).alter(alteration)?;
+                Ok(Event::ClientQuotasAltered { index })
+            }
         }
     }
 
     /// Assigns offsets to every segment in order; a bad segment is rejected alone.
     fn apply_commit(&mut self, seq: LogSeq, commit: &ObjectCommit, events: &mut Vec<Event>) {
         for (segment_index, segment) in commit.segments.iter().enumerate() {
-            let appended = if commit.seq != seq {
+            // A cluster's window object is not a log position: the sequencer's record at `seq`
+            // commits the object its id names (`docs/cluster.md`).
+            let appended = if commit.seq != seq && !crate::types::is_agent_object(commit.seq) {
                 Err(MetadataError::CommitSeqMismatch {
                     entry_seq: seq,
                     commit_seq: commit.seq,
@@ -277,7 +285,7 @@ impl MetadataState {
                     limit: SEGMENTS_PER_COMMIT_MAX,
                 })
             } else {
-                self.append_segment(seq, commit.object_len, segment)
+                self.append_segment(commit.seq, commit.object_len, segment)
             };
             events.push(match appended {
                 Ok(Appended::Whole {

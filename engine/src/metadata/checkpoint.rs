@@ -8,7 +8,8 @@
 //! decoder check every invariant of the state (contiguous indexes, limits, config values) so that a
 //! checkpoint written by a buggy build is refused rather than trusted. Encoding sorts topics by id
 //! (and producers by producer id; committed offsets are in ordered maps), so equal states give equal
-//! bytes. Layout, v5 (byte-exact spec: `docs/metadata.md`). Older versions still decode: v4 is v5
+//! bytes. Layout, v6 (byte-exact spec: `docs/metadata.md`). Older versions still decode: v5 is v6
+//! without `quotas` (a v5 build had no client quotas, so none are stored); v4 is v5
 //! without `acls` (a v4 build had no ACLs, so none are stored); v3 is v4
 //! without `stored_groups` (a v3 build kept group membership in memory only, so no group state is
 //! stored); v2 is v3 without `groups` (a v2 build kept no committed offsets, so they start
@@ -18,7 +19,7 @@
 //! ```text
 //! | magic "SLUICECK" 8 | version u16 | reserved u16 = 0 | body_len u64 | body | crc32c u32 |
 //! body  = writer_epoch u64 | last_valid_seq opt_u64 | last_offered_seq opt_u64 | next_producer_id u64
-//!         | topic_count u32 | topic* | groups | stored_groups | acls
+//!         | topic_count u32 | topic* | groups | stored_groups | acls | quotas
 //! opt_u64 = present u8 (0|1) | value u64 (0 when absent)
 //! topic = id [16] | name_len u16 | name | config_count u16 | (name_len u16 | name | value_len u16 | value)*
 //!         | partition_count u32 | partition*
@@ -33,11 +34,16 @@
 //! stored_groups = stored_count u32 | (id_len u16 | id | record)*     (record: `group_codec.rs`)
 //! acls = acl_count u32 | (resource_type i8 | pattern_type i8 | name_len u16 | name
 //!        | principal_len u16 | principal | host_len u16 | host | operation i8 | permission i8)*
+//! quotas = entity_count u32 | (user quota_name | client_id quota_name
+//!          | value_count u8 | (key u8 | value f64 as u64 bits)*)*
+//! quota_name = kind u8 (0 absent, 1 <default>, 2 named) | [name_len u16 | name when named]
 //! ```
 //! Groups, a group's topics and a topic's partitions are in strictly increasing order (bytes of
 //! the id or name; partition number), and none is empty; so are the stored groups, and the ACL
 //! bindings (by resource type, pattern type, name, principal, host, operation, permission; codes
-//! are Kafka's).
+//! are Kafka's); so are the quota entities (absent < `<default>` < named, user first) and each
+//! entity's keys (codes: 0 producer_byte_rate, 1 consumer_byte_rate, 2 request_percentage),
+//! whose values are finite and above zero.
 //! The CRC covers every byte before it.
 
 use std::collections::BTreeMap;
@@ -63,6 +69,7 @@ use super::producer::{
     PRODUCER_BATCHES_RETAINED, PRODUCERS_PER_PARTITION_MAX, ProducerEntry, ProducerMap,
     SequenceRange,
 };
+use super::quota::{QUOTA_ENTITIES_MAX, QuotaEntity, QuotaKey, QuotaName, QuotaSet, QuotaValue};
 use super::state::{MetadataState, TopicMap};
 use super::topic::{
     PARTITIONS_PER_TOPIC_MAX, PARTITIONS_TOTAL_MAX, TOPICS_MAX, Topic, validate_topic_name,
@@ -71,13 +78,15 @@ use crate::types::{LogSeq, TopicId};
 
 const CHECKPOINT_MAGIC: [u8; 8] = *b"SLUICECK";
 /// The version this code writes and the newest it reads.
-pub const CHECKPOINT_VERSION: u16 = 5;
+pub const CHECKPOINT_VERSION: u16 = 6;
 /// The first version with committed offsets.
 const CHECKPOINT_VERSION_OFFSETS: u16 = 3;
 /// The first version with stored group state.
 const CHECKPOINT_VERSION_GROUP_STATES: u16 = 4;
 /// The first version with ACL bindings.
 const CHECKPOINT_VERSION_ACLS: u16 = 5;
+/// The first version with client quotas.
+const CHECKPOINT_VERSION_QUOTAS: u16 = 6;
 /// The oldest version still decoded (migrated: no producer state, no committed offsets).
 const CHECKPOINT_VERSION_MIN: u16 = 1;
 const HEADER_LEN: usize = 20;
@@ -135,6 +144,7 @@ impl MetadataState {
         put_group_offsets(&mut out, &self.group_offsets);
         put_group_states(&mut out, &self.group_states);
         put_acls(&mut out, &self.acls);
+        put_quotas(&mut out, &self.quotas);
         let body_len = (out.len() - HEADER_LEN) as u64;
         if let Some(field) = out.get_mut(12..HEADER_LEN) {
             field.copy_from_slice(&body_len.to_le_bytes());
@@ -209,6 +219,11 @@ impl MetadataState {
         } else {
             AclSet::new()
         };
+        let quotas = if version >= CHECKPOINT_VERSION_QUOTAS {
+            read_quotas(&mut reader)?
+        } else {
+            QuotaSet::new()
+        };
         if !reader.bytes.is_empty() {
             return Err(invalid(format!(
                 "{} bytes after the last section",
@@ -228,8 +243,92 @@ impl MetadataState {
             group_states,
             group_state_bytes,
             acls: std::sync::Arc::new(acls),
+            quotas: std::sync::Arc::new(quotas),
         })
     }
+}
+
+fn put_quota_name(out: &mut Vec<u8>, name: Option<&QuotaName>) {
+    match name {
+        None => out.push(0),
+        Some(QuotaName::Default) => out.push(1),
+        Some(QuotaName::Named(name)) => {
+            out.push(2);
+            put_short_bytes(out, name.as_bytes());
+        }
+    }
+}
+
+/// Bounded by `QUOTA_ENTITIES_MAX`; names by `QUOTA_NAME_LEN_MAX`, below `u16::MAX`; at most
+/// three keys an entity.
+fn put_quotas(out: &mut Vec<u8>, quotas: &QuotaSet) {
+    out.extend_from_slice(&(quotas.len() as u32).to_le_bytes());
+    for (entity, values) in quotas.iter() {
+        put_quota_name(out, entity.user.as_ref());
+        put_quota_name(out, entity.client_id.as_ref());
+        out.push(values.len() as u8);
+        for (key, value) in values {
+            out.push(key.code());
+            out.extend_from_slice(&value.to_bits().to_le_bytes());
+        }
+    }
+}
+
+fn read_quota_name(
+    reader: &mut Reader<'_>,
+    what: &'static str,
+) -> Result<Option<QuotaName>, CheckpointError> {
+    let [kind] = reader.array::<1>(what)?;
+    match kind {
+        0 => Ok(None),
+        1 => Ok(Some(QuotaName::Default)),
+        2 => Ok(Some(QuotaName::Named(reader.short_string(what)?))),
+        other => Err(invalid(format!("{what}: unknown kind {other}"))),
+    }
+}
+
+/// Reads the client quotas and checks what the state machine checks when it stores them (the
+/// entity's rules, the cap, values above zero) and the canonical order.
+fn read_quotas(reader: &mut Reader<'_>) -> Result<QuotaSet, CheckpointError> {
+    let count = reader.u32("quota entity count")? as usize;
+    if count > QUOTA_ENTITIES_MAX {
+        return Err(invalid(format!(
+            "{count} quota entities (limit {QUOTA_ENTITIES_MAX})"
+        )));
+    }
+    let mut quotas = QuotaSet::new();
+    let mut previous: Option<QuotaEntity> = None;
+    for _ in 0..count {
+        let entity = QuotaEntity {
+            user: read_quota_name(reader, "quota user")?,
+            client_id: read_quota_name(reader, "quota client id")?,
+        };
+        let [value_count] = reader.array::<1>("quota value count")?;
+        let mut values = BTreeMap::new();
+        let mut previous_key: Option<QuotaKey> = None;
+        for _ in 0..value_count {
+            let [code] = reader.array::<1>("quota key")?;
+            let key = QuotaKey::from_code(code)
+                .ok_or_else(|| invalid(format!("unknown quota key {code}")))?;
+            let bits = reader.u64("quota value")?;
+            let value = QuotaValue::from_bits(bits)
+                .ok_or_else(|| invalid(format!("quota {} is not above zero", key.name())))?;
+            if previous_key.is_some_and(|previous| previous >= key) {
+                return Err(invalid(format!("quota key {} out of order", key.name())));
+            }
+            previous_key = Some(key);
+            values.insert(key, value);
+        }
+        if previous
+            .as_ref()
+            .is_some_and(|previous| *previous >= entity)
+        {
+            return Err(invalid(format!("quota entity {entity:?} out of order")));
+        }
+        previous = Some(entity.clone());
+        quotas.insert_decoded(entity, values).map_err(invalid)?;
+    }
+    Ok(quotas)
 }
 
 /// Bounded by `ACL_BINDINGS_MAX`; strings by `ACL_STRING_LEN_MAX`, below `u16::MAX`.

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use super::acl::{AclBinding, AclBindingFilter};
 use super::error::CheckpointError;
 use super::groups::GroupRecord;
+use super::quota::QuotaAlteration;
 use crate::types::{LogSeq, TopicId, TopicPartition};
 
 /// A metadata change carried by a log entry. Applied in log order; see [`super::MetadataState`].
@@ -89,6 +90,12 @@ pub enum Command {
     /// DeleteAcls: removes every binding the filter matches when the entry is applied.
     DeleteAcls {
         filter: Box<AclBindingFilter>,
+    },
+    /// AlterClientQuotas, one entity: sets and removes its keys, all or nothing. Refused for an
+    /// invalid entity or past [`super::QUOTA_ENTITIES_MAX`]. Appended last (rkyv numbers variants
+    /// by position).
+    AlterClientQuotas {
+        alteration: Box<QuotaAlteration>,
     },
 }
 

@@ -188,6 +188,10 @@ pub enum Event {
         index: usize,
         deleted: Vec<AclBinding>,
     },
+    /// Command `index` (AlterClientQuotas) changed its entity's quotas.
+    ClientQuotasAltered {
+        index: usize,
+    },
     /// Command `index` (ReplaceIndexRange) replaced `entries_replaced` index entries of `tp` by one.
     IndexRangeReplaced {
         index: usize,

@@ -132,6 +132,12 @@ pub enum MetadataError {
     /// Creating the binding would pass `ACL_BINDINGS_MAX`.
     #[error("too many ACL bindings (limit {limit}); delete some first")]
     TooManyAcls { limit: usize },
+    /// A quota entity or alteration Kafka's controller would refuse too.
+    #[error("{reason}")]
+    InvalidQuota { reason: String },
+    /// Storing a quota for a new entity would pass `QUOTA_ENTITIES_MAX`.
+    #[error("too many client quota entities (limit {limit}); remove some first")]
+    TooManyQuotaEntities { limit: usize },
 }
 
 /// Kafka protocol error codes used below (from `org.apache.kafka.common.protocol.Errors`).
@@ -213,6 +219,8 @@ impl MetadataError {
             MetadataError::InvalidAcl { .. } => INVALID_REQUEST,
             // Kafka has no limit, hence no code; a policy refusal says "the cluster will not".
             MetadataError::TooManyAcls { .. } => POLICY_VIOLATION,
+            MetadataError::InvalidQuota { .. } => INVALID_REQUEST,
+            MetadataError::TooManyQuotaEntities { .. } => POLICY_VIOLATION,
         }
     }
 }

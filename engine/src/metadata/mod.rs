@@ -1,6 +1,6 @@
 //! The metadata state machine: topics, partition indexes, high watermarks, log start offsets,
 //! producer state, committed consumer-group offsets and group coordinator state, ACL bindings
-//! ([`acl`]; the decision over them is [`authorizer`]), and the position of the metadata log's
+//! ([`acl`]; the decision over them is [`authorizer`]), client quotas ([`quota`]), and the position of the metadata log's
 //! valid chain.
 //!
 //! # Pure, deterministic, and fed in log order
@@ -38,6 +38,7 @@ pub mod index;
 mod offsets;
 pub mod partition;
 pub mod producer;
+pub mod quota;
 mod retention;
 mod state;
 mod topic;
@@ -76,6 +77,10 @@ pub use partition::{INDEX_ENTRIES_PER_PARTITION_MAX, PartitionState};
 pub use producer::{
     BatchCommit, PRODUCER_BATCHES_RETAINED, PRODUCERS_PER_PARTITION_MAX, ProducerEntry,
     SequenceRange,
+};
+pub use quota::{
+    QUOTA_ENTITIES_MAX, QuotaAlteration, QuotaEntity, QuotaFilter, QuotaKey, QuotaMatch, QuotaName,
+    QuotaSet, QuotaValue, ResolvedQuota,
 };
 pub use retention::RetentionDefaults;
 pub use state::MetadataState;

@@ -10,6 +10,7 @@ use super::groups::StoredGroup;
 use super::index::IndexEntry;
 use super::offsets::GroupOffsets;
 use super::partition::PartitionState;
+use super::quota::QuotaSet;
 use super::topic::Topic;
 use crate::types::{LogSeq, TopicId, TopicPartition};
 
@@ -45,6 +46,8 @@ pub struct MetadataState {
     /// ACL bindings. Shared: the agent hands each network core a snapshot (an `Arc` clone) for its
     /// authorizer, and a change copies the set once (`Arc::make_mut`) rather than locking it.
     pub(super) acls: std::sync::Arc<AclSet>,
+    /// Client quotas, shared with the cores' quota enforcement the same way as `acls`.
+    pub(super) quotas: std::sync::Arc<QuotaSet>,
 }
 
 impl MetadataState {
@@ -104,6 +107,16 @@ impl MetadataState {
     /// The ACL bindings as a snapshot that outlives this borrow (a reference count, no copy).
     pub fn acls_shared(&self) -> std::sync::Arc<AclSet> {
         std::sync::Arc::clone(&self.acls)
+    }
+
+    /// The client quotas.
+    pub fn quotas(&self) -> &QuotaSet {
+        &self.quotas
+    }
+
+    /// The client quotas as a snapshot that outlives this borrow (a reference count, no copy).
+    pub fn quotas_shared(&self) -> std::sync::Arc<QuotaSet> {
+        std::sync::Arc::clone(&self.quotas)
     }
 
     /// The producer id the next InitProducerId will hand out.

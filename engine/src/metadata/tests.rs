@@ -115,4 +115,5 @@ mod groups;
 mod index;
 mod offsets;
 mod producer;
+mod quota;
 mod retention;

@@ -738,14 +738,14 @@ fn acl_commands_survive_the_commands_section() {
 
 #[test]
 fn checkpoint_carries_acls_and_refuses_broken_ones() {
-    let state = super::checkpoint::populated();
+    let state = super::checkpoint::populated_before_quotas();
     assert_eq!(state.acls().len(), sample_bindings().len());
     let bytes = state.encode_checkpoint();
     let decoded = MetadataState::decode_checkpoint(&bytes).unwrap();
     assert_eq!(decoded.acls(), state.acls());
     // An unknown operation code under a valid CRC is refused: the last binding's operation is
-    // the second-to-last byte of the body.
-    let body_end = bytes.len() - 4;
+    // the second-to-last byte of the ACL section, which the (empty, 4-byte) quota section follows.
+    let body_end = bytes.len() - 4 - 4;
     let mut broken = bytes.clone();
     broken[body_end - 2] = 1; // ANY: a filter, never stored
     reseal(&mut broken);
@@ -795,7 +795,7 @@ fn version_4_checkpoint_decodes_without_acls() {
         u16::from_le_bytes([current[8], current[9]]),
         CHECKPOINT_VERSION
     );
-    assert_eq!(CHECKPOINT_VERSION, 5);
+    assert_eq!(CHECKPOINT_VERSION, 6);
     assert_eq!(
         MetadataState::decode_checkpoint(&current).unwrap(),
         harness.state
@@ -841,17 +841,14 @@ fn acl_commands_encoded_by_the_first_build_with_them_still_decode() {
     );
 }
 
-/// A v5 checkpoint (`populated`, ACL bindings included) written by the build that introduced v5:
-/// this build reads it back to the same state and writes the same bytes; a later version keeps
-/// decoding it (rename `populated` then, as `populated_before_acls` was).
+/// A v5 checkpoint (`populated_before_quotas`, ACL bindings included) written by the build that
+/// introduced v5: later builds read it back to the same state (no client quotas).
 #[test]
 fn version_5_checkpoint_fixture_decodes() {
     let bytes = include_bytes!("fixtures/checkpoint_v5.bin");
     assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 5);
     let state = MetadataState::decode_checkpoint(bytes).unwrap();
-    assert_eq!(state, super::checkpoint::populated());
+    assert_eq!(state, super::checkpoint::populated_before_quotas());
     assert_eq!(state.acls().len(), sample_bindings().len());
-    if CHECKPOINT_VERSION == 5 {
-        assert_eq!(state.encode_checkpoint(), bytes.to_vec());
-    }
+    assert!(state.quotas().is_empty());
 }

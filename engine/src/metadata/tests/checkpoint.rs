@@ -2,8 +2,28 @@
 
 use super::*;
 
-/// Every kind of state, stored groups and ACL bindings included.
+/// Every kind of state, stored groups, ACL bindings and client quotas included.
 pub(super) fn populated() -> MetadataState {
+    let mut harness = Harness {
+        state: populated_before_quotas(),
+        next_seq: 0,
+    };
+    harness.next_seq = harness.state.last_offered_seq().unwrap().0 + 1;
+    for alteration in super::quota::sample_alterations() {
+        let event = harness.command(Command::AlterClientQuotas {
+            alteration: Box::new(alteration),
+        });
+        assert!(
+            matches!(event, Event::ClientQuotasAltered { .. }),
+            "{event:?}"
+        );
+    }
+    harness.state
+}
+
+/// Every kind of state a v5 build kept, ACL bindings included (the state of
+/// `fixtures/checkpoint_v5.bin`).
+pub(super) fn populated_before_quotas() -> MetadataState {
     let mut harness = Harness {
         state: populated_before_acls(),
         next_seq: 0,
@@ -167,10 +187,10 @@ fn every_truncation_and_bit_flip_is_an_error() {
         }
     }
     let mut newer = bytes.clone();
-    newer[8] = 6;
+    newer[8] = (CHECKPOINT_VERSION + 1) as u8;
     assert!(matches!(
         MetadataState::decode_checkpoint(&newer),
-        Err(CheckpointError::UnsupportedVersion { version: 6, .. })
+        Err(CheckpointError::UnsupportedVersion { version, .. }) if version == CHECKPOINT_VERSION + 1
     ));
 }
 
