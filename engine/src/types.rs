@@ -154,10 +154,42 @@ pub fn compacted_object_epoch(id: LogSeq) -> u64 {
     (id.0 & !COMPACTED_OBJECT_BASE) >> 32
 }
 
-/// The key of the object an index entry names: a log entry or a compacted object.
+/// Folder (key prefix) of the window objects agents of a cluster write (`--metadata`): each agent
+/// incarnation writes under a token of its own, so agents never race for a key.
+pub const AGENT_OBJECT_DIR: &str = "data";
+/// Object ids in `[AGENT_OBJECT_BASE, COMPACTED_OBJECT_BASE)` name window objects of a cluster's
+/// agents (`data/{token:010}/{counter:010}`), below it log entries. In a cluster a window object
+/// is not a log position: the sequencer's record that commits it is (`docs/cluster.md`).
+pub const AGENT_OBJECT_BASE: u64 = 1 << 62;
+/// Largest token of an agent incarnation (30 bits).
+pub const AGENT_OBJECT_TOKEN_MAX: u32 = (1 << 30) - 1;
+
+/// The id of window object `counter` of the agent incarnation holding `token`.
+pub fn agent_object_id(token: u32, counter: u32) -> LogSeq {
+    LogSeq(
+        AGENT_OBJECT_BASE | (u64::from(token & AGENT_OBJECT_TOKEN_MAX) << 32) | u64::from(counter),
+    )
+}
+
+/// True for an id [`agent_object_id`] made.
+pub fn is_agent_object(id: LogSeq) -> bool {
+    (AGENT_OBJECT_BASE..COMPACTED_OBJECT_BASE).contains(&id.0)
+}
+
+/// The token and counter an agent object id carries.
+pub fn agent_object_parts(id: LogSeq) -> (u32, u32) {
+    let token = ((id.0 >> 32) as u32) & AGENT_OBJECT_TOKEN_MAX;
+    (token, id.0 as u32)
+}
+
+/// The key of the object an index entry names: a log entry, an agent's window object or a
+/// compacted object.
 pub fn object_key(id: LogSeq) -> String {
     if is_compacted_object(id) {
         format!("{COMPACTED_DIR}/{:020}", id.0 & !COMPACTED_OBJECT_BASE)
+    } else if is_agent_object(id) {
+        let (token, counter) = agent_object_parts(id);
+        format!("{AGENT_OBJECT_DIR}/{token:010}/{counter:010}")
     } else {
         log_key(id)
     }
@@ -190,5 +222,19 @@ mod tests {
         assert_eq!(parse_seq_key(LOG_DIR, &b), Some(LogSeq(10)));
         assert_eq!(parse_seq_key(LOG_DIR, "log/12"), None);
         assert_eq!(parse_seq_key(CHECKPOINT_DIR, &b), None);
+    }
+
+    #[test]
+    fn agent_object_ids_are_neither_log_positions_nor_compacted_objects() {
+        let id = agent_object_id(AGENT_OBJECT_TOKEN_MAX, u32::MAX);
+        assert!(is_agent_object(id));
+        assert!(!is_compacted_object(id));
+        assert_eq!(agent_object_parts(id), (AGENT_OBJECT_TOKEN_MAX, u32::MAX));
+        assert_eq!(
+            object_key(agent_object_id(7, 9)),
+            "data/0000000007/0000000009"
+        );
+        assert!(!is_agent_object(LogSeq(AGENT_OBJECT_BASE - 1)));
+        assert!(!is_agent_object(compacted_object_id(1, 1)));
     }
 }

@@ -26,6 +26,7 @@ pub mod groups;
 pub mod kafka;
 pub mod kafka_tools;
 pub mod matrix;
+pub mod postgres;
 pub mod process;
 pub mod report;
 pub mod sluice;

@@ -28,15 +28,20 @@
 //! which replays whatever did land and claims a fresh position. Nothing acknowledged is ever lost and
 //! no offset is reused, because acknowledged entries are exactly the valid prefix of the chain.
 
+mod agent_log;
 mod checkpoint;
 pub mod gc;
 mod reader;
+pub mod record;
 mod recovery;
+mod sequenced;
 mod writer;
 
+pub use agent_log::AgentLog;
 pub use checkpoint::{CheckpointInfo, load_latest_checkpoint, write_checkpoint};
 pub use reader::{EntryRead, read_entry};
 pub use recovery::{RecoveryStats, recover};
+pub use sequenced::{SequencedLog, SequencedRecovery};
 pub use writer::{AppendOutcome, EntryContent, MetadataLog};
 
 use crate::format::FormatError;
@@ -104,6 +109,9 @@ pub enum LogError {
     Commands(#[from] crate::metadata::CommandsCodecError),
     #[error("entry too large: {len} bytes (limit {limit})")]
     EntryTooLarge { len: u64, limit: u64 },
+    /// The cluster's sequencer failed (`--metadata`); its kind says whether to retry.
+    #[error("sequencer: {0}")]
+    Sequencer(#[from] crate::sequencer::SequencerError),
 }
 
 impl LogError {

@@ -8,7 +8,7 @@ use crate::metadata::{
     BatchCommit, Command, EntryMeta, ObjectCommit, SegmentCommit, decode_commands,
 };
 use crate::store::ObjectStorage;
-use crate::types::{LogSeq, log_key};
+use crate::types::{LogSeq, object_key};
 
 /// Reads of one entry's tail: the first guess, then exactly what the trailer says is needed.
 const TAIL_READS_MAX: u32 = 2;
@@ -98,7 +98,7 @@ pub async fn read_entry(
     seq: LogSeq,
     config: &LogConfig,
 ) -> Result<EntryRead, LogError> {
-    let key = log_key(seq);
+    let key = object_key(seq);
     let mut want = config.tail_read_bytes.max(crate::format::MIN_OBJECT_LEN);
     for _ in 0..TAIL_READS_MAX {
         let (tail, object_len) = store.get_tail(&key, want).await?;

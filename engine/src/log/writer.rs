@@ -683,7 +683,7 @@ enum Claimer {
 
 /// How an upload at a position settled.
 #[derive(Debug)]
-enum PutResult {
+pub(super) enum PutResult {
     /// Our entry is there (possibly from an earlier attempt whose response was lost).
     Written,
     /// Another entry holds the position (as read back).
@@ -697,7 +697,7 @@ enum PutResult {
 /// A write with an unknown outcome is retried with the same bytes at the same key; create-only
 /// makes that safe, and `AlreadyExists` is then resolved by reading the entry back: same epoch and
 /// nonce means it is ours.
-async fn put_entry(
+pub(super) async fn put_entry(
     store: &dyn ObjectStorage,
     config: &LogConfig,
     key: &str,

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use super::command::Command;
 use super::partition::PartitionState;
 use super::state::MetadataState;
-use crate::types::{LogSeq, TopicPartition, is_compacted_object};
+use crate::types::{LogSeq, TopicPartition, is_agent_object, is_compacted_object};
 
 /// The broker-wide defaults a topic without an override uses (Kafka's `log.retention.ms` and
 /// `log.retention.bytes`; -1 means unlimited for both).
@@ -106,7 +106,7 @@ impl MetadataState {
                         .index()
                         .iter()
                         .map(|entry| entry.seq)
-                        .filter(|seq| !is_compacted_object(*seq))
+                        .filter(|seq| !is_compacted_object(*seq) && !is_agent_object(*seq))
                 };
                 debug_assert!(
                     log_entries()

@@ -52,12 +52,14 @@
 //! The SQL is kept to what CockroachDB and YugabyteDB also accept (see `docs/cluster.md`): no
 //! advisory locks, no sequences, no triggers, no stored procedures.
 
+mod bridge;
 mod error;
 mod membership;
 mod postgres;
 mod session;
 mod sql;
 
+pub use bridge::SequencerClient;
 pub use error::{ErrorKind, SequencerError};
 pub use membership::{AgentInfo, AgentRegistration, Lease};
 pub use postgres::PgSequencer;

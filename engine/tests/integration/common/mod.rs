@@ -7,4 +7,8 @@
 )]
 
 pub mod log_harness;
-pub mod postgres;
+/// The PostgreSQL test server lives in `sluice-tests`, shared with the server's and the
+/// end-to-end tests.
+pub mod postgres {
+    pub use sluice_tests::postgres::*;
+}

@@ -1,4 +1,4 @@
-//! A real PostgreSQL for the sequencer's tests: Debian's `postgresql` package (`initdb` and
+//! A real PostgreSQL for the sequencer's tests and for agents of a cluster (`--metadata`): Debian's `postgresql` package (`initdb` and
 //! `postgres` from `/usr/lib/postgresql/<version>/bin`, or `SLUICE_POSTGRES_BIN_DIR`), a fresh
 //! cluster in a temporary directory, listening on a free loopback port, stopped on drop.
 //!
@@ -8,7 +8,7 @@
 //! `PR_SET_PDEATHSIG` after the switch, so a crashed test leaves no server behind.
 //!
 //! Missing binaries skip the test loudly, or fail it under `CI=true`
-//! (`sluice_tests::tools::skip_or_fail`): `scripts/install-test-deps.sh` installs the package.
+//! (`crate::tools::skip_or_fail`): `scripts/install-test-deps.sh` installs the package.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ impl TestPostgres {
     /// [`Self::start_or_skip`] with extra `-c name=value` settings.
     pub fn start_with_or_skip(test: &str, settings: &[&str]) -> Option<TestPostgres> {
         let Some(bin_dir) = bin_dir() else {
-            sluice_tests::tools::skip_or_fail(&format!(
+            crate::tools::skip_or_fail(&format!(
                 "{test}: PostgreSQL is not installed (no initdb and postgres under \
                  /usr/lib/postgresql/*/bin or SLUICE_POSTGRES_BIN_DIR); run \
                  `bash scripts/install-test-deps.sh` (apt-get install postgresql)"
@@ -59,7 +59,7 @@ impl TestPostgres {
     /// client must trust.
     pub fn start_tls_or_skip(test: &str) -> Option<(TestPostgres, Vec<u8>)> {
         let Some(bin_dir) = bin_dir() else {
-            sluice_tests::tools::skip_or_fail(&format!(
+            crate::tools::skip_or_fail(&format!(
                 "{test}: PostgreSQL is not installed; run `bash scripts/install-test-deps.sh`"
             ));
             return None;
@@ -68,7 +68,7 @@ impl TestPostgres {
         let (cert, key) = match make_certificate(certificates.path()) {
             Ok(files) => files,
             Err(CertificateError::NoOpenssl(reason)) => {
-                sluice_tests::tools::skip_or_fail(&format!("{test}: {reason}"));
+                crate::tools::skip_or_fail(&format!("{test}: {reason}"));
                 return None;
             }
             Err(CertificateError::Failed(reason)) => panic!("{test}: {reason}"),
@@ -198,6 +198,40 @@ impl TestPostgres {
             .expect("admin connection");
         tokio::spawn(connection);
         client
+    }
+
+    /// Runs `sql` with `psql` and parses its one value as an integer (a NULL is 0); panics on
+    /// anything else, with the server's log.
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let bin_dir = bin_dir().expect("the PostgreSQL binaries this server was started from");
+        let output = Command::new(bin_dir.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .args(["-d", "postgres", "-c", sql])
+            .output()
+            .expect("run psql");
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert!(
+            output.status.success(),
+            "psql {sql:?} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+        if text.is_empty() {
+            return 0;
+        }
+        text.parse()
+            .unwrap_or_else(|_| panic!("psql {sql:?} answered {text:?}, not an integer"))
     }
 
     pub fn log(&self) -> String {

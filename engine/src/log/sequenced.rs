@@ -1,0 +1,453 @@
+//! The metadata log of a cluster: window objects under the agent's own keys, their commit
+//! records ordered by the PostgreSQL sequencer, applied by every agent in the sequencer's order.
+//!
+//! # Why this shape
+//!
+//! With one agent the data object *is* the log entry (`log/{seq}`, create-only), and the chain
+//! rule fences a second writer. Several agents on one bucket would fence each other that way, so a
+//! cluster takes its order from the database ([`crate::sequencer`]): an agent PUTs its window's
+//! object create-only under a key no other agent uses (`data/{token}/{counter}`, where the token
+//! is random per agent incarnation), then appends one small record — the object's id and tail
+//! (commands, index, trailer) — to the sequencer. Every agent applies every record, in position
+//! order, through the same [`MetadataState::apply_entry`]: offsets are assigned at apply time, so
+//! they are the same everywhere. A produce is acknowledged once the record of its window has been
+//! *applied* here (not merely appended): its offsets are known and its object durable.
+//!
+//! The chain rule has nothing to decide here (the database orders, and a position holds one record
+//! for ever), so records are offered as a chain the rule always accepts: the first record of a
+//! cluster as a claim of epoch 1, every later one as a data entry of that epoch. Both follow from
+//! the state alone, so every agent offers the same entries.
+//!
+//! # Fencing
+//!
+//! A window is appended at most once: an append whose outcome is unknown is *not* retried (its
+//! produces fail with a retriable error, as after a timeout in Kafka), so a record can never reach
+//! the log twice, and one that lands late is applied like any other. An agent's lease (the owner's
+//! lease loop, [`SequencedLog::stop`]) is its licence to append: once lost, appends fail.
+//!
+//! # Checkpoints
+//!
+//! Checkpoints stay in object storage at `checkpoint/{position}`, the sequencer position they
+//! cover; recovery loads the newest and reads the records after it (`read_after`). Records at or
+//! below the *older* of the last two checkpoints are deleted (`truncate_before`), so recovery can
+//! still fall back one checkpoint, as garbage collection keeps two.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use super::record::{decode_record, encode_record};
+use super::writer::{AppendOutcome, EntryContent, PutResult, put_entry};
+use super::{LogConfig, LogError, load_latest_checkpoint};
+use crate::format::{EntryHeader, EntryKind, ObjectBuilder};
+use crate::metadata::{
+    EntryMeta, EntryOutcome, Event, MetadataState, decode_commands, encode_commands,
+};
+use crate::sequencer::{SequencerClient, SequencerError};
+use crate::store::ObjectStorage;
+use crate::types::{
+    AGENT_OBJECT_TOKEN_MAX, LogSeq, agent_object_id, agent_object_parts, object_key,
+};
+
+/// Recent uploads [`SequencedLog::put_latency_ms_median`] reports on.
+const PUT_SAMPLES_MAX: usize = 64;
+/// Records one read asks for.
+const READ_RECORDS_MAX: usize = 1_024;
+
+/// Where recovery started and how far it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequencedRecovery {
+    /// The sequencer position the loaded checkpoint covers (0: none).
+    pub checkpoint_position: u64,
+    /// Records applied after it.
+    pub records_applied: u64,
+    /// The position applied last.
+    pub applied_position: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    object_len: u64,
+    chunks: Vec<Bytes>,
+    done: oneshot::Sender<Result<AppendOutcome, LogError>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: MetadataState,
+    /// The last position applied (0: none).
+    applied: u64,
+    next_counter: u32,
+    /// This incarnation's windows appended (or being appended) and not yet applied, by counter.
+    waiting: BTreeMap<u32, Waiter>,
+    stopped: Option<String>,
+    records_since_checkpoint: u64,
+    /// The positions of the last two checkpoints, oldest first.
+    checkpoints: VecDeque<u64>,
+    put_ms_recent: VecDeque<f64>,
+}
+
+/// The metadata log of one agent of a cluster. Single-threaded, like [`super::MetadataLog`]: it
+/// lives on the metadata executor. No borrow is held across an `.await`.
+#[derive(Debug)]
+pub struct SequencedLog {
+    store: Arc<dyn ObjectStorage>,
+    sequencer: SequencerClient,
+    config: LogConfig,
+    /// This incarnation's key token; with a counter it names every object it writes.
+    token: u32,
+    /// Written into every object header; a read-back that finds another value at our key is
+    /// another incarnation's object (a token collision), never ours.
+    nonce: u64,
+    inner: RefCell<Inner>,
+}
+
+impl SequencedLog {
+    /// Recovers the state (the newest checkpoint, then every record after it) and returns the log,
+    /// ready to append.
+    pub async fn open(
+        store: Arc<dyn ObjectStorage>,
+        sequencer: SequencerClient,
+        config: LogConfig,
+    ) -> Result<(SequencedLog, SequencedRecovery), LogError> {
+        let (state, checkpoint_position) = match load_latest_checkpoint(store.as_ref()).await? {
+            Some((state, info)) => (state, info.seq.0),
+            None => (MetadataState::default(), 0),
+        };
+        let random = uuid::Uuid::new_v4().as_u64_pair();
+        let log = SequencedLog {
+            store,
+            sequencer,
+            config,
+            token: (random.0 as u32) & AGENT_OBJECT_TOKEN_MAX,
+            nonce: random.1,
+            inner: RefCell::new(Inner {
+                state,
+                applied: checkpoint_position,
+                next_counter: 0,
+                waiting: BTreeMap::new(),
+                stopped: None,
+                records_since_checkpoint: 0,
+                checkpoints: VecDeque::from([checkpoint_position]),
+                put_ms_recent: VecDeque::with_capacity(PUT_SAMPLES_MAX),
+            }),
+        };
+        let records_applied = log.catch_up().await?;
+        let applied_position = log.applied_position();
+        Ok((
+            log,
+            SequencedRecovery {
+                checkpoint_position,
+                records_applied,
+                applied_position,
+            },
+        ))
+    }
+
+    /// The sequencer this log appends to.
+    pub fn sequencer(&self) -> &SequencerClient {
+        &self.sequencer
+    }
+
+    /// The last sequencer position applied.
+    pub fn applied_position(&self) -> u64 {
+        self.inner.borrow().applied
+    }
+
+    /// Reads and applies every record after the last one applied, up to the head as of the last
+    /// read; returns how many it applied. Appends answer their waiters from here.
+    ///
+    /// Fails on an error of the sequencer (the caller waits and calls again) and for good on
+    /// `Truncated` or `BeyondHead`: the log no longer holds what follows this state, or is not the
+    /// log this state came from.
+    pub async fn catch_up(&self) -> Result<u64, LogError> {
+        self.catch_up_with(&mut |_| {}).await
+    }
+
+    /// As [`SequencedLog::catch_up`], calling `on_other` with the events of every record that
+    /// answered no waiter of this log (other agents' windows): their watermarks moved too.
+    pub async fn catch_up_with(&self, on_other: &mut dyn FnMut(&[Event])) -> Result<u64, LogError> {
+        let mut applied = 0;
+        loop {
+            let after = self.inner.borrow().applied;
+            let records = self
+                .sequencer
+                .read_after(after, READ_RECORDS_MAX)
+                .await
+                .map_err(sequencer_error)?;
+            let count = records.len();
+            for (position, record) in records {
+                self.apply(position, &record, on_other);
+                applied += 1;
+            }
+            if count < READ_RECORDS_MAX {
+                return Ok(applied);
+            }
+        }
+    }
+
+    /// Applies the record at `position` (the next one) and answers its waiter if it is ours.
+    fn apply(&self, position: u64, record: &Bytes, on_other: &mut dyn FnMut(&[Event])) {
+        let mut inner = self.inner.borrow_mut();
+        debug_assert_eq!(position, inner.applied + 1, "records applied out of order");
+        let (commands, commit, object) = match decode_record(record) {
+            Ok(decoded) => {
+                let commands = if decoded.commands.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    decode_commands(&decoded.commands)
+                };
+                match commands {
+                    Ok(commands) => (
+                        commands,
+                        super::reader::commit_of(decoded.object_len, &decoded.index),
+                        Some(decoded.object),
+                    ),
+                    Err(error) => {
+                        tracing::error!(position, %error, "sequencer record's commands do not decode; skipped by every agent");
+                        (Vec::new(), None, None)
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(position, %error, "sequencer record does not decode; skipped by every agent");
+                (Vec::new(), None, None)
+            }
+        };
+        let meta = chain_meta(&inner.state, position);
+        let outcome = inner.state.apply_entry(&meta, &commands, commit.as_ref());
+        inner.applied = position;
+        inner.records_since_checkpoint += 1;
+        let waiter = object.and_then(|object| {
+            let (token, counter) = agent_object_parts(object);
+            (token == self.token)
+                .then(|| inner.waiting.remove(&counter))
+                .flatten()
+                .map(|waiter| (object, waiter))
+        });
+        let Some((object, waiter)) = waiter else {
+            drop(inner);
+            if let EntryOutcome::Applied(events) = &outcome {
+                on_other(events);
+            }
+            return;
+        };
+        let answer = match outcome {
+            EntryOutcome::Applied(events) => Ok(AppendOutcome {
+                seq: object,
+                events,
+                object_len: waiter.object_len,
+                chunks: waiter.chunks,
+            }),
+            EntryOutcome::Ignored { reason } => Err(LogError::Broken {
+                reason: format!("record at position {position} was not applied: {reason:?}"),
+            }),
+        };
+        let _ = waiter.done.send(answer);
+    }
+
+    /// Appends one window and returns once its record is applied (the acknowledgement) — which
+    /// needs [`SequencedLog::catch_up`] to run, as the owner's tailer does on every change of the
+    /// head. May be called concurrently from tasks on the same thread.
+    pub async fn append(&self, content: EntryContent) -> Result<AppendOutcome, LogError> {
+        let (id, header, chunks, record, receiver) = {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(reason) = &inner.stopped {
+                return Err(LogError::Broken {
+                    reason: reason.clone(),
+                });
+            }
+            let counter = inner.next_counter;
+            let Some(next) = counter.checked_add(1) else {
+                return Err(LogError::Broken {
+                    reason: "this incarnation wrote 2^32 objects; restart the agent".to_owned(),
+                });
+            };
+            let id = agent_object_id(self.token, counter);
+            let header = EntryHeader {
+                seq: id,
+                writer_epoch: self.nonce,
+                prev_seq: None,
+                entry_nonce: u64::from(counter),
+                kind: EntryKind::Data,
+                created_at_ms: content.created_at_ms,
+            };
+            let mut builder = ObjectBuilder::new(header);
+            for (tp, batch_header, batch) in content.batches {
+                builder.push_batch(tp, &batch_header, batch)?;
+            }
+            let commands = if content.commands.is_empty() {
+                Bytes::new()
+            } else {
+                Bytes::from(encode_commands(&content.commands)?)
+            };
+            if !commands.is_empty() {
+                builder.set_commands(commands.clone())?;
+            }
+            let object = builder.finish()?;
+            let tail = object.chunks().last().cloned().unwrap_or_default();
+            let record = encode_record(id, object.len(), &[&commands, &tail]);
+            inner.next_counter = next;
+            let (done, receiver) = oneshot::channel();
+            inner.waiting.insert(
+                counter,
+                Waiter {
+                    object_len: object.len(),
+                    chunks: object.chunks().to_vec(),
+                    done,
+                },
+            );
+            (id, header, object.into_chunks(), record, receiver)
+        };
+        let (_, counter) = agent_object_parts(id);
+        let upload_started = Instant::now();
+        let key = object_key(id);
+        let put = match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await {
+            Ok(PutResult::Written) => Ok(()),
+            Ok(PutResult::TakenBy(_)) => Err(LogError::Broken {
+                reason: format!("{key} holds another incarnation's object (a token collision)"),
+            }),
+            Ok(PutResult::Unresolved(reason)) => Err(LogError::Broken { reason }),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = put {
+            self.inner.borrow_mut().waiting.remove(&counter);
+            return Err(error);
+        }
+        self.inner
+            .borrow_mut()
+            .note_put_ms(upload_started.elapsed().as_secs_f64() * 1_000.0);
+        if let Err(error) = self.sequencer.append(vec![record]).await {
+            // Not retried: a second copy of the record could land beside the first. If this one
+            // lands after all, every agent applies it like any other; its produces were failed.
+            self.inner.borrow_mut().waiting.remove(&counter);
+            return Err(sequencer_error(error));
+        }
+        match receiver.await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(LogError::Broken {
+                reason: "window dropped before its record was applied".to_owned(),
+            }),
+        }
+    }
+
+    /// Stops appending for good (a lost lease): every append waiting and every later one fails.
+    pub fn stop(&self, reason: String) {
+        let mut inner = self.inner.borrow_mut();
+        for (_, waiter) in std::mem::take(&mut inner.waiting) {
+            let _ = waiter.done.send(Err(LogError::Broken {
+                reason: reason.clone(),
+            }));
+        }
+        inner.stopped = Some(reason);
+    }
+
+    /// Why appends stopped, if they did.
+    pub fn stopped(&self) -> Option<String> {
+        self.inner.borrow().stopped.clone()
+    }
+
+    /// Runs `read` against the state every applied record made.
+    pub fn with_state<R>(&self, read: impl FnOnce(&MetadataState) -> R) -> R {
+        read(&self.inner.borrow().state)
+    }
+
+    /// The median time recent window objects took to upload, or `None` before the first.
+    pub fn put_latency_ms_median(&self) -> Option<f64> {
+        let mut recent: Vec<f64> = self.inner.borrow().put_ms_recent.iter().copied().collect();
+        recent.sort_by(f64::total_cmp);
+        recent.get(recent.len() / 2).copied()
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStorage> {
+        &self.store
+    }
+
+    /// Whether enough records were applied since the last checkpoint that another is due.
+    pub fn checkpoint_due(&self) -> bool {
+        self.inner.borrow().records_since_checkpoint >= self.config.checkpoint_interval_entries
+    }
+
+    /// Writes a checkpoint of the state at the last applied position (encoded by `encode`), then
+    /// deletes the records the older of the last two checkpoints covers. Returns the position.
+    pub async fn write_checkpoint_with<F, Fut>(&self, encode: F) -> Result<Option<LogSeq>, LogError>
+    where
+        F: FnOnce(MetadataState) -> Fut,
+        Fut: std::future::Future<Output = Vec<u8>>,
+    {
+        let (position, snapshot) = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.applied == 0 {
+                return Ok(None);
+            }
+            inner.records_since_checkpoint = 0;
+            (inner.applied, inner.state.clone())
+        };
+        debug_assert!(
+            self.with_state(|state| state.last_offered_seq()) == Some(LogSeq(position)),
+            "the state has seen exactly the records applied"
+        );
+        let bytes = Bytes::from(encode(snapshot).await);
+        if let Err(error) =
+            super::checkpoint::put_checkpoint(self.store.as_ref(), LogSeq(position), bytes).await
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.records_since_checkpoint = inner
+                .records_since_checkpoint
+                .max(self.config.checkpoint_interval_entries);
+            return Err(error);
+        }
+        let truncate_through = {
+            let mut inner = self.inner.borrow_mut();
+            inner.checkpoints.push_back(position);
+            while inner.checkpoints.len() > 2 {
+                inner.checkpoints.pop_front();
+            }
+            inner
+                .checkpoints
+                .front()
+                .copied()
+                .filter(|_| inner.checkpoints.len() == 2)
+        };
+        if let Some(through) = truncate_through.filter(|through| *through > 0) {
+            // Best effort: rows left behind are deleted by the next checkpoint's truncation.
+            if let Err(error) = self.sequencer.truncate_before(through + 1).await {
+                tracing::warn!(%error, through, "could not truncate the sequencer's log");
+            }
+        }
+        Ok(Some(LogSeq(position)))
+    }
+}
+
+impl Inner {
+    fn note_put_ms(&mut self, put_ms: f64) {
+        if self.put_ms_recent.len() >= PUT_SAMPLES_MAX {
+            self.put_ms_recent.pop_front();
+        }
+        self.put_ms_recent.push_back(put_ms);
+    }
+}
+
+/// The entry every agent offers for the record at `position`: a chain the rule accepts, from the
+/// state alone (see the module doc).
+fn chain_meta(state: &MetadataState, position: u64) -> EntryMeta {
+    let epoch = state.writer_epoch();
+    EntryMeta {
+        seq: LogSeq(position),
+        writer_epoch: epoch.max(1),
+        prev_seq: state.last_valid_seq(),
+        kind: if epoch == 0 {
+            EntryKind::Claim
+        } else {
+            EntryKind::Data
+        },
+    }
+}
+
+fn sequencer_error(error: SequencerError) -> LogError {
+    LogError::Sequencer(error)
+}
