@@ -191,6 +191,19 @@ pub struct Config {
     /// Newest metadata-log checkpoints kept (older ones, and the log entries they cover that
     /// nothing references, are deleted); at least 2.
     pub checkpoints_retained: usize,
+    /// The cluster's metadata log in PostgreSQL, `postgres://…` (`docs/cluster.md`); `None` keeps
+    /// the agent's own log in object storage.
+    pub metadata: Option<String>,
+    /// The cluster's name in the database (1–64 of `[A-Za-z0-9_.-]`); one database can hold
+    /// several clusters. Only with `metadata`.
+    pub cluster_name: String,
+    /// This agent's id in the cluster, stable across restarts; defaults to the advertised address.
+    pub agent_id: Option<String>,
+    /// This agent's zone (rack), told to clients and used to route them; may be empty.
+    pub zone: String,
+    /// The agent's lease in the cluster, renewed every third of it; an agent that cannot renew
+    /// stops accepting writes when it runs out.
+    pub lease_ms: u64,
 }
 
 impl Default for Config {
@@ -267,6 +280,11 @@ impl Default for Config {
             compaction_inputs_per_job_max: 10_000,
             checkpoint_interval_entries: 1_000,
             checkpoints_retained: 2,
+            metadata: None,
+            cluster_name: "sluice".to_owned(),
+            agent_id: None,
+            zone: String::new(),
+            lease_ms: 10_000,
         }
     }
 }

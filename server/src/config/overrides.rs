@@ -91,6 +91,15 @@ pub struct Overrides {
     /// Address advertised to clients, HOST:PORT [env SLUICE_ADVERTISED_LISTEN]
     #[arg(long, value_name = "HOST:PORT")]
     pub advertised_listen: Option<String>,
+    /// The cluster's metadata log in PostgreSQL, postgres://… [env SLUICE_METADATA]
+    #[arg(long, value_name = "URL")]
+    pub metadata: Option<String>,
+    /// This agent's zone [env SLUICE_ZONE]
+    #[arg(long, value_name = "ZONE")]
+    pub zone: Option<String>,
+    /// This agent's id in the cluster [env SLUICE_AGENT_ID]
+    #[arg(long, value_name = "ID")]
+    pub agent_id: Option<String>,
     /// Metrics and health endpoint, HOST:PORT [env SLUICE_METRICS_LISTEN]
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
@@ -308,6 +317,9 @@ impl Overrides {
             match key {
                 "LISTEN" => overrides.listen = Some(value.clone()),
                 "ADVERTISED_LISTEN" => overrides.advertised_listen = Some(value.clone()),
+                "METADATA" => overrides.metadata = Some(value.clone()),
+                "ZONE" => overrides.zone = Some(value.clone()),
+                "AGENT_ID" => overrides.agent_id = Some(value.clone()),
                 "METRICS_LISTEN" => overrides.metrics_listen = Some(value.clone()),
                 "TLS_LISTEN" => overrides.tls_listen = Some(value.clone()),
                 "TLS_ADVERTISED_LISTEN" => overrides.tls_advertised_listen = Some(value.clone()),
@@ -501,6 +513,15 @@ impl Overrides {
         }
         if self.advertised_listen.is_some() {
             config.advertised_listen.clone_from(&self.advertised_listen);
+        }
+        if self.metadata.is_some() {
+            config.metadata.clone_from(&self.metadata);
+        }
+        if let Some(zone) = &self.zone {
+            config.zone.clone_from(zone);
+        }
+        if self.agent_id.is_some() {
+            config.agent_id.clone_from(&self.agent_id);
         }
         if self.metrics_listen.is_some() {
             config.metrics_listen.clone_from(&self.metrics_listen);
@@ -832,11 +853,17 @@ mod tests {
             ("SLUICE_SASL_OAUTHBEARER_EXPECTED_AUDIENCE", "sluice, kafka"),
             ("SLUICE_SASL_OAUTHBEARER_SUB_CLAIM_NAME", "client_id"),
             ("SLUICE_SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS", "35"),
+            ("SLUICE_METADATA", "postgres://db/sluice"),
+            ("SLUICE_ZONE", "eu-1a"),
+            ("SLUICE_AGENT_ID", "agent-7"),
         ]))
         .unwrap();
         let mut config = Config::default();
         config.apply(&overrides);
         let expected = Config {
+            metadata: Some("postgres://db/sluice".to_owned()),
+            zone: "eu-1a".to_owned(),
+            agent_id: Some("agent-7".to_owned()),
             listen: "127.0.0.1:1".to_owned(),
             advertised_listen: Some("example.com:2".to_owned()),
             metrics_listen: Some("127.0.0.1:29".to_owned()),
@@ -903,6 +930,8 @@ mod tests {
             compaction_object_bytes_target: 27,
             compaction_inputs_per_job_max: 28,
             checkpoints_retained: 24,
+            cluster_name: "sluice".to_owned(),
+            lease_ms: 10_000,
         };
         assert_eq!(config, expected);
     }

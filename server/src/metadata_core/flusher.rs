@@ -16,7 +16,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt};
 use glommio::sync::Semaphore;
 use sluice_engine::batch::{BatchHeader, TimestampType, apply_topic_timestamp_type};
-use sluice_engine::log::{AppendOutcome, LogError, MetadataLog};
+use sluice_engine::log::{AgentLog, AppendOutcome, LogError};
 use sluice_engine::metadata::{BatchOutcome, Command, Event, MetadataState, Topic, known_configs};
 use sluice_engine::types::TopicPartition;
 
@@ -71,13 +71,13 @@ impl FlushConfig {
 
 /// State shared between the loop and the tasks appending sealed windows.
 #[derive(Debug, Default)]
-struct Shared {
+pub(super) struct Shared {
     /// The agent's metrics (none in tests that run a core alone).
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-    fenced: Cell<bool>,
+    pub(super) metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub(super) fenced: Cell<bool>,
     needs_reopen: Cell<bool>,
     checkpointing: Cell<bool>,
-    broadcaster: RefCell<WatermarkBroadcaster>,
+    pub(super) broadcaster: RefCell<WatermarkBroadcaster>,
     /// Sealed windows whose append has not returned yet.
     uploads_in_flight: Cell<usize>,
     /// Wakes the loop when an append returns (a full channel means a wake-up is already pending).
@@ -101,7 +101,7 @@ impl Shared {
 }
 
 struct Core {
-    log: Rc<MetadataLog>,
+    log: Rc<AgentLog>,
     window: Window,
     config: FlushConfig,
     inflight: Rc<Semaphore>,
@@ -116,7 +116,21 @@ struct Core {
 /// Runs the metadata core until `stop` fires or every [`super::CoreHandle`] is dropped; then
 /// flushes what is buffered and waits (bounded) for entries in flight.
 pub async fn run_metadata_core(
-    log: MetadataLog,
+    log: impl Into<AgentLog>,
+    inbox: CoreInbox,
+    broadcaster: WatermarkBroadcaster,
+    config: FlushConfig,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+    stop: oneshot::Receiver<()>,
+) {
+    run_metadata_core_of(log.into(), None, inbox, broadcaster, config, metrics, stop).await;
+}
+
+/// [`run_metadata_core`] for either log; a cluster's log (`--metadata`) also gets its tailer and,
+/// with `membership`, the lease loop that keeps the lease it was opened with.
+pub async fn run_metadata_core_of(
+    log: AgentLog,
+    membership: Option<(super::cluster::Membership, sluice_engine::sequencer::Lease)>,
     inbox: CoreInbox,
     broadcaster: WatermarkBroadcaster,
     config: FlushConfig,
@@ -148,6 +162,15 @@ pub async fn run_metadata_core(
         window_interval_ms: config.flush_interval_ms,
         policy: SealPolicy::new(config.seal_config(), 0),
     };
+    super::cluster::spawn_tailer(Rc::clone(&core.log), Rc::clone(&core.shared));
+    if let Some((membership, lease)) = membership {
+        super::cluster::spawn_lease_loop(
+            Rc::clone(&core.log),
+            Rc::clone(&core.shared),
+            membership,
+            lease,
+        );
+    }
     let mut receiver = inbox.receiver;
     let mut stop = stop.fuse();
     loop {
@@ -479,13 +502,9 @@ impl Core {
             return;
         };
         match self.log.reopen(wall_clock_ms()).await {
-            Ok(stats) => {
+            Ok(replayed) => {
                 self.shared.needs_reopen.set(false);
-                tracing::warn!(
-                    epoch = self.log.epoch(),
-                    replayed = stats.entries_replayed,
-                    "metadata log re-opened"
-                );
+                tracing::warn!(epoch = self.log.epoch(), replayed, "metadata log re-opened");
             }
             Err(error) => {
                 // Stays flagged: the next window tries again (one attempt per window, no loop).
@@ -616,7 +635,7 @@ fn apply_topic_rules(
 
 /// Counts an append in the agent's metrics.
 fn note_append(
-    log: &MetadataLog,
+    log: &AgentLog,
     shared: &Shared,
     outcome: &Result<AppendOutcome, LogError>,
     batch_bytes: u64,
@@ -665,7 +684,7 @@ fn log_failure_code(error: &LogError) -> (i16, String) {
         // The client refreshes metadata and retries: right both for a fence and for a writer
         // that is re-opening.
         LogError::Fenced { .. } | LogError::Broken { .. } => error_code::NOT_LEADER_OR_FOLLOWER,
-        LogError::Store(_) => error_code::REQUEST_TIMED_OUT,
+        LogError::Store(_) | LogError::Sequencer(_) => error_code::REQUEST_TIMED_OUT,
         _ => error_code::KAFKA_STORAGE_ERROR,
     };
     (code, error.to_string())
@@ -691,34 +710,14 @@ fn stopped_failure() -> CommandFailure {
 
 /// Answers everyone waiting on `sealed` and publishes the watermarks the commit moved.
 fn finish(
-    log: &MetadataLog,
+    log: &AgentLog,
     shared: &Shared,
     sealed: Sealed,
     outcome: Result<AppendOutcome, (i16, String)>,
     object: Option<Arc<CommittedObject>>,
 ) {
     if let Ok(appended) = &outcome {
-        let moved: Vec<(TopicPartition, u64)> = appended
-            .events
-            .iter()
-            .filter_map(|event| match event {
-                Event::SegmentAppended { tp, end_offset, .. } => Some((*tp, *end_offset)),
-                // Batch by batch: the watermark moved only if one was appended.
-                Event::SegmentBatches {
-                    tp,
-                    batches,
-                    end_offset,
-                    ..
-                } if batches
-                    .iter()
-                    .any(|batch| matches!(batch, BatchOutcome::Appended { .. })) =>
-                {
-                    Some((*tp, *end_offset))
-                }
-                _ => None,
-            })
-            .collect();
-        let update: WatermarkUpdate = Arc::from(moved);
+        let update: WatermarkUpdate = Arc::from(watermark_moves(&appended.events));
         shared
             .broadcaster
             .borrow_mut()
@@ -734,7 +733,30 @@ fn finish(
     answer_producer_ids(sealed.producer_id_waiters, &outcome);
 }
 
-fn maybe_checkpoint(log: Rc<MetadataLog>, shared: Rc<Shared>) {
+/// The partitions whose high watermark an applied entry's events moved, with the new one.
+pub(super) fn watermark_moves(events: &[Event]) -> Vec<(TopicPartition, u64)> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::SegmentAppended { tp, end_offset, .. } => Some((*tp, *end_offset)),
+            // Batch by batch: the watermark moved only if one was appended.
+            Event::SegmentBatches {
+                tp,
+                batches,
+                end_offset,
+                ..
+            } if batches
+                .iter()
+                .any(|batch| matches!(batch, BatchOutcome::Appended { .. })) =>
+            {
+                Some((*tp, *end_offset))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn maybe_checkpoint(log: Rc<AgentLog>, shared: Rc<Shared>) {
     if !log.checkpoint_due() || shared.checkpointing.replace(true) {
         return;
     }

@@ -40,6 +40,7 @@
 //! whose high watermark moved through [`watermarks`], which wakes fetches parked on any core.
 //! See `docs/agent.md`.
 
+pub mod cluster;
 mod flusher;
 pub mod housekeeping;
 pub(crate) mod off_core;
@@ -60,6 +61,7 @@ use sluice_engine::store::ObjectStorage;
 
 pub use flusher::{
     FLUSH_WINDOWS_INFLIGHT_LIMIT, FlushConfig, create_topic_command, run_metadata_core,
+    run_metadata_core_of,
 };
 pub use window::{CommandFailure, CommitOutcome};
 

@@ -33,7 +33,7 @@ use crate::metadata_core::housekeeping::{
 use crate::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
 };
-use crate::metadata_core::{core_channel, run_metadata_core};
+use crate::metadata_core::{core_channel, run_metadata_core, run_metadata_core_of};
 use crate::metrics::http::MetricsServer;
 use crate::metrics::{CoreSlot, HEARTBEAT_INTERVAL, MeteredStore, Metrics, Phase};
 use crate::protocol::services::CoreServices;
@@ -390,7 +390,15 @@ impl Agent {
             },
         )?;
         probe_create_only(&*background)?;
-        let (core, inbox) = core_channel(Arc::clone(&store), CLUSTER_ID);
+        // A cluster (`--metadata`): connect to the sequencer before anything listens.
+        let cluster = match &config.metadata {
+            Some(url) => Some(super::cluster::connect(config, url)?),
+            None => None,
+        };
+        let cluster_id = cluster
+            .as_ref()
+            .map_or_else(|| CLUSTER_ID.to_owned(), |cluster| cluster.cluster_id());
+        let (core, inbox) = core_channel(Arc::clone(&store), &cluster_id);
         let core = core.with_background_store(background);
         let mut broadcaster = WatermarkBroadcaster::default();
         let subscriptions: Vec<_> = plan
@@ -412,6 +420,34 @@ impl Agent {
             &memlock_error,
             limit,
             move |stop| async move {
+                if let Some(cluster) = cluster {
+                    match cluster.open(store, log_config).await {
+                        Ok((log, recovery, membership)) => {
+                            let _ = opened_sender.send(Ok(format!("cluster log {recovery:?}")));
+                            // Compaction names its objects by writer epoch, which a cluster's
+                            // agents share: not run in a cluster yet (docs/cluster.md).
+                            let housekeeping = HousekeepingConfig {
+                                compaction_interval_ms: 0,
+                                ..housekeeping
+                            };
+                            spawn_housekeeping(housekeeping_core, housekeeping);
+                            run_metadata_core_of(
+                                log.into(),
+                                Some(membership),
+                                inbox,
+                                broadcaster,
+                                flush,
+                                Some(core_metrics),
+                                stop,
+                            )
+                            .await;
+                        }
+                        Err(message) => {
+                            let _ = opened_sender.send(Err(message));
+                        }
+                    }
+                    return;
+                }
                 match open_metadata_log(store, log_config).await {
                     Ok((log, stats)) => {
                         let _ = opened_sender.send(Ok(format!("{stats:?} epoch {}", log.epoch())));

@@ -8,6 +8,7 @@
 //! only moves bytes and decides when to close.
 
 pub mod agent;
+mod cluster;
 pub mod connection;
 mod executor;
 pub mod listener;

@@ -20,6 +20,7 @@ use sluice_tests::api_versions::{MATRIX_APIS, missing};
 use sluice_tests::clients::{ClientKind, ClientRun, Codec, Mode};
 use sluice_tests::generator::RecordGenerator;
 use sluice_tests::matrix::{PARTITIONS, PHASE_TIMEOUT_S, timestamp_base_ms};
+use sluice_tests::postgres::TestPostgres;
 use sluice_tests::report::Report;
 use sluice_tests::sluice::SluiceAgent;
 use sluice_tests::stores::{StoreServerKind, start_or_skip};
@@ -56,16 +57,49 @@ fn acknowledged_records_survive_kill_9_and_restart_on_azurite() {
     survive_kill_9_on(StoreServerKind::Azurite);
 }
 
-fn survive_kill_9_on(kind: StoreServerKind) {
-    let client = ClientKind::Go;
-    let test = format!("sluice kill -9 on {}", kind.name());
-    if !require(&test, &client.tools()) {
-        return;
-    }
-    let Some(store) = start_or_skip(kind, &test) else {
+/// The same scenario for an agent of a cluster (`--metadata`): its windows go to its own keys and
+/// their commit records to PostgreSQL; the restarted agent recovers from the newest checkpoint
+/// (if any) and the sequencer's records after it. Small checkpoint intervals, so that recovery
+/// starts from a checkpoint and the sequencer's log has been truncated behind it.
+#[test]
+fn acknowledged_records_survive_kill_9_and_restart_with_postgres_metadata() {
+    let _one_at_a_time = sluice_tests::one_at_a_time();
+    let test = "sluice kill -9 with --metadata postgres";
+    let Some(postgres) = TestPostgres::start_or_skip(test) else {
         return;
     };
-    let mut agent = SluiceAgent::start(&*store, "kill9").unwrap();
+    let args = [
+        "--metadata".to_owned(),
+        postgres.url(),
+        "--checkpoint-interval-entries".to_owned(),
+        "2".to_owned(),
+    ];
+    survive_kill_9_with(StoreServerKind::S3sFs, test, &args);
+    let records = postgres.query_i64("SELECT count(*) FROM sluice_log");
+    let checkpointed = postgres.query_i64("SELECT min(position) FROM sluice_log");
+    loud(&format!(
+        "{test}: {records} records left in the sequencer's log, the oldest at position {checkpointed}"
+    ));
+    assert!(
+        checkpointed > 1,
+        "the sequencer's log was never truncated behind a checkpoint"
+    );
+}
+
+fn survive_kill_9_on(kind: StoreServerKind) {
+    let test = format!("sluice kill -9 on {}", kind.name());
+    survive_kill_9_with(kind, &test, &[]);
+}
+
+fn survive_kill_9_with(kind: StoreServerKind, test: &str, args: &[String]) {
+    let client = ClientKind::Go;
+    if !require(test, &client.tools()) {
+        return;
+    }
+    let Some(store) = start_or_skip(kind, test) else {
+        return;
+    };
+    let mut agent = SluiceAgent::start_with_args(&*store, "kill9", args).unwrap();
     let absent = missing(&agent.advertised_apis().unwrap(), &MATRIX_APIS);
     if !absent.is_empty() {
         skip_or_fail(&format!(

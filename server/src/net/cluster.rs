@@ -1,0 +1,89 @@
+//! Starting an agent as a member of a cluster (`--metadata postgres://…`): connect to the
+//! sequencer, register with a lease, and open the cluster's log (`docs/cluster.md`).
+//!
+//! The connection is made on the starting thread, before anything listens, so that a wrong URL
+//! or an unreachable database fails the start with a clear error rather than an agent that
+//! listens and cannot commit. The lease is taken before the log is opened: an agent appends only
+//! while it holds one.
+
+use std::sync::Arc;
+
+use sluice_engine::log::{LogConfig, SequencedLog, SequencedRecovery};
+use sluice_engine::sequencer::{AgentRegistration, Lease, SequencerClient, SequencerConfig};
+use sluice_engine::store::ObjectStorage;
+
+use super::agent::AgentError;
+use crate::config::Config;
+use crate::metadata_core::cluster::Membership;
+
+/// A connected sequencer and what this agent registers as.
+#[derive(Debug)]
+pub(super) struct ClusterStart {
+    sequencer: SequencerClient,
+    membership: Membership,
+}
+
+/// Connects to the cluster's database (creating its tables and cluster row if missing).
+pub(super) fn connect(config: &Config, url: &str) -> Result<ClusterStart, AgentError> {
+    let (host, port) = config.advertised_address()?;
+    let address = format!("{host}:{port}");
+    let registration = AgentRegistration {
+        agent_id: config.agent_id.clone().unwrap_or_else(|| address.clone()),
+        address,
+        zone: config.zone.clone(),
+        roles: vec!["broker".to_owned()],
+    };
+    let sequencer_config = SequencerConfig::new(url, config.cluster_name.clone());
+    let sequencer =
+        SequencerClient::connect(sequencer_config).map_err(|error| AgentError::MetadataLog {
+            message: format!("cannot connect to the cluster's metadata database: {error}"),
+        })?;
+    tracing::info!(
+        cluster = %config.cluster_name,
+        cluster_id = %sequencer.cluster_id(),
+        agent = %registration.agent_id,
+        zone = %registration.zone,
+        "connected to the cluster's sequencer"
+    );
+    Ok(ClusterStart {
+        sequencer,
+        membership: Membership {
+            registration,
+            lease_ms: config.lease_ms,
+        },
+    })
+}
+
+impl ClusterStart {
+    /// The cluster's id, as Kafka clients are told it.
+    pub(super) fn cluster_id(&self) -> String {
+        self.sequencer.cluster_id().to_string()
+    }
+
+    /// Registers (takes the lease), then recovers the cluster's log: the newest checkpoint in
+    /// `store` and every record after it.
+    pub(super) async fn open(
+        self,
+        store: Arc<dyn ObjectStorage>,
+        config: LogConfig,
+    ) -> Result<(SequencedLog, SequencedRecovery, (Membership, Lease)), String> {
+        let lease = self
+            .sequencer
+            .register(
+                self.membership.registration.clone(),
+                self.membership.lease_ms,
+            )
+            .await
+            .map_err(|error| format!("cannot register with the cluster: {error}"))?;
+        tracing::info!(
+            agent = %lease.agent_id,
+            incarnation = lease.incarnation,
+            lease_ms = self.membership.lease_ms,
+            "registered with the cluster"
+        );
+        let (log, recovery) = SequencedLog::open(store, self.sequencer, config)
+            .await
+            .map_err(|error| format!("cannot open the cluster's log: {error}"))?;
+        Ok((log, recovery, (self.membership, lease)))
+    }
+}
