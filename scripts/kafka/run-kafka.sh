@@ -55,8 +55,10 @@ java_opts=(-Xmx512m -Xms128m -XX:+UseG1GC -XX:MaxGCPauseMillis=20
     -cp "$here/lib/*")
 if [ ! -f "$data_dir/logs/meta.properties" ]; then
     # A KRaft cluster id is 16 random bytes in URL-safe base64 without padding (what random-uuid prints).
+    # Passed as --cluster-id=ID: one in 64 ids begins with "-", which a separate argument would make
+    # an option (the format then fails with "expected one argument").
     cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-    java "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$config" >"$data_dir/format.log" 2>&1 \
+    java "${java_opts[@]}" kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$config" >"$data_dir/format.log" 2>&1 \
         || { cat "$data_dir/format.log" >&2; exit 1; }
 fi
 exec java "${java_opts[@]}" kafka.Kafka "$config"
