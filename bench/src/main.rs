@@ -19,6 +19,7 @@ mod report;
 mod runner;
 mod scenario;
 mod seeded;
+mod single_client;
 mod soak;
 mod targets;
 
@@ -34,7 +35,7 @@ use crate::targets::{Env, StartError, StoreProxy};
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark Sluice, Apache Kafka and Tansu on loopback")]
 struct Args {
-    /// fraud, throughput, partitions, replay, groups, soak or chaos.
+    /// fraud, throughput, partitions, replay, groups, soak, chaos or single-client.
     #[arg(long)]
     scenario: String,
     /// Output directory for report.json, report.md, plots and raw load-generator output.
@@ -116,7 +117,7 @@ fn run() -> anyhow::Result<i32> {
     let args = Args::parse();
     let scenario = Scenario::parse(&args.scenario).with_context(|| {
         format!(
-            "unknown scenario {:?} (fraud, throughput, partitions, replay, groups, soak, chaos)",
+            "unknown scenario {:?} (fraud, throughput, partitions, replay, groups, soak, chaos, single-client)",
             args.scenario
         )
     })?;
@@ -172,6 +173,10 @@ fn run() -> anyhow::Result<i32> {
             args.duration_s,
         );
         return chaos::run(&env, &target_names, &plan, &out);
+    }
+    if scenario == Scenario::SingleClient {
+        // Kafka's own Java perf tools, not the load generator: its own driver and report.
+        return single_client::run(&env, &target_names, args.quick, &out);
     }
     if scenario == Scenario::Groups {
         // Simulated group members, not the load generator: its own driver and report.

@@ -22,6 +22,9 @@ pub enum Scenario {
     Soak,
     /// Kills, pauses and store faults under an idempotent producer; driven by `crate::chaos`.
     Chaos,
+    /// Kafka's ProducerPerformance and ConsumerPerformance, default and recommended client
+    /// settings; driven by `crate::single_client`.
+    SingleClient,
 }
 
 impl Scenario {
@@ -34,6 +37,7 @@ impl Scenario {
             "groups" => Some(Scenario::Groups),
             "soak" => Some(Scenario::Soak),
             "chaos" => Some(Scenario::Chaos),
+            "single-client" => Some(Scenario::SingleClient),
             _ => None,
         }
     }
@@ -47,6 +51,7 @@ impl Scenario {
             Scenario::Groups => "groups",
             Scenario::Soak => "soak",
             Scenario::Chaos => "chaos",
+            Scenario::SingleClient => "single-client",
         }
     }
 
@@ -92,6 +97,9 @@ impl Scenario {
             }
             Scenario::Chaos => {
                 Err("its own idempotent producer under kills and faults, not steps".to_owned())
+            }
+            Scenario::SingleClient => {
+                Err("Kafka's Java perf tools, not load-generator steps".to_owned())
             }
         }
     }
