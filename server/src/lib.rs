@@ -22,6 +22,7 @@ pub mod metadata_source;
 pub mod metrics;
 pub mod net;
 pub mod protocol;
+pub mod quota;
 pub mod signals;
 
 pub use config::Config;

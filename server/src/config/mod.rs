@@ -96,6 +96,10 @@ pub struct Config {
     pub block_cache_bytes_max: u64,
     /// Per network core: incremental fetch sessions (KIP-227) kept, least recently used evicted.
     pub fetch_sessions_max: usize,
+    /// Client quotas: samples a rate is measured over (Kafka's `quota.window.num`).
+    pub quota_window_num: u32,
+    /// Client quotas: seconds per sample (Kafka's `quota.window.size.seconds`).
+    pub quota_window_size_seconds: u32,
     /// Per executor: glommio io memory, registered with io_uring (counts against RLIMIT_MEMLOCK).
     pub io_memory_bytes: u64,
     /// Longest time produced data waits before it is written as an object.
@@ -241,6 +245,8 @@ impl Default for Config {
             flush_buffer_bytes_max: 64 * 1024 * 1024,
             block_cache_bytes_max: 256 * 1024 * 1024,
             fetch_sessions_max: 1_000,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             io_memory_bytes: 512 * 1024,
             flush_interval_ms: 10,
             flush_bytes_max: 8 * 1024 * 1024,
@@ -363,6 +369,18 @@ impl Config {
         self.tls_listener()?;
         self.sasl_mechanisms()?;
         self.authorizer_policy()?;
+        if !(1..=1_000).contains(&self.quota_window_num) {
+            return Err(invalid(
+                "quota_window_num",
+                "must be between 1 and 1000 samples",
+            ));
+        }
+        if !(1..=3_600).contains(&self.quota_window_size_seconds) {
+            return Err(invalid(
+                "quota_window_size_seconds",
+                "must be between 1 and 3600 seconds",
+            ));
+        }
         if let Some(cpus) = &self.cpus {
             if cpus.is_empty() {
                 return Err(invalid(
@@ -713,6 +731,14 @@ impl Config {
 
     /// The authorizer's policy when `authorizer = "acl"` (`None` when no authorizer is set).
     /// Refuses another authorizer name and super users not written `Type:name`.
+    /// The client quotas' rate window (see `crate::quota::rate`).
+    pub fn quota_window(&self) -> crate::quota::WindowSettings {
+        crate::quota::WindowSettings {
+            samples: self.quota_window_num.max(1),
+            sample_ms: u64::from(self.quota_window_size_seconds.max(1)) * 1_000,
+        }
+    }
+
     pub fn authorizer_policy(
         &self,
     ) -> Result<Option<sluice_engine::metadata::AuthorizerPolicy>, ConfigError> {

@@ -175,6 +175,12 @@ pub struct Overrides {
     /// Fetch sessions kept per core [env SLUICE_FETCH_SESSIONS_MAX]
     #[arg(long, value_name = "COUNT")]
     pub fetch_sessions_max: Option<usize>,
+    /// Client quotas: samples per rate window [env SLUICE_QUOTA_WINDOW_NUM]
+    #[arg(long, value_name = "COUNT")]
+    pub quota_window_num: Option<u32>,
+    /// Client quotas: seconds per sample [env SLUICE_QUOTA_WINDOW_SIZE_SECONDS]
+    #[arg(long, value_name = "SECONDS")]
+    pub quota_window_size_seconds: Option<u32>,
     /// glommio io memory per executor in bytes [env SLUICE_IO_MEMORY_BYTES]
     #[arg(long, value_name = "BYTES")]
     pub io_memory_bytes: Option<u64>,
@@ -372,6 +378,12 @@ impl Overrides {
                 }
                 "FETCH_SESSIONS_MAX" => {
                     overrides.fetch_sessions_max = Some(number(&value).map_err(parsed)?);
+                }
+                "QUOTA_WINDOW_NUM" => {
+                    overrides.quota_window_num = Some(number(&value).map_err(parsed)?);
+                }
+                "QUOTA_WINDOW_SIZE_SECONDS" => {
+                    overrides.quota_window_size_seconds = Some(number(&value).map_err(parsed)?);
                 }
                 "IO_MEMORY_BYTES" => {
                     overrides.io_memory_bytes = Some(number(&value).map_err(parsed)?)
@@ -606,6 +618,11 @@ impl Overrides {
             &mut config.fetch_sessions_max,
             self.fetch_sessions_max.as_ref(),
         );
+        set(&mut config.quota_window_num, self.quota_window_num.as_ref());
+        set(
+            &mut config.quota_window_size_seconds,
+            self.quota_window_size_seconds.as_ref(),
+        );
         set(&mut config.io_memory_bytes, self.io_memory_bytes.as_ref());
         set(
             &mut config.flush_interval_ms,
@@ -796,6 +813,8 @@ mod tests {
             ("SLUICE_FLUSH_BUFFER_BYTES_MAX", "1"),
             ("SLUICE_BLOCK_CACHE_BYTES_MAX", "2"),
             ("SLUICE_FETCH_SESSIONS_MAX", "9"),
+            ("SLUICE_QUOTA_WINDOW_NUM", "5"),
+            ("SLUICE_QUOTA_WINDOW_SIZE_SECONDS", "2"),
             ("SLUICE_IO_MEMORY_BYTES", "3"),
             ("SLUICE_FLUSH_INTERVAL_MS", "4"),
             ("SLUICE_FLUSH_BYTES_MAX", "5"),
@@ -891,6 +910,8 @@ mod tests {
             flush_buffer_bytes_max: 1,
             block_cache_bytes_max: 2,
             fetch_sessions_max: 9,
+            quota_window_num: 5,
+            quota_window_size_seconds: 2,
             io_memory_bytes: 3,
             flush_interval_ms: 4,
             flush_bytes_max: 5,

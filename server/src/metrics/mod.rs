@@ -178,6 +178,8 @@ pub struct Metrics {
     /// Compaction's and garbage collection's store client.
     pub background_store: StoreMetrics,
     pub log: LogMetrics,
+    /// Client quotas: bytes, request time and throttle time by quota type, user and client id.
+    pub quotas: crate::quota::QuotaMetrics,
 }
 
 impl Metrics {
@@ -194,6 +196,7 @@ impl Metrics {
             store: StoreMetrics::default(),
             background_store: StoreMetrics::default(),
             log: LogMetrics::default(),
+            quotas: crate::quota::QuotaMetrics::default(),
         }
     }
 
@@ -260,6 +263,7 @@ impl Metrics {
         self.store.render(&mut out, "hot");
         self.background_store.render(&mut out, "background");
         self.render_log(&mut out);
+        self.quotas.render(&mut out);
         self.render_process(&mut out);
         out
     }

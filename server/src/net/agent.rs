@@ -38,6 +38,7 @@ use crate::metrics::http::MetricsServer;
 use crate::metrics::{CoreSlot, HEARTBEAT_INTERVAL, MeteredStore, Metrics, Phase};
 use crate::protocol::services::CoreServices;
 use crate::protocol::{BrokerIdentity, Dispatcher};
+use crate::quota::{QuotaBoard, QuotaEnforcer};
 use futures::FutureExt;
 
 /// Node id this agent reports for itself (a single agent per cluster for now).
@@ -491,6 +492,9 @@ impl Agent {
             );
         }
         let acl_board = Arc::new(AclBoard::new());
+        // Client quotas: one snapshot board for the agent, one enforcer per core (`crate::quota`).
+        let quota_board = Arc::new(QuotaBoard::new());
+        let quota_window = config.quota_window();
         // Every core needs every core's group inbox before any of them runs.
         let (group_senders, group_inboxes) = group_channels(plan.network_cpus.len());
         for (index, ((((cpu, listener), tls_listener), subscription), group_inbox)) in plan
@@ -512,6 +516,8 @@ impl Agent {
             let group_senders = group_senders.clone();
             let authorizer_policy = authorizer_policy.clone();
             let acl_board = Arc::clone(&acl_board);
+            let quota_board = Arc::clone(&quota_board);
+            let quota_metrics = Arc::clone(&metrics);
             let name = format!("sluice-net-{cpu}");
             let slot = CoreSlot::new(Arc::clone(&metrics), index);
             let executor = spawn_executor(
@@ -558,9 +564,18 @@ impl Agent {
                     let stop: StopSignal = stop.map(|_| ()).boxed_local().shared();
                     let authorizer = authorizer_policy
                         .map(|policy| Rc::new(Authorizer::new(policy, acl_board, core.clone())));
-                    let with_authorizer = |dispatcher: Dispatcher<_>| match &authorizer {
-                        Some(authorizer) => dispatcher.with_authorizer(Rc::clone(authorizer)),
-                        None => dispatcher,
+                    let quotas = Rc::new(QuotaEnforcer::new(
+                        quota_window,
+                        quota_board,
+                        core.clone(),
+                        quota_metrics,
+                    ));
+                    let with_authorizer = |dispatcher: Dispatcher<_>| {
+                        let dispatcher = dispatcher.with_quotas(Rc::clone(&quotas));
+                        match &authorizer {
+                            Some(authorizer) => dispatcher.with_authorizer(Rc::clone(authorizer)),
+                            None => dispatcher,
+                        }
                     };
                     let dispatcher = with_authorizer(
                         Dispatcher::new(core.clone(), broker, auto_create_partitions)

@@ -25,6 +25,12 @@
 //! `max.in.flight.requests.per.connection = 5` must not be served one window at a time), and the
 //! responses are written strictly in request order, which Kafka clients rely on. Past the limit
 //! the connection stops reading until the oldest request is answered: that is its backpressure.
+//!
+//! **Muted while throttled.** When a client quota answers a request with a throttle time
+//! (`crate::quota`, KIP-219), the connection reads nothing and starts no buffered request until
+//! that time has passed, as Kafka mutes a throttled channel: a client that ignores
+//! `throttle_time_ms` waits all the same, so it cannot exceed its quota. Requests already being
+//! handled are answered meanwhile.
 
 use std::io::IoSlice;
 use std::net::IpAddr;
@@ -98,7 +104,7 @@ impl ConnectionEnd {
 /// Requests read and not yet answered, per connection.
 pub const REQUESTS_INFLIGHT_MAX: usize = 64;
 
-type Pending = LocalBoxFuture<'static, SegmentsOutcome>;
+type Pending = LocalBoxFuture<'static, (SegmentsOutcome, u64)>;
 
 /// Serves one connection until it ends; the returned value says how. Once `stop` completes the
 /// connection reads no more requests, answers those it has read, and ends with
@@ -155,6 +161,8 @@ where
     let mut output = Output::default();
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut refusal: Option<ConnectionEnd> = None;
+    // Until when a quota's throttle mutes the connection (KIP-219).
+    let mut muted_until: Option<Instant> = None;
     // Each request's task holds the core's metrics through this connection's `Rc`: cloning the
     // `Arc` inside per request would touch a reference count every core shares.
     let metrics = Rc::new(metrics);
@@ -165,8 +173,11 @@ where
         if refusal.is_none() && stop.is_terminated() {
             refusal = Some(ConnectionEnd::AgentStopping);
         }
+        if muted_until.is_some_and(|until| until <= Instant::now()) {
+            muted_until = None;
+        }
         // Start every complete frame already buffered, in order, up to the limit.
-        while refusal.is_none() && inflight.len() < REQUESTS_INFLIGHT_MAX {
+        while refusal.is_none() && muted_until.is_none() && inflight.len() < REQUESTS_INFLIGHT_MAX {
             match split_frame(&mut input, request_bytes_max) {
                 Ok(Some(frame)) => {
                     let dispatcher = Rc::clone(&dispatcher);
@@ -179,14 +190,15 @@ where
                         .map_or(-1, |key| i16::from_be_bytes(*key));
                     let started = Instant::now();
                     inflight.push_back(Box::pin(async move {
-                        let outcome = dispatcher.handle_frame_segments(frame, peer, &auth).await;
+                        let (outcome, throttle_ms) =
+                            dispatcher.handle_frame_throttled(frame, peer, &auth).await;
                         if let Some(core) = metrics.core() {
                             core.request_done(api_key, started.elapsed());
                             if matches!(outcome, SegmentsOutcome::Close(_)) {
                                 core.requests_refused.fetch_add(1, Ordering::Relaxed);
                             }
                         }
-                        outcome
+                        (outcome, throttle_ms)
                     }));
                 }
                 Ok(None) => break,
@@ -197,7 +209,13 @@ where
         while output.bytes < RESPONSE_BATCH_BYTES_MAX
             && let Some(Some(outcome)) = inflight.next().now_or_never()
         {
-            take(outcome, &mut output, &mut refusal, &mut inflight);
+            take(
+                outcome,
+                &mut output,
+                &mut refusal,
+                &mut inflight,
+                &mut muted_until,
+            );
         }
         let out_bytes = output.bytes as u64;
         if let Err(error) = write_out(stream, &mut output).await {
@@ -213,9 +231,45 @@ where
             return end;
         }
 
+        if let Some(until) = muted_until
+            && refusal.is_none()
+        {
+            // Throttled: no read until the mute ends; answers and the stop still come through.
+            let now = Instant::now();
+            let unmuted = glommio::timer::sleep(until.saturating_duration_since(now));
+            let answered = async {
+                if inflight.is_empty() {
+                    futures::future::pending().await
+                } else {
+                    inflight.next().await
+                }
+            };
+            futures::pin_mut!(unmuted, answered);
+            match select(select(unmuted, answered), stop.as_mut()).await {
+                Either::Left((Either::Left(_), _)) | Either::Right(((), _)) => {}
+                Either::Left((Either::Right((outcome, _)), _)) => {
+                    if let Some(outcome) = outcome {
+                        take(
+                            outcome,
+                            &mut output,
+                            &mut refusal,
+                            &mut inflight,
+                            &mut muted_until,
+                        );
+                    }
+                }
+            }
+            continue;
+        }
         if refusal.is_some() || inflight.len() >= REQUESTS_INFLIGHT_MAX {
             if let Some(outcome) = inflight.next().await {
-                take(outcome, &mut output, &mut refusal, &mut inflight);
+                take(
+                    outcome,
+                    &mut output,
+                    &mut refusal,
+                    &mut inflight,
+                    &mut muted_until,
+                );
             }
             continue;
         }
@@ -238,7 +292,13 @@ where
                     Either::Left((Either::Right((outcome, _)), _)) => {
                         input.truncate(filled);
                         if let Some(outcome) = outcome {
-                            take(outcome, &mut output, &mut refusal, &mut inflight);
+                            take(
+                                outcome,
+                                &mut output,
+                                &mut refusal,
+                                &mut inflight,
+                                &mut muted_until,
+                            );
                         }
                         continue;
                     }
@@ -279,13 +339,19 @@ struct Output {
     bytes: usize,
 }
 
-/// Adds one finished request's response to `output`; a close drops every later request.
+/// Adds one finished request's response to `output`; a close drops every later request; a
+/// throttle mutes the connection until it has passed.
 fn take(
-    outcome: SegmentsOutcome,
+    (outcome, throttle_ms): (SegmentsOutcome, u64),
     output: &mut Output,
     refusal: &mut Option<ConnectionEnd>,
     inflight: &mut FuturesOrdered<Pending>,
+    muted_until: &mut Option<Instant>,
 ) {
+    if throttle_ms > 0 {
+        let until = Instant::now() + std::time::Duration::from_millis(throttle_ms);
+        *muted_until = Some(muted_until.map_or(until, |muted| muted.max(until)));
+    }
     match outcome {
         SegmentsOutcome::Respond(segments) => {
             output.bytes += segments.iter().map(Bytes::len).sum::<usize>();
@@ -409,10 +475,11 @@ mod tests {
         for step in [1, 7, 64, 100_000] {
             let mut output = Output::default();
             take(
-                SegmentsOutcome::Respond(segments.clone()),
+                (SegmentsOutcome::Respond(segments.clone()), 0),
                 &mut output,
                 &mut None,
                 &mut FuturesOrdered::new(),
+                &mut None,
             );
             assert_eq!(output.bytes, expected.len());
             let mut stream = Trickle {

@@ -219,6 +219,17 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 1,
         version_max: 3,
     },
+    // Client quotas (handlers/quotas.rs): v1 is flexible; what Kafka 4 serves.
+    SupportedApi {
+        key: ApiKey::DescribeClientQuotas,
+        version_min: 0,
+        version_max: 1,
+    },
+    SupportedApi {
+        key: ApiKey::AlterClientQuotas,
+        version_min: 0,
+        version_max: 1,
+    },
     // SASL (server/src/net/sasl): v1 means the tokens follow in SaslAuthenticate requests, v0
     // that they follow as bare size-prefixed frames. Advertised on every listener as Kafka does
     // (librdkafka uses SaslHandshake v1 only when SaslAuthenticate is listed); a listener without

@@ -14,16 +14,17 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupDescribeRequest,
-    ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
-    CreateAclsRequest, CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse,
-    DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
-    ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, CreateAclsRequest,
+    CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse, DescribeClientQuotasRequest,
+    DescribeClientQuotasResponse, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
@@ -81,6 +82,8 @@ pub enum Request {
     DescribeAcls(Box<DescribeAclsRequest>),
     CreateAcls(CreateAclsRequest),
     DeleteAcls(DeleteAclsRequest),
+    DescribeClientQuotas(DescribeClientQuotasRequest),
+    AlterClientQuotas(AlterClientQuotasRequest),
 }
 
 /// A response body of one of the implemented APIs.
@@ -121,6 +124,8 @@ pub enum Response {
     DescribeAcls(DescribeAclsResponse),
     CreateAcls(CreateAclsResponse),
     DeleteAcls(DeleteAclsResponse),
+    DescribeClientQuotas(DescribeClientQuotasResponse),
+    AlterClientQuotas(AlterClientQuotasResponse),
 }
 
 /// Evaluates `$call` with `$body` bound to whichever response body `$response` holds.
@@ -161,11 +166,55 @@ macro_rules! each_response {
             Response::DescribeAcls($body) => $call,
             Response::CreateAcls($body) => $call,
             Response::DeleteAcls($body) => $call,
+            Response::DescribeClientQuotas($body) => $call,
+            Response::AlterClientQuotas($body) => $call,
         }
     };
 }
 
 impl Response {
+    /// Sets `throttle_time_ms` (a quota's throttle, KIP-219) on a response that has the field.
+    pub fn set_throttle_time_ms(&mut self, throttle_time_ms: i32) {
+        match self {
+            Response::SaslHandshake(_)
+            | Response::SaslAuthenticate(_)
+            | Response::DescribeQuorum(_) => {}
+            Response::ApiVersions(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::Metadata(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::Produce(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::CreateTopics(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DeleteTopics(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::CreatePartitions(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DeleteRecords(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::ListOffsets(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::Fetch(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::InitProducerId(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DescribeConfigs(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::IncrementalAlterConfigs(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DescribeCluster(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DescribeLogDirs(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::ElectLeaders(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::FindCoordinator(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::JoinGroup(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::SyncGroup(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::Heartbeat(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::LeaveGroup(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::OffsetCommit(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::OffsetFetch(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::OffsetDelete(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DescribeGroups(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::ListGroups(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DeleteGroups(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::ConsumerGroupHeartbeat(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::ConsumerGroupDescribe(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DescribeAcls(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::CreateAcls(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DeleteAcls(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DescribeClientQuotas(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::AlterClientQuotas(body) => body.throttle_time_ms = throttle_time_ms,
+        }
+    }
+
     fn compute_size(&self, version: i16) -> Result<usize, String> {
         each_response!(self, body => body.compute_size(version)).map_err(|error| error.to_string())
     }
@@ -218,6 +267,13 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     // CreateAcls creations / DeleteAcls filters: resource type, name, pattern type, principal,
     // host, operation, permission. (DescribeAcls is one such filter, without arrays.)
     const ACLS: &[Shape] = &[Structs(&[I8, Str, I8, Str, Str, I8, I8])];
+    // AlterClientQuotas: entries (entity (type, name), ops (key, value f64, remove)), validate
+    // only. DescribeClientQuotas: components (type, match type, match), strict.
+    const ALTER_CLIENT_QUOTAS: &[Shape] = &[
+        Structs(&[Structs(&[Str, Str]), Structs(&[Str, I64, I8])]),
+        I8,
+    ];
+    const DESCRIBE_CLIENT_QUOTAS: &[Shape] = &[Structs(&[Str, I8, Str]), I8];
     if api_key == ApiKey::Fetch {
         return Some(fetch_shape(version));
     }
@@ -246,6 +302,8 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
         ApiKey::ElectLeaders if version >= 1 => Some(ELECT_LEADERS_V1),
         ApiKey::ElectLeaders => Some(ELECT_LEADERS_V0),
         ApiKey::CreateAcls | ApiKey::DeleteAcls => Some(ACLS),
+        ApiKey::AlterClientQuotas => Some(ALTER_CLIENT_QUOTAS),
+        ApiKey::DescribeClientQuotas => Some(DESCRIBE_CLIENT_QUOTAS),
         _ => None,
     }
 }
@@ -656,6 +714,12 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
         }
         ApiKey::CreateAcls => Request::CreateAcls(decode_body(&mut buffer, api_key, version)?),
         ApiKey::DeleteAcls => Request::DeleteAcls(decode_body(&mut buffer, api_key, version)?),
+        ApiKey::DescribeClientQuotas => {
+            Request::DescribeClientQuotas(decode_body(&mut buffer, api_key, version)?)
+        }
+        ApiKey::AlterClientQuotas => {
+            Request::AlterClientQuotas(decode_body(&mut buffer, api_key, version)?)
+        }
         ApiKey::ApiVersions => Request::ApiVersions(
             ApiVersionsRequest::decode(&mut buffer, version)
                 .map_err(|e| malformed(e.to_string()))?,

@@ -21,11 +21,13 @@ use super::fetch_frame::encode_fetch_frame;
 use super::guard;
 use super::handlers::{
     acls, admin_tools, api_versions, cluster, configs, delete_records, fetch, find_coordinator,
-    groups, init_producer_id, list_offsets, metadata, offsets, produce, topics_admin,
+    groups, init_producer_id, list_offsets, metadata, offsets, produce, quotas, topics_admin,
 };
 use super::services::CoreServices;
 use crate::auth::{Authorizer, ConnectionAuth, RequestAuth};
 use crate::metadata_source::{MetadataError, MetadataSource};
+use crate::quota::{Applied, PollTimed, QuotaEnforcer, quota_user};
+use sluice_engine::metadata::QuotaKey;
 use sluice_engine::metadata::{AclOperation, AclResourceType};
 
 /// How this agent appears in Metadata responses.
@@ -89,6 +91,17 @@ pub struct Dispatcher<S> {
     /// ACL checks (`authorizer = "acl"`); `None`: no check runs and the ACL APIs answer
     /// SECURITY_DISABLED.
     authorizer: Option<Rc<Authorizer>>,
+    /// Client quota enforcement (`crate::quota`); `None` in protocol-only tests.
+    quotas: Option<Rc<QuotaEnforcer>>,
+}
+
+/// The quotas one request is measured against (resolved once, before it is handled).
+struct RequestQuotas<'a> {
+    enforcer: &'a QuotaEnforcer,
+    /// `request_percentage`: the core time spent on the request.
+    request: Option<Applied>,
+    /// `producer_byte_rate` (Produce) or `consumer_byte_rate` (Fetch).
+    bytes: Option<Applied>,
 }
 
 impl<S: MetadataSource> Dispatcher<S> {
@@ -100,12 +113,19 @@ impl<S: MetadataSource> Dispatcher<S> {
             services: None,
             default_partitions: auto_create_partitions.unwrap_or(1),
             authorizer: None,
+            quotas: None,
         }
     }
 
     /// Turns ACL checks on (see [`crate::auth`]).
     pub fn with_authorizer(mut self, authorizer: Rc<Authorizer>) -> Self {
         self.authorizer = Some(authorizer);
+        self
+    }
+
+    /// Turns client quota enforcement on (see [`crate::quota`]).
+    pub fn with_quotas(mut self, quotas: Rc<QuotaEnforcer>) -> Self {
+        self.quotas = Some(quotas);
         self
     }
 
@@ -167,11 +187,65 @@ impl<S: MetadataSource> Dispatcher<S> {
         peer: Option<IpAddr>,
         connection: &ConnectionAuth,
     ) -> SegmentsOutcome {
-        match self.try_handle_frame(frame, peer, connection).await {
+        self.handle_frame_throttled(frame, peer, connection).await.0
+    }
+
+    /// [`Self::handle_frame_segments`] and the throttle time in milliseconds a client quota asks
+    /// for (0 within its quotas): the connection reads nothing more from the client for that long
+    /// (KIP-219), whether or not a response is sent.
+    pub async fn handle_frame_throttled(
+        &self,
+        frame: Bytes,
+        peer: Option<IpAddr>,
+        connection: &ConnectionAuth,
+    ) -> (SegmentsOutcome, u64) {
+        let mut throttle_ms = 0;
+        let outcome = match self
+            .try_handle_frame(frame, peer, connection, &mut throttle_ms)
+            .await
+        {
             Ok(Some(segments)) => SegmentsOutcome::Respond(segments),
             Ok(None) => SegmentsOutcome::NoResponse,
             Err(reason) => SegmentsOutcome::Close(reason),
+        };
+        (outcome, throttle_ms)
+    }
+
+    /// The quotas a request from this connection is measured against; `None` when no quota
+    /// applies (no enforcer, no stored quota, or an API Kafka exempts).
+    async fn request_quotas(
+        &self,
+        api_key: kafka_protocol::messages::ApiKey,
+        header: &kafka_protocol::messages::RequestHeader,
+        connection: &ConnectionAuth,
+    ) -> Option<RequestQuotas<'_>> {
+        use kafka_protocol::messages::ApiKey;
+        let enforcer = self.quotas.as_deref()?;
+        // Kafka exempts the requests a client needs before it can honour a throttle.
+        if matches!(
+            api_key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        ) {
+            return None;
         }
+        let quotas = enforcer.quotas().await;
+        if quotas.is_empty() {
+            return None;
+        }
+        let user = quota_user(connection.principal());
+        let client_id = header.client_id.as_deref().unwrap_or("");
+        let bytes_key = match api_key {
+            ApiKey::Produce => Some(QuotaKey::ProducerByteRate),
+            ApiKey::Fetch => Some(QuotaKey::ConsumerByteRate),
+            _ => None,
+        };
+        let request = QuotaEnforcer::resolve(&quotas, QuotaKey::RequestPercentage, user, client_id);
+        let bytes = bytes_key.and_then(|key| QuotaEnforcer::resolve(&quotas, key, user, client_id));
+        (request.is_some() || bytes.is_some()).then_some(RequestQuotas {
+            enforcer,
+            request,
+            bytes,
+        })
     }
 
     async fn try_handle_frame(
@@ -179,7 +253,9 @@ impl<S: MetadataSource> Dispatcher<S> {
         frame: Bytes,
         peer: Option<IpAddr>,
         connection: &ConnectionAuth,
+        throttle_ms: &mut u64,
     ) -> Result<Option<Vec<Bytes>>, CloseReason> {
+        let frame_len = frame.len();
         let request = match codec::decode_request(frame)? {
             Decoded::Request(request) => request,
             Decoded::UnsupportedApiVersions {
@@ -206,31 +282,89 @@ impl<S: MetadataSource> Dispatcher<S> {
             authorizer: self.authorizer.as_deref(),
             connection,
         };
-        let refused = if auth.enabled() {
-            guard::refuse(&auth, &body, version).await
-        } else {
-            None
-        };
-        let response = match (refused, body) {
-            (Some(refused), _) => Some(Answered::Response(refused)),
-            (None, body) => {
-                self.answer(body, api_key, version, &header, peer, auth)
-                    .await?
+        let quotas = self.request_quotas(api_key, &header, connection).await;
+        let answered = async {
+            let refused = if auth.enabled() {
+                guard::refuse(&auth, &body, version).await
+            } else {
+                None
+            };
+            match (refused, body) {
+                (Some(refused), _) => Ok(Some(Answered::Response(refused))),
+                (None, body) => {
+                    self.answer(body, api_key, version, &header, peer, auth)
+                        .await
+                }
             }
         };
-        let Some(response) = response else {
-            return Ok(None);
+        let Some(quotas) = quotas else {
+            return match answered.await? {
+                None => Ok(None),
+                Some(Answered::Response(response)) => Ok(Some(vec![codec::encode_response(
+                    header.correlation_id,
+                    api_key,
+                    version,
+                    &response,
+                )?])),
+                Some(Answered::Fetch(answer)) => Ok(Some(encode_fetch_frame(
+                    header.correlation_id,
+                    version,
+                    answer,
+                )?)),
+            };
         };
-        let response = match response {
-            Answered::Frame(segments) => return Ok(Some(segments)),
-            Answered::Response(response) => response,
+        // Measured: the core time the request took (its handler's polls, not its waits).
+        let (response, spent) = PollTimed::new(std::pin::pin!(answered)).await;
+        let response = response?;
+        let enforcer = quotas.enforcer;
+        let now_ms = enforcer.now_ms();
+        let mut throttle = quotas.request.as_ref().map_or(0, |applied| {
+            enforcer.record(applied, spent.as_secs_f64() * 1_000.0, now_ms)
+        });
+        if api_key == kafka_protocol::messages::ApiKey::Produce
+            && let Some(applied) = &quotas.bytes
+        {
+            throttle = throttle.max(enforcer.record(applied, frame_len as f64, now_ms));
+        }
+        let segments = match response {
+            None => None,
+            Some(Answered::Response(mut response)) => {
+                if throttle > 0 {
+                    response.set_throttle_time_ms(i32::try_from(throttle).unwrap_or(i32::MAX));
+                }
+                Some(vec![codec::encode_response(
+                    header.correlation_id,
+                    api_key,
+                    version,
+                    &response,
+                )?])
+            }
+            Some(Answered::Fetch(answer)) => {
+                let session_id = answer.session_id;
+                let segments = encode_fetch_frame(header.correlation_id, version, answer)?;
+                let response_bytes = segments.iter().map(Bytes::len).sum::<usize>() as f64;
+                if let Some(applied) = &quotas.bytes {
+                    throttle = throttle.max(enforcer.record(applied, response_bytes, now_ms));
+                }
+                if throttle == 0 {
+                    Some(segments)
+                } else {
+                    // Kafka's throttled Fetch: the bytes are taken back and the response is
+                    // empty (the session kept), so nothing is delivered past the quota.
+                    if let Some(applied) = &quotas.bytes {
+                        enforcer.unrecord(applied, response_bytes);
+                    }
+                    let empty = crate::protocol::fetch_frame::FetchAnswer {
+                        throttle_time_ms: i32::try_from(throttle).unwrap_or(i32::MAX),
+                        session_id,
+                        ..Default::default()
+                    };
+                    Some(encode_fetch_frame(header.correlation_id, version, empty)?)
+                }
+            }
         };
-        Ok(Some(vec![codec::encode_response(
-            header.correlation_id,
-            api_key,
-            version,
-            &response,
-        )?]))
+        *throttle_ms = throttle;
+        Ok(segments)
     }
 
     /// The answer of one decoded request: a response to encode, segments already encoded
@@ -253,6 +387,18 @@ impl<S: MetadataSource> Dispatcher<S> {
             ),
             Request::DeleteAcls(body) => Response::DeleteAcls(
                 acls::delete_acls(&self.services(api_key)?.core, auth, &body).await,
+            ),
+            Request::DescribeClientQuotas(body) => Response::DescribeClientQuotas(
+                quotas::describe_client_quotas(&self.services(api_key)?.core, auth, &body).await,
+            ),
+            Request::AlterClientQuotas(body) => Response::AlterClientQuotas(
+                quotas::alter_client_quotas(
+                    &self.services(api_key)?.core,
+                    self.quotas.as_deref().map(QuotaEnforcer::board),
+                    auth,
+                    &body,
+                )
+                .await,
             ),
             Request::Produce(body) => {
                 let (body, denied) = if auth.enabled() {
@@ -325,11 +471,7 @@ impl<S: MetadataSource> Dispatcher<S> {
                 if auth.enabled() {
                     guard::fetch(&auth, &services.core, &mut answer).await;
                 }
-                return Ok(Some(Answered::Frame(encode_fetch_frame(
-                    header.correlation_id,
-                    version,
-                    answer,
-                )?)));
+                return Ok(Some(Answered::Fetch(answer)));
             }
             Request::InitProducerId(body) => {
                 let idempotent = body.transactional_id.is_none();
@@ -636,8 +778,8 @@ impl<S: MetadataSource> Dispatcher<S> {
 /// What [`Dispatcher::answer`] produced.
 enum Answered {
     Response(Response),
-    /// A Fetch response, already encoded as segments.
-    Frame(Vec<Bytes>),
+    /// A Fetch response, encoded as segments once its quota is known.
+    Fetch(crate::protocol::fetch_frame::FetchAnswer),
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

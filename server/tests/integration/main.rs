@@ -32,6 +32,7 @@ mod oauthbearer;
 mod panic_exit;
 mod produce;
 mod put_budget;
+mod quotas;
 mod retention;
 mod s3_store;
 mod sasl;

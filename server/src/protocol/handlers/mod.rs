@@ -14,4 +14,5 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod quotas;
 pub mod topics_admin;
