@@ -19,11 +19,15 @@
 //! fail with a retriable error that sends clients elsewhere.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_engine::log::{AgentLog, LogError};
-use sluice_engine::sequencer::{AgentRegistration, ErrorKind, Lease, SequencerError};
+use sluice_engine::sequencer::{
+    AgentInfo, AgentRegistration, ErrorKind, Lease, SequencerClient, SequencerError,
+};
 
+use super::cluster_view::{ClusterBoard, ClusterMember, ClusterView, node_id_of};
 use super::flusher::{Shared, watermark_moves};
 use super::watermarks::WatermarkUpdate;
 
@@ -37,6 +41,8 @@ const RENEW_RETRY_PAUSE: Duration = Duration::from_millis(250);
 pub struct Membership {
     pub registration: AgentRegistration,
     pub lease_ms: u64,
+    /// Where the live agents are published after every renewal, for Metadata and coordinators.
+    pub board: Arc<ClusterBoard>,
 }
 
 /// Applies every record as the head moves, until the log stops for good.
@@ -98,6 +104,7 @@ pub(super) fn spawn_lease_loop(
         };
         let interval = Duration::from_millis((membership.lease_ms / 3).max(1));
         let mut pause = interval;
+        publish_members(sequenced.sequencer(), &membership).await;
         loop {
             glommio::timer::sleep(pause).await;
             match sequenced
@@ -108,6 +115,7 @@ pub(super) fn spawn_lease_loop(
                 Ok(renewed) => {
                     lease = renewed;
                     pause = interval;
+                    publish_members(sequenced.sequencer(), &membership).await;
                 }
                 Err(error) if is_lost(&error) || tokio::time::Instant::now() >= lease.valid_until => {
                     tracing::error!(%error, agent = %lease.agent_id, incarnation = lease.incarnation, "LEASE LOST: this agent stops accepting writes");
@@ -133,4 +141,31 @@ pub(super) fn spawn_lease_loop(
 
 fn is_lost(error: &SequencerError) -> bool {
     matches!(error, SequencerError::LeaseLost { .. }) || error.kind() == ErrorKind::Fatal
+}
+
+/// Lists the live agents and publishes them on the board (a failed listing keeps the last view).
+async fn publish_members(sequencer: &SequencerClient, membership: &Membership) {
+    match sequencer.live_agents().await {
+        Ok(agents) => {
+            let self_node_id = node_id_of(&membership.registration.agent_id);
+            let members = agents.iter().filter_map(member).collect();
+            membership
+                .board
+                .publish(ClusterView::new(members, self_node_id));
+        }
+        Err(error) => tracing::warn!(%error, "cannot list the cluster's live agents"),
+    }
+}
+
+/// A live agent as a broker clients can reach (`host:port`); one whose address does not parse is
+/// left out.
+fn member(agent: &AgentInfo) -> Option<ClusterMember> {
+    let (host, port) = agent.address.rsplit_once(':')?;
+    Some(ClusterMember {
+        node_id: node_id_of(&agent.agent_id),
+        agent_id: agent.agent_id.clone(),
+        host: host.to_owned(),
+        port: port.parse().ok()?,
+        zone: agent.zone.clone(),
+    })
 }

@@ -27,6 +27,7 @@ use crate::groups::classic::ClassicConfig;
 use crate::groups::consumer::ConsumerConfig;
 use crate::groups::{GroupConfig, GroupCore, GroupRouter, group_channels};
 use crate::memlock::{self, MemlockError, MemlockLimit};
+use crate::metadata_core::cluster_view::node_id_of;
 use crate::metadata_core::housekeeping::{
     HOUSEKEEPING_SHARES, HousekeepingConfig, run_housekeeping,
 };
@@ -246,7 +247,7 @@ impl Agent {
             super::listener::bind_reuseport(address, plan.network_cpus.len())
                 .map_err(|source| AgentError::Bind { address, source })?;
         let (advertised_host, advertised_port) = config.advertised_address()?;
-        let broker = BrokerIdentity {
+        let mut broker = BrokerIdentity {
             node_id: NODE_ID,
             host: advertised_host,
             // Port 0 means "whatever the kernel chose": advertise the port actually bound.
@@ -256,6 +257,11 @@ impl Agent {
                 advertised_port
             },
         };
+        // In a cluster an agent is known by a node id derived from its agent id, the same on every
+        // agent (`metadata_core::cluster_view`).
+        if config.metadata.is_some() {
+            broker.node_id = node_id_of(&super::cluster::agent_id(config, &broker));
+        }
         // The TLS listener (Kafka's SSL): its own port on every core, its own advertised address
         // (a client that bootstrapped over TLS is told TLS addresses), the same services.
         let tls = match config.tls_listener()? {
@@ -266,7 +272,7 @@ impl Agent {
                     super::listener::bind_reuseport(address, plan.network_cpus.len())
                         .map_err(|source| AgentError::Bind { address, source })?;
                 let identity = BrokerIdentity {
-                    node_id: NODE_ID,
+                    node_id: broker.node_id,
                     host,
                     port: if port == 0 { tls_addr.port() } else { port },
                 };
@@ -393,12 +399,13 @@ impl Agent {
         probe_create_only(&*background)?;
         // A cluster (`--metadata`): connect to the sequencer before anything listens.
         let cluster = match &config.metadata {
-            Some(url) => Some(super::cluster::connect(config, url)?),
+            Some(url) => Some(super::cluster::connect(config, url, &broker)?),
             None => None,
         };
         let cluster_id = cluster
             .as_ref()
             .map_or_else(|| CLUSTER_ID.to_owned(), |cluster| cluster.cluster_id());
+        let cluster_board = cluster.as_ref().map(|cluster| cluster.board());
         let (core, inbox) = core_channel(Arc::clone(&store), &cluster_id);
         let core = core.with_background_store(background);
         let mut broadcaster = WatermarkBroadcaster::default();
@@ -512,6 +519,7 @@ impl Agent {
             let tls_sasl = tls_sasl.clone();
             let core = core.clone();
             let broker = broker.clone();
+            let cluster_board = cluster_board.clone();
             let group_config = group_config.clone();
             let group_senders = group_senders.clone();
             let authorizer_policy = authorizer_policy.clone();
@@ -579,7 +587,8 @@ impl Agent {
                     };
                     let dispatcher = with_authorizer(
                         Dispatcher::new(core.clone(), broker, auto_create_partitions)
-                            .with_services(Rc::clone(&services), default_partitions),
+                            .with_services(Rc::clone(&services), default_partitions)
+                            .with_cluster(cluster_board.clone()),
                     );
                     let plain = network_core(
                         listener,
@@ -594,7 +603,8 @@ impl Agent {
                         if let Some((listener, (identity, acceptor))) = tls_part {
                             let dispatcher = with_authorizer(
                                 Dispatcher::new(core, identity, auto_create_partitions)
-                                    .with_services(services, default_partitions),
+                                    .with_services(services, default_partitions)
+                                    .with_cluster(cluster_board),
                             );
                             network_core(
                                 listener,

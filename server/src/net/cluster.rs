@@ -15,6 +15,8 @@ use sluice_engine::store::ObjectStorage;
 use super::agent::AgentError;
 use crate::config::Config;
 use crate::metadata_core::cluster::Membership;
+use crate::metadata_core::cluster_view::{ClusterBoard, ClusterMember, ClusterView};
+use crate::protocol::BrokerIdentity;
 
 /// A connected sequencer and what this agent registers as.
 #[derive(Debug)]
@@ -23,12 +25,23 @@ pub(super) struct ClusterStart {
     membership: Membership,
 }
 
+/// This agent's id in the cluster: `agent_id`, else the address clients are told.
+pub(super) fn agent_id(config: &Config, broker: &BrokerIdentity) -> String {
+    config
+        .agent_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", broker.host, broker.port))
+}
+
 /// Connects to the cluster's database (creating its tables and cluster row if missing).
-pub(super) fn connect(config: &Config, url: &str) -> Result<ClusterStart, AgentError> {
-    let (host, port) = config.advertised_address()?;
-    let address = format!("{host}:{port}");
+pub(super) fn connect(
+    config: &Config,
+    url: &str,
+    broker: &BrokerIdentity,
+) -> Result<ClusterStart, AgentError> {
+    let address = format!("{}:{}", broker.host, broker.port);
     let registration = AgentRegistration {
-        agent_id: config.agent_id.clone().unwrap_or_else(|| address.clone()),
+        agent_id: agent_id(config, broker),
         address,
         zone: config.zone.clone(),
         roles: vec!["broker".to_owned()],
@@ -48,6 +61,18 @@ pub(super) fn connect(config: &Config, url: &str) -> Result<ClusterStart, AgentE
     Ok(ClusterStart {
         sequencer,
         membership: Membership {
+            // Until the first listing, the agent knows only itself: it answers for everything,
+            // as a single agent does.
+            board: Arc::new(ClusterBoard::new(ClusterView::new(
+                vec![ClusterMember {
+                    node_id: broker.node_id,
+                    agent_id: registration.agent_id.clone(),
+                    host: broker.host.clone(),
+                    port: broker.port,
+                    zone: registration.zone.clone(),
+                }],
+                broker.node_id,
+            ))),
             registration,
             lease_ms: config.lease_ms,
         },
@@ -55,6 +80,11 @@ pub(super) fn connect(config: &Config, url: &str) -> Result<ClusterStart, AgentE
 }
 
 impl ClusterStart {
+    /// The live agents as this agent last listed them.
+    pub(super) fn board(&self) -> Arc<ClusterBoard> {
+        Arc::clone(&self.membership.board)
+    }
+
     /// The cluster's id, as Kafka clients are told it.
     pub(super) fn cluster_id(&self) -> String {
         self.sequencer.cluster_id().to_string()

@@ -13,9 +13,11 @@
 
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::cluster_routing;
 use super::codec::{self, DecodeError, Decoded, DecodedRequest, EncodeError, Request, Response};
 use super::fetch_frame::encode_fetch_frame;
 use super::guard;
@@ -25,6 +27,7 @@ use super::handlers::{
 };
 use super::services::CoreServices;
 use crate::auth::{Authorizer, ConnectionAuth, RequestAuth};
+use crate::metadata_core::cluster_view::ClusterBoard;
 use crate::metadata_source::{MetadataError, MetadataSource};
 use crate::quota::{Applied, PollTimed, QuotaEnforcer, quota_user};
 use sluice_engine::metadata::QuotaKey;
@@ -91,6 +94,10 @@ pub struct Dispatcher<S> {
     /// ACL checks (`authorizer = "acl"`); `None`: no check runs and the ACL APIs answer
     /// SECURITY_DISABLED.
     authorizer: Option<Rc<Authorizer>>,
+    /// The cluster's live agents (`--metadata`): Metadata and FindCoordinator name them, and
+    /// group requests for a group another agent coordinates get NOT_COORDINATOR. `None`: one
+    /// agent, which answers for everything.
+    cluster: Option<Arc<ClusterBoard>>,
     /// Client quota enforcement (`crate::quota`); `None` in protocol-only tests.
     quotas: Option<Rc<QuotaEnforcer>>,
 }
@@ -113,8 +120,15 @@ impl<S: MetadataSource> Dispatcher<S> {
             services: None,
             default_partitions: auto_create_partitions.unwrap_or(1),
             authorizer: None,
+            cluster: None,
             quotas: None,
         }
+    }
+
+    /// Answers as an agent of a cluster when `board` is given (see [`super::cluster_routing`]).
+    pub fn with_cluster(mut self, board: Option<Arc<ClusterBoard>>) -> Self {
+        self.cluster = board;
+        self
     }
 
     /// Turns ACL checks on (see [`crate::auth`]).
@@ -378,6 +392,11 @@ impl<S: MetadataSource> Dispatcher<S> {
         peer: Option<IpAddr>,
         auth: RequestAuth<'_>,
     ) -> Result<Option<Answered>, CloseReason> {
+        if let Some(board) = &self.cluster
+            && let Some(refused) = cluster_routing::not_coordinator(&body, &board.view())
+        {
+            return Ok(Some(Answered::Response(refused)));
+        }
         let response = match body {
             Request::CreateAcls(body) => Response::CreateAcls(
                 acls::create_acls(&self.services(api_key)?.core, auth, &body).await,
@@ -584,6 +603,13 @@ impl<S: MetadataSource> Dispatcher<S> {
                     (body, Vec::new())
                 };
                 let mut response = find_coordinator::handle(&body, version, &self.broker);
+                if let Some(board) = &self.cluster {
+                    cluster_routing::route_find_coordinator(
+                        &mut response,
+                        body.key.as_str(),
+                        &board.view(),
+                    );
+                }
                 response.coordinators.extend(denied);
                 Response::FindCoordinator(response)
             }
@@ -756,22 +782,37 @@ impl<S: MetadataSource> Dispatcher<S> {
                     )
                     .await?;
                     guard::metadata_response(&auth, &mut response, plan).await;
+                    self.route_metadata(&mut response, header);
                     Response::Metadata(response)
                 } else {
-                    Response::Metadata(
-                        metadata::handle(
-                            &self.metadata,
-                            &self.broker,
-                            &body,
-                            version,
-                            self.auto_create_partitions,
-                        )
-                        .await?,
+                    let mut response = metadata::handle(
+                        &self.metadata,
+                        &self.broker,
+                        &body,
+                        version,
+                        self.auto_create_partitions,
                     )
+                    .await?;
+                    self.route_metadata(&mut response, header);
+                    Response::Metadata(response)
                 }
             }
         };
         Ok(Some(Answered::Response(response)))
+    }
+}
+
+impl<S> Dispatcher<S> {
+    /// In a cluster: the live agents as brokers, each partition's leader by rendezvous hashing.
+    fn route_metadata(
+        &self,
+        response: &mut kafka_protocol::messages::MetadataResponse,
+        header: &kafka_protocol::messages::RequestHeader,
+    ) {
+        if let Some(board) = &self.cluster {
+            let client_id = header.client_id.as_deref().unwrap_or("");
+            cluster_routing::route_metadata(response, &board.view(), client_id);
+        }
     }
 }
 

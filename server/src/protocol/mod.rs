@@ -15,6 +15,7 @@
 
 pub mod apis;
 pub mod client_codec;
+pub mod cluster_routing;
 pub mod codec;
 pub mod dispatch;
 pub mod fetch_frame;

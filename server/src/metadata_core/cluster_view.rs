@@ -1,0 +1,263 @@
+//! Who is in the cluster and who serves what: the live agents as brokers, and rendezvous hashing
+//! to name one of them for a partition (its "leader" in Metadata) or a group (its coordinator).
+//!
+//! # Why rendezvous hashing
+//!
+//! Every agent can serve every partition, so a leader is only advice to clients about where to
+//! send a partition's traffic; what matters is that every agent names the *same* one from the same
+//! membership, without talking to each other, and that an agent leaving moves only its own share.
+//! Highest-random-weight hashing over the live agents gives both: each (key, agent) pair gets a
+//! score, the highest wins, and removing an agent changes only the keys it won. A group's
+//! coordinator must be one agent at a time (two coordinators of one group would hand out
+//! generations independently), so it is chosen over *all* live agents; a partition's leader is
+//! chosen among the agents of the client's zone when there are any (clients stay in their zone),
+//! else among all.
+//!
+//! Pure: no I/O, no clock. The lease loop publishes a new view on a [`ClusterBoard`] after every
+//! renewal (`live_agents()`), and network cores read the newest.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// One live agent, as clients are told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterMember {
+    pub node_id: i32,
+    pub agent_id: String,
+    pub host: String,
+    pub port: u16,
+    pub zone: String,
+}
+
+/// The live agents of the cluster, sorted by node id, and which one this is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    members: Vec<ClusterMember>,
+    self_node_id: i32,
+}
+
+/// The node id clients know an agent by: a hash of its agent id, the same on every agent, stable
+/// across restarts (0 to `i32::MAX`).
+pub fn node_id_of(agent_id: &str) -> i32 {
+    (hash64(agent_id.as_bytes(), 0) & 0x7fff_ffff) as i32
+}
+
+impl ClusterView {
+    /// A view of `members` (any order; duplicates of a node id keep the first) seen by
+    /// `self_node_id`.
+    pub fn new(mut members: Vec<ClusterMember>, self_node_id: i32) -> ClusterView {
+        members.sort_by(|a, b| a.node_id.cmp(&b.node_id).then(a.agent_id.cmp(&b.agent_id)));
+        members.dedup_by_key(|member| member.node_id);
+        ClusterView {
+            members,
+            self_node_id,
+        }
+    }
+
+    pub fn members(&self) -> &[ClusterMember] {
+        &self.members
+    }
+
+    pub fn self_node_id(&self) -> i32 {
+        self.self_node_id
+    }
+
+    /// The agent that leads `partition` of `topic` for a client in `client_zone`: chosen among
+    /// the live agents of that zone if there are any, else among all. `None` with no live agent.
+    pub fn partition_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        client_zone: Option<&str>,
+    ) -> Option<&ClusterMember> {
+        let mut key = Vec::with_capacity(topic.len() + 5);
+        key.extend_from_slice(topic.as_bytes());
+        key.push(0);
+        key.extend_from_slice(&partition.to_be_bytes());
+        let in_zone = client_zone.filter(|zone| {
+            !zone.is_empty() && self.members.iter().any(|member| member.zone == *zone)
+        });
+        rendezvous(
+            &key,
+            self.members
+                .iter()
+                .filter(|member| in_zone.is_none_or(|zone| member.zone == zone)),
+        )
+    }
+
+    /// The agent that coordinates group (or transactional id) `key`, among all live agents.
+    pub fn coordinator(&self, key: &str) -> Option<&ClusterMember> {
+        rendezvous(key.as_bytes(), self.members.iter())
+    }
+
+    /// Whether this agent coordinates `key`. With no live agent known (the first renewal has not
+    /// listed any yet) this agent answers for itself.
+    pub fn coordinates(&self, key: &str) -> bool {
+        self.coordinator(key)
+            .is_none_or(|member| member.node_id == self.self_node_id)
+    }
+}
+
+/// The highest score wins; ties (never expected from 64-bit scores) go to the lower node id.
+fn rendezvous<'a>(
+    key: &[u8],
+    members: impl Iterator<Item = &'a ClusterMember>,
+) -> Option<&'a ClusterMember> {
+    members.max_by_key(|member| {
+        (
+            hash64(key, hash64(member.agent_id.as_bytes(), 1)),
+            -i64::from(member.node_id),
+        )
+    })
+}
+
+/// FNV-1a over `bytes` from `seed`, finished with SplitMix64: stable across builds and machines
+/// (unlike the standard library's hasher), which is what every agent agreeing needs.
+fn hash64(bytes: &[u8], seed: u64) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = hash.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The zone a client names in its `client.id` (`…sluice_az=ZONE…`, up to the next `,`, `;`,
+/// space or the end), as the routing rule asks.
+pub fn client_zone(client_id: &str) -> Option<&str> {
+    let (_, rest) = client_id.split_once("sluice_az=")?;
+    let zone = rest
+        .split([',', ';', ' ', '&'])
+        .next()
+        .filter(|zone| !zone.is_empty())?;
+    Some(zone)
+}
+
+/// The agent's newest view, shared with every network core (read per Metadata or group request;
+/// written after each lease renewal).
+#[derive(Debug, Default)]
+pub struct ClusterBoard {
+    version: AtomicU64,
+    view: RwLock<Arc<ClusterView>>,
+}
+
+impl ClusterBoard {
+    pub fn new(view: ClusterView) -> ClusterBoard {
+        ClusterBoard {
+            version: AtomicU64::new(1),
+            view: RwLock::new(Arc::new(view)),
+        }
+    }
+
+    /// Publishes `view` (when it differs from the current one).
+    pub fn publish(&self, view: ClusterView) {
+        let Ok(mut current) = self.view.write() else {
+            return;
+        };
+        if **current != view {
+            *current = Arc::new(view);
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The newest view.
+    pub fn view(&self) -> Arc<ClusterView> {
+        match self.view.read() {
+            Ok(view) => Arc::clone(&view),
+            Err(_) => Arc::new(ClusterView::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn member(agent_id: &str, zone: &str) -> ClusterMember {
+        ClusterMember {
+            node_id: node_id_of(agent_id),
+            agent_id: agent_id.to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port: 9092,
+            zone: zone.to_owned(),
+        }
+    }
+
+    fn view(agents: &[(&str, &str)]) -> ClusterView {
+        let members = agents.iter().map(|(id, zone)| member(id, zone)).collect();
+        ClusterView::new(members, node_id_of(agents[0].0))
+    }
+
+    #[test]
+    fn every_agent_names_the_same_owner_whatever_order_it_lists_members_in() {
+        let forward = view(&[("a", "x"), ("b", "y"), ("c", "z")]);
+        let backward = ClusterView::new(
+            vec![member("c", "z"), member("b", "y"), member("a", "x")],
+            node_id_of("c"),
+        );
+        for group in 0..200 {
+            let key = format!("group-{group}");
+            assert_eq!(forward.coordinator(&key), backward.coordinator(&key));
+            assert_eq!(
+                forward.partition_leader("t", group, None),
+                backward.partition_leader("t", group, None)
+            );
+        }
+    }
+
+    #[test]
+    fn keys_spread_over_agents_and_a_leaving_agent_moves_only_its_own() {
+        let three = view(&[("a", ""), ("b", ""), ("c", "")]);
+        let two = view(&[("a", ""), ("b", "")]);
+        let mut won = std::collections::BTreeMap::<String, usize>::new();
+        for group in 0..3_000 {
+            let key = format!("g{group}");
+            let owner = three.coordinator(&key).unwrap();
+            *won.entry(owner.agent_id.clone()).or_default() += 1;
+            if owner.agent_id != "c" {
+                assert_eq!(two.coordinator(&key), Some(owner), "{key} moved");
+            }
+        }
+        for (agent, count) in &won {
+            assert!((800..1_200).contains(count), "{agent} won {count} of 3,000");
+        }
+    }
+
+    #[test]
+    fn a_client_zone_picks_a_leader_in_that_zone_and_an_unknown_one_picks_among_all() {
+        let view = view(&[("a1", "a"), ("a2", "a"), ("b1", "b"), ("c1", "c")]);
+        for partition in 0..100 {
+            let leader = view.partition_leader("t", partition, Some("a")).unwrap();
+            assert_eq!(leader.zone, "a");
+            let leader = view.partition_leader("t", partition, Some("b")).unwrap();
+            assert_eq!(leader.agent_id, "b1");
+            assert!(
+                view.partition_leader("t", partition, Some("nowhere"))
+                    .is_some()
+            );
+        }
+    }
+
+    #[test]
+    fn the_zone_comes_from_the_client_id() {
+        assert_eq!(client_zone("app,sluice_az=eu-1a"), Some("eu-1a"));
+        assert_eq!(client_zone("sluice_az=b;x=y"), Some("b"));
+        assert_eq!(client_zone("rdkafka"), None);
+        assert_eq!(client_zone("sluice_az="), None);
+    }
+
+    #[test]
+    fn an_agent_that_knows_no_members_yet_coordinates_for_itself() {
+        let empty = ClusterView::new(Vec::new(), 7);
+        assert!(empty.coordinates("g"));
+        let view = view(&[("a", ""), ("b", "")]);
+        let owned = (0..100)
+            .filter(|group| view.coordinates(&format!("g{group}")))
+            .count();
+        assert!((20..80).contains(&owned), "a coordinates {owned} of 100");
+    }
+}
