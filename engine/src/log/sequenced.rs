@@ -50,7 +50,7 @@ use crate::metadata::{
 use crate::sequencer::{SequencerClient, SequencerError};
 use crate::store::ObjectStorage;
 use crate::types::{
-    AGENT_OBJECT_TOKEN_MAX, LogSeq, agent_object_id, agent_object_parts, object_key,
+    AGENT_OBJECT_TOKEN_MAX, LOG_DIR, LogSeq, agent_object_id, agent_object_parts, object_key,
 };
 
 /// Recent uploads [`SequencedLog::put_latency_ms_median`] reports on.
@@ -116,7 +116,21 @@ impl SequencedLog {
     ) -> Result<(SequencedLog, SequencedRecovery), LogError> {
         let (state, checkpoint_position) = match load_latest_checkpoint(store.as_ref()).await? {
             Some((state, info)) => (state, info.seq.0),
-            None => (MetadataState::default(), 0),
+            None => {
+                // A bucket an agent used alone holds its own log; starting a cluster from an
+                // empty state would hide it (and reuse its offsets).
+                if let Some(entry) = store.list(LOG_DIR, None).await?.first() {
+                    return Err(LogError::Broken {
+                        reason: format!(
+                            "the bucket holds an agent's own metadata log ({} ...) and no \
+                             checkpoint: it was used without --metadata; a cluster needs a bucket \
+                             of its own",
+                            entry.key
+                        ),
+                    });
+                }
+                (MetadataState::default(), 0)
+            }
         };
         let random = uuid::Uuid::new_v4().as_u64_pair();
         let log = SequencedLog {

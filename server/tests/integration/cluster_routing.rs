@@ -232,3 +232,27 @@ fn two_agents_agree_on_brokers_leaders_and_coordinators() {
     a.shutdown().unwrap();
     b.shutdown().unwrap();
 }
+
+#[test]
+fn a_bucket_an_agent_used_alone_is_refused_by_a_cluster() {
+    let Some(postgres) = TestPostgres::start_or_skip("cluster_routing refuses a used bucket")
+    else {
+        return;
+    };
+    let alone = common::start_agent(|_| {});
+    alone.create_topic("alone", 1);
+    let store_dir = alone.data_dir.as_ref().unwrap().path().join("store");
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".to_owned(),
+        cpus: Some(vec![0]),
+        io_memory_bytes: 64 * 1024,
+        data_dir: data_dir.path().to_owned(),
+        store: Some(format!("file://{}?fsync=false", store_dir.display())),
+        metadata: Some(postgres.url()),
+        ..Config::default()
+    };
+    let error = Agent::start(&config).unwrap_err().to_string();
+    assert!(error.contains("without --metadata"), "{error}");
+    drop(alone);
+}
