@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,7 +54,7 @@ type args struct {
 
 func parseArgs() args {
 	var a args
-	flag.StringVar(&a.bootstrap, "bootstrap", "", "HOST:PORT")
+	flag.StringVar(&a.bootstrap, "bootstrap", "", "HOST:PORT[,HOST:PORT...]")
 	flag.StringVar(&a.topic, "topic", "", "topic")
 	flag.IntVar(&a.records, "records", 0, "records to produce")
 	flag.StringVar(&a.codec, "codec", "none", "none, gzip, snappy, lz4 or zstd")
@@ -203,7 +204,7 @@ func codec(name string) (kgo.CompressionCodec, error) {
 }
 
 func createTopic(ctx context.Context, a *args) error {
-	client, err := newClient(a, kgo.SeedBrokers(a.bootstrap))
+	client, err := newClient(a, kgo.SeedBrokers(strings.Split(a.bootstrap, ",")...))
 	if err != nil {
 		return err
 	}
@@ -227,7 +228,7 @@ func produce(ctx context.Context, a *args, out *report) (int, error) {
 		return 0, err
 	}
 	client, err := newClient(a,
-		kgo.SeedBrokers(a.bootstrap),
+		kgo.SeedBrokers(strings.Split(a.bootstrap, ",")...),
 		// The topic was created an instant ago; the default 5 s between metadata refreshes would
 		// make every run wait that long for the partition leaders to appear.
 		kgo.MetadataMinAge(100*time.Millisecond),
@@ -270,7 +271,7 @@ func produce(ctx context.Context, a *args, out *report) (int, error) {
 }
 
 func consume(ctx context.Context, a *args, out *report) (int, error) {
-	seed, err := newClient(a, kgo.SeedBrokers(a.bootstrap))
+	seed, err := newClient(a, kgo.SeedBrokers(strings.Split(a.bootstrap, ",")...))
 	if err != nil {
 		return 0, err
 	}
@@ -292,7 +293,7 @@ func consume(ctx context.Context, a *args, out *report) (int, error) {
 		offsets[int32(p)] = kgo.NewOffset().AtStart()
 	}
 	client, err := newClient(a,
-		kgo.SeedBrokers(a.bootstrap),
+		kgo.SeedBrokers(strings.Split(a.bootstrap, ",")...),
 		kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{a.topic: offsets}),
 	)

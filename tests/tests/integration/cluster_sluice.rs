@@ -8,11 +8,16 @@
 //!    acknowledged twice, each partition's offsets are contiguous, and both agents serve the same
 //!    records at the same offsets, each producer's records intact at the offsets it was told.
 //!
+//! 3. Failover: a franz-go producer bootstrapped with both agents; agent A is killed with kill -9
+//!    mid-run and not restarted. A's lease runs out, B's Metadata then names only B, and the
+//!    producer finishes through B; every record acknowledged by either agent is served by B at its
+//!    offset.
+//!
 //! PostgreSQL, the store server or the Go toolchain missing skips loudly, or fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_tests::clients::{ClientKind, ClientRun, Codec, Mode};
 use sluice_tests::generator::RecordGenerator;
@@ -27,6 +32,15 @@ use sluice_tests::verify::{Expectation, verify};
 const RECORDS: u64 = 20_000;
 
 fn cluster_args(postgres: &TestPostgres, agent: &str, zone: &str) -> Vec<String> {
+    cluster_args_with(postgres, agent, zone, &[])
+}
+
+fn cluster_args_with(
+    postgres: &TestPostgres,
+    agent: &str,
+    zone: &str,
+    extra: &[&str],
+) -> Vec<String> {
     [
         "--metadata",
         &postgres.url(),
@@ -36,6 +50,7 @@ fn cluster_args(postgres: &TestPostgres, agent: &str, zone: &str) -> Vec<String>
         zone,
     ]
     .iter()
+    .chain(extra)
     .map(|arg| (*arg).to_owned())
     .collect()
 }
@@ -258,5 +273,142 @@ fn two_agents_serve_one_log_and_accept_produce_for_the_same_partitions() {
             "SELECT count(*) FROM sluice_agents WHERE lease_expires_at > now() AND agent_id IN ('a', 'b')"
         ),
         2
+    );
+}
+
+/// Records of the failover run: enough that the producer is still sending when A dies.
+const FAILOVER_RECORDS: u64 = 200_000;
+/// A is killed once this many acknowledgements are in the producer's report.
+const ACKS_BEFORE_KILL: usize = 20_000;
+const ACK_WAIT_TIMEOUT_S: u64 = 120;
+
+#[test]
+fn kill_9_of_one_agent_moves_producers_to_the_other() {
+    let _one_at_a_time = sluice_tests::one_at_a_time();
+    let test = "cluster failover after kill -9";
+    let client = ClientKind::Go;
+    if !require(test, &client.tools()) {
+        return;
+    }
+    let Some(postgres) = TestPostgres::start_or_skip(test) else {
+        return;
+    };
+    let Some(store) = start_or_skip(StoreServerKind::S3sFs, test) else {
+        return;
+    };
+    // A lease of 3 s (renewed every second): the dead agent leaves the others' Metadata within
+    // about 4 s of its last renewal.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("sluice.toml");
+    std::fs::write(&config, "lease_ms = 3000\n").unwrap();
+    let config = config.display().to_string();
+    let extra = ["--config", config.as_str()];
+    let mut a = SluiceAgent::start_with_args(
+        &*store,
+        "failover",
+        &cluster_args_with(&postgres, "a", "a", &extra),
+    )
+    .unwrap();
+    let b = SluiceAgent::start_with_args(
+        &*store,
+        "failover",
+        &cluster_args_with(&postgres, "b", "b", &extra),
+    )
+    .unwrap();
+    let work_dir = tempfile::Builder::new()
+        .prefix("sluice-e2e-failover-")
+        .tempdir()
+        .unwrap();
+    client.build(work_dir.path()).unwrap();
+    let generator = RecordGenerator {
+        seed: 18,
+        partitions: PARTITIONS,
+        timestamp_base_ms: timestamp_base_ms(),
+    };
+    let produce = ClientRun {
+        client,
+        bootstrap: format!("{},{}", a.bootstrap(), b.bootstrap()),
+        topic: "cluster-failover".to_string(),
+        records: FAILOVER_RECORDS,
+        codec: Codec::Lz4,
+        mode: Mode::Produce,
+        partitions: PARTITIONS,
+        seed: generator.seed,
+        timestamp_base_ms: generator.timestamp_base_ms,
+        timeout_s: PHASE_TIMEOUT_S,
+        report: work_dir.path().join("produce.jsonl"),
+    };
+    let mut producer = produce.spawn().unwrap();
+    let acks_in_report = || {
+        std::fs::read_to_string(&produce.report)
+            .map(|text| text.matches("\"kind\":\"ack\"").count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(ACK_WAIT_TIMEOUT_S);
+    let acks_at_kill = loop {
+        let acks = acks_in_report();
+        if acks >= ACKS_BEFORE_KILL {
+            break acks;
+        }
+        assert!(
+            producer.try_status().unwrap().is_none(),
+            "the producer finished before the kill ({} acks); raise FAILOVER_RECORDS. Its log:\n{}",
+            acks_in_report(),
+            sluice_tests::process::log_tail(&produce.log_path())
+        );
+        assert!(Instant::now() < deadline, "too few acks before the kill");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    a.kill9().unwrap();
+    let killed_at = Instant::now();
+    loud(&format!(
+        "{test}: agent a killed with {acks_at_kill} of {FAILOVER_RECORDS} acknowledgements in the report"
+    ));
+    let status = producer
+        .wait_with_timeout(Duration::from_secs(PHASE_TIMEOUT_S + 60))
+        .unwrap();
+    let produced = Report::read(&produce.report).unwrap();
+    loud(&format!(
+        "{test}: producer exited with {status} {:.1} s after the kill, {} acks, errors {:?}",
+        killed_at.elapsed().as_secs_f64(),
+        produced.acks.len(),
+        produced.errors
+    ));
+    assert!(
+        produced.acks.len() as u64 == FAILOVER_RECORDS,
+        "the producer did not finish through b: {} of {FAILOVER_RECORDS} acknowledged; b's log:\n{}",
+        produced.acks.len(),
+        b.log_tail()
+    );
+    let consume = ClientRun {
+        bootstrap: b.bootstrap(),
+        mode: Mode::Consume,
+        report: work_dir.path().join("consume.jsonl"),
+        ..produce.clone()
+    };
+    let (consumed, status) = consume.run().unwrap();
+    assert!(
+        status.success() && consumed.errors.is_empty(),
+        "reading through b failed ({status}): {:?}; b's log:\n{}",
+        consumed.errors,
+        b.log_tail()
+    );
+    let summary = verify(
+        &generator,
+        &produced.acks,
+        &consumed.records,
+        Expectation::AcknowledgedSurvive,
+    )
+    .unwrap_or_else(|problems| panic!("after kill -9 of a, read through b:\n{problems}"));
+    loud(&format!(
+        "{test}: {} acknowledged records (by a or b) all served by b at their offsets ({} served)",
+        summary.acknowledged, summary.consumed
+    ));
+    assert_eq!(
+        postgres.query_i64(
+            "SELECT count(*) FROM sluice_agents WHERE lease_expires_at > now() AND agent_id = 'a'"
+        ),
+        0,
+        "the killed agent still holds a lease"
     );
 }
