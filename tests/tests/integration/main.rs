@@ -16,6 +16,7 @@ mod groups_kafka;
 mod groups_kill9_sluice;
 mod groups_sluice;
 mod log_append_time_sluice;
+mod quotas_kafka;
 mod quotas_sluice;
 mod sluice_kill9;
 mod store_round_trip_sluice;

@@ -1,4 +1,4 @@
-//! Scenario: client quotas set with Apache Kafka's own `kafka-configs` (ConfigCommand, from the
+//! Scenario (run on Apache Kafka too, `quotas_kafka.rs`): client quotas set with Apache Kafka's own `kafka-configs` (ConfigCommand, from the
 //! `kafka-tools` jar of `scripts/kafka/pom.xml`) hold Kafka's own producer (ProducerPerformance)
 //! to its `producer_byte_rate` on a Sluice agent, while the same producer under another client id
 //! runs unmetered; `--describe` shows the quota, and what Sluice does not enforce
@@ -49,15 +49,27 @@ fn kafka_configs_quota_holds_kafkas_producer_to_its_rate() {
         "1".to_owned(),
     ];
     let agent = SluiceAgent::start_with_args(&store, "quotas", &window_args).unwrap();
+    scenario(&lib, &agent.bootstrap(), Broker::Sluice);
+}
+
+/// Who answers: Sluice refuses `controller_mutation_rate` (not enforced); Kafka stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Broker {
+    Sluice,
+    Kafka,
+}
+
+/// The scenario's steps and expectations against the broker at `bootstrap` (whose quota window
+/// is 3 × 1 s).
+pub(crate) fn scenario(lib: &std::path::Path, bootstrap: &str, broker: Broker) {
     let work_dir = tempfile::Builder::new()
         .prefix("sluice-e2e-quotas-")
         .tempdir()
         .unwrap();
-    let bootstrap = agent.bootstrap();
     let tool = |class: &str, args: &[&str]| {
-        let mut all = vec!["--bootstrap-server", bootstrap.as_str()];
+        let mut all = vec!["--bootstrap-server", bootstrap];
         all.extend_from_slice(args);
-        kafka_tools::run(&lib, work_dir.path(), class, &all)
+        kafka_tools::run(lib, work_dir.path(), class, &all)
     };
     const CONFIGS: &str = "org.apache.kafka.tools.ConfigCommand";
 
@@ -99,7 +111,7 @@ fn kafka_configs_quota_holds_kafkas_producer_to_its_rate() {
         "ConfigCommand --describe: {text}"
     );
     loud("quotas: kafka-configs --describe shows it");
-    // What Sluice does not enforce is refused, not stored.
+    // What Sluice does not enforce is refused, not stored; Kafka enforces it and stores it.
     let (ok, text) = tool(
         CONFIGS,
         &[
@@ -112,11 +124,19 @@ fn kafka_configs_quota_holds_kafkas_producer_to_its_rate() {
             "alice",
         ],
     );
-    assert!(
-        !ok && text.contains("not enforced"),
-        "controller_mutation_rate: {text}"
-    );
-    loud("quotas: controller_mutation_rate refused");
+    match broker {
+        Broker::Sluice => assert!(
+            !ok && text.contains("not enforced"),
+            "controller_mutation_rate: {text}"
+        ),
+        Broker::Kafka => assert!(
+            ok && text.contains("Completed updating"),
+            "controller_mutation_rate: {text}"
+        ),
+    }
+    loud(&format!(
+        "quotas on {broker:?}: controller_mutation_rate answered ok={ok}"
+    ));
 
     let perf = |client_id: &str| {
         let props = format!("bootstrap.servers={bootstrap}");
@@ -124,7 +144,7 @@ fn kafka_configs_quota_holds_kafkas_producer_to_its_rate() {
         let records = RECORDS.to_string();
         let size = RECORD_BYTES.to_string();
         let (ok, text) = kafka_tools::run(
-            &lib,
+            lib,
             work_dir.path(),
             "org.apache.kafka.tools.ProducerPerformance",
             &[
@@ -152,7 +172,7 @@ fn kafka_configs_quota_holds_kafkas_producer_to_its_rate() {
     let unmetered = perf("unmetered");
     let metered = perf("metered");
     loud(&format!(
-        "quotas: ProducerPerformance metered {:.0} B/s (quota {QUOTA_BYTES_PER_SECOND:.0}), \
+        "quotas on {broker:?}: ProducerPerformance metered {:.0} B/s (quota {QUOTA_BYTES_PER_SECOND:.0}), \
          unmetered {unmetered:.0} B/s",
         metered
     ));
