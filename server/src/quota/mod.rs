@@ -8,7 +8,9 @@
 //!
 //! - [`QuotaBoard`], one per agent: the newest snapshot of the quotas (an `Arc` of the state's
 //!   set), published by the AlterClientQuotas handler after its commands commit and read by the
-//!   first request after a start, exactly as `crate::auth::AclBoard` does for ACLs.
+//!   first request after a start, as `crate::auth::AclBoard` does for ACLs, and read again by one
+//!   request a second (a cross-core query), so a change made through another agent of a cluster
+//!   is enforced here within a second of this agent applying it from the log.
 //! - [`QuotaEnforcer`], one per network core: the rates this core measured, per quota type and
 //!   per sharing group (the user and client id the matched quota entity names, Kafka's metric
 //!   tags), with Kafka's sampled windows ([`rate`]). Produce counts the request's bytes, Fetch the
@@ -52,6 +54,10 @@ pub const RATES_TRACKED_MAX: usize = 10_000;
 pub const METRIC_SERIES_MAX: usize = 100;
 /// How often a core adds its local counters to the exported ones (and takes the lock).
 const METRICS_PUBLISH_MS: u64 = 1_000;
+/// How often the agent's snapshot is read again from the metadata core even without a change
+/// made here: a change made through another agent of a cluster reaches this one's state by the
+/// log, and its cores within this long.
+pub const QUOTAS_REFRESH_MS: u64 = 1_000;
 
 /// The agent's newest snapshot of the client quotas.
 #[derive(Debug, Default)]
@@ -59,6 +65,9 @@ pub struct QuotaBoard {
     /// One past the log position the snapshot was read at; 0 before the first snapshot.
     version: AtomicU64,
     snapshot: RwLock<Arc<QuotaSet>>,
+    /// When (on [`QuotaBoard::clock_ms`]) the snapshot was last read or claimed for reading.
+    refreshed_ms: AtomicU64,
+    started: std::sync::OnceLock<Instant>,
 }
 
 impl QuotaBoard {
@@ -88,8 +97,27 @@ impl QuotaBoard {
         }
     }
 
+    /// Milliseconds since the board's first use.
+    fn clock_ms(&self) -> u64 {
+        let started = self.started.get_or_init(Instant::now);
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the caller should read the quotas again now: at most one caller per
+    /// [`QUOTAS_REFRESH_MS`] in the whole agent is told yes.
+    fn claim_refresh(&self) -> bool {
+        let now = self.clock_ms();
+        let last = self.refreshed_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= QUOTAS_REFRESH_MS
+            && self
+                .refreshed_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
     /// Reads the quotas from the metadata core and publishes them.
     pub async fn refresh(&self, core: &CoreHandle) {
+        self.refreshed_ms.store(self.clock_ms(), Ordering::Relaxed);
         let read = core
             .query(|state| {
                 let version = state
@@ -271,10 +299,11 @@ impl QuotaEnforcer {
     }
 
     /// The quotas this core enforces (the board's snapshot; read from the metadata core on the
-    /// first request after a start).
+    /// first request after a start, and again by one request in the agent each
+    /// [`QUOTAS_REFRESH_MS`]).
     pub async fn quotas(&self) -> Arc<QuotaSet> {
         let mut version = self.board.version();
-        if version == 0 {
+        if version == 0 || self.board.claim_refresh() {
             self.board.refresh(&self.core).await;
             version = self.board.version();
         }
