@@ -12,10 +12,17 @@
 //! -4 (earliest local, KIP-405) is the log start offset, every byte being in the store; -5
 //! (latest tiered) finds nothing (offset and timestamp -1), as on a Kafka topic without tiered
 //! storage.
+//!
+//! Memory: a lookup reads one whole index entry (up to a compacted object's range, tens of MiB)
+//! and walks it. Partitions of one request are looked up one after the other, and at most
+//! [`SEGMENT_READS_MAX`] such reads are in flight on a core at once, whatever the number of
+//! connections asking: a core holds at most that many entries' bytes for ListOffsets.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use glommio::sync::Semaphore;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -37,6 +44,15 @@ const EARLIEST_TIMESTAMP: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
+/// Segment reads (a timestamp lookup, -3) in flight on one core at once; see the module
+/// documentation. More connections asking wait for a turn.
+const SEGMENT_READS_MAX: u64 = 2;
+
+thread_local! {
+    /// This core's turns for [`SEGMENT_READS_MAX`] (each network core is one thread).
+    static SEGMENT_READS: Rc<Semaphore> = Rc::new(Semaphore::new(SEGMENT_READS_MAX));
+}
 
 /// What the metadata core can answer without I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +169,12 @@ pub fn max_timestamp_record(
 }
 
 async fn read_segment(store: &Arc<dyn ObjectStorage>, entry: IndexEntry) -> Result<Bytes, i16> {
+    // Held for the GET, whose response is what takes the memory; the caller walks the bytes
+    // without yielding and drops them.
+    let turns = SEGMENT_READS.with(Rc::clone);
+    let Ok(_turn) = turns.acquire_permit(1).await else {
+        return Err(error_code::KAFKA_STORAGE_ERROR);
+    };
     let range = entry.byte_start..entry.byte_start.saturating_add(entry.byte_len);
     let key = object_key(entry.seq);
     store.get_range(&key, range).await.map_err(|error| {
