@@ -188,6 +188,18 @@ impl ClassicGroups {
         }
     }
 
+    /// The ids of the groups in memory.
+    pub fn group_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.groups.keys().cloned()
+    }
+
+    /// Drops `group_id` from memory without marking it for a write: another agent coordinates
+    /// it now, and what it stores must not be overwritten from here.
+    pub fn abandon(&mut self, group_id: &str) {
+        self.remove_group(group_id);
+        self.dirty.remove(group_id);
+    }
+
     /// Puts back a group a previous run stored, as Kafka's coordinator loads it: Stable with its
     /// members (each with a full session from `now_ms`) or Empty. Replaces any group of that id.
     pub fn restore(&mut self, group_id: &str, record: &ClassicGroupRecord, now_ms: u64) {

@@ -210,6 +210,22 @@ impl ConsumerGroups {
         self.groups.get(group_id).map(Group::record)
     }
 
+    /// The ids of the groups in memory.
+    pub fn group_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.groups.keys().cloned()
+    }
+
+    /// Drops `group_id` from memory without marking it for a write: another agent coordinates
+    /// it now, and what it stores must not be overwritten from here.
+    pub fn abandon(&mut self, group_id: &str) {
+        if let Some(mut old) = self.groups.remove(group_id) {
+            for member in old.members.values_mut() {
+                self.deadlines.forget(group_id, member);
+            }
+        }
+        self.dirty.remove(group_id);
+    }
+
     /// Puts back a group a previous run stored, as Kafka's coordinator loads it: same epochs and
     /// assignments, every member with a full session from `now_ms`. Replaces any group of that id.
     pub fn restore(

@@ -18,6 +18,7 @@ pub mod classic;
 pub mod consumer;
 pub mod core;
 pub mod offsets;
+mod ownership;
 mod persist;
 pub mod reply;
 pub mod router;

@@ -91,6 +91,17 @@ fn digest(record: &GroupRecord) -> u64 {
 }
 
 impl GroupWriter {
+    /// Forgets everything about `group` (another agent coordinates it now): its queued and
+    /// pending writes are dropped, and their waiters get `code`.
+    pub(super) fn abandon(&self, group: &str, code: i16) {
+        self.queued.borrow_mut().remove(group);
+        self.stored.borrow_mut().remove(group);
+        let pending = self.pending.borrow().get(group).copied();
+        if let Some(version) = pending {
+            self.settle(group, version, Err(code));
+        }
+    }
+
     /// Resolves the waiters of `group` up to `version` with `outcome`, and forgets the group's
     /// pending change if `version` was its latest.
     fn settle(&self, group: &str, version: u64, outcome: Result<(), i16>) {
@@ -183,12 +194,28 @@ impl GroupCore {
             })
             .await
             .map_err(|_| super::core::LoadError)?;
+        let consumer_groups = self.restore_records(&records);
+        if !records.is_empty() {
+            tracing::info!(
+                groups = records.len(),
+                consumer_groups,
+                core = index,
+                "resumed stored consumer groups; members have a full session to heartbeat"
+            );
+        }
+        self.deadlines_changed();
+        Ok(records.len())
+    }
+
+    /// Puts `records` back in memory, each replacing any group of its id, every member with a
+    /// full session from now. Returns how many are KIP-848 groups.
+    pub(super) fn restore_records(&self, records: &[(String, GroupRecord)]) -> usize {
         let now_ms = self.now_ms();
         let mut consumer_groups = 0_usize;
         {
             let mut groups = self.groups.borrow_mut();
             let mut stored = self.writer.stored.borrow_mut();
-            for (group_id, record) in &records {
+            for (group_id, record) in records {
                 match record {
                     GroupRecord::Classic(classic) => {
                         groups.classic.restore(group_id, classic, now_ms);
@@ -204,16 +231,8 @@ impl GroupCore {
         if consumer_groups > 0 {
             self.consumer_groups_seen.set(true);
         }
-        if !records.is_empty() {
-            tracing::info!(
-                groups = records.len(),
-                consumer_groups,
-                core = index,
-                "resumed stored consumer groups; members have a full session to heartbeat"
-            );
-        }
         self.deadlines_changed();
-        Ok(records.len())
+        consumer_groups
     }
 
     /// The writer task of this core (runs until the executor stops). See the module docs.

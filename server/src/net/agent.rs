@@ -563,6 +563,13 @@ impl Agent {
                     ))
                     .detach();
                     glommio::spawn_local(Rc::clone(&groups).run_timer()).detach();
+                    // In a cluster, groups change hands as agents come and go.
+                    if let Some(board) = &cluster_board {
+                        glommio::spawn_local(
+                            Rc::clone(&groups).follow_ownership(Arc::clone(board)),
+                        )
+                        .detach();
+                    }
                     let router = Rc::new(GroupRouter::new(index, groups, group_senders));
                     let services = Rc::new(
                         CoreServices::new(core.clone(), waiters, flush_buffer_bytes_max)

@@ -17,10 +17,14 @@ use common::{
 };
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
     JoinGroupRequest, JoinGroupResponse, MetadataRequest, MetadataResponse, ProduceResponse,
     ResponseHeader,
+};
+use kafka_protocol::messages::{
+    HeartbeatRequest, HeartbeatResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_server::protocol::client_codec::{decode_response, encode_request};
@@ -255,4 +259,87 @@ fn a_bucket_an_agent_used_alone_is_refused_by_a_cluster() {
     let error = Agent::start(&config).unwrap_err().to_string();
     assert!(error.contains("without --metadata"), "{error}");
     drop(alone);
+}
+
+/// A classic group coordinated by B, Stable with one member; B stops; once A lists only itself it
+/// coordinates the group and has taken over its stored state: the member's heartbeat with its
+/// member id and generation is answered NONE, not UNKNOWN_MEMBER_ID.
+#[test]
+fn a_group_moves_with_its_state_when_its_coordinator_leaves() {
+    let Some(postgres) = TestPostgres::start_or_skip("cluster_routing group hand-over") else {
+        return;
+    };
+    let store_dir = tempfile::tempdir().unwrap();
+    let (a, _a_dir) = start(&postgres.url(), store_dir.path(), "a");
+    let (b, _b_dir) = start(&postgres.url(), store_dir.path(), "b");
+    let mut to_a = RawClient::connect(a.local_addr());
+    let mut to_b = RawClient::connect(b.local_addr());
+    wait_for_brokers(&mut to_a, 2);
+    let from_b = wait_for_brokers(&mut to_b, 2);
+    let node_b = from_b
+        .brokers
+        .iter()
+        .find(|broker| broker.port == i32::from(b.local_addr().port()))
+        .unwrap()
+        .node_id
+        .0;
+    let groups: Vec<String> = (0..32).map(|group| format!("moving-{group}")).collect();
+    let owners = coordinators(&mut to_a, &groups);
+    let group = groups[owners.iter().position(|(node, _)| *node == node_b).unwrap()].clone();
+    let group_id = GroupId(StrBytes::from_string(group.clone()));
+
+    let join = JoinGroupRequest::default()
+        .with_group_id(group_id.clone())
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range")),
+        ]);
+    let joined: JoinGroupResponse = to_b.call(ApiKey::JoinGroup, 3, &join);
+    assert_eq!(joined.error_code, 0);
+    let member_id = joined.member_id.clone();
+    let synced: SyncGroupResponse = to_b.call(
+        ApiKey::SyncGroup,
+        3,
+        &SyncGroupRequest::default()
+            .with_group_id(group_id.clone())
+            .with_generation_id(joined.generation_id)
+            .with_member_id(member_id.clone())
+            .with_assignments(vec![
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(member_id.clone())
+                    .with_assignment(bytes::Bytes::from_static(b"assignment")),
+            ]),
+    );
+    assert_eq!(synced.error_code, 0);
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(group_id)
+        .with_generation_id(joined.generation_id)
+        .with_member_id(member_id);
+    let answer: HeartbeatResponse = to_a.call(ApiKey::Heartbeat, 3, &heartbeat);
+    assert_eq!(
+        answer.error_code, NOT_COORDINATOR,
+        "A answered for B's group"
+    );
+
+    drop(to_b);
+    b.shutdown().unwrap();
+    // B's lease runs out (3 s); A's next listing has A alone, and A's group cores take over.
+    wait_for_brokers(&mut to_a, 1);
+    let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
+    loop {
+        let answer: HeartbeatResponse = to_a.call(ApiKey::Heartbeat, 3, &heartbeat);
+        if answer.error_code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A still answers {} for the group it took over",
+            answer.error_code
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(to_a);
+    a.shutdown().unwrap();
 }

@@ -1,0 +1,122 @@
+//! Groups changing hands between the agents of a cluster (`--metadata`).
+//!
+//! # Why a hand-over, and what it guarantees
+//!
+//! A group is coordinated by the rendezvous owner of its id among the live agents
+//! (`metadata_core::cluster_view`); the others answer its requests with NOT_COORDINATOR. When the
+//! live set changes, ownership moves, and the group's durable state (generations, epochs,
+//! members, assignments — `docs/groups.md`) is in the metadata log every agent applies. So each
+//! network core follows its agent's view of the live agents and, on every change:
+//!
+//! - **gives up** the groups it holds that the agent no longer coordinates: they leave memory
+//!   *without a write* (a write now could only overwrite what the new owner stores), their queued
+//!   writes are dropped, and requests waiting on a write get NOT_COORDINATOR, so their clients
+//!   look the coordinator up again;
+//! - **takes over** the stored groups of this core that the agent now coordinates and did not
+//!   before, as a restart loads them: every member gets a full session from now, so members that
+//!   rediscover the coordinator carry on with their member id and generation (or epoch) instead
+//!   of rejoining.
+//!
+//! What it does not guarantee: agents change views at their own renewals (up to a third of a
+//! lease apart), so for that long two agents can each believe they own a group that just moved;
+//! and a write the old owner made in that window can be missed by the new owner's load. A
+//! generation handed out twice in that window is possible; committed offsets are not lost (they
+//! are commands in the log, and a commit needs the current generation).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_engine::metadata::GroupRecord;
+
+use super::core::{GroupCore, error_code};
+use super::router::owner_core;
+use crate::metadata_core::cluster_view::{ClusterBoard, ClusterView};
+
+/// How often a core looks for a new view (a pointer comparison; views change at renewals).
+const VIEW_POLL_MS: u64 = 100;
+
+impl GroupCore {
+    /// Follows `board` until the executor stops, handing groups over on every new view.
+    pub async fn follow_ownership(self: Rc<Self>, board: Arc<ClusterBoard>) {
+        let mut previous = board.view();
+        self.give_up_groups(&previous);
+        loop {
+            glommio::timer::sleep(Duration::from_millis(VIEW_POLL_MS)).await;
+            let current = board.view();
+            if Arc::ptr_eq(&current, &previous) {
+                continue;
+            }
+            self.give_up_groups(&current);
+            if let Err(error) = self.take_over_groups(&previous, &current).await {
+                tracing::warn!(%error, "cannot take over consumer groups");
+            }
+            previous = current;
+        }
+    }
+
+    /// Drops every group in memory that `view` says another agent coordinates.
+    fn give_up_groups(&self, view: &ClusterView) {
+        let given_up: Vec<String> = {
+            let mut groups = self.groups.borrow_mut();
+            let ids: Vec<String> = groups
+                .classic
+                .group_ids()
+                .chain(groups.consumer.group_ids())
+                .filter(|group| !view.coordinates(group))
+                .collect();
+            for group in &ids {
+                groups.classic.abandon(group);
+                groups.consumer.abandon(group);
+            }
+            ids
+        };
+        if given_up.is_empty() {
+            return;
+        }
+        for group in &given_up {
+            self.writer.abandon(group, error_code::NOT_COORDINATOR);
+        }
+        tracing::info!(
+            groups = given_up.len(),
+            core = self.core_index,
+            "consumer groups handed over to the agents that now coordinate them"
+        );
+    }
+
+    /// Loads the stored groups of this core that `current` gives this agent and `previous` did
+    /// not. Returns how many.
+    async fn take_over_groups(
+        &self,
+        previous: &ClusterView,
+        current: &ClusterView,
+    ) -> Result<usize, super::core::LoadError> {
+        let (index, cores) = (self.core_index, self.core_count);
+        let (previous, current) = (previous.clone(), current.clone());
+        let records = self
+            .metadata
+            .query(move |state| {
+                state
+                    .stored_groups()
+                    .filter(|(group, _)| {
+                        owner_core(group, cores) == index
+                            && current.coordinates(group)
+                            && !previous.coordinates(group)
+                    })
+                    .map(|(group, record)| (group.to_owned(), record.clone()))
+                    .collect::<Vec<(String, GroupRecord)>>()
+            })
+            .await
+            .map_err(|_| super::core::LoadError)?;
+        if records.is_empty() {
+            return Ok(0);
+        }
+        self.restore_records(&records);
+        tracing::info!(
+            groups = records.len(),
+            core = index,
+            "took over consumer groups; members have a full session to heartbeat"
+        );
+        Ok(records.len())
+    }
+}
