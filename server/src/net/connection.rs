@@ -30,7 +30,9 @@
 //! (`crate::quota`, KIP-219), the connection reads nothing and starts no buffered request until
 //! that time has passed, as Kafka mutes a throttled channel: a client that ignores
 //! `throttle_time_ms` waits all the same, so it cannot exceed its quota. Requests already being
-//! handled are answered meanwhile.
+//! handled are answered meanwhile. A Produce's bytes are measured as its frame is read, so a
+//! pipelining client's next request is held as soon as one is over (Kafka, which reads one request
+//! of a connection at a time, holds the next one the same way).
 
 use std::io::IoSlice;
 use std::net::IpAddr;
@@ -180,6 +182,13 @@ where
         while refusal.is_none() && muted_until.is_none() && inflight.len() < REQUESTS_INFLIGHT_MAX {
             match split_frame(&mut input, request_bytes_max) {
                 Ok(Some(frame)) => {
+                    // A Produce over its byte-rate quota mutes the connection before the next
+                    // frame is started (`Dispatcher::admit`).
+                    let admitted_ms = dispatcher.admit(&frame, &auth);
+                    if admitted_ms > 0 {
+                        let until = Instant::now() + std::time::Duration::from_millis(admitted_ms);
+                        muted_until = Some(muted_until.map_or(until, |muted| muted.max(until)));
+                    }
                     let dispatcher = Rc::clone(&dispatcher);
                     let metrics = Rc::clone(&metrics);
                     let auth = Rc::clone(&auth);
@@ -190,8 +199,9 @@ where
                         .map_or(-1, |key| i16::from_be_bytes(*key));
                     let started = Instant::now();
                     inflight.push_back(Box::pin(async move {
-                        let (outcome, throttle_ms) =
-                            dispatcher.handle_frame_throttled(frame, peer, &auth).await;
+                        let (outcome, throttle_ms) = dispatcher
+                            .handle_frame_throttled(frame, peer, &auth, admitted_ms)
+                            .await;
                         if let Some(core) = metrics.core() {
                             core.request_done(api_key, started.elapsed());
                             if matches!(outcome, SegmentsOutcome::Close(_)) {

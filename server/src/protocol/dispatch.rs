@@ -107,7 +107,7 @@ struct RequestQuotas<'a> {
     enforcer: &'a QuotaEnforcer,
     /// `request_percentage`: the core time spent on the request.
     request: Option<Applied>,
-    /// `producer_byte_rate` (Produce) or `consumer_byte_rate` (Fetch).
+    /// `consumer_byte_rate` (Fetch; a Produce's bytes are recorded by `admit`).
     bytes: Option<Applied>,
 }
 
@@ -201,21 +201,25 @@ impl<S: MetadataSource> Dispatcher<S> {
         peer: Option<IpAddr>,
         connection: &ConnectionAuth,
     ) -> SegmentsOutcome {
-        self.handle_frame_throttled(frame, peer, connection).await.0
+        self.handle_frame_throttled(frame, peer, connection, 0)
+            .await
+            .0
     }
 
     /// [`Self::handle_frame_segments`] and the throttle time in milliseconds a client quota asks
     /// for (0 within its quotas): the connection reads nothing more from the client for that long
-    /// (KIP-219), whether or not a response is sent.
+    /// (KIP-219), whether or not a response is sent. `admitted_ms` is what [`Self::admit`] answered
+    /// for this frame (its response carries at least that throttle).
     pub async fn handle_frame_throttled(
         &self,
         frame: Bytes,
         peer: Option<IpAddr>,
         connection: &ConnectionAuth,
+        admitted_ms: u64,
     ) -> (SegmentsOutcome, u64) {
         let mut throttle_ms = 0;
         let outcome = match self
-            .try_handle_frame(frame, peer, connection, &mut throttle_ms)
+            .try_handle_frame(frame, peer, connection, admitted_ms, &mut throttle_ms)
             .await
         {
             Ok(Some(segments)) => SegmentsOutcome::Respond(segments),
@@ -223,6 +227,34 @@ impl<S: MetadataSource> Dispatcher<S> {
             Err(reason) => SegmentsOutcome::Close(reason),
         };
         (outcome, throttle_ms)
+    }
+
+    /// Records a Produce frame's bytes against its client's `producer_byte_rate` as the frame is
+    /// read, before it is started, and answers the throttle (0 without a quota or within it).
+    ///
+    /// Kafka reads one request of a connection at a time, so a throttle always stops the next
+    /// one. This connection pipelines (up to `REQUESTS_INFLIGHT_MAX`): measured only when a
+    /// produce completes, a client with many requests in flight (librdkafka sends dozens) would
+    /// have them all read and started before the first throttle. Measured here, the connection
+    /// starts no further frame once one is over the quota. Synchronous: the quotas are the core's
+    /// current snapshot (refreshed by the requests themselves).
+    pub fn admit(&self, frame: &[u8], connection: &ConnectionAuth) -> u64 {
+        const PRODUCE: i16 = 0;
+        let Some(enforcer) = self.quotas.as_deref() else {
+            return 0;
+        };
+        let Some((PRODUCE, client_id)) = peek_header(frame) else {
+            return 0;
+        };
+        let quotas = enforcer.snapshot();
+        if quotas.is_empty() {
+            return 0;
+        }
+        let user = quota_user(connection.principal());
+        match QuotaEnforcer::resolve(&quotas, QuotaKey::ProducerByteRate, user, client_id) {
+            Some(applied) => enforcer.record(&applied, frame.len() as f64, enforcer.now_ms()),
+            None => 0,
+        }
     }
 
     /// The quotas a request from this connection is measured against; `None` when no quota
@@ -248,8 +280,8 @@ impl<S: MetadataSource> Dispatcher<S> {
         }
         let user = quota_user(connection.principal());
         let client_id = header.client_id.as_deref().unwrap_or("");
+        // A Produce's bytes are recorded as its frame is read (`admit`).
         let bytes_key = match api_key {
-            ApiKey::Produce => Some(QuotaKey::ProducerByteRate),
             ApiKey::Fetch => Some(QuotaKey::ConsumerByteRate),
             _ => None,
         };
@@ -267,9 +299,9 @@ impl<S: MetadataSource> Dispatcher<S> {
         frame: Bytes,
         peer: Option<IpAddr>,
         connection: &ConnectionAuth,
+        admitted_ms: u64,
         throttle_ms: &mut u64,
     ) -> Result<Option<Vec<Bytes>>, CloseReason> {
-        let frame_len = frame.len();
         let request = match codec::decode_request(frame)? {
             Decoded::Request(request) => request,
             Decoded::UnsupportedApiVersions {
@@ -311,7 +343,7 @@ impl<S: MetadataSource> Dispatcher<S> {
                 }
             }
         };
-        let Some(quotas) = quotas else {
+        if quotas.is_none() && admitted_ms == 0 {
             return match answered.await? {
                 None => Ok(None),
                 Some(Answered::Response(response)) => Ok(Some(vec![codec::encode_response(
@@ -326,19 +358,20 @@ impl<S: MetadataSource> Dispatcher<S> {
                     answer,
                 )?)),
             };
-        };
+        }
         // Measured: the core time the request took (its handler's polls, not its waits).
-        let (response, spent) = PollTimed::new(std::pin::pin!(answered)).await;
+        let (response, spent) = match quotas.as_ref().and_then(|quotas| quotas.request.as_ref()) {
+            Some(_) => PollTimed::new(std::pin::pin!(answered)).await,
+            None => (answered.await, std::time::Duration::ZERO),
+        };
         let response = response?;
-        let enforcer = quotas.enforcer;
-        let now_ms = enforcer.now_ms();
-        let mut throttle = quotas.request.as_ref().map_or(0, |applied| {
-            enforcer.record(applied, spent.as_secs_f64() * 1_000.0, now_ms)
-        });
-        if api_key == kafka_protocol::messages::ApiKey::Produce
-            && let Some(applied) = &quotas.bytes
+        let mut throttle = admitted_ms;
+        if let Some(quotas) = &quotas
+            && let Some(applied) = &quotas.request
         {
-            throttle = throttle.max(enforcer.record(applied, frame_len as f64, now_ms));
+            let enforcer = quotas.enforcer;
+            let spent_ms = spent.as_secs_f64() * 1_000.0;
+            throttle = throttle.max(enforcer.record(applied, spent_ms, enforcer.now_ms()));
         }
         let segments = match response {
             None => None,
@@ -357,7 +390,14 @@ impl<S: MetadataSource> Dispatcher<S> {
                 let session_id = answer.session_id;
                 let segments = encode_fetch_frame(header.correlation_id, version, answer)?;
                 let response_bytes = segments.iter().map(Bytes::len).sum::<usize>() as f64;
-                if let Some(applied) = &quotas.bytes {
+                let fetch_quota = quotas.as_ref().and_then(|quotas| {
+                    quotas
+                        .bytes
+                        .as_ref()
+                        .map(|applied| (quotas.enforcer, applied))
+                });
+                if let Some((enforcer, applied)) = fetch_quota {
+                    let now_ms = enforcer.now_ms();
                     throttle = throttle.max(enforcer.record(applied, response_bytes, now_ms));
                 }
                 if throttle == 0 {
@@ -365,7 +405,7 @@ impl<S: MetadataSource> Dispatcher<S> {
                 } else {
                     // Kafka's throttled Fetch: the bytes are taken back and the response is
                     // empty (the session kept), so nothing is delivered past the quota.
-                    if let Some(applied) = &quotas.bytes {
+                    if let Some((enforcer, applied)) = fetch_quota {
                         enforcer.unrecord(applied, response_bytes);
                     }
                     let empty = crate::protocol::fetch_frame::FetchAnswer {
@@ -832,6 +872,19 @@ fn unix_now_ms() -> i64 {
         })
 }
 
+/// The API key and client id of a request frame (size prefix removed), read without decoding:
+/// every request header since v1 starts `api_key i16 | api_version i16 | correlation_id i32 |
+/// client_id (i16 length, -1 for null)`. `None` if the frame is too short or the id not UTF-8.
+fn peek_header(frame: &[u8]) -> Option<(i16, &str)> {
+    let api_key = i16::from_be_bytes(*frame.first_chunk::<2>()?);
+    let length = i16::from_be_bytes(*frame.get(8..)?.first_chunk::<2>()?);
+    let client_id = match usize::try_from(length) {
+        Ok(length) => std::str::from_utf8(frame.get(10..10 + length)?).ok()?,
+        Err(_) => "",
+    };
+    Some((api_key, client_id))
+}
+
 /// The client as the group state machines record it. The host is written as the Java broker writes
 /// it (`InetAddress.toString()` of an address without a name: `/127.0.0.1`), empty if unknown.
 fn client(
@@ -986,6 +1039,23 @@ mod tests {
             request(ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat),
             request(ApiKey::FindCoordinator, 4, &find),
         ]
+    }
+
+    #[test]
+    fn peek_header_reads_the_api_key_and_client_id_of_any_version() {
+        use kafka_protocol::messages::ProduceRequest;
+        for version in [3, 9, 12] {
+            let frame = request(ApiKey::Produce, version, &ProduceRequest::default());
+            assert_eq!(peek_header(&frame), Some((0, "t")), "v{version}");
+        }
+        let mut null_id = request(ApiKey::Metadata, 1, &MetadataRequest::default()).to_vec();
+        null_id.truncate(8);
+        null_id.extend_from_slice(&(-1_i16).to_be_bytes());
+        assert_eq!(peek_header(&null_id), Some((3, "")));
+        assert_eq!(peek_header(&null_id[..9]), None);
+        let mut long = null_id.clone();
+        long[8..10].copy_from_slice(&100_i16.to_be_bytes());
+        assert_eq!(peek_header(&long), None);
     }
 
     #[test]

@@ -313,6 +313,16 @@ impl QuotaEnforcer {
         Arc::clone(&self.current.borrow().1)
     }
 
+    /// The snapshot this core holds, without reading the metadata core (for synchronous callers;
+    /// empty until the first request after a start has read it).
+    pub fn snapshot(&self) -> Arc<QuotaSet> {
+        let version = self.board.version();
+        if self.current.borrow().0 != version {
+            *self.current.borrow_mut() = self.board.snapshot();
+        }
+        Arc::clone(&self.current.borrow().1)
+    }
+
     /// The quota of `key` for this user (principal name) and client id, if any.
     pub fn resolve(
         quotas: &QuotaSet,
