@@ -10,13 +10,24 @@
 //! consumers at the live edge are served from memory and the store is read only by consumers that
 //! fall behind the cache or after a restart (DESIGN.md, invariant 8).
 //!
-//! # Why a cache per core and not one per agent
+//! # One cache budget for the agent: every block has an owner core
 //!
-//! Cores share nothing on the request path (invariant 5): a cache shared across cores needs a
-//! lock or a message per lookup. One cache per core costs memory — an object wanted on two cores
-//! is referenced twice, but the live edge's `Bytes` are the same refcounted buffers on every core,
-//! so only bytes read back from the store are really duplicated — and keeps every lookup a plain
-//! `&mut` call. Each core's budget is `block_cache_bytes_max`.
+//! Cores share nothing on the request path (invariant 5), so the cache is not one structure
+//! behind a lock. Instead each block read from the store — a window object, or one partition's
+//! entry of a compacted object — is owned by one network core, chosen by a stable hash
+//! ([`owners::owner_core`]), and only that core reads it from the store and caches it. A fetch
+//! on another core sends the owner its wants over a bounded channel and gets back refcounted
+//! `Bytes` slices of the owner's cached buffers (no copy per reader); see [`owners`]. So a
+//! consumer whose new connection lands on another core finds what the first connection read,
+//! the agent's whole budget (`block_cache_bytes_max` × network cores) holds distinct bytes, and
+//! the chunk a compacted entry is read in is sized from that whole budget
+//! ([`FetchCore::agent_cache_bytes`]). Concurrent misses of one block on its owner make one GET
+//! ([`inflight`]).
+//!
+//! The live edge is the exception: the objects this agent commits are inserted into *every*
+//! core's cache ([`write_through`]; the same refcounted buffers, so no byte is held twice), so a
+//! consumer at the live edge never waits for a message to another core. Each core counts them
+//! against its own budget.
 //!
 //! # Long poll
 //!
@@ -37,6 +48,8 @@
 //! lives on the core that holds the client's connection; a client that reconnects to another core
 //! gets FETCH_SESSION_ID_NOT_FOUND and starts a new one with a full fetch, as Kafka clients do.
 
+pub mod inflight;
+pub mod owners;
 pub mod readahead;
 pub mod reader;
 pub mod sessions;
@@ -80,6 +93,10 @@ pub struct FetchCore {
     pub(crate) readaheads: RefCell<readahead::Readaheads>,
     /// Where consumers of large compacted entries continue ([`reader::Positions`]).
     pub(crate) positions: RefCell<reader::Positions>,
+    /// GETs in flight on this core, joined by concurrent misses of the same bytes.
+    pub(crate) inflight: RefCell<inflight::InflightReads>,
+    /// Where every core's blocks are read (`None`: this core reads everything itself).
+    pub(crate) owners: Option<owners::BlockOwners>,
     store_reads: Cell<u64>,
     store_read_bytes: Cell<u64>,
 }
@@ -91,9 +108,34 @@ impl FetchCore {
             sessions: RefCell::new(FetchSessions::new(config.fetch_sessions_max)),
             readaheads: RefCell::new(readahead::Readaheads::default()),
             positions: RefCell::new(reader::Positions::default()),
+            inflight: RefCell::new(inflight::InflightReads::default()),
+            owners: None,
             store_reads: Cell::new(0),
             store_read_bytes: Cell::new(0),
         }
+    }
+
+    /// Reads each block on the core that owns it (see the module doc); `owners` names every
+    /// network core's inbox and this core's index among them.
+    pub fn with_owners(mut self, owners: owners::BlockOwners) -> Self {
+        self.owners = Some(owners);
+        self
+    }
+
+    /// The agent's cache budget: this core's `block_cache_bytes_max` times the network cores
+    /// that share their caches through block owners.
+    pub fn agent_cache_bytes(&self) -> u64 {
+        let cores = self
+            .owners
+            .as_ref()
+            .map_or(1, owners::BlockOwners::core_count);
+        let cores = u64::try_from(cores).unwrap_or(1);
+        self.cache.borrow().capacity_bytes().saturating_mul(cores)
+    }
+
+    /// Misses on this core that joined a GET already in flight instead of starting one.
+    pub fn reads_joined(&self) -> u64 {
+        self.inflight.borrow().joined()
     }
 
     /// Write-through: caches the batches of an object this agent just committed.
@@ -113,10 +155,11 @@ impl FetchCore {
         (self.store_reads.get(), self.store_read_bytes.get())
     }
 
-    pub(crate) fn note_store_read(&self, bytes: u64) {
-        self.store_reads.set(self.store_reads.get() + 1);
+    /// GETs made for this core's fetches, here or by the blocks' owners.
+    pub(crate) fn note_store_reads(&self, count: reader::ReadCount) {
+        self.store_reads.set(self.store_reads.get() + count.gets);
         self.store_read_bytes
-            .set(self.store_read_bytes.get() + bytes);
+            .set(self.store_read_bytes.get() + count.bytes);
     }
 }
 

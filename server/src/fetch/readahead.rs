@@ -183,7 +183,7 @@ async fn read_ahead(
     let mut planned_bytes: u64 = 0;
     let mut group_wants: Vec<Vec<Want>> = Vec::new();
     let read_bytes_max = prefetch_bytes_max(max_bytes);
-    let chunk = chunk_bytes(fetch.cache.borrow().capacity_bytes(), budgets.len());
+    let chunk = chunk_bytes(fetch.agent_cache_bytes(), budgets.len());
     for (planned, (budget, fetch_offset)) in plans.iter().zip(&budgets) {
         let Ok(planned) = planned else { continue };
         if planned_bytes >= read_bytes_max {

@@ -14,12 +14,14 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use sluice_engine::metadata::{IndexEntry, MetadataError, MetadataState, kafka_code};
 use sluice_engine::read::{AssembledRecords, SegmentPart};
 use sluice_engine::store::ObjectStorage;
 use sluice_engine::types::{LogSeq, TopicId, TopicPartition, is_compacted_object, object_key};
 
 use super::FetchCore;
+use super::inflight::{InflightGuard, InflightRead};
 
 /// Index entries read per partition per fetch.
 pub const ENTRIES_PER_PARTITION_MAX: usize = 64;
@@ -210,7 +212,7 @@ impl Want {
     }
 
     /// The bytes as a part to assemble.
-    fn part(&self, slices: Vec<Bytes>) -> SegmentPart {
+    pub(crate) fn part(&self, slices: Vec<Bytes>) -> SegmentPart {
         SegmentPart {
             entry: self.entry,
             from: self.from,
@@ -331,18 +333,46 @@ enum Cached {
     Prefix { slices: Vec<Bytes>, covered: u64 },
 }
 
-/// Reads several groups of wants (one group per partition) at once. Cached ranges come from
-/// the cache; the missing ones are grouped by object, and exact ranges of one object that are
-/// adjacent or close ([`COALESCE_GAP_BYTES_MAX`]) become one ranged GET — a consumer catching up on
-/// many partitions reads each object's segments in one request, not one per partition — while the
-/// missing bytes of a chunked want are read as [`chunk_spans`], one GET each, cached as one piece
-/// each (evicted on its own). All GETs run concurrently. A failed GET fails only the groups that
-/// needed it.
+/// GETs a read made, and their bytes (joins of GETs already in flight not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCount {
+    pub gets: u64,
+    pub bytes: u64,
+}
+
+/// Reads several groups of wants (one group per partition) at once, each block from the core
+/// that owns it ([`super::owners`]): this core's own blocks here, the others' through their
+/// owners, so what one core read is never read again by another while it is cached. The GETs
+/// made for this read count as this core's store reads.
 pub async fn read_groups(
     fetch: &FetchCore,
     store: &Arc<dyn ObjectStorage>,
     groups: &[&[Want]],
 ) -> Vec<GroupRead> {
+    let (read, count) = match &fetch.owners {
+        Some(owners) if owners.core_count() > 1 => {
+            super::owners::read_routed(fetch, owners, store, groups).await
+        }
+        _ => read_groups_here(fetch, store, groups).await,
+    };
+    fetch.note_store_reads(count);
+    read
+}
+
+/// Reads several groups of wants (one group per partition) at once from this core's cache and
+/// the store. Cached ranges come from
+/// the cache; the missing ones are grouped by object, and exact ranges of one object that are
+/// adjacent or close ([`COALESCE_GAP_BYTES_MAX`]) become one ranged GET — a consumer catching up on
+/// many partitions reads each object's segments in one request, not one per partition — while the
+/// missing bytes of a chunked want are read as [`chunk_spans`], one GET each, cached as one piece
+/// each (evicted on its own). A miss that a GET already in flight on this core covers waits for
+/// that GET ([`super::inflight`]). All GETs run concurrently. A failed GET fails only the groups
+/// that needed it.
+pub async fn read_groups_here(
+    fetch: &FetchCore,
+    store: &Arc<dyn ObjectStorage>,
+    groups: &[&[Want]],
+) -> (Vec<GroupRead>, ReadCount) {
     let mut chunk_misses: Vec<(LogSeq, Range<u64>)> = Vec::new();
     let mut found: Vec<Vec<Cached>> = {
         let mut cache = fetch.cache.borrow_mut();
@@ -372,11 +402,28 @@ pub async fn read_groups(
             })
             .collect()
     };
+    // Misses that a GET in flight covers wait for it (single-flight).
+    let mut joined: Vec<(LogSeq, InflightRead)> = Vec::new();
+    let mut join = |seq: LogSeq, range: &Range<u64>| -> bool {
+        let Some(inflight) = fetch.inflight.borrow_mut().covering(seq, range) else {
+            return false;
+        };
+        if !joined
+            .iter()
+            .any(|(joined_seq, read)| *joined_seq == seq && read.id == inflight.id)
+        {
+            joined.push((seq, inflight));
+        }
+        true
+    };
     // Missing exact ranges, by object then start.
     let mut misses: Vec<(LogSeq, Range<u64>)> = Vec::new();
     for (wants, cached) in groups.iter().zip(&found) {
         for (want, cached) in wants.iter().zip(cached) {
-            if matches!(cached, Cached::Exact(None)) && want.to > want.from {
+            if matches!(cached, Cached::Exact(None))
+                && want.to > want.from
+                && !join(want.entry.seq, &(want.from..want.to))
+            {
                 misses.push((want.entry.seq, want.from..want.to));
             }
         }
@@ -399,6 +446,7 @@ pub async fn read_groups(
     // Chunks: the same partition asked twice in one read would ask for the same chunk; spans of
     // one object never overlap (exact ranges and chunked entries are different entries, and a
     // coalescing gap is smaller than any chunked entry).
+    chunk_misses.retain(|(seq, range)| !join(*seq, range));
     chunk_misses.sort_by_key(|(seq, range)| (*seq, range.start));
     let mut chunks: Vec<(LogSeq, Range<u64>)> = Vec::new();
     for (seq, range) in chunk_misses {
@@ -409,48 +457,50 @@ pub async fn read_groups(
             _ => chunks.push((seq, range)),
         }
     }
-    let chunk_starts: Vec<(LogSeq, u64)> = chunks
-        .iter()
-        .map(|(seq, range)| (*seq, range.start))
-        .collect();
-    spans.extend(chunks);
-    spans.sort_by_key(|(seq, range)| (*seq, range.start));
-    let gets = spans.iter().map(|(seq, range)| async move {
-        let key = object_key(*seq);
-        let bytes = store
-            .get_range(&key, range.clone())
-            .await
-            .map_err(|error| ReadError::Store {
-                key: key.clone(),
-                start: range.start,
-                end: range.end,
-                reason: error.to_string(),
-            })?;
-        if bytes.len() as u64 != range.end - range.start {
-            return Err(ReadError::ShortRead {
-                key,
-                start: range.start,
-                end: range.end,
-                got: bytes.len() as u64,
-            });
-        }
-        Ok(bytes)
-    });
-    let read: Vec<Result<Bytes, ReadError>> = futures::future::join_all(gets).await;
-    for bytes in read.iter().flatten() {
-        fetch.note_store_read(bytes.len() as u64);
-    }
+    // Every GET this read starts, registered until it returns (or this read is dropped).
+    let mut guard = InflightGuard {
+        reads: &fetch.inflight,
+        started: Vec::new(),
+    };
+    let mut reads: Vec<(LogSeq, InflightRead)> = Vec::new();
+    for ((seq, range), chunk) in spans
+        .into_iter()
+        .map(|span| (span, false))
+        .chain(chunks.into_iter().map(|span| (span, true)))
     {
-        // A chunk is cached whole, as one piece.
+        let read = get_range(Arc::clone(store), seq, range.clone())
+            .boxed_local()
+            .shared();
+        let inflight = fetch.inflight.borrow_mut().start(seq, range, chunk, read);
+        guard.started.push((seq, inflight.id));
+        reads.push((seq, inflight));
+    }
+    let started = reads.len();
+    reads.extend(joined);
+    reads.sort_by_key(|(seq, inflight)| (*seq, inflight.range.start));
+    let read: Vec<Result<Bytes, ReadError>> =
+        futures::future::join_all(reads.iter().map(|(_, inflight)| inflight.read.clone())).await;
+    let mut count = ReadCount::default();
+    {
         let mut cache = fetch.cache.borrow_mut();
-        for ((seq, range), bytes) in spans.iter().zip(&read) {
-            if let Ok(bytes) = bytes
-                && chunk_starts.binary_search(&(*seq, range.start)).is_ok()
-            {
-                cache.insert(*seq, range.start, bytes.clone());
+        for ((seq, inflight), bytes) in reads.iter().zip(&read) {
+            let Ok(bytes) = bytes else { continue };
+            if guard.started.contains(&(*seq, inflight.id)) {
+                count.gets += 1;
+                count.bytes += bytes.len() as u64;
+            }
+            // A chunk is cached whole, as one piece (a second insert of it is dropped).
+            if inflight.chunk {
+                cache.insert(*seq, inflight.range.start, bytes.clone());
             }
         }
     }
+    debug_assert!(count.gets <= started as u64);
+    drop(guard);
+    let spans: Vec<(LogSeq, Range<u64>)> = reads
+        .iter()
+        .map(|(seq, inflight)| (*seq, inflight.range.clone()))
+        .collect();
 
     let mut results = Vec::with_capacity(groups.len());
     for (wants, cached) in groups.iter().zip(&mut found) {
@@ -495,7 +545,34 @@ pub async fn read_groups(
             None => Ok(parts),
         });
     }
-    results
+    (results, count)
+}
+
+/// One ranged GET of `range` of object `seq`, checked for length.
+async fn get_range(
+    store: Arc<dyn ObjectStorage>,
+    seq: LogSeq,
+    range: Range<u64>,
+) -> Result<Bytes, ReadError> {
+    let key = object_key(seq);
+    let bytes = store
+        .get_range(&key, range.clone())
+        .await
+        .map_err(|error| ReadError::Store {
+            key: key.clone(),
+            start: range.start,
+            end: range.end,
+            reason: error.to_string(),
+        })?;
+    if bytes.len() as u64 != range.end - range.start {
+        return Err(ReadError::ShortRead {
+            key,
+            start: range.start,
+            end: range.end,
+            got: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Reads `part` again up to `needed_end` (an [`AssembleError::Short`] answer: the first batch the
@@ -513,7 +590,7 @@ pub async fn read_more(
         from: part.from,
         from_offset: part.from_offset,
         to: needed_end.clamp(part.from, entry_end(&part.entry)),
-        chunk: chunk_bytes(fetch.cache.borrow().capacity_bytes(), 1),
+        chunk: chunk_bytes(fetch.agent_cache_bytes(), 1),
     };
     read_entries(fetch, store, &[want]).await
 }
@@ -549,7 +626,6 @@ pub fn note_answer(
     if used.is_some() || next.is_some() {
         fetch.positions.borrow_mut().advance(used, next);
     }
-    let mut cache = fetch.cache.borrow_mut();
     for part in parts {
         let entry = &part.entry;
         if !is_compacted_object(entry.seq) {
@@ -560,7 +636,16 @@ pub fn note_answer(
             _ if assembled.next_offset >= entry.end_offset => entry_end(entry),
             _ => continue,
         };
-        cache.demote(entry.seq, entry.byte_start..went_past);
+        // The chunk is cached on the core that owns the entry.
+        match &fetch.owners {
+            Some(owners) if owners.owner(entry) != owners.index() => {
+                owners.demote_on(owners.owner(entry), entry.seq, entry.byte_start..went_past);
+            }
+            _ => fetch
+                .cache
+                .borrow_mut()
+                .demote(entry.seq, entry.byte_start..went_past),
+        }
     }
 }
 
@@ -575,14 +660,17 @@ fn slices_of_spans(
     let mut slices = Vec::new();
     let mut position = range.start;
     while position < range.end {
-        // Spans are sorted by (object, start) and do not overlap: the last one starting at or
-        // before the position is the only one that can hold it.
+        // Spans are sorted by (object, start); a GET joined in flight may overlap one started
+        // here, so look back through the object's spans that start at or before the position.
         let after =
             spans.partition_point(|(span_seq, span)| (*span_seq, span.start) <= (seq, position));
-        let holding = after
-            .checked_sub(1)
-            .and_then(|index| Some((spans.get(index)?, read.get(index)?)))
-            .filter(|((span_seq, span), _)| *span_seq == seq && position < span.end);
+        let holding = (0..after)
+            .rev()
+            .map_while(|index| {
+                let span = spans.get(index).filter(|(span_seq, _)| *span_seq == seq)?;
+                Some((span, read.get(index)?))
+            })
+            .find(|((_, span), _)| position < span.end);
         let Some(((_, span), bytes)) = holding else {
             return Err(ReadError::Store {
                 key: object_key(seq),
@@ -971,5 +1059,116 @@ mod tests {
         let total: u64 = entries.iter().map(|entry| entry.byte_len).sum();
         assert_eq!(fetch.store_reads().1, total, "no chunk read twice");
         assert!(fetch.cache.borrow().used_bytes() <= 40 * MIB);
+    }
+
+    /// A store whose ranged GETs wait until the test opens the gate, counting them.
+    #[derive(Debug)]
+    struct Gated {
+        inner: Arc<Objects>,
+        gate: futures::future::Shared<futures::channel::oneshot::Receiver<()>>,
+        gets: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStorage for Gated {
+        async fn put_create(&self, _: &str, _: Vec<Bytes>) -> StoreResult<()> {
+            unimplemented!()
+        }
+        async fn get(&self, _: &str) -> StoreResult<Bytes> {
+            unimplemented!()
+        }
+        async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<Bytes> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = self.gate.clone().await;
+            self.inner.get_range(key, range).await
+        }
+        async fn get_tail(&self, _: &str, _: u64) -> StoreResult<(Bytes, u64)> {
+            unimplemented!()
+        }
+        async fn head(&self, _: &str) -> StoreResult<ObjectInfo> {
+            unimplemented!()
+        }
+        async fn list(&self, _: &str, _: Option<&str>) -> StoreResult<Vec<ObjectInfo>> {
+            unimplemented!()
+        }
+        async fn delete(&self, _: &str) -> StoreResult<()> {
+            unimplemented!()
+        }
+    }
+
+    /// Two reads that miss the same bytes while the first one's GET is in flight: the second
+    /// waits for that GET (single-flight), for exact ranges and for a compacted entry's chunk
+    /// alike; both get the same buffer, and the registry is empty afterwards.
+    #[test]
+    fn concurrent_misses_of_one_block_make_one_get() {
+        let window: Bytes = (0..3_000_u32)
+            .map(|index| index as u8)
+            .collect::<Vec<u8>>()
+            .into();
+        let (compacted, big) = compacted_partition(160, 64 * 1024);
+        let mut objects = Objects::default();
+        objects.objects.insert(log_key(LogSeq(1)), window.clone());
+        objects
+            .objects
+            .insert(object_key(big.seq), compacted.clone());
+        let (open, gate) = futures::channel::oneshot::channel::<()>();
+        let gated = Arc::new(Gated {
+            inner: Arc::new(objects),
+            gate: gate.shared(),
+            gets: std::sync::atomic::AtomicU64::new(0),
+        });
+        let store: Arc<dyn ObjectStorage> = gated.clone();
+        let fetch = FetchCore::default();
+        let chunk = 4 * MIB;
+        // Two partitions' segments of one window object (one coalesced GET) and the first
+        // chunk of a compacted entry; then one segment of the window object and the same chunk.
+        let mut first = whole(&[entry(1, 0, 1_000), entry(1, 1_000, 500)]);
+        first.extend(wants(&Positions::default(), &[big], 0, MIB, chunk));
+        let mut second = whole(&[entry(1, 1_000, 500)]);
+        second.extend(wants(&Positions::default(), &[big], 0, MIB, chunk));
+        block_on(async {
+            let one = read_entries(&fetch, &store, &first);
+            let two = read_entries(&fetch, &store, &second);
+            futures::pin_mut!(one, two);
+            assert!(futures::poll!(&mut one).is_pending());
+            assert_eq!(gated.gets.load(std::sync::atomic::Ordering::SeqCst), 2);
+            assert!(futures::poll!(&mut two).is_pending());
+            assert_eq!(
+                gated.gets.load(std::sync::atomic::Ordering::SeqCst),
+                2,
+                "the second read joined both GETs in flight"
+            );
+            open.send(()).unwrap();
+            let (one, two) = futures::join!(one, two);
+            let (one, two) = (one.unwrap(), two.unwrap());
+            assert_eq!(joined(&one[..2]), window[0..1_500].to_vec());
+            assert_eq!(joined(&two[..1]), window[1_000..1_500].to_vec());
+            // The same buffers: slices of the one GET.
+            assert_eq!(one[1].slices[0].as_ptr(), two[0].slices[0].as_ptr());
+            assert_eq!(one[2].slices[0].as_ptr(), two[1].slices[0].as_ptr());
+            assert_eq!(joined(&two[1..]), compacted[64..64 + MIB as usize].to_vec());
+        });
+        assert_eq!(fetch.reads_joined(), 2);
+        assert!(fetch.inflight.borrow().is_empty());
+        let (count, _) = fetch.store_reads();
+        assert_eq!(count, 2, "only the GETs started count");
+        // Cached now: a third read makes no GET.
+        let third = block_on(read_entries(&fetch, &store, &second)).unwrap();
+        assert_eq!(joined(&third[..1]), window[1_000..1_500].to_vec());
+        assert_eq!(gated.gets.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// The chunk comes from the agent's whole budget: two cores of 256 MiB give a 64-partition
+    /// replay 4 MiB chunks.
+    #[test]
+    fn the_chunk_is_sized_from_the_agents_whole_cache() {
+        let (senders, _inboxes) = crate::fetch::owners::block_channels(2);
+        let fetch = FetchCore::new(crate::fetch::FetchConfig {
+            block_cache_bytes_max: 256 * MIB,
+            ..Default::default()
+        })
+        .with_owners(crate::fetch::owners::BlockOwners::new(0, senders));
+        assert_eq!(fetch.agent_cache_bytes(), 512 * MIB);
+        assert_eq!(chunk_bytes(fetch.agent_cache_bytes(), 64), 4 * MIB);
     }
 }

@@ -22,6 +22,7 @@ use super::executor::{Executor, spawn_executor};
 use super::network_core::{StopSignal, network_core};
 use crate::auth::{AclBoard, Authorizer};
 use crate::config::{Config, ConfigError};
+use crate::fetch::owners::{BlockOwners, block_channels, serve_inbox as serve_block_inbox};
 use crate::fetch::{FetchConfig, FetchCore};
 use crate::groups::classic::ClassicConfig;
 use crate::groups::consumer::ConsumerConfig;
@@ -504,7 +505,12 @@ impl Agent {
         let quota_window = config.quota_window();
         // Every core needs every core's group inbox before any of them runs.
         let (group_senders, group_inboxes) = group_channels(plan.network_cpus.len());
-        for (index, ((((cpu, listener), tls_listener), subscription), group_inbox)) in plan
+        // And every core's block inbox: each block is read and cached by its owner core.
+        let (block_senders, block_inboxes) = block_channels(plan.network_cpus.len());
+        for (
+            index,
+            (((((cpu, listener), tls_listener), subscription), group_inbox), block_inbox),
+        ) in plan
             .network_cpus
             .iter()
             .copied()
@@ -512,6 +518,7 @@ impl Agent {
             .zip(tls_listeners)
             .zip(subscriptions)
             .zip(group_inboxes)
+            .zip(block_inboxes)
             .enumerate()
         {
             let tls_part = tls_listener.zip(tls_identity.clone());
@@ -522,6 +529,7 @@ impl Agent {
             let cluster_board = cluster_board.clone();
             let group_config = group_config.clone();
             let group_senders = group_senders.clone();
+            let block_owners = BlockOwners::new(index, block_senders.clone());
             let authorizer_policy = authorizer_policy.clone();
             let acl_board = Arc::clone(&acl_board);
             let quota_board = Arc::clone(&quota_board);
@@ -537,7 +545,9 @@ impl Agent {
                 move |stop| async move {
                     // Inside the executor: glommio tasks and semaphores belong to this core.
                     let waiters = Rc::new(WatermarkWaiters::default());
-                    let fetch = Rc::new(FetchCore::new(fetch_config));
+                    let fetch = Rc::new(FetchCore::new(fetch_config).with_owners(block_owners));
+                    glommio::spawn_local(serve_block_inbox(Rc::clone(&fetch), block_inbox))
+                        .detach();
                     glommio::spawn_local(heartbeat(slot.clone(), Rc::clone(&fetch))).detach();
                     // Each commit's bytes enter this core's cache before its fetches wake.
                     let cache = Rc::clone(&fetch);

@@ -20,6 +20,7 @@ mod fetch_measure;
 mod fetch_read;
 mod fetch_readahead;
 mod fetch_sessions;
+mod fetch_shared_cache;
 mod fetch_support;
 mod groups_protocol;
 mod groups_restart;

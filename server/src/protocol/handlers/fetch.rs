@@ -304,10 +304,7 @@ async fn prefetch(
 ) -> Vec<Option<Prefetched>> {
     let mut planned_bytes: u64 = 0;
     let read_bytes_max = prefetch_bytes_max(max_bytes as u64);
-    let chunk = chunk_bytes(
-        services.fetch.cache.borrow().capacity_bytes(),
-        partitions.len(),
-    );
+    let chunk = chunk_bytes(services.fetch.agent_cache_bytes(), partitions.len());
     let mut chosen = Vec::with_capacity(plans.len());
     let mut group_wants: Vec<Vec<Want>> = Vec::new();
     for ((_, wanted), planned) in partitions.iter().zip(plans) {
@@ -400,7 +397,7 @@ async fn read_partition(
     let read = match prefetched {
         Some(read) => read,
         None => {
-            let chunk = chunk_bytes(services.fetch.cache.borrow().capacity_bytes(), 1);
+            let chunk = chunk_bytes(services.fetch.agent_cache_bytes(), 1);
             let wants = partition_wants(services, &planned, wanted, max_bytes, chunk);
             read_entries(&services.fetch, services.core.store(), &wants).await
         }

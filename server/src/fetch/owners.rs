@@ -1,0 +1,348 @@
+//! Which network core owns a block, and how other cores read it.
+//!
+//! A *block* is what the cache reads and evicts together: a window object (`log/…`, its
+//! partitions' segments are read together and evicted as one unit), or one partition's entry of
+//! a compacted object (`compacted/…`, read in chunks at its consumer's pace). Its owner is
+//! `hash(object, entry start) % network cores` for a compacted entry and `hash(object) % cores`
+//! for a window object, with a fixed mixing function, so every core agrees without asking.
+//!
+//! A fetch splits its wants by owner. Its own blocks it reads in place ([`read_groups_here`]);
+//! for each other core it sends one *job* over that core's bounded inbox ([`BLOCK_JOBS_QUEUED_MAX`],
+//! a full inbox makes the sender wait: backpressure, never an unbounded queue) and awaits the
+//! answer on a oneshot. The owner runs the job as a task of its own: the same
+//! [`read_groups_here`] against its cache, its in-flight GETs (so concurrent misses from every
+//! core make one GET) and the store. The answer is refcounted `Bytes` slices of the owner's cached
+//! buffers — moved to the requesting core, never copied per reader — which the requester
+//! assembles with the batch headers it rewrites, as for its own blocks. Jobs never send jobs, so
+//! two cores waiting on each other's inboxes cannot deadlock.
+//!
+//! A window object that this core already has (the live edge: commits are written through to
+//! every core) is served from here without a message. What a fetch demotes (chunks its answer
+//! went past) is sent to the chunk's owner as a job that may be dropped when the inbox is full
+//! (it is an eviction hint).
+//!
+//! Cost: one message round trip per fetch per other core whose blocks it needs — a few
+//! microseconds against a GET's milliseconds, and the price of the agent's whole cache budget
+//! serving every connection.
+
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use futures::future::LocalBoxFuture;
+use futures::{FutureExt, SinkExt, StreamExt};
+use sluice_engine::metadata::IndexEntry;
+use sluice_engine::store::ObjectStorage;
+use sluice_engine::types::{LogSeq, is_compacted_object, object_key};
+
+use super::FetchCore;
+use super::reader::{GroupRead, ReadCount, ReadError, Want, read_groups_here};
+
+/// Jobs queued for one core's blocks before senders wait. A fetch sends at most one read job per
+/// other core, and a connection has at most 64 requests in flight.
+pub const BLOCK_JOBS_QUEUED_MAX: usize = 256;
+
+/// A stable 64-bit mix (splitmix64's finalizer): the same owner in every run and build.
+fn mix(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
+}
+
+/// The index of the core that owns `entry`'s block among `cores` network cores.
+pub fn owner_core(entry: &IndexEntry, cores: usize) -> usize {
+    let cores = u64::try_from(cores.max(1)).unwrap_or(u64::MAX);
+    let key = if is_compacted_object(entry.seq) {
+        mix(entry.seq.0 ^ mix(entry.byte_start))
+    } else {
+        mix(entry.seq.0)
+    };
+    // The remainder is below `cores`, which came from a usize.
+    usize::try_from(key % cores).unwrap_or(0)
+}
+
+/// Work for the owner core: runs there against its [`FetchCore`].
+type Job = Box<dyn FnOnce(Rc<FetchCore>) -> LocalBoxFuture<'static, ()> + Send>;
+
+/// The way into one core's blocks, from any core. Cheap to clone.
+#[derive(Clone)]
+pub struct BlockSender(mpsc::Sender<Job>);
+
+impl std::fmt::Debug for BlockSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlockSender")
+    }
+}
+
+/// The receiving end of one core's block jobs, given to [`serve_inbox`] on that core.
+pub struct BlockInbox(mpsc::Receiver<Job>);
+
+impl std::fmt::Debug for BlockInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlockInbox")
+    }
+}
+
+/// One channel per network core, created before the executors start: every core gets all the
+/// senders and its own inbox.
+pub fn block_channels(cores: usize) -> (Vec<BlockSender>, Vec<BlockInbox>) {
+    (0..cores)
+        .map(|_| {
+            let (sender, receiver) = mpsc::channel(BLOCK_JOBS_QUEUED_MAX);
+            (BlockSender(sender), BlockInbox(receiver))
+        })
+        .unzip()
+}
+
+/// Runs on each network core until its executor stops: starts every job that arrives for this
+/// core's blocks as a task of its own.
+pub async fn serve_inbox(fetch: Rc<FetchCore>, inbox: BlockInbox) {
+    let BlockInbox(mut receiver) = inbox;
+    while let Some(job) = receiver.next().await {
+        glommio::spawn_local(job(Rc::clone(&fetch))).detach();
+    }
+}
+
+/// One network core's way to every core's blocks.
+#[derive(Debug, Clone)]
+pub struct BlockOwners {
+    index: usize,
+    cores: Vec<BlockSender>,
+}
+
+/// What a read job answers: each group's parts, and the GETs the owner made for it.
+type JobAnswer = (Vec<GroupRead>, ReadCount);
+
+impl BlockOwners {
+    /// `cores[index]` must be the sender of this core's own inbox.
+    pub fn new(index: usize, cores: Vec<BlockSender>) -> Self {
+        Self { index, cores }
+    }
+
+    pub fn core_count(&self) -> usize {
+        self.cores.len().max(1)
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The core that owns `entry`'s block.
+    pub fn owner(&self, entry: &IndexEntry) -> usize {
+        owner_core(entry, self.core_count())
+    }
+
+    /// Reads `groups` on core `core` (which owns every want in them).
+    async fn read_on(
+        &self,
+        core: usize,
+        store: Arc<dyn ObjectStorage>,
+        groups: Vec<Vec<Want>>,
+    ) -> Option<JobAnswer> {
+        let BlockSender(sender) = self.cores.get(core)?;
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |owner: Rc<FetchCore>| {
+            async move {
+                let groups: Vec<&[Want]> = groups.iter().map(Vec::as_slice).collect();
+                let read = read_groups_here(&owner, &store, &groups).await;
+                // The requester may be gone (its connection closed); the bytes stay cached.
+                let _ = reply.send(read);
+            }
+            .boxed_local()
+        });
+        // A clone per call: `send` needs `&mut`.
+        let mut sender = sender.clone();
+        sender.send(job).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Marks `range` of compacted object `seq` as gone past on core `core` (an eviction hint:
+    /// dropped when that core's inbox is full or closed).
+    pub fn demote_on(&self, core: usize, seq: LogSeq, range: Range<u64>) {
+        let Some(BlockSender(sender)) = self.cores.get(core) else {
+            return;
+        };
+        let job: Job = Box::new(move |owner: Rc<FetchCore>| {
+            async move { owner.cache.borrow_mut().demote(seq, range) }.boxed_local()
+        });
+        let _ = sender.clone().try_send(job);
+    }
+}
+
+/// Where one want's bytes come from.
+enum Source {
+    /// This core's cache had all of a window object's range (written through at the commit).
+    Cached(Vec<Bytes>),
+    /// The read on core `n` (this one included).
+    Core(usize),
+}
+
+/// [`super::reader::read_groups`] across cores: each want read by its block's owner, all owners
+/// at once; the answers merged back into each group's order.
+pub(crate) async fn read_routed(
+    fetch: &FetchCore,
+    owners: &BlockOwners,
+    store: &Arc<dyn ObjectStorage>,
+    groups: &[&[Want]],
+) -> (Vec<GroupRead>, ReadCount) {
+    let cores = owners.core_count();
+    let mut per_core: Vec<Vec<Vec<Want>>> = vec![vec![Vec::new(); groups.len()]; cores];
+    let mut sources: Vec<Vec<Source>> = Vec::with_capacity(groups.len());
+    {
+        let mut cache = fetch.cache.borrow_mut();
+        for (group, wants) in groups.iter().enumerate() {
+            let mut group_sources = Vec::with_capacity(wants.len());
+            for want in wants.iter() {
+                let owner = owners.owner(&want.entry);
+                let seq = want.entry.seq;
+                let here = (owner != owners.index()
+                    && want.chunk == 0
+                    && !is_compacted_object(seq)
+                    && cache.contains_object(seq))
+                .then(|| cache.get(seq, want.from..want.to))
+                .flatten();
+                match here {
+                    Some(slices) => group_sources.push(Source::Cached(slices)),
+                    None => {
+                        if let Some(wants) = per_core
+                            .get_mut(owner)
+                            .and_then(|groups| groups.get_mut(group))
+                        {
+                            wants.push(*want);
+                        }
+                        group_sources.push(Source::Core(owner));
+                    }
+                }
+            }
+            sources.push(group_sources);
+        }
+    }
+    let reads = per_core.into_iter().enumerate().map(|(core, groups)| {
+        async move {
+            if groups.iter().all(Vec::is_empty) {
+                return None;
+            }
+            if core == owners.index() {
+                let slices: Vec<&[Want]> = groups.iter().map(Vec::as_slice).collect();
+                return Some(read_groups_here(fetch, store, &slices).await);
+            }
+            let answer = owners.read_on(core, Arc::clone(store), groups).await;
+            // A core that takes no jobs (the agent is stopping): its wants fail below.
+            Some(answer.unwrap_or_default())
+        }
+        .boxed_local()
+    });
+    let answers: Vec<Option<JobAnswer>> = futures::future::join_all(reads).await;
+    let mut count = ReadCount::default();
+    // Each core's parts per group, taken in order.
+    let mut parts: Vec<Vec<Option<GroupRead>>> = Vec::with_capacity(answers.len());
+    for answer in answers {
+        match answer {
+            Some((groups, read)) => {
+                count.gets += read.gets;
+                count.bytes += read.bytes;
+                parts.push(groups.into_iter().map(Some).collect());
+            }
+            None => parts.push(Vec::new()),
+        }
+    }
+    let mut results = Vec::with_capacity(groups.len());
+    for (group, (wants, group_sources)) in groups.iter().zip(sources).enumerate() {
+        let mut taken: Vec<std::vec::IntoIter<_>> = Vec::new();
+        let mut merged = Vec::with_capacity(wants.len());
+        let mut failed = None;
+        for (want, source) in wants.iter().zip(group_sources) {
+            let part = match source {
+                Source::Cached(slices) => Ok(want.part(slices)),
+                Source::Core(core) => {
+                    take_part(&mut parts, &mut taken, core, group, want.entry.seq)
+                }
+            };
+            match part {
+                Ok(part) => merged.push(part),
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        results.push(match failed {
+            Some(error) => Err(error),
+            None => Ok(merged),
+        });
+    }
+    (results, count)
+}
+
+/// The next part of `group` from core `core`'s answer.
+fn take_part(
+    parts: &mut [Vec<Option<GroupRead>>],
+    taken: &mut Vec<std::vec::IntoIter<sluice_engine::read::SegmentPart>>,
+    core: usize,
+    group: usize,
+    seq: LogSeq,
+) -> Result<sluice_engine::read::SegmentPart, ReadError> {
+    // `taken` holds, per core, the iterator over this group's parts once the first was taken.
+    while taken.len() <= core {
+        taken.push(Vec::new().into_iter());
+    }
+    let answer = parts
+        .get_mut(core)
+        .and_then(|groups| groups.get_mut(group))
+        .and_then(Option::take);
+    if let Some(answer) = answer {
+        let iterator = answer?.into_iter();
+        if let Some(slot) = taken.get_mut(core) {
+            *slot = iterator;
+        }
+    }
+    taken
+        .get_mut(core)
+        .and_then(Iterator::next)
+        .ok_or_else(|| ReadError::Store {
+            key: object_key(seq),
+            start: 0,
+            end: 0,
+            reason: format!("network core {core} did not answer for this block"),
+        })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: LogSeq, byte_start: u64) -> IndexEntry {
+        IndexEntry {
+            base_offset: 0,
+            end_offset: 1,
+            seq,
+            byte_start,
+            byte_len: 1,
+            max_timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn window_objects_and_compacted_entries_spread_over_the_cores() {
+        let mut counts = [0_usize; 2];
+        for seq in 0..1_000 {
+            counts[owner_core(&entry(LogSeq(seq), 7), 2)] += 1;
+        }
+        assert!(counts.iter().all(|&count| count > 400), "{counts:?}");
+        // Every partition's entry of one window object has the object's owner.
+        let owner = owner_core(&entry(LogSeq(5), 0), 2);
+        assert!((0..64).all(|start| owner_core(&entry(LogSeq(5), start * 100), 2) == owner));
+        // The entries of one compacted object spread.
+        let compacted = sluice_engine::types::compacted_object_id(1, 3);
+        let mut counts = [0_usize; 2];
+        for start in 0..64 {
+            counts[owner_core(&entry(compacted, 64 + start * 32 * 1024 * 1024), 2)] += 1;
+        }
+        assert!(counts.iter().all(|&count| count >= 20), "{counts:?}");
+        assert_eq!(owner_core(&entry(LogSeq(9), 0), 1), 0);
+        assert_eq!(owner_core(&entry(LogSeq(9), 0), 0), 0);
+    }
+}

@@ -1,0 +1,140 @@
+//! One cache budget for the agent: every block is owned by one network core, and a block read
+//! from the store for a connection on one core is served to a connection on the other core from
+//! the owner's cache — no second GET (`server/src/fetch/owners.rs`).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use crate::common;
+use crate::fetch_support::*;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use common::{RawClient, TestAgent, batch, produce_request, produce_results};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceResponse};
+use sluice_engine::store::{ObjectStorage, StoreConfig, open_store};
+
+const BATCHES: usize = 8;
+const RECORDS_PER_BATCH: usize = 10;
+
+/// Produces `BATCHES` batches to each of the two partitions of `shared`, one object per round,
+/// with a one-core agent; returns the topic id and each partition's batches.
+fn fill(store_dir: &std::path::Path) -> (uuid::Uuid, [Vec<Bytes>; 2]) {
+    let store = open_store(
+        &StoreConfig::from_url(&format!("file://{}?fsync=false", store_dir.display())).unwrap(),
+    )
+    .unwrap();
+    let agent = common::start_agent_with_store(store, |config| config.flush_interval_ms = 5);
+    let mut client = RawClient::connect(agent.addr());
+    let topic_id = create_topic(&mut client, "shared", 2);
+    let mut produced = [Vec::new(), Vec::new()];
+    for index in 0..BATCHES {
+        // Both partitions in one request: one object holds a segment of each.
+        let records: Vec<Bytes> = (0..2)
+            .map(|partition| batch(RECORDS_PER_BATCH, (index * 10 + partition) as i64))
+            .collect();
+        let response: ProduceResponse = client.call(
+            ApiKey::Produce,
+            9,
+            &produce_request(
+                -1,
+                &[
+                    ("shared", 0, records[0].clone()),
+                    ("shared", 1, records[1].clone()),
+                ],
+            ),
+        );
+        for (_, _, error_code, base) in produce_results(&response) {
+            assert_eq!((error_code, base), (0, (index * RECORDS_PER_BATCH) as i64));
+        }
+        for (batches, records) in produced.iter_mut().zip(records) {
+            batches.push(records);
+        }
+    }
+    drop(client);
+    agent.stop();
+    (topic_id, produced)
+}
+
+/// A connection served by network core `core`. SO_REUSEPORT picks a connection's core by its
+/// address hash, so connect until one lands there: the agent counts a connection when it accepts
+/// it, before it answers the connection's first request.
+fn connection_on_core(agent: &TestAgent, core: usize) -> RawClient {
+    let metrics = agent.agent.as_ref().unwrap().metrics();
+    let accepted = || -> Vec<u64> {
+        metrics
+            .cores
+            .iter()
+            .map(|core| core.connections_accepted.load(Ordering::SeqCst))
+            .collect()
+    };
+    for _ in 0..256 {
+        let before = accepted();
+        let mut client = RawClient::connect(agent.addr());
+        let _: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+        if accepted()[core] > before[core] {
+            return client;
+        }
+    }
+    panic!("no connection landed on core {core} in 256 attempts");
+}
+
+/// Fetches both partitions from offset 0 and checks every batch against what was produced.
+fn fetch_all(client: &mut RawClient, topic_id: uuid::Uuid, produced: &[Vec<Bytes>; 2]) {
+    let wants = [want(0, 0), want(1, 0)];
+    let response = fetch(client, 13, &fetch_request("shared", topic_id, &wants, 0, 0));
+    for (partition, data) in partitions(&response).into_iter().enumerate() {
+        assert_eq!(data.error_code, 0, "partition {partition}");
+        let fetched = batches_of(&data.records);
+        assert_eq!(fetched.len(), BATCHES, "partition {partition}");
+        for (index, (base, bytes)) in fetched.iter().enumerate() {
+            assert_eq!(*base, (index * RECORDS_PER_BATCH) as i64);
+            assert_same_batch(bytes, &produced[partition][index], *base);
+        }
+    }
+}
+
+#[test]
+fn a_block_read_through_one_core_is_served_to_the_other_without_a_second_get() {
+    let online = std::thread::available_parallelism().map_or(1, usize::from);
+    if online < 2 {
+        sluice_tests::tools::skip_or_fail(&format!(
+            "a_block_read_through_one_core_is_served_to_the_other: needs two CPUs, {online} here"
+        ));
+        return;
+    }
+    let store_dir = tempfile::tempdir().unwrap();
+    let (topic_id, produced) = fill(store_dir.path());
+
+    // A fresh two-core agent on the same bucket: both caches are cold.
+    let store = GetCountingStore::local(store_dir.path());
+    let agent =
+        common::start_agent_with_store(Arc::clone(&store) as Arc<dyn ObjectStorage>, |config| {
+            config.cpus = Some(vec![0, 1]);
+        });
+    let mut on_zero = connection_on_core(&agent, 0);
+    let mut on_one = connection_on_core(&agent, 1);
+
+    let before = store.range_gets();
+    fetch_all(&mut on_zero, topic_id, &produced);
+    let read = store.range_gets() - before;
+    // The objects are owned by both cores (by hash), so this read went to both, and each owner
+    // read its objects from the store once.
+    assert!(
+        (1..=BATCHES as u64).contains(&read),
+        "{read} GETs for {BATCHES} objects"
+    );
+
+    // The same history through the other core: every block comes from its owner's cache.
+    fetch_all(&mut on_one, topic_id, &produced);
+    assert_eq!(
+        store.range_gets() - before,
+        read,
+        "a connection on core 1 read again from the store"
+    );
+    // And back on the first core, after a new connection there.
+    let mut again = connection_on_core(&agent, 0);
+    fetch_all(&mut again, topic_id, &produced);
+    assert_eq!(store.range_gets() - before, read);
+}
