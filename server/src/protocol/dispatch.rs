@@ -329,6 +329,17 @@ impl<S: MetadataSource> Dispatcher<S> {
             connection,
         };
         let quotas = self.request_quotas(api_key, &header, connection).await;
+        let mut body = body;
+        // Kafka caps a quota'd Fetch at what the quota allows in one window
+        // (`getMaxValueInQuotaWindow`): a larger response would always be throttled, answered
+        // empty and asked for again.
+        if let (Some(quotas), Request::Fetch(fetch)) = (&quotas, &mut body)
+            && let Some(applied) = &quotas.bytes
+        {
+            fetch.max_bytes = fetch
+                .max_bytes
+                .min(quotas.enforcer.bytes_in_window_max(applied));
+        }
         let answered = async {
             let refused = if auth.enabled() {
                 guard::refuse(&auth, &body, version).await

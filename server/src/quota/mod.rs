@@ -382,6 +382,20 @@ impl QuotaEnforcer {
         throttle_ms
     }
 
+    /// The most bytes the quota allows in one window, Kafka's `getMaxValueInQuotaWindow`:
+    /// the quota × (`samples` - 1) × the sample length (at least one sample), at least 1.
+    pub fn bytes_in_window_max(&self, applied: &Applied) -> i32 {
+        let windows = f64::from(self.settings.samples.saturating_sub(1).max(1));
+        let seconds = self.settings.sample_ms as f64 / 1_000.0;
+        let bytes = (applied.limit * windows * seconds).floor();
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "clamped to the i32 range just before"
+        )]
+        let bytes = bytes.clamp(1.0, f64::from(i32::MAX)) as i32;
+        bytes
+    }
+
     /// Takes `amount` back (a throttled Fetch, answered empty).
     pub fn unrecord(&self, applied: &Applied, amount: f64) {
         if let Some(tracked) = self

@@ -271,6 +271,24 @@ fn quotas_are_stored_enforced_with_throttles_and_survive_a_restart() {
         fetch_throttle_ms > 0 && bytes == 0,
         "{fetch_throttle_ms} {bytes}"
     );
+    // Under a quota that allows a batch a window, the Fetch is capped to the window's worth (as
+    // Kafka caps it) and delivers: uncapped, the ~60 KB response would be throttled, answered
+    // empty and asked for again forever.
+    assert_eq!(
+        alter(
+            &mut client,
+            &clients,
+            &[("consumer_byte_rate", 30_000.0, false)],
+            false
+        )
+        .0,
+        0
+    );
+    let (fetch_throttle_ms, bytes) = fetch(&mut client);
+    assert!(
+        fetch_throttle_ms == 0 && bytes > 0 && bytes <= 30_000,
+        "{fetch_throttle_ms} {bytes}"
+    );
 
     let endpoint = agent.agent.as_ref().unwrap().metrics_addr().unwrap();
     let text = metrics(endpoint);
