@@ -17,7 +17,8 @@ use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, DescribeClientQuotasRequest,
-    DescribeClientQuotasResponse, FetchRequest, FetchResponse, ProduceResponse,
+    DescribeClientQuotasResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    ProduceResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -322,6 +323,25 @@ fn quotas_are_stored_enforced_with_throttles_and_survive_a_restart() {
     let first = produce(&mut client);
     let second = produce(&mut client);
     assert!(first > 0 || second > 0, "{first} {second}");
+
+    // A request quota far below what any request costs (0.0001 % of a core: a microsecond a
+    // second): the next request's own core time puts the client over, and it is throttled.
+    assert_eq!(
+        alter(
+            &mut client,
+            &[("user", None)],
+            &[("request_percentage", 0.0001, false)],
+            false
+        )
+        .0,
+        0
+    );
+    let metadata: MetadataResponse = client.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(
+        metadata.throttle_time_ms > 0,
+        "{}",
+        metadata.throttle_time_ms
+    );
 }
 
 /// librdkafka (confluent-kafka) under a `producer_byte_rate`: it reports the responses'
