@@ -102,6 +102,11 @@ impl SluiceAgent {
         Ok(())
     }
 
+    /// The running agent process's id (`None` after [`SluiceAgent::kill9`]).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildGuard::id)
+    }
+
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         self.address.to_string()

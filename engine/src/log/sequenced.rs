@@ -32,7 +32,7 @@
 //! below the *older* of the last two checkpoints are deleted (`truncate_before`), so recovery can
 //! still fall back one checkpoint, as garbage collection keeps two.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,6 +104,10 @@ pub struct SequencedLog {
     /// another incarnation's object (a token collision), never ours.
     nonce: u64,
     inner: RefCell<Inner>,
+    /// The lease's local deadline (the owner's lease loop moves it): no append starts after it,
+    /// even before the loop has found the lease lost (a process paused past its lease resumes
+    /// with requests queued).
+    lease_valid_until: Cell<Option<Instant>>,
 }
 
 impl SequencedLog {
@@ -139,6 +143,7 @@ impl SequencedLog {
             config,
             token: (random.0 as u32) & AGENT_OBJECT_TOKEN_MAX,
             nonce: random.1,
+            lease_valid_until: Cell::new(None),
             inner: RefCell::new(Inner {
                 state,
                 applied: checkpoint_position,
@@ -268,6 +273,15 @@ impl SequencedLog {
     /// needs [`SequencedLog::catch_up`] to run, as the owner's tailer does on every change of the
     /// head. May be called concurrently from tasks on the same thread.
     pub async fn append(&self, content: EntryContent) -> Result<AppendOutcome, LogError> {
+        if self
+            .lease_valid_until
+            .get()
+            .is_some_and(|until| Instant::now() >= until)
+        {
+            return Err(LogError::Broken {
+                reason: "the agent's lease ran out before it was renewed".to_owned(),
+            });
+        }
         let (id, header, chunks, record, receiver) = {
             let mut inner = self.inner.borrow_mut();
             if let Some(reason) = &inner.stopped {
@@ -347,6 +361,11 @@ impl SequencedLog {
                 reason: "window dropped before its record was applied".to_owned(),
             }),
         }
+    }
+
+    /// Appends start only before `until` (the lease's `valid_until`), until the next call.
+    pub fn hold_lease_until(&self, until: Instant) {
+        self.lease_valid_until.set(Some(until));
     }
 
     /// Stops appending for good (a lost lease): every append waiting and every later one fails.

@@ -104,6 +104,7 @@ pub(super) fn spawn_lease_loop(
         };
         let interval = Duration::from_millis((membership.lease_ms / 3).max(1));
         let mut pause = interval;
+        sequenced.hold_lease_until(lease.valid_until.into_std());
         publish_members(sequenced.sequencer(), &membership).await;
         loop {
             glommio::timer::sleep(pause).await;
@@ -113,6 +114,7 @@ pub(super) fn spawn_lease_loop(
                 .await
             {
                 Ok(renewed) => {
+                    sequenced.hold_lease_until(renewed.valid_until.into_std());
                     lease = renewed;
                     pause = interval;
                     publish_members(sequenced.sequencer(), &membership).await;
@@ -121,6 +123,10 @@ pub(super) fn spawn_lease_loop(
                     tracing::error!(%error, agent = %lease.agent_id, incarnation = lease.incarnation, "LEASE LOST: this agent stops accepting writes");
                     sequenced.stop(format!("lease lost: {error}"));
                     shared.fenced.set(true);
+                    // The live agents as of now (the view may predate agents that joined while
+                    // this one was cut off), without this one.
+                    publish_members(sequenced.sequencer(), &membership).await;
+                    leave_the_view(&membership);
                     if let Some(metrics) = &shared.metrics {
                         metrics
                             .log
@@ -168,4 +174,21 @@ fn member(agent: &AgentInfo) -> Option<ClusterMember> {
         port: port.parse().ok()?,
         zone: agent.zone.clone(),
     })
+}
+
+/// After a lost lease: this agent's own answers stop naming it (Metadata lists the others,
+/// and the others coordinate every group), as the other agents already do.
+fn leave_the_view(membership: &Membership) {
+    let view = membership.board.view();
+    let others: Vec<ClusterMember> = view
+        .members()
+        .iter()
+        .filter(|member| member.node_id != view.self_node_id())
+        .cloned()
+        .collect();
+    if !others.is_empty() {
+        membership
+            .board
+            .publish(ClusterView::new(others, view.self_node_id()));
+    }
 }

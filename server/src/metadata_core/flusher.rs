@@ -275,8 +275,9 @@ impl Core {
                 }
             }
             CoreRequest::Commands { commands, reply } => {
+                let in_cluster = self.log.sequenced().is_some();
                 if self.shared.fenced.get() {
-                    let failure = fenced_failure();
+                    let failure = admin_failure(fenced_failure(), in_cluster);
                     let _ = reply.send(commands.iter().map(|_| Err(failure.clone())).collect());
                     return;
                 }
@@ -294,7 +295,9 @@ impl Core {
                 glommio::spawn_local(async move {
                     let mut outcomes = Vec::with_capacity(answers.len());
                     for answer in answers {
-                        outcomes.push(answer.await.unwrap_or_else(|_| Err(stopped_failure())));
+                        let outcome = answer.await.unwrap_or_else(|_| Err(stopped_failure()));
+                        outcomes
+                            .push(outcome.map_err(|failure| admin_failure(failure, in_cluster)));
                     }
                     let _ = reply.send(outcomes);
                 })
@@ -693,6 +696,25 @@ fn log_failure_code(error: &LogError) -> (i16, String) {
 fn fenced_error() -> LogError {
     LogError::Broken {
         reason: "this agent was fenced by another writer of the metadata log".to_owned(),
+    }
+}
+
+/// An admin command that an agent of a cluster could not append because it is no longer a
+/// member (its lease lost or run out) is answered NOT_CONTROLLER, as Kafka answers admin
+/// requests sent to a broker that is not the controller: clients look the controller up again
+/// (Metadata then names another agent) and retry, where NOT_LEADER_OR_FOLLOWER ends an admin
+/// call.
+fn admin_failure(failure: CommandFailure, in_cluster: bool) -> CommandFailure {
+    match failure {
+        CommandFailure::LogFailed { code, reason }
+            if in_cluster && code == error_code::NOT_LEADER_OR_FOLLOWER =>
+        {
+            CommandFailure::LogFailed {
+                code: error_code::NOT_CONTROLLER,
+                reason,
+            }
+        }
+        other => other,
     }
 }
 

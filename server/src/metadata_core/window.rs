@@ -34,6 +34,7 @@ pub mod error_code {
     pub const INVALID_TIMESTAMP: i16 = 32;
     pub const INVALID_REQUEST: i16 = 42;
     pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    pub const NOT_CONTROLLER: i16 = 41;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const INVALID_RECORD: i16 = 87;
 

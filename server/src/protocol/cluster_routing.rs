@@ -38,7 +38,16 @@ pub fn route_metadata(response: &mut MetadataResponse, view: &ClusterView, clien
                 )
         })
         .collect();
-    response.controller_id = BrokerId(view.self_node_id());
+    // Admin requests go to the controller: this agent while it is a member, else (its lease lost,
+    // it has left its own view) another one.
+    let controller = view
+        .members()
+        .iter()
+        .find(|member| member.node_id == view.self_node_id())
+        .or_else(|| view.members().first());
+    if let Some(controller) = controller {
+        response.controller_id = BrokerId(controller.node_id);
+    }
     for topic in &mut response.topics {
         let Some(name) = topic.name.as_ref().map(|name| name.0.to_string()) else {
             continue;

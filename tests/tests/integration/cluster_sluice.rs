@@ -13,6 +13,12 @@
 //!    producer finishes through B; every record acknowledged by either agent is served by B at its
 //!    offset.
 //!
+//! 4. A paused agent: A is stopped with SIGSTOP until the database's clock has expired its lease,
+//!    then resumed. It must not take another write (its next renewal finds the lease lost, and no
+//!    append starts past its lease's local deadline meanwhile), and it stops naming itself in
+//!    Metadata: a producer bootstrapped with A alone finishes through B. No offset is assigned
+//!    twice: records written before the pause and after it are all served at their offsets.
+//!
 //! PostgreSQL, the store server or the Go toolchain missing skips loudly, or fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -186,7 +192,10 @@ fn two_agents_serve_one_log_and_accept_produce_for_the_same_partitions() {
             "reading the shared topic through {name} failed ({status}): {:?}",
             consumed.errors
         );
-        served_by_agent.push(consumed.records);
+        // The consumer reads partitions concurrently: compare in (partition, offset) order.
+        let mut records = consumed.records;
+        records.sort_by_key(|record| (record.partition, record.offset));
+        served_by_agent.push(records);
     }
     assert_eq!(
         served_by_agent[0], served_by_agent[1],
@@ -411,4 +420,151 @@ fn kill_9_of_one_agent_moves_producers_to_the_other() {
         0,
         "the killed agent still holds a lease"
     );
+}
+
+fn produce_run(
+    client: ClientKind,
+    bootstrap: String,
+    topic: &str,
+    seed: u64,
+    records: u64,
+    report: std::path::PathBuf,
+) -> (RecordGenerator, ClientRun) {
+    let generator = RecordGenerator {
+        seed,
+        partitions: PARTITIONS,
+        timestamp_base_ms: timestamp_base_ms(),
+    };
+    let run = ClientRun {
+        client,
+        bootstrap,
+        topic: topic.to_string(),
+        records,
+        codec: Codec::Lz4,
+        mode: Mode::Produce,
+        partitions: PARTITIONS,
+        seed,
+        timestamp_base_ms: generator.timestamp_base_ms,
+        timeout_s: PHASE_TIMEOUT_S,
+        report,
+    };
+    (generator, run)
+}
+
+#[test]
+fn an_agent_paused_past_its_lease_stops_taking_writes() {
+    let _one_at_a_time = sluice_tests::one_at_a_time();
+    let test = "cluster agent paused past its lease";
+    let client = ClientKind::Go;
+    if !require(test, &client.tools()) {
+        return;
+    }
+    let Some(postgres) = TestPostgres::start_or_skip(test) else {
+        return;
+    };
+    let Some(store) = start_or_skip(StoreServerKind::S3sFs, test) else {
+        return;
+    };
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("sluice.toml");
+    std::fs::write(&config, "lease_ms = 3000\n").unwrap();
+    let config = config.display().to_string();
+    let extra = ["--config", config.as_str()];
+    let a = SluiceAgent::start_with_args(
+        &*store,
+        "paused",
+        &cluster_args_with(&postgres, "a", "a", &extra),
+    )
+    .unwrap();
+    let b = SluiceAgent::start_with_args(
+        &*store,
+        "paused",
+        &cluster_args_with(&postgres, "b", "b", &extra),
+    )
+    .unwrap();
+    let work_dir = tempfile::Builder::new()
+        .prefix("sluice-e2e-paused-")
+        .tempdir()
+        .unwrap();
+    client.build(work_dir.path()).unwrap();
+
+    let (before_generator, before) = produce_run(
+        client,
+        a.bootstrap(),
+        "paused-before",
+        19,
+        RECORDS,
+        work_dir.path().join("before.jsonl"),
+    );
+    let (produced_before, status) = before.run().unwrap();
+    assert!(
+        status.success() && produced_before.errors.is_empty(),
+        "{status}"
+    );
+
+    let pid = i32::try_from(a.pid().unwrap()).unwrap();
+    // SAFETY: signals to a child process this test started and still holds.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let paused_at = Instant::now();
+    let deadline = paused_at + Duration::from_secs(60);
+    while postgres.query_i64(
+        "SELECT count(*) FROM sluice_agents WHERE agent_id = 'a' AND lease_expires_at < now()",
+    ) == 0
+    {
+        assert!(Instant::now() < deadline, "a's lease never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    loud(&format!(
+        "{test}: a's lease expired {:.1} s after SIGSTOP",
+        paused_at.elapsed().as_secs_f64()
+    ));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+
+    // Bootstrapped with the resumed agent alone: it must send the producer to b.
+    let (after_generator, after) = produce_run(
+        client,
+        a.bootstrap(),
+        "paused-after",
+        20,
+        RECORDS,
+        work_dir.path().join("after.jsonl"),
+    );
+    let (produced_after, status) = after.run().unwrap();
+    assert!(
+        status.success() && produced_after.errors.is_empty(),
+        "producing after the pause failed ({status}): {:?}; a's log:\n{}",
+        produced_after.errors,
+        a.log_tail()
+    );
+    assert!(
+        std::fs::read_to_string(a.log())
+            .unwrap()
+            .contains("LEASE LOST"),
+        "a never noticed its lease was lost; its log:\n{}",
+        a.log_tail()
+    );
+    for ((generator, run), produced) in [
+        ((&before_generator, &before), &produced_before),
+        ((&after_generator, &after), &produced_after),
+    ] {
+        let consume = ClientRun {
+            bootstrap: b.bootstrap(),
+            mode: Mode::Consume,
+            report: work_dir.path().join(format!("consume-{}.jsonl", run.topic)),
+            ..run.clone()
+        };
+        let (consumed, status) = consume.run().unwrap();
+        assert!(status.success() && consumed.errors.is_empty(), "{status}");
+        verify(
+            generator,
+            &produced.acks,
+            &consumed.records,
+            Expectation::ExactlyOnce { records: RECORDS },
+        )
+        .unwrap_or_else(|problems| panic!("{}:\n{problems}", run.topic));
+    }
+    loud(&format!(
+        "{test}: {RECORDS} records before the pause and {RECORDS} after, all at their offsets; a stopped taking writes"
+    ));
 }
