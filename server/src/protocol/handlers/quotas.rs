@@ -237,7 +237,8 @@ pub async fn alter_client_quotas(
         .map(|(entry, outcome)| {
             let result = AlteredEntry::default().with_entity(entity_data(entry));
             match outcome {
-                Ok(()) => result,
+                // Null on success, as Kafka sends it (the type's default is an empty string).
+                Ok(()) => result.with_error_message(None),
                 Err((code, message)) => result
                     .with_error_code(code)
                     .with_error_message(Some(StrBytes::from_string(message))),
@@ -368,7 +369,11 @@ pub async fn describe_client_quotas(
     }
     let filter = match filter_from(request) {
         Ok(Some(filter)) => filter,
-        Ok(None) => return DescribeClientQuotasResponse::default().with_entries(Some(Vec::new())),
+        Ok(None) => {
+            return DescribeClientQuotasResponse::default()
+                .with_error_message(None)
+                .with_entries(Some(Vec::new()));
+        }
         Err(failure) => return failed(failure),
     };
     let found = core
@@ -388,12 +393,14 @@ pub async fn describe_client_quotas(
         })
         .await;
     match found {
-        Ok(found) => DescribeClientQuotasResponse::default().with_entries(Some(
-            found
-                .into_iter()
-                .map(|(entity, values)| described(&entity, values))
-                .collect(),
-        )),
+        Ok(found) => DescribeClientQuotasResponse::default()
+            .with_error_message(None)
+            .with_entries(Some(
+                found
+                    .into_iter()
+                    .map(|(entity, values)| described(&entity, values))
+                    .collect(),
+            )),
         Err(error) => failed((ResponseError::UnknownServerError.code(), error.to_string())),
     }
 }
