@@ -20,7 +20,9 @@ use crate::types::{LogSeq, is_agent_object, object_key};
 pub const RECORD_MAGIC: [u8; 4] = *b"SLSQ";
 /// The version this code writes and the newest it reads.
 pub const RECORD_VERSION: u16 = 1;
-const HEADER_LEN: usize = 4 + 2 + 2 + 8 + 8 + 4 + 4;
+/// Bytes before the tail.
+pub const RECORD_HEADER_LEN: usize = 4 + 2 + 2 + 8 + 8 + 4 + 4;
+const HEADER_LEN: usize = RECORD_HEADER_LEN;
 
 /// A decoded commit record: the object it commits, its index and its commands section.
 #[derive(Debug, Clone)]
@@ -174,6 +176,67 @@ mod tests {
                 .expect("commands fit");
         }
         (id, builder.finish().expect("encodes"), commands)
+    }
+
+    /// Writes the `commit_record` fuzz target's seeds (a mode byte 0, then a record: commands
+    /// only, batches only, both): `cargo test -p sluice-engine --lib -- log::record --ignored`.
+    #[test]
+    #[ignore = "writes fuzz/seeds/commit_record"]
+    fn write_fuzz_seeds() {
+        use crate::batch::BatchBuilder;
+        use crate::types::{TopicId, TopicPartition};
+        let directory =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/commit_record");
+        std::fs::create_dir_all(&directory).expect("seed directory");
+        let commands = Bytes::from(
+            crate::metadata::encode_commands(&[crate::metadata::Command::CreateTopic {
+                name: "seed".to_owned(),
+                topic_id: TopicId([7; 16]),
+                partition_count: 2,
+                configs: Default::default(),
+            }])
+            .expect("encodes"),
+        );
+        for (seed, (with_batches, with_commands)) in [(false, true), (true, false), (true, true)]
+            .into_iter()
+            .enumerate()
+        {
+            let id = agent_object_id(5, seed as u32);
+            let mut builder = ObjectBuilder::new(EntryHeader {
+                seq: id,
+                writer_epoch: 3,
+                prev_seq: None,
+                entry_nonce: seed as u64,
+                kind: EntryKind::Data,
+                created_at_ms: 1,
+            });
+            if with_batches {
+                for partition in 0..2 {
+                    let bytes = BatchBuilder::new(1_000).record(0, None, b"value").encode();
+                    let header = crate::batch::validate_batch(&bytes).expect("a header");
+                    builder
+                        .push_batch(
+                            TopicPartition::new(TopicId([7; 16]), partition),
+                            &header,
+                            bytes,
+                        )
+                        .expect("fits");
+                }
+            }
+            let section = if with_commands {
+                builder.set_commands(commands.clone()).expect("fits");
+                commands.clone()
+            } else {
+                Bytes::new()
+            };
+            let object = builder.finish().expect("encodes");
+            let last = object.chunks().last().expect("a tail chunk").clone();
+            let record = encode_record(id, object.len(), &[&section, &last]);
+            decode_record(&record).expect("a seed decodes");
+            let mut seed_bytes = vec![0_u8];
+            seed_bytes.extend_from_slice(&record);
+            std::fs::write(directory.join(format!("{seed:020}")), seed_bytes).expect("a seed");
+        }
     }
 
     #[test]
