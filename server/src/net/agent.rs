@@ -595,6 +595,9 @@ impl Agent {
                         core.clone(),
                         quota_metrics,
                     ));
+                    // The stored quotas, read before the first connection is accepted: a
+                    // Produce's bytes are measured as its frame is read, from this snapshot.
+                    let _ = quotas.quotas().await;
                     let with_authorizer = |dispatcher: Dispatcher<_>| {
                         let dispatcher = dispatcher.with_quotas(Rc::clone(&quotas));
                         match &authorizer {

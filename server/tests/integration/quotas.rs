@@ -320,9 +320,9 @@ fn quotas_are_stored_enforced_with_throttles_and_survive_a_restart() {
     let agent = common::start_agent_in(data_dir, configure);
     let mut client = RawClient::connect(agent.addr());
     assert_eq!(describe_all(&mut client).len(), 2);
+    // The core read the quotas before accepting: the very first produce is measured.
     let first = produce(&mut client);
-    let second = produce(&mut client);
-    assert!(first > 0 || second > 0, "{first} {second}");
+    assert!(first > 0, "{first}");
 
     // A request quota far below what any request costs (0.0001 % of a core: a microsecond a
     // second): the next request's own core time puts the client over, and it is throttled.
