@@ -21,6 +21,7 @@ const TOPIC: &str = "metered";
 const QUOTA_BYTES_PER_SECOND: f64 = 262_144.0;
 const RECORDS: usize = 3_000;
 const RECORD_BYTES: usize = 1_000;
+const CONSUMER_QUOTA_BYTES_PER_SECOND: f64 = 524_288.0;
 
 /// Records per second from ProducerPerformance's summary line
 /// (`3000 records sent, 251.3 records/sec (0.24 MB/sec), ...`).
@@ -184,4 +185,82 @@ pub(crate) fn scenario(lib: &std::path::Path, bootstrap: &str, broker: Broker) {
         unmetered >= metered * 2.0,
         "unmetered {unmetered:.0} B/s not clearly faster than metered {metered:.0} B/s"
     );
+
+    // Fetch: consumer_byte_rate on Kafka's ConsumerPerformance, reading all 6,000 records (both
+    // runs above, about 6 MB): a metered client id against an unmetered one.
+    let consumer_quota = format!("consumer_byte_rate={CONSUMER_QUOTA_BYTES_PER_SECOND}");
+    let (ok, text) = tool(
+        CONFIGS,
+        &[
+            "--alter",
+            "--add-config",
+            &consumer_quota,
+            "--entity-type",
+            "clients",
+            "--entity-name",
+            "reader",
+        ],
+    );
+    assert!(
+        ok && text.contains("Completed updating"),
+        "ConfigCommand --alter consumer_byte_rate: {text}"
+    );
+    let consume = |client_id: &str| {
+        let client = format!("client.id={client_id}");
+        let group = format!("quota-group-{client_id}");
+        let messages = (2 * RECORDS).to_string();
+        let (ok, text) = tool(
+            "org.apache.kafka.tools.ConsumerPerformance",
+            &[
+                "--topic",
+                TOPIC,
+                "--messages",
+                &messages,
+                "--group",
+                &group,
+                "--timeout",
+                "60000",
+                "--command-property",
+                &client,
+            ],
+        );
+        let rate = fetch_bytes_per_second(&text);
+        assert!(
+            ok && rate.is_some(),
+            "ConsumerPerformance {client_id}: {text}"
+        );
+        rate.unwrap()
+    };
+    let unmetered_reads = consume("fast-reader");
+    let metered_reads = consume("reader");
+    loud(&format!(
+        "quotas on {broker:?}: ConsumerPerformance metered {metered_reads:.0} B/s (quota \
+         {CONSUMER_QUOTA_BYTES_PER_SECOND:.0}), unmetered {unmetered_reads:.0} B/s"
+    ));
+    assert!(
+        metered_reads <= CONSUMER_QUOTA_BYTES_PER_SECOND * 1.5,
+        "metered reads {metered_reads:.0} B/s over 1.5 × the quota"
+    );
+    assert!(
+        unmetered_reads >= metered_reads * 2.0,
+        "unmetered reads {unmetered_reads:.0} B/s not clearly faster than {metered_reads:.0} B/s"
+    );
+}
+
+/// Bytes per second of fetching from ConsumerPerformance's result line (its `fetch.MB.sec`
+/// column, MiB per second of fetch time: group join excluded, throttle waits included).
+fn fetch_bytes_per_second(text: &str) -> Option<f64> {
+    let lines: Vec<&str> = text.lines().collect();
+    let header_at = lines
+        .iter()
+        .position(|line| line.contains("data.consumed.in.MB"))?;
+    let names: Vec<&str> = lines.get(header_at)?.split(',').map(str::trim).collect();
+    let values: Vec<&str> = lines
+        .get(header_at + 1)?
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let at = names.iter().position(|name| *name == "fetch.MB.sec")?;
+    let mib_per_second: f64 = values.get(at)?.parse().ok()?;
+    Some(mib_per_second * 1024.0 * 1024.0)
 }
