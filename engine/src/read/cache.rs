@@ -216,6 +216,25 @@ impl BlockCache {
         }
     }
 
+    /// Marks every unit of object `seq` as the first to go, whatever its kind: a copy this cache
+    /// keeps of an object that another cache is responsible for (the live edge's write-through
+    /// on a core that does not own the object), which should cost the bytes this cache owns
+    /// nothing. A later use makes it ordinary again.
+    pub fn demote_object(&mut self, seq: LogSeq) {
+        let Some(object) = self.objects.get_mut(&seq) else {
+            return;
+        };
+        for (start, unit) in &mut object.units {
+            if unit.last_used < ORDINARY_TICKS_FROM {
+                continue; // demoted already
+            }
+            self.recency.remove(&unit.last_used);
+            self.demoted_tick += 1;
+            unit.last_used = self.demoted_tick;
+            self.recency.insert(self.demoted_tick, (seq, *start));
+        }
+    }
+
     /// Marks every unit `range` touches as just used.
     fn touch_range(&mut self, seq: LogSeq, range: Range<u64>) {
         if !is_compacted_object(seq) {
@@ -459,6 +478,30 @@ mod tests {
         assert!(!cache.contains_object(LogSeq(1)));
         assert_eq!(cache.used_bytes(), 60);
         assert_eq!(cache.stats().evicted_objects, 1);
+    }
+
+    #[test]
+    fn an_object_demoted_whole_goes_before_everything_in_use() {
+        let mut cache = BlockCache::new(100);
+        cache.insert(LogSeq(1), 0, Bytes::from(vec![1; 30]));
+        cache.insert(LogSeq(2), 0, Bytes::from(vec![2; 20]));
+        cache.insert(LogSeq(2), 20, Bytes::from(vec![2; 20]));
+        cache.demote_object(LogSeq(2));
+        // Object 1 is older, but object 2 (a window object, demoted whole) goes first.
+        cache.insert(LogSeq(3), 0, Bytes::from(vec![3; 40]));
+        assert!(!cache.contains_object(LogSeq(2)));
+        assert!(cache.contains_object(LogSeq(1)));
+        // A use makes a demoted object ordinary again.
+        cache.insert(LogSeq(4), 0, Bytes::from(vec![4; 20]));
+        cache.demote_object(LogSeq(4));
+        assert!(cache.get(LogSeq(4), 0..20).is_some());
+        cache.insert(LogSeq(5), 0, Bytes::from(vec![5; 20]));
+        assert!(cache.contains_object(LogSeq(4)));
+        assert!(
+            !cache.contains_object(LogSeq(1)),
+            "the least recently used went"
+        );
+        assert!(cache.used_bytes() <= cache.capacity_bytes());
     }
 
     #[test]

@@ -27,7 +27,9 @@
 //! The live edge is the exception: the objects this agent commits are inserted into *every*
 //! core's cache ([`write_through`]; the same refcounted buffers, so no byte is held twice), so a
 //! consumer at the live edge never waits for a message to another core. Each core counts them
-//! against its own budget.
+//! against its own budget, but a core that does not own an object keeps it as the first to go
+//! ([`BlockCache::demote_object`]) until a fetch there uses it, so the copies cost the blocks a
+//! core owns nothing.
 //!
 //! # Long poll
 //!
@@ -139,10 +141,19 @@ impl FetchCore {
     }
 
     /// Write-through: caches the batches of an object this agent just committed.
+    /// On a core that does not own the object it is kept as the first to go: the owner's copy
+    /// is the one the agent's budget counts on, this one only spares live-edge fetches here a
+    /// message (a use makes it ordinary).
     pub fn cache_object(&self, object: &CommittedObject) {
         let mut cache = self.cache.borrow_mut();
         for (start, bytes) in &object.pieces {
             cache.insert(object.seq, *start, bytes.clone());
+        }
+        if let Some(owners) = &self.owners
+            && owners.core_count() > 1
+            && !owners.owns_window_object(object.seq)
+        {
+            cache.demote_object(object.seq);
         }
     }
 

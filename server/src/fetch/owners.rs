@@ -28,6 +28,7 @@
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
@@ -41,8 +42,13 @@ use super::FetchCore;
 use super::reader::{GroupRead, ReadCount, ReadError, Want, read_groups_here};
 
 /// Jobs queued for one core's blocks before senders wait. A fetch sends at most one read job per
-/// other core, and a connection has at most 64 requests in flight.
+/// other core, and a connection has at most 64 requests in flight. (futures' channel also gives
+/// each sender waiting to send one slot of its own, so the queue holds at most this plus the
+/// requests waiting to send, themselves bounded by the fetches in flight.)
 pub const BLOCK_JOBS_QUEUED_MAX: usize = 256;
+
+/// Demotion hints one core may have queued for another core before it drops further ones.
+pub const DEMOTES_QUEUED_MAX: usize = 256;
 
 /// A stable 64-bit mix (splitmix64's finalizer): the same owner in every run and build.
 fn mix(mut value: u64) -> u64 {
@@ -53,12 +59,21 @@ fn mix(mut value: u64) -> u64 {
 
 /// The index of the core that owns `entry`'s block among `cores` network cores.
 pub fn owner_core(entry: &IndexEntry, cores: usize) -> usize {
-    let cores = u64::try_from(cores.max(1)).unwrap_or(u64::MAX);
     let key = if is_compacted_object(entry.seq) {
         mix(entry.seq.0 ^ mix(entry.byte_start))
     } else {
         mix(entry.seq.0)
     };
+    core_of(key, cores)
+}
+
+/// The index of the core that owns window object `seq` (all its partitions' segments).
+pub fn window_object_owner(seq: LogSeq, cores: usize) -> usize {
+    core_of(mix(seq.0), cores)
+}
+
+fn core_of(key: u64, cores: usize) -> usize {
+    let cores = u64::try_from(cores.max(1)).unwrap_or(u64::MAX);
     // The remainder is below `cores`, which came from a usize.
     usize::try_from(key % cores).unwrap_or(0)
 }
@@ -110,6 +125,8 @@ pub async fn serve_inbox(fetch: Rc<FetchCore>, inbox: BlockInbox) {
 pub struct BlockOwners {
     index: usize,
     cores: Vec<BlockSender>,
+    /// Per core: demotion hints this core sent that the owner has not run yet.
+    demotes_queued: Vec<Arc<AtomicUsize>>,
 }
 
 /// What a read job answers: each group's parts, and the GETs the owner made for it.
@@ -118,7 +135,12 @@ type JobAnswer = (Vec<GroupRead>, ReadCount);
 impl BlockOwners {
     /// `cores[index]` must be the sender of this core's own inbox.
     pub fn new(index: usize, cores: Vec<BlockSender>) -> Self {
-        Self { index, cores }
+        let demotes_queued = cores.iter().map(|_| Arc::default()).collect();
+        Self {
+            index,
+            cores,
+            demotes_queued,
+        }
     }
 
     pub fn core_count(&self) -> usize {
@@ -132,6 +154,11 @@ impl BlockOwners {
     /// The core that owns `entry`'s block.
     pub fn owner(&self, entry: &IndexEntry) -> usize {
         owner_core(entry, self.core_count())
+    }
+
+    /// Whether this core owns window object `seq`.
+    pub fn owns_window_object(&self, seq: LogSeq) -> bool {
+        window_object_owner(seq, self.core_count()) == self.index
     }
 
     /// Reads `groups` on core `core` (which owns every want in them).
@@ -159,15 +186,27 @@ impl BlockOwners {
     }
 
     /// Marks `range` of compacted object `seq` as gone past on core `core` (an eviction hint:
-    /// dropped when that core's inbox is full or closed).
+    /// dropped when [`DEMOTES_QUEUED_MAX`] of this core's hints wait there, or it is closed).
     pub fn demote_on(&self, core: usize, seq: LogSeq, range: Range<u64>) {
-        let Some(BlockSender(sender)) = self.cores.get(core) else {
+        let (Some(BlockSender(sender)), Some(queued)) =
+            (self.cores.get(core), self.demotes_queued.get(core))
+        else {
             return;
         };
+        if queued.fetch_add(1, Ordering::Relaxed) >= DEMOTES_QUEUED_MAX {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let done = Arc::clone(queued);
         let job: Job = Box::new(move |owner: Rc<FetchCore>| {
+            done.fetch_sub(1, Ordering::Relaxed);
             async move { owner.cache.borrow_mut().demote(seq, range) }.boxed_local()
         });
-        let _ = sender.clone().try_send(job);
+        if let Err(error) = sender.clone().try_send(job) {
+            // Not queued: the job (and with it the count's release) comes back in the error.
+            drop(error.into_inner());
+            queued.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -342,6 +381,10 @@ mod tests {
             counts[owner_core(&entry(compacted, 64 + start * 32 * 1024 * 1024), 2)] += 1;
         }
         assert!(counts.iter().all(|&count| count >= 20), "{counts:?}");
+        assert_eq!(
+            owner_core(&entry(LogSeq(5), 0), 2),
+            window_object_owner(LogSeq(5), 2)
+        );
         assert_eq!(owner_core(&entry(LogSeq(9), 0), 1), 0);
         assert_eq!(owner_core(&entry(LogSeq(9), 0), 0), 0);
     }
