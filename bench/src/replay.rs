@@ -25,7 +25,8 @@
 //! `<target> compacted warm`. "Merged" is read from the agent's own log, never assumed after a
 //! sleep: the index entries of every partition of the agent, as its housekeeping rounds count
 //! them, are at most [`compacted_entries_max`] and have not changed over
-//! [`SETTLED_ROUNDS`] rounds with no compaction job logged in between.
+//! [`SETTLED_ROUNDS`] rounds with no compaction job logged in between, and the fill ended long
+//! enough ago that no run is still waiting for its age ([`settle_not_before`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -76,6 +77,7 @@ pub fn run_target(
         Ok(measured) => measured,
         Err(error) => return vec![failed(&fill_label, format!("{error:#}"))],
     };
+    let fill_ended = Instant::now();
     let fill_summary = fill.summary.clone();
     let mut fill_row = report::build_row(&fill_label, fill_settings, fill);
     fill_row.store_note.clone_from(&running.store_note);
@@ -128,7 +130,10 @@ pub fn run_target(
             plan,
             loadgen,
             out,
-            &fill_summary,
+            &Fill {
+                summary: &fill_summary,
+                ended: fill_ended,
+            },
             &settings,
         ));
     }
@@ -149,6 +154,15 @@ const HOUSEKEEPING_DEBUG: &str = "sluice_server::metadata_core::housekeeping=deb
 pub const SETTLED_ROUNDS: usize = 3;
 /// The agent's default `compaction_object_bytes_target`.
 const COMPACTED_OBJECT_BYTES: u64 = 32 * 1024 * 1024;
+/// How long after the fill the count may first be taken as settled: a run of windows that
+/// reaches the live edge is merged only once its newest record is
+/// [`sluice_engine::compact::RUN_SETTLE_MS`] old, so until then a steady count can be runs
+/// waiting for their age (a quick fill's runs all do), not a finished compaction. The margin
+/// covers the ticks that merge them and [`SETTLED_ROUNDS`] rounds after.
+fn settle_not_before() -> Duration {
+    let age = u64::try_from(sluice_engine::compact::RUN_SETTLE_MS).unwrap_or(60_000);
+    Duration::from_millis(age) + Duration::from_secs(5 + SETTLED_ROUNDS as u64)
+}
 /// Index entries allowed besides the topic's (the probe's topic).
 const OTHER_ENTRIES_MAX: u64 = 64;
 
@@ -215,6 +229,12 @@ impl CompactionProgress {
     }
 }
 
+/// The fill's summary (what every read verifies against) and when it ended.
+struct Fill<'a> {
+    summary: &'a serde_json::Value,
+    ended: Instant,
+}
+
 /// Restarts the agent compacting, waits until the topic is compacted, restarts it again (empty
 /// cache) and reads the topic twice.
 fn after_compaction(
@@ -223,7 +243,7 @@ fn after_compaction(
     plan: &ReplayPlan,
     loadgen: &Path,
     out: &Path,
-    fill_summary: &serde_json::Value,
+    fill: &Fill<'_>,
     settings: &serde_json::Map<String, serde_json::Value>,
 ) -> Vec<Row> {
     let labels = ["compacted cold", "compacted warm"];
@@ -265,7 +285,9 @@ fn after_compaction(
             .get(usize::try_from(log_from).unwrap_or(0)..)
             .unwrap_or_default();
         let progress = CompactionProgress::parse(&String::from_utf8_lossy(since));
-        if let Some(entries) = progress.settled(entries_max) {
+        if let Some(entries) = progress.settled(entries_max)
+            && fill.ended.elapsed() >= settle_not_before()
+        {
             break (entries, progress);
         }
         if started.elapsed() > limit {
@@ -310,7 +332,7 @@ fn after_compaction(
                 plan,
                 loadgen,
                 out,
-                fill_summary,
+                fill.summary,
                 &settings,
             )
         })
