@@ -46,6 +46,8 @@ pub enum RecordError {
     BadMagic { got: [u8; 4] },
     #[error("record version {version} is newer than {RECORD_VERSION}")]
     UnsupportedVersion { version: u16 },
+    #[error("record's reserved field is {value}, not 0")]
+    Reserved { value: u16 },
     #[error("record checksum mismatch: expected {expected:#010x}, got {got:#010x}")]
     ChecksumMismatch { expected: u32, got: u32 },
     #[error("record names object id {id:#x}, not an agent's window object")]
@@ -100,6 +102,11 @@ pub fn decode_record(record: &Bytes) -> Result<CommitRecord, RecordError> {
     let version = u16_at(4)?;
     if version != RECORD_VERSION {
         return Err(RecordError::UnsupportedVersion { version });
+    }
+    // Reserved for a later version's flags: nothing else decodes to the same record.
+    let reserved = u16_at(6)?;
+    if reserved != 0 {
+        return Err(RecordError::Reserved { value: reserved });
     }
     let expected = u32_at(HEADER_LEN - 4)?;
     let got = crc32c::crc32c(field(0, HEADER_LEN - 4)?);
@@ -261,6 +268,20 @@ mod tests {
                 );
             }
             assert!(decode_record(&record.slice(..record.len() - 1)).is_err());
+            // A non-zero reserved field, checksummed: refused, so that a record has one encoding
+            // (found by the commit_record fuzz target).
+            let mut reserved = record.to_vec();
+            if let Some(byte) = reserved.get_mut(6) {
+                *byte = 0x64;
+            }
+            let crc = crc32c::crc32c(reserved.get(..RECORD_HEADER_LEN - 4).unwrap_or_default());
+            if let Some(field) = reserved.get_mut(RECORD_HEADER_LEN - 4..RECORD_HEADER_LEN) {
+                field.copy_from_slice(&crc.to_le_bytes());
+            }
+            assert!(matches!(
+                decode_record(&Bytes::from(reserved)),
+                Err(RecordError::Reserved { value: 0x64 })
+            ));
         }
     }
 }

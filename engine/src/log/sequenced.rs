@@ -200,6 +200,16 @@ impl SequencedLog {
                 .map_err(sequencer_error)?;
             let count = records.len();
             for (position, record) in records {
+                // Two catch-ups can overlap (the tailer, and the owner's after a failed append):
+                // each reads a contiguous run from what was applied when it read, so whatever
+                // the other applied meanwhile is skipped here, never applied twice.
+                let next = self.inner.borrow().applied + 1;
+                if position < next {
+                    continue;
+                }
+                if position > next {
+                    break;
+                }
                 self.apply(position, &record, on_other);
                 applied += 1;
             }

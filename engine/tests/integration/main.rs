@@ -21,6 +21,7 @@ mod metadata_model;
 mod metadata_offsets_model;
 mod metadata_producer_model;
 mod pg_sequencer;
+mod sequenced_log;
 mod store_conformance;
 mod store_loopback_floor;
 mod store_s3_errors;

@@ -1,0 +1,149 @@
+//! The cluster's metadata log (`SequencedLog`) with a real PostgreSQL and an in-memory bucket:
+//! two agents' logs append windows concurrently and both reach the same state, every
+//! acknowledged batch at its acknowledged offset; catch-ups that overlap apply each record once;
+//! a third agent recovers from a checkpoint plus the records after it, also after the records a
+//! checkpoint covers were truncated.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use sluice_engine::log::{EntryContent, LogConfig, SequencedLog};
+use sluice_engine::metadata::Command;
+use sluice_engine::sequencer::{SequencerClient, SequencerConfig};
+use sluice_engine::store::ObjectStorage;
+use sluice_engine::types::TopicPartition;
+
+use crate::common::log_harness::{PARTITIONS, Run, memory_store};
+use crate::common::postgres::TestPostgres;
+
+const WINDOWS_PER_AGENT: usize = 40;
+
+fn open(url: &str, store: &Arc<dyn ObjectStorage>, checkpoint_every: u64) -> SequencedLog {
+    let sequencer = SequencerClient::connect(SequencerConfig::new(url, "sequenced_log")).unwrap();
+    let config = LogConfig {
+        checkpoint_interval_entries: checkpoint_every,
+        ..LogConfig::default()
+    };
+    block_on(SequencedLog::open(Arc::clone(store), sequencer, config))
+        .unwrap()
+        .0
+}
+
+/// Appends `content` and drives the catch-ups that acknowledge it, on every move of the
+/// sequencer's head (a tailer's job in the agent).
+async fn append(log: &SequencedLog, content: EntryContent) -> sluice_engine::log::AppendOutcome {
+    let mut head = log.sequencer().subscribe();
+    let append = log.append(content);
+    let tail = async {
+        loop {
+            log.catch_up().await.unwrap();
+            if head.changed().await.is_err() {
+                futures::future::pending::<()>().await;
+            }
+        }
+    };
+    futures::pin_mut!(append, tail);
+    match futures::future::select(append, tail).await {
+        futures::future::Either::Left((outcome, _)) => outcome.unwrap(),
+        futures::future::Either::Right(((), _)) => unreachable!("the tail loop never ends"),
+    }
+}
+
+fn high_watermarks(log: &SequencedLog, run: &Run) -> Vec<u64> {
+    log.with_state(|state| {
+        (0..PARTITIONS)
+            .map(|partition| {
+                state
+                    .high_watermark(TopicPartition::new(run.topic_id, partition as i32))
+                    .unwrap()
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn two_agents_share_one_order_and_a_third_recovers_it() {
+    let Some(postgres) = TestPostgres::start_or_skip("sequenced_log") else {
+        return;
+    };
+    let url = postgres.url();
+    let store = memory_store();
+    let a = open(&url, &store, 1_000_000);
+    let b = open(&url, &store, 1_000_000);
+    let mut run = Run::new(15);
+    block_on(append(
+        &a,
+        EntryContent {
+            commands: vec![Command::CreateTopic {
+                name: "orders".to_owned(),
+                topic_id: run.topic_id,
+                partition_count: PARTITIONS,
+                configs: Default::default(),
+            }],
+            ..EntryContent::default()
+        },
+    ));
+
+    // Both agents append at once, each window acknowledged when its record is applied.
+    let contents: Vec<(bool, EntryContent)> = (0..2 * WINDOWS_PER_AGENT)
+        .map(|window| (window % 2 == 0, run.entry(3)))
+        .collect();
+    let outcomes = block_on(futures::future::join_all(contents.iter().map(
+        |(on_a, content)| {
+            let log = if *on_a { &a } else { &b };
+            append(log, content.clone())
+        },
+    )));
+    for ((_, content), outcome) in contents.iter().zip(&outcomes) {
+        run.record_ack(content, outcome);
+    }
+    block_on(a.catch_up()).unwrap();
+    // Overlapping catch-ups on b apply each record once.
+    let (first, second) = block_on(futures::future::join(b.catch_up(), b.catch_up()));
+    first.unwrap();
+    second.unwrap();
+    assert_eq!(a.applied_position(), b.applied_position());
+    let watermarks = high_watermarks(&a, &run);
+    assert_eq!(watermarks, high_watermarks(&b, &run));
+    let batches: u64 = contents.iter().map(|(_, c)| c.batches.len() as u64).sum();
+    assert_eq!(
+        run.acked.len() as u64,
+        batches,
+        "every batch acknowledged once"
+    );
+    let offsets: u64 = contents
+        .iter()
+        .flat_map(|(_, content)| &content.batches)
+        .map(|(_, header, _)| header.offset_count())
+        .sum();
+    assert_eq!(watermarks.iter().sum::<u64>(), offsets);
+
+    // A checkpoint, more windows, a second checkpoint (which truncates behind the first), then
+    // a third agent recovers: the checkpoint plus the records after it.
+    let first_checkpoint =
+        block_on(a.write_checkpoint_with(|state| async move { state.encode_checkpoint() }))
+            .unwrap()
+            .unwrap();
+    for _ in 0..5 {
+        let content = run.entry(2);
+        let outcome = block_on(append(&b, content.clone()));
+        run.record_ack(&content, &outcome);
+    }
+    block_on(a.catch_up()).unwrap();
+    block_on(a.write_checkpoint_with(|state| async move { state.encode_checkpoint() }))
+        .unwrap()
+        .unwrap();
+    let content = run.entry(2);
+    let outcome = block_on(append(&b, content.clone()));
+    run.record_ack(&content, &outcome);
+    assert_eq!(
+        postgres.query_i64("SELECT min(position) FROM sluice_log"),
+        i64::try_from(first_checkpoint.0).unwrap() + 1,
+        "records the first checkpoint covers were not truncated"
+    );
+    block_on(a.catch_up()).unwrap();
+    let c = open(&url, &store, 1_000_000);
+    assert_eq!(c.applied_position(), a.applied_position());
+    assert_eq!(high_watermarks(&c, &run), high_watermarks(&a, &run));
+}
