@@ -71,6 +71,9 @@ pub struct Config {
     pub sasl_failed_logins_window_ms: u64,
     /// How long an address with too many failed SASL logins is refused.
     pub sasl_lockout_ms: u64,
+    /// Longest a SASL session lasts before the client must re-authenticate on its connection
+    /// (Kafka's `connections.max.reauth.ms`, KIP-368); 0 turns re-authentication off.
+    pub connections_max_reauth_ms: u64,
     /// JWKS file (a JSON Web Key Set) whose keys sign OAUTHBEARER tokens; required when
     /// `sasl_mechanisms` offers OAUTHBEARER (Kafka's `sasl.oauthbearer.jwks.endpoint.url`).
     pub sasl_oauthbearer_jwks_file: Option<PathBuf>,
@@ -231,6 +234,7 @@ impl Default for Config {
             sasl_failed_logins_max: crate::net::sasl::limiter::FAILED_LOGINS_MAX,
             sasl_failed_logins_window_ms: crate::net::sasl::limiter::FAILED_LOGINS_WINDOW_MS,
             sasl_lockout_ms: crate::net::sasl::limiter::LOCKOUT_MS,
+            connections_max_reauth_ms: 0,
             sasl_oauthbearer_jwks_file: None,
             sasl_oauthbearer_expected_issuer: None,
             sasl_oauthbearer_expected_audience: Vec::new(),

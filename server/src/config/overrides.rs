@@ -139,6 +139,9 @@ pub struct Overrides {
     /// How long a locked-out address is refused [env SLUICE_SASL_LOCKOUT_MS]
     #[arg(long, value_name = "MS")]
     pub sasl_lockout_ms: Option<u64>,
+    /// Longest a SASL session lasts before re-authentication; 0 = off [env SLUICE_CONNECTIONS_MAX_REAUTH_MS]
+    #[arg(long, value_name = "MS")]
+    pub connections_max_reauth_ms: Option<u64>,
     /// JWKS file whose keys sign OAUTHBEARER tokens [env SLUICE_SASL_OAUTHBEARER_JWKS_FILE]
     #[arg(long, value_name = "FILE")]
     pub sasl_oauthbearer_jwks_file: Option<PathBuf>,
@@ -348,6 +351,9 @@ impl Overrides {
                 }
                 "SASL_LOCKOUT_MS" => {
                     overrides.sasl_lockout_ms = Some(number(&value).map_err(parsed)?);
+                }
+                "CONNECTIONS_MAX_REAUTH_MS" => {
+                    overrides.connections_max_reauth_ms = Some(number(&value).map_err(parsed)?);
                 }
                 "SASL_OAUTHBEARER_JWKS_FILE" => {
                     overrides.sasl_oauthbearer_jwks_file = Some(PathBuf::from(&value));
@@ -575,6 +581,10 @@ impl Overrides {
             self.sasl_failed_logins_window_ms.as_ref(),
         );
         set(&mut config.sasl_lockout_ms, self.sasl_lockout_ms.as_ref());
+        set(
+            &mut config.connections_max_reauth_ms,
+            self.connections_max_reauth_ms.as_ref(),
+        );
         if self.sasl_oauthbearer_jwks_file.is_some() {
             config
                 .sasl_oauthbearer_jwks_file
@@ -867,6 +877,7 @@ mod tests {
             ("SLUICE_SASL_FAILED_LOGINS_MAX", "32"),
             ("SLUICE_SASL_FAILED_LOGINS_WINDOW_MS", "33"),
             ("SLUICE_SASL_LOCKOUT_MS", "34"),
+            ("SLUICE_CONNECTIONS_MAX_REAUTH_MS", "36"),
             ("SLUICE_SASL_OAUTHBEARER_JWKS_FILE", "/jwks.json"),
             ("SLUICE_SASL_OAUTHBEARER_EXPECTED_ISSUER", "https://idp"),
             ("SLUICE_SASL_OAUTHBEARER_EXPECTED_AUDIENCE", "sluice, kafka"),
@@ -898,6 +909,7 @@ mod tests {
             sasl_failed_logins_max: 32,
             sasl_failed_logins_window_ms: 33,
             sasl_lockout_ms: 34,
+            connections_max_reauth_ms: 36,
             sasl_oauthbearer_jwks_file: Some(PathBuf::from("/jwks.json")),
             sasl_oauthbearer_expected_issuer: Some("https://idp".to_owned()),
             sasl_oauthbearer_expected_audience: vec!["sluice".to_owned(), "kafka".to_owned()],

@@ -338,7 +338,11 @@ impl Agent {
                     Duration::from_millis(config.sasl_lockout_ms),
                     super::sasl::limiter::ADDRESSES_MAX,
                 );
-                let settings = super::sasl::SaslSettings::new(mechanisms, users, failed_logins);
+                let settings = super::sasl::SaslSettings::new(mechanisms, users, failed_logins)
+                    .with_session_lifetime_max(
+                        (config.connections_max_reauth_ms > 0)
+                            .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
+                    );
                 Some(Arc::new(match oauth {
                     Some(validator) => settings.with_oauth(validator),
                     None => settings,

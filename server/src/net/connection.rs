@@ -33,6 +33,14 @@
 //! handled are answered meanwhile. A Produce's bytes are measured as its frame is read, so a
 //! pipelining client's next request is held as soon as one is over (Kafka, which reads one request
 //! of a connection at a time, holds the next one the same way).
+//!
+//! **Re-authentication** (KIP-368). On a SASL connection whose session expires
+//! (`connections_max_reauth_ms` > 0), a SaslHandshake stops the loop as a refusal does: no frame
+//! after it is started, the requests before it are answered and written, and the loop ends with
+//! [`ConnectionEnd::Reauthenticate`], handing the handshake and the bytes behind it to the SASL
+//! exchange (`sasl::reauthenticate`), after which the connection is served again. Kafka, which
+//! reads one request of a connection at a time, sees the same order. Any other request after the
+//! session expired closes the connection unanswered, as Kafka's `SocketServer` does.
 
 use std::io::IoSlice;
 use std::net::IpAddr;
@@ -45,11 +53,12 @@ use futures::future::FusedFuture;
 use futures::future::{Either, LocalBoxFuture, select};
 use futures::stream::FuturesOrdered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
+use kafka_protocol::messages::ApiKey;
 
 use crate::auth::ConnectionAuth;
 use crate::metadata_source::MetadataSource;
 use crate::metrics::CoreSlot;
-use crate::protocol::frame::{FrameError, split_frame};
+use crate::protocol::frame::{FrameError, size_prefix, split_frame};
 use crate::protocol::{Dispatcher, SegmentsOutcome};
 
 /// Bytes asked of the socket per read.
@@ -79,6 +88,11 @@ pub enum ConnectionEnd {
     Tls(String),
     #[error("SASL: {0}")]
     Sasl(String),
+    /// The client started a re-authentication: `input` holds its SaslHandshake frame (size
+    /// prefix included) and the bytes read after it. Not an end for the caller, which runs the
+    /// exchange and serves the connection again.
+    #[error("SASL re-authentication")]
+    Reauthenticate { input: BytesMut },
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -134,13 +148,16 @@ where
         stop,
         input,
         Rc::new(ConnectionAuth::anonymous(peer)),
+        None,
     )
     .await
 }
 
 /// [`serve`], starting with `input`: bytes the client sent that were read before (after a SASL
 /// exchange, the requests it sent right behind its last token), as `auth` (who the client
-/// authenticated as, for the authorizer).
+/// authenticated as, for the authorizer). `session_expires_at` is when its SASL session ends
+/// unless it re-authenticates; `None` when it never does (no SASL, or re-authentication off),
+/// and then a SaslHandshake goes to the dispatcher, which answers ILLEGAL_SASL_STATE.
 #[expect(
     clippy::too_many_arguments,
     reason = "one connection's context, each part from a different owner"
@@ -154,6 +171,7 @@ pub async fn serve_with_input<S, T, F>(
     stop: F,
     mut input: BytesMut,
     auth: Rc<ConnectionAuth>,
+    session_expires_at: Option<Instant>,
 ) -> ConnectionEnd
 where
     S: MetadataSource,
@@ -182,6 +200,22 @@ where
         while refusal.is_none() && muted_until.is_none() && inflight.len() < REQUESTS_INFLIGHT_MAX {
             match split_frame(&mut input, request_bytes_max) {
                 Ok(Some(frame)) => {
+                    if let Some(expires_at) = session_expires_at {
+                        let api_key = frame.first_chunk::<2>().map(|key| i16::from_be_bytes(*key));
+                        if api_key == Some(ApiKey::SaslHandshake as i16) {
+                            // The bytes after it are appended once the loop ends.
+                            refusal = Some(reauthentication(&frame));
+                            break;
+                        }
+                        if Instant::now() >= expires_at {
+                            refusal = Some(ConnectionEnd::Sasl(
+                                "session expired without re-authentication \
+                                 (connections_max_reauth_ms)"
+                                    .to_owned(),
+                            ));
+                            break;
+                        }
+                    }
                     // A Produce over its byte-rate quota mutes the connection before the next
                     // frame is started (`Dispatcher::admit`).
                     let admitted_ms = dispatcher.admit(&frame, &auth);
@@ -235,9 +269,12 @@ where
             core.bytes_out.fetch_add(out_bytes, Ordering::Relaxed);
         }
         if inflight.is_empty()
-            && let Some(end) = refusal
+            && let Some(mut end) = refusal
         {
             // Responses to the requests before a bad one were still owed, and are written.
+            if let ConnectionEnd::Reauthenticate { input: handshake } = &mut end {
+                handshake.unsplit(input);
+            }
             return end;
         }
 
@@ -340,6 +377,16 @@ where
             Err(error) => return error.into(),
         }
     }
+}
+
+/// The end that hands a SaslHandshake `frame` (its body) to the re-authentication.
+fn reauthentication(frame: &Bytes) -> ConnectionEnd {
+    // The frame was read under `request_bytes_max`, so its size fits the prefix.
+    let prefix = size_prefix(frame.len()).unwrap_or_default();
+    let mut input = BytesMut::with_capacity(prefix.len() + frame.len());
+    input.extend_from_slice(&prefix);
+    input.extend_from_slice(frame);
+    ConnectionEnd::Reauthenticate { input }
 }
 
 /// Responses gathered for one write: their segments in order, and how many bytes they hold.

@@ -69,60 +69,101 @@ struct Session<'a, S> {
 
 impl<S: MetadataSource> Session<'_, S> {
     /// Authenticates the client when the listener requires it (bounded by
-    /// [`AUTHENTICATION_TIMEOUT`] and by the stop), then serves its requests.
+    /// [`AUTHENTICATION_TIMEOUT`] and by the stop), then serves its requests, re-authenticating
+    /// it on the way whenever it asks (KIP-368, see `connection`).
     async fn serve<T: AsyncRead + AsyncWrite + Unpin>(self, stream: &mut T) -> ConnectionEnd {
-        let input = match &self.sasl {
-            None => BytesMut::with_capacity(connection::READ_CHUNK_BYTES),
+        let (mut session, mut input) = match &self.sasl {
+            None => (None, BytesMut::with_capacity(connection::READ_CHUNK_BYTES)),
             Some(settings) => {
                 let exchange = sasl::authenticate(stream, &self.dispatcher, settings, self.peer);
-                let deadline = glommio::timer::sleep(AUTHENTICATION_TIMEOUT);
-                let stop = self.stop.clone();
-                futures::pin_mut!(exchange, deadline);
-                let count = |counter: fn(&CoreMetrics) -> &AtomicU64| {
-                    if let Some(core) = self.metrics.core() {
-                        counter(core).fetch_add(1, Ordering::Relaxed);
+                match self.bounded(exchange).await {
+                    Ok((session, input)) => {
+                        tracing::debug!(peer = ?self.peer, principal = %session.principal, "SASL authentication");
+                        *self.principal.borrow_mut() = Some(session.principal.clone());
+                        (Some(session), input)
                     }
-                };
-                match select(select(exchange, deadline), stop).await {
-                    Either::Left((Either::Left((Ok((principal, input)), _)), _)) => {
-                        count(|core| &core.sasl_authentications);
-                        tracing::debug!(peer = ?self.peer, %principal, "SASL authentication");
-                        *self.principal.borrow_mut() = Some(principal);
-                        input
-                    }
-                    Either::Left((Either::Left((Err(end), _)), _)) => {
-                        if !end.is_ordinary() {
-                            count(|core| &core.sasl_authentications_failed);
-                        }
-                        return end;
-                    }
-                    Either::Left((Either::Right(_), _)) => {
-                        count(|core| &core.sasl_authentications_failed);
-                        return ConnectionEnd::Sasl(format!(
-                            "not authenticated within {AUTHENTICATION_TIMEOUT:?}"
-                        ));
-                    }
-                    Either::Right(_) => return ConnectionEnd::AgentStopping,
+                    Err(end) => return end,
                 }
             }
         };
         // Kafka's principal: `User:<SASL name>` after SASL, else `User:<subject DN>` of an mTLS
-        // client's certificate, else ANONYMOUS.
-        let auth = match self.principal.borrow().as_ref() {
+        // client's certificate, else ANONYMOUS. A re-authentication keeps it.
+        let auth = Rc::new(match self.principal.borrow().as_ref() {
             Some(principal) => ConnectionAuth::new(principal.to_string(), self.peer),
             None => ConnectionAuth::anonymous(self.peer),
+        });
+        loop {
+            let end = connection::serve_with_input(
+                stream,
+                Rc::clone(&self.dispatcher),
+                self.request_bytes_max,
+                self.peer,
+                self.metrics.clone(),
+                self.stop.clone(),
+                input,
+                Rc::clone(&auth),
+                session.as_ref().and_then(|session| session.expires_at),
+            )
+            .await;
+            let ConnectionEnd::Reauthenticate { input: handshake } = end else {
+                return end;
+            };
+            // Only a session that expires hands a handshake back.
+            let (Some(settings), Some(previous)) = (&self.sasl, &session) else {
+                return ConnectionEnd::Sasl("re-authentication without a session".to_owned());
+            };
+            let exchange = sasl::reauthenticate(
+                stream,
+                &self.dispatcher,
+                settings,
+                self.peer,
+                previous,
+                handshake,
+            );
+            match self.bounded(exchange).await {
+                Ok((renewed, rest)) => {
+                    tracing::debug!(peer = ?self.peer, principal = %renewed.principal, "SASL re-authentication");
+                    session = Some(renewed);
+                    input = rest;
+                }
+                Err(end) => return end,
+            }
+        }
+    }
+
+    /// Runs a SASL exchange within [`AUTHENTICATION_TIMEOUT`] unless the agent stops, and counts
+    /// its outcome.
+    async fn bounded<F>(&self, exchange: F) -> Result<(sasl::Session, BytesMut), ConnectionEnd>
+    where
+        F: Future<Output = Result<(sasl::Session, BytesMut), ConnectionEnd>>,
+    {
+        let deadline = glommio::timer::sleep(AUTHENTICATION_TIMEOUT);
+        let stop = self.stop.clone();
+        futures::pin_mut!(exchange, deadline);
+        let count = |counter: fn(&CoreMetrics) -> &AtomicU64| {
+            if let Some(core) = self.metrics.core() {
+                counter(core).fetch_add(1, Ordering::Relaxed);
+            }
         };
-        connection::serve_with_input(
-            stream,
-            self.dispatcher,
-            self.request_bytes_max,
-            self.peer,
-            self.metrics,
-            self.stop,
-            input,
-            Rc::new(auth),
-        )
-        .await
+        match select(select(exchange, deadline), stop).await {
+            Either::Left((Either::Left((Ok(done), _)), _)) => {
+                count(|core| &core.sasl_authentications);
+                Ok(done)
+            }
+            Either::Left((Either::Left((Err(end), _)), _)) => {
+                if !end.is_ordinary() {
+                    count(|core| &core.sasl_authentications_failed);
+                }
+                Err(end)
+            }
+            Either::Left((Either::Right(_), _)) => {
+                count(|core| &core.sasl_authentications_failed);
+                Err(ConnectionEnd::Sasl(format!(
+                    "not authenticated within {AUTHENTICATION_TIMEOUT:?}"
+                )))
+            }
+            Either::Right(_) => Err(ConnectionEnd::AgentStopping),
+        }
     }
 }
 

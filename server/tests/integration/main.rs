@@ -39,6 +39,7 @@ mod retention;
 mod s3_store;
 mod sasl;
 mod sasl_clients;
+mod sasl_reauth;
 mod shutdown;
 mod store_faults;
 mod tls;

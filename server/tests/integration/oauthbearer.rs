@@ -50,7 +50,13 @@ fn token(key: &EncodingKey, subject: &str, audience: &str, lifetime_s: i64) -> S
 }
 
 fn start(jwks: PathBuf) -> common::TestAgent {
+    start_with_reauth(jwks, 0)
+}
+
+/// [`start`], with sessions of at most `reauth_ms` (`connections_max_reauth_ms`).
+fn start_with_reauth(jwks: PathBuf, reauth_ms: u64) -> common::TestAgent {
     common::start_agent(|config| {
+        config.connections_max_reauth_ms = reauth_ms;
         config.listen_sasl = true;
         config.sasl_mechanisms = vec!["OAUTHBEARER".to_owned()];
         config.sasl_oauthbearer_jwks_file = Some(jwks);
@@ -114,6 +120,51 @@ fn tokens_are_checked_on_a_raw_connection() {
             "{message:?}"
         );
     }
+}
+
+#[test]
+fn the_session_lifetime_is_the_token_expiry_when_sooner_than_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, jwks) = signing_key(dir.path(), "k1");
+    // A token for 600 s and sessions of up to an hour: the token bounds the session.
+    let agent = start_with_reauth(jwks, 3_600_000);
+    let (mut client, answer) = login(&agent, &token(&key, "alice", AUDIENCE, 600));
+    assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+    let lifetime_ms = answer.session_lifetime_ms;
+    assert!(lifetime_ms > 0 && lifetime_ms <= 600_000, "{lifetime_ms}");
+    // Re-authenticating with a fresh token renews the session on the same connection; a token
+    // for another subject is refused.
+    let message = |jwt: &str| format!("n,,\u{1}auth=Bearer {jwt}\u{1}\u{1}");
+    let reauthenticate = |client: &mut common::RawClient, jwt: &str| {
+        let handshake: SaslHandshakeResponse = client.call(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism("OAUTHBEARER".into()),
+        );
+        assert_eq!(handshake.error_code, 0);
+        let answer: SaslAuthenticateResponse = client.call(
+            ApiKey::SaslAuthenticate,
+            2,
+            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message(jwt))),
+        );
+        answer
+    };
+    let renewed = reauthenticate(&mut client, &token(&key, "alice", AUDIENCE, 1_200));
+    assert_eq!(renewed.error_code, 0, "{:?}", renewed.error_message);
+    assert!(renewed.session_lifetime_ms > 600_000 && renewed.session_lifetime_ms <= 1_200_000);
+    let refused = reauthenticate(&mut client, &token(&key, "mallory", AUDIENCE, 600));
+    assert_eq!(refused.error_code, 58);
+    assert!(client.is_closed_by_agent());
+}
+
+#[test]
+fn the_session_lifetime_is_the_setting_when_the_token_outlives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, jwks) = signing_key(dir.path(), "k1");
+    let agent = start_with_reauth(jwks, 1_000);
+    let (_, answer) = login(&agent, &token(&key, "alice", AUDIENCE, 600));
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(answer.session_lifetime_ms, 1_000);
 }
 
 #[test]

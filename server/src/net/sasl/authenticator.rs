@@ -12,10 +12,20 @@
 //!    locked-out address ([`super::limiter`]) fails without its password being checked.
 //! 4. Any other request before authentication closes the connection without an answer (Kafka's
 //!    IllegalSaslStateException).
+//! 5. Re-authentication (KIP-368, [`Authenticator::reauthenticate`]): the same exchange on an
+//!    authenticated connection, started by its SaslHandshake. The mechanism and the principal must
+//!    stay what they were: another mechanism is answered ILLEGAL_SASL_STATE, another principal
+//!    SASL_AUTHENTICATION_FAILED ("Cannot change principals"), and either closes the connection.
+//!    Tokens must come in SaslAuthenticate requests (handshake v1+), which carry the session
+//!    lifetime.
+//!
+//! The session lifetime answered in SaslAuthenticate v1+ is `connections_max_reauth_ms`, or the
+//! credential's remaining lifetime (an OAUTHBEARER token's `exp`) when that is shorter; with the
+//! setting at 0 it is 0, "no expiry", whatever the credential.
 
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
@@ -32,16 +42,23 @@ use crate::protocol::frame::size_prefix;
 pub enum Step {
     /// Write this frame (size prefix included) and keep authenticating.
     Respond(Bytes),
-    /// Write this frame; the client is `principal` from now on.
-    Authenticated {
-        response: Bytes,
-        principal: Principal,
-    },
+    /// Write this frame; the client is `session.principal` from now on.
+    Authenticated { response: Bytes, session: Session },
     /// Write the frame, if any, then close: `reason` is logged.
     Fail {
         response: Option<Bytes>,
         reason: String,
     },
+}
+
+/// An authenticated client: who it is, how it authenticated, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub principal: Principal,
+    pub mechanism: Mechanism,
+    /// When the session ends unless the client re-authenticates; `None` when re-authentication
+    /// is off (`connections_max_reauth_ms` = 0).
+    pub expires_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -62,7 +79,9 @@ enum State {
 /// The outcome of one token.
 enum Token {
     Challenge(Vec<u8>),
-    Done(Vec<u8>, Principal),
+    /// The final message, the principal, and how long the credential stays valid (`None`: no
+    /// expiry of its own).
+    Done(Vec<u8>, Principal, Option<Duration>),
 }
 
 /// One connection's authenticator.
@@ -71,6 +90,10 @@ pub struct Authenticator {
     settings: Arc<SaslSettings>,
     peer: Option<IpAddr>,
     state: State,
+    /// The session being renewed, when this is a re-authentication.
+    previous: Option<(Principal, Mechanism)>,
+    /// The mechanism the handshake chose.
+    mechanism: Option<Mechanism>,
 }
 
 impl Authenticator {
@@ -79,7 +102,40 @@ impl Authenticator {
             settings,
             peer,
             state: State::Handshake,
+            previous: None,
+            mechanism: None,
         }
+    }
+
+    /// An authenticator for a re-authentication of `session` (KIP-368): its SaslHandshake comes
+    /// next, and the mechanism and principal must stay the same.
+    pub fn reauthenticate(
+        settings: Arc<SaslSettings>,
+        peer: Option<IpAddr>,
+        session: &Session,
+    ) -> Authenticator {
+        Authenticator {
+            previous: Some((session.principal.clone(), session.mechanism)),
+            ..Authenticator::new(settings, peer)
+        }
+    }
+
+    /// The client's address (for the failed-login limit).
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
+    /// Whether this is a re-authentication.
+    pub fn is_reauthentication(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// When a session authenticated at `now` with a credential valid for `credential` ends, if
+    /// re-authentication is on. At least 1 ms: 0 would tell the client "no expiry".
+    fn session_lifetime(&self, credential: Option<Duration>) -> Option<Duration> {
+        let lifetime_max = self.settings.session_lifetime_max?;
+        let lifetime = credential.map_or(lifetime_max, |credential| credential.min(lifetime_max));
+        Some(lifetime.max(Duration::from_millis(1)))
     }
 
     /// Whether an ApiVersions request may be answered now (before the handshake only).
@@ -119,8 +175,35 @@ impl Authenticator {
                     .copied()
                     .find(|mechanism| mechanism.name() == wanted);
                 let response = SaslHandshakeResponse::default().with_mechanisms(enabled);
+                let changed = match (&self.previous, chosen) {
+                    (Some((_, previous)), Some(chosen)) if *previous != chosen || version < 1 => {
+                        Some(format!(
+                            "SASL mechanism {wanted:?} (handshake v{version}) cannot \
+                             re-authenticate a session of mechanism {:?} (v1 or later needed)",
+                            previous.name()
+                        ))
+                    }
+                    _ => None,
+                };
+                if let Some(reason) = changed {
+                    self.state = State::Over;
+                    let response = Response::SaslHandshake(
+                        response.with_error_code(ResponseError::IllegalSaslState.code()),
+                    );
+                    return Step::Fail {
+                        response: codec::encode_response(
+                            correlation_id,
+                            ApiKey::SaslHandshake,
+                            version,
+                            &response,
+                        )
+                        .ok(),
+                        reason,
+                    };
+                }
                 match chosen {
                     Some(mechanism) => {
+                        self.mechanism = Some(mechanism);
                         self.state = State::Tokens {
                             mechanism,
                             framed: version >= 1,
@@ -161,18 +244,26 @@ impl Authenticator {
                         version,
                         Response::SaslAuthenticate(response.with_auth_bytes(bytes.into())),
                     ),
-                    Ok(Token::Done(bytes, principal)) => {
-                        let response =
-                            Response::SaslAuthenticate(response.with_auth_bytes(bytes.into()));
+                    Ok(Token::Done(bytes, principal, credential)) => {
+                        let lifetime = self.session_lifetime(credential);
+                        let mut response = response.with_auth_bytes(bytes.into());
+                        // The field exists from v1; a v0 client is not told (and, as in
+                        // Kafka, its session still ends).
+                        if version >= 1
+                            && let Some(lifetime) = lifetime
+                        {
+                            response.session_lifetime_ms =
+                                i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX);
+                        }
                         match codec::encode_response(
                             correlation_id,
                             ApiKey::SaslAuthenticate,
                             version,
-                            &response,
+                            &Response::SaslAuthenticate(response),
                         ) {
                             Ok(response) => Step::Authenticated {
                                 response,
-                                principal,
+                                session: self.session(principal, lifetime, now),
                             },
                             Err(error) => fail(error.to_string()),
                         }
@@ -234,14 +325,23 @@ impl Authenticator {
                 Some(frame) => Step::Respond(frame),
                 None => fail("challenge too large".to_owned()),
             },
-            Ok(Token::Done(bytes, principal)) => match bare(bytes) {
+            Ok(Token::Done(bytes, principal, credential)) => match bare(bytes) {
                 Some(response) => Step::Authenticated {
                     response,
-                    principal,
+                    session: self.session(principal, self.session_lifetime(credential), now),
                 },
                 None => fail("final message too large".to_owned()),
             },
             Err(message) => fail(message),
+        }
+    }
+
+    fn session(&self, principal: Principal, lifetime: Option<Duration>, now: Instant) -> Session {
+        Session {
+            principal,
+            // Tokens come only after a handshake chose the mechanism.
+            mechanism: self.mechanism.unwrap_or(Mechanism::Plain),
+            expires_at: lifetime.map(|lifetime| now + lifetime),
         }
     }
 
@@ -292,9 +392,9 @@ impl Authenticator {
         let users = &self.settings.users;
         let outcome = match mechanism {
             Mechanism::Plain => match plain::parse(token) {
-                Ok(message) if users.check_password(message.username, message.password) => {
-                    Ok(Token::Done(Vec::new(), Principal::user(message.username)))
-                }
+                Ok(message) if users.check_password(message.username, message.password) => Ok(
+                    Token::Done(Vec::new(), Principal::user(message.username), None),
+                ),
                 Ok(message) => Err(format!(
                     "Authentication failed: Invalid username or password (user {:?})",
                     message.username
@@ -328,7 +428,7 @@ impl Authenticator {
                     }
                     Some(server) => server
                         .client_final(token)
-                        .map(|(name, last)| Token::Done(last, Principal::user(&name)))
+                        .map(|(name, last)| Token::Done(last, Principal::user(&name), None))
                         .map_err(failed),
                 }
             }
@@ -336,17 +436,30 @@ impl Authenticator {
                 None => Err("Authentication failed: OAUTHBEARER is not configured".to_owned()),
                 Some(validator) => oauthbearer::parse_initial_response(token)
                     .and_then(|(jwt, authzid)| {
-                        let subject = validator.validate(jwt)?;
+                        let (subject, lifetime) = validator.validate_with_lifetime(jwt)?;
                         match authzid {
                             Some(authzid) if authzid != subject => Err(format!(
                                 "the authorization id {authzid:?} is not the token's subject"
                             )),
-                            _ => Ok(subject),
+                            _ => Ok((subject, lifetime)),
                         }
                     })
-                    .map(|subject| Token::Done(Vec::new(), Principal::user(&subject)))
+                    .map(|(subject, lifetime)| {
+                        Token::Done(Vec::new(), Principal::user(&subject), Some(lifetime))
+                    })
                     .map_err(|reason| format!("Authentication failed: {reason}")),
             },
+        };
+        // A re-authentication must not change who the connection is (Kafka's
+        // `ensurePrincipalUnchanged`).
+        let outcome = match (outcome, &self.previous) {
+            (Ok(Token::Done(_, principal, _)), Some((previous, _))) if principal != *previous => {
+                Err(format!(
+                    "Authentication failed: Cannot change principals during re-authentication \
+                     from {previous} to {principal}"
+                ))
+            }
+            (outcome, _) => outcome,
         };
         match &outcome {
             Ok(Token::Done(..)) => self.state = State::Over,

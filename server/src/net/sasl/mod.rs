@@ -18,9 +18,17 @@
 //!
 //! Mechanisms: PLAIN ([`plain`]) and SCRAM-SHA-256/512 ([`scram`]), users from a file
 //! ([`users`]); OAUTHBEARER ([`oauthbearer`]), JWTs checked against a JWKS file. Not built yet:
-//! SCRAM credentials managed with AlterUserScramCredentials and kept in the metadata log,
-//! re-authentication (`connections.max.reauth.ms`; the session lifetime answered is 0, "no
-//! expiry").
+//! SCRAM credentials managed with AlterUserScramCredentials and kept in the metadata log.
+//!
+//! **Re-authentication** (KIP-368, Kafka's `connections.max.reauth.ms`, here
+//! `connections_max_reauth_ms`, 0 = off). When on, a successful SaslAuthenticate (v1+) tells the
+//! client its session lifetime (the setting, or less when its OAUTHBEARER token expires sooner),
+//! and the client sends SaslHandshake and SaslAuthenticate again on the same connection before
+//! then. The pipelined loop (`connection::serve_with_input`) hands such a SaslHandshake back here
+//! once every request before it is answered, [`reauthenticate`] runs the same exchange (same
+//! limits, same mechanism, and the principal must not change), and the loop resumes with the new
+//! expiry. A connection whose session has expired is closed at its next request other than a
+//! SaslHandshake, as Kafka does (`SocketServer` closes an expired channel).
 
 pub mod authenticator;
 pub mod limiter;
@@ -38,7 +46,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kafka_protocol::messages::ApiKey;
 
-pub use authenticator::{Authenticator, Step};
+pub use authenticator::{Authenticator, Session, Step};
 pub use limiter::FailedLogins;
 pub use scram::ScramMechanism;
 pub use users::{Users, UsersError};
@@ -129,6 +137,9 @@ pub struct SaslSettings {
     pub failed_logins: Mutex<FailedLogins>,
     /// Checks OAUTHBEARER tokens; `None` when the mechanism is not offered.
     pub oauth: Option<oauthbearer::TokenValidator>,
+    /// `connections_max_reauth_ms`: the longest a session lasts before the client must
+    /// re-authenticate; `None` turns re-authentication off.
+    pub session_lifetime_max: Option<Duration>,
 }
 
 impl SaslSettings {
@@ -142,7 +153,14 @@ impl SaslSettings {
             users,
             failed_logins: Mutex::new(failed_logins),
             oauth: None,
+            session_lifetime_max: None,
         }
+    }
+
+    /// Sessions last at most `lifetime` (`None`: no re-authentication).
+    pub fn with_session_lifetime_max(mut self, lifetime: Option<Duration>) -> SaslSettings {
+        self.session_lifetime_max = lifetime;
+        self
     }
 
     /// Offers OAUTHBEARER tokens to `validator`.
@@ -159,7 +177,7 @@ fn server_nonce() -> Option<String> {
     Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes))
 }
 
-/// Runs the SASL exchange on a new connection (see the module doc). Returns the principal and the
+/// Runs the SASL exchange on a new connection (see the module doc). Returns the session and the
 /// bytes already read past the exchange, or how the connection ended. The caller bounds it with
 /// [`AUTHENTICATION_TIMEOUT`].
 pub async fn authenticate<S, T>(
@@ -167,21 +185,57 @@ pub async fn authenticate<S, T>(
     dispatcher: &Dispatcher<S>,
     settings: &Arc<SaslSettings>,
     peer: Option<IpAddr>,
-) -> Result<(Principal, BytesMut), ConnectionEnd>
+) -> Result<(Session, BytesMut), ConnectionEnd>
 where
     S: MetadataSource,
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut authenticator = Authenticator::new(Arc::clone(settings), peer);
-    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let authenticator = Authenticator::new(Arc::clone(settings), peer);
+    let input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    exchange(stream, dispatcher, authenticator, input).await
+}
+
+/// Re-authenticates `session` (KIP-368) on its connection: `input` starts with the client's
+/// SaslHandshake frame (size prefix included), every request before it answered. Returns the
+/// renewed session (same principal and mechanism, new expiry) and the bytes read past the
+/// exchange. The caller bounds it with [`AUTHENTICATION_TIMEOUT`].
+pub async fn reauthenticate<S, T>(
+    stream: &mut T,
+    dispatcher: &Dispatcher<S>,
+    settings: &Arc<SaslSettings>,
+    peer: Option<IpAddr>,
+    session: &Session,
+    input: BytesMut,
+) -> Result<(Session, BytesMut), ConnectionEnd>
+where
+    S: MetadataSource,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let authenticator = Authenticator::reauthenticate(Arc::clone(settings), peer, session);
+    exchange(stream, dispatcher, authenticator, input).await
+}
+
+async fn exchange<S, T>(
+    stream: &mut T,
+    dispatcher: &Dispatcher<S>,
+    mut authenticator: Authenticator,
+    mut input: BytesMut,
+) -> Result<(Session, BytesMut), ConnectionEnd>
+where
+    S: MetadataSource,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let peer = authenticator.peer();
     loop {
         while let Some(frame) = split_frame(&mut input, SASL_FRAME_BYTES_MAX)? {
             let step = if authenticator.expects_bare_token() {
                 authenticator.on_bare_token(&frame, Instant::now(), server_nonce)
             } else {
                 let api_key = frame.first_chunk::<2>().map(|key| i16::from_be_bytes(*key));
+                // A re-authenticating client has negotiated versions already.
                 if api_key == Some(ApiKey::ApiVersions as i16)
                     && authenticator.accepts_api_versions()
+                    && !authenticator.is_reauthentication()
                 {
                     match dispatcher.handle_frame_from(frame, peer).await {
                         FrameOutcome::Respond(response) => write(stream, &response).await?,
@@ -205,12 +259,9 @@ where
             };
             match step {
                 Step::Respond(response) => write(stream, &response).await?,
-                Step::Authenticated {
-                    response,
-                    principal,
-                } => {
+                Step::Authenticated { response, session } => {
                     write(stream, &response).await?;
-                    return Ok((principal, input));
+                    return Ok((session, input));
                 }
                 Step::Fail { response, reason } => {
                     if let Some(response) = response {

@@ -12,14 +12,17 @@
 //! - the subject claim (`sub`, or another name) is present and not empty: it becomes the
 //!   principal `User:SUBJECT`. An authorization id in the GS2 header must equal it.
 //!
-//! The token's scope is not checked (Kafka's validator does not either unless told to). The
-//! session is not re-authenticated when the token expires (the answer's session lifetime is 0,
-//! as for the other mechanisms; re-authentication is not built yet).
+//! The token's scope is not checked (Kafka's validator does not either unless told to). With
+//! re-authentication on (`connections_max_reauth_ms` > 0), the session ends when the token
+//! expires if that comes first ([`TokenValidator::validate_with_lifetime`]), so the client must
+//! re-authenticate with a fresh token; with it off, the token's expiry only matters at login
+//! (Kafka ends such a session at the token's expiry all the same).
 //!
 //! The JWKS file is read when the agent starts; a malformed file, a key the crypto provider
 //! cannot use, or a set without keys refuses the start.
 
 use std::path::Path;
+use std::time::Duration;
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -156,6 +159,14 @@ impl TokenValidator {
 
     /// The subject of a valid token; `Err` says why the token is refused.
     pub fn validate(&self, token: &str) -> Result<String, String> {
+        self.validate_with_lifetime(token)
+            .map(|(subject, _)| subject)
+    }
+
+    /// The subject of a valid token and how long it stays valid (until `exp`, by the system
+    /// clock, which the signature check reads too; zero for a token accepted within the clock
+    /// skew after its expiry).
+    pub fn validate_with_lifetime(&self, token: &str) -> Result<(String, Duration), String> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|error| format!("the token's header cannot be read: {error}"))?;
         let key = match header.kid.as_deref() {
@@ -204,7 +215,17 @@ impl TokenValidator {
                     self.settings.sub_claim_name
                 )
             })?;
-        Ok(subject.to_owned())
+        let expires_at_ms = data
+            .claims
+            .get("exp")
+            .and_then(serde_json::Value::as_f64)
+            .map_or(0.0, |exp| exp * 1000.0);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
+        // `as` saturates: a negative or absurd remainder is 0 or u64::MAX ms.
+        let lifetime = Duration::from_millis((expires_at_ms - now_ms).max(0.0) as u64);
+        Ok((subject.to_owned(), lifetime))
     }
 }
 
