@@ -2,8 +2,9 @@
 //! session lifetime a login is told, a second SaslHandshake + SaslAuthenticate on the same
 //! connection after which requests go on, the refusal of another principal or mechanism, and the
 //! close of a connection whose session expired. The OAUTHBEARER bound (a token that expires before
-//! the setting) is in `oauthbearer.rs`; the Java client re-authenticating is in
-//! `sasl_clients.rs`.
+//! the setting) is in `oauthbearer.rs`. Last, the Java client (kafka-clients) with sessions of
+//! 1 s: its round trip of 500 records lasts several lifetimes and succeeds, with more logins
+//! than connections (re-authentications); without Java and Maven it fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::time::Duration;
@@ -177,4 +178,86 @@ fn a_reauthentication_after_expiry_still_renews_the_session() {
     let answer = login(&mut client, "alice");
     assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
     assert_eq!(answer.session_lifetime_ms, 300);
+}
+
+/// The sum over cores of the counter `name` in the agent's `/metrics` text.
+fn counter_total(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn get_metrics(address: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn the_java_client_reauthenticates_through_a_round_trip_of_many_lifetimes() {
+    use sluice_tests::tools::Tool;
+    let test = "the_java_client_reauthenticates_through_a_round_trip_of_many_lifetimes";
+    if !sluice_tests::tools::require(test, &[Tool::Java, Tool::Maven]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    sluice_tests::clients::ClientKind::Java
+        .build(dir.path())
+        .unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(&users, USERS).unwrap();
+    // Sessions of 1 s (Kafka's clients re-authenticate at 85-95 % of it).
+    let agent = common::start_agent(|config| {
+        config.listen_sasl = true;
+        config.sasl_users_file = Some(users);
+        config.connections_max_reauth_ms = 1_000;
+        config.metrics_listen = Some("127.0.0.1:0".to_owned());
+        // Each produce waits a 20 ms window (below).
+        config.flush_interval_ms = 20;
+    });
+    let endpoint = agent.agent.as_ref().unwrap().metrics_addr().unwrap();
+    let bootstrap = format!("127.0.0.1:{}", agent.addr().port());
+    let properties = [
+        "security.protocol=SASL_PLAINTEXT".to_owned(),
+        "sasl.mechanism=PLAIN".to_owned(),
+        "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \
+         username=\"alice\" password=\"alice-secret\";"
+            .to_owned(),
+        // One record a request and one request at a time: 500 produce round trips, each
+        // waiting a flush window, so the producer's connection lives several lifetimes.
+        "batch.size=1".to_owned(),
+        "max.in.flight.requests.per.connection=1".to_owned(),
+    ];
+    let started = std::time::Instant::now();
+    let (status, report, log) = crate::sasl_clients::run_java_with(
+        dir.path(),
+        "java-reauth",
+        &bootstrap,
+        "roundtrip",
+        &properties,
+        &[],
+    );
+    let took = started.elapsed();
+    assert!(status.success(), "{:?}\n{log}", report.errors);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.acks.len(), 500, "{log}");
+    assert_eq!(report.records.len(), 500, "{log}");
+    // More logins than connections: some connection logged in again on itself.
+    let metrics = get_metrics(endpoint);
+    let logins = counter_total(&metrics, "sluice_sasl_authentications_total");
+    let connections = counter_total(&metrics, "sluice_connections_accepted_total");
+    eprintln!("{logins} logins on {connections} connections in {took:?}");
+    assert!(
+        took > Duration::from_secs(3) && logins > connections,
+        "{logins} logins on {connections} connections in {took:?}\n{metrics}"
+    );
 }
