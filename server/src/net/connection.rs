@@ -59,7 +59,7 @@ use crate::auth::ConnectionAuth;
 use crate::metadata_source::MetadataSource;
 use crate::metrics::CoreSlot;
 use crate::protocol::frame::{FrameError, size_prefix, split_frame};
-use crate::protocol::{Dispatcher, SegmentsOutcome};
+use crate::protocol::{Dispatcher, ProduceOrder, SegmentsOutcome};
 
 /// Bytes asked of the socket per read.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -180,6 +180,8 @@ where
 {
     let mut output = Output::default();
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // Produce requests reach the metadata core in the order they were read.
+    let mut produce_order = ProduceOrder::default();
     let mut refusal: Option<ConnectionEnd> = None;
     // Until when a quota's throttle mutes the connection (KIP-219).
     let mut muted_until: Option<Instant> = None;
@@ -232,9 +234,11 @@ where
                         .first_chunk::<2>()
                         .map_or(-1, |key| i16::from_be_bytes(*key));
                     let started = Instant::now();
+                    let turn =
+                        (api_key == ApiKey::Produce as i16).then(|| produce_order.next_turn());
                     inflight.push_back(Box::pin(async move {
                         let (outcome, throttle_ms) = dispatcher
-                            .handle_frame_throttled(frame, peer, &auth, admitted_ms)
+                            .handle_frame_throttled(frame, peer, &auth, admitted_ms, turn)
                             .await;
                         if let Some(core) = metrics.core() {
                             core.request_done(api_key, started.elapsed());

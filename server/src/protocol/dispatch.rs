@@ -201,7 +201,7 @@ impl<S: MetadataSource> Dispatcher<S> {
         peer: Option<IpAddr>,
         connection: &ConnectionAuth,
     ) -> SegmentsOutcome {
-        self.handle_frame_throttled(frame, peer, connection, 0)
+        self.handle_frame_throttled(frame, peer, connection, 0, None)
             .await
             .0
     }
@@ -209,17 +209,19 @@ impl<S: MetadataSource> Dispatcher<S> {
     /// [`Self::handle_frame_segments`] and the throttle time in milliseconds a client quota asks
     /// for (0 within its quotas): the connection reads nothing more from the client for that long
     /// (KIP-219), whether or not a response is sent. `admitted_ms` is what [`Self::admit`] answered
-    /// for this frame (its response carries at least that throttle).
+    /// for this frame (its response carries at least that throttle). `turn`: a Produce frame's
+    /// place in its connection's order ([`produce::ProduceOrder`]).
     pub async fn handle_frame_throttled(
         &self,
         frame: Bytes,
         peer: Option<IpAddr>,
         connection: &ConnectionAuth,
         admitted_ms: u64,
+        turn: Option<produce::ProduceTurn>,
     ) -> (SegmentsOutcome, u64) {
         let mut throttle_ms = 0;
         let outcome = match self
-            .try_handle_frame(frame, peer, connection, admitted_ms, &mut throttle_ms)
+            .try_handle_frame(frame, peer, connection, admitted_ms, &mut throttle_ms, turn)
             .await
         {
             Ok(Some(segments)) => SegmentsOutcome::Respond(segments),
@@ -301,6 +303,7 @@ impl<S: MetadataSource> Dispatcher<S> {
         connection: &ConnectionAuth,
         admitted_ms: u64,
         throttle_ms: &mut u64,
+        turn: Option<produce::ProduceTurn>,
     ) -> Result<Option<Vec<Bytes>>, CloseReason> {
         let request = match codec::decode_request(frame)? {
             Decoded::Request(request) => request,
@@ -349,7 +352,7 @@ impl<S: MetadataSource> Dispatcher<S> {
             match (refused, body) {
                 (Some(refused), _) => Ok(Some(Answered::Response(refused))),
                 (None, body) => {
-                    self.answer(body, api_key, version, &header, peer, auth)
+                    self.answer(body, api_key, version, &header, peer, auth, turn)
                         .await
                 }
             }
@@ -434,6 +437,10 @@ impl<S: MetadataSource> Dispatcher<S> {
 
     /// The answer of one decoded request: a response to encode, segments already encoded
     /// (Fetch), or `None` (no response is owed).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one request's parts: its body, header, client and place in its connection"
+    )]
     async fn answer(
         &self,
         body: Request,
@@ -442,6 +449,7 @@ impl<S: MetadataSource> Dispatcher<S> {
         header: &kafka_protocol::messages::RequestHeader,
         peer: Option<IpAddr>,
         auth: RequestAuth<'_>,
+        turn: Option<produce::ProduceTurn>,
     ) -> Result<Option<Answered>, CloseReason> {
         if let Some(board) = &self.cluster
             && let Some(refused) = cluster_routing::not_coordinator(&body, &board.view())
@@ -476,7 +484,7 @@ impl<S: MetadataSource> Dispatcher<S> {
                 } else {
                     (body, Vec::new())
                 };
-                match produce::handle(self.services(api_key)?, body).await {
+                match produce::handle(self.services(api_key)?, body, turn).await {
                     Some(mut response) => {
                         response.responses.extend(denied);
                         Response::Produce(response)

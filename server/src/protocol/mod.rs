@@ -22,6 +22,7 @@ pub mod fetch_frame;
 pub mod frame;
 mod guard;
 mod handlers;
+pub use handlers::produce::{ProduceOrder, ProduceTurn};
 pub mod services;
 pub mod shape;
 

@@ -25,7 +25,12 @@
 //! though the request frame stays alive until the answer. A producer that sets LogAppendTime
 //! itself on such a topic is refused there with INVALID_TIMESTAMP (32).
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
 use bytes::Bytes;
+use futures::channel::oneshot;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use sluice_engine::batch::{BatchError, BatchHeader, split_batches};
@@ -70,8 +75,116 @@ pub fn validate_records(records: Option<Bytes>) -> Result<Vec<(BatchHeader, Byte
     Ok(batches)
 }
 
-/// Handles one Produce request; `None` means acks=0 (no response is sent).
-pub async fn handle(services: &CoreServices, request: ProduceRequest) -> Option<ProduceResponse> {
+/// The order of a connection's Produce requests, kept to the metadata core.
+///
+/// A connection handles its requests concurrently (it pipelines), and a request can wait on its
+/// way to the metadata core: for the core's produce budget, for room in the channel to the
+/// metadata core, for the authorizer or a quota refresh. Without an order, a later request of the
+/// same producer could join the flush window before an earlier one that waited, and an
+/// idempotent producer with several requests in flight (Java's default: 5) would be answered
+/// OUT_OF_ORDER_SEQUENCE_NUMBER and reset its epoch — Kafka handles a connection's requests one
+/// at a time, so its producers never see that. So each Produce frame takes a [`ProduceTurn`] in
+/// the order the connection read it, and hands its batches to the metadata core only after the
+/// Produce before it has (or has given up).
+#[derive(Debug, Default)]
+pub struct ProduceOrder {
+    state: Rc<RefCell<OrderState>>,
+}
+
+/// Tickets are handed out in read order; ticket `n` may go once every ticket below it is done
+/// (handed over or given up). Bounded by the connection's requests in flight.
+#[derive(Debug, Default)]
+struct OrderState {
+    issued: u64,
+    /// The lowest ticket not done yet.
+    next_undone: u64,
+    /// Tickets done out of order, above `next_undone`.
+    done_ahead: BTreeSet<u64>,
+    /// Tickets waiting for their turn.
+    waiting: BTreeMap<u64, oneshot::Sender<()>>,
+}
+
+impl ProduceOrder {
+    /// The turn of the next Produce frame read.
+    pub fn next_turn(&mut self) -> ProduceTurn {
+        let mut state = self.state.borrow_mut();
+        let ticket = state.issued;
+        state.issued = state.issued.saturating_add(1);
+        ProduceTurn {
+            ticket,
+            state: Rc::clone(&self.state),
+            done: false,
+        }
+    }
+}
+
+/// One Produce request's place in its connection's order (see [`ProduceOrder`]). Dropping it
+/// counts as handing over: a request refused before it reached the metadata core holds nobody
+/// up, and the requests behind it still wait for the ones before it.
+#[derive(Debug)]
+pub struct ProduceTurn {
+    ticket: u64,
+    state: Rc<RefCell<OrderState>>,
+    done: bool,
+}
+
+impl ProduceTurn {
+    /// Waits until every Produce before this one has handed its batches over (or given up).
+    async fn wait(&mut self) {
+        let turn = {
+            let mut state = self.state.borrow_mut();
+            if state.next_undone >= self.ticket {
+                return;
+            }
+            let (ready, turn) = oneshot::channel();
+            state.waiting.insert(self.ticket, ready);
+            turn
+        };
+        let _ = turn.await;
+    }
+
+    /// This request's batches are in the metadata core's queue: the next one may follow.
+    fn hand_over(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let mut state = self.state.borrow_mut();
+        let ticket = self.ticket;
+        state.done_ahead.insert(ticket);
+        loop {
+            let next = state.next_undone;
+            if !state.done_ahead.remove(&next) {
+                break;
+            }
+            state.next_undone = next.saturating_add(1);
+        }
+        let next_undone = state.next_undone;
+        let ready: Vec<u64> = state
+            .waiting
+            .range(..=next_undone)
+            .map(|(ticket, _)| *ticket)
+            .collect();
+        for ticket in ready {
+            if let Some(waiter) = state.waiting.remove(&ticket) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+impl Drop for ProduceTurn {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
+}
+
+/// Handles one Produce request; `None` means acks=0 (no response is sent). `turn` keeps the
+/// connection's order (see [`ProduceOrder`]); `None` when requests come one at a time.
+pub async fn handle(
+    services: &CoreServices,
+    request: ProduceRequest,
+    turn: Option<ProduceTurn>,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let refuse_all = if request.transactional_id.is_some() {
         Some(TRANSACTIONS_UNSUPPORTED)
@@ -107,7 +220,7 @@ pub async fn handle(services: &CoreServices, request: ProduceRequest) -> Option<
         placements.push(partitions);
     }
 
-    let outcomes = append(services, to_append, bytes_total, acks).await?;
+    let outcomes = append(services, to_append, bytes_total, acks, turn).await?;
     Some(response(&request, placements, &outcomes))
 }
 
@@ -118,13 +231,21 @@ async fn append(
     to_append: Vec<ProducePartition>,
     bytes_total: u64,
     acks: i16,
+    mut turn: Option<ProduceTurn>,
 ) -> Option<Vec<PartitionOutcome>> {
     if to_append.is_empty() {
         return (acks != 0).then(Vec::new);
     }
     let partition_count = to_append.len();
+    if let Some(turn) = turn.as_mut() {
+        turn.wait().await;
+    }
     let permit = services.reserve_produce_bytes(bytes_total).await;
-    let outcomes = match services.core.produce(to_append).await {
+    let enqueued = services.core.produce(to_append).await;
+    if let Some(turn) = turn.as_mut() {
+        turn.hand_over();
+    }
+    let outcomes = match enqueued {
         Ok(answer) if acks == 0 => {
             // Nobody reads the answer, but the budget is held until the bytes are durable.
             glommio::spawn_local(async move {
@@ -267,5 +388,33 @@ mod tests {
         assert_eq!(refused.error_code, 32);
         assert_eq!(refused.log_append_time_ms, NO_LOG_APPEND_TIME);
         assert_eq!(refused.base_offset, -1);
+    }
+
+    /// Each turn goes after the one read before it, however the requests are polled; a turn given
+    /// up (dropped) holds nobody up.
+    #[test]
+    fn produce_turns_hand_over_in_read_order() {
+        let mut order = ProduceOrder::default();
+        let turns: Vec<ProduceTurn> = (0..4).map(|_| order.next_turn()).collect();
+        let log = RefCell::new(Vec::new());
+        let mut futures = Vec::new();
+        for (index, mut turn) in turns.into_iter().enumerate() {
+            let log = &log;
+            futures.push(Box::pin(async move {
+                if index == 2 {
+                    // Refused before it reached the metadata core: the turn is dropped.
+                    drop(turn);
+                    return;
+                }
+                turn.wait().await;
+                log.borrow_mut().push(index);
+                turn.hand_over();
+            })
+                as std::pin::Pin<Box<dyn Future<Output = ()> + '_>>);
+        }
+        // Polled newest first: the order must still be the order read.
+        futures.reverse();
+        futures::executor::block_on(futures::future::join_all(futures));
+        assert_eq!(*log.borrow(), [0, 1, 3]);
     }
 }
