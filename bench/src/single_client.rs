@@ -199,7 +199,19 @@ fn run_tool(lib: &Path, class: &str, args: &[String], log: &Path) -> Result<Stri
     Ok(text)
 }
 
-fn properties(pairs: &[(&str, &str)]) -> Vec<String> {
+/// ProducerPerformance's `--command-property` takes every pair after one flag (argparse4j: a
+/// second flag replaces the first one's pairs, so only the last property would apply).
+fn producer_properties(pairs: &[(&str, &str)]) -> Vec<String> {
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    std::iter::once("--command-property".to_owned())
+        .chain(pairs.iter().map(|(key, value)| format!("{key}={value}")))
+        .collect()
+}
+
+/// ConsumerPerformance's `--command-property` (joptsimple) takes one pair per flag, repeated.
+fn consumer_properties(pairs: &[(&str, &str)]) -> Vec<String> {
     pairs
         .iter()
         .flat_map(|(key, value)| ["--command-property".to_owned(), format!("{key}={value}")])
@@ -249,7 +261,7 @@ fn measure(
     ]
     .map(str::to_owned)
     .to_vec();
-    produce.extend(properties(producer_props));
+    produce.extend(producer_properties(producer_props));
     let producer_log = logs.join(format!("{variant}-producer.log"));
     let output = run_tool(
         lib,
@@ -275,7 +287,7 @@ fn measure(
     ]
     .map(str::to_owned)
     .to_vec();
-    consume.extend(properties(consumer_props));
+    consume.extend(consumer_properties(consumer_props));
     let consumer_log = logs.join(format!("{variant}-consumer.log"));
     let output = run_tool(
         lib,
@@ -519,6 +531,25 @@ mod tests {
         assert_eq!(
             parse_producer("356881 records sent, 71376.2 records/sec (69.70 MB/sec).\n"),
             None
+        );
+    }
+
+    #[test]
+    fn producer_properties_follow_one_flag_and_consumer_properties_one_each() {
+        let pairs = [("batch.size", "262144"), ("linger.ms", "10")];
+        assert_eq!(
+            producer_properties(&pairs),
+            ["--command-property", "batch.size=262144", "linger.ms=10"]
+        );
+        assert!(producer_properties(&[]).is_empty());
+        assert_eq!(
+            consumer_properties(&pairs),
+            [
+                "--command-property",
+                "batch.size=262144",
+                "--command-property",
+                "linger.ms=10"
+            ]
         );
     }
 
