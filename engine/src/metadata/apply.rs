@@ -266,6 +266,17 @@ impl MetadataState {
                 std::sync::Arc::make_mut(&mut self.quotas).alter(alteration)?;
                 Ok(Event::ClientQuotasAltered { index })
             }
+            Command::UpsertScramCredential { upsertion } => {
+                // Checked first so a refused upsertion never copies the shared set.
+                self.scram_credentials.check_upsert(upsertion)?;
+                std::sync::Arc::make_mut(&mut self.scram_credentials).upsert(upsertion)?;
+                Ok(Event::ScramCredentialAltered { index })
+            }
+            Command::DeleteScramCredential { deletion } => {
+                self.scram_credentials.check_delete(deletion)?;
+                std::sync::Arc::make_mut(&mut self.scram_credentials).delete(deletion)?;
+                Ok(Event::ScramCredentialAltered { index })
+            }
         }
     }
 

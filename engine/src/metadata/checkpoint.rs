@@ -8,7 +8,8 @@
 //! decoder check every invariant of the state (contiguous indexes, limits, config values) so that a
 //! checkpoint written by a buggy build is refused rather than trusted. Encoding sorts topics by id
 //! (and producers by producer id; committed offsets are in ordered maps), so equal states give equal
-//! bytes. Layout, v6 (byte-exact spec: `docs/metadata.md`). Older versions still decode: v5 is v6
+//! bytes. Layout, v7 (byte-exact spec: `docs/metadata.md`). Older versions still decode: v6 is v7
+//! without `scram` (a v6 build kept no SCRAM credentials, so none are stored); v5 is v6
 //! without `quotas` (a v5 build had no client quotas, so none are stored); v4 is v5
 //! without `acls` (a v4 build had no ACLs, so none are stored); v3 is v4
 //! without `stored_groups` (a v3 build kept group membership in memory only, so no group state is
@@ -19,7 +20,7 @@
 //! ```text
 //! | magic "SLUICECK" 8 | version u16 | reserved u16 = 0 | body_len u64 | body | crc32c u32 |
 //! body  = writer_epoch u64 | last_valid_seq opt_u64 | last_offered_seq opt_u64 | next_producer_id u64
-//!         | topic_count u32 | topic* | groups | stored_groups | acls | quotas
+//!         | topic_count u32 | topic* | groups | stored_groups | acls | quotas | scram
 //! opt_u64 = present u8 (0|1) | value u64 (0 when absent)
 //! topic = id [16] | name_len u16 | name | config_count u16 | (name_len u16 | name | value_len u16 | value)*
 //!         | partition_count u32 | partition*
@@ -37,13 +38,16 @@
 //! quotas = entity_count u32 | (user quota_name | client_id quota_name
 //!          | value_count u8 | (key u8 | value f64 as u64 bits)*)*
 //! quota_name = kind u8 (0 absent, 1 <default>, 2 named) | [name_len u16 | name when named]
+//! scram = credential_count u32 | (user_len u16 | user | mechanism i8 | iterations u32
+//!         | salt_len u16 | salt | key_len u8 | stored_key | server_key (key_len bytes each))*
 //! ```
 //! Groups, a group's topics and a topic's partitions are in strictly increasing order (bytes of
 //! the id or name; partition number), and none is empty; so are the stored groups, and the ACL
 //! bindings (by resource type, pattern type, name, principal, host, operation, permission; codes
 //! are Kafka's); so are the quota entities (absent < `<default>` < named, user first) and each
 //! entity's keys (codes: 0 producer_byte_rate, 1 consumer_byte_rate, 2 request_percentage),
-//! whose values are finite and above zero.
+//! whose values are finite and above zero; so are the SCRAM credentials (by user bytes, then
+//! mechanism code: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512).
 //! The CRC covers every byte before it.
 
 use std::collections::BTreeMap;
@@ -70,6 +74,7 @@ use super::producer::{
     SequenceRange,
 };
 use super::quota::{QUOTA_ENTITIES_MAX, QuotaEntity, QuotaKey, QuotaName, QuotaSet, QuotaValue};
+use super::scram::{SCRAM_CREDENTIALS_MAX, ScramCredential, ScramCredentialSet, ScramMechanism};
 use super::state::{MetadataState, TopicMap};
 use super::topic::{
     PARTITIONS_PER_TOPIC_MAX, PARTITIONS_TOTAL_MAX, TOPICS_MAX, Topic, validate_topic_name,
@@ -78,7 +83,7 @@ use crate::types::{LogSeq, TopicId};
 
 const CHECKPOINT_MAGIC: [u8; 8] = *b"SLUICECK";
 /// The version this code writes and the newest it reads.
-pub const CHECKPOINT_VERSION: u16 = 6;
+pub const CHECKPOINT_VERSION: u16 = 7;
 /// The first version with committed offsets.
 const CHECKPOINT_VERSION_OFFSETS: u16 = 3;
 /// The first version with stored group state.
@@ -87,6 +92,8 @@ const CHECKPOINT_VERSION_GROUP_STATES: u16 = 4;
 const CHECKPOINT_VERSION_ACLS: u16 = 5;
 /// The first version with client quotas.
 const CHECKPOINT_VERSION_QUOTAS: u16 = 6;
+/// The first version with SCRAM credentials.
+const CHECKPOINT_VERSION_SCRAM: u16 = 7;
 /// The oldest version still decoded (migrated: no producer state, no committed offsets).
 const CHECKPOINT_VERSION_MIN: u16 = 1;
 const HEADER_LEN: usize = 20;
@@ -145,6 +152,7 @@ impl MetadataState {
         put_group_states(&mut out, &self.group_states);
         put_acls(&mut out, &self.acls);
         put_quotas(&mut out, &self.quotas);
+        put_scram_credentials(&mut out, &self.scram_credentials);
         let body_len = (out.len() - HEADER_LEN) as u64;
         if let Some(field) = out.get_mut(12..HEADER_LEN) {
             field.copy_from_slice(&body_len.to_le_bytes());
@@ -224,6 +232,11 @@ impl MetadataState {
         } else {
             QuotaSet::new()
         };
+        let scram_credentials = if version >= CHECKPOINT_VERSION_SCRAM {
+            read_scram_credentials(&mut reader)?
+        } else {
+            ScramCredentialSet::new()
+        };
         if !reader.bytes.is_empty() {
             return Err(invalid(format!(
                 "{} bytes after the last section",
@@ -244,8 +257,63 @@ impl MetadataState {
             group_state_bytes,
             acls: std::sync::Arc::new(acls),
             quotas: std::sync::Arc::new(quotas),
+            scram_credentials: std::sync::Arc::new(scram_credentials),
         })
     }
+}
+
+/// Bounded by `SCRAM_CREDENTIALS_MAX`; user names and salts by their limits, below `u16::MAX`;
+/// keys are 32 or 64 bytes (checked when stored).
+fn put_scram_credentials(out: &mut Vec<u8>, credentials: &ScramCredentialSet) {
+    out.extend_from_slice(&(credentials.len() as u32).to_le_bytes());
+    for ((user, mechanism), credential) in credentials.iter() {
+        put_short_bytes(out, user.as_bytes());
+        out.extend_from_slice(&mechanism.code().to_le_bytes());
+        out.extend_from_slice(&credential.iterations.to_le_bytes());
+        put_short_bytes(out, &credential.salt);
+        out.push(credential.stored_key.len() as u8);
+        out.extend_from_slice(&credential.stored_key);
+        out.extend_from_slice(&credential.server_key);
+    }
+}
+
+/// Reads the SCRAM credentials and checks what the state machine checks when it stores them
+/// (user, iterations, salt and key sizes, the cap) and the canonical order.
+fn read_scram_credentials(reader: &mut Reader<'_>) -> Result<ScramCredentialSet, CheckpointError> {
+    let count = reader.u32("SCRAM credential count")? as usize;
+    if count > SCRAM_CREDENTIALS_MAX {
+        return Err(invalid(format!(
+            "{count} SCRAM credentials (limit {SCRAM_CREDENTIALS_MAX})"
+        )));
+    }
+    let mut credentials = ScramCredentialSet::new();
+    for _ in 0..count {
+        let user = reader.short_string("SCRAM user")?;
+        let [code] = reader.array::<1>("SCRAM mechanism")?;
+        let code = i8::from_le_bytes([code]);
+        let mechanism = ScramMechanism::from_code(code)
+            .ok_or_else(|| invalid(format!("unknown SCRAM mechanism {code}")))?;
+        let iterations = reader.u32("SCRAM iterations")?;
+        let salt_len = reader.u16("SCRAM salt")?;
+        let salt = reader.take(usize::from(salt_len), "SCRAM salt")?.to_vec();
+        let [key_len] = reader.array::<1>("SCRAM key length")?;
+        let stored_key = reader
+            .take(usize::from(key_len), "SCRAM stored key")?
+            .to_vec();
+        let server_key = reader
+            .take(usize::from(key_len), "SCRAM server key")?
+            .to_vec();
+        let credential = ScramCredential {
+            salt,
+            iterations,
+            stored_key,
+            server_key,
+        };
+        credentials
+            .insert_decoded(user, mechanism, credential)
+            .map_err(invalid)?;
+    }
+    Ok(credentials)
 }
 
 fn put_quota_name(out: &mut Vec<u8>, name: Option<&QuotaName>) {

@@ -18,6 +18,7 @@ use super::acl::{AclBinding, AclBindingFilter};
 use super::error::CheckpointError;
 use super::groups::GroupRecord;
 use super::quota::QuotaAlteration;
+use super::scram::{ScramDeletion, ScramUpsertion};
 use crate::types::{LogSeq, TopicId, TopicPartition};
 
 /// A metadata change carried by a log entry. Applied in log order; see [`super::MetadataState`].
@@ -96,6 +97,17 @@ pub enum Command {
     /// by position).
     AlterClientQuotas {
         alteration: Box<QuotaAlteration>,
+    },
+    /// AlterUserScramCredentials upsertion: creates or replaces one user's credential for one
+    /// mechanism (salt, iterations, StoredKey, ServerKey: the salted password the client sent is
+    /// never written). Refused for an empty user, iterations outside `4096..=16384`, a salt or key
+    /// of the wrong size, or past [`super::SCRAM_CREDENTIALS_MAX`]. Boxed and appended last.
+    UpsertScramCredential {
+        upsertion: Box<ScramUpsertion>,
+    },
+    /// AlterUserScramCredentials deletion: removes one credential; refused when it is not stored.
+    DeleteScramCredential {
+        deletion: Box<ScramDeletion>,
     },
 }
 

@@ -192,6 +192,10 @@ pub enum Event {
     ClientQuotasAltered {
         index: usize,
     },
+    /// Command `index` (UpsertScramCredential or DeleteScramCredential) changed a credential.
+    ScramCredentialAltered {
+        index: usize,
+    },
     /// Command `index` (ReplaceIndexRange) replaced `entries_replaced` index entries of `tp` by one.
     IndexRangeReplaced {
         index: usize,

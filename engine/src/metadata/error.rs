@@ -138,6 +138,19 @@ pub enum MetadataError {
     /// Storing a quota for a new entity would pass `QUOTA_ENTITIES_MAX`.
     #[error("too many client quota entities (limit {limit}); remove some first")]
     TooManyQuotaEntities { limit: usize },
+    /// A SCRAM credential Kafka's controller would refuse (an empty user name, iterations out of
+    /// `4096..=16384`) or one that breaks a stored-form rule (salt or key length).
+    #[error("{reason}")]
+    UnacceptableScramCredential { reason: String },
+    /// Deleting a SCRAM credential that is not stored.
+    #[error("Attempt to delete a user credential that does not exist ({user:?}, {mechanism})")]
+    ScramCredentialNotFound {
+        user: String,
+        mechanism: &'static str,
+    },
+    /// Storing a new SCRAM credential would pass `SCRAM_CREDENTIALS_MAX`.
+    #[error("too many SCRAM credentials (limit {limit}); delete some first")]
+    TooManyScramCredentials { limit: usize },
 }
 
 /// Kafka protocol error codes used below (from `org.apache.kafka.common.protocol.Errors`).
@@ -162,6 +175,8 @@ pub mod kafka_code {
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
     pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const INVALID_GROUP_ID: i16 = 24;
+    pub const RESOURCE_NOT_FOUND: i16 = 91;
+    pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
 }
 
 impl MetadataError {
@@ -221,6 +236,9 @@ impl MetadataError {
             MetadataError::TooManyAcls { .. } => POLICY_VIOLATION,
             MetadataError::InvalidQuota { .. } => INVALID_REQUEST,
             MetadataError::TooManyQuotaEntities { .. } => POLICY_VIOLATION,
+            MetadataError::UnacceptableScramCredential { .. } => UNACCEPTABLE_CREDENTIAL,
+            MetadataError::ScramCredentialNotFound { .. } => RESOURCE_NOT_FOUND,
+            MetadataError::TooManyScramCredentials { .. } => POLICY_VIOLATION,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The metadata state machine: topics, partition indexes, high watermarks, log start offsets,
 //! producer state, committed consumer-group offsets and group coordinator state, ACL bindings
-//! ([`acl`]; the decision over them is [`authorizer`]), client quotas ([`quota`]), and the position of the metadata log's
-//! valid chain.
+//! ([`acl`]; the decision over them is [`authorizer`]), client quotas ([`quota`]), SCRAM credentials
+//! ([`scram`]), and the position of the metadata log's valid chain.
 //!
 //! # Pure, deterministic, and fed in log order
 //!
@@ -40,6 +40,7 @@ pub mod partition;
 pub mod producer;
 pub mod quota;
 mod retention;
+pub mod scram;
 mod state;
 mod topic;
 
@@ -83,6 +84,10 @@ pub use quota::{
     QuotaSet, QuotaValue, ResolvedQuota,
 };
 pub use retention::RetentionDefaults;
+pub use scram::{
+    SCRAM_CREDENTIALS_MAX, ScramCredential, ScramCredentialSet, ScramDeletion, ScramMechanism,
+    ScramUpsertion,
+};
 pub use state::MetadataState;
 pub use topic::{
     PARTITIONS_PER_TOPIC_MAX, PARTITIONS_TOTAL_MAX, TOPIC_NAME_LEN_MAX, TOPICS_MAX, Topic,

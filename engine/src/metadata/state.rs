@@ -11,6 +11,7 @@ use super::index::IndexEntry;
 use super::offsets::GroupOffsets;
 use super::partition::PartitionState;
 use super::quota::QuotaSet;
+use super::scram::ScramCredentialSet;
 use super::topic::Topic;
 use crate::types::{LogSeq, TopicId, TopicPartition};
 
@@ -48,6 +49,8 @@ pub struct MetadataState {
     pub(super) acls: std::sync::Arc<AclSet>,
     /// Client quotas, shared with the cores' quota enforcement the same way as `acls`.
     pub(super) quotas: std::sync::Arc<QuotaSet>,
+    /// SCRAM credentials, shared with the agent's SCRAM authenticator the same way as `acls`.
+    pub(super) scram_credentials: std::sync::Arc<ScramCredentialSet>,
 }
 
 impl MetadataState {
@@ -117,6 +120,16 @@ impl MetadataState {
     /// The client quotas as a snapshot that outlives this borrow (a reference count, no copy).
     pub fn quotas_shared(&self) -> std::sync::Arc<QuotaSet> {
         std::sync::Arc::clone(&self.quotas)
+    }
+
+    /// The SCRAM credentials.
+    pub fn scram_credentials(&self) -> &ScramCredentialSet {
+        &self.scram_credentials
+    }
+
+    /// The SCRAM credentials as a snapshot that outlives this borrow (a reference count).
+    pub fn scram_credentials_shared(&self) -> std::sync::Arc<ScramCredentialSet> {
+        std::sync::Arc::clone(&self.scram_credentials)
     }
 
     /// The producer id the next InitProducerId will hand out.

@@ -117,3 +117,4 @@ mod offsets;
 mod producer;
 mod quota;
 mod retention;
+mod scram;

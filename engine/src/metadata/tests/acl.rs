@@ -744,8 +744,9 @@ fn checkpoint_carries_acls_and_refuses_broken_ones() {
     let decoded = MetadataState::decode_checkpoint(&bytes).unwrap();
     assert_eq!(decoded.acls(), state.acls());
     // An unknown operation code under a valid CRC is refused: the last binding's operation is
-    // the second-to-last byte of the ACL section, which the (empty, 4-byte) quota section follows.
-    let body_end = bytes.len() - 4 - 4;
+    // the second-to-last byte of the ACL section, which the (empty, 4-byte) quota and SCRAM
+    // sections follow.
+    let body_end = bytes.len() - 4 - 4 - 4;
     let mut broken = bytes.clone();
     broken[body_end - 2] = 1; // ANY: a filter, never stored
     reseal(&mut broken);
@@ -795,7 +796,7 @@ fn version_4_checkpoint_decodes_without_acls() {
         u16::from_le_bytes([current[8], current[9]]),
         CHECKPOINT_VERSION
     );
-    assert_eq!(CHECKPOINT_VERSION, 6);
+    assert_eq!(CHECKPOINT_VERSION, 7);
     assert_eq!(
         MetadataState::decode_checkpoint(&current).unwrap(),
         harness.state

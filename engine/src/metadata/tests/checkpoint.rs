@@ -2,8 +2,29 @@
 
 use super::*;
 
-/// Every kind of state, stored groups, ACL bindings and client quotas included.
+/// Every kind of state, stored groups, ACL bindings, client quotas and SCRAM credentials
+/// included.
 pub(super) fn populated() -> MetadataState {
+    let mut harness = Harness {
+        state: populated_before_scram(),
+        next_seq: 0,
+    };
+    harness.next_seq = harness.state.last_offered_seq().unwrap().0 + 1;
+    for upsertion in super::scram::sample_upsertions() {
+        let event = harness.command(Command::UpsertScramCredential {
+            upsertion: Box::new(upsertion),
+        });
+        assert!(
+            matches!(event, Event::ScramCredentialAltered { .. }),
+            "{event:?}"
+        );
+    }
+    harness.state
+}
+
+/// Every kind of state a v6 build kept, client quotas included (the state of
+/// `fixtures/checkpoint_v6.bin`).
+pub(super) fn populated_before_scram() -> MetadataState {
     let mut harness = Harness {
         state: populated_before_quotas(),
         next_seq: 0,

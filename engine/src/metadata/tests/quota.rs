@@ -40,7 +40,7 @@ fn every_level() -> Vec<QuotaAlteration> {
         .collect()
 }
 
-/// The alterations behind `populated()`'s quotas (and `fixtures/checkpoint_v6.bin`).
+/// The alterations behind `populated_before_scram()`'s quotas (and `fixtures/checkpoint_v6.bin`).
 pub(super) fn sample_alterations() -> Vec<QuotaAlteration> {
     let mut alterations = every_level();
     alterations.push(QuotaAlteration {
@@ -301,13 +301,14 @@ fn the_cap_refuses_new_entities_but_not_changes() {
 
 #[test]
 fn checkpoint_carries_quotas_and_refuses_broken_ones() {
-    let state = super::checkpoint::populated();
+    let state = super::checkpoint::populated_before_scram();
     assert_eq!(state.quotas().len(), sample_alterations().len());
     let bytes = state.encode_checkpoint();
     let decoded = MetadataState::decode_checkpoint(&bytes).unwrap();
     assert_eq!(decoded, state);
-    // The last value of the last entity is the body's last 8 bytes: zero is refused.
-    let body_end = bytes.len() - 4;
+    // The last value of the last entity ends the quota section, which the (empty, 4-byte) SCRAM
+    // section follows: zero is refused.
+    let body_end = bytes.len() - 4 - 4;
     let mut broken = bytes.clone();
     broken[body_end - 8..body_end].copy_from_slice(&0f64.to_bits().to_le_bytes());
     reseal(&mut broken);
@@ -357,7 +358,7 @@ fn write_fixtures_when_asked() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/metadata/tests/fixtures");
     std::fs::write(
         format!("{dir}/checkpoint_v6.bin"),
-        super::checkpoint::populated().encode_checkpoint(),
+        super::checkpoint::populated_before_scram().encode_checkpoint(),
     )
     .unwrap();
     std::fs::write(
@@ -379,17 +380,14 @@ fn quota_commands_encoded_by_the_first_build_with_them_still_decode() {
     );
 }
 
-/// A v6 checkpoint (`populated`, client quotas included) written by the build that introduced
-/// v6: this build reads it back to the same state and writes the same bytes; a later version keeps
-/// decoding it (rename `populated` then, as `populated_before_quotas` was).
+/// A v6 checkpoint (`populated_before_scram`, client quotas included) written by the build that
+/// introduced v6: later builds read it back to the same state (no SCRAM credentials).
 #[test]
 fn version_6_checkpoint_fixture_decodes() {
     let bytes = include_bytes!("fixtures/checkpoint_v6.bin");
     assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 6);
     let state = MetadataState::decode_checkpoint(bytes).unwrap();
-    assert_eq!(state, super::checkpoint::populated());
+    assert_eq!(state, super::checkpoint::populated_before_scram());
     assert_eq!(state.quotas().len(), sample_alterations().len());
-    if CHECKPOINT_VERSION == 6 {
-        assert_eq!(state.encode_checkpoint(), bytes.to_vec());
-    }
+    assert!(state.scram_credentials().is_empty());
 }
