@@ -291,6 +291,9 @@ impl Agent {
         tls_listeners.resize_with(plan.network_cpus.len(), || None);
         // SASL (SASL_PLAINTEXT / SASL_SSL): the users file is read (and its SCRAM credentials
         // derived) once; every core and listener share the settings and the failed-login table.
+        // SCRAM credentials of the metadata log: one board for the agent, read by every login and
+        // refreshed by the AlterUserScramCredentials handler (`sasl::credentials`).
+        let scram_board = Arc::new(super::sasl::ScramBoard::new());
         let sasl = match config.sasl_mechanisms()? {
             Some(mechanisms) => {
                 // config.sasl_mechanisms() asks for a users file when PLAIN or SCRAM is offered.
@@ -339,6 +342,7 @@ impl Agent {
                     super::sasl::limiter::ADDRESSES_MAX,
                 );
                 let settings = super::sasl::SaslSettings::new(mechanisms, users, failed_logins)
+                    .with_scram_credentials(Arc::clone(&scram_board))
                     .with_session_lifetime_max(
                         (config.connections_max_reauth_ms > 0)
                             .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
@@ -413,6 +417,7 @@ impl Agent {
         let cluster_board = cluster.as_ref().map(|cluster| cluster.board());
         let (core, inbox) = core_channel(Arc::clone(&store), &cluster_id);
         let core = core.with_background_store(background);
+        scram_board.attach(core.clone());
         let mut broadcaster = WatermarkBroadcaster::default();
         let subscriptions: Vec<_> = plan
             .network_cpus
@@ -537,6 +542,7 @@ impl Agent {
             let authorizer_policy = authorizer_policy.clone();
             let acl_board = Arc::clone(&acl_board);
             let quota_board = Arc::clone(&quota_board);
+            let scram_board = Arc::clone(&scram_board);
             let quota_metrics = Arc::clone(&metrics);
             let name = format!("sluice-net-{cpu}");
             let slot = CoreSlot::new(Arc::clone(&metrics), index);
@@ -603,7 +609,9 @@ impl Agent {
                     // Produce's bytes are measured as its frame is read, from this snapshot.
                     let _ = quotas.quotas().await;
                     let with_authorizer = |dispatcher: Dispatcher<_>| {
-                        let dispatcher = dispatcher.with_quotas(Rc::clone(&quotas));
+                        let dispatcher = dispatcher
+                            .with_quotas(Rc::clone(&quotas))
+                            .with_scram_credentials(Arc::clone(&scram_board));
                         match &authorizer {
                             Some(authorizer) => dispatcher.with_authorizer(Rc::clone(authorizer)),
                             None => dispatcher,

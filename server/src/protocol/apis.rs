@@ -230,6 +230,17 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         version_min: 0,
         version_max: 1,
     },
+    // SCRAM credentials (handlers/scram_credentials.rs): v0, flexible, the only version Kafka has.
+    SupportedApi {
+        key: ApiKey::DescribeUserScramCredentials,
+        version_min: 0,
+        version_max: 0,
+    },
+    SupportedApi {
+        key: ApiKey::AlterUserScramCredentials,
+        version_min: 0,
+        version_max: 0,
+    },
     // SASL (server/src/net/sasl): v1 means the tokens follow in SaslAuthenticate requests, v0
     // that they follow as bare size-prefixed frames. Advertised on every listener as Kafka does
     // (librdkafka uses SaslHandshake v1 only when SaslAuthenticate is listed); a listener without

@@ -14,7 +14,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, ApiVersionsRequest,
+    AlterClientQuotasRequest, AlterClientQuotasResponse, AlterUserScramCredentialsRequest,
+    AlterUserScramCredentialsResponse, ApiKey, ApiVersionsRequest,
     ApiVersionsResponse, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, CreateAclsRequest,
     CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
@@ -24,6 +25,7 @@ use kafka_protocol::messages::{
     DescribeClientQuotasResponse, DescribeClusterRequest, DescribeClusterResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
     DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
     ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
@@ -84,6 +86,8 @@ pub enum Request {
     DeleteAcls(DeleteAclsRequest),
     DescribeClientQuotas(DescribeClientQuotasRequest),
     AlterClientQuotas(AlterClientQuotasRequest),
+    DescribeUserScramCredentials(DescribeUserScramCredentialsRequest),
+    AlterUserScramCredentials(AlterUserScramCredentialsRequest),
 }
 
 /// A response body of one of the implemented APIs.
@@ -126,6 +130,8 @@ pub enum Response {
     DeleteAcls(DeleteAclsResponse),
     DescribeClientQuotas(DescribeClientQuotasResponse),
     AlterClientQuotas(AlterClientQuotasResponse),
+    DescribeUserScramCredentials(DescribeUserScramCredentialsResponse),
+    AlterUserScramCredentials(AlterUserScramCredentialsResponse),
 }
 
 /// Evaluates `$call` with `$body` bound to whichever response body `$response` holds.
@@ -168,6 +174,8 @@ macro_rules! each_response {
             Response::DeleteAcls($body) => $call,
             Response::DescribeClientQuotas($body) => $call,
             Response::AlterClientQuotas($body) => $call,
+            Response::DescribeUserScramCredentials($body) => $call,
+            Response::AlterUserScramCredentials($body) => $call,
         }
     };
 }
@@ -212,6 +220,10 @@ impl Response {
             Response::DeleteAcls(body) => body.throttle_time_ms = throttle_time_ms,
             Response::DescribeClientQuotas(body) => body.throttle_time_ms = throttle_time_ms,
             Response::AlterClientQuotas(body) => body.throttle_time_ms = throttle_time_ms,
+            Response::DescribeUserScramCredentials(body) => {
+                body.throttle_time_ms = throttle_time_ms;
+            }
+            Response::AlterUserScramCredentials(body) => body.throttle_time_ms = throttle_time_ms,
         }
     }
 
@@ -274,6 +286,13 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
         I8,
     ];
     const DESCRIBE_CLIENT_QUOTAS: &[Shape] = &[Structs(&[Str, I8, Str]), I8];
+    // DescribeUserScramCredentials: users (name), null for all. AlterUserScramCredentials:
+    // deletions (name, mechanism), upsertions (name, mechanism, iterations, salt, salted password).
+    const DESCRIBE_USER_SCRAM_CREDENTIALS: &[Shape] = &[Structs(&[Str])];
+    const ALTER_USER_SCRAM_CREDENTIALS: &[Shape] = &[
+        Structs(&[Str, I8]),
+        Structs(&[Str, I8, I32, Bytes, Bytes]),
+    ];
     if api_key == ApiKey::Fetch {
         return Some(fetch_shape(version));
     }
@@ -304,6 +323,8 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
         ApiKey::CreateAcls | ApiKey::DeleteAcls => Some(ACLS),
         ApiKey::AlterClientQuotas => Some(ALTER_CLIENT_QUOTAS),
         ApiKey::DescribeClientQuotas => Some(DESCRIBE_CLIENT_QUOTAS),
+        ApiKey::DescribeUserScramCredentials => Some(DESCRIBE_USER_SCRAM_CREDENTIALS),
+        ApiKey::AlterUserScramCredentials => Some(ALTER_USER_SCRAM_CREDENTIALS),
         _ => None,
     }
 }
@@ -719,6 +740,12 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
         }
         ApiKey::AlterClientQuotas => {
             Request::AlterClientQuotas(decode_body(&mut buffer, api_key, version)?)
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            Request::DescribeUserScramCredentials(decode_body(&mut buffer, api_key, version)?)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            Request::AlterUserScramCredentials(decode_body(&mut buffer, api_key, version)?)
         }
         ApiKey::ApiVersions => Request::ApiVersions(
             ApiVersionsRequest::decode(&mut buffer, version)

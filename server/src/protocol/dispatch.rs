@@ -23,7 +23,8 @@ use super::fetch_frame::encode_fetch_frame;
 use super::guard;
 use super::handlers::{
     acls, admin_tools, api_versions, cluster, configs, delete_records, fetch, find_coordinator,
-    groups, init_producer_id, list_offsets, metadata, offsets, produce, quotas, topics_admin,
+    groups, init_producer_id, list_offsets, metadata, offsets, produce, quotas, scram_credentials,
+    topics_admin,
 };
 use super::services::CoreServices;
 use crate::auth::{Authorizer, ConnectionAuth, RequestAuth};
@@ -100,6 +101,9 @@ pub struct Dispatcher<S> {
     cluster: Option<Arc<ClusterBoard>>,
     /// Client quota enforcement (`crate::quota`); `None` in protocol-only tests.
     quotas: Option<Rc<QuotaEnforcer>>,
+    /// The SCRAM logins' view of the stored credentials, refreshed after each
+    /// AlterUserScramCredentials (`crate::net::sasl::credentials`).
+    scram_credentials: Option<Arc<crate::net::sasl::ScramBoard>>,
 }
 
 /// The quotas one request is measured against (resolved once, before it is handled).
@@ -122,7 +126,14 @@ impl<S: MetadataSource> Dispatcher<S> {
             authorizer: None,
             cluster: None,
             quotas: None,
+            scram_credentials: None,
         }
+    }
+
+    /// Publishes each SCRAM credential change to `board`, which SASL logins read.
+    pub fn with_scram_credentials(mut self, board: Arc<crate::net::sasl::ScramBoard>) -> Self {
+        self.scram_credentials = Some(board);
+        self
     }
 
     /// Answers as an agent of a cluster when `board` is given (see [`super::cluster_routing`]).
@@ -473,6 +484,23 @@ impl<S: MetadataSource> Dispatcher<S> {
                 quotas::alter_client_quotas(
                     &self.services(api_key)?.core,
                     self.quotas.as_deref().map(QuotaEnforcer::board),
+                    auth,
+                    &body,
+                )
+                .await,
+            ),
+            Request::DescribeUserScramCredentials(body) => Response::DescribeUserScramCredentials(
+                scram_credentials::describe_user_scram_credentials(
+                    &self.services(api_key)?.core,
+                    auth,
+                    &body,
+                )
+                .await,
+            ),
+            Request::AlterUserScramCredentials(body) => Response::AlterUserScramCredentials(
+                scram_credentials::alter_user_scram_credentials(
+                    &self.services(api_key)?.core,
+                    self.scram_credentials.as_deref(),
                     auth,
                     &body,
                 )

@@ -18,6 +18,8 @@ mod groups_sluice;
 mod log_append_time_sluice;
 mod quotas_kafka;
 mod quotas_sluice;
+mod scram_credentials_kafka;
+mod scram_credentials_sluice;
 mod sluice_kill9;
 mod store_round_trip_sluice;
 mod streams_kafka;

@@ -390,6 +390,7 @@ impl Authenticator {
             ));
         }
         let users = &self.settings.users;
+        let stored_scram = &self.settings.scram_credentials;
         let outcome = match mechanism {
             Mechanism::Plain => match plain::parse(token) {
                 Ok(message) if users.check_password(message.username, message.password) => Ok(
@@ -417,7 +418,12 @@ impl Authenticator {
                             None => Err("Authentication failed: no random nonce".to_owned()),
                             Some(nonce) => server
                                 .client_first(token, &nonce, |name| {
-                                    users.scram(scram_mechanism, name)
+                                    super::credentials::lookup(
+                                        &stored_scram.snapshot(),
+                                        users,
+                                        scram_mechanism,
+                                        name,
+                                    )
                                 })
                                 .map(|first| {
                                     *scram = Some(Box::new(server));

@@ -17,8 +17,9 @@
 //! minute at most. Failed logins are rate-limited per address ([`limiter`]).
 //!
 //! Mechanisms: PLAIN ([`plain`]) and SCRAM-SHA-256/512 ([`scram`]), users from a file
-//! ([`users`]); OAUTHBEARER ([`oauthbearer`]), JWTs checked against a JWKS file. Not built yet:
-//! SCRAM credentials managed with AlterUserScramCredentials and kept in the metadata log.
+//! ([`users`]) and, for SCRAM, credentials managed with AlterUserScramCredentials and kept in the
+//! metadata log ([`credentials`]: the log's credential wins over the file's); OAUTHBEARER
+//! ([`oauthbearer`]), JWTs checked against a JWKS file.
 //!
 //! **Re-authentication** (KIP-368, Kafka's `connections.max.reauth.ms`, here
 //! `connections_max_reauth_ms`, 0 = off). When on, a successful SaslAuthenticate (v1+) tells the
@@ -31,6 +32,7 @@
 //! SaslHandshake, as Kafka does (`SocketServer` closes an expired channel).
 
 pub mod authenticator;
+pub mod credentials;
 pub mod limiter;
 pub mod oauthbearer;
 pub mod plain;
@@ -47,6 +49,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kafka_protocol::messages::ApiKey;
 
 pub use authenticator::{Authenticator, Session, Step};
+pub use credentials::ScramBoard;
 pub use limiter::FailedLogins;
 pub use scram::ScramMechanism;
 pub use users::{Users, UsersError};
@@ -140,6 +143,9 @@ pub struct SaslSettings {
     /// `connections_max_reauth_ms`: the longest a session lasts before the client must
     /// re-authenticate; `None` turns re-authentication off.
     pub session_lifetime_max: Option<Duration>,
+    /// The SCRAM credentials of the metadata log (shared with the AlterUserScramCredentials
+    /// handler, which publishes each change).
+    pub scram_credentials: Arc<ScramBoard>,
 }
 
 impl SaslSettings {
@@ -154,7 +160,14 @@ impl SaslSettings {
             failed_logins: Mutex::new(failed_logins),
             oauth: None,
             session_lifetime_max: None,
+            scram_credentials: Arc::new(ScramBoard::new()),
         }
+    }
+
+    /// Uses the agent's board of SCRAM credentials (see [`credentials`]).
+    pub fn with_scram_credentials(mut self, board: Arc<ScramBoard>) -> SaslSettings {
+        self.scram_credentials = board;
+        self
     }
 
     /// Sessions last at most `lifetime` (`None`: no re-authentication).
@@ -190,6 +203,7 @@ where
     S: MetadataSource,
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    settings.scram_credentials.refresh_if_stale().await;
     let authenticator = Authenticator::new(Arc::clone(settings), peer);
     let input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     exchange(stream, dispatcher, authenticator, input).await
@@ -211,6 +225,7 @@ where
     S: MetadataSource,
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    settings.scram_credentials.refresh_if_stale().await;
     let authenticator = Authenticator::reauthenticate(Arc::clone(settings), peer, session);
     exchange(stream, dispatcher, authenticator, input).await
 }

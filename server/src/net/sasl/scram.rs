@@ -98,11 +98,24 @@ impl ScramCredential {
     ) -> ScramCredential {
         let mut salted = vec![0u8; mechanism.output_bytes()];
         pbkdf2::derive(mechanism.pbkdf2(), iterations, &salt, password, &mut salted);
-        let client_key = mechanism.hmac_of(&salted, b"Client Key");
+        ScramCredential::from_salted_password(mechanism, &salted, salt, iterations)
+    }
+
+    /// The credential of a salted password (`Hi(password, salt, iterations)`, what a client sends
+    /// in AlterUserScramCredentials): `StoredKey = H(HMAC(salted, "Client Key"))`,
+    /// `ServerKey = HMAC(salted, "Server Key")` (RFC 5802 section 3). The salted password itself
+    /// is not kept.
+    pub fn from_salted_password(
+        mechanism: ScramMechanism,
+        salted: &[u8],
+        salt: Vec<u8>,
+        iterations: NonZeroU32,
+    ) -> ScramCredential {
+        let client_key = mechanism.hmac_of(salted, b"Client Key");
         let stored_key = digest::digest(mechanism.digest(), &client_key)
             .as_ref()
             .to_vec();
-        let server_key = mechanism.hmac_of(&salted, b"Server Key");
+        let server_key = mechanism.hmac_of(salted, b"Server Key");
         ScramCredential {
             salt,
             iterations,

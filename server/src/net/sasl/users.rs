@@ -12,8 +12,8 @@
 //! logged: a parse error names the line and the problem, not the text (the TOML parser's own
 //! message quotes the offending line, which may hold a password).
 //!
-//! SCRAM credentials managed by AlterUserScramCredentials and kept in the metadata log are not
-//! built yet; when they are, this table becomes one source among two.
+//! SCRAM credentials managed by AlterUserScramCredentials are kept in the metadata log; for a user
+//! and mechanism the log holds, the log's credential wins over this file's ([`super::credentials`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;

@@ -15,4 +15,5 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod quotas;
+pub mod scram_credentials;
 pub mod topics_admin;
