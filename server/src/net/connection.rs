@@ -26,11 +26,18 @@
 //! responses are written strictly in request order, which Kafka clients rely on. Past the limit
 //! the connection stops reading until the oldest request is answered: that is its backpressure.
 //!
+//! **Each request sees the ones before it** ([`super::request_order`]). Only consecutive Produce
+//! requests, and consecutive Fetch requests, run side by side; any other request, and the first
+//! after one of another kind, is held (read, not started, and nothing more read) until every
+//! earlier request has completed. So a client that pipelines CreateTopics then Metadata, or a
+//! Produce then a Fetch, sees its own change, as on Kafka, which handles one request of a
+//! connection at a time. Held, a frame counts as not yet read: a stop or a refusal drops it.
+//!
 //! **Muted while throttled.** When a client quota answers a request with a throttle time
 //! (`crate::quota`, KIP-219), the connection reads nothing and starts no buffered request until
 //! that time has passed, as Kafka mutes a throttled channel: a client that ignores
 //! `throttle_time_ms` waits all the same, so it cannot exceed its quota. Requests already being
-//! handled are answered meanwhile. A Produce's bytes are measured as its frame is read, so a
+//! handled are answered meanwhile. A Produce's bytes are measured as its frame is started, so a
 //! pipelining client's next request is held as soon as one is over (Kafka, which reads one request
 //! of a connection at a time, holds the next one the same way).
 //!
@@ -51,10 +58,10 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use futures::future::FusedFuture;
 use futures::future::{Either, LocalBoxFuture, select};
-use futures::stream::FuturesOrdered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 use kafka_protocol::messages::ApiKey;
 
+use super::request_order::{InflightRequests, RequestKind};
 use crate::auth::ConnectionAuth;
 use crate::metadata_source::MetadataSource;
 use crate::metrics::CoreSlot;
@@ -179,7 +186,12 @@ where
     F: Future<Output = ()>,
 {
     let mut output = Output::default();
-    let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // Started requests, in read order; a request of another kind than the ones running waits for
+    // them all (`request_order`).
+    let mut inflight: InflightRequests<Pending> = InflightRequests::default();
+    // A frame read whose turn has not come: it starts once every request before it has completed,
+    // and nothing more is read meanwhile.
+    let mut held: Option<Bytes> = None;
     // Produce requests reach the metadata core in the order they were read.
     let mut produce_order = ProduceOrder::default();
     let mut refusal: Option<ConnectionEnd> = None;
@@ -198,60 +210,72 @@ where
         if muted_until.is_some_and(|until| until <= Instant::now()) {
             muted_until = None;
         }
-        // Start every complete frame already buffered, in order, up to the limit.
+        // Start every complete frame already buffered, in order, up to the limit, until one must
+        // wait for the requests before it.
         while refusal.is_none() && muted_until.is_none() && inflight.len() < REQUESTS_INFLIGHT_MAX {
-            match split_frame(&mut input, request_bytes_max) {
-                Ok(Some(frame)) => {
-                    if let Some(expires_at) = session_expires_at {
-                        let api_key = frame.first_chunk::<2>().map(|key| i16::from_be_bytes(*key));
-                        if api_key == Some(ApiKey::SaslHandshake as i16) {
-                            // The bytes after it are appended once the loop ends.
-                            refusal = Some(reauthentication(&frame));
-                            break;
-                        }
-                        if Instant::now() >= expires_at {
-                            refusal = Some(ConnectionEnd::Sasl(
-                                "session expired without re-authentication \
-                                 (connections_max_reauth_ms)"
-                                    .to_owned(),
-                            ));
-                            break;
-                        }
+            let frame = match held.take() {
+                Some(frame) => frame,
+                None => match split_frame(&mut input, request_bytes_max) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(error) => {
+                        refusal = Some(error.into());
+                        break;
                     }
-                    // A Produce over its byte-rate quota mutes the connection before the next
-                    // frame is started (`Dispatcher::admit`).
-                    let admitted_ms = dispatcher.admit(&frame, &auth);
-                    if admitted_ms > 0 {
-                        let until = Instant::now() + std::time::Duration::from_millis(admitted_ms);
-                        muted_until = Some(muted_until.map_or(until, |muted| muted.max(until)));
-                    }
-                    let dispatcher = Rc::clone(&dispatcher);
-                    let metrics = Rc::clone(&metrics);
-                    let auth = Rc::clone(&auth);
-                    // The request header starts with the API key; a frame too short to hold
-                    // one is refused by the dispatcher (and counted under no API).
-                    let api_key = frame
-                        .first_chunk::<2>()
-                        .map_or(-1, |key| i16::from_be_bytes(*key));
-                    let started = Instant::now();
-                    let turn =
-                        (api_key == ApiKey::Produce as i16).then(|| produce_order.next_turn());
-                    inflight.push_back(Box::pin(async move {
-                        let (outcome, throttle_ms) = dispatcher
-                            .handle_frame_throttled(frame, peer, &auth, admitted_ms, turn)
-                            .await;
-                        if let Some(core) = metrics.core() {
-                            core.request_done(api_key, started.elapsed());
-                            if matches!(outcome, SegmentsOutcome::Close(_)) {
-                                core.requests_refused.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        (outcome, throttle_ms)
-                    }));
-                }
-                Ok(None) => break,
-                Err(error) => refusal = Some(error.into()),
+                },
+            };
+            // The request header starts with the API key; a frame too short to hold one is
+            // refused by the dispatcher (and counted under no API).
+            let api_key = frame
+                .first_chunk::<2>()
+                .map_or(-1, |key| i16::from_be_bytes(*key));
+            let kind = RequestKind::of(api_key);
+            if !inflight.may_start(kind) {
+                held = Some(frame);
+                break;
             }
+            if let Some(expires_at) = session_expires_at {
+                if api_key == ApiKey::SaslHandshake as i16 {
+                    // The bytes after it are appended once the loop ends.
+                    refusal = Some(reauthentication(&frame));
+                    break;
+                }
+                if Instant::now() >= expires_at {
+                    refusal = Some(ConnectionEnd::Sasl(
+                        "session expired without re-authentication \
+                         (connections_max_reauth_ms)"
+                            .to_owned(),
+                    ));
+                    break;
+                }
+            }
+            // A Produce over its byte-rate quota mutes the connection before the next frame is
+            // started (`Dispatcher::admit`).
+            let admitted_ms = dispatcher.admit(&frame, &auth);
+            if admitted_ms > 0 {
+                let until = Instant::now() + std::time::Duration::from_millis(admitted_ms);
+                muted_until = Some(muted_until.map_or(until, |muted| muted.max(until)));
+            }
+            let dispatcher = Rc::clone(&dispatcher);
+            let metrics = Rc::clone(&metrics);
+            let auth = Rc::clone(&auth);
+            let started = Instant::now();
+            let turn = (kind == RequestKind::Produce).then(|| produce_order.next_turn());
+            inflight.start(
+                kind,
+                Box::pin(async move {
+                    let (outcome, throttle_ms) = dispatcher
+                        .handle_frame_throttled(frame, peer, &auth, admitted_ms, turn)
+                        .await;
+                    if let Some(core) = metrics.core() {
+                        core.request_done(api_key, started.elapsed());
+                        if matches!(outcome, SegmentsOutcome::Close(_)) {
+                            core.requests_refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    (outcome, throttle_ms)
+                }),
+            );
         }
         // Gather what is ready (in order) and write it with one call.
         while output.bytes < RESPONSE_BATCH_BYTES_MAX
@@ -312,7 +336,8 @@ where
             }
             continue;
         }
-        if refusal.is_some() || inflight.len() >= REQUESTS_INFLIGHT_MAX {
+        if refusal.is_some() || inflight.len() >= REQUESTS_INFLIGHT_MAX || held.is_some() {
+            // No read while a frame is held: like the limit, that is the client's backpressure.
             if let Some(outcome) = inflight.next().await {
                 take(
                     outcome,
@@ -406,7 +431,7 @@ fn take(
     (outcome, throttle_ms): (SegmentsOutcome, u64),
     output: &mut Output,
     refusal: &mut Option<ConnectionEnd>,
-    inflight: &mut FuturesOrdered<Pending>,
+    inflight: &mut InflightRequests<Pending>,
     muted_until: &mut Option<Instant>,
 ) {
     if throttle_ms > 0 {
@@ -422,7 +447,7 @@ fn take(
         SegmentsOutcome::Close(reason) => {
             *refusal = Some(ConnectionEnd::Refused(reason));
             // Requests after the refused one are never answered (the connection closes).
-            *inflight = FuturesOrdered::new();
+            inflight.clear();
         }
     }
 }
@@ -539,7 +564,7 @@ mod tests {
                 (SegmentsOutcome::Respond(segments.clone()), 0),
                 &mut output,
                 &mut None,
-                &mut FuturesOrdered::new(),
+                &mut InflightRequests::default(),
                 &mut None,
             );
             assert_eq!(output.bytes, expected.len());

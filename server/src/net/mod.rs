@@ -13,6 +13,7 @@ pub mod connection;
 mod executor;
 pub mod listener;
 mod network_core;
+mod request_order;
 pub mod sasl;
 pub mod tls;
 mod vectored;

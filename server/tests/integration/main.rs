@@ -32,6 +32,7 @@ mod metadata;
 mod metrics;
 mod oauthbearer;
 mod panic_exit;
+mod pipelined_order;
 mod produce;
 mod put_budget;
 mod quotas;
