@@ -77,49 +77,11 @@ impl ObjectStorage for SlowGets {
 const BATCHES: usize = 6;
 const RECORDS_PER_BATCH: usize = 10;
 
-/// Produces `BATCHES` batches to both partitions of `history`, one object per pair; returns
-/// the topic id and the batches of each partition.
-fn fill(store_dir: &std::path::Path) -> (uuid::Uuid, [Vec<Bytes>; 2]) {
-    let store = open_store(
-        &StoreConfig::from_url(&format!("file://{}?fsync=false", store_dir.display())).unwrap(),
-    )
-    .unwrap();
-    let agent = common::start_agent_with_store(store, |config| config.flush_interval_ms = 5);
-    let mut client = RawClient::connect(agent.addr());
-    let topic_id = create_topic(&mut client, "history", 2);
-    let mut produced = [Vec::new(), Vec::new()];
-    for index in 0..BATCHES {
-        // Both partitions in one request: one object holds a segment of each.
-        let records: Vec<Bytes> = (0..2)
-            .map(|partition| batch(RECORDS_PER_BATCH, (index * 10 + partition) as i64))
-            .collect();
-        let response: ProduceResponse = client.call(
-            ApiKey::Produce,
-            9,
-            &produce_request(
-                -1,
-                &[
-                    ("history", 0, records[0].clone()),
-                    ("history", 1, records[1].clone()),
-                ],
-            ),
-        );
-        for (_, _, error_code, base) in produce_results(&response) {
-            assert_eq!((error_code, base), (0, (index * RECORDS_PER_BATCH) as i64));
-        }
-        for (batches, records) in produced.iter_mut().zip(records) {
-            batches.push(records);
-        }
-    }
-    drop(client);
-    agent.stop();
-    (topic_id, produced)
-}
-
 #[test]
 fn a_replay_from_the_store_finds_the_next_fetch_already_read() {
     let store_dir = tempfile::tempdir().unwrap();
-    let (topic_id, produced) = fill(store_dir.path());
+    let (topic_id, produced) =
+        fill_two_partitions(store_dir.path(), "history", BATCHES, RECORDS_PER_BATCH);
     let batch_bytes = produced[0][0].len() as i32;
 
     // A fresh agent on the same bucket: its cache is cold, every byte comes from the store.
@@ -198,7 +160,8 @@ fn a_replay_from_the_store_finds_the_next_fetch_already_read() {
 #[test]
 fn a_fetch_arriving_during_its_read_ahead_waits_for_it_instead_of_reading_again() {
     let store_dir = tempfile::tempdir().unwrap();
-    let (topic_id, produced) = fill(store_dir.path());
+    let (topic_id, produced) =
+        fill_two_partitions(store_dir.path(), "history", BATCHES, RECORDS_PER_BATCH);
     let batch_bytes = produced[0][0].len() as i32;
     let store = SlowGets::local(store_dir.path());
     let agent =

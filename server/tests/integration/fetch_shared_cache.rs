@@ -10,51 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use common::{RawClient, TestAgent, batch, produce_request, produce_results};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceResponse};
-use sluice_engine::store::{ObjectStorage, StoreConfig, open_store};
+use common::{RawClient, TestAgent};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use sluice_engine::store::ObjectStorage;
 
 const BATCHES: usize = 8;
 const RECORDS_PER_BATCH: usize = 10;
-
-/// Produces `BATCHES` batches to each of the two partitions of `shared`, one object per round,
-/// with a one-core agent; returns the topic id and each partition's batches.
-fn fill(store_dir: &std::path::Path) -> (uuid::Uuid, [Vec<Bytes>; 2]) {
-    let store = open_store(
-        &StoreConfig::from_url(&format!("file://{}?fsync=false", store_dir.display())).unwrap(),
-    )
-    .unwrap();
-    let agent = common::start_agent_with_store(store, |config| config.flush_interval_ms = 5);
-    let mut client = RawClient::connect(agent.addr());
-    let topic_id = create_topic(&mut client, "shared", 2);
-    let mut produced = [Vec::new(), Vec::new()];
-    for index in 0..BATCHES {
-        // Both partitions in one request: one object holds a segment of each.
-        let records: Vec<Bytes> = (0..2)
-            .map(|partition| batch(RECORDS_PER_BATCH, (index * 10 + partition) as i64))
-            .collect();
-        let response: ProduceResponse = client.call(
-            ApiKey::Produce,
-            9,
-            &produce_request(
-                -1,
-                &[
-                    ("shared", 0, records[0].clone()),
-                    ("shared", 1, records[1].clone()),
-                ],
-            ),
-        );
-        for (_, _, error_code, base) in produce_results(&response) {
-            assert_eq!((error_code, base), (0, (index * RECORDS_PER_BATCH) as i64));
-        }
-        for (batches, records) in produced.iter_mut().zip(records) {
-            batches.push(records);
-        }
-    }
-    drop(client);
-    agent.stop();
-    (topic_id, produced)
-}
 
 /// A connection served by network core `core`. SO_REUSEPORT picks a connection's core by its
 /// address hash, so connect until one lands there: the agent counts a connection when it accepts
@@ -105,7 +66,8 @@ fn a_block_read_through_one_core_is_served_to_the_other_without_a_second_get() {
         return;
     }
     let store_dir = tempfile::tempdir().unwrap();
-    let (topic_id, produced) = fill(store_dir.path());
+    let (topic_id, produced) =
+        fill_two_partitions(store_dir.path(), "shared", BATCHES, RECORDS_PER_BATCH);
 
     // A fresh two-core agent on the same bucket: both caches are cold.
     let store = GetCountingStore::local(store_dir.path());

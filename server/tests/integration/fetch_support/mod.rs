@@ -15,7 +15,7 @@ use sluice_engine::batch::split_batches;
 use sluice_engine::store::{ObjectInfo, ObjectStorage, StoreConfig, StoreResult, open_store};
 use uuid::Uuid;
 
-use crate::common::{RawClient, create_topics_request, produce_request, produce_results};
+use crate::common::{self, RawClient, create_topics_request, produce_request, produce_results};
 
 /// Creates `name` and returns its topic id.
 pub fn create_topic(client: &mut RawClient, name: &str, partitions: i32) -> Uuid {
@@ -38,6 +38,52 @@ pub fn produce(client: &mut RawClient, topic: &str, partition: i32, records: Byt
     let results = produce_results(&response);
     assert_eq!(results[0].2, 0, "{results:?}");
     results[0].3
+}
+
+/// History in a store for a fresh agent to read: an agent (one network core, 5 ms windows) on the
+/// local store at `store_dir` produces `batches` rounds of one batch of `records_per_batch` records
+/// to each of the two partitions of a new topic `topic` (both partitions in one request, so one
+/// object holds a segment of each), checks each round's base offsets, and stops. Returns the
+/// topic id and each partition's batches in order.
+pub fn fill_two_partitions(
+    store_dir: &std::path::Path,
+    topic: &str,
+    batches: usize,
+    records_per_batch: usize,
+) -> (Uuid, [Vec<Bytes>; 2]) {
+    let store = open_store(
+        &StoreConfig::from_url(&format!("file://{}?fsync=false", store_dir.display())).unwrap(),
+    )
+    .unwrap();
+    let agent = common::start_agent_with_store(store, |config| config.flush_interval_ms = 5);
+    let mut client = RawClient::connect(agent.addr());
+    let topic_id = create_topic(&mut client, topic, 2);
+    let mut produced = [Vec::new(), Vec::new()];
+    for index in 0..batches {
+        let records: Vec<Bytes> = (0..2)
+            .map(|partition| common::batch(records_per_batch, (index * 10 + partition) as i64))
+            .collect();
+        let response: ProduceResponse = client.call(
+            ApiKey::Produce,
+            9,
+            &produce_request(
+                -1,
+                &[
+                    (topic, 0, records[0].clone()),
+                    (topic, 1, records[1].clone()),
+                ],
+            ),
+        );
+        for (_, _, error_code, base) in produce_results(&response) {
+            assert_eq!((error_code, base), (0, (index * records_per_batch) as i64));
+        }
+        for (batches, records) in produced.iter_mut().zip(records) {
+            batches.push(records);
+        }
+    }
+    drop(client);
+    agent.stop();
+    (topic_id, produced)
 }
 
 /// One partition to fetch.
