@@ -41,6 +41,7 @@ mod s3_store;
 mod sasl;
 mod sasl_clients;
 mod sasl_reauth;
+mod scram_credentials;
 mod shutdown;
 mod store_faults;
 mod tls;

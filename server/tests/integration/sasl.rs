@@ -164,7 +164,7 @@ fn an_unsupported_mechanism_gets_33_with_the_enabled_list() {
 
 /// The client's side of SCRAM (RFC 5802), as librdkafka and Java compute it, with the tokens in
 /// SaslAuthenticate requests.
-fn scram_client(
+pub(crate) fn scram_client(
     client: &mut RawClient,
     sha512: bool,
     user_escaped: &str,

@@ -8,7 +8,8 @@
 //! none of its changes apply; an empty name is UNACCEPTABLE_CREDENTIAL, a mechanism other than
 //! SCRAM-SHA-256 (1) and SCRAM-SHA-512 (2) UNSUPPORTED_SASL_MECHANISM, iterations outside
 //! `4096..=16384` UNACCEPTABLE_CREDENTIAL, and deleting a credential that is not stored
-//! RESOURCE_NOT_FOUND. Results come per user, deletions first, then upsertions, then refusals,
+//! RESOURCE_NOT_FOUND (checked against the state when the request is read, as Kafka validates;
+//! the state machine checks again when the command applies). Results come per user, deletions first, then upsertions, then refusals,
 //! as Kafka orders them.
 //!
 //! The client sends the salted password (`Hi(password, salt, i)`); the handler derives RFC 5802's
@@ -76,11 +77,21 @@ fn wire_mechanism(mechanism: sluice_engine::metadata::ScramMechanism) -> WireMec
     }
 }
 
-/// The command of one deletion, checked as Kafka's controller checks it (whether the credential
-/// exists is the state machine's check, when the command applies).
-fn deletion_from(name: &str, mechanism: i8) -> Result<Command, Failure> {
+/// The command of one deletion, checked as Kafka's controller checks it: `stored` says whether
+/// the credential exists now (the state machine checks again when the command applies).
+fn deletion_from(
+    name: &str,
+    mechanism: i8,
+    stored: impl FnOnce(sluice_engine::metadata::ScramMechanism) -> bool,
+) -> Result<Command, Failure> {
     validate_user(name).map_err(|error| from_metadata(&error))?;
     let mechanism = mechanism_from(mechanism)?;
+    if !stored(mechanism) {
+        return Err((
+            ResponseError::ResourceNotFound.code(),
+            "Attempt to delete a user credential that does not exist".to_owned(),
+        ));
+    }
     Ok(Command::DeleteScramCredential {
         deletion: Box::new(ScramDeletion {
             user: name.to_owned(),
@@ -174,6 +185,30 @@ pub async fn alter_user_scram_credentials(
             .collect();
         return AlterUserScramCredentialsResponse::default().with_results(results);
     }
+    // Which credentials the deletions name exist now (Kafka checks that when it validates, so a
+    // missing one is RESOURCE_NOT_FOUND even when the user is named again later in the request).
+    let named: Vec<(String, i8)> = request
+        .deletions
+        .iter()
+        .take(SCRAM_ALTERATIONS_PER_REQUEST_MAX)
+        .map(|deletion| (deletion.name.to_string(), deletion.mechanism))
+        .collect();
+    let existing: BTreeSet<(String, i8)> = if named.is_empty() {
+        BTreeSet::new()
+    } else {
+        core.query(move |state| {
+            let credentials = state.scram_credentials();
+            named
+                .into_iter()
+                .filter(|(user, code)| {
+                    sluice_engine::metadata::ScramMechanism::from_code(*code)
+                        .is_some_and(|mechanism| credentials.get(user, mechanism).is_some())
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    };
     // Kafka's order: deletions, then upsertions; a user seen twice is refused whole.
     let mut refused: BTreeMap<String, Failure> = BTreeMap::new();
     let mut deletions: BTreeMap<String, Command> = BTreeMap::new();
@@ -190,7 +225,10 @@ pub async fn alter_user_scram_credentials(
         } else if seen > SCRAM_ALTERATIONS_PER_REQUEST_MAX {
             refused.insert(name.to_owned(), too_many());
         } else {
-            match deletion_from(name, deletion.mechanism) {
+            let stored = |mechanism: sluice_engine::metadata::ScramMechanism| {
+                existing.contains(&(name.to_owned(), mechanism.code()))
+            };
+            match deletion_from(name, deletion.mechanism, stored) {
                 Ok(command) => drop(deletions.insert(name.to_owned(), command)),
                 Err(failure) => drop(refused.insert(name.to_owned(), failure)),
             }
