@@ -195,6 +195,21 @@ pub fn object_key(id: LogSeq) -> String {
     }
 }
 
+/// The id of a key written by [`object_key`] for an agent's window object
+/// (`data/{token:010}/{counter:010}`); `None` for any other key (never collected).
+pub fn parse_agent_object_key(key: &str) -> Option<LogSeq> {
+    let rest = key.strip_prefix(AGENT_OBJECT_DIR)?.strip_prefix('/')?;
+    let (token, counter) = rest.split_once('/')?;
+    let number = |text: &str| {
+        (text.len() == 10 && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+    };
+    let token = u32::try_from(number(token)?).ok()?;
+    let counter = u32::try_from(number(counter)?).ok()?;
+    (token <= AGENT_OBJECT_TOKEN_MAX).then(|| agent_object_id(token, counter))
+}
+
 /// The id of a key written by [`object_key`] for a compacted object.
 pub fn parse_compacted_key(key: &str) -> Option<LogSeq> {
     let number = parse_seq_key(COMPACTED_DIR, key)?;
@@ -236,5 +251,24 @@ mod tests {
         );
         assert!(!is_agent_object(LogSeq(AGENT_OBJECT_BASE - 1)));
         assert!(!is_agent_object(compacted_object_id(1, 1)));
+    }
+
+    #[test]
+    fn agent_object_keys_parse_back_and_nothing_else_does() {
+        for (token, counter) in [(0, 0), (7, 9), (AGENT_OBJECT_TOKEN_MAX, u32::MAX)] {
+            let id = agent_object_id(token, counter);
+            assert_eq!(parse_agent_object_key(&object_key(id)), Some(id));
+        }
+        for key in [
+            "data/0000000007",
+            "data/0000000007/9",
+            "data/0000000007/0000000009/x",
+            "data/1073741824/0000000009",
+            "data/0000000007/4294967296",
+            "log/00000000000000000001",
+            "data/000000000a/0000000009",
+        ] {
+            assert_eq!(parse_agent_object_key(key), None, "{key}");
+        }
     }
 }

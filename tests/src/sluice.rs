@@ -333,3 +333,64 @@ pub fn fast_housekeeping_args() -> Vec<String> {
     .map(|arg| (*arg).to_owned())
     .collect()
 }
+
+/// `sluice serve` flags of a cluster member: the database, the agent's id and zone, then `extra`.
+pub fn cluster_args(postgres_url: &str, agent: &str, zone: &str, extra: &[String]) -> Vec<String> {
+    [
+        "--metadata",
+        postgres_url,
+        "--agent-id",
+        agent,
+        "--zone",
+        zone,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .chain(extra.iter().cloned())
+    .collect()
+}
+
+/// Two agents of one cluster, `a` (zone `a`) and `b` (zone `b`), on one bucket and one database,
+/// sharing a configuration file.
+#[derive(Debug)]
+pub struct ClusterPair {
+    pub a: SluiceAgent,
+    pub b: SluiceAgent,
+    /// Holds the configuration file for as long as the agents may restart.
+    _config_dir: tempfile::TempDir,
+}
+
+impl ClusterPair {
+    /// Starts `a`, then `b`, in `store` under `prefix`, with `toml` as their configuration (e.g.
+    /// `lease_ms = 3000`) and `extra` flags.
+    pub fn start(
+        store: &dyn StoreServer,
+        prefix: &str,
+        postgres_url: &str,
+        toml: &str,
+        extra: &[String],
+    ) -> Result<ClusterPair, HarnessError> {
+        let config_dir = tempfile::tempdir().map_err(HarnessError::io(
+            "create a directory for the agents' configuration",
+        ))?;
+        let config = config_dir.path().join("sluice.toml");
+        std::fs::write(&config, toml).map_err(HarnessError::io("write sluice.toml"))?;
+        let mut flags = vec!["--config".to_owned(), config.display().to_string()];
+        flags.extend(extra.iter().cloned());
+        let a = SluiceAgent::start_with_args(
+            store,
+            prefix,
+            &cluster_args(postgres_url, "a", "a", &flags),
+        )?;
+        let b = SluiceAgent::start_with_args(
+            store,
+            prefix,
+            &cluster_args(postgres_url, "b", "b", &flags),
+        )?;
+        Ok(ClusterPair {
+            a,
+            b,
+            _config_dir: config_dir,
+        })
+    }
+}

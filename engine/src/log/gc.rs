@@ -155,6 +155,9 @@ pub struct GcCandidates {
     /// Compacted objects no index entry names: replaced by a later compaction, or written by a
     /// job whose swap never applied (a crash between PUT and swap, a swap rejected as stale).
     pub compacted: Vec<LogSeq>,
+    /// A cluster's window objects (`data/…`) found to be garbage by
+    /// [`super::data_gc::DataCollector`] (empty for an agent alone).
+    pub data: Vec<LogSeq>,
 }
 
 impl GcCandidates {
@@ -200,11 +203,15 @@ impl GcCandidates {
             checkpoints,
             entries,
             compacted,
+            data: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.checkpoints.is_empty() && self.entries.is_empty() && self.compacted.is_empty()
+        self.checkpoints.is_empty()
+            && self.entries.is_empty()
+            && self.compacted.is_empty()
+            && self.data.is_empty()
     }
 }
 
@@ -216,6 +223,8 @@ pub struct GcStats {
     pub checkpoints_deleted: u64,
     pub entries_deleted: u64,
     pub compacted_deleted: u64,
+    /// A cluster's window objects (`data/…`).
+    pub data_deleted: u64,
     /// Deletions that failed (tried again next sweep).
     pub delete_errors: u64,
 }
@@ -248,8 +257,8 @@ impl GarbageCollector {
     }
 
     /// Notes this sweep's candidates at `now_ms` and deletes those seen for at least the delay,
-    /// at most [`DELETES_PER_SWEEP_MAX`] (checkpoints, then entries, then compacted objects, each
-    /// oldest first), in one [`ObjectStorage::delete_many`] call. The store may apply a batch in
+    /// at most [`DELETES_PER_SWEEP_MAX`] (checkpoints, then entries, then compacted objects, then
+    /// a cluster's window objects, each oldest first), in one [`ObjectStorage::delete_many`] call. The store may apply a batch in
     /// any order, and none is needed: an entry is only ever a candidate below the kept
     /// checkpoints, which this never deletes, and no candidate is named by the state.
     pub async fn sweep(
@@ -273,6 +282,12 @@ impl GarbageCollector {
                     .compacted
                     .iter()
                     .map(|id| (Kind::Compacted, object_key(*id))),
+            )
+            .chain(
+                candidates
+                    .data
+                    .iter()
+                    .map(|id| (Kind::Data, object_key(*id))),
             )
             .collect();
         let current: BTreeSet<&str> = keys.iter().map(|(_, key)| key.as_str()).collect();
@@ -302,6 +317,7 @@ impl GarbageCollector {
                         Kind::Checkpoint => stats.checkpoints_deleted += 1,
                         Kind::Entry => stats.entries_deleted += 1,
                         Kind::Compacted => stats.compacted_deleted += 1,
+                        Kind::Data => stats.data_deleted += 1,
                     }
                 }
                 Err(error) => {
@@ -319,4 +335,5 @@ enum Kind {
     Checkpoint,
     Entry,
     Compacted,
+    Data,
 }

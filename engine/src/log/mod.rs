@@ -30,6 +30,7 @@
 
 mod agent_log;
 mod checkpoint;
+pub mod data_gc;
 pub mod gc;
 mod reader;
 pub mod record;
@@ -41,7 +42,7 @@ pub use agent_log::AgentLog;
 pub use checkpoint::{CheckpointInfo, load_latest_checkpoint, write_checkpoint};
 pub use reader::{EntryRead, read_entry};
 pub use recovery::{RecoveryStats, recover};
-pub use sequenced::{SequencedLog, SequencedRecovery};
+pub use sequenced::{SequencedLog, SequencedRecovery, SequencedWriter};
 pub use writer::{AppendOutcome, EntryContent, MetadataLog};
 
 use crate::format::FormatError;

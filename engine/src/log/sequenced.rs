@@ -50,8 +50,47 @@ use crate::metadata::{
 use crate::sequencer::{SequencerClient, SequencerError};
 use crate::store::ObjectStorage;
 use crate::types::{
-    AGENT_OBJECT_TOKEN_MAX, LOG_DIR, LogSeq, agent_object_id, agent_object_parts, object_key,
+    AGENT_OBJECT_DIR, AGENT_OBJECT_TOKEN_MAX, LOG_DIR, LogSeq, agent_object_id, agent_object_parts,
+    object_key,
 };
+
+/// Tries at a token whose folder is empty before [`SequencedWriter::choose`] gives up.
+const TOKEN_CHOICES_MAX: usize = 8;
+
+/// Who writes through a [`SequencedLog`]: the token its window objects are named by (announced in
+/// its registration, see [`super::data_gc`]) and how long after a window's PUT starts its record
+/// may still be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequencedWriter {
+    pub token: u32,
+    /// One lease: garbage collection of `data/` counts on no record being sent later than this
+    /// after its object's PUT started (`docs/cluster.md`).
+    pub record_deadline_ms: u64,
+}
+
+impl SequencedWriter {
+    /// A random token whose folder (`data/{token}/`) holds nothing, so an incarnation never
+    /// shares a token with objects still in the bucket (a collector deciding about an old
+    /// incarnation's objects never meets a new incarnation's object under the same key).
+    pub async fn choose(
+        store: &dyn ObjectStorage,
+        record_deadline_ms: u64,
+    ) -> Result<SequencedWriter, LogError> {
+        for _ in 0..TOKEN_CHOICES_MAX {
+            let token = (uuid::Uuid::new_v4().as_u64_pair().0 as u32) & AGENT_OBJECT_TOKEN_MAX;
+            let folder = format!("{AGENT_OBJECT_DIR}/{token:010}");
+            if store.list(&folder, None).await?.is_empty() {
+                return Ok(SequencedWriter {
+                    token,
+                    record_deadline_ms,
+                });
+            }
+        }
+        Err(LogError::Broken {
+            reason: format!("{TOKEN_CHOICES_MAX} random tokens were all in use under data/"),
+        })
+    }
+}
 
 /// Recent uploads [`SequencedLog::put_latency_ms_median`] reports on.
 const PUT_SAMPLES_MAX: usize = 64;
@@ -100,6 +139,8 @@ pub struct SequencedLog {
     config: LogConfig,
     /// This incarnation's key token; with a counter it names every object it writes.
     token: u32,
+    /// No record is sent later than this after its object's PUT started.
+    record_deadline: std::time::Duration,
     /// Written into every object header; a read-back that finds another value at our key is
     /// another incarnation's object (a token collision), never ours.
     nonce: u64,
@@ -113,10 +154,23 @@ pub struct SequencedLog {
 impl SequencedLog {
     /// Recovers the state (the newest checkpoint, then every record after it) and returns the log,
     /// ready to append.
+    ///
+    /// The token is random and the record deadline 10 s; an agent uses [`SequencedLog::open_as`].
     pub async fn open(
         store: Arc<dyn ObjectStorage>,
         sequencer: SequencerClient,
         config: LogConfig,
+    ) -> Result<(SequencedLog, SequencedRecovery), LogError> {
+        let writer = SequencedWriter::choose(store.as_ref(), 10_000).await?;
+        SequencedLog::open_as(store, sequencer, config, writer).await
+    }
+
+    /// [`SequencedLog::open`] writing as `writer` (the token its registration announced).
+    pub async fn open_as(
+        store: Arc<dyn ObjectStorage>,
+        sequencer: SequencerClient,
+        config: LogConfig,
+        writer: SequencedWriter,
     ) -> Result<(SequencedLog, SequencedRecovery), LogError> {
         let (state, checkpoint_position) = match load_latest_checkpoint(store.as_ref()).await? {
             Some((state, info)) => (state, info.seq.0),
@@ -141,7 +195,8 @@ impl SequencedLog {
             store,
             sequencer,
             config,
-            token: (random.0 as u32) & AGENT_OBJECT_TOKEN_MAX,
+            token: writer.token & AGENT_OBJECT_TOKEN_MAX,
+            record_deadline: std::time::Duration::from_millis(writer.record_deadline_ms),
             nonce: random.1,
             lease_valid_until: Cell::new(None),
             inner: RefCell::new(Inner {
@@ -359,6 +414,27 @@ impl SequencedLog {
         self.inner
             .borrow_mut()
             .note_put_ms(upload_started.elapsed().as_secs_f64() * 1_000.0);
+        // The two deadlines garbage collection of `data/` counts on (`super::data_gc`): no record
+        // is sent after the lease's local deadline, nor later than one record deadline after its
+        // object's PUT started. Checked here, after the PUT, which may have taken a while.
+        let now = Instant::now();
+        let past_lease = self
+            .lease_valid_until
+            .get()
+            .is_some_and(|until| now >= until);
+        if past_lease || now >= upload_started + self.record_deadline {
+            self.inner.borrow_mut().waiting.remove(&counter);
+            return Err(LogError::Broken {
+                reason: if past_lease {
+                    format!("{key}: the agent's lease ran out during its PUT; not committed")
+                } else {
+                    format!(
+                        "{key}: its PUT took longer than the record deadline ({} ms); not committed",
+                        self.record_deadline.as_millis()
+                    )
+                },
+            });
+        }
         if let Err(error) = self.sequencer.append(vec![record]).await {
             // Not retried: a second copy of the record could land beside the first. If this one
             // lands after all, every agent applies it like any other; its produces were failed.

@@ -130,6 +130,17 @@ impl MetadataState {
             .collect()
     }
 
+    /// Every agent window object (a cluster's `data/…`) an index entry points at.
+    /// O(index entries).
+    pub fn referenced_agent_objects(&self) -> BTreeSet<LogSeq> {
+        self.topics
+            .values()
+            .flat_map(|topic| topic.partitions())
+            .flat_map(|partition| partition.index().iter().map(|entry| entry.seq))
+            .filter(|seq| is_agent_object(*seq))
+            .collect()
+    }
+
     /// Index entries across every partition (what memory and checkpoints grow with).
     pub fn index_entry_count(&self) -> u64 {
         self.topics

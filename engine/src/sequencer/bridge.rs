@@ -64,6 +64,17 @@ impl SequencerClient {
         self.sequencer.cluster_id()
     }
 
+    /// See [`PgSequencer::operation_timeout_ms`].
+    pub fn operation_timeout_ms(&self) -> u64 {
+        self.sequencer.operation_timeout_ms()
+    }
+
+    /// See [`PgSequencer::forget_expired_agents`].
+    pub async fn forget_expired_agents(&self, expired_for_ms: u64) -> Result<u64, SequencerError> {
+        self.call(async move |sequencer| sequencer.forget_expired_agents(expired_for_ms).await)
+            .await
+    }
+
     /// See [`PgSequencer::subscribe`].
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.sequencer.subscribe()

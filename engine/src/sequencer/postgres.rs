@@ -176,6 +176,13 @@ impl PgSequencer {
         &self.shared.config.cluster_name
     }
 
+    /// The limit on one call ([`SequencerConfig::operation_timeout_ms`]); the database runs a
+    /// statement for at most as long (`statement_timeout`), so an append sent is in the log or
+    /// failed within twice this.
+    pub fn operation_timeout_ms(&self) -> u64 {
+        self.shared.config.operation_timeout_ms
+    }
+
     /// The newest committed position this sequencer knows of (0: none yet). It rises on this
     /// sequencer's appends, on notifications of other agents' appends, and on every poll; a tailer
     /// waits for `changed()` and then calls [`Self::read_after`].

@@ -44,6 +44,15 @@ impl Connector {
         if postgres_config.get_application_name().is_none() {
             postgres_config.application_name("sluice");
         }
+        // The database gives up on a statement when the agent does: an append the agent stopped
+        // waiting for cannot commit long after (garbage collection of `data/` counts on it,
+        // `log::data_gc`). A URL that sets its own options keeps them.
+        if postgres_config.get_options().is_none() {
+            postgres_config.options(format!(
+                "-c statement_timeout={}",
+                config.operation_timeout_ms
+            ));
+        }
         let tls = config
             .tls
             .as_ref()

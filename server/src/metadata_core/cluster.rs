@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_engine::log::{AgentLog, LogError};
+use sluice_engine::log::{AgentLog, LogError, SequencedLog};
 use sluice_engine::sequencer::{
     AgentInfo, AgentRegistration, ErrorKind, Lease, SequencerClient, SequencerError,
 };
@@ -105,16 +105,25 @@ pub(super) fn spawn_lease_loop(
         let interval = Duration::from_millis((membership.lease_ms / 3).max(1));
         let mut pause = interval;
         sequenced.hold_lease_until(lease.valid_until.into_std());
+        *shared.lease.borrow_mut() = Some(lease.clone());
         publish_members(sequenced.sequencer(), &membership).await;
         loop {
             glommio::timer::sleep(pause).await;
-            match sequenced
+            if shared.stopping.get() {
+                return;
+            }
+            let renewal = sequenced
                 .sequencer()
                 .renew(lease.clone(), membership.lease_ms)
-                .await
-            {
+                .await;
+            // A graceful stop took the lease (and may have deregistered it) meanwhile.
+            if shared.stopping.get() {
+                return;
+            }
+            match renewal {
                 Ok(renewed) => {
                     sequenced.hold_lease_until(renewed.valid_until.into_std());
+                    *shared.lease.borrow_mut() = Some(renewed.clone());
                     lease = renewed;
                     pause = interval;
                     publish_members(sequenced.sequencer(), &membership).await;
@@ -143,6 +152,24 @@ pub(super) fn spawn_lease_loop(
         }
     })
     .detach();
+}
+
+/// A graceful stop: no append starts any more, then the agent leaves the cluster at once
+/// (`deregister`) instead of letting its lease run out, so the others stop naming it now and the
+/// collector of `data/` starts timing its token now. Best effort: if it fails, the lease runs out.
+pub(super) async fn leave(log: &SequencedLog, shared: &Shared) {
+    shared.stopping.set(true);
+    log.stop("the agent is stopping".to_owned());
+    let Some(lease) = shared.lease.borrow_mut().take() else {
+        return;
+    };
+    let (agent, incarnation) = (lease.agent_id.clone(), lease.incarnation);
+    match log.sequencer().deregister(lease).await {
+        Ok(_) => tracing::info!(%agent, incarnation, "left the cluster"),
+        Err(error) => {
+            tracing::warn!(%error, %agent, "could not leave the cluster; its lease runs out instead");
+        }
+    }
 }
 
 fn is_lost(error: &SequencerError) -> bool {

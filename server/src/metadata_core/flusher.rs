@@ -82,6 +82,10 @@ pub(super) struct Shared {
     uploads_in_flight: Cell<usize>,
     /// Wakes the loop when an append returns (a full channel means a wake-up is already pending).
     upload_settled: RefCell<Option<mpsc::Sender<()>>>,
+    /// In a cluster: the lease the lease loop holds now, for the graceful leave.
+    pub(super) lease: RefCell<Option<sluice_engine::sequencer::Lease>>,
+    /// The agent is stopping: the lease loop ends quietly.
+    pub(super) stopping: Cell<bool>,
 }
 
 impl Shared {
@@ -217,6 +221,9 @@ pub async fn run_metadata_core_of(
         tracing::warn!(
             "stopping with log entries still in flight; their produces are not acknowledged"
         );
+    }
+    if let Some(sequenced) = core.log.sequenced() {
+        super::cluster::leave(sequenced, &core.shared).await;
     }
 }
 

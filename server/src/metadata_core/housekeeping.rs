@@ -24,6 +24,7 @@ use std::sync::Arc;
 use sluice_engine::compact::key_job::{KeyCompactionCandidate, build_key_compacted};
 use sluice_engine::compact::keys::KeyCompactionLimits;
 use sluice_engine::compact::{CompactionConfig, JobTimings, build_compacted_object};
+use sluice_engine::log::data_gc::{DataCollector, DataGcConfig};
 use sluice_engine::log::gc::{
     GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences, GcStats,
 };
@@ -31,6 +32,7 @@ use sluice_engine::metadata::{COMMANDS_PER_ENTRY_MAX, RetentionDefaults};
 use sluice_engine::types::{LogSeq, TopicPartition, compacted_object_id};
 
 use super::CoreHandle;
+use super::cluster_gc::{ClusterHousekeeping, data_sweep, forget_expired_agents};
 use super::flusher::wall_clock_ms;
 use super::off_core::off_core;
 
@@ -68,13 +70,30 @@ pub struct RoundReport {
     /// Index entries across every partition after retention.
     pub index_entries: u64,
     pub gc: GcStats,
+    /// In a cluster: whether this agent was the collector (the others skip the round).
+    pub collector: bool,
+    /// A cluster's window objects listed, referenced, and unreferenced but still waiting out the
+    /// record grace (`log::data_gc`).
+    pub data_listed: usize,
+    pub data_referenced: usize,
+    pub data_waiting: usize,
 }
 
 /// Runs until the executor stops: compaction every `compaction_interval_ms`, retention and
 /// garbage collection every `check_interval_ms`, one after the other (never a sweep while a
 /// compaction job is between its PUT and its swap). Spawned into its own task queue.
-pub async fn run_housekeeping(core: CoreHandle, config: HousekeepingConfig) {
+///
+/// In a cluster (`cluster`), only the collector ([`super::cluster_gc`]) runs retention and
+/// garbage collection, and its sweeps also collect the agents' window objects (`data/`).
+pub async fn run_housekeeping(
+    core: CoreHandle,
+    config: HousekeepingConfig,
+    cluster: Option<(ClusterHousekeeping, DataGcConfig)>,
+) {
     let mut collector = GarbageCollector::new(config.gc);
+    let mut data = cluster
+        .as_ref()
+        .map(|(cluster, data_gc)| (cluster.clone(), DataCollector::new(*data_gc)));
     let mut compactor = Compactor::default();
     let started = Instant::now();
     let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -95,10 +114,18 @@ pub async fn run_housekeeping(core: CoreHandle, config: HousekeepingConfig) {
             continue;
         }
         next_retention_ms = elapsed_ms().saturating_add(config.check_interval_ms);
+        if let Some((cluster, _)) = &data
+            && !cluster.is_collector()
+        {
+            tracing::debug!("housekeeping: another agent collects");
+            continue;
+        }
         match round(
             &core,
             &config,
             &mut collector,
+            data.as_mut()
+                .map(|(cluster, data)| (&*cluster, data, started)),
             wall_clock_ms(),
             elapsed_ms(),
         )
@@ -365,11 +392,14 @@ impl Compactor {
     }
 }
 
-/// One round: retention through the log, then a garbage-collection sweep.
+/// One round: retention through the log, then a garbage-collection sweep; in a cluster
+/// (`cluster`: its handles, the data collector and the collector's clock origin) the sweep also
+/// collects window objects, and expired agents' rows are forgotten.
 pub async fn round(
     core: &CoreHandle,
     config: &HousekeepingConfig,
     collector: &mut GarbageCollector,
+    mut cluster: Option<(&ClusterHousekeeping, &mut DataCollector, Instant)>,
     wall_clock_ms: i64,
     monotonic_ms: u64,
 ) -> Result<RoundReport, String> {
@@ -402,7 +432,28 @@ pub async fn round(
         .query(move |state| GcReferences::of(state, floor))
         .await
         .map_err(|error| error.to_string())?;
-    let candidates = GcCandidates::from_listing(&listing, collector.config(), &references);
+    let mut candidates = GcCandidates::from_listing(&listing, collector.config(), &references);
+    if let Some((cluster, data, clock)) = &mut cluster {
+        report.collector = true;
+        // A failed data sweep leaves `data/` alone this round; the rest goes on.
+        match data_sweep(core, cluster, data, *clock).await {
+            Ok(sweep) => {
+                report.data_listed = sweep.listed;
+                report.data_referenced = sweep.candidates.referenced;
+                report.data_waiting = sweep.candidates.waiting;
+                if sweep.candidates.writers_unknown {
+                    tracing::warn!(
+                        "garbage collection of data/ is off: a live agent does not announce its \
+                         object token (an older version); upgrade every agent"
+                    );
+                }
+                candidates.data = sweep.candidates.garbage;
+            }
+            Err(message) => {
+                tracing::warn!(%message, "garbage collection of data/ skipped this round");
+            }
+        }
+    }
     report.gc = collector
         .sweep(store.as_ref(), &candidates, monotonic_ms)
         .await;
@@ -410,6 +461,9 @@ pub async fn round(
         .query(|state| state.index_entry_count())
         .await
         .map_err(|error| error.to_string())?;
+    if let Some((cluster, _, _)) = &cluster {
+        forget_expired_agents(cluster).await;
+    }
     Ok(report)
 }
 
@@ -436,6 +490,7 @@ fn log_round(report: &RoundReport, pending: usize) {
         || report.gc.checkpoints_deleted > 0
         || report.gc.entries_deleted > 0
         || report.gc.compacted_deleted > 0
+        || report.gc.data_deleted > 0
         || report.gc.delete_errors > 0
         || report.retention_failures > 0;
     if did_something {
@@ -445,10 +500,14 @@ fn log_round(report: &RoundReport, pending: usize) {
             entries_deleted = report.gc.entries_deleted,
             compacted_deleted = report.gc.compacted_deleted,
             checkpoints_deleted = report.gc.checkpoints_deleted,
+            data_deleted = report.gc.data_deleted,
             delete_errors = report.gc.delete_errors,
             waiting = pending,
             entries_listed = report.entries_listed,
             checkpoints_listed = report.checkpoints_listed,
+            data_listed = report.data_listed,
+            data_referenced = report.data_referenced,
+            data_waiting = report.data_waiting,
             index_entries = report.index_entries,
             "housekeeping: retention and garbage collection"
         );
@@ -457,6 +516,8 @@ fn log_round(report: &RoundReport, pending: usize) {
             waiting = pending,
             entries_listed = report.entries_listed,
             checkpoints_listed = report.checkpoints_listed,
+            data_listed = report.data_listed,
+            data_waiting = report.data_waiting,
             index_entries = report.index_entries,
             "housekeeping: nothing to do"
         );

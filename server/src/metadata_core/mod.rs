@@ -41,6 +41,7 @@
 //! See `docs/agent.md`.
 
 pub mod cluster;
+pub mod cluster_gc;
 pub mod cluster_view;
 mod flusher;
 pub mod housekeeping;

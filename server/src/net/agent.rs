@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sluice_engine::log::data_gc::DataGcConfig;
 use sluice_engine::log::{LogConfig, LogError, MetadataLog, RecoveryStats};
 use sluice_engine::store::{
     ObjectStorage, StoreConfig, StoreError, StoreRuntime, StoreRuntimeConfig, check_create_only,
@@ -28,6 +29,7 @@ use crate::groups::classic::ClassicConfig;
 use crate::groups::consumer::ConsumerConfig;
 use crate::groups::{GroupConfig, GroupCore, GroupRouter, group_channels};
 use crate::memlock::{self, MemlockError, MemlockLimit};
+use crate::metadata_core::cluster_gc::ClusterHousekeeping;
 use crate::metadata_core::cluster_view::node_id_of;
 use crate::metadata_core::housekeeping::{
     HOUSEKEEPING_SHARES, HousekeepingConfig, run_housekeeping,
@@ -448,7 +450,19 @@ impl Agent {
                                 compaction_interval_ms: 0,
                                 ..housekeeping
                             };
-                            spawn_housekeeping(housekeeping_core, housekeeping);
+                            let cluster_housekeeping = ClusterHousekeeping {
+                                sequencer: log.sequencer().clone(),
+                                board: Arc::clone(&membership.0.board),
+                            };
+                            let data_gc = DataGcConfig::for_cluster(
+                                membership.0.lease_ms,
+                                log.sequencer().operation_timeout_ms(),
+                            );
+                            spawn_housekeeping(
+                                housekeeping_core,
+                                housekeeping,
+                                Some((cluster_housekeeping, data_gc)),
+                            );
                             run_metadata_core_of(
                                 log.into(),
                                 Some(membership),
@@ -469,7 +483,7 @@ impl Agent {
                 match open_metadata_log(store, log_config).await {
                     Ok((log, stats)) => {
                         let _ = opened_sender.send(Ok(format!("{stats:?} epoch {}", log.epoch())));
-                        spawn_housekeeping(housekeeping_core, housekeeping);
+                        spawn_housekeeping(housekeeping_core, housekeeping, None);
                         run_metadata_core(log, inbox, broadcaster, flush, Some(core_metrics), stop)
                             .await;
                     }
@@ -746,13 +760,17 @@ pub fn group_config(config: &Config) -> GroupConfig {
 const BACKGROUND_STORE_REQUESTS_MAX: usize = 16;
 
 /// its own with a small share, so that the flusher goes first when both want the CPU.
-fn spawn_housekeeping(core: crate::metadata_core::CoreHandle, config: HousekeepingConfig) {
+fn spawn_housekeeping(
+    core: crate::metadata_core::CoreHandle,
+    config: HousekeepingConfig,
+    cluster: Option<(ClusterHousekeeping, DataGcConfig)>,
+) {
     let queue = glommio::executor().create_task_queue(
         glommio::Shares::Static(HOUSEKEEPING_SHARES),
         glommio::Latency::NotImportant,
         "housekeeping",
     );
-    match glommio::spawn_local_into(run_housekeeping(core, config), queue) {
+    match glommio::spawn_local_into(run_housekeeping(core, config, cluster), queue) {
         Ok(task) => {
             task.detach();
         }

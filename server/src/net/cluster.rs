@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use sluice_engine::log::{LogConfig, SequencedLog, SequencedRecovery};
+use sluice_engine::log::data_gc::token_role;
+use sluice_engine::log::{LogConfig, SequencedLog, SequencedRecovery, SequencedWriter};
 use sluice_engine::sequencer::{AgentRegistration, Lease, SequencerClient, SequencerConfig};
 use sluice_engine::store::ObjectStorage;
 
@@ -90,13 +91,22 @@ impl ClusterStart {
         self.sequencer.cluster_id().to_string()
     }
 
-    /// Registers (takes the lease), then recovers the cluster's log: the newest checkpoint in
-    /// `store` and every record after it.
+    /// Chooses this incarnation's object token, registers (takes the lease, announcing the token
+    /// in its roles, for the collector of `data/`), then recovers the cluster's log: the newest
+    /// checkpoint in `store` and every record after it. A window's record is sent at most one
+    /// lease after its PUT started (the record deadline garbage collection counts on).
     pub(super) async fn open(
-        self,
+        mut self,
         store: Arc<dyn ObjectStorage>,
         config: LogConfig,
     ) -> Result<(SequencedLog, SequencedRecovery, (Membership, Lease)), String> {
+        let writer = SequencedWriter::choose(store.as_ref(), self.membership.lease_ms)
+            .await
+            .map_err(|error| format!("cannot choose an object token: {error}"))?;
+        self.membership
+            .registration
+            .roles
+            .push(token_role(writer.token));
         let lease = self
             .sequencer
             .register(
@@ -108,10 +118,11 @@ impl ClusterStart {
         tracing::info!(
             agent = %lease.agent_id,
             incarnation = lease.incarnation,
+            token = writer.token,
             lease_ms = self.membership.lease_ms,
             "registered with the cluster"
         );
-        let (log, recovery) = SequencedLog::open(store, self.sequencer, config)
+        let (log, recovery) = SequencedLog::open_as(store, self.sequencer, config, writer)
             .await
             .map_err(|error| format!("cannot open the cluster's log: {error}"))?;
         Ok((log, recovery, (self.membership, lease)))

@@ -30,7 +30,7 @@ use sluice_tests::generator::RecordGenerator;
 use sluice_tests::matrix::{PARTITIONS, PHASE_TIMEOUT_S, timestamp_base_ms};
 use sluice_tests::postgres::TestPostgres;
 use sluice_tests::report::{ConsumedRecord, Report};
-use sluice_tests::sluice::SluiceAgent;
+use sluice_tests::sluice::{ClusterPair, SluiceAgent};
 use sluice_tests::stores::{StoreServerKind, start_or_skip};
 use sluice_tests::tools::{loud, require};
 use sluice_tests::verify::{Expectation, verify};
@@ -38,27 +38,7 @@ use sluice_tests::verify::{Expectation, verify};
 const RECORDS: u64 = 20_000;
 
 fn cluster_args(postgres: &TestPostgres, agent: &str, zone: &str) -> Vec<String> {
-    cluster_args_with(postgres, agent, zone, &[])
-}
-
-fn cluster_args_with(
-    postgres: &TestPostgres,
-    agent: &str,
-    zone: &str,
-    extra: &[&str],
-) -> Vec<String> {
-    [
-        "--metadata",
-        &postgres.url(),
-        "--agent-id",
-        agent,
-        "--zone",
-        zone,
-    ]
-    .iter()
-    .chain(extra)
-    .map(|arg| (*arg).to_owned())
-    .collect()
+    sluice_tests::sluice::cluster_args(&postgres.url(), agent, zone, &[])
 }
 
 #[test]
@@ -307,23 +287,15 @@ fn kill_9_of_one_agent_moves_producers_to_the_other() {
     };
     // A lease of 3 s (renewed every second): the dead agent leaves the others' Metadata within
     // about 4 s of its last renewal.
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = config_dir.path().join("sluice.toml");
-    std::fs::write(&config, "lease_ms = 3000\n").unwrap();
-    let config = config.display().to_string();
-    let extra = ["--config", config.as_str()];
-    let mut a = SluiceAgent::start_with_args(
+    let mut pair = ClusterPair::start(
         &*store,
         "failover",
-        &cluster_args_with(&postgres, "a", "a", &extra),
+        &postgres.url(),
+        "lease_ms = 3000\n",
+        &[],
     )
     .unwrap();
-    let b = SluiceAgent::start_with_args(
-        &*store,
-        "failover",
-        &cluster_args_with(&postgres, "b", "b", &extra),
-    )
-    .unwrap();
+    let (a, b) = (&mut pair.a, &pair.b);
     let work_dir = tempfile::Builder::new()
         .prefix("sluice-e2e-failover-")
         .tempdir()
@@ -465,23 +437,9 @@ fn an_agent_paused_past_its_lease_stops_taking_writes() {
     let Some(store) = start_or_skip(StoreServerKind::S3sFs, test) else {
         return;
     };
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = config_dir.path().join("sluice.toml");
-    std::fs::write(&config, "lease_ms = 3000\n").unwrap();
-    let config = config.display().to_string();
-    let extra = ["--config", config.as_str()];
-    let a = SluiceAgent::start_with_args(
-        &*store,
-        "paused",
-        &cluster_args_with(&postgres, "a", "a", &extra),
-    )
-    .unwrap();
-    let b = SluiceAgent::start_with_args(
-        &*store,
-        "paused",
-        &cluster_args_with(&postgres, "b", "b", &extra),
-    )
-    .unwrap();
+    let pair =
+        ClusterPair::start(&*store, "paused", &postgres.url(), "lease_ms = 3000\n", &[]).unwrap();
+    let (a, b) = (&pair.a, &pair.b);
     let work_dir = tempfile::Builder::new()
         .prefix("sluice-e2e-paused-")
         .tempdir()

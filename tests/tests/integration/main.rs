@@ -7,6 +7,7 @@ mod acls_sluice;
 mod admin_tools_sluice;
 mod client_matrix_kafka;
 mod client_matrix_sluice;
+mod cluster_gc_sluice;
 mod cluster_sluice;
 mod compacted_topic_kafka;
 mod compacted_topic_sluice;
