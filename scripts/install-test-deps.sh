@@ -17,6 +17,18 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         echo "note: PostgreSQL is missing (apt-get install postgresql); the sequencer tests will name it" >&2
     fi
 fi
+# promtool (Debian's `prometheus` package; no daemon is started): the metrics test checks the
+# agent's /metrics text with `promtool check metrics`. Without it that test skips locally and fails
+# under CI=true.
+if ! command -v promtool >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+            >/dev/null 2>&1 \
+            || echo "note: prometheus (promtool) could not be installed with apt-get; the metrics test will name it" >&2
+    else
+        echo "note: promtool is missing (apt-get install prometheus); the metrics test will name it" >&2
+    fi
+fi
 # Python clients of the agent's real-client tests (server/tests/*python*.rs, idempotent_rdkafka.rs,
 # configs.rs): kafka-python and confluent-kafka (librdkafka). Without them those tests skip locally
 # and fail under CI=true, naming the package (server/tests/common: python_with).

@@ -17,6 +17,8 @@ pub enum Tool {
     Python,
     /// A Python module (import name, pip package).
     PythonModule(&'static str, &'static str),
+    /// Prometheus's `promtool` (Debian's `prometheus` package), to check the metrics text.
+    Promtool,
 }
 
 impl Tool {
@@ -38,6 +40,8 @@ impl Tool {
             Tool::Go => (!works("go", &["version"])).then(|| "go 1.24+ (https://go.dev/dl)".to_string()),
             Tool::Python => (!works(&python(), &["--version"]))
                 .then(|| "python3 (or set SLUICE_E2E_PYTHON)".to_string()),
+            Tool::Promtool => (!works("promtool", &["--version"]))
+                .then(|| "promtool (apt-get install prometheus)".to_string()),
             Tool::PythonModule(module, package) => {
                 (!works(&python(), &["-c", &format!("import {module}")])).then(|| {
                     format!(

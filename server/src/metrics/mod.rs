@@ -260,8 +260,10 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(64 * 1024);
         self.render_cores(&mut out);
-        self.store.render(&mut out, "hot");
-        self.background_store.render(&mut out, "background");
+        store::render_pools(
+            &mut out,
+            &[("hot", &self.store), ("background", &self.background_store)],
+        );
         self.render_log(&mut out);
         self.quotas.render(&mut out);
         self.render_process(&mut out);

@@ -117,28 +117,34 @@ impl StoreMetrics {
             .get(op.index())
             .map_or(0, |calls| calls.load(Ordering::Relaxed))
     }
+}
 
-    /// Appends this client's lines, labelled `pool="{pool}"`.
-    pub fn render(&self, out: &mut String, pool: &str) {
-        let _ = writeln!(
-            out,
-            "# HELP sluice_store_requests_total Object-store calls, by client pool and operation.\n# TYPE sluice_store_requests_total counter"
-        );
+/// Appends the store families for every pool: each family's `HELP` and `TYPE` once, then its
+/// samples for each pool, labelled `pool="{name}"` (the text format allows a family once per
+/// exposition; `promtool check metrics` refuses a second `HELP`).
+pub fn render_pools(out: &mut String, pools: &[(&str, &StoreMetrics)]) {
+    let _ = writeln!(
+        out,
+        "# HELP sluice_store_requests_total Object-store calls, by client pool and operation.\n# TYPE sluice_store_requests_total counter"
+    );
+    for (pool, metrics) in pools {
         for op in Op::ALL {
             let _ = writeln!(
                 out,
                 "sluice_store_requests_total{{pool=\"{pool}\",op=\"{}\"}} {}",
                 op_name(op),
-                self.calls(op)
+                metrics.calls(op)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP sluice_store_errors_total Object-store calls that failed, by pool, operation and kind (not_found and already_exists are answers the agent expects at times).\n# TYPE sluice_store_errors_total counter"
-        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_store_errors_total Object-store calls that failed, by pool, operation and kind (not_found and already_exists are answers the agent expects at times).\n# TYPE sluice_store_errors_total counter"
+    );
+    for (pool, metrics) in pools {
         for op in Op::ALL {
             for kind in KINDS {
-                let count = self
+                let count = metrics
                     .errors
                     .get(op.index())
                     .and_then(|row| row.get(kind_index(kind)))
@@ -153,21 +159,29 @@ impl StoreMetrics {
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP sluice_store_request_duration_seconds Object-store call durations, by pool and operation.\n# TYPE sluice_store_request_duration_seconds histogram"
-        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_store_request_duration_seconds Object-store call durations, by pool and operation.\n# TYPE sluice_store_request_duration_seconds histogram"
+    );
+    for (pool, metrics) in pools {
         for op in Op::ALL {
-            if let Some(duration) = self.durations.get(op.index()) {
+            if let Some(duration) = metrics.durations.get(op.index()) {
                 let labels = format!("pool=\"{pool}\",op=\"{}\"", op_name(op));
                 duration.render(out, "sluice_store_request_duration_seconds", &labels);
             }
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_store_bytes_total Bytes written (put) and read (get) by pool.\n# TYPE sluice_store_bytes_total counter"
+    );
+    for (pool, metrics) in pools {
         let _ = writeln!(
             out,
-            "# HELP sluice_store_bytes_total Bytes written (put) and read (get) by pool.\n# TYPE sluice_store_bytes_total counter\nsluice_store_bytes_total{{pool=\"{pool}\",direction=\"put\"}} {}\nsluice_store_bytes_total{{pool=\"{pool}\",direction=\"get\"}} {}",
-            self.put_bytes.load(Ordering::Relaxed),
-            self.get_bytes.load(Ordering::Relaxed)
+            "sluice_store_bytes_total{{pool=\"{pool}\",direction=\"put\"}} {}\nsluice_store_bytes_total{{pool=\"{pool}\",direction=\"get\"}} {}",
+            metrics.put_bytes.load(Ordering::Relaxed),
+            metrics.get_bytes.load(Ordering::Relaxed)
         );
     }
 }

@@ -120,6 +120,54 @@ fn the_endpoint_reports_health_and_counts_requests_store_calls_and_log_entries()
     }
 }
 
+/// `promtool check metrics` (Prometheus's own parser and linter) accepts the whole exposition of
+/// an agent that has produced, fetched and used both store pools: every family once, with its
+/// HELP and TYPE, names and labels as Prometheus wants them.
+#[test]
+fn promtool_accepts_the_exposition() {
+    use sluice_tests::tools::{Tool, require};
+    if !require("promtool_accepts_the_exposition", &[Tool::Promtool]) {
+        return;
+    }
+    let agent = common::start_agent(|config| {
+        config.metrics_listen = Some("127.0.0.1:0".to_owned());
+    });
+    let endpoint = agent.agent.as_ref().unwrap().metrics_addr().unwrap();
+    agent.create_topic("linted", 1);
+    let mut client = common::RawClient::connect(agent.addr());
+    let response: ProduceResponse = client.call(
+        ApiKey::Produce,
+        9,
+        &common::produce_request(-1, &[("linted", 0, common::batch(5, common::now_ms()))]),
+    );
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    let (status, text) = get(endpoint, "/metrics");
+    assert_eq!(status, 200);
+    // Both store pools report (the families must still appear once each).
+    assert!(text.contains("pool=\"hot\""), "{text}");
+    assert!(text.contains("pool=\"background\""), "{text}");
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Every metric the Grafana dashboard (docs/grafana/sluice-dashboard.json) queries is one the
 /// agent exports, so the dashboard cannot silently go stale.
 #[test]
