@@ -15,6 +15,8 @@ pub mod config;
 pub mod dump;
 pub mod fetch;
 pub mod groups;
+#[cfg(test)]
+mod kafka_code_tests;
 pub mod lifecycle;
 pub mod memlock;
 pub mod metadata_core;

@@ -22,9 +22,11 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 /// Kafka's FETCH_SESSION_ID_NOT_FOUND.
-pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+pub const FETCH_SESSION_ID_NOT_FOUND: i16 =
+    kafka_protocol::ResponseError::FetchSessionIdNotFound.code();
 /// Kafka's INVALID_FETCH_SESSION_EPOCH.
-pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+pub const INVALID_FETCH_SESSION_EPOCH: i16 =
+    kafka_protocol::ResponseError::InvalidFetchSessionEpoch.code();
 /// Partitions one session may hold.
 pub const PARTITIONS_PER_SESSION_MAX: usize = 100_000;
 

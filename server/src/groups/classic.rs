@@ -85,18 +85,27 @@ use super::reply::Reply;
 /// The Kafka error codes this module answers with (the values of the Java broker's `Errors`).
 pub(crate) mod errors {
     pub(crate) const NONE: i16 = 0;
-    pub(crate) const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub(crate) const ILLEGAL_GENERATION: i16 = 22;
-    pub(crate) const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub(crate) const INVALID_GROUP_ID: i16 = 24;
-    pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub(crate) const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub(crate) const NON_EMPTY_GROUP: i16 = 68;
-    pub(crate) const GROUP_ID_NOT_FOUND: i16 = 69;
-    pub(crate) const MEMBER_ID_REQUIRED: i16 = 79;
-    pub(crate) const GROUP_MAX_SIZE_REACHED: i16 = 81;
-    pub(crate) const FENCED_INSTANCE_ID: i16 = 82;
+    pub(crate) const UNKNOWN_SERVER_ERROR: i16 =
+        kafka_protocol::ResponseError::UnknownServerError.code();
+    pub(crate) const ILLEGAL_GENERATION: i16 =
+        kafka_protocol::ResponseError::IllegalGeneration.code();
+    pub(crate) const INCONSISTENT_GROUP_PROTOCOL: i16 =
+        kafka_protocol::ResponseError::InconsistentGroupProtocol.code();
+    pub(crate) const INVALID_GROUP_ID: i16 = kafka_protocol::ResponseError::InvalidGroupId.code();
+    pub(crate) const UNKNOWN_MEMBER_ID: i16 = kafka_protocol::ResponseError::UnknownMemberId.code();
+    pub(crate) const INVALID_SESSION_TIMEOUT: i16 =
+        kafka_protocol::ResponseError::InvalidSessionTimeout.code();
+    pub(crate) const REBALANCE_IN_PROGRESS: i16 =
+        kafka_protocol::ResponseError::RebalanceInProgress.code();
+    pub(crate) const NON_EMPTY_GROUP: i16 = kafka_protocol::ResponseError::NonEmptyGroup.code();
+    pub(crate) const GROUP_ID_NOT_FOUND: i16 =
+        kafka_protocol::ResponseError::GroupIdNotFound.code();
+    pub(crate) const MEMBER_ID_REQUIRED: i16 =
+        kafka_protocol::ResponseError::MemberIdRequired.code();
+    pub(crate) const GROUP_MAX_SIZE_REACHED: i16 =
+        kafka_protocol::ResponseError::GroupMaxSizeReached.code();
+    pub(crate) const FENCED_INSTANCE_ID: i16 =
+        kafka_protocol::ResponseError::FencedInstanceId.code();
 }
 
 /// Limits of the classic protocol, from the agent's configuration.

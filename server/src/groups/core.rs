@@ -53,19 +53,25 @@ pub const TOPICS_REFRESH_MS: u64 = 1_000;
 /// Kafka error codes the integration layer answers with.
 pub mod error_code {
     pub const NONE: i16 = 0;
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub const INVALID_GROUP_ID: i16 = 24;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const NON_EMPTY_GROUP: i16 = 68;
-    pub const GROUP_ID_NOT_FOUND: i16 = 69;
-    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+    pub const UNKNOWN_SERVER_ERROR: i16 = kafka_protocol::ResponseError::UnknownServerError.code();
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 =
+        kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
+    pub const OFFSET_METADATA_TOO_LARGE: i16 =
+        kafka_protocol::ResponseError::OffsetMetadataTooLarge.code();
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 =
+        kafka_protocol::ResponseError::CoordinatorLoadInProgress.code();
+    pub const COORDINATOR_NOT_AVAILABLE: i16 =
+        kafka_protocol::ResponseError::CoordinatorNotAvailable.code();
+    pub const NOT_COORDINATOR: i16 = kafka_protocol::ResponseError::NotCoordinator.code();
+    pub const ILLEGAL_GENERATION: i16 = kafka_protocol::ResponseError::IllegalGeneration.code();
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 =
+        kafka_protocol::ResponseError::InconsistentGroupProtocol.code();
+    pub const INVALID_GROUP_ID: i16 = kafka_protocol::ResponseError::InvalidGroupId.code();
+    pub const UNKNOWN_MEMBER_ID: i16 = kafka_protocol::ResponseError::UnknownMemberId.code();
+    pub const NON_EMPTY_GROUP: i16 = kafka_protocol::ResponseError::NonEmptyGroup.code();
+    pub const GROUP_ID_NOT_FOUND: i16 = kafka_protocol::ResponseError::GroupIdNotFound.code();
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 =
+        kafka_protocol::ResponseError::GroupSubscribedToTopic.code();
 }
 
 /// ACL operation bits of a group (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS), what

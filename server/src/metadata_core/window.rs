@@ -26,17 +26,20 @@ use super::{PartitionAppended, PartitionOutcome};
 pub mod error_code {
     use sluice_engine::batch::BatchError;
 
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    pub const INVALID_TIMESTAMP: i16 = 32;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
-    pub const NOT_CONTROLLER: i16 = 41;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const INVALID_RECORD: i16 = 87;
+    pub const CORRUPT_MESSAGE: i16 = kafka_protocol::ResponseError::CorruptMessage.code();
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 =
+        kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
+    pub const NOT_LEADER_OR_FOLLOWER: i16 =
+        kafka_protocol::ResponseError::NotLeaderOrFollower.code();
+    pub const REQUEST_TIMED_OUT: i16 = kafka_protocol::ResponseError::RequestTimedOut.code();
+    pub const MESSAGE_TOO_LARGE: i16 = kafka_protocol::ResponseError::MessageTooLarge.code();
+    pub const INVALID_TIMESTAMP: i16 = kafka_protocol::ResponseError::InvalidTimestamp.code();
+    pub const INVALID_REQUEST: i16 = kafka_protocol::ResponseError::InvalidRequest.code();
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 =
+        kafka_protocol::ResponseError::UnsupportedForMessageFormat.code();
+    pub const NOT_CONTROLLER: i16 = kafka_protocol::ResponseError::NotController.code();
+    pub const KAFKA_STORAGE_ERROR: i16 = kafka_protocol::ResponseError::KafkaStorageError.code();
+    pub const INVALID_RECORD: i16 = kafka_protocol::ResponseError::InvalidRecord.code();
 
     /// The code for a batch its topic's `message.timestamp.type` refused
     /// (`apply_topic_timestamp_type`): a timestamp type only the broker may set is Kafka's

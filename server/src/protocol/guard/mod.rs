@@ -57,10 +57,11 @@ pub use groups::{
 };
 
 /// Kafka's codes for a denied topic, group, cluster and transactional id.
-pub const TOPIC_DENIED: i16 = 29;
-pub const GROUP_DENIED: i16 = 30;
-pub const CLUSTER_DENIED: i16 = 31;
-pub const TRANSACTIONAL_ID_DENIED: i16 = 53;
+pub const TOPIC_DENIED: i16 = kafka_protocol::ResponseError::TopicAuthorizationFailed.code();
+pub const GROUP_DENIED: i16 = kafka_protocol::ResponseError::GroupAuthorizationFailed.code();
+pub const CLUSTER_DENIED: i16 = kafka_protocol::ResponseError::ClusterAuthorizationFailed.code();
+pub const TRANSACTIONAL_ID_DENIED: i16 =
+    kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed.code();
 
 /// ConfigResource types (Kafka's `ConfigResource.Type`).
 const CONFIG_TOPIC: i8 = 2;

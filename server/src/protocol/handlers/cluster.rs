@@ -19,7 +19,8 @@ use crate::protocol::dispatch::BrokerIdentity;
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
-const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
+const UNSUPPORTED_ENDPOINT_TYPE: i16 =
+    kafka_protocol::ResponseError::UnsupportedEndpointType.code();
 
 /// Kafka's `AclOperation` codes that apply to the cluster resource, as a bit set: CREATE (5),
 /// ALTER (7), DESCRIBE (8), CLUSTER_ACTION (9), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11),

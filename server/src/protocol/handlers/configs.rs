@@ -56,7 +56,7 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-const NOT_CONTROLLER_UNAVAILABLE: i16 = 6;
+const NOT_CONTROLLER_UNAVAILABLE: i16 = kafka_protocol::ResponseError::NotLeaderOrFollower.code();
 
 /// A Kafka error code and message.
 type Failure = (i16, String);

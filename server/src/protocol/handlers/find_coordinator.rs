@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::protocol::BrokerIdentity;
 
-const INVALID_REQUEST: i16 = 42;
+const INVALID_REQUEST: i16 = kafka_protocol::ResponseError::InvalidRequest.code();
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 

@@ -40,10 +40,11 @@ use crate::metadata_core::{NO_LOG_APPEND_TIME, PartitionOutcome, ProducePartitio
 use crate::protocol::services::CoreServices;
 
 /// Kafka's INVALID_REQUIRED_ACKS.
-const INVALID_REQUIRED_ACKS: i16 = 21;
+const INVALID_REQUIRED_ACKS: i16 = kafka_protocol::ResponseError::InvalidRequiredAcks.code();
 /// Kafka's TRANSACTIONAL_ID_AUTHORIZATION_FAILED: the closest refusal for a transactional
 /// produce, which Sluice does not support yet.
-const TRANSACTIONS_UNSUPPORTED: i16 = 53;
+const TRANSACTIONS_UNSUPPORTED: i16 =
+    kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed.code();
 
 /// The code for a batch that failed validation.
 pub fn batch_error_code(error: &BatchError) -> i16 {

@@ -32,8 +32,9 @@ use uuid::Uuid;
 
 use crate::metadata_core::{CommandFailure, CoreHandle, create_topic_command};
 
-const INVALID_REPLICATION_FACTOR: i16 = 38;
-const NOT_CONTROLLER_UNAVAILABLE: i16 = 6;
+const INVALID_REPLICATION_FACTOR: i16 =
+    kafka_protocol::ResponseError::InvalidReplicationFactor.code();
+const NOT_CONTROLLER_UNAVAILABLE: i16 = kafka_protocol::ResponseError::NotLeaderOrFollower.code();
 
 /// A Kafka error code and message.
 type Failure = (i16, String);
