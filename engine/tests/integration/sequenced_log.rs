@@ -33,6 +33,14 @@ fn open(url: &str, store: &Arc<dyn ObjectStorage>, checkpoint_every: u64) -> Seq
 /// Appends `content` and drives the catch-ups that acknowledge it, on every move of the
 /// sequencer's head (a tailer's job in the agent).
 async fn append(log: &SequencedLog, content: EntryContent) -> sluice_engine::log::AppendOutcome {
+    append_result(log, content).await.unwrap()
+}
+
+/// [`append`], answering the append's result.
+async fn append_result(
+    log: &SequencedLog,
+    content: EntryContent,
+) -> Result<sluice_engine::log::AppendOutcome, sluice_engine::log::LogError> {
     let mut head = log.sequencer().subscribe();
     let append = log.append(content);
     let tail = async {
@@ -45,7 +53,7 @@ async fn append(log: &SequencedLog, content: EntryContent) -> sluice_engine::log
     };
     futures::pin_mut!(append, tail);
     match futures::future::select(append, tail).await {
-        futures::future::Either::Left((outcome, _)) => outcome.unwrap(),
+        futures::future::Either::Left((outcome, _)) => outcome,
         futures::future::Either::Right(((), _)) => unreachable!("the tail loop never ends"),
     }
 }
@@ -146,4 +154,71 @@ fn two_agents_share_one_order_and_a_third_recovers_it() {
     let c = open(&url, &store, 1_000_000);
     assert_eq!(c.applied_position(), a.applied_position());
     assert_eq!(high_watermarks(&c, &run), high_watermarks(&a, &run));
+}
+
+/// The record deadline garbage collection of `data/` counts on (`log::data_gc`): a window whose
+/// PUT outlasts it is not committed — its produces fail, no record reaches the sequencer, and its
+/// object is left for the collector — and the next window, on time, commits as usual.
+#[test]
+fn a_window_whose_put_outlasts_the_record_deadline_is_not_committed() {
+    use sluice_engine::log::SequencedWriter;
+    use sluice_engine::log::data_gc::list_agent_objects;
+    use sluice_engine::store::{
+        Fault, FaultInjection, ObjectStoreBackend, Op, StoreRuntime, StoreRuntimeConfig,
+    };
+
+    let Some(postgres) = TestPostgres::start_or_skip("sequenced_log record deadline") else {
+        return;
+    };
+    let faults =
+        Arc::new(FaultInjection::new(ObjectStoreBackend::in_memory(), 1).with_slow_ms(400));
+    let store: Arc<dyn ObjectStorage> = StoreRuntime::start(
+        Arc::clone(&faults) as Arc<dyn ObjectStorage>,
+        StoreRuntimeConfig::default(),
+    )
+    .unwrap();
+    let sequencer =
+        SequencerClient::connect(SequencerConfig::new(postgres.url(), "record_deadline")).unwrap();
+    let writer = SequencedWriter {
+        token: 77,
+        record_deadline_ms: 200,
+    };
+    let (log, _) = block_on(SequencedLog::open_as(
+        Arc::clone(&store),
+        sequencer.clone(),
+        LogConfig::default(),
+        writer,
+    ))
+    .unwrap();
+    let mut run = Run::new(16);
+    faults.fail_next(Op::Put, Fault::Slow).unwrap();
+    let late = block_on(append_result(&log, run.entry(2)));
+    let error = late.expect_err("a window whose PUT took 400 ms against a 200 ms deadline");
+    assert!(
+        error.to_string().contains("record deadline"),
+        "unexpected error: {error}"
+    );
+    assert_eq!(block_on(sequencer.head()).unwrap(), 0, "no record was sent");
+    let objects = block_on(list_agent_objects(store.as_ref())).unwrap();
+    assert_eq!(
+        objects.len(),
+        1,
+        "the late window's object is left for the collector"
+    );
+
+    block_on(append(
+        &log,
+        EntryContent {
+            commands: vec![Command::CreateTopic {
+                name: "orders".to_owned(),
+                topic_id: run.topic_id,
+                partition_count: PARTITIONS,
+                configs: Default::default(),
+            }],
+            ..EntryContent::default()
+        },
+    ));
+    assert_eq!(block_on(sequencer.head()).unwrap(), 1);
+    assert_eq!(log.applied_position(), 1);
+    assert!(log.with_state(|state| state.topic(run.topic_id).is_some()));
 }
