@@ -281,6 +281,29 @@ fn credentials_are_managed_through_the_log_and_used_by_the_next_login() {
             ("carol".to_owned(), 0, vec![(SHA256, 4096)]),
         ]
     );
+    let request = DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+        UserName::default().with_name(StrBytes::from_static_str("zed")),
+        UserName::default().with_name(StrBytes::from_static_str("zed")),
+        UserName::default().with_name(StrBytes::from_static_str("yan")),
+    ]));
+    let response: DescribeUserScramCredentialsResponse =
+        admin.call(ApiKey::DescribeUserScramCredentials, 0, &request);
+    let messages: Vec<Option<String>> = response
+        .results
+        .iter()
+        .map(|result| result.error_message.as_ref().map(ToString::to_string))
+        .collect();
+    assert_eq!(
+        messages,
+        vec![
+            Some(
+                "Cannot describe SCRAM credentials for the same user twice in a single request: \
+                 zed"
+                .to_owned()
+            ),
+            Some("Attempt to describe a user credential that does not exist: yan".to_owned()),
+        ]
+    );
     assert_eq!(
         describe(&mut admin, Some(&["zed"])).1,
         vec![(

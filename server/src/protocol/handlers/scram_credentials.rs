@@ -366,15 +366,17 @@ pub async fn describe_user_scram_credentials(
                         let outcome = if counts.get(user.as_str()).copied().unwrap_or(0) > 1 {
                             Err((
                                 ResponseError::DuplicateResource.code(),
-                                DUPLICATE_DESCRIBE.to_owned(),
+                                format!("{DUPLICATE_DESCRIBE}: {user}"),
                             ))
                         } else {
                             let infos = credentials.describe(user);
                             if infos.is_empty() {
                                 Err((
                                     ResponseError::ResourceNotFound.code(),
-                                    "Attempt to describe a user credential that does not exist"
-                                        .to_owned(),
+                                    format!(
+                                        "Attempt to describe a user credential that does not \
+                                         exist: {user}"
+                                    ),
                                 ))
                             } else {
                                 Ok(infos)
