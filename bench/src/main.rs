@@ -136,6 +136,15 @@ fn run() -> anyhow::Result<i32> {
             targets::ALL.join(",")
         );
     }
+    if scenario != Scenario::SingleClient
+        && let Some(secured) = target_names
+            .iter()
+            .find(|name| targets::NEEDS_CLIENT_CONFIG.contains(&name.as_str()))
+    {
+        anyhow::bail!(
+            "target {secured:?} needs clients that speak TLS and SCRAM: only the single-client scenario (Kafka's Java tools) drives it"
+        );
+    }
     if args.store.is_some() && !target_names.iter().any(|name| name == "sluice-external") {
         target_names.push("sluice-external".to_owned());
     }

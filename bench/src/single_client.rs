@@ -44,12 +44,21 @@ pub const RECOMMENDED_CONSUMER: Properties = &[("max.partition.fetch.bytes", "41
 #[derive(Clone, Copy, Debug)]
 struct Plan {
     records: u64,
+    /// ProducerPerformance's `--throughput` (records/s); `None`: as fast as it can (-1).
+    rate: Option<u64>,
 }
+
+/// The `fraud-rate` row: the fraud scenario's rate and record size (5,000 records/s of 1 KiB)
+/// for 20 s, with the client's default settings, so its latency percentiles are a produce P99 at
+/// that load rather than at the client's top speed.
+const FRAUD_RATE: u64 = 5_000;
+const FRAUD_RATE_RECORDS: u64 = 100_000;
 
 impl Plan {
     fn new(quick: bool) -> Plan {
         Plan {
             records: if quick { 200_000 } else { 2_000_000 },
+            rate: None,
         }
     }
 
@@ -221,15 +230,23 @@ fn consumer_properties(pairs: &[(&str, &str)]) -> Vec<String> {
 /// One producer run and one consumer run on a fresh topic.
 fn measure(
     lib: &Path,
-    bootstrap: &str,
+    running: &targets::Running,
     plan: Plan,
     variant: &str,
     producer_props: &[(&str, &str)],
     consumer_props: &[(&str, &str)],
     logs: &Path,
 ) -> Result<(ProducerResult, ConsumerResult), String> {
+    let bootstrap = running.bootstrap.as_str();
+    let client_config = running.client_config.as_deref();
+    // Kafka's tools each name the client configuration file differently.
+    let config = |flag: &str| -> Vec<String> {
+        client_config.map_or_else(Vec::new, |file| {
+            vec![flag.to_owned(), file.display().to_string()]
+        })
+    };
     let topic = format!("single-client-{variant}");
-    let create = [
+    let mut create = [
         "--bootstrap-server",
         bootstrap,
         "--create",
@@ -240,7 +257,9 @@ fn measure(
         "--replication-factor",
         "1",
     ]
-    .map(str::to_owned);
+    .map(str::to_owned)
+    .to_vec();
+    create.extend(config("--command-config"));
     run_tool(
         lib,
         "org.apache.kafka.tools.TopicCommand",
@@ -257,11 +276,14 @@ fn measure(
         "--record-size",
         &RECORD_BYTES.to_string(),
         "--throughput",
-        "-1",
+        &plan
+            .rate
+            .map_or_else(|| "-1".to_owned(), |rate| rate.to_string()),
     ]
     .map(str::to_owned)
     .to_vec();
     produce.extend(producer_properties(producer_props));
+    produce.extend(config("--producer.config"));
     let producer_log = logs.join(format!("{variant}-producer.log"));
     let output = run_tool(
         lib,
@@ -288,6 +310,7 @@ fn measure(
     .map(str::to_owned)
     .to_vec();
     consume.extend(consumer_properties(consumer_props));
+    consume.extend(config("--consumer.config"));
     let consumer_log = logs.join(format!("{variant}-consumer.log"));
     let output = run_tool(
         lib,
@@ -317,9 +340,10 @@ pub fn run(env: &Env, target_names: &[String], quick: bool, out: &Path) -> anyho
     let plan = Plan::new(quick);
     let load_at_start = crate::load_average();
     let mut rows = Vec::new();
-    let variants: [(&str, Properties, Properties); 2] = [
+    let variants: [(&str, Properties, Properties); 3] = [
         ("default", &[], &[]),
         ("recommended", RECOMMENDED_PRODUCER, RECOMMENDED_CONSUMER),
+        ("fraud-rate", &[], &[]),
     ];
     for name in target_names {
         eprintln!("sluice-bench: {name}: starting");
@@ -353,10 +377,22 @@ pub fn run(env: &Env, target_names: &[String], quick: bool, out: &Path) -> anyho
                         .copied()
                         .collect();
                     row_settings.insert("client_properties".into(), json!(props));
+                    let plan = if variant == "fraud-rate" {
+                        Plan {
+                            records: FRAUD_RATE_RECORDS,
+                            rate: Some(FRAUD_RATE),
+                        }
+                    } else {
+                        plan
+                    };
+                    row_settings.insert("records".into(), json!(plan.records));
+                    if let Some(rate) = plan.rate {
+                        row_settings.insert("producer_records_per_sec".into(), json!(rate));
+                    }
                     eprintln!("sluice-bench: {name} {variant}: producer, then consumer");
                     let (status, producer, consumer) = match measure(
                         &lib,
-                        &running.bootstrap,
+                        &running,
                         plan,
                         variant,
                         producer_props,

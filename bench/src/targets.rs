@@ -24,7 +24,7 @@ use crate::process::{Guarded, Launch, free_port};
 use crate::proxy::{Counters, S3Proxy};
 
 /// Targets `--targets` accepts.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 10] = [
     "sluice",
     "sluice-s3-express",
     "sluice-s3-standard",
@@ -32,9 +32,15 @@ pub const ALL: [&str; 9] = [
     "sluice-seaweedfs-s3-express",
     "sluice-external",
     "sluice-file",
+    "sluice-file-tls-scram",
     "kafka",
     "tansu",
 ];
+
+/// Targets whose clients must authenticate over TLS: only the `single-client` scenario (Kafka's
+/// Java tools, which take a client configuration file) can drive them; the load generator's
+/// librdkafka is built without TLS.
+pub const NEEDS_CLIENT_CONFIG: [&str; 1] = ["sluice-file-tls-scram"];
 
 /// Broker start-up limit (Kafka's JVM on a busy 2-core machine takes 10-20 s).
 const START_LIMIT: Duration = Duration::from_secs(90);
@@ -59,6 +65,8 @@ pub struct Running {
     pub settings: Map<String, Value>,
     /// Why there are no store counts, if there are none.
     pub store_note: Option<String>,
+    /// A Java client configuration file (security settings) every client of this target needs.
+    pub client_config: Option<PathBuf>,
 }
 
 impl Running {
@@ -207,6 +215,7 @@ pub fn start(name: &str, env: &Env) -> Result<Running, StartError> {
         ),
         "sluice-external" => start_sluice_external(env),
         "sluice-file" => start_sluice_file(env),
+        "sluice-file-tls-scram" => start_sluice_file_tls_scram(env),
         "kafka" => start_kafka(env),
         "tansu" => start_tansu(env),
         other => Err(StartError::Failed(format!("unknown target {other}"))),
@@ -217,6 +226,16 @@ fn start_sluice(
     env: &Env,
     name: &str,
     store_url: &str,
+) -> Result<(Guarded, Launch, SocketAddr), StartError> {
+    start_sluice_with(env, name, store_url, &[])
+}
+
+/// [`start_sluice`] with more `sluice serve` arguments.
+fn start_sluice_with(
+    env: &Env,
+    name: &str,
+    store_url: &str,
+    extra_args: &[String],
 ) -> Result<(Guarded, Launch, SocketAddr), StartError> {
     if !env.sluice_bin.exists() {
         return Err(StartError::NotInstalled(format!(
@@ -245,6 +264,9 @@ fn start_sluice(
     // wait for more members, so both brokers' groups settle alike.
     .arg("--group-initial-rebalance-delay-ms")
     .arg("0");
+    let launch = extra_args
+        .iter()
+        .fold(launch, |launch, arg| launch.arg(arg.as_str()));
     let launch = env.agent_env.iter().fold(launch, |launch, (key, value)| {
         launch.env(key, value.as_str())
     });
@@ -287,6 +309,7 @@ fn start_sluice_local(
         _seaweedfs: None,
         settings,
         store_note: None,
+        client_config: None,
     })
 }
 
@@ -343,6 +366,7 @@ fn start_sluice_seaweedfs(
         _seaweedfs: Some(seaweedfs),
         settings,
         store_note: None,
+        client_config: None,
     })
 }
 
@@ -376,6 +400,7 @@ fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
         store_note: Some(
             "external store: requests are not counted (not behind the harness proxy)".into(),
         ),
+        client_config: None,
     })
 }
 
@@ -410,7 +435,109 @@ fn start_sluice_file(env: &Env) -> Result<Running, StartError> {
         _seaweedfs: None,
         settings,
         store_note: Some("local-directory store: requests are not counted".into()),
+        client_config: None,
     })
+}
+
+/// `sluice-file` with its clients on a second listener that speaks TLS and requires SASL
+/// SCRAM-SHA-512 (Kafka's `SASL_SSL`): a self-signed certificate for 127.0.0.1 made here, one user
+/// in a users file, and a Java client configuration that trusts the certificate and logs in. Set
+/// beside `sluice-file` in one run, it measures what encryption and authentication cost.
+fn start_sluice_file_tls_scram(env: &Env) -> Result<Running, StartError> {
+    let name = "sluice-file-tls-scram";
+    let dir = env.work_dir.join(name);
+    let store_dir = dir.join("store");
+    std::fs::create_dir_all(&store_dir).map_err(anyhow::Error::from)?;
+    let tls_port = free_port()?;
+    let files =
+        write_tls_scram_files(&dir).map_err(|error| StartError::Failed(format!("{error:#}")))?;
+    let extra = [
+        "--tls-listen".to_owned(),
+        format!("127.0.0.1:{tls_port}"),
+        "--tls-cert-file".to_owned(),
+        files.cert.display().to_string(),
+        "--tls-key-file".to_owned(),
+        files.key.display().to_string(),
+        "--tls-listen-sasl".to_owned(),
+        "true".to_owned(),
+        "--sasl-users-file".to_owned(),
+        files.users.display().to_string(),
+    ];
+    let (mut broker, launch, _plaintext) = start_sluice_with(
+        env,
+        name,
+        &format!("file://{}", store_dir.display()),
+        &extra,
+    )?;
+    let tls_address: SocketAddr = ([127, 0, 0, 1], tls_port).into();
+    broker.wait_listening(tls_address, START_LIMIT)?;
+    let mut settings = Map::new();
+    settings.insert(
+        "broker".into(),
+        json!(format!("sluice ({})", build_label(&env.sluice_bin))),
+    );
+    settings.insert(
+        "store".into(),
+        json!("local directory (file://, fsync on), no S3 server, no proxy"),
+    );
+    settings.insert(
+        "listener".into(),
+        json!("SASL_SSL: TLS (rustls, self-signed certificate, ECDSA P-256) + SCRAM-SHA-512"),
+    );
+    settings.insert("flush_interval_ms".into(), json!("agent default (10)"));
+    Ok(Running {
+        broker,
+        launch,
+        address: tls_address,
+        bootstrap: tls_address.to_string(),
+        store_counters: None,
+        proxy: None,
+        server: None,
+        _seaweedfs: None,
+        settings,
+        store_note: Some("local-directory store: requests are not counted".into()),
+        client_config: Some(files.client_config),
+    })
+}
+
+struct TlsScramFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    users: PathBuf,
+    client_config: PathBuf,
+}
+
+/// The TLS+SCRAM target's files under `dir`.
+fn write_tls_scram_files(dir: &Path) -> anyhow::Result<TlsScramFiles> {
+    const USER: &str = "bench";
+    const PASSWORD: &str = "bench-secret";
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
+    let files = TlsScramFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+        users: dir.join("users.toml"),
+        client_config: dir.join("client.properties"),
+    };
+    std::fs::write(&files.cert, certified.cert.pem())?;
+    std::fs::write(&files.key, certified.signing_key.serialize_pem())?;
+    std::fs::write(&files.users, format!("[users]\n{USER} = \"{PASSWORD}\"\n"))?;
+    // The agent warns about a users file others may read.
+    std::fs::set_permissions(
+        &files.users,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    std::fs::write(
+        &files.client_config,
+        format!(
+            "security.protocol=SASL_SSL\n\
+             sasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{USER}\" password=\"{PASSWORD}\";\n\
+             ssl.truststore.type=PEM\n\
+             ssl.truststore.location={}\n",
+            files.cert.display()
+        ),
+    )?;
+    Ok(files)
 }
 
 fn start_kafka(env: &Env) -> Result<Running, StartError> {
@@ -452,6 +579,7 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
         _seaweedfs: None,
         settings,
         store_note: Some("local disk: no object-store requests".into()),
+        client_config: None,
     })
 }
 
@@ -509,5 +637,6 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
         _seaweedfs: None,
         settings,
         store_note: None,
+        client_config: None,
     })
 }
