@@ -203,6 +203,12 @@ impl ClientRun {
 
     /// Starts the client in the background (for scenarios that act while it runs).
     pub fn spawn(&self) -> Result<ChildGuard, HarnessError> {
+        self.spawn_with(&[])
+    }
+
+    /// [`ClientRun::spawn`] with `extra` arguments after the common ones: `--client-id ID` (every
+    /// client but kafka-python), `--idempotent` (franz-go).
+    pub fn spawn_with(&self, extra: &[String]) -> Result<ChildGuard, HarnessError> {
         let mut command = self.client.command();
         command
             .arg("--bootstrap")
@@ -224,7 +230,8 @@ impl ClientRun {
             .arg("--timeout-s")
             .arg(self.timeout_s.to_string())
             .arg("--report")
-            .arg(&self.report);
+            .arg(&self.report)
+            .args(extra);
         let name = format!(
             "{} client ({} {})",
             self.client.name(),
@@ -238,7 +245,15 @@ impl ClientRun {
     /// yields its report when it wrote one (its `error` line says what went wrong), so the caller
     /// sees the client's own words; a client that wrote nothing is an error with its log's tail.
     pub fn run(&self) -> Result<(Report, std::process::ExitStatus), HarnessError> {
-        let mut child = self.spawn()?;
+        self.run_with(&[])
+    }
+
+    /// [`ClientRun::run`] with `extra` arguments ([`ClientRun::spawn_with`]).
+    pub fn run_with(
+        &self,
+        extra: &[String],
+    ) -> Result<(Report, std::process::ExitStatus), HarnessError> {
+        let mut child = self.spawn_with(extra)?;
         let phases = match self.mode {
             Mode::Roundtrip => 2,
             Mode::Produce | Mode::Consume => 1,

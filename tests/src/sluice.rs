@@ -350,14 +350,141 @@ pub fn cluster_args(postgres_url: &str, agent: &str, zone: &str, extra: &[String
     .collect()
 }
 
-/// Two agents of one cluster, `a` (zone `a`) and `b` (zone `b`), on one bucket and one database,
-/// sharing a configuration file.
+/// Agents of one cluster on one bucket and one database, sharing a configuration file: agent
+/// `a` in zone `a`, `b` in zone `b`, and so on. Each serves its metrics on a port of its own
+/// ([`Cluster::metrics`]).
+#[derive(Debug)]
+pub struct Cluster {
+    pub agents: Vec<SluiceAgent>,
+    metrics: Vec<SocketAddr>,
+    /// Holds the configuration file for as long as the agents may restart.
+    _config_dir: tempfile::TempDir,
+}
+
+/// Agents a cluster of the tests may have (ids and zones are the letters `a` to `z`).
+const CLUSTER_AGENTS_MAX: usize = 26;
+/// A metrics scrape on loopback answers in milliseconds; the rest is slack for a loaded machine.
+const METRICS_TIMEOUT_S: u64 = 10;
+
+impl Cluster {
+    /// Starts `agents` agents one after the other, in `store` under `prefix`, with `toml` as their
+    /// configuration (e.g. `lease_ms = 3000`) and `extra` flags.
+    pub fn start(
+        store: &dyn StoreServer,
+        prefix: &str,
+        postgres_url: &str,
+        toml: &str,
+        extra: &[String],
+        agents: usize,
+    ) -> Result<Cluster, HarnessError> {
+        if agents == 0 || agents > CLUSTER_AGENTS_MAX {
+            return Err(HarnessError::Io {
+                what: "start a cluster".to_owned(),
+                source: std::io::Error::other(format!(
+                    "a test cluster has 1 to {CLUSTER_AGENTS_MAX} agents, not {agents}"
+                )),
+            });
+        }
+        let config_dir = tempfile::tempdir().map_err(HarnessError::io(
+            "create a directory for the agents' configuration",
+        ))?;
+        let config = config_dir.path().join("sluice.toml");
+        std::fs::write(&config, toml).map_err(HarnessError::io("write sluice.toml"))?;
+        let mut cluster = Cluster {
+            agents: Vec::with_capacity(agents),
+            metrics: Vec::with_capacity(agents),
+            _config_dir: config_dir,
+        };
+        for letter in (b'a'..=b'z').take(agents) {
+            let name = char::from(letter).to_string();
+            let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            let mut flags = vec![
+                "--config".to_owned(),
+                config.display().to_string(),
+                "--metrics-listen".to_owned(),
+                metrics.to_string(),
+            ];
+            flags.extend(extra.iter().cloned());
+            cluster.agents.push(SluiceAgent::start_with_args(
+                store,
+                prefix,
+                &cluster_args(postgres_url, &name, &name, &flags),
+            )?);
+            cluster.metrics.push(metrics);
+        }
+        Ok(cluster)
+    }
+
+    /// `bootstrap.servers` naming every agent.
+    pub fn bootstrap(&self) -> String {
+        self.agents
+            .iter()
+            .map(SluiceAgent::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The `/metrics` text of agent `index` (a Prometheus exposition).
+    pub fn metrics(&self, index: usize) -> Result<String, HarnessError> {
+        let address = self.metrics.get(index).ok_or_else(|| HarnessError::Io {
+            what: "scrape an agent's metrics".to_owned(),
+            source: std::io::Error::other(format!(
+                "no agent {index} in a cluster of {}",
+                self.metrics.len()
+            )),
+        })?;
+        scrape(*address)
+    }
+
+    /// Where each agent serves its metrics (for [`scrape`] from another thread).
+    pub fn metrics_addresses(&self) -> Vec<SocketAddr> {
+        self.metrics.clone()
+    }
+}
+
+/// GET `/metrics` from `address` (HTTP/1.0: the server closes the connection after the body).
+pub fn scrape(address: SocketAddr) -> Result<String, HarnessError> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(METRICS_TIMEOUT_S);
+    let context = format!("scrape the metrics at {address}");
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .map_err(HarnessError::io(context.clone()))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(HarnessError::io(context.clone()))?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(HarnessError::io(context.clone()))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(HarnessError::io(context))?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned()))
+}
+
+/// The sum of the samples of `family` in a Prometheus exposition whose line contains `labels`
+/// (e.g. `request="Produce"`; empty: every sample); 0 without one.
+pub fn metric_sum(exposition: &str, family: &str, labels: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#') && line.contains(labels))
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Two agents of one cluster, `a` (zone `a`) and `b` (zone `b`): a [`Cluster`] of two, by name.
 #[derive(Debug)]
 pub struct ClusterPair {
     pub a: SluiceAgent,
     pub b: SluiceAgent,
-    /// Holds the configuration file for as long as the agents may restart.
-    _config_dir: tempfile::TempDir,
+    /// The cluster the two came from (its configuration file and metrics addresses).
+    _cluster: Cluster,
 }
 
 impl ClusterPair {
@@ -370,27 +497,18 @@ impl ClusterPair {
         toml: &str,
         extra: &[String],
     ) -> Result<ClusterPair, HarnessError> {
-        let config_dir = tempfile::tempdir().map_err(HarnessError::io(
-            "create a directory for the agents' configuration",
-        ))?;
-        let config = config_dir.path().join("sluice.toml");
-        std::fs::write(&config, toml).map_err(HarnessError::io("write sluice.toml"))?;
-        let mut flags = vec!["--config".to_owned(), config.display().to_string()];
-        flags.extend(extra.iter().cloned());
-        let a = SluiceAgent::start_with_args(
-            store,
-            prefix,
-            &cluster_args(postgres_url, "a", "a", &flags),
-        )?;
-        let b = SluiceAgent::start_with_args(
-            store,
-            prefix,
-            &cluster_args(postgres_url, "b", "b", &flags),
-        )?;
+        let mut cluster = Cluster::start(store, prefix, postgres_url, toml, extra, 2)?;
+        let mut agents = std::mem::take(&mut cluster.agents).into_iter();
+        let (Some(a), Some(b)) = (agents.next(), agents.next()) else {
+            return Err(HarnessError::Io {
+                what: "start a pair of agents".to_owned(),
+                source: std::io::Error::other("the cluster has fewer than two agents"),
+            });
+        };
         Ok(ClusterPair {
             a,
             b,
-            _config_dir: config_dir,
+            _cluster: cluster,
         })
     }
 }

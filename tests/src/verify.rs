@@ -174,6 +174,55 @@ pub fn verify(
     }
 }
 
+/// One producer's share of a topic several producers wrote at once. `served` is everything the
+/// topic serves, sorted by (partition, offset); the records at the offsets this producer was
+/// told are renumbered densely per partition (order kept), with its acknowledgements, so
+/// [`verify`]'s checks — each record intact at its offset, contiguous offsets, each index once —
+/// apply to its share. That no offset went to two producers, and that the topic holds nothing
+/// else, the caller checks across the producers.
+pub fn verify_share(
+    generator: &RecordGenerator,
+    acks: &[Ack],
+    served: &[ConsumedRecord],
+    expectation: Expectation,
+) -> Result<Summary, Problems> {
+    let ours: std::collections::HashSet<(i32, i64)> =
+        acks.iter().map(|ack| (ack.partition, ack.offset)).collect();
+    let mut dense: HashMap<(i32, i64), i64> = HashMap::with_capacity(acks.len());
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut records: Vec<ConsumedRecord> = Vec::with_capacity(acks.len());
+    for record in served {
+        if !ours.contains(&(record.partition, record.offset)) {
+            continue;
+        }
+        let slot = next.entry(record.partition).or_insert(0);
+        dense.insert((record.partition, record.offset), *slot);
+        records.push(ConsumedRecord {
+            offset: *slot,
+            ..record.clone()
+        });
+        *slot += 1;
+    }
+    let mut problems = Problems::default();
+    let mut renumbered = Vec::with_capacity(acks.len());
+    for ack in acks {
+        match dense.get(&(ack.partition, ack.offset)) {
+            Some(offset) => renumbered.push(Ack {
+                offset: *offset,
+                ..*ack
+            }),
+            None => problems.push(format!(
+                "record {} acknowledged at partition {} offset {} is not served",
+                ack.index, ack.partition, ack.offset
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    verify(generator, &renumbered, &records, expectation)
+}
+
 fn sequence_number(record: &ConsumedRecord) -> Option<u64> {
     let (_, digits) = record.headers.iter().find(|(name, _)| name == "seq")?;
     std::str::from_utf8(digits).ok()?.parse().ok()

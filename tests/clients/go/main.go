@@ -43,6 +43,10 @@ type args struct {
 	timestampBaseMs int64
 	report          string
 	timeoutS        int
+	// The client.id of every client of the run (a cluster's agents read a zone from it:
+	// `sluice_az=ZONE`), and whether the producer is idempotent.
+	clientID   string
+	idempotent bool
 	// Security of the tests of secured listeners: a CA file means TLS, a mechanism means SASL.
 	tlsCA         string
 	saslMechanism string
@@ -64,6 +68,8 @@ func parseArgs() args {
 	flag.Int64Var(&a.timestampBaseMs, "timestamp-base-ms", 0, "timestamp of record 0")
 	flag.StringVar(&a.report, "report", "", "JSON-lines output file")
 	flag.IntVar(&a.timeoutS, "timeout-s", 120, "limit for each phase")
+	flag.StringVar(&a.clientID, "client-id", "", "client.id (empty: franz-go's default)")
+	flag.BoolVar(&a.idempotent, "idempotent", false, "idempotent producer (InitProducerId)")
 	flag.StringVar(&a.tlsCA, "tls-ca", "", "PEM CA file: connect with TLS, trusting it")
 	flag.StringVar(&a.saslMechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	flag.StringVar(&a.saslUser, "sasl-user", "", "SASL user")
@@ -101,9 +107,13 @@ func securityOpts(a *args) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
-// newClient is kgo.NewClient with the run's security options first.
+// newClient is kgo.NewClient with the run's security options and client id first.
 func newClient(a *args, opts ...kgo.Opt) (*kgo.Client, error) {
-	return kgo.NewClient(append(append([]kgo.Opt{}, a.security...), opts...)...)
+	common := append([]kgo.Opt{}, a.security...)
+	if a.clientID != "" {
+		common = append(common, kgo.ClientID(a.clientID))
+	}
+	return kgo.NewClient(append(common, opts...)...)
 }
 
 func splitmix64(x uint64) uint64 {
@@ -227,20 +237,24 @@ func produce(ctx context.Context, a *args, out *report) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	client, err := newClient(a,
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(strings.Split(a.bootstrap, ",")...),
 		// The topic was created an instant ago; the default 5 s between metadata refreshes would
 		// make every run wait that long for the partition leaders to appear.
-		kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.MetadataMinAge(100 * time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+	}
+	if !a.idempotent {
 		// Idempotence needs InitProducerId; the matrix checks plain produce.
-		kgo.DisableIdempotentWrite(),
+		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	client, err := newClient(a, append(opts,
 		kgo.ProducerBatchCompression(compression),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(5*time.Millisecond),
 		// No RecordDeliveryTimeout: franz-go measures it from the record's own timestamp, which the
 		// generator sets explicitly (possibly in the past); the context bounds the phase instead.
-	)
+	)...)
 	if err != nil {
 		return 0, err
 	}

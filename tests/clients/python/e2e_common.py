@@ -23,6 +23,8 @@ def parse_args(client_name):
     parser.add_argument("--timestamp-base-ms", type=int, required=True)
     parser.add_argument("--report", required=True, help="JSON-lines output file")
     parser.add_argument("--timeout-s", type=int, default=120)
+    # A cluster's agents read the client's zone from it (`sluice_az=ZONE`); rdkafka_client only.
+    parser.add_argument("--client-id", default=None)
     return parser.parse_args()
 
 

@@ -15,8 +15,16 @@ from confluent_kafka.admin import AdminClient, NewTopic
 import e2e_common
 
 
+def common(args):
+    """Settings every client of the run gets."""
+    settings = {"bootstrap.servers": args.bootstrap}
+    if args.client_id is not None:
+        settings["client.id"] = args.client_id
+    return settings
+
+
 def create_topic(args):
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    admin = AdminClient(common(args))
     futures = admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1)],
                                   operation_timeout=30, request_timeout=30)
     for future in futures.values():
@@ -29,7 +37,7 @@ def create_topic(args):
 
 def produce(args, report):
     producer = Producer({
-        "bootstrap.servers": args.bootstrap,
+        **common(args),
         "acks": "all",
         "compression.type": args.codec,
         # Idempotence needs InitProducerId; the matrix checks plain produce (idempotence is its own test).
@@ -69,7 +77,7 @@ def produce(args, report):
 
 def consume(args, report):
     consumer = Consumer({
-        "bootstrap.servers": args.bootstrap,
+        **common(args),
         # Partitions are assigned by hand and nothing is committed, so the group is never joined; the
         # Python wrapper insists on a group.id all the same.
         "group.id": "sluice-e2e-unused",

@@ -29,11 +29,11 @@ use sluice_tests::clients::{ClientKind, ClientRun, Codec, Mode};
 use sluice_tests::generator::RecordGenerator;
 use sluice_tests::matrix::{PARTITIONS, PHASE_TIMEOUT_S, timestamp_base_ms};
 use sluice_tests::postgres::TestPostgres;
-use sluice_tests::report::{ConsumedRecord, Report};
+use sluice_tests::report::Report;
 use sluice_tests::sluice::{ClusterPair, SluiceAgent};
 use sluice_tests::stores::{StoreServerKind, start_or_skip};
 use sluice_tests::tools::{loud, require};
-use sluice_tests::verify::{Expectation, verify};
+use sluice_tests::verify::{Expectation, verify, verify_share};
 
 const RECORDS: u64 = 20_000;
 
@@ -207,47 +207,12 @@ fn two_agents_serve_one_log_and_accept_produce_for_the_same_partitions() {
             );
         }
     }
-    // Each producer's records, intact at the offsets it was told: its records and its acks with
-    // offsets renumbered densely per partition (order kept), so `verify`'s contiguity check
-    // applies to one producer's share of a partition.
+    // Each producer's records, intact at the offsets it was told.
     for ((generator, _), report) in runs.iter().zip(&reports) {
-        let ours: HashSet<(i32, i64)> = report
-            .acks
-            .iter()
-            .map(|ack| (ack.partition, ack.offset))
-            .collect();
-        let mut dense: BTreeMap<(i32, i64), i64> = BTreeMap::new();
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut records: Vec<ConsumedRecord> = Vec::new();
-        for record in served {
-            if !ours.contains(&(record.partition, record.offset)) {
-                continue;
-            }
-            let slot = next.entry(record.partition).or_insert(0);
-            dense.insert((record.partition, record.offset), *slot);
-            records.push(ConsumedRecord {
-                offset: *slot,
-                ..record.clone()
-            });
-            *slot += 1;
-        }
-        let acks: Vec<_> = report
-            .acks
-            .iter()
-            .map(|ack| {
-                let offset = *dense.get(&(ack.partition, ack.offset)).unwrap_or_else(|| {
-                    panic!(
-                        "partition {} offset {} acknowledged (seed {}) but not served",
-                        ack.partition, ack.offset, generator.seed
-                    )
-                });
-                sluice_tests::report::Ack { offset, ..*ack }
-            })
-            .collect();
-        verify(
+        verify_share(
             generator,
-            &acks,
-            &records,
+            &report.acks,
+            served,
             Expectation::ExactlyOnce { records: RECORDS },
         )
         .unwrap_or_else(|problems| panic!("producer with seed {}:\n{problems}", generator.seed));

@@ -77,6 +77,8 @@ public final class Client {
                 case "--timestamp-base-ms" -> timestampBaseMs = Long.parseLong(value);
                 case "--report" -> reportPath = value;
                 case "--timeout-s" -> timeoutS = Integer.parseInt(value);
+                // A cluster's agents read the client's zone from it (`sluice_az=ZONE`).
+                case "--client-id" -> extra.setProperty("client.id", value);
                 case "--property" -> {
                     int equals = value.indexOf('=');
                     if (equals <= 0) {
