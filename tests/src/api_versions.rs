@@ -1,6 +1,7 @@
 //! Asks a broker which Kafka APIs it serves (ApiVersions v0, written by hand: twenty bytes out, a
 //! flat array back), so that a Sluice test can tell "not implemented yet" from "broken" and skip
-//! loudly instead of failing or passing silently.
+//! loudly instead of failing or passing silently; and which brokers it lists (Metadata v4, no
+//! topics), so that a cluster test can wait until every agent knows every other.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -32,6 +33,92 @@ pub struct ApiRange {
 
 /// The APIs `address` advertises.
 pub fn advertised(address: SocketAddr) -> Result<Vec<ApiRange>, HarnessError> {
+    let correlation_id: i32 = 0x5175_1ce0;
+    let response = round_trip(address, API_VERSIONS_KEY, 0, correlation_id, &[])?;
+    parse_response(&response, correlation_id).map_err(|message| HarnessError::Protocol {
+        address: address.to_string(),
+        message,
+    })
+}
+
+/// The node ids of the brokers `address` lists in a Metadata (v4) answer naming no topic: in a
+/// cluster, the live agents as that agent last listed them.
+pub fn metadata_brokers(address: SocketAddr) -> Result<Vec<i32>, HarnessError> {
+    let failed = |message: String| HarnessError::Protocol {
+        address: address.to_string(),
+        message,
+    };
+    let correlation_id: i32 = 0x5175_1ce1;
+    // No topics (an empty array, not null: null asks for all), no auto-creation.
+    let body = [0, 0, 0, 0, 0];
+    let response = round_trip(address, METADATA.0, 4, correlation_id, &body)?;
+    let mut reader = Reader(&response);
+    if reader.i32()? != correlation_id {
+        return Err(failed("wrong correlation id".into()));
+    }
+    let _throttle_time_ms = reader.i32()?;
+    let count = reader.i32()?;
+    let count = usize::try_from(count).map_err(|_| failed(format!("{count} brokers")))?;
+    let mut brokers = Vec::with_capacity(count.min(RESPONSE_BYTES_MAX / 10));
+    for _ in 0..count {
+        let node_id = reader.i32()?;
+        reader.string()?; // host
+        reader.i32()?; // port
+        reader.string()?; // rack (nullable)
+        brokers.push(node_id);
+    }
+    Ok(brokers)
+}
+
+/// A big-endian reader over a response body; running out is an error.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], HarnessError> {
+        let head = self
+            .0
+            .get(..N)
+            .and_then(|head| <[u8; N]>::try_from(head).ok());
+        let rest = self.0.get(N..);
+        match (head, rest) {
+            (Some(head), Some(rest)) => {
+                self.0 = rest;
+                Ok(head)
+            }
+            _ => Err(truncated()),
+        }
+    }
+
+    fn i32(&mut self) -> Result<i32, HarnessError> {
+        Ok(i32::from_be_bytes(self.take::<4>()?))
+    }
+
+    /// A (nullable) string: its length, then its bytes; -1 is null.
+    fn string(&mut self) -> Result<(), HarnessError> {
+        let length = i16::from_be_bytes(self.take::<2>()?);
+        if let Ok(length) = usize::try_from(length) {
+            self.0 = self.0.get(length..).ok_or_else(truncated)?;
+        }
+        Ok(())
+    }
+}
+
+fn truncated() -> HarnessError {
+    HarnessError::Protocol {
+        address: String::new(),
+        message: "a truncated Metadata answer".into(),
+    }
+}
+
+/// Sends one request (header v1: key, version, correlation id, client id) and returns the
+/// response body after its size prefix.
+fn round_trip(
+    address: SocketAddr,
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    request_body: &[u8],
+) -> Result<Vec<u8>, HarnessError> {
     let failed = |message: String| HarnessError::Protocol {
         address: address.to_string(),
         message,
@@ -42,14 +129,14 @@ pub fn advertised(address: SocketAddr) -> Result<Vec<ApiRange>, HarnessError> {
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| failed(format!("set timeout: {e}")))?;
-    let correlation_id: i32 = 0x5175_1ce0;
     let client_id = b"sluice-e2e";
-    let mut body = Vec::with_capacity(32);
-    body.extend_from_slice(&API_VERSIONS_KEY.to_be_bytes());
-    body.extend_from_slice(&0_i16.to_be_bytes());
+    let mut body = Vec::with_capacity(32 + request_body.len());
+    body.extend_from_slice(&api_key.to_be_bytes());
+    body.extend_from_slice(&version.to_be_bytes());
     body.extend_from_slice(&correlation_id.to_be_bytes());
     body.extend_from_slice(&i16::try_from(client_id.len()).unwrap_or(0).to_be_bytes());
     body.extend_from_slice(client_id);
+    body.extend_from_slice(request_body);
     let mut request = Vec::with_capacity(body.len() + 4);
     request.extend_from_slice(&i32::try_from(body.len()).unwrap_or(0).to_be_bytes());
     request.extend_from_slice(&body);
@@ -70,7 +157,7 @@ pub fn advertised(address: SocketAddr) -> Result<Vec<ApiRange>, HarnessError> {
     stream
         .read_exact(&mut response)
         .map_err(|e| failed(format!("read body: {e}")))?;
-    parse_response(&response, correlation_id).map_err(failed)
+    Ok(response)
 }
 
 /// Parses an ApiVersions v0 response body (after the size prefix).

@@ -25,6 +25,9 @@ pub struct TestPostgres {
     directory: tempfile::TempDir,
     /// The TLS certificate and key, when the server has them.
     certificates: Option<tempfile::TempDir>,
+    /// What [`TestPostgres::start_again`] starts the server with.
+    bin_dir: PathBuf,
+    settings: Vec<String>,
 }
 
 /// A uid/gid to run the server as when we are root.
@@ -130,52 +133,25 @@ impl TestPostgres {
             ));
         }
         let port = free_port()?;
-        let log = std::fs::File::create(directory.path().join("postgres.log"))
+        let log_path = directory.path().join("postgres.log");
+        std::fs::File::create(&log_path)
             .map_err(|error| format!("create the server log: {error}"))?;
         if let Some(run_as) = run_as {
-            std::os::unix::fs::chown(
-                directory.path().join("postgres.log"),
-                Some(run_as.uid),
-                None,
-            )
-            .map_err(|error| format!("chown the server log: {error}"))?;
+            std::os::unix::fs::chown(&log_path, Some(run_as.uid), None)
+                .map_err(|error| format!("chown the server log: {error}"))?;
         }
-        let log_err = log
-            .try_clone()
-            .map_err(|error| format!("server log: {error}"))?;
-        let mut server = command(bin_dir.join("postgres"), run_as, directory.path());
-        server
-            .arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(directory.path())
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "max_connections=200"])
-            .args(["-c", "shared_buffers=32MB"]);
-        for setting in settings {
-            server.args(["-c", setting]);
-        }
-        server.stdout(log).stderr(log_err);
-        // SAFETY: prctl only, which is async-signal-safe, between fork and exec; it runs after
-        // the uid switch (which would clear it).
-        unsafe {
-            server.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = server
-            .spawn()
-            .map_err(|error| format!("start postgres: {error}"))?;
+        let settings: Vec<String> = settings
+            .iter()
+            .map(|setting| (*setting).to_owned())
+            .collect();
+        let child = spawn_server(bin_dir, run_as, directory.path(), port, &settings)?;
         let mut postgres = TestPostgres {
             child: Some(child),
             port,
             directory,
             certificates: None,
+            bin_dir: bin_dir.to_path_buf(),
+            settings,
         };
         postgres.wait_ready(bin_dir)?;
         Ok(postgres)
@@ -189,6 +165,59 @@ impl TestPostgres {
 
     pub fn url_named(&self, application_name: &str) -> String {
         format!("{}?application_name={application_name}", self.url())
+    }
+
+    /// Stops the server as `pg_ctl stop -m fast` does (SIGINT to the postmaster: open transactions
+    /// roll back, connections are closed, a shutdown checkpoint is written) and waits until it
+    /// has exited. The data directory and port stay, for [`TestPostgres::start_again`].
+    pub fn stop(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = i32::try_from(child.id()).map_err(|error| format!("postmaster pid: {error}"))?;
+        // SAFETY: a signal to our own child, which we have not reaped yet.
+        if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
+            return Err(format!(
+                "SIGINT to the postmaster: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "postgres did not stop within {START_TIMEOUT_MS} ms:\n{}",
+                        self.log()
+                    ));
+                }
+                Err(error) => return Err(format!("wait for the postmaster: {error}")),
+            }
+        }
+    }
+
+    /// Starts the server again after [`TestPostgres::stop`], on the same data directory, port and
+    /// settings, and waits until it accepts connections.
+    pub fn start_again(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let child = spawn_server(
+            &self.bin_dir,
+            run_as()?,
+            self.directory.path(),
+            self.port,
+            &self.settings,
+        )?;
+        self.child = Some(child);
+        let bin_dir = self.bin_dir.clone();
+        self.wait_ready(&bin_dir)
     }
 
     /// A plain client for the test's own statements (its connection runs on a spawned task).
@@ -286,6 +315,52 @@ impl Drop for TestPostgres {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// Starts `postgres` on `directory`/data and `port`, its output appended to
+/// `directory`/postgres.log, killed if the test process dies.
+fn spawn_server(
+    bin_dir: &Path,
+    run_as: Option<RunAs>,
+    directory: &Path,
+    port: u16,
+    settings: &[String],
+) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(directory.join("postgres.log"))
+        .map_err(|error| format!("open the server log: {error}"))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|error| format!("server log: {error}"))?;
+    let mut server = command(bin_dir.join("postgres"), run_as, directory);
+    server
+        .arg("-D")
+        .arg(directory.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(directory)
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "max_connections=200"])
+        .args(["-c", "shared_buffers=32MB"]);
+    for setting in settings {
+        server.args(["-c", setting]);
+    }
+    server.stdout(log).stderr(log_err);
+    // SAFETY: prctl only, which is async-signal-safe, between fork and exec; it runs after
+    // the uid switch (which would clear it).
+    unsafe {
+        server.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    server
+        .spawn()
+        .map_err(|error| format!("start postgres: {error}"))
 }
 
 #[derive(Debug)]

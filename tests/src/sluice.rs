@@ -436,6 +436,34 @@ impl Cluster {
         scrape(*address)
     }
 
+    /// Waits until every agent's Metadata lists every agent of the cluster. An agent lists the
+    /// live agents at its start and at each lease renewal (every third of `lease_ms`), so one
+    /// started before the others learns of them only at its next renewal; until then its
+    /// Metadata names leaders among the agents it knows.
+    pub fn wait_until_all_listed(&self, timeout: Duration) -> Result<(), HarnessError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let mut listed = Vec::with_capacity(self.agents.len());
+            for agent in &self.agents {
+                listed.push(api_versions::metadata_brokers(agent.address())?.len());
+            }
+            if listed.iter().all(|brokers| *brokers == self.agents.len()) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(HarnessError::Io {
+                    what: "wait until every agent lists the others".to_owned(),
+                    source: std::io::Error::other(format!(
+                        "after {} s the agents list {listed:?} brokers, not {}",
+                        timeout.as_secs(),
+                        self.agents.len()
+                    )),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Where each agent serves its metrics (for [`scrape`] from another thread).
     pub fn metrics_addresses(&self) -> Vec<SocketAddr> {
         self.metrics.clone()
