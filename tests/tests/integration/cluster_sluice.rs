@@ -3,7 +3,7 @@
 //!
 //! 1. franz-go produces through agent A; franz-go reads everything back through agent B: every
 //!    acknowledged record is served by B at the offset A acknowledged it with.
-//! 2. Two franz-go producers (idempotent, as franz-go is by default) write to the *same* topic at
+//! 2. Two idempotent franz-go producers (`--idempotent`) write to the *same* topic at
 //!    once, one through each agent; offsets come from the shared order, so no offset is
 //!    acknowledged twice, each partition's offsets are contiguous, and both agents serve the same
 //!    records at the same offsets, each producer's records intact at the offsets it was told.
@@ -142,7 +142,10 @@ fn two_agents_serve_one_log_and_accept_produce_for_the_same_partitions() {
             (generator, run)
         })
         .collect();
-    let mut producers: Vec<_> = runs.iter().map(|(_, run)| run.spawn().unwrap()).collect();
+    let mut producers: Vec<_> = runs
+        .iter()
+        .map(|(_, run)| run.spawn_with(&["--idempotent".to_owned()]).unwrap())
+        .collect();
     let mut reports = Vec::new();
     for (producer, (_, run)) in producers.iter_mut().zip(&runs) {
         let status = producer
