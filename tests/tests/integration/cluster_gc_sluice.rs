@@ -211,6 +211,21 @@ fn data_objects_nobody_references_are_collected_and_nothing_referenced_is() {
         produced.acks.len(),
         pair.b.log_tail()
     );
+    // The producer may have had every acknowledgement before the kill (its report is written in
+    // 1 MiB blocks): wait until B no longer lists A (A's lease ran out and B renewed since), or
+    // B's Metadata would still send the reader to A's closed port.
+    let deadline = Instant::now() + Duration::from_secs(ACK_WAIT_TIMEOUT_S);
+    while sluice_tests::api_versions::metadata_brokers(pair.b.address())
+        .unwrap()
+        .len()
+        != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "b still lists a long after the kill"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let consume = ClientRun {
         bootstrap: pair.b.bootstrap(),
         mode: Mode::Consume,
