@@ -25,8 +25,8 @@ use super::producer_ids::answer_producer_ids;
 use super::seal::{OpenWindow, SealConfig, SealPolicy};
 use super::watermarks::{CommittedObject, WatermarkBroadcaster, WatermarkUpdate};
 use super::window::{
-    CommandFailure, PlacedPartition, ProduceWaiter, Sealed, Window, answer_commands, error_code,
-    produce_answers,
+    CommandFailure, PlacedPartition, ProduceWaiter, Sealed, SegmentOutcomes, Window,
+    answer_commands, error_code,
 };
 use super::{
     CORE_REQUESTS_QUEUED_MAX, CoreInbox, CoreRequest, NO_LOG_APPEND_TIME, PartitionOutcome,
@@ -752,8 +752,10 @@ fn finish(
             .borrow_mut()
             .publish_commit(&update, object);
     }
+    // One look-up table of the commit's segments for the whole window, not one per produce.
+    let segments = SegmentOutcomes::new(&outcome);
     for waiter in sealed.produce_waiters {
-        let answers = produce_answers(&waiter.slots, &outcome, |tp| {
+        let answers = segments.answers(&waiter.slots, |tp| {
             log.with_state(|state| state.log_start_offset(tp).unwrap_or(0))
         });
         let _ = waiter.reply.send(answers);
