@@ -15,18 +15,18 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, AlterUserScramCredentialsRequest,
-    AlterUserScramCredentialsResponse, ApiKey, ApiVersionsRequest,
-    ApiVersionsResponse, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
-    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, CreateAclsRequest,
-    CreateAclsResponse, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse, DeleteGroupsRequest,
-    DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeAclsRequest, DescribeAclsResponse, DescribeClientQuotasRequest,
-    DescribeClientQuotasResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
-    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    AlterUserScramCredentialsResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, CreateAclsRequest, CreateAclsResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteAclsRequest,
+    DeleteAclsResponse, DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeAclsRequest,
+    DescribeAclsResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse, ElectLeadersRequest,
+    ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
@@ -289,10 +289,8 @@ fn body_shape(api_key: ApiKey, version: i16) -> Option<&'static [Shape]> {
     // DescribeUserScramCredentials: users (name), null for all. AlterUserScramCredentials:
     // deletions (name, mechanism), upsertions (name, mechanism, iterations, salt, salted password).
     const DESCRIBE_USER_SCRAM_CREDENTIALS: &[Shape] = &[Structs(&[Str])];
-    const ALTER_USER_SCRAM_CREDENTIALS: &[Shape] = &[
-        Structs(&[Str, I8]),
-        Structs(&[Str, I8, I32, Bytes, Bytes]),
-    ];
+    const ALTER_USER_SCRAM_CREDENTIALS: &[Shape] =
+        &[Structs(&[Str, I8]), Structs(&[Str, I8, I32, Bytes, Bytes])];
     if api_key == ApiKey::Fetch {
         return Some(fetch_shape(version));
     }
