@@ -244,7 +244,9 @@ impl Metrics {
         }
         if self.log.fenced.load(Ordering::Relaxed) {
             return Some(
-                "fenced: another agent claimed the metadata log; this one cannot write".to_owned(),
+                "fenced: this agent cannot write to the metadata log (another agent claimed it, \
+                 or its cluster lease ran out); it serves reads until restarted"
+                    .to_owned(),
             );
         }
         let failures = self.store.failures_in_a_row();

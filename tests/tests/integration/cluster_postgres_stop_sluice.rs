@@ -332,6 +332,12 @@ fn stop_postgres_under_load(test: &str, lease_ms: Option<u64>) {
             if expect_lost { 1.0 } else { 0.0 },
             "agent {agent}'s fenced gauge"
         );
+        // `sluice_ready` is 1 exactly when `/readyz` answers 200: a fenced agent is not ready.
+        assert_eq!(
+            metric_sum(&text, "sluice_ready", ""),
+            if expect_lost { 0.0 } else { 1.0 },
+            "agent {agent}'s readiness"
+        );
     }
     let restarting_at = Instant::now();
     if expect_lost {
