@@ -9,9 +9,9 @@
 //! read on that thread through a `Query`), per window: the work the one metadata core does, not
 //! the driver's nor the store runtime's, and not idle time. Each window holds exactly `N`
 //! requests (`flush_bytes_max` = the bytes of `N` requests, so the real full-window rule seals
-//! it); the driver keeps up to 4 windows in flight. Criterion's elements/s is requests/s.
-//! Per-request and per-window costs come from the difference between `N = 1` and large `N`
-//! (docs/scaling.md).
+//! it); the driver keeps up to 4 windows in flight and checks every answer's base offset.
+//! Criterion's elements/s is requests/s. Per-request and per-window costs come from the
+//! difference between `N = 1` and large `N` (docs/scaling.md).
 //!
 //! `hop/query_round_trip` is the cross-core message hop: a no-op `Query` from the driver executor
 //! to the metadata executor and its answer back, wall time, one at a time.
@@ -47,8 +47,8 @@ use sluice_server::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription,
 };
 use sluice_server::metadata_core::{
-    CoreHandle, FlushConfig, ProducePartition, core_channel, create_topic_command,
-    run_metadata_core,
+    CoreHandle, FlushConfig, PartitionOutcome, ProducePartition, core_channel,
+    create_topic_command, run_metadata_core,
 };
 
 /// A store that keeps nothing: every create-only PUT succeeds, every read finds nothing. The
@@ -302,6 +302,8 @@ struct Driver {
     next_partition: u32,
     producer_id: i64,
     sequences: Vec<i32>,
+    /// The base offset each partition's next batch must be answered with.
+    next_offsets: Vec<u64>,
 }
 
 impl Driver {
@@ -329,6 +331,18 @@ impl Driver {
             next_partition: 0,
             producer_id,
             sequences: vec![0; shape.partitions as usize],
+            next_offsets: vec![0; shape.partitions as usize],
+        }
+    }
+
+    /// Checks one request's answers: every partition placed right after the previous batch.
+    fn check(&mut self, partitions: &[i32], answers: &[PartitionOutcome]) {
+        assert_eq!(partitions.len(), answers.len());
+        for (partition, answer) in partitions.iter().zip(answers) {
+            let appended = answer.as_ref().expect("produce refused");
+            let next = &mut self.next_offsets[*partition as usize];
+            assert_eq!(appended.base_offset, *next, "partition {partition}");
+            *next += self.shape.records as u64;
         }
     }
 
@@ -362,24 +376,20 @@ impl Driver {
         for _ in 0..windows {
             for _ in 0..self.shape.window {
                 let request = self.request();
-                outstanding.push_back(self.core.produce(request).await.unwrap());
+                let partitions: Vec<i32> = request.iter().map(|p| p.partition).collect();
+                outstanding.push_back((partitions, self.core.produce(request).await.unwrap()));
             }
             while outstanding.len() > WINDOWS_IN_FLIGHT * self.shape.window {
-                check(outstanding.pop_front().unwrap().await.unwrap());
+                let (partitions, answer) = outstanding.pop_front().unwrap();
+                self.check(&partitions, &answer.await.unwrap());
             }
         }
-        for answer in outstanding {
-            check(answer.await.unwrap());
+        for (partitions, answer) in outstanding {
+            self.check(&partitions, &answer.await.unwrap());
         }
         let wall = started.elapsed();
         let cpu_after = self.core.query(|_| thread_cpu_time()).await.unwrap();
         (cpu_after.saturating_sub(cpu_before), wall)
-    }
-}
-
-fn check(answers: Vec<sluice_server::metadata_core::PartitionOutcome>) {
-    for answer in answers {
-        assert!(answer.is_ok(), "{answer:?}");
     }
 }
 
