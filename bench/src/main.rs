@@ -6,6 +6,7 @@
 //! none.
 
 mod chaos;
+mod cluster;
 mod groups;
 mod hgrm;
 mod markdown;
@@ -19,6 +20,7 @@ mod report;
 mod runner;
 mod scenario;
 mod seeded;
+mod sequencer;
 mod single_client;
 mod soak;
 mod targets;
@@ -35,7 +37,8 @@ use crate::targets::{Env, StartError, StoreProxy};
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark Sluice, Apache Kafka and Tansu on loopback")]
 struct Args {
-    /// fraud, throughput, partitions, replay, groups, soak, chaos or single-client.
+    /// fraud, throughput, partitions, replay, groups, soak, chaos, single-client, cluster or
+    /// sequencer.
     #[arg(long)]
     scenario: String,
     /// Output directory for report.json, report.md, plots and raw load-generator output.
@@ -45,12 +48,11 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Comma list of: sluice, sluice-s3-express, sluice-s3-standard, sluice-seaweedfs,
-    /// sluice-seaweedfs-s3-express, sluice-external, sluice-file, kafka, tansu.
-    #[arg(
-        long,
-        default_value = "sluice,sluice-s3-express,sluice-s3-standard,kafka,tansu"
-    )]
-    targets: String,
+    /// sluice-seaweedfs-s3-express, sluice-external, sluice-file, sluice-file-tls-scram,
+    /// sluice-cluster, sluice-cluster-s3-express, kafka, tansu. Default: sluice,
+    /// sluice-s3-express, sluice-s3-standard, kafka, tansu; for `cluster` both cluster targets.
+    #[arg(long)]
+    targets: Option<String>,
     /// An S3 or MinIO store for the `sluice-external` target (added to the targets when given);
     /// credentials from AWS_* environment variables.
     #[arg(long)]
@@ -72,9 +74,16 @@ struct Args {
     /// chaos: the number of kills (default 10 with --quick, else 1,000).
     #[arg(long)]
     kills: Option<u64>,
-    /// chaos: run for this many seconds instead of a number of kills.
+    /// chaos: run for this many seconds instead of a number of kills; sequencer: seconds per
+    /// step (default 10, 3 with --quick).
     #[arg(long)]
     duration_s: Option<u64>,
+    /// sequencer: simulated agents per step, a comma list (default 1,2,4,8,16).
+    #[arg(long)]
+    agents: Option<String>,
+    /// sequencer: commit records of 1 KiB per append (default 1: each window its own commit).
+    #[arg(long)]
+    records_per_append: Option<usize>,
     /// When a target on the loopback S3 server talks to it through the harness's counting proxy:
     /// `when-needed` (latency profiles, chaos; otherwise the server counts requests itself) or
     /// `always` (as before 5 Dec 2026, to compare with earlier runs).
@@ -117,37 +126,22 @@ fn run() -> anyhow::Result<i32> {
     let args = Args::parse();
     let scenario = Scenario::parse(&args.scenario).with_context(|| {
         format!(
-            "unknown scenario {:?} (fraud, throughput, partitions, replay, groups, soak, chaos, single-client)",
+            "unknown scenario {:?} (fraud, throughput, partitions, replay, groups, soak, chaos, single-client, cluster, sequencer)",
             args.scenario
         )
     })?;
-    let mut target_names: Vec<String> = args
-        .targets
-        .split(',')
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .collect();
-    if let Some(unknown) = target_names
-        .iter()
-        .find(|name| !targets::ALL.contains(&name.as_str()))
-    {
-        anyhow::bail!(
-            "unknown target {unknown:?} (known: {})",
-            targets::ALL.join(",")
-        );
+    if scenario == Scenario::Sequencer {
+        // Simulated agents on PostgreSQL: no target, no broker, no load generator.
+        let plan = sequencer::Plan::new(
+            args.quick,
+            args.agents.as_deref(),
+            args.duration_s,
+            args.records_per_append,
+        )?;
+        std::fs::create_dir_all(&args.out)?;
+        return sequencer::run(&plan, args.quick, &args.out.canonicalize()?);
     }
-    if scenario != Scenario::SingleClient
-        && let Some(secured) = target_names
-            .iter()
-            .find(|name| targets::NEEDS_CLIENT_CONFIG.contains(&name.as_str()))
-    {
-        anyhow::bail!(
-            "target {secured:?} needs clients that speak TLS and SCRAM: only the single-client scenario (Kafka's Java tools) drives it"
-        );
-    }
-    if args.store.is_some() && !target_names.iter().any(|name| name == "sluice-external") {
-        target_names.push("sluice-external".to_owned());
-    }
+    let target_names = target_names(scenario, args.targets.as_deref(), args.store.is_some())?;
     std::fs::create_dir_all(&args.out)?;
     let out = args.out.canonicalize()?;
     let work = tempfile::Builder::new().prefix("sluice-bench-").tempdir()?;
@@ -206,21 +200,25 @@ fn run() -> anyhow::Result<i32> {
         eprintln!("sluice-bench: {name}: starting");
         let target_rows = run_target(name, &env, scenario, args.quick, &loadgen, &out);
         findings.extend(report::sustained_finding(name, &target_rows));
+        findings.extend(target_rows.iter().filter_map(cluster::finding));
         rows.extend(target_rows);
         // Broker logs live in the temporary work dir; keep them next to the report. Then free
-        // the target's disk (a 5 GB replay per target would otherwise add up).
-        for suffix in ["", "-stderr"] {
-            let log = work.path().join(format!("{name}{suffix}.log"));
-            let _ = std::fs::copy(&log, out.join(format!("{name}{suffix}.log")));
-        }
-        let data = work.path().join(name);
-        if data.exists()
-            && let Err(error) = std::fs::remove_dir_all(&data)
-        {
-            eprintln!(
-                "sluice-bench: {name}: could not remove {}: {error}",
-                data.display()
-            );
+        // the target's disk (a 5 GB replay per target would otherwise add up). A cluster
+        // target has one log and one data directory per agent.
+        for process in cluster::process_names(name) {
+            for suffix in ["", "-stderr"] {
+                let log = work.path().join(format!("{process}{suffix}.log"));
+                let _ = std::fs::copy(&log, out.join(format!("{process}{suffix}.log")));
+            }
+            let data = work.path().join(&process);
+            if data.exists()
+                && let Err(error) = std::fs::remove_dir_all(&data)
+            {
+                eprintln!(
+                    "sluice-bench: {name}: could not remove {}: {error}",
+                    data.display()
+                );
+            }
         }
     }
     let report = Report {
@@ -249,6 +247,64 @@ fn run() -> anyhow::Result<i32> {
         return Ok(FAILED_EXIT_CODE);
     }
     Ok(0)
+}
+
+/// The targets a run starts, from `--targets` (or the scenario's default) and `--store`. The
+/// cluster targets run only in the `cluster` scenario, and it runs only them.
+fn target_names(
+    scenario: Scenario,
+    targets: Option<&str>,
+    external_store: bool,
+) -> anyhow::Result<Vec<String>> {
+    let default = if scenario == Scenario::Cluster {
+        "sluice-cluster,sluice-cluster-s3-express"
+    } else {
+        "sluice,sluice-s3-express,sluice-s3-standard,kafka,tansu"
+    };
+    let mut names: Vec<String> = targets
+        .unwrap_or(default)
+        .split(',')
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect();
+    if let Some(unknown) = names
+        .iter()
+        .find(|name| !targets::ALL.contains(&name.as_str()))
+    {
+        anyhow::bail!(
+            "unknown target {unknown:?} (known: {})",
+            targets::ALL.join(",")
+        );
+    }
+    if scenario != Scenario::SingleClient
+        && let Some(secured) = names
+            .iter()
+            .find(|name| targets::NEEDS_CLIENT_CONFIG.contains(&name.as_str()))
+    {
+        anyhow::bail!(
+            "target {secured:?} needs clients that speak TLS and SCRAM: only the single-client scenario (Kafka's Java tools) drives it"
+        );
+    }
+    let is_cluster = scenario == Scenario::Cluster;
+    if let Some(misplaced) = names
+        .iter()
+        .find(|name| cluster::is_cluster_target(name) != is_cluster)
+    {
+        anyhow::bail!(
+            "target {misplaced:?} and scenario {:?} do not go together: the cluster scenario runs              only the sluice-cluster targets (sluice-cluster, sluice-cluster-s3-express), and they              run only in it",
+            scenario.name()
+        );
+    }
+    if external_store {
+        anyhow::ensure!(
+            !is_cluster,
+            "--store: the cluster scenario runs on the loopback S3 server only"
+        );
+        if !names.iter().any(|name| name == "sluice-external") {
+            names.push("sluice-external".to_owned());
+        }
+    }
+    Ok(names)
 }
 
 /// CPUs and the load average now (the `groups` scenario's report line).
@@ -292,6 +348,9 @@ fn run_target(
         }
     };
     match targets::start(name, env) {
+        Ok(running) if scenario == Scenario::Cluster => {
+            cluster::run_target(name, &running, &steps, loadgen, out)
+        }
         Ok(mut running) if scenario == Scenario::Replay => {
             replay::run_target(name, &mut running, &replay_plan, loadgen, out)
         }
@@ -433,6 +492,46 @@ mod tests {
         assert_eq!(report::failures(&report).len(), 2);
         let markdown = markdown::render(&report);
         assert!(markdown.contains("**not installed**"), "{markdown}");
+    }
+
+    #[test]
+    fn the_cluster_scenario_runs_its_own_targets_and_only_it_runs_them() {
+        assert_eq!(
+            target_names(Scenario::Cluster, None, false).unwrap(),
+            ["sluice-cluster", "sluice-cluster-s3-express"]
+        );
+        assert_eq!(
+            target_names(Scenario::Cluster, Some("sluice-cluster"), false).unwrap(),
+            ["sluice-cluster"]
+        );
+        for (scenario, targets) in [
+            (Scenario::Cluster, "sluice-cluster,sluice"),
+            (Scenario::Cluster, "kafka"),
+            (Scenario::Fraud, "sluice-cluster-s3-express"),
+        ] {
+            let error = target_names(scenario, Some(targets), false)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("do not go together"), "{targets}: {error}");
+        }
+        assert!(target_names(Scenario::Cluster, None, true).is_err());
+        assert_eq!(
+            target_names(Scenario::Fraud, None, true).unwrap(),
+            [
+                "sluice",
+                "sluice-s3-express",
+                "sluice-s3-standard",
+                "kafka",
+                "tansu",
+                "sluice-external"
+            ]
+        );
+        let unknown = target_names(Scenario::Fraud, Some("sluice,nope"), false).unwrap_err();
+        assert!(unknown.to_string().contains("unknown target \"nope\""));
+        assert!(
+            Scenario::parse("cluster").unwrap().steps(true).unwrap()[0]
+                == scenario::fraud_load(true)
+        );
     }
 
     #[test]

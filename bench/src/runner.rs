@@ -195,13 +195,13 @@ pub fn run_measured(
         .store_counters
         .as_ref()
         .map(|counters| counters.snapshot());
-    let cpu_before = running.broker.cpu_seconds();
+    let cpu_before = running.cpu_seconds();
     let started = Instant::now();
     let mut child =
         process::Guarded::spawn("sluice-loadgen", command, &run_dir.join("loadgen.log"))?;
     let status = child.wait_with_limit(limit)?;
     let wall_s = started.elapsed().as_secs_f64();
-    let cpu_after = running.broker.cpu_seconds();
+    let cpu_after = running.cpu_seconds();
     let store = running
         .store_counters
         .as_ref()

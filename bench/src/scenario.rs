@@ -25,6 +25,11 @@ pub enum Scenario {
     /// Kafka's ProducerPerformance and ConsumerPerformance, default and recommended client
     /// settings; driven by `crate::single_client`.
     SingleClient,
+    /// The fraud load through the three agents of a cluster target (`crate::cluster`).
+    Cluster,
+    /// Simulated agents appending to and tailing the cluster's sequencer in PostgreSQL; driven
+    /// by `crate::sequencer`, no broker.
+    Sequencer,
 }
 
 impl Scenario {
@@ -38,6 +43,8 @@ impl Scenario {
             "soak" => Some(Scenario::Soak),
             "chaos" => Some(Scenario::Chaos),
             "single-client" => Some(Scenario::SingleClient),
+            "cluster" => Some(Scenario::Cluster),
+            "sequencer" => Some(Scenario::Sequencer),
             _ => None,
         }
     }
@@ -52,6 +59,8 @@ impl Scenario {
             Scenario::Soak => "soak",
             Scenario::Chaos => "chaos",
             Scenario::SingleClient => "single-client",
+            Scenario::Cluster => "cluster",
+            Scenario::Sequencer => "sequencer",
         }
     }
 
@@ -59,7 +68,7 @@ impl Scenario {
     pub fn steps(self, quick: bool) -> Result<Vec<Load>, String> {
         let fraud = fraud_load(quick);
         match self {
-            Scenario::Fraud => Ok(vec![fraud]),
+            Scenario::Fraud | Scenario::Cluster => Ok(vec![fraud]),
             Scenario::Throughput => {
                 // Doubling to 80 MB/s, then 40-80 MB/s steps: the limits seen on this machine
                 // lie between 80 and 320 MB/s.
@@ -100,6 +109,9 @@ impl Scenario {
             }
             Scenario::SingleClient => {
                 Err("Kafka's Java perf tools, not load-generator steps".to_owned())
+            }
+            Scenario::Sequencer => {
+                Err("simulated agents on the sequencer, no broker and no load generator".to_owned())
             }
         }
     }

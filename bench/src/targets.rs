@@ -24,7 +24,7 @@ use crate::process::{Guarded, Launch, free_port};
 use crate::proxy::{Counters, S3Proxy};
 
 /// Targets `--targets` accepts.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 12] = [
     "sluice",
     "sluice-s3-express",
     "sluice-s3-standard",
@@ -33,6 +33,8 @@ pub const ALL: [&str; 10] = [
     "sluice-external",
     "sluice-file",
     "sluice-file-tls-scram",
+    "sluice-cluster",
+    "sluice-cluster-s3-express",
     "kafka",
     "tansu",
 ];
@@ -49,6 +51,9 @@ const START_LIMIT: Duration = Duration::from_secs(90);
 #[derive(Debug)]
 pub struct Running {
     pub broker: Guarded,
+    /// The other agents of a `sluice-cluster*` target and its PostgreSQL (stopped after the
+    /// agents, before the store).
+    pub cluster: Option<crate::cluster::Members>,
     /// How the broker was started, to start it again on the same data.
     pub launch: Launch,
     pub address: SocketAddr,
@@ -70,6 +75,21 @@ pub struct Running {
 }
 
 impl Running {
+    /// User + system CPU seconds of the broker so far, of every agent for a cluster (`None` if a
+    /// process is gone or unreadable).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let others = self
+            .cluster
+            .as_ref()
+            .map_or(&[][..], |members| &members.agents[..]);
+        others
+            .iter()
+            .map(Guarded::cpu_seconds)
+            .try_fold(self.broker.cpu_seconds()?, |sum, seconds| {
+                Some(sum + seconds?)
+            })
+    }
+
     /// Stops the broker and starts it again on the same data and store (the proxy and the S3
     /// server keep running), then waits until it listens. Its caches start empty.
     pub fn restart(&mut self) -> anyhow::Result<()> {
@@ -148,15 +168,18 @@ fn upstream_of(server: &S3TestServer) -> anyhow::Result<SocketAddr> {
 
 /// The loopback S3 server, what counts its requests, and the proxy in front of it if one is
 /// needed (`profile`, or `env.store_proxy`); the endpoint the broker is given.
-struct LoopbackStore {
-    server: S3TestServer,
-    counters: Arc<Counters>,
-    proxy: Option<S3Proxy>,
-    endpoint: String,
+pub(crate) struct LoopbackStore {
+    pub(crate) server: S3TestServer,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) proxy: Option<S3Proxy>,
+    pub(crate) endpoint: String,
 }
 
 impl LoopbackStore {
-    fn start(env: &Env, profile: Option<LatencyProfile>) -> anyhow::Result<LoopbackStore> {
+    pub(crate) fn start(
+        env: &Env,
+        profile: Option<LatencyProfile>,
+    ) -> anyhow::Result<LoopbackStore> {
         if profile.is_none() && env.store_proxy == StoreProxy::WhenNeeded {
             let counters = Arc::new(Counters::default());
             let server =
@@ -185,7 +208,7 @@ impl LoopbackStore {
     }
 
     /// What the report's `store` setting says about it.
-    fn description(&self) -> &'static str {
+    pub(crate) fn description(&self) -> &'static str {
         if self.proxy.is_some() {
             "s3s-fs on loopback behind the harness proxy"
         } else {
@@ -216,6 +239,12 @@ pub fn start(name: &str, env: &Env) -> Result<Running, StartError> {
         "sluice-external" => start_sluice_external(env),
         "sluice-file" => start_sluice_file(env),
         "sluice-file-tls-scram" => start_sluice_file_tls_scram(env),
+        "sluice-cluster" => crate::cluster::start(env, name, None),
+        "sluice-cluster-s3-express" => crate::cluster::start(
+            env,
+            name,
+            Some(("s3-express", LatencyProfile::s3_express())),
+        ),
         "kafka" => start_kafka(env),
         "tansu" => start_tansu(env),
         other => Err(StartError::Failed(format!("unknown target {other}"))),
@@ -231,7 +260,7 @@ fn start_sluice(
 }
 
 /// [`start_sluice`] with more `sluice serve` arguments.
-fn start_sluice_with(
+pub(crate) fn start_sluice_with(
     env: &Env,
     name: &str,
     store_url: &str,
@@ -300,6 +329,7 @@ fn start_sluice_local(
     settings.insert("flush_interval_ms".into(), json!("agent default (10)"));
     Ok(Running {
         broker,
+        cluster: None,
         launch,
         address,
         bootstrap: address.to_string(),
@@ -357,6 +387,7 @@ fn start_sluice_seaweedfs(
     settings.insert("flush_interval_ms".into(), json!("agent default (10)"));
     Ok(Running {
         broker,
+        cluster: None,
         launch,
         address,
         bootstrap: address.to_string(),
@@ -389,6 +420,7 @@ fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
     );
     Ok(Running {
         broker,
+        cluster: None,
         launch,
         address,
         bootstrap: address.to_string(),
@@ -426,6 +458,7 @@ fn start_sluice_file(env: &Env) -> Result<Running, StartError> {
     settings.insert("flush_interval_ms".into(), json!("agent default (10)"));
     Ok(Running {
         broker,
+        cluster: None,
         launch,
         address,
         bootstrap: address.to_string(),
@@ -487,6 +520,7 @@ fn start_sluice_file_tls_scram(env: &Env) -> Result<Running, StartError> {
     settings.insert("flush_interval_ms".into(), json!("agent default (10)"));
     Ok(Running {
         broker,
+        cluster: None,
         launch,
         address: tls_address,
         bootstrap: tls_address.to_string(),
@@ -570,6 +604,7 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
     );
     Ok(Running {
         broker,
+        cluster: None,
         launch,
         address,
         bootstrap: address.to_string(),
@@ -628,6 +663,7 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
     settings.insert("store".into(), json!(store.description()));
     Ok(Running {
         broker,
+        cluster: None,
         launch,
         address,
         bootstrap: address.to_string(),
