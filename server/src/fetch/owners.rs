@@ -167,13 +167,14 @@ impl BlockOwners {
         core: usize,
         store: Arc<dyn ObjectStorage>,
         groups: Vec<Vec<Want>>,
+        chunk_groups_max: usize,
     ) -> Option<JobAnswer> {
         let BlockSender(sender) = self.cores.get(core)?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |owner: Rc<FetchCore>| {
             async move {
                 let groups: Vec<&[Want]> = groups.iter().map(Vec::as_slice).collect();
-                let read = read_groups_here(&owner, &store, &groups).await;
+                let read = read_groups_here(&owner, &store, &groups, chunk_groups_max).await;
                 // The requester may be gone (its connection closed); the bytes stay cached.
                 let _ = reply.send(read);
             }
@@ -219,12 +220,14 @@ enum Source {
 }
 
 /// [`super::reader::read_groups`] across cores: each want read by its block's owner, all owners
-/// at once; the answers merged back into each group's order.
+/// at once (each waiting for the chunks of at most `chunk_groups_max` groups); the answers merged
+/// back into each group's order.
 pub(crate) async fn read_routed(
     fetch: &FetchCore,
     owners: &BlockOwners,
     store: &Arc<dyn ObjectStorage>,
     groups: &[&[Want]],
+    chunk_groups_max: usize,
 ) -> (Vec<GroupRead>, ReadCount) {
     let cores = owners.core_count();
     let mut per_core: Vec<Vec<Vec<Want>>> = vec![vec![Vec::new(); groups.len()]; cores];
@@ -265,9 +268,11 @@ pub(crate) async fn read_routed(
             }
             if core == owners.index() {
                 let slices: Vec<&[Want]> = groups.iter().map(Vec::as_slice).collect();
-                return Some(read_groups_here(fetch, store, &slices).await);
+                return Some(read_groups_here(fetch, store, &slices, chunk_groups_max).await);
             }
-            let answer = owners.read_on(core, Arc::clone(store), groups).await;
+            let answer = owners
+                .read_on(core, Arc::clone(store), groups, chunk_groups_max)
+                .await;
             // A core that takes no jobs (the agent is stopping): its wants fail below.
             Some(answer.unwrap_or_default())
         }

@@ -13,9 +13,15 @@
 //! A fetch that arrives while a read-ahead of its partitions at its offsets is still running waits
 //! for it rather than issuing the same GETs a second time; the bytes are then in the cache.
 //!
+//! Past that, the next *chunk* of each large compacted entry is read one chunk ahead of the
+//! answer ([`start_lead`]), by a task no fetch waits for: a replay's partitions cross into their
+//! next chunks together, and reading those chunks only one fetch before they are needed made that
+//! fetch wait for a burst of GETs.
+//!
 //! Limits: at most [`READAHEADS_INFLIGHT_MAX`] per core (more are skipped, not queued), each at
 //! most the request's `max_bytes` plus one partition's entries (as [`super::reader`]'s plan), and
-//! the cache's own byte budget bounds what stays. A read-ahead that fails is dropped: the fetch
+//! the cache's own byte budget bounds what stays; at most [`LEAD_READS_INFLIGHT_MAX`] reads of next
+//! chunks per core, each at most [`lead_bytes_max`]. A read-ahead that fails is dropped: the fetch
 //! that wanted the bytes reads them itself and reports the error.
 
 use std::collections::HashMap;
@@ -27,12 +33,18 @@ use futures::future::{LocalBoxFuture, Shared};
 use sluice_engine::store::ObjectStorage;
 
 use super::FetchCore;
-use super::reader::{PlanRequest, Want, chunk_bytes, plan, prefetch_bytes_max, read_groups, wants};
+use super::reader::{
+    PlanRequest, Want, chunk_bytes, lead_wants, plan, prefetch_bytes_max, read_groups, wants,
+};
 use super::sessions::PartitionKey;
 use crate::metadata_core::CoreHandle;
 
 /// Read-aheads running at once on one core.
 pub const READAHEADS_INFLIGHT_MAX: usize = 4;
+
+/// Reads of next chunks ([`start_lead`]) running at once on one core (more are skipped: the
+/// read-ahead of the fetch that needs the chunk reads it then, as before).
+pub const LEAD_READS_INFLIGHT_MAX: usize = 4;
 
 type Pending = Shared<LocalBoxFuture<'static, ()>>;
 
@@ -48,6 +60,8 @@ pub struct Readaheads {
     by_partition: HashMap<PartitionKey, (i64, u64, Option<Pending>)>,
     running: usize,
     next_id: u64,
+    /// Reads of next chunks running ([`start_lead`]).
+    leads_running: usize,
 }
 
 impl std::fmt::Debug for Readaheads {
@@ -141,17 +155,21 @@ pub fn start(fetch: &Rc<FetchCore>, core: &CoreHandle, partitions: Vec<Ahead>, m
         .into_iter()
         .map(|ahead| ((ahead.key, ahead.request.fetch_offset), ahead.request))
         .unzip();
+    let store = Arc::clone(core.store());
     let read = read_ahead(
         Rc::clone(fetch),
         core.clone(),
-        Arc::clone(core.store()),
+        Arc::clone(&store),
         requests,
         max_bytes,
     );
     let finishing = Rc::clone(fetch);
     let pending: Pending = async move {
-        read.await;
+        let lead = read.await;
         finishing.readaheads.borrow_mut().finish(id);
+        // The fetch that claims this read-ahead has its bytes now; the next chunks are read on
+        // their own, never waited for by a fetch.
+        start_lead(finishing, store, lead);
     }
     .boxed_local()
     .shared();
@@ -166,19 +184,63 @@ pub fn start(fetch: &Rc<FetchCore>, core: &CoreHandle, partitions: Vec<Ahead>, m
     glommio::spawn_local(pending).detach();
 }
 
+/// Reads `lead` (the next chunks of compacted entries, [`lead_wants`]) into the cache as a task of
+/// its own, unless [`LEAD_READS_INFLIGHT_MAX`] run on this core already. At most
+/// [`lead_bytes_max`] of them: a hostile fetch of many partitions cannot make the core read more
+/// ahead than the cache could keep.
+fn start_lead(fetch: Rc<FetchCore>, store: Arc<dyn ObjectStorage>, lead: Vec<Vec<Want>>) {
+    let bytes_max = lead_bytes_max(fetch.agent_cache_bytes());
+    let mut bytes: u64 = 0;
+    let lead: Vec<Vec<Want>> = lead
+        .into_iter()
+        .take_while(|wants| {
+            bytes = bytes.saturating_add(wants.iter().map(|want| want.to - want.from).sum());
+            bytes <= bytes_max
+        })
+        .filter(|wants| !wants.is_empty())
+        .collect();
+    if lead.is_empty() {
+        return;
+    }
+    {
+        let mut readaheads = fetch.readaheads.borrow_mut();
+        if readaheads.leads_running >= LEAD_READS_INFLIGHT_MAX {
+            return;
+        }
+        readaheads.leads_running += 1;
+    }
+    glommio::spawn_local(async move {
+        let groups: Vec<&[Want]> = lead.iter().map(Vec::as_slice).collect();
+        // Errors are the fetch's that needs the bytes to meet and report.
+        let _ = read_groups(&fetch, &store, &groups).await;
+        let mut readaheads = fetch.readaheads.borrow_mut();
+        readaheads.leads_running = readaheads.leads_running.saturating_sub(1);
+    })
+    .detach();
+}
+
+/// The most one read of next chunks ([`start_lead`]) covers: half the agent's cache (each
+/// partition being replayed keeps its current chunk and its next one; see
+/// [`super::reader::chunk_bytes`]).
+pub fn lead_bytes_max(agent_cache_bytes: u64) -> u64 {
+    agent_cache_bytes / 2
+}
+
+/// Reads what the next fetch of the partitions wants into the cache; answers the chunks past it
+/// ([`lead_wants`]) for [`start_lead`].
 async fn read_ahead(
     fetch: Rc<FetchCore>,
     core: CoreHandle,
     store: Arc<dyn ObjectStorage>,
     requests: Vec<PlanRequest>,
     max_bytes: u64,
-) {
+) -> Vec<Vec<Want>> {
     let budgets: Vec<(u64, i64)> = requests
         .iter()
         .map(|request| (request.bytes_max, request.fetch_offset))
         .collect();
     let Ok(plans) = core.query(move |state| plan(state, &requests)).await else {
-        return;
+        return Vec::new();
     };
     let mut planned_bytes: u64 = 0;
     let mut group_wants: Vec<Vec<Want>> = Vec::new();
@@ -204,9 +266,10 @@ async fn read_ahead(
         ));
     }
     if group_wants.is_empty() {
-        return;
+        return Vec::new();
     }
     let groups: Vec<&[Want]> = group_wants.iter().map(Vec::as_slice).collect();
     // What was read is in the cache now; errors are the next fetch's to meet and report.
     let _ = read_groups(&fetch, &store, &groups).await;
+    group_wants.iter().map(|wants| lead_wants(wants)).collect()
 }

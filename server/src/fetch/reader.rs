@@ -123,7 +123,19 @@ pub enum ReadError {
         end: u64,
         got: u64,
     },
+    /// Not read: the read already waits for [`CHUNK_GROUPS_AWAITED_MAX`] partitions' chunks on
+    /// this core (see [`read_groups_awaiting`]). Not an error of the store: the partition is
+    /// answered without records, and the read-ahead reads it.
+    #[error("not read: this fetch waits for enough chunks already")]
+    NotRead,
 }
+
+/// A fetch waits for the chunks of at most this many partitions per core whose chunks are not
+/// cached (whether it starts their GETs or joins GETs in flight); the others are answered without
+/// records this time, and their chunks are read by the read-ahead that follows the answer. A
+/// consumer starting a replay of 64 partitions from compacted objects would otherwise wait for
+/// 64 GETs of 4 MiB (256 MiB) before its first record.
+pub const CHUNK_GROUPS_AWAITED_MAX: usize = 8;
 
 /// Gaps between missing ranges of one object up to this size are read rather than split into
 /// another GET (a request costs more than that many bytes).
@@ -310,6 +322,30 @@ pub fn wants(
     wants
 }
 
+/// The next chunk of each large compacted entry that `wants` reads in chunks: `wants` are what a
+/// partition's next fetch will read; the returned wants reach one chunk further (from where each
+/// ends, to at most one chunk past it, within its entry). Read into the cache as soon as a fetch
+/// answers, they make the GET of a partition's next chunk start while it is still reading the
+/// chunk before (about `chunk / budget` fetches ahead), instead of when the next fetch already
+/// needs it. Where the chunk past a want is already cached, reading the lead makes no GET.
+pub fn lead_wants(wants: &[Want]) -> Vec<Want> {
+    wants
+        .iter()
+        .filter(|want| want.chunk > 0)
+        .filter_map(|want| {
+            let to = want
+                .to
+                .saturating_add(want.chunk)
+                .min(entry_end(&want.entry));
+            (to > want.to).then_some(Want {
+                from: want.to,
+                to,
+                ..*want
+            })
+        })
+        .collect()
+}
+
 /// One group's parts with their bytes (see [`read_groups`]).
 pub type GroupRead = Result<Vec<SegmentPart>, ReadError>;
 
@@ -349,11 +385,24 @@ pub async fn read_groups(
     store: &Arc<dyn ObjectStorage>,
     groups: &[&[Want]],
 ) -> Vec<GroupRead> {
+    read_groups_awaiting(fetch, store, groups, usize::MAX).await
+}
+
+/// [`read_groups`], waiting on each core for the missing chunks of at most `chunk_groups_max`
+/// groups (in order): a later group that misses a chunk of a compacted entry is answered
+/// [`ReadError::NotRead`] and nothing of it is read. Groups served from the cache, and exact
+/// ranges (window objects), are always read.
+pub async fn read_groups_awaiting(
+    fetch: &FetchCore,
+    store: &Arc<dyn ObjectStorage>,
+    groups: &[&[Want]],
+    chunk_groups_max: usize,
+) -> Vec<GroupRead> {
     let (read, count) = match &fetch.owners {
         Some(owners) if owners.core_count() > 1 => {
-            super::owners::read_routed(fetch, owners, store, groups).await
+            super::owners::read_routed(fetch, owners, store, groups, chunk_groups_max).await
         }
-        _ => read_groups_here(fetch, store, groups).await,
+        _ => read_groups_here(fetch, store, groups, chunk_groups_max).await,
     };
     fetch.note_store_reads(count);
     read
@@ -372,14 +421,20 @@ pub async fn read_groups_here(
     fetch: &FetchCore,
     store: &Arc<dyn ObjectStorage>,
     groups: &[&[Want]],
+    chunk_groups_max: usize,
 ) -> (Vec<GroupRead>, ReadCount) {
     let mut chunk_misses: Vec<(LogSeq, Range<u64>)> = Vec::new();
+    // Groups left unread (`ReadError::NotRead`): past `chunk_groups_max` groups missing chunks.
+    let mut deferred = vec![false; groups.len()];
+    let mut chunk_groups = 0_usize;
     let mut found: Vec<Vec<Cached>> = {
         let mut cache = fetch.cache.borrow_mut();
         groups
             .iter()
-            .map(|wants| {
-                wants
+            .zip(deferred.iter_mut())
+            .map(|(wants, deferred)| {
+                let mut group_misses = Vec::new();
+                let cached: Vec<Cached> = wants
                     .iter()
                     .map(|want| {
                         let seq = want.entry.seq;
@@ -390,7 +445,7 @@ pub async fn read_groups_here(
                         if covered < want.to {
                             let next = cache.next_piece_start(seq, covered);
                             let end = entry_end(&want.entry);
-                            chunk_misses.extend(
+                            group_misses.extend(
                                 chunk_spans(covered, want.to, end, want.chunk, next)
                                     .into_iter()
                                     .map(|span| (seq, span)),
@@ -398,7 +453,16 @@ pub async fn read_groups_here(
                         }
                         Cached::Prefix { slices, covered }
                     })
-                    .collect()
+                    .collect();
+                if !group_misses.is_empty() {
+                    if chunk_groups >= chunk_groups_max {
+                        *deferred = true;
+                        return Vec::new();
+                    }
+                    chunk_groups += 1;
+                    chunk_misses.extend(group_misses);
+                }
+                cached
             })
             .collect()
     };
@@ -418,7 +482,12 @@ pub async fn read_groups_here(
     };
     // Missing exact ranges, by object then start.
     let mut misses: Vec<(LogSeq, Range<u64>)> = Vec::new();
-    for (wants, cached) in groups.iter().zip(&found) {
+    for ((wants, cached), _) in groups
+        .iter()
+        .zip(&found)
+        .zip(&deferred)
+        .filter(|(_, deferred)| !**deferred)
+    {
         for (want, cached) in wants.iter().zip(cached) {
             if matches!(cached, Cached::Exact(None))
                 && want.to > want.from
@@ -503,7 +572,11 @@ pub async fn read_groups_here(
         .collect();
 
     let mut results = Vec::with_capacity(groups.len());
-    for (wants, cached) in groups.iter().zip(&mut found) {
+    for ((wants, cached), deferred) in groups.iter().zip(&mut found).zip(&deferred) {
+        if *deferred {
+            results.push(Err(ReadError::NotRead));
+            continue;
+        }
         let mut parts = Vec::with_capacity(wants.len());
         let mut failed = None;
         for (want, cached) in wants.iter().zip(cached.iter_mut()) {
@@ -1003,6 +1076,129 @@ mod tests {
         // The chunks read past were demoted: the next insert would evict them first, and no
         // position is left but none (the partition ended).
         assert!(fetch.positions.borrow().is_empty());
+    }
+
+    /// The same replay with a read-ahead after each answer (what the next fetch wants) and a read
+    /// of the chunk past it ([`lead_wants`]), as the handler runs them: after the first fetch,
+    /// neither the fetches nor their read-aheads (which a fetch waits for) make a GET; every GET
+    /// is a lead read of a next chunk, at least 4 MiB, and every byte is still read once.
+    #[test]
+    fn reading_the_next_chunk_ahead_leaves_fetches_and_read_aheads_no_get() {
+        use sluice_engine::read::assemble_parts;
+        let (object, entry) = compacted_partition(480, 64 * 1024);
+        let mut objects = Objects::default();
+        objects.objects.insert(object_key(entry.seq), object);
+        let objects = Arc::new(objects);
+        let store: Arc<dyn ObjectStorage> = objects.clone();
+        let fetch = FetchCore::default();
+        let chunk = chunk_bytes(fetch.cache.borrow().capacity_bytes(), 1);
+        let gets = |fetch: &FetchCore| fetch.store_reads().0;
+        let mut offset = 0;
+        let mut fetches = 0;
+        let mut lead_gets = 0;
+        while offset < entry.end_offset {
+            let before = gets(&fetch);
+            let wanted = wants(&fetch.positions.borrow(), &[entry], offset, MIB, chunk);
+            let parts = block_on(read_entries(&fetch, &store, &wanted)).unwrap();
+            if fetches > 0 {
+                assert_eq!(gets(&fetch), before, "fetch {fetches} read the store");
+            }
+            let assembled = assemble_parts(&parts, offset, MIB as usize, 0).unwrap();
+            note_answer(&fetch, &parts, offset, &assembled);
+            offset = assembled.next_offset;
+            fetches += 1;
+            if offset >= entry.end_offset {
+                break;
+            }
+            // The read-ahead for the next fetch, then the chunk past it.
+            let before = gets(&fetch);
+            let next = wants(&fetch.positions.borrow(), &[entry], offset, MIB, chunk);
+            block_on(read_entries(&fetch, &store, &next)).unwrap();
+            if fetches > 1 {
+                assert_eq!(gets(&fetch), before, "read-ahead {fetches} read the store");
+            }
+            let before = gets(&fetch);
+            let lead = lead_wants(&next);
+            assert!(lead.iter().all(|want| want.to - want.from <= chunk));
+            block_on(read_entries(&fetch, &store, &lead)).unwrap();
+            lead_gets += gets(&fetch) - before;
+        }
+        assert!(fetches >= 30, "1 MiB at a time: {fetches}");
+        let (count, bytes) = fetch.store_reads();
+        assert_eq!(bytes, entry.byte_len, "every byte read once");
+        assert!(count <= entry.byte_len / (4 * MIB), "{count} GETs");
+        assert!(
+            lead_gets + 2 >= count,
+            "{lead_gets} of {count} GETs read ahead"
+        );
+        let all = objects.gets.lock().unwrap().clone();
+        assert!(
+            all.iter()
+                .all(|(_, range)| range.end - range.start >= 4 * MIB),
+            "{all:?}"
+        );
+    }
+
+    /// A read of many partitions that all miss chunks waits for the first
+    /// [`CHUNK_GROUPS_AWAITED_MAX`] of them: the others are answered `NotRead` and cost no GET
+    /// (their read-ahead reads them); a window object's exact range after them is still read, and
+    /// the next read serves the first ones from the cache and reads the rest.
+    #[test]
+    fn a_read_waits_for_the_chunks_of_a_bounded_number_of_partitions() {
+        let partitions = CHUNK_GROUPS_AWAITED_MAX as u32 + 4;
+        let mut objects = Objects::default();
+        let mut entries = Vec::new();
+        for partition in 0..partitions {
+            let (object, mut entry) = compacted_partition(160, 64 * 1024);
+            entry.seq = sluice_engine::types::compacted_object_id(1, partition);
+            objects.objects.insert(object_key(entry.seq), object);
+            entries.push(entry);
+        }
+        let window: Bytes = vec![7_u8; 3_000].into();
+        objects.objects.insert(log_key(LogSeq(1)), window);
+        let objects = Arc::new(objects);
+        let store: Arc<dyn ObjectStorage> = objects.clone();
+        let fetch = FetchCore::default();
+        let chunk = 4 * MIB;
+        let mut wanted: Vec<Vec<Want>> = entries
+            .iter()
+            .map(|entry| wants(&fetch.positions.borrow(), &[*entry], 0, MIB, chunk))
+            .collect();
+        wanted.push(whole(&[entry(1, 0, 1_000)]));
+        let groups: Vec<&[Want]> = wanted.iter().map(Vec::as_slice).collect();
+        let read = block_on(read_groups_awaiting(
+            &fetch,
+            &store,
+            &groups,
+            CHUNK_GROUPS_AWAITED_MAX,
+        ));
+        let (done, rest) = read.split_at(CHUNK_GROUPS_AWAITED_MAX);
+        assert!(done.iter().all(Result::is_ok));
+        let (not_read, window) = rest.split_at(rest.len() - 1);
+        assert!(
+            not_read
+                .iter()
+                .all(|read| matches!(read, Err(ReadError::NotRead)))
+        );
+        assert_eq!(joined(window[0].as_ref().unwrap()), vec![7_u8; 1_000]);
+        assert_eq!(
+            fetch.store_reads().0,
+            CHUNK_GROUPS_AWAITED_MAX as u64 + 1,
+            "a GET per partition read and one for the window object"
+        );
+        // Again: the first ones are cached, the rest are read now.
+        let read = block_on(read_groups_awaiting(
+            &fetch,
+            &store,
+            &groups,
+            CHUNK_GROUPS_AWAITED_MAX,
+        ));
+        assert!(read.iter().all(Result::is_ok));
+        assert_eq!(
+            fetch.store_reads().0,
+            u64::from(partitions) + 1,
+            "each partition's chunk read once"
+        );
     }
 
     /// Many partitions replayed at once from one small cache: chunks shrink to the cache's

@@ -23,8 +23,9 @@ use sluice_engine::types::{TopicId, TopicPartition};
 
 use crate::fetch::readahead::{self, Ahead};
 use crate::fetch::reader::{
-    GroupRead, PartitionPlan, PlanRequest, TopicRef, Want, chunk_bytes, note_answer, plan,
-    prefetch_bytes_max, read_entries, read_groups, read_more, wants,
+    CHUNK_GROUPS_AWAITED_MAX, GroupRead, PartitionPlan, PlanRequest, ReadError, TopicRef, Want,
+    chunk_bytes, note_answer, plan, prefetch_bytes_max, read_entries, read_groups_awaiting,
+    read_more, wants,
 };
 use crate::fetch::sessions::{PartitionKey, Wanted};
 use crate::metadata_core::window::error_code;
@@ -64,6 +65,9 @@ struct Attempt {
     bytes: usize,
     /// Some partition has an error, or data was held back by `max_bytes`: answer now.
     answer_now: bool,
+    /// Some partition was left unread while the fetch waited for other partitions' chunks
+    /// ([`ReadError::NotRead`]): it has data, so reading again serves it rather than a long poll.
+    deferred: bool,
 }
 
 /// Handles one Fetch request.
@@ -132,6 +136,11 @@ pub async fn handle(services: &CoreServices, request: FetchRequest, version: i16
         let now = Instant::now();
         if attempt.bytes >= min_bytes || attempt.answer_now || now >= deadline {
             break attempt;
+        }
+        if attempt.deferred {
+            // Partitions with data were left for the next round; each round waits for the
+            // chunks of some of them, and what the last one read is cached now.
+            continue;
         }
         match park(services, &attempt) {
             Some(woken) => {
@@ -294,7 +303,7 @@ type Prefetched = GroupRead;
 /// reach (each partition's indexed bytes capped by its budget; the first partition with data
 /// always). Against an object store a miss costs a GET of tens of milliseconds: one partition
 /// after another, a consumer catching up on many partitions would wait for their sum; together,
-/// segments of one object become one GET ([`read_groups`]). What is read is what the answer
+/// segments of one object become one GET ([`read_groups_awaiting`]). What is read is what the answer
 /// needs: each chosen partition's entries up to its budget, the last entry whole.
 async fn prefetch(
     services: &CoreServices,
@@ -323,9 +332,14 @@ async fn prefetch(
         }
     }
     let groups: Vec<&[Want]> = group_wants.iter().map(Vec::as_slice).collect();
-    let mut read = read_groups(&services.fetch, services.core.store(), &groups)
-        .await
-        .into_iter();
+    let mut read = read_groups_awaiting(
+        &services.fetch,
+        services.core.store(),
+        &groups,
+        CHUNK_GROUPS_AWAITED_MAX,
+    )
+    .await
+    .into_iter();
     chosen
         .into_iter()
         .map(|chosen| if chosen { read.next() } else { None })
@@ -404,6 +418,11 @@ async fn read_partition(
     };
     let mut parts = match read {
         Ok(parts) => parts,
+        Err(ReadError::NotRead) => {
+            // Its chunks are read by the read-ahead after this answer (or the next round).
+            attempt.deferred = true;
+            return result;
+        }
         Err(error) => {
             tracing::warn!(%error, tp = %planned.tp, "fetch: cannot read a segment");
             return error_result(key, wanted, error_code::KAFKA_STORAGE_ERROR);
