@@ -15,7 +15,8 @@ const AGENT_ID_BYTES_MAX: usize = 128;
 const ADDRESS_BYTES_MAX: usize = 256;
 const ZONE_BYTES_MAX: usize = 64;
 const ROLES_MAX: usize = 16;
-const ROLE_BYTES_MAX: usize = 64;
+/// Room for a listener's role, `listener:NAME=HOST:PORT`, with a DNS name of up to 253 bytes.
+const ROLE_BYTES_MAX: usize = 320;
 
 /// What an agent says about itself when it joins.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,13 +7,16 @@
 //! are plain data ([`Overrides`]) so that the precedence rules are tested without touching the
 //! process environment.
 
+mod listeners;
 mod overrides;
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use listeners::{ClientAuth, LISTENERS_MAX, Listener, ListenerSettings, SecurityProtocol};
 pub use overrides::{CpuList, NameList, Overrides, parse_cpu_list};
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
@@ -38,6 +41,20 @@ pub const CONSUMER_ASSIGNORS_KNOWN: &[&str] = &["uniform", "range"];
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Named Kafka listeners, `NAME://HOST:PORT` (Kafka's `listeners`); TOML takes a list or one
+    /// comma-separated string. Empty: `listen` and `tls_listen` (see `config::listeners`).
+    #[serde(deserialize_with = "listeners::string_or_list")]
+    pub listeners: Vec<String>,
+    /// What clients are told for each listener, `NAME://HOST:PORT` (Kafka's
+    /// `advertised.listeners`); a listener not named here advertises its bound address.
+    #[serde(deserialize_with = "listeners::string_or_list")]
+    pub advertised_listeners: Vec<String>,
+    /// `NAME:PROTOCOL` for each listener whose name is not itself a protocol (Kafka's
+    /// `listener.security.protocol.map`).
+    #[serde(deserialize_with = "listeners::string_or_list")]
+    pub listener_security_protocol_map: Vec<String>,
+    /// Per-listener settings, `[listener_name.NAME]` (Kafka's `listener.name.NAME.*`).
+    pub listener_name: BTreeMap<String, ListenerSettings>,
     /// Address the Kafka listener binds on every network core, `HOST:PORT`.
     pub listen: String,
     /// Address clients are told to connect to (Metadata brokers list); defaults to `listen`.
@@ -216,7 +233,11 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:9092".to_owned(),
+            listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: Vec::new(),
+            listener_name: BTreeMap::new(),
+            listen: listeners::LISTEN_DEFAULT.to_owned(),
             advertised_listen: None,
             metrics_listen: None,
             tls_listen: None,
@@ -367,10 +388,8 @@ impl Config {
     /// Checks the settings that can be checked without looking at the machine (CPU ids are
     /// checked against the online set when the agent starts).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.listen_address()?;
-        self.advertised_address()?;
+        self.listeners_resolved()?;
         self.metrics_address()?;
-        self.tls_listener()?;
         self.sasl_mechanisms()?;
         self.authorizer_policy()?;
         if !(1..=1_000).contains(&self.quota_window_num) {
@@ -693,46 +712,6 @@ impl Config {
         resolve("listen", &self.listen)
     }
 
-    /// The TLS listener, when `tls_listen` is set: its address, the address advertised for it, and
-    /// its files. Refuses a TLS listener without a certificate or key, and TLS files without a
-    /// listener (a forgotten `tls_listen` would otherwise serve plaintext only, silently).
-    pub fn tls_listener(&self) -> Result<Option<TlsListener>, ConfigError> {
-        let Some(listen) = &self.tls_listen else {
-            if self.tls_cert_file.is_some()
-                || self.tls_key_file.is_some()
-                || self.tls_client_ca_file.is_some()
-            {
-                return Err(invalid(
-                    "tls_listen",
-                    "TLS files are set but no TLS listener: set tls_listen (HOST:PORT)",
-                ));
-            }
-            return Ok(None);
-        };
-        let address = resolve("tls_listen", listen)?;
-        let (Some(cert_file), Some(key_file)) = (&self.tls_cert_file, &self.tls_key_file) else {
-            return Err(invalid(
-                "tls_listen",
-                "a TLS listener needs tls_cert_file and tls_key_file (PEM)",
-            ));
-        };
-        let advertised = advertised(
-            "tls_advertised_listen",
-            self.tls_advertised_listen.as_deref(),
-            "tls_listen",
-            listen,
-        )?;
-        Ok(Some((
-            address,
-            advertised,
-            crate::net::tls::TlsFiles {
-                cert_file: cert_file.clone(),
-                key_file: key_file.clone(),
-                client_ca_file: self.tls_client_ca_file.clone(),
-            },
-        )))
-    }
-
     /// The authorizer's policy when `authorizer = "acl"` (`None` when no authorizer is set).
     /// Refuses another authorizer name and super users not written `Type:name`.
     /// The client quotas' rate window (see `crate::quota::rate`).
@@ -784,19 +763,25 @@ impl Config {
                 "SASL on the TLS listener needs a TLS listener: set tls_listen",
             ));
         }
-        if !self.listen_sasl && !self.tls_listen_sasl {
+        let any_sasl = self
+            .listeners_resolved()?
+            .iter()
+            .any(|listener| listener.protocol.sasl());
+        if !any_sasl {
             if self.sasl_users_file.is_some() {
                 return Err(invalid(
                     "sasl_users_file",
                     "a SASL users file is set but no listener requires SASL: set listen_sasl \
-                     (SASL_PLAINTEXT) or tls_listen_sasl (SASL_SSL)",
+                     (SASL_PLAINTEXT) or tls_listen_sasl (SASL_SSL), or name a SASL_PLAINTEXT or \
+                     SASL_SSL listener in listeners",
                 ));
             }
             if self.sasl_oauthbearer_jwks_file.is_some() {
                 return Err(invalid(
                     "sasl_oauthbearer_jwks_file",
                     "a JWKS file is set but no listener requires SASL: set listen_sasl \
-                     (SASL_PLAINTEXT) or tls_listen_sasl (SASL_SSL)",
+                     (SASL_PLAINTEXT) or tls_listen_sasl (SASL_SSL), or name a SASL_PLAINTEXT or \
+                     SASL_SSL listener in listeners",
                 ));
             }
             return Ok(None);
@@ -825,7 +810,7 @@ impl Config {
         if passwords && self.sasl_users_file.is_none() {
             return Err(invalid(
                 "sasl_users_file",
-                "a listener requires SASL (listen_sasl or tls_listen_sasl) with PLAIN or SCRAM \
+                "a listener requires SASL (SASL_PLAINTEXT or SASL_SSL) with PLAIN or SCRAM \
                  but no users file is set: set sasl_users_file to a TOML file with a [users] table",
             ));
         }
@@ -899,9 +884,6 @@ fn advertised(
         Ok((host.to_owned(), port))
     }
 }
-
-/// A TLS listener's address, the `(host, port)` advertised for it, and its files.
-pub type TlsListener = (SocketAddr, (String, u16), crate::net::tls::TlsFiles);
 
 fn resolve(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.to_socket_addrs()

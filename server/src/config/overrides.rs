@@ -85,6 +85,15 @@ impl FromStr for NameList {
 /// Settings given on top of the file, by environment or by flag. `None` leaves the setting as is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct Overrides {
+    /// Named Kafka listeners, NAME://HOST:PORT,... [env SLUICE_LISTENERS]
+    #[arg(long, value_name = "LIST")]
+    pub listeners: Option<NameList>,
+    /// Addresses advertised per listener, NAME://HOST:PORT,... [env SLUICE_ADVERTISED_LISTENERS]
+    #[arg(long, value_name = "LIST")]
+    pub advertised_listeners: Option<NameList>,
+    /// Security protocol of each listener, NAME:PROTOCOL,... [env SLUICE_LISTENER_SECURITY_PROTOCOL_MAP]
+    #[arg(long, value_name = "LIST")]
+    pub listener_security_protocol_map: Option<NameList>,
     /// Listener address, HOST:PORT [env SLUICE_LISTEN]
     #[arg(long, value_name = "HOST:PORT")]
     pub listen: Option<String>,
@@ -324,6 +333,13 @@ impl Overrides {
                 reason,
             };
             match key {
+                "LISTENERS" => overrides.listeners = Some(value.parse().map_err(parsed)?),
+                "ADVERTISED_LISTENERS" => {
+                    overrides.advertised_listeners = Some(value.parse().map_err(parsed)?);
+                }
+                "LISTENER_SECURITY_PROTOCOL_MAP" => {
+                    overrides.listener_security_protocol_map = Some(value.parse().map_err(parsed)?);
+                }
                 "LISTEN" => overrides.listen = Some(value.clone()),
                 "ADVERTISED_LISTEN" => overrides.advertised_listen = Some(value.clone()),
                 "METADATA" => overrides.metadata = Some(value.clone()),
@@ -524,6 +540,18 @@ impl Overrides {
         fn set<T: Clone>(target: &mut T, value: Option<&T>) {
             if let Some(value) = value {
                 *target = value.clone();
+            }
+        }
+        for (target, value) in [
+            (&mut config.listeners, &self.listeners),
+            (&mut config.advertised_listeners, &self.advertised_listeners),
+            (
+                &mut config.listener_security_protocol_map,
+                &self.listener_security_protocol_map,
+            ),
+        ] {
+            if let Some(NameList(items)) = value {
+                target.clone_from(items);
             }
         }
         if let Some(listen) = &self.listen {
@@ -815,6 +843,9 @@ mod tests {
     fn every_setting_has_an_environment_variable() {
         let overrides = Overrides::from_environment(environment(&[
             ("SLUICE_LISTEN", "127.0.0.1:1"),
+            ("SLUICE_LISTENERS", "A://127.0.0.1:3, B://127.0.0.1:4"),
+            ("SLUICE_ADVERTISED_LISTENERS", "A://a.example.com:3"),
+            ("SLUICE_LISTENER_SECURITY_PROTOCOL_MAP", "A:PLAINTEXT,B:SSL"),
             ("SLUICE_ADVERTISED_LISTEN", "example.com:2"),
             ("SLUICE_DATA_DIR", "/d"),
             ("SLUICE_STORE", "s3://bucket/prefix"),
@@ -894,6 +925,10 @@ mod tests {
             metadata: Some("postgres://db/sluice".to_owned()),
             zone: "eu-1a".to_owned(),
             agent_id: Some("agent-7".to_owned()),
+            listeners: vec!["A://127.0.0.1:3".to_owned(), "B://127.0.0.1:4".to_owned()],
+            advertised_listeners: vec!["A://a.example.com:3".to_owned()],
+            listener_security_protocol_map: vec!["A:PLAINTEXT".to_owned(), "B:SSL".to_owned()],
+            listener_name: std::collections::BTreeMap::new(),
             listen: "127.0.0.1:1".to_owned(),
             advertised_listen: Some("example.com:2".to_owned()),
             metrics_listen: Some("127.0.0.1:29".to_owned()),

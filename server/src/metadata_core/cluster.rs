@@ -200,6 +200,7 @@ fn member(agent: &AgentInfo) -> Option<ClusterMember> {
         host: host.to_owned(),
         port: port.parse().ok()?,
         zone: agent.zone.clone(),
+        listeners: super::cluster_view::listeners_of_roles(&agent.roles),
     })
 }
 

@@ -24,9 +24,65 @@ use std::sync::{Arc, RwLock};
 pub struct ClusterMember {
     pub node_id: i32,
     pub agent_id: String,
+    /// Its registration's one address (its first listener's advertised address).
     pub host: String,
     pub port: u16,
     pub zone: String,
+    /// Its listeners by name, with their advertised addresses. Empty for an agent registered by
+    /// a version that announced none: it is reached at `host:port` on every listener.
+    pub listeners: Vec<ListenerAddress>,
+}
+
+/// One named listener of an agent and the address clients of that listener are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerAddress {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// How an agent's registration announces a listener: a role `listener:NAME=HOST:PORT`. Roles are
+/// free text to the sequencer and ignored by agents that do not know this one, so rows written by
+/// older agents (no such role) and newer ones (more roles) are read by both.
+const LISTENER_ROLE_PREFIX: &str = "listener:";
+
+/// The role announcing listener `name` at `host:port`.
+pub fn listener_role(name: &str, host: &str, port: u16) -> String {
+    format!("{LISTENER_ROLE_PREFIX}{name}={host}:{port}")
+}
+
+/// The listeners a registration's roles announce (malformed ones are skipped).
+pub fn listeners_of_roles(roles: &[String]) -> Vec<ListenerAddress> {
+    roles
+        .iter()
+        .filter_map(|role| {
+            let (name, address) = role.strip_prefix(LISTENER_ROLE_PREFIX)?.split_once('=')?;
+            let (host, port) = address.rsplit_once(':')?;
+            Some(ListenerAddress {
+                name: name.to_owned(),
+                host: host.to_owned(),
+                port: port.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+impl ClusterMember {
+    /// Where a client that came in on `listener` reaches this agent (Kafka's rule: the advertised
+    /// address of the listener of the same name). `None` when the agent has no listener of that
+    /// name: it is left out of that client's answers, as Kafka leaves such a broker out. An agent
+    /// that announced no listeners is reached at its one address whatever the listener; so is
+    /// every agent when `listener` is `None` (a dispatcher with no listener name).
+    pub fn address_on(&self, listener: Option<&str>) -> Option<(&str, u16)> {
+        match listener {
+            Some(name) if !self.listeners.is_empty() => self
+                .listeners
+                .iter()
+                .find(|candidate| candidate.name == name)
+                .map(|found| (found.host.as_str(), found.port)),
+            _ => Some((self.host.as_str(), self.port)),
+        }
+    }
 }
 
 /// The live agents of the cluster, sorted by node id, and which one this is.
@@ -60,6 +116,27 @@ impl ClusterView {
 
     pub fn self_node_id(&self) -> i32 {
         self.self_node_id
+    }
+
+    /// The members reachable on `listener` ([`ClusterMember::address_on`]), as a view of its own
+    /// (`None` when every member is: the view itself serves).
+    pub fn reachable_on(&self, listener: Option<&str>) -> Option<ClusterView> {
+        if self
+            .members
+            .iter()
+            .all(|member| member.address_on(listener).is_some())
+        {
+            return None;
+        }
+        Some(ClusterView {
+            members: self
+                .members
+                .iter()
+                .filter(|member| member.address_on(listener).is_some())
+                .cloned()
+                .collect(),
+            self_node_id: self.self_node_id,
+        })
     }
 
     /// The agent that leads `partition` of `topic` for a client in `client_zone`: chosen among
@@ -184,6 +261,7 @@ mod tests {
             host: "127.0.0.1".to_owned(),
             port: 9092,
             zone: zone.to_owned(),
+            listeners: Vec::new(),
         }
     }
 
@@ -240,6 +318,55 @@ mod tests {
                     .is_some()
             );
         }
+    }
+
+    #[test]
+    fn listeners_ride_the_roles_and_an_agent_without_them_is_reached_everywhere() {
+        let roles = vec![
+            "broker".to_owned(),
+            listener_role("CLIENT", "kafka-1.example.com", 9094),
+            listener_role("INTERNAL", "10.0.0.1", 9092),
+            "listener:broken".to_owned(),
+            "listener:BAD=host:port".to_owned(),
+            "data-token:0000000042".to_owned(),
+        ];
+        let listeners = listeners_of_roles(&roles);
+        assert_eq!(
+            listeners,
+            vec![
+                ListenerAddress {
+                    name: "CLIENT".to_owned(),
+                    host: "kafka-1.example.com".to_owned(),
+                    port: 9094
+                },
+                ListenerAddress {
+                    name: "INTERNAL".to_owned(),
+                    host: "10.0.0.1".to_owned(),
+                    port: 9092
+                },
+            ]
+        );
+        let new = ClusterMember {
+            listeners,
+            ..member("new", "")
+        };
+        assert_eq!(
+            new.address_on(Some("CLIENT")),
+            Some(("kafka-1.example.com", 9094))
+        );
+        assert_eq!(new.address_on(Some("REPLAY")), None);
+        assert_eq!(new.address_on(None), Some(("127.0.0.1", 9092)));
+        // A row written by an older agent: one address, served on every listener.
+        let old = member("old", "");
+        assert_eq!(old.address_on(Some("REPLAY")), Some(("127.0.0.1", 9092)));
+        let view = ClusterView::new(vec![new, old], node_id_of("new"));
+        assert!(
+            view.reachable_on(Some("CLIENT")).is_none(),
+            "both reachable"
+        );
+        let replay = view.reachable_on(Some("REPLAY")).unwrap();
+        assert_eq!(replay.members().len(), 1);
+        assert_eq!(replay.members()[0].agent_id, "old");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::groups::consumer::ConsumerConfig;
 use crate::groups::{GroupConfig, GroupCore, GroupRouter, group_channels};
 use crate::memlock::{self, MemlockError, MemlockLimit};
 use crate::metadata_core::cluster_gc::ClusterHousekeeping;
-use crate::metadata_core::cluster_view::node_id_of;
+use crate::metadata_core::cluster_view::{ListenerAddress, node_id_of};
 use crate::metadata_core::housekeeping::{
     HOUSEKEEPING_SHARES, HousekeepingConfig, run_housekeeping,
 };
@@ -182,6 +182,8 @@ fn probe_create_only(store: &dyn ObjectStorage) -> Result<(), AgentError> {
 pub struct Agent {
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    /// Every Kafka listener's name and bound address, in configuration order.
+    listener_addrs: Vec<(String, SocketAddr)>,
     plan: CpuPlan,
     executors: Vec<Executor>,
     metrics: Arc<Metrics>,
@@ -245,52 +247,15 @@ impl Agent {
         let limit = memlock::current_limit().map_err(AgentError::MemlockUnreadable)?;
         memlock::check(limit, executor_count, config.io_memory_bytes)?;
 
-        let address = config.listen_address()?;
-        let (listeners, local_addr) =
-            super::listener::bind_reuseport(address, plan.network_cpus.len())
-                .map_err(|source| AgentError::Bind { address, source })?;
-        let (advertised_host, advertised_port) = config.advertised_address()?;
-        let mut broker = BrokerIdentity {
-            node_id: NODE_ID,
-            host: advertised_host,
-            // Port 0 means "whatever the kernel chose": advertise the port actually bound.
-            port: if advertised_port == 0 {
-                local_addr.port()
-            } else {
-                advertised_port
-            },
-        };
-        // In a cluster an agent is known by a node id derived from its agent id, the same on every
-        // agent (`metadata_core::cluster_view`).
-        if config.metadata.is_some() {
-            broker.node_id = node_id_of(&super::cluster::agent_id(config, &broker));
-        }
-        // The TLS listener (Kafka's SSL): its own port on every core, its own advertised address
-        // (a client that bootstrapped over TLS is told TLS addresses), the same services.
-        let tls = match config.tls_listener()? {
-            None => None,
-            Some((address, (host, port), files)) => {
-                let acceptor = super::tls::acceptor(&files)?;
-                let (tls_listeners, tls_addr) =
-                    super::listener::bind_reuseport(address, plan.network_cpus.len())
-                        .map_err(|source| AgentError::Bind { address, source })?;
-                let identity = BrokerIdentity {
-                    node_id: broker.node_id,
-                    host,
-                    port: if port == 0 { tls_addr.port() } else { port },
-                };
-                Some((tls_listeners, tls_addr, identity, acceptor))
-            }
-        };
-        let tls_addr = tls.as_ref().map(|(_, address, _, _)| *address);
-        let (mut tls_listeners, tls_identity): (Vec<Option<std::net::TcpListener>>, _) = match tls {
-            Some((listeners, _, identity, acceptor)) => (
-                listeners.into_iter().map(Some).collect(),
-                Some((identity, acceptor)),
-            ),
-            None => (Vec::new(), None),
-        };
-        tls_listeners.resize_with(plan.network_cpus.len(), || None);
+        let (listeners, local_addr, broker) = bind_listeners(config, plan.network_cpus.len())?;
+        let advertised: Vec<ListenerAddress> = listeners
+            .iter()
+            .map(|bound| ListenerAddress {
+                name: bound.name.clone(),
+                host: bound.identity.host.clone(),
+                port: bound.identity.port,
+            })
+            .collect();
         // SASL (SASL_PLAINTEXT / SASL_SSL): the users file is read (and its SCRAM credentials
         // derived) once; every core and listener share the settings and the failed-login table.
         // SCRAM credentials of the metadata log: one board for the agent, read by every login and
@@ -333,8 +298,11 @@ impl Agent {
                 tracing::info!(
                     users = users.len(),
                     mechanisms = ?mechanisms.iter().map(|m| m.name()).collect::<Vec<_>>(),
-                    plaintext_listener = config.listen_sasl,
-                    tls_listener = config.tls_listen_sasl,
+                    listeners = ?listeners
+                        .iter()
+                        .filter(|bound| bound.sasl)
+                        .map(|bound| bound.name.as_str())
+                        .collect::<Vec<_>>(),
                     "SASL authentication required"
                 );
                 let failed_logins = super::sasl::FailedLogins::new(
@@ -356,8 +324,30 @@ impl Agent {
             }
             None => None,
         };
-        let plain_sasl = sasl.clone().filter(|_| config.listen_sasl);
-        let tls_sasl = sasl.filter(|_| config.tls_listen_sasl);
+        // Every core gets a socket of every listener, with what serving it needs.
+        let listener_addrs: Vec<(String, SocketAddr)> = listeners
+            .iter()
+            .map(|bound| (bound.name.clone(), bound.address))
+            .collect();
+        let tls_addr = listeners
+            .iter()
+            .find(|bound| bound.acceptor.is_some())
+            .map(|bound| bound.address);
+        let mut core_listeners: Vec<Vec<CoreListener>> = (0..plan.network_cpus.len())
+            .map(|_| Vec::with_capacity(listeners.len()))
+            .collect();
+        for bound in listeners {
+            let listener_sasl = sasl.clone().filter(|_| bound.sasl);
+            for (sockets, socket) in core_listeners.iter_mut().zip(bound.sockets) {
+                sockets.push(CoreListener {
+                    name: bound.name.clone(),
+                    socket,
+                    identity: bound.identity.clone(),
+                    acceptor: bound.acceptor.clone(),
+                    sasl: listener_sasl.clone(),
+                });
+            }
+        }
         let auto_create_partitions = config
             .auto_create_topics
             .then_some(config.default_partitions);
@@ -376,6 +366,7 @@ impl Agent {
         let mut agent = Self {
             local_addr,
             tls_addr,
+            listener_addrs,
             plan: plan.clone(),
             executors: Vec::new(),
             metrics: Arc::clone(&metrics),
@@ -410,7 +401,7 @@ impl Agent {
         probe_create_only(&*background)?;
         // A cluster (`--metadata`): connect to the sequencer before anything listens.
         let cluster = match &config.metadata {
-            Some(url) => Some(super::cluster::connect(config, url, &broker)?),
+            Some(url) => Some(super::cluster::connect(config, url, &broker, &advertised)?),
             None => None,
         };
         let cluster_id = cluster
@@ -530,25 +521,17 @@ impl Agent {
         let (group_senders, group_inboxes) = group_channels(plan.network_cpus.len());
         // And every core's block inbox: each block is read and cached by its owner core.
         let (block_senders, block_inboxes) = block_channels(plan.network_cpus.len());
-        for (
-            index,
-            (((((cpu, listener), tls_listener), subscription), group_inbox), block_inbox),
-        ) in plan
+        for (index, ((((cpu, core_listeners), subscription), group_inbox), block_inbox)) in plan
             .network_cpus
             .iter()
             .copied()
-            .zip(listeners)
-            .zip(tls_listeners)
+            .zip(core_listeners)
             .zip(subscriptions)
             .zip(group_inboxes)
             .zip(block_inboxes)
             .enumerate()
         {
-            let tls_part = tls_listener.zip(tls_identity.clone());
-            let plain_sasl = plain_sasl.clone();
-            let tls_sasl = tls_sasl.clone();
             let core = core.clone();
-            let broker = broker.clone();
             let cluster_board = cluster_board.clone();
             let group_config = group_config.clone();
             let group_senders = group_senders.clone();
@@ -631,40 +614,31 @@ impl Agent {
                             None => dispatcher,
                         }
                     };
-                    let dispatcher = with_authorizer(
-                        Dispatcher::new(core.clone(), broker, auto_create_partitions)
-                            .with_services(Rc::clone(&services), default_partitions)
-                            .with_cluster(cluster_board.clone()),
-                    );
-                    let plain = network_core(
-                        listener,
-                        dispatcher,
-                        request_bytes_max,
-                        slot.clone(),
-                        None,
-                        plain_sasl,
-                        stop.clone(),
-                    );
-                    let tls = async move {
-                        if let Some((listener, (identity, acceptor))) = tls_part {
+                    let serving: Vec<_> = core_listeners
+                        .into_iter()
+                        .map(|listener| {
                             let dispatcher = with_authorizer(
-                                Dispatcher::new(core, identity, auto_create_partitions)
-                                    .with_services(services, default_partitions)
-                                    .with_cluster(cluster_board),
+                                Dispatcher::new(
+                                    core.clone(),
+                                    listener.identity,
+                                    auto_create_partitions,
+                                )
+                                .with_services(Rc::clone(&services), default_partitions)
+                                .with_cluster(cluster_board.clone())
+                                .with_listener(&listener.name),
                             );
                             network_core(
-                                listener,
+                                listener.socket,
                                 dispatcher,
                                 request_bytes_max,
-                                slot,
-                                Some(acceptor),
-                                tls_sasl,
-                                stop,
+                                slot.clone(),
+                                listener.acceptor,
+                                listener.sasl,
+                                stop.clone(),
                             )
-                            .await;
-                        }
-                    };
-                    futures::join!(plain, tls);
+                        })
+                        .collect();
+                    futures::future::join_all(serving).await;
                 },
             );
             agent.executors.push(executor?);
@@ -679,9 +653,19 @@ impl Agent {
         self.local_addr
     }
 
-    /// The TLS listener's address, when `tls_listen` is set (port 0 resolved).
+    /// The first TLS listener's address (`tls_listen`, or the first SSL or SASL_SSL listener of
+    /// `listeners`), port 0 resolved.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The bound address of the listener named `name` (upper case, as in `listeners`; `PLAINTEXT`,
+    /// `SSL`, ... for the `listen` and `tls_listen` shorthands).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listener_addrs
+            .iter()
+            .find(|(listener, _)| listener.eq_ignore_ascii_case(name))
+            .map(|(_, address)| *address)
     }
 
     /// The agent's metrics (what its endpoint exports).
@@ -731,6 +715,77 @@ impl Agent {
         }
         result
     }
+}
+
+/// One listener, bound on every network core.
+struct BoundListener {
+    name: String,
+    /// One socket per network core, all on `address`.
+    sockets: Vec<std::net::TcpListener>,
+    address: SocketAddr,
+    /// This agent as clients of this listener are told of it.
+    identity: BrokerIdentity,
+    acceptor: Option<futures_rustls::TlsAcceptor>,
+    sasl: bool,
+}
+
+/// What one network core serves one listener with.
+struct CoreListener {
+    name: String,
+    socket: std::net::TcpListener,
+    identity: BrokerIdentity,
+    acceptor: Option<futures_rustls::TlsAcceptor>,
+    sasl: Option<Arc<super::sasl::SaslSettings>>,
+}
+
+/// Binds every listener of `config` on `cores` sockets each (`SO_REUSEPORT`), loads the TLS
+/// listeners' certificates, and says how each listener presents this agent: its advertised address
+/// (port 0: the port bound). Returns them, the first listener's bound address, and the first
+/// listener's identity (the agent's default id in a cluster is that address).
+fn bind_listeners(
+    config: &Config,
+    cores: usize,
+) -> Result<(Vec<BoundListener>, SocketAddr, BrokerIdentity), AgentError> {
+    let mut bound = Vec::new();
+    for listener in config.listeners_resolved()? {
+        let address = listener.address;
+        let (sockets, local) = super::listener::bind_reuseport(address, cores)
+            .map_err(|source| AgentError::Bind { address, source })?;
+        let (host, port) = listener.advertised.clone();
+        let acceptor = match listener.tls_files(config) {
+            Some(files) => Some(super::tls::acceptor(&files)?),
+            None => None,
+        };
+        bound.push(BoundListener {
+            name: listener.name.clone(),
+            sockets,
+            address: local,
+            identity: BrokerIdentity {
+                node_id: NODE_ID,
+                host,
+                port: if port == 0 { local.port() } else { port },
+            },
+            acceptor,
+            sasl: listener.protocol.sasl(),
+        });
+    }
+    let Some(first) = bound.first() else {
+        return Err(ConfigError::Invalid {
+            key: "listeners",
+            reason: "no listener".to_owned(),
+        }
+        .into());
+    };
+    let (local_addr, mut broker) = (first.address, first.identity.clone());
+    // In a cluster an agent is known by a node id derived from its agent id, the same on every
+    // agent (`metadata_core::cluster_view`), whichever listener a client came in on.
+    if config.metadata.is_some() {
+        broker.node_id = node_id_of(&super::cluster::agent_id(config, &broker));
+        for listener in &mut bound {
+            listener.identity.node_id = broker.node_id;
+        }
+    }
+    Ok((bound, local_addr, broker))
 }
 
 /// The consumer-group settings of `config`.

@@ -16,7 +16,9 @@ use sluice_engine::store::ObjectStorage;
 use super::agent::AgentError;
 use crate::config::Config;
 use crate::metadata_core::cluster::Membership;
-use crate::metadata_core::cluster_view::{ClusterBoard, ClusterMember, ClusterView};
+use crate::metadata_core::cluster_view::{
+    ClusterBoard, ClusterMember, ClusterView, ListenerAddress, listener_role,
+};
 use crate::protocol::BrokerIdentity;
 
 /// A connected sequencer and what this agent registers as.
@@ -35,17 +37,27 @@ pub(super) fn agent_id(config: &Config, broker: &BrokerIdentity) -> String {
 }
 
 /// Connects to the cluster's database (creating its tables and cluster row if missing).
+/// `broker` is the first listener's identity (the registration's one address, which agents of
+/// older versions read); `listeners` every listener's advertised address, announced as roles so
+/// that other agents answer a client with the address of the listener it came in on.
 pub(super) fn connect(
     config: &Config,
     url: &str,
     broker: &BrokerIdentity,
+    listeners: &[ListenerAddress],
 ) -> Result<ClusterStart, AgentError> {
     let address = format!("{}:{}", broker.host, broker.port);
+    let mut roles = vec!["broker".to_owned()];
+    roles.extend(
+        listeners
+            .iter()
+            .map(|listener| listener_role(&listener.name, &listener.host, listener.port)),
+    );
     let registration = AgentRegistration {
         agent_id: agent_id(config, broker),
         address,
         zone: config.zone.clone(),
-        roles: vec!["broker".to_owned()],
+        roles,
     };
     let sequencer_config = SequencerConfig::new(url, config.cluster_name.clone());
     let sequencer =
@@ -71,6 +83,7 @@ pub(super) fn connect(
                     host: broker.host.clone(),
                     port: broker.port,
                     zone: registration.zone.clone(),
+                    listeners: listeners.to_vec(),
                 }],
                 broker.node_id,
             ))),

@@ -17,10 +17,19 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::codec::{Request, Response};
-use crate::metadata_core::cluster_view::{ClusterMember, ClusterView, client_zone};
+use crate::metadata_core::cluster_view::{ClusterView, client_zone};
 
-/// Lists the live agents as brokers and names each partition's leader.
-pub fn route_metadata(response: &mut MetadataResponse, view: &ClusterView, client_id: &str) {
+/// Lists the live agents as brokers and names each partition's leader. A client that came in on
+/// listener `listener` is told each agent's address on that listener, and agents without one are
+/// left out (Kafka's rule), leaders included.
+pub fn route_metadata(
+    response: &mut MetadataResponse,
+    view: &ClusterView,
+    client_id: &str,
+    listener: Option<&str>,
+) {
+    let reachable = view.reachable_on(listener);
+    let view = reachable.as_ref().unwrap_or(view);
     if view.members().is_empty() {
         return;
     }
@@ -28,11 +37,15 @@ pub fn route_metadata(response: &mut MetadataResponse, view: &ClusterView, clien
     response.brokers = view
         .members()
         .iter()
-        .map(|member| {
+        .filter_map(|member| {
+            let (host, port) = member.address_on(listener)?;
+            Some((member, host, port))
+        })
+        .map(|(member, host, port)| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(member.node_id))
-                .with_host(StrBytes::from_string(member.host.clone()))
-                .with_port(i32::from(member.port))
+                .with_host(StrBytes::from_string(host.to_owned()))
+                .with_port(i32::from(port))
                 .with_rack(
                     (!member.zone.is_empty()).then(|| StrBytes::from_string(member.zone.clone())),
                 )
@@ -62,20 +75,34 @@ pub fn route_metadata(response: &mut MetadataResponse, view: &ClusterView, clien
     }
 }
 
-/// Names the coordinating agent of every key answered without an error. `key` is the v0-3
-/// request's single key.
+/// Names the coordinating agent of every key answered without an error, at its address on
+/// `listener`. `key` is the v0-3 request's single key. The coordinator is chosen over every live
+/// agent whatever the listener (a group has one); one without a listener of that name is
+/// COORDINATOR_NOT_AVAILABLE, as from Kafka.
 pub fn route_find_coordinator(
     response: &mut FindCoordinatorResponse,
     key: &str,
     view: &ClusterView,
+    listener: Option<&str>,
 ) {
+    let unavailable = ResponseError::CoordinatorNotAvailable.code();
     for coordinator in &mut response.coordinators {
         if coordinator.error_code == 0
             && let Some(owner) = view.coordinator(coordinator.key.as_str())
         {
             coordinator.node_id = BrokerId(owner.node_id);
-            coordinator.host = host(owner);
-            coordinator.port = i32::from(owner.port);
+            match owner.address_on(listener) {
+                Some((host, port)) => {
+                    coordinator.host = StrBytes::from_string(host.to_owned());
+                    coordinator.port = i32::from(port);
+                }
+                None => {
+                    coordinator.error_code = unavailable;
+                    coordinator.node_id = BrokerId(-1);
+                    coordinator.host = StrBytes::default();
+                    coordinator.port = -1;
+                }
+            }
         }
     }
     if response.coordinators.is_empty()
@@ -83,13 +110,19 @@ pub fn route_find_coordinator(
         && let Some(owner) = view.coordinator(key)
     {
         response.node_id = BrokerId(owner.node_id);
-        response.host = host(owner);
-        response.port = i32::from(owner.port);
+        match owner.address_on(listener) {
+            Some((host, port)) => {
+                response.host = StrBytes::from_string(host.to_owned());
+                response.port = i32::from(port);
+            }
+            None => {
+                response.error_code = unavailable;
+                response.node_id = BrokerId(-1);
+                response.host = StrBytes::default();
+                response.port = -1;
+            }
+        }
     }
-}
-
-fn host(member: &ClusterMember) -> StrBytes {
-    StrBytes::from_string(member.host.clone())
 }
 
 /// NOT_COORDINATOR for a group request this agent does not coordinate; `None` for any other
@@ -160,4 +193,137 @@ fn offset_commit_refused(
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{FindCoordinatorResponse, TopicName};
+
+    use super::*;
+    use crate::metadata_core::cluster_view::{
+        ClusterMember, ListenerAddress, listeners_of_roles, node_id_of,
+    };
+
+    /// Agent `id` with listeners `(name, port)` on host `{id}.example`; none: an older agent's
+    /// row, `{id}.old:9092` only.
+    fn member(id: &str, listeners: &[(&str, u16)]) -> ClusterMember {
+        ClusterMember {
+            node_id: node_id_of(id),
+            agent_id: id.to_owned(),
+            host: format!("{id}.old"),
+            port: 9092,
+            zone: String::new(),
+            listeners: listeners
+                .iter()
+                .map(|(name, port)| ListenerAddress {
+                    name: (*name).to_owned(),
+                    host: format!("{id}.example"),
+                    port: *port,
+                })
+                .collect(),
+        }
+    }
+
+    fn brokers(response: &MetadataResponse) -> Vec<(String, i32)> {
+        let mut brokers: Vec<_> = response
+            .brokers
+            .iter()
+            .map(|broker| (broker.host.to_string(), broker.port))
+            .collect();
+        brokers.sort();
+        brokers
+    }
+
+    fn metadata_with_partitions() -> MetadataResponse {
+        MetadataResponse::default().with_topics(vec![
+            MetadataResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+                .with_partitions(
+                    (0..50)
+                        .map(|index| {
+                            MetadataResponsePartition::default().with_partition_index(index)
+                        })
+                        .collect(),
+                ),
+        ])
+    }
+
+    #[test]
+    fn each_listener_is_told_its_own_addresses_and_agents_without_it_are_left_out() {
+        let view = ClusterView::new(
+            vec![
+                member("a", &[("INTERNAL", 9092), ("CLIENT", 9094)]),
+                member("b", &[("INTERNAL", 9192)]),
+                member("old", &[]),
+            ],
+            node_id_of("a"),
+        );
+        let mut client = metadata_with_partitions();
+        route_metadata(&mut client, &view, "app", Some("CLIENT"));
+        assert_eq!(
+            brokers(&client),
+            [("a.example".to_owned(), 9094), ("old.old".to_owned(), 9092)]
+        );
+        let b = BrokerId(node_id_of("b"));
+        assert!(
+            client.topics[0]
+                .partitions
+                .iter()
+                .all(|partition| partition.leader_id != b),
+            "a leader CLIENT cannot reach"
+        );
+        let mut internal = metadata_with_partitions();
+        route_metadata(&mut internal, &view, "tool", Some("INTERNAL"));
+        assert_eq!(
+            brokers(&internal),
+            [
+                ("a.example".to_owned(), 9092),
+                ("b.example".to_owned(), 9192),
+                ("old.old".to_owned(), 9092)
+            ]
+        );
+        assert!(
+            internal.topics[0]
+                .partitions
+                .iter()
+                .any(|partition| partition.leader_id == b),
+            "b leads some partitions for INTERNAL clients"
+        );
+    }
+
+    #[test]
+    fn a_coordinator_without_the_listener_is_not_available() {
+        let view = ClusterView::new(
+            vec![
+                member("a", &[("INTERNAL", 9092), ("CLIENT", 9094)]),
+                member("b", &[("INTERNAL", 9192)]),
+            ],
+            node_id_of("a"),
+        );
+        let key = (0..100)
+            .map(|group| format!("g{group}"))
+            .find(|key| view.coordinator(key).unwrap().agent_id == "b")
+            .unwrap();
+        let mut response = FindCoordinatorResponse::default();
+        route_find_coordinator(&mut response, &key, &view, Some("CLIENT"));
+        assert_eq!(
+            response.error_code,
+            ResponseError::CoordinatorNotAvailable.code()
+        );
+        let mut response = FindCoordinatorResponse::default();
+        route_find_coordinator(&mut response, &key, &view, Some("INTERNAL"));
+        assert_eq!(
+            (response.error_code, response.host.as_str(), response.port),
+            (0, "b.example", 9192)
+        );
+        // The roles a registration carries are what the members are built from.
+        assert_eq!(
+            listeners_of_roles(&["listener:INTERNAL=b.example:9192".to_owned()]),
+            member("b", &[("INTERNAL", 9192)]).listeners
+        );
+    }
 }

@@ -104,6 +104,10 @@ pub struct Dispatcher<S> {
     /// The SCRAM logins' view of the stored credentials, refreshed after each
     /// AlterUserScramCredentials (`crate::net::sasl::credentials`).
     scram_credentials: Option<Arc<crate::net::sasl::ScramBoard>>,
+    /// The listener this dispatcher's connections came in on (`CLIENT`): in a cluster, Metadata
+    /// and FindCoordinator name the other agents by their address on the listener of that name.
+    /// `None` in protocol-only tests: their one address.
+    listener: Option<Arc<str>>,
 }
 
 /// The quotas one request is measured against (resolved once, before it is handled).
@@ -127,6 +131,7 @@ impl<S: MetadataSource> Dispatcher<S> {
             cluster: None,
             quotas: None,
             scram_credentials: None,
+            listener: None,
         }
     }
 
@@ -139,6 +144,12 @@ impl<S: MetadataSource> Dispatcher<S> {
     /// Answers as an agent of a cluster when `board` is given (see [`super::cluster_routing`]).
     pub fn with_cluster(mut self, board: Option<Arc<ClusterBoard>>) -> Self {
         self.cluster = board;
+        self
+    }
+
+    /// Names the listener its connections come in on (see the field).
+    pub fn with_listener(mut self, name: &str) -> Self {
+        self.listener = Some(Arc::from(name));
         self
     }
 
@@ -695,6 +706,7 @@ impl<S: MetadataSource> Dispatcher<S> {
                         &mut response,
                         body.key.as_str(),
                         &board.view(),
+                        self.listener.as_deref(),
                     );
                 }
                 response.coordinators.extend(denied);
@@ -898,7 +910,12 @@ impl<S> Dispatcher<S> {
     ) {
         if let Some(board) = &self.cluster {
             let client_id = header.client_id.as_deref().unwrap_or("");
-            cluster_routing::route_metadata(response, &board.view(), client_id);
+            cluster_routing::route_metadata(
+                response,
+                &board.view(),
+                client_id,
+                self.listener.as_deref(),
+            );
         }
     }
 }

@@ -27,6 +27,7 @@ mod groups_restart;
 mod idempotent_produce;
 mod idempotent_rdkafka;
 mod kafka_python;
+mod listeners;
 mod log_append_time;
 mod metadata;
 mod metrics;

@@ -1,0 +1,264 @@
+//! Named listeners (Kafka's `listeners`, `advertised.listeners`,
+//! `listener.security.protocol.map`): one agent on two network cores with three listeners —
+//! `INTERNAL` on PLAINTEXT, `CLIENT` on SASL_SSL without client certificates, `REPLAY` on SSL
+//! requiring a client certificate (`[listener_name.REPLAY] ssl_client_auth = "required"`).
+//! Metadata through each names that listener's advertised port (Kafka's rule), each listener
+//! speaks only its own protocol, and librdkafka (confluent-kafka) produces and consumes through
+//! each. Certificates are made per test with rcgen (`tls::Pki`).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use crate::common;
+use crate::tls::{Pki, ReadWrite, call, connect};
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use sluice_server::config::{ClientAuth, ListenerSettings};
+
+const USERS: &str = "[users]\nalice = \"alice-secret\"\n";
+
+struct ThreeListeners {
+    pki: Pki,
+    agent: common::TestAgent,
+    internal: SocketAddr,
+    client: SocketAddr,
+    replay: SocketAddr,
+}
+
+fn three_listeners() -> ThreeListeners {
+    let pki = Pki::new();
+    pki.issue("server", "sluice", &["localhost", "127.0.0.1"]);
+    pki.issue("app", "app-1", &["app-1"]);
+    std::fs::write(pki.path("users.toml"), USERS).unwrap();
+    let agent = common::start_agent(|config| {
+        // `listeners` replaces `listen`, which must stay at its default.
+        config.listen = "127.0.0.1:9092".to_owned();
+        config.cpus = Some(vec![0, 1]);
+        config.listeners = vec![
+            "INTERNAL://127.0.0.1:0".to_owned(),
+            "CLIENT://127.0.0.1:0".to_owned(),
+            "REPLAY://127.0.0.1:0".to_owned(),
+        ];
+        // Port 0: the port bound is advertised; the TLS ones under the certificate's name.
+        config.advertised_listeners = vec![
+            "CLIENT://localhost:0".to_owned(),
+            "REPLAY://localhost:0".to_owned(),
+        ];
+        config.listener_security_protocol_map = vec![
+            "INTERNAL:PLAINTEXT".to_owned(),
+            "CLIENT:SASL_SSL".to_owned(),
+            "REPLAY:SSL".to_owned(),
+        ];
+        config.tls_cert_file = Some(pki.path("server.pem"));
+        config.tls_key_file = Some(pki.path("server-key.pem"));
+        config.tls_client_ca_file = Some(pki.path("ca.pem"));
+        config.listener_name = BTreeMap::from([
+            (
+                "CLIENT".to_owned(),
+                ListenerSettings {
+                    ssl_client_auth: Some(ClientAuth::None),
+                },
+            ),
+            (
+                "REPLAY".to_owned(),
+                ListenerSettings {
+                    ssl_client_auth: Some(ClientAuth::Required),
+                },
+            ),
+        ]);
+        config.sasl_users_file = Some(pki.path("users.toml"));
+        config.group_initial_rebalance_delay_ms = 0;
+    });
+    let running = agent.agent.as_ref().unwrap();
+    let internal = running.listener_addr("INTERNAL").unwrap();
+    let client = running.listener_addr("client").unwrap();
+    let replay = running.listener_addr("REPLAY").unwrap();
+    assert_eq!(agent.addr(), internal, "the first listener is local_addr");
+    assert_eq!(running.tls_addr(), Some(client), "the first TLS listener");
+    ThreeListeners {
+        pki,
+        agent,
+        internal,
+        client,
+        replay,
+    }
+}
+
+/// The one broker Metadata names, as `(host, port)`.
+fn metadata_broker(stream: &mut impl ReadWrite) -> (String, i32) {
+    let metadata: MetadataResponse =
+        call(stream, ApiKey::Metadata, 12, &MetadataRequest::default()).unwrap();
+    assert_eq!(metadata.brokers.len(), 1, "{metadata:?}");
+    let broker = &metadata.brokers[0];
+    (broker.host.to_string(), broker.port)
+}
+
+fn login_plain(stream: &mut impl ReadWrite) {
+    let handshake: SaslHandshakeResponse = call(
+        stream,
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism("PLAIN".into()),
+    )
+    .unwrap();
+    assert_eq!(handshake.error_code, 0);
+    let login: SaslAuthenticateResponse = call(
+        stream,
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default()
+            .with_auth_bytes(Bytes::from_static(b"\0alice\0alice-secret")),
+    )
+    .unwrap();
+    assert_eq!(login.error_code, 0, "{login:?}");
+}
+
+#[test]
+fn metadata_through_each_listener_names_that_listeners_advertised_address() {
+    let setup = three_listeners();
+    let ports = [setup.internal, setup.client, setup.replay].map(|address| address.port());
+    assert!(
+        ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2],
+        "{ports:?}"
+    );
+
+    // Several connections each, so both network cores answer on every listener.
+    for _ in 0..4 {
+        let mut internal = common::RawClient::connect(setup.internal);
+        let metadata: MetadataResponse =
+            internal.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+        assert_eq!(
+            (metadata.brokers[0].host.as_str(), metadata.brokers[0].port),
+            ("127.0.0.1", i32::from(setup.internal.port()))
+        );
+
+        let mut client = connect(&setup.pki, setup.client, None).unwrap();
+        login_plain(&mut client);
+        assert_eq!(
+            metadata_broker(&mut client),
+            ("localhost".to_owned(), i32::from(setup.client.port()))
+        );
+
+        let app = (setup.pki.path("app.pem"), setup.pki.path("app-key.pem"));
+        let mut replay = connect(
+            &setup.pki,
+            setup.replay,
+            Some((app.0.as_path(), app.1.as_path())),
+        )
+        .unwrap();
+        assert_eq!(
+            metadata_broker(&mut replay),
+            ("localhost".to_owned(), i32::from(setup.replay.port()))
+        );
+    }
+
+    // REPLAY requires a client certificate; CLIENT (above) did not ask for one.
+    let refused = connect(&setup.pki, setup.replay, None).and_then(|mut stream| {
+        call::<_, MetadataResponse>(
+            &mut stream,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default(),
+        )
+    });
+    assert!(
+        refused.is_err(),
+        "REPLAY served a client without a certificate"
+    );
+    // CLIENT requires SASL: Metadata before authenticating closes the connection.
+    let mut unauthenticated = connect(&setup.pki, setup.client, None).unwrap();
+    assert!(
+        call::<_, MetadataResponse>(
+            &mut unauthenticated,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default()
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn librdkafka_produces_and_consumes_through_each_listener() {
+    let Some(python) = common::python_with(
+        "librdkafka_produces_and_consumes_through_each_listener",
+        "confluent_kafka",
+        "confluent-kafka",
+    ) else {
+        return;
+    };
+    let setup = three_listeners();
+    let ca = setup.pki.path("ca.pem").display().to_string();
+    let cases: [(&str, SocketAddr, Vec<String>); 3] = [
+        (
+            "internal",
+            setup.internal,
+            vec!["security.protocol=PLAINTEXT".to_owned()],
+        ),
+        (
+            "client",
+            setup.client,
+            vec![
+                "security.protocol=SASL_SSL".to_owned(),
+                format!("ssl.ca.location={ca}"),
+                "ssl.endpoint.identification.algorithm=https".to_owned(),
+                "sasl.mechanism=SCRAM-SHA-512".to_owned(),
+                "sasl.username=alice".to_owned(),
+                "sasl.password=alice-secret".to_owned(),
+            ],
+        ),
+        (
+            "replay",
+            setup.replay,
+            vec![
+                "security.protocol=SSL".to_owned(),
+                format!("ssl.ca.location={ca}"),
+                "ssl.endpoint.identification.algorithm=https".to_owned(),
+                format!(
+                    "ssl.certificate.location={}",
+                    setup.pki.path("app.pem").display()
+                ),
+                format!(
+                    "ssl.key.location={}",
+                    setup.pki.path("app-key.pem").display()
+                ),
+            ],
+        ),
+    ];
+    let script = format!(
+        "{}/tests/python/listeners_check.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for (name, address, settings) in cases {
+        let topic = format!("through-{name}");
+        setup.agent.create_topic(&topic, 1);
+        let host = if name == "internal" {
+            "127.0.0.1"
+        } else {
+            "localhost"
+        };
+        let started = std::time::Instant::now();
+        let output = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(format!("{host}:{}", address.port()))
+            .args([topic.as_str(), "300"])
+            .args(&settings)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.trim() == "ok",
+            "{name}\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        eprintln!(
+            "{name}: 300 records produced and consumed in {:?}",
+            started.elapsed()
+        );
+    }
+}
