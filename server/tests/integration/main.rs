@@ -8,6 +8,7 @@ mod admin;
 mod api_versions;
 mod bad_frames;
 mod binary;
+mod cluster_listeners;
 mod cluster_routing;
 mod common;
 mod compacted_topic;
