@@ -70,6 +70,44 @@ pub fn metadata_brokers(address: SocketAddr) -> Result<Vec<i32>, HarnessError> {
     Ok(brokers)
 }
 
+/// FindCoordinator's API key; v1 (not flexible) names one group and answers one coordinator.
+const FIND_COORDINATOR_KEY: i16 = 10;
+
+/// The coordinator `address` names for consumer group `group` (FindCoordinator v1): its node id
+/// and port, or the error code it answered.
+pub fn find_coordinator(address: SocketAddr, group: &str) -> Result<(i32, u16), HarnessError> {
+    let failed = |message: String| HarnessError::Protocol {
+        address: address.to_string(),
+        message,
+    };
+    let correlation_id: i32 = 0x5175_1ce2;
+    let key = group.as_bytes();
+    let length =
+        i16::try_from(key.len()).map_err(|_| failed(format!("a {}-byte group id", key.len())))?;
+    let mut body = Vec::with_capacity(key.len() + 3);
+    body.extend_from_slice(&length.to_be_bytes());
+    body.extend_from_slice(key);
+    body.push(0); // key type: a group
+    let response = round_trip(address, FIND_COORDINATOR_KEY, 1, correlation_id, &body)?;
+    let mut reader = Reader(&response);
+    if reader.i32()? != correlation_id {
+        return Err(failed("wrong correlation id".into()));
+    }
+    let _throttle_time_ms = reader.i32()?;
+    let error_code = i16::from_be_bytes(reader.take::<2>()?);
+    reader.string()?; // error message (nullable)
+    let node_id = reader.i32()?;
+    reader.string()?; // host
+    let port = reader.i32()?;
+    if error_code != 0 {
+        return Err(failed(format!(
+            "FindCoordinator answered error code {error_code}"
+        )));
+    }
+    let port = u16::try_from(port).map_err(|_| failed(format!("port {port}")))?;
+    Ok((node_id, port))
+}
+
 /// A big-endian reader over a response body; running out is an error.
 struct Reader<'a>(&'a [u8]);
 
@@ -106,7 +144,7 @@ impl Reader<'_> {
 fn truncated() -> HarnessError {
     HarnessError::Protocol {
         address: String::new(),
-        message: "a truncated Metadata answer".into(),
+        message: "a truncated answer".into(),
     }
 }
 

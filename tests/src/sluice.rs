@@ -129,6 +129,36 @@ impl SluiceAgent {
         Ok(())
     }
 
+    /// SIGTERM, then waits up to `timeout` for the agent to stop gracefully (its last window
+    /// settled, deregistered from a cluster) and exit; returns its exit status. On timeout the
+    /// agent is killed and that is the error.
+    pub fn stop(&mut self, timeout: Duration) -> Result<std::process::ExitStatus, HarnessError> {
+        let Some(mut process) = self.process.take() else {
+            return Err(HarnessError::Io {
+                what: "stop the agent".to_owned(),
+                source: std::io::Error::other("the agent is not running"),
+            });
+        };
+        let pid = libc::pid_t::try_from(process.id()).unwrap_or(libc::pid_t::MAX);
+        // SAFETY: kill(2) with a pid this process spawned and has not reaped (the guard reaps).
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        process.wait_with_timeout(timeout)
+    }
+
+    /// Starts the agent again after [`SluiceAgent::stop`] or [`SluiceAgent::kill9`]: the same
+    /// port, bucket, prefix, flags (so the same agent id in a cluster) and local directory.
+    pub fn start_again(&mut self) -> Result<(), HarnessError> {
+        if self.process.is_some() {
+            return Err(HarnessError::Io {
+                what: "start the agent again".to_owned(),
+                source: std::io::Error::other("the agent is still running"),
+            });
+        }
+        self.launch()
+    }
+
     /// Starts a fresh agent process on the same port, bucket and prefix.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.kill9()?;

@@ -47,6 +47,8 @@ type args struct {
 	// `sluice_az=ZONE`), and whether the producer is idempotent.
 	clientID   string
 	idempotent bool
+	// Records per second the producer sends (0: as fast as it can), so a run can outlast events.
+	rate int
 	// Security of the tests of secured listeners: a CA file means TLS, a mechanism means SASL.
 	tlsCA         string
 	saslMechanism string
@@ -70,6 +72,7 @@ func parseArgs() args {
 	flag.IntVar(&a.timeoutS, "timeout-s", 120, "limit for each phase")
 	flag.StringVar(&a.clientID, "client-id", "", "client.id (empty: franz-go's default)")
 	flag.BoolVar(&a.idempotent, "idempotent", false, "idempotent producer (InitProducerId)")
+	flag.IntVar(&a.rate, "rate", 0, "records per second to produce (0: no limit)")
 	flag.StringVar(&a.tlsCA, "tls-ca", "", "PEM CA file: connect with TLS, trusting it")
 	flag.StringVar(&a.saslMechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	flag.StringVar(&a.saslUser, "sasl-user", "", "SASL user")
@@ -262,8 +265,15 @@ func produce(ctx context.Context, a *args, out *report) (int, error) {
 	var mu sync.Mutex
 	var failures []error
 	acked := 0
+	began := time.Now()
 	for index := 0; index < a.records; index++ {
 		index := index
+		if a.rate > 0 {
+			due := began.Add(time.Duration(index) * time.Second / time.Duration(a.rate))
+			if wait := time.Until(due); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
 		client.Produce(ctx, record(a, index), func(r *kgo.Record, err error) {
 			mu.Lock()
 			defer mu.Unlock()

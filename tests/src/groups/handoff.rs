@@ -166,6 +166,43 @@ pub fn check_handoff(
     }
 }
 
+/// Commits that went backwards: a successful commit of partition p below an offset a commit of p
+/// had already returned with (by any member). A coordinator that lost a commit, or let a member
+/// with a stale assignment commit, shows here. `member: partition p committed o after m had
+/// committed o'`.
+pub fn commits_gone_back(views: &[MemberView]) -> Vec<String> {
+    let mut commits: BTreeMap<i32, Vec<Commit>> = BTreeMap::new();
+    for view in views {
+        for event in &view.events {
+            if let MemberEvent::Committed { t, offsets } = event {
+                for (partition, offset) in offsets {
+                    commits.entry(*partition).or_default().push(Commit {
+                        t: *t,
+                        member: view.name.clone(),
+                        offset: *offset,
+                    });
+                }
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (partition, list) in &mut commits {
+        list.sort_by_key(|commit| commit.t);
+        let mut highest: Option<&Commit> = None;
+        for commit in list.iter() {
+            match highest {
+                Some(high) if commit.offset < high.offset => problems.push(format!(
+                    "{}: partition {partition} committed {} at {} after {} had committed {} at {}",
+                    commit.member, commit.offset, commit.t, high.member, high.offset, high.t
+                )),
+                Some(high) if commit.offset == high.offset => {}
+                _ => highest = Some(commit),
+            }
+        }
+    }
+    problems
+}
+
 /// The highest offset each partition has a logged commit for.
 pub fn last_commits(views: &[MemberView]) -> BTreeMap<i32, i64> {
     let mut last = BTreeMap::new();
@@ -239,6 +276,16 @@ mod tests {
         let summary = check_handoff(&[a, b], &acks(4), &ends).unwrap();
         assert_eq!(summary.processed, 5);
         assert_eq!(summary.reprocessed, 1);
+    }
+
+    #[test]
+    fn a_commit_below_an_earlier_one_is_found() {
+        let a = view("a", vec![committed(1, 5), committed(5, 9)]);
+        let b = view("b", vec![committed(3, 7), committed(7, 9)]);
+        assert!(commits_gone_back(&[a.clone(), b]).is_empty());
+        let back = view("b", vec![committed(7, 6)]);
+        let problems = commits_gone_back(&[a, back]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]

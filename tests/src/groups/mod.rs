@@ -19,6 +19,7 @@
 //! hides a duplicate.
 
 pub mod agent_kills;
+pub mod cluster_failover;
 pub mod events;
 pub mod handoff;
 pub mod member;
