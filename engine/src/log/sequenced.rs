@@ -23,7 +23,9 @@
 //! A window is appended at most once: an append whose outcome is unknown is *not* retried (its
 //! produces fail with a retriable error, as after a timeout in Kafka), so a record can never reach
 //! the log twice, and one that lands late is applied like any other. An agent's lease (the owner's
-//! lease loop, [`SequencedLog::stop`]) is its licence to append: once lost, appends fail.
+//! lease loop, [`SequencedLog::stop`]) is its licence to append: once lost, appends fail —
+//! windows in flight too, even after their PUT — until the agent registers again and
+//! [`SequencedLog::rejoin`]s as a new incarnation with a new token, as a restart would.
 //!
 //! # Checkpoints
 //!
@@ -137,10 +139,12 @@ pub struct SequencedLog {
     store: Arc<dyn ObjectStorage>,
     sequencer: SequencerClient,
     config: LogConfig,
-    /// This incarnation's key token; with a counter it names every object it writes.
-    token: u32,
+    /// This incarnation's key token; with a counter it names every object it writes. A rejoin
+    /// ([`SequencedLog::rejoin`]) replaces it: the new incarnation's objects never share a folder
+    /// with the old one's.
+    token: Cell<u32>,
     /// No record is sent later than this after its object's PUT started.
-    record_deadline: std::time::Duration,
+    record_deadline: Cell<std::time::Duration>,
     /// Written into every object header; a read-back that finds another value at our key is
     /// another incarnation's object (a token collision), never ours.
     nonce: u64,
@@ -195,8 +199,8 @@ impl SequencedLog {
             store,
             sequencer,
             config,
-            token: writer.token & AGENT_OBJECT_TOKEN_MAX,
-            record_deadline: std::time::Duration::from_millis(writer.record_deadline_ms),
+            token: Cell::new(writer.token & AGENT_OBJECT_TOKEN_MAX),
+            record_deadline: Cell::new(std::time::Duration::from_millis(writer.record_deadline_ms)),
             nonce: random.1,
             lease_valid_until: Cell::new(None),
             inner: RefCell::new(Inner {
@@ -308,7 +312,7 @@ impl SequencedLog {
         inner.records_since_checkpoint += 1;
         let waiter = object.and_then(|object| {
             let (token, counter) = agent_object_parts(object);
-            (token == self.token)
+            (token == self.token.get())
                 .then(|| inner.waiting.remove(&counter))
                 .flatten()
                 .map(|waiter| (object, waiter))
@@ -360,7 +364,7 @@ impl SequencedLog {
                     reason: "this incarnation wrote 2^32 objects; restart the agent".to_owned(),
                 });
             };
-            let id = agent_object_id(self.token, counter);
+            let id = agent_object_id(self.token.get(), counter);
             let header = EntryHeader {
                 seq: id,
                 writer_epoch: self.nonce,
@@ -396,7 +400,7 @@ impl SequencedLog {
             );
             (id, header, object.into_chunks(), record, receiver)
         };
-        let (_, counter) = agent_object_parts(id);
+        let (token, counter) = agent_object_parts(id);
         let upload_started = Instant::now();
         let key = object_key(id);
         let put = match put_entry(self.store.as_ref(), &self.config, &key, &header, chunks).await {
@@ -408,7 +412,7 @@ impl SequencedLog {
             Err(error) => Err(error),
         };
         if let Err(error) = put {
-            self.inner.borrow_mut().waiting.remove(&counter);
+            self.forget_waiter(token, counter);
             return Err(error);
         }
         self.inner
@@ -417,20 +421,30 @@ impl SequencedLog {
         // The two deadlines garbage collection of `data/` counts on (`super::data_gc`): no record
         // is sent after the lease's local deadline, nor later than one record deadline after its
         // object's PUT started. Checked here, after the PUT, which may have taken a while.
+        // And the incarnation that started it must still be the one appending: a window whose
+        // lease was lost during its PUT (the log stopped, perhaps rejoined as a new incarnation
+        // since) is never sent, whatever the new lease's deadline says.
+        if let Some(reason) = self.stopped_or_replaced(token) {
+            self.forget_waiter(token, counter);
+            return Err(LogError::Broken {
+                reason: format!("{key}: {reason}; not committed"),
+            });
+        }
         let now = Instant::now();
         let past_lease = self
             .lease_valid_until
             .get()
             .is_some_and(|until| now >= until);
-        if past_lease || now >= upload_started + self.record_deadline {
-            self.inner.borrow_mut().waiting.remove(&counter);
+        let record_deadline = self.record_deadline.get();
+        if past_lease || now >= upload_started + record_deadline {
+            self.forget_waiter(token, counter);
             return Err(LogError::Broken {
                 reason: if past_lease {
                     format!("{key}: the agent's lease ran out during its PUT; not committed")
                 } else {
                     format!(
                         "{key}: its PUT took longer than the record deadline ({} ms); not committed",
-                        self.record_deadline.as_millis()
+                        record_deadline.as_millis()
                     )
                 },
             });
@@ -438,7 +452,7 @@ impl SequencedLog {
         if let Err(error) = self.sequencer.append(vec![record]).await {
             // Not retried: a second copy of the record could land beside the first. If this one
             // lands after all, every agent applies it like any other; its produces were failed.
-            self.inner.borrow_mut().waiting.remove(&counter);
+            self.forget_waiter(token, counter);
             return Err(sequencer_error(error));
         }
         match receiver.await {
@@ -449,12 +463,99 @@ impl SequencedLog {
         }
     }
 
+    /// Drops the waiter of window `counter` of the incarnation of `token`, if that incarnation is
+    /// still the one appending (after a rejoin the same counter names a new window).
+    fn forget_waiter(&self, token: u32, counter: u32) {
+        if self.token.get() == token {
+            self.inner.borrow_mut().waiting.remove(&counter);
+        }
+    }
+
+    /// Why a window of the incarnation of `token` must not be sent: the log stopped, or a new
+    /// incarnation replaced it.
+    fn stopped_or_replaced(&self, token: u32) -> Option<String> {
+        if let Some(reason) = &self.inner.borrow().stopped {
+            return Some(reason.clone());
+        }
+        (self.token.get() != token).then(|| {
+            format!(
+                "its incarnation (token {token}) was replaced by a rejoin (token {})",
+                self.token.get()
+            )
+        })
+    }
+
+    /// This incarnation's token (its objects are `data/{token}/{counter}`).
+    pub fn token(&self) -> u32 {
+        self.token.get()
+    }
+
+    /// After [`SequencedLog::stop`] (a lost lease): starts appending again as a new incarnation,
+    /// as a restart would, with the state kept. The caller has registered again (a new
+    /// incarnation and lease, announcing `writer`'s token) and passes the new lease's local
+    /// deadline; `writer` must name a token of its own, chosen with an empty folder
+    /// ([`SequencedWriter::choose`]): the collector may already time the old token as gone.
+    ///
+    /// Catches up to the head first, then switches: from then on appends are named by the new
+    /// token, and a window of the old incarnation still in its PUT is never sent
+    /// ([`SequencedLog::append`] checks its token after the PUT). Returns the records applied.
+    ///
+    /// Fails, and appends stay stopped, when the log was not stopped, when the token is the old
+    /// one, when catching up fails (for good on `Truncated`: the records after this state are
+    /// gone), or when the new lease ran out meanwhile. The caller may try again.
+    pub async fn rejoin(
+        &self,
+        writer: SequencedWriter,
+        valid_until: Instant,
+    ) -> Result<u64, LogError> {
+        self.rejoin_with(writer, valid_until, &mut |_| {}).await
+    }
+
+    /// [`SequencedLog::rejoin`], calling `on_other` with the events of every record it applies
+    /// while catching up (as [`SequencedLog::catch_up_with`]).
+    pub async fn rejoin_with(
+        &self,
+        writer: SequencedWriter,
+        valid_until: Instant,
+        on_other: &mut dyn FnMut(&[Event]),
+    ) -> Result<u64, LogError> {
+        let token = writer.token & AGENT_OBJECT_TOKEN_MAX;
+        if self.inner.borrow().stopped.is_none() {
+            return Err(LogError::Broken {
+                reason: "a rejoin follows a stop: this incarnation is still appending".to_owned(),
+            });
+        }
+        if token == self.token.get() {
+            return Err(LogError::Broken {
+                reason: format!("a new incarnation needs a new token, not {token}"),
+            });
+        }
+        let applied = self.catch_up_with(on_other).await?;
+        if Instant::now() >= valid_until {
+            return Err(LogError::Broken {
+                reason: "the new lease ran out while catching up".to_owned(),
+            });
+        }
+        let mut inner = self.inner.borrow_mut();
+        // `stop` answered every waiter, and no append starts on a stopped log.
+        debug_assert!(inner.waiting.is_empty(), "a stopped log holds no waiter");
+        inner.waiting.clear();
+        inner.next_counter = 0;
+        inner.stopped = None;
+        self.token.set(token);
+        self.record_deadline
+            .set(std::time::Duration::from_millis(writer.record_deadline_ms));
+        self.lease_valid_until.set(Some(valid_until));
+        Ok(applied)
+    }
+
     /// Appends start only before `until` (the lease's `valid_until`), until the next call.
     pub fn hold_lease_until(&self, until: Instant) {
         self.lease_valid_until.set(Some(until));
     }
 
-    /// Stops appending for good (a lost lease): every append waiting and every later one fails.
+    /// Stops appending (a lost lease): every append waiting and every later one fails, and a
+    /// window in its PUT is not sent, until a [`SequencedLog::rejoin`] as a new incarnation.
     pub fn stop(&self, reason: String) {
         let mut inner = self.inner.borrow_mut();
         for (_, waiter) in std::mem::take(&mut inner.waiting) {

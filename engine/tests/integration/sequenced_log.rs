@@ -222,3 +222,178 @@ fn a_window_whose_put_outlasts_the_record_deadline_is_not_committed() {
     assert_eq!(log.applied_position(), 1);
     assert!(log.with_state(|state| state.topic(run.topic_id).is_some()));
 }
+
+/// A store whose next window PUT (under `data/`) waits until the test releases it, and says when
+/// it started waiting: a PUT "in flight" for exactly as long as the test needs.
+#[derive(Debug)]
+struct GatedPuts {
+    inner: Arc<dyn ObjectStorage>,
+    gate: std::sync::Mutex<
+        Option<(
+            futures::channel::oneshot::Sender<()>,
+            futures::channel::oneshot::Receiver<()>,
+        )>,
+    >,
+}
+
+#[async_trait::async_trait]
+impl ObjectStorage for GatedPuts {
+    async fn put_create(
+        &self,
+        key: &str,
+        payload: Vec<bytes::Bytes>,
+    ) -> sluice_engine::store::StoreResult<()> {
+        let gate = if key.starts_with("data/") {
+            self.gate.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some((entered, release)) = gate {
+            let _ = entered.send(());
+            let _ = release.await;
+        }
+        self.inner.put_create(key, payload).await
+    }
+    async fn get(&self, key: &str) -> sluice_engine::store::StoreResult<bytes::Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> sluice_engine::store::StoreResult<bytes::Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn get_tail(
+        &self,
+        key: &str,
+        len: u64,
+    ) -> sluice_engine::store::StoreResult<(bytes::Bytes, u64)> {
+        self.inner.get_tail(key, len).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> sluice_engine::store::StoreResult<sluice_engine::store::ObjectInfo> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> sluice_engine::store::StoreResult<Vec<sluice_engine::store::ObjectInfo>> {
+        self.inner.list(prefix, start_after).await
+    }
+    async fn delete(&self, key: &str) -> sluice_engine::store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+}
+
+/// The rejoin's rule: an agent whose lease ran out or was lost appends nothing — no append
+/// starts, and a window whose PUT was in flight is never sent, not even once the agent has
+/// rejoined under a new lease — until it rejoins as a new incarnation with a token of its own
+/// (the old token is refused); then its windows are named by the new token and acknowledged.
+#[test]
+fn a_log_that_lost_its_lease_appends_nothing_until_it_rejoins_with_a_new_token() {
+    use sluice_engine::log::SequencedWriter;
+    use sluice_engine::types::agent_object_parts;
+    use std::time::{Duration, Instant};
+
+    let Some(postgres) = TestPostgres::start_or_skip("sequenced_log rejoin") else {
+        return;
+    };
+    let gated = Arc::new(GatedPuts {
+        inner: memory_store(),
+        gate: std::sync::Mutex::new(None),
+    });
+    let store: Arc<dyn ObjectStorage> = Arc::clone(&gated) as Arc<dyn ObjectStorage>;
+    let sequencer =
+        SequencerClient::connect(SequencerConfig::new(postgres.url(), "rejoin")).unwrap();
+    let old = SequencedWriter {
+        token: 77,
+        record_deadline_ms: 60_000,
+    };
+    let (log, _) = block_on(SequencedLog::open_as(
+        Arc::clone(&store),
+        sequencer.clone(),
+        LogConfig::default(),
+        old,
+    ))
+    .unwrap();
+    let far = || Instant::now() + Duration::from_secs(60);
+    log.hold_lease_until(far());
+    let mut run = Run::new(17);
+    block_on(append(
+        &log,
+        EntryContent {
+            commands: vec![Command::CreateTopic {
+                name: "orders".to_owned(),
+                topic_id: run.topic_id,
+                partition_count: PARTITIONS,
+                configs: Default::default(),
+            }],
+            ..EntryContent::default()
+        },
+    ));
+    assert_eq!(block_on(sequencer.head()).unwrap(), 1);
+
+    // The lease's local deadline passed: no append starts, nothing reaches the sequencer.
+    log.hold_lease_until(Instant::now());
+    let error = block_on(log.append(run.entry(1))).expect_err("an append past the lease");
+    assert!(error.to_string().contains("lease"), "{error}");
+    assert_eq!(block_on(sequencer.head()).unwrap(), 1);
+    log.hold_lease_until(far());
+
+    // A window of the old incarnation is in its PUT when the lease is lost and the agent
+    // rejoins: it is never sent.
+    let (entered_sender, entered) = futures::channel::oneshot::channel();
+    let (release, gate) = futures::channel::oneshot::channel();
+    *gated.gate.lock().unwrap() = Some((entered_sender, gate));
+    let in_flight = log.append(run.entry(2));
+    let lose_and_rejoin = async {
+        entered.await.unwrap();
+        log.stop("lease lost (test)".to_owned());
+        let refused = log.append(run.entry(1)).await;
+        assert!(refused.is_err(), "an append on a stopped log");
+        let same_token = log.rejoin(old, far()).await;
+        assert!(
+            same_token.unwrap_err().to_string().contains("new token"),
+            "a rejoin with the old token"
+        );
+        assert_eq!(
+            sequencer.head().await.unwrap(),
+            1,
+            "nothing appended while out"
+        );
+        let new = SequencedWriter {
+            token: 78,
+            record_deadline_ms: 60_000,
+        };
+        assert_eq!(
+            log.rejoin(new, far()).await.unwrap(),
+            0,
+            "nothing to catch up"
+        );
+        assert_eq!(log.token(), 78);
+        release.send(()).unwrap();
+    };
+    let (in_flight, ()) = block_on(futures::future::join(in_flight, lose_and_rejoin));
+    let error = in_flight.expect_err("the old incarnation's window");
+    assert!(
+        error.to_string().contains("replaced by a rejoin"),
+        "unexpected error: {error}"
+    );
+    assert_eq!(
+        block_on(sequencer.head()).unwrap(),
+        1,
+        "the old incarnation's window was not sent"
+    );
+
+    // The new incarnation appends, named by its token, and is acknowledged.
+    let content = run.entry(2);
+    let outcome = block_on(append(&log, content.clone()));
+    assert_eq!(agent_object_parts(outcome.seq), (78, 0));
+    run.record_ack(&content, &outcome);
+    assert_eq!(block_on(sequencer.head()).unwrap(), 2);
+    assert_eq!(log.applied_position(), 2);
+}
