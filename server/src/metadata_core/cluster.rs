@@ -15,14 +15,25 @@
 //! The database orders records, so two agents never take the same position; what a lease adds is
 //! that an agent cut off from the database (or paused past its lease) stops acting as a member:
 //! once its lease is lost, or its local deadline (`valid_until`, never later than the database's
-//! expiry) passes without a renewal, it stops appending for good and says so, and its produces
-//! fail with a retriable error that sends clients elsewhere.
+//! expiry) passes without a renewal, it stops appending and says so, and its produces fail with a
+//! retriable error that sends clients elsewhere.
+//!
+//! # Why a rejoin is a new incarnation
+//!
+//! Once the database answers again the agent rejoins by itself, exactly as a restart would: a
+//! new data token whose folder is empty, a new registration announcing it (a new incarnation and
+//! lease), the log caught up to the head, the view listed again — and only then appends. Nothing
+//! of the old incarnation is reused: the collector of `data/` may already be timing the old
+//! token as gone (`docs/cluster.md`, "Garbage collection of `data/`"), so a window of the old
+//! incarnation still in its PUT is never sent ([`SequencedLog::append`] checks after the PUT that
+//! its incarnation still appends), and no append runs under the old lease past its deadline.
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_engine::log::{AgentLog, LogError, SequencedLog};
+use sluice_engine::log::data_gc::{TOKEN_ROLE_PREFIX, token_role};
+use sluice_engine::log::{AgentLog, LogError, SequencedLog, SequencedWriter};
 use sluice_engine::sequencer::{
     AgentInfo, AgentRegistration, ErrorKind, Lease, SequencerClient, SequencerError,
 };
@@ -75,6 +86,7 @@ pub(super) fn spawn_tailer(log: Rc<AgentLog>, shared: Rc<Shared>) {
                     Err(error) => {
                         tracing::error!(%error, "STOPPED: cannot follow the cluster's log; this agent no longer accepts writes");
                         sequenced.stop(format!("cannot follow the cluster's log: {error}"));
+                        shared.tailer_stopped.set(true);
                         shared.fenced.set(true);
                         return;
                     }
@@ -88,11 +100,12 @@ pub(super) fn spawn_tailer(log: Rc<AgentLog>, shared: Rc<Shared>) {
     .detach();
 }
 
-/// Renews `lease` every third of the lease; stops the log when it is lost or runs out.
+/// Renews `lease` every third of the lease; when it is lost or runs out, stops the log, leaves
+/// the view, and rejoins as a new incarnation once the database answers again.
 pub(super) fn spawn_lease_loop(
     log: Rc<AgentLog>,
     shared: Rc<Shared>,
-    membership: Membership,
+    mut membership: Membership,
     mut lease: Lease,
 ) {
     if log.sequenced().is_none() {
@@ -102,56 +115,190 @@ pub(super) fn spawn_lease_loop(
         let Some(sequenced) = log.sequenced() else {
             return;
         };
-        let interval = Duration::from_millis((membership.lease_ms / 3).max(1));
-        let mut pause = interval;
         sequenced.hold_lease_until(lease.valid_until.into_std());
         *shared.lease.borrow_mut() = Some(lease.clone());
         publish_members(sequenced.sequencer(), &membership).await;
         loop {
-            glommio::timer::sleep(pause).await;
-            if shared.stopping.get() {
+            let Some(lost) = hold_lease(sequenced, &shared, &membership, lease).await else {
                 return;
-            }
-            let renewal = sequenced
-                .sequencer()
-                .renew(lease.clone(), membership.lease_ms)
-                .await;
-            // A graceful stop took the lease (and may have deregistered it) meanwhile.
-            if shared.stopping.get() {
+            };
+            fence(sequenced, &shared, &membership).await;
+            let Some(rejoined) = rejoin(sequenced, &shared, &mut membership, &lost).await else {
                 return;
-            }
-            match renewal {
-                Ok(renewed) => {
-                    sequenced.hold_lease_until(renewed.valid_until.into_std());
-                    *shared.lease.borrow_mut() = Some(renewed.clone());
-                    lease = renewed;
-                    pause = interval;
-                    publish_members(sequenced.sequencer(), &membership).await;
-                }
-                Err(error) if is_lost(&error) || tokio::time::Instant::now() >= lease.valid_until => {
-                    tracing::error!(%error, agent = %lease.agent_id, incarnation = lease.incarnation, "LEASE LOST: this agent stops accepting writes");
-                    sequenced.stop(format!("lease lost: {error}"));
-                    shared.fenced.set(true);
-                    // The live agents as of now (the view may predate agents that joined while
-                    // this one was cut off), without this one.
-                    publish_members(sequenced.sequencer(), &membership).await;
-                    leave_the_view(&membership);
-                    if let Some(metrics) = &shared.metrics {
-                        metrics
-                            .log
-                            .fenced
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "lease renewal failed; trying again");
-                    pause = RENEW_RETRY_PAUSE;
-                }
-            }
+            };
+            lease = rejoined;
         }
     })
     .detach();
+}
+
+/// Renews `lease` every third of the lease until it is lost or runs out (returns it, last as
+/// renewed) or the agent stops (`None`).
+async fn hold_lease(
+    sequenced: &SequencedLog,
+    shared: &Shared,
+    membership: &Membership,
+    mut lease: Lease,
+) -> Option<Lease> {
+    let interval = Duration::from_millis((membership.lease_ms / 3).max(1));
+    let mut pause = interval;
+    loop {
+        glommio::timer::sleep(pause).await;
+        if shared.stopping.get() {
+            return None;
+        }
+        let renewal = sequenced
+            .sequencer()
+            .renew(lease.clone(), membership.lease_ms)
+            .await;
+        // A graceful stop took the lease (and may have deregistered it) meanwhile.
+        if shared.stopping.get() {
+            return None;
+        }
+        match renewal {
+            Ok(renewed) => {
+                sequenced.hold_lease_until(renewed.valid_until.into_std());
+                *shared.lease.borrow_mut() = Some(renewed.clone());
+                lease = renewed;
+                pause = interval;
+                publish_members(sequenced.sequencer(), membership).await;
+            }
+            Err(error) if is_lost(&error) || tokio::time::Instant::now() >= lease.valid_until => {
+                tracing::error!(%error, agent = %lease.agent_id, incarnation = lease.incarnation, "LEASE LOST: this agent stops accepting writes until it rejoins");
+                sequenced.stop(format!("lease lost: {error}"));
+                return Some(lease);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "lease renewal failed; trying again");
+                pause = RENEW_RETRY_PAUSE;
+            }
+        }
+    }
+}
+
+/// After a lost lease (appends already stopped): the agent says so in its metrics and leaves its
+/// own view, so its Metadata names the others and they coordinate every group.
+async fn fence(sequenced: &SequencedLog, shared: &Shared, membership: &Membership) {
+    shared.fenced.set(true);
+    if let Some(metrics) = &shared.metrics {
+        metrics
+            .log
+            .fenced
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // The live agents as of now (the view may predate agents that joined while this one was cut
+    // off), without this one. With the database unreachable the listing fails and the last view
+    // stays, without this one.
+    publish_members(sequenced.sequencer(), membership).await;
+    leave_the_view(membership);
+}
+
+/// Rejoins after a lost lease, as a restart would: a new data token whose folder is empty (the
+/// collector may already time the old token as gone), a new registration announcing it (a new
+/// incarnation and lease), the log caught up to the head, the view listed again with this agent
+/// in it — and only then appends again ([`SequencedLog::rejoin`]). Tries until it succeeds, with a
+/// pause that doubles up to a third of a lease, one warning per failed attempt. `None`: the agent
+/// is stopping, or its log cannot be followed any more (the tailer stopped: a restart is needed).
+async fn rejoin(
+    sequenced: &SequencedLog,
+    shared: &Shared,
+    membership: &mut Membership,
+    lost: &Lease,
+) -> Option<Lease> {
+    let pause_max = Duration::from_millis((membership.lease_ms / 3).max(1));
+    let mut pause = RENEW_RETRY_PAUSE.min(pause_max);
+    let mut attempt: u64 = 0;
+    loop {
+        glommio::timer::sleep(pause).await;
+        if shared.stopping.get() {
+            return None;
+        }
+        if shared.tailer_stopped.get() {
+            tracing::error!(
+                "not rejoining the cluster: this agent cannot follow the cluster's log; restart it"
+            );
+            return None;
+        }
+        attempt += 1;
+        match rejoin_once(sequenced, shared, membership).await {
+            Ok((lease, token, caught_up)) => {
+                tracing::info!(
+                    agent = %lease.agent_id,
+                    incarnation = lease.incarnation,
+                    previous_incarnation = lost.incarnation,
+                    token,
+                    caught_up,
+                    attempt,
+                    "rejoined the cluster as a new incarnation; accepting writes again"
+                );
+                return Some(lease);
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt, pause_ms = pause.as_millis() as u64, "cannot rejoin the cluster yet; trying again");
+                pause = (pause * 2).min(pause_max);
+            }
+        }
+    }
+}
+
+/// One attempt of [`rejoin`]: returns the new lease, the new token and the records caught up.
+async fn rejoin_once(
+    sequenced: &SequencedLog,
+    shared: &Shared,
+    membership: &mut Membership,
+) -> Result<(Lease, u32, u64), String> {
+    let old_token = sequenced.token();
+    let writer = SequencedWriter::choose(sequenced.store().as_ref(), membership.lease_ms)
+        .await
+        .map_err(|error| format!("cannot choose an object token: {error}"))?;
+    if writer.token == old_token {
+        return Err(format!("drew the old token {old_token} again"));
+    }
+    let mut registration = membership.registration.clone();
+    registration
+        .roles
+        .retain(|role| !role.starts_with(TOKEN_ROLE_PREFIX));
+    registration.roles.push(token_role(writer.token));
+    let lease = sequenced
+        .sequencer()
+        .register(registration.clone(), membership.lease_ms)
+        .await
+        .map_err(|error| format!("cannot register: {error}"))?;
+    // From here the collector sees the new token live; the old one's objects are its own.
+    membership.registration = registration;
+    let caught_up = {
+        let mut moved = Vec::new();
+        let result = sequenced
+            .rejoin_with(writer, lease.valid_until.into_std(), &mut |events| {
+                moved.extend(watermark_moves(events));
+            })
+            .await;
+        if !moved.is_empty() {
+            let update: WatermarkUpdate = moved.into();
+            shared.broadcaster.borrow_mut().publish(&update);
+        }
+        result.map_err(|error| format!("cannot catch up the cluster's log: {error}"))?
+    };
+    // Back in its own view before it takes writes again: its answers name it once more, and
+    // the others list it again at their next renewal.
+    publish_members(sequenced.sequencer(), membership).await;
+    if shared.stopping.get() {
+        // A graceful stop began meanwhile (it left with the old lease): no append after it.
+        sequenced.stop("the agent is stopping".to_owned());
+        if let Err(error) = sequenced.sequencer().deregister(lease).await {
+            tracing::warn!(%error, "could not leave the cluster; its lease runs out instead");
+        }
+        return Err("the agent is stopping".to_owned());
+    }
+    *shared.lease.borrow_mut() = Some(lease.clone());
+    shared.fenced.set(false);
+    if let Some(metrics) = &shared.metrics {
+        metrics
+            .log
+            .fenced
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok((lease, writer.token, caught_up))
 }
 
 /// A graceful stop: no append starts any more, then the agent leaves the cluster at once

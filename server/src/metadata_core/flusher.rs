@@ -86,6 +86,9 @@ pub(super) struct Shared {
     pub(super) lease: RefCell<Option<sluice_engine::sequencer::Lease>>,
     /// The agent is stopping: the lease loop ends quietly.
     pub(super) stopping: Cell<bool>,
+    /// In a cluster: the tailer stopped for good (the log cannot be followed), so a lost lease
+    /// is not followed by a rejoin.
+    pub(super) tailer_stopped: Cell<bool>,
 }
 
 impl Shared {

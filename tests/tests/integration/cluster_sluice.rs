@@ -18,6 +18,10 @@
 //!    append starts past its lease's local deadline meanwhile), and it stops naming itself in
 //!    Metadata: a producer bootstrapped with A alone finishes through B. No offset is assigned
 //!    twice: records written before the pause and after it are all served at their offsets.
+//!    Then A rejoins by itself as a new incarnation (its log says `rejoined`, with a new data
+//!    token) and takes produce again: a producer in A's zone, bootstrapped with A alone, is sent
+//!    to A for every partition, A appends its windows, and B serves those records at their
+//!    offsets too.
 //!
 //! PostgreSQL, the store server or the Go toolchain missing skips loudly, or fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -30,7 +34,7 @@ use sluice_tests::generator::RecordGenerator;
 use sluice_tests::matrix::{PARTITIONS, PHASE_TIMEOUT_S, timestamp_base_ms};
 use sluice_tests::postgres::TestPostgres;
 use sluice_tests::report::Report;
-use sluice_tests::sluice::{ClusterPair, SluiceAgent};
+use sluice_tests::sluice::{Cluster, ClusterPair, SluiceAgent, metric_sum};
 use sluice_tests::stores::{StoreServerKind, start_or_skip};
 use sluice_tests::tools::{loud, require};
 use sluice_tests::verify::{Expectation, verify, verify_share};
@@ -392,7 +396,7 @@ fn produce_run(
 }
 
 #[test]
-fn an_agent_paused_past_its_lease_stops_taking_writes() {
+fn an_agent_paused_past_its_lease_stops_taking_writes_then_rejoins() {
     let _one_at_a_time = sluice_tests::one_at_a_time();
     let test = "cluster agent paused past its lease";
     let client = ClientKind::Go;
@@ -405,9 +409,16 @@ fn an_agent_paused_past_its_lease_stops_taking_writes() {
     let Some(store) = start_or_skip(StoreServerKind::S3sFs, test) else {
         return;
     };
-    let pair =
-        ClusterPair::start(&*store, "paused", &postgres.url(), "lease_ms = 3000\n", &[]).unwrap();
-    let (a, b) = (&pair.a, &pair.b);
+    let cluster = Cluster::start(
+        &*store,
+        "paused",
+        &postgres.url(),
+        "lease_ms = 3000\n",
+        &[],
+        2,
+    )
+    .unwrap();
+    let (a, b) = (&cluster.agents[0], &cluster.agents[1]);
     let work_dir = tempfile::Builder::new()
         .prefix("sluice-e2e-paused-")
         .tempdir()
@@ -444,10 +455,14 @@ fn an_agent_paused_past_its_lease_stops_taking_writes() {
         "{test}: a's lease expired {:.1} s after SIGSTOP",
         paused_at.elapsed().as_secs_f64()
     ));
+    let incarnation_paused =
+        postgres.query_i64("SELECT incarnation FROM sluice_agents WHERE agent_id = 'a'");
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let resumed_at = Instant::now();
 
-    // Bootstrapped with the resumed agent alone: it must send the producer to b.
+    // Bootstrapped with the resumed agent alone: nothing is appended under its old lease; the
+    // producer finishes through b, or through a once it has rejoined.
     let (after_generator, after) = produce_run(
         client,
         a.bootstrap(),
@@ -456,7 +471,11 @@ fn an_agent_paused_past_its_lease_stops_taking_writes() {
         RECORDS,
         work_dir.path().join("after.jsonl"),
     );
-    let (produced_after, status) = after.run().unwrap();
+    // Idempotent, as are the next: while a rejoins, the agents' views differ for up to a third
+    // of a lease (b lists a again only at its next renewal), so the producer may drop its
+    // connection to a with a request in flight and send it again elsewhere — a duplicate for a
+    // producer without idempotence, deduplicated by the state machine for one with it.
+    let (produced_after, status) = after.run_with(&["--idempotent".to_owned()]).unwrap();
     assert!(
         status.success() && produced_after.errors.is_empty(),
         "producing after the pause failed ({status}): {:?}; a's log:\n{}",
@@ -470,9 +489,70 @@ fn an_agent_paused_past_its_lease_stops_taking_writes() {
         "a never noticed its lease was lost; its log:\n{}",
         a.log_tail()
     );
+    // a rejoins by itself, as a new incarnation, and takes produce again: a producer in a's
+    // zone is sent to a for every partition.
+    let deadline = resumed_at + Duration::from_secs(60);
+    while !std::fs::read_to_string(a.log())
+        .unwrap()
+        .contains("rejoined the cluster")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a never rejoined; its log:\n{}",
+            a.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let incarnation_rejoined = postgres.query_i64(
+        "SELECT coalesce(max(incarnation), 0) FROM sluice_agents WHERE agent_id = 'a' AND lease_expires_at > now()",
+    );
+    assert!(
+        incarnation_rejoined > incarnation_paused,
+        "a rejoined as incarnation {incarnation_rejoined}, not after {incarnation_paused}"
+    );
+    let a_metrics = cluster.metrics(0).unwrap();
+    assert_eq!(metric_sum(&a_metrics, "sluice_log_fenced", ""), 0.0);
+    assert_eq!(metric_sum(&a_metrics, "sluice_ready", ""), 1.0);
+    let windows_before = metric_sum(&a_metrics, "sluice_log_entries_appended_total", "");
+    let (rejoined_generator, rejoined) = produce_run(
+        client,
+        a.bootstrap(),
+        "paused-rejoined",
+        21,
+        RECORDS,
+        work_dir.path().join("rejoined.jsonl"),
+    );
+    let (produced_rejoined, status) = rejoined
+        .run_with(&[
+            "--idempotent".to_owned(),
+            "--client-id".to_owned(),
+            "e2e,sluice_az=a".to_owned(),
+        ])
+        .unwrap();
+    assert!(
+        status.success() && produced_rejoined.errors.is_empty(),
+        "producing through a after its rejoin failed ({status}): {:?}; a's log:\n{}",
+        produced_rejoined.errors,
+        a.log_tail()
+    );
+    let windows_after = metric_sum(
+        &cluster.metrics(0).unwrap(),
+        "sluice_log_entries_appended_total",
+        "",
+    );
+    assert!(
+        windows_after > windows_before,
+        "a appended no window after its rejoin ({windows_before} before, {windows_after} after)"
+    );
+    loud(&format!(
+        "{test}: a rejoined as incarnation {incarnation_rejoined} (paused as {incarnation_paused}) \
+         and appended {} windows of the producer sent to it",
+        windows_after - windows_before
+    ));
     for ((generator, run), produced) in [
         ((&before_generator, &before), &produced_before),
         ((&after_generator, &after), &produced_after),
+        ((&rejoined_generator, &rejoined), &produced_rejoined),
     ] {
         let consume = ClientRun {
             bootstrap: b.bootstrap(),
@@ -491,6 +571,7 @@ fn an_agent_paused_past_its_lease_stops_taking_writes() {
         .unwrap_or_else(|problems| panic!("{}:\n{problems}", run.topic));
     }
     loud(&format!(
-        "{test}: {RECORDS} records before the pause and {RECORDS} after, all at their offsets; a stopped taking writes"
+        "{test}: {RECORDS} records before the pause, {RECORDS} after and {RECORDS} through a after \
+         its rejoin, all at their offsets"
     ));
 }
