@@ -100,7 +100,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The first line is what scripts read (the first listener); then every listener by name.
     println!("sluice: listening on {}", agent.local_addr());
+    for (name, address) in agent.listener_addrs() {
+        println!("sluice: listener {name} on {address}");
+    }
     match signals.wait() {
         Ok(signal) => tracing::info!(signal, "stopping"),
         Err(error) => tracing::error!(%error, "waiting for a termination signal failed; stopping"),

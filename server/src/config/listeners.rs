@@ -96,6 +96,9 @@ pub struct ListenerSettings {
     /// Kafka's `listener.name.NAME.ssl.client.auth`: `required` or `none`. Unset: `required`
     /// when `tls_client_ca_file` is set, else `none`.
     pub ssl_client_auth: Option<ClientAuth>,
+    /// Kafka's `listener.name.NAME.sasl.enabled.mechanisms`: the mechanisms this SASL listener
+    /// offers, each one of `sasl_mechanisms`. Unset: `sasl_mechanisms`.
+    pub sasl_enabled_mechanisms: Option<Vec<String>>,
 }
 
 /// One Kafka listener, resolved.
@@ -110,6 +113,8 @@ pub struct Listener {
     pub advertised: (String, u16),
     /// For a TLS listener: whether clients must present a certificate.
     pub client_auth: ClientAuth,
+    /// For a SASL listener with mechanisms of its own: those (else `sasl_mechanisms`).
+    pub sasl_mechanisms: Option<Vec<crate::net::sasl::Mechanism>>,
 }
 
 impl Listener {
@@ -272,8 +277,58 @@ impl Config {
                 }
                 listener.client_auth = client_auth;
             }
+            if let Some(names) = &settings.sasl_enabled_mechanisms {
+                listener.sasl_mechanisms = Some(self.listener_mechanisms(listener, names)?);
+            }
         }
         Ok(listeners)
+    }
+
+    /// A SASL listener's own mechanisms: known, not empty, each offered agent-wide (so that the
+    /// users file and JWKS checks of [`Config::sasl_mechanisms`] cover them).
+    fn listener_mechanisms(
+        &self,
+        listener: &Listener,
+        names: &[String],
+    ) -> Result<Vec<crate::net::sasl::Mechanism>, ConfigError> {
+        let name = &listener.name;
+        if !listener.protocol.sasl() {
+            return Err(invalid(
+                "listener_name",
+                format!(
+                    "sasl_enabled_mechanisms on listener {name}, which is {} (no SASL)",
+                    listener.protocol.name()
+                ),
+            ));
+        }
+        if names.is_empty() {
+            return Err(invalid(
+                "listener_name",
+                format!("sasl_enabled_mechanisms of listener {name} is empty"),
+            ));
+        }
+        let mut mechanisms = Vec::with_capacity(names.len());
+        for mechanism in names {
+            let offered = self
+                .sasl_mechanisms
+                .iter()
+                .any(|agent_wide| agent_wide == mechanism);
+            let parsed = crate::net::sasl::Mechanism::from_name(mechanism);
+            let (true, Some(parsed)) = (offered, parsed) else {
+                return Err(invalid(
+                    "listener_name",
+                    format!(
+                        "listener {name} enables {mechanism:?}, which is not one of \
+                         sasl_mechanisms {:?}",
+                        self.sasl_mechanisms
+                    ),
+                ));
+            };
+            if !mechanisms.contains(&parsed) {
+                mechanisms.push(parsed);
+            }
+        }
+        Ok(mechanisms)
     }
 
     /// `listen` and `tls_listen` as the listeners they stand for.
@@ -312,6 +367,7 @@ impl Config {
             address: self.listen_address()?,
             advertised: self.advertised_address()?,
             client_auth: ClientAuth::None,
+            sasl_mechanisms: None,
         }];
         if let Some(listen) = &self.tls_listen {
             let protocol = if self.tls_listen_sasl {
@@ -330,6 +386,7 @@ impl Config {
                     listen,
                 )?,
                 client_auth,
+                sasl_mechanisms: None,
             });
         }
         Ok(listeners)
@@ -454,6 +511,7 @@ impl Config {
                 } else {
                     ClientAuth::None
                 },
+                sasl_mechanisms: None,
             });
         }
         if let Some(name) = advertised_by_name.keys().next() {
@@ -742,6 +800,7 @@ mod tests {
     fn per_listener_client_certificates_are_checked() {
         let settings = |auth| ListenerSettings {
             ssl_client_auth: Some(auth),
+            ..ListenerSettings::default()
         };
         let base = with_tls(named(
             &["INTERNAL://127.0.0.1:1", "REPLAY://127.0.0.1:2"],
@@ -789,6 +848,62 @@ mod tests {
         let unknown =
             "listeners = \"A://127.0.0.1:1\"\n[listener_name.A]\nssl.client.auth = \"x\"\n";
         assert!(Config::from_toml_str(unknown, Path::new("x.toml")).is_err());
+    }
+
+    #[test]
+    fn a_sasl_listener_may_offer_fewer_mechanisms() {
+        use crate::net::sasl::Mechanism;
+        let mechanisms = |names: &[&str]| ListenerSettings {
+            sasl_enabled_mechanisms: Some(names.iter().map(|name| (*name).to_owned()).collect()),
+            ..ListenerSettings::default()
+        };
+        let base = Config {
+            sasl_users_file: Some(PathBuf::from("/users.toml")),
+            ..named(
+                &[
+                    "CLIENT://127.0.0.1:1",
+                    "LOCAL://127.0.0.1:2",
+                    "TOOLS://127.0.0.1:3",
+                ],
+                &[],
+                &[
+                    "CLIENT:SASL_PLAINTEXT",
+                    "LOCAL:SASL_PLAINTEXT",
+                    "TOOLS:PLAINTEXT",
+                ],
+            )
+        };
+        let config = base.clone_with(|config| {
+            config
+                .listener_name
+                .insert("CLIENT".to_owned(), mechanisms(&["SCRAM-SHA-512"]));
+        });
+        config.validate().unwrap();
+        let listeners = config.listeners_resolved().unwrap();
+        assert_eq!(
+            listeners[0].sasl_mechanisms,
+            Some(vec![Mechanism::Scram(
+                crate::net::sasl::ScramMechanism::Sha512
+            )])
+        );
+        assert_eq!(listeners[1].sasl_mechanisms, None, "the agent-wide list");
+        for (listener, names, words) in [
+            ("CLIENT", &["OAUTHBEARER"][..], "not one of sasl_mechanisms"),
+            ("CLIENT", &["GSSAPI"][..], "not one of sasl_mechanisms"),
+            ("CLIENT", &["plain"][..], "not one of sasl_mechanisms"),
+            ("CLIENT", &[][..], "is empty"),
+            ("TOOLS", &["PLAIN"][..], "no SASL"),
+        ] {
+            refused(
+                &base.clone_with(|config| {
+                    config
+                        .listener_name
+                        .insert(listener.to_owned(), mechanisms(names));
+                }),
+                "listener_name",
+                words,
+            );
+        }
     }
 
     trait CloneWith {

@@ -337,7 +337,12 @@ impl Agent {
             .map(|_| Vec::with_capacity(listeners.len()))
             .collect();
         for bound in listeners {
-            let listener_sasl = sasl.clone().filter(|_| bound.sasl);
+            let listener_sasl = match (&sasl, &bound.sasl_mechanisms) {
+                (Some(settings), Some(mechanisms)) if bound.sasl => {
+                    Some(Arc::new(settings.with_mechanisms(mechanisms.clone())))
+                }
+                _ => sasl.clone().filter(|_| bound.sasl),
+            };
             for (sockets, socket) in core_listeners.iter_mut().zip(bound.sockets) {
                 sockets.push(CoreListener {
                     name: bound.name.clone(),
@@ -659,6 +664,11 @@ impl Agent {
         self.tls_addr
     }
 
+    /// Every Kafka listener's name and bound address (port 0 resolved), in configuration order.
+    pub fn listener_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.listener_addrs
+    }
+
     /// The bound address of the listener named `name` (upper case, as in `listeners`; `PLAINTEXT`,
     /// `SSL`, ... for the `listen` and `tls_listen` shorthands).
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
@@ -727,6 +737,8 @@ struct BoundListener {
     identity: BrokerIdentity,
     acceptor: Option<futures_rustls::TlsAcceptor>,
     sasl: bool,
+    /// The listener's own SASL mechanisms (`None`: the agent-wide ones).
+    sasl_mechanisms: Option<Vec<super::sasl::Mechanism>>,
 }
 
 /// What one network core serves one listener with.
@@ -767,6 +779,7 @@ fn bind_listeners(
             },
             acceptor,
             sasl: listener.protocol.sasl(),
+            sasl_mechanisms: listener.sasl_mechanisms.clone(),
         });
     }
     let Some(first) = bound.first() else {

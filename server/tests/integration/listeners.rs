@@ -1,7 +1,8 @@
 //! Named listeners (Kafka's `listeners`, `advertised.listeners`,
 //! `listener.security.protocol.map`): one agent on two network cores with three listeners —
 //! `INTERNAL` on PLAINTEXT, `CLIENT` on SASL_SSL without client certificates, `REPLAY` on SSL
-//! requiring a client certificate (`[listener_name.REPLAY] ssl_client_auth = "required"`).
+//! requiring a client certificate (`[listener_name.REPLAY] ssl_client_auth = "required"`);
+//! `CLIENT` offers PLAIN and SCRAM-SHA-512 only (`sasl_enabled_mechanisms`).
 //! Metadata through each names that listener's advertised port (Kafka's rule), each listener
 //! speaks only its own protocol, and librdkafka (confluent-kafka) produces and consumes through
 //! each. Certificates are made per test with rcgen (`tls::Pki`).
@@ -62,12 +63,17 @@ fn three_listeners() -> ThreeListeners {
                 "CLIENT".to_owned(),
                 ListenerSettings {
                     ssl_client_auth: Some(ClientAuth::None),
+                    sasl_enabled_mechanisms: Some(vec![
+                        "PLAIN".to_owned(),
+                        "SCRAM-SHA-512".to_owned(),
+                    ]),
                 },
             ),
             (
                 "REPLAY".to_owned(),
                 ListenerSettings {
                     ssl_client_auth: Some(ClientAuth::Required),
+                    ..ListenerSettings::default()
                 },
             ),
         ]);
@@ -170,6 +176,22 @@ fn metadata_through_each_listener_names_that_listeners_advertised_address() {
         refused.is_err(),
         "REPLAY served a client without a certificate"
     );
+    // CLIENT offers its own mechanisms (`sasl_enabled_mechanisms`), not the agent-wide three.
+    let mut other_mechanism = connect(&setup.pki, setup.client, None).unwrap();
+    let handshake: SaslHandshakeResponse = call(
+        &mut other_mechanism,
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism("SCRAM-SHA-256".into()),
+    )
+    .unwrap();
+    assert_eq!(handshake.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    let offered: Vec<&str> = handshake
+        .mechanisms
+        .iter()
+        .map(|name| name.as_str())
+        .collect();
+    assert_eq!(offered, ["PLAIN", "SCRAM-SHA-512"]);
     // CLIENT requires SASL: Metadata before authenticating closes the connection.
     let mut unauthenticated = connect(&setup.pki, setup.client, None).unwrap();
     assert!(

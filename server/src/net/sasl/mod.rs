@@ -136,10 +136,11 @@ impl std::fmt::Display for Principal {
 #[derive(Debug)]
 pub struct SaslSettings {
     pub mechanisms: Vec<Mechanism>,
-    pub users: Users,
-    pub failed_logins: Mutex<FailedLogins>,
+    /// Shared by every listener's settings (see [`SaslSettings::with_mechanisms`]).
+    pub users: Arc<Users>,
+    pub failed_logins: Arc<Mutex<FailedLogins>>,
     /// Checks OAUTHBEARER tokens; `None` when the mechanism is not offered.
-    pub oauth: Option<oauthbearer::TokenValidator>,
+    pub oauth: Option<Arc<oauthbearer::TokenValidator>>,
     /// `connections_max_reauth_ms`: the longest a session lasts before the client must
     /// re-authenticate; `None` turns re-authentication off.
     pub session_lifetime_max: Option<Duration>,
@@ -156,8 +157,8 @@ impl SaslSettings {
     ) -> SaslSettings {
         SaslSettings {
             mechanisms,
-            users,
-            failed_logins: Mutex::new(failed_logins),
+            users: Arc::new(users),
+            failed_logins: Arc::new(Mutex::new(failed_logins)),
             oauth: None,
             session_lifetime_max: None,
             scram_credentials: Arc::new(ScramBoard::new()),
@@ -178,8 +179,22 @@ impl SaslSettings {
 
     /// Offers OAUTHBEARER tokens to `validator`.
     pub fn with_oauth(mut self, validator: oauthbearer::TokenValidator) -> SaslSettings {
-        self.oauth = Some(validator);
+        self.oauth = Some(Arc::new(validator));
         self
+    }
+
+    /// The same settings offering `mechanisms` instead (a listener's own list, Kafka's
+    /// `listener.name.NAME.sasl.enabled.mechanisms`): the users, the OAUTHBEARER validator, the
+    /// SCRAM credentials and the failed-login table stay shared.
+    pub fn with_mechanisms(&self, mechanisms: Vec<Mechanism>) -> SaslSettings {
+        SaslSettings {
+            mechanisms,
+            users: Arc::clone(&self.users),
+            failed_logins: Arc::clone(&self.failed_logins),
+            oauth: self.oauth.clone(),
+            session_lifetime_max: self.session_lifetime_max,
+            scram_credentials: Arc::clone(&self.scram_credentials),
+        }
     }
 }
 
