@@ -61,6 +61,8 @@ fn unit_of(seq: LogSeq, start: u64) -> u64 {
 pub struct BlockCache {
     capacity_bytes: u64,
     used_bytes: u64,
+    /// Bytes of the demoted units (first to go), within `used_bytes`.
+    demoted_bytes: u64,
     tick: u64,
     demoted_tick: u64,
     objects: HashMap<LogSeq, CachedObject>,
@@ -74,6 +76,7 @@ impl BlockCache {
         BlockCache {
             capacity_bytes,
             used_bytes: 0,
+            demoted_bytes: 0,
             tick: ORDINARY_TICKS_FROM,
             demoted_tick: 0,
             objects: HashMap::new(),
@@ -88,6 +91,11 @@ impl BlockCache {
 
     pub fn used_bytes(&self) -> u64 {
         self.used_bytes
+    }
+
+    /// Bytes cached and not demoted: what an insert could not evict before the rest.
+    pub fn ordinary_bytes(&self) -> u64 {
+        self.used_bytes.saturating_sub(self.demoted_bytes)
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -130,7 +138,12 @@ impl BlockCache {
         object.pieces.insert(start, bytes);
         object.bytes += len;
         let unit = unit_of(seq, start);
-        object.units.entry(unit).or_default().bytes += len;
+        let cached = object.units.entry(unit).or_default();
+        cached.bytes += len;
+        if cached.last_used < ORDINARY_TICKS_FROM {
+            // A new unit, or a demoted one: `touch` below makes it ordinary and counts it out.
+            self.demoted_bytes += len;
+        }
         self.used_bytes += len;
         self.stats.inserted_bytes += len;
         self.touch(seq, unit);
@@ -212,6 +225,7 @@ impl BlockCache {
             self.recency.remove(&unit.last_used);
             self.demoted_tick += 1;
             unit.last_used = self.demoted_tick;
+            self.demoted_bytes += unit.bytes;
             self.recency.insert(self.demoted_tick, (seq, *start));
         }
     }
@@ -231,6 +245,7 @@ impl BlockCache {
             self.recency.remove(&unit.last_used);
             self.demoted_tick += 1;
             unit.last_used = self.demoted_tick;
+            self.demoted_bytes += unit.bytes;
             self.recency.insert(self.demoted_tick, (seq, *start));
         }
     }
@@ -267,6 +282,9 @@ impl BlockCache {
             .get_mut(&seq)
             .and_then(|object| object.units.get_mut(&unit))
         {
+            if cached.last_used < ORDINARY_TICKS_FROM {
+                self.demoted_bytes = self.demoted_bytes.saturating_sub(cached.bytes);
+            }
             self.recency.remove(&cached.last_used);
             cached.last_used = tick;
             self.recency.insert(tick, (seq, unit));
@@ -298,6 +316,9 @@ impl BlockCache {
             return;
         };
         self.recency.remove(&removed.last_used);
+        if removed.last_used < ORDINARY_TICKS_FROM {
+            self.demoted_bytes = self.demoted_bytes.saturating_sub(removed.bytes);
+        }
         if is_compacted_object(seq) {
             object.pieces.remove(&unit);
         } else {
@@ -390,6 +411,35 @@ mod tests {
         assert!(cache.get(LogSeq(4), 0..1).is_none(), "unknown object");
         assert_eq!(cache.stats().hits, 2);
         assert_eq!(cache.stats().misses, 2);
+    }
+
+    /// `ordinary_bytes` counts what is cached and not demoted, through demotion, a use that
+    /// makes a unit ordinary again, inserts into a demoted window object and eviction.
+    #[test]
+    fn ordinary_bytes_leave_out_the_demoted_units() {
+        let compacted = crate::types::compacted_object_id(1, 0);
+        let mut cache = BlockCache::new(1_000);
+        cache.insert(compacted, 0, Bytes::from(vec![1_u8; 100]));
+        cache.insert(compacted, 100, Bytes::from(vec![2_u8; 200]));
+        cache.insert(LogSeq(5), 0, Bytes::from(vec![3_u8; 50]));
+        assert_eq!(cache.ordinary_bytes(), 350);
+        cache.demote(compacted, 0..100);
+        assert_eq!(cache.ordinary_bytes(), 250);
+        cache.demote_object(LogSeq(5));
+        assert_eq!(cache.ordinary_bytes(), 200);
+        // A piece added to the demoted window object makes it ordinary (it was just used).
+        cache.insert(LogSeq(5), 50, Bytes::from(vec![4_u8; 50]));
+        assert_eq!(cache.ordinary_bytes(), 300);
+        // A use of the demoted chunk makes it ordinary again.
+        assert!(cache.get(compacted, 0..10).is_some());
+        assert_eq!(cache.ordinary_bytes(), 400);
+        cache.demote(compacted, 0..300);
+        assert_eq!(cache.ordinary_bytes(), 100);
+        // Eviction takes the demoted chunks first and their bytes leave both counts.
+        cache.insert(LogSeq(6), 0, Bytes::from(vec![5_u8; 800]));
+        assert!(cache.used_bytes() <= 1_000);
+        assert_eq!(cache.ordinary_bytes(), 900);
+        assert_eq!(cache.used_bytes(), 900);
     }
 
     #[test]

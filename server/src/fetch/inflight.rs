@@ -99,6 +99,16 @@ impl InflightReads {
         }
     }
 
+    /// Bytes of the chunk GETs in flight (cached when they return).
+    pub fn chunk_bytes(&self) -> u64 {
+        self.by_object
+            .values()
+            .flatten()
+            .filter(|inflight| inflight.chunk)
+            .map(|inflight| inflight.range.end - inflight.range.start)
+            .sum()
+    }
+
     /// GETs in flight.
     pub fn len(&self) -> usize {
         self.by_object.values().map(Vec::len).sum()

@@ -168,13 +168,15 @@ impl BlockOwners {
         store: Arc<dyn ObjectStorage>,
         groups: Vec<Vec<Want>>,
         chunk_groups_max: usize,
+        room_only: bool,
     ) -> Option<JobAnswer> {
         let BlockSender(sender) = self.cores.get(core)?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |owner: Rc<FetchCore>| {
             async move {
                 let groups: Vec<&[Want]> = groups.iter().map(Vec::as_slice).collect();
-                let read = read_groups_here(&owner, &store, &groups, chunk_groups_max).await;
+                let read =
+                    read_groups_here(&owner, &store, &groups, chunk_groups_max, room_only).await;
                 // The requester may be gone (its connection closed); the bytes stay cached.
                 let _ = reply.send(read);
             }
@@ -228,6 +230,7 @@ pub(crate) async fn read_routed(
     store: &Arc<dyn ObjectStorage>,
     groups: &[&[Want]],
     chunk_groups_max: usize,
+    room_only: bool,
 ) -> (Vec<GroupRead>, ReadCount) {
     let cores = owners.core_count();
     let mut per_core: Vec<Vec<Vec<Want>>> = vec![vec![Vec::new(); groups.len()]; cores];
@@ -268,10 +271,12 @@ pub(crate) async fn read_routed(
             }
             if core == owners.index() {
                 let slices: Vec<&[Want]> = groups.iter().map(Vec::as_slice).collect();
-                return Some(read_groups_here(fetch, store, &slices, chunk_groups_max).await);
+                return Some(
+                    read_groups_here(fetch, store, &slices, chunk_groups_max, room_only).await,
+                );
             }
             let answer = owners
-                .read_on(core, Arc::clone(store), groups, chunk_groups_max)
+                .read_on(core, Arc::clone(store), groups, chunk_groups_max, room_only)
                 .await;
             // A core that takes no jobs (the agent is stopping): its wants fail below.
             Some(answer.unwrap_or_default())

@@ -34,7 +34,8 @@ use sluice_engine::store::ObjectStorage;
 
 use super::FetchCore;
 use super::reader::{
-    PlanRequest, Want, chunk_bytes, lead_wants, plan, prefetch_bytes_max, read_groups, wants,
+    PlanRequest, Want, chunk_bytes, lead_wants, plan, prefetch_bytes_max, read_groups,
+    read_groups_awaiting, wants,
 };
 use super::sessions::PartitionKey;
 use crate::metadata_core::CoreHandle;
@@ -211,8 +212,9 @@ fn start_lead(fetch: Rc<FetchCore>, store: Arc<dyn ObjectStorage>, lead: Vec<Vec
     }
     glommio::spawn_local(async move {
         let groups: Vec<&[Want]> = lead.iter().map(Vec::as_slice).collect();
-        // Errors are the fetch's that needs the bytes to meet and report.
-        let _ = read_groups(&fetch, &store, &groups).await;
+        // Only what fits beside the chunks partitions are reading; errors are the fetch's that
+        // needs the bytes to meet and report.
+        let _ = read_groups_awaiting(&fetch, &store, &groups, usize::MAX, true).await;
         let mut readaheads = fetch.readaheads.borrow_mut();
         readaheads.leads_running = readaheads.leads_running.saturating_sub(1);
     })

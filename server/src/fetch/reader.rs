@@ -385,24 +385,29 @@ pub async fn read_groups(
     store: &Arc<dyn ObjectStorage>,
     groups: &[&[Want]],
 ) -> Vec<GroupRead> {
-    read_groups_awaiting(fetch, store, groups, usize::MAX).await
+    read_groups_awaiting(fetch, store, groups, usize::MAX, false).await
 }
 
 /// [`read_groups`], waiting on each core for the missing chunks of at most `chunk_groups_max`
 /// groups (in order): a later group that misses a chunk of a compacted entry is answered
 /// [`ReadError::NotRead`] and nothing of it is read. Groups served from the cache, and exact
-/// ranges (window objects), are always read.
+/// ranges (window objects), are always read. With `room_only` (a read of next chunks ahead of
+/// need), a group's missing chunks are read only while they fit in the owner's cache beside the
+/// bytes it holds that are not demoted and the chunk GETs in flight; the others are
+/// [`ReadError::NotRead`] too: reading ahead never evicts a chunk a partition is still reading.
 pub async fn read_groups_awaiting(
     fetch: &FetchCore,
     store: &Arc<dyn ObjectStorage>,
     groups: &[&[Want]],
     chunk_groups_max: usize,
+    room_only: bool,
 ) -> Vec<GroupRead> {
     let (read, count) = match &fetch.owners {
         Some(owners) if owners.core_count() > 1 => {
-            super::owners::read_routed(fetch, owners, store, groups, chunk_groups_max).await
+            super::owners::read_routed(fetch, owners, store, groups, chunk_groups_max, room_only)
+                .await
         }
-        _ => read_groups_here(fetch, store, groups, chunk_groups_max).await,
+        _ => read_groups_here(fetch, store, groups, chunk_groups_max, room_only).await,
     };
     fetch.note_store_reads(count);
     read
@@ -422,8 +427,17 @@ pub async fn read_groups_here(
     store: &Arc<dyn ObjectStorage>,
     groups: &[&[Want]],
     chunk_groups_max: usize,
+    room_only: bool,
 ) -> (Vec<GroupRead>, ReadCount) {
     let mut chunk_misses: Vec<(LogSeq, Range<u64>)> = Vec::new();
+    // The bytes a `room_only` read may still GET as chunks.
+    let mut room = {
+        let cache = fetch.cache.borrow();
+        cache
+            .capacity_bytes()
+            .saturating_sub(cache.ordinary_bytes())
+            .saturating_sub(fetch.inflight.borrow().chunk_bytes())
+    };
     // Groups left unread (`ReadError::NotRead`): past `chunk_groups_max` groups missing chunks.
     let mut deferred = vec![false; groups.len()];
     let mut chunk_groups = 0_usize;
@@ -455,10 +469,15 @@ pub async fn read_groups_here(
                     })
                     .collect();
                 if !group_misses.is_empty() {
-                    if chunk_groups >= chunk_groups_max {
+                    let miss_bytes: u64 = group_misses
+                        .iter()
+                        .map(|(_, span)| span.end - span.start)
+                        .sum();
+                    if chunk_groups >= chunk_groups_max || (room_only && miss_bytes > room) {
                         *deferred = true;
                         return Vec::new();
                     }
+                    room = room.saturating_sub(miss_bytes);
                     chunk_groups += 1;
                     chunk_misses.extend(group_misses);
                 }
@@ -1171,6 +1190,7 @@ mod tests {
             &store,
             &groups,
             CHUNK_GROUPS_AWAITED_MAX,
+            false,
         ));
         let (done, rest) = read.split_at(CHUNK_GROUPS_AWAITED_MAX);
         assert!(done.iter().all(Result::is_ok));
@@ -1192,6 +1212,7 @@ mod tests {
             &store,
             &groups,
             CHUNK_GROUPS_AWAITED_MAX,
+            false,
         ));
         assert!(read.iter().all(Result::is_ok));
         assert_eq!(
@@ -1199,6 +1220,80 @@ mod tests {
             u64::from(partitions) + 1,
             "each partition's chunk read once"
         );
+    }
+
+    /// A read of next chunks (`room_only`) takes only the chunks that fit beside the cache's
+    /// bytes in use (not demoted): with a 40 MiB cache holding 24 MiB of current chunks, two of
+    /// four 8 MiB chunks are read and two are `NotRead`; once the current chunks are demoted (read
+    /// past), the other two fit.
+    #[test]
+    fn reading_ahead_never_evicts_chunks_in_use() {
+        let mut objects = Objects::default();
+        let mut entries = Vec::new();
+        for partition in 0..4 {
+            let (object, mut entry) = compacted_partition(400, 64 * 1024);
+            entry.seq = sluice_engine::types::compacted_object_id(2, partition);
+            objects.objects.insert(object_key(entry.seq), object);
+            entries.push(entry);
+        }
+        let objects = Arc::new(objects);
+        let store: Arc<dyn ObjectStorage> = objects.clone();
+        let fetch = FetchCore::new(crate::fetch::FetchConfig {
+            block_cache_bytes_max: 40 * MIB,
+            ..Default::default()
+        });
+        // Three partitions' current 8 MiB chunks are cached (24 MiB in use).
+        let current: Vec<Vec<Want>> = entries[..3]
+            .iter()
+            .map(|entry| wants(&Positions::default(), &[*entry], 0, MIB, 8 * MIB))
+            .collect();
+        let groups: Vec<&[Want]> = current.iter().map(Vec::as_slice).collect();
+        assert!(
+            block_on(read_groups(&fetch, &store, &groups))
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert_eq!(fetch.cache.borrow().ordinary_bytes(), 24 * MIB);
+        // The next chunk of each of the four: 8 MiB each, 16 MiB of room.
+        let next: Vec<Vec<Want>> = entries
+            .iter()
+            .map(|entry| {
+                let mut want = wants(&Positions::default(), &[*entry], 0, MIB, 8 * MIB);
+                want[0].from = entry.byte_start + 8 * MIB;
+                want[0].to = entry.byte_start + 9 * MIB;
+                want
+            })
+            .collect();
+        let groups: Vec<&[Want]> = next.iter().map(Vec::as_slice).collect();
+        let read = block_on(read_groups_awaiting(
+            &fetch,
+            &store,
+            &groups,
+            usize::MAX,
+            true,
+        ));
+        let not_read = read
+            .iter()
+            .filter(|read| matches!(read, Err(ReadError::NotRead)))
+            .count();
+        assert_eq!(not_read, 2, "{read:?}");
+        assert_eq!(fetch.cache.borrow().stats().evicted_bytes, 0);
+        assert!(fetch.cache.borrow().used_bytes() <= 40 * MIB);
+        // The current chunks are read past: demoted, they leave room for the rest.
+        for entry in &entries[..3] {
+            fetch
+                .cache
+                .borrow_mut()
+                .demote(entry.seq, entry.byte_start..entry.byte_start + 8 * MIB);
+        }
+        let read = block_on(read_groups_awaiting(
+            &fetch,
+            &store,
+            &groups,
+            usize::MAX,
+            true,
+        ));
+        assert!(read.iter().all(Result::is_ok), "{read:?}");
     }
 
     /// Many partitions replayed at once from one small cache: chunks shrink to the cache's

@@ -337,6 +337,7 @@ async fn prefetch(
         services.core.store(),
         &groups,
         CHUNK_GROUPS_AWAITED_MAX,
+        false,
     )
     .await
     .into_iter();
