@@ -155,6 +155,38 @@ mod tests {
     }
 
     #[test]
+    fn listener_flags_take_kafkas_comma_strings() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "serve",
+            "--listeners",
+            "CLIENT://0.0.0.0:9094,INTERNAL://127.0.0.1:9092",
+            "--advertised-listeners",
+            "CLIENT://kafka-1.example.com:9094",
+            "--listener-security-protocol-map",
+            "CLIENT:SASL_SSL,INTERNAL:PLAINTEXT",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        let mut config = crate::config::Config::default();
+        config.apply(&args.overrides);
+        assert_eq!(
+            config.listeners,
+            ["CLIENT://0.0.0.0:9094", "INTERNAL://127.0.0.1:9092"]
+        );
+        assert_eq!(
+            config.advertised_listeners,
+            ["CLIENT://kafka-1.example.com:9094"]
+        );
+        assert_eq!(
+            config.listener_security_protocol_map,
+            ["CLIENT:SASL_SSL", "INTERNAL:PLAINTEXT"]
+        );
+    }
+
+    #[test]
     fn bad_flag_values_and_unknown_flags_are_refused() {
         assert!(Cli::try_parse_from(["sluice", "serve", "--cpus", "x"]).is_err());
         assert!(Cli::try_parse_from(["sluice", "serve", "--flush-intervall-ms", "1"]).is_err());

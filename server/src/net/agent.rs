@@ -766,6 +766,18 @@ fn bind_listeners(
         let (host, port) = listener.advertised.clone();
         let acceptor = match listener.tls_files(config) {
             Some(files) => Some(super::tls::acceptor(&files)?),
+            // validate() refuses a TLS listener without certificate files; never serve one in
+            // plaintext should that check ever be bypassed.
+            None if listener.protocol.tls() => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_cert_file",
+                    reason: format!(
+                        "listener {} speaks TLS but has no certificate",
+                        listener.name
+                    ),
+                }
+                .into());
+            }
             None => None,
         };
         bound.push(BoundListener {

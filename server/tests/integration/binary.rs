@@ -237,3 +237,81 @@ fn dump_prints_an_object_as_json_and_names_a_corrupt_one() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("00000000000000000005"));
 }
+
+/// `--listeners` and friends from the command line: the binary prints every listener, and
+/// Metadata through each names that listener's advertised address; mixing `--listeners` with
+/// `--tls-listen` stops the start with the reason.
+#[test]
+fn named_listeners_from_flags_are_printed_and_served() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(SLUICE)
+        .args([
+            "serve",
+            "--listeners",
+            "INTERNAL://127.0.0.1:0,TOOLS://127.0.0.1:0",
+            "--advertised-listeners",
+            "TOOLS://localhost:0",
+            "--listener-security-protocol-map",
+            "INTERNAL:PLAINTEXT,TOOLS:PLAINTEXT",
+            "--cpus",
+            "0",
+            "--io-memory-bytes",
+            "65536",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut line = || lines.next().unwrap().unwrap();
+    let first: SocketAddr = line()
+        .strip_prefix("sluice: listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        let text = line();
+        let (name, address) = text
+            .strip_prefix("sluice: listener ")
+            .unwrap()
+            .split_once(" on ")
+            .unwrap();
+        listeners.push((name.to_owned(), address.parse::<SocketAddr>().unwrap()));
+    }
+    assert_eq!(listeners[0], ("INTERNAL".to_owned(), first));
+    assert_eq!(listeners[1].0, "TOOLS");
+    for ((_, address), host) in listeners.iter().zip(["127.0.0.1", "localhost"]) {
+        let mut client = common::RawClient::connect(*address);
+        let metadata: MetadataResponse =
+            client.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+        assert_eq!(
+            (metadata.brokers[0].host.as_str(), metadata.brokers[0].port),
+            (host, i32::from(address.port()))
+        );
+    }
+
+    let mixed = Command::new(SLUICE)
+        .args([
+            "serve",
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0",
+            "--tls-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(mixed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&mixed.stderr);
+    assert!(
+        stderr.contains("listeners") && stderr.contains("tls_listen is set too"),
+        "{stderr}"
+    );
+}
