@@ -182,6 +182,8 @@ pub struct GroupCore {
     pub(super) expiring: RefCell<HashSet<String>>,
     /// The groups' durable state on its way to the metadata log (`persist.rs`).
     pub(super) writer: super::persist::GroupWriter,
+    /// In a cluster: the agent's view this core's groups follow (`ownership.rs`); `None` alone.
+    pub(super) ownership: RefCell<Option<std::rc::Rc<super::ownership::Ownership>>>,
 }
 
 /// The stored groups could not be read (the metadata core is gone).
@@ -219,6 +221,7 @@ impl GroupCore {
             committed_during_cleanup: RefCell::default(),
             expiring: RefCell::default(),
             writer: super::persist::GroupWriter::default(),
+            ownership: RefCell::default(),
         }
     }
 

@@ -6,7 +6,9 @@
 //! (`metadata_core::cluster_view`); the others answer its requests with NOT_COORDINATOR. When the
 //! live set changes, ownership moves, and the group's durable state (generations, epochs,
 //! members, assignments — `docs/groups.md`) is in the metadata log every agent applies. So each
-//! network core follows its agent's view of the live agents and, on every change:
+//! network core follows its agent's view of the live agents (it looks every 100 ms, and before
+//! each group request it serves, so no request finds a group it routed here not yet loaded) and,
+//! on every change:
 //!
 //! - **gives up** the groups it holds that the agent no longer coordinates: they leave memory
 //!   *without a write* (a write now could only overwrite what the new owner stores), their queued
@@ -36,23 +38,51 @@ use crate::metadata_core::cluster_view::{ClusterBoard, ClusterView};
 /// How often a core looks for a new view (a pointer comparison; views change at renewals).
 const VIEW_POLL_MS: u64 = 100;
 
+/// The view a core's groups follow, and the board it comes from.
+#[derive(Debug)]
+pub struct Ownership {
+    board: Arc<ClusterBoard>,
+    /// The view whose groups this core holds. Locked for the whole of a hand-over, so that a
+    /// request arriving meanwhile waits for it instead of finding its group not loaded yet.
+    adopted: futures::lock::Mutex<Arc<ClusterView>>,
+}
+
 impl GroupCore {
     /// Follows `board` until the executor stops, handing groups over on every new view.
     pub async fn follow_ownership(self: Rc<Self>, board: Arc<ClusterBoard>) {
-        let mut previous = board.view();
-        self.give_up_groups(&previous);
+        let initial = board.view();
+        self.give_up_groups(&initial);
+        *self.ownership.borrow_mut() = Some(Rc::new(Ownership {
+            board,
+            adopted: futures::lock::Mutex::new(initial),
+        }));
         loop {
             glommio::timer::sleep(Duration::from_millis(VIEW_POLL_MS)).await;
-            let current = board.view();
-            if Arc::ptr_eq(&current, &previous) {
-                continue;
-            }
-            self.give_up_groups(&current);
-            if let Err(error) = self.take_over_groups(&previous, &current).await {
-                tracing::warn!(%error, "cannot take over consumer groups");
-            }
-            previous = current;
+            self.adopt_newest_view().await;
         }
+    }
+
+    /// Brings this core's groups up to the agent's newest view: gives up the groups it no longer
+    /// coordinates and takes over those it now does. Runs every [`VIEW_POLL_MS`] and before every
+    /// group request this core serves (`router::GroupRouter::on_core`): the agent routes a group
+    /// request by its newest view (`protocol::cluster_routing::not_coordinator`), so without this
+    /// a member that found the new coordinator within a poll of the view change would reach a
+    /// core that has not loaded its group and be answered UNKNOWN_MEMBER_ID — and rejoin, a
+    /// rebalance the hand-over exists to avoid. Alone (no cluster) it does nothing.
+    pub async fn adopt_newest_view(&self) {
+        let Some(ownership) = self.ownership.borrow().clone() else {
+            return;
+        };
+        let mut adopted = ownership.adopted.lock().await;
+        let current = ownership.board.view();
+        if Arc::ptr_eq(&current, &adopted) {
+            return;
+        }
+        self.give_up_groups(&current);
+        if let Err(error) = self.take_over_groups(&adopted, &current).await {
+            tracing::warn!(%error, "cannot take over consumer groups");
+        }
+        *adopted = current;
     }
 
     /// Drops every group in memory that `view` says another agent coordinates.

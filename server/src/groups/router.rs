@@ -134,6 +134,7 @@ impl GroupRouter {
         Fut: Future<Output = R> + 'static,
     {
         if core == self.index || self.cores.len() <= 1 {
+            self.local.adopt_newest_view().await;
             return Ok(job(Rc::clone(&self.local)).await);
         }
         let Some(GroupSender(sender)) = self.cores.get(core) else {
@@ -142,6 +143,8 @@ impl GroupRouter {
         let (reply, answer) = oneshot::channel();
         let boxed: Job = Box::new(move |owner| {
             Box::pin(async move {
+                // In a cluster, the groups of the agent's newest view first (`ownership.rs`).
+                owner.adopt_newest_view().await;
                 // The requester may be gone (connection closed); the work stands anyway.
                 let _ = reply.send(job(owner).await);
             })

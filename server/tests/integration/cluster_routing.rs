@@ -326,13 +326,24 @@ fn a_group_moves_with_its_state_when_its_coordinator_leaves() {
     drop(to_b);
     b.shutdown().unwrap();
     // B's lease runs out (3 s); A's next listing has A alone, and A's group cores take over.
-    wait_for_brokers(&mut to_a, 1);
+    // The heartbeat goes out the moment A's Metadata lists A alone, as a member that found the
+    // new coordinator at once would send it: A must not answer it (or any after it) before its
+    // group core holds the group — UNKNOWN_MEMBER_ID would make the member rejoin.
     let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
+    while metadata(&mut to_a, "raw-test-client", &[]).brokers.len() != 1 {
+        assert!(Instant::now() < deadline, "A still lists B");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     loop {
         let answer: HeartbeatResponse = to_a.call(ApiKey::Heartbeat, 3, &heartbeat);
         if answer.error_code == 0 {
             break;
         }
+        assert_eq!(
+            answer.error_code, NOT_COORDINATOR,
+            "A answered the member's heartbeat with {} after listing A alone",
+            answer.error_code
+        );
         assert!(
             Instant::now() < deadline,
             "A still answers {} for the group it took over",
