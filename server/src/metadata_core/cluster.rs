@@ -32,7 +32,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_engine::log::data_gc::{TOKEN_ROLE_PREFIX, token_role};
+use sluice_engine::log::data_gc::{TOKEN_ROLE_PREFIX, token_of_roles, token_role};
 use sluice_engine::log::{AgentLog, LogError, SequencedLog, SequencedWriter};
 use sluice_engine::sequencer::{
     AgentInfo, AgentRegistration, ErrorKind, Lease, SequencerClient, SequencerError,
@@ -208,6 +208,12 @@ async fn rejoin(
     let pause_max = Duration::from_millis((membership.lease_ms / 3).max(1));
     let mut pause = RENEW_RETRY_PAUSE.min(pause_max);
     let mut attempt: u64 = 0;
+    // What this process registered last (an attempt may register, then fail, or register
+    // without learning it did).
+    let mut own = OwnRegistration {
+        incarnation: lost.incarnation,
+        token: None,
+    };
     loop {
         glommio::timer::sleep(pause).await;
         if shared.stopping.get() {
@@ -220,7 +226,27 @@ async fn rejoin(
             return None;
         }
         attempt += 1;
-        match rejoin_once(sequenced, shared, membership).await {
+        // A lease lost because another process registered this agent id (a restart elsewhere)
+        // is that process's now: rejoining would take it back, and the two would fence each
+        // other in turn.
+        match superseded_by(sequenced, membership, &own).await {
+            Ok(Some(incarnation)) => {
+                tracing::error!(
+                    agent = %lost.agent_id,
+                    incarnation = own.incarnation,
+                    superseded_by = incarnation,
+                    "not rejoining the cluster: another process registered this agent id and holds its lease"
+                );
+                return None;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, attempt, pause_ms = pause.as_millis() as u64, "cannot rejoin the cluster yet; trying again");
+                pause = (pause * 2).min(pause_max);
+                continue;
+            }
+        }
+        match rejoin_once(sequenced, shared, membership, &mut own).await {
             Ok((lease, token, caught_up)) => {
                 tracing::info!(
                     agent = %lease.agent_id,
@@ -241,11 +267,44 @@ async fn rejoin(
     }
 }
 
+/// This process's last registration while it rejoins.
+#[derive(Debug, Clone, Copy)]
+struct OwnRegistration {
+    /// The newest incarnation it knows it registered.
+    incarnation: u64,
+    /// The token its last attempt announced (its registration may have landed unanswered).
+    token: Option<u32>,
+}
+
+/// The incarnation of a live registration of this agent id that another process made (newer
+/// than `own`'s and not announcing `own`'s token), if there is one.
+async fn superseded_by(
+    sequenced: &SequencedLog,
+    membership: &Membership,
+    own: &OwnRegistration,
+) -> Result<Option<u64>, String> {
+    let agents = sequenced
+        .sequencer()
+        .live_agents()
+        .await
+        .map_err(|error| format!("cannot list the live agents: {error}"))?;
+    Ok(agents
+        .iter()
+        .find(|agent| {
+            agent.agent_id == membership.registration.agent_id
+                && agent.incarnation > own.incarnation
+                && (own.token.is_none() || token_of_roles(&agent.roles) != own.token)
+        })
+        .map(|agent| agent.incarnation))
+}
+
 /// One attempt of [`rejoin`]: returns the new lease, the new token and the records caught up.
+/// `own` records what it registers, even when a later step fails.
 async fn rejoin_once(
     sequenced: &SequencedLog,
     shared: &Shared,
     membership: &mut Membership,
+    own: &mut OwnRegistration,
 ) -> Result<(Lease, u32, u64), String> {
     let old_token = sequenced.token();
     let writer = SequencedWriter::choose(sequenced.store().as_ref(), membership.lease_ms)
@@ -259,11 +318,13 @@ async fn rejoin_once(
         .roles
         .retain(|role| !role.starts_with(TOKEN_ROLE_PREFIX));
     registration.roles.push(token_role(writer.token));
+    own.token = Some(writer.token);
     let lease = sequenced
         .sequencer()
         .register(registration.clone(), membership.lease_ms)
         .await
         .map_err(|error| format!("cannot register: {error}"))?;
+    own.incarnation = lease.incarnation;
     // From here the collector sees the new token live; the old one's objects are its own.
     membership.registration = registration;
     let caught_up = {

@@ -575,3 +575,62 @@ fn an_agent_paused_past_its_lease_stops_taking_writes_then_rejoins() {
          its rejoin, all at their offsets"
     ));
 }
+
+/// A lease lost to another registration of the same agent id (a restart elsewhere, say) belongs
+/// to that process: the agent must not rejoin, or the two would take the id from each other in
+/// turn. Here "another process" is a registration written straight into the database.
+#[test]
+fn an_agent_whose_id_another_process_registered_does_not_rejoin() {
+    let _one_at_a_time = sluice_tests::one_at_a_time();
+    let test = "cluster agent superseded by another registration of its id";
+    let Some(postgres) = TestPostgres::start_or_skip(test) else {
+        return;
+    };
+    let Some(store) = start_or_skip(StoreServerKind::S3sFs, test) else {
+        return;
+    };
+    let cluster = Cluster::start(
+        &*store,
+        "superseded",
+        &postgres.url(),
+        "lease_ms = 3000\n",
+        &[],
+        1,
+    )
+    .unwrap();
+    let a = &cluster.agents[0];
+    let log_says =
+        |text: &str| std::fs::read_to_string(a.log()).is_ok_and(|log| log.contains(text));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log_says("registered with the cluster") {
+        assert!(Instant::now() < deadline, "a never registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What the registration statement does for another process with the same agent id.
+    let superseding = postgres.query_i64(
+        "WITH registered AS (UPDATE sluice_agents SET incarnation = incarnation + 1, \
+         lease_expires_at = now() + INTERVAL '1 hour', roles = ARRAY['broker'] \
+         WHERE agent_id = 'a' RETURNING incarnation) SELECT incarnation FROM registered",
+    );
+    while !log_says("not rejoining the cluster") {
+        assert!(
+            Instant::now() < deadline,
+            "a did not give its id up; its log:\n{}",
+            a.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(log_says("LEASE LOST"), "{}", a.log_tail());
+    assert!(!log_says("rejoined the cluster"), "{}", a.log_tail());
+    assert_eq!(
+        postgres.query_i64("SELECT incarnation FROM sluice_agents WHERE agent_id = 'a'"),
+        superseding,
+        "a registered its id again"
+    );
+    let metrics = cluster.metrics(0).unwrap();
+    assert_eq!(metric_sum(&metrics, "sluice_log_fenced", ""), 1.0);
+    assert_eq!(metric_sum(&metrics, "sluice_ready", ""), 0.0);
+    loud(&format!(
+        "{test}: a lost its lease to incarnation {superseding} and stayed out"
+    ));
+}
