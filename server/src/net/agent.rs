@@ -648,7 +648,7 @@ impl Agent {
             );
             agent.executors.push(executor?);
         }
-        tracing::info!(%local_addr, network_cpus = ?plan.network_cpus, metadata_cpu = plan.metadata_cpu, "agent listening");
+        tracing::info!(%local_addr, listeners = ?agent.listener_addrs, network_cpus = ?plan.network_cpus, metadata_cpu = plan.metadata_cpu, "agent listening");
         metrics.set_phase(Phase::Serving);
         Ok(agent)
     }
