@@ -4,8 +4,9 @@
 //! requiring a client certificate (`[listener_name.REPLAY] ssl_client_auth = "required"`);
 //! `CLIENT` offers PLAIN and SCRAM-SHA-512 only (`sasl_enabled_mechanisms`).
 //! Metadata through each names that listener's advertised port (Kafka's rule), each listener
-//! speaks only its own protocol, and librdkafka (confluent-kafka) produces and consumes through
-//! each. Certificates are made per test with rcgen (`tls::Pki`).
+//! speaks only its own protocol, and librdkafka (confluent-kafka) and the Java client (its admin
+//! creating the topic, a producer and a consumer; a PEM keystore for REPLAY's client
+//! certificate) produce and consume through each. Certificates are made per test with rcgen (`tls::Pki`).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use crate::common;
@@ -280,6 +281,85 @@ fn librdkafka_produces_and_consumes_through_each_listener() {
         );
         eprintln!(
             "{name}: 300 records produced and consumed in {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn java_client_round_trips_through_each_listener() {
+    use sluice_tests::tools::Tool;
+    let test = "java_client_round_trips_through_each_listener";
+    if !sluice_tests::tools::require(test, &[Tool::Java, Tool::Maven]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    sluice_tests::clients::ClientKind::Java
+        .build(work.path())
+        .unwrap();
+    let setup = three_listeners();
+    let ca = setup.pki.path("ca.pem").display().to_string();
+    // Java reads a PEM keystore holding the private key (PKCS#8) and the certificate.
+    let keystore = setup.pki.path("app-keystore.pem");
+    std::fs::write(
+        &keystore,
+        [
+            std::fs::read_to_string(setup.pki.path("app-key.pem")).unwrap(),
+            std::fs::read_to_string(setup.pki.path("app.pem")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let trust = |mut settings: Vec<String>| {
+        settings.push("ssl.truststore.type=PEM".to_owned());
+        settings.push(format!("ssl.truststore.location={ca}"));
+        settings
+    };
+    let cases: [(&str, String, Vec<String>); 3] = [
+        (
+            "internal",
+            format!("127.0.0.1:{}", setup.internal.port()),
+            vec!["security.protocol=PLAINTEXT".to_owned()],
+        ),
+        (
+            "client",
+            format!("localhost:{}", setup.client.port()),
+            trust(vec![
+                "security.protocol=SASL_SSL".to_owned(),
+                "sasl.mechanism=SCRAM-SHA-512".to_owned(),
+                "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+                 required username=\"alice\" password=\"alice-secret\";"
+                    .to_owned(),
+            ]),
+        ),
+        (
+            "replay",
+            format!("localhost:{}", setup.replay.port()),
+            trust(vec![
+                "security.protocol=SSL".to_owned(),
+                "ssl.keystore.type=PEM".to_owned(),
+                format!("ssl.keystore.location={}", keystore.display()),
+            ]),
+        ),
+    ];
+    for (name, bootstrap, properties) in cases {
+        // The admin client creates the topic, the producer writes 500 records, the consumer
+        // reads them back, each connecting where Metadata through this listener says.
+        let started = std::time::Instant::now();
+        let (status, report, log) = crate::sasl_clients::run_java_with(
+            work.path(),
+            &format!("java-{name}"),
+            &bootstrap,
+            "roundtrip",
+            &properties,
+            &[],
+        );
+        assert!(status.success(), "{name}: {:?}\n{log}", report.errors);
+        assert!(report.errors.is_empty(), "{name}: {:?}", report.errors);
+        let done = report.done.unwrap();
+        assert_eq!((done.produced, done.consumed), (500, 500), "{name}: {log}");
+        eprintln!(
+            "{name}: Java round trip of 500 records in {:?}",
             started.elapsed()
         );
     }
