@@ -2,7 +2,8 @@
 //! two agents' logs append windows concurrently and both reach the same state, every
 //! acknowledged batch at its acknowledged offset; catch-ups that overlap apply each record once;
 //! a third agent recovers from a checkpoint plus the records after it, also after the records a
-//! checkpoint covers were truncated.
+//! checkpoint covers were truncated; a window misses its record deadline; and a log that lost
+//! its lease appends nothing until it rejoins as a new incarnation with a new token.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::sync::Arc;
