@@ -342,10 +342,13 @@ pub fn run(plan: &Plan, quick: bool, out: &Path) -> anyhow::Result<i32> {
     let url = postgres.url();
     let mut steps = Vec::with_capacity(plan.agents.len());
     let mut error = None;
-    for &agents in &plan.agents {
+    for (index, &agents) in plan.agents.iter().enumerate() {
         let load_average_start = crate::load_average();
         eprintln!("sluice-bench: sequencer: {agents} agent(s), load average {load_average_start}");
-        match runtime.block_on(run_step(&url, agents, plan)) {
+        // A cluster of its own per step, so that its positions start at 1 (`summarize` counts
+        // records by position) even when a list names one agent count twice.
+        let cluster = format!("bench-{index}-{agents}-{}", plan.records_per_append);
+        match runtime.block_on(run_step(&url, &cluster, agents, plan)) {
             Ok(mut step) => {
                 step.load_average_start = load_average_start;
                 step.load_average_end = crate::load_average();
@@ -426,12 +429,11 @@ fn elapsed_us(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// One step: `agents` simulated agents on a cluster of their own for `plan.step`.
-async fn run_step(url: &str, agents: usize, plan: &Plan) -> anyhow::Result<Step> {
-    let cluster = format!("bench-{agents}-{}", plan.records_per_append);
+/// One step: `agents` simulated agents on `cluster` (a new one) for `plan.step`.
+async fn run_step(url: &str, cluster: &str, agents: usize, plan: &Plan) -> anyhow::Result<Step> {
     let mut sequencers = Vec::with_capacity(agents);
     for _ in 0..agents {
-        sequencers.push(Arc::new(PgSequencer::connect(url, &cluster).await?));
+        sequencers.push(Arc::new(PgSequencer::connect(url, cluster).await?));
     }
     let (done_tx, done_rx) = watch::channel(false);
     let start = Instant::now();
