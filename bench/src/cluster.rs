@@ -90,7 +90,7 @@ pub fn start(
             env.sluice_bin.display()
         )));
     }
-    let postgres = start_postgres()?;
+    let postgres = start_postgres("cluster")?;
     let store = LoopbackStore::start(env, profile.map(|(_, p)| p))?;
     let store_url = store
         .server
@@ -179,8 +179,9 @@ pub fn start(
 
 /// PostgreSQL as the tests start it. Not installed is a row saying how to install it; under
 /// `CI=true` `TestPostgres` panics instead (a missing tool fails CI), which becomes a failed row.
-pub(crate) fn start_postgres() -> Result<TestPostgres, StartError> {
-    let started = std::panic::catch_unwind(|| TestPostgres::start_or_skip("sluice-bench cluster"));
+pub(crate) fn start_postgres(scenario: &str) -> Result<TestPostgres, StartError> {
+    let label = format!("sluice-bench {scenario}");
+    let started = std::panic::catch_unwind(|| TestPostgres::start_or_skip(&label));
     match started {
         Ok(Some(postgres)) => Ok(postgres),
         Ok(None) => Err(StartError::NotInstalled(

@@ -328,7 +328,7 @@ pub fn render(report: &SequencerReport) -> String {
 /// Runs every step on a fresh PostgreSQL and writes `report.json`, `report.md` and two plots to
 /// `out`. Returns the exit code: 1 when a step failed.
 pub fn run(plan: &Plan, quick: bool, out: &Path) -> anyhow::Result<i32> {
-    let postgres = crate::cluster::start_postgres().map_err(|error| match error {
+    let postgres = crate::cluster::start_postgres("sequencer").map_err(|error| match error {
         crate::targets::StartError::NotInstalled(hint)
         | crate::targets::StartError::Failed(hint) => {
             anyhow::anyhow!("{hint}")
