@@ -89,10 +89,13 @@ fn rolling_restart_of_three_agents_under_producers_and_a_group() {
     cluster
         .wait_until_all_listed(Duration::from_secs(60))
         .unwrap();
-    let work_dir = tempfile::Builder::new()
-        .prefix("sluice-e2e-rolling-")
-        .tempdir()
-        .unwrap();
+    let mut kept = KeptOnPanic(Some(
+        tempfile::Builder::new()
+            .prefix("sluice-e2e-rolling-")
+            .tempdir()
+            .unwrap(),
+    ));
+    let work_dir = kept.0.as_ref().unwrap();
     ClientKind::Go.build(work_dir.path()).unwrap();
     let topic = "rolling-restart";
     let run = |number: u64, records: u64, rate: u32| {
@@ -289,7 +292,23 @@ fn rolling_restart_of_three_agents_under_producers_and_a_group() {
         "{test}: {total} records served once each at their offsets, contiguous; {:.1} s in all",
         started.elapsed().as_secs_f64()
     ));
-    if sluice_tests::groups::scenario::keep_reports() {
-        loud(&format!("reports kept in {}", work_dir.keep().display()));
+    if sluice_tests::groups::scenario::keep_reports()
+        && let Some(dir) = kept.0.take()
+    {
+        loud(&format!("reports kept in {}", dir.keep().display()));
+    }
+}
+
+/// The clients' reports and logs, kept when the test fails (a panic) so that the failure can be
+/// read.
+struct KeptOnPanic(Option<tempfile::TempDir>);
+
+impl Drop for KeptOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            loud(&format!("reports kept in {}", dir.keep().display()));
+        }
     }
 }
