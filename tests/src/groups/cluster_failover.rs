@@ -363,6 +363,27 @@ impl RollingGroup {
         self.group.health()
     }
 
+    /// Waits until the members have processed `records` records in all (each counted as often as
+    /// it was processed).
+    pub fn wait_until_processed(
+        &mut self,
+        records: usize,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let group = &mut self.group;
+        wait_for(timeout, || {
+            group.health()?;
+            let processed = group
+                .views()?
+                .iter()
+                .flat_map(|view| &view.events)
+                .filter(|event| matches!(event, MemberEvent::Consumed { .. }))
+                .count();
+            Ok((processed >= records).then_some(()))
+        })
+        .map_err(|error| format!("the group did not process {records} records ({error})"))
+    }
+
     /// Waits until the members have committed every partition to the end `acks` imply, stops them
     /// (SIGTERM: each must close its consumer), and checks that no partition was owned by two
     /// members at once, no commit went backwards, and no commit failed and no rebalance callback
