@@ -90,12 +90,22 @@ fn rolling_restart_of_three_agents_under_producers_and_a_group() {
     cluster
         .wait_until_all_listed(Duration::from_secs(60))
         .unwrap();
-    let mut kept = KeptOnPanic(Some(
-        tempfile::Builder::new()
-            .prefix("sluice-e2e-rolling-")
-            .tempdir()
-            .unwrap(),
-    ));
+    // Where each agent writes its logs (one file per start), copied beside the clients' reports
+    // when the test fails.
+    let agent_log_dirs: Vec<std::path::PathBuf> = cluster
+        .agents
+        .iter()
+        .filter_map(|agent| agent.log().parent().map(std::path::Path::to_path_buf))
+        .collect();
+    let mut kept = KeptOnPanic(
+        Some(
+            tempfile::Builder::new()
+                .prefix("sluice-e2e-rolling-")
+                .tempdir()
+                .unwrap(),
+        ),
+        agent_log_dirs,
+    );
     let work_dir = kept.0.as_ref().unwrap();
     ClientKind::Go.build(work_dir.path()).unwrap();
     let topic = "rolling-restart";
@@ -124,22 +134,10 @@ fn rolling_restart_of_three_agents_under_producers_and_a_group() {
         }
         (generator, run, flags)
     };
-    // Where each agent writes its logs (one file per start), copied beside the clients' reports
-    // when a producer fails.
-    let agent_log_dirs: Vec<std::path::PathBuf> = cluster
-        .agents
-        .iter()
-        .filter_map(|agent| agent.log().parent().map(std::path::Path::to_path_buf))
-        .collect();
     let check_producer = |run: &ClientRun, status: std::process::ExitStatus, records: u64| {
         let report = Report::read(&run.report).unwrap();
-        let passed =
-            status.success() && report.errors.is_empty() && report.acks.len() as u64 == records;
-        if !passed {
-            keep_agent_logs(&agent_log_dirs, work_dir.path());
-        }
         assert!(
-            passed,
+            status.success() && report.errors.is_empty() && report.acks.len() as u64 == records,
             "producer {} gave up or failed ({status}; {} of {records} acknowledged): {:?}; its log:\n{}",
             run.report.display(),
             report.acks.len(),
@@ -336,15 +334,16 @@ fn keep_agent_logs(dirs: &[std::path::PathBuf], into: &std::path::Path) {
     }
 }
 
-/// The clients' reports and logs, kept when the test fails (a panic) so that the failure can be
-/// read.
-struct KeptOnPanic(Option<tempfile::TempDir>);
+/// The clients' reports and logs, kept with every agent's logs (the directories in `.1`) when the
+/// test fails (a panic) so that the failure can be read.
+struct KeptOnPanic(Option<tempfile::TempDir>, Vec<std::path::PathBuf>);
 
 impl Drop for KeptOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking()
             && let Some(dir) = self.0.take()
         {
+            keep_agent_logs(&self.1, dir.path());
             loud(&format!("reports kept in {}", dir.keep().display()));
         }
     }
