@@ -6,9 +6,10 @@
 //! (`metadata_core::cluster_view`); the others answer its requests with NOT_COORDINATOR. When the
 //! live set changes, ownership moves, and the group's durable state (generations, epochs,
 //! members, assignments — `docs/groups.md`) is in the metadata log every agent applies. So each
-//! network core follows its agent's view of the live agents (it looks every 100 ms, and before
-//! each group request it serves, so no request finds a group it routed here not yet loaded) and,
-//! on every change:
+//! network core follows its agent's view of the live agents (it looks every 100 ms; it also takes
+//! over before each group request it serves, so no request finds a group it routed here not yet
+//! loaded, but gives up only on its own tick, so no request routed by the view before finds its
+//! group gone) and, on every change:
 //!
 //! - **gives up** the groups it holds that the agent no longer coordinates: they leave memory
 //!   *without a write* (a write now could only overwrite what the new owner stores), their queued
@@ -58,17 +59,23 @@ impl GroupCore {
         }));
         loop {
             glommio::timer::sleep(Duration::from_millis(VIEW_POLL_MS)).await;
+            // Giving up runs here only, never in front of a request: a request that passed the
+            // agent's routing by the view before must find its group still there, so it is
+            // answered (or refused) as that view said, not UNKNOWN_MEMBER_ID.
+            if let Some(ownership) = self.ownership.borrow().clone() {
+                self.give_up_groups(&ownership.board.view());
+            }
             self.adopt_newest_view().await;
         }
     }
 
-    /// Brings this core's groups up to the agent's newest view: gives up the groups it no longer
-    /// coordinates and takes over those it now does. Runs every [`VIEW_POLL_MS`] and before every
-    /// group request this core serves (`router::GroupRouter::on_core`): the agent routes a group
-    /// request by its newest view (`protocol::cluster_routing::not_coordinator`), so without this
-    /// a member that found the new coordinator within a poll of the view change would reach a
-    /// core that has not loaded its group and be answered UNKNOWN_MEMBER_ID — and rejoin, a
-    /// rebalance the hand-over exists to avoid. Alone (no cluster) it does nothing.
+    /// Takes over the groups the agent's newest view gives this core and the adopted one did not.
+    /// Runs every [`VIEW_POLL_MS`] (after giving up the groups the newest view gives away) and
+    /// before every group request this core serves (`router::GroupRouter::on_core`): the agent
+    /// routes a group request by its newest view (`protocol::cluster_routing::not_coordinator`),
+    /// so without this a member that found the new coordinator within a poll of the view change
+    /// would reach a core that has not loaded its group and be answered UNKNOWN_MEMBER_ID — and
+    /// rejoin, a rebalance the hand-over exists to avoid. Alone (no cluster) it does nothing.
     pub async fn adopt_newest_view(&self) {
         let Some(ownership) = self.ownership.borrow().clone() else {
             return;
@@ -78,7 +85,6 @@ impl GroupCore {
         if Arc::ptr_eq(&current, &adopted) {
             return;
         }
-        self.give_up_groups(&current);
         if let Err(error) = self.take_over_groups(&adopted, &current).await {
             tracing::warn!(%error, "cannot take over consumer groups");
         }
