@@ -23,9 +23,8 @@ use sluice_engine::types::{TopicId, TopicPartition};
 
 use crate::fetch::readahead::{self, Ahead};
 use crate::fetch::reader::{
-    CHUNK_GROUPS_AWAITED_MAX, GroupRead, PartitionPlan, PlanRequest, ReadError, TopicRef, Want,
-    chunk_bytes, note_answer, plan, prefetch_bytes_max, read_entries, read_groups_awaiting,
-    read_more, wants,
+    GroupRead, PartitionPlan, PlanRequest, ReadError, TopicRef, Want, chunk_bytes, note_answer,
+    plan, prefetch_bytes_max, read_entries, read_groups_awaiting, read_more, wants,
 };
 use crate::fetch::sessions::{PartitionKey, Wanted};
 use crate::metadata_core::window::error_code;
@@ -296,6 +295,12 @@ async fn read_once(
     attempt
 }
 
+/// Partitions per core whose missing chunks a fetch's prefetch waits for: all of them. Waiting
+/// for at most [`crate::fetch::reader::CHUNK_GROUPS_AWAITED_MAX`] (the others answered without
+/// records, read by the read-ahead) cut a compacted replay's first record but halved its MB/s in
+/// the measurements of docs/benchmarks.md, so it is not used until that is understood.
+const PREFETCH_CHUNK_GROUPS_AWAITED_MAX: usize = usize::MAX;
+
 /// Bytes of one partition's entries, read ahead of assembly.
 type Prefetched = GroupRead;
 
@@ -336,7 +341,7 @@ async fn prefetch(
         &services.fetch,
         services.core.store(),
         &groups,
-        CHUNK_GROUPS_AWAITED_MAX,
+        PREFETCH_CHUNK_GROUPS_AWAITED_MAX,
         false,
     )
     .await
