@@ -38,6 +38,9 @@ use crate::metadata_core::cluster_view::{ClusterBoard, ClusterView};
 
 /// How often a core looks for a new view (a pointer comparison; views change at renewals).
 const VIEW_POLL_MS: u64 = 100;
+/// How long a take-over may wait for the metadata core's answer (a read of the applied state:
+/// milliseconds) before the requests queued behind it go on without it.
+const TAKE_OVER_TIMEOUT_MS: u64 = 1_000;
 
 /// The view a core's groups follow, and the board it comes from.
 #[derive(Debug)]
@@ -85,8 +88,25 @@ impl GroupCore {
         if Arc::ptr_eq(&current, &adopted) {
             return;
         }
-        if let Err(error) = self.take_over_groups(&adopted, &current).await {
-            tracing::warn!(%error, "cannot take over consumer groups");
+        // Bounded: requests wait behind this lock, and a metadata core that no longer answers
+        // (the agent stopping) must not hold them until the connections' drain timeout.
+        let previous = Arc::clone(&adopted);
+        let outcome = {
+            let take_over = self.take_over_groups(&previous, &current);
+            let limit = glommio::timer::sleep(Duration::from_millis(TAKE_OVER_TIMEOUT_MS));
+            futures::pin_mut!(take_over, limit);
+            match futures::future::select(take_over, limit).await {
+                futures::future::Either::Left((result, _)) => Some(result),
+                futures::future::Either::Right(_) => None,
+            }
+        };
+        match outcome {
+            Some(Ok(_)) => {}
+            Some(Err(error)) => tracing::warn!(%error, "cannot take over consumer groups"),
+            None => tracing::warn!(
+                timeout_ms = TAKE_OVER_TIMEOUT_MS,
+                "cannot take over consumer groups: the metadata core did not answer in time"
+            ),
         }
         *adopted = current;
     }
