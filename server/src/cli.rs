@@ -101,9 +101,18 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     // The first line is what scripts read (the first listener); then every listener by name.
-    println!("sluice: listening on {}", agent.local_addr());
+    // One write, and its failure ignored: a reader that closed the pipe after the first line
+    // (or a closed stdout) must not stop the agent, as `println!` would by panicking.
+    let mut banner = format!("sluice: listening on {}\n", agent.local_addr());
     for (name, address) in agent.listener_addrs() {
-        println!("sluice: listener {name} on {address}");
+        banner.push_str(&format!("sluice: listener {name} on {address}\n"));
+    }
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout
+            .write_all(banner.as_bytes())
+            .and_then(|()| stdout.flush());
     }
     match signals.wait() {
         Ok(signal) => tracing::info!(signal, "stopping"),
