@@ -93,21 +93,39 @@ fn the_agent_refuses_a_store_without_create_only_writes() {
         return;
     };
     let server = FakeGcsServer::start(&binary).unwrap();
-    let raw = RawStore(server.raw_store_url("refused"));
-    let error = SluiceAgent::start(&raw, "").unwrap_err().to_string();
+    // The agent runs on its own here, on port 0, and the test waits for its exit: a harness
+    // that waits for a chosen port to accept could take another process's listener on that
+    // port (or the agent's own socket, bound before the store is checked) for a started agent.
+    let data_dir = tempfile::tempdir().unwrap();
+    let log = data_dir.path().join("agent.log");
+    let mut child = std::process::Command::new(sluice_tests::sluice::sluice_binary().unwrap())
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(server.raw_store_url("refused"))
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the agent did not exit within 120 s on a store without create-only writes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let error = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !status.success(),
+        "the agent must exit with a failure: {status:?}"
+    );
     assert!(
         error.contains("create-only check of the object store failed")
             && error.contains("invalid uploadType"),
         "the agent exits naming the failed check and the store's answer:\n{error}"
     );
-}
-
-/// A store URL as it is, for the refusal test.
-#[derive(Debug)]
-struct RawStore(String);
-
-impl sluice_tests::stores::StoreServer for RawStore {
-    fn store_url(&self, _prefix: &str) -> String {
-        self.0.clone()
-    }
 }
