@@ -18,7 +18,9 @@
 //! **Stopping drains.** When the agent stops, a connection stops reading, answers every request it
 //! has already read (a produce waiting for its flush window gets its acknowledgement), writes the
 //! answers and only then closes: a client that sent a request before the stop gets its answer,
-//! not a reset. The network core bounds the drain (see `network_core`).
+//! not a reset. The network core bounds the drain (see `network_core`). A connection that has
+//! answered nothing when the stop ends it is reset instead (`network_core`): a client reads a
+//! close before its first answer as a protocol mismatch and may not retry it, a reset it retries.
 //!
 //! Requests are pipelined: a connection keeps reading while up to [`REQUESTS_INFLIGHT_MAX`]
 //! requests are being handled (a produce waits a whole flush window, and a client with
@@ -49,6 +51,7 @@
 //! reads one request of a connection at a time, sees the same order. Any other request after the
 //! session expired closes the connection unanswered, as Kafka's `SocketServer` does.
 
+use std::cell::Cell;
 use std::io::IoSlice;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -156,6 +159,7 @@ where
         input,
         Rc::new(ConnectionAuth::anonymous(peer)),
         None,
+        &Cell::new(false),
     )
     .await
 }
@@ -164,7 +168,8 @@ where
 /// exchange, the requests it sent right behind its last token), as `auth` (who the client
 /// authenticated as, for the authorizer). `session_expires_at` is when its SASL session ends
 /// unless it re-authenticates; `None` when it never does (no SASL, or re-authentication off),
-/// and then a SaslHandshake goes to the dispatcher, which answers ILLEGAL_SASL_STATE.
+/// and then a SaslHandshake goes to the dispatcher, which answers ILLEGAL_SASL_STATE. `answered`
+/// is set once a response has been written.
 #[expect(
     clippy::too_many_arguments,
     reason = "one connection's context, each part from a different owner"
@@ -179,6 +184,7 @@ pub async fn serve_with_input<S, T, F>(
     mut input: BytesMut,
     auth: Rc<ConnectionAuth>,
     session_expires_at: Option<Instant>,
+    answered: &Cell<bool>,
 ) -> ConnectionEnd
 where
     S: MetadataSource,
@@ -292,6 +298,9 @@ where
         let out_bytes = output.bytes as u64;
         if let Err(error) = write_out(stream, &mut output).await {
             return error.into();
+        }
+        if out_bytes > 0 {
+            answered.set(true);
         }
         if let Some(core) = metrics.core() {
             core.bytes_out.fetch_add(out_bytes, Ordering::Relaxed);

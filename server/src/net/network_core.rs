@@ -1,14 +1,21 @@
 //! A network core's main task: accept on this core's listener, serve each connection here.
 //!
 //! Connections are tasks on this core's executor, entered through a glommio `Gate`. Stopping
-//! first closes the listener, then lets every connection drain (answer the requests it has read,
+//! first shuts the listening socket down (a client connecting from then on is refused, and tries
+//! another of its brokers), then lets every connection drain (answer the requests it has read,
 //! see `connection`) for at most [`DRAIN_TIMEOUT`], then closes whatever is left (the socket is
 //! dropped with its task) and waits until all of them are gone, instead of abandoning tasks in an
 //! executor that is about to disappear, which would leave their sockets open.
+//!
+//! **A connection the stop ends before it answered anything is reset** (`SO_LINGER` 0), not
+//! closed: a client that connected just before the stop would otherwise read an orderly close
+//! where it expects its first answer (ApiVersions), which franz-go takes for a TLS mismatch
+//! (`ErrFirstReadEOF`) and does not retry; a reset every client retries. A connection that has
+//! answered is closed as usual once its answers are written (a reset could drop them unsent).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +41,9 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// waits at most a flush window and its PUT; a Fetch long poll that asked for more than this is
 /// cut short (its client fetches again from another agent or after the restart).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping core still takes connections out of an accept already in flight after it
+/// shut its listening socket down (the shutdown fails that accept at once; this only bounds it).
+const ACCEPT_AFTER_STOP_MAX: Duration = Duration::from_millis(200);
 
 /// The core's stop signal, shared by its listeners' accept loops and their connections.
 pub(super) type StopSignal = futures::future::Shared<futures::future::LocalBoxFuture<'static, ()>>;
@@ -65,6 +75,8 @@ struct Session<'a, S> {
     metrics: CoreSlot,
     stop: StopSignal,
     principal: &'a RefCell<Option<Principal>>,
+    /// Set once the connection has written an answer (a SASL exchange's included).
+    answered: &'a Cell<bool>,
 }
 
 impl<S: MetadataSource> Session<'_, S> {
@@ -78,6 +90,7 @@ impl<S: MetadataSource> Session<'_, S> {
                 let exchange = sasl::authenticate(stream, &self.dispatcher, settings, self.peer);
                 match self.bounded(exchange).await {
                     Ok((session, input)) => {
+                        self.answered.set(true);
                         tracing::debug!(peer = ?self.peer, principal = %session.principal, "SASL authentication");
                         *self.principal.borrow_mut() = Some(session.principal.clone());
                         (Some(session), input)
@@ -103,6 +116,7 @@ impl<S: MetadataSource> Session<'_, S> {
                 input,
                 Rc::clone(&auth),
                 session.as_ref().and_then(|session| session.expires_at),
+                self.answered,
             )
             .await;
             let ConnectionEnd::Reauthenticate { input: handshake } = end else {
@@ -202,6 +216,8 @@ pub(super) async fn network_core<S: MetadataSource>(
     .boxed_local()
     .shared();
     let connections = glommio::sync::Gate::new();
+    // Set once the stop fired: an accept that fails then ends the accept loop.
+    let stopping = Cell::new(false);
     // The accept loop lives in this block so that it (and its borrow of the listener) is gone
     // before the listener is closed below.
     {
@@ -213,6 +229,9 @@ pub(super) async fn network_core<S: MetadataSource>(
                             tracing::warn!(%error, "cannot set TCP_NODELAY");
                         }
                         let peer = stream.peer_addr().ok();
+                        // Kept to reset the socket on the way out (see the module docs); the
+                        // stream owns the descriptor, and every use below is while it lives.
+                        let fd = stream.as_raw_fd();
                         // Responses are written as segments (Fetch records from the cache).
                         let mut stream = VectoredStream::new(stream);
                         let dispatcher = Rc::clone(&dispatcher);
@@ -227,6 +246,14 @@ pub(super) async fn network_core<S: MetadataSource>(
                             // Who the client authenticated as, kept for the connection's
                             // life (its log lines now; ACLs next).
                             let principal = RefCell::new(None);
+                            let answered = Cell::new(false);
+                            // Called while the stream is still open.
+                            let closing = |end: ConnectionEnd| {
+                                if matches!(end, ConnectionEnd::AgentStopping) && !answered.get() {
+                                    reset_on_close(fd);
+                                }
+                                end
+                            };
                             let session = Session {
                                 dispatcher,
                                 sasl,
@@ -235,10 +262,11 @@ pub(super) async fn network_core<S: MetadataSource>(
                                 metrics: metrics.clone(),
                                 stop,
                                 principal: &principal,
+                                answered: &answered,
                             };
                             let serve = async {
                                 let Some(acceptor) = tls else {
-                                    return session.serve(&mut stream).await;
+                                    return closing(session.serve(&mut stream).await);
                                 };
                                 let handshake = acceptor.accept(stream);
                                 let deadline = glommio::timer::sleep(HANDSHAKE_TIMEOUT);
@@ -259,7 +287,7 @@ pub(super) async fn network_core<S: MetadataSource>(
                                             *principal.borrow_mut() =
                                                 Some(Principal::user(&subject));
                                         }
-                                        session.serve(&mut stream).await
+                                        closing(session.serve(&mut stream).await)
                                     }
                                     Either::Left((Err(error), _)) => {
                                         ConnectionEnd::Tls(format!("handshake failed: {error}"))
@@ -280,6 +308,10 @@ pub(super) async fn network_core<S: MetadataSource>(
                                     tracing::info!(?peer, ?principal, reason = %end, "connection closed");
                                 }
                                 Either::Right(_) => {
+                                    // `serve`, pinned in this task, still holds the stream.
+                                    if !answered.get() {
+                                        reset_on_close(fd);
+                                    }
                                     tracing::info!(
                                         ?peer,
                                         ?principal,
@@ -299,6 +331,8 @@ pub(super) async fn network_core<S: MetadataSource>(
                             }
                         }
                     }
+                    // The listening socket was shut down: nothing more to accept.
+                    Err(_) if stopping.get() => break,
                     Err(error) => {
                         tracing::warn!(%error, "accept failed");
                         glommio::timer::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -306,17 +340,34 @@ pub(super) async fn network_core<S: MetadataSource>(
                 }
             }
         };
-        futures::pin_mut!(accept_loop);
-        let _ = select(accept_loop, stop.clone()).await;
+        // On the stop: no new connections. shutdown() on a listening socket stops it accepting
+        // (a connecting client is refused) and fails the pending accept, whoever else still
+        // holds a reference to it; the accept loop goes on until then, so that a connection the
+        // kernel handed to that accept meanwhile is served (and reset) rather than dropped.
+        let stopped = async {
+            let _ = stop.clone().await;
+            stopping.set(true);
+            if let Some(clone) = &listener_for_shutdown {
+                let _ = socket2::SockRef::from(clone).shutdown(std::net::Shutdown::Both);
+            }
+            glommio::timer::sleep(ACCEPT_AFTER_STOP_MAX).await;
+        };
+        futures::pin_mut!(accept_loop, stopped);
+        let _ = select(accept_loop, stopped).await;
     }
-    // No new connections while the open ones are closed. shutdown() on a listening socket stops
-    // it accepting (and fails the pending accept) whoever else still holds a reference to it.
-    if let Some(clone) = listener_for_shutdown {
-        let _ = socket2::SockRef::from(&clone).shutdown(std::net::Shutdown::Both);
-    }
+    drop(listener_for_shutdown);
     drop(listener);
     // Every connection task sees the same stop signal and ends at its next poll.
     if let Err(error) = connections.close().await {
         tracing::warn!(%error, "closing connections");
+    }
+}
+
+/// Makes the close of the socket `fd` a reset (`SO_LINGER` 0): see the module docs.
+fn reset_on_close(fd: RawFd) {
+    // SAFETY: the caller's stream owns `fd` and outlives this call.
+    let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+    if let Err(error) = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(%error, "cannot set SO_LINGER 0; the connection closes with a FIN");
     }
 }

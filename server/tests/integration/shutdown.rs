@@ -40,6 +40,56 @@ fn shutdown_closes_connections_and_frees_the_port() {
     assert_eq!(response.error_code, 0);
 }
 
+/// A connection the stop ends before it answered anything is reset, not closed: a client that
+/// connected just before the stop reads a reset, which every client retries, where an orderly
+/// close before its first answer (ApiVersions) reads as a protocol or TLS mismatch (franz-go's
+/// `ErrFirstReadEOF`, not retried). A connection that has answered is still closed with a FIN.
+#[test]
+fn shutdown_resets_a_connection_that_has_answered_nothing() {
+    use std::io::Read;
+
+    let mut agent = common::start_agent(|_| {});
+    let addr = agent.addr();
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    let mut answered = common::RawClient::connect(addr);
+    let _: ApiVersionsResponse =
+        answered.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+    // Both accepted (the silent one's task runs) before the stop.
+    let metrics = Arc::clone(agent.agent.as_ref().unwrap().metrics());
+    let accepted = || {
+        metrics
+            .cores
+            .iter()
+            .map(|core| core.connections_accepted.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while accepted() < 2 {
+        assert!(Instant::now() < deadline, "the agent never accepted both");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    agent.agent.take().unwrap().shutdown().unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut byte = [0_u8; 1];
+    match silent.read(&mut byte) {
+        Err(error) => assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "the unanswered connection is reset: {error}"
+        ),
+        Ok(read) => panic!("the unanswered connection was closed (read {read} bytes), not reset"),
+    }
+    let mut byte = [0_u8; 1];
+    assert_eq!(
+        answered.stream.read(&mut byte).unwrap(),
+        0,
+        "the answered connection is closed with a FIN"
+    );
+}
+
 /// Pinned (io_uring-registered) memory of this process, from /proc/self/status.
 fn pinned_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
