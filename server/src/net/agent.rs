@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_engine::log::data_gc::DataGcConfig;
@@ -20,7 +21,7 @@ use sluice_engine::store::{
 };
 
 use super::executor::{Executor, spawn_executor};
-use super::network_core::{StopSignal, network_core};
+use super::network_core::{DRAIN_TIMEOUT, StopSignal, network_core};
 use crate::auth::{AclBoard, Authorizer};
 use crate::config::{Config, ConfigError};
 use crate::fetch::owners::{BlockOwners, block_channels, serve_inbox as serve_block_inbox};
@@ -526,6 +527,8 @@ impl Agent {
         let (group_senders, group_inboxes) = group_channels(plan.network_cpus.len());
         // And every core's block inbox: each block is read and cached by its owner core.
         let (block_senders, block_inboxes) = block_channels(plan.network_cpus.len());
+        // Network cores whose connections have not all drained yet (see `wait_for_every_drain`).
+        let draining = Arc::new(AtomicUsize::new(plan.network_cpus.len()));
         for (index, ((((cpu, core_listeners), subscription), group_inbox), block_inbox)) in plan
             .network_cpus
             .iter()
@@ -546,6 +549,7 @@ impl Agent {
             let quota_board = Arc::clone(&quota_board);
             let scram_board = Arc::clone(&scram_board);
             let quota_metrics = Arc::clone(&metrics);
+            let draining = Arc::clone(&draining);
             let name = format!("sluice-net-{cpu}");
             let slot = CoreSlot::new(Arc::clone(&metrics), index);
             let executor = spawn_executor(
@@ -644,6 +648,7 @@ impl Agent {
                         })
                         .collect();
                     futures::future::join_all(serving).await;
+                    wait_for_every_drain(&draining).await;
                 },
             );
             agent.executors.push(executor?);
@@ -724,6 +729,33 @@ impl Agent {
             result = result.and(metadata.join());
         }
         result
+    }
+}
+
+/// How often a drained network core looks whether the others have drained too.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
+/// How long a drained network core waits for the others beyond [`DRAIN_TIMEOUT`] (which bounds
+/// every core's drain from the stop, and all cores get the stop together).
+const DRAIN_WAIT_SLACK: Duration = Duration::from_secs(1);
+
+/// Keeps a network core's executor running, once its own connections have drained, until every
+/// other network core's have too (`draining` counts the cores still draining; this one is
+/// counted off here), at most [`DRAIN_TIMEOUT`] + [`DRAIN_WAIT_SLACK`]. Another core's
+/// connections may still be waiting on this core: a group request goes to the core that owns
+/// its group (`groups::router`), a block read to the core that owns its block
+/// (`fetch::owners`), and the tasks that serve them run on this executor. glommio drops no task
+/// when its executor ends, so had this one ended, their answers would never come and those
+/// connections would wait out the drain timeout (an OffsetCommit in flight at a graceful stop
+/// stayed unanswered for 10 s that way).
+async fn wait_for_every_drain(draining: &AtomicUsize) {
+    draining.fetch_sub(1, Ordering::AcqRel);
+    let deadline = std::time::Instant::now() + DRAIN_TIMEOUT + DRAIN_WAIT_SLACK;
+    while draining.load(Ordering::Acquire) > 0 {
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!("stopping while another network core is still draining");
+            return;
+        }
+        glommio::timer::sleep(DRAIN_POLL).await;
     }
 }
 

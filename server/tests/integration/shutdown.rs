@@ -213,3 +213,113 @@ fn shutdown_answers_a_produce_it_has_read() {
     assert!(client.is_closed_by_agent(), "then the connection is closed");
     stopping.join().unwrap().unwrap();
 }
+
+/// Stopping keeps every network core up until all of them have drained: an OffsetCommit read by
+/// one core for a group another core owns (the request runs on the owner core) is answered at a
+/// graceful stop. Before, the owner core, with no connection of its own to drain, ended at once;
+/// glommio drops no task when its executor ends, so the commit's answer never came and its
+/// connection was closed unanswered at the drain timeout (10 s) — what Java members saw as
+/// commits timing out during a rolling restart.
+///
+/// Decided by events: the commit's window is held at the store's gate until (1) its PUT has
+/// reached the store, which proves the commit is running on the owner core and waits for its
+/// window, and (2) the listener refuses connections, which proves the stop has reached the cores.
+#[test]
+fn shutdown_answers_a_commit_for_a_group_another_core_owns() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetCommitResponse};
+    use kafka_protocol::protocol::StrBytes;
+    use sluice_server::groups::router::owner_core;
+
+    const CORES: usize = 2;
+    let (open_gate, open) = tokio::sync::watch::channel(true);
+    let store = Arc::new(GatedStore {
+        inner: Arc::new(ObjectStoreBackend::in_memory()),
+        open,
+        puts_arrived: AtomicU64::new(0),
+    });
+    let mut agent =
+        common::start_agent_with_store(Arc::clone(&store) as Arc<dyn ObjectStorage>, |config| {
+            config.cpus = Some((0..CORES).collect())
+        });
+    let addr = agent.addr();
+    agent.create_topic("committed", 1);
+    let metrics = Arc::clone(agent.agent.as_ref().unwrap().metrics());
+    let accepted = || -> Vec<u64> {
+        metrics
+            .cores
+            .iter()
+            .map(|core| core.connections_accepted.load(Ordering::Relaxed))
+            .collect()
+    };
+    assert_eq!(accepted().len(), CORES);
+
+    // The core that accepts the client's connection, and a group the other core owns.
+    let before = accepted();
+    let mut client = common::RawClient::connect(addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let core = loop {
+        if let Some(core) = (0..CORES).find(|&core| accepted()[core] > before[core]) {
+            break core;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the connection was never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let group = (0..)
+        .map(|n| format!("drained-group-{n}"))
+        .find(|group| owner_core(group, CORES) != core)
+        .unwrap();
+
+    open_gate.send_replace(false);
+    let puts_before = store.puts_arrived.load(Ordering::SeqCst);
+    // A commit outside any generation (-1), as admin tools commit.
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(common::topic_name("committed"))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(0),
+                ]),
+        ]);
+    let correlation_id = client.send(ApiKey::OffsetCommit, 8, &request);
+    while store.puts_arrived.load(Ordering::SeqCst) == puts_before {
+        assert!(
+            Instant::now() < deadline,
+            "the commit's window never reached the store"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let running = agent.agent.take().unwrap();
+    let stopping = std::thread::spawn(move || running.shutdown());
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < deadline, "the listener never closed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    open_gate.send_replace(true);
+
+    let answering = Instant::now();
+    let response: OffsetCommitResponse = client.receive(ApiKey::OffsetCommit, 8, correlation_id);
+    assert_eq!(
+        response.topics[0].partitions[0].error_code,
+        0,
+        "the commit of {group} (owner core {}, read by core {core}) is answered",
+        owner_core(&group, CORES)
+    );
+    assert!(client.is_closed_by_agent(), "then the connection is closed");
+    stopping.join().unwrap().unwrap();
+    println!(
+        "commit read by core {core} for a group of core {} answered {:.1} ms after the store took its window",
+        owner_core(&group, CORES),
+        answering.elapsed().as_secs_f64() * 1e3
+    );
+}
