@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{Config, ConfigError, advertised, invalid, resolve};
 
@@ -79,7 +79,7 @@ impl SecurityProtocol {
 
 /// Kafka's `ssl.client.auth`, per listener. `requested` (a certificate asked for but optional) is
 /// not offered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// Clients must present a certificate chained to `tls_client_ca_file` (mTLS).
@@ -90,7 +90,7 @@ pub enum ClientAuth {
 
 /// The settings of one listener that differ from the agent-wide ones (Kafka's
 /// `listener.name.NAME.*`), from the TOML table `[listener_name.NAME]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSettings {
     /// Kafka's `listener.name.NAME.ssl.client.auth`: `required` or `none`. Unset: `required`

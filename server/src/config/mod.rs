@@ -7,17 +7,20 @@
 //! are plain data ([`Overrides`]) so that the precedence rules are tested without touching the
 //! process environment.
 
+mod declarations;
 mod listeners;
 mod overrides;
+mod settings;
+mod sources;
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
+pub use declarations::{Config, Overrides, SETTINGS};
 pub use listeners::{ClientAuth, LISTENERS_MAX, Listener, ListenerSettings, SecurityProtocol};
-pub use overrides::{CpuList, NameList, Overrides, parse_cpu_list};
+pub use overrides::{CpuList, NameList, parse_cpu_list};
+pub use settings::Setting;
+pub use sources::{Effective, REDACTED, Source, redact};
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const REQUEST_BYTES_MAX_DEFAULT: u64 = 100 * 1024 * 1024;
@@ -36,289 +39,6 @@ pub const GROUP_MAX_SIZE_DEFAULT: u32 = i32::MAX as u32;
 pub const SASL_MECHANISMS_DEFAULT: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 /// Server assignors of KIP-848 consumer groups (`group_consumer_assignors`).
 pub const CONSUMER_ASSIGNORS_KNOWN: &[&str] = &["uniform", "range"];
-
-/// The agent's settings. Field names are the TOML keys.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Named Kafka listeners, `NAME://HOST:PORT` (Kafka's `listeners`); TOML takes a list or one
-    /// comma-separated string. Empty: `listen` and `tls_listen` (see `config::listeners`).
-    #[serde(deserialize_with = "listeners::string_or_list")]
-    pub listeners: Vec<String>,
-    /// What clients are told for each listener, `NAME://HOST:PORT` (Kafka's
-    /// `advertised.listeners`); a listener not named here advertises its bound address.
-    #[serde(deserialize_with = "listeners::string_or_list")]
-    pub advertised_listeners: Vec<String>,
-    /// `NAME:PROTOCOL` for each listener whose name is not itself a protocol (Kafka's
-    /// `listener.security.protocol.map`).
-    #[serde(deserialize_with = "listeners::string_or_list")]
-    pub listener_security_protocol_map: Vec<String>,
-    /// Per-listener settings, `[listener_name.NAME]` (Kafka's `listener.name.NAME.*`).
-    pub listener_name: BTreeMap<String, ListenerSettings>,
-    /// Address the Kafka listener binds on every network core, `HOST:PORT`.
-    pub listen: String,
-    /// Address clients are told to connect to (Metadata brokers list); defaults to `listen`.
-    pub advertised_listen: Option<String>,
-    /// Address of the metrics and health endpoint (`/metrics`, `/livez`, `/readyz`), `HOST:PORT`;
-    /// `None` serves none.
-    pub metrics_listen: Option<String>,
-    /// Address of a second Kafka listener that speaks TLS (Kafka's `SSL`), `HOST:PORT`.
-    pub tls_listen: Option<String>,
-    /// Address clients of the TLS listener are told to connect to; defaults to `tls_listen`.
-    pub tls_advertised_listen: Option<String>,
-    /// PEM certificate chain (leaf first) of the TLS listener.
-    pub tls_cert_file: Option<PathBuf>,
-    /// PEM private key of `tls_cert_file`.
-    pub tls_key_file: Option<PathBuf>,
-    /// PEM CA certificates; when set, TLS clients must present a certificate they signed (mTLS).
-    pub tls_client_ca_file: Option<PathBuf>,
-    /// The plaintext listener requires SASL authentication (Kafka's `SASL_PLAINTEXT`).
-    pub listen_sasl: bool,
-    /// The TLS listener requires SASL authentication (Kafka's `SASL_SSL`).
-    pub tls_listen_sasl: bool,
-    /// SASL mechanisms offered: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
-    pub sasl_mechanisms: Vec<String>,
-    /// TOML file of SASL users and passwords (`[users]` table); required when a listener
-    /// requires SASL.
-    pub sasl_users_file: Option<PathBuf>,
-    /// Failed SASL logins from one address within `sasl_failed_logins_window_ms` that lock it
-    /// out for `sasl_lockout_ms`; 0 turns the lockout off.
-    pub sasl_failed_logins_max: u32,
-    /// The window failed SASL logins are counted over.
-    pub sasl_failed_logins_window_ms: u64,
-    /// How long an address with too many failed SASL logins is refused.
-    pub sasl_lockout_ms: u64,
-    /// Longest a SASL session lasts before the client must re-authenticate on its connection
-    /// (Kafka's `connections.max.reauth.ms`, KIP-368); 0 turns re-authentication off.
-    pub connections_max_reauth_ms: u64,
-    /// JWKS file (a JSON Web Key Set) whose keys sign OAUTHBEARER tokens; required when
-    /// `sasl_mechanisms` offers OAUTHBEARER (Kafka's `sasl.oauthbearer.jwks.endpoint.url`).
-    pub sasl_oauthbearer_jwks_file: Option<PathBuf>,
-    /// The `iss` claim OAUTHBEARER tokens must carry; `None` checks none.
-    pub sasl_oauthbearer_expected_issuer: Option<String>,
-    /// Audiences, one of which OAUTHBEARER tokens must carry in `aud`; empty checks none.
-    pub sasl_oauthbearer_expected_audience: Vec<String>,
-    /// The token claim whose value is the principal's name.
-    pub sasl_oauthbearer_sub_claim_name: String,
-    /// Leeway on a token's `exp` and `nbf`, seconds.
-    pub sasl_oauthbearer_clock_skew_seconds: u64,
-    /// Local directory for the agent's own files (and the default object store).
-    pub data_dir: PathBuf,
-    /// Object store URL; `None` means a local directory under `data_dir`.
-    pub store: Option<String>,
-    /// CPU ids that run a network executor each; `None` means every online CPU.
-    pub cpus: Option<Vec<usize>>,
-    /// CPU id the metadata executor is pinned to; `None` means the first network CPU.
-    pub metadata_cpu: Option<usize>,
-    /// Per network core: bytes of produced data buffered before the core stops accepting more.
-    pub flush_buffer_bytes_max: u64,
-    /// Per network core: bytes of object blocks kept in memory for fetches.
-    pub block_cache_bytes_max: u64,
-    /// Per network core: incremental fetch sessions (KIP-227) kept, least recently used evicted.
-    pub fetch_sessions_max: usize,
-    /// Client quotas: samples a rate is measured over (Kafka's `quota.window.num`).
-    pub quota_window_num: u32,
-    /// Client quotas: seconds per sample (Kafka's `quota.window.size.seconds`).
-    pub quota_window_size_seconds: u32,
-    /// Per executor: glommio io memory, registered with io_uring (counts against RLIMIT_MEMLOCK).
-    pub io_memory_bytes: u64,
-    /// Longest time produced data waits before it is written as an object.
-    pub flush_interval_ms: u64,
-    /// A flush starts early once this many bytes are buffered.
-    pub flush_bytes_max: u64,
-    /// Flush windows whose log entry (one PUT each) is in flight at once; 1 to 1024.
-    pub flush_windows_inflight_max: usize,
-    /// Windows stretch to half the store's recent median PUT time, up to this (never below
-    /// `flush_interval_ms`).
-    pub flush_interval_max_ms: u64,
-    /// Flush windows (log entries, one PUT each before hedged copies) sealed per second at most,
-    /// on average; `None` means `1000 / flush_interval_ms` (the fixed windows' ceiling).
-    pub flush_puts_per_second_max: Option<u64>,
-    /// Seal a window early when the previous upload has returned or it holds 1 MiB, within the
-    /// PUT budget; `false` seals only at the interval's end (and when a window must close).
-    pub flush_group_commit: bool,
-    /// Copies of one log entry's PUT at most (parallel and hedged); 1 turns hedging off.
-    pub put_copies_max: u32,
-    /// Copies start at once when one copy misses this time more than 1 % of the time.
-    pub put_latency_target_ms: u64,
-    /// A further copy starts after this percentile (1 to 99) of recent PUT times.
-    pub put_hedge_percentile: u32,
-    /// Floor of the hedge delay.
-    pub put_hedge_delay_ms_min: u64,
-    /// Payload bytes of extra PUT copies (every copy after an entry's first) in flight at most;
-    /// 0 sends first copies only.
-    pub put_copy_bytes_in_flight_max: u64,
-    /// Largest request frame accepted; bigger frames close the connection.
-    pub request_bytes_max: u64,
-    /// Create a topic when a client asks for metadata of one that does not exist.
-    pub auto_create_topics: bool,
-    /// `acl` checks every request against the ACL bindings (Kafka's `authorizer.class.name`);
-    /// `None` checks nothing and the ACL APIs answer SECURITY_DISABLED.
-    pub authorizer: Option<String>,
-    /// Principals the authorizer allows everything, e.g. `User:admin` (Kafka's `super.users`).
-    pub super_users: Vec<String>,
-    /// Allow a request on a resource no ACL binding names (Kafka's
-    /// `allow.everyone.if.no.acl.found`).
-    pub allow_everyone_if_no_acl_found: bool,
-    /// Partition count of auto-created topics.
-    pub default_partitions: u32,
-    /// Kafka's `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty
-    /// classic group waits for more members.
-    pub group_initial_rebalance_delay_ms: u64,
-    /// Kafka's `group.min.session.timeout.ms`: shortest session a classic member may ask for.
-    pub group_min_session_timeout_ms: i32,
-    /// Kafka's `group.max.session.timeout.ms`: longest session a classic member may ask for.
-    pub group_max_session_timeout_ms: i32,
-    /// Kafka's `group.max.size`: most members of one classic group; a JoinGroup beyond it is
-    /// GROUP_MAX_SIZE_REACHED.
-    pub group_max_size: u32,
-    /// Kafka's `group.consumer.heartbeat.interval.ms`: KIP-848 members heartbeat this often.
-    pub group_consumer_heartbeat_interval_ms: i32,
-    /// Kafka's `group.consumer.session.timeout.ms`: a silent KIP-848 member is removed after it.
-    pub group_consumer_session_timeout_ms: i32,
-    /// Server assignors KIP-848 members may choose (`uniform`, `range`); the first is the default.
-    pub group_consumer_assignors: Vec<String>,
-    /// Kafka's `group.consumer.max.size`: most members of one KIP-848 group; a new member beyond
-    /// it is GROUP_MAX_SIZE_REACHED.
-    pub group_consumer_max_size: u32,
-    /// Kafka's `offset.metadata.max.bytes`: longer commit metadata is OFFSET_METADATA_TOO_LARGE.
-    pub offset_metadata_bytes_max: usize,
-    /// Kafka's `offsets.retention.check.interval.ms`: how often each core forgets its empty
-    /// groups that have no committed offsets and deletes expired offsets.
-    pub offsets_retention_check_interval_ms: u64,
-    /// Kafka's `offsets.retention.minutes`, in milliseconds: a group without members keeps its
-    /// committed offsets this long.
-    pub offsets_retention_ms: u64,
-    /// Kafka's `log.retention.ms`: how long a topic without a `retention.ms` override keeps
-    /// records (-1 = forever). Unset: `log_retention_hours` decides.
-    pub log_retention_ms: Option<i64>,
-    /// Kafka's `log.retention.hours`, used when `log_retention_ms` is unset (-1 = forever).
-    pub log_retention_hours: i64,
-    /// Kafka's `log.retention.bytes`: bytes per partition a topic without a `retention.bytes`
-    /// override keeps at least (-1 = no limit).
-    pub log_retention_bytes: i64,
-    /// Kafka's `log.retention.check.interval.ms`: how often retention runs, and with it the
-    /// garbage collection of objects nothing needs any more.
-    pub log_retention_check_interval_ms: u64,
-    /// Kafka's `log.segment.delete.delay.ms`: how long an object nothing needs stays in the
-    /// store before it is deleted (longer than any fetch holds a reference to one).
-    pub log_segment_delete_delay_ms: u64,
-    /// How often object compaction looks for small objects to merge; 0 turns it off.
-    pub compaction_interval_ms: u64,
-    /// Size a compacted object aims at.
-    pub compaction_object_bytes_target: u64,
-    /// Index entries one compaction job merges at most.
-    pub compaction_inputs_per_job_max: usize,
-    /// A metadata-log checkpoint is written after this many entries; recovery replays at most
-    /// about this many entries after the newest one.
-    pub checkpoint_interval_entries: u64,
-    /// Newest metadata-log checkpoints kept (older ones, and the log entries they cover that
-    /// nothing references, are deleted); at least 2.
-    pub checkpoints_retained: usize,
-    /// The cluster's metadata log in PostgreSQL, `postgres://…` (`docs/cluster.md`); `None` keeps
-    /// the agent's own log in object storage.
-    pub metadata: Option<String>,
-    /// The cluster's name in the database (1–64 of `[A-Za-z0-9_.-]`); one database can hold
-    /// several clusters. Only with `metadata`.
-    pub cluster_name: String,
-    /// This agent's id in the cluster, stable across restarts; defaults to the advertised address.
-    pub agent_id: Option<String>,
-    /// This agent's zone (rack), told to clients and used to route them; may be empty.
-    pub zone: String,
-    /// The agent's lease in the cluster, renewed every third of it; an agent that cannot renew
-    /// stops accepting writes when it runs out.
-    pub lease_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            listeners: Vec::new(),
-            advertised_listeners: Vec::new(),
-            listener_security_protocol_map: Vec::new(),
-            listener_name: BTreeMap::new(),
-            listen: listeners::LISTEN_DEFAULT.to_owned(),
-            advertised_listen: None,
-            metrics_listen: None,
-            tls_listen: None,
-            tls_advertised_listen: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            tls_client_ca_file: None,
-            listen_sasl: false,
-            tls_listen_sasl: false,
-            sasl_mechanisms: SASL_MECHANISMS_DEFAULT
-                .iter()
-                .map(|name| (*name).to_owned())
-                .collect(),
-            sasl_users_file: None,
-            sasl_failed_logins_max: crate::net::sasl::limiter::FAILED_LOGINS_MAX,
-            sasl_failed_logins_window_ms: crate::net::sasl::limiter::FAILED_LOGINS_WINDOW_MS,
-            sasl_lockout_ms: crate::net::sasl::limiter::LOCKOUT_MS,
-            connections_max_reauth_ms: 0,
-            sasl_oauthbearer_jwks_file: None,
-            sasl_oauthbearer_expected_issuer: None,
-            sasl_oauthbearer_expected_audience: Vec::new(),
-            sasl_oauthbearer_sub_claim_name: crate::net::sasl::oauthbearer::SUB_CLAIM_DEFAULT
-                .to_owned(),
-            sasl_oauthbearer_clock_skew_seconds:
-                crate::net::sasl::oauthbearer::CLOCK_SKEW_SECONDS_DEFAULT,
-            data_dir: PathBuf::from("./sluice-data"),
-            store: None,
-            cpus: None,
-            metadata_cpu: None,
-            flush_buffer_bytes_max: 64 * 1024 * 1024,
-            block_cache_bytes_max: 256 * 1024 * 1024,
-            fetch_sessions_max: 1_000,
-            quota_window_num: 11,
-            quota_window_size_seconds: 1,
-            io_memory_bytes: 512 * 1024,
-            flush_interval_ms: 10,
-            flush_bytes_max: 8 * 1024 * 1024,
-            flush_windows_inflight_max: 128,
-            flush_interval_max_ms: 50,
-            flush_puts_per_second_max: None,
-            flush_group_commit: true,
-            put_copies_max: 6,
-            put_latency_target_ms: 15,
-            put_hedge_percentile: 95,
-            put_hedge_delay_ms_min: 5,
-            put_copy_bytes_in_flight_max: 8 * 1024 * 1024,
-            request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
-            auto_create_topics: true,
-            authorizer: None,
-            super_users: Vec::new(),
-            allow_everyone_if_no_acl_found: false,
-            default_partitions: 1,
-            group_initial_rebalance_delay_ms: 3_000,
-            group_min_session_timeout_ms: 6_000,
-            group_max_session_timeout_ms: 1_800_000,
-            group_max_size: GROUP_MAX_SIZE_DEFAULT,
-            group_consumer_heartbeat_interval_ms: 5_000,
-            group_consumer_session_timeout_ms: 45_000,
-            group_consumer_assignors: vec!["uniform".to_owned(), "range".to_owned()],
-            group_consumer_max_size: GROUP_MAX_SIZE_DEFAULT,
-            offset_metadata_bytes_max: 4096,
-            offsets_retention_check_interval_ms: 600_000,
-            offsets_retention_ms: 7 * 24 * 3_600_000,
-            log_retention_ms: None,
-            log_retention_hours: 168,
-            log_retention_bytes: -1,
-            log_retention_check_interval_ms: 300_000,
-            log_segment_delete_delay_ms: 60_000,
-            compaction_interval_ms: 10_000,
-            compaction_object_bytes_target: 32 * 1024 * 1024,
-            compaction_inputs_per_job_max: 10_000,
-            checkpoint_interval_entries: 1_000,
-            checkpoints_retained: 2,
-            metadata: None,
-            cluster_name: "sluice".to_owned(),
-            agent_id: None,
-            zone: String::new(),
-            lease_ms: 10_000,
-        }
-    }
-}
 
 /// Most index entries one compaction job may merge.
 pub const COMMANDS_PER_JOB_INPUTS_MAX: usize = 1_000_000;
@@ -358,31 +78,19 @@ impl Config {
     }
 
     /// Builds the configuration from its three layers: the file (if any), the environment
-    /// variables (only `SLUICE_*` ones are looked at), then the flags.
+    /// variables (only `SLUICE_*` ones are looked at), then the flags; checks it.
+    /// [`Effective::load`] does the same and also says where each value came from.
     pub fn load(
         file: Option<&Path>,
         environment: impl IntoIterator<Item = (String, String)>,
         flags: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let mut config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                Self::from_toml_str(&text, path)?
-            }
-            None => Self::default(),
-        };
-        config.apply(&Overrides::from_environment(environment)?);
-        config.apply(flags);
-        config.validate()?;
-        Ok(config)
+        Effective::load(file, environment, flags).map(|effective| effective.config)
     }
 
-    /// Overwrites every setting that `overrides` carries.
-    pub fn apply(&mut self, overrides: &Overrides) {
-        overrides.apply_to(self);
+    /// Overwrites every setting that `overrides` carries; returns the keys it set.
+    pub fn apply(&mut self, overrides: &Overrides) -> Vec<&'static str> {
+        overrides.apply_to(self)
     }
 
     /// Checks the settings that can be checked without looking at the machine (CPU ids are
