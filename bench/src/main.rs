@@ -49,7 +49,7 @@ struct Args {
     quick: bool,
     /// Comma list of: sluice, sluice-s3-express, sluice-s3-standard, sluice-seaweedfs,
     /// sluice-seaweedfs-s3-express, sluice-external, sluice-file, sluice-file-tls-scram,
-    /// sluice-cluster, sluice-cluster-s3-express, kafka, tansu. Default: sluice,
+    /// sluice-cluster, sluice-cluster-s3-express, kafka, kafka-tls-scram, tansu. Default: sluice,
     /// sluice-s3-express, sluice-s3-standard, kafka, tansu; for `cluster` both cluster targets.
     #[arg(long)]
     targets: Option<String>,

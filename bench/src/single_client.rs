@@ -518,21 +518,25 @@ fn render(report: &SingleClientReport) -> String {
             status
         ));
     }
-    // Each Sluice target against Kafka, per client setting, when Kafka ran in the same run.
-    let kafka = |variant: &str| {
+    // Each target against Kafka on the same kind of listener, per client setting, when that
+    // Kafka ran in the same run.
+    let base_row = |base: &str, variant: &str| {
         report
             .rows
             .iter()
-            .find(|row| row.target == "kafka" && row.client_settings == variant)
+            .find(|row| row.target == base && row.client_settings == variant)
     };
     let mut ratios = String::new();
     for row in report.rows.iter().filter(|row| row.target != "kafka") {
-        if let (Some(base), Some(p), Some(c)) =
-            (kafka(&row.client_settings), row.producer, row.consumer)
-            && let (Some(bp), Some(bc)) = (base.producer, base.consumer)
+        let base = kafka_base(&row.target);
+        if let (Some(base_row), Some(p), Some(c)) = (
+            base_row(base, &row.client_settings),
+            row.producer,
+            row.consumer,
+        ) && let (Some(bp), Some(bc)) = (base_row.producer, base_row.consumer)
         {
             ratios.push_str(&format!(
-                "- {} {}: produce {:.2}× Kafka's MB/s, consume {:.2}×\n",
+                "- {} {}: produce {:.2}× `{base}`'s MB/s, consume {:.2}×\n",
                 row.target,
                 row.client_settings,
                 p.mb_per_sec / bp.mb_per_sec,
@@ -541,15 +545,35 @@ fn render(report: &SingleClientReport) -> String {
         }
     }
     if !ratios.is_empty() {
-        text.push_str("\nAgainst Apache Kafka with the same client settings, same run:\n\n");
+        text.push_str(
+            "\nAgainst Apache Kafka with the same client settings on the same kind of listener \
+             (`kafka-tls-scram` against plaintext `kafka`), same run:\n\n",
+        );
         text.push_str(&ratios);
     }
     text
 }
 
+/// The Kafka target a target is compared with: the TLS+SCRAM targets with `kafka-tls-scram`,
+/// which itself (and every other target) with plaintext `kafka`.
+fn kafka_base(target: &str) -> &'static str {
+    if target.ends_with("-tls-scram") && target != "kafka-tls-scram" {
+        "kafka-tls-scram"
+    } else {
+        "kafka"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secured_targets_are_compared_with_the_secured_kafka() {
+        assert_eq!(kafka_base("sluice-file-tls-scram"), "kafka-tls-scram");
+        assert_eq!(kafka_base("kafka-tls-scram"), "kafka");
+        assert_eq!(kafka_base("sluice-file"), "kafka");
+    }
 
     #[test]
     fn producer_final_line_is_parsed_and_progress_lines_are_not() {

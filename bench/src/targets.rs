@@ -24,7 +24,7 @@ use crate::process::{Guarded, Launch, free_port};
 use crate::proxy::{Counters, S3Proxy};
 
 /// Targets `--targets` accepts.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     "sluice",
     "sluice-s3-express",
     "sluice-s3-standard",
@@ -36,13 +36,14 @@ pub const ALL: [&str; 12] = [
     "sluice-cluster",
     "sluice-cluster-s3-express",
     "kafka",
+    "kafka-tls-scram",
     "tansu",
 ];
 
 /// Targets whose clients must authenticate over TLS: only the `single-client` scenario (Kafka's
 /// Java tools, which take a client configuration file) can drive them; the load generator's
 /// librdkafka is built without TLS.
-pub const NEEDS_CLIENT_CONFIG: [&str; 1] = ["sluice-file-tls-scram"];
+pub const NEEDS_CLIENT_CONFIG: [&str; 2] = ["sluice-file-tls-scram", "kafka-tls-scram"];
 
 /// Broker start-up limit (Kafka's JVM on a busy 2-core machine takes 10-20 s).
 const START_LIMIT: Duration = Duration::from_secs(90);
@@ -246,6 +247,7 @@ pub fn start(name: &str, env: &Env) -> Result<Running, StartError> {
             Some(("s3-express", LatencyProfile::s3_express())),
         ),
         "kafka" => start_kafka(env),
+        "kafka-tls-scram" => start_kafka_tls_scram(env),
         "tansu" => start_tansu(env),
         other => Err(StartError::Failed(format!("unknown target {other}"))),
     }
@@ -537,23 +539,38 @@ fn start_sluice_file_tls_scram(env: &Env) -> Result<Running, StartError> {
 struct TlsScramFiles {
     cert: PathBuf,
     key: PathBuf,
+    /// The key and the certificate in one file: Kafka's PEM keystore.
+    key_and_cert: PathBuf,
     users: PathBuf,
     client_config: PathBuf,
 }
 
+/// The user and password of the TLS+SCRAM targets.
+const TLS_SCRAM_USER: &str = "bench";
+const TLS_SCRAM_PASSWORD: &str = "bench-secret";
+
 /// The TLS+SCRAM target's files under `dir`.
 fn write_tls_scram_files(dir: &Path) -> anyhow::Result<TlsScramFiles> {
-    const USER: &str = "bench";
-    const PASSWORD: &str = "bench-secret";
+    const USER: &str = TLS_SCRAM_USER;
+    const PASSWORD: &str = TLS_SCRAM_PASSWORD;
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
     let files = TlsScramFiles {
         cert: dir.join("cert.pem"),
         key: dir.join("key.pem"),
+        key_and_cert: dir.join("key-and-cert.pem"),
         users: dir.join("users.toml"),
         client_config: dir.join("client.properties"),
     };
     std::fs::write(&files.cert, certified.cert.pem())?;
     std::fs::write(&files.key, certified.signing_key.serialize_pem())?;
+    std::fs::write(
+        &files.key_and_cert,
+        format!(
+            "{}{}",
+            certified.signing_key.serialize_pem(),
+            certified.cert.pem()
+        ),
+    )?;
     std::fs::write(&files.users, format!("[users]\n{USER} = \"{PASSWORD}\"\n"))?;
     // The agent warns about a users file others may read.
     std::fs::set_permissions(
@@ -575,24 +592,7 @@ fn write_tls_scram_files(dir: &Path) -> anyhow::Result<TlsScramFiles> {
 }
 
 fn start_kafka(env: &Env) -> Result<Running, StartError> {
-    let script = env.repo.join("scripts/kafka/run-kafka.sh");
-    if !script.exists() {
-        return Err(StartError::NotInstalled(format!(
-            "{} missing",
-            script.display()
-        )));
-    }
-    let port = free_port()?;
-    let controller_port = free_port()?;
-    let data_dir = env.work_dir.join("kafka");
-    let launch = Launch::new("kafka", "bash", &env.work_dir.join("kafka.log"))
-        .arg(&script)
-        .arg(port.to_string())
-        .arg(&data_dir)
-        .arg(controller_port.to_string());
-    let mut broker = launch.spawn()?;
-    let address: SocketAddr = ([127, 0, 0, 1], port).into();
-    broker.wait_listening(address, START_LIMIT)?;
+    let (broker, launch, address) = spawn_kafka(env, "kafka", &[])?;
     let mut settings = Map::new();
     settings.insert(
         "broker".into(),
@@ -615,6 +615,89 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
         settings,
         store_note: Some("local disk: no object-store requests".into()),
         client_config: None,
+    })
+}
+
+/// Starts `scripts/kafka/run-kafka.sh` for target `name` with `envs` (its optional SASL_SSL
+/// listener), and waits for its plaintext listener.
+fn spawn_kafka(
+    env: &Env,
+    name: &str,
+    envs: &[(&str, String)],
+) -> Result<(Guarded, Launch, SocketAddr), StartError> {
+    let script = env.repo.join("scripts/kafka/run-kafka.sh");
+    if !script.exists() {
+        return Err(StartError::NotInstalled(format!(
+            "{} missing",
+            script.display()
+        )));
+    }
+    let port = free_port()?;
+    let controller_port = free_port()?;
+    let data_dir = env.work_dir.join(name);
+    let mut launch = Launch::new(name, "bash", &env.work_dir.join(format!("{name}.log")))
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(&data_dir)
+        .arg(controller_port.to_string());
+    for (key, value) in envs {
+        launch = launch.env(key, value.clone());
+    }
+    let mut broker = launch.spawn()?;
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    broker.wait_listening(address, START_LIMIT)?;
+    Ok((broker, launch, address))
+}
+
+/// `kafka` with its clients on a second listener speaking SASL_SSL with SCRAM-SHA-512: the same
+/// certificate, user and client configuration as `sluice-file-tls-scram` (the JVM's TLS, JSSE, on
+/// the broker's side), so that what encryption and authentication cost Sluice is set beside what
+/// they cost Kafka on the same machine.
+fn start_kafka_tls_scram(env: &Env) -> Result<Running, StartError> {
+    let name = "kafka-tls-scram";
+    let dir = env.work_dir.join(format!("{name}-files"));
+    std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
+    let files =
+        write_tls_scram_files(&dir).map_err(|error| StartError::Failed(format!("{error:#}")))?;
+    let tls_port = free_port()?;
+    let envs = [
+        ("RUN_KAFKA_SASL_SSL_PORT", tls_port.to_string()),
+        (
+            "RUN_KAFKA_SSL_PEM",
+            files.key_and_cert.display().to_string(),
+        ),
+        ("RUN_KAFKA_SCRAM_USER", TLS_SCRAM_USER.to_owned()),
+        ("RUN_KAFKA_SCRAM_PASSWORD", TLS_SCRAM_PASSWORD.to_owned()),
+    ];
+    let (mut broker, launch, _plaintext) = spawn_kafka(env, name, &envs)?;
+    let tls_address: SocketAddr = ([127, 0, 0, 1], tls_port).into();
+    broker.wait_listening(tls_address, START_LIMIT)?;
+    let mut settings = Map::new();
+    settings.insert(
+        "broker".into(),
+        json!("Apache Kafka 4.x, one KRaft node (run-kafka.sh), 512 MiB heap"),
+    );
+    settings.insert(
+        "store".into(),
+        json!("local disk (log.dirs), default flush policy (page cache)"),
+    );
+    settings.insert(
+        "listener".into(),
+        json!("SASL_SSL: TLS (JSSE, self-signed certificate, ECDSA P-256) + SCRAM-SHA-512"),
+    );
+    Ok(Running {
+        broker,
+        cluster: None,
+        launch,
+        address: tls_address,
+        bootstrap: tls_address.to_string(),
+        store_counters: None,
+        proxy: None,
+        server: None,
+        _seaweedfs: None,
+        settings,
+        store_note: Some("local disk: no object-store requests".into()),
+        client_config: Some(files.client_config),
     })
 }
 

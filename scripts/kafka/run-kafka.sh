@@ -9,6 +9,13 @@
 # DATA_DIR is reused, so a restart on the same DATA_DIR keeps the data. The jars come from Maven
 # Central through fetch-kafka.sh (run first, idempotent). Settings favour a quick start on a small
 # machine: 512 MiB heap, no rebalance delay, replication factor 1 everywhere.
+#
+# A second client listener speaking SASL_SSL with SCRAM-SHA-512 is added when these are set:
+#   RUN_KAFKA_SASL_SSL_PORT   its port on 127.0.0.1
+#   RUN_KAFKA_SSL_PEM         a PEM file holding the listener's unencrypted PKCS#8 private key and
+#                             its certificate chain (Kafka's ssl.keystore.type=PEM)
+#   RUN_KAFKA_SCRAM_USER, RUN_KAFKA_SCRAM_PASSWORD   one SCRAM-SHA-512 user, added when the
+#                             storage is formatted (a DATA_DIR formatted before keeps its users)
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 PORT DATA_DIR [CONTROLLER_PORT]" >&2
@@ -24,14 +31,26 @@ command -v java >/dev/null || { echo "run-kafka: java not found (apt-get install
 mkdir -p "$data_dir/logs"
 data_dir=$(cd "$data_dir" && pwd)
 config="$data_dir/server.properties"
+sasl_ssl_port=${RUN_KAFKA_SASL_SSL_PORT:-}
+listeners="PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller_port}"
+advertised="PLAINTEXT://127.0.0.1:${port}"
+protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+if [ -n "$sasl_ssl_port" ]; then
+    : "${RUN_KAFKA_SSL_PEM:?RUN_KAFKA_SASL_SSL_PORT needs RUN_KAFKA_SSL_PEM}"
+    : "${RUN_KAFKA_SCRAM_USER:?RUN_KAFKA_SASL_SSL_PORT needs RUN_KAFKA_SCRAM_USER}"
+    : "${RUN_KAFKA_SCRAM_PASSWORD:?RUN_KAFKA_SASL_SSL_PORT needs RUN_KAFKA_SCRAM_PASSWORD}"
+    listeners="$listeners,SASL_SSL://127.0.0.1:${sasl_ssl_port}"
+    advertised="$advertised,SASL_SSL://127.0.0.1:${sasl_ssl_port}"
+    protocols="$protocols,SASL_SSL:SASL_SSL"
+fi
 cat >"$config" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:${controller_port}
-listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:${port}
+listeners=${listeners}
+advertised.listeners=${advertised}
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=${protocols}
 inter.broker.listener.name=PLAINTEXT
 log.dirs=${data_dir}/logs
 auto.create.topics.enable=true
@@ -47,6 +66,14 @@ group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=2
 PROPS
+if [ -n "$sasl_ssl_port" ]; then
+    cat >>"$config" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=${RUN_KAFKA_SSL_PEM}
+PROPS
+fi
 
 # The classpath is every jar in lib/ (the wildcard is expanded by the JVM, not the shell).
 java_opts=(-Xmx512m -Xms128m -XX:+UseG1GC -XX:MaxGCPauseMillis=20
@@ -58,7 +85,11 @@ if [ ! -f "$data_dir/logs/meta.properties" ]; then
     # Passed as --cluster-id=ID: one in 64 ids begins with "-", which a separate argument would make
     # an option (the format then fails with "expected one argument").
     cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-    java "${java_opts[@]}" kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$config" >"$data_dir/format.log" 2>&1 \
+    scram=()
+    if [ -n "$sasl_ssl_port" ]; then
+        scram=(--add-scram "SCRAM-SHA-512=[name=${RUN_KAFKA_SCRAM_USER},password=${RUN_KAFKA_SCRAM_PASSWORD}]")
+    fi
+    java "${java_opts[@]}" kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$config" "${scram[@]}" >"$data_dir/format.log" 2>&1 \
         || { cat "$data_dir/format.log" >&2; exit 1; }
 fi
 exec java "${java_opts[@]}" kafka.Kafka "$config"
