@@ -77,6 +77,47 @@ impl TestPostgres {
             Err(CertificateError::Failed(reason)) => panic!("{test}: {reason}"),
         };
         let pem = std::fs::read(&cert).expect("read the certificate");
+        let postgres = Self::start_with_certificate(test, &bin_dir, certificates, &cert, &key);
+        Some((postgres, pem))
+    }
+
+    /// A server that also accepts TLS with the given certificate chain and key (PEM), e.g. a
+    /// server certificate signed by a test's own certificate authority.
+    pub fn start_tls_with_or_skip(
+        test: &str,
+        certificate_pem: &str,
+        key_pem: &str,
+    ) -> Option<TestPostgres> {
+        let Some(bin_dir) = bin_dir() else {
+            crate::tools::skip_or_fail(&format!(
+                "{test}: PostgreSQL is not installed; run `bash scripts/install-test-deps.sh`"
+            ));
+            return None;
+        };
+        let certificates = tempfile::tempdir().expect("temporary directory");
+        let cert = certificates.path().join("server.crt");
+        let key = certificates.path().join("server.key");
+        std::fs::write(&cert, certificate_pem).expect("write the certificate");
+        std::fs::write(&key, key_pem).expect("write the key");
+        // PostgreSQL refuses a key that others can read.
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod the key");
+        Some(Self::start_with_certificate(
+            test,
+            &bin_dir,
+            certificates,
+            &cert,
+            &key,
+        ))
+    }
+
+    fn start_with_certificate(
+        test: &str,
+        bin_dir: &Path,
+        certificates: tempfile::TempDir,
+        cert: &Path,
+        key: &Path,
+    ) -> TestPostgres {
         let settings = [
             "ssl=on".to_string(),
             format!("ssl_cert_file={}", cert.display()),
@@ -85,16 +126,16 @@ impl TestPostgres {
         let run_as = run_as().unwrap_or_else(|error| panic!("{test}: {error}"));
         if let Some(run_as) = run_as {
             // The server reads them as its own user; the key must not be readable by others.
-            for path in [certificates.path(), cert.as_path(), key.as_path()] {
+            for path in [certificates.path(), cert, key] {
                 std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid))
                     .expect("chown the certificate");
             }
         }
         let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
         let mut postgres =
-            Self::start(&bin_dir, &settings).unwrap_or_else(|error| panic!("{test}: {error}"));
+            Self::start(bin_dir, &settings).unwrap_or_else(|error| panic!("{test}: {error}"));
         postgres.certificates = Some(certificates);
-        Some((postgres, pem))
+        postgres
     }
 
     fn start(bin_dir: &Path, settings: &[&str]) -> Result<TestPostgres, String> {

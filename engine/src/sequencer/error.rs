@@ -23,7 +23,7 @@ pub enum ErrorKind {
 #[non_exhaustive]
 pub enum SequencerError {
     /// The database is unreachable or refused for now (see [`ErrorKind::Retriable`]).
-    #[error("{operation}: database unavailable: {source}")]
+    #[error("{operation}: database unavailable: {}", with_causes(source))]
     Unavailable {
         operation: &'static str,
         #[source]
@@ -42,7 +42,7 @@ pub enum SequencerError {
         source: Box<SequencerError>,
     },
     /// The database rejected the statement for a reason a retry does not fix.
-    #[error("{operation}: {source}")]
+    #[error("{operation}: {}", with_causes(source))]
     Database {
         operation: &'static str,
         #[source]
@@ -67,6 +67,10 @@ pub enum SequencerError {
     /// cluster row, an unparseable cluster id). Never retried, never papered over.
     #[error("inconsistent sequencer state: {reason}")]
     Inconsistent { reason: String },
+    /// The TLS handshake with the database failed: the server has no TLS but the URL requires
+    /// it, or its certificate is not trusted or not for the URL's host.
+    #[error("TLS to the database ({settings}): {reason}")]
+    Tls { settings: String, reason: String },
     /// The connection URL or the TLS settings are unusable.
     #[error("configuration: {reason}")]
     Config { reason: String },
@@ -86,6 +90,7 @@ impl SequencerError {
             | SequencerError::BeyondHead { .. }
             | SequencerError::LeaseLost { .. }
             | SequencerError::Inconsistent { .. }
+            | SequencerError::Tls { .. }
             | SequencerError::Config { .. } => ErrorKind::Fatal,
         }
     }
@@ -129,6 +134,23 @@ impl SequencerError {
             _ => false,
         }
     }
+}
+
+/// `error` and its causes, `: `-separated. The driver's own `Display` is its kind alone ("error
+/// performing TLS handshake"); the reason ("invalid peer certificate: UnknownIssuer") is its source.
+pub(crate) fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // A cause whose text is already there (a wrapper that prints its source) adds nothing.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A lost or refused connection, or a server state that passes: connection exceptions (class 08),

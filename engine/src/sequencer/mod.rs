@@ -58,6 +58,7 @@ mod membership;
 mod postgres;
 mod session;
 mod sql;
+mod tls;
 
 pub use bridge::SequencerClient;
 pub use error::{ErrorKind, SequencerError};
@@ -74,9 +75,11 @@ pub struct SequencerConfig {
     pub url: String,
     /// The cluster's name: one database can hold several clusters. 1–64 of `[A-Za-z0-9_.-]`.
     pub cluster_name: String,
-    /// TLS to the database; `None` connects in plain text only. With a configuration the URL's
-    /// `sslmode` decides: `prefer` (the default) falls back to plain text when the server has no
-    /// TLS, `require` refuses to.
+    /// TLS to the database. `None`: as the URL's libpq parameters say (`sslmode`, `sslrootcert`,
+    /// `sslcert`, `sslkey`; `docs/cluster.md`, "TLS to PostgreSQL"). A configuration given here is
+    /// used instead (the URL must then name no TLS files), and the URL's `sslmode` decides:
+    /// `prefer` (the default) falls back to plain text when the server has no TLS, `require`
+    /// refuses to.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Call `pg_notify` in every append and `LISTEN` for other agents' appends.
     pub notify: bool,

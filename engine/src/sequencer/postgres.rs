@@ -101,7 +101,7 @@ impl Shared {
             .connector
             .open(notifications)
             .await
-            .map_err(|error| SequencerError::from_postgres(operation, error))?;
+            .map_err(|error| self.connector.connect_error(operation, error))?;
         if role == Role::Watcher {
             if self.config.notify {
                 session

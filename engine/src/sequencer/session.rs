@@ -12,13 +12,16 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, Socket, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::error::SequencerError;
+use super::error::{SequencerError, with_causes};
+use super::tls::{SslMode, UrlTls, redacted};
 use super::{SequencerConfig, sql};
 
 /// Opens connections with one parsed configuration.
 pub(crate) struct Connector {
     postgres_config: tokio_postgres::Config,
     tls: Option<MakeRustlsConnect>,
+    /// What a failed handshake's error names: the TLS parameters and the URL (redacted).
+    tls_settings: String,
 }
 
 impl std::fmt::Debug for Connector {
@@ -34,10 +37,18 @@ impl std::fmt::Debug for Connector {
 
 impl Connector {
     pub(crate) fn new(config: &SequencerConfig) -> Result<Self, SequencerError> {
+        let url_tls = UrlTls::parse(&config.url)?;
         let mut postgres_config: tokio_postgres::Config =
-            config.url.parse().map_err(|error| SequencerError::Config {
-                reason: format!("the database URL does not parse: {error}"),
-            })?;
+            url_tls
+                .url
+                .parse()
+                .map_err(|error| SequencerError::Config {
+                    reason: format!(
+                        "the database URL {} does not parse: {}",
+                        redacted(&config.url),
+                        with_causes(&error)
+                    ),
+                })?;
         if postgres_config.get_connect_timeout().is_none() {
             postgres_config.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
         }
@@ -53,14 +64,68 @@ impl Connector {
                 config.operation_timeout_ms
             ));
         }
-        let tls = config
-            .tls
-            .as_ref()
-            .map(|tls| MakeRustlsConnect::new(tls.as_ref().clone()));
+        // TLS as the URL's libpq parameters say (`super::tls`), unless the caller configured it.
+        let tls = match &config.tls {
+            Some(_) if url_tls.names_files() => {
+                return Err(SequencerError::Config {
+                    reason: format!(
+                        "the database URL {} names TLS files (sslrootcert, sslcert, sslkey) and \
+                         a TLS configuration was given too: use one",
+                        redacted(&config.url)
+                    ),
+                });
+            }
+            Some(tls) => Some(Arc::clone(tls)),
+            None => {
+                let mode = url_tls
+                    .mode
+                    .unwrap_or(match postgres_config.get_ssl_mode() {
+                        tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+                        tokio_postgres::config::SslMode::Require => SslMode::Require,
+                        _ => SslMode::Prefer,
+                    });
+                url_tls.client_config(&config.url, mode)?
+            }
+        };
+        let tls = tls.map(|tls| MakeRustlsConnect::new(tls.as_ref().clone()));
+        let mut tls_settings = match url_tls.mode {
+            Some(mode) => format!("sslmode={}", mode.name()),
+            None => format!("sslmode={:?}", postgres_config.get_ssl_mode()).to_lowercase(),
+        };
+        for (key, value) in [
+            ("sslrootcert", &url_tls.root_cert),
+            ("sslcert", &url_tls.client_cert),
+            ("sslkey", &url_tls.client_key),
+        ] {
+            if let Some(value) = value {
+                tls_settings.push_str(&format!(" {key}={value}"));
+            }
+        }
+        if config.tls.is_some() {
+            tls_settings.push_str(" (and the TLS configuration given)");
+        }
+        tls_settings.push_str(&format!(" in {}", redacted(&config.url)));
         Ok(Connector {
             postgres_config,
             tls,
+            tls_settings,
         })
+    }
+
+    /// A failed connect as a [`SequencerError`]; a failed TLS handshake names the TLS settings.
+    pub(crate) fn connect_error(
+        &self,
+        operation: &'static str,
+        error: tokio_postgres::Error,
+    ) -> SequencerError {
+        // The driver's error kinds are private; its `Display` is the kind alone.
+        if error.to_string() == "error performing TLS handshake" {
+            return SequencerError::Tls {
+                settings: self.tls_settings.clone(),
+                reason: with_causes(&error),
+            };
+        }
+        SequencerError::from_postgres(operation, error)
     }
 
     /// Opens a connection; `head` (for the watcher) receives the notifications it delivers.

@@ -9,6 +9,7 @@ mod api_versions;
 mod bad_frames;
 mod binary;
 mod cluster_listeners;
+mod cluster_postgres_tls;
 mod cluster_routing;
 mod common;
 mod compacted_topic;
