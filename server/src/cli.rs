@@ -1,4 +1,5 @@
-//! The `sluice` command line: `sluice serve` runs an agent, `sluice dump` prints a stored object.
+//! The `sluice` command line: `sluice serve` runs an agent, `sluice config` prints the
+//! configuration it would run with, `sluice dump` prints a stored object.
 //!
 //! Kept in the library (not in `main.rs`) so that argument parsing is tested like the rest.
 
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Effective, Overrides};
 use crate::net::agent::Agent;
 use crate::signals::TerminationSignals;
 
@@ -23,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Run an agent.
     Serve(Box<ServeArgs>),
+    /// Print the effective configuration (the same --config and flags as serve) and where each
+    /// value came from: default, file, env or flag. Secrets are redacted.
+    Config(Box<ServeArgs>),
     /// Print a stored object (header, index, batch headers) as JSON.
     Dump {
         /// A file (an object in a local-directory store), or a key such as
@@ -50,6 +54,7 @@ pub struct ServeArgs {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Config(args) => print_config(&args),
         Command::Dump {
             object,
             store,
@@ -73,12 +78,46 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The process's environment, as the configuration reads it (names and values that are not
+/// UTF-8 cannot be settings and are skipped).
+fn process_environment() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+}
+
+/// `sluice config`: the configuration `sluice serve` would run with, or its error (exit 1).
+fn print_config(args: &ServeArgs) -> ExitCode {
+    let text = Effective::load(
+        args.config.as_deref(),
+        process_environment(),
+        &args.overrides,
+    )
+    .and_then(|effective| effective.render());
+    match text {
+        Ok(text) => {
+            use std::io::Write as _;
+            // A reader that closed the pipe (`sluice config | head`) is not an error.
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn serve(args: &ServeArgs) -> ExitCode {
     // Before any thread of the agent exists: a panic on any of them ends the process.
     crate::lifecycle::exit_on_panic();
-    let environment = std::env::vars_os()
-        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
-    let config = match Config::load(args.config.as_deref(), environment, &args.overrides) {
+    let config = match Config::load(
+        args.config.as_deref(),
+        process_environment(),
+        &args.overrides,
+    ) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("sluice: {error}");
@@ -193,6 +232,28 @@ mod tests {
             config.listener_security_protocol_map,
             ["CLIENT:SASL_SSL", "INTERNAL:PLAINTEXT"]
         );
+    }
+
+    #[test]
+    fn config_takes_the_flags_of_serve() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "config",
+            "--config",
+            "s.toml",
+            "--flush-interval-ms",
+            "25",
+        ])
+        .unwrap();
+        let Command::Config(args) = cli.command else {
+            panic!("expected config")
+        };
+        assert_eq!(args.config, Some(PathBuf::from("s.toml")));
+        assert_eq!(args.overrides.flush_interval_ms, Some(25));
+        let missing =
+            Cli::try_parse_from(["sluice", "config", "--config", "/nonexistent/sluice.toml"])
+                .unwrap();
+        assert_eq!(run(missing), ExitCode::FAILURE);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The `sluice` binary end to end: two network cores on one port, and the startup errors a user
-//! sees (locked-memory budget, unknown config key, `dump` output and errors).
+//! sees (locked-memory budget, unknown config key, `dump` output and errors), and `sluice config`.
 //!
 //! The agent here runs in its own process with this machine's default shape (two network
 //! executors plus the metadata executor), with `--io-memory-bytes 65536` so that its locked
@@ -176,6 +176,82 @@ fn an_unknown_config_key_is_refused_by_name() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("flush_intervall_ms"), "{stderr}");
+}
+
+/// The line of `key` in `sluice config`'s output, its spacing collapsed.
+fn config_line(text: &str, key: &str) -> String {
+    text.lines()
+        .find(|line| line.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn config_prints_each_value_with_its_source_and_redacts_secrets() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sluice.toml");
+    std::fs::write(
+        &path,
+        "flush_interval_ms = 20\nzone = \"eu-1a\"\n\
+         metadata = \"postgres://sluice:hunter2@db:5432/sluice\"\n",
+    )
+    .unwrap();
+    let output = Command::new(SLUICE)
+        .args(["config", "--config"])
+        .arg(&path)
+        .args(["--zone", "eu-1b"])
+        .env("SLUICE_FLUSH_INTERVAL_MS", "30")
+        .env(
+            "SLUICE_STORE",
+            "s3://bucket/prefix?endpoint=http://127.0.0.1:9000&secret_access_key=S3CRET",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        config_line(&stdout, "flush_interval_ms"),
+        "flush_interval_ms = 30 # env SLUICE_FLUSH_INTERVAL_MS"
+    );
+    assert_eq!(
+        config_line(&stdout, "zone"),
+        "zone = \"eu-1b\" # flag --zone"
+    );
+    assert_eq!(
+        config_line(&stdout, "metadata"),
+        format!(
+            "metadata = \"postgres://sluice:<redacted>@db:5432/sluice\" # file {}",
+            path.display()
+        )
+    );
+    assert_eq!(
+        config_line(&stdout, "store"),
+        "store = \"s3://bucket/prefix?endpoint=http://127.0.0.1:9000&secret_access_key=<redacted>\" \
+         # env SLUICE_STORE"
+    );
+    assert_eq!(
+        config_line(&stdout, "flush_bytes_max"),
+        "flush_bytes_max = 8388608 # default"
+    );
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("S3CRET"),
+        "{stdout}"
+    );
+
+    // An invalid configuration: the same error as `sluice serve`, exit code 1, nothing printed.
+    let output = Command::new(SLUICE)
+        .args(["config", "--config"])
+        .arg(&path)
+        .args(["--put-hedge-percentile", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("put_hedge_percentile"), "{stderr}");
 }
 
 #[test]
