@@ -593,7 +593,17 @@ fn write_tls_scram_files(dir: &Path) -> anyhow::Result<TlsScramFiles> {
 
 fn start_kafka(env: &Env) -> Result<Running, StartError> {
     let (broker, launch, address) = spawn_kafka(env, "kafka", &[])?;
-    let mut settings = Map::new();
+    Ok(kafka_running(broker, launch, address, Map::new(), None))
+}
+
+/// A running Kafka target: its clients on `address`, with `client_config` when they must log in.
+fn kafka_running(
+    broker: Guarded,
+    launch: Launch,
+    address: SocketAddr,
+    mut settings: Map<String, Value>,
+    client_config: Option<PathBuf>,
+) -> Running {
     settings.insert(
         "broker".into(),
         json!("Apache Kafka 4.x, one KRaft node (run-kafka.sh), 512 MiB heap"),
@@ -602,7 +612,7 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
         "store".into(),
         json!("local disk (log.dirs), default flush policy (page cache)"),
     );
-    Ok(Running {
+    Running {
         broker,
         cluster: None,
         launch,
@@ -614,8 +624,8 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
         _seaweedfs: None,
         settings,
         store_note: Some("local disk: no object-store requests".into()),
-        client_config: None,
-    })
+        client_config,
+    }
 }
 
 /// Starts `scripts/kafka/run-kafka.sh` for target `name` with `envs` (its optional SASL_SSL
@@ -674,31 +684,16 @@ fn start_kafka_tls_scram(env: &Env) -> Result<Running, StartError> {
     broker.wait_listening(tls_address, START_LIMIT)?;
     let mut settings = Map::new();
     settings.insert(
-        "broker".into(),
-        json!("Apache Kafka 4.x, one KRaft node (run-kafka.sh), 512 MiB heap"),
-    );
-    settings.insert(
-        "store".into(),
-        json!("local disk (log.dirs), default flush policy (page cache)"),
-    );
-    settings.insert(
         "listener".into(),
         json!("SASL_SSL: TLS (JSSE, self-signed certificate, ECDSA P-256) + SCRAM-SHA-512"),
     );
-    Ok(Running {
+    Ok(kafka_running(
         broker,
-        cluster: None,
         launch,
-        address: tls_address,
-        bootstrap: tls_address.to_string(),
-        store_counters: None,
-        proxy: None,
-        server: None,
-        _seaweedfs: None,
+        tls_address,
         settings,
-        store_note: Some("local disk: no object-store requests".into()),
-        client_config: Some(files.client_config),
-    })
+        Some(files.client_config),
+    ))
 }
 
 fn tansu_binary(repo: &Path) -> Option<PathBuf> {
