@@ -767,7 +767,7 @@ struct BoundListener {
     address: SocketAddr,
     /// This agent as clients of this listener are told of it.
     identity: BrokerIdentity,
-    acceptor: Option<futures_rustls::TlsAcceptor>,
+    acceptor: Option<Arc<super::tls::Acceptor>>,
     sasl: bool,
     /// The listener's own SASL mechanisms (`None`: the agent-wide ones).
     sasl_mechanisms: Option<Vec<super::sasl::Mechanism>>,
@@ -778,7 +778,7 @@ struct CoreListener {
     name: String,
     socket: std::net::TcpListener,
     identity: BrokerIdentity,
-    acceptor: Option<futures_rustls::TlsAcceptor>,
+    acceptor: Option<Arc<super::tls::Acceptor>>,
     sasl: Option<Arc<super::sasl::SaslSettings>>,
 }
 

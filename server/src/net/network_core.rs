@@ -33,7 +33,6 @@ use crate::auth::ConnectionAuth;
 use crate::metadata_source::MetadataSource;
 use crate::metrics::{CoreMetrics, CoreSlot};
 use crate::protocol::Dispatcher;
-use futures_rustls::TlsAcceptor;
 
 /// Pause after a failed accept (for example EMFILE) so a persistent error does not spin the core.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
@@ -187,7 +186,7 @@ pub(super) async fn network_core<S: MetadataSource>(
     dispatcher: Dispatcher<S>,
     request_bytes_max: u32,
     metrics: CoreSlot,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<super::tls::Acceptor>>,
     sasl: Option<Arc<SaslSettings>>,
     stop: StopSignal,
 ) {
@@ -268,7 +267,7 @@ pub(super) async fn network_core<S: MetadataSource>(
                                 let Some(acceptor) = tls else {
                                     return closing(session.serve(&mut stream).await);
                                 };
-                                let handshake = acceptor.accept(stream);
+                                let handshake = acceptor.current().accept(stream);
                                 let deadline = glommio::timer::sleep(HANDSHAKE_TIMEOUT);
                                 futures::pin_mut!(handshake, deadline);
                                 match select(handshake, deadline).await {

@@ -9,7 +9,11 @@
 //!   a key that does not match) keeps the certificate in use and logs a warning, so renewing a
 //!   certificate can never take the listener down.
 //! - **Client certificates (mTLS)**: with a CA file, every client must present a certificate
-//!   chained to one of its certificates, or the handshake fails.
+//!   chained to one of its certificates, or the handshake fails. The CA file is **reloaded
+//!   without a restart** too: each accepted connection compares its size and modification time
+//!   with what was loaded and, when it changed, builds the listener's TLS configuration again
+//!   with the new CAs (connections already open keep the session they have). A CA file that
+//!   does not load keeps the CAs in use and logs a warning.
 //!
 //! The handshake runs in the connection's task on its core and is bounded by
 //! [`HANDSHAKE_TIMEOUT`], so a client that opens a socket and sends nothing holds it for no longer.
@@ -134,36 +138,102 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// The acceptor for a TLS listener: certificate (reloading) and, with a CA file, client
+/// The acceptor of one TLS listener: the certificate reloads itself at each handshake
+/// ([`ReloadingCert`]); the client CAs are reloaded by [`Acceptor::current`], which builds the
+/// TLS configuration again around the same certificate resolver.
+pub struct Acceptor {
+    files: TlsFiles,
+    resolver: Arc<ReloadingCert>,
+    current: Mutex<CurrentAcceptor>,
+}
+
+struct CurrentAcceptor {
+    /// The client CA file's version the acceptor was built with.
+    ca_stamp: Option<(u64, SystemTime)>,
+    acceptor: TlsAcceptor,
+}
+
+impl fmt::Debug for Acceptor {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Acceptor")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Acceptor {
+    /// The acceptor for the next connection: built again first when the client CA file changed
+    /// since (a file that does not load keeps the previous CAs, with a warning).
+    pub fn current(&self) -> TlsAcceptor {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(path) = &self.files.client_ca_file {
+            let stamp = stamp(path);
+            if stamp != current.ca_stamp {
+                match server_config(&self.files, &self.resolver) {
+                    Ok(acceptor) => {
+                        tracing::info!(client_ca = %path.display(), "TLS client CAs reloaded");
+                        current.acceptor = acceptor;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "TLS client CAs not reloaded; the previous ones stay in use");
+                    }
+                }
+                // Either way, this version of the file has been dealt with.
+                current.ca_stamp = stamp;
+            }
+        }
+        current.acceptor.clone()
+    }
+}
+
+/// The client certificate verifier of `path`'s CAs.
+fn client_verifier(
+    path: &Path,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in read_chain(path)? {
+        roots.add(certificate).map_err(|error| {
+            TlsError(format!(
+                "{}: not a usable CA certificate: {error}",
+                path.display()
+            ))
+        })?;
+    }
+    WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|error| TlsError(format!("{}: {error}", path.display())))
+}
+
+/// The listener's TLS configuration: the certificate from `resolver` and, with a CA file, client
 /// certificates required.
-pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+fn server_config(files: &TlsFiles, resolver: &Arc<ReloadingCert>) -> Result<TlsAcceptor, TlsError> {
+    let builder = rustls::ServerConfig::builder();
+    let builder = match &files.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(client_verifier(path)?),
+    };
+    let resolver: Arc<dyn ResolvesServerCert> = resolver.clone();
+    let config = builder.with_cert_resolver(resolver);
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The acceptor for a TLS listener: certificate (reloading) and, with a CA file, client
+/// certificates required (reloading too).
+pub fn acceptor(files: &TlsFiles) -> Result<Arc<Acceptor>, TlsError> {
     let stamps = [stamp(&files.cert_file), stamp(&files.key_file)];
-    let resolver = ReloadingCert {
+    let resolver = Arc::new(ReloadingCert {
         files: files.clone(),
         loaded: Mutex::new(Loaded {
             key: Arc::new(load_certified_key(files)?),
             stamps,
         }),
-    };
-    let builder = rustls::ServerConfig::builder();
-    let builder = match &files.client_ca_file {
-        None => builder.with_no_client_auth(),
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for certificate in read_chain(path)? {
-                roots.add(certificate).map_err(|error| {
-                    TlsError(format!(
-                        "{}: not a usable CA certificate: {error}",
-                        path.display()
-                    ))
-                })?;
-            }
-            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-                .build()
-                .map_err(|error| TlsError(format!("{}: {error}", path.display())))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let config = builder.with_cert_resolver(Arc::new(resolver));
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    });
+    let ca_stamp = files.client_ca_file.as_deref().and_then(stamp);
+    let acceptor = server_config(files, &resolver)?;
+    Ok(Arc::new(Acceptor {
+        files: files.clone(),
+        resolver,
+        current: Mutex::new(CurrentAcceptor { ca_stamp, acceptor }),
+    }))
 }

@@ -244,6 +244,69 @@ fn with_a_client_ca_a_client_needs_a_certificate_it_signed() {
     assert_eq!(versions.error_code, 0);
 }
 
+/// An ApiVersions call over a fresh TLS connection presenting `client`'s certificate: whether the
+/// agent served it.
+fn served_with(pki: &Pki, address: SocketAddr, client: &Pki, stem: &str) -> bool {
+    let cert = client.path(&format!("{stem}.pem"));
+    let key = client.path(&format!("{stem}-key.pem"));
+    connect(pki, address, Some((&cert, &key)))
+        .and_then(|mut stream| {
+            call::<_, ApiVersionsResponse>(
+                &mut stream,
+                ApiKey::ApiVersions,
+                0,
+                &ApiVersionsRequest::default(),
+            )
+        })
+        .is_ok_and(|versions| versions.error_code == 0)
+}
+
+#[test]
+fn the_client_ca_file_is_reloaded_without_a_restart() {
+    // The server's certificate and app-1's come from one CA, app-2's from another.
+    let pki = Pki::new();
+    pki.issue("server", "sluice", &["localhost", "127.0.0.1"]);
+    pki.issue("app-1", "app-1", &["app-1"]);
+    let other = Pki::new();
+    other.issue("app-2", "app-2", &["app-2"]);
+    let first_ca = std::fs::read(pki.path("ca.pem")).unwrap();
+    let second_ca = std::fs::read(other.path("ca.pem")).unwrap();
+    let client_ca = pki.path("client-ca.pem");
+    std::fs::write(&client_ca, &first_ca).unwrap();
+    let agent = common::start_agent(|config| {
+        config.tls_listen = Some("127.0.0.1:0".to_owned());
+        config.tls_advertised_listen = Some("localhost:0".to_owned());
+        config.tls_cert_file = Some(pki.path("server.pem"));
+        config.tls_key_file = Some(pki.path("server-key.pem"));
+        config.tls_client_ca_file = Some(client_ca.clone());
+    });
+    let address = agent.agent.as_ref().unwrap().tls_addr().unwrap();
+    assert!(served_with(&pki, address, &pki, "app-1"));
+    assert!(
+        !served_with(&pki, address, &other, "app-2"),
+        "a certificate of a CA the file does not hold is refused"
+    );
+
+    // Both CAs: app-2 is served from the next connection on, without a restart.
+    std::fs::write(
+        &client_ca,
+        [first_ca.as_slice(), second_ca.as_slice()].concat(),
+    )
+    .unwrap();
+    assert!(served_with(&pki, address, &other, "app-2"));
+    assert!(served_with(&pki, address, &pki, "app-1"));
+
+    // A file that does not load keeps the CAs in use.
+    std::fs::write(&client_ca, b"not a certificate").unwrap();
+    assert!(served_with(&pki, address, &other, "app-2"));
+    assert!(served_with(&pki, address, &pki, "app-1"));
+
+    // Only the second CA: app-1 is refused from then on.
+    std::fs::write(&client_ca, &second_ca).unwrap();
+    assert!(served_with(&pki, address, &other, "app-2"));
+    assert!(!served_with(&pki, address, &pki, "app-1"));
+}
+
 #[test]
 fn tls_without_a_certificate_or_with_a_bad_one_does_not_start() {
     let mut config = sluice_server::Config {
