@@ -116,6 +116,15 @@ func newClient(a *args, opts ...kgo.Opt) (*kgo.Client, error) {
 	if a.clientID != "" {
 		common = append(common, kgo.ClientID(a.clientID))
 	}
+	// E2E_KGO_LOG=debug|info|warn writes franz-go's own log to stderr (the run's log file).
+	switch os.Getenv("E2E_KGO_LOG") {
+	case "debug":
+		common = append(common, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
+	case "info":
+		common = append(common, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, nil)))
+	case "warn":
+		common = append(common, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelWarn, nil)))
+	}
 	return kgo.NewClient(append(common, opts...)...)
 }
 
