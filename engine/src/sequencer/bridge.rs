@@ -80,6 +80,11 @@ impl SequencerClient {
         self.sequencer.subscribe()
     }
 
+    /// See [`PgSequencer::subscribe_agents`].
+    pub fn subscribe_agents(&self) -> watch::Receiver<u64> {
+        self.sequencer.subscribe_agents()
+    }
+
     /// See [`PgSequencer::append`].
     pub async fn append(&self, records: Vec<Bytes>) -> Result<Range<u64>, SequencerError> {
         self.call(async move |sequencer| sequencer.append(records).await)

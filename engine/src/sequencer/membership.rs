@@ -70,12 +70,19 @@ impl PgSequencer {
         validate_registration(agent)?;
         let lease = lease_milliseconds(lease_ms)?;
         let cluster_name = self.cluster_name().to_owned();
+        // With notifications the other agents list the live agents at once, not at their next
+        // renewal (up to a third of a lease later).
+        let statement_sql = if self.shared().config.notify {
+            sql::REGISTER_AND_NOTIFY
+        } else {
+            sql::REGISTER
+        };
         let sent_at = Instant::now();
         let (incarnation, expires_at) = self
             .shared()
             .run(Role::Writer, "register", async |session| {
                 let statement = session
-                    .prepared(sql::REGISTER)
+                    .prepared(statement_sql)
                     .await
                     .map_err(|error| SequencerError::from_postgres("register", error))?;
                 let row = session
@@ -152,18 +159,35 @@ impl PgSequencer {
     pub async fn deregister(&self, lease: &Lease) -> Result<bool, SequencerError> {
         let incarnation = to_signed(lease.incarnation, "incarnation")?;
         let cluster_name = self.cluster_name().to_owned();
+        let notify = self.shared().config.notify;
         let deleted = self
             .shared()
             .run(Role::Writer, "deregister", async |session| {
+                let statement_sql = if notify {
+                    sql::DEREGISTER_AND_NOTIFY
+                } else {
+                    sql::DEREGISTER
+                };
                 let statement = session
-                    .prepared(sql::DEREGISTER)
+                    .prepared(statement_sql)
                     .await
                     .map_err(|error| SequencerError::from_postgres("deregister", error))?;
-                session
+                let parameters: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                    [&cluster_name, &lease.agent_id, &incarnation];
+                if !notify {
+                    return session
+                        .client
+                        .execute(&statement, &parameters)
+                        .await
+                        .map_err(|error| SequencerError::from_postgres("deregister", error));
+                }
+                let row = session
                     .client
-                    .execute(&statement, &[&cluster_name, &lease.agent_id, &incarnation])
+                    .query_one(&statement, &parameters)
                     .await
-                    .map_err(|error| SequencerError::from_postgres("deregister", error))
+                    .map_err(|error| SequencerError::from_postgres("deregister", error))?;
+                let deleted: i64 = column(&row, 0, "deregister")?;
+                Ok(u64::try_from(deleted).unwrap_or(0))
             })
             .await?;
         Ok(deleted > 0)

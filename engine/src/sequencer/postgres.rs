@@ -109,6 +109,9 @@ impl Shared {
                     .batch_execute(sql::LISTEN)
                     .await
                     .map_err(|error| SequencerError::from_postgres("listen", error))?;
+                // Registrations while the watcher was away were not heard: whoever listens for
+                // them lists the live agents again.
+                self.head.agents_may_have_changed();
             }
             let head = query_head(&mut session, &self.config.cluster_name).await?;
             self.head.advance(head);
@@ -188,6 +191,14 @@ impl PgSequencer {
     /// waits for `changed()` and then calls [`Self::read_after`].
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.head.subscribe()
+    }
+
+    /// Changes whenever this sequencer's watcher hears that an agent of the cluster registered or
+    /// deregistered (with `notify`; never without). A hint to list the live agents again
+    /// ([`Self::live_agents`]) now rather than at the next renewal: notifications can be missed
+    /// while the watcher reconnects, so the renewal's listing stays the safety net.
+    pub fn subscribe_agents(&self) -> watch::Receiver<u64> {
+        self.shared.head.subscribe_agents()
     }
 
     /// Appends `records` at consecutive positions, in one transaction, and returns them.

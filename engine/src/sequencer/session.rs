@@ -193,10 +193,12 @@ impl Drop for Session {
 }
 
 /// The newest position known to be committed, shared by the watcher, the appender and every
-/// subscriber. It only moves forward.
+/// subscriber. It only moves forward. Beside it, a count of the membership notifications seen
+/// (registrations and deregistrations of this cluster's agents).
 #[derive(Debug, Clone)]
 pub(crate) struct HeadWatch {
     sender: Arc<watch::Sender<u64>>,
+    agents_changed: Arc<watch::Sender<u64>>,
     cluster_name: Arc<str>,
 }
 
@@ -204,12 +206,29 @@ impl HeadWatch {
     pub(crate) fn new(cluster_name: &str) -> Self {
         HeadWatch {
             sender: Arc::new(watch::Sender::new(0)),
+            agents_changed: Arc::new(watch::Sender::new(0)),
             cluster_name: Arc::from(cluster_name),
         }
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.sender.subscribe()
+    }
+
+    pub(crate) fn subscribe_agents(&self) -> watch::Receiver<u64> {
+        self.agents_changed.subscribe()
+    }
+
+    /// A membership notification's payload, the cluster's name; other clusters' are ignored.
+    fn observe_agents_payload(&self, payload: &str) {
+        if payload == &*self.cluster_name {
+            self.agents_may_have_changed();
+        }
+    }
+
+    pub(crate) fn agents_may_have_changed(&self) {
+        self.agents_changed
+            .send_modify(|count| *count = count.wrapping_add(1));
     }
 
     /// Raises the head to `position` if that is newer; subscribers wake only on a change.
@@ -246,10 +265,13 @@ where
     while let Some(message) = poll_fn(|context| connection.poll_message(context)).await {
         match message {
             Ok(AsyncMessage::Notification(notification)) => {
-                if notification.channel() == sql::NOTIFY_CHANNEL
-                    && let Some(head) = &head
-                {
+                let Some(head) = &head else {
+                    continue;
+                };
+                if notification.channel() == sql::NOTIFY_CHANNEL {
                     head.observe_payload(notification.payload());
+                } else if notification.channel() == sql::AGENTS_CHANNEL {
+                    head.observe_agents_payload(notification.payload());
                 }
             }
             Ok(_) => {}

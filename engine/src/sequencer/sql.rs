@@ -50,7 +50,10 @@ pub(crate) const SELECT_CLUSTER_ID: &str =
 /// The channel every append notifies; the payload is `"{last position} {cluster name}"`.
 pub(crate) const NOTIFY_CHANNEL: &str = "sluice_log";
 
-pub(crate) const LISTEN: &str = "LISTEN sluice_log";
+/// The channel registrations and deregistrations notify; the payload is the cluster's name.
+pub(crate) const AGENTS_CHANNEL: &str = "sluice_agents";
+
+pub(crate) const LISTEN: &str = "LISTEN sluice_log; LISTEN sluice_agents";
 
 /// One append, one statement, one transaction: take `$2` positions from the counter row (its lock
 /// is held to commit, so positions follow commit order), insert the records `$3` at them, answer
@@ -120,6 +123,23 @@ pub(crate) const REGISTER: &str = "INSERT INTO sluice_agents
         registered_at = excluded.registered_at
     RETURNING incarnation, lease_expires_at";
 
+/// [`REGISTER`] that also tells the listening agents, at commit, that the live agents changed.
+pub(crate) const REGISTER_AND_NOTIFY: &str = "WITH registered AS (
+        INSERT INTO sluice_agents
+            (cluster_name, agent_id, address, zone, roles, incarnation, lease_expires_at,
+             registered_at)
+        VALUES ($1, $2, $3, $4, $5, 1, now() + $6::FLOAT8 * INTERVAL '1 millisecond', now())
+        ON CONFLICT (cluster_name, agent_id) DO UPDATE SET
+            address = excluded.address,
+            zone = excluded.zone,
+            roles = excluded.roles,
+            incarnation = sluice_agents.incarnation + 1,
+            lease_expires_at = excluded.lease_expires_at,
+            registered_at = excluded.registered_at
+        RETURNING incarnation, lease_expires_at
+    )
+    SELECT incarnation, lease_expires_at, pg_notify('sluice_agents', $1) FROM registered";
+
 /// Extends a lease that is still held (same incarnation, not expired) by `$4` ms.
 pub(crate) const RENEW: &str = "UPDATE sluice_agents
     SET lease_expires_at = now() + $4::FLOAT8 * INTERVAL '1 millisecond'
@@ -128,6 +148,13 @@ pub(crate) const RENEW: &str = "UPDATE sluice_agents
 
 pub(crate) const DEREGISTER: &str =
     "DELETE FROM sluice_agents WHERE cluster_name = $1 AND agent_id = $2 AND incarnation = $3";
+
+/// [`DEREGISTER`] that also tells the listening agents, at commit; answers the rows deleted.
+pub(crate) const DEREGISTER_AND_NOTIFY: &str = "WITH deleted AS (
+        DELETE FROM sluice_agents WHERE cluster_name = $1 AND agent_id = $2 AND incarnation = $3
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM deleted), pg_notify('sluice_agents', $1)";
 
 pub(crate) const LIVE_AGENTS: &str =
     "SELECT agent_id, address, zone, roles, incarnation, lease_expires_at

@@ -528,6 +528,63 @@ async fn notify_wakes_a_tailer_long_before_the_poll() {
         .expect("the poll woke the tailer");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_and_deregistrations_are_announced_to_the_cluster_only() {
+    let Some(postgres) = TestPostgres::start_or_skip(
+        "registrations_and_deregistrations_are_announced_to_the_cluster_only",
+    ) else {
+        return;
+    };
+    let mut config = SequencerConfig::new(postgres.url(), "joins");
+    config.poll_interval_ms = 600_000;
+    let listener = PgSequencer::connect_with(config).await.unwrap();
+    let joiner = PgSequencer::connect(&postgres.url(), "joins")
+        .await
+        .unwrap();
+    let elsewhere = PgSequencer::connect(&postgres.url(), "other-cluster")
+        .await
+        .unwrap();
+    let mut changes = listener.subscribe_agents();
+    // A count of the notifications heard.
+    let before = *changes.borrow_and_update();
+
+    // Another cluster's registration is not this cluster's business; this cluster's is. (A
+    // notification is delivered in commit order, so the second one arriving first would show.)
+    elsewhere.register(&agent("x", "z"), 30_000).await.unwrap();
+    let lease = joiner.register(&agent("b", "z"), 30_000).await.unwrap();
+    let sent = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), changes.changed())
+        .await
+        .expect("the registration was announced")
+        .unwrap();
+    println!("registration heard {:?} after it returned", sent.elapsed());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let heard = *changes.borrow_and_update();
+    assert_eq!(
+        heard,
+        before + 1,
+        "one announcement (another cluster's registration is not one)"
+    );
+
+    assert!(joiner.deregister(&lease).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(10), changes.changed())
+        .await
+        .expect("the deregistration was announced")
+        .unwrap();
+    assert!(*changes.borrow_and_update() > heard);
+
+    // Without notifications nothing is announced (the renewal's listing is all there is).
+    let mut quiet = SequencerConfig::new(postgres.url(), "joins");
+    quiet.notify = false;
+    let quiet = PgSequencer::connect_with(quiet).await.unwrap();
+    quiet.register(&agent("c", "z"), 30_000).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !changes.has_changed().unwrap(),
+        "a notify = false registration was announced"
+    );
+}
+
 /// Terminates every backend of `application_name` (the test's admin connection is not one).
 async fn terminate_backends(admin: &tokio_postgres::Client, application_name: &str) -> i64 {
     admin

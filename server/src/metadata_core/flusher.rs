@@ -171,6 +171,11 @@ pub async fn run_metadata_core_of(
     };
     super::cluster::spawn_tailer(Rc::clone(&core.log), Rc::clone(&core.shared));
     if let Some((membership, lease)) = membership {
+        super::cluster_joins::spawn_join_watch(
+            Rc::clone(&core.log),
+            Rc::clone(&core.shared),
+            membership.clone(),
+        );
         super::cluster::spawn_lease_loop(
             Rc::clone(&core.log),
             Rc::clone(&core.shared),

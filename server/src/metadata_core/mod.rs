@@ -42,6 +42,7 @@
 
 pub mod cluster;
 pub mod cluster_gc;
+mod cluster_joins;
 pub mod cluster_view;
 mod flusher;
 pub mod housekeeping;
