@@ -285,7 +285,7 @@ settings! {
     /// [agent.md](agent.md#the-put-budget-latency-against-put-dollars). 1 to 10000.
     #[setting(
         value = "COUNT",
-        help = "Flush windows (PUTs) sealed per second at most; default 1000 / flush_interval_ms",
+        help = "Flush windows (PUTs) sealed per second at most",
         default = "1000 / `flush_interval_ms` (100)"
     )]
     flush_puts_per_second_max: Option<u64> = None,

@@ -8,6 +8,7 @@
 //! process environment.
 
 mod declarations;
+pub mod docs;
 mod listeners;
 mod overrides;
 mod settings;
