@@ -8,11 +8,12 @@
 //! These rewrite the single-agent answers after the fact, so the handlers stay as they are.
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
 use kafka_protocol::messages::{
-    BrokerId, ConsumerGroupHeartbeatResponse, FindCoordinatorResponse, HeartbeatResponse,
-    JoinGroupResponse, LeaveGroupResponse, MetadataResponse, OffsetCommitResponse,
-    SyncGroupResponse,
+    BrokerId, ConsumerGroupHeartbeatResponse, DescribeClusterResponse, FindCoordinatorResponse,
+    HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, MetadataResponse,
+    OffsetCommitResponse, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -34,32 +35,17 @@ pub fn route_metadata(
         return;
     }
     let zone = client_zone(client_id);
-    response.brokers = view
-        .members()
-        .iter()
-        .filter_map(|member| {
-            let (host, port) = member.address_on(listener)?;
-            Some((member, host, port))
-        })
-        .map(|(member, host, port)| {
+    response.brokers = listed_brokers(view, listener)
+        .map(|broker| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(member.node_id))
-                .with_host(StrBytes::from_string(host.to_owned()))
-                .with_port(i32::from(port))
-                .with_rack(
-                    (!member.zone.is_empty()).then(|| StrBytes::from_string(member.zone.clone())),
-                )
+                .with_node_id(broker.node_id)
+                .with_host(broker.host)
+                .with_port(broker.port)
+                .with_rack(broker.rack)
         })
         .collect();
-    // Admin requests go to the controller: this agent while it is a member, else (its lease lost,
-    // it has left its own view) another one.
-    let controller = view
-        .members()
-        .iter()
-        .find(|member| member.node_id == view.self_node_id())
-        .or_else(|| view.members().first());
-    if let Some(controller) = controller {
-        response.controller_id = BrokerId(controller.node_id);
+    if let Some(controller) = controller(view) {
+        response.controller_id = controller;
     }
     for topic in &mut response.topics {
         let Some(name) = topic.name.as_ref().map(|name| name.0.to_string()) else {
@@ -72,6 +58,69 @@ pub fn route_metadata(
                 partition.isr_nodes = vec![BrokerId(leader.node_id)];
             }
         }
+    }
+}
+
+/// One live agent as a broker of an answer to a client of `listener`.
+struct ListedBroker {
+    node_id: BrokerId,
+    host: StrBytes,
+    port: i32,
+    rack: Option<StrBytes>,
+}
+
+/// The live agents that have `listener`, as brokers, with their addresses on it (Kafka's rule:
+/// a broker without the listener is left out).
+fn listed_brokers<'a>(
+    view: &'a ClusterView,
+    listener: Option<&'a str>,
+) -> impl Iterator<Item = ListedBroker> + 'a {
+    view.members().iter().filter_map(move |member| {
+        let (host, port) = member.address_on(listener)?;
+        Some(ListedBroker {
+            node_id: BrokerId(member.node_id),
+            host: StrBytes::from_string(host.to_owned()),
+            port: i32::from(port),
+            rack: (!member.zone.is_empty()).then(|| StrBytes::from_string(member.zone.clone())),
+        })
+    })
+}
+
+/// The controller named to clients, to which admin requests go: this agent while it is a member,
+/// else (its lease lost, it has left its own view) another one.
+fn controller(view: &ClusterView) -> Option<BrokerId> {
+    view.members()
+        .iter()
+        .find(|member| member.node_id == view.self_node_id())
+        .or_else(|| view.members().first())
+        .map(|member| BrokerId(member.node_id))
+}
+
+/// DescribeCluster in a cluster: the same brokers and controller as Metadata (the live agents
+/// reachable on `listener`). An answer with an error (controller endpoints asked for) stays as
+/// it is.
+pub fn route_describe_cluster(
+    response: &mut DescribeClusterResponse,
+    view: &ClusterView,
+    listener: Option<&str>,
+) {
+    let reachable = view.reachable_on(listener);
+    let view = reachable.as_ref().unwrap_or(view);
+    if response.error_code != 0 || view.members().is_empty() {
+        return;
+    }
+    response.brokers = listed_brokers(view, listener)
+        .map(|broker| {
+            DescribeClusterBroker::default()
+                .with_broker_id(broker.node_id)
+                .with_host(broker.host)
+                .with_port(broker.port)
+                .with_rack(broker.rack)
+                .with_is_fenced(false)
+        })
+        .collect();
+    if let Some(controller) = controller(view) {
+        response.controller_id = controller;
     }
 }
 
@@ -293,6 +342,66 @@ mod tests {
                 .any(|partition| partition.leader_id == b),
             "b leads some partitions for INTERNAL clients"
         );
+    }
+
+    #[test]
+    fn describe_cluster_lists_the_same_brokers_and_controller_as_metadata() {
+        let mut b = member("b", &[("INTERNAL", 9192), ("CLIENT", 9194)]);
+        b.zone = "eu-1b".to_owned();
+        let view = ClusterView::new(
+            vec![
+                member("a", &[("INTERNAL", 9092), ("CLIENT", 9094)]),
+                b,
+                member("c", &[("INTERNAL", 9292)]),
+            ],
+            node_id_of("a"),
+        );
+        let mut metadata = metadata_with_partitions();
+        route_metadata(&mut metadata, &view, "tool", Some("CLIENT"));
+        let mut described = DescribeClusterResponse::default().with_brokers(vec![
+            DescribeClusterBroker::default().with_host(StrBytes::from_static_str("self.only")),
+        ]);
+        route_describe_cluster(&mut described, &view, Some("CLIENT"));
+        let mut listed: Vec<_> = described
+            .brokers
+            .iter()
+            .map(|broker| {
+                (
+                    broker.broker_id,
+                    broker.host.to_string(),
+                    broker.port,
+                    broker.rack.as_ref().map(ToString::to_string),
+                )
+            })
+            .collect();
+        listed.sort();
+        let mut expected: Vec<_> = metadata
+            .brokers
+            .iter()
+            .map(|broker| {
+                (
+                    broker.node_id,
+                    broker.host.to_string(),
+                    broker.port,
+                    broker.rack.as_ref().map(ToString::to_string),
+                )
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(listed, expected);
+        assert_eq!(listed.len(), 2, "c has no CLIENT listener");
+        assert!(
+            listed
+                .iter()
+                .any(|broker| broker.3.as_deref() == Some("eu-1b"))
+        );
+        assert_eq!(described.controller_id, BrokerId(node_id_of("a")));
+        assert_eq!(described.controller_id, metadata.controller_id);
+
+        // Controller endpoints stay refused.
+        let mut refused = DescribeClusterResponse::default().with_error_code(1);
+        route_describe_cluster(&mut refused, &view, None);
+        assert!(refused.brokers.is_empty());
     }
 
     #[test]

@@ -673,6 +673,13 @@ impl<S: MetadataSource> Dispatcher<S> {
                     &self.metadata.cluster_id(),
                     &self.broker,
                 );
+                if let Some(board) = &self.cluster {
+                    cluster_routing::route_describe_cluster(
+                        &mut response,
+                        &board.view(),
+                        self.listener.as_deref(),
+                    );
+                }
                 if auth.enabled() && body.include_cluster_authorized_operations {
                     response.cluster_authorized_operations = guard::cluster_operations(&auth).await;
                 }

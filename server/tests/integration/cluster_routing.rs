@@ -19,9 +19,9 @@ use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    JoinGroupRequest, JoinGroupResponse, MetadataRequest, MetadataResponse, ProduceResponse,
-    ResponseHeader,
+    ApiKey, CreateTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
+    MetadataRequest, MetadataResponse, ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, SyncGroupRequest, SyncGroupResponse,
@@ -153,6 +153,35 @@ fn two_agents_agree_on_brokers_leaders_and_coordinators() {
         node_of(a.local_addr().port()),
         node_of(b.local_addr().port()),
     );
+
+    // DescribeCluster (Admin.describeCluster, kafka-broker-api-versions, the metadata quorum
+    // tool) lists the same brokers as Metadata on both agents, and each names itself controller.
+    for (client, own) in [(&mut to_a, node_a), (&mut to_b, node_b)] {
+        let described: DescribeClusterResponse = client.call(
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default().with_endpoint_type(1),
+        );
+        assert_eq!(described.error_code, 0);
+        let mut listed: Vec<(i32, i32)> = described
+            .brokers
+            .iter()
+            .map(|broker| (broker.broker_id.0, broker.port))
+            .collect();
+        listed.sort_unstable();
+        let mut expected: Vec<(i32, i32)> = from_a
+            .brokers
+            .iter()
+            .map(|broker| (broker.node_id.0, broker.port))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(
+            listed, expected,
+            "DescribeCluster names other brokers than Metadata"
+        );
+        assert_eq!(described.controller_id.0, own);
+        assert_eq!(Some(described.cluster_id), from_a.cluster_id.clone());
+    }
 
     // Leaders: the same on both agents, spread over both; in one zone for a client of that zone.
     let created: CreateTopicsResponse = to_a.call(
