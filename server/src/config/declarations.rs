@@ -233,37 +233,51 @@ settings! {
     /// fetches).
     #[setting(value = "COUNT", help = "Fetch sessions kept per core")]
     fetch_sessions_max: usize = 1_000,
-    /// Client quotas: samples a client's rate is measured over (Kafka's `quota.window.num`), 1
-    /// to 1000. A rate is counted over at least `quota_window_num - 1` samples, so a new
+    /// Client quotas: samples a client's rate is measured over (Kafka's `quota.window.num`). A
+    /// rate is counted over at least `quota_window_num - 1` samples, so a new
     /// client's first burst is spread over that time. See [quotas.md](quotas.md).
-    #[setting(value = "COUNT", help = "Client quotas: samples per rate window")]
+    #[setting(
+        value = "COUNT",
+        help = "Client quotas: samples per rate window",
+        min = 1,
+        max = 1_000
+    )]
     quota_window_num: u32 = 11,
-    /// Client quotas: seconds per sample (Kafka's `quota.window.size.seconds`), 1 to 3600. The
+    /// Client quotas: seconds per sample (Kafka's `quota.window.size.seconds`). The
     /// whole window (`quota_window_num` × this) is also the longest throttle handed out.
-    #[setting(value = "SECONDS", help = "Client quotas: seconds per sample")]
+    #[setting(value = "SECONDS", help = "Client quotas: seconds per sample", min = 1, max = 3_600)]
     quota_window_size_seconds: u32 = 1,
     /// Per executor: glommio io memory, registered with io_uring and charged to
-    /// `RLIMIT_MEMLOCK` (see below). Minimum 64 KiB.
-    #[setting(value = "BYTES", help = "glommio io memory per executor in bytes")]
+    /// `RLIMIT_MEMLOCK` (see below).
+    #[setting(
+        value = "BYTES",
+        help = "glommio io memory per executor in bytes",
+        min = super::IO_MEMORY_BYTES_MIN
+    )]
     io_memory_bytes: u64 = 512 * 1024,
     /// Longest time produced data waits before it is written as an object: the window closes at
     /// the latest this long after its first batch (longer on a slow store, see
     /// `flush_interval_max_ms`, or when the PUT budget is spent, see
     /// `flush_puts_per_second_max`), and sooner when the store is idle (`flush_group_commit`).
     /// Produce latency under continuous load is up to about this plus one PUT; on an idle agent
-    /// about one PUT. Also sets the default PUT budget. At least 1.
-    #[setting(value = "MS", help = "Longest wait before buffered data is flushed")]
+    /// about one PUT. Also sets the default PUT budget.
+    #[setting(value = "MS", help = "Longest wait before buffered data is flushed", min = 1)]
     flush_interval_ms: u64 = 10,
     /// A window closes early once it holds this many bytes of batches (one object per window,
-    /// for the whole agent). At least 1.
-    #[setting(value = "BYTES", help = "Buffered bytes that start a flush early")]
+    /// for the whole agent).
+    #[setting(value = "BYTES", help = "Buffered bytes that start a flush early", min = 1)]
     flush_bytes_max: u64 = 8 * 1024 * 1024,
     /// Closed windows whose object (PUT) is in flight at once. When all are in flight, the next
     /// window waits, and so, through the metadata core's bounded queue, do producers. The bytes
     /// in flight are already bounded by every core's `flush_buffer_bytes_max` (a produce holds
     /// its bytes until it is answered), so this is a backstop: with 4 (the old default) windows
-    /// queued behind S3 Standard's PUTs. 1 to 1024.
-    #[setting(value = "COUNT", help = "Flush windows (PUTs) in flight at once")]
+    /// queued behind S3 Standard's PUTs.
+    #[setting(
+        value = "COUNT",
+        help = "Flush windows (PUTs) in flight at once",
+        min = 1,
+        max = crate::metadata_core::FLUSH_WINDOWS_INFLIGHT_LIMIT
+    )]
     flush_windows_inflight_max: usize = 128,
     /// On a slow store windows stretch to half the median time recent log entries took to
     /// upload, up to this. A window much shorter than the PUT buys little latency and costs a
@@ -282,11 +296,12 @@ settings! {
     /// window every 1/budget seconds), lower it to cap the bill (windows then last longer than
     /// `flush_interval_ms`). It counts windows: hedged copies (`put_copies_max`) multiply the
     /// PUTs billed, checkpoints and compaction add a few. The arithmetic in dollars:
-    /// [agent.md](agent.md#the-put-budget-latency-against-put-dollars). 1 to 10000.
+    /// [agent.md](agent.md#the-put-budget-latency-against-put-dollars).
     #[setting(
         value = "COUNT",
         help = "Flush windows (PUTs) sealed per second at most",
-        default = "1000 / `flush_interval_ms` (100)"
+        default = "1000 / `flush_interval_ms` (100)",
+        min = 1, max = super::FLUSH_PUTS_PER_SECOND_LIMIT
     )]
     flush_puts_per_second_max: Option<u64> = None,
     /// Seal a window as soon as it pays, within the PUT budget: when no upload is in flight and
@@ -304,8 +319,13 @@ settings! {
     /// Copies of one log entry's create-only PUT at most, started at once or as hedges; the
     /// first to land wins, the store keeps one object. **This multiplies the PUT bill on a slow
     /// store**: on the S3 Standard model every entry goes out as 6 copies. 1 turns hedging off
-    /// (one PUT per window, the lowest cost). 1 to 16.
-    #[setting(value = "COUNT", help = "Copies of one log entry's PUT at most; 1 turns hedging off")]
+    /// (one PUT per window, the lowest cost).
+    #[setting(
+        value = "COUNT",
+        help = "Copies of one log entry's PUT at most; 1 turns hedging off",
+        min = 1,
+        max = sluice_engine::store::hedge::COPIES_LIMIT
+    )]
     put_copies_max: u32 = 6,
     /// Copies start at once when the store's recent PUT times say one copy misses this more
     /// than 1 % of the time: as many as make all of them missing it rarer than 1 %, up to
@@ -318,8 +338,13 @@ settings! {
     put_latency_target_ms: u64 = 15,
     /// While no copy has answered, one more starts after this percentile of recent PUT times,
     /// and again after each further such delay, up to `put_copies_max` (classic hedged
-    /// requests: a stalled connection costs one delay, not a timeout). 1 to 99.
-    #[setting(value = "PERCENT", help = "Percentile of PUT times after which a hedge starts")]
+    /// requests: a stalled connection costs one delay, not a timeout).
+    #[setting(
+        value = "PERCENT",
+        help = "Percentile of PUT times after which a hedge starts",
+        min = 1,
+        max = 99
+    )]
     put_hedge_percentile: u32 = 95,
     /// Floor of that hedge delay.
     #[setting(value = "MS", help = "Floor of the hedge delay")]
@@ -330,16 +355,21 @@ settings! {
     /// keep their copies; megabyte entries at high throughput, whose PUT time is bandwidth that
     /// copies would only share, get one. The S3 Standard model at the fraud bench's load needs
     /// ~4 MiB (2 MiB raised its PUT P99 from ~108 to ~172 ms in simulation). 0 sends first
-    /// copies only. 0 to 1 GiB. See [metadata-log.md](metadata-log.md#hedged-puts).
+    /// copies only. See [metadata-log.md](metadata-log.md#hedged-puts).
     #[setting(
         value = "BYTES",
-        help = "Payload bytes of extra PUT copies in flight at most; 0 sends first copies only"
+        help = "Payload bytes of extra PUT copies in flight at most; 0 sends first copies only",
+        min = 0, max = sluice_engine::store::hedge::COPY_BYTES_IN_FLIGHT_LIMIT
     )]
     put_copy_bytes_in_flight_max: u64 = 8 * 1024 * 1024,
     /// Largest request frame accepted (Kafka's `socket.request.max.bytes`). A bigger or
-    /// negative size prefix closes that connection before any of the body is read. 1 to
-    /// 2147483647.
-    #[setting(value = "BYTES", help = "Largest accepted request frame in bytes")]
+    /// negative size prefix closes that connection before any of the body is read.
+    #[setting(
+        value = "BYTES",
+        help = "Largest accepted request frame in bytes",
+        min = 1,
+        max = i32::MAX
+    )]
     request_bytes_max: u64 = REQUEST_BYTES_MAX_DEFAULT,
     /// Create a topic when a Metadata request names one that does not exist and the client
     /// allows it (Kafka's `auto.create.topics.enable`). Env accepts
@@ -361,8 +391,13 @@ settings! {
     /// `allow.everyone.if.no.acl.found`; off by default, as in Kafka).
     #[setting(value = "BOOL", help = "Allow requests on resources no ACL names")]
     allow_everyone_if_no_acl_found: bool = false,
-    /// Partition count of auto-created topics (Kafka's `num.partitions`). 1 to 2147483647.
-    #[setting(value = "COUNT", help = "Partition count of auto-created topics")]
+    /// Partition count of auto-created topics (Kafka's `num.partitions`).
+    #[setting(
+        value = "COUNT",
+        help = "Partition count of auto-created topics",
+        min = 1,
+        max = i32::MAX
+    )]
     default_partitions: u32 = 1,
     /// Kafka's `group.initial.rebalance.delay.ms`: the first rebalance of an empty classic
     /// group waits this long for more members (again while new ones keep arriving, at most the
@@ -370,8 +405,8 @@ settings! {
     #[setting(value = "MS", help = "First rebalance delay of an empty classic group")]
     group_initial_rebalance_delay_ms: u64 = 3_000,
     /// Kafka's `group.min.session.timeout.ms`: a classic JoinGroup asking for a shorter session
-    /// is INVALID_SESSION_TIMEOUT (26). At least 1.
-    #[setting(value = "MS", help = "Shortest classic session timeout")]
+    /// is INVALID_SESSION_TIMEOUT (26).
+    #[setting(value = "MS", help = "Shortest classic session timeout", min = 1)]
     group_min_session_timeout_ms: i32 = 6_000,
     /// Kafka's `group.max.session.timeout.ms`: the longest session a classic member may ask
     /// for. At least `group_min_session_timeout_ms`.
@@ -379,12 +414,17 @@ settings! {
     group_max_session_timeout_ms: i32 = 1_800_000,
     /// Kafka's `group.max.size`: most members of one classic group. A JoinGroup from a new
     /// member of a full group is GROUP_MAX_SIZE_REACHED (81), before it is given a member id;
-    /// members already in the group rejoin as before. 1 to 2147483647.
-    #[setting(value = "COUNT", help = "Most members of one classic group")]
+    /// members already in the group rejoin as before.
+    #[setting(
+        value = "COUNT",
+        help = "Most members of one classic group",
+        min = 1,
+        max = super::GROUP_MAX_SIZE_DEFAULT
+    )]
     group_max_size: u32 = GROUP_MAX_SIZE_DEFAULT,
     /// Kafka's `group.consumer.heartbeat.interval.ms`: how often KIP-848 members
-    /// (`group.protocol=consumer`) are told to heartbeat. At least 1.
-    #[setting(value = "MS", help = "KIP-848 heartbeat interval")]
+    /// (`group.protocol=consumer`) are told to heartbeat.
+    #[setting(value = "MS", help = "KIP-848 heartbeat interval", min = 1)]
     group_consumer_heartbeat_interval_ms: i32 = 5_000,
     /// Kafka's `group.consumer.session.timeout.ms`: a KIP-848 member not heard from this long
     /// is removed and its partitions reassigned. Must exceed the heartbeat interval.
@@ -396,20 +436,28 @@ settings! {
     #[setting(value = "LIST", help = "KIP-848 server assignors, default first, e.g. uniform,range")]
     group_consumer_assignors: Vec<String> = vec!["uniform".to_owned(), "range".to_owned()],
     /// Kafka's `group.consumer.max.size`: most members of one KIP-848 group. A new member's
-    /// first ConsumerGroupHeartbeat to a full group is GROUP_MAX_SIZE_REACHED (81). 1 to
-    /// 2147483647.
-    #[setting(value = "COUNT", help = "Most members of one KIP-848 group")]
+    /// first ConsumerGroupHeartbeat to a full group is GROUP_MAX_SIZE_REACHED (81).
+    #[setting(
+        value = "COUNT",
+        help = "Most members of one KIP-848 group",
+        min = 1,
+        max = super::GROUP_MAX_SIZE_DEFAULT
+    )]
     group_consumer_max_size: u32 = GROUP_MAX_SIZE_DEFAULT,
     /// Kafka's `offset.metadata.max.bytes`: a committed offset whose metadata string is longer
-    /// is refused with OFFSET_METADATA_TOO_LARGE (12). At most 32767.
-    #[setting(value = "BYTES", help = "Longest offset commit metadata in bytes")]
+    /// is refused with OFFSET_METADATA_TOO_LARGE (12).
+    #[setting(
+        value = "BYTES",
+        help = "Longest offset commit metadata in bytes",
+        min = 0,
+        max = super::OFFSET_METADATA_BYTES_LIMIT
+    )]
     offset_metadata_bytes_max: usize = 4096,
     /// Kafka's `offsets.retention.check.interval.ms`: how often each network core runs its
     /// group cleanup. It forgets its groups that have no members and no committed offsets
     /// (ListGroups stops listing them; DescribeGroups then says Dead; a later join starts at
-    /// generation 1), and deletes the offsets that `offsets_retention_ms` says have expired. At
-    /// least 1.
-    #[setting(value = "MS", help = "How often empty groups without offsets are forgotten")]
+    /// generation 1), and deletes the offsets that `offsets_retention_ms` says have expired.
+    #[setting(value = "MS", help = "How often empty groups without offsets are forgotten", min = 1)]
     offsets_retention_check_interval_ms: u64 = 600_000,
     /// Kafka's `offsets.retention.minutes`, in milliseconds. A group's committed offsets are
     /// deleted, durably and all at once, when the group has had no members for this long and
@@ -419,27 +467,40 @@ settings! {
     /// members is counted from the first cleanup round that finds the group so, and from agent
     /// start for groups that have not been seen since; and a simple consumer's offsets go
     /// together when its newest commit is old, rather than one by one. The offsets of a group
-    /// with members never expire, even for topics it no longer subscribes to. At least 1.
-    #[setting(value = "MS", help = "How long a group without members keeps its offsets")]
+    /// with members never expire, even for topics it no longer subscribes to.
+    #[setting(value = "MS", help = "How long a group without members keeps its offsets", min = 1)]
     offsets_retention_ms: u64 = 7 * 24 * 3_600_000,
     /// Kafka's `log.retention.ms`: how long a topic without its own `retention.ms` keeps
     /// records, by each batch's max timestamp (the agent's append time on `LogAppendTime`
-    /// topics). -1 keeps them forever. When unset, `log_retention_hours` decides. At least -1.
-    #[setting(value = "MS", help = "How long topics keep records by default, -1 = forever")]
+    /// topics). -1 keeps them forever. When unset, `log_retention_hours` decides.
+    #[setting(
+        value = "MS",
+        help = "How long topics keep records by default, -1 = forever",
+        min = -1
+    )]
     log_retention_ms: Option<i64> = None,
     /// Kafka's `log.retention.hours`, used when `log_retention_ms` is unset. -1 keeps records
     /// forever.
-    #[setting(value = "HOURS", help = "Default retention in hours when log_retention_ms is unset")]
+    #[setting(
+        value = "HOURS",
+        help = "Default retention in hours when log_retention_ms is unset",
+        min = -1,
+        max = i64::MAX / 3_600_000
+    )]
     log_retention_hours: i64 = 168,
     /// Kafka's `log.retention.bytes`: bytes per partition a topic without its own
     /// `retention.bytes` keeps at least (the oldest records go while what remains is still at
     /// least this). -1: no size limit.
-    #[setting(value = "BYTES", help = "Bytes per partition kept by default, -1 = no limit")]
+    #[setting(
+        value = "BYTES",
+        help = "Bytes per partition kept by default, -1 = no limit",
+        min = -1
+    )]
     log_retention_bytes: i64 = -1,
     /// Kafka's `log.retention.check.interval.ms`: how often the metadata executor applies
     /// retention (as `DeleteRecords` commands in the log) and collects objects nothing needs
-    /// (see [retention.md](retention.md)). At least 1.
-    #[setting(value = "MS", help = "How often retention and garbage collection run")]
+    /// (see [retention.md](retention.md)).
+    #[setting(value = "MS", help = "How often retention and garbage collection run", min = 1)]
     log_retention_check_interval_ms: u64 = 300_000,
     /// Kafka's `log.segment.delete.delay.ms`: an object that nothing needs any more (its
     /// records are below every log start offset, its topic was deleted, a checkpoint supersedes
@@ -453,21 +514,35 @@ settings! {
     /// turns both off. See [retention.md](retention.md).
     #[setting(value = "MS", help = "How often compaction looks for work, 0 = off")]
     compaction_interval_ms: u64 = 10_000,
-    /// Size a compacted object aims at; entries under half of it are merged. 1 MiB to 1 GiB.
-    #[setting(value = "BYTES", help = "Size a compacted object aims at")]
+    /// Size a compacted object aims at; entries under half of it are merged.
+    #[setting(
+        value = "BYTES",
+        help = "Size a compacted object aims at",
+        min = 1 << 20,
+        max = 1 << 30
+    )]
     compaction_object_bytes_target: u64 = 32 * 1024 * 1024,
     /// Index entries one compaction job merges at most (bounds its GETs and its swap commands).
-    /// 2 to 1,000,000.
-    #[setting(value = "COUNT", help = "Index entries one compaction job merges at most")]
+    #[setting(
+        value = "COUNT",
+        help = "Index entries one compaction job merges at most",
+        min = 2,
+        max = super::COMMANDS_PER_JOB_INPUTS_MAX
+    )]
     compaction_inputs_per_job_max: usize = 10_000,
     /// A metadata-log checkpoint is written after this many log entries; recovery replays at
-    /// most about this many entries after the newest checkpoint. At least 1.
-    #[setting(value = "COUNT", help = "Metadata-log entries between checkpoints")]
+    /// most about this many entries after the newest checkpoint.
+    #[setting(value = "COUNT", help = "Metadata-log entries between checkpoints", min = 1)]
     checkpoint_interval_entries: u64 = 1_000,
     /// Newest checkpoints kept; older ones are deleted, and so are the log entries at or below
-    /// the oldest kept one that no index entry points at. At least 2 (recovery can then skip
-    /// one unreadable checkpoint), at most 100.
-    #[setting(value = "COUNT", help = "Newest metadata-log checkpoints kept")]
+    /// the oldest kept one that no index entry points at. At least 2, so that recovery can
+    /// skip one unreadable checkpoint.
+    #[setting(
+        value = "COUNT",
+        help = "Newest metadata-log checkpoints kept",
+        min = sluice_engine::log::gc::CHECKPOINTS_RETAINED_MIN,
+        max = super::CHECKPOINTS_RETAINED_MAX
+    )]
     checkpoints_retained: usize = 2,
     /// The cluster's metadata log in PostgreSQL (`postgres://user@host:port/database`): the
     /// agent runs as a member of a cluster on this bucket ([cluster.md](cluster.md)). Unset:

@@ -61,6 +61,29 @@ fn default_text(setting: &Setting, defaults: &toml::Table) -> String {
     }
 }
 
+/// `bound`, with its unit in words where it has one (`1048576 (1 MiB)`).
+fn bound_text(bound: i128, value_name: &str) -> String {
+    match i64::try_from(bound)
+        .ok()
+        .and_then(|bound| in_words(bound, value_name))
+    {
+        Some(words) => format!("{bound} ({words})"),
+        None => bound.to_string(),
+    }
+}
+
+/// The meaning column: the documentation, then the declared range.
+fn meaning(setting: &Setting) -> String {
+    let bound = |bound| bound_text(bound, setting.value_name);
+    let range = match (setting.min, setting.max) {
+        (Some(min), Some(max)) => format!(" Range: {} to {}.", bound(min), bound(max)),
+        (Some(min), None) => format!(" At least {}.", bound(min)),
+        (None, Some(max)) => format!(" At most {}.", bound(max)),
+        (None, None) => String::new(),
+    };
+    format!("{}{range}", setting.doc_paragraph())
+}
+
 /// The table of every key: default, variable, flag and meaning.
 pub fn reference_table() -> String {
     let defaults = defaults();
@@ -83,7 +106,7 @@ pub fn reference_table() -> String {
         text.push_str(&format!(
             "| {key} | {} | {variable} | {flag} | {} |\n",
             default_text(setting, &defaults).replace('|', "\\|"),
-            setting.doc_paragraph().replace('|', "\\|"),
+            meaning(setting).replace('|', "\\|"),
         ));
     }
     text

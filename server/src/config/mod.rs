@@ -97,22 +97,13 @@ impl Config {
     /// Checks the settings that can be checked without looking at the machine (CPU ids are
     /// checked against the online set when the agent starts).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // The ranges declared with each setting (`config/declarations.rs`); then the rules that
+        // involve several settings or more than a range.
+        self.check_declared_ranges()?;
         self.listeners_resolved()?;
         self.metrics_address()?;
         self.sasl_mechanisms()?;
         self.authorizer_policy()?;
-        if !(1..=1_000).contains(&self.quota_window_num) {
-            return Err(invalid(
-                "quota_window_num",
-                "must be between 1 and 1000 samples",
-            ));
-        }
-        if !(1..=3_600).contains(&self.quota_window_size_seconds) {
-            return Err(invalid(
-                "quota_window_size_seconds",
-                "must be between 1 and 3600 seconds",
-            ));
-        }
         if let Some(cpus) = &self.cpus {
             if cpus.is_empty() {
                 return Err(invalid(
@@ -127,54 +118,6 @@ impl Config {
                 return Err(invalid("cpus", format!("{cpus:?} lists a CPU twice")));
             }
         }
-        if self.io_memory_bytes < IO_MEMORY_BYTES_MIN {
-            return Err(invalid(
-                "io_memory_bytes",
-                format!(
-                    "{} is below glommio's minimum of {IO_MEMORY_BYTES_MIN}",
-                    self.io_memory_bytes
-                ),
-            ));
-        }
-        if self.flush_interval_ms == 0 {
-            return Err(invalid("flush_interval_ms", "must be at least 1"));
-        }
-        if self.flush_bytes_max == 0 {
-            return Err(invalid("flush_bytes_max", "must be at least 1"));
-        }
-        if self
-            .flush_puts_per_second_max
-            .is_some_and(|puts| !(1..=FLUSH_PUTS_PER_SECOND_LIMIT).contains(&puts))
-        {
-            return Err(invalid(
-                "flush_puts_per_second_max",
-                format!("must be in 1..={FLUSH_PUTS_PER_SECOND_LIMIT}"),
-            ));
-        }
-        let inflight_limit = crate::metadata_core::FLUSH_WINDOWS_INFLIGHT_LIMIT;
-        if !(1..=inflight_limit).contains(&self.flush_windows_inflight_max) {
-            return Err(invalid(
-                "flush_windows_inflight_max",
-                format!("must be in 1..={inflight_limit}"),
-            ));
-        }
-        let copies_limit = sluice_engine::store::hedge::COPIES_LIMIT;
-        if !(1..=copies_limit).contains(&self.put_copies_max) {
-            return Err(invalid(
-                "put_copies_max",
-                format!("must be in 1..={copies_limit}"),
-            ));
-        }
-        if !(1..=99).contains(&self.put_hedge_percentile) {
-            return Err(invalid("put_hedge_percentile", "must be in 1..=99"));
-        }
-        let copy_bytes_limit = sluice_engine::store::hedge::COPY_BYTES_IN_FLIGHT_LIMIT;
-        if self.put_copy_bytes_in_flight_max > copy_bytes_limit {
-            return Err(invalid(
-                "put_copy_bytes_in_flight_max",
-                format!("must be at most {copy_bytes_limit}"),
-            ));
-        }
         if self.flush_buffer_bytes_max < self.flush_bytes_max {
             return Err(invalid(
                 "flush_buffer_bytes_max",
@@ -184,76 +127,7 @@ impl Config {
                 ),
             ));
         }
-        // Kafka frames carry an i32 size; anything above i32::MAX could never be sent.
-        if self.request_bytes_max == 0 || self.request_bytes_max > i32::MAX as u64 {
-            return Err(invalid(
-                "request_bytes_max",
-                format!("must be in 1..={}", i32::MAX),
-            ));
-        }
-        if self.default_partitions == 0 || self.default_partitions > i32::MAX as u32 {
-            return Err(invalid(
-                "default_partitions",
-                format!("must be in 1..={}", i32::MAX),
-            ));
-        }
-        self.validate_groups()?;
-        self.validate_retention()
-    }
-
-    /// Retention and garbage-collection settings (Kafka's ranges).
-    fn validate_retention(&self) -> Result<(), ConfigError> {
-        if self.log_retention_ms.is_some_and(|ms| ms < -1) {
-            return Err(invalid(
-                "log_retention_ms",
-                "must be -1 (forever) or at least 0",
-            ));
-        }
-        if self.log_retention_hours < -1 || self.log_retention_hours > i64::MAX / 3_600_000 {
-            return Err(invalid(
-                "log_retention_hours",
-                "must be -1 (forever) or a number of hours that fits in milliseconds",
-            ));
-        }
-        if self.log_retention_bytes < -1 {
-            return Err(invalid(
-                "log_retention_bytes",
-                "must be -1 (no limit) or at least 0",
-            ));
-        }
-        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.compaction_object_bytes_target) {
-            return Err(invalid(
-                "compaction_object_bytes_target",
-                "must be in 1 MiB..=1 GiB",
-            ));
-        }
-        if !(2..=COMMANDS_PER_JOB_INPUTS_MAX).contains(&self.compaction_inputs_per_job_max) {
-            return Err(invalid(
-                "compaction_inputs_per_job_max",
-                format!("must be in 2..={COMMANDS_PER_JOB_INPUTS_MAX}"),
-            ));
-        }
-        if self.checkpoint_interval_entries == 0 {
-            return Err(invalid("checkpoint_interval_entries", "must be at least 1"));
-        }
-        if self.log_retention_check_interval_ms == 0 {
-            return Err(invalid(
-                "log_retention_check_interval_ms",
-                "must be at least 1",
-            ));
-        }
-        if !(sluice_engine::log::gc::CHECKPOINTS_RETAINED_MIN..=CHECKPOINTS_RETAINED_MAX)
-            .contains(&self.checkpoints_retained)
-        {
-            return Err(invalid(
-                "checkpoints_retained",
-                format!(
-                    "must be in {}..={CHECKPOINTS_RETAINED_MAX}",
-                    sluice_engine::log::gc::CHECKPOINTS_RETAINED_MIN
-                ),
-            ));
-        }
-        Ok(())
+        self.validate_groups()
     }
 
     /// The PUT budget: `flush_puts_per_second_max`, or by default as many windows a second as
@@ -319,12 +193,6 @@ impl Config {
 
     /// The consumer-group settings (Kafka's own constraints between them).
     fn validate_groups(&self) -> Result<(), ConfigError> {
-        if self.group_min_session_timeout_ms <= 0 {
-            return Err(invalid(
-                "group_min_session_timeout_ms",
-                "must be at least 1",
-            ));
-        }
         if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
             return Err(invalid(
                 "group_max_session_timeout_ms",
@@ -332,32 +200,6 @@ impl Config {
                     "{} is below group_min_session_timeout_ms ({})",
                     self.group_max_session_timeout_ms, self.group_min_session_timeout_ms
                 ),
-            ));
-        }
-        if self.offsets_retention_check_interval_ms == 0 {
-            return Err(invalid(
-                "offsets_retention_check_interval_ms",
-                "must be at least 1",
-            ));
-        }
-        if self.offsets_retention_ms == 0 {
-            return Err(invalid("offsets_retention_ms", "must be at least 1"));
-        }
-        for (key, value) in [
-            ("group_max_size", self.group_max_size),
-            ("group_consumer_max_size", self.group_consumer_max_size),
-        ] {
-            if value == 0 || value > GROUP_MAX_SIZE_DEFAULT {
-                return Err(invalid(
-                    key,
-                    format!("must be in 1..={GROUP_MAX_SIZE_DEFAULT}"),
-                ));
-            }
-        }
-        if self.group_consumer_heartbeat_interval_ms <= 0 {
-            return Err(invalid(
-                "group_consumer_heartbeat_interval_ms",
-                "must be at least 1",
             ));
         }
         if self.group_consumer_session_timeout_ms <= self.group_consumer_heartbeat_interval_ms {
@@ -394,12 +236,6 @@ impl Config {
                     format!("{name:?} is listed twice"),
                 ));
             }
-        }
-        if self.offset_metadata_bytes_max > OFFSET_METADATA_BYTES_LIMIT {
-            return Err(invalid(
-                "offset_metadata_bytes_max",
-                format!("must be at most {OFFSET_METADATA_BYTES_LIMIT}"),
-            ));
         }
         Ok(())
     }

@@ -21,6 +21,7 @@
 
 use std::path::PathBuf;
 
+use super::ConfigError;
 use super::overrides::{CpuList, NameList};
 
 /// What the reference documentation and `sluice config` know about one setting.
@@ -40,6 +41,10 @@ pub struct Setting {
     pub secret: bool,
     /// Settable by environment variable and flag too; `false` for TOML-only tables.
     pub layered: bool,
+    /// The smallest value accepted, for a number with a declared range.
+    pub min: Option<i128>,
+    /// The largest value accepted, for a number with a declared range.
+    pub max: Option<i128>,
 }
 
 impl Setting {
@@ -68,6 +73,57 @@ impl Setting {
     /// The setting of `key`.
     pub fn find(key: &str) -> Option<&'static Setting> {
         super::SETTINGS.iter().find(|setting| setting.key == key)
+    }
+
+    /// The declared range in words (`1 to 1024`, `at least 1`), if there is one.
+    pub fn range_words(&self) -> Option<String> {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => Some(format!("{min} to {max}")),
+            (Some(min), None) => Some(format!("at least {min}")),
+            (None, Some(max)) => Some(format!("at most {max}")),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A number a range can be declared for; an unset optional number is in every range.
+pub trait Number {
+    fn number(&self) -> Option<i128>;
+}
+
+macro_rules! numbers {
+    ($($kind:ty),*) => {
+        $(
+            impl Number for $kind {
+                fn number(&self) -> Option<i128> {
+                    Some(*self as i128)
+                }
+            }
+        )*
+    };
+}
+
+numbers!(u32, u64, usize, i32, i64, i128);
+
+impl<T: Number> Number for Option<T> {
+    fn number(&self) -> Option<i128> {
+        self.as_ref().and_then(Number::number)
+    }
+}
+
+/// Refuses `value` when it is outside the range declared for `key`, naming the key.
+pub(super) fn check_range(key: &'static str, value: &impl Number) -> Result<(), ConfigError> {
+    let (Some(value), Some(setting)) = (value.number(), Setting::find(key)) else {
+        return Ok(());
+    };
+    let below = setting.min.is_some_and(|min| value < min);
+    let above = setting.max.is_some_and(|max| value > max);
+    match setting.range_words() {
+        Some(words) if below || above => Err(ConfigError::Invalid {
+            key,
+            reason: format!("{value} is out of range: must be {words}"),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -205,7 +261,8 @@ impl FromEnvironment for CpuList {
 /// Declares every setting once; see the module documentation for what it generates.
 ///
 /// Each entry: its documentation (`///`), `#[setting(value = "UNIT", help = "…")]` with an
-/// optional `default = "in words"` and `secret = true`, any `#[serde(…)]` of the field, then
+/// optional `default = "in words"`, `secret = true` and range (`min = 1` or `min = 1, max = 99`,
+/// checked by `Config::validate` and shown in the reference), any `#[serde(…)]` of the field, then
 /// `key: Type = default expression,`. The entries after `toml_only` are TOML tables with no
 /// variable or flag.
 macro_rules! settings {
@@ -213,11 +270,14 @@ macro_rules! settings {
     (@option $text:literal) => { Some($text) };
     (@secret) => { false };
     (@secret $secret:literal) => { $secret };
+    (@bound) => { None };
+    (@bound $bound:expr) => { Some(($bound) as i128) };
     (
         $(
             $(#[doc = $doc:literal])+
             #[setting(value = $value:literal, help = $help:literal
-                $(, default = $default_doc:literal)? $(, secret = $secret:literal)?)]
+                $(, default = $default_doc:literal)? $(, secret = $secret:literal)?
+                $(, min = $min:expr $(, max = $max:expr)?)?)]
             $(#[serde($($serde:tt)*)])*
             $key:ident: $kind:ty = $default:expr,
         )*
@@ -243,6 +303,19 @@ macro_rules! settings {
                 $(#[doc = $table_doc])+
                 pub $table_key: $table_kind,
             )*
+        }
+
+        impl Config {
+            /// Refuses a number outside the range declared with its setting, naming the key.
+            pub(super) fn check_declared_ranges(&self) -> Result<(), ConfigError> {
+                $(
+                    $(
+                        let _ = stringify!($min);
+                        $crate::config::settings::check_range(stringify!($key), &self.$key)?;
+                    )?
+                )*
+                Ok(())
+            }
         }
 
         impl Default for Config {
@@ -329,6 +402,8 @@ macro_rules! settings {
                     default_doc: settings!(@option $($default_doc)?),
                     secret: settings!(@secret $($secret)?),
                     layered: true,
+                    min: settings!(@bound $($min)?),
+                    max: settings!(@bound $($($max)?)?),
                 },
             )*
             $(
@@ -340,6 +415,8 @@ macro_rules! settings {
                     default_doc: settings!(@option $($table_default_doc)?),
                     secret: false,
                     layered: false,
+                    min: None,
+                    max: None,
                 },
             )*
         ];
@@ -413,6 +490,46 @@ mod tests {
             };
             assert_eq!(from_environment, args.overrides, "{flag}");
         }
+    }
+
+    #[test]
+    fn a_value_outside_a_declared_range_is_refused_naming_the_key() {
+        let mut checked = 0;
+        for setting in SETTINGS {
+            let variable = match setting.environment_variable() {
+                Some(variable) if setting.min.is_some() => variable,
+                _ => continue,
+            };
+            let outside = [
+                setting.min.map(|min| min - 1),
+                setting.max.map(|max| max + 1),
+            ];
+            for value in outside.into_iter().flatten() {
+                // A value the type cannot hold is refused by the parser already.
+                let Ok(overrides) =
+                    Overrides::from_environment([(variable.clone(), value.to_string())])
+                else {
+                    continue;
+                };
+                let mut config = Config::default();
+                config.apply(&overrides);
+                let error = config.validate().unwrap_err().to_string();
+                assert!(error.contains(setting.key), "{variable}={value}: {error}");
+                assert!(
+                    error.contains("out of range"),
+                    "{variable}={value}: {error}"
+                );
+                checked += 1;
+            }
+            for value in [setting.min, setting.max].into_iter().flatten() {
+                assert!(
+                    super::check_range(setting.key, &Some(value)).is_ok(),
+                    "{}: {value} is in range",
+                    setting.key
+                );
+            }
+        }
+        assert!(checked >= 30, "{checked} bounds checked");
     }
 
     #[test]
