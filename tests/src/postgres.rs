@@ -77,7 +77,8 @@ impl TestPostgres {
             Err(CertificateError::Failed(reason)) => panic!("{test}: {reason}"),
         };
         let pem = std::fs::read(&cert).expect("read the certificate");
-        let postgres = Self::start_with_certificate(test, &bin_dir, certificates, &cert, &key);
+        let postgres =
+            Self::start_with_certificate(test, &bin_dir, certificates, &cert, &key, Vec::new());
         Some((postgres, pem))
     }
 
@@ -87,6 +88,19 @@ impl TestPostgres {
         test: &str,
         certificate_pem: &str,
         key_pem: &str,
+    ) -> Option<TestPostgres> {
+        Self::start_tls_with_client_ca_or_skip(test, certificate_pem, key_pem, None)
+    }
+
+    /// [`Self::start_tls_with_or_skip`]; with `client_ca_pem`, TLS connections must present a
+    /// client certificate signed by it whose common name is the user (`hostssl … trust
+    /// clientcert=verify-full`), while plain connections (the test's own, [`Self::admin`]) are
+    /// trusted as before.
+    pub fn start_tls_with_client_ca_or_skip(
+        test: &str,
+        certificate_pem: &str,
+        key_pem: &str,
+        client_ca_pem: Option<&str>,
     ) -> Option<TestPostgres> {
         let Some(bin_dir) = bin_dir() else {
             crate::tools::skip_or_fail(&format!(
@@ -102,12 +116,28 @@ impl TestPostgres {
         // PostgreSQL refuses a key that others can read.
         std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod the key");
+        let mut settings = Vec::new();
+        if let Some(client_ca_pem) = client_ca_pem {
+            let client_ca = certificates.path().join("client-ca.pem");
+            let hba = certificates.path().join("pg_hba.conf");
+            std::fs::write(&client_ca, client_ca_pem).expect("write the client CA");
+            std::fs::write(
+                &hba,
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust clientcert=verify-full\n\
+                 hostnossl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("write pg_hba.conf");
+            settings.push(format!("ssl_ca_file={}", client_ca.display()));
+            settings.push(format!("hba_file={}", hba.display()));
+        }
         Some(Self::start_with_certificate(
             test,
             &bin_dir,
             certificates,
             &cert,
             &key,
+            settings,
         ))
     }
 
@@ -117,17 +147,22 @@ impl TestPostgres {
         certificates: tempfile::TempDir,
         cert: &Path,
         key: &Path,
+        extra_settings: Vec<String>,
     ) -> TestPostgres {
-        let settings = [
+        let mut settings = vec![
             "ssl=on".to_string(),
             format!("ssl_cert_file={}", cert.display()),
             format!("ssl_key_file={}", key.display()),
         ];
+        settings.extend(extra_settings);
         let run_as = run_as().unwrap_or_else(|error| panic!("{test}: {error}"));
         if let Some(run_as) = run_as {
             // The server reads them as its own user; the key must not be readable by others.
-            for path in [certificates.path(), cert, key] {
-                std::os::unix::fs::chown(path, Some(run_as.uid), Some(run_as.gid))
+            let files = std::fs::read_dir(certificates.path())
+                .expect("list the certificates")
+                .map(|entry| entry.expect("a certificate file").path());
+            for path in std::iter::once(certificates.path().to_path_buf()).chain(files) {
+                std::os::unix::fs::chown(&path, Some(run_as.uid), Some(run_as.gid))
                     .expect("chown the certificate");
             }
         }

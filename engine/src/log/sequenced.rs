@@ -33,6 +33,12 @@
 //! cover; recovery loads the newest and reads the records after it (`read_after`). Records at or
 //! below the *older* of the last two checkpoints are deleted (`truncate_before`), so recovery can
 //! still fall back one checkpoint, as garbage collection keeps two.
+//!
+//! An agent that lagged more than a checkpoint interval (paused, say) finds the records after its
+//! state deleted by another agent's truncation (`Truncated`). Its rejoin then does what a restart
+//! would: it loads the newest checkpoint, swaps it in as the state, and catches up from there
+//! ([`SequencedLog::rejoin_with`]). The log is stopped meanwhile, so no window of it is waiting
+//! and none is appended from the old state.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -98,6 +104,19 @@ impl SequencedWriter {
 const PUT_SAMPLES_MAX: usize = 64;
 /// Records one read asks for.
 const READ_RECORDS_MAX: usize = 1_024;
+/// Checkpoints one rejoin loads at most: each is newer than the last, and another is needed only
+/// when the log was truncated again past the one just loaded before its catch-up read.
+const RELOADS_PER_REJOIN_MAX: usize = 3;
+
+/// What a [`SequencedLog::rejoin_with`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequencedRejoin {
+    /// Records applied while catching up (after the reloaded checkpoint, if one was).
+    pub records_applied: u64,
+    /// The position of the checkpoint swapped in as the state, when the records after the old
+    /// state were gone (`Truncated`).
+    pub checkpoint_reloaded: Option<u64>,
+}
 
 /// Where recovery started and how far it read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,34 +510,48 @@ impl SequencedLog {
     }
 
     /// After [`SequencedLog::stop`] (a lost lease): starts appending again as a new incarnation,
-    /// as a restart would, with the state kept. The caller has registered again (a new
-    /// incarnation and lease, announcing `writer`'s token) and passes the new lease's local
-    /// deadline; `writer` must name a token of its own, chosen with an empty folder
-    /// ([`SequencedWriter::choose`]): the collector may already time the old token as gone.
+    /// as a restart would. The caller has registered again (a new incarnation and lease,
+    /// announcing `writer`'s token) and passes the new lease's local deadline; `writer` must name
+    /// a token of its own, chosen with an empty folder ([`SequencedWriter::choose`]): the
+    /// collector may already time the old token as gone.
     ///
-    /// Catches up to the head first, then switches: from then on appends are named by the new
-    /// token, and a window of the old incarnation still in its PUT is never sent
-    /// ([`SequencedLog::append`] checks its token after the PUT). Returns the records applied.
+    /// Catches up to the head first — from the newest checkpoint when the records after this
+    /// state were truncated meanwhile (see [`SequencedLog::rejoin_with`]) — then switches: from
+    /// then on appends are named by the new token, and a window of the old incarnation still in
+    /// its PUT is never sent ([`SequencedLog::append`] checks its token after the PUT). Returns
+    /// the records applied.
     ///
     /// Fails, and appends stay stopped, when the log was not stopped, when the token is the old
-    /// one, when catching up fails (for good on `Truncated`: the records after this state are
-    /// gone), or when the new lease ran out meanwhile. The caller may try again.
+    /// one, when catching up fails, or when the new lease ran out meanwhile. The caller may try
+    /// again.
     pub async fn rejoin(
         &self,
         writer: SequencedWriter,
         valid_until: Instant,
     ) -> Result<u64, LogError> {
-        self.rejoin_with(writer, valid_until, &mut |_| {}).await
+        let rejoined = self
+            .rejoin_with(writer, valid_until, &mut |_| {}, &mut |_, _| {})
+            .await?;
+        Ok(rejoined.records_applied)
     }
 
     /// [`SequencedLog::rejoin`], calling `on_other` with the events of every record it applies
-    /// while catching up (as [`SequencedLog::catch_up_with`]).
+    /// while catching up (as [`SequencedLog::catch_up_with`]), and `on_reload` with the position
+    /// and the state of a checkpoint it swapped in.
+    ///
+    /// A reload happens when the records after the state are gone (`Truncated`: another agent's
+    /// checkpoint let them go while this one lagged): the newest checkpoint past the position
+    /// applied replaces the state whole — topics, watermarks, index, producers, groups, ACLs,
+    /// credentials, quotas — and the catch-up goes on from its position. Whatever was derived
+    /// from the old state must then be derived again; `on_reload` is where the caller does it,
+    /// even if the rejoin fails after it.
     pub async fn rejoin_with(
         &self,
         writer: SequencedWriter,
         valid_until: Instant,
         on_other: &mut dyn FnMut(&[Event]),
-    ) -> Result<u64, LogError> {
+        on_reload: &mut dyn FnMut(u64, &MetadataState),
+    ) -> Result<SequencedRejoin, LogError> {
         let token = writer.token & AGENT_OBJECT_TOKEN_MAX;
         if self.inner.borrow().stopped.is_none() {
             return Err(LogError::Broken {
@@ -530,7 +563,28 @@ impl SequencedLog {
                 reason: format!("a new incarnation needs a new token, not {token}"),
             });
         }
-        let applied = self.catch_up_with(on_other).await?;
+        let mut checkpoint_reloaded = None;
+        let mut reloads = 0;
+        let records_applied = loop {
+            match self.catch_up_with(on_other).await {
+                Ok(applied) => break applied,
+                Err(LogError::Sequencer(SequencerError::Truncated { after, log_start }))
+                    if reloads < RELOADS_PER_REJOIN_MAX =>
+                {
+                    reloads += 1;
+                    tracing::warn!(
+                        after,
+                        log_start,
+                        "the records after this agent's state were truncated; reloading the newest checkpoint"
+                    );
+                    if let Some(position) = self.reload_newest_checkpoint(after).await? {
+                        self.with_state(|state| on_reload(position, state));
+                        checkpoint_reloaded = Some(position);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        };
         if Instant::now() >= valid_until {
             return Err(LogError::Broken {
                 reason: "the new lease ran out while catching up".to_owned(),
@@ -546,7 +600,64 @@ impl SequencedLog {
         self.record_deadline
             .set(std::time::Duration::from_millis(writer.record_deadline_ms));
         self.lease_valid_until.set(Some(valid_until));
-        Ok(applied)
+        Ok(SequencedRejoin {
+            records_applied,
+            checkpoint_reloaded,
+        })
+    }
+
+    /// On a stopped log whose records after position `after` are gone: replaces the state with
+    /// the newest checkpoint, which must cover a later position (the records after it are still
+    /// in the log: truncation keeps everything after the older of the last two checkpoints).
+    /// Returns its position, or `None` when a concurrent catch-up already applied past it (the
+    /// next catch-up goes on from there).
+    async fn reload_newest_checkpoint(&self, after: u64) -> Result<Option<u64>, LogError> {
+        let loaded = load_latest_checkpoint(self.store.as_ref()).await?;
+        let Some((state, info)) = loaded else {
+            return Err(LogError::Broken {
+                reason: format!(
+                    "the records after position {after} were truncated and the bucket holds no \
+                     checkpoint"
+                ),
+            });
+        };
+        let position = info.seq.0;
+        if position <= after {
+            // Another agent truncated past a checkpoint this listing does not show yet (or that
+            // failed to load): nothing newer to swap in. The caller tries again.
+            return Err(LogError::Broken {
+                reason: format!(
+                    "the records after position {after} were truncated, and the newest \
+                     checkpoint covers only {position}"
+                ),
+            });
+        }
+        let mut inner = self.inner.borrow_mut();
+        if inner.stopped.is_none() {
+            return Err(LogError::Broken {
+                reason: "a checkpoint is swapped in only while the log is stopped".to_owned(),
+            });
+        }
+        if inner.applied >= position {
+            return Ok(None);
+        }
+        debug_assert!(inner.waiting.is_empty(), "a stopped log holds no waiter");
+        debug_assert_eq!(
+            state.last_offered_seq(),
+            Some(LogSeq(position)),
+            "a checkpoint is the state at its position"
+        );
+        inner.state = state;
+        inner.applied = position;
+        inner.records_since_checkpoint = 0;
+        inner.checkpoints = VecDeque::from([position]);
+        drop(inner);
+        tracing::warn!(
+            position,
+            skipped = info.skipped,
+            "swapped in the newest checkpoint as this agent's state"
+        );
+        Ok(Some(position))
     }
 
     /// Appends start only before `until` (the lease's `valid_until`), until the next call.
@@ -623,6 +734,15 @@ impl SequencedLog {
         }
         let truncate_through = {
             let mut inner = self.inner.borrow_mut();
+            // A reload may have swapped in a newer checkpoint while this one was written: the
+            // truncation then counts from that one.
+            if inner
+                .checkpoints
+                .back()
+                .is_some_and(|last| *last >= position)
+            {
+                return Ok(Some(LogSeq(position)));
+            }
             inner.checkpoints.push_back(position);
             while inner.checkpoints.len() > 2 {
                 inner.checkpoints.pop_front();

@@ -2,8 +2,9 @@
 //! two agents' logs append windows concurrently and both reach the same state, every
 //! acknowledged batch at its acknowledged offset; catch-ups that overlap apply each record once;
 //! a third agent recovers from a checkpoint plus the records after it, also after the records a
-//! checkpoint covers were truncated; a window misses its record deadline; and a log that lost
-//! its lease appends nothing until it rejoins as a new incarnation with a new token.
+//! checkpoint covers were truncated; a window misses its record deadline; a log that lost
+//! its lease appends nothing until it rejoins as a new incarnation with a new token; and a log
+//! held back while another checkpointed and truncated past it rejoins from the newest checkpoint.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::sync::Arc;
@@ -397,4 +398,148 @@ fn a_log_that_lost_its_lease_appends_nothing_until_it_rejoins_with_a_new_token()
     run.record_ack(&content, &outcome);
     assert_eq!(block_on(sequencer.head()).unwrap(), 2);
     assert_eq!(log.applied_position(), 2);
+}
+
+/// An agent that lagged more than a checkpoint interval (paused, say): while it is held back, the
+/// other appends windows (batches, offset commits, producer ids), checkpoints every 3 records and
+/// truncates the log behind its older checkpoint, past the held one's position. The held log's
+/// catch-up then meets `Truncated`, as its tailer would; it stops and rejoins, and the rejoin
+/// swaps in the newest checkpoint and catches up from it: both logs reach the same position and
+/// the same state, byte for byte, and the rejoined log's next window is acknowledged at the
+/// offsets both agree on.
+#[test]
+fn a_log_behind_the_truncation_rejoins_from_the_newest_checkpoint() {
+    use sluice_engine::log::{LogError, SequencedWriter};
+    use sluice_engine::metadata::OffsetCommit;
+    use sluice_engine::sequencer::SequencerError;
+    use std::time::{Duration, Instant};
+
+    let Some(postgres) = TestPostgres::start_or_skip("sequenced_log truncation") else {
+        return;
+    };
+    let url = postgres.url();
+    let store = memory_store();
+    let ahead = open(&url, &store, 3);
+    let held = open(&url, &store, 3);
+    let far = || Instant::now() + Duration::from_secs(60);
+    ahead.hold_lease_until(far());
+    held.hold_lease_until(far());
+    let mut run = Run::new(19);
+    block_on(append(
+        &ahead,
+        EntryContent {
+            commands: vec![Command::CreateTopic {
+                name: "orders".to_owned(),
+                topic_id: run.topic_id,
+                partition_count: PARTITIONS,
+                configs: Default::default(),
+            }],
+            ..EntryContent::default()
+        },
+    ));
+    block_on(held.catch_up()).unwrap();
+    let held_at = held.applied_position();
+    assert_eq!(held_at, 1);
+
+    // The held log reads nothing while the other writes and checkpoints as an agent does.
+    let mut checkpoints = Vec::new();
+    for window in 0..12_i64 {
+        let mut content = run.entry(2);
+        content.commands.push(Command::CommitOffsets {
+            group: "audit".to_owned(),
+            offsets: vec![OffsetCommit {
+                topic: "orders".to_owned(),
+                partition: 0,
+                offset: window,
+                leader_epoch: -1,
+                metadata: None,
+                commit_timestamp_ms: 1_700_000_000_000 + window,
+            }],
+        });
+        if window % 4 == 0 {
+            content.commands.push(Command::InitProducerId {
+                transactional_id: None,
+            });
+        }
+        let outcome = block_on(append(&ahead, content.clone()));
+        run.record_ack(&content, &outcome);
+        if ahead.checkpoint_due() {
+            let written = block_on(
+                ahead.write_checkpoint_with(|state| async move { state.encode_checkpoint() }),
+            )
+            .unwrap()
+            .unwrap();
+            checkpoints.push(written.0);
+        }
+    }
+    // Records after the newest checkpoint, for the rejoin to catch up.
+    for _ in 0..2 {
+        let content = run.entry(2);
+        let outcome = block_on(append(&ahead, content.clone()));
+        run.record_ack(&content, &outcome);
+    }
+    let newest = *checkpoints.last().unwrap();
+    assert!(checkpoints.len() >= 3, "checkpoints {checkpoints:?}");
+    let log_start = postgres.query_i64("SELECT min(position) FROM sluice_log");
+    assert!(
+        log_start > i64::try_from(held_at).unwrap() + 1,
+        "the log was not truncated past the held log (it starts at {log_start})"
+    );
+
+    // The held log's catch-up (its tailer's) meets the truncation: it stops and rejoins.
+    let error = block_on(held.catch_up()).expect_err("the records after the held log are gone");
+    assert!(
+        matches!(
+            error,
+            LogError::Sequencer(SequencerError::Truncated { after: 1, .. })
+        ),
+        "{error}"
+    );
+    assert_eq!(held.applied_position(), held_at);
+    held.stop("behind the truncation (test)".to_owned());
+    let writer = block_on(SequencedWriter::choose(store.as_ref(), 60_000)).unwrap();
+    assert_ne!(writer.token, held.token());
+    let mut reloads = Vec::new();
+    let rejoined =
+        block_on(
+            held.rejoin_with(writer, far(), &mut |_| {}, &mut |position, state| {
+                reloads.push((position, state.last_offered_seq()));
+            }),
+        )
+        .unwrap();
+    assert_eq!(rejoined.checkpoint_reloaded, Some(newest));
+    assert_eq!(
+        reloads,
+        vec![(newest, Some(sluice_engine::types::LogSeq(newest)))],
+        "one reload, of the newest checkpoint"
+    );
+    assert_eq!(rejoined.records_applied, ahead.applied_position() - newest);
+    assert_eq!(held.applied_position(), ahead.applied_position());
+    assert_eq!(
+        held.with_state(|state| state.encode_checkpoint()),
+        ahead.with_state(|state| state.encode_checkpoint()),
+        "the rejoined log's state is the other's"
+    );
+
+    // The rejoined log appends again, as its new incarnation, at offsets both agree on.
+    let content = run.entry(3);
+    let outcome = block_on(append(&held, content.clone()));
+    run.record_ack(&content, &outcome);
+    block_on(ahead.catch_up()).unwrap();
+    assert_eq!(held.applied_position(), ahead.applied_position());
+    assert_eq!(high_watermarks(&held, &run), high_watermarks(&ahead, &run));
+    let offsets: u64 = run
+        .acked
+        .values()
+        .map(|batch| {
+            sluice_engine::batch::validate_batch(batch)
+                .unwrap()
+                .offset_count()
+        })
+        .sum();
+    assert_eq!(high_watermarks(&held, &run).iter().sum::<u64>(), offsets);
+    assert_eq!(
+        held.with_state(|state| state.encode_checkpoint()),
+        ahead.with_state(|state| state.encode_checkpoint())
+    );
 }

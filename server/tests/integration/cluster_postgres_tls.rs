@@ -168,7 +168,10 @@ fn an_agent_verifies_postgresql_and_its_connections_are_encrypted() {
     };
     let refused = by_name("verify-full").unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::Fatal);
-    assert!(refused.to_string().contains("not valid for name"), "{refused}");
+    assert!(
+        refused.to_string().contains("not valid for name"),
+        "{refused}"
+    );
     by_name("verify-ca").unwrap();
 }
 
@@ -193,4 +196,70 @@ fn require_against_a_postgresql_without_tls_fails_the_start() {
     // The same URL without sslmode (libpq's prefer) connects in plain text.
     let plain = url_with(&postgres, "127.0.0.1", "application_name=plain");
     SequencerClient::connect(SequencerConfig::new(plain, "plain")).unwrap();
+}
+
+#[test]
+fn a_client_certificate_is_presented_when_the_server_requires_one() {
+    let test = "cluster_postgres_tls client certificate";
+    let pki = Pki::new();
+    pki.issue("postgres", "127.0.0.1", &["127.0.0.1"]);
+    // clientcert=verify-full: signed by the authority, and the common name is the user.
+    pki.issue("client", "postgres", &["postgres"]);
+    let read = |name: &str| std::fs::read_to_string(pki.path(name)).unwrap();
+    let Some(postgres) = TestPostgres::start_tls_with_client_ca_or_skip(
+        test,
+        &read("postgres.pem"),
+        &read("postgres-key.pem"),
+        Some(&read("ca.pem")),
+    ) else {
+        return;
+    };
+    let ca = pki.path("ca.pem");
+    let base = format!(
+        "application_name=client-cert&sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    );
+
+    let refused = SequencerClient::connect(SequencerConfig::new(
+        url_with(&postgres, "127.0.0.1", &base),
+        "tls",
+    ))
+    .unwrap_err();
+    eprintln!("{test}: without sslcert: {refused}");
+    assert_eq!(refused.kind(), ErrorKind::Fatal);
+    assert!(refused.to_string().contains("certificate"), "{refused}");
+    assert!(!refused.to_string().contains(PASSWORD), "{refused}");
+
+    let with_certificate = format!(
+        "{base}&sslcert={}&sslkey={}",
+        pki.path("client.pem").display(),
+        pki.path("client-key.pem").display()
+    );
+    let _sequencer = SequencerClient::connect(SequencerConfig::new(
+        url_with(&postgres, "127.0.0.1", &with_certificate),
+        "tls",
+    ))
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client_names: Vec<String> = runtime.block_on(async {
+        postgres
+            .admin()
+            .await
+            .query(
+                "SELECT pg_stat_ssl.client_dn FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+                 WHERE application_name = 'client-cert' AND pg_stat_ssl.ssl",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, Option<String>>(0).unwrap_or_default())
+            .collect()
+    });
+    eprintln!("{test}: with sslcert: connections as {client_names:?}");
+    assert!(client_names.len() >= 2, "{client_names:?}");
+    assert!(
+        client_names.iter().all(|name| name.contains("CN=postgres")),
+        "{client_names:?}"
+    );
 }
