@@ -42,7 +42,7 @@ pub use agent_log::AgentLog;
 pub use checkpoint::{CheckpointInfo, load_latest_checkpoint, write_checkpoint};
 pub use reader::{EntryRead, read_entry};
 pub use recovery::{RecoveryStats, recover};
-pub use sequenced::{SequencedLog, SequencedRecovery, SequencedWriter};
+pub use sequenced::{SequencedLog, SequencedRecovery, SequencedRejoin, SequencedWriter};
 pub use writer::{AppendOutcome, EntryContent, MetadataLog};
 
 use crate::format::FormatError;

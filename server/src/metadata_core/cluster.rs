@@ -27,16 +27,32 @@
 //! token as gone (`docs/cluster.md`, "Garbage collection of `data/`"), so a window of the old
 //! incarnation still in its PUT is never sent ([`SequencedLog::append`] checks after the PUT that
 //! its incarnation still appends), and no append runs under the old lease past its deadline.
+//!
+//! # Why an agent behind the truncation rejoins too
+//!
+//! An agent that lagged more than a checkpoint interval (paused, say) finds the records after
+//! its state deleted by another agent's truncation. Its state cannot be caught up any more, only
+//! replaced, as a restart would replace it: the tailer stops appends and wakes the lease loop,
+//! which fences the agent (retriable errors, out of its own view) and rejoins — and the rejoin's
+//! catch-up swaps in the newest checkpoint first ([`SequencedLog::rejoin_with`]). What the
+//! network cores derived from the old state follows the new one: every partition's watermark is
+//! published again (parked fetches re-read theirs), groups come back from the new state with the
+//! view (they left with it at the fence), and the SCRAM and quota snapshots, re-read every
+//! second and versioned by log position, take the new state at their next read. (The ACL
+//! snapshot is re-read only after an ACL change made through this agent, reloaded or not: a
+//! limitation of clusters that `docs/cluster.md` lists.)
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_engine::log::data_gc::{TOKEN_ROLE_PREFIX, token_of_roles, token_role};
-use sluice_engine::log::{AgentLog, LogError, SequencedLog, SequencedWriter};
+use sluice_engine::log::{AgentLog, LogError, SequencedLog, SequencedRejoin, SequencedWriter};
+use sluice_engine::metadata::MetadataState;
 use sluice_engine::sequencer::{
     AgentInfo, AgentRegistration, ErrorKind, Lease, SequencerClient, SequencerError,
 };
+use sluice_engine::types::TopicPartition;
 
 use super::cluster_view::{ClusterBoard, ClusterMember, ClusterView, node_id_of};
 use super::flusher::{Shared, watermark_moves};
@@ -57,6 +73,11 @@ pub struct Membership {
 }
 
 /// Applies every record as the head moves, until the log stops for good.
+///
+/// When the records after the applied state are gone (`Truncated`: this agent lagged more than a
+/// checkpoint interval behind the others, e.g. paused), it stops appends, hands over to the lease
+/// loop — which fences the agent and rejoins from the newest checkpoint — and waits until that
+/// rejoin has caught up.
 pub(super) fn spawn_tailer(log: Rc<AgentLog>, shared: Rc<Shared>) {
     let Some(mut head) = log.sequenced().map(|log| log.sequencer().subscribe()) else {
         return;
@@ -66,6 +87,9 @@ pub(super) fn spawn_tailer(log: Rc<AgentLog>, shared: Rc<Shared>) {
             return;
         };
         loop {
+            while shared.behind_truncation.get() {
+                shared.truncation_overcome.notified().await;
+            }
             let target = *head.borrow_and_update();
             if sequenced.applied_position() < target {
                 let mut moved = Vec::new();
@@ -81,6 +105,22 @@ pub(super) fn spawn_tailer(log: Rc<AgentLog>, shared: Rc<Shared>) {
                     Err(LogError::Sequencer(error)) if error.kind() != ErrorKind::Fatal => {
                         tracing::warn!(%error, "cannot read the sequencer; trying again");
                         glommio::timer::sleep(TAIL_RETRY_PAUSE).await;
+                        continue;
+                    }
+                    // A rejoin swapped in a checkpoint past the position this read started from.
+                    Err(LogError::Sequencer(SequencerError::Truncated { after, .. }))
+                        if sequenced.applied_position() > after =>
+                    {
+                        continue;
+                    }
+                    Err(LogError::Sequencer(error @ SequencerError::Truncated { .. })) => {
+                        tracing::error!(%error, "BEHIND THE LOG'S TRUNCATION: this agent stops accepting writes until it rejoins from the newest checkpoint");
+                        sequenced.stop(format!(
+                            "behind the truncation of the cluster's log: {error}"
+                        ));
+                        shared.fenced.set(true);
+                        shared.behind_truncation.set(true);
+                        shared.truncation_found.notify_one();
                         continue;
                     }
                     Err(error) => {
@@ -143,9 +183,19 @@ async fn hold_lease(
     let interval = Duration::from_millis((membership.lease_ms / 3).max(1));
     let mut pause = interval;
     loop {
-        glommio::timer::sleep(pause).await;
+        // The tailer found the records after the state truncated (it stopped appends): fence
+        // and rejoin now, from the newest checkpoint, whatever the lease says. A wake-up left
+        // over from a truncation an earlier rejoin overcame only brings the renewal forward.
+        futures::future::select(
+            std::pin::pin!(glommio::timer::sleep(pause)),
+            std::pin::pin!(shared.truncation_found.notified()),
+        )
+        .await;
         if shared.stopping.get() {
             return None;
+        }
+        if shared.behind_truncation.get() {
+            return Some(lease);
         }
         let renewal = sequenced
             .sequencer()
@@ -247,13 +297,14 @@ async fn rejoin(
             }
         }
         match rejoin_once(sequenced, shared, membership, &mut own).await {
-            Ok((lease, token, caught_up)) => {
+            Ok((lease, token, rejoined)) => {
                 tracing::info!(
                     agent = %lease.agent_id,
                     incarnation = lease.incarnation,
                     previous_incarnation = lost.incarnation,
                     token,
-                    caught_up,
+                    caught_up = rejoined.records_applied,
+                    checkpoint_reloaded = ?rejoined.checkpoint_reloaded,
                     attempt,
                     "rejoined the cluster as a new incarnation; accepting writes again"
                 );
@@ -298,14 +349,14 @@ async fn superseded_by(
         .map(|agent| agent.incarnation))
 }
 
-/// One attempt of [`rejoin`]: returns the new lease, the new token and the records caught up.
+/// One attempt of [`rejoin`]: returns the new lease, the new token and what the catch-up did.
 /// `own` records what it registers, even when a later step fails.
 async fn rejoin_once(
     sequenced: &SequencedLog,
     shared: &Shared,
     membership: &mut Membership,
     own: &mut OwnRegistration,
-) -> Result<(Lease, u32, u64), String> {
+) -> Result<(Lease, u32, SequencedRejoin), String> {
     let old_token = sequenced.token();
     let writer = SequencedWriter::choose(sequenced.store().as_ref(), membership.lease_ms)
         .await
@@ -327,16 +378,25 @@ async fn rejoin_once(
     own.incarnation = lease.incarnation;
     // From here the collector sees the new token live; the old one's objects are its own.
     membership.registration = registration;
-    let caught_up = {
+    let rejoined = {
         let mut moved = Vec::new();
+        let mut reloaded = Vec::new();
         let result = sequenced
-            .rejoin_with(writer, lease.valid_until.into_std(), &mut |events| {
-                moved.extend(watermark_moves(events));
-            })
+            .rejoin_with(
+                writer,
+                lease.valid_until.into_std(),
+                &mut |events| moved.extend(watermark_moves(events)),
+                // A checkpoint swapped in as the state: every partition's watermark may have
+                // moved (fetches parked on any of them re-read it), and the groups are loaded
+                // from it when they come back with the view below.
+                &mut |_, state| reloaded = every_watermark(state),
+            )
             .await;
-        if !moved.is_empty() {
-            let update: WatermarkUpdate = moved.into();
-            shared.broadcaster.borrow_mut().publish(&update);
+        for update in [reloaded, moved] {
+            if !update.is_empty() {
+                let update: WatermarkUpdate = update.into();
+                shared.broadcaster.borrow_mut().publish(&update);
+            }
         }
         result.map_err(|error| format!("cannot catch up the cluster's log: {error}"))?
     };
@@ -351,15 +411,23 @@ async fn rejoin_once(
         }
         return Err("the agent is stopping".to_owned());
     }
+    // The tailer may have met a newer truncation while the view was listed (it stopped the log
+    // again): this attempt failed, and the next one reloads again.
+    if let Some(reason) = sequenced.stopped() {
+        return Err(format!("appends stopped again while rejoining: {reason}"));
+    }
     *shared.lease.borrow_mut() = Some(lease.clone());
     shared.fenced.set(false);
+    if shared.behind_truncation.replace(false) {
+        shared.truncation_overcome.notify_one();
+    }
     if let Some(metrics) = &shared.metrics {
         metrics
             .log
             .fenced
             .store(false, std::sync::atomic::Ordering::Relaxed);
     }
-    Ok((lease, writer.token, caught_up))
+    Ok((lease, writer.token, rejoined))
 }
 
 /// A graceful stop: no append starts any more, then the agent leaves the cluster at once
@@ -396,6 +464,20 @@ async fn publish_members(sequencer: &SequencerClient, membership: &Membership) {
         }
         Err(error) => tracing::warn!(%error, "cannot list the cluster's live agents"),
     }
+}
+
+/// Every partition's high watermark in `state`.
+fn every_watermark(state: &MetadataState) -> Vec<(TopicPartition, u64)> {
+    state
+        .topics()
+        .flat_map(|(_, topic_id)| {
+            let partitions = state.partition_count(topic_id).unwrap_or(0);
+            (0..partitions).filter_map(move |partition| {
+                let tp = TopicPartition::new(topic_id, i32::try_from(partition).ok()?);
+                Some((tp, state.high_watermark(tp).ok()?))
+            })
+        })
+        .collect()
 }
 
 /// A live agent as a broker clients can reach (`host:port`); one whose address does not parse is

@@ -89,6 +89,14 @@ pub(super) struct Shared {
     /// In a cluster: the tailer stopped for good (the log cannot be followed), so a lost lease
     /// is not followed by a rejoin.
     pub(super) tailer_stopped: Cell<bool>,
+    /// In a cluster: the records after the applied state were truncated (this agent lagged more
+    /// than a checkpoint interval). Appends are stopped until the rejoin has swapped in the
+    /// newest checkpoint and caught up (`cluster.rs`).
+    pub(super) behind_truncation: Cell<bool>,
+    /// Wakes the lease loop when the tailer finds itself behind the truncation.
+    pub(super) truncation_found: tokio::sync::Notify,
+    /// Wakes the tailer when a rejoin has caught up from the newest checkpoint.
+    pub(super) truncation_overcome: tokio::sync::Notify,
 }
 
 impl Shared {

@@ -13,6 +13,7 @@ mod cluster_groups_sluice;
 mod cluster_postgres_stop_sluice;
 mod cluster_rolling_restart_sluice;
 mod cluster_sluice;
+mod cluster_truncation_sluice;
 mod compacted_topic_kafka;
 mod compacted_topic_sluice;
 mod compaction_sluice;
