@@ -172,6 +172,8 @@ pub struct SequencedLog {
     /// even before the loop has found the lease lost (a process paused past its lease resumes
     /// with requests queued).
     lease_valid_until: Cell<Option<Instant>>,
+    /// Records are sent in the order their windows were started ([`SendOrder`]).
+    send_order: SendOrder,
 }
 
 impl SequencedLog {
@@ -222,6 +224,7 @@ impl SequencedLog {
             record_deadline: Cell::new(std::time::Duration::from_millis(writer.record_deadline_ms)),
             nonce: random.1,
             lease_valid_until: Cell::new(None),
+            send_order: SendOrder::default(),
             inner: RefCell::new(Inner {
                 state,
                 applied: checkpoint_position,
@@ -370,13 +373,15 @@ impl SequencedLog {
                 reason: "the agent's lease ran out before it was renewed".to_owned(),
             });
         }
-        let (id, header, chunks, record, receiver) = {
+        let (id, header, chunks, record, receiver, mut turn) = {
             let mut inner = self.inner.borrow_mut();
             if let Some(reason) = &inner.stopped {
                 return Err(LogError::Broken {
                     reason: reason.clone(),
                 });
             }
+            // Taken with the counter, before any await: windows' turns follow their start order.
+            let turn = self.send_order.next_turn();
             let counter = inner.next_counter;
             let Some(next) = counter.checked_add(1) else {
                 return Err(LogError::Broken {
@@ -417,7 +422,7 @@ impl SequencedLog {
                     done,
                 },
             );
-            (id, header, object.into_chunks(), record, receiver)
+            (id, header, object.into_chunks(), record, receiver, turn)
         };
         let (token, counter) = agent_object_parts(id);
         let upload_started = Instant::now();
@@ -437,6 +442,9 @@ impl SequencedLog {
         self.inner
             .borrow_mut()
             .note_put_ms(upload_started.elapsed().as_secs_f64() * 1_000.0);
+        // The windows started before this one are sent (or given up) first, whichever PUT ended
+        // first; the checks below then see the time after the wait.
+        turn.wait().await;
         // The two deadlines garbage collection of `data/` counts on (`super::data_gc`): no record
         // is sent after the lease's local deadline, nor later than one record deadline after its
         // object's PUT started. Checked here, after the PUT, which may have taken a while.
@@ -468,7 +476,10 @@ impl SequencedLog {
                 },
             });
         }
-        if let Err(error) = self.sequencer.append(vec![record]).await {
+        let appended = self.sequencer.append(vec![record]).await;
+        // The next window's record may go: this one has its position (or will never have one).
+        drop(turn);
+        if let Err(error) = appended {
             // Not retried: a second copy of the record could land beside the first. If this one
             // lands after all, every agent applies it like any other; its produces were failed.
             self.forget_waiter(token, counter);
@@ -790,4 +801,85 @@ fn chain_meta(state: &MetadataState, position: u64) -> EntryMeta {
 
 fn sequencer_error(error: SequencerError) -> LogError {
     LogError::Sequencer(error)
+}
+
+/// The order in which an agent's windows send their records to the sequencer: the order they were
+/// started in ([`SequencedLog::append`]), whichever PUT ends first.
+///
+/// Windows upload concurrently (up to `flush_windows_inflight_max`), and a record's position is
+/// the order the database took it in. Were each record sent as its PUT ended, a window whose PUT
+/// was quicker would be applied before an earlier one: a producer's later batch of a partition
+/// would land before its earlier batch — offsets out of the order the producer sent them in,
+/// and, for an idempotent producer, OUT_OF_ORDER_SEQUENCE_NUMBER on the later batch (franz-go
+/// then bumps its epoch and resends; seen dozens of times per producer in a rolling restart,
+/// and a producer stalled on a partition for good twice). A single agent's log keeps the order
+/// by its sequential keys; this keeps it in a cluster. So a window sends its record only once
+/// every window started before it has sent its own (and had its answer) or given up.
+#[derive(Debug, Default)]
+struct SendOrder {
+    /// Turns handed out so far.
+    issued: Cell<u64>,
+    /// The lowest turn not yet done.
+    next_undone: Cell<u64>,
+    /// Turns done out of order (their windows failed before sending), above `next_undone`.
+    done_ahead: RefCell<std::collections::BTreeSet<u64>>,
+    /// Turns waiting to send, with their wake-ups.
+    waiting: RefCell<BTreeMap<u64, oneshot::Sender<()>>>,
+}
+
+impl SendOrder {
+    fn next_turn(&self) -> SendTurn<'_> {
+        let ticket = self.issued.get();
+        self.issued.set(ticket.saturating_add(1));
+        SendTurn {
+            order: self,
+            ticket,
+        }
+    }
+
+    /// Marks `ticket` done and wakes the next turn that may go.
+    fn done(&self, ticket: u64) {
+        if ticket != self.next_undone.get() {
+            self.done_ahead.borrow_mut().insert(ticket);
+            return;
+        }
+        let mut next = ticket.saturating_add(1);
+        {
+            let mut ahead = self.done_ahead.borrow_mut();
+            while ahead.remove(&next) {
+                next = next.saturating_add(1);
+            }
+        }
+        self.next_undone.set(next);
+        if let Some(wake) = self.waiting.borrow_mut().remove(&next) {
+            let _ = wake.send(());
+        }
+    }
+}
+
+/// One window's turn to send its record; done when dropped (sent, or given up).
+#[derive(Debug)]
+struct SendTurn<'a> {
+    order: &'a SendOrder,
+    ticket: u64,
+}
+
+impl SendTurn<'_> {
+    /// Returns once every earlier turn is done.
+    async fn wait(&mut self) {
+        if self.order.next_undone.get() >= self.ticket {
+            return;
+        }
+        let (wake, woken) = oneshot::channel();
+        self.order.waiting.borrow_mut().insert(self.ticket, wake);
+        // A dropped sender cannot happen while the order lives (it is removed only to send).
+        let _ = woken.await;
+    }
+}
+
+impl Drop for SendTurn<'_> {
+    fn drop(&mut self) {
+        self.order.waiting.borrow_mut().remove(&self.ticket);
+        self.order.done(self.ticket);
+    }
 }

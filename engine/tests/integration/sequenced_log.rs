@@ -543,3 +543,104 @@ fn a_log_behind_the_truncation_rejoins_from_the_newest_checkpoint() {
         ahead.with_state(|state| state.encode_checkpoint())
     );
 }
+
+/// Records are sent in the order their windows were started, whichever PUT ends first: the first
+/// window's PUT is held while the second's lands, and the second's record still takes the later
+/// position. Were each record sent as its PUT ended, a producer's later batch of a partition would
+/// be applied before its earlier one — OUT_OF_ORDER_SEQUENCE_NUMBER for an idempotent producer,
+/// reordered offsets for any other. Without the order the second record is at the head within
+/// milliseconds; the test waits up to 2 s for that before it releases the first PUT, and then
+/// asserts the positions, so it cannot pass by timing.
+#[test]
+fn a_window_sends_its_record_after_the_windows_started_before_it() {
+    use sluice_engine::log::data_gc::list_agent_objects;
+    use std::time::{Duration, Instant};
+
+    let Some(postgres) = TestPostgres::start_or_skip("sequenced_log send order") else {
+        return;
+    };
+    let gated = Arc::new(GatedPuts {
+        inner: memory_store(),
+        gate: std::sync::Mutex::new(None),
+    });
+    let store: Arc<dyn ObjectStorage> = Arc::clone(&gated) as Arc<dyn ObjectStorage>;
+    let log = open(&postgres.url(), &store, 1_000);
+    let sequencer = log.sequencer().clone();
+    let mut run = Run::new(18);
+    block_on(append(
+        &log,
+        EntryContent {
+            commands: vec![Command::CreateTopic {
+                name: "ordered".to_owned(),
+                topic_id: run.topic_id,
+                partition_count: PARTITIONS,
+                configs: Default::default(),
+            }],
+            ..EntryContent::default()
+        },
+    ));
+    let head_before = block_on(sequencer.head()).unwrap();
+
+    let (entered, entered_rx) = futures::channel::oneshot::channel();
+    let (release, release_rx) = futures::channel::oneshot::channel();
+    *gated.gate.lock().unwrap() = Some((entered, release_rx));
+    let watcher = {
+        let store = Arc::clone(&store);
+        let sequencer = sequencer.clone();
+        std::thread::spawn(move || {
+            // The first window's PUT is held; wait until the second's object has landed.
+            block_on(entered_rx).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while block_on(list_agent_objects(store.as_ref()))
+                .unwrap()
+                .is_empty()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the second window's PUT never landed"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Give an unordered send every chance to reach the head first.
+            let patience = Instant::now() + Duration::from_secs(2);
+            let mut sent_early = false;
+            while Instant::now() < patience {
+                if block_on(sequencer.head()).unwrap() > head_before {
+                    sent_early = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = release.send(());
+            sent_early
+        })
+    };
+    // Two windows with a batch of the same partition, whose offsets then say which went first.
+    let first = run.entry(1);
+    let partition = first.batches[0].0;
+    let second = std::iter::repeat_with(|| run.entry(1))
+        .find(|entry| entry.batches[0].0 == partition)
+        .unwrap();
+    // Joined in order: the first is polled (and takes the gated PUT) first.
+    let (first, second) =
+        block_on(async { futures::join!(append_result(&log, first), append_result(&log, second)) });
+    let sent_early = watcher.join().unwrap();
+    let base_offset = |outcome: &sluice_engine::log::AppendOutcome| {
+        outcome
+            .events
+            .iter()
+            .find_map(|event| match event {
+                sluice_engine::metadata::Event::SegmentAppended {
+                    tp, base_offset, ..
+                } if *tp == partition => Some(*base_offset),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (first, second) = (base_offset(&first.unwrap()), base_offset(&second.unwrap()));
+    assert!(
+        !sent_early && first < second,
+        "the second window's record went first (sent while the first PUT was held: {sent_early}; \
+         base offsets {first} then {second} in {partition:?})"
+    );
+}
