@@ -328,6 +328,32 @@ mod tests {
     }
 
     #[test]
+    fn the_printout_is_a_config_file_for_the_same_configuration() {
+        let flags = Overrides {
+            listeners: Some(crate::config::NameList(vec![
+                "PLAINTEXT://127.0.0.1:0".to_owned(),
+                "SSL://127.0.0.1:0".to_owned(),
+            ])),
+            tls_cert_file: Some("/c.pem".into()),
+            tls_key_file: Some("/k.pem".into()),
+            cpus: Some(crate::config::CpuList(vec![0, 1])),
+            log_retention_ms: Some(-1),
+            ..Overrides::default()
+        };
+        let mut effective = Effective::load(None, Vec::new(), &flags).unwrap();
+        effective.config.listener_name.insert(
+            "SSL".to_owned(),
+            crate::config::ListenerSettings {
+                ssl_client_auth: Some(crate::config::ClientAuth::None),
+                ..crate::config::ListenerSettings::default()
+            },
+        );
+        let text = effective.render().unwrap();
+        let again = Config::from_toml_str(&text, Path::new("printed.toml")).unwrap();
+        assert_eq!(again, effective.config, "{text}");
+    }
+
+    #[test]
     fn listener_tables_are_shown_after_the_keys() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("sluice.toml");
