@@ -576,7 +576,7 @@ settings! {
 
     toml_only {
         /// Per-listener settings, TOML only: a table `[listener_name.NAME]` (Kafka's
-        /// `listener.name.NAME.*`) with two keys. `ssl_client_auth` is Kafka's
+        /// `listener.name.NAME.*`) with five keys. `ssl_client_auth` is Kafka's
         /// `listener.name.NAME.ssl.client.auth`: `required` (clients of that TLS listener present
         /// a certificate chained to `tls_client_ca_file`) or `none`; unset, `required` when
         /// `tls_client_ca_file` is set, else `none`. Kafka's `requested` is not offered. On a
@@ -587,7 +587,14 @@ settings! {
         /// offers, each one of `sasl_mechanisms` (which the users file and JWKS checks cover);
         /// unset, `sasl_mechanisms`. The users, OAUTHBEARER settings and the failed-login table
         /// stay shared by every SASL listener. On a listener without SASL, empty, or naming a
-        /// mechanism `sasl_mechanisms` does not list, the start stops.
+        /// mechanism `sasl_mechanisms` does not list, the start stops. `tls_cert_file` and
+        /// `tls_key_file` (together) give a TLS listener a certificate of its own (Kafka's
+        /// `listener.name.NAME.ssl.keystore.*`), and `tls_client_ca_file` its own client CAs
+        /// (`listener.name.NAME.ssl.truststore.*`; set, its clients must present a certificate
+        /// they signed unless its `ssl_client_auth` is `none`); unset, the agent-wide files. Both
+        /// reload without a restart, as the agent-wide ones do. On a listener without TLS, or one
+        /// of certificate and key alone, the start stops; a TLS listener needs a certificate,
+        /// its own or the agent's.
         #[setting(help = "Per-listener settings", default = "none")]
         listener_name: BTreeMap<String, ListenerSettings> = BTreeMap::new(),
     }

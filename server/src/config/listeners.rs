@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -99,6 +100,24 @@ pub struct ListenerSettings {
     /// Kafka's `listener.name.NAME.sasl.enabled.mechanisms`: the mechanisms this SASL listener
     /// offers, each one of `sasl_mechanisms`. Unset: `sasl_mechanisms`.
     pub sasl_enabled_mechanisms: Option<Vec<String>>,
+    /// This TLS listener's own certificate chain (Kafka's `listener.name.NAME.ssl.keystore.*`),
+    /// with `tls_key_file`. Unset: the agent-wide `tls_cert_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of this listener's `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// This TLS listener's own client CAs (Kafka's `listener.name.NAME.ssl.truststore.*`); set,
+    /// its clients must present a certificate they signed unless `ssl_client_auth = "none"`.
+    /// Unset: the agent-wide `tls_client_ca_file`.
+    pub tls_client_ca_file: Option<PathBuf>,
+}
+
+/// A listener's own TLS files, from its `[listener_name.NAME]` table (each unset: the agent-wide
+/// one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnTlsFiles {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// One Kafka listener, resolved.
@@ -115,20 +134,31 @@ pub struct Listener {
     pub client_auth: ClientAuth,
     /// For a SASL listener with mechanisms of its own: those (else `sasl_mechanisms`).
     pub sasl_mechanisms: Option<Vec<crate::net::sasl::Mechanism>>,
+    /// For a TLS listener with files of its own: those (else the agent-wide ones).
+    pub own_tls: OwnTlsFiles,
 }
 
 impl Listener {
-    /// The TLS files of this listener (the agent-wide certificate; the CA only when it asks for
-    /// client certificates). `None` for a listener without TLS.
+    /// The TLS files of this listener: its own certificate and key, else the agent-wide ones;
+    /// its own client CAs, else the agent-wide ones, only when it asks for client certificates.
+    /// `None` for a listener without TLS.
     pub fn tls_files(&self, config: &Config) -> Option<crate::net::tls::TlsFiles> {
         if !self.protocol.tls() {
             return None;
         }
+        let own = &self.own_tls;
+        let (cert_file, key_file) = match (&own.cert_file, &own.key_file) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ => (config.tls_cert_file.clone()?, config.tls_key_file.clone()?),
+        };
         Some(crate::net::tls::TlsFiles {
-            cert_file: config.tls_cert_file.clone()?,
-            key_file: config.tls_key_file.clone()?,
+            cert_file,
+            key_file,
             client_ca_file: match self.client_auth {
-                ClientAuth::Required => config.tls_client_ca_file.clone(),
+                ClientAuth::Required => own
+                    .client_ca_file
+                    .clone()
+                    .or_else(|| config.tls_client_ca_file.clone()),
                 ClientAuth::None => None,
             },
         })
@@ -218,24 +248,48 @@ impl Config {
         } else {
             self.named_listeners()?
         };
+        for (name, settings) in &self.listener_name {
+            let upper = listener_name("listener_name", name)?;
+            let Some(listener) = listeners.iter_mut().find(|listener| listener.name == upper)
+            else {
+                return Err(invalid(
+                    "listener_name",
+                    format!("[listener_name.{name}] names no listener of this agent"),
+                ));
+            };
+            self.apply_own_tls(listener, settings)?;
+            if let Some(client_auth) = settings.ssl_client_auth {
+                if !listener.protocol.tls() {
+                    return Err(invalid(
+                        "listener_name",
+                        format!(
+                            "ssl_client_auth on listener {upper}, which is {} (no TLS)",
+                            listener.protocol.name()
+                        ),
+                    ));
+                }
+                if client_auth == ClientAuth::Required
+                    && listener.own_tls.client_ca_file.is_none()
+                    && self.tls_client_ca_file.is_none()
+                {
+                    return Err(invalid(
+                        "listener_name",
+                        format!(
+                            "listener {upper} requires client certificates but neither its \
+                             tls_client_ca_file nor the agent's is set"
+                        ),
+                    ));
+                }
+                listener.client_auth = client_auth;
+            }
+            if let Some(names) = &settings.sasl_enabled_mechanisms {
+                listener.sasl_mechanisms = Some(self.listener_mechanisms(listener, names)?);
+            }
+        }
         let tls_wanted = listeners.iter().any(|listener| listener.protocol.tls());
         let tls_files_set = self.tls_cert_file.is_some()
             || self.tls_key_file.is_some()
             || self.tls_client_ca_file.is_some();
-        if tls_wanted && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
-            let names: Vec<&str> = listeners
-                .iter()
-                .filter(|listener| listener.protocol.tls())
-                .map(|listener| listener.name.as_str())
-                .collect();
-            return Err(invalid(
-                "tls_cert_file",
-                format!(
-                    "listener {} speaks TLS and needs tls_cert_file and tls_key_file (PEM)",
-                    names.join(", ")
-                ),
-            ));
-        }
         if !tls_wanted && tls_files_set {
             return Err(invalid(
                 if self.listeners.is_empty() {
@@ -247,41 +301,74 @@ impl Config {
                  name an SSL or SASL_SSL listener in listeners",
             ));
         }
-        for (name, settings) in &self.listener_name {
-            let upper = listener_name("listener_name", name)?;
-            let Some(listener) = listeners.iter_mut().find(|listener| listener.name == upper)
-            else {
-                return Err(invalid(
-                    "listener_name",
-                    format!("[listener_name.{name}] names no listener of this agent"),
-                ));
-            };
-            if let Some(client_auth) = settings.ssl_client_auth {
-                if !listener.protocol.tls() {
-                    return Err(invalid(
-                        "listener_name",
-                        format!(
-                            "ssl_client_auth on listener {upper}, which is {} (no TLS)",
-                            listener.protocol.name()
-                        ),
-                    ));
-                }
-                if client_auth == ClientAuth::Required && self.tls_client_ca_file.is_none() {
-                    return Err(invalid(
-                        "listener_name",
-                        format!(
-                            "listener {upper} requires client certificates but \
-                             tls_client_ca_file is not set"
-                        ),
-                    ));
-                }
-                listener.client_auth = client_auth;
-            }
-            if let Some(names) = &settings.sasl_enabled_mechanisms {
-                listener.sasl_mechanisms = Some(self.listener_mechanisms(listener, names)?);
-            }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(invalid(
+                "tls_cert_file",
+                "one of tls_cert_file and tls_key_file is set: set both (PEM)",
+            ));
+        }
+        let agent_wide_certificate = self.tls_cert_file.is_some();
+        let without_certificate: Vec<&str> = listeners
+            .iter()
+            .filter(|listener| {
+                listener.protocol.tls()
+                    && listener.own_tls.cert_file.is_none()
+                    && !agent_wide_certificate
+            })
+            .map(|listener| listener.name.as_str())
+            .collect();
+        if !without_certificate.is_empty() {
+            return Err(invalid(
+                "tls_cert_file",
+                format!(
+                    "listener {} speaks TLS and needs tls_cert_file and tls_key_file (PEM), \
+                     agent-wide or in its [listener_name.NAME] table",
+                    without_certificate.join(", ")
+                ),
+            ));
         }
         Ok(listeners)
+    }
+
+    /// A listener's own TLS files from its table: only on a TLS listener, the certificate and its
+    /// key together; its own client CAs make client certificates required unless its
+    /// `ssl_client_auth` says otherwise.
+    fn apply_own_tls(
+        &self,
+        listener: &mut Listener,
+        settings: &ListenerSettings,
+    ) -> Result<(), ConfigError> {
+        let name = &listener.name;
+        let any = settings.tls_cert_file.is_some()
+            || settings.tls_key_file.is_some()
+            || settings.tls_client_ca_file.is_some();
+        if !any {
+            return Ok(());
+        }
+        if !listener.protocol.tls() {
+            return Err(invalid(
+                "listener_name",
+                format!(
+                    "TLS files on listener {name}, which is {} (no TLS)",
+                    listener.protocol.name()
+                ),
+            ));
+        }
+        if settings.tls_cert_file.is_some() != settings.tls_key_file.is_some() {
+            return Err(invalid(
+                "listener_name",
+                format!("listener {name} sets one of tls_cert_file and tls_key_file: set both"),
+            ));
+        }
+        listener.own_tls = OwnTlsFiles {
+            cert_file: settings.tls_cert_file.clone(),
+            key_file: settings.tls_key_file.clone(),
+            client_ca_file: settings.tls_client_ca_file.clone(),
+        };
+        if settings.tls_client_ca_file.is_some() {
+            listener.client_auth = ClientAuth::Required;
+        }
+        Ok(())
     }
 
     /// A SASL listener's own mechanisms: known, not empty, each offered agent-wide (so that the
@@ -368,6 +455,7 @@ impl Config {
             advertised: self.advertised_address()?,
             client_auth: ClientAuth::None,
             sasl_mechanisms: None,
+            own_tls: OwnTlsFiles::default(),
         }];
         if let Some(listen) = &self.tls_listen {
             let protocol = if self.tls_listen_sasl {
@@ -387,6 +475,7 @@ impl Config {
                 )?,
                 client_auth,
                 sasl_mechanisms: None,
+                own_tls: OwnTlsFiles::default(),
             });
         }
         Ok(listeners)
@@ -512,6 +601,7 @@ impl Config {
                     ClientAuth::None
                 },
                 sasl_mechanisms: None,
+                own_tls: OwnTlsFiles::default(),
             });
         }
         if let Some(name) = advertised_by_name.keys().next() {
@@ -555,6 +645,102 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains(key), "{key}: {error}");
         assert!(error.contains(words), "{words:?}: {error}");
+    }
+
+    #[test]
+    fn a_tls_listener_may_have_its_own_certificate_and_client_cas() {
+        let text = r#"
+            listeners = "EXTERNAL://127.0.0.1:19094,INTERNAL://127.0.0.1:19092,PARTNER://127.0.0.1:19093"
+            listener_security_protocol_map = "EXTERNAL:SSL,INTERNAL:PLAINTEXT,PARTNER:SSL"
+            tls_cert_file = "/public.pem"
+            tls_key_file = "/public-key.pem"
+
+            [listener_name.PARTNER]
+            tls_cert_file = "/partner.pem"
+            tls_key_file = "/partner-key.pem"
+            tls_client_ca_file = "/partner-ca.pem"
+        "#;
+        let config = Config::from_toml_str(text, Path::new("x.toml")).unwrap();
+        config.validate().unwrap();
+        let listeners = config.listeners_resolved().unwrap();
+        let external = listeners[0].tls_files(&config).unwrap();
+        assert_eq!(
+            (
+                external.cert_file,
+                external.key_file,
+                external.client_ca_file
+            ),
+            (
+                PathBuf::from("/public.pem"),
+                PathBuf::from("/public-key.pem"),
+                None
+            )
+        );
+        let partner = listeners[2].tls_files(&config).unwrap();
+        assert_eq!(
+            (partner.cert_file, partner.key_file, partner.client_ca_file),
+            (
+                PathBuf::from("/partner.pem"),
+                PathBuf::from("/partner-key.pem"),
+                Some(PathBuf::from("/partner-ca.pem"))
+            )
+        );
+        assert_eq!(listeners[2].client_auth, ClientAuth::Required);
+
+        // Its own certificate is enough without an agent-wide one, and `none` turns its CAs off.
+        let alone = Config::from_toml_str(
+            r#"
+            listeners = "PARTNER://127.0.0.1:19093"
+            listener_security_protocol_map = "PARTNER:SSL"
+            [listener_name.PARTNER]
+            tls_cert_file = "/partner.pem"
+            tls_key_file = "/partner-key.pem"
+            tls_client_ca_file = "/partner-ca.pem"
+            ssl_client_auth = "none"
+        "#,
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        alone.validate().unwrap();
+        let listeners = alone.listeners_resolved().unwrap();
+        assert_eq!(listeners[0].client_auth, ClientAuth::None);
+        assert_eq!(listeners[0].tls_files(&alone).unwrap().client_ca_file, None);
+    }
+
+    #[test]
+    fn own_tls_files_are_checked() {
+        let with = |table: &str| {
+            Config::from_toml_str(
+                &format!(
+                    r#"
+                    listeners = "A://127.0.0.1:19093,B://127.0.0.1:19094"
+                    listener_security_protocol_map = "A:SSL,B:PLAINTEXT"
+                    {table}
+                "#
+                ),
+                Path::new("x.toml"),
+            )
+            .unwrap()
+        };
+        // A TLS listener with no certificate of its own and none agent-wide.
+        refused(&with(""), "tls_cert_file", "listener A speaks TLS");
+        refused(
+            &with("[listener_name.A]\ntls_cert_file = \"/a.pem\""),
+            "listener_name",
+            "set both",
+        );
+        refused(
+            &with(
+                "[listener_name.A]\ntls_cert_file = \"/a.pem\"\ntls_key_file = \"/k.pem\"\n[listener_name.B]\ntls_client_ca_file = \"/ca.pem\"",
+            ),
+            "listener_name",
+            "TLS files on listener B, which is PLAINTEXT",
+        );
+        refused(
+            &with("tls_cert_file = \"/a.pem\""),
+            "tls_cert_file",
+            "set both",
+        );
     }
 
     #[test]
@@ -814,7 +1000,7 @@ mod tests {
                     .insert("REPLAY".to_owned(), settings(ClientAuth::Required));
             }),
             "listener_name",
-            "tls_client_ca_file is not set",
+            "neither its tls_client_ca_file nor the agent's is set",
         );
         refused(
             &base.clone_with(|config| {

@@ -68,6 +68,7 @@ fn three_listeners() -> ThreeListeners {
                         "PLAIN".to_owned(),
                         "SCRAM-SHA-512".to_owned(),
                     ]),
+                    ..ListenerSettings::default()
                 },
             ),
             (
@@ -363,4 +364,83 @@ fn java_client_round_trips_through_each_listener() {
             started.elapsed()
         );
     }
+}
+
+/// Two SSL listeners with certificates of two authorities (`[listener_name.PARTNER]` has its own
+/// certificate and client CA): a client trusting one authority completes the handshake on its
+/// listener and not on the other, and PARTNER asks its clients for a certificate of its CA.
+#[test]
+fn each_tls_listener_serves_its_own_certificate() {
+    let public = Pki::new();
+    public.issue("server", "sluice", &["localhost", "127.0.0.1"]);
+    let partner = Pki::new();
+    partner.issue("server", "sluice-partner", &["localhost", "127.0.0.1"]);
+    partner.issue("app", "partner-app", &["partner-app"]);
+    let agent = common::start_agent(|config| {
+        config.listen = "127.0.0.1:9092".to_owned();
+        config.listeners = vec![
+            "PUBLIC://127.0.0.1:0".to_owned(),
+            "PARTNER://127.0.0.1:0".to_owned(),
+        ];
+        config.listener_security_protocol_map =
+            vec!["PUBLIC:SSL".to_owned(), "PARTNER:SSL".to_owned()];
+        config.tls_cert_file = Some(public.path("server.pem"));
+        config.tls_key_file = Some(public.path("server-key.pem"));
+        config.listener_name = BTreeMap::from([(
+            "PARTNER".to_owned(),
+            ListenerSettings {
+                tls_cert_file: Some(partner.path("server.pem")),
+                tls_key_file: Some(partner.path("server-key.pem")),
+                tls_client_ca_file: Some(partner.path("ca.pem")),
+                ..ListenerSettings::default()
+            },
+        )]);
+    });
+    let running = agent.agent.as_ref().unwrap();
+    let public_addr = running.listener_addr("PUBLIC").unwrap();
+    let partner_addr = running.listener_addr("PARTNER").unwrap();
+    let versions = |pki: &Pki, address: SocketAddr, client: Option<(&Pki, &str)>| {
+        let paths = client.map(|(pki, stem)| {
+            (
+                pki.path(&format!("{stem}.pem")),
+                pki.path(&format!("{stem}-key.pem")),
+            )
+        });
+        connect(
+            pki,
+            address,
+            paths
+                .as_ref()
+                .map(|(cert, key)| (cert.as_path(), key.as_path())),
+        )
+        .and_then(|mut stream| {
+            call::<_, kafka_protocol::messages::ApiVersionsResponse>(
+                &mut stream,
+                ApiKey::ApiVersions,
+                0,
+                &kafka_protocol::messages::ApiVersionsRequest::default(),
+            )
+        })
+        .is_ok_and(|answer| answer.error_code == 0)
+    };
+    assert!(
+        versions(&public, public_addr, None),
+        "PUBLIC serves the public certificate"
+    );
+    assert!(
+        !versions(&partner, public_addr, None),
+        "PUBLIC's certificate is not the partner authority's"
+    );
+    assert!(
+        versions(&partner, partner_addr, Some((&partner, "app"))),
+        "PARTNER serves its own certificate to a client of its CA"
+    );
+    assert!(
+        !versions(&public, partner_addr, Some((&partner, "app"))),
+        "PARTNER's certificate is not the public authority's"
+    );
+    assert!(
+        !versions(&partner, partner_addr, None),
+        "PARTNER asks for a client certificate of its CA"
+    );
 }
