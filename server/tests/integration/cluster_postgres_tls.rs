@@ -8,6 +8,7 @@
 //!    settings; the URL's password appears nowhere in it.
 //! 3. `verify-full` compares the host: `localhost` (not in the certificate) is refused, while
 //!    `verify-ca` (the chain only) accepts it.
+//!    Without `sslmode` (libpq's `prefer`) the connections are encrypted too.
 //! 4. `sslmode=require` against a PostgreSQL without TLS fails the start clearly.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -173,6 +174,34 @@ fn an_agent_verifies_postgresql_and_its_connections_are_encrypted() {
         "{refused}"
     );
     by_name("verify-ca").unwrap();
+
+    // 4. No sslmode is libpq's prefer: TLS when the server offers it (unverified without
+    // sslrootcert).
+    let _preferring = SequencerClient::connect(SequencerConfig::new(
+        url_with(&postgres, "127.0.0.1", "application_name=prefer"),
+        "tls",
+    ))
+    .unwrap();
+    let (encrypted, plain) = runtime.block_on(async {
+        let row = postgres
+            .admin()
+            .await
+            .query_one(
+                "SELECT count(*) FILTER (WHERE pg_stat_ssl.ssl), \
+                        count(*) FILTER (WHERE NOT pg_stat_ssl.ssl) \
+                 FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+                 WHERE application_name = 'prefer'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1))
+    });
+    assert_eq!(
+        (encrypted, plain),
+        (2, 0),
+        "prefer against a server with TLS"
+    );
 }
 
 #[test]
