@@ -545,8 +545,9 @@ settings! {
     )]
     checkpoints_retained: usize = 2,
     /// The cluster's metadata log in PostgreSQL (`postgres://user@host:port/database`): the
-    /// agent runs as a member of a cluster on this bucket ([cluster.md](cluster.md)). Unset:
-    /// the agent's own log in the store.
+    /// agent runs as a member of a cluster on this bucket ([cluster.md](cluster.md)). TLS with
+    /// libpq's URL parameters (`sslmode=verify-full&sslrootcert=/path/ca.pem`, `sslcert`,
+    /// `sslkey`). Unset: the agent's own log in the store.
     #[setting(
         value = "URL",
         help = "The cluster's metadata log in PostgreSQL, postgres://…",
