@@ -12,8 +12,13 @@
 //! acknowledged. Every record acknowledged before, during and after the pause is then read back
 //! *from A* (consumers in A's zone: every partition's leader is A), once, at its offset.
 //!
-//! Before the reload was built, A said `not rejoining … restart it` and stayed fenced: the test
-//! fails waiting for `rejoined the cluster`.
+//! The second test pauses A for less than its lease (a fraction of a second, until the log was
+//! truncated past it, with B writing throughout): A's lease still holds when it resumes, so only
+//! its tailer's `Truncated` can send it to the rejoin (no `LEASE LOST` in its log).
+//!
+//! Before the reload was built, A said `not rejoining … restart it` and stayed fenced (or, with
+//! its lease held, stayed fenced without a word): both tests fail waiting for `rejoined the
+//! cluster`.
 //!
 //! PostgreSQL, the store server or the Go toolchain missing skips loudly, or fails under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -25,6 +30,7 @@ use sluice_tests::clients::{ClientKind, ClientRun, Codec, Mode};
 use sluice_tests::generator::RecordGenerator;
 use sluice_tests::matrix::{PARTITIONS, PHASE_TIMEOUT_S, timestamp_base_ms};
 use sluice_tests::postgres::TestPostgres;
+use sluice_tests::report::Report;
 use sluice_tests::sluice::{Cluster, metric_sum};
 use sluice_tests::stores::{StoreServerKind, start_or_skip};
 use sluice_tests::tools::{loud, require};
@@ -193,6 +199,162 @@ fn an_agent_behind_the_truncation_rejoins_from_the_newest_checkpoint() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
     let resumed_at = Instant::now();
 
+    check_rejoined_from_a_checkpoint(test, &cluster, &postgres, incarnation_paused, resumed_at);
+
+    produce_through_a_and_read_back_from_a(
+        client,
+        &cluster,
+        work_dir.path(),
+        vec![
+            (before_generator, before, produced_before),
+            (during_generator, during, produced_during),
+        ],
+    );
+    loud(&format!(
+        "{test}: {RECORDS} records before the pause, {RECORDS_DURING} through b during it and \
+         {RECORDS} through a after its rejoin, all read back from a at their offsets"
+    ));
+}
+
+/// The same with A paused for less than its lease (the default 10 s): when it resumes its lease
+/// still holds, so nothing but its tailer's `Truncated` tells it that it fell behind. The tailer
+/// stops appends and hands over to the lease loop, which fences A and rejoins from the newest
+/// checkpoint without the lease ever being lost (no `LEASE LOST` in A's log).
+#[test]
+fn an_agent_behind_the_truncation_within_its_lease_rejoins_from_the_newest_checkpoint() {
+    let _one_at_a_time = sluice_tests::one_at_a_time();
+    let test = "cluster agent behind the truncation within its lease";
+    let client = ClientKind::Go;
+    if !require(test, &client.tools()) {
+        return;
+    }
+    let Some(postgres) = TestPostgres::start_or_skip(test) else {
+        return;
+    };
+    let Some(store) = start_or_skip(StoreServerKind::S3sFs, test) else {
+        return;
+    };
+    let cluster = Cluster::start(
+        &*store,
+        "truncation-lease",
+        &postgres.url(),
+        "",
+        &["--checkpoint-interval-entries".to_owned(), "2".to_owned()],
+        2,
+    )
+    .unwrap();
+    let (a, b) = (&cluster.agents[0], &cluster.agents[1]);
+    let work_dir = tempfile::Builder::new()
+        .prefix("sluice-e2e-truncation-lease-")
+        .tempdir()
+        .unwrap();
+    client.build(work_dir.path()).unwrap();
+    let head =
+        || postgres.query_i64("SELECT coalesce(max(next_position), 1) - 1 FROM sluice_clusters");
+
+    // A paced producer in B's zone writes through B, before, during and after A's pause.
+    let (during_generator, during) = produce_run(
+        client,
+        b.bootstrap(),
+        "truncation-during",
+        34,
+        RECORDS_DURING,
+        work_dir.path().join("during.jsonl"),
+    );
+    let producing = {
+        let during = during.clone();
+        std::thread::spawn(move || {
+            during.run_with(&[
+                "--idempotent".to_owned(),
+                "--client-id".to_owned(),
+                "e2e,sluice_az=b".to_owned(),
+                "--rate".to_owned(),
+                RECORDS_DURING_PER_SECOND.to_string(),
+            ])
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while head() < 10 {
+        assert!(Instant::now() < deadline, "b appended nothing in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let pid = i32::try_from(a.pid().unwrap()).unwrap();
+    // SAFETY: signals to a child process this test started and still holds.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let paused_at = Instant::now();
+    let head_at_pause = head();
+    // Until B's checkpoints have truncated several intervals past anything A could have applied.
+    let log_start = || postgres.query_i64("SELECT coalesce(min(position), 0) FROM sluice_log");
+    while log_start() <= head_at_pause + 1 + 4 {
+        assert!(
+            Instant::now() < paused_at + Duration::from_secs(60),
+            "b's checkpoints did not truncate the log past a in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lease_held = postgres.query_i64(
+        "SELECT count(*) FROM sluice_agents WHERE agent_id = 'a' AND lease_expires_at > now()",
+    );
+    let incarnation_paused =
+        postgres.query_i64("SELECT incarnation FROM sluice_agents WHERE agent_id = 'a'");
+    let paused_for = paused_at.elapsed();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let resumed_at = Instant::now();
+    assert_eq!(
+        lease_held,
+        1,
+        "a's lease expired while it was stopped ({:.1} s): this test needs it held",
+        paused_for.as_secs_f64()
+    );
+    loud(&format!(
+        "{test}: a stopped at head {head_at_pause} for {:.2} s, its lease held; the log then \
+         started at {}",
+        paused_for.as_secs_f64(),
+        log_start()
+    ));
+
+    let a_log =
+        check_rejoined_from_a_checkpoint(test, &cluster, &postgres, incarnation_paused, resumed_at);
+    assert!(
+        a_log.contains("BEHIND THE LOG'S TRUNCATION"),
+        "a's tailer did not report the truncation; its log:\n{}",
+        a.log_tail()
+    );
+    assert!(
+        !a_log.contains("LEASE LOST"),
+        "a lost its lease: this test is about a lease that holds; its log:\n{}",
+        a.log_tail()
+    );
+    let (produced_during, status) = producing.join().unwrap().unwrap();
+    assert!(
+        status.success() && produced_during.errors.is_empty(),
+        "producing through b failed ({status}): {:?}",
+        produced_during.errors
+    );
+    produce_through_a_and_read_back_from_a(
+        client,
+        &cluster,
+        work_dir.path(),
+        vec![(during_generator, during, produced_during)],
+    );
+    loud(&format!(
+        "{test}: {RECORDS_DURING} records through b around the pause and {RECORDS} through a after \
+         its rejoin, all read back from a at their offsets"
+    ));
+}
+
+/// After A's resume: its log says it rejoined, from a checkpoint, as a newer incarnation than
+/// `incarnation_paused`, and it is neither fenced nor unready. Returns A's log.
+fn check_rejoined_from_a_checkpoint(
+    test: &str,
+    cluster: &Cluster,
+    postgres: &TestPostgres,
+    incarnation_paused: i64,
+    resumed_at: Instant,
+) -> String {
+    let a = &cluster.agents[0];
     let a_log = wait_for_log_line(&a.log(), "rejoined the cluster", || a.log_tail());
     let rejoined_after = resumed_at.elapsed();
     assert!(
@@ -224,21 +386,39 @@ fn an_agent_behind_the_truncation_rejoins_from_the_newest_checkpoint() {
     let a_metrics = cluster.metrics(0).unwrap();
     assert_eq!(metric_sum(&a_metrics, "sluice_log_fenced", ""), 0.0);
     assert_eq!(metric_sum(&a_metrics, "sluice_ready", ""), 1.0);
+    let rejoin_fields = rejoin_line
+        .split_once("accepting writes again")
+        .map_or(rejoin_line.as_str(), |(_, fields)| fields);
     loud(&format!(
         "{test}: a rejoined {:.2} s after SIGCONT as incarnation {incarnation_rejoined} \
-         (paused as {incarnation_paused}): {rejoin_line}",
+         (paused as {incarnation_paused}):{rejoin_fields}",
         rejoined_after.as_secs_f64()
     ));
+    a_log
+}
 
-    // A takes produce again: a producer in its zone is sent to it for every partition.
-    let windows_before = metric_sum(&a_metrics, "sluice_log_entries_appended_total", "");
+/// A takes produce again — a producer in its zone is sent to it for every partition, and A
+/// appends windows — and every record acknowledged in `earlier` and now is read back from A
+/// (consumers in A's zone), once, at its offset.
+fn produce_through_a_and_read_back_from_a(
+    client: ClientKind,
+    cluster: &Cluster,
+    work_dir: &std::path::Path,
+    mut runs: Vec<(RecordGenerator, ClientRun, Report)>,
+) {
+    let a = &cluster.agents[0];
+    let windows_before = metric_sum(
+        &cluster.metrics(0).unwrap(),
+        "sluice_log_entries_appended_total",
+        "",
+    );
     let (after_generator, after) = produce_run(
         client,
         a.bootstrap(),
         "truncation-after",
         33,
         RECORDS,
-        work_dir.path().join("after.jsonl"),
+        work_dir.join("after.jsonl"),
     );
     let (produced_after, status) = after
         .run_with(&[
@@ -262,17 +442,12 @@ fn an_agent_behind_the_truncation_rejoins_from_the_newest_checkpoint() {
         windows_after > windows_before,
         "a appended no window after its rejoin ({windows_before} before, {windows_after} after)"
     );
-
-    // Every acknowledged record, read back from A.
-    for ((generator, run), produced) in [
-        ((&before_generator, &before), &produced_before),
-        ((&during_generator, &during), &produced_during),
-        ((&after_generator, &after), &produced_after),
-    ] {
+    runs.push((after_generator, after, produced_after));
+    for (generator, run, produced) in &runs {
         let consume = ClientRun {
             bootstrap: a.bootstrap(),
             mode: Mode::Consume,
-            report: work_dir.path().join(format!("consume-{}.jsonl", run.topic)),
+            report: work_dir.join(format!("consume-{}.jsonl", run.topic)),
             ..run.clone()
         };
         let (consumed, status) = consume
@@ -294,8 +469,4 @@ fn an_agent_behind_the_truncation_rejoins_from_the_newest_checkpoint() {
         )
         .unwrap_or_else(|problems| panic!("{}:\n{problems}", run.topic));
     }
-    loud(&format!(
-        "{test}: {RECORDS} records before the pause, {RECORDS_DURING} through b during it and \
-         {RECORDS} through a after its rejoin, all read back from a at their offsets"
-    ));
 }
