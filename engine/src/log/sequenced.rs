@@ -30,7 +30,8 @@
 //! # Checkpoints
 //!
 //! Checkpoints stay in object storage at `checkpoint/{position}`, the sequencer position they
-//! cover; recovery loads the newest and reads the records after it (`read_after`). Records at or
+//! cover; recovery loads the newest and reads the records after it (`read_after`) — and loads the
+//! newest again if other agents truncated past the one it loaded before its read. Records at or
 //! below the *older* of the last two checkpoints are deleted (`truncate_before`), so recovery can
 //! still fall back one checkpoint, as garbage collection keeps two.
 //!
@@ -104,8 +105,9 @@ impl SequencedWriter {
 const PUT_SAMPLES_MAX: usize = 64;
 /// Records one read asks for.
 const READ_RECORDS_MAX: usize = 1_024;
-/// Checkpoints one rejoin loads at most: each is newer than the last, and another is needed only
-/// when the log was truncated again past the one just loaded before its catch-up read.
+/// Checkpoints one rejoin (or one recovery) loads at most: each is newer than the last, and
+/// another is needed only when the log was truncated again past the one just loaded before its
+/// catch-up read.
 const RELOADS_PER_REJOIN_MAX: usize = 3;
 
 /// What a [`SequencedLog::rejoin_with`] did.
@@ -230,18 +232,23 @@ impl SequencedLog {
                 applied: checkpoint_position,
                 next_counter: 0,
                 waiting: BTreeMap::new(),
-                stopped: None,
+                // Until recovery has caught up: a checkpoint may be swapped in meanwhile.
+                stopped: Some("recovering".to_owned()),
                 records_since_checkpoint: 0,
                 checkpoints: VecDeque::from([checkpoint_position]),
                 put_ms_recent: VecDeque::with_capacity(PUT_SAMPLES_MAX),
             }),
         };
-        let records_applied = log.catch_up().await?;
+        // Other agents may truncate past the loaded checkpoint before the first read (two more
+        // checkpoints in between): the newest is loaded then, as a rejoin does.
+        let (records_applied, reloaded) =
+            log.catch_up_reloading(&mut |_| {}, &mut |_, _| {}).await?;
+        log.inner.borrow_mut().stopped = None;
         let applied_position = log.applied_position();
         Ok((
             log,
             SequencedRecovery {
-                checkpoint_position,
+                checkpoint_position: reloaded.unwrap_or(checkpoint_position),
                 records_applied,
                 applied_position,
             },
@@ -574,28 +581,8 @@ impl SequencedLog {
                 reason: format!("a new incarnation needs a new token, not {token}"),
             });
         }
-        let mut checkpoint_reloaded = None;
-        let mut reloads = 0;
-        let records_applied = loop {
-            match self.catch_up_with(on_other).await {
-                Ok(applied) => break applied,
-                Err(LogError::Sequencer(SequencerError::Truncated { after, log_start }))
-                    if reloads < RELOADS_PER_REJOIN_MAX =>
-                {
-                    reloads += 1;
-                    tracing::warn!(
-                        after,
-                        log_start,
-                        "the records after this agent's state were truncated; reloading the newest checkpoint"
-                    );
-                    if let Some(position) = self.reload_newest_checkpoint(after).await? {
-                        self.with_state(|state| on_reload(position, state));
-                        checkpoint_reloaded = Some(position);
-                    }
-                }
-                Err(error) => return Err(error),
-            }
-        };
+        let (records_applied, checkpoint_reloaded) =
+            self.catch_up_reloading(on_other, on_reload).await?;
         if Instant::now() >= valid_until {
             return Err(LogError::Broken {
                 reason: "the new lease ran out while catching up".to_owned(),
@@ -615,6 +602,39 @@ impl SequencedLog {
             records_applied,
             checkpoint_reloaded,
         })
+    }
+
+    /// On a stopped log: [`SequencedLog::catch_up_with`], swapping in the newest checkpoint
+    /// (and calling `on_reload`) when the records after the state are gone, at most
+    /// [`RELOADS_PER_REJOIN_MAX`] times. Returns the records applied and the checkpoint
+    /// swapped in last, if any.
+    async fn catch_up_reloading(
+        &self,
+        on_other: &mut dyn FnMut(&[Event]),
+        on_reload: &mut dyn FnMut(u64, &MetadataState),
+    ) -> Result<(u64, Option<u64>), LogError> {
+        let mut checkpoint_reloaded = None;
+        let mut reloads = 0;
+        loop {
+            match self.catch_up_with(on_other).await {
+                Ok(applied) => return Ok((applied, checkpoint_reloaded)),
+                Err(LogError::Sequencer(SequencerError::Truncated { after, log_start }))
+                    if reloads < RELOADS_PER_REJOIN_MAX =>
+                {
+                    reloads += 1;
+                    tracing::warn!(
+                        after,
+                        log_start,
+                        "the records after this agent's state were truncated; reloading the newest checkpoint"
+                    );
+                    if let Some(position) = self.reload_newest_checkpoint(after).await? {
+                        self.with_state(|state| on_reload(position, state));
+                        checkpoint_reloaded = Some(position);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// On a stopped log whose records after position `after` are gone: replaces the state with

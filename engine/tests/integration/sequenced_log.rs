@@ -644,3 +644,155 @@ fn a_window_sends_its_record_after_the_windows_started_before_it() {
          base offsets {first} then {second} in {partition:?})"
     );
 }
+
+/// An agent starting while the others checkpoint: it has listed the checkpoints and is reading
+/// the newest (held here) when the others write two more and truncate the log past the one it
+/// is reading. Its catch-up from that one meets `Truncated`; recovery then loads the newest
+/// checkpoint again and catches up from it, and the new log reaches the others' state. (Before,
+/// the open failed, and with it the agent's start.)
+#[test]
+fn a_recovery_that_the_truncation_overtakes_loads_the_newest_checkpoint() {
+    let Some(postgres) = TestPostgres::start_or_skip("sequenced_log recovery truncation") else {
+        return;
+    };
+    let url = postgres.url();
+    let gated = Arc::new(GatedCheckpointReads {
+        inner: memory_store(),
+        gate: std::sync::Mutex::new(None),
+    });
+    let store: Arc<dyn ObjectStorage> = Arc::clone(&gated) as Arc<dyn ObjectStorage>;
+    let ahead = open(&url, &store, 1_000_000);
+    let mut run = Run::new(23);
+    block_on(append(
+        &ahead,
+        EntryContent {
+            commands: vec![Command::CreateTopic {
+                name: "orders".to_owned(),
+                topic_id: run.topic_id,
+                partition_count: PARTITIONS,
+                configs: Default::default(),
+            }],
+            ..EntryContent::default()
+        },
+    ));
+    block_on(append_all(&ahead, (0..3).map(|_| run.entry(2)).collect()));
+    let loaded = block_on(checkpoint_now(&ahead));
+
+    let (entered_sender, entered) = futures::channel::oneshot::channel();
+    let (release, gate) = futures::channel::oneshot::channel();
+    *gated.gate.lock().unwrap() = Some((entered_sender, gate));
+    let sequencer = SequencerClient::connect(SequencerConfig::new(&url, "sequenced_log")).unwrap();
+    let joining = SequencedLog::open(Arc::clone(&store), sequencer, LogConfig::default());
+    let windows: Vec<Vec<EntryContent>> = [2, 2, 1]
+        .into_iter()
+        .map(|count| (0..count).map(|_| run.entry(2)).collect())
+        .collect();
+    let overtake = async {
+        entered.await.unwrap();
+        let [first, second, third] = <[Vec<EntryContent>; 3]>::try_from(windows).unwrap();
+        append_all(&ahead, first).await;
+        checkpoint_now(&ahead).await;
+        append_all(&ahead, second).await;
+        let newest = checkpoint_now(&ahead).await;
+        append_all(&ahead, third).await;
+        release.send(()).unwrap();
+        newest
+    };
+    let (opened, newest) = block_on(futures::future::join(joining, overtake));
+    let log_start = postgres.query_i64("SELECT min(position) FROM sluice_log");
+    assert!(
+        log_start > i64::try_from(loaded).unwrap() + 1,
+        "the log was not truncated past the checkpoint being read ({loaded}; it starts at {log_start})"
+    );
+    let (joined, recovery) = opened.expect("recovery after the truncation overtook it");
+    assert_eq!(recovery.checkpoint_position, newest);
+    assert_eq!(recovery.records_applied, ahead.applied_position() - newest);
+    assert_eq!(joined.applied_position(), ahead.applied_position());
+    assert_eq!(
+        joined.with_state(|state| state.encode_checkpoint()),
+        ahead.with_state(|state| state.encode_checkpoint())
+    );
+    assert!(joined.stopped().is_none(), "the recovered log appends");
+}
+
+/// Appends `contents` one after the other, each acknowledged.
+async fn append_all(log: &SequencedLog, contents: Vec<EntryContent>) {
+    for content in contents {
+        append(log, content).await;
+    }
+}
+
+/// Writes a checkpoint of `log` now and returns its position.
+async fn checkpoint_now(log: &SequencedLog) -> u64 {
+    log.write_checkpoint_with(|state| async move { state.encode_checkpoint() })
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+}
+
+/// A store whose next checkpoint read waits until the test releases it, and says when it
+/// started waiting.
+#[derive(Debug)]
+struct GatedCheckpointReads {
+    inner: Arc<dyn ObjectStorage>,
+    gate: std::sync::Mutex<
+        Option<(
+            futures::channel::oneshot::Sender<()>,
+            futures::channel::oneshot::Receiver<()>,
+        )>,
+    >,
+}
+
+#[async_trait::async_trait]
+impl ObjectStorage for GatedCheckpointReads {
+    async fn put_create(
+        &self,
+        key: &str,
+        payload: Vec<bytes::Bytes>,
+    ) -> sluice_engine::store::StoreResult<()> {
+        self.inner.put_create(key, payload).await
+    }
+    async fn get(&self, key: &str) -> sluice_engine::store::StoreResult<bytes::Bytes> {
+        let gate = if key.starts_with("checkpoint/") {
+            self.gate.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some((entered, release)) = gate {
+            let _ = entered.send(());
+            let _ = release.await;
+        }
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> sluice_engine::store::StoreResult<bytes::Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn get_tail(
+        &self,
+        key: &str,
+        len: u64,
+    ) -> sluice_engine::store::StoreResult<(bytes::Bytes, u64)> {
+        self.inner.get_tail(key, len).await
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> sluice_engine::store::StoreResult<sluice_engine::store::ObjectInfo> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> sluice_engine::store::StoreResult<Vec<sluice_engine::store::ObjectInfo>> {
+        self.inner.list(prefix, start_after).await
+    }
+    async fn delete(&self, key: &str) -> sluice_engine::store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+}
