@@ -122,7 +122,7 @@ settings! {
     tls_listen_sasl: bool = false,
     /// Mechanisms offered to clients (Kafka's `sasl.enabled.mechanisms`), in this order in the
     /// SaslHandshake answer; `OAUTHBEARER` too when named (it needs
-    /// `sasl_oauthbearer_jwks_file`). TOML takes a list; env and flag take
+    /// `sasl_oauthbearer_jwks_file` or `sasl_oauthbearer_jwks_endpoint_url`). TOML takes a list; env and flag take
     /// `SCRAM-SHA-512,PLAIN`. An unknown name stops the start.
     #[setting(value = "LIST", help = "SASL mechanisms offered, e.g. SCRAM-SHA-512,PLAIN")]
     sasl_mechanisms: Vec<String> = SASL_MECHANISMS_DEFAULT
@@ -162,11 +162,23 @@ settings! {
     )]
     connections_max_reauth_ms: u64 = 0,
     /// JSON Web Key Set whose keys sign OAUTHBEARER tokens (Kafka's
-    /// `sasl.oauthbearer.jwks.endpoint.url`, as a file), read at start. Required when
-    /// `sasl_mechanisms` offers OAUTHBEARER, refused otherwise. See
-    /// [operations.md](operations.md#oauthbearer).
+    /// `sasl.oauthbearer.jwks.endpoint.url`, as a file), read at start. When `sasl_mechanisms`
+    /// offers OAUTHBEARER, exactly one of this and `sasl_oauthbearer_jwks_endpoint_url` is
+    /// required; both are refused otherwise. See [operations.md](operations.md#oauthbearer).
     #[setting(value = "FILE", help = "JWKS file whose keys sign OAUTHBEARER tokens")]
     sasl_oauthbearer_jwks_file: Option<PathBuf> = None,
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.url`: the identity provider's JWKS endpoint,
+    /// `https://` (or `http://` to a loopback address only). Fetched at start (a failure stops the
+    /// start), every `sasl_oauthbearer_jwks_endpoint_refresh_ms`, and early (at most once per
+    /// 100 ms–10 s backoff) when a token names a `kid` the keys lack. See
+    /// [operations.md](operations.md#oauthbearer).
+    #[setting(value = "URL", help = "JWKS endpoint whose keys sign OAUTHBEARER tokens")]
+    sasl_oauthbearer_jwks_endpoint_url: Option<String> = None,
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.refresh.ms`: how often the JWKS endpoint is
+    /// fetched again (at least 1,000). A failed refresh keeps the keys in use.
+    #[setting(value = "MS", help = "How often the OAUTHBEARER JWKS endpoint is fetched again")]
+    sasl_oauthbearer_jwks_endpoint_refresh_ms: u64 =
+        crate::net::sasl::jwks_endpoint::REFRESH_MS_DEFAULT,
     /// The `iss` tokens must carry; none checks none.
     #[setting(value = "ISSUER", help = "The `iss` OAUTHBEARER tokens must carry")]
     sasl_oauthbearer_expected_issuer: Option<String> = None,

@@ -329,6 +329,14 @@ impl Config {
                      SASL_SSL listener in listeners",
                 ));
             }
+            if self.sasl_oauthbearer_jwks_endpoint_url.is_some() {
+                return Err(invalid(
+                    "sasl_oauthbearer_jwks_endpoint_url",
+                    "a JWKS endpoint is set but no listener requires SASL: set listen_sasl \
+                     (SASL_PLAINTEXT) or tls_listen_sasl (SASL_SSL), or name a SASL_PLAINTEXT or \
+                     SASL_SSL listener in listeners",
+                ));
+            }
             return Ok(None);
         }
         let mut mechanisms = Vec::new();
@@ -360,18 +368,44 @@ impl Config {
             ));
         }
         let oauth = mechanisms.contains(&crate::net::sasl::Mechanism::OAuthBearer);
-        if oauth && self.sasl_oauthbearer_jwks_file.is_none() {
+        let file = self.sasl_oauthbearer_jwks_file.is_some();
+        let endpoint = self.sasl_oauthbearer_jwks_endpoint_url.as_deref();
+        if oauth && !file && endpoint.is_none() {
             return Err(invalid(
                 "sasl_oauthbearer_jwks_file",
-                "sasl_mechanisms offers OAUTHBEARER but no JWKS file is set: set \
-                 sasl_oauthbearer_jwks_file to the identity provider's JSON Web Key Set",
+                "sasl_mechanisms offers OAUTHBEARER but no JWKS is set: set \
+                 sasl_oauthbearer_jwks_file to the identity provider's JSON Web Key Set, or \
+                 sasl_oauthbearer_jwks_endpoint_url to its JWKS endpoint",
             ));
         }
-        if !oauth && self.sasl_oauthbearer_jwks_file.is_some() {
+        if file && endpoint.is_some() {
+            return Err(invalid(
+                "sasl_oauthbearer_jwks_endpoint_url",
+                "both a JWKS file and a JWKS endpoint are set: set only one of \
+                 sasl_oauthbearer_jwks_file and sasl_oauthbearer_jwks_endpoint_url",
+            ));
+        }
+        if !oauth && file {
             return Err(invalid(
                 "sasl_oauthbearer_jwks_file",
                 "a JWKS file is set but sasl_mechanisms does not offer OAUTHBEARER",
             ));
+        }
+        if !oauth && endpoint.is_some() {
+            return Err(invalid(
+                "sasl_oauthbearer_jwks_endpoint_url",
+                "a JWKS endpoint is set but sasl_mechanisms does not offer OAUTHBEARER",
+            ));
+        }
+        if let Some(url) = endpoint {
+            crate::net::sasl::jwks_endpoint::check_url(url)
+                .map_err(|reason| invalid("sasl_oauthbearer_jwks_endpoint_url", reason))?;
+            if self.sasl_oauthbearer_jwks_endpoint_refresh_ms < 1_000 {
+                return Err(invalid(
+                    "sasl_oauthbearer_jwks_endpoint_refresh_ms",
+                    "must be at least 1000 (one fetch a second)",
+                ));
+            }
         }
         Ok(Some(mechanisms))
     }
@@ -830,5 +864,45 @@ mod tests {
             ..wildcard
         };
         wildcard.validate().unwrap();
+    }
+
+    #[test]
+    fn oauthbearer_needs_exactly_one_jwks_and_an_endpoint_must_be_https_or_loopback() {
+        let oauth = |file: Option<&str>, url: Option<&str>| Config {
+            listen_sasl: true,
+            sasl_mechanisms: vec!["OAUTHBEARER".to_owned()],
+            sasl_oauthbearer_jwks_file: file.map(std::path::PathBuf::from),
+            sasl_oauthbearer_jwks_endpoint_url: url.map(str::to_owned),
+            ..Config::default()
+        };
+        let refused = |config: Config| config.sasl_mechanisms().unwrap_err().to_string();
+        assert!(oauth(Some("/jwks.json"), None).sasl_mechanisms().is_ok());
+        assert!(
+            oauth(None, Some("https://idp.example/jwks"))
+                .sasl_mechanisms()
+                .is_ok()
+        );
+        assert!(
+            oauth(None, Some("http://127.0.0.1:8080/jwks"))
+                .sasl_mechanisms()
+                .is_ok()
+        );
+        assert!(refused(oauth(None, None)).contains("sasl_oauthbearer_jwks_endpoint_url"));
+        assert!(
+            refused(oauth(Some("/jwks.json"), Some("https://idp.example/jwks")))
+                .contains("only one")
+        );
+        assert!(refused(oauth(None, Some("http://idp.example/jwks"))).contains("not a loopback"));
+        let too_often = Config {
+            sasl_oauthbearer_jwks_endpoint_refresh_ms: 10,
+            ..oauth(None, Some("https://idp.example/jwks"))
+        };
+        assert!(refused(too_often).contains("sasl_oauthbearer_jwks_endpoint_refresh_ms"));
+        let not_offered = Config {
+            sasl_mechanisms: vec!["PLAIN".to_owned()],
+            sasl_users_file: Some(std::path::PathBuf::from("/users.toml")),
+            ..oauth(None, Some("https://idp.example/jwks"))
+        };
+        assert!(refused(not_offered).contains("does not offer OAUTHBEARER"));
     }
 }

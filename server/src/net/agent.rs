@@ -274,19 +274,20 @@ impl Agent {
                         })?
                     }
                 };
-                let oauth = match &config.sasl_oauthbearer_jwks_file {
-                    Some(path) => {
-                        let validator = super::sasl::oauthbearer::TokenValidator::load(
-                            path,
-                            super::sasl::oauthbearer::OAuthSettings {
-                                expected_issuer: config.sasl_oauthbearer_expected_issuer.clone(),
-                                expected_audience: config
-                                    .sasl_oauthbearer_expected_audience
-                                    .clone(),
-                                sub_claim_name: config.sasl_oauthbearer_sub_claim_name.clone(),
-                                clock_skew_seconds: config.sasl_oauthbearer_clock_skew_seconds,
-                            },
-                        )?;
+                let oauth_settings = super::sasl::oauthbearer::OAuthSettings {
+                    expected_issuer: config.sasl_oauthbearer_expected_issuer.clone(),
+                    expected_audience: config.sasl_oauthbearer_expected_audience.clone(),
+                    sub_claim_name: config.sasl_oauthbearer_sub_claim_name.clone(),
+                    clock_skew_seconds: config.sasl_oauthbearer_clock_skew_seconds,
+                };
+                // config.sasl_mechanisms() allows at most one of the file and the endpoint.
+                let oauth = match (
+                    &config.sasl_oauthbearer_jwks_file,
+                    &config.sasl_oauthbearer_jwks_endpoint_url,
+                ) {
+                    (Some(path), _) => {
+                        let validator =
+                            super::sasl::oauthbearer::TokenValidator::load(path, oauth_settings)?;
                         tracing::info!(
                             keys = validator.key_count(),
                             jwks = %path.display(),
@@ -294,7 +295,25 @@ impl Agent {
                         );
                         Some(validator)
                     }
-                    None => None,
+                    (None, Some(url)) => {
+                        // The first fetch happens here: a failure stops the start.
+                        let board = super::sasl::jwks_endpoint::start(
+                            url,
+                            Duration::from_millis(config.sasl_oauthbearer_jwks_endpoint_refresh_ms),
+                        )?;
+                        let validator = super::sasl::oauthbearer::TokenValidator::from_board(
+                            board,
+                            oauth_settings,
+                        );
+                        tracing::info!(
+                            keys = validator.key_count(),
+                            jwks = %url,
+                            refresh_ms = config.sasl_oauthbearer_jwks_endpoint_refresh_ms,
+                            "OAUTHBEARER tokens are checked against the JWKS endpoint"
+                        );
+                        Some(validator)
+                    }
+                    (None, None) => None,
                 };
                 tracing::info!(
                     users = users.len(),

@@ -35,6 +35,7 @@ mod log_append_time;
 mod metadata;
 mod metrics;
 mod oauthbearer;
+mod oauthbearer_jwks_endpoint;
 mod panic_exit;
 mod pipelined_order;
 mod produce;

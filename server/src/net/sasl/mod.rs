@@ -19,7 +19,7 @@
 //! Mechanisms: PLAIN ([`plain`]) and SCRAM-SHA-256/512 ([`scram`]), users from a file
 //! ([`users`]) and, for SCRAM, credentials managed with AlterUserScramCredentials and kept in the
 //! metadata log ([`credentials`]: the log's credential wins over the file's); OAUTHBEARER
-//! ([`oauthbearer`]), JWTs checked against a JWKS file.
+//! ([`oauthbearer`]), JWTs checked against a JWKS file or endpoint ([`jwks_endpoint`]).
 //!
 //! **Re-authentication** (KIP-368, Kafka's `connections.max.reauth.ms`, here
 //! `connections_max_reauth_ms`, 0 = off). When on, a successful SaslAuthenticate (v1+) tells the
@@ -33,6 +33,7 @@
 
 pub mod authenticator;
 pub mod credentials;
+pub mod jwks_endpoint;
 pub mod limiter;
 pub mod oauthbearer;
 pub mod plain;

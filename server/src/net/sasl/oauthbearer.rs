@@ -18,10 +18,15 @@
 //! re-authenticate with a fresh token; with it off, the token's expiry only matters at login
 //! (Kafka ends such a session at the token's expiry all the same).
 //!
-//! The JWKS file is read when the agent starts; a malformed file, a key the crypto provider
-//! cannot use, or a set without keys refuses the start.
+//! The keys come from a JWKS file read when the agent starts, or from a JWKS endpoint
+//! ([`super::jwks_endpoint`]) fetched at start and refreshed; a malformed set, a key the crypto
+//! provider cannot use, or a set without keys refuses the start. Connections read the endpoint's
+//! newest key set through a snapshot (an `Arc` swapped on refresh); a token whose `kid` is not in
+//! it is refused and asks for an early refetch, so the client's next attempt finds a rotated key
+//! (as Kafka's `RefreshingHttpsJwksVerificationKeyResolver` does).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -36,20 +41,22 @@ pub const JWKS_KEYS_MAX: usize = 64;
 /// Bytes a JWKS file may hold.
 pub const JWKS_FILE_BYTES_MAX: u64 = 1024 * 1024;
 
-/// Why the agent cannot use a JWKS file.
+/// Why the agent cannot use a JWKS file or endpoint.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwksError {
+    #[error("cannot fetch the JWKS from {url}: {reason}")]
+    Fetch { url: String, reason: String },
     #[error("cannot read the JWKS file {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("the JWKS file {path} is larger than {JWKS_FILE_BYTES_MAX} bytes")]
+    #[error("the JWKS {path} is larger than {JWKS_FILE_BYTES_MAX} bytes")]
     TooLarge { path: String },
-    #[error("the JWKS file {path} is not a JWK set: {reason}")]
+    #[error("the JWKS {path} is not a JWK set: {reason}")]
     Parse { path: String, reason: String },
-    #[error("the JWKS file {path} {reason}")]
+    #[error("the JWKS {path} {reason}")]
     Keys { path: String, reason: String },
 }
 
@@ -95,20 +102,15 @@ impl std::fmt::Debug for Key {
     }
 }
 
-/// Checks OAUTHBEARER tokens against a JWK set.
+/// The usable keys of one JWKS document.
 #[derive(Debug)]
-pub struct TokenValidator {
+pub struct KeySet {
     keys: Vec<Key>,
-    settings: OAuthSettings,
 }
 
-impl TokenValidator {
-    /// The validator of a JWKS document's keys.
-    pub fn from_jwks_json(
-        json: &str,
-        settings: OAuthSettings,
-        path: &str,
-    ) -> Result<TokenValidator, JwksError> {
+impl KeySet {
+    /// The keys of a JWKS document (`path` names it in errors).
+    pub fn from_jwks_json(json: &str, path: &str) -> Result<KeySet, JwksError> {
         let set: JwkSet = serde_json::from_str(json).map_err(|error| JwksError::Parse {
             path: path.to_owned(),
             reason: error.to_string(),
@@ -130,7 +132,63 @@ impl TokenValidator {
             .iter()
             .map(|jwk| usable_key(jwk, path))
             .collect::<Result<Vec<Key>, JwksError>>()?;
-        Ok(TokenValidator { keys, settings })
+        Ok(KeySet { keys })
+    }
+
+    /// Keys of the set.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set holds no key (never true of a parsed set).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The `kid`s of the set, in order (a key without one is `None`).
+    pub fn kids(&self) -> Vec<Option<&str>> {
+        self.keys.iter().map(|key| key.kid.as_deref()).collect()
+    }
+}
+
+/// Where a validator's keys come from.
+#[derive(Debug)]
+enum Keys {
+    /// A JWKS file, read once.
+    Fixed(KeySet),
+    /// A JWKS endpoint, refreshed by its fetcher thread.
+    Endpoint(Arc<super::jwks_endpoint::JwksBoard>),
+}
+
+/// Checks OAUTHBEARER tokens against a JWK set.
+#[derive(Debug)]
+pub struct TokenValidator {
+    keys: Keys,
+    settings: OAuthSettings,
+}
+
+impl TokenValidator {
+    /// The validator of a JWKS document's keys.
+    pub fn from_jwks_json(
+        json: &str,
+        settings: OAuthSettings,
+        path: &str,
+    ) -> Result<TokenValidator, JwksError> {
+        Ok(TokenValidator {
+            keys: Keys::Fixed(KeySet::from_jwks_json(json, path)?),
+            settings,
+        })
+    }
+
+    /// The validator of the keys `board` holds (a JWKS endpoint's, refreshed).
+    pub fn from_board(
+        board: Arc<super::jwks_endpoint::JwksBoard>,
+        settings: OAuthSettings,
+    ) -> TokenValidator {
+        TokenValidator {
+            keys: Keys::Endpoint(board),
+            settings,
+        }
     }
 
     /// Reads a JWKS file.
@@ -152,9 +210,12 @@ impl TokenValidator {
         TokenValidator::from_jwks_json(&json, settings, &shown)
     }
 
-    /// Keys of the set.
+    /// Keys of the set (the endpoint's newest).
     pub fn key_count(&self) -> usize {
-        self.keys.len()
+        match &self.keys {
+            Keys::Fixed(set) => set.len(),
+            Keys::Endpoint(board) => board.snapshot().len(),
+        }
     }
 
     /// The subject of a valid token; `Err` says why the token is refused.
@@ -169,13 +230,34 @@ impl TokenValidator {
     pub fn validate_with_lifetime(&self, token: &str) -> Result<(String, Duration), String> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|error| format!("the token's header cannot be read: {error}"))?;
+        // An endpoint's set is a snapshot: a refresh swaps in a new one without waiting for this.
+        let snapshot;
+        let set = match &self.keys {
+            Keys::Fixed(set) => set,
+            Keys::Endpoint(board) => {
+                snapshot = board.snapshot();
+                &*snapshot
+            }
+        };
         let key = match header.kid.as_deref() {
-            Some(kid) => self
-                .keys
-                .iter()
-                .find(|key| key.kid.as_deref() == Some(kid))
-                .ok_or_else(|| format!("no key of the JWKS has the token's kid {kid:?}"))?,
-            None => match self.keys.as_slice() {
+            Some(kid) => match set.keys.iter().find(|key| key.kid.as_deref() == Some(kid)) {
+                Some(key) => key,
+                None => {
+                    return Err(match &self.keys {
+                        Keys::Fixed(_) => format!("no key of the JWKS has the token's kid {kid:?}"),
+                        Keys::Endpoint(board) => {
+                            // A rotated key: the fetcher refetches early (rate-limited), so a
+                            // later attempt with this token can succeed.
+                            board.request_refetch();
+                            format!(
+                                "no key of the JWKS has the token's kid {kid:?} (the JWKS is \
+                                 being fetched again)"
+                            )
+                        }
+                    });
+                }
+            },
+            None => match set.keys.as_slice() {
                 [only] => only,
                 _ => {
                     return Err("the token names no kid and the JWKS holds several keys".to_owned());

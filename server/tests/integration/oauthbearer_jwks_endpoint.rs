@@ -1,0 +1,305 @@
+//! OAUTHBEARER keys from a JWKS endpoint (`sasl_oauthbearer_jwks_endpoint_url`): a tiny HTTP
+//! server on loopback in the test serves the JWKS and counts the fetches. A rotated key logs in
+//! without a restart (the unknown `kid` asks for an early refetch) and the removed key is refused;
+//! a failed refresh keeps the keys; an endpoint that fails at start stops the start; a flood of
+//! tokens with unknown `kid`s is a handful of fetches.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use kafka_protocol::messages::{
+    ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
+};
+use serde_json::json;
+use sluice_server::{Agent, Config};
+
+use crate::common;
+
+/// An ES256 key and its public half as a JWK.
+fn es256(kid: &str) -> (EncodingKey, serde_json::Value) {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let point = pair.public_key_raw();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    });
+    (EncodingKey::from_ec_der(&pair.serialize_der()), jwk)
+}
+
+fn token(key: &EncodingKey, kid: &str, subject: &str) -> String {
+    let now = common::now_ms() / 1_000;
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    let claims = json!({"sub": subject, "iat": now, "exp": now + 600});
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+/// An HTTP/1.1 server on loopback answering every request with the current status and body,
+/// counting the requests.
+struct JwksServer {
+    addr: SocketAddr,
+    answer: Arc<Mutex<(u16, String)>>,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl JwksServer {
+    fn start(status: u16, body: String) -> JwksServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = Arc::new(Mutex::new((status, body)));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (answer_, requests_, stop_) = (
+            Arc::clone(&answer),
+            Arc::clone(&requests),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop_.load(Ordering::Acquire) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                // Read the request head (a GET has no body).
+                let mut head = Vec::new();
+                let mut byte = [0_u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                if !head.ends_with(b"\r\n\r\n") {
+                    continue;
+                }
+                requests_.fetch_add(1, Ordering::AcqRel);
+                let (status, body) = answer_.lock().unwrap().clone();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        JwksServer {
+            addr,
+            answer,
+            requests,
+            stop,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/.well-known/jwks.json", self.addr)
+    }
+
+    fn serve(&self, status: u16, body: String) {
+        *self.answer.lock().unwrap() = (status, body);
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn jwks(keys: &[&serde_json::Value]) -> String {
+    json!({ "keys": keys }).to_string()
+}
+
+fn start(url: &str) -> common::TestAgent {
+    common::start_agent(|config| {
+        config.listen_sasl = true;
+        config.sasl_mechanisms = vec!["OAUTHBEARER".to_owned()];
+        config.sasl_oauthbearer_jwks_endpoint_url = Some(url.to_owned());
+        // An hour (the default): within a test only an early refetch fetches again.
+        config.sasl_oauthbearer_jwks_endpoint_refresh_ms = 3_600_000;
+        // The refusals below must not lock the test's own address out.
+        config.sasl_failed_logins_max = 0;
+    })
+}
+
+/// One OAUTHBEARER exchange on a raw connection: `Ok` or the agent's error message.
+fn login(agent: &common::TestAgent, jwt: &str) -> Result<(), String> {
+    let mut client = common::RawClient::connect(agent.addr());
+    let handshake: SaslHandshakeResponse = client.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism("OAUTHBEARER".into()),
+    );
+    assert_eq!(handshake.error_code, 0);
+    let message = format!("n,,\u{1}auth=Bearer {jwt}\u{1}\u{1}");
+    let answer: SaslAuthenticateResponse = client.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message)),
+    );
+    match answer.error_code {
+        0 => Ok(()),
+        code => {
+            assert_eq!(code, 58, "SASL_AUTHENTICATION_FAILED");
+            Err(answer
+                .error_message
+                .map(|m| m.to_string())
+                .unwrap_or_default())
+        }
+    }
+}
+
+/// Logs in with `jwt` until it succeeds, within 10 s; the attempts it took.
+fn login_eventually(agent: &common::TestAgent, jwt: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match login(agent, jwt) {
+            Ok(()) => return attempts,
+            Err(message) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "still refused after {attempts} attempts: {message}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Waits (within 10 s) until the server has answered more than `seen` requests.
+fn wait_for_fetch(server: &JwksServer, seen: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.requests() <= seen {
+        assert!(Instant::now() < deadline, "no fetch after {seen}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_rotated_key_logs_in_without_a_restart_and_the_removed_key_is_refused() {
+    let (key1, jwk1) = es256("k1");
+    let (key2, jwk2) = es256("k2");
+    let server = JwksServer::start(200, jwks(&[&jwk1]));
+    let agent = start(&server.url());
+    assert_eq!(server.requests(), 1, "fetched once at start");
+    login(&agent, &token(&key1, "k1", "alice")).unwrap();
+
+    // The provider rotates: key 2 only. A token of key 2 names a kid the agent does not know:
+    // refused, and the JWKS is fetched again early, so a retry logs in (the periodic refresh is
+    // an hour away).
+    server.serve(200, jwks(&[&jwk2]));
+    let first = login(&agent, &token(&key2, "k2", "bob")).unwrap_err();
+    assert!(
+        first.contains("\"k2\"") && first.contains("fetched again"),
+        "{first}"
+    );
+    let started = Instant::now();
+    let attempts = login_eventually(&agent, &token(&key2, "k2", "bob"));
+    eprintln!(
+        "key 2 logged in after {attempts} more attempts, {:?} after the first refusal; {} fetches",
+        started.elapsed(),
+        server.requests()
+    );
+    // Key 1 is gone from the refetched set.
+    let refused = login(&agent, &token(&key1, "k1", "alice")).unwrap_err();
+    assert!(refused.contains("\"k1\""), "{refused}");
+
+    // A failed refresh keeps the keys in use: the endpoint fails, an unknown kid asks for a
+    // refetch, which fails; key 2 still logs in.
+    server.serve(500, "down".to_owned());
+    let seen = server.requests();
+    let (stranger, _) = es256("k3");
+    assert!(login(&agent, &token(&stranger, "k3", "eve")).is_err());
+    wait_for_fetch(&server, seen);
+    login(&agent, &token(&key2, "k2", "bob")).unwrap();
+}
+
+#[test]
+fn an_endpoint_that_fails_at_start_stops_the_start() {
+    let (_, jwk) = es256("k1");
+    let too_many: Vec<serde_json::Value> = (0..65)
+        .map(|n| {
+            let mut key = jwk.clone();
+            key["kid"] = json!(format!("k{n}"));
+            key
+        })
+        .collect();
+    for (status, body, says) in [
+        (500, "down".to_owned(), "HTTP 500"),
+        (200, "not json".to_owned(), "not a JWK set"),
+        (200, r#"{"keys": []}"#.to_owned(), "no key"),
+        (200, json!({ "keys": too_many }).to_string(), "65 keys"),
+        (200, " ".repeat(1024 * 1024 + 1), "larger than"),
+    ] {
+        let server = JwksServer::start(status, body);
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".to_owned(),
+            cpus: Some(vec![0]),
+            data_dir: data_dir.path().to_owned(),
+            store: Some(format!(
+                "file://{}?fsync=false",
+                data_dir.path().join("store").display()
+            )),
+            listen_sasl: true,
+            sasl_mechanisms: vec!["OAUTHBEARER".to_owned()],
+            sasl_oauthbearer_jwks_endpoint_url: Some(server.url()),
+            ..Config::default()
+        };
+        let Err(error) = Agent::start(&config) else {
+            panic!("the start succeeds with an endpoint that answers {says:?}");
+        };
+        let error = error.to_string();
+        assert!(
+            error.contains(&server.url()) && error.contains(says),
+            "{says}: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_flood_of_unknown_kids_is_a_handful_of_fetches() {
+    let (key, jwk) = es256("k1");
+    let server = JwksServer::start(200, jwks(&[&jwk]));
+    let agent = start(&server.url());
+    assert_eq!(server.requests(), 1);
+    let started = Instant::now();
+    for n in 0..100 {
+        let kid = format!("unknown-{n}-{}", uuid::Uuid::new_v4());
+        let refused = login(&agent, &token(&key, &kid, "mallory")).unwrap_err();
+        assert!(refused.contains(&kid), "{refused}");
+    }
+    let flood = started.elapsed();
+    // At least one early refetch happened (the requests are heard) ...
+    wait_for_fetch(&server, 1);
+    // ... and few: each early refetch that changes nothing doubles the wait before the next
+    // (100 ms, 200 ms, 400 ms, ...), so over the flood and a second after it there are at most
+    // log2((flood + 1 s) / 100 ms) + 2 of them.
+    std::thread::sleep(Duration::from_secs(1));
+    let fetches = server.requests() - 1;
+    eprintln!("100 unknown kids over {flood:?}: {fetches} early fetches");
+    let bound = ((flood.as_secs_f64() + 1.0) / 0.1).log2().ceil() as usize + 2;
+    assert!(
+        fetches <= bound,
+        "{fetches} fetches, at most {bound} expected"
+    );
+    // The valid key still logs in.
+    login(&agent, &token(&key, "k1", "alice")).unwrap();
+}
