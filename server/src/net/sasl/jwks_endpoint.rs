@@ -95,7 +95,12 @@ pub fn start(url: &str, refresh: Duration) -> Result<Arc<JwksBoard>, JwksError> 
         .build()
         .map_err(|error| fail(format!("cannot start the fetcher's runtime: {error}")))?;
     let first = runtime.block_on(fetch(&client, &parsed))?;
-    tracing::info!(url, keys = first.len(), "fetched the OAUTHBEARER JWKS");
+    tracing::info!(
+        url,
+        keys = first.len(),
+        skipped = first.skipped(),
+        "fetched the OAUTHBEARER JWKS"
+    );
     let board = Arc::new(JwksBoard {
         url: url.to_owned(),
         keys: RwLock::new(Arc::new(first)),
@@ -141,6 +146,7 @@ async fn refresh_loop(
                         tracing::info!(
                             url = board.url(),
                             keys = set.len(),
+                            skipped = set.skipped(),
                             early,
                             "the OAUTHBEARER JWKS changed"
                         );

@@ -19,11 +19,12 @@
 //! (Kafka ends such a session at the token's expiry all the same).
 //!
 //! The keys come from a JWKS file read when the agent starts, or from a JWKS endpoint
-//! ([`super::jwks_endpoint`]) fetched at start and refreshed; a malformed set, a key the crypto
-//! provider cannot use, or a set without keys refuses the start. Connections read the endpoint's
-//! newest key set through a snapshot (an `Arc` swapped on refresh); a token whose `kid` is not in
-//! it is refused and asks for an early refetch, so the client's next attempt finds a rotated key
-//! (as Kafka's `RefreshingHttpsJwksVerificationKeyResolver` does).
+//! ([`super::jwks_endpoint`]) fetched at start and refreshed; a malformed set, a signing key the
+//! crypto provider cannot use, or a set without signing keys refuses the start (keys for
+//! encryption, `"use": "enc"` or an `alg` like `RSA-OAEP`, are skipped). Connections read the
+//! endpoint's newest key set through a snapshot (an `Arc` swapped on refresh); a token whose
+//! `kid` is not in it is refused and asks for an early refetch, so the client's next attempt
+//! finds a rotated key (as Kafka's `RefreshingHttpsJwksVerificationKeyResolver` does).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -106,6 +107,8 @@ impl std::fmt::Debug for Key {
 #[derive(Debug)]
 pub struct KeySet {
     keys: Vec<Key>,
+    /// Keys of the document that are not for signatures.
+    skipped: usize,
 }
 
 impl KeySet {
@@ -127,12 +130,34 @@ impl KeySet {
                 reason: format!("holds {} keys (at most {JWKS_KEYS_MAX})", set.keys.len()),
             });
         }
-        let keys = set
-            .keys
-            .iter()
-            .map(|jwk| usable_key(jwk, path))
-            .collect::<Result<Vec<Key>, JwksError>>()?;
-        Ok(KeySet { keys })
+        // Providers publish encryption keys beside the signing keys (Keycloak's `RSA-OAEP`
+        // key, say): those are skipped, a signing key that cannot be used refuses the set.
+        let mut keys = Vec::new();
+        let mut skipped = Vec::new();
+        for jwk in &set.keys {
+            match not_for_signatures(jwk) {
+                Some(reason) => skipped.push(format!("{:?} {reason}", jwk.common.key_id)),
+                None => keys.push(usable_key(jwk, path)?),
+            }
+        }
+        if keys.is_empty() {
+            return Err(JwksError::Keys {
+                path: path.to_owned(),
+                reason: format!(
+                    "holds no key that verifies signatures (skipped: {})",
+                    skipped.join(", ")
+                ),
+            });
+        }
+        Ok(KeySet {
+            keys,
+            skipped: skipped.len(),
+        })
+    }
+
+    /// Keys of the document skipped as not for signatures.
+    pub fn skipped(&self) -> usize {
+        self.skipped
     }
 
     /// Keys of the set.
@@ -309,6 +334,18 @@ impl TokenValidator {
         let lifetime = Duration::from_millis((expires_at_ms - now_ms).max(0.0) as u64);
         Ok((subject.to_owned(), lifetime))
     }
+}
+
+/// Why `jwk` is not a key for signatures (`"use": "enc"`, or an encryption algorithm), if it
+/// is not.
+fn not_for_signatures(jwk: &Jwk) -> Option<String> {
+    if jwk.common.public_key_use == Some(jsonwebtoken::jwk::PublicKeyUse::Encryption) {
+        return Some("is for encryption (use enc)".to_owned());
+    }
+    let key_algorithm = jwk.common.key_algorithm?;
+    Algorithm::try_from(key_algorithm)
+        .is_err()
+        .then(|| format!("is for {key_algorithm}, which does not sign tokens"))
 }
 
 fn usable_key(jwk: &Jwk, path: &str) -> Result<Key, JwksError> {
@@ -532,6 +569,40 @@ pub(crate) mod tests {
             let error = TokenValidator::from_jwks_json(json, settings(), "f.json").unwrap_err();
             assert!(error.to_string().contains(says), "{json}: {error}");
         }
+    }
+
+    #[test]
+    fn encryption_keys_beside_signing_keys_are_skipped() {
+        let (key, jwks) = es256_key("sig");
+        let mut set: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+        let mut encryption = set["keys"][0].clone();
+        encryption["kid"] = json!("enc");
+        encryption["use"] = json!("enc");
+        let mut oaep = set["keys"][0].clone();
+        oaep["kid"] = json!("oaep");
+        oaep["alg"] = json!("RSA-OAEP");
+        let keys = set["keys"].as_array_mut().unwrap();
+        keys.push(encryption);
+        keys.push(oaep);
+        let parsed = KeySet::from_jwks_json(&set.to_string(), "test").unwrap();
+        assert_eq!((parsed.len(), parsed.skipped()), (1, 2));
+        assert_eq!(parsed.kids(), vec![Some("sig")]);
+        let validator =
+            TokenValidator::from_jwks_json(&set.to_string(), OAuthSettings::default(), "test")
+                .unwrap();
+        let claims = json!({"sub": "alice", "exp": now_s() + 600});
+        assert_eq!(
+            validator
+                .validate(&token(&key, Some("sig"), &claims))
+                .unwrap(),
+            "alice"
+        );
+        assert!(
+            validator
+                .validate(&token(&key, Some("enc"), &claims))
+                .unwrap_err()
+                .contains("kid")
+        );
     }
 
     #[test]
