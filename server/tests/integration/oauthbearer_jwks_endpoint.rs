@@ -125,13 +125,18 @@ fn jwks(keys: &[&serde_json::Value]) -> String {
     json!({ "keys": keys }).to_string()
 }
 
+/// An agent whose JWKS endpoint is `url`, refreshed every hour (the default): within a test only
+/// an early refetch fetches again.
 fn start(url: &str) -> common::TestAgent {
+    start_refreshing(url, 3_600_000)
+}
+
+fn start_refreshing(url: &str, refresh_ms: u64) -> common::TestAgent {
     common::start_agent(|config| {
         config.listen_sasl = true;
         config.sasl_mechanisms = vec!["OAUTHBEARER".to_owned()];
         config.sasl_oauthbearer_jwks_endpoint_url = Some(url.to_owned());
-        // An hour (the default): within a test only an early refetch fetches again.
-        config.sasl_oauthbearer_jwks_endpoint_refresh_ms = 3_600_000;
+        config.sasl_oauthbearer_jwks_endpoint_refresh_ms = refresh_ms;
         // The refusals below must not lock the test's own address out.
         config.sasl_failed_logins_max = 0;
     })
@@ -229,6 +234,39 @@ fn a_rotated_key_logs_in_without_a_restart_and_the_removed_key_is_refused() {
     assert!(login(&agent, &token(&stranger, "k3", "eve")).is_err());
     wait_for_fetch(&server, seen);
     login(&agent, &token(&key2, "k2", "bob")).unwrap();
+}
+
+#[test]
+fn the_periodic_refresh_drops_a_removed_key_and_a_failed_one_keeps_the_keys() {
+    let (key1, jwk1) = es256("k1");
+    let (key2, jwk2) = es256("k2");
+    let server = JwksServer::start(200, jwks(&[&jwk1, &jwk2]));
+    let agent = start_refreshing(&server.url(), 1_000);
+    login(&agent, &token(&key1, "k1", "alice")).unwrap();
+    // The provider drops key 1; no token asks for a refetch, only the refresh fetches again.
+    server.serve(200, jwks(&[&jwk2]));
+    // The fetch reaches the server before its keys are in use: poll until key 1 is refused.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    let refused = loop {
+        match login(&agent, &token(&key1, "k1", "alice")) {
+            Ok(()) => assert!(Instant::now() < deadline, "key 1 still logs in"),
+            Err(message) => break message,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let refreshed = started.elapsed();
+    assert!(refused.contains("\"k1\""), "{refused}");
+    login(&agent, &token(&key2, "k2", "bob")).unwrap();
+    // The endpoint fails: the next refresh fails and key 2 stays in use.
+    server.serve(503, "maintenance".to_owned());
+    let seen = server.requests();
+    wait_for_fetch(&server, seen);
+    login(&agent, &token(&key2, "k2", "bob")).unwrap();
+    eprintln!(
+        "refreshed {refreshed:?} after the rotation (refresh 1 s); {} fetches",
+        server.requests()
+    );
 }
 
 #[test]
