@@ -287,29 +287,45 @@ fn an_endpoint_that_fails_at_start_stops_the_start() {
         (200, " ".repeat(1024 * 1024 + 1), "larger than"),
     ] {
         let server = JwksServer::start(status, body);
-        let data_dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            listen: "127.0.0.1:0".to_owned(),
-            cpus: Some(vec![0]),
-            data_dir: data_dir.path().to_owned(),
-            store: Some(format!(
-                "file://{}?fsync=false",
-                data_dir.path().join("store").display()
-            )),
-            listen_sasl: true,
-            sasl_mechanisms: vec!["OAUTHBEARER".to_owned()],
-            sasl_oauthbearer_jwks_endpoint_url: Some(server.url()),
-            ..Config::default()
-        };
-        let Err(error) = Agent::start(&config) else {
-            panic!("the start succeeds with an endpoint that answers {says:?}");
-        };
-        let error = error.to_string();
+        let error = start_error(&server.url());
         assert!(
             error.contains(&server.url()) && error.contains(says),
             "{says}: {error}"
         );
     }
+    // Nothing listens: the cause is in the error, not only reqwest's "error sending request".
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{closed}/jwks.json");
+    let error = start_error(&url);
+    assert!(
+        error.contains(&url) && error.contains("Connection refused"),
+        "{error}"
+    );
+}
+
+/// Why an agent whose JWKS endpoint is `url` does not start.
+fn start_error(url: &str) -> String {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".to_owned(),
+        cpus: Some(vec![0]),
+        data_dir: data_dir.path().to_owned(),
+        store: Some(format!(
+            "file://{}?fsync=false",
+            data_dir.path().join("store").display()
+        )),
+        listen_sasl: true,
+        sasl_mechanisms: vec!["OAUTHBEARER".to_owned()],
+        sasl_oauthbearer_jwks_endpoint_url: Some(url.to_owned()),
+        ..Config::default()
+    };
+    let Err(error) = Agent::start(&config) else {
+        panic!("the start succeeds with the endpoint {url}");
+    };
+    error.to_string()
 }
 
 #[test]

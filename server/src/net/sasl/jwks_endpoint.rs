@@ -198,7 +198,7 @@ async fn fetch(client: &reqwest::Client, url: &reqwest::Url) -> Result<KeySet, J
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
-        .map_err(|error| fail(error.to_string()))?;
+        .map_err(|error| fail(with_causes(&error)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(fail(format!("the endpoint answered HTTP {status}")));
@@ -215,7 +215,7 @@ async fn fetch(client: &reqwest::Client, url: &reqwest::Url) -> Result<KeySet, J
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|error| fail(error.to_string()))?
+        .map_err(|error| fail(with_causes(&error)))?
     {
         if (body.len() + chunk.len()) as u64 > JWKS_FILE_BYTES_MAX {
             return Err(JwksError::TooLarge {
@@ -231,6 +231,22 @@ async fn fetch(client: &reqwest::Client, url: &reqwest::Url) -> Result<KeySet, J
     let set = KeySet::from_jwks_json(json, shown)?;
     debug_assert!(!set.is_empty() && set.len() <= JWKS_KEYS_MAX);
     Ok(set)
+}
+
+/// An error and its causes (reqwest's own message does not say why a request failed: a refused
+/// connection, a certificate, a timeout).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let shown = inner.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// Whether `url` may be a JWKS endpoint: `https://`, or `http://` to a loopback address only
