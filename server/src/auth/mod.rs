@@ -5,11 +5,14 @@
 //! and *how often a decision is computed*, so that a Produce pays almost nothing for it:
 //!
 //! - [`AclBoard`], one per agent: the newest snapshot of the bindings (an `Arc` of the state's
-//!   set, never copied) and its version, the log position it was read at. Snapshots are published
-//!   by the ACL handlers after their commands commit, and by the first check after a start (it
-//!   reads the recovered state), so a change made through this agent is seen by every core before
-//!   the CreateAcls or DeleteAcls response leaves. A reader loads one atomic per check; the lock
-//!   is taken only when the version moved.
+//!   set, never copied), the log position it was read at, and its version, which moves only when
+//!   the bindings did. Snapshots are published by the ACL handlers after their commands commit
+//!   (so a change made through this agent is seen by every core before the CreateAcls or
+//!   DeleteAcls response leaves), by the first check after a start (it reads the recovered
+//!   state), and by one check a second in the whole agent ([`ACL_REFRESH_MS`]): in a cluster the
+//!   bindings also change by other agents' records, and after a checkpoint is reloaded, which no
+//!   handler here sees. A reader loads one atomic per check; the lock is taken only when the
+//!   version moved.
 //! - [`Authorizer`], one per network core: the policy (`super_users`,
 //!   `allow_everyone_if_no_acl_found`) and the board.
 //! - [`ConnectionAuth`], one per connection: the principal (`User:<SASL name>`, else
@@ -41,13 +44,35 @@ pub const ANONYMOUS: &str = "User:ANONYMOUS";
 /// topics pays a decision per topic again, never unbounded memory). With names of at most 249
 /// bytes that is under 400 KiB per connection at worst, a few KiB for an ordinary client.
 pub const DECISIONS_CACHED_MAX: usize = 1_024;
+/// How often one check in the agent reads the bindings again (a metadata query): the longest a
+/// change made through another agent of a cluster takes to be enforced here, as for SCRAM
+/// credentials and quotas.
+pub const ACL_REFRESH_MS: u64 = 1_000;
 
 /// The agent's newest snapshot of the ACL bindings. See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AclBoard {
     /// One past the log position the snapshot was read at; 0 before the first snapshot.
+    position: AtomicU64,
+    /// Moves by one each time the published bindings change (decisions cached under another
+    /// version are stale); 0 before the first snapshot.
     version: AtomicU64,
     snapshot: RwLock<Arc<AclSet>>,
+    /// When a check last claimed the periodic refresh, in ms since `started`.
+    refreshed_ms: AtomicU64,
+    started: std::time::Instant,
+}
+
+impl Default for AclBoard {
+    fn default() -> AclBoard {
+        AclBoard {
+            position: AtomicU64::new(0),
+            version: AtomicU64::new(0),
+            snapshot: RwLock::default(),
+            refreshed_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        }
+    }
 }
 
 impl AclBoard {
@@ -55,16 +80,36 @@ impl AclBoard {
         AclBoard::default()
     }
 
-    /// Publishes `acls`, read at `version`, unless a newer snapshot is already there (two handlers
-    /// may read the state in one order and publish in the other).
-    pub fn publish(&self, version: u64, acls: Arc<AclSet>) {
+    /// Publishes `acls`, read at log position `position`, unless a snapshot read later is already
+    /// there (two readers may read the state in one order and publish in the other). The version
+    /// moves only when the bindings are another set than the published one: the state replaces
+    /// its `Arc` on every change while the board holds the old one, so the same pointer means the
+    /// same bindings, and connections keep their cached decisions across a refresh that found
+    /// nothing new.
+    pub fn publish(&self, position: u64, acls: Arc<AclSet>) {
         let Ok(mut snapshot) = self.snapshot.write() else {
             return;
         };
-        if version > self.version.load(Ordering::Acquire) {
-            *snapshot = acls;
-            self.version.store(version, Ordering::Release);
+        if position <= self.position.load(Ordering::Acquire) {
+            return;
         }
+        self.position.store(position, Ordering::Release);
+        if self.version.load(Ordering::Acquire) == 0 || !Arc::ptr_eq(&snapshot, &acls) {
+            *snapshot = acls;
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether the caller should read the bindings again now: at most one caller per
+    /// [`ACL_REFRESH_MS`] in the whole agent is told yes.
+    fn claim_refresh(&self) -> bool {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.refreshed_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= ACL_REFRESH_MS
+            && self
+                .refreshed_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     pub fn version(&self) -> u64 {
@@ -140,6 +185,9 @@ impl Authorizer {
         resource_type: AclResourceType,
         name: &str,
     ) -> bool {
+        if self.board.claim_refresh() {
+            self.refresh().await;
+        }
         let version = self.board.version();
         if version != 0
             && let Some(decision) = connection.cached(version, resource_type, operation, name)
@@ -354,8 +402,34 @@ mod tests {
         board.publish(5, Arc::clone(&newer));
         board.publish(3, Arc::new(AclSet::new()));
         let (version, acls) = board.snapshot();
-        assert_eq!(version, 5);
+        assert_eq!(version, 1);
         assert!(Arc::ptr_eq(&acls, &newer));
+        // Read again later, unchanged: cached decisions stay valid.
+        board.publish(9, Arc::clone(&newer));
+        assert_eq!(board.version(), 1);
+        // Another set (a change applied from another agent's record): the version moves, and an
+        // older read can no longer replace it.
+        let changed = Arc::new(AclSet::new());
+        board.publish(12, Arc::clone(&changed));
+        assert_eq!(board.version(), 2);
+        board.publish(10, Arc::clone(&newer));
+        assert!(Arc::ptr_eq(&board.snapshot().1, &changed));
+    }
+
+    #[test]
+    fn one_check_a_second_claims_the_refresh() {
+        let board = AclBoard::new();
+        assert!(!board.claim_refresh(), "the first second after the start");
+        board
+            .refreshed_ms
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let started = board.started;
+        let board = AclBoard {
+            started: started - std::time::Duration::from_millis(ACL_REFRESH_MS),
+            ..board
+        };
+        assert!(board.claim_refresh());
+        assert!(!board.claim_refresh(), "claimed once per period");
     }
 
     #[test]

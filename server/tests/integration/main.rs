@@ -8,6 +8,7 @@ mod admin;
 mod api_versions;
 mod bad_frames;
 mod binary;
+mod cluster_acls;
 mod cluster_joins;
 mod cluster_listeners;
 mod cluster_postgres_tls;
