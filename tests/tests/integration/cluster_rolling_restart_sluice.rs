@@ -58,7 +58,6 @@ const STOP_TIMEOUT_S: u64 = 30;
 const CLIENT_TIMEOUT_S: u64 = 120;
 
 #[test]
-#[ignore = "fails about half its runs on what a graceful stop still does to clients (docs/cluster.md, What is left); run with --ignored"]
 fn rolling_restart_of_three_agents_under_producers_and_a_group() {
     let _one_at_a_time = sluice_tests::one_at_a_time();
     let test = "rolling restart";
