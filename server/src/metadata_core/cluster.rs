@@ -454,13 +454,14 @@ fn is_lost(error: &SequencerError) -> bool {
 
 /// Lists the live agents and publishes them on the board (a failed listing keeps the last view).
 async fn publish_members(sequencer: &SequencerClient, membership: &Membership) {
+    let ticket = membership.board.begin_listing();
     match sequencer.live_agents().await {
         Ok(agents) => {
             let self_node_id = node_id_of(&membership.registration.agent_id);
             let members = agents.iter().filter_map(member).collect();
             membership
                 .board
-                .publish(ClusterView::new(members, self_node_id));
+                .publish_listing(ticket, ClusterView::new(members, self_node_id));
         }
         Err(error) => tracing::warn!(%error, "cannot list the cluster's live agents"),
     }

@@ -48,6 +48,7 @@ pub(super) fn spawn_join_watch(log: Rc<AgentLog>, shared: Rc<Shared>, membership
             if shared.fenced.get() {
                 continue;
             }
+            let ticket = membership.board.begin_listing();
             let agents = match sequenced.sequencer().live_agents().await {
                 Ok(agents) => agents,
                 Err(error) => {
@@ -63,7 +64,7 @@ pub(super) fn spawn_join_watch(log: Rc<AgentLog>, shared: Rc<Shared>, membership
             let members = agents.iter().filter_map(member).collect();
             membership
                 .board
-                .publish(ClusterView::new(members, self_node_id));
+                .publish_listing(ticket, ClusterView::new(members, self_node_id));
         }
     })
     .detach();

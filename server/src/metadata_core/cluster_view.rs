@@ -214,28 +214,63 @@ pub fn client_zone(client_id: &str) -> Option<&str> {
 }
 
 /// The agent's newest view, shared with every network core (read per Metadata or group request;
-/// written after each lease renewal).
+/// written after each lease renewal, each announced join, and a fence).
+///
+/// Listings of the live agents run concurrently (the renewal's and the join watch's), and one
+/// begun earlier may finish later: each takes a ticket as it begins ([`ClusterBoard::begin_listing`])
+/// and is published only if nothing begun after it has been ([`ClusterBoard::publish_listing`]),
+/// so an older listing never replaces a newer one (it could bring back an agent that has left).
+/// A view published without a listing (the fence's) supersedes every listing begun before it.
 #[derive(Debug, Default)]
 pub struct ClusterBoard {
     version: AtomicU64,
-    view: RwLock<Arc<ClusterView>>,
+    /// Tickets handed to listings so far.
+    listings: AtomicU64,
+    /// The view, and the newest ticket it supersedes.
+    view: RwLock<(u64, Arc<ClusterView>)>,
 }
 
 impl ClusterBoard {
     pub fn new(view: ClusterView) -> ClusterBoard {
         ClusterBoard {
             version: AtomicU64::new(1),
-            view: RwLock::new(Arc::new(view)),
+            listings: AtomicU64::new(0),
+            view: RwLock::new((0, Arc::new(view))),
         }
     }
 
-    /// Publishes `view` (when it differs from the current one).
+    /// A ticket for a listing of the live agents about to begin.
+    pub fn begin_listing(&self) -> u64 {
+        self.listings
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1)
+    }
+
+    /// Publishes the view a listing with `ticket` read, unless a listing begun after it (or a
+    /// view published since it began) is already there.
+    pub fn publish_listing(&self, ticket: u64, view: ClusterView) {
+        let Ok(mut current) = self.view.write() else {
+            return;
+        };
+        if ticket <= current.0 {
+            return;
+        }
+        current.0 = ticket;
+        if *current.1 != view {
+            current.1 = Arc::new(view);
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Publishes `view` (when it differs from the current one); listings begun before this call
+    /// are not published after it.
     pub fn publish(&self, view: ClusterView) {
         let Ok(mut current) = self.view.write() else {
             return;
         };
-        if **current != view {
-            *current = Arc::new(view);
+        current.0 = current.0.max(self.listings.load(Ordering::Acquire));
+        if *current.1 != view {
+            current.1 = Arc::new(view);
             self.version.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -243,7 +278,7 @@ impl ClusterBoard {
     /// The newest view.
     pub fn view(&self) -> Arc<ClusterView> {
         match self.view.read() {
-            Ok(view) => Arc::clone(&view),
+            Ok(view) => Arc::clone(&view.1),
             Err(_) => Arc::new(ClusterView::default()),
         }
     }
@@ -253,6 +288,35 @@ impl ClusterBoard {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_listing_never_replaces_a_newer_one() {
+        let view = |agents: &[&str]| {
+            ClusterView::new(
+                agents.iter().map(|agent| member(agent, "")).collect(),
+                node_id_of("a"),
+            )
+        };
+        let board = ClusterBoard::new(view(&["a"]));
+        // The renewal's listing begins, then a join's; the join's (which saw b leave) ends first.
+        let renewal = board.begin_listing();
+        let join = board.begin_listing();
+        board.publish_listing(join, view(&["a"]));
+        board.publish_listing(renewal, view(&["a", "b"]));
+        assert_eq!(board.view().members().len(), 1, "b is not brought back");
+        // A listing begun later is published.
+        let next = board.begin_listing();
+        board.publish_listing(next, view(&["a", "c"]));
+        assert_eq!(board.view().members().len(), 2);
+        // A view published without a listing (the fence's) supersedes those begun before it.
+        let before_fence = board.begin_listing();
+        board.publish(view(&["c"]));
+        board.publish_listing(before_fence, view(&["a", "c"]));
+        assert_eq!(board.view().members().len(), 1);
+        let after_fence = board.begin_listing();
+        board.publish_listing(after_fence, view(&["a", "c"]));
+        assert_eq!(board.view().members().len(), 2);
+    }
 
     fn member(agent_id: &str, zone: &str) -> ClusterMember {
         ClusterMember {
