@@ -179,6 +179,15 @@ settings! {
     #[setting(value = "MS", help = "How often the OAUTHBEARER JWKS endpoint is fetched again")]
     sasl_oauthbearer_jwks_endpoint_refresh_ms: u64 =
         crate::net::sasl::jwks_endpoint::REFRESH_MS_DEFAULT,
+    /// CA certificates (PEM) the `https://` JWKS endpoint's certificate must chain to, instead of
+    /// the platform's trusted roots (an identity provider with a private CA). Read at start; only
+    /// with an `https://` `sasl_oauthbearer_jwks_endpoint_url`.
+    #[setting(
+        value = "FILE",
+        help = "CA certificates the JWKS endpoint's certificate must chain to, PEM",
+        default = "the platform's trusted roots"
+    )]
+    sasl_oauthbearer_jwks_endpoint_ca_file: Option<PathBuf> = None,
     /// The `iss` tokens must carry; none checks none.
     #[setting(value = "ISSUER", help = "The `iss` OAUTHBEARER tokens must carry")]
     sasl_oauthbearer_expected_issuer: Option<String> = None,

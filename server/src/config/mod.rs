@@ -391,6 +391,12 @@ impl Config {
                 "a JWKS file is set but sasl_mechanisms does not offer OAUTHBEARER",
             ));
         }
+        if endpoint.is_none() && self.sasl_oauthbearer_jwks_endpoint_ca_file.is_some() {
+            return Err(invalid(
+                "sasl_oauthbearer_jwks_endpoint_ca_file",
+                "a CA file is set but no JWKS endpoint: set sasl_oauthbearer_jwks_endpoint_url",
+            ));
+        }
         if !oauth && endpoint.is_some() {
             return Err(invalid(
                 "sasl_oauthbearer_jwks_endpoint_url",
@@ -400,6 +406,13 @@ impl Config {
         if let Some(url) = endpoint {
             crate::net::sasl::jwks_endpoint::check_url(url)
                 .map_err(|reason| invalid("sasl_oauthbearer_jwks_endpoint_url", reason))?;
+            if self.sasl_oauthbearer_jwks_endpoint_ca_file.is_some() && !url.starts_with("https://")
+            {
+                return Err(invalid(
+                    "sasl_oauthbearer_jwks_endpoint_ca_file",
+                    "a CA file is set but the JWKS endpoint is not https://",
+                ));
+            }
             if self.sasl_oauthbearer_jwks_endpoint_refresh_ms < 1_000 {
                 return Err(invalid(
                     "sasl_oauthbearer_jwks_endpoint_refresh_ms",
@@ -898,6 +911,16 @@ mod tests {
             ..oauth(None, Some("https://idp.example/jwks"))
         };
         assert!(refused(too_often).contains("sasl_oauthbearer_jwks_endpoint_refresh_ms"));
+        let ca_for_http = Config {
+            sasl_oauthbearer_jwks_endpoint_ca_file: Some(std::path::PathBuf::from("/ca.pem")),
+            ..oauth(None, Some("http://127.0.0.1:1/jwks"))
+        };
+        assert!(refused(ca_for_http).contains("not https://"));
+        let ca_for_file = Config {
+            sasl_oauthbearer_jwks_endpoint_ca_file: Some(std::path::PathBuf::from("/ca.pem")),
+            ..oauth(Some("/jwks.json"), None)
+        };
+        assert!(refused(ca_for_file).contains("no JWKS endpoint"));
         let not_offered = Config {
             sasl_mechanisms: vec!["PLAIN".to_owned()],
             sasl_users_file: Some(std::path::PathBuf::from("/users.toml")),

@@ -194,6 +194,10 @@ mod tests {
                 "https://idp/jwks",
             ),
             ("SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS", "37"),
+            (
+                "SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_CA_FILE",
+                "/idp-ca.pem",
+            ),
             ("SLUICE_METADATA", "postgres://db/sluice"),
             ("SLUICE_ZONE", "eu-1a"),
             ("SLUICE_AGENT_ID", "agent-7"),
@@ -232,6 +236,7 @@ mod tests {
             sasl_oauthbearer_clock_skew_seconds: 35,
             sasl_oauthbearer_jwks_endpoint_url: Some("https://idp/jwks".to_owned()),
             sasl_oauthbearer_jwks_endpoint_refresh_ms: 37,
+            sasl_oauthbearer_jwks_endpoint_ca_file: Some(PathBuf::from("/idp-ca.pem")),
             data_dir: PathBuf::from("/d"),
             store: Some("s3://bucket/prefix".to_owned()),
             cpus: Some(vec![0, 1]),

@@ -300,6 +300,7 @@ impl Agent {
                         let board = super::sasl::jwks_endpoint::start(
                             url,
                             Duration::from_millis(config.sasl_oauthbearer_jwks_endpoint_refresh_ms),
+                            config.sasl_oauthbearer_jwks_endpoint_ca_file.as_deref(),
                         )?;
                         let validator = super::sasl::oauthbearer::TokenValidator::from_board(
                             board,

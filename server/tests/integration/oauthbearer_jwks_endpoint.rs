@@ -18,6 +18,8 @@ use kafka_protocol::messages::{
     ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
     SaslHandshakeResponse,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use sluice_server::{Agent, Config};
 
@@ -54,6 +56,11 @@ struct JwksServer {
 
 impl JwksServer {
     fn start(status: u16, body: String) -> JwksServer {
+        JwksServer::start_with(status, body, None)
+    }
+
+    /// A server whose connections are TLS with `tls`, when given.
+    fn start_with(status: u16, body: String, tls: Option<Arc<rustls::ServerConfig>>) -> JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let answer = Arc::new(Mutex::new((status, body)));
@@ -69,7 +76,14 @@ impl JwksServer {
                 if stop_.load(Ordering::Acquire) {
                     return;
                 }
-                let Ok(mut stream) = stream else { continue };
+                let Ok(stream) = stream else { continue };
+                let mut stream: Box<dyn ReadWrite> = match &tls {
+                    None => Box::new(stream),
+                    Some(config) => Box::new(rustls::StreamOwned::new(
+                        rustls::ServerConnection::new(Arc::clone(config)).unwrap(),
+                        stream,
+                    )),
+                };
                 // Read the request head (a GET has no body).
                 let mut head = Vec::new();
                 let mut byte = [0_u8; 1];
@@ -90,6 +104,7 @@ impl JwksServer {
                      Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
+                let _ = stream.flush();
             }
         });
         JwksServer {
@@ -102,6 +117,10 @@ impl JwksServer {
 
     fn url(&self) -> String {
         format!("http://{}/.well-known/jwks.json", self.addr)
+    }
+
+    fn https_url(&self) -> String {
+        format!("https://{}/.well-known/jwks.json", self.addr)
     }
 
     fn serve(&self, status: u16, body: String) {
@@ -120,6 +139,9 @@ impl Drop for JwksServer {
         let _ = TcpStream::connect(self.addr);
     }
 }
+
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
 fn jwks(keys: &[&serde_json::Value]) -> String {
     json!({ "keys": keys }).to_string()
@@ -304,6 +326,42 @@ fn an_endpoint_that_fails_at_start_stops_the_start() {
         error.contains(&url) && error.contains("Connection refused"),
         "{error}"
     );
+}
+
+#[test]
+fn an_https_endpoint_with_a_private_ca_and_without_it() {
+    let pki = crate::tls::Pki::new();
+    pki.issue("idp", "localhost", &["localhost", "127.0.0.1"]);
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            CertificateDer::pem_file_iter(pki.path("idp.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect(),
+            PrivateKeyDer::from_pem_file(pki.path("idp-key.pem")).unwrap(),
+        )
+        .unwrap();
+    let (key, jwk) = es256("k1");
+    let server = JwksServer::start_with(200, jwks(&[&jwk]), Some(Arc::new(config)));
+    // The platform's roots do not know the test CA: the start fails, saying why.
+    let error = start_error(&server.https_url());
+    assert!(
+        error.contains(&server.https_url()) && error.contains("certificate"),
+        "{error}"
+    );
+    eprintln!("without the CA file: {error}");
+    assert_eq!(server.requests(), 0);
+    // With the CA file, the endpoint is trusted.
+    let ca = pki.path("ca.pem");
+    let agent = common::start_agent(|config| {
+        config.listen_sasl = true;
+        config.sasl_mechanisms = vec!["OAUTHBEARER".to_owned()];
+        config.sasl_oauthbearer_jwks_endpoint_url = Some(server.https_url());
+        config.sasl_oauthbearer_jwks_endpoint_ca_file = Some(ca);
+    });
+    assert_eq!(server.requests(), 1);
+    login(&agent, &token(&key, "k1", "alice")).unwrap();
 }
 
 /// Why an agent whose JWKS endpoint is `url` does not start.

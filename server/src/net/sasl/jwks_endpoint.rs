@@ -78,16 +78,34 @@ impl JwksBoard {
 }
 
 /// Fetches `url` once (the first fetch must succeed, else the error names the URL), then starts
-/// the thread that refreshes it every `refresh` and on request. The board holds the keys.
-pub fn start(url: &str, refresh: Duration) -> Result<Arc<JwksBoard>, JwksError> {
+/// the thread that refreshes it every `refresh` and on request. The board holds the keys. With
+/// `ca_file` (PEM), the endpoint's certificate must chain to its certificates instead of the
+/// platform's roots.
+pub fn start(
+    url: &str,
+    refresh: Duration,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<JwksBoard>, JwksError> {
     let fail = |reason: String| JwksError::Fetch {
         url: url.to_owned(),
         reason,
     };
     let parsed = reqwest::Url::parse(url).map_err(|error| fail(error.to_string()))?;
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_millis(FETCH_TIMEOUT_MS))
+        .timeout(Duration::from_millis(FETCH_TIMEOUT_MS));
+    if let Some(path) = ca_file {
+        let shown = path.display();
+        let pem = std::fs::read(path)
+            .map_err(|error| fail(format!("cannot read the CA file {shown}: {error}")))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|error| fail(format!("the CA file {shown}: {}", with_causes(&error))))?;
+        if certificates.is_empty() {
+            return Err(fail(format!("the CA file {shown} holds no certificate")));
+        }
+        builder = builder.tls_certs_only(certificates);
+    }
+    let client = builder
         .build()
         .map_err(|error| fail(format!("cannot build the HTTP client: {error}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
