@@ -2,7 +2,8 @@
 //! server on loopback in the test serves the JWKS and counts the fetches. A rotated key logs in
 //! without a restart (the unknown `kid` asks for an early refetch) and the removed key is refused;
 //! a failed refresh keeps the keys; an endpoint that fails at start stops the start; a flood of
-//! tokens with unknown `kid`s is a handful of fetches.
+//! tokens with unknown `kid`s is a handful of fetches; an `https://` endpoint with a private CA;
+//! the fetcher thread ends with its agent.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::io::{Read as _, Write as _};
@@ -289,6 +290,42 @@ fn the_periodic_refresh_drops_a_removed_key_and_a_failed_one_keeps_the_keys() {
         "refreshed {refreshed:?} after the rotation (refresh 1 s); {} fetches",
         server.requests()
     );
+}
+
+/// The ids of this process's threads named `sluice-jwks`.
+fn fetcher_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            (name.trim() == "sluice-jwks").then(|| path.file_name()?.to_str().map(str::to_owned))?
+        })
+        .collect()
+}
+
+#[test]
+fn the_fetcher_thread_ends_with_the_agent() {
+    let (_, jwk) = es256("k1");
+    let server = JwksServer::start(200, jwks(&[&jwk]));
+    let before = fetcher_threads();
+    let agent = start(&server.url());
+    // Threads that appeared meanwhile: this agent's, and perhaps the fetcher of an agent another
+    // test just stopped (it ends within a second too).
+    let new: Vec<String> = fetcher_threads()
+        .into_iter()
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert!(!new.is_empty(), "the agent runs a fetcher thread");
+    drop(agent);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fetcher_threads().iter().any(|id| new.contains(id)) {
+        assert!(
+            Instant::now() < deadline,
+            "the fetcher thread outlives its agent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
