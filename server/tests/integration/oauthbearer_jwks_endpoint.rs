@@ -401,6 +401,18 @@ fn an_https_endpoint_with_a_private_ca_and_without_it() {
     login(&agent, &token(&key, "k1", "alice")).unwrap();
 }
 
+#[test]
+fn the_first_fetch_works_from_inside_a_tokio_runtime() {
+    // The first fetch runs on the fetcher's thread: an agent started by a caller inside a
+    // runtime does not panic with "Cannot start a runtime from within a runtime".
+    let server = JwksServer::start(500, "down".to_owned());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let error = runtime.block_on(async { start_error(&server.url()) });
+    assert!(error.contains("HTTP 500"), "{error}");
+}
+
 /// Why an agent whose JWKS endpoint is `url` does not start.
 fn start_error(url: &str) -> String {
     let data_dir = tempfile::tempdir().unwrap();

@@ -108,29 +108,55 @@ pub fn start(
     let client = builder
         .build()
         .map_err(|error| fail(format!("cannot build the HTTP client: {error}")))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| fail(format!("cannot start the fetcher's runtime: {error}")))?;
-    let first = runtime.block_on(fetch(&client, &parsed))?;
-    tracing::info!(
-        url,
-        keys = first.len(),
-        skipped = first.skipped(),
-        "fetched the OAUTHBEARER JWKS"
-    );
-    let board = Arc::new(JwksBoard {
-        url: url.to_owned(),
-        keys: RwLock::new(Arc::new(first)),
-        refetch_requested: AtomicBool::new(false),
-        wake: tokio::sync::Notify::new(),
-    });
-    let weak = Arc::downgrade(&board);
+    // The first fetch runs on the fetcher's own thread too, so that a caller inside a tokio
+    // runtime can start an agent; the start waits for its outcome.
+    let (sender, outcome) = std::sync::mpsc::sync_channel(1);
+    let owned = url.to_owned();
     std::thread::Builder::new()
         .name("sluice-jwks".to_owned())
-        .spawn(move || runtime.block_on(refresh_loop(weak, client, parsed, refresh)))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = sender.send(Err(JwksError::Fetch {
+                        url: owned,
+                        reason: format!("cannot start the fetcher's runtime: {error}"),
+                    }));
+                    return;
+                }
+            };
+            let first = match runtime.block_on(fetch(&client, &parsed)) {
+                Ok(first) => first,
+                Err(error) => {
+                    let _ = sender.send(Err(error));
+                    return;
+                }
+            };
+            tracing::info!(
+                url = owned,
+                keys = first.len(),
+                skipped = first.skipped(),
+                "fetched the OAUTHBEARER JWKS"
+            );
+            let board = Arc::new(JwksBoard {
+                url: owned,
+                keys: RwLock::new(Arc::new(first)),
+                refetch_requested: AtomicBool::new(false),
+                wake: tokio::sync::Notify::new(),
+            });
+            let weak = Arc::downgrade(&board);
+            if sender.send(Ok(board)).is_err() {
+                return;
+            }
+            runtime.block_on(refresh_loop(weak, client, parsed, refresh));
+        })
         .map_err(|error| fail(format!("cannot start the fetcher thread: {error}")))?;
-    Ok(board)
+    outcome
+        .recv()
+        .map_err(|_| fail("the fetcher thread ended before its first fetch".to_owned()))?
 }
 
 async fn refresh_loop(
