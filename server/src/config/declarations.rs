@@ -170,7 +170,7 @@ settings! {
     /// Kafka's `sasl.oauthbearer.jwks.endpoint.url`: the identity provider's JWKS endpoint,
     /// `https://` (or `http://` to a loopback address only). Fetched at start (a failure stops the
     /// start), every `sasl_oauthbearer_jwks_endpoint_refresh_ms`, and early (at most once per
-    /// 100 ms–10 s backoff) when a token names a `kid` the keys lack. See
+    /// backoff, 100 ms doubling to 10 s by default) when a token names a `kid` the keys lack. See
     /// [operations.md](operations.md#oauthbearer).
     #[setting(value = "URL", help = "JWKS endpoint whose keys sign OAUTHBEARER tokens")]
     sasl_oauthbearer_jwks_endpoint_url: Option<String> = None,
@@ -179,6 +179,17 @@ settings! {
     #[setting(value = "MS", help = "How often the OAUTHBEARER JWKS endpoint is fetched again")]
     sasl_oauthbearer_jwks_endpoint_refresh_ms: u64 =
         crate::net::sasl::jwks_endpoint::REFRESH_MS_DEFAULT,
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.retry.backoff.ms`: the least time between an early
+    /// fetch of the JWKS endpoint (a token named an unknown `kid`, or a refresh failed) and the
+    /// fetch before it (at least 1). Each early fetch that changes nothing doubles it.
+    #[setting(value = "MS", help = "Least time between early JWKS endpoint fetches")]
+    sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: u64 =
+        crate::net::sasl::jwks_endpoint::REFETCH_BACKOFF_MS_MIN,
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms`: what that time doubles up
+    /// to (at least `sasl_oauthbearer_jwks_endpoint_retry_backoff_ms`).
+    #[setting(value = "MS", help = "Most time between early JWKS endpoint fetches")]
+    sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms: u64 =
+        crate::net::sasl::jwks_endpoint::REFETCH_BACKOFF_MS_MAX,
     /// CA certificates (PEM) the `https://` JWKS endpoint's certificate must chain to, instead of
     /// the platform's trusted roots (an identity provider with a private CA). Read at start; only
     /// with an `https://` `sasl_oauthbearer_jwks_endpoint_url`.

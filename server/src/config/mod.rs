@@ -413,6 +413,20 @@ impl Config {
                     "a CA file is set but the JWKS endpoint is not https://",
                 ));
             }
+            if self.sasl_oauthbearer_jwks_endpoint_retry_backoff_ms == 0 {
+                return Err(invalid(
+                    "sasl_oauthbearer_jwks_endpoint_retry_backoff_ms",
+                    "must be at least 1",
+                ));
+            }
+            if self.sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms
+                < self.sasl_oauthbearer_jwks_endpoint_retry_backoff_ms
+            {
+                return Err(invalid(
+                    "sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms",
+                    "must be at least sasl_oauthbearer_jwks_endpoint_retry_backoff_ms",
+                ));
+            }
             if self.sasl_oauthbearer_jwks_endpoint_refresh_ms < 1_000 {
                 return Err(invalid(
                     "sasl_oauthbearer_jwks_endpoint_refresh_ms",
@@ -916,6 +930,14 @@ mod tests {
             ..oauth(None, Some("http://127.0.0.1:1/jwks"))
         };
         assert!(refused(ca_for_http).contains("not https://"));
+        let backoff = |min: u64, max: u64| Config {
+            sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: min,
+            sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms: max,
+            ..oauth(None, Some("https://idp.example/jwks"))
+        };
+        assert!(backoff(50, 50).sasl_mechanisms().is_ok());
+        assert!(refused(backoff(0, 10)).contains("retry_backoff_ms"));
+        assert!(refused(backoff(100, 99)).contains("retry_backoff_max_ms"));
         let ca_for_file = Config {
             sasl_oauthbearer_jwks_endpoint_ca_file: Some(std::path::PathBuf::from("/ca.pem")),
             ..oauth(Some("/jwks.json"), None)

@@ -195,6 +195,14 @@ mod tests {
             ),
             ("SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS", "37"),
             (
+                "SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MS",
+                "38",
+            ),
+            (
+                "SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MAX_MS",
+                "39",
+            ),
+            (
                 "SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_CA_FILE",
                 "/idp-ca.pem",
             ),
@@ -237,6 +245,8 @@ mod tests {
             sasl_oauthbearer_jwks_endpoint_url: Some("https://idp/jwks".to_owned()),
             sasl_oauthbearer_jwks_endpoint_refresh_ms: 37,
             sasl_oauthbearer_jwks_endpoint_ca_file: Some(PathBuf::from("/idp-ca.pem")),
+            sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: 38,
+            sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms: 39,
             data_dir: PathBuf::from("/d"),
             store: Some("s3://bucket/prefix".to_owned()),
             cpus: Some(vec![0, 1]),

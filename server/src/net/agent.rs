@@ -299,8 +299,18 @@ impl Agent {
                         // The first fetch happens here: a failure stops the start.
                         let board = super::sasl::jwks_endpoint::start(
                             url,
-                            Duration::from_millis(config.sasl_oauthbearer_jwks_endpoint_refresh_ms),
-                            config.sasl_oauthbearer_jwks_endpoint_ca_file.as_deref(),
+                            &super::sasl::jwks_endpoint::EndpointOptions {
+                                refresh: Duration::from_millis(
+                                    config.sasl_oauthbearer_jwks_endpoint_refresh_ms,
+                                ),
+                                backoff_min: Duration::from_millis(
+                                    config.sasl_oauthbearer_jwks_endpoint_retry_backoff_ms,
+                                ),
+                                backoff_max: Duration::from_millis(
+                                    config.sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms,
+                                ),
+                                ca_file: config.sasl_oauthbearer_jwks_endpoint_ca_file.as_deref(),
+                            },
                         )?;
                         let validator = super::sasl::oauthbearer::TokenValidator::from_board(
                             board,

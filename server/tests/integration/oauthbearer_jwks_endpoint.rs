@@ -292,6 +292,27 @@ fn the_periodic_refresh_drops_a_removed_key_and_a_failed_one_keeps_the_keys() {
     );
 }
 
+#[test]
+fn the_retry_backoff_is_a_setting() {
+    // A minute between early fetches: unknown kids right after the start's fetch fetch nothing.
+    let (key, jwk) = es256("k1");
+    let server = JwksServer::start(200, jwks(&[&jwk]));
+    let agent = common::start_agent(|config| {
+        config.listen_sasl = true;
+        config.sasl_mechanisms = vec!["OAUTHBEARER".to_owned()];
+        config.sasl_oauthbearer_jwks_endpoint_url = Some(server.url());
+        config.sasl_oauthbearer_jwks_endpoint_retry_backoff_ms = 60_000;
+        config.sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms = 60_000;
+        config.sasl_failed_logins_max = 0;
+    });
+    for n in 0..20 {
+        assert!(login(&agent, &token(&key, &format!("unknown-{n}"), "mallory")).is_err());
+    }
+    // Give a wrongly timed fetch the time the default backoff (100 ms) would need.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.requests(), 1, "no early fetch within the minute");
+}
+
 /// The ids of this process's threads named `sluice-jwks`.
 fn fetcher_threads() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")

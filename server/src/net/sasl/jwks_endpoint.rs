@@ -12,10 +12,12 @@
 //! - **Periodically**, every `sasl_oauthbearer_jwks_endpoint_refresh_ms`. A failed refresh keeps
 //!   the keys in use, logs a warning, and is retried after the backoff (below) until one succeeds.
 //! - **Early**, when a token names an unknown `kid`: at most one fetch per backoff, which starts at
-//!   [`REFETCH_BACKOFF_MS_MIN`] and doubles after every early fetch that changed nothing (or
-//!   failed), up to [`REFETCH_BACKOFF_MS_MAX`]; a fetch that changes the set resets it. A flood of
-//!   tokens with made-up `kid`s is thereby a handful of fetches, not a flood (Kafka's
-//!   `sasl.oauthbearer.jwks.endpoint.retry.backoff.ms` and `...retry.backoff.max.ms` defaults).
+//!   `sasl_oauthbearer_jwks_endpoint_retry_backoff_ms` ([`REFETCH_BACKOFF_MS_MIN`]) and doubles
+//!   after every early fetch that changed nothing (or failed), up to
+//!   `sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms` ([`REFETCH_BACKOFF_MS_MAX`]); a fetch
+//!   that changes the set resets it. A flood of tokens with made-up `kid`s is thereby a handful
+//!   of fetches, not a flood (Kafka's `sasl.oauthbearer.jwks.endpoint.retry.backoff.ms` and
+//!   `...retry.backoff.max.ms`).
 //!
 //! **Bounds.** A response larger than [`JWKS_FILE_BYTES_MAX`] (by its `Content-Length` or as it
 //! streams in), with more than [`JWKS_KEYS_MAX`] keys, without keys, or with a key that cannot
@@ -39,6 +41,19 @@ pub const REFETCH_BACKOFF_MS_MIN: u64 = 100;
 pub const REFETCH_BACKOFF_MS_MAX: u64 = 10_000;
 /// How long one fetch (connect, request, body) may take.
 pub const FETCH_TIMEOUT_MS: u64 = 10_000;
+/// How a JWKS endpoint is fetched (the `sasl_oauthbearer_jwks_endpoint_*` settings).
+#[derive(Debug, Clone)]
+pub struct EndpointOptions<'a> {
+    /// The periodic refresh.
+    pub refresh: Duration,
+    /// The least time between an early refetch and the fetch before it.
+    pub backoff_min: Duration,
+    /// What that time doubles up to.
+    pub backoff_max: Duration,
+    /// PEM certificates the endpoint's certificate must chain to, instead of the platform's.
+    pub ca_file: Option<&'a std::path::Path>,
+}
+
 /// How often the thread checks that the board is still used.
 const ALIVE_CHECK_MS: u64 = 1_000;
 
@@ -78,14 +93,8 @@ impl JwksBoard {
 }
 
 /// Fetches `url` once (the first fetch must succeed, else the error names the URL), then starts
-/// the thread that refreshes it every `refresh` and on request. The board holds the keys. With
-/// `ca_file` (PEM), the endpoint's certificate must chain to its certificates instead of the
-/// platform's roots.
-pub fn start(
-    url: &str,
-    refresh: Duration,
-    ca_file: Option<&std::path::Path>,
-) -> Result<Arc<JwksBoard>, JwksError> {
+/// the thread that refreshes it as `options` say and on request. The board holds the keys.
+pub fn start(url: &str, options: &EndpointOptions<'_>) -> Result<Arc<JwksBoard>, JwksError> {
     let fail = |reason: String| JwksError::Fetch {
         url: url.to_owned(),
         reason,
@@ -94,7 +103,7 @@ pub fn start(
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_millis(FETCH_TIMEOUT_MS));
-    if let Some(path) = ca_file {
+    if let Some(path) = options.ca_file {
         let shown = path.display();
         let pem = std::fs::read(path)
             .map_err(|error| fail(format!("cannot read the CA file {shown}: {error}")))?;
@@ -112,6 +121,7 @@ pub fn start(
     // runtime can start an agent; the start waits for its outcome.
     let (sender, outcome) = std::sync::mpsc::sync_channel(1);
     let owned = url.to_owned();
+    let timing = (options.refresh, options.backoff_min, options.backoff_max);
     std::thread::Builder::new()
         .name("sluice-jwks".to_owned())
         .spawn(move || {
@@ -151,7 +161,7 @@ pub fn start(
             if sender.send(Ok(board)).is_err() {
                 return;
             }
-            runtime.block_on(refresh_loop(weak, client, parsed, refresh));
+            runtime.block_on(refresh_loop(weak, client, parsed, timing));
         })
         .map_err(|error| fail(format!("cannot start the fetcher thread: {error}")))?;
     outcome
@@ -163,10 +173,8 @@ async fn refresh_loop(
     board: Weak<JwksBoard>,
     client: reqwest::Client,
     url: reqwest::Url,
-    refresh: Duration,
+    (refresh, backoff_min, backoff_max): (Duration, Duration, Duration),
 ) {
-    let backoff_min = Duration::from_millis(REFETCH_BACKOFF_MS_MIN);
-    let backoff_max = Duration::from_millis(REFETCH_BACKOFF_MS_MAX);
     let mut backoff = backoff_min;
     let mut last_fetch = Instant::now();
     let mut next_refresh = last_fetch + refresh;
