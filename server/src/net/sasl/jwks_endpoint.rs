@@ -24,7 +24,8 @@
 //! verify signatures is refused with a warning (and keeps the keys in use); at start it stops the
 //! start. Each fetch has a [`FETCH_TIMEOUT_MS`] deadline, and redirects are not followed.
 //!
-//! The thread ends within a second of the last validator holding the board being dropped.
+//! The thread ends within a second of the last validator holding the board being dropped (or
+//! when the fetch it is waiting for ends, at most [`FETCH_TIMEOUT_MS`] later).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};

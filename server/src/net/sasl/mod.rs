@@ -81,7 +81,7 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism: those of the default `sasl_mechanisms` first, then OAUTHBEARER (which
-    /// needs a JWKS file, so it is offered only when named).
+    /// needs a JWKS file or endpoint, so it is offered only when named).
     pub const ALL: [Mechanism; 4] = [
         Mechanism::Plain,
         Mechanism::Scram(ScramMechanism::Sha256),
