@@ -202,6 +202,26 @@ impl ClassicGroups {
         self.groups.keys().cloned()
     }
 
+    /// Answers every parked JoinGroup and SyncGroup with `error_code` (the agent is stopping:
+    /// a rebalance waiting on members would otherwise hold them until the connections' drain
+    /// timeout). The groups stay as they are; returns how many requests were answered.
+    pub fn release_waiters(&mut self, error_code: i16) -> usize {
+        let mut released = 0;
+        for slot in self.groups.values_mut() {
+            for member in slot.group.members.values_mut() {
+                if let Some(waiter) = member.join_waiter.take() {
+                    waiter.send(group::join_error(&member.id, error_code));
+                    released += 1;
+                }
+                if let Some(waiter) = member.sync_waiter.take() {
+                    waiter.send(group::sync_error(error_code));
+                    released += 1;
+                }
+            }
+        }
+        released
+    }
+
     /// Drops `group_id` from memory without marking it for a write: another agent coordinates
     /// it now, and what it stores must not be overwritten from here.
     pub fn abandon(&mut self, group_id: &str) {

@@ -318,6 +318,25 @@ impl GroupCore {
         }
     }
 
+    /// The agent is stopping: every JoinGroup and SyncGroup parked in a rebalance on this core is
+    /// answered NOT_COORDINATOR now, as Kafka's coordinator answers them when it resigns, so its
+    /// client looks the coordinator up again (another agent of a cluster, or this one once it is
+    /// back) instead of waiting out the connections' drain timeout.
+    pub fn release_parked_at_stop(&self) {
+        let released = self
+            .groups
+            .borrow_mut()
+            .classic
+            .release_waiters(error_code::NOT_COORDINATOR);
+        if released > 0 {
+            tracing::info!(
+                requests = released,
+                core = self.core_index,
+                "stopping: parked JoinGroup and SyncGroup requests answered NOT_COORDINATOR"
+            );
+        }
+    }
+
     pub fn heartbeat(&self, request: &HeartbeatRequest, version: i16) -> HeartbeatResponse {
         let response = self
             .groups

@@ -346,6 +346,9 @@ pub(super) async fn network_core<S: MetadataSource>(
         let stopped = async {
             let _ = stop.clone().await;
             stopping.set(true);
+            // A rebalance waiting on members must not hold their requests until the drain
+            // timeout: they are answered NOT_COORDINATOR and look the coordinator up again.
+            dispatcher.release_parked_group_requests();
             if let Some(clone) = &listener_for_shutdown {
                 let _ = socket2::SockRef::from(clone).shutdown(std::net::Shutdown::Both);
             }

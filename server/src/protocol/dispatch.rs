@@ -181,6 +181,18 @@ impl<S: MetadataSource> Dispatcher<S> {
             .ok_or(CloseReason::NoEngine(api_key))
     }
 
+    /// The agent is stopping: this core's parked group requests are answered now (see
+    /// [`crate::groups::GroupCore::release_parked_at_stop`]).
+    pub fn release_parked_group_requests(&self) {
+        if let Some(groups) = self
+            .services
+            .as_deref()
+            .and_then(|services| services.groups.as_deref())
+        {
+            groups.local().release_parked_at_stop();
+        }
+    }
+
     fn groups(
         &self,
         api_key: kafka_protocol::messages::ApiKey,

@@ -323,3 +323,69 @@ fn shutdown_answers_a_commit_for_a_group_another_core_owns() {
         answering.elapsed().as_secs_f64() * 1e3
     );
 }
+
+/// A JoinGroup parked in a rebalance (here: a new group's initial delay of a minute) is answered
+/// NOT_COORDINATOR when the agent stops, as Kafka's coordinator answers it when it resigns, so
+/// its client looks the coordinator up again instead of waiting out the drain timeout (10 s).
+#[test]
+fn shutdown_answers_a_parked_join_group_not_coordinator() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{
+        DescribeGroupsRequest, DescribeGroupsResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    const NOT_COORDINATOR: i16 = 16;
+
+    let mut agent = common::start_agent(|config| {
+        config.group_initial_rebalance_delay_ms = 60_000;
+    });
+    let addr = agent.addr();
+    let mut member = common::RawClient::connect(addr);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("parked")))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(60_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range")),
+        ]);
+    // v3: no MEMBER_ID_REQUIRED round; the join waits for the initial delay.
+    let correlation_id = member.send(ApiKey::JoinGroup, 3, &join);
+    // Parked once the group shows the member preparing a rebalance.
+    let mut admin = common::RawClient::connect(addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let described: DescribeGroupsResponse = admin.call(
+            ApiKey::DescribeGroups,
+            5,
+            &DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_static_str("parked"))]),
+        );
+        let group = &described.groups[0];
+        if group.group_state.as_str() == "PreparingRebalance" && group.members.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the join never parked: {group:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(admin);
+
+    let running = agent.agent.take().unwrap();
+    let stop_started = Instant::now();
+    let stopping = std::thread::spawn(move || running.shutdown());
+    let response: JoinGroupResponse = member.receive(ApiKey::JoinGroup, 3, correlation_id);
+    let answered_after = stop_started.elapsed();
+    assert_eq!(response.error_code, NOT_COORDINATOR);
+    assert!(
+        answered_after < Duration::from_secs(5),
+        "answered only after {answered_after:?}: the drain timeout, not the stop"
+    );
+    stopping.join().unwrap().unwrap();
+    println!(
+        "parked JoinGroup answered NOT_COORDINATOR {:.1} ms after the stop began",
+        answered_after.as_secs_f64() * 1e3
+    );
+}
