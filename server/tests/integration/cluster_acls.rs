@@ -9,12 +9,14 @@
 use std::time::{Duration, Instant};
 
 use crate::acls::{DENY, LITERAL, TOPIC, WRITE, create, creation, delete_filter};
-use crate::common::{RawClient, batch, create_topics_request, produce_request, produce_results};
+use crate::common::{
+    self, RawClient, batch, create_topics_request, produce_request, produce_results,
+};
 
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsResponse, DeleteAclsRequest, DeleteAclsResponse, ProduceResponse,
 };
-use sluice_server::{Agent, Config};
+use sluice_server::Agent;
 use sluice_tests::postgres::TestPostgres;
 
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
@@ -22,23 +24,10 @@ const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const ENFORCED_WITHIN: Duration = Duration::from_secs(20);
 
 fn start(url: &str, store_dir: &std::path::Path, agent_id: &str) -> (Agent, tempfile::TempDir) {
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".to_owned(),
-        cpus: Some(vec![0]),
-        io_memory_bytes: 64 * 1024,
-        data_dir: data_dir.path().to_owned(),
-        store: Some(format!("file://{}?fsync=false", store_dir.display())),
-        metadata: Some(url.to_owned()),
-        agent_id: Some(agent_id.to_owned()),
-        zone: agent_id.to_owned(),
-        lease_ms: 3_000,
-        auto_create_topics: false,
-        authorizer: Some("acl".to_owned()),
-        allow_everyone_if_no_acl_found: true,
-        ..Config::default()
-    };
-    (Agent::start(&config).unwrap(), data_dir)
+    common::start_cluster_agent(url, store_dir, agent_id, |config| {
+        config.authorizer = Some("acl".to_owned());
+        config.allow_everyone_if_no_acl_found = true;
+    })
 }
 
 /// The error code of one produce to `guarded` partition 0 through `client`.

@@ -10,9 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::RawClient;
+use crate::common::{self, RawClient};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
-use sluice_server::{Agent, Config};
+use sluice_server::Agent;
 use sluice_tests::postgres::TestPostgres;
 
 const LEASE_MS: u64 = 30_000;
@@ -20,21 +20,9 @@ const LEASE_MS: u64 = 30_000;
 const ANNOUNCED_WITHIN: Duration = Duration::from_secs(3);
 
 fn start(url: &str, store_dir: &std::path::Path, agent_id: &str) -> (Agent, tempfile::TempDir) {
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".to_owned(),
-        cpus: Some(vec![0]),
-        io_memory_bytes: 64 * 1024,
-        data_dir: data_dir.path().to_owned(),
-        store: Some(format!("file://{}?fsync=false", store_dir.display())),
-        metadata: Some(url.to_owned()),
-        agent_id: Some(agent_id.to_owned()),
-        zone: agent_id.to_owned(),
-        lease_ms: LEASE_MS,
-        auto_create_topics: false,
-        ..Config::default()
-    };
-    (Agent::start(&config).unwrap(), data_dir)
+    common::start_cluster_agent(url, store_dir, agent_id, |config| {
+        config.lease_ms = LEASE_MS;
+    })
 }
 
 fn broker_count(client: &mut RawClient) -> usize {

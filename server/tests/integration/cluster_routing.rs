@@ -35,22 +35,7 @@ const NOT_COORDINATOR: i16 = 16;
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn start(url: &str, store_dir: &std::path::Path, agent_id: &str) -> (Agent, tempfile::TempDir) {
-    let data_dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".to_owned(),
-        cpus: Some(vec![0]),
-        io_memory_bytes: 64 * 1024,
-        data_dir: data_dir.path().to_owned(),
-        store: Some(format!("file://{}?fsync=false", store_dir.display())),
-        metadata: Some(url.to_owned()),
-        agent_id: Some(agent_id.to_owned()),
-        zone: agent_id.to_owned(),
-        // Renewals (and member listings) every second.
-        lease_ms: 3_000,
-        auto_create_topics: false,
-        ..Config::default()
-    };
-    (Agent::start(&config).unwrap(), data_dir)
+    common::start_cluster_agent(url, store_dir, agent_id, |_| {})
 }
 
 /// Metadata for `topics` with `client_id` (the zone rides in it).

@@ -206,6 +206,34 @@ fn test_config(data_dir: &std::path::Path) -> Config {
     }
 }
 
+/// An agent of a cluster, in process: PostgreSQL at `url`, the directory store `store_dir`
+/// (shared by the cluster's agents), one core, agent id and zone `agent_id`, a 3 s lease, no
+/// auto-created topics; `configure` adjusts the rest. Returned with its data directory, which must
+/// live as long as it.
+pub fn start_cluster_agent(
+    url: &str,
+    store_dir: &std::path::Path,
+    agent_id: &str,
+    configure: impl FnOnce(&mut Config),
+) -> (Agent, tempfile::TempDir) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".to_owned(),
+        cpus: Some(vec![0]),
+        io_memory_bytes: 64 * 1024,
+        data_dir: data_dir.path().to_owned(),
+        store: Some(format!("file://{}?fsync=false", store_dir.display())),
+        metadata: Some(url.to_owned()),
+        agent_id: Some(agent_id.to_owned()),
+        zone: agent_id.to_owned(),
+        lease_ms: 3_000,
+        auto_create_topics: false,
+        ..Config::default()
+    };
+    configure(&mut config);
+    (Agent::start(&config).unwrap(), data_dir)
+}
+
 /// Starts an agent with one network core on CPU 0, an ephemeral port, and a fresh local store
 /// in a temporary directory.
 pub fn start_agent(configure: impl FnOnce(&mut Config)) -> TestAgent {
