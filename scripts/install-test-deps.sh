@@ -2,6 +2,17 @@
 # Installs what the test suite needs beyond the Rust toolchain. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# OpenSSL's headers and pkg-config: the load generator's librdkafka is built with TLS and SASL
+# against them (Cargo.toml, `rdkafka`). Debian 12 usually has both; a minimal image may not.
+if ! pkg-config --exists openssl 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config; } \
+            >/dev/null 2>&1 \
+            || echo "note: libssl-dev could not be installed with apt-get; building sluice-loadgen will name it" >&2
+    else
+        echo "note: OpenSSL headers are missing (apt-get install libssl-dev pkg-config); building sluice-loadgen needs them" >&2
+    fi
+fi
 # The object-store servers of the store conformance suite and the per-store end-to-end tests
 # (SeaweedFS, fake-gcs-server, Azurite) into target/store-servers/; s3s-fs is built by cargo.
 bash scripts/install-store-servers.sh

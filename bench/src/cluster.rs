@@ -174,6 +174,7 @@ pub fn start(
         settings,
         store_note: None,
         client_config: None,
+        librdkafka_properties: Vec::new(),
     })
 }
 

@@ -191,6 +191,9 @@ pub fn run_measured(
     std::fs::create_dir_all(run_dir)?;
     let mut command = Command::new(loadgen);
     command.args(args);
+    for property in &running.librdkafka_properties {
+        command.args(["--client-property", property]);
+    }
     let store_before = running
         .store_counters
         .as_ref()

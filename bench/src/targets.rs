@@ -40,9 +40,9 @@ pub const ALL: [&str; 13] = [
     "tansu",
 ];
 
-/// Targets whose clients must authenticate over TLS: only the `single-client` scenario (Kafka's
-/// Java tools, which take a client configuration file) can drive them; the load generator's
-/// librdkafka is built without TLS.
+/// Targets whose clients must authenticate over TLS: Kafka's Java tools (`single-client`) read
+/// the target's client configuration file, the load generator gets the same settings as librdkafka
+/// properties ([`Running::librdkafka_properties`]); scenarios with other clients refuse them.
 pub const NEEDS_CLIENT_CONFIG: [&str; 2] = ["sluice-file-tls-scram", "kafka-tls-scram"];
 
 /// Broker start-up limit (Kafka's JVM on a busy 2-core machine takes 10-20 s).
@@ -73,6 +73,9 @@ pub struct Running {
     pub store_note: Option<String>,
     /// A Java client configuration file (security settings) every client of this target needs.
     pub client_config: Option<PathBuf>,
+    /// The same security settings as librdkafka properties (`KEY=VALUE`), which the load
+    /// generator gives every client of this target (`--client-property`).
+    pub librdkafka_properties: Vec<String>,
 }
 
 impl Running {
@@ -342,6 +345,7 @@ fn start_sluice_local(
         settings,
         store_note: None,
         client_config: None,
+        librdkafka_properties: Vec::new(),
     })
 }
 
@@ -400,6 +404,7 @@ fn start_sluice_seaweedfs(
         settings,
         store_note: None,
         client_config: None,
+        librdkafka_properties: Vec::new(),
     })
 }
 
@@ -435,6 +440,7 @@ fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
             "external store: requests are not counted (not behind the harness proxy)".into(),
         ),
         client_config: None,
+        librdkafka_properties: Vec::new(),
     })
 }
 
@@ -471,6 +477,7 @@ fn start_sluice_file(env: &Env) -> Result<Running, StartError> {
         settings,
         store_note: Some("local-directory store: requests are not counted".into()),
         client_config: None,
+        librdkafka_properties: Vec::new(),
     })
 }
 
@@ -533,6 +540,7 @@ fn start_sluice_file_tls_scram(env: &Env) -> Result<Running, StartError> {
         settings,
         store_note: Some("local-directory store: requests are not counted".into()),
         client_config: Some(files.client_config),
+        librdkafka_properties: files.librdkafka,
     })
 }
 
@@ -543,6 +551,8 @@ struct TlsScramFiles {
     key_and_cert: PathBuf,
     users: PathBuf,
     client_config: PathBuf,
+    /// The client configuration's settings for librdkafka (the load generator's clients).
+    librdkafka: Vec<String>,
 }
 
 /// The user and password of the TLS+SCRAM targets.
@@ -560,6 +570,7 @@ fn write_tls_scram_files(dir: &Path) -> anyhow::Result<TlsScramFiles> {
         key_and_cert: dir.join("key-and-cert.pem"),
         users: dir.join("users.toml"),
         client_config: dir.join("client.properties"),
+        librdkafka: Vec::new(),
     };
     std::fs::write(&files.cert, certified.cert.pem())?;
     std::fs::write(&files.key, certified.signing_key.serialize_pem())?;
@@ -588,12 +599,29 @@ fn write_tls_scram_files(dir: &Path) -> anyhow::Result<TlsScramFiles> {
             files.cert.display()
         ),
     )?;
-    Ok(files)
+    let librdkafka = vec![
+        "security.protocol=SASL_SSL".to_owned(),
+        "sasl.mechanisms=SCRAM-SHA-512".to_owned(),
+        format!("sasl.username={USER}"),
+        format!("sasl.password={PASSWORD}"),
+        format!("ssl.ca.location={}", files.cert.display()),
+    ];
+    Ok(TlsScramFiles {
+        librdkafka,
+        ..files
+    })
 }
 
 fn start_kafka(env: &Env) -> Result<Running, StartError> {
     let (broker, launch, address) = spawn_kafka(env, "kafka", &[])?;
-    Ok(kafka_running(broker, launch, address, Map::new(), None))
+    Ok(kafka_running(
+        broker,
+        launch,
+        address,
+        Map::new(),
+        None,
+        Vec::new(),
+    ))
 }
 
 /// A running Kafka target: its clients on `address`, with `client_config` when they must log in.
@@ -603,6 +631,7 @@ fn kafka_running(
     address: SocketAddr,
     mut settings: Map<String, Value>,
     client_config: Option<PathBuf>,
+    librdkafka_properties: Vec<String>,
 ) -> Running {
     settings.insert(
         "broker".into(),
@@ -625,6 +654,7 @@ fn kafka_running(
         settings,
         store_note: Some("local disk: no object-store requests".into()),
         client_config,
+        librdkafka_properties,
     }
 }
 
@@ -693,6 +723,7 @@ fn start_kafka_tls_scram(env: &Env) -> Result<Running, StartError> {
         tls_address,
         settings,
         Some(files.client_config),
+        files.librdkafka,
     ))
 }
 
@@ -752,5 +783,6 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
         settings,
         store_note: None,
         client_config: None,
+        librdkafka_properties: Vec::new(),
     })
 }

@@ -91,6 +91,10 @@ pub struct Options {
     /// is reported as missing.
     #[arg(long, default_value_t = 1_800)]
     pub replay_timeout_s: u64,
+    /// librdkafka property key=value for every client (producer, consumer, admin), e.g. the
+    /// security settings of a TLS+SCRAM broker (repeatable); applied before the per-client ones.
+    #[arg(long = "client-property", value_name = "KEY=VALUE")]
+    pub client_properties: Vec<String>,
     /// Extra librdkafka producer property key=value (repeatable); applied last.
     #[arg(long = "producer-property", value_name = "KEY=VALUE")]
     pub producer_properties: Vec<String>,
@@ -238,6 +242,10 @@ pub struct Settings {
     pub drain_timeout_s: u64,
     /// Replay only: bound on reading the topic to its end.
     pub replay_timeout_s: u64,
+    /// Properties of every client (security settings: kept out of the summary, which would
+    /// otherwise hold a password).
+    #[serde(skip)]
+    pub client_properties: Vec<(String, String)>,
     /// Extra producer properties.
     pub producer_properties: Vec<(String, String)>,
     /// Extra consumer properties.
@@ -315,6 +323,7 @@ impl Options {
             seed: self.seed,
             drain_timeout_s: self.drain_timeout_s,
             replay_timeout_s: self.replay_timeout_s,
+            client_properties: parse_properties(&self.client_properties)?,
             producer_properties: parse_properties(&self.producer_properties)?,
             consumer_properties: parse_properties(&self.consumer_properties)?,
             key_spec: self.keys,
@@ -380,6 +389,8 @@ mod tests {
             "9",
             "--producer-property",
             "enable.idempotence=true",
+            "--client-property",
+            "security.protocol=SASL_SSL",
         ])
         .unwrap();
         let settings = options.validate().unwrap();
@@ -396,6 +407,10 @@ mod tests {
         assert_eq!(
             settings.producer_properties,
             vec![("enable.idempotence".to_owned(), "true".to_owned())]
+        );
+        assert_eq!(
+            settings.client_properties,
+            vec![("security.protocol".to_owned(), "SASL_SSL".to_owned())]
         );
         assert!((settings.mb_per_sec - 5_000.0 * 1_024.0 / BYTES_PER_MB).abs() < 1e-9);
     }

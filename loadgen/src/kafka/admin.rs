@@ -93,13 +93,16 @@ fn ready_topic(settings: &Settings, create: bool) -> Result<ReadyTopic, TopicErr
         topic: topic.to_owned(),
         source,
     };
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &settings.bootstrap)
         // Without this a metadata request for a missing topic makes a broker with
         // `auto.create.topics.enable` create it with its default partition count.
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .map_err(kafka)?;
+        .set("allow.auto.create.topics", "false");
+    for (key, value) in &settings.client_properties {
+        config.set(key, value);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create().map_err(kafka)?;
     let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
     // Created, or found to exist already: from then on only the leaders are waited for.
     let mut exists = !create;

@@ -226,7 +226,11 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
             "message.timeout.ms",
             (settings.drain_timeout_s.max(1) * 1_000).to_string(),
         );
-    for (key, value) in &settings.producer_properties {
+    for (key, value) in settings
+        .client_properties
+        .iter()
+        .chain(&settings.producer_properties)
+    {
         config.set(key, value);
     }
     config
@@ -244,7 +248,11 @@ pub fn consumer_config(settings: &Settings, run_id: u32) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
-    for (key, value) in &settings.consumer_properties {
+    for (key, value) in settings
+        .client_properties
+        .iter()
+        .chain(&settings.consumer_properties)
+    {
         config.set(key, value);
     }
     config
