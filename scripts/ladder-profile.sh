@@ -13,7 +13,8 @@
 # 499 Hz for 15 s from 10 s into the run (after the optional warm-up, WARM_MB below). Prints the load generator's summary line, the CPU seconds
 # of the broker over the run, and `perf report --sort comm` (each process's share of all samples;
 # idle shows as `swapper`). Output under /tmp/ladder-profile/TARGET-MB/; delete it afterwards.
-# Needs: cargo build --release -p sluice-server -p sluice-loadgen; java and the Kafka jars for
+# SLUICE_BIN=PATH runs another agent binary (an A/B of two builds). Needs: cargo build --release
+# -p sluice-server -p sluice-loadgen; java and the Kafka jars for
 # `kafka` (scripts/install-test-deps.sh); perf.
 set -u
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ case "$TARGET" in
       TLS=(--tls-listen 127.0.0.1:$TLS_PORT --tls-cert-file "$D/cert.pem" --tls-key-file "$D/key.pem"
            --tls-listen-sasl true --sasl-users-file "$D/users.toml")
     fi
-    ./target/release/sluice serve --listen 127.0.0.1:$PORT --data-dir "$D/data" --store "file://$D/store" \
+    "${SLUICE_BIN:-./target/release/sluice}" serve --listen 127.0.0.1:$PORT --data-dir "$D/data" --store "file://$D/store" \
         --default-partitions 1 "${TLS[@]}" > "$D/broker.log" 2>&1 &
     PID=$! ;;
   kafka)
@@ -70,7 +71,7 @@ PERF=$!
     --out "$D/loadgen" > "$D/loadgen.log" 2>&1
 t1=$(awk '{print $14+$15}' /proc/$PID/stat)
 wait $PERF
-echo "$TARGET @ $MB MB/s: broker CPU $(( (t1 - t0) / 100 )) s over the run, load $(cut -d' ' -f1 /proc/loadavg)"
+echo "$TARGET @ $MB MB/s: broker CPU $(awk "BEGIN{print ($t1 - $t0) / 100}") s over the run, load $(cut -d' ' -f1 /proc/loadavg)"
 grep -E 'throughput|produce latency|end-to-end latency' "$D/loadgen.log"
 kill $PID; wait $PID 2>/dev/null
 rm -rf "$D/store" "$D/data" "$D/kafka"

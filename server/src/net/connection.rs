@@ -68,11 +68,17 @@ use super::request_order::{InflightRequests, RequestKind};
 use crate::auth::ConnectionAuth;
 use crate::metadata_source::MetadataSource;
 use crate::metrics::CoreSlot;
-use crate::protocol::frame::{FrameError, size_prefix, split_frame};
+use crate::protocol::frame::{FrameError, frame_rest, size_prefix, split_frame};
 use crate::protocol::{Dispatcher, ProduceOrder, SegmentsOutcome};
 
 /// Bytes asked of the socket per read.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Room reserved for the rest of a frame being read: at most this many times the bytes the
+/// client has already sent. A large frame's buffer then grows once or twice instead of doubling
+/// (each growth copies what arrived: over a TLS connection, whose reads return 16 KiB records,
+/// that copying was about half of the network core's `memmove`), while four bytes from a client
+/// still cannot make the agent allocate the size they announce.
+const FRAME_RESERVE_FACTOR: usize = 16;
 /// Gathered responses are written out once they reach this size.
 pub const RESPONSE_BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// Slices handed to one vectored write (Linux's `IOV_MAX`).
@@ -359,6 +365,10 @@ where
             continue;
         }
         let filled = input.len();
+        let frame_room = frame_rest(&input, request_bytes_max).map_or(0, |rest| {
+            rest.min(filled.saturating_mul(FRAME_RESERVE_FACTOR))
+        });
+        input.reserve(frame_room.max(READ_CHUNK_BYTES));
         input.resize(filled + READ_CHUNK_BYTES, 0);
         let read = match input.get_mut(filled..) {
             Some(free) => {

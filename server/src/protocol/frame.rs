@@ -52,6 +52,17 @@ pub fn split_frame(
     Ok(Some(buffer.split_to(frame_bytes).freeze()))
 }
 
+/// The bytes still to arrive of the frame at the front of `buffer`, once its size prefix has
+/// arrived and announces an acceptable size (`None` before that, or when [`split_frame`] will
+/// refuse the frame). The connection reserves room for them as they come, so a large frame is
+/// not copied again each time its buffer grows.
+pub fn frame_rest(buffer: &[u8], request_bytes_max: u32) -> Option<usize> {
+    let prefix = buffer.first_chunk::<FRAME_SIZE_PREFIX_BYTES>()?;
+    let size_bytes = u32::try_from(i32::from_be_bytes(*prefix)).ok()?;
+    (size_bytes <= request_bytes_max)
+        .then(|| (FRAME_SIZE_PREFIX_BYTES + size_bytes as usize).saturating_sub(buffer.len()))
+}
+
 /// The size prefix for a message body of `body_bytes`, or `None` if it cannot be framed.
 pub fn size_prefix(body_bytes: usize) -> Option<[u8; FRAME_SIZE_PREFIX_BYTES]> {
     i32::try_from(body_bytes).ok().map(i32::to_be_bytes)
@@ -61,6 +72,31 @@ pub fn size_prefix(body_bytes: usize) -> Option<[u8; FRAME_SIZE_PREFIX_BYTES]> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_rest_counts_what_is_still_to_arrive() {
+        let mut buffer = 100i32.to_be_bytes().to_vec();
+        assert_eq!(frame_rest(&buffer[..3], 1_000), None, "no prefix yet");
+        assert_eq!(frame_rest(&buffer, 1_000), Some(100));
+        buffer.extend_from_slice(&[0; 60]);
+        assert_eq!(frame_rest(&buffer, 1_000), Some(40));
+        buffer.extend_from_slice(&[0; 50]);
+        assert_eq!(
+            frame_rest(&buffer, 1_000),
+            Some(0),
+            "the next frame's bytes too"
+        );
+        assert_eq!(
+            frame_rest(&100i32.to_be_bytes(), 99),
+            None,
+            "too large: refused"
+        );
+        assert_eq!(
+            frame_rest(&(-1i32).to_be_bytes(), 1_000),
+            None,
+            "negative: refused"
+        );
+    }
 
     fn framed(bodies: &[&[u8]]) -> BytesMut {
         let mut buffer = BytesMut::new();
