@@ -606,6 +606,23 @@ settings! {
     /// it stops accepting writes when it runs out. Only with `metadata`.
     #[setting(value = "MS", help = "The agent's lease in the cluster")]
     lease_ms: u64 = 10_000,
+    /// Notify the other agents of each commit and of joins through PostgreSQL's `NOTIFY`, and
+    /// listen for theirs: they learn of a commit within milliseconds. `false` for PG-wire
+    /// databases without `LISTEN`/`NOTIFY` (CockroachDB, YugabyteDB): agents then learn of
+    /// commits at `metadata_poll_interval_ms` and of joins at their lease renewals. Only with
+    /// `metadata`.
+    #[setting(value = "BOOL", help = "LISTEN/NOTIFY between the cluster's agents")]
+    metadata_notify: bool = true,
+    /// How often an agent reads the cluster's newest commit position even without a
+    /// notification: the safety net for a missed one, and the only way commits are learned
+    /// with `metadata_notify = false`. Only with `metadata`.
+    #[setting(
+        value = "MS",
+        help = "How often the cluster's head is read without a notification",
+        min = 1,
+        max = 60_000
+    )]
+    metadata_poll_interval_ms: u64 = 1_000,
 
     toml_only {
         /// Per-listener settings, TOML only: a table `[listener_name.NAME]` (Kafka's

@@ -297,6 +297,8 @@ mod tests {
             checkpoints_retained: 24,
             cluster_name: "sluice".to_owned(),
             lease_ms: 10_000,
+            metadata_notify: true,
+            metadata_poll_interval_ms: 1_000,
         };
         assert_eq!(config, expected);
     }

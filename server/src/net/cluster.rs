@@ -36,6 +36,16 @@ pub(super) fn agent_id(config: &Config, broker: &BrokerIdentity) -> String {
         .unwrap_or_else(|| format!("{}:{}", broker.host, broker.port))
 }
 
+/// The sequencer's settings from the agent's: the sequencer's defaults, with what the agent's
+/// configuration sets (`metadata_notify`, `metadata_poll_interval_ms`).
+fn sequencer_config(config: &Config, url: &str) -> SequencerConfig {
+    SequencerConfig {
+        notify: config.metadata_notify,
+        poll_interval_ms: config.metadata_poll_interval_ms,
+        ..SequencerConfig::new(url, config.cluster_name.clone())
+    }
+}
+
 /// Connects to the cluster's database (creating its tables and cluster row if missing).
 /// `broker` is the first listener's identity (the registration's one address, which agents of
 /// older versions read); `listeners` every listener's advertised address, announced as roles so
@@ -59,7 +69,7 @@ pub(super) fn connect(
         zone: config.zone.clone(),
         roles,
     };
-    let sequencer_config = SequencerConfig::new(url, config.cluster_name.clone());
+    let sequencer_config = sequencer_config(config, url);
     let sequencer =
         SequencerClient::connect(sequencer_config).map_err(|error| AgentError::MetadataLog {
             message: format!("cannot connect to the cluster's metadata database: {error}"),
@@ -139,5 +149,29 @@ impl ClusterStart {
             .await
             .map_err(|error| format!("cannot open the cluster's log: {error}"))?;
         Ok((log, recovery, (self.membership, lease)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agents_notify_and_poll_settings_reach_the_sequencer() {
+        let defaults = sequencer_config(&Config::default(), "postgres://db/sluice");
+        assert!(defaults.notify);
+        assert_eq!(defaults.poll_interval_ms, 1_000);
+        assert_eq!(defaults.cluster_name, "sluice");
+        let config = Config {
+            metadata_notify: false,
+            metadata_poll_interval_ms: 50,
+            cluster_name: "payments".to_owned(),
+            ..Config::default()
+        };
+        let sequencer = sequencer_config(&config, "postgres://db/sluice");
+        assert!(!sequencer.notify);
+        assert_eq!(sequencer.poll_interval_ms, 50);
+        assert_eq!(sequencer.cluster_name, "payments");
+        assert_eq!(sequencer.url, "postgres://db/sluice");
     }
 }

@@ -11,6 +11,7 @@ mod binary;
 mod cluster_acls;
 mod cluster_joins;
 mod cluster_listeners;
+mod cluster_poll_only;
 mod cluster_postgres_tls;
 mod cluster_routing;
 mod common;
