@@ -13,25 +13,36 @@
 //!
 //! # Why a record cannot land after the grace
 //!
-//! Every writer holds two local deadlines, on its monotonic clock, and sends a window's record
-//! only before both (`SequencedLog::append` checks them after the PUT, right before the append):
+//! A window's record is committed only while two deadlines hold, and the database enforces both
+//! when it commits, by its own clock, in the append's own statement (`SequencedLog::append`
+//! sends it fenced, [`crate::sequencer::Fence`]):
 //!
-//! - **the lease** (`valid_until`, never later than the database's expiry), and
-//! - **the record deadline**: one lease (`lease_ms`) after the window's PUT *started*.
+//! - **the lease**: the writer's registration, of the same incarnation, still has an unexpired
+//!   lease (`lease_expires_at > now()`), and
+//! - **the record deadline**: one lease (`lease_ms`) after the window's PUT *started*, on the
+//!   writer's monotonic clock, mapped to the database's clock through the writer's lease
+//!   (`expires_at - (valid_until - send_by)`, values fixed before the send). The mapped deadline
+//!   is never before the local one, and at most one renewal's one-way delay — at most
+//!   `operation_timeout_ms` — after it.
 //!
-//! An append that was sent ends within the sequencer's `operation_timeout_ms` on the agent's
-//! side, and the database runs it for at most `statement_timeout` (set to the same value on every
-//! sequencer connection), so a record sent at `s` is in the log by `s + 2 × operation_timeout_ms`
-//! or never. Hence [`DataGcConfig::record_grace_ms`] = `lease_ms + 2 × operation_timeout_ms`, and
-//! an unreferenced object becomes garbage on either of two facts the collector observes:
+//! The writer checks both locally too, right before it sends (the fast path: it sends nothing
+//! doomed). Those checks alone would not do: a writer paused between its check and the send (a
+//! stopped process, a stalled core) could send any time later. The database's check does not
+//! depend on when the bytes leave. Its `now()` is the time the append's transaction started, and
+//! it runs the statement for at most `statement_timeout` (`operation_timeout_ms`, set on every
+//! sequencer connection), so a record is committed by its PUT's start + `lease_ms` +
+//! `operation_timeout_ms` (the mapping's slack) + `operation_timeout_ms` (the statement), or
+//! never. Hence [`DataGcConfig::record_grace_ms`] = `lease_ms + 2 × operation_timeout_ms`, and an
+//! unreferenced object becomes garbage on either of two facts the collector observes:
 //!
 //! - **Settled:** the collector first listed it unreferenced at least the grace ago. It existed
-//!   then, so its PUT had started earlier; its record was sent before that start plus one lease
-//!   (the record deadline), or never, and has landed by now or never will.
+//!   then, so its PUT had started earlier; a record naming it was committed by that start plus
+//!   the grace, or never will be.
 //! - **Writer gone:** its token has been missing from the live agents for at least the grace. An
 //!   incarnation missing from `live_agents()` (expired, superseded by a restart, deregistered)
-//!   cannot renew any more, so every renewal it made came before that listing and its lease's
-//!   local deadline falls within one lease after it; it sends nothing after that deadline.
+//!   holds no unexpired lease in the database from that listing on (a renewal needs one, a new
+//!   registration is a new incarnation), so every append of it whose transaction starts later is
+//!   refused, and one that started before commits within `statement_timeout` or never.
 //!
 //! Either way the collector then reads the sequencer's head and compares against a state that has
 //! applied at least up to it: every record that could ever name the object is in that state, so

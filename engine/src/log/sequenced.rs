@@ -23,9 +23,18 @@
 //! A window is appended at most once: an append whose outcome is unknown is *not* retried (its
 //! produces fail with a retriable error, as after a timeout in Kafka), so a record can never reach
 //! the log twice, and one that lands late is applied like any other. An agent's lease (the owner's
-//! lease loop, [`SequencedLog::stop`]) is its licence to append: once lost, appends fail —
-//! windows in flight too, even after their PUT — until the agent registers again and
-//! [`SequencedLog::rejoin`]s as a new incarnation with a new token, as a restart would.
+//! lease loop, [`SequencedLog::hold_lease`], [`SequencedLog::stop`]) is its licence to append:
+//! once lost, appends fail — windows in flight too, even after their PUT — until the agent
+//! registers again and [`SequencedLog::rejoin`]s as a new incarnation with a new token, as a
+//! restart would.
+//!
+//! The licence is checked twice. Locally, right before a record is sent: the lease's local
+//! deadline and the window's record deadline (the fast path, which sends nothing doomed). And by
+//! the database, in the append's own statement ([`crate::sequencer::Fence`]): the incarnation
+//! still holds an unexpired lease, and the record deadline — mapped to the database's clock
+//! through the lease — has not passed. A process paused between the two (a stop, a stalled core)
+//! is refused at commit, and nothing of its window is committed. A log that never held a lease
+//! (tests without membership) appends unfenced.
 //!
 //! # Checkpoints
 //!
@@ -56,7 +65,7 @@ use crate::format::{EntryHeader, EntryKind, ObjectBuilder};
 use crate::metadata::{
     EntryMeta, EntryOutcome, Event, MetadataState, decode_commands, encode_commands,
 };
-use crate::sequencer::{SequencerClient, SequencerError};
+use crate::sequencer::{Fence, Lease, SequencerClient, SequencerError};
 use crate::store::ObjectStorage;
 use crate::types::{
     AGENT_OBJECT_DIR, AGENT_OBJECT_TOKEN_MAX, LOG_DIR, LogSeq, agent_object_id, agent_object_parts,
@@ -170,12 +179,17 @@ pub struct SequencedLog {
     /// another incarnation's object (a token collision), never ours.
     nonce: u64,
     inner: RefCell<Inner>,
-    /// The lease's local deadline (the owner's lease loop moves it): no append starts after it,
-    /// even before the loop has found the lease lost (a process paused past its lease resumes
-    /// with requests queued).
-    lease_valid_until: Cell<Option<Instant>>,
+    /// The lease this incarnation appends under (the owner's lease loop renews it). No append
+    /// starts after its local deadline, even before the loop has found the lease lost (a process
+    /// paused past its lease resumes with requests queued), and every record is fenced by it in
+    /// the database. `None` until the first is held: appends are then unfenced. (Boxed: the
+    /// log is a variant of `AgentLog`, whose other variant is smaller.)
+    lease: RefCell<Option<Box<Lease>>>,
     /// Records are sent in the order their windows were started ([`SendOrder`]).
     send_order: SendOrder,
+    /// A test's gate between a window's last local check and its send (`hold_next_send`).
+    #[cfg(test)]
+    before_send: RefCell<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
 }
 
 impl SequencedLog {
@@ -225,8 +239,10 @@ impl SequencedLog {
             token: Cell::new(writer.token & AGENT_OBJECT_TOKEN_MAX),
             record_deadline: Cell::new(std::time::Duration::from_millis(writer.record_deadline_ms)),
             nonce: random.1,
-            lease_valid_until: Cell::new(None),
+            lease: RefCell::new(None),
             send_order: SendOrder::default(),
+            #[cfg(test)]
+            before_send: RefCell::new(None),
             inner: RefCell::new(Inner {
                 state,
                 applied: checkpoint_position,
@@ -372,8 +388,7 @@ impl SequencedLog {
     /// head. May be called concurrently from tasks on the same thread.
     pub async fn append(&self, content: EntryContent) -> Result<AppendOutcome, LogError> {
         if self
-            .lease_valid_until
-            .get()
+            .lease_valid_until()
             .is_some_and(|until| Instant::now() >= until)
         {
             return Err(LogError::Broken {
@@ -454,7 +469,8 @@ impl SequencedLog {
         turn.wait().await;
         // The two deadlines garbage collection of `data/` counts on (`super::data_gc`): no record
         // is sent after the lease's local deadline, nor later than one record deadline after its
-        // object's PUT started. Checked here, after the PUT, which may have taken a while.
+        // object's PUT started. Checked here, after the PUT, which may have taken a while (the
+        // fast path: the database checks both again when it commits, below).
         // And the incarnation that started it must still be the one appending: a window whose
         // lease was lost during its PUT (the log stopped, perhaps rejoined as a new incarnation
         // since) is never sent, whatever the new lease's deadline says.
@@ -465,12 +481,10 @@ impl SequencedLog {
             });
         }
         let now = Instant::now();
-        let past_lease = self
-            .lease_valid_until
-            .get()
-            .is_some_and(|until| now >= until);
+        let past_lease = self.lease_valid_until().is_some_and(|until| now >= until);
         let record_deadline = self.record_deadline.get();
-        if past_lease || now >= upload_started + record_deadline {
+        let send_by = upload_started + record_deadline;
+        if past_lease || now >= send_by {
             self.forget_waiter(token, counter);
             return Err(LogError::Broken {
                 reason: if past_lease {
@@ -483,13 +497,36 @@ impl SequencedLog {
                 },
             });
         }
-        let appended = self.sequencer.append(vec![record]).await;
+        // The same two deadlines, checked again by the database when it commits (see
+        // `Fence::for_send_by`): a pause from here until the bytes leave — a stopped process, a
+        // stalled core — cannot make the record land late. The fence is made of values fixed
+        // here (the lease this incarnation holds, `send_by`), never of the time left, which a
+        // pause would stretch.
+        let fence = match self.fence(send_by) {
+            Ok(fence) => fence,
+            Err(error) => {
+                self.forget_waiter(token, counter);
+                return Err(sequencer_error(error));
+            }
+        };
+        #[cfg(test)]
+        self.test_before_send().await;
+        let appended = match fence {
+            Some(fence) => self.sequencer.append_fenced(vec![record], fence).await,
+            None => self.sequencer.append(vec![record]).await,
+        };
         // The next window's record may go: this one has its position (or will never have one).
         drop(turn);
         if let Err(error) = appended {
             // Not retried: a second copy of the record could land beside the first. If this one
             // lands after all, every agent applies it like any other; its produces were failed.
             self.forget_waiter(token, counter);
+            // The database says the lease is gone: no later window of this incarnation can be
+            // committed either. The owner's lease loop finds the same at its next renewal and
+            // rejoins.
+            if matches!(error, SequencerError::LeaseLost { .. }) && self.token.get() == token {
+                self.stop(format!("lease lost: {error}"));
+            }
             return Err(sequencer_error(error));
         }
         match receiver.await {
@@ -498,6 +535,26 @@ impl SequencedLog {
                 reason: "window dropped before its record was applied".to_owned(),
             }),
         }
+    }
+
+    /// The local deadline of the lease held, if one is.
+    fn lease_valid_until(&self) -> Option<Instant> {
+        self.lease
+            .borrow()
+            .as_ref()
+            .map(|lease| lease.valid_until.into_std())
+    }
+
+    /// What the database must still find true when it commits a record that must be sent before
+    /// `send_by`: the lease held, and `send_by` on the database's clock. `None` only while no
+    /// lease was ever held (a log a test drives without membership; an agent holds its lease
+    /// before its first window, [`SequencedLog::hold_lease`]).
+    fn fence(&self, send_by: Instant) -> Result<Option<Fence>, SequencerError> {
+        self.lease
+            .borrow()
+            .as_ref()
+            .map(|lease| Fence::for_send_by(lease, send_by))
+            .transpose()
     }
 
     /// Drops the waiter of window `counter` of the incarnation of `token`, if that incarnation is
@@ -529,7 +586,8 @@ impl SequencedLog {
 
     /// After [`SequencedLog::stop`] (a lost lease): starts appending again as a new incarnation,
     /// as a restart would. The caller has registered again (a new incarnation and lease,
-    /// announcing `writer`'s token) and passes the new lease's local deadline; `writer` must name
+    /// announcing `writer`'s token) and passes the new lease, held from then on as
+    /// [`SequencedLog::hold_lease`] holds it; `writer` must name
     /// a token of its own, chosen with an empty folder ([`SequencedWriter::choose`]): the
     /// collector may already time the old token as gone.
     ///
@@ -542,13 +600,9 @@ impl SequencedLog {
     /// Fails, and appends stay stopped, when the log was not stopped, when the token is the old
     /// one, when catching up fails, or when the new lease ran out meanwhile. The caller may try
     /// again.
-    pub async fn rejoin(
-        &self,
-        writer: SequencedWriter,
-        valid_until: Instant,
-    ) -> Result<u64, LogError> {
+    pub async fn rejoin(&self, writer: SequencedWriter, lease: &Lease) -> Result<u64, LogError> {
         let rejoined = self
-            .rejoin_with(writer, valid_until, &mut |_| {}, &mut |_, _| {})
+            .rejoin_with(writer, lease, &mut |_| {}, &mut |_, _| {})
             .await?;
         Ok(rejoined.records_applied)
     }
@@ -566,7 +620,7 @@ impl SequencedLog {
     pub async fn rejoin_with(
         &self,
         writer: SequencedWriter,
-        valid_until: Instant,
+        lease: &Lease,
         on_other: &mut dyn FnMut(&[Event]),
         on_reload: &mut dyn FnMut(u64, &MetadataState),
     ) -> Result<SequencedRejoin, LogError> {
@@ -583,7 +637,7 @@ impl SequencedLog {
         }
         let (records_applied, checkpoint_reloaded) =
             self.catch_up_reloading(on_other, on_reload).await?;
-        if Instant::now() >= valid_until {
+        if Instant::now() >= lease.valid_until.into_std() {
             return Err(LogError::Broken {
                 reason: "the new lease ran out while catching up".to_owned(),
             });
@@ -597,7 +651,7 @@ impl SequencedLog {
         self.token.set(token);
         self.record_deadline
             .set(std::time::Duration::from_millis(writer.record_deadline_ms));
-        self.lease_valid_until.set(Some(valid_until));
+        *self.lease.borrow_mut() = Some(Box::new(lease.clone()));
         Ok(SequencedRejoin {
             records_applied,
             checkpoint_reloaded,
@@ -691,9 +745,11 @@ impl SequencedLog {
         Ok(Some(position))
     }
 
-    /// Appends start only before `until` (the lease's `valid_until`), until the next call.
-    pub fn hold_lease_until(&self, until: Instant) {
-        self.lease_valid_until.set(Some(until));
+    /// Appends as the holder of `lease` (the owner's lease loop passes every renewal): they start
+    /// only before its local deadline (`valid_until`), and each is fenced by it in the database
+    /// ([`Fence`]), until the next call.
+    pub fn hold_lease(&self, lease: &Lease) {
+        *self.lease.borrow_mut() = Some(Box::new(lease.clone()));
     }
 
     /// Stops appending (a lost lease): every append waiting and every later one fails, and a
@@ -793,6 +849,26 @@ impl SequencedLog {
         Ok(Some(LogSeq(position)))
     }
 }
+
+#[cfg(test)]
+impl SequencedLog {
+    /// Holds the next window that passes its local checks right before its send, as a process
+    /// paused there would be: `entered` fires then, and the send waits for `release`.
+    fn hold_next_send(&self, entered: oneshot::Sender<()>, release: oneshot::Receiver<()>) {
+        *self.before_send.borrow_mut() = Some((entered, release));
+    }
+
+    async fn test_before_send(&self) {
+        let gate = self.before_send.borrow_mut().take();
+        if let Some((entered, release)) = gate {
+            let _ = entered.send(());
+            let _ = release.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
 
 impl Inner {
     fn note_put_ms(&mut self, put_ms: f64) {

@@ -16,7 +16,9 @@ use futures::channel::oneshot;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{AgentInfo, AgentRegistration, Lease, PgSequencer, SequencerConfig, SequencerError};
+use super::{
+    AgentInfo, AgentRegistration, Fence, Lease, PgSequencer, SequencerConfig, SequencerError,
+};
 
 /// A [`PgSequencer`] on its own tokio runtime, callable from any executor. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -88,6 +90,16 @@ impl SequencerClient {
     /// See [`PgSequencer::append`].
     pub async fn append(&self, records: Vec<Bytes>) -> Result<Range<u64>, SequencerError> {
         self.call(async move |sequencer| sequencer.append(records).await)
+            .await
+    }
+
+    /// See [`PgSequencer::append_fenced`].
+    pub async fn append_fenced(
+        &self,
+        records: Vec<Bytes>,
+        fence: Fence,
+    ) -> Result<Range<u64>, SequencerError> {
+        self.call(async move |sequencer| sequencer.append_fenced(records, &fence).await)
             .await
     }
 

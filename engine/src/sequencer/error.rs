@@ -63,6 +63,14 @@ pub enum SequencerError {
     /// the agent must stop serving and register again.
     #[error("lease of agent {agent_id} (incarnation {incarnation}) is no longer held")]
     LeaseLost { agent_id: String, incarnation: u64 },
+    /// A fenced append reached the database at or after its record deadline, by the database's
+    /// clock ([`super::Fence`]): it was refused, nothing was committed and the counter did not
+    /// move. The same record can never be appended in time any more; the window fails.
+    #[error(
+        "append of agent {agent_id} (incarnation {incarnation}) refused: its record deadline had \
+         passed by the database's clock; nothing was committed"
+    )]
+    RecordDeadlinePassed { agent_id: String, incarnation: u64 },
     /// The stored state contradicts the sequencer's invariants (a gap inside the log, a missing
     /// cluster row, an unparseable cluster id). Never retried, never papered over.
     #[error("inconsistent sequencer state: {reason}")]
@@ -89,6 +97,7 @@ impl SequencerError {
             | SequencerError::Truncated { .. }
             | SequencerError::BeyondHead { .. }
             | SequencerError::LeaseLost { .. }
+            | SequencerError::RecordDeadlinePassed { .. }
             | SequencerError::Inconsistent { .. }
             | SequencerError::Tls { .. }
             | SequencerError::Config { .. } => ErrorKind::Fatal,

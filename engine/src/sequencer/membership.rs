@@ -48,6 +48,60 @@ pub struct Lease {
     pub valid_until: Instant,
 }
 
+/// What the database checks when it commits an agent's append ([`PgSequencer::append_fenced`]),
+/// in the append's own statement: the registration of `agent_id` at `incarnation` still holds an
+/// unexpired lease, and the database's clock has not reached `deadline`. Otherwise nothing is
+/// committed. The local checks an agent makes before sending stay the fast path; this is the check
+/// a pause between them and the send cannot slip past (`docs/cluster.md`, "The fence at commit").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub agent_id: String,
+    pub incarnation: u64,
+    /// The record deadline by the database's clock.
+    pub deadline: SystemTime,
+}
+
+impl Fence {
+    /// The fence of a record that must be sent before `send_by` (this process's monotonic clock),
+    /// appended under `lease`: the local deadline mapped to the database's clock through the
+    /// lease's pair of expiries, `lease.expires_at - (lease.valid_until - send_by)`. Computed from
+    /// values fixed before the send — never from "now plus what is left", which a pause between
+    /// the computation and the send would stretch.
+    ///
+    /// Why the mapping is safe. The lease was taken by a request sent at local `t` (so
+    /// `valid_until = t + lease`), which the database ran at its time `T` (so `expires_at = T +
+    /// lease`) at some local instant `t + d`: `d` is the request's one-way delay, at least 0 (the
+    /// database ran it after it was sent) and at most `operation_timeout_ms` (a renewal answered
+    /// later is not used). The mapped deadline is `T + (send_by - t)`, which is the database's
+    /// time at local `send_by + d`. So the database refuses the append from local `send_by + d`
+    /// on: never before the local deadline (no append the local check lets through is refused
+    /// for time, clock rate drift aside), and at most one renewal's one-way delay after it.
+    pub fn for_send_by(
+        lease: &Lease,
+        send_by: std::time::Instant,
+    ) -> Result<Fence, SequencerError> {
+        let valid_until = lease.valid_until.into_std();
+        let deadline = if send_by <= valid_until {
+            lease.expires_at.checked_sub(valid_until - send_by)
+        } else {
+            lease.expires_at.checked_add(send_by - valid_until)
+        };
+        let Some(deadline) = deadline else {
+            return Err(SequencerError::InvalidInput {
+                reason: format!(
+                    "a record deadline {:?} from the lease's local expiry is outside the clock's range",
+                    send_by.saturating_duration_since(valid_until)
+                ),
+            });
+        };
+        Ok(Fence {
+            agent_id: lease.agent_id.clone(),
+            incarnation: lease.incarnation,
+            deadline,
+        })
+    }
+}
+
 /// A live agent, as the database lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentInfo {
@@ -298,4 +352,42 @@ fn validate_registration(agent: &AgentRegistration) -> Result<(), SequencerError
         field("role", role, ROLE_BYTES_MAX, false)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn lease() -> Lease {
+        Lease {
+            agent_id: "a".to_owned(),
+            incarnation: 3,
+            expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+            valid_until: Instant::now() + Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn a_local_deadline_maps_through_the_lease_pair() {
+        let lease = lease();
+        let valid_until = lease.valid_until.into_std();
+        let before =
+            Fence::for_send_by(&lease, valid_until - Duration::from_millis(2_500)).unwrap();
+        assert_eq!(
+            before,
+            Fence {
+                agent_id: "a".to_owned(),
+                incarnation: 3,
+                deadline: lease.expires_at - Duration::from_millis(2_500),
+            }
+        );
+        let after = Fence::for_send_by(&lease, valid_until + Duration::from_millis(700)).unwrap();
+        assert_eq!(
+            after.deadline,
+            lease.expires_at + Duration::from_millis(700)
+        );
+        let at = Fence::for_send_by(&lease, valid_until).unwrap();
+        assert_eq!(at.deadline, lease.expires_at);
+    }
 }

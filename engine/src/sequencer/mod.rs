@@ -42,6 +42,12 @@
 //! until it registers again. The cluster id is a random UUID stored once, on the first connect of
 //! a cluster name, and read back by everyone after.
 //!
+//! An agent's appends are fenced by its lease at commit ([`PgSequencer::append_fenced`]): the
+//! append statement itself checks that the agent's registration (same incarnation) still holds an
+//! unexpired lease and that the record's deadline, mapped to the database's clock ([`Fence`]),
+//! has not passed — both by the database's `now()`, so a process paused between its own checks
+//! and the send cannot commit late. A refused append commits nothing and says which check failed.
+//!
 //! # Failures
 //!
 //! Every call runs under `operation_timeout_ms`. A lost connection is
@@ -62,7 +68,7 @@ mod tls;
 
 pub use bridge::SequencerClient;
 pub use error::{ErrorKind, SequencerError};
-pub use membership::{AgentInfo, AgentRegistration, Lease};
+pub use membership::{AgentInfo, AgentRegistration, Fence, Lease};
 pub use postgres::PgSequencer;
 
 use std::sync::Arc;

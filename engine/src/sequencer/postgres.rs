@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::error::SequencerError;
 use super::session::{Connector, HeadWatch, Session};
-use super::{SequencerConfig, is_valid_cluster_name, sql};
+use super::{Fence, SequencerConfig, is_valid_cluster_name, sql};
 
 /// Attempts at creating the schema when concurrent first connects race on `CREATE TABLE IF NOT
 /// EXISTS` (PostgreSQL can answer one of them with a unique violation on its catalog).
@@ -207,7 +207,33 @@ impl PgSequencer {
     /// positions follow commit order and the log has no gaps: every position below the returned
     /// range's end is committed. On [`super::ErrorKind::OutcomeUnknown`] the records may or may not
     /// be in the log.
+    ///
+    /// Unfenced: for appenders that hold no lease (tests, the bench's simulated agents). An
+    /// agent appends with [`Self::append_fenced`].
     pub async fn append(&self, records: Vec<Bytes>) -> Result<Range<u64>, SequencerError> {
+        self.append_checked(records, None).await
+    }
+
+    /// [`Self::append`], committed only if `fence` still holds when the database runs it: the
+    /// registration of `fence.agent_id` at `fence.incarnation` holds an unexpired lease and the
+    /// database's `now()` is before `fence.deadline`, checked in the append's own statement (one
+    /// lookup by `sluice_agents`' primary key). Otherwise nothing is inserted, the counter does
+    /// not move, and the answer says why: [`SequencerError::LeaseLost`] (stop appending, register
+    /// again) or [`SequencerError::RecordDeadlinePassed`] (this record can never be appended in
+    /// time). Both are definite: the statement ran and committed nothing.
+    pub async fn append_fenced(
+        &self,
+        records: Vec<Bytes>,
+        fence: &Fence,
+    ) -> Result<Range<u64>, SequencerError> {
+        self.append_checked(records, Some(fence)).await
+    }
+
+    async fn append_checked(
+        &self,
+        records: Vec<Bytes>,
+        fence: Option<&Fence>,
+    ) -> Result<Range<u64>, SequencerError> {
         let config = &self.shared.config;
         if records.is_empty() || records.len() > config.records_per_append_max {
             return Err(SequencerError::InvalidInput {
@@ -229,10 +255,17 @@ impl PgSequencer {
         }
         let count = to_signed(records.len() as u64, "record count")?;
         let payloads: Vec<&[u8]> = records.iter().map(Bytes::as_ref).collect();
-        let statement_sql = if config.notify {
-            sql::APPEND_AND_NOTIFY
-        } else {
-            sql::APPEND
+        let fence_values = fence
+            .map(|fence| {
+                to_signed(fence.incarnation, "incarnation")
+                    .map(|incarnation| (fence.agent_id.as_str(), incarnation, fence.deadline))
+            })
+            .transpose()?;
+        let statement_sql = match (fence.is_some(), config.notify) {
+            (false, false) => sql::APPEND,
+            (false, true) => sql::APPEND_AND_NOTIFY,
+            (true, false) => sql::APPEND_FENCED,
+            (true, true) => sql::APPEND_FENCED_AND_NOTIFY,
         };
         let cluster_name = config.cluster_name.as_str();
         let result = self
@@ -242,31 +275,55 @@ impl PgSequencer {
                     .prepared(statement_sql)
                     .await
                     .map_err(|error| SequencerError::from_postgres("append", error))?;
-                let rows = session
-                    .client
-                    .query(&statement, &[&cluster_name, &count, &payloads])
-                    .await
-                    .map_err(|error| {
-                        // Only an ERROR answer means the statement was rolled back. Without
-                        // an answer, or with FATAL/PANIC (a terminated backend: the commit
-                        // happens at Sync, after the rows were sent, and a termination can land
-                        // between the two), the records may have been committed.
-                        let rolled_back = error
-                            .as_db_error()
-                            .is_some_and(|error| error.parsed_severity() == Some(Severity::Error));
-                        let error = SequencerError::from_postgres("append", error);
-                        if !rolled_back && error.is_retriable() {
-                            SequencerError::AppendOutcomeUnknown {
-                                source: Box::new(error),
-                            }
-                        } else {
-                            error
+                let answer = match &fence_values {
+                    None => {
+                        session
+                            .client
+                            .query(&statement, &[&cluster_name, &count, &payloads])
+                            .await
+                    }
+                    Some((agent_id, incarnation, deadline)) => {
+                        session
+                            .client
+                            .query(
+                                &statement,
+                                &[
+                                    &cluster_name,
+                                    &count,
+                                    &payloads,
+                                    agent_id,
+                                    incarnation,
+                                    deadline,
+                                ],
+                            )
+                            .await
+                    }
+                };
+                let rows = answer.map_err(|error| {
+                    // Only an ERROR answer means the statement was rolled back. Without an
+                    // answer, or with FATAL/PANIC (a terminated backend: the commit happens at
+                    // Sync, after the rows were sent, and a termination can land between the
+                    // two), the records may have been committed.
+                    let rolled_back = error
+                        .as_db_error()
+                        .is_some_and(|error| error.parsed_severity() == Some(Severity::Error));
+                    let error = SequencerError::from_postgres("append", error);
+                    if !rolled_back && error.is_retriable() {
+                        SequencerError::AppendOutcomeUnknown {
+                            source: Box::new(error),
                         }
-                    })?;
+                    } else {
+                        error
+                    }
+                })?;
                 let Some(row) = rows.first() else {
                     return Err(missing_cluster(cluster_name));
                 };
-                let first: i64 = column(row, 0, "append")?;
+                let first: Option<i64> = column(row, 0, "append")?;
+                let Some(first) = first else {
+                    // Only a fenced append answers a row without a position: it was refused.
+                    return Err(refusal(row, fence, cluster_name)?);
+                };
                 let inserted: i64 = column(row, 1, "append")?;
                 if inserted != count {
                     return Err(SequencerError::Inconsistent {
@@ -528,6 +585,35 @@ pub(crate) fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
 ) -> Result<T, SequencerError> {
     row.try_get(index)
         .map_err(|error| SequencerError::from_postgres(operation, error))
+}
+
+/// Why a fenced append's answer `row` holds no position: the lease (checked first: an agent that
+/// lost it must stop appending altogether), the deadline, or else the cluster row is missing.
+fn refusal(
+    row: &tokio_postgres::Row,
+    fence: Option<&Fence>,
+    cluster_name: &str,
+) -> Result<SequencerError, SequencerError> {
+    let Some(fence) = fence else {
+        return Ok(SequencerError::Inconsistent {
+            reason: "an unfenced append answered no position".to_owned(),
+        });
+    };
+    let lease_held: bool = column(row, 2, "append")?;
+    let in_time: bool = column(row, 3, "append")?;
+    Ok(if !lease_held {
+        SequencerError::LeaseLost {
+            agent_id: fence.agent_id.clone(),
+            incarnation: fence.incarnation,
+        }
+    } else if !in_time {
+        SequencerError::RecordDeadlinePassed {
+            agent_id: fence.agent_id.clone(),
+            incarnation: fence.incarnation,
+        }
+    } else {
+        missing_cluster(cluster_name)
+    })
 }
 
 fn missing_cluster(cluster_name: &str) -> SequencerError {

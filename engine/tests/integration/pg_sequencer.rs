@@ -13,7 +13,7 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sluice_engine::sequencer::{
-    AgentRegistration, ErrorKind, PgSequencer, SequencerConfig, SequencerError,
+    AgentRegistration, ErrorKind, Fence, Lease, PgSequencer, SequencerConfig, SequencerError,
 };
 use tokio::time::Instant;
 
@@ -425,6 +425,178 @@ async fn leases_expire_by_the_database_clock_and_a_lost_lease_cannot_be_renewed(
         sequencer.register(&agent("c", "z"), 0).await,
         Err(SequencerError::InvalidInput { .. })
     ));
+}
+
+/// The rows of `cluster` in the log table, as the database counts them.
+async fn log_rows(admin: &tokio_postgres::Client, cluster: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM sluice_log WHERE cluster_name = $1",
+            &[&cluster],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Appends under `fence`, which the database must refuse: the refusal is definite (never
+/// "outcome unknown"), and neither the counter nor the log's rows moved.
+async fn refused(
+    sequencer: &PgSequencer,
+    admin: &tokio_postgres::Client,
+    fence: &Fence,
+) -> SequencerError {
+    let cluster = sequencer.cluster_name().to_owned();
+    let (head, rows) = (
+        sequencer.head().await.unwrap(),
+        log_rows(admin, &cluster).await,
+    );
+    let error = sequencer
+        .append_fenced(vec![Bytes::from_static(b"refused")], fence)
+        .await
+        .expect_err("an append past its fence");
+    assert_eq!(error.kind(), ErrorKind::Fatal, "{error}");
+    assert_eq!(
+        sequencer.head().await.unwrap(),
+        head,
+        "the counter moved: {error}"
+    );
+    assert_eq!(
+        log_rows(admin, &cluster).await,
+        rows,
+        "a row was inserted: {error}"
+    );
+    error
+}
+
+/// The fence at commit (`append_fenced`, docs/cluster.md "The fence at commit"): the database
+/// itself refuses an append whose lease expired by its clock, whose incarnation was superseded,
+/// whose agent is unknown, or whose record deadline is in its past — nothing inserted, the
+/// counter unmoved, the refusal saying which — and commits one whose fence holds, notifying
+/// tailers as a plain append does. Both statements: with and without notifications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_append_commits_only_while_its_lease_and_its_deadline_hold() {
+    let Some(postgres) = TestPostgres::start_or_skip(
+        "a_fenced_append_commits_only_while_its_lease_and_its_deadline_hold",
+    ) else {
+        return;
+    };
+    let admin = postgres.admin().await;
+    let fence = |lease: &Lease| Fence::for_send_by(lease, lease.valid_until.into_std()).unwrap();
+    for notify in [true, false] {
+        let cluster = if notify { "fenced" } else { "fenced_quiet" };
+        let mut config = SequencerConfig::new(postgres.url(), cluster);
+        config.notify = notify;
+        let sequencer = PgSequencer::connect_with(config.clone()).await.unwrap();
+        // A tailer that polls once a minute: only the append's notification wakes it in time.
+        let mut tailer_config = config.clone();
+        tailer_config.poll_interval_ms = 60_000;
+        let tailer = PgSequencer::connect_with(tailer_config).await.unwrap();
+        let mut tailer_head = tailer.subscribe();
+
+        let before_registering = std::time::Instant::now();
+        let lease = sequencer.register(&agent("a", "z"), 60_000).await.unwrap();
+        assert_eq!(
+            sequencer
+                .append_fenced(vec![Bytes::from_static(b"held")], &fence(&lease))
+                .await
+                .unwrap(),
+            1..2,
+            "an append in time under a held lease"
+        );
+        if notify {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                tailer_head.wait_for(|head| *head >= 1),
+            )
+            .await
+            .expect("the fenced append's notification woke the tailer")
+            .unwrap();
+        }
+
+        // A deadline before the registration ran, by the database's clock: already passed.
+        let late = Fence::for_send_by(&lease, before_registering).unwrap();
+        assert!(late.deadline <= lease.expires_at - Duration::from_secs(60));
+        let error = refused(&sequencer, &admin, &late).await;
+        assert!(
+            matches!(
+                &error,
+                SequencerError::RecordDeadlinePassed { agent_id, incarnation: 1 } if agent_id == "a"
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("record deadline"), "{error}");
+
+        // A newer registration of the same id supersedes the lease: refused, whatever the
+        // deadline; the new incarnation appends.
+        let restarted = sequencer.register(&agent("a", "z"), 60_000).await.unwrap();
+        let error = refused(&sequencer, &admin, &fence(&lease)).await;
+        assert!(
+            matches!(error, SequencerError::LeaseLost { incarnation: 1, .. }),
+            "{error}"
+        );
+        assert_eq!(
+            sequencer
+                .append_fenced(vec![Bytes::from_static(b"restarted")], &fence(&restarted))
+                .await
+                .unwrap(),
+            2..3
+        );
+
+        // A lease that ran out by the database's clock (seen in the database, not timed here).
+        let short = sequencer.register(&agent("b", "z"), 1).await.unwrap();
+        wait_until_live(&sequencer, "b", false).await;
+        let in_time = Fence {
+            deadline: short.expires_at + Duration::from_secs(3_600),
+            ..fence(&short)
+        };
+        let error = refused(&sequencer, &admin, &in_time).await;
+        assert!(
+            matches!(&error, SequencerError::LeaseLost { agent_id, .. } if agent_id == "b"),
+            "{error}"
+        );
+        // Lease lost and late: the lease is what the agent must act on.
+        let error = refused(
+            &sequencer,
+            &admin,
+            &Fence::for_send_by(&short, before_registering).unwrap(),
+        )
+        .await;
+        assert!(matches!(error, SequencerError::LeaseLost { .. }), "{error}");
+        // An agent that never registered.
+        let stranger = Fence {
+            agent_id: "nobody".to_owned(),
+            ..fence(&restarted)
+        };
+        let error = refused(&sequencer, &admin, &stranger).await;
+        assert!(matches!(error, SequencerError::LeaseLost { .. }), "{error}");
+
+        // Still the one committed record per successful append, nothing in between.
+        let records = sequencer.read_after(0, 10).await.unwrap();
+        assert_eq!(
+            records,
+            vec![
+                (1, Bytes::from_static(b"held")),
+                (2, Bytes::from_static(b"restarted"))
+            ]
+        );
+
+        // Without the cluster's row: the existing error, not a refusal.
+        admin
+            .execute(
+                "DELETE FROM sluice_clusters WHERE cluster_name = $1",
+                &[&cluster],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            sequencer
+                .append_fenced(vec![Bytes::from_static(b"orphan")], &fence(&restarted))
+                .await,
+            Err(SequencerError::Inconsistent { .. })
+        ));
+        assert_eq!(log_rows(&admin, cluster).await, 2);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use sluice_engine::log::{EntryContent, LogConfig, SequencedLog};
 use sluice_engine::metadata::Command;
-use sluice_engine::sequencer::{SequencerClient, SequencerConfig};
+use sluice_engine::sequencer::{AgentRegistration, SequencerClient, SequencerConfig};
 use sluice_engine::store::ObjectStorage;
 use sluice_engine::types::TopicPartition;
 
@@ -30,6 +30,24 @@ fn open(url: &str, store: &Arc<dyn ObjectStorage>, checkpoint_every: u64) -> Seq
     block_on(SequencedLog::open(Arc::clone(store), sequencer, config))
         .unwrap()
         .0
+}
+
+/// What `agent_id` registers as before its log's first window, as an agent does (its appends are
+/// then fenced by the lease).
+fn registration(agent_id: &str) -> AgentRegistration {
+    AgentRegistration {
+        agent_id: agent_id.to_owned(),
+        address: format!("{agent_id}.local:9092"),
+        zone: String::new(),
+        roles: vec!["broker".to_owned()],
+    }
+}
+
+/// Registers `agent_id` with a lease of a minute and holds it on `log`.
+fn hold_a_lease(log: &SequencedLog, agent_id: &str) -> sluice_engine::sequencer::Lease {
+    let lease = block_on(log.sequencer().register(registration(agent_id), 60_000)).unwrap();
+    log.hold_lease(&lease);
+    lease
 }
 
 /// Appends `content` and drives the catch-ups that acknowledge it, on every move of the
@@ -298,8 +316,8 @@ impl ObjectStorage for GatedPuts {
 #[test]
 fn a_log_that_lost_its_lease_appends_nothing_until_it_rejoins_with_a_new_token() {
     use sluice_engine::log::SequencedWriter;
+    use sluice_engine::sequencer::Lease;
     use sluice_engine::types::agent_object_parts;
-    use std::time::{Duration, Instant};
 
     let Some(postgres) = TestPostgres::start_or_skip("sequenced_log rejoin") else {
         return;
@@ -322,8 +340,7 @@ fn a_log_that_lost_its_lease_appends_nothing_until_it_rejoins_with_a_new_token()
         old,
     ))
     .unwrap();
-    let far = || Instant::now() + Duration::from_secs(60);
-    log.hold_lease_until(far());
+    let lease = hold_a_lease(&log, "rejoining");
     let mut run = Run::new(17);
     block_on(append(
         &log,
@@ -340,11 +357,14 @@ fn a_log_that_lost_its_lease_appends_nothing_until_it_rejoins_with_a_new_token()
     assert_eq!(block_on(sequencer.head()).unwrap(), 1);
 
     // The lease's local deadline passed: no append starts, nothing reaches the sequencer.
-    log.hold_lease_until(Instant::now());
+    log.hold_lease(&Lease {
+        valid_until: tokio::time::Instant::now(),
+        ..lease.clone()
+    });
     let error = block_on(log.append(run.entry(1))).expect_err("an append past the lease");
     assert!(error.to_string().contains("lease"), "{error}");
     assert_eq!(block_on(sequencer.head()).unwrap(), 1);
-    log.hold_lease_until(far());
+    log.hold_lease(&lease);
 
     // A window of the old incarnation is in its PUT when the lease is lost and the agent
     // rejoins: it is never sent.
@@ -357,7 +377,7 @@ fn a_log_that_lost_its_lease_appends_nothing_until_it_rejoins_with_a_new_token()
         log.stop("lease lost (test)".to_owned());
         let refused = log.append(run.entry(1)).await;
         assert!(refused.is_err(), "an append on a stopped log");
-        let same_token = log.rejoin(old, far()).await;
+        let same_token = log.rejoin(old, &lease).await;
         assert!(
             same_token.unwrap_err().to_string().contains("new token"),
             "a rejoin with the old token"
@@ -371,8 +391,13 @@ fn a_log_that_lost_its_lease_appends_nothing_until_it_rejoins_with_a_new_token()
             token: 78,
             record_deadline_ms: 60_000,
         };
+        let rejoined = sequencer
+            .register(registration("rejoining"), 60_000)
+            .await
+            .unwrap();
+        assert_eq!(rejoined.incarnation, lease.incarnation + 1);
         assert_eq!(
-            log.rejoin(new, far()).await.unwrap(),
+            log.rejoin(new, &rejoined).await.unwrap(),
             0,
             "nothing to catch up"
         );
@@ -412,7 +437,6 @@ fn a_log_behind_the_truncation_rejoins_from_the_newest_checkpoint() {
     use sluice_engine::log::{LogError, SequencedWriter};
     use sluice_engine::metadata::OffsetCommit;
     use sluice_engine::sequencer::SequencerError;
-    use std::time::{Duration, Instant};
 
     let Some(postgres) = TestPostgres::start_or_skip("sequenced_log truncation") else {
         return;
@@ -421,9 +445,8 @@ fn a_log_behind_the_truncation_rejoins_from_the_newest_checkpoint() {
     let store = memory_store();
     let ahead = open(&url, &store, 3);
     let held = open(&url, &store, 3);
-    let far = || Instant::now() + Duration::from_secs(60);
-    ahead.hold_lease_until(far());
-    held.hold_lease_until(far());
+    hold_a_lease(&ahead, "ahead");
+    hold_a_lease(&held, "held");
     let mut run = Run::new(19);
     block_on(append(
         &ahead,
@@ -499,10 +522,11 @@ fn a_log_behind_the_truncation_rejoins_from_the_newest_checkpoint() {
     held.stop("behind the truncation (test)".to_owned());
     let writer = block_on(SequencedWriter::choose(store.as_ref(), 60_000)).unwrap();
     assert_ne!(writer.token, held.token());
+    let lease = block_on(held.sequencer().register(registration("held"), 60_000)).unwrap();
     let mut reloads = Vec::new();
     let rejoined =
         block_on(
-            held.rejoin_with(writer, far(), &mut |_| {}, &mut |position, state| {
+            held.rejoin_with(writer, &lease, &mut |_| {}, &mut |position, state| {
                 reloads.push((position, state.last_offered_seq()));
             }),
         )

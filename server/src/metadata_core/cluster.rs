@@ -148,14 +148,16 @@ pub(super) fn spawn_lease_loop(
     mut membership: Membership,
     mut lease: Lease,
 ) {
-    if log.sequenced().is_none() {
+    let Some(sequenced) = log.sequenced() else {
         return;
-    }
+    };
+    // Held before the first window can start, so that every append of the agent is fenced by
+    // its lease in the database.
+    sequenced.hold_lease(&lease);
     glommio::spawn_local(async move {
         let Some(sequenced) = log.sequenced() else {
             return;
         };
-        sequenced.hold_lease_until(lease.valid_until.into_std());
         *shared.lease.borrow_mut() = Some(lease.clone());
         publish_members(sequenced.sequencer(), &membership).await;
         loop {
@@ -207,7 +209,7 @@ async fn hold_lease(
         }
         match renewal {
             Ok(renewed) => {
-                sequenced.hold_lease_until(renewed.valid_until.into_std());
+                sequenced.hold_lease(&renewed);
                 *shared.lease.borrow_mut() = Some(renewed.clone());
                 lease = renewed;
                 pause = interval;
@@ -384,7 +386,7 @@ async fn rejoin_once(
         let result = sequenced
             .rejoin_with(
                 writer,
-                lease.valid_until.into_std(),
+                &lease,
                 &mut |events| moved.extend(watermark_moves(events)),
                 // A checkpoint swapped in as the state: every partition's watermark may have
                 // moved (fetches parked on any of them re-read it), and the groups are loaded
