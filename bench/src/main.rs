@@ -84,6 +84,10 @@ struct Args {
     /// sequencer: commit records of 1 KiB per append (default 1: each window its own commit).
     #[arg(long)]
     records_per_append: Option<usize>,
+    /// sequencer: append without the database's lease and deadline check (agents always fence
+    /// their appends; this measures what the check costs).
+    #[arg(long)]
+    unfenced: bool,
     /// When a target on the loopback S3 server talks to it through the harness's counting proxy:
     /// `when-needed` (latency profiles, chaos; otherwise the server counts requests itself) or
     /// `always` (as before 5 Dec 2026, to compare with earlier runs).
@@ -132,12 +136,15 @@ fn run() -> anyhow::Result<i32> {
     })?;
     if scenario == Scenario::Sequencer {
         // Simulated agents on PostgreSQL: no target, no broker, no load generator.
-        let plan = sequencer::Plan::new(
-            args.quick,
-            args.agents.as_deref(),
-            args.duration_s,
-            args.records_per_append,
-        )?;
+        let plan = sequencer::Plan {
+            fenced: !args.unfenced,
+            ..sequencer::Plan::new(
+                args.quick,
+                args.agents.as_deref(),
+                args.duration_s,
+                args.records_per_append,
+            )?
+        };
         std::fs::create_dir_all(&args.out)?;
         return sequencer::run(&plan, args.quick, &args.out.canonicalize()?);
     }

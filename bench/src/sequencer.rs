@@ -3,7 +3,8 @@
 //! agents grow, and the latency a commit adds. No broker and no load generator.
 //!
 //! Each simulated agent is what an agent of a cluster does with the sequencer, and nothing else:
-//! its own `PgSequencer` (a writer and a watcher connection), one append of
+//! its own `PgSequencer` (a writer and a watcher connection), registered with a lease, one fenced
+//! append (its lease and record deadline checked by the database, as an agent's are) of
 //! `records_per_append` records of 1 KiB (a window's commit record: the object's id and its
 //! tail, a few KB) in flight at a time, back to back, and a tailer that follows the head watch
 //! (NOTIFY, with the poll as safety net) and reads every agent's records, up to 1,024 per read,
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
-use sluice_engine::sequencer::PgSequencer;
+use sluice_engine::sequencer::{AgentRegistration, Fence, PgSequencer};
 use tokio::sync::watch;
 
 use crate::plot;
@@ -37,6 +38,8 @@ pub const AGENTS_MAX: usize = 40;
 pub const RECORD_BYTES: usize = 1024;
 /// Records one tailer read returns at most (as the agent's tailer).
 const READ_RECORDS_MAX: usize = 1024;
+/// The simulated agents' lease: longer than any step, so none is renewed during one.
+const BENCH_LEASE_MS: u64 = 10 * 60 * 1_000;
 /// Records per append at most (the sequencer's own limit is 4,096).
 pub const RECORDS_PER_APPEND_MAX: usize = 1024;
 
@@ -46,6 +49,9 @@ pub struct Plan {
     pub agents: Vec<usize>,
     pub step: Duration,
     pub records_per_append: usize,
+    /// Appends fenced as an agent's are (default); `false` (`--unfenced`): the statement without
+    /// the lease and deadline check, to measure what the check costs.
+    pub fenced: bool,
 }
 
 impl Plan {
@@ -72,6 +78,7 @@ impl Plan {
             agents,
             step: Duration::from_secs(step_s),
             records_per_append,
+            fenced: true,
         })
     }
 }
@@ -276,6 +283,8 @@ pub struct SequencerReport {
     pub postgres: String,
     pub records_per_append: usize,
     pub record_bytes: usize,
+    /// Whether appends were fenced (the lease and record deadline checked in the statement).
+    pub fenced: bool,
     pub findings: Vec<String>,
     pub steps: Vec<Step>,
     /// Why the run stopped early, if it did.
@@ -285,13 +294,18 @@ pub struct SequencerReport {
 /// The report as Markdown.
 pub fn render(report: &SequencerReport) -> String {
     let mut text = format!(
-        "# sluice-bench: sequencer{}\n\n{}; {}. {} record(s) of {} bytes per append, one append \
-         in flight per agent, flat out.\n\n",
+        "# sluice-bench: sequencer{}\n\n{}; {}. {} record(s) of {} bytes per append, {}, one \
+         append in flight per agent, flat out.\n\n",
         if report.quick { " (quick)" } else { "" },
         report.machine,
         report.postgres,
         report.records_per_append,
-        report.record_bytes
+        report.record_bytes,
+        if report.fenced {
+            "fenced (each agent registered; its lease and record deadline checked in the statement)"
+        } else {
+            "unfenced (--unfenced)"
+        }
     );
     text.push_str(
         "| agents | appends/s | records appended/s | records applied/s (slowest tailer) | append p50 / p99 / max ms | append → applied p50 / p99 ms | → applied everywhere p50 / p99 ms | load average |\n\
@@ -379,6 +393,7 @@ pub fn run(plan: &Plan, quick: bool, out: &Path) -> anyhow::Result<i32> {
         ),
         records_per_append: plan.records_per_append,
         record_bytes: RECORD_BYTES,
+        fenced: plan.fenced,
         findings: saturation_finding(&steps).into_iter().collect(),
         steps,
         error,
@@ -432,25 +447,45 @@ fn elapsed_us(start: Instant) -> u64 {
 /// One step: `agents` simulated agents on `cluster` (a new one) for `plan.step`.
 async fn run_step(url: &str, cluster: &str, agents: usize, plan: &Plan) -> anyhow::Result<Step> {
     let mut sequencers = Vec::with_capacity(agents);
-    for _ in 0..agents {
-        sequencers.push(Arc::new(PgSequencer::connect(url, cluster).await?));
+    for agent in 0..agents {
+        let sequencer = PgSequencer::connect(url, cluster).await?;
+        // Registered as an agent is, so that every append is fenced as an agent's is (the lease
+        // and the record deadline checked by the database in the append's statement).
+        let registration = AgentRegistration {
+            agent_id: format!("bench-{agent}"),
+            address: format!("127.0.0.1:{}", 10_000 + agent),
+            zone: String::new(),
+            roles: vec!["broker".to_owned()],
+        };
+        let lease = sequencer.register(&registration, BENCH_LEASE_MS).await?;
+        sequencers.push((Arc::new(sequencer), lease));
     }
     let (done_tx, done_rx) = watch::channel(false);
     let start = Instant::now();
     let stop_at = start + plan.step;
     let mut appenders = Vec::with_capacity(agents);
     let mut tailers = Vec::with_capacity(agents);
-    for (agent, sequencer) in sequencers.into_iter().enumerate() {
+    for (agent, (sequencer, lease)) in sequencers.into_iter().enumerate() {
         let records = vec![
             Bytes::from(vec![u8::try_from(agent % 256).unwrap_or(0); RECORD_BYTES]);
             plan.records_per_append
         ];
         let writer = Arc::clone(&sequencer);
+        let fenced = plan.fenced;
         appenders.push(tokio::spawn(async move {
             let mut appends = Vec::new();
             while Instant::now() < stop_at {
+                // The deadline an agent gives a window it has just uploaded: one lease on.
+                let fence = Fence::for_send_by(
+                    &lease,
+                    Instant::now() + Duration::from_millis(BENCH_LEASE_MS),
+                )?;
                 let sent_us = elapsed_us(start);
-                let range = writer.append(records.clone()).await?;
+                let range = if fenced {
+                    writer.append_fenced(records.clone(), &fence).await?
+                } else {
+                    writer.append(records.clone()).await?
+                };
                 appends.push(Append {
                     last_position: range.end.saturating_sub(1),
                     sent_us,
@@ -547,7 +582,8 @@ mod tests {
             Plan {
                 agents: vec![4],
                 step: Duration::from_secs(10),
-                records_per_append: 8
+                records_per_append: 8,
+                fenced: true,
             }
         );
         assert!(Plan::new(false, None, Some(0), None).is_err());
@@ -656,6 +692,7 @@ mod tests {
             postgres: "PostgreSQL 15.18".into(),
             records_per_append: 1,
             record_bytes: RECORD_BYTES,
+            fenced: true,
             findings: vec![finding],
             steps: steps.to_vec(),
             error: Some("8 agents: refused".into()),
