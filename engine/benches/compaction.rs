@@ -124,6 +124,7 @@ async fn build_log(
             batches,
             commands: Vec::new(),
             created_at_ms: 0,
+            send_by: None,
         })
         .await
         .unwrap();

@@ -72,6 +72,7 @@ async fn build_bucket(store: Arc<dyn ObjectStorage>) {
             batches,
             commands: Vec::new(),
             created_at_ms: 0,
+            send_by: None,
         })
         .await
         .unwrap();

@@ -144,14 +144,58 @@ pub fn compacted_object_id(writer_epoch: u64, job: u32) -> LogSeq {
     LogSeq(COMPACTED_OBJECT_BASE | ((writer_epoch & 0x7fff_ffff) << 32) | u64::from(job))
 }
 
-/// True for an id [`compacted_object_id`] made.
+/// True for an id [`compacted_object_id`] or [`cluster_compacted_object_id`] made.
 pub fn is_compacted_object(id: LogSeq) -> bool {
     id.0 >= COMPACTED_OBJECT_BASE
 }
 
-/// The writer epoch a compacted object id carries.
+/// The writer epoch a compacted object id carries (for an id of a cluster's compactor, the
+/// marker and the token: see [`CLUSTER_COMPACTED_MARKER`]).
 pub fn compacted_object_epoch(id: LogSeq) -> u64 {
     (id.0 & !COMPACTED_OBJECT_BASE) >> 32
+}
+
+/// The bit of a compacted object id's 31 epoch bits that says "named by a cluster agent's token,
+/// not by a writer epoch". A cluster's agents share the state's writer epoch, so their compactors
+/// name objects by their incarnation's token (30 bits, [`AGENT_OBJECT_TOKEN_MAX`]) instead, with
+/// this bit set beside it. An agent alone never reaches writer epoch 2^30 (one epoch per
+/// takeover), so the two kinds never meet, and the single agent's collector rule ("epoch at most
+/// the state's") never takes a cluster's object for one of its own.
+pub const CLUSTER_COMPACTED_MARKER: u64 = 1 << 30;
+
+/// The id of compacted object number `job` of the cluster agent incarnation holding `token`:
+/// unique across incarnations (tokens are, while their objects exist) and across its jobs.
+pub fn cluster_compacted_object_id(token: u32, job: u32) -> LogSeq {
+    compacted_object_id(
+        CLUSTER_COMPACTED_MARKER | u64::from(token & AGENT_OBJECT_TOKEN_MAX),
+        job,
+    )
+}
+
+/// The token and job number of a compacted object a cluster agent named
+/// ([`cluster_compacted_object_id`]); `None` for any other id (an agent alone's, by epoch).
+pub fn cluster_compacted_object_parts(id: LogSeq) -> Option<(u32, u32)> {
+    if !is_compacted_object(id) {
+        return None;
+    }
+    let epoch = compacted_object_epoch(id);
+    (epoch & CLUSTER_COMPACTED_MARKER != 0).then(|| {
+        (
+            (epoch & u64::from(AGENT_OBJECT_TOKEN_MAX)) as u32,
+            id.0 as u32,
+        )
+    })
+}
+
+/// The token of the cluster agent incarnation that wrote object `id`: a window object's
+/// ([`agent_object_id`]) or a compacted object's ([`cluster_compacted_object_id`]). `None` for
+/// log entries and an agent alone's compacted objects.
+pub fn cluster_object_token(id: LogSeq) -> Option<u32> {
+    if is_agent_object(id) {
+        Some(agent_object_parts(id).0)
+    } else {
+        cluster_compacted_object_parts(id).map(|(token, _)| token)
+    }
 }
 
 /// Folder (key prefix) of the window objects agents of a cluster write (`--metadata`): each agent
@@ -251,6 +295,34 @@ mod tests {
         );
         assert!(!is_agent_object(LogSeq(AGENT_OBJECT_BASE - 1)));
         assert!(!is_agent_object(compacted_object_id(1, 1)));
+    }
+
+    #[test]
+    fn a_cluster_compactor_names_objects_by_token_beside_an_agent_alones() {
+        for (token, job) in [(0, 0), (7, 9), (AGENT_OBJECT_TOKEN_MAX, u32::MAX)] {
+            let id = cluster_compacted_object_id(token, job);
+            assert!(is_compacted_object(id) && !is_agent_object(id));
+            assert_eq!(cluster_compacted_object_parts(id), Some((token, job)));
+            assert_eq!(cluster_object_token(id), Some(token));
+            assert_eq!(parse_compacted_key(&object_key(id)), Some(id));
+            // Never a candidate of the single agent's rule (epoch at most the state's).
+            assert!(compacted_object_epoch(id) > u64::from(u32::MAX >> 2));
+        }
+        // An agent alone's ids (writer epochs below 2^30) keep parsing as before, as no token's.
+        for epoch in [0, 1, 42, CLUSTER_COMPACTED_MARKER - 1] {
+            let id = compacted_object_id(epoch, 3);
+            assert_eq!(compacted_object_epoch(id), epoch);
+            assert_eq!(cluster_compacted_object_parts(id), None);
+            assert_eq!(cluster_object_token(id), None);
+            assert_eq!(parse_compacted_key(&object_key(id)), Some(id));
+        }
+        assert_eq!(cluster_object_token(agent_object_id(5, 1)), Some(5));
+        assert_eq!(cluster_object_token(LogSeq(12)), None);
+        assert_ne!(
+            cluster_compacted_object_id(1, 0),
+            compacted_object_id(1, 0),
+            "token 1 is not writer epoch 1"
+        );
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct KeyCompacted {
     pub stats: KeyCompactionStats,
     /// One `ReplaceIndexRange` for the whole candidate range.
     pub swap: Command,
+    /// When the first object's PUT started (in a cluster the swap's record must be sent within
+    /// one lease of it, `log::data_gc`); `None` when nothing was written.
+    pub first_put_started: Option<std::time::Instant>,
 }
 
 /// Runs one key-compaction job. `next_id` names each object written (the caller's epoch and job
@@ -154,6 +157,7 @@ pub async fn build_key_compacted(
     let mut bytes_written = 0u64;
     let mut piece: Vec<OffsetBatch> = Vec::new();
     let mut piece_bytes = 0u64;
+    let mut first_put_started = None;
     let batch_count = compacted.len();
     for (index, batch) in compacted.into_iter().enumerate() {
         piece_bytes += batch.bytes.len() as u64;
@@ -167,6 +171,7 @@ pub async fn build_key_compacted(
             )));
         }
         let id = next_id().ok_or_else(|| CompactionError::Plan("object ids used up".to_owned()))?;
+        first_put_started.get_or_insert_with(std::time::Instant::now);
         let (swap_piece, len) =
             write_piece(store, tp, &piece, id, writer_epoch, created_at_ms).await?;
         pieces.push(swap_piece);
@@ -188,6 +193,7 @@ pub async fn build_key_compacted(
                 pieces,
             }),
         },
+        first_put_started,
     })
 }
 

@@ -29,6 +29,18 @@
 //! A crash between the PUT and the swap leaves an object nothing references: the collector deletes
 //! it once the writer epoch it carries is not newer than the state's (see `log::gc`). A crash
 //! after the swap leaves the inputs unreferenced: collected like any released log entry.
+//!
+//! # In a cluster
+//!
+//! A cluster's agents share one writer epoch, so there a job names its object by its agent
+//! incarnation's token ([`crate::types::cluster_compacted_object_id`]), plans only the partitions
+//! its agent owns (rendezvous hashing over the live agents,
+//! [`MetadataState::compaction_plan_of`]), and sends its swap within one lease of its object's
+//! PUT starting ([`CompactedObject::put_started`]); the collector decides its objects by the rule
+//! of the cluster's window objects (`log::data_gc`), not by epoch. Two compactors of one
+//! partition (two agents' views differ for a moment) cost an orphan object, never a wrong index:
+//! the swap sent last is rejected when the index moved under its plan, and replaces the other's
+//! entry with one of the same offsets and bytes when both planned the same run.
 
 pub mod key_job;
 pub mod keys;
@@ -135,14 +147,32 @@ impl MetadataState {
         defaults: &RetentionDefaults,
         now_ms: i64,
     ) -> Vec<CompactionRange> {
+        self.compaction_plan_of(config, defaults, now_ms, |_, _| true)
+    }
+
+    /// [`MetadataState::compaction_plan`] over the partitions `owns(topic name, partition)` says
+    /// this compactor owns (in a cluster, the agent rendezvous hashing names for the partition):
+    /// partitions it does not own neither join nor fill the job.
+    pub fn compaction_plan_of(
+        &self,
+        config: &CompactionConfig,
+        defaults: &RetentionDefaults,
+        now_ms: i64,
+        owns: impl Fn(&str, i32) -> bool,
+    ) -> Vec<CompactionRange> {
         let mut job = Vec::new();
         let (mut job_bytes, mut job_inputs) = (0u64, 0usize);
-        for (_, topic_id) in self.topics() {
+        for (name, topic_id) in self.topics() {
             let Some(topic) = self.topic(topic_id) else {
                 continue;
             };
             let limits = topic_run_limits(topic.config_overrides(), config, defaults);
             for (partition, state) in topic.partitions().iter().enumerate() {
+                // Bounded by PARTITIONS_PER_TOPIC_MAX, which fits an i32.
+                let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+                if !owns(name, partition) {
+                    continue;
+                }
                 let room = RunRoom {
                     bytes: config.object_bytes_target.saturating_sub(job_bytes),
                     inputs: config.inputs_per_job_max.saturating_sub(job_inputs),
@@ -152,8 +182,7 @@ impl MetadataState {
                     continue;
                 }
                 let range = CompactionRange {
-                    // Bounded by PARTITIONS_PER_TOPIC_MAX, which fits an i32.
-                    tp: TopicPartition::new(topic_id, i32::try_from(partition).unwrap_or(i32::MAX)),
+                    tp: TopicPartition::new(topic_id, partition),
                     entries: run,
                 };
                 job_bytes += range.bytes();
@@ -299,6 +328,9 @@ pub struct CompactedObject {
     pub swap: Vec<Command>,
     /// Where the job's time went: reading its sources, checking and laying them out, the PUT.
     pub timings: JobTimings,
+    /// When the object's PUT started: in a cluster its swap's record must be sent within one
+    /// lease of it (`log::data_gc`).
+    pub put_started: std::time::Instant,
 }
 
 /// Milliseconds a job spent in each step (progress and cost in the agent's log).
@@ -377,7 +409,9 @@ pub async fn build_compacted_object(
     let key = object_key(id);
     let bytes = object.len();
     timings.build_ms = elapsed_ms(started);
-    let started = std::time::Instant::now();
+    let put_started = std::time::Instant::now();
+    // Create-only: a key that exists (another incarnation of the same token left it) fails the
+    // job here, before any swap names it.
     store
         .put_create(&key, object.into_chunks())
         .await
@@ -385,7 +419,7 @@ pub async fn build_compacted_object(
             key: key.clone(),
             source,
         })?;
-    timings.put_ms = elapsed_ms(started);
+    timings.put_ms = elapsed_ms(put_started);
     Ok(CompactedObject {
         id,
         key,
@@ -394,6 +428,7 @@ pub async fn build_compacted_object(
         bytes_read,
         swap,
         timings,
+        put_started,
     })
 }
 

@@ -60,12 +60,28 @@
 //! on top, for readers that resolved an object before retention dropped it. A live agent that
 //! does not announce its token (an older version, which does not enforce the record deadline)
 //! stops data collection altogether ([`LiveWriters::Unknown`]).
+//!
+//! # A cluster's compacted objects follow the same rule
+//!
+//! A cluster's compactor names its objects by its incarnation's token
+//! (`compacted/…`, [`crate::types::cluster_compacted_object_id`]) and commits one by a swap
+//! record (`ReplaceIndexRange`) that rides a later window. The two facts above hold for it too,
+//! because the swap obeys the same two deadlines as a window's record: it is sent by the
+//! incarnation whose token names the object (the flusher refuses a swap whose token is no longer
+//! the log's, so never after that incarnation's lease), and not later than one lease after the
+//! compacted object's PUT started (the job checks before it submits the swap, and the window
+//! carrying it passes the deadline on, `EntryContent::send_by`, which `SequencedLog::append`
+//! enforces beside its own). So [`DataCollector::candidates`] decides window objects and a
+//! cluster's compacted objects alike, by their writer's token ([`cluster_object_token`]). The
+//! collector's older rule for `compacted/` (an id's writer epoch at most the state's, `log::gc`)
+//! is meaningless with token names and is not used in a cluster. Ids that carry no token (an
+//! agent alone's compacted objects) are never collected here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::LogError;
 use crate::store::ObjectStorage;
-use crate::types::{AGENT_OBJECT_DIR, LogSeq, agent_object_parts, parse_agent_object_key};
+use crate::types::{AGENT_OBJECT_DIR, LogSeq, cluster_object_token, parse_agent_object_key};
 
 /// Lists the window objects under `data/`, ascending (keys that do not parse are ignored, never
 /// deleted).
@@ -248,7 +264,8 @@ impl DataCollector {
         (self.unreferenced_since_ms.len(), self.gone_since_ms.len())
     }
 
-    /// Decides every object of `listed` at `now_ms`.
+    /// Decides every object of `listed` at `now_ms`: window objects (`data/…`) and a cluster's
+    /// compacted objects (`compacted/…` named by a token), by their writer's token.
     ///
     /// The caller's order is the safety argument: list `data/`, then list the live agents
     /// (`live`), then read `now_ms`, then read the sequencer's head, then take `referenced` from a
@@ -260,8 +277,10 @@ impl DataCollector {
         live: &LiveWriters,
         now_ms: u64,
     ) -> DataCandidates {
-        let listed_tokens: BTreeSet<u32> =
-            listed.iter().map(|id| agent_object_parts(*id).0).collect();
+        let listed_tokens: BTreeSet<u32> = listed
+            .iter()
+            .filter_map(|id| cluster_object_token(*id))
+            .collect();
         // A token is timed while it is listed and not live; a live one starts again from zero
         // if it is ever missing later.
         match live {
@@ -274,7 +293,12 @@ impl DataCollector {
             }
             LiveWriters::Unknown => self.gone_since_ms.clear(),
         }
-        let listed_set: BTreeSet<LogSeq> = listed.iter().copied().collect();
+        // Objects without a writer's token are never decided here (see the module doc).
+        let listed_set: BTreeSet<LogSeq> = listed
+            .iter()
+            .copied()
+            .filter(|id| cluster_object_token(*id).is_some())
+            .collect();
         self.unreferenced_since_ms
             .retain(|id, _| listed_set.contains(id) && !referenced.contains(id));
         let mut result = DataCandidates {
@@ -288,7 +312,9 @@ impl DataCollector {
             } else {
                 now_ms.saturating_sub(*self.unreferenced_since_ms.entry(*id).or_insert(now_ms))
             };
-            let token = agent_object_parts(*id).0;
+            let Some(token) = cluster_object_token(*id) else {
+                continue;
+            };
             let writer = match live {
                 LiveWriters::Unknown => Writer::Unknown,
                 LiveWriters::Known(tokens) if tokens.contains(&token) => Writer::Live,
@@ -317,7 +343,7 @@ impl DataCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::agent_object_id;
+    use crate::types::{agent_object_id, cluster_compacted_object_id, compacted_object_id};
 
     const GRACE: u64 = 23_000;
 
@@ -467,6 +493,57 @@ mod tests {
         // An older agent joins: nothing is collected, and the timing of gone writers restarts.
         let unknown = collector.candidates(&listed, &BTreeSet::new(), &LiveWriters::Unknown, at);
         assert!(unknown.garbage.is_empty() && unknown.writers_unknown);
+    }
+
+    /// A cluster's compacted objects, decided beside window objects by their writer's token:
+    /// referenced (swapped in) stays; an orphan of a live incarnation (its swap rejected or never
+    /// sent) settles after the grace; one of an incarnation gone for the grace goes at once; an
+    /// agent alone's compacted object (named by epoch) is never decided here.
+    #[test]
+    fn a_clusters_compacted_objects_follow_the_window_objects_rule() {
+        let mut collector = DataCollector::new(config());
+        let (live, dead) = (11, 12);
+        let swapped_in = cluster_compacted_object_id(live, 0);
+        let orphan = cluster_compacted_object_id(live, 1);
+        let dead_ones = cluster_compacted_object_id(dead, 0);
+        let by_epoch = compacted_object_id(1, 0);
+        let window = agent_object_id(live, 7);
+        let listed = [window, swapped_in, orphan, dead_ones, by_epoch];
+        let referenced = BTreeSet::from([swapped_in]);
+        let live_writers = LiveWriters::Known(BTreeSet::from([live]));
+
+        let first = collector.candidates(&listed, &referenced, &live_writers, 0);
+        assert!(first.garbage.is_empty(), "{first:?}");
+        // The epoch-named object is not counted at all; the rest: one referenced, three waiting.
+        assert_eq!((first.referenced, first.waiting), (1, 3));
+
+        // A grace later: the live incarnation's orphan and window settled; the dead one's token
+        // has been gone for the grace, so its objects go, even one first listed only now.
+        let dead_late = cluster_compacted_object_id(dead, 1);
+        let listed = [window, swapped_in, orphan, dead_ones, dead_late, by_epoch];
+        let second = collector.candidates(&listed, &referenced, &live_writers, GRACE);
+        assert_eq!(
+            second.garbage,
+            vec![window, orphan, dead_ones, dead_late],
+            "{second:?}"
+        );
+        assert_eq!(second.referenced, 1);
+
+        // Within the grace nothing unreferenced of a live writer goes, whatever its kind.
+        let mut fresh = DataCollector::new(config());
+        let pass = fresh.candidates(&[orphan], &BTreeSet::new(), &live_writers, 0);
+        let pass_later = fresh.candidates(&[orphan], &BTreeSet::new(), &live_writers, GRACE - 1);
+        assert!(pass.garbage.is_empty() && pass_later.garbage.is_empty());
+
+        // Referenced: kept whatever the time, even with its writer long gone.
+        let gone = LiveWriters::Known(BTreeSet::new());
+        collector.candidates(&[swapped_in], &referenced, &gone, 10 * GRACE);
+        let kept = collector.candidates(&[swapped_in], &referenced, &gone, 20 * GRACE);
+        assert_eq!((kept.garbage.len(), kept.referenced), (0, 1));
+        // Never the epoch-named one, whatever the time and facts.
+        let never = collector.candidates(&[by_epoch], &BTreeSet::new(), &gone, 40 * GRACE);
+        assert_eq!(never, DataCandidates::default());
+        assert_eq!(collector.tracked().0, 0);
     }
 
     #[test]

@@ -20,7 +20,11 @@
 //!   none names was replaced by a later compaction or never swapped in (a crash between its PUT
 //!   and its swap). Its id carries the epoch of the writer that made it; only objects of the
 //!   state's own epoch or older are candidates, so a writer that was fenced without knowing it
-//!   never deletes what its successor wrote (whose swaps it has not seen).
+//!   never deletes what its successor wrote (whose swaps it has not seen). In a cluster the
+//!   agents share the epoch, and their compactors run concurrently: there objects are named by
+//!   an agent incarnation's token with a marker bit (`types::cluster_compacted_object_id`), which
+//!   puts their "epoch" above any writer epoch, so this rule never takes one; the cluster's
+//!   collector decides them by the rule of its window objects instead (`super::data_gc`).
 //!
 //! Entries of fenced writers, retention-expired windows, windows of deleted topics, windows whose
 //! ranges compaction swapped out: all are unreferenced entries, collected by the same rule.

@@ -387,6 +387,9 @@ impl SequencedLog {
     /// needs [`SequencedLog::catch_up`] to run, as the owner's tailer does on every change of the
     /// head. May be called concurrently from tasks on the same thread.
     pub async fn append(&self, content: EntryContent) -> Result<AppendOutcome, LogError> {
+        // A deadline the entry carries (a compaction swap's, `EntryContent::send_by`), taken
+        // before `content` is moved; it tightens the record deadline below.
+        let content_send_by = content.send_by;
         if self
             .lease_valid_until()
             .is_some_and(|until| Instant::now() >= until)
@@ -484,6 +487,7 @@ impl SequencedLog {
         let past_lease = self.lease_valid_until().is_some_and(|until| now >= until);
         let record_deadline = self.record_deadline.get();
         let send_by = upload_started + record_deadline;
+        let send_by = content_send_by.map_or(send_by, |deadline| deadline.min(send_by));
         if past_lease || now >= send_by {
             self.forget_waiter(token, counter);
             return Err(LogError::Broken {

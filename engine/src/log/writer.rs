@@ -37,6 +37,11 @@ pub struct EntryContent {
     pub commands: Vec<Command>,
     /// Wall-clock time the entry was sealed (milliseconds since the epoch), from the caller's clock.
     pub created_at_ms: i64,
+    /// A cluster's log sends the entry's record only before this instant, besides its own
+    /// deadlines (`SequencedLog::append`): a compaction swap carries the deadline its compacted
+    /// object's PUT set (`log::data_gc`). `None`: only the log's own. The object-store log, whose
+    /// compacted objects are collected by writer epoch, has no record deadline and ignores it.
+    pub send_by: Option<Instant>,
 }
 
 /// An acknowledged entry: durable, applied, with the state machine's events (assigned offsets,

@@ -4,6 +4,7 @@
 
 mod common;
 mod compaction;
+mod compaction_two_compactors;
 mod format_fixtures;
 mod format_roundtrip;
 mod group_offsets_recovery;
@@ -22,6 +23,7 @@ mod metadata_offsets_model;
 mod metadata_producer_model;
 mod pg_sequencer;
 mod sequenced_log;
+mod sequenced_send_by;
 mod store_conformance;
 mod store_loopback_floor;
 mod store_s3_errors;

@@ -12,18 +12,30 @@
 //!
 //! # The order of a data sweep
 //!
-//! The safety argument needs its inputs in one order: list `data/`; list the live agents (so
-//! every listed object's registration is visible); read the clock; read the sequencer's head;
-//! wait until the state has applied that head; only then ask the state what it references.
+//! The safety argument needs its inputs in one order: list `data/` (and `compacted/`, which the
+//! round lists before); list the live agents (so every listed object's registration is visible);
+//! read the clock; read the sequencer's head; wait until the state has applied that head; only
+//! then ask the state what it references.
+//!
+//! # Compaction: one compactor per partition
+//!
+//! A partition is compacted only by the agent that leads it for a client without a zone: the
+//! rendezvous owner of the partition over all live agents this agent last listed
+//! ([`owns_partition`]), the leader Metadata names. Views differ for a
+//! moment after a change, so two agents may both compact a partition: the swap sent last is
+//! rejected when the index moved under its plan, or replaces the other's entry with one of the
+//! same offsets and bytes when both planned the same run — an orphan object either way,
+//! collected like any unreferenced one, never a wrong index.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_engine::log::data_gc::{DataCandidates, DataCollector, LiveWriters, list_agent_objects};
 use sluice_engine::sequencer::SequencerClient;
+use sluice_engine::types::{LogSeq, cluster_compacted_object_parts};
 
 use super::CoreHandle;
-use super::cluster_view::ClusterBoard;
+use super::cluster_view::{ClusterBoard, ClusterView};
 
 /// The key whose rendezvous owner collects.
 pub const COLLECTOR_KEY: &str = "sluice:housekeeping";
@@ -42,6 +54,9 @@ pub struct ClusterHousekeeping {
     pub sequencer: SequencerClient,
     /// The live agents as the lease loop last listed them.
     pub board: Arc<ClusterBoard>,
+    /// The cluster's `lease_ms`: a compaction job sends its swap within one lease of its
+    /// object's PUT starting (`sluice_engine::log::data_gc`).
+    pub lease_ms: u64,
 }
 
 impl ClusterHousekeeping {
@@ -50,6 +65,21 @@ impl ClusterHousekeeping {
     pub fn is_collector(&self) -> bool {
         self.board.view().coordinates(COLLECTOR_KEY)
     }
+
+    /// A test of "this agent compacts partition `partition` of `topic`" by the view as it is now
+    /// (`Send`, for a query on the state): the partition's rendezvous owner over all live agents,
+    /// or this agent before its first listing.
+    pub fn partition_owner_test(&self) -> impl Fn(&str, i32) -> bool + Send + 'static {
+        let view = self.board.view();
+        move |topic: &str, partition: i32| owns_partition(&view, topic, partition)
+    }
+}
+
+/// Whether the agent whose view this is owns `partition` of `topic` for compaction: the leader
+/// Metadata names for a client without a zone (or itself when it knows no agent).
+pub fn owns_partition(view: &ClusterView, topic: &str, partition: i32) -> bool {
+    view.partition_leader(topic, partition, None)
+        .is_none_or(|member| member.node_id == view.self_node_id())
 }
 
 /// What one data sweep found.
@@ -59,17 +89,26 @@ pub struct DataSweep {
     pub candidates: DataCandidates,
 }
 
-/// Lists `data/` and decides every object, in the order the safety argument needs (module doc).
-/// `clock` is the collector's monotonic clock's origin.
+/// Lists `data/` and decides every object, with the cluster's compacted objects among
+/// `compacted` (the round's listing of `compacted/`, made before this), in the order the safety
+/// argument needs (module doc). `clock` is the collector's monotonic clock's origin.
 pub async fn data_sweep(
     core: &CoreHandle,
     cluster: &ClusterHousekeeping,
     collector: &mut DataCollector,
+    compacted: &[LogSeq],
     clock: Instant,
 ) -> Result<DataSweep, String> {
-    let listed = list_agent_objects(core.background_store().as_ref())
+    let mut listed = list_agent_objects(core.background_store().as_ref())
         .await
         .map_err(|error| format!("listing data/: {error}"))?;
+    // Only the objects a cluster's compactor named by a token: an agent alone's, named by
+    // epoch, are never decided by this rule (`data_gc`).
+    listed.extend(
+        compacted
+            .iter()
+            .filter(|id| cluster_compacted_object_parts(**id).is_some()),
+    );
     let agents = cluster
         .sequencer
         .live_agents()
@@ -84,7 +123,11 @@ pub async fn data_sweep(
         .map_err(|error| format!("reading the sequencer's head: {error}"))?;
     wait_applied(core, head).await?;
     let referenced = core
-        .query(|state| state.referenced_agent_objects())
+        .query(|state| {
+            let mut referenced = state.referenced_agent_objects();
+            referenced.extend(state.referenced_compacted_objects());
+            referenced
+        })
         .await
         .map_err(|error| error.to_string())?;
     Ok(DataSweep {

@@ -297,12 +297,42 @@ impl Core {
                     self.seal().await;
                 }
             }
-            CoreRequest::Commands { commands, reply } => {
+            CoreRequest::IncarnationToken { reply } => {
+                let token = self
+                    .log
+                    .sequenced()
+                    .filter(|log| log.stopped().is_none() && !self.shared.fenced.get())
+                    .map(|log| log.token());
+                let _ = reply.send(token);
+            }
+            CoreRequest::Commands {
+                commands,
+                deadline,
+                reply,
+            } => {
                 let in_cluster = self.log.sequenced().is_some();
                 if self.shared.fenced.get() {
                     let failure = admin_failure(fenced_failure(), in_cluster);
                     let _ = reply.send(commands.iter().map(|_| Err(failure.clone())).collect());
                     return;
+                }
+                if let Some(deadline) = deadline {
+                    if let Some(reason) = swap_refusal(&self.log, deadline) {
+                        let failure = CommandFailure::LogFailed {
+                            code: error_code::NOT_LEADER_OR_FOLLOWER,
+                            reason,
+                        };
+                        let _ = reply.send(commands.iter().map(|_| Err(failure.clone())).collect());
+                        return;
+                    }
+                    // One window holds the swaps of one incarnation's token at most.
+                    if self
+                        .window
+                        .required_token()
+                        .is_some_and(|token| token != deadline.token)
+                    {
+                        self.seal().await;
+                    }
                 }
                 // Commits waiting in the window must not push it past an entry's command limit.
                 if self.window.would_overflow(commands.len(), 0) {
@@ -314,6 +344,9 @@ impl Core {
                     let (sender, answer) = oneshot::channel();
                     self.window.push_command(command, sender, now_ms);
                     answers.push(answer);
+                }
+                if let Some(deadline) = deadline {
+                    self.window.require(deadline);
                 }
                 glommio::spawn_local(async move {
                     let mut outcomes = Vec::with_capacity(answers.len());
@@ -488,19 +521,28 @@ impl Core {
                 command_waiters,
                 producer_id_waiters,
                 batch_bytes,
+                required_token,
             } = sealed;
-            let started = Instant::now();
-            let outcome = log.append(content).await;
-            note_append(&log, &shared, &outcome, batch_bytes, started);
             let mut object = None;
-            let outcome = match outcome {
-                Ok(appended) => {
-                    object = crate::fetch::committed_object(&appended).map(Arc::new);
-                    Ok(appended)
-                }
-                Err(error) => {
-                    note_failure(&shared, &error, batch_bytes);
-                    Err(log_failure_code(&error))
+            // Checked with no await before the append takes its incarnation's token: a swap's
+            // window is appended by the incarnation that named its objects, or not at all.
+            let refusal = required_token.and_then(|token| incarnation_refusal(&log, token));
+            let outcome = if let Some(reason) = refusal {
+                tracing::warn!(%reason, "a window with a compaction swap is not appended");
+                Err((error_code::NOT_LEADER_OR_FOLLOWER, reason))
+            } else {
+                let started = Instant::now();
+                let outcome = log.append(content).await;
+                note_append(&log, &shared, &outcome, batch_bytes, started);
+                match outcome {
+                    Ok(appended) => {
+                        object = crate::fetch::committed_object(&appended).map(Arc::new);
+                        Ok(appended)
+                    }
+                    Err(error) => {
+                        note_failure(&shared, &error, batch_bytes);
+                        Err(log_failure_code(&error))
+                    }
                 }
             };
             let sealed = Sealed {
@@ -509,6 +551,7 @@ impl Core {
                 command_waiters,
                 producer_id_waiters,
                 batch_bytes,
+                required_token: None,
             };
             finish(&log, &shared, sealed, outcome, object);
             drop(permit);
@@ -739,6 +782,35 @@ fn admin_failure(failure: CommandFailure, in_cluster: bool) -> CommandFailure {
         }
         other => other,
     }
+}
+
+/// Why a compaction swap with `deadline` is refused before it joins a window: its deadline
+/// passed, or the log is not the incarnation whose token named its objects (an agent alone, a
+/// stopped log, or a rejoin since the job began).
+fn swap_refusal(log: &AgentLog, deadline: super::SwapDeadline) -> Option<String> {
+    if Instant::now() >= deadline.send_by {
+        return Some(
+            "the compaction swap's deadline (a lease after its object's PUT started) passed"
+                .to_owned(),
+        );
+    }
+    incarnation_refusal(log, deadline.token)
+}
+
+/// Why a window that must be appended by the incarnation of `token` may not be now.
+fn incarnation_refusal(log: &AgentLog, token: u32) -> Option<String> {
+    let Some(log) = log.sequenced() else {
+        return Some("a compaction swap named by a token needs a cluster's log".to_owned());
+    };
+    if let Some(reason) = log.stopped() {
+        return Some(format!("the log is stopped ({reason})"));
+    }
+    (log.token() != token).then(|| {
+        format!(
+            "its objects are named by token {token}, and the log's incarnation now holds token {}",
+            log.token()
+        )
+    })
 }
 
 fn fenced_failure() -> CommandFailure {

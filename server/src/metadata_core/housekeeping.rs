@@ -28,13 +28,16 @@ use sluice_engine::log::data_gc::{DataCollector, DataGcConfig};
 use sluice_engine::log::gc::{
     GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences, GcStats,
 };
-use sluice_engine::metadata::{COMMANDS_PER_ENTRY_MAX, RetentionDefaults};
-use sluice_engine::types::{LogSeq, TopicPartition, compacted_object_id};
+use sluice_engine::metadata::{COMMANDS_PER_ENTRY_MAX, Command, RetentionDefaults};
+use sluice_engine::types::{
+    COMPACTED_DIR, LogSeq, TopicPartition, cluster_compacted_object_id,
+    cluster_compacted_object_parts, compacted_object_id, parse_compacted_key,
+};
 
-use super::CoreHandle;
 use super::cluster_gc::{ClusterHousekeeping, data_sweep, forget_expired_agents};
 use super::flusher::wall_clock_ms;
 use super::off_core::off_core;
+use super::{CommandFailure, CoreHandle, SwapDeadline};
 
 /// Share of the metadata executor's CPU the housekeeping queue gets against the flusher's
 /// default queue (1,000 shares): a tenth, when both are busy.
@@ -84,7 +87,9 @@ pub struct RoundReport {
 /// compaction job is between its PUT and its swap). Spawned into its own task queue.
 ///
 /// In a cluster (`cluster`), only the collector ([`super::cluster_gc`]) runs retention and
-/// garbage collection, and its sweeps also collect the agents' window objects (`data/`).
+/// garbage collection, and its sweeps also collect the agents' window objects (`data/`) and the
+/// compacted objects the agents' compactors named by token, by the same rule. Every agent
+/// compacts the partitions it owns ([`Compactor`]).
 pub async fn run_housekeeping(
     core: CoreHandle,
     config: HousekeepingConfig,
@@ -107,7 +112,12 @@ pub async fn run_housekeeping(
         glommio::timer::sleep(Duration::from_millis(tick_ms)).await;
         if config.compaction_interval_ms > 0 {
             compactor
-                .tick(&core, &config.compaction, &config.retention)
+                .tick(
+                    &core,
+                    &config.compaction,
+                    &config.retention,
+                    data.as_ref().map(|(cluster, _)| cluster),
+                )
                 .await;
         }
         if elapsed_ms() < next_retention_ms {
@@ -139,12 +149,32 @@ pub async fn run_housekeeping(
     }
 }
 
-/// The compactor's memory: which job number comes next under this writer epoch, and how far
-/// key compaction has cleaned each partition of a compacted topic (lost on restart: then every
-/// such partition is cleaned once more, which is correct, only redundant).
+/// How the compactor names its objects: by writer epoch (an agent alone) or, in a cluster, by
+/// its incarnation's token (the agents share the epoch; `docs/cluster.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    Epoch(u64),
+    Token(u32),
+}
+
+/// The compactor's memory: which job number comes next under this writer epoch (or token), and
+/// how far key compaction has cleaned each partition of a compacted topic (lost on restart: then
+/// every such partition is cleaned once more, which is correct, only redundant).
+///
+/// # In a cluster
+///
+/// Each agent compacts the partitions it owns ([`ClusterHousekeeping::partition_owner_test`]),
+/// names its objects by its incarnation's token (read from the log before each job; a rejoin
+/// makes a new one), and swaps them in with [`CoreHandle::commands_with_deadline`]: the swap is
+/// not submitted once a lease has passed since its object's PUT started, the window carrying it
+/// does not send its record after that either, and only the incarnation that named the object
+/// may send it — a job of the old token that finishes after a rejoin is refused, and its object
+/// left to the collector. A token met again (a new incarnation drew an old one's whose objects
+/// still exist) continues after that token's highest job number in `compacted/`; a key that
+/// exists anyway is refused by the create-only PUT and fails the job, never the index.
 #[derive(Debug, Default)]
 pub struct Compactor {
-    epoch: u64,
+    naming: Option<Naming>,
     next_job: u32,
     clean_end_offsets: HashMap<TopicPartition, u64>,
     /// Per partition, the earliest delete horizon of a batch the last job left with tombstones:
@@ -171,14 +201,16 @@ pub struct JobReport {
 }
 
 impl Compactor {
-    /// Runs jobs until the plan is empty or [`COMPACTION_JOBS_PER_TICK_MAX`] ran.
+    /// Runs jobs until the plan is empty or [`COMPACTION_JOBS_PER_TICK_MAX`] ran. In a cluster
+    /// (`cluster`) only on the partitions this agent owns, and not while its log is stopped.
     pub async fn tick(
         &mut self,
         core: &CoreHandle,
         config: &CompactionConfig,
         retention: &RetentionDefaults,
+        cluster: Option<&ClusterHousekeeping>,
     ) {
-        let key_jobs = match self.key_jobs(core, config).await {
+        let key_jobs = match self.key_jobs(core, config, cluster).await {
             Ok(jobs) => jobs,
             Err(message) => {
                 tracing::warn!(%message, "key compaction failed; planned again next tick");
@@ -186,7 +218,7 @@ impl Compactor {
             }
         };
         for _ in key_jobs..COMPACTION_JOBS_PER_TICK_MAX {
-            match self.job(core, config, retention).await {
+            match self.job(core, config, retention, cluster).await {
                 Ok(Some(report)) => {
                     tracing::info!(
                         inputs = report.inputs,
@@ -212,15 +244,49 @@ impl Compactor {
         }
     }
 
-    /// The next compacted object id of this writer epoch.
-    fn next_id(&mut self, epoch: u64) -> Option<LogSeq> {
-        if epoch != self.epoch {
-            self.epoch = epoch;
-            self.next_job = 0;
+    /// Chooses how this job names its objects: by `epoch` (an agent alone), or by the cluster
+    /// log's incarnation token. `None` in a cluster whose log is stopped (nothing is compacted
+    /// until it rejoins). A token not used before continues after its highest job in
+    /// `compacted/` (one listing per new token).
+    async fn naming(
+        &mut self,
+        core: &CoreHandle,
+        cluster: bool,
+        epoch: u64,
+    ) -> Result<Option<Naming>, String> {
+        let naming = if cluster {
+            match core
+                .incarnation_token()
+                .await
+                .map_err(|error| error.to_string())?
+            {
+                Some(token) => Naming::Token(token),
+                None => return Ok(None),
+            }
+        } else {
+            Naming::Epoch(epoch)
+        };
+        if self.naming != Some(naming) {
+            self.next_job = match naming {
+                Naming::Epoch(_) => 0,
+                Naming::Token(token) => first_free_job(core, token).await?,
+            };
+            self.naming = Some(naming);
+        }
+        Ok(Some(naming))
+    }
+
+    /// The next compacted object id under `naming` (chosen by [`Compactor::naming`]).
+    fn next_id(&mut self, naming: Naming) -> Option<LogSeq> {
+        if self.naming != Some(naming) {
+            return None;
         }
         let job = self.next_job;
         self.next_job = job.checked_add(1)?;
-        Some(compacted_object_id(epoch, job))
+        Some(match naming {
+            Naming::Epoch(epoch) => compacted_object_id(epoch, job),
+            Naming::Token(token) => cluster_compacted_object_id(token, job),
+        })
     }
 
     /// Key-compacts the partitions of compacted topics that are due: half or more of their
@@ -230,18 +296,24 @@ impl Compactor {
         &mut self,
         core: &CoreHandle,
         config: &CompactionConfig,
+        cluster: Option<&ClusterHousekeeping>,
     ) -> Result<usize, String> {
         let now_ms = wall_clock_ms();
         let input_bytes_max = config.key_input_bytes_max;
+        let owns = owner_test(cluster);
         let (candidates, epoch) = core
             .query(move |state| {
-                (
-                    state.key_compaction_candidates(now_ms, input_bytes_max),
-                    state.writer_epoch(),
-                )
+                let mut candidates = state.key_compaction_candidates(now_ms, input_bytes_max);
+                candidates.retain(|candidate| {
+                    state
+                        .topic(candidate.tp.topic_id)
+                        .is_some_and(|topic| owns(topic.name(), candidate.tp.partition))
+                });
+                (candidates, state.writer_epoch())
             })
             .await
             .map_err(|error| error.to_string())?;
+
         let limits = KeyCompactionLimits {
             key_bytes_max: config.key_map_bytes_max,
             ..KeyCompactionLimits::default()
@@ -254,6 +326,12 @@ impl Compactor {
             candidates.iter().map(|candidate| candidate.tp).collect();
         self.clean_end_offsets.retain(|tp, _| current.contains(tp));
         self.delete_horizons_ms.retain(|tp, _| current.contains(tp));
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let Some(naming) = self.naming(core, cluster.is_some(), epoch).await? else {
+            return Ok(0);
+        };
         for candidate in candidates {
             if jobs >= COMPACTION_JOBS_PER_TICK_MAX {
                 break;
@@ -275,7 +353,9 @@ impl Compactor {
             // of about the target size.
             let input_bytes: u64 = candidate.entries.iter().map(|entry| entry.byte_len).sum();
             let pieces_max = input_bytes / config.object_bytes_target.max(1) + 2;
-            let ids: Vec<LogSeq> = (0..pieces_max).map_while(|_| self.next_id(epoch)).collect();
+            let ids: Vec<LogSeq> = (0..pieces_max)
+                .map_while(|_| self.next_id(naming))
+                .collect();
             let store = Arc::clone(core.background_store());
             let (job, object_bytes_target) = (candidate.clone(), config.object_bytes_target);
             let compacted = off_core("sluice-compaction", async move {
@@ -294,10 +374,15 @@ impl Compactor {
             .await?
             .map_err(|error| error.to_string())?;
             let end_offset = candidate.entries.last().map_or(0, |entry| entry.end_offset);
-            let applied = core
-                .commands(vec![compacted.swap])
-                .await
-                .map_err(|error| error.to_string())?
+            let deadline = match (naming, compacted.first_put_started, cluster) {
+                (Naming::Token(token), Some(put_started), Some(cluster)) => Some(SwapDeadline {
+                    send_by: put_started + Duration::from_millis(cluster.lease_ms),
+                    token,
+                }),
+                _ => None,
+            };
+            let applied = swap(core, vec![compacted.swap], deadline)
+                .await?
                 .into_iter()
                 .all(|outcome| outcome.is_ok());
             if applied {
@@ -336,12 +421,14 @@ impl Compactor {
         core: &CoreHandle,
         config: &CompactionConfig,
         retention: &RetentionDefaults,
+        cluster: Option<&ClusterHousekeeping>,
     ) -> Result<Option<JobReport>, String> {
         let (config, retention) = (*config, *retention);
+        let owns = owner_test(cluster);
         let (plan, epoch) = core
             .query(move |state| {
                 (
-                    state.compaction_plan(&config, &retention, wall_clock_ms()),
+                    state.compaction_plan_of(&config, &retention, wall_clock_ms(), owns),
                     state.writer_epoch(),
                 )
             })
@@ -350,9 +437,12 @@ impl Compactor {
         if plan.is_empty() {
             return Ok(None);
         }
+        let Some(naming) = self.naming(core, cluster.is_some(), epoch).await? else {
+            return Ok(None);
+        };
         let id = self
-            .next_id(epoch)
-            .ok_or("compaction job numbers of this writer epoch are used up")?;
+            .next_id(naming)
+            .ok_or("compaction job numbers of this writer epoch (or token) are used up")?;
         let store = Arc::clone(core.background_store());
         let job = plan.clone();
         let object = off_core("sluice-compaction", async move {
@@ -368,12 +458,16 @@ impl Compactor {
             timings: object.timings,
             ..JobReport::default()
         };
+        let deadline = match (naming, cluster) {
+            (Naming::Token(token), Some(cluster)) => Some(SwapDeadline {
+                send_by: object.put_started + Duration::from_millis(cluster.lease_ms),
+                token,
+            }),
+            _ => None,
+        };
         let swap_started = Instant::now();
         for chunk in object.swap.chunks(COMMANDS_PER_ENTRY_MAX) {
-            let outcomes = core
-                .commands(chunk.to_vec())
-                .await
-                .map_err(|error| error.to_string())?;
+            let outcomes = swap(core, chunk.to_vec(), deadline).await?;
             for outcome in outcomes {
                 match outcome {
                     Ok(()) => report.swaps_applied += 1,
@@ -436,7 +530,7 @@ pub async fn round(
     if let Some((cluster, data, clock)) = &mut cluster {
         report.collector = true;
         // A failed data sweep leaves `data/` alone this round; the rest goes on.
-        match data_sweep(core, cluster, data, *clock).await {
+        match data_sweep(core, cluster, data, &listing.compacted, *clock).await {
             Ok(sweep) => {
                 report.data_listed = sweep.listed;
                 report.data_referenced = sweep.candidates.referenced;
@@ -465,6 +559,65 @@ pub async fn round(
         forget_expired_agents(cluster).await;
     }
     Ok(report)
+}
+
+/// Whether this agent compacts partition `partition` of topic `name` (sent into a state query).
+type OwnerTest = Box<dyn Fn(&str, i32) -> bool + Send>;
+
+/// The partitions this agent compacts: all of them alone, its own in a cluster.
+fn owner_test(cluster: Option<&ClusterHousekeeping>) -> OwnerTest {
+    match cluster {
+        Some(cluster) => Box::new(cluster.partition_owner_test()),
+        None => Box::new(|_: &str, _: i32| true),
+    }
+}
+
+/// Appends a job's swap commands; in a cluster (`deadline`) not once the deadline has passed,
+/// and in a window that carries it ([`CoreHandle::commands_with_deadline`]). A refused swap is an
+/// outcome like a rejected one: its object is left for the collector.
+async fn swap(
+    core: &CoreHandle,
+    commands: Vec<Command>,
+    deadline: Option<SwapDeadline>,
+) -> Result<Vec<Result<(), CommandFailure>>, String> {
+    let outcomes = match deadline {
+        None => core.commands(commands).await,
+        Some(deadline) if Instant::now() >= deadline.send_by => {
+            let reason = "a lease passed since the compacted object's PUT started; its swap is \
+                          not sent (the object is left to the collector)";
+            tracing::warn!(reason, "compaction swap not sent");
+            let failure = CommandFailure::LogFailed {
+                code: super::window::error_code::REQUEST_TIMED_OUT,
+                reason: reason.to_owned(),
+            };
+            return Ok(commands.iter().map(|_| Err(failure.clone())).collect());
+        }
+        Some(deadline) => core.commands_with_deadline(commands, deadline).await,
+    };
+    outcomes.map_err(|error| error.to_string())
+}
+
+/// The job number after the highest one `compacted/` holds for `token` (0 when none): a new
+/// incarnation may draw a token whose objects an old one left (its `data/` folder was empty).
+async fn first_free_job(core: &CoreHandle, token: u32) -> Result<u32, String> {
+    let listed = core
+        .background_store()
+        .list(COMPACTED_DIR, None)
+        .await
+        .map_err(|error| format!("listing {COMPACTED_DIR}/: {error}"))?;
+    let highest = listed
+        .iter()
+        .filter_map(|info| parse_compacted_key(&info.key))
+        .filter_map(cluster_compacted_object_parts)
+        .filter(|(of, _)| *of == token)
+        .map(|(_, job)| job)
+        .max();
+    match highest {
+        None => Ok(0),
+        Some(job) => job
+            .checked_add(1)
+            .ok_or_else(|| format!("compaction job numbers of token {token} are used up")),
+    }
 }
 
 /// Kafka's cleaner rule: at least half of the cleanable bytes are dirty (past what the last job

@@ -106,7 +106,14 @@ pub(crate) enum CoreRequest {
     },
     Commands {
         commands: Vec<Command>,
+        /// A compaction swap's conditions in a cluster ([`CoreHandle::commands_with_deadline`]).
+        deadline: Option<SwapDeadline>,
         reply: oneshot::Sender<Vec<Result<(), CommandFailure>>>,
+    },
+    /// The token of the cluster log's incarnation, `None` when it is stopped or for an agent
+    /// alone ([`CoreHandle::incarnation_token`]).
+    IncarnationToken {
+        reply: oneshot::Sender<Option<u32>>,
     },
     InitProducerId {
         transactional_id: Option<String>,
@@ -134,10 +141,14 @@ impl std::fmt::Debug for CoreRequest {
                 .debug_struct("Produce")
                 .field("partitions", &partitions.len())
                 .finish(),
-            Self::Commands { commands, .. } => f
+            Self::Commands {
+                commands, deadline, ..
+            } => f
                 .debug_struct("Commands")
                 .field("commands", commands)
+                .field("deadline", deadline)
                 .finish(),
+            Self::IncarnationToken { .. } => f.write_str("IncarnationToken"),
             Self::InitProducerId {
                 transactional_id, ..
             } => f
@@ -155,6 +166,16 @@ impl std::fmt::Debug for CoreRequest {
                 .finish(),
         }
     }
+}
+
+/// What a compaction swap's commands need in a cluster: the window carrying them sends its
+/// record only before `send_by` (one lease after the compacted object's PUT started), and only
+/// while the log's incarnation is still the one of `token`, which named the object
+/// (`sluice_engine::log::data_gc` has why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwapDeadline {
+    pub send_by: std::time::Instant,
+    pub token: u32,
 }
 
 /// The metadata core is gone (agent stopping) or never started.
@@ -235,7 +256,38 @@ impl CoreHandle {
         commands: Vec<Command>,
     ) -> Result<Vec<Result<(), CommandFailure>>, CoreUnavailable> {
         let (reply, answer) = oneshot::channel();
-        self.send(CoreRequest::Commands { commands, reply }).await?;
+        self.send(CoreRequest::Commands {
+            commands,
+            deadline: None,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| CoreUnavailable)
+    }
+
+    /// [`CoreHandle::commands`] for a cluster's compaction swap: refused (every outcome a
+    /// failure) unless the window carrying them sends its record before `deadline.send_by` and
+    /// from the incarnation of `deadline.token`.
+    pub async fn commands_with_deadline(
+        &self,
+        commands: Vec<Command>,
+        deadline: SwapDeadline,
+    ) -> Result<Vec<Result<(), CommandFailure>>, CoreUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(CoreRequest::Commands {
+            commands,
+            deadline: Some(deadline),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| CoreUnavailable)
+    }
+
+    /// The token the cluster log's incarnation names its objects by; `None` while it is stopped
+    /// (fenced) and for an agent alone.
+    pub async fn incarnation_token(&self) -> Result<Option<u32>, CoreUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.send(CoreRequest::IncarnationToken { reply }).await?;
         answer.await.map_err(|_| CoreUnavailable)
     }
 

@@ -133,6 +133,12 @@ pub struct Window {
     command_waiters: Vec<CommandWaiter>,
     producer_id_waiters: Vec<ProducerIdWaiter>,
     opened_at_ms: Option<u64>,
+    /// The earliest `send_by` of the compaction swaps in the window (a cluster's, see
+    /// [`super::SwapDeadline`]): its record is not sent after it.
+    send_by: Option<std::time::Instant>,
+    /// The incarnation token those swaps' objects are named by: the window is appended only by
+    /// that incarnation. A window holds the swaps of one token at most.
+    required_token: Option<u32>,
 }
 
 /// A sealed window: the entry to append and who to answer.
@@ -143,6 +149,9 @@ pub struct Sealed {
     pub command_waiters: Vec<CommandWaiter>,
     pub producer_id_waiters: Vec<ProducerIdWaiter>,
     pub batch_bytes: u64,
+    /// Appended only while the cluster log's incarnation holds this token (a compaction swap's
+    /// condition; `None` for every other window).
+    pub required_token: Option<u32>,
 }
 
 impl Window {
@@ -277,6 +286,22 @@ impl Window {
             .push(Command::InitProducerId { transactional_id });
     }
 
+    /// Adds a compaction swap's conditions (pushed with its commands): the window's record is
+    /// sent before the earliest `send_by` of its swaps, and by the incarnation of `token` only.
+    /// The caller seals a window that requires another token first ([`Window::required_token`]).
+    pub fn require(&mut self, deadline: super::SwapDeadline) {
+        self.send_by = Some(
+            self.send_by
+                .map_or(deadline.send_by, |send_by| send_by.min(deadline.send_by)),
+        );
+        self.required_token = Some(deadline.token);
+    }
+
+    /// The token a swap in the window requires, if one does.
+    pub fn required_token(&self) -> Option<u32> {
+        self.required_token
+    }
+
     /// Closes the window; a fresh empty one takes its place.
     pub fn seal(&mut self, created_at_ms: i64) -> Sealed {
         let window = std::mem::take(self);
@@ -285,11 +310,13 @@ impl Window {
                 batches: window.batches,
                 commands: window.commands,
                 created_at_ms,
+                send_by: window.send_by,
             },
             produce_waiters: window.produce_waiters,
             command_waiters: window.command_waiters,
             producer_id_waiters: window.producer_id_waiters,
             batch_bytes: window.bytes,
+            required_token: window.required_token,
         }
     }
 }
@@ -616,6 +643,37 @@ mod tests {
             failed_answer.try_recv().unwrap(),
             Some(Err(CommandFailure::LogFailed { code: 7, .. }))
         ));
+    }
+
+    #[test]
+    fn a_window_carries_its_swaps_earliest_deadline_and_their_token() {
+        let now = std::time::Instant::now();
+        let mut window = Window::default();
+        let (sender, _answer) = oneshot::channel();
+        window.push_command(
+            Command::DeleteTopic {
+                topic_id: TopicId([7; 16]),
+            },
+            sender,
+            0,
+        );
+        assert_eq!(window.required_token(), None);
+        for seconds in [5, 2, 9] {
+            window.require(crate::metadata_core::SwapDeadline {
+                send_by: now + std::time::Duration::from_secs(seconds),
+                token: 42,
+            });
+        }
+        assert_eq!(window.required_token(), Some(42));
+        let sealed = window.seal(0);
+        assert_eq!(
+            sealed.content.send_by,
+            Some(now + std::time::Duration::from_secs(2))
+        );
+        assert_eq!(sealed.required_token, Some(42));
+        // The next window starts without them.
+        assert_eq!(window.required_token(), None);
+        assert_eq!(window.seal(0).content.send_by, None);
     }
 
     #[test]

@@ -471,15 +471,12 @@ impl Agent {
                     match cluster.open(store, log_config).await {
                         Ok((log, recovery, membership)) => {
                             let _ = opened_sender.send(Ok(format!("cluster log {recovery:?}")));
-                            // Compaction names its objects by writer epoch, which a cluster's
-                            // agents share: not run in a cluster yet (docs/cluster.md).
-                            let housekeeping = HousekeepingConfig {
-                                compaction_interval_ms: 0,
-                                ..housekeeping
-                            };
+                            // Compaction runs on every agent, over the partitions it owns,
+                            // naming its objects by its incarnation's token (docs/cluster.md).
                             let cluster_housekeeping = ClusterHousekeeping {
                                 sequencer: log.sequencer().clone(),
                                 board: Arc::clone(&membership.0.board),
+                                lease_ms: membership.0.lease_ms,
                             };
                             let data_gc = DataGcConfig::for_cluster(
                                 membership.0.lease_ms,
