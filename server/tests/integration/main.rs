@@ -9,6 +9,7 @@ mod api_versions;
 mod bad_frames;
 mod binary;
 mod cluster_acls;
+mod cluster_compaction;
 mod cluster_joins;
 mod cluster_listeners;
 mod cluster_poll_only;
