@@ -541,6 +541,8 @@ impl Core {
                 command_waiters,
                 producer_id_waiters,
                 batch_bytes,
+                // A compaction swap's condition in a cluster; the simulated agent runs alone.
+                required_token: _,
             } = sealed;
             let outcome = match log.append(content).await {
                 Ok(appended) => Ok(appended),
@@ -560,6 +562,7 @@ impl Core {
                 command_waiters,
                 producer_id_waiters,
                 batch_bytes,
+                required_token: None,
             };
             finish(&log, sealed, outcome);
             drop(permit);
