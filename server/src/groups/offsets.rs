@@ -191,6 +191,11 @@ impl GroupCore {
             self.deadlines_changed();
             return decided;
         }
+        // Given up to another agent since the routing let the commit in (the view changed during
+        // the partition lookup): its member looks the coordinator up again and commits there.
+        if !self.still_coordinates(group_id) {
+            return Err(error_code::NOT_COORDINATOR);
+        }
         if generation < 0 {
             return Ok(());
         }

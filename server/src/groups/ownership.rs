@@ -111,6 +111,18 @@ impl GroupCore {
         *adopted = current;
     }
 
+    /// Whether the agent's newest view still gives it `group` (always, alone). A request that
+    /// passed the agent's routing and then awaited (a commit's partition lookup) can find its
+    /// group given up by the view's tick meanwhile: it must then be answered NOT_COORDINATOR,
+    /// as the routing would answer it now, not as for a group this agent never had
+    /// (UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION, which make the member rejoin).
+    pub(super) fn still_coordinates(&self, group: &str) -> bool {
+        self.ownership
+            .borrow()
+            .as_ref()
+            .is_none_or(|ownership| ownership.board.view().coordinates(group))
+    }
+
     /// Drops every group in memory that `view` says another agent coordinates.
     fn give_up_groups(&self, view: &ClusterView) {
         let given_up: Vec<String> = {
