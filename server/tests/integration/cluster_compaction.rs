@@ -43,7 +43,7 @@ use sluice_server::{Agent, Config};
 use sluice_tests::postgres::TestPostgres;
 use uuid::Uuid;
 
-use crate::common::{self, RawClient, now_ms, topic_name};
+use crate::common::{self, RawClient, list_keys, now_ms, topic_name};
 use crate::fetch_support::{
     assert_same_batch, batches_of, fetch, fetch_request, partitions, produce, want,
 };
@@ -55,14 +55,12 @@ const ROUNDS: usize = 30;
 const SEGMENT_BYTES: &str = "1200";
 /// Compaction within seconds; the collector's grace (23 s) plus the delay after it.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Each poll recovers the cluster's state from the bucket: not more often than this.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 fn configure(config: &mut Config, store_url: &str) {
-    config.store = Some(store_url.to_owned());
-    config.flush_interval_ms = 5;
-    config.compaction_interval_ms = 100;
+    common::configure_fast_housekeeping(config, store_url);
     config.compaction_object_bytes_target = 1024 * 1024;
-    config.log_retention_check_interval_ms = 100;
-    config.log_segment_delete_delay_ms = 300;
     config.checkpoint_interval_entries = 16;
 }
 
@@ -76,33 +74,8 @@ fn metadata(client: &mut RawClient, topics: &[&str]) -> MetadataResponse {
     client.call(ApiKey::Metadata, 12, &request)
 }
 
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < EVENT_TIMEOUT,
-            "timed out after {EVENT_TIMEOUT:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn keys(store: &dyn ObjectStorage, dir: &str) -> BTreeSet<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // The test server's LIST can fail while the collector deletes: list again.
-    for _ in 0..20 {
-        if let Ok(listed) = runtime.block_on(store.list(dir, None)) {
-            return listed.into_iter().map(|info| info.key).collect();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("listing {dir} failed 20 times")
+fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(what, EVENT_TIMEOUT, POLL_INTERVAL, check)
 }
 
 /// Per partition of the topic, the objects its index names (in offset order), recovered as a
@@ -173,18 +146,14 @@ fn read_back(client: &mut RawClient, topic_id: Uuid, produced: &[Vec<(i64, Bytes
 /// Creates the topic with 8 partitions and `segment.bytes` small enough that a run of about six
 /// windows is full: it settles (and is merged) as the next window arrives, not a minute later.
 fn create_topic(client: &mut RawClient) -> Uuid {
-    use kafka_protocol::messages::CreateTopicsResponse;
-    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
-    use kafka_protocol::protocol::StrBytes;
-    let mut request = common::create_topics_request(&[(TOPIC, PARTITIONS)]);
-    request.topics[0].configs = vec![
-        CreatableTopicConfig::default()
-            .with_name(StrBytes::from_static_str("segment.bytes"))
-            .with_value(Some(StrBytes::from_static_str(SEGMENT_BYTES))),
-    ];
-    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
-    response.topics[0].topic_id
+    let (code, topic_id) = common::create_topic_with_partitions_and_configs(
+        client,
+        TOPIC,
+        PARTITIONS,
+        &[("segment.bytes", SEGMENT_BYTES)],
+    );
+    assert_eq!(code, 0);
+    topic_id
 }
 
 fn start(postgres: &TestPostgres, store_url: &str, id: &str) -> (Agent, tempfile::TempDir) {
@@ -252,7 +221,7 @@ fn two_agents_compact_their_own_partitions_and_the_replaced_windows_are_collecte
             produced[partition as usize].push((base, bytes));
         }
     }
-    let windows_written: BTreeSet<String> = keys(store.as_ref(), AGENT_OBJECT_DIR);
+    let windows_written: BTreeSet<String> = list_keys(store.as_ref(), AGENT_OBJECT_DIR);
 
     // 2. Compaction: fewer than half as many index entries as windows in every partition, each
     // compacted entry written by its partition's owner.
@@ -309,8 +278,8 @@ fn two_agents_compact_their_own_partitions_and_the_replaced_windows_are_collecte
     // referenced object missing from the listing was deleted.
     let started = Instant::now();
     let left = wait_for("the replaced windows collected", || {
-        let data = keys(store.as_ref(), AGENT_OBJECT_DIR);
-        let compacted = keys(store.as_ref(), COMPACTED_DIR);
+        let data = list_keys(store.as_ref(), AGENT_OBJECT_DIR);
+        let compacted = list_keys(store.as_ref(), COMPACTED_DIR);
         let referenced = referenced(&recovered_index(&store, &sequencer));
         let present: BTreeSet<String> = data.union(&compacted).cloned().collect();
         let missing: Vec<&String> = referenced.difference(&present).collect();

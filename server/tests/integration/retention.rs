@@ -10,34 +10,29 @@
 use crate::common;
 use crate::fetch_support;
 
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use common::{RawClient, batch, create_topic_with_configs, now_ms, topic_name};
+use common::{RawClient, batch, create_topic_with_configs, list_keys, now_ms, topic_name};
 use fetch_support::*;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
-use sluice_engine::store::{ObjectStorage, S3TestServer, StoreConfig, open_store};
+use sluice_engine::store::{S3TestServer, StoreConfig, open_store};
 use sluice_server::Config;
 use uuid::Uuid;
 
 const HOUR_MS: i64 = 3_600_000;
 /// Longest wait for an event a housekeeping round (every 100 ms here) causes.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const INVALID_CONFIG: i16 = 40;
 
 /// Retention every 100 ms, objects deleted 300 ms after nothing needs them, a checkpoint every 4
-/// entries: short enough for a test, the same code paths as the defaults.
+/// entries. Compaction runs too (it must not hold back retention).
 fn configure(config: &mut Config, url: &str) {
-    config.store = Some(url.to_owned());
-    config.flush_interval_ms = 5;
-    config.log_retention_check_interval_ms = 100;
-    config.log_segment_delete_delay_ms = 300;
+    common::configure_fast_housekeeping(config, url);
     config.checkpoint_interval_entries = 4;
-    // Compaction runs too (it must not hold back retention).
-    config.compaction_interval_ms = 100;
 }
 
 fn earliest(client: &mut RawClient, topic: &str) -> i64 {
@@ -58,34 +53,8 @@ fn earliest(client: &mut RawClient, topic: &str) -> i64 {
     partition.offset
 }
 
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            started.elapsed() < EVENT_TIMEOUT,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn keys(store: &dyn ObjectStorage, dir: &str) -> BTreeSet<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // The test server's LIST can answer 500 when a key is deleted while it lists (the agent's
-    // collector is deleting): list again.
-    for _ in 0..20 {
-        if let Ok(listed) = runtime.block_on(store.list(dir, None)) {
-            return listed.into_iter().map(|info| info.key).collect();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("listing {dir} failed 20 times")
+fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(what, EVENT_TIMEOUT, POLL_INTERVAL, check)
 }
 
 /// Fetches from `offset` and returns the batches' base offsets, or the partition's error code
@@ -130,7 +99,7 @@ fn retention_by_time_moves_the_log_start_and_empties_the_bucket_of_expired_objec
         produce(&mut client, "clicks", 0, records.clone());
         old_batches.push(records);
     }
-    let objects_with_old_data = keys(store.as_ref(), "log");
+    let objects_with_old_data = list_keys(store.as_ref(), "log");
     for _ in 0..10 {
         produce(&mut client, "clicks", 0, batch(3, now_ms()));
     }
@@ -153,11 +122,11 @@ fn retention_by_time_moves_the_log_start_and_empties_the_bucket_of_expired_objec
     // Every object that held only old records (and the claim and topic creation before them)
     // leaves the bucket once checkpoints cover it and the delay has passed.
     wait_for("garbage collection of the expired objects", || {
-        let left = keys(store.as_ref(), "log");
+        let left = list_keys(store.as_ref(), "log");
         objects_with_old_data.is_disjoint(&left).then_some(())
     });
     wait_for("old checkpoints deleted", || {
-        (keys(store.as_ref(), "checkpoint").len() <= 2).then_some(())
+        (list_keys(store.as_ref(), "checkpoint").len() <= 2).then_some(())
     });
 
     // An agent restarted on what is left serves the same log.

@@ -415,8 +415,18 @@ pub fn create_topic_with_configs(
     name: &str,
     configs: &[(&str, &str)],
 ) -> (i16, uuid::Uuid) {
+    create_topic_with_partitions_and_configs(client, name, 1, configs)
+}
+
+/// Creates a topic of `partitions` partitions with `configs`; its error code and topic id.
+pub fn create_topic_with_partitions_and_configs(
+    client: &mut RawClient,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> (i16, uuid::Uuid) {
     use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
-    let mut request = create_topics_request(&[(name, 1)]);
+    let mut request = create_topics_request(&[(name, partitions)]);
     request.topics[0].configs = configs
         .iter()
         .map(|(name, value)| {
@@ -427,4 +437,54 @@ pub fn create_topic_with_configs(
         .collect();
     let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
     (response.topics[0].error_code, response.topics[0].topic_id)
+}
+
+/// Housekeeping on a short clock for the tests that watch it happen, on the store at `store_url`:
+/// 5 ms flush windows, retention and compaction every 100 ms, objects deleted 300 ms after
+/// nothing needs them. Short enough for a test, the same code paths as the defaults.
+pub fn configure_fast_housekeeping(config: &mut Config, store_url: &str) {
+    config.store = Some(store_url.to_owned());
+    config.flush_interval_ms = 5;
+    config.log_retention_check_interval_ms = 100;
+    config.log_segment_delete_delay_ms = 300;
+    config.compaction_interval_ms = 100;
+}
+
+/// Calls `check` every `poll_interval` until it returns a value, and returns that; fails the
+/// test, naming `what`, when `timeout` passes first. Waits for the event itself, whenever it
+/// comes within the bound.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    poll_interval: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(poll_interval);
+    }
+}
+
+/// The keys under `dir` in `store`, listed from a runtime of its own. The test server's LIST can
+/// answer 500 when a key is deleted while it lists (an agent's collector is deleting): it lists
+/// again, up to 20 times.
+pub fn list_keys(store: &dyn ObjectStorage, dir: &str) -> std::collections::BTreeSet<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        if let Ok(listed) = runtime.block_on(store.list(dir, None)) {
+            return listed.into_iter().map(|info| info.key).collect();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("listing {dir} failed 20 times")
 }
