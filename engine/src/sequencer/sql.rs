@@ -55,37 +55,66 @@ pub(crate) const AGENTS_CHANNEL: &str = "sluice_agents";
 
 pub(crate) const LISTEN: &str = "LISTEN sluice_log; LISTEN sluice_agents";
 
+/// The counter and insert CTEs of [`APPEND`] and [`APPEND_AND_NOTIFY`], which differ only in
+/// their final `SELECT`. A macro, not a constant, because `concat!` takes only literals.
+macro_rules! append_ctes {
+    () => {
+        "WITH counter AS (
+        UPDATE sluice_clusters SET next_position = next_position + $2::BIGINT
+        WHERE cluster_name = $1
+        RETURNING next_position - $2::BIGINT AS first_position
+    ), inserted AS (
+        INSERT INTO sluice_log (cluster_name, position, record)
+        SELECT $1, counter.first_position + records.ordinality - 1, records.record
+        FROM counter, unnest($3::BYTEA[]) WITH ORDINALITY AS records (record, ordinality)
+        RETURNING 1
+    )"
+    };
+}
+
 /// One append, one statement, one transaction: take `$2` positions from the counter row (its lock
 /// is held to commit, so positions follow commit order), insert the records `$3` at them, answer
 /// the first position and the number of rows inserted. Without a cluster row nothing is inserted
 /// and no row is returned. Unfenced: for appenders that hold no lease (tests, the bench's simulated
 /// agents); an agent appends with [`APPEND_FENCED`].
-pub(crate) const APPEND: &str = "WITH counter AS (
-        UPDATE sluice_clusters SET next_position = next_position + $2::BIGINT
-        WHERE cluster_name = $1
-        RETURNING next_position - $2::BIGINT AS first_position
-    ), inserted AS (
-        INSERT INTO sluice_log (cluster_name, position, record)
-        SELECT $1, counter.first_position + records.ordinality - 1, records.record
-        FROM counter, unnest($3::BYTEA[]) WITH ORDINALITY AS records (record, ordinality)
-        RETURNING 1
-    )
-    SELECT counter.first_position, (SELECT count(*) FROM inserted) FROM counter";
+pub(crate) const APPEND: &str = concat!(
+    append_ctes!(),
+    "
+    SELECT counter.first_position, (SELECT count(*) FROM inserted) FROM counter"
+);
 
 /// [`APPEND`] that also notifies listeners, at commit, of the last position it took.
-pub(crate) const APPEND_AND_NOTIFY: &str = "WITH counter AS (
+pub(crate) const APPEND_AND_NOTIFY: &str = concat!(
+    append_ctes!(),
+    "
+    SELECT counter.first_position, (SELECT count(*) FROM inserted),
+        pg_notify('sluice_log', (counter.first_position + $2::BIGINT - 1)::TEXT || ' ' || $1)
+    FROM counter"
+);
+
+/// The fence, counter and insert CTEs of [`APPEND_FENCED`] and [`APPEND_FENCED_AND_NOTIFY`],
+/// which differ only in their final `SELECT`.
+macro_rules! append_fenced_ctes {
+    () => {
+        "WITH fence AS (
+        SELECT EXISTS (
+                SELECT 1 FROM sluice_agents
+                WHERE cluster_name = $1 AND agent_id = $4 AND incarnation = $5::BIGINT
+                    AND lease_expires_at > now()
+            ) AS lease_held,
+            now() < $6::TIMESTAMPTZ AS in_time
+    ), counter AS (
         UPDATE sluice_clusters SET next_position = next_position + $2::BIGINT
-        WHERE cluster_name = $1
+        WHERE cluster_name = $1 AND (SELECT lease_held AND in_time FROM fence)
         RETURNING next_position - $2::BIGINT AS first_position
     ), inserted AS (
         INSERT INTO sluice_log (cluster_name, position, record)
         SELECT $1, counter.first_position + records.ordinality - 1, records.record
         FROM counter, unnest($3::BYTEA[]) WITH ORDINALITY AS records (record, ordinality)
         RETURNING 1
-    )
-    SELECT counter.first_position, (SELECT count(*) FROM inserted),
-        pg_notify('sluice_log', (counter.first_position + $2::BIGINT - 1)::TEXT || ' ' || $1)
-    FROM counter";
+    )"
+    };
+}
 
 /// [`APPEND`] fenced by the appender's lease and its record deadline, both decided by the
 /// database in the same statement (`docs/cluster.md`, "The fence at commit"): the counter moves
@@ -96,52 +125,26 @@ pub(crate) const APPEND_AND_NOTIFY: &str = "WITH counter AS (
 /// inserted), the rows inserted, whether the lease was held and whether the deadline was still
 /// ahead — so a refusal says why, and NULL with both true means the cluster row is missing. The
 /// lease check is one lookup by `sluice_agents`' primary key.
-pub(crate) const APPEND_FENCED: &str = "WITH fence AS (
-        SELECT EXISTS (
-                SELECT 1 FROM sluice_agents
-                WHERE cluster_name = $1 AND agent_id = $4 AND incarnation = $5::BIGINT
-                    AND lease_expires_at > now()
-            ) AS lease_held,
-            now() < $6::TIMESTAMPTZ AS in_time
-    ), counter AS (
-        UPDATE sluice_clusters SET next_position = next_position + $2::BIGINT
-        WHERE cluster_name = $1 AND (SELECT lease_held AND in_time FROM fence)
-        RETURNING next_position - $2::BIGINT AS first_position
-    ), inserted AS (
-        INSERT INTO sluice_log (cluster_name, position, record)
-        SELECT $1, counter.first_position + records.ordinality - 1, records.record
-        FROM counter, unnest($3::BYTEA[]) WITH ORDINALITY AS records (record, ordinality)
-        RETURNING 1
-    )
+pub(crate) const APPEND_FENCED: &str = concat!(
+    append_fenced_ctes!(),
+    "
     SELECT counter.first_position, (SELECT count(*) FROM inserted), fence.lease_held,
         fence.in_time
-    FROM fence LEFT JOIN counter ON true";
+    FROM fence LEFT JOIN counter ON true"
+);
 
 /// [`APPEND_FENCED`] that also notifies listeners, at commit, of the last position it took — only
 /// when it took one (the notification is computed over the counter's row, of which a refused
 /// append has none).
-pub(crate) const APPEND_FENCED_AND_NOTIFY: &str = "WITH fence AS (
-        SELECT EXISTS (
-                SELECT 1 FROM sluice_agents
-                WHERE cluster_name = $1 AND agent_id = $4 AND incarnation = $5::BIGINT
-                    AND lease_expires_at > now()
-            ) AS lease_held,
-            now() < $6::TIMESTAMPTZ AS in_time
-    ), counter AS (
-        UPDATE sluice_clusters SET next_position = next_position + $2::BIGINT
-        WHERE cluster_name = $1 AND (SELECT lease_held AND in_time FROM fence)
-        RETURNING next_position - $2::BIGINT AS first_position
-    ), inserted AS (
-        INSERT INTO sluice_log (cluster_name, position, record)
-        SELECT $1, counter.first_position + records.ordinality - 1, records.record
-        FROM counter, unnest($3::BYTEA[]) WITH ORDINALITY AS records (record, ordinality)
-        RETURNING 1
-    )
+pub(crate) const APPEND_FENCED_AND_NOTIFY: &str = concat!(
+    append_fenced_ctes!(),
+    "
     SELECT counter.first_position, (SELECT count(*) FROM inserted), fence.lease_held,
         fence.in_time,
         (SELECT pg_notify('sluice_log', (notified.first_position + $2::BIGINT - 1)::TEXT || ' ' || $1)
             FROM counter AS notified)
-    FROM fence LEFT JOIN counter ON true";
+    FROM fence LEFT JOIN counter ON true"
+);
 
 /// Up to `$3` records after position `$2`, with the head (last assigned position) read in the same
 /// statement, hence the same snapshot: an empty answer with `after < head` means truncated, not
