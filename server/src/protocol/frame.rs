@@ -30,18 +30,9 @@ pub fn split_frame(
     buffer: &mut BytesMut,
     request_bytes_max: u32,
 ) -> Result<Option<Bytes>, FrameError> {
-    let Some(prefix) = buffer.first_chunk::<FRAME_SIZE_PREFIX_BYTES>() else {
+    let Some(size_bytes) = announced_size(buffer, request_bytes_max)? else {
         return Ok(None);
     };
-    let size_bytes = i32::from_be_bytes(*prefix);
-    let size_bytes =
-        u32::try_from(size_bytes).map_err(|_| FrameError::NegativeSize { size_bytes })?;
-    if size_bytes > request_bytes_max {
-        return Err(FrameError::TooLarge {
-            size_bytes,
-            request_bytes_max,
-        });
-    }
     let frame_bytes = size_bytes as usize;
     if buffer.len() < FRAME_SIZE_PREFIX_BYTES + frame_bytes {
         // No reserve for the announced size here: four bytes from a client must not make the
@@ -57,10 +48,28 @@ pub fn split_frame(
 /// refuse the frame). The connection reserves room for them as they come, so a large frame is
 /// not copied again each time its buffer grows.
 pub fn frame_rest(buffer: &[u8], request_bytes_max: u32) -> Option<usize> {
-    let prefix = buffer.first_chunk::<FRAME_SIZE_PREFIX_BYTES>()?;
-    let size_bytes = u32::try_from(i32::from_be_bytes(*prefix)).ok()?;
-    (size_bytes <= request_bytes_max)
-        .then(|| (FRAME_SIZE_PREFIX_BYTES + size_bytes as usize).saturating_sub(buffer.len()))
+    let size_bytes = announced_size(buffer, request_bytes_max).ok()??;
+    Some((FRAME_SIZE_PREFIX_BYTES + size_bytes as usize).saturating_sub(buffer.len()))
+}
+
+/// The body size the prefix at the front of `buffer` announces: `Ok(None)` until all four prefix
+/// bytes are there, an error when the size can never be a valid request (negative, or above
+/// `request_bytes_max`). The one place [`split_frame`] and [`frame_rest`] read the prefix, so they
+/// agree on which frames are refused.
+fn announced_size(buffer: &[u8], request_bytes_max: u32) -> Result<Option<u32>, FrameError> {
+    let Some(prefix) = buffer.first_chunk::<FRAME_SIZE_PREFIX_BYTES>() else {
+        return Ok(None);
+    };
+    let size_bytes = i32::from_be_bytes(*prefix);
+    let size_bytes =
+        u32::try_from(size_bytes).map_err(|_| FrameError::NegativeSize { size_bytes })?;
+    if size_bytes > request_bytes_max {
+        return Err(FrameError::TooLarge {
+            size_bytes,
+            request_bytes_max,
+        });
+    }
+    Ok(Some(size_bytes))
 }
 
 /// The size prefix for a message body of `body_bytes`, or `None` if it cannot be framed.
@@ -147,6 +156,22 @@ mod tests {
         );
         let mut buffer = framed(&[&[7; 100]]);
         assert_eq!(split_frame(&mut buffer, 100).unwrap().unwrap().len(), 100);
+    }
+
+    #[test]
+    fn frame_rest_refuses_exactly_what_split_frame_refuses() {
+        for size_bytes in [i32::MIN, -1, 0, 1, 99, 100, 101, i32::MAX] {
+            let prefix = size_bytes.to_be_bytes();
+            for cut in 0..=prefix.len() {
+                let refused = split_frame(&mut BytesMut::from(&prefix[..cut]), 100).is_err();
+                let rest = frame_rest(&prefix[..cut], 100);
+                if cut < prefix.len() {
+                    assert_eq!((refused, rest), (false, None), "{size_bytes} cut at {cut}");
+                } else {
+                    assert_eq!(refused, rest.is_none(), "{size_bytes}");
+                }
+            }
+        }
     }
 
     #[test]
