@@ -12,28 +12,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::log_harness::*;
-use sluice_engine::compact::{CompactionConfig, CompactionError, build_compacted_object};
+use sluice_engine::compact::{CompactionError, build_compacted_object};
 use sluice_engine::log::gc::{GarbageCollector, GcConfig};
-use sluice_engine::log::{EntryContent, LogConfig, MetadataLog, recover};
-use sluice_engine::metadata::{Command, Event, MetadataState, RetentionDefaults};
+use sluice_engine::log::{MetadataLog, recover};
+use sluice_engine::metadata::MetadataState;
 use sluice_engine::store::{ObjectStorage, S3TestServer};
 use sluice_engine::types::{compacted_object_id, log_key, object_key};
 
 const DELAY_MS: u64 = 1_000;
-
-fn config() -> LogConfig {
-    LogConfig {
-        checkpoint_interval_entries: 8,
-        ..LogConfig::default()
-    }
-}
-
-const COMPACTION: CompactionConfig = CompactionConfig {
-    object_bytes_target: 4 * 1024 * 1024,
-    inputs_per_job_max: 10_000,
-    key_input_bytes_max: 64 * 1024 * 1024,
-    key_map_bytes_max: 1024 * 1024,
-};
 
 /// Plans and builds one job (PUT included), without the swap.
 async fn build(
@@ -41,29 +27,10 @@ async fn build(
     store: &dyn ObjectStorage,
     job: u32,
 ) -> Result<sluice_engine::compact::CompactedObject, CompactionError> {
-    let (plan, epoch) = log.with_state(|state| {
-        (
-            state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2),
-            state.writer_epoch(),
-        )
-    });
+    let plan = compaction_plan(log);
+    let epoch = log.with_state(MetadataState::writer_epoch);
     assert!(!plan.is_empty());
     build_compacted_object(store, &plan, compacted_object_id(epoch, job), epoch, 0).await
-}
-
-async fn swap(log: &MetadataLog, commands: Vec<Command>) -> usize {
-    let outcome = log
-        .append(EntryContent {
-            commands,
-            ..EntryContent::default()
-        })
-        .await
-        .unwrap();
-    outcome
-        .events
-        .iter()
-        .filter(|event| matches!(event, Event::IndexRangeReplaced { .. }))
-        .count()
 }
 
 async fn sweep_everything(
@@ -82,9 +49,7 @@ async fn sweep_everything(
 #[tokio::test(flavor = "current_thread")]
 async fn compaction_merges_windows_and_every_batch_is_served_before_and_after() {
     let server = S3TestServer::start().unwrap();
-    let store = agent_store(&server, "compaction");
-    let mut run = Run::new(21);
-    let log = run.open(Arc::clone(&store), config()).await;
+    let (store, mut run, log) = open_on_s3(&server, "compaction", 21).await;
     append_with_checkpoints(&mut run, &log, 40).await;
     let entries_before = log.with_state(MetadataState::index_entry_count);
     assert!(entries_before >= 40, "{entries_before} index entries");
@@ -146,13 +111,15 @@ async fn compaction_merges_windows_and_every_batch_is_served_before_and_after() 
     // A fresh agent recovers the same state from what is left, serves everything, writes on.
     drop(log);
     let fresh = agent_store(&server, "compaction");
-    let (recovered, _) = recover(fresh.as_ref(), &config(), None).await.unwrap();
+    let (recovered, _) = recover(fresh.as_ref(), &checkpoint_every_8_entries(), None)
+        .await
+        .unwrap();
     assert_eq!(recovered, state);
     assert_eq!(
         verify_retained(fresh.as_ref(), &recovered, &run.acked, run.topic_id).await,
         run.acked.len()
     );
-    let log = run.open(fresh, config()).await;
+    let log = run.open(fresh, checkpoint_every_8_entries()).await;
     run.append_some(&log, 3).await;
     assert_eq!(run.failed, 0);
 }
@@ -160,26 +127,20 @@ async fn compaction_merges_windows_and_every_batch_is_served_before_and_after() 
 #[tokio::test(flavor = "current_thread")]
 async fn a_job_killed_at_any_step_loses_nothing_and_leaves_nothing_uncollected() {
     let server = S3TestServer::start().unwrap();
-    let store = agent_store(&server, "compaction-kill");
-    let mut run = Run::new(22);
-    let mut log = run.open(Arc::clone(&store), config()).await;
+    let (store, mut run, mut log) = open_on_s3(&server, "compaction-kill", 22).await;
     append_with_checkpoints(&mut run, &log, 24).await;
 
     // Killed before the PUT: nothing was written, nothing changed.
-    let (plan, _) = log.with_state(|state| {
-        (
-            state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2),
-            state.writer_epoch(),
-        )
-    });
-    assert!(!plan.is_empty());
+    assert!(!compaction_plan(&log).is_empty());
     assert!(keys(store.as_ref(), "compacted").await.is_empty());
 
     // Killed after the PUT, before the swap: the agent restarts (a new writer epoch), the object
     // is referenced by nothing, and the collector deletes it after the delay.
     let orphan = build(&log, store.as_ref(), 0).await.unwrap();
     drop(log);
-    log = run.open(Arc::clone(&store), config()).await;
+    log = run
+        .open(Arc::clone(&store), checkpoint_every_8_entries())
+        .await;
     append_with_checkpoints(&mut run, &log, 16).await;
     let state = log.with_state(MetadataState::clone);
     assert_eq!(
@@ -211,7 +172,9 @@ async fn a_job_killed_at_any_step_loses_nothing_and_leaves_nothing_uncollected()
     let object = build(&log, store.as_ref(), 1).await.unwrap();
     assert!(swap(&log, object.swap.clone()).await > 0);
     drop(log);
-    log = run.open(Arc::clone(&store), config()).await;
+    log = run
+        .open(Arc::clone(&store), checkpoint_every_8_entries())
+        .await;
     append_with_checkpoints(&mut run, &log, 16).await;
     let state = log.with_state(MetadataState::clone);
     assert!(state.referenced_compacted_objects().contains(&object.id));
@@ -233,7 +196,9 @@ async fn a_job_killed_at_any_step_loses_nothing_and_leaves_nothing_uncollected()
     }
     drop(log);
     let fresh = agent_store(&server, "compaction-kill");
-    let log = run.open(Arc::clone(&fresh), config()).await;
+    let log = run
+        .open(Arc::clone(&fresh), checkpoint_every_8_entries())
+        .await;
     let stats = sweep_everything(fresh.as_ref(), &log).await;
     assert!(
         stats.entries_deleted >= (due.entries.len() - due.entries.len() / 2) as u64,
@@ -250,23 +215,19 @@ async fn a_job_killed_at_any_step_loses_nothing_and_leaves_nothing_uncollected()
         verify_retained(fresh.as_ref(), &state, &run.acked, run.topic_id).await,
         run.acked.len()
     );
-    let (recovered, _) = recover(fresh.as_ref(), &config(), None).await.unwrap();
+    let (recovered, _) = recover(fresh.as_ref(), &checkpoint_every_8_entries(), None)
+        .await
+        .unwrap();
     assert_eq!(recovered, state);
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_missing_or_corrupt_input_fails_the_job_and_changes_nothing() {
     let server = S3TestServer::start().unwrap();
-    let store = agent_store(&server, "compaction-bad");
-    let mut run = Run::new(23);
-    let log = run.open(Arc::clone(&store), config()).await;
+    let (store, mut run, log) = open_on_s3(&server, "compaction-bad", 23).await;
     append_with_checkpoints(&mut run, &log, 12).await;
-    let (plan, epoch) = log.with_state(|state| {
-        (
-            state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2),
-            state.writer_epoch(),
-        )
-    });
+    let plan = compaction_plan(&log);
+    let epoch = log.with_state(MetadataState::writer_epoch);
     let victim = plan[0].entries[1];
     let key = object_key(victim.seq);
     let original = store.get(&key).await.unwrap();

@@ -18,40 +18,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::log_harness::*;
-use sluice_engine::compact::{
-    CompactionConfig, CompactionError, CompactionRange, build_compacted_object,
-};
-use sluice_engine::log::{EntryContent, LogConfig, MetadataLog};
-use sluice_engine::metadata::{Command, Event, MetadataState, RetentionDefaults};
+use sluice_engine::compact::{CompactionError, CompactionRange, build_compacted_object};
+use sluice_engine::log::MetadataLog;
+use sluice_engine::metadata::MetadataState;
 use sluice_engine::store::S3TestServer;
 use sluice_engine::types::cluster_compacted_object_id;
 
-const COMPACTION: CompactionConfig = CompactionConfig {
-    object_bytes_target: 4 * 1024 * 1024,
-    inputs_per_job_max: 10_000,
-    key_input_bytes_max: 64 * 1024 * 1024,
-    key_map_bytes_max: 1024 * 1024,
-};
-
-async fn swapped(log: &MetadataLog, commands: Vec<Command>) -> usize {
-    let outcome = log
-        .append(EntryContent {
-            commands,
-            ..EntryContent::default()
-        })
-        .await
-        .unwrap();
-    outcome
-        .events
-        .iter()
-        .filter(|event| matches!(event, Event::IndexRangeReplaced { .. }))
-        .count()
-}
-
 fn plan(log: &MetadataLog) -> Vec<CompactionRange> {
-    let plan = log.with_state(|state| {
-        state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2)
-    });
+    let plan = compaction_plan(log);
     assert!(!plan.is_empty());
     plan
 }
@@ -73,17 +47,7 @@ async fn verify(
 #[tokio::test(flavor = "current_thread")]
 async fn two_compactors_of_one_partition_cost_an_orphan_never_a_wrong_index() {
     let server = S3TestServer::start().unwrap();
-    let store = agent_store(&server, "two-compactors");
-    let mut run = Run::new(33);
-    let log = run
-        .open(
-            Arc::clone(&store),
-            LogConfig {
-                checkpoint_interval_entries: 8,
-                ..LogConfig::default()
-            },
-        )
-        .await;
+    let (store, mut run, log) = open_on_s3(&server, "two-compactors", 33).await;
     // Different runs: agent 7 plans 24 windows; agent 9, later, 32. 9's swap lands first.
     append_with_checkpoints(&mut run, &log, 24).await;
     let earlier = plan(&log);
@@ -99,12 +63,9 @@ async fn two_compactors_of_one_partition_cost_an_orphan_never_a_wrong_index() {
     let nine_job = build_compacted_object(store.as_ref(), &later, nine, 1, 0)
         .await
         .unwrap();
+    assert_eq!(swap(&log, nine_job.swap.clone()).await, nine_job.swap.len());
     assert_eq!(
-        swapped(&log, nine_job.swap.clone()).await,
-        nine_job.swap.len()
-    );
-    assert_eq!(
-        swapped(&log, seven_job.swap.clone()).await,
+        swap(&log, seven_job.swap.clone()).await,
         0,
         "the index moved: rejected"
     );
@@ -124,11 +85,11 @@ async fn two_compactors_of_one_partition_cost_an_orphan_never_a_wrong_index() {
         .await
         .unwrap();
     assert_eq!(
-        swapped(&log, first_job.swap.clone()).await,
+        swap(&log, first_job.swap.clone()).await,
         first_job.swap.len()
     );
     assert_eq!(
-        swapped(&log, second_job.swap.clone()).await,
+        swap(&log, second_job.swap.clone()).await,
         second_job.swap.len()
     );
     assert_eq!(

@@ -6,24 +6,14 @@
 
 use crate::common;
 
-use std::sync::Arc;
-
 use common::log_harness::*;
 use sluice_engine::log::gc::{GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences};
-use sluice_engine::log::{EntryContent, LogConfig, MetadataLog, recover};
+use sluice_engine::log::{MetadataLog, recover};
 use sluice_engine::metadata::{Event, MetadataState, RetentionDefaults};
 use sluice_engine::store::{ObjectStorage, S3TestServer};
 use sluice_engine::types::{LogSeq, log_key};
 
 const DELAY_MS: u64 = 60_000;
-
-/// Checkpoints every 8 entries, so a run of ~60 entries leaves several.
-fn config() -> LogConfig {
-    LogConfig {
-        checkpoint_interval_entries: 8,
-        ..LogConfig::default()
-    }
-}
 
 /// Applies retention (by bytes: keep at least `keep_bytes` per partition) through the log.
 async fn apply_retention(log: &MetadataLog, keep_bytes: i64) -> usize {
@@ -33,13 +23,7 @@ async fn apply_retention(log: &MetadataLog, keep_bytes: i64) -> usize {
     };
     let commands = log.with_state(|state| state.retention_commands(0, &defaults));
     let count = commands.len();
-    let outcome = log
-        .append(EntryContent {
-            commands,
-            ..EntryContent::default()
-        })
-        .await
-        .unwrap();
+    let outcome = append_commands(log, commands).await;
     for event in &outcome.events {
         assert!(matches!(event, Event::RecordsDeleted { .. }), "{event:?}");
     }
@@ -49,9 +33,7 @@ async fn apply_retention(log: &MetadataLog, keep_bytes: i64) -> usize {
 #[tokio::test(flavor = "current_thread")]
 async fn retention_then_gc_deletes_only_what_nothing_needs() {
     let server = S3TestServer::start().unwrap();
-    let store = agent_store(&server, "gc");
-    let mut run = Run::new(7);
-    let log = run.open(Arc::clone(&store), config()).await;
+    let (store, mut run, log) = open_on_s3(&server, "gc", 7).await;
     append_with_checkpoints(&mut run, &log, 60).await;
     let entries_before = keys(store.as_ref(), "log").await;
     assert!(keys(store.as_ref(), "checkpoint").await.len() >= 5);
@@ -117,7 +99,7 @@ async fn retention_then_gc_deletes_only_what_nothing_needs() {
     let live = log.with_state(MetadataState::clone);
     drop(log);
     let fresh_store = agent_store(&server, "gc");
-    let (recovered, _) = recover(fresh_store.as_ref(), &config(), None)
+    let (recovered, _) = recover(fresh_store.as_ref(), &checkpoint_every_8_entries(), None)
         .await
         .unwrap();
     assert_eq!(recovered, live);
@@ -125,7 +107,7 @@ async fn retention_then_gc_deletes_only_what_nothing_needs() {
         verify_retained(fresh_store.as_ref(), &recovered, &run.acked, run.topic_id).await;
     assert!(retained > 0);
     // And it writes on from there without reusing an offset (record_ack checks every new one).
-    let reopened = run.open(fresh_store, config()).await;
+    let reopened = run.open(fresh_store, checkpoint_every_8_entries()).await;
     run.append_some(&reopened, 3).await;
     assert_eq!(run.failed, 0);
 }
@@ -133,9 +115,7 @@ async fn retention_then_gc_deletes_only_what_nothing_needs() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_restarted_collector_waits_again_and_finishes_an_interrupted_sweep() {
     let server = S3TestServer::start().unwrap();
-    let store = agent_store(&server, "gc-restart");
-    let mut run = Run::new(11);
-    let log = run.open(Arc::clone(&store), config()).await;
+    let (store, mut run, log) = open_on_s3(&server, "gc-restart", 11).await;
     append_with_checkpoints(&mut run, &log, 40).await;
     apply_retention(&log, 1).await;
     append_with_checkpoints(&mut run, &log, 20).await;

@@ -14,8 +14,9 @@ use futures::stream::FuturesUnordered;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sluice_engine::batch::{BatchBuilder, BatchHeader, split_batches, validate_batch};
+use sluice_engine::compact::{CompactionConfig, CompactionRange};
 use sluice_engine::log::{AppendOutcome, EntryContent, LogConfig, LogError, MetadataLog, recover};
-use sluice_engine::metadata::{Command, Event, MetadataState};
+use sluice_engine::metadata::{Command, Event, MetadataState, RetentionDefaults};
 use sluice_engine::store::{ObjectInfo, ObjectStorage, StoreResult};
 use sluice_engine::types::{CHECKPOINT_DIR, TopicId, TopicPartition, log_key, object_key};
 
@@ -532,4 +533,63 @@ pub async fn gc_candidates(
     let floor = listing.floor(gc.config());
     let references = log.with_state(|state| GcReferences::of(state, floor));
     GcCandidates::from_listing(&listing, gc.config(), &references)
+}
+
+/// The log settings of the tests on the S3 test server: a checkpoint every 8 entries, so a run of
+/// a few dozen entries leaves several (and the collector has entries below its floor).
+pub fn checkpoint_every_8_entries() -> LogConfig {
+    LogConfig {
+        checkpoint_interval_entries: 8,
+        ..LogConfig::default()
+    }
+}
+
+/// One agent's log on the S3 test server's bucket `prefix`: its store, the run of `seed` and the
+/// log opened with [`checkpoint_every_8_entries`], the run's topic created.
+pub async fn open_on_s3(
+    server: &sluice_engine::store::S3TestServer,
+    prefix: &str,
+    seed: u64,
+) -> (Arc<dyn ObjectStorage>, Run, MetadataLog) {
+    let store = agent_store(server, prefix);
+    let mut run = Run::new(seed);
+    let log = run
+        .open(Arc::clone(&store), checkpoint_every_8_entries())
+        .await;
+    (store, run, log)
+}
+
+/// Compaction by 4 MiB objects, limits far above what the tests write.
+pub const COMPACTION: CompactionConfig = CompactionConfig {
+    object_bytes_target: 4 * 1024 * 1024,
+    inputs_per_job_max: 10_000,
+    key_input_bytes_max: 64 * 1024 * 1024,
+    key_map_bytes_max: 1024 * 1024,
+};
+
+/// What [`COMPACTION`] would merge in `log` now: every run, retention off, every window settled.
+pub fn compaction_plan(log: &MetadataLog) -> Vec<CompactionRange> {
+    log.with_state(|state| {
+        state.compaction_plan(&COMPACTION, &RetentionDefaults::default(), i64::MAX / 2)
+    })
+}
+
+/// Appends an entry of `commands` alone (no batches).
+pub async fn append_commands(log: &MetadataLog, commands: Vec<Command>) -> AppendOutcome {
+    log.append(EntryContent {
+        commands,
+        ..EntryContent::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Appends a compaction job's swap; how many index ranges it replaced (0: rejected).
+pub async fn swap(log: &MetadataLog, commands: Vec<Command>) -> usize {
+    append_commands(log, commands)
+        .await
+        .events
+        .iter()
+        .filter(|event| matches!(event, Event::IndexRangeReplaced { .. }))
+        .count()
 }
