@@ -12,70 +12,22 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use sluice_engine::log::{EntryContent, LogConfig, SequencedLog};
 use sluice_engine::metadata::Command;
-use sluice_engine::sequencer::{AgentRegistration, SequencerClient, SequencerConfig};
+use sluice_engine::sequencer::{SequencerClient, SequencerConfig};
 use sluice_engine::store::ObjectStorage;
 use sluice_engine::types::TopicPartition;
 
 use crate::common::log_harness::{PARTITIONS, Run, memory_store};
 use crate::common::postgres::TestPostgres;
+use crate::common::sequenced::{append, append_result, hold_a_lease, open_sequenced, registration};
 
 const WINDOWS_PER_AGENT: usize = 40;
 
 fn open(url: &str, store: &Arc<dyn ObjectStorage>, checkpoint_every: u64) -> SequencedLog {
-    let sequencer = SequencerClient::connect(SequencerConfig::new(url, "sequenced_log")).unwrap();
     let config = LogConfig {
         checkpoint_interval_entries: checkpoint_every,
         ..LogConfig::default()
     };
-    block_on(SequencedLog::open(Arc::clone(store), sequencer, config))
-        .unwrap()
-        .0
-}
-
-/// What `agent_id` registers as before its log's first window, as an agent does (its appends are
-/// then fenced by the lease).
-fn registration(agent_id: &str) -> AgentRegistration {
-    AgentRegistration {
-        agent_id: agent_id.to_owned(),
-        address: format!("{agent_id}.local:9092"),
-        zone: String::new(),
-        roles: vec!["broker".to_owned()],
-    }
-}
-
-/// Registers `agent_id` with a lease of a minute and holds it on `log`.
-fn hold_a_lease(log: &SequencedLog, agent_id: &str) -> sluice_engine::sequencer::Lease {
-    let lease = block_on(log.sequencer().register(registration(agent_id), 60_000)).unwrap();
-    log.hold_lease(&lease);
-    lease
-}
-
-/// Appends `content` and drives the catch-ups that acknowledge it, on every move of the
-/// sequencer's head (a tailer's job in the agent).
-async fn append(log: &SequencedLog, content: EntryContent) -> sluice_engine::log::AppendOutcome {
-    append_result(log, content).await.unwrap()
-}
-
-/// [`append`], answering the append's result.
-async fn append_result(
-    log: &SequencedLog,
-    content: EntryContent,
-) -> Result<sluice_engine::log::AppendOutcome, sluice_engine::log::LogError> {
-    let mut head = log.sequencer().subscribe();
-    let append = log.append(content);
-    let tail = async {
-        loop {
-            log.catch_up().await.unwrap();
-            if head.changed().await.is_err() {
-                futures::future::pending::<()>().await;
-            }
-        }
-    };
-    futures::pin_mut!(append, tail);
-    match futures::future::select(append, tail).await {
-        futures::future::Either::Left((outcome, _)) => outcome,
-        futures::future::Either::Right(((), _)) => unreachable!("the tail loop never ends"),
-    }
+    open_sequenced(url, "sequenced_log", store, config)
 }
 
 fn high_watermarks(log: &SequencedLog, run: &Run) -> Vec<u64> {

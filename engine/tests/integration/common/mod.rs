@@ -7,6 +7,7 @@
 )]
 
 pub mod log_harness;
+pub mod sequenced;
 /// The PostgreSQL test server lives in `sluice-tests`, shared with the server's and the
 /// end-to-end tests.
 pub mod postgres {
