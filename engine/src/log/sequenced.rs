@@ -51,7 +51,7 @@
 //! and none is appended from the old state.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -68,11 +68,11 @@ use crate::metadata::{
 use crate::sequencer::{Fence, Lease, SequencerClient, SequencerError};
 use crate::store::ObjectStorage;
 use crate::types::{
-    AGENT_OBJECT_DIR, AGENT_OBJECT_TOKEN_MAX, LOG_DIR, LogSeq, agent_object_id, agent_object_parts,
-    object_key,
+    AGENT_OBJECT_DIR, AGENT_OBJECT_TOKEN_MAX, COMPACTED_DIR, LOG_DIR, LogSeq, agent_object_id,
+    agent_object_parts, cluster_compacted_object_parts, object_key, parse_compacted_key,
 };
 
-/// Tries at a token whose folder is empty before [`SequencedWriter::choose`] gives up.
+/// Tries at a token no object carries before [`SequencedWriter::choose`] gives up.
 const TOKEN_CHOICES_MAX: usize = 8;
 
 /// Who writes through a [`SequencedLog`]: the token its window objects are named by (announced in
@@ -87,15 +87,43 @@ pub struct SequencedWriter {
 }
 
 impl SequencedWriter {
-    /// A random token whose folder (`data/{token}/`) holds nothing, so an incarnation never
-    /// shares a token with objects still in the bucket (a collector deciding about an old
-    /// incarnation's objects never meets a new incarnation's object under the same key).
+    /// A random token that no object in the bucket carries: its folder (`data/{token}/`) holds
+    /// nothing and no compacted object in `compacted/` is named by it
+    /// ([`cluster_compacted_object_id`](crate::types::cluster_compacted_object_id)). So an
+    /// incarnation never shares a token with objects still in the bucket: a collector deciding
+    /// about an old incarnation's objects never meets a new incarnation's object under the same
+    /// token (`docs/cluster.md`, "Garbage collection of `data/`").
+    ///
+    /// `compacted/` is listed once per call (its keys are not grouped by token) and its tokens
+    /// kept while drawing: at most one per object listed.
     pub async fn choose(
         store: &dyn ObjectStorage,
         record_deadline_ms: u64,
     ) -> Result<SequencedWriter, LogError> {
+        let mut draw = || uuid::Uuid::new_v4().as_u64_pair().0 as u32;
+        SequencedWriter::choose_drawing(store, record_deadline_ms, &mut draw).await
+    }
+
+    /// [`SequencedWriter::choose`] with the random draw passed in, so that a test can make it
+    /// draw a token in use first.
+    pub(crate) async fn choose_drawing(
+        store: &dyn ObjectStorage,
+        record_deadline_ms: u64,
+        draw: &mut dyn FnMut() -> u32,
+    ) -> Result<SequencedWriter, LogError> {
+        let compacted_tokens: BTreeSet<u32> = store
+            .list(COMPACTED_DIR, None)
+            .await?
+            .iter()
+            .filter_map(|info| parse_compacted_key(&info.key))
+            .filter_map(cluster_compacted_object_parts)
+            .map(|(token, _)| token)
+            .collect();
         for _ in 0..TOKEN_CHOICES_MAX {
-            let token = (uuid::Uuid::new_v4().as_u64_pair().0 as u32) & AGENT_OBJECT_TOKEN_MAX;
+            let token = draw() & AGENT_OBJECT_TOKEN_MAX;
+            if compacted_tokens.contains(&token) {
+                continue;
+            }
             let folder = format!("{AGENT_OBJECT_DIR}/{token:010}");
             if store.list(&folder, None).await?.is_empty() {
                 return Ok(SequencedWriter {
@@ -105,7 +133,9 @@ impl SequencedWriter {
             }
         }
         Err(LogError::Broken {
-            reason: format!("{TOKEN_CHOICES_MAX} random tokens were all in use under data/"),
+            reason: format!(
+                "{TOKEN_CHOICES_MAX} random tokens were all in use under data/ or compacted/"
+            ),
         })
     }
 }
@@ -592,7 +622,7 @@ impl SequencedLog {
     /// as a restart would. The caller has registered again (a new incarnation and lease,
     /// announcing `writer`'s token) and passes the new lease, held from then on as
     /// [`SequencedLog::hold_lease`] holds it; `writer` must name
-    /// a token of its own, chosen with an empty folder ([`SequencedWriter::choose`]): the
+    /// a token of its own, one no object carries ([`SequencedWriter::choose`]): the
     /// collector may already time the old token as gone.
     ///
     /// Catches up to the head first — from the newest checkpoint when the records after this
@@ -871,6 +901,8 @@ impl SequencedLog {
     }
 }
 
+#[cfg(test)]
+mod choose_tests;
 #[cfg(test)]
 mod tests;
 

@@ -21,7 +21,7 @@
 //! # Why a rejoin is a new incarnation
 //!
 //! Once the database answers again the agent rejoins by itself, exactly as a restart would: a
-//! new data token whose folder is empty, a new registration announcing it (a new incarnation and
+//! new data token no object carries, a new registration announcing it (a new incarnation and
 //! lease), the log caught up to the head, the view listed again — and only then appends. Nothing
 //! of the old incarnation is reused: the collector of `data/` may already be timing the old
 //! token as gone (`docs/cluster.md`, "Garbage collection of `data/`"), so a window of the old
@@ -245,7 +245,7 @@ async fn fence(sequenced: &SequencedLog, shared: &Shared, membership: &Membershi
     leave_the_view(membership);
 }
 
-/// Rejoins after a lost lease, as a restart would: a new data token whose folder is empty (the
+/// Rejoins after a lost lease, as a restart would: a new data token no object carries (the
 /// collector may already time the old token as gone), a new registration announcing it (a new
 /// incarnation and lease), the log caught up to the head, the view listed again with this agent
 /// in it — and only then appends again ([`SequencedLog::rejoin`]). Tries until it succeeds, with a

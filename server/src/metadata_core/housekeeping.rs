@@ -597,8 +597,11 @@ async fn swap(
     outcomes.map_err(|error| error.to_string())
 }
 
-/// The job number after the highest one `compacted/` holds for `token` (0 when none): a new
-/// incarnation may draw a token whose objects an old one left (its `data/` folder was empty).
+/// The job number after the highest one `compacted/` holds for `token` (0 when none). A safety
+/// net: `SequencedWriter::choose` already passes over a token that names an object in
+/// `compacted/`, so a new incarnation's token finds none here — unless one appeared after that
+/// listing (an old incarnation still compacting, or an agent of a build before that rule); the
+/// create-only PUT is the last guard.
 async fn first_free_job(core: &CoreHandle, token: u32) -> Result<u32, String> {
     let listed = core
         .background_store()
