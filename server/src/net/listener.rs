@@ -4,6 +4,12 @@
 //! error (port in use, permission) is reported synchronously by `Agent::start`, and port 0 is
 //! resolved once, by the first bind, and the other cores then bind the port the kernel chose;
 //! binding port 0 on every core would give each core a different port.
+//!
+//! `SO_REUSEPORT` would also let a second process of the same user join the port (a second agent
+//! started with the same `listen` address would silently take half of the first one's new
+//! connections), so a fixed port is first probed with a socket that does not share: if anything
+//! listens there already, the bind fails with `AddrInUse` as Kafka's would. The probe is closed
+//! before the shared sockets bind; two agents starting within that instant are not told apart.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -19,6 +25,9 @@ pub fn bind_reuseport(
     address: SocketAddr,
     count: usize,
 ) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    if address.port() != 0 {
+        probe_unshared(address)?;
+    }
     let mut listeners = Vec::with_capacity(count);
     let mut bound_address = address;
     for _ in 0..count {
@@ -27,6 +36,27 @@ pub fn bind_reuseport(
         listeners.push(listener);
     }
     Ok((listeners, bound_address))
+}
+
+/// Binds and listens on `address` without `SO_REUSEPORT`, then closes: fails when another
+/// socket (of this process or any other) listens on it, shared or not.
+fn probe_unshared(address: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into()).map_err(|error| {
+        io::Error::new(
+            error.kind(),
+            format!(
+                "{address} is already in use (another agent or broker listens there?): {error}"
+            ),
+        )
+    })?;
+    socket.listen(1)?;
+    Ok(())
 }
 
 fn bind_one(address: SocketAddr) -> io::Result<TcpListener> {
@@ -65,5 +95,27 @@ mod tests {
     fn a_port_held_without_reuseport_is_an_error() {
         let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(bind_reuseport(holder.local_addr().unwrap(), 1).is_err());
+    }
+
+    #[test]
+    fn a_port_another_agent_shares_is_an_error() {
+        // The first agent's listeners share their port with SO_REUSEPORT; a second agent (same
+        // user, same address) must not join them.
+        let (_first, address) = bind_reuseport("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let error = bind_reuseport(address, 2).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+        assert!(error.to_string().contains("already in use"), "{error}");
+    }
+
+    #[test]
+    fn a_fixed_port_nobody_holds_is_bound_by_every_core() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // The probe's socket is closed before the shared ones bind.
+        let (listeners, address) = bind_reuseport(free, 2).unwrap();
+        assert_eq!(address, free);
+        assert_eq!(listeners.len(), 2);
     }
 }
