@@ -167,6 +167,7 @@ pub fn start(
             .map(SocketAddr::to_string)
             .collect::<Vec<_>>()
             .join(","),
+        admin_bootstrap: address.to_string(),
         store_counters: Some(store.counters),
         proxy: store.proxy,
         server: Some(store.server),
@@ -256,6 +257,7 @@ pub fn run_target(
         loadgen,
         out,
         crate::scenario::Scenario::Cluster,
+        None,
     );
     let after = running.cluster.as_ref().map(windows_appended);
     if let (Some(before), Some(after)) = (before, after) {

@@ -23,6 +23,7 @@ mod seeded;
 mod sequencer;
 mod single_client;
 mod soak;
+mod step_cleanup;
 mod targets;
 
 use std::path::{Path, PathBuf};
@@ -166,8 +167,9 @@ fn run() -> anyhow::Result<i32> {
         agent_env: if scenario == Scenario::Soak {
             soak::agent_env(&soak::Plan::new(args.quick))
         } else {
-            Vec::new()
+            step_cleanup::sluice_agent_env(scenario)
         },
+        kafka_env: step_cleanup::kafka_env(scenario),
         // The chaos scenario injects its store faults in the proxy.
         store_proxy: if scenario == Scenario::Chaos {
             StoreProxy::Always
@@ -371,7 +373,25 @@ fn run_target(
         Ok(mut running) if scenario == Scenario::Replay => {
             replay::run_target(name, &mut running, &replay_plan, loadgen, out)
         }
-        Ok(running) => runner::run_target(name, &running, &steps, loadgen, out, scenario),
+        Ok(running) => {
+            let cleaner = step_cleanup::cleans_up_steps(scenario).then(|| step_cleanup::Cleaner {
+                runtime: env.runtime.clone(),
+                data: step_cleanup::data_dirs(
+                    name,
+                    &env.work_dir,
+                    running.server.as_ref().map(|server| server.data_dir()),
+                ),
+            });
+            runner::run_target(
+                name,
+                &running,
+                &steps,
+                loadgen,
+                out,
+                scenario,
+                cleaner.as_ref(),
+            )
+        }
         Err(error) => {
             let settings = if scenario == Scenario::Replay {
                 replay_plan.settings()
@@ -472,6 +492,7 @@ mod tests {
             external_store: None,
             runtime: runtime.handle().clone(),
             agent_env: Vec::new(),
+            kafka_env: Vec::new(),
             store_proxy: StoreProxy::WhenNeeded,
         };
         let loadgen = work.path().join("no-such-loadgen");

@@ -218,6 +218,9 @@ pub fn render(report: &Report) -> String {
                 "Load generator send lag p99 / max: {p99:.1} / {max:.1} ms  "
             );
         }
+        if let Some(cleanup) = &row.cleanup {
+            let _ = writeln!(out, "After the step: {}  ", cleanup.describe());
+        }
         for note in [&row.end_to_end_note, &row.store_note]
             .into_iter()
             .flatten()

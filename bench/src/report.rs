@@ -69,6 +69,8 @@ pub struct Row {
     pub send_lag_max_ms: Option<f64>,
     /// Ladder steps only: whether the step kept its rate with produce P99 under 1 s.
     pub held: Option<bool>,
+    /// Ladder steps only: the step's topic deleted afterwards, and the target's bytes on disk.
+    pub cleanup: Option<crate::step_cleanup::StepCleanup>,
     #[serde(skip)]
     pub produce_curve: Vec<Point>,
     #[serde(skip)]
@@ -100,6 +102,7 @@ impl Row {
             send_lag_p99_ms: None,
             send_lag_max_ms: None,
             held: None,
+            cleanup: None,
             produce_curve: Vec::new(),
             end_to_end_curve: Vec::new(),
         }
@@ -218,6 +221,7 @@ pub fn build_row(
         send_lag_p99_ms: number(summary, "/produce/send_lag_us/p99").map(|us| us / 1000.0),
         send_lag_max_ms: number(summary, "/produce/send_lag_us/max").map(|us| us / 1000.0),
         held: None,
+        cleanup: None,
         produce_curve: measured.produce_curve,
         end_to_end_curve: measured.end_to_end_curve,
     }

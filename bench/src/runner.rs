@@ -12,6 +12,7 @@ use crate::hgrm;
 use crate::process;
 use crate::report::{self, Measured, Row, Status};
 use crate::scenario::{Load, Scenario};
+use crate::step_cleanup::{Cleaner, step_topic};
 use crate::targets::Running;
 
 /// Load-generator runs per step. Retried only when a run produced no summary at all (seen on
@@ -64,6 +65,8 @@ pub fn probe(running: &Running, loadgen: &Path, dir: &Path) -> anyhow::Result<()
 }
 
 /// Runs every step against one target; for a ladder, stops after the first step that did not hold.
+/// With a `cleaner`, each step's topic is deleted once the step is measured, and the row says what
+/// that left on disk.
 pub fn run_target(
     name: &str,
     running: &Running,
@@ -71,6 +74,7 @@ pub fn run_target(
     loadgen: &Path,
     out: &Path,
     scenario: Scenario,
+    cleaner: Option<&Cleaner>,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     if let Err(error) = probe(running, loadgen, &out.join(format!("{name}-probe"))) {
@@ -87,7 +91,13 @@ pub fn run_target(
         };
         let mut settings = running.settings.clone();
         settings.extend(load.settings());
-        let topic = format!("bench-{}-{index}", scenario.name());
+        let topic = step_topic(scenario, index);
+        if cleaner.is_some() {
+            settings.insert(
+                "step_cleanup".into(),
+                serde_json::json!(crate::step_cleanup::setting(name)),
+            );
+        }
         let (outcome, attempts) = run_with_retries(
             running,
             load,
@@ -121,6 +131,11 @@ pub fn run_target(
         let mut row = row;
         if steps.len() > 1 {
             row.held = Some(held);
+        }
+        if let Some(cleaner) = cleaner {
+            let cleanup = cleaner.after_step(&running.admin_bootstrap, &topic);
+            eprintln!("sluice-bench: {label}: {}", cleanup.describe());
+            row.cleanup = Some(cleanup);
         }
         rows.push(row);
         if !held {

@@ -59,6 +59,10 @@ pub struct Running {
     pub launch: Launch,
     pub address: SocketAddr,
     pub bootstrap: String,
+    /// A plaintext listener for the harness's own admin calls (deleting a ladder step's topic):
+    /// the clients' listener, except for the TLS+SCRAM targets, whose brokers also listen in
+    /// plaintext.
+    pub admin_bootstrap: String,
     /// The store calls the broker made (from the proxy or the S3 server); `None`: not counted.
     pub store_counters: Option<Arc<Counters>>,
     /// The harness's proxy in front of the store, when there is one (latency profiles, faults).
@@ -150,6 +154,8 @@ pub struct Env {
     pub runtime: tokio::runtime::Handle,
     /// Extra environment for every `sluice` agent started (`SLUICE_*` settings, `SLUICE_LOG`).
     pub agent_env: Vec<(String, String)>,
+    /// Extra environment for `scripts/kafka/run-kafka.sh` (its `RUN_KAFKA_*` settings).
+    pub kafka_env: Vec<(String, String)>,
     pub store_proxy: StoreProxy,
 }
 
@@ -338,6 +344,7 @@ fn start_sluice_local(
         launch,
         address,
         bootstrap: address.to_string(),
+        admin_bootstrap: address.to_string(),
         store_counters: Some(store.counters),
         proxy: store.proxy,
         server: Some(store.server),
@@ -397,6 +404,7 @@ fn start_sluice_seaweedfs(
         launch,
         address,
         bootstrap: address.to_string(),
+        admin_bootstrap: address.to_string(),
         store_counters: Some(proxy.shared_counters()),
         proxy: Some(proxy),
         server: None,
@@ -431,6 +439,7 @@ fn start_sluice_external(env: &Env) -> Result<Running, StartError> {
         launch,
         address,
         bootstrap: address.to_string(),
+        admin_bootstrap: address.to_string(),
         store_counters: None,
         proxy: None,
         server: None,
@@ -470,6 +479,7 @@ fn start_sluice_file(env: &Env) -> Result<Running, StartError> {
         launch,
         address,
         bootstrap: address.to_string(),
+        admin_bootstrap: address.to_string(),
         store_counters: None,
         proxy: None,
         server: None,
@@ -505,7 +515,7 @@ fn start_sluice_file_tls_scram(env: &Env) -> Result<Running, StartError> {
         "--sasl-users-file".to_owned(),
         files.users.display().to_string(),
     ];
-    let (mut broker, launch, _plaintext) = start_sluice_with(
+    let (mut broker, launch, plaintext) = start_sluice_with(
         env,
         name,
         &format!("file://{}", store_dir.display()),
@@ -533,6 +543,7 @@ fn start_sluice_file_tls_scram(env: &Env) -> Result<Running, StartError> {
         launch,
         address: tls_address,
         bootstrap: tls_address.to_string(),
+        admin_bootstrap: plaintext.to_string(),
         store_counters: None,
         proxy: None,
         server: None,
@@ -618,6 +629,7 @@ fn start_kafka(env: &Env) -> Result<Running, StartError> {
         broker,
         launch,
         address,
+        address,
         Map::new(),
         None,
         Vec::new(),
@@ -629,6 +641,7 @@ fn kafka_running(
     broker: Guarded,
     launch: Launch,
     address: SocketAddr,
+    plaintext: SocketAddr,
     mut settings: Map<String, Value>,
     client_config: Option<PathBuf>,
     librdkafka_properties: Vec<String>,
@@ -647,6 +660,7 @@ fn kafka_running(
         launch,
         address,
         bootstrap: address.to_string(),
+        admin_bootstrap: plaintext.to_string(),
         store_counters: None,
         proxy: None,
         server: None,
@@ -683,6 +697,9 @@ fn spawn_kafka(
     for (key, value) in envs {
         launch = launch.env(key, value.clone());
     }
+    for (key, value) in &env.kafka_env {
+        launch = launch.env(key, value.clone());
+    }
     let mut broker = launch.spawn()?;
     let address: SocketAddr = ([127, 0, 0, 1], port).into();
     broker.wait_listening(address, START_LIMIT)?;
@@ -709,7 +726,7 @@ fn start_kafka_tls_scram(env: &Env) -> Result<Running, StartError> {
         ("RUN_KAFKA_SCRAM_USER", TLS_SCRAM_USER.to_owned()),
         ("RUN_KAFKA_SCRAM_PASSWORD", TLS_SCRAM_PASSWORD.to_owned()),
     ];
-    let (mut broker, launch, _plaintext) = spawn_kafka(env, name, &envs)?;
+    let (mut broker, launch, plaintext) = spawn_kafka(env, name, &envs)?;
     let tls_address: SocketAddr = ([127, 0, 0, 1], tls_port).into();
     broker.wait_listening(tls_address, START_LIMIT)?;
     let mut settings = Map::new();
@@ -721,6 +738,7 @@ fn start_kafka_tls_scram(env: &Env) -> Result<Running, StartError> {
         broker,
         launch,
         tls_address,
+        plaintext,
         settings,
         Some(files.client_config),
         files.librdkafka,
@@ -776,6 +794,7 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
         launch,
         address,
         bootstrap: address.to_string(),
+        admin_bootstrap: address.to_string(),
         store_counters: Some(store.counters),
         proxy: store.proxy,
         server: Some(store.server),

@@ -16,6 +16,10 @@
 #                             its certificate chain (Kafka's ssl.keystore.type=PEM)
 #   RUN_KAFKA_SCRAM_USER, RUN_KAFKA_SCRAM_PASSWORD   one SCRAM-SHA-512 user, added when the
 #                             storage is formatted (a DATA_DIR formatted before keeps its users)
+# RUN_KAFKA_SEGMENT_DELETE_DELAY_MS, when set, is the broker's log.segment.delete.delay.ms (the
+# default of the topic setting file.delete.delay.ms; 60 s): how long the files of a deleted topic or
+# segment stay before they are removed (sluice-bench's throughput ladder sets it short, to free
+# each step's files before the next).
 set -euo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 PORT DATA_DIR [CONTROLLER_PORT]" >&2
@@ -66,6 +70,9 @@ group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=2
 PROPS
+if [ -n "${RUN_KAFKA_SEGMENT_DELETE_DELAY_MS:-}" ]; then
+    echo "log.segment.delete.delay.ms=${RUN_KAFKA_SEGMENT_DELETE_DELAY_MS}" >>"$config"
+fi
 if [ -n "$sasl_ssl_port" ]; then
     cat >>"$config" <<PROPS
 sasl.enabled.mechanisms=SCRAM-SHA-512
