@@ -6,16 +6,17 @@
 #
 # Starts a release-build agent on a local-directory store (`sluice`, the `sluice-file` target's
 # settings) or Apache Kafka (`kafka`, scripts/kafka/run-kafka.sh); the `-tls` variants serve the
-# load generator on a SASL_SSL listener with SCRAM-SHA-512 (a self-signed ECDSA P-256 certificate
-# made with openssl, one user), as the bench's `*-tls-scram` targets do. Then `sluice-loadgen` at the
-# ladder's load (64 partitions, 1 KiB records, acks=all, linger 5 ms, one consumer) at MB_PER_SEC
-# for SECONDS (default 30) after 5 s, and records the whole machine with `perf record -a -g` at
-# 499 Hz for 15 s from 10 s into the run (after the optional warm-up, WARM_MB below). Prints the load generator's summary line, the CPU seconds
-# of the broker over the run, and `perf report --sort comm` (each process's share of all samples;
-# idle shows as `swapper`). Output under /tmp/ladder-profile/TARGET-MB/; delete it afterwards.
-# SLUICE_BIN=PATH runs another agent binary (an A/B of two builds). Needs: cargo build --release
-# -p sluice-server -p sluice-loadgen; java and the Kafka jars for
-# `kafka` (scripts/install-test-deps.sh); perf.
+# load generator on a SASL_SSL listener with SCRAM-SHA-512, with the files of the bench's
+# `*-tls-scram` targets (a self-signed ECDSA P-256 certificate and one user, written by
+# `sluice-bench tls-files`). Then `sluice-loadgen` at the ladder's load (64 partitions, 1 KiB
+# records, acks=all, linger 5 ms, one consumer) at MB_PER_SEC for SECONDS (default 30) after 5 s,
+# and records the whole machine with `perf record -a -g` at 499 Hz for 15 s from 10 s into the run
+# (after the optional warm-up, WARM_MB below). Prints the load generator's summary line, the CPU
+# seconds of the broker over the run, and `perf report --sort comm` (each process's share of all
+# samples; idle shows as `swapper`). Output under /tmp/ladder-profile/TARGET-MB/; delete it
+# afterwards. SLUICE_BIN=PATH runs another agent binary (an A/B of two builds). Needs: cargo build
+# --release -p sluice-server -p sluice-loadgen (and -p sluice-bench for the `-tls` variants); java
+# and the Kafka jars for `kafka` (scripts/install-test-deps.sh); perf.
 set -u
 cd "$(dirname "$0")/.."
 TARGET=$1; MB=$2; SECONDS_RUN=${3:-30}
@@ -24,14 +25,9 @@ PORT=19192; TLS_PORT=19194
 CLIENT=()
 case "$TARGET" in
   *-tls)
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -keyout "$D/key.pem" -out "$D/cert.pem" -subj /CN=127.0.0.1 \
-        -addext subjectAltName=IP:127.0.0.1 > "$D/openssl.log" 2>&1
-    cat "$D/key.pem" "$D/cert.pem" > "$D/key-and-cert.pem"
-    printf '[users]\nbench = "bench-secret"\n' > "$D/users.toml"; chmod 600 "$D/users.toml"
-    CLIENT=(--client-property security.protocol=SASL_SSL --client-property sasl.mechanisms=SCRAM-SHA-512
-            --client-property sasl.username=bench --client-property sasl.password=bench-secret
-            --client-property "ssl.ca.location=$D/cert.pem") ;;
+    # cert.pem, key.pem, key-and-cert.pem, users.toml (user bench); prints the client properties.
+    PROPERTIES=$(./target/release/sluice-bench tls-files --out "$D") || exit 1
+    while read -r property; do CLIENT+=(--client-property "$property"); done <<< "$PROPERTIES" ;;
 esac
 case "$TARGET" in
   sluice|sluice-tls)

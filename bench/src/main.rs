@@ -36,7 +36,10 @@ use crate::scenario::{Load, ReplayPlan, Scenario};
 use crate::targets::{Env, StartError, StoreProxy};
 
 #[derive(Debug, Parser)]
-#[command(about = "Benchmark Sluice, Apache Kafka and Tansu on loopback")]
+#[command(
+    about = "Benchmark Sluice, Apache Kafka and Tansu on loopback",
+    after_help = "`sluice-bench tls-files --out DIR` writes the TLS+SCRAM targets' files instead."
+)]
 struct Args {
     /// fraud, throughput, partitions, replay, groups, soak, chaos, single-client, cluster or
     /// sequencer.
@@ -126,8 +129,31 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sluice-bench tls-files --out DIR`: the TLS+SCRAM targets' files, for scripts that start a
+/// broker on a SASL_SSL listener themselves (`scripts/ladder-profile.sh`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice-bench tls-files",
+    about = "Write the TLS+SCRAM targets' files (a self-signed ECDSA P-256 certificate for \
+             127.0.0.1: cert.pem, key.pem, key-and-cert.pem; users.toml; client.properties) into \
+             DIR, and print the load generator's client properties, one a line"
+)]
+struct TlsFilesArgs {
+    /// Directory to write into (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+}
+
 /// The whole run; the process's exit code.
 fn run() -> anyhow::Result<i32> {
+    if std::env::args().nth(1).as_deref() == Some("tls-files") {
+        let args = TlsFilesArgs::parse_from(std::env::args().skip(1));
+        std::fs::create_dir_all(&args.out)?;
+        for property in targets::write_tls_files(&args.out.canonicalize()?)? {
+            println!("{property}");
+        }
+        return Ok(0);
+    }
     let args = Args::parse();
     let scenario = Scenario::parse(&args.scenario).with_context(|| {
         format!(

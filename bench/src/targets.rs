@@ -570,6 +570,12 @@ struct TlsScramFiles {
 const TLS_SCRAM_USER: &str = "bench";
 const TLS_SCRAM_PASSWORD: &str = "bench-secret";
 
+/// Writes the TLS+SCRAM targets' files under `dir` (`sluice-bench tls-files`) and returns the
+/// load generator's client properties for them.
+pub fn write_tls_files(dir: &Path) -> anyhow::Result<Vec<String>> {
+    write_tls_scram_files(dir).map(|files| files.librdkafka)
+}
+
 /// The TLS+SCRAM target's files under `dir`.
 fn write_tls_scram_files(dir: &Path) -> anyhow::Result<TlsScramFiles> {
     const USER: &str = TLS_SCRAM_USER;

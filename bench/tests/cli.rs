@@ -109,3 +109,58 @@ fn a_chaos_campaign_whose_agent_cannot_start_is_reported_and_fails_the_run() {
     assert_eq!(report["targets"][1]["status"]["state"], "not_implemented");
     assert!(out.path().join("report.md").exists());
 }
+
+#[test]
+fn tls_files_writes_what_a_sasl_ssl_listener_and_its_clients_need() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("tls");
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(["tls-files", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let cert = read("cert.pem");
+    let key = read("key.pem");
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    assert_eq!(read("key-and-cert.pem"), format!("{key}{cert}"));
+    assert_eq!(read("users.toml"), "[users]\nbench = \"bench-secret\"\n");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("users.toml"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the agent warns about a users file others may read"
+    );
+    assert!(read("client.properties").contains("security.protocol=SASL_SSL"));
+    // The load generator's client properties, one a line, naming the certificate just written.
+    let properties: Vec<&str> = stdout.lines().collect();
+    assert!(
+        properties.contains(&"security.protocol=SASL_SSL"),
+        "{stdout}"
+    );
+    assert!(properties.contains(&"sasl.username=bench"), "{stdout}");
+    let ca = format!(
+        "ssl.ca.location={}",
+        dir.canonicalize().unwrap().join("cert.pem").display()
+    );
+    assert!(properties.contains(&ca.as_str()), "{stdout}");
+    let refused = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .arg("tls-files")
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "tls-files without --out accepted"
+    );
+}
