@@ -71,8 +71,10 @@ use crate::metrics::CoreSlot;
 use crate::protocol::frame::{FrameError, frame_rest, size_prefix, split_frame};
 use crate::protocol::{Dispatcher, ProduceOrder, SegmentsOutcome};
 
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read, at most.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes asked of the socket per read, at least.
+const READ_CHUNK_BYTES_MIN: usize = 4 * 1024;
 /// Room reserved for the rest of a frame being read: at most this many times the bytes the
 /// client has already sent. A large frame's buffer then grows once or twice instead of doubling
 /// (each growth copies what arrived: over a TLS connection, whose reads return 16 KiB records,
@@ -83,6 +85,22 @@ const FRAME_RESERVE_FACTOR: usize = 16;
 pub const RESPONSE_BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// Slices handed to one vectored write (Linux's `IOV_MAX`).
 pub const WRITE_SLICES_MAX: usize = 1024;
+
+/// The bytes to ask of the socket next, after a read of `read` bytes asked `asked`. The room is
+/// zero-filled before each read (a read needs initialised memory), so asking for much more than
+/// a read returns costs a `memset` of the difference every time: over TLS each read returns one
+/// record (at most 16 KiB of plaintext), and a consumer's fetch request is a few hundred bytes,
+/// where 64 KiB were zeroed per read. A read that filled what it asked doubles the next one (a
+/// large produce frame on a plaintext socket keeps reading 64 KiB at a time); one that did not
+/// asks for what it got, rounded up to a power of two, and at least half of what it asked.
+fn next_read_chunk(asked: usize, read: usize) -> usize {
+    let next = if read >= asked {
+        asked.saturating_mul(2)
+    } else {
+        read.next_power_of_two().max(asked / 2)
+    };
+    next.clamp(READ_CHUNK_BYTES_MIN, READ_CHUNK_BYTES)
+}
 
 /// How a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +227,8 @@ where
     let mut refusal: Option<ConnectionEnd> = None;
     // Until when a quota's throttle mutes the connection (KIP-219).
     let mut muted_until: Option<Instant> = None;
+    // What the next read asks of the socket (`next_read_chunk`).
+    let mut read_chunk = READ_CHUNK_BYTES;
     // Each request's task holds the core's metrics through this connection's `Rc`: cloning the
     // `Arc` inside per request would touch a reference count every core shares.
     let metrics = Rc::new(metrics);
@@ -368,8 +388,8 @@ where
         let frame_room = frame_rest(&input, request_bytes_max).map_or(0, |rest| {
             rest.min(filled.saturating_mul(FRAME_RESERVE_FACTOR))
         });
-        input.reserve(frame_room.max(READ_CHUNK_BYTES));
-        input.resize(filled + READ_CHUNK_BYTES, 0);
+        input.reserve(frame_room.max(read_chunk));
+        input.resize(filled + read_chunk, 0);
         let read = match input.get_mut(filled..) {
             Some(free) => {
                 // Reads are cancel-safe: nothing is consumed until a poll is ready.
@@ -418,6 +438,7 @@ where
             }
             Ok(bytes) => {
                 input.truncate(filled + bytes);
+                read_chunk = next_read_chunk(read_chunk, bytes);
                 if let Some(core) = metrics.core() {
                     core.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
                 }
@@ -528,6 +549,45 @@ mod tests {
     use futures::executor::block_on;
 
     use super::*;
+
+    #[test]
+    fn reads_ask_for_about_what_the_socket_gives() {
+        const TLS_RECORD: usize = 16 * 1024;
+        // A plaintext socket with a large frame waiting fills every read: 64 KiB stays.
+        assert_eq!(
+            next_read_chunk(READ_CHUNK_BYTES, READ_CHUNK_BYTES),
+            READ_CHUNK_BYTES
+        );
+        // TLS: each read returns one record; the room zeroed per read falls from 64 KiB to
+        // between 16 and 32 KiB, and never below a record.
+        let mut asked = READ_CHUNK_BYTES;
+        let mut zeroed = 0;
+        for _ in 0..100 {
+            let read = TLS_RECORD.min(asked);
+            assert_eq!(read, TLS_RECORD, "a read asked {asked}, less than a record");
+            zeroed += asked;
+            asked = next_read_chunk(asked, read);
+        }
+        assert!(zeroed <= 100 * 2 * TLS_RECORD, "{zeroed}");
+        // Small requests: down to the minimum, and back to 64 KiB in four reads once a large
+        // frame arrives.
+        let mut asked = READ_CHUNK_BYTES;
+        for _ in 0..10 {
+            asked = next_read_chunk(asked, 120);
+        }
+        assert_eq!(asked, READ_CHUNK_BYTES_MIN);
+        let mut reads = 0;
+        while asked < READ_CHUNK_BYTES {
+            asked = next_read_chunk(asked, asked);
+            reads += 1;
+        }
+        assert_eq!(reads, 4);
+        // Never zero, whatever a read returned.
+        assert_eq!(
+            next_read_chunk(READ_CHUNK_BYTES_MIN, 0),
+            READ_CHUNK_BYTES_MIN
+        );
+    }
 
     /// A stream that takes at most `step` bytes per write, from at most two slices.
     struct Trickle {
