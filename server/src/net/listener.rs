@@ -41,12 +41,7 @@ pub fn bind_reuseport(
 /// Binds and listens on `address` without `SO_REUSEPORT`, then closes: fails when another
 /// socket (of this process or any other) listens on it, shared or not.
 fn probe_unshared(address: SocketAddr) -> io::Result<()> {
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
+    let socket = new_socket(address, false)?;
     socket.bind(&address.into()).map_err(|error| {
         io::Error::new(
             error.kind(),
@@ -60,18 +55,26 @@ fn probe_unshared(address: SocketAddr) -> io::Result<()> {
 }
 
 fn bind_one(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = new_socket(address, true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A TCP socket for `address` with `SO_REUSEADDR` (a restarted agent binds while old
+/// connections sit in TIME_WAIT) and, when `shared`, `SO_REUSEPORT` (every core binds the same
+/// port and the kernel balances accepts).
+fn new_socket(address: SocketAddr, shared: bool) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
-    // SO_REUSEADDR lets a restarted agent bind while old connections sit in TIME_WAIT;
-    // SO_REUSEPORT lets every core bind the same port and have the kernel balance accepts.
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    Ok(socket)
 }
 
 #[cfg(test)]
