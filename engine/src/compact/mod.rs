@@ -331,6 +331,80 @@ pub struct CompactedObject {
     /// When the object's PUT started: in a cluster its swap's record must be sent within one
     /// lease of it (`log::data_gc`).
     pub put_started: std::time::Instant,
+    /// The object's batch bytes by their offset in it: zero-copy slices of the buffers its
+    /// sources were read into ([`batch_pieces`]), for a block cache to hold once the swap is
+    /// applied. Dropping them frees those buffers.
+    pub batch_pieces: Vec<(u64, Bytes)>,
+}
+
+/// The longest piece [`batch_pieces`] makes: a cache evicts a compacted object piece by piece,
+/// so a piece is about the chunk a reader asks for at once.
+pub const BATCH_PIECE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The bytes of an object's `chunks` (in order, concatenated they are the object) that are
+/// slices of `sources`, by their offset in the object. Consecutive chunks that continue one
+/// another in one source buffer make one piece, up to `piece_max` bytes (a chunk longer than
+/// that is a piece of its own). Chunks that are not slices of a source (the header, the index
+/// and trailer) are left out. Nothing is copied: each piece is `source.slice(..)`.
+pub fn batch_pieces(
+    chunks: &[Bytes],
+    sources: &BTreeMap<LogSeq, (u64, Bytes)>,
+    piece_max: usize,
+) -> Vec<(u64, Bytes)> {
+    let mut spans: Vec<(usize, &Bytes)> = sources
+        .values()
+        .filter(|(_, span)| !span.is_empty())
+        .map(|(_, span)| (span.as_ptr().addr(), span))
+        .collect();
+    spans.sort_unstable_by_key(|(address, _)| *address);
+    // The source a chunk was sliced from, and where in it the chunk starts.
+    let source_of = |chunk: &Bytes| -> Option<(usize, usize)> {
+        let address = chunk.as_ptr().addr();
+        let index = spans
+            .partition_point(|(start, _)| *start <= address)
+            .checked_sub(1)?;
+        let (start, span) = spans.get(index)?;
+        let offset = address - start;
+        (offset.checked_add(chunk.len())? <= span.len()).then_some((index, offset))
+    };
+    // A run: (offset in the object, source index, offset in the source, length).
+    let mut run: Option<(u64, usize, usize, usize)> = None;
+    let mut pieces = Vec::new();
+    let flush = |run: (u64, usize, usize, usize), pieces: &mut Vec<(u64, Bytes)>| {
+        let (at, index, from, len) = run;
+        if let Some((_, span)) = spans.get(index) {
+            pieces.push((at, span.slice(from..from + len)));
+        }
+    };
+    let mut position = 0u64;
+    for chunk in chunks {
+        let found = if chunk.is_empty() {
+            None
+        } else {
+            source_of(chunk)
+        };
+        match (run, found) {
+            (Some((at, index, from, len)), Some((chunk_index, offset)))
+                if chunk_index == index
+                    && offset == from + len
+                    && at + len as u64 == position
+                    && len + chunk.len() <= piece_max =>
+            {
+                run = Some((at, index, from, len + chunk.len()));
+            }
+            (_, found) => {
+                if let Some(done) = run.take() {
+                    flush(done, &mut pieces);
+                }
+                run = found.map(|(index, offset)| (position, index, offset, chunk.len()));
+            }
+        }
+        position += chunk.len() as u64;
+    }
+    if let Some(done) = run {
+        flush(done, &mut pieces);
+    }
+    pieces
 }
 
 /// Milliseconds a job spent in each step (progress and cost in the agent's log).
@@ -408,6 +482,9 @@ pub async fn build_compacted_object(
     }
     let key = object_key(id);
     let bytes = object.len();
+    let batch_pieces = batch_pieces(object.chunks(), &sources, BATCH_PIECE_BYTES_MAX);
+    let objects_read = sources.len();
+    drop(sources);
     timings.build_ms = elapsed_ms(started);
     let put_started = std::time::Instant::now();
     // Create-only: a key that exists (another incarnation of the same token left it) fails the
@@ -424,11 +501,12 @@ pub async fn build_compacted_object(
         id,
         key,
         bytes,
-        objects_read: sources.len(),
+        objects_read,
         bytes_read,
         swap,
         timings,
         put_started,
+        batch_pieces,
     })
 }
 

@@ -288,3 +288,57 @@ async fn a_missing_or_corrupt_input_fails_the_job_and_changes_nothing() {
         run.acked.len()
     );
 }
+
+/// The batch bytes a job hands back for a block cache are exactly the object's bytes at their
+/// offsets, cover every batch of every range it swaps in, and are slices of the reads it made
+/// (no more pieces than input entries, none longer than the cap).
+#[tokio::test(flavor = "current_thread")]
+async fn a_jobs_batch_pieces_are_the_objects_bytes_at_their_offsets() {
+    use sluice_engine::compact::BATCH_PIECE_BYTES_MAX;
+    use sluice_engine::metadata::Command;
+
+    let server = S3TestServer::start().unwrap();
+    let (store, mut run, log) = open_on_s3(&server, "compaction-pieces", 23).await;
+    append_with_checkpoints(&mut run, &log, 30).await;
+    let inputs: usize = compaction_plan(&log)
+        .iter()
+        .map(|range| range.entries.len())
+        .sum();
+    let object = build(&log, store.as_ref(), 0).await.unwrap();
+    assert!(!object.batch_pieces.is_empty());
+    assert!(
+        object.batch_pieces.len() <= inputs,
+        "{} pieces from {inputs} input entries",
+        object.batch_pieces.len()
+    );
+    let stored = store.get(&object.key).await.unwrap();
+    let mut end = 0u64;
+    for (at, piece) in &object.batch_pieces {
+        assert!(*at >= end, "pieces are in order and do not overlap");
+        assert!(piece.len() <= BATCH_PIECE_BYTES_MAX);
+        let from = usize::try_from(*at).unwrap();
+        assert_eq!(
+            &stored[from..from + piece.len()],
+            &piece[..],
+            "piece at {at}"
+        );
+        end = at + piece.len() as u64;
+    }
+    // Every byte of every swapped-in range is in a piece: a cache holding them serves the
+    // whole range without a GET.
+    for command in &object.swap {
+        let Command::ReplaceIndexRange { swap } = command else {
+            panic!("a job swaps ranges: {command:?}");
+        };
+        for piece in &swap.pieces {
+            let range = piece.byte_start..piece.byte_start + piece.byte_len;
+            let covered: u64 = object
+                .batch_pieces
+                .iter()
+                .filter(|(at, bytes)| *at >= range.start && at + bytes.len() as u64 <= range.end)
+                .map(|(_, bytes)| bytes.len() as u64)
+                .sum();
+            assert_eq!(covered, piece.byte_len, "range {range:?}");
+        }
+    }
+}

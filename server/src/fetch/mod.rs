@@ -31,6 +31,10 @@
 //! ([`BlockCache::demote_object`]) until a fetch there uses it, so the copies cost the blocks a
 //! core owns nothing.
 //!
+//! Compaction is the other: once a job's swap is applied, the compactor hands each compacted
+//! entry's bytes to the core that owns it ([`owners::CompactedOffers`]), so data compacted while
+//! it was cached is still served from memory.
+//!
 //! # Long poll
 //!
 //! A fetch with less than `min_bytes` ready parks on the core's

@@ -40,6 +40,8 @@ use sluice_engine::types::{LogSeq, is_compacted_object, object_key};
 
 use super::FetchCore;
 use super::reader::{GroupRead, ReadCount, ReadError, Want, read_groups_here};
+use crate::metadata_core::housekeeping::CompactedBlocks;
+use crate::metrics::Metrics;
 
 /// Jobs queued for one core's blocks before senders wait. A fetch sends at most one read job per
 /// other core, and a connection has at most 64 requests in flight. (futures' channel also gives
@@ -59,12 +61,16 @@ fn mix(mut value: u64) -> u64 {
 
 /// The index of the core that owns `entry`'s block among `cores` network cores.
 pub fn owner_core(entry: &IndexEntry, cores: usize) -> usize {
-    let key = if is_compacted_object(entry.seq) {
-        mix(entry.seq.0 ^ mix(entry.byte_start))
+    if is_compacted_object(entry.seq) {
+        compacted_entry_owner(entry.seq, entry.byte_start, cores)
     } else {
-        mix(entry.seq.0)
-    };
-    core_of(key, cores)
+        window_object_owner(entry.seq, cores)
+    }
+}
+
+/// The index of the core that owns the entry of compacted object `seq` starting at `byte_start`.
+pub fn compacted_entry_owner(seq: LogSeq, byte_start: u64, cores: usize) -> usize {
+    core_of(mix(seq.0 ^ mix(byte_start)), cores)
 }
 
 /// The index of the core that owns window object `seq` (all its partitions' segments).
@@ -210,6 +216,79 @@ impl BlockOwners {
             drop(error.into_inner());
             queued.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Compacted entries offered to one core's cache and not yet inserted there, before further
+/// offers to that core are dropped (each holds up to a compaction job's bytes).
+pub const CACHE_OFFERS_QUEUED_MAX: usize = 16;
+
+/// The compactor's way into the network cores' caches: each entry of an applied compaction
+/// goes to the core that owns it, which caches its bytes as it would after reading them from
+/// the store — so a replay of data compacted while it was cached reads no more GETs than a
+/// replay of the window objects it replaced. An offer is a hint: dropped when the owner has
+/// [`CACHE_OFFERS_QUEUED_MAX`] waiting or has stopped.
+#[derive(Debug, Clone)]
+pub struct CompactedOffers {
+    cores: Vec<BlockSender>,
+    queued: Vec<Arc<AtomicUsize>>,
+    metrics: Arc<Metrics>,
+}
+
+impl CompactedOffers {
+    /// Owners counts the bytes it inserts in `metrics.log.compacted_bytes_cached`.
+    pub fn new(cores: Vec<BlockSender>, metrics: Arc<Metrics>) -> Self {
+        let queued = cores.iter().map(|_| Arc::default()).collect();
+        Self {
+            cores,
+            queued,
+            metrics,
+        }
+    }
+
+    /// Sends each entry of `blocks` to its owner's cache; returns the bytes sent.
+    pub fn offer(&self, blocks: CompactedBlocks) -> u64 {
+        let CompactedBlocks { seq, entries } = blocks;
+        let cores = self.cores.len();
+        let mut sent = 0;
+        for (byte_start, pieces) in entries {
+            let owner = compacted_entry_owner(seq, byte_start, cores);
+            let (Some(BlockSender(sender)), Some(queued)) =
+                (self.cores.get(owner), self.queued.get(owner))
+            else {
+                continue;
+            };
+            if queued.fetch_add(1, Ordering::Relaxed) >= CACHE_OFFERS_QUEUED_MAX {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+            let bytes: u64 = pieces.iter().map(|(_, piece)| piece.len() as u64).sum();
+            let done = Arc::clone(queued);
+            let metrics = Arc::clone(&self.metrics);
+            let job: Job = Box::new(move |owner: Rc<FetchCore>| {
+                done.fetch_sub(1, Ordering::Relaxed);
+                async move {
+                    let mut cache = owner.cache.borrow_mut();
+                    for (at, piece) in pieces {
+                        cache.insert(seq, at, piece);
+                    }
+                    metrics
+                        .log
+                        .compacted_bytes_cached
+                        .fetch_add(bytes, Ordering::Relaxed);
+                }
+                .boxed_local()
+            });
+            match sender.clone().try_send(job) {
+                Ok(()) => sent += bytes,
+                Err(error) => {
+                    // Not queued: the job (and with it the count's release) comes back.
+                    drop(error.into_inner());
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        sent
     }
 }
 

@@ -19,7 +19,10 @@
 use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use sluice_engine::compact::key_job::{KeyCompactionCandidate, build_key_compacted};
 use sluice_engine::compact::keys::KeyCompactionLimits;
@@ -94,12 +97,16 @@ pub async fn run_housekeeping(
     core: CoreHandle,
     config: HousekeepingConfig,
     cluster: Option<(ClusterHousekeeping, DataGcConfig)>,
+    cache_feed: Option<CacheFeed>,
 ) {
     let mut collector = GarbageCollector::new(config.gc);
     let mut data = cluster
         .as_ref()
         .map(|(cluster, data_gc)| (cluster.clone(), DataCollector::new(*data_gc)));
-    let mut compactor = Compactor::default();
+    let mut compactor = Compactor {
+        cache_feed,
+        ..Compactor::default()
+    };
     let started = Instant::now();
     let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let tick_ms = match config.compaction_interval_ms {
@@ -149,6 +156,48 @@ pub async fn run_housekeeping(
     }
 }
 
+/// The bytes of one job's applied swaps, for the block cache: the compacted object, and for each
+/// range it now serves, the entry's first byte (with the object it names the entry's owner core)
+/// and its batch bytes by their offset in the object.
+#[derive(Debug)]
+pub struct CompactedBlocks {
+    pub seq: LogSeq,
+    pub entries: Vec<(u64, Vec<(u64, Bytes)>)>,
+}
+
+/// Where the compactor hands [`CompactedBlocks`] once a swap is applied: the agent gives each
+/// entry to the network core that owns it, so a consumer replaying just-compacted data reads it
+/// from memory, as it would have read the window objects the swap replaced. Called on the
+/// metadata executor: it must not block (a full core drops the offer).
+#[derive(Clone)]
+pub struct CacheFeed(pub Arc<dyn Fn(CompactedBlocks) + Send + Sync>);
+
+impl std::fmt::Debug for CacheFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheFeed")
+    }
+}
+
+/// The pieces lying wholly inside each applied range, by range (`pieces` in object order).
+fn blocks_of(seq: LogSeq, applied: &[Range<u64>], pieces: &[(u64, Bytes)]) -> CompactedBlocks {
+    let entries = applied
+        .iter()
+        .map(|range| {
+            let first = pieces.partition_point(|(at, _)| *at < range.start);
+            let inside = pieces
+                .get(first..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|(at, bytes)| at.saturating_add(bytes.len() as u64) <= range.end)
+                .cloned()
+                .collect();
+            (range.start, inside)
+        })
+        .filter(|(_, inside): &(u64, Vec<(u64, Bytes)>)| !inside.is_empty())
+        .collect();
+    CompactedBlocks { seq, entries }
+}
+
 /// How the compactor names its objects: by writer epoch (an agent alone) or, in a cluster, by
 /// its incarnation's token (the agents share the epoch; `docs/cluster.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +229,8 @@ pub struct Compactor {
     /// Per partition, the earliest delete horizon of a batch the last job left with tombstones:
     /// once the clock passes it, the partition is cleaned again without new records.
     delete_horizons_ms: HashMap<TopicPartition, i64>,
+    /// Where applied jobs' bytes go (`None`: nowhere; they are read from the store on demand).
+    pub cache_feed: Option<CacheFeed>,
     /// Totals since start, for the log.
     pub jobs_done: u64,
     pub bytes_written: u64,
@@ -198,6 +249,8 @@ pub struct JobReport {
     pub timings: JobTimings,
     /// The swap's round trip through the metadata log.
     pub swap_ms: f64,
+    /// Bytes handed to the block cache ([`CacheFeed`]).
+    pub bytes_cached: u64,
 }
 
 impl Compactor {
@@ -231,6 +284,7 @@ impl Compactor {
                         build_ms = report.timings.build_ms.round(),
                         put_ms = report.timings.put_ms.round(),
                         swap_ms = report.swap_ms.round(),
+                        bytes_cached = report.bytes_cached,
                         jobs_done = self.jobs_done,
                         "compaction job"
                     );
@@ -466,11 +520,25 @@ impl Compactor {
             _ => None,
         };
         let swap_started = Instant::now();
+        let mut applied = Vec::new();
         for chunk in object.swap.chunks(COMMANDS_PER_ENTRY_MAX) {
             let outcomes = swap(core, chunk.to_vec(), deadline).await?;
-            for outcome in outcomes {
+            for (command, outcome) in chunk.iter().zip(outcomes) {
                 match outcome {
-                    Ok(()) => report.swaps_applied += 1,
+                    Ok(()) => {
+                        report.swaps_applied += 1;
+                        if let Command::ReplaceIndexRange { swap } = command {
+                            applied.extend(
+                                swap.pieces
+                                    .iter()
+                                    .filter(|piece| piece.object == object.id)
+                                    .map(|piece| {
+                                        piece.byte_start
+                                            ..piece.byte_start.saturating_add(piece.byte_len)
+                                    }),
+                            );
+                        }
+                    }
                     Err(failure) => {
                         report.swaps_rejected += 1;
                         tracing::debug!(?failure, "compaction swap not applied");
@@ -479,6 +547,18 @@ impl Compactor {
             }
         }
         report.swap_ms = swap_started.elapsed().as_secs_f64() * 1_000.0;
+        if let Some(feed) = &self.cache_feed
+            && !applied.is_empty()
+        {
+            let blocks = blocks_of(object.id, &applied, &object.batch_pieces);
+            report.bytes_cached = blocks
+                .entries
+                .iter()
+                .flat_map(|(_, pieces)| pieces)
+                .map(|(_, bytes)| bytes.len() as u64)
+                .sum();
+            (feed.0)(blocks);
+        }
         self.jobs_done += 1;
         self.bytes_written += object.bytes;
         self.swaps_rejected += report.swaps_rejected as u64;

@@ -159,6 +159,9 @@ pub struct LogMetrics {
     /// Flush windows that waited for the PUT budget (`flush_puts_per_second_max`) past the moment
     /// they wanted to close: when this grows with load, the budget sets the latency.
     pub windows_held_by_budget: AtomicU64,
+    /// Bytes of applied compaction jobs inserted into the block cache of the network core that
+    /// owns them (`fetch::owners::CompactedOffers`).
+    pub compacted_bytes_cached: AtomicU64,
     /// The last applied entry's position, and the writer's epoch.
     pub position: AtomicU64,
     pub epoch: AtomicU64,
@@ -384,7 +387,7 @@ impl Metrics {
 
     fn render_log(&self, out: &mut String) {
         let log = &self.log;
-        let gauges: [(&str, &str, &str, i64); 8] = [
+        let gauges: [(&str, &str, &str, i64); 9] = [
             (
                 "sluice_log_entries_appended_total",
                 "counter",
@@ -414,6 +417,12 @@ impl Metrics {
                 "counter",
                 "Flush windows that waited for the PUT budget (flush_puts_per_second_max).",
                 load(&log.windows_held_by_budget),
+            ),
+            (
+                "sluice_log_compacted_bytes_cached_total",
+                "counter",
+                "Bytes of applied compaction jobs put into the block cache of their owner core.",
+                load(&log.compacted_bytes_cached),
             ),
             (
                 "sluice_log_position",

@@ -24,7 +24,9 @@ use super::executor::{Executor, spawn_executor};
 use super::network_core::{DRAIN_TIMEOUT, StopSignal, network_core};
 use crate::auth::{AclBoard, Authorizer};
 use crate::config::{Config, ConfigError};
-use crate::fetch::owners::{BlockOwners, block_channels, serve_inbox as serve_block_inbox};
+use crate::fetch::owners::{
+    BlockOwners, CompactedOffers, block_channels, serve_inbox as serve_block_inbox,
+};
 use crate::fetch::{FetchConfig, FetchCore};
 use crate::groups::classic::ClassicConfig;
 use crate::groups::consumer::ConsumerConfig;
@@ -33,7 +35,7 @@ use crate::memlock::{self, MemlockError, MemlockLimit};
 use crate::metadata_core::cluster_gc::ClusterHousekeeping;
 use crate::metadata_core::cluster_view::{ListenerAddress, node_id_of};
 use crate::metadata_core::housekeeping::{
-    HOUSEKEEPING_SHARES, HousekeepingConfig, run_housekeeping,
+    CacheFeed, HOUSEKEEPING_SHARES, HousekeepingConfig, run_housekeeping,
 };
 use crate::metadata_core::watermarks::{
     WatermarkBroadcaster, WatermarkWaiters, run_subscription_with,
@@ -453,6 +455,10 @@ impl Agent {
             .iter()
             .map(|_| broadcaster.subscribe())
             .collect();
+        // Every core's block inbox: each block is read and cached by its owner core (and the
+        // compactor offers what it wrote to the owners).
+        let (block_senders, block_inboxes) = block_channels(plan.network_cpus.len());
+        let offers = CompactedOffers::new(block_senders.clone(), Arc::clone(&metrics));
         let flush = config.flush_config();
         let housekeeping = config.housekeeping_config();
         let log_config = config.log_config();
@@ -486,6 +492,7 @@ impl Agent {
                                 housekeeping_core,
                                 housekeeping,
                                 Some((cluster_housekeeping, data_gc)),
+                                offers,
                             );
                             run_metadata_core_of(
                                 log.into(),
@@ -507,7 +514,7 @@ impl Agent {
                 match open_metadata_log(store, log_config).await {
                     Ok((log, stats)) => {
                         let _ = opened_sender.send(Ok(format!("{stats:?} epoch {}", log.epoch())));
-                        spawn_housekeeping(housekeeping_core, housekeeping, None);
+                        spawn_housekeeping(housekeeping_core, housekeeping, None, offers);
                         run_metadata_core(log, inbox, broadcaster, flush, Some(core_metrics), stop)
                             .await;
                     }
@@ -552,8 +559,6 @@ impl Agent {
         let quota_window = config.quota_window();
         // Every core needs every core's group inbox before any of them runs.
         let (group_senders, group_inboxes) = group_channels(plan.network_cpus.len());
-        // And every core's block inbox: each block is read and cached by its owner core.
-        let (block_senders, block_inboxes) = block_channels(plan.network_cpus.len());
         // Network cores whose connections have not all drained yet (see `wait_for_every_drain`).
         let draining = Arc::new(AtomicUsize::new(plan.network_cpus.len()));
         for (index, ((((cpu, core_listeners), subscription), group_inbox), block_inbox)) in plan
@@ -893,23 +898,28 @@ pub fn group_config(config: &Config) -> GroupConfig {
     }
 }
 
-/// Runs retention and garbage collection on this (the metadata) executor, in a task queue of
 /// Store calls of background work in flight at once (compaction reads one object at a time; a
 /// garbage-collection sweep is one bulk delete per 1,000 keys).
 const BACKGROUND_STORE_REQUESTS_MAX: usize = 16;
 
-/// its own with a small share, so that the flusher goes first when both want the CPU.
+/// Runs retention, garbage collection and compaction on this (the metadata) executor, in a task
+/// queue of its own with a small share, so that the flusher goes first when both want the CPU.
+/// Applied compactions' bytes go to their owner cores' caches through `offers`.
 fn spawn_housekeeping(
     core: crate::metadata_core::CoreHandle,
     config: HousekeepingConfig,
     cluster: Option<(ClusterHousekeeping, DataGcConfig)>,
+    offers: CompactedOffers,
 ) {
+    let feed = CacheFeed(Arc::new(move |blocks| {
+        offers.offer(blocks);
+    }));
     let queue = glommio::executor().create_task_queue(
         glommio::Shares::Static(HOUSEKEEPING_SHARES),
         glommio::Latency::NotImportant,
         "housekeeping",
     );
-    match glommio::spawn_local_into(run_housekeeping(core, config, cluster), queue) {
+    match glommio::spawn_local_into(run_housekeeping(core, config, cluster, Some(feed)), queue) {
         Ok(task) => {
             task.detach();
         }

@@ -1,6 +1,7 @@
 //! One cache budget for the agent: every block is owned by one network core, and a block read
 //! from the store for a connection on one core is served to a connection on the other core from
-//! the owner's cache — no second GET (`server/src/fetch/owners.rs`).
+//! the owner's cache — no second GET (`server/src/fetch/owners.rs`). A compaction of cached data
+//! hands the compacted object's bytes to the owners' caches, so reading it back costs no GET.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use crate::common;
@@ -43,8 +44,17 @@ fn connection_on_core(agent: &TestAgent, core: usize) -> RawClient {
 
 /// Fetches both partitions from offset 0 and checks every batch against what was produced.
 fn fetch_all(client: &mut RawClient, topic_id: uuid::Uuid, produced: &[Vec<Bytes>; 2]) {
+    fetch_all_of(client, "shared", topic_id, produced);
+}
+
+fn fetch_all_of(
+    client: &mut RawClient,
+    topic: &str,
+    topic_id: uuid::Uuid,
+    produced: &[Vec<Bytes>; 2],
+) {
     let wants = [want(0, 0), want(1, 0)];
-    let response = fetch(client, 13, &fetch_request("shared", topic_id, &wants, 0, 0));
+    let response = fetch(client, 13, &fetch_request(topic, topic_id, &wants, 0, 0));
     for (partition, data) in partitions(&response).into_iter().enumerate() {
         assert_eq!(data.error_code, 0, "partition {partition}");
         let fetched = batches_of(&data.records);
@@ -99,4 +109,73 @@ fn a_block_read_through_one_core_is_served_to_the_other_without_a_second_get() {
     let mut again = connection_on_core(&agent, 0);
     fetch_all(&mut again, topic_id, &produced);
     assert_eq!(store.range_gets() - before, read);
+}
+
+/// Data compacted while the agent had it cached is read back from the cache: the compactor
+/// hands each compacted entry's bytes to the core that owns it once the swap is applied, so the
+/// swap does not turn a replay that would have been served from memory into GETs.
+#[test]
+fn data_compacted_while_cached_is_read_back_without_a_get() {
+    let online = std::thread::available_parallelism().map_or(1, usize::from);
+    if online < 2 {
+        sluice_tests::tools::skip_or_fail(&format!(
+            "data_compacted_while_cached_is_read_back_without_a_get: needs two CPUs, {online} here"
+        ));
+        return;
+    }
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = GetCountingStore::local(store_dir.path());
+    let agent =
+        common::start_agent_with_store(Arc::clone(&store) as Arc<dyn ObjectStorage>, |config| {
+            config.cpus = Some(vec![0, 1]);
+            config.flush_interval_ms = 5;
+            config.compaction_interval_ms = 100;
+            // No retention or garbage collection while the test runs: only compaction.
+            config.log_retention_check_interval_ms = 3_600_000;
+        });
+    let mut producer = RawClient::connect(agent.addr());
+    let topic_id = create_topic(&mut producer, "compacted-cache", 2);
+    // Batches older than a run needs to settle, so the windows are merged at once.
+    let old = common::now_ms() - 120_000;
+    let mut produced = [Vec::new(), Vec::new()];
+    for index in 0..BATCHES {
+        for (partition, batches) in produced.iter_mut().enumerate() {
+            let records = common::batch(RECORDS_PER_BATCH, old + index as i64);
+            let base = produce(
+                &mut producer,
+                "compacted-cache",
+                partition as i32,
+                records.clone(),
+            );
+            assert_eq!(base, (index * RECORDS_PER_BATCH) as i64);
+            batches.push(records);
+        }
+    }
+    let produced_bytes: u64 = produced
+        .iter()
+        .flatten()
+        .map(|batch| batch.len() as u64)
+        .sum();
+
+    // Every batch is now in a compacted object, and in its owner's cache.
+    let metrics = Arc::clone(agent.agent.as_ref().unwrap().metrics());
+    common::wait_for(
+        "the compacted bytes in the owners' caches",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(20),
+        || {
+            let cached = metrics.log.compacted_bytes_cached.load(Ordering::SeqCst);
+            (cached >= produced_bytes).then_some(())
+        },
+    );
+    let before = store.range_gets();
+    let mut on_zero = connection_on_core(&agent, 0);
+    fetch_all_of(&mut on_zero, "compacted-cache", topic_id, &produced);
+    let mut on_one = connection_on_core(&agent, 1);
+    fetch_all_of(&mut on_one, "compacted-cache", topic_id, &produced);
+    assert_eq!(
+        store.range_gets() - before,
+        0,
+        "reading back compacted data that was cached made GETs"
+    );
 }
