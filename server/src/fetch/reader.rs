@@ -365,8 +365,13 @@ pub async fn read_entries(
 enum Cached {
     /// An exact range: all of it, or nothing.
     Exact(Option<Vec<Bytes>>),
-    /// A chunked want: the cached bytes from its start up to `covered`.
-    Prefix { slices: Vec<Bytes>, covered: u64 },
+    /// A chunked want: the cached bytes from its start up to `covered`, and the cached pieces
+    /// past the first gap, each with its start (the gaps between them are read).
+    Prefix {
+        slices: Vec<Bytes>,
+        covered: u64,
+        later: Vec<(u64, Vec<Bytes>)>,
+    },
 }
 
 /// GETs a read made, and their bytes (joins of GETs already in flight not counted).
@@ -419,9 +424,10 @@ pub async fn read_groups_awaiting(
 /// adjacent or close ([`COALESCE_GAP_BYTES_MAX`]) become one ranged GET — a consumer catching up on
 /// many partitions reads each object's segments in one request, not one per partition — while the
 /// missing bytes of a chunked want are read as [`chunk_spans`], one GET each, cached as one piece
-/// each (evicted on its own). A miss that a GET already in flight on this core covers waits for
-/// that GET ([`super::inflight`]). All GETs run concurrently. A failed GET fails only the groups
-/// that needed it.
+/// each (evicted on its own; where a chunk went before the one after it, the gap is read and the
+/// cached piece past it taken from the cache). A miss that a GET already in flight on this core
+/// covers waits for that GET ([`super::inflight`]). All GETs run concurrently. A failed GET fails
+/// only the groups that needed it.
 pub async fn read_groups_here(
     fetch: &FetchCore,
     store: &Arc<dyn ObjectStorage>,
@@ -456,16 +462,33 @@ pub async fn read_groups_here(
                             return Cached::Exact(cache.get(seq, want.from..want.to));
                         }
                         let (slices, covered) = cache.get_prefix(seq, want.from..want.to);
-                        if covered < want.to {
-                            let next = cache.next_piece_start(seq, covered);
-                            let end = entry_end(&want.entry);
-                            group_misses.extend(
-                                chunk_spans(covered, want.to, end, want.chunk, next)
-                                    .into_iter()
-                                    .map(|span| (seq, span)),
-                            );
+                        let end = entry_end(&want.entry);
+                        let mut later = Vec::new();
+                        let mut position = covered;
+                        while position < want.to {
+                            let next = cache.next_piece_start(seq, position);
+                            let spans = chunk_spans(position, want.to, end, want.chunk, next);
+                            let Some(read_to) = spans.last().map(|span| span.end) else {
+                                break;
+                            };
+                            group_misses.extend(spans.into_iter().map(|span| (seq, span)));
+                            if read_to >= want.to {
+                                break;
+                            }
+                            // The spans stop where a cached piece starts (a chunk evicted before
+                            // one after it): its bytes are taken now, and the gaps past it read.
+                            let (more, more_end) = cache.get_prefix(seq, read_to..want.to);
+                            if more_end <= read_to {
+                                break;
+                            }
+                            later.push((read_to, more));
+                            position = more_end;
                         }
-                        Cached::Prefix { slices, covered }
+                        Cached::Prefix {
+                            slices,
+                            covered,
+                            later,
+                        }
                     })
                     .collect();
                 if !group_misses.is_empty() {
@@ -613,15 +636,38 @@ pub async fn read_groups_here(
                         },
                     )
                 }
-                Cached::Prefix { slices, covered } if *covered >= want.to => {
-                    Ok(std::mem::take(slices))
-                }
-                Cached::Prefix { slices, covered } => {
-                    slices_of_spans(&spans, &read, want.entry.seq, *covered..want.to).map(|more| {
-                        let mut all = std::mem::take(slices);
-                        all.extend(more);
-                        all
-                    })
+                Cached::Prefix {
+                    slices, covered, ..
+                } if *covered >= want.to => Ok(std::mem::take(slices)),
+                Cached::Prefix {
+                    slices,
+                    covered,
+                    later,
+                } => {
+                    let mut all = std::mem::take(slices);
+                    let mut position = *covered;
+                    let mut failed = None;
+                    let ends = std::mem::take(later)
+                        .into_iter()
+                        .chain(std::iter::once((want.to, Vec::new())));
+                    for (start, cached) in ends {
+                        if position < start {
+                            match slices_of_spans(&spans, &read, want.entry.seq, position..start) {
+                                Ok(more) => all.extend(more),
+                                Err(error) => {
+                                    failed = Some(error);
+                                    break;
+                                }
+                            }
+                        }
+                        position =
+                            start + cached.iter().map(|slice| slice.len() as u64).sum::<u64>();
+                        all.extend(cached);
+                    }
+                    match failed {
+                        Some(error) => Err(error),
+                        None => Ok(all),
+                    }
                 }
             };
             match slices {
@@ -1350,6 +1396,66 @@ mod tests {
         let total: u64 = entries.iter().map(|entry| entry.byte_len).sum();
         assert_eq!(fetch.store_reads().1, total, "no chunk read twice");
         assert!(fetch.cache.borrow().used_bytes() <= 40 * MIB);
+    }
+
+    /// A chunked want whose cached bytes have a hole — a chunk evicted while the one after it
+    /// stayed — reads only the hole and takes the rest from the cache: one GET of the missing
+    /// bytes, not an error for the partition.
+    #[test]
+    fn a_chunk_evicted_before_the_next_one_is_read_again_alone() {
+        let (object, entry) = compacted_partition(160, 64 * 1024);
+        let mut objects = Objects::default();
+        objects
+            .objects
+            .insert(object_key(entry.seq), object.clone());
+        let objects = Arc::new(objects);
+        let store: Arc<dyn ObjectStorage> = objects.clone();
+        let fetch = FetchCore::default();
+        let chunk = 4 * MIB;
+        let start = entry.byte_start;
+        // The first two chunks are cached, then the first is evicted (the cache over its budget;
+        // demoted here only to make it the one that goes) while a fetch still reads from it.
+        let piece = |from: u64, to: u64| object.slice(from as usize..to as usize);
+        let mut cache = fetch.cache.borrow_mut();
+        cache.insert(entry.seq, start, piece(start, start + chunk));
+        cache.insert(
+            entry.seq,
+            start + chunk,
+            piece(start + chunk, start + 2 * chunk),
+        );
+        cache.demote(entry.seq, start..start + chunk);
+        cache.insert(LogSeq(9), 0, Bytes::from(vec![0_u8; 60 * MIB as usize]));
+        assert!(cache.get(entry.seq, start..start + 1).is_none());
+        assert!(
+            cache
+                .get(entry.seq, start + chunk..start + 2 * chunk)
+                .is_some()
+        );
+        drop(cache);
+        // A fetch from 3 MiB into the entry for 2 MiB: 1 MiB missing, 1 MiB cached.
+        let want = Want {
+            entry,
+            from: start + 3 * MIB,
+            from_offset: 0,
+            to: start + 5 * MIB,
+            chunk,
+        };
+        let read = block_on(read_entries(&fetch, &store, &[want])).expect("read");
+        assert_eq!(
+            joined(&read),
+            object[(start + 3 * MIB) as usize..(start + 5 * MIB) as usize].to_vec()
+        );
+        let gets = objects.gets.lock().unwrap().clone();
+        assert_eq!(
+            gets.iter()
+                .map(|(_, range)| range.clone())
+                .collect::<Vec<_>>(),
+            vec![start + 3 * MIB..start + chunk],
+            "only the hole"
+        );
+        // Cached now: the same read makes no GET.
+        block_on(read_entries(&fetch, &store, &[want])).unwrap();
+        assert_eq!(objects.gets.lock().unwrap().len(), 1);
     }
 
     /// A store whose ranged GETs wait until the test opens the gate, counting them.
