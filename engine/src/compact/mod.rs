@@ -46,6 +46,7 @@ pub mod key_job;
 pub mod keys;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -322,7 +323,9 @@ pub struct CompactedObject {
     pub bytes: u64,
     /// Source objects read (one GET each).
     pub objects_read: usize,
-    /// Bytes read from them.
+    /// Source objects taken from memory instead ([`build_compacted_object_with`]).
+    pub objects_at_hand: usize,
+    /// Bytes read from the store.
     pub bytes_read: u64,
     /// One `ReplaceIndexRange` per range, in plan order.
     pub swap: Vec<Command>,
@@ -428,10 +431,49 @@ pub async fn build_compacted_object(
     writer_epoch: u64,
     created_at_ms: i64,
 ) -> Result<CompactedObject, CompactionError> {
+    build_compacted_object_with(store, job, id, writer_epoch, created_at_ms, BTreeMap::new()).await
+}
+
+/// The bytes of some of a job's sources, already in memory (a block cache): per object, the
+/// span [`source_spans`] names and the pieces that make it up, in order.
+pub type SourcesAtHand = BTreeMap<LogSeq, (Range<u64>, Vec<Bytes>)>;
+
+/// Per source object of `job`, the span from the first byte its entries need to the last: what
+/// [`build_compacted_object`] reads with one GET, unless the span is at hand.
+pub fn source_spans(job: &[CompactionRange]) -> BTreeMap<LogSeq, Range<u64>> {
+    spans_of(job.iter().flat_map(|range| range.entries.iter()))
+}
+
+fn spans_of<'a>(entries: impl Iterator<Item = &'a IndexEntry>) -> BTreeMap<LogSeq, Range<u64>> {
+    let mut spans: BTreeMap<LogSeq, Range<u64>> = BTreeMap::new();
+    for entry in entries {
+        let end = entry.byte_start.saturating_add(entry.byte_len);
+        spans
+            .entry(entry.seq)
+            .and_modify(|span| {
+                span.start = span.start.min(entry.byte_start);
+                span.end = span.end.max(end);
+            })
+            .or_insert(entry.byte_start..end);
+    }
+    spans
+}
+
+/// [`build_compacted_object`], taking the sources in `at_hand` from there instead of the store
+/// (a span whose pieces do not add up to it exactly is read from the store).
+pub async fn build_compacted_object_with(
+    store: &dyn ObjectStorage,
+    job: &[CompactionRange],
+    id: LogSeq,
+    writer_epoch: u64,
+    created_at_ms: i64,
+    at_hand: SourcesAtHand,
+) -> Result<CompactedObject, CompactionError> {
     let entries: Vec<&IndexEntry> = job.iter().flat_map(|range| range.entries.iter()).collect();
     let mut timings = JobTimings::default();
     let started = std::time::Instant::now();
-    let (sources, bytes_read) = read_sources(store, &entries).await?;
+    let (sources, bytes_read, objects_at_hand) =
+        read_sources_with(store, &entries, at_hand).await?;
     timings.read_ms = elapsed_ms(started);
     let started = std::time::Instant::now();
 
@@ -483,7 +525,7 @@ pub async fn build_compacted_object(
     let key = object_key(id);
     let bytes = object.len();
     let batch_pieces = batch_pieces(object.chunks(), &sources, BATCH_PIECE_BYTES_MAX);
-    let objects_read = sources.len();
+    let objects_read = sources.len() - objects_at_hand;
     drop(sources);
     timings.build_ms = elapsed_ms(started);
     let put_started = std::time::Instant::now();
@@ -502,6 +544,7 @@ pub async fn build_compacted_object(
         key,
         bytes,
         objects_read,
+        objects_at_hand,
         bytes_read,
         swap,
         timings,
@@ -516,20 +559,29 @@ pub(crate) async fn read_sources(
     store: &dyn ObjectStorage,
     entries: &[&IndexEntry],
 ) -> Result<(BTreeMap<LogSeq, (u64, Bytes)>, u64), CompactionError> {
-    let mut spans: BTreeMap<LogSeq, (u64, u64)> = BTreeMap::new();
-    for entry in entries {
-        let end = entry.byte_start.saturating_add(entry.byte_len);
-        spans
-            .entry(entry.seq)
-            .and_modify(|(start, stop)| {
-                *start = (*start).min(entry.byte_start);
-                *stop = (*stop).max(end);
-            })
-            .or_insert((entry.byte_start, end));
-    }
+    let (sources, bytes_read, _) = read_sources_with(store, entries, BTreeMap::new()).await?;
+    Ok((sources, bytes_read))
+}
+
+/// [`read_sources`], taking the spans `at_hand` holds from there; also returns how many it took.
+async fn read_sources_with(
+    store: &dyn ObjectStorage,
+    entries: &[&IndexEntry],
+    mut at_hand: SourcesAtHand,
+) -> Result<(BTreeMap<LogSeq, (u64, Bytes)>, u64, usize), CompactionError> {
+    let spans = spans_of(entries.iter().copied());
     let mut sources = BTreeMap::new();
     let mut bytes_read = 0u64;
-    for (seq, (start, end)) in &spans {
+    let mut objects_at_hand = 0;
+    for (seq, Range { start, end }) in &spans {
+        if let Some(bytes) = at_hand
+            .remove(seq)
+            .and_then(|(span, pieces)| joined(span, pieces, *start..*end))
+        {
+            objects_at_hand += 1;
+            sources.insert(*seq, (*start, bytes));
+            continue;
+        }
         let key = object_key(*seq);
         let bytes = get_range_retrying(store, &key, *start..*end)
             .await
@@ -537,7 +589,27 @@ pub(crate) async fn read_sources(
         bytes_read += bytes.len() as u64;
         sources.insert(*seq, (*start, bytes));
     }
-    Ok((sources, bytes_read))
+    Ok((sources, bytes_read, objects_at_hand))
+}
+
+/// The bytes of `wanted` from pieces that make up exactly `span`: one piece as it is, several
+/// copied into one buffer (the job slices its batches out of one buffer per source). `None`
+/// when the span is not `wanted` or the pieces do not add up to it.
+fn joined(span: Range<u64>, pieces: Vec<Bytes>, wanted: Range<u64>) -> Option<Bytes> {
+    let len: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
+    if span != wanted || len != wanted.end.checked_sub(wanted.start)? {
+        return None;
+    }
+    match <[Bytes; 1]>::try_from(pieces) {
+        Ok([piece]) => Some(piece),
+        Err(pieces) => {
+            let mut buffer = bytes::BytesMut::with_capacity(usize::try_from(len).ok()?);
+            for piece in &pieces {
+                buffer.extend_from_slice(piece);
+            }
+            Some(buffer.freeze())
+        }
+    }
 }
 
 /// Attempts of one source read whose error is transient (a timeout, a 5xx, a pooled connection the

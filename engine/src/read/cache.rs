@@ -169,6 +169,14 @@ impl BlockCache {
         }
     }
 
+    /// [`BlockCache::get`] for a background reader (compaction): the same slices, without
+    /// counting a hit or a miss and without marking anything as used.
+    pub fn peek(&self, seq: LogSeq, range: Range<u64>) -> Option<Vec<Bytes>> {
+        self.objects
+            .get(&seq)
+            .and_then(|object| covering_slices(object, range))
+    }
+
     /// The cached prefix of `range`: zero-copy slices of `range.start..end` and that `end` (equal
     /// to `range.start` when its first byte is not cached, `range.end` when all of it is).
     pub fn get_prefix(&mut self, seq: LogSeq, range: Range<u64>) -> (Vec<Bytes>, u64) {

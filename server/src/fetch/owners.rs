@@ -25,6 +25,7 @@
 //! microseconds against a GET's milliseconds, and the price of the agent's whole cache budget
 //! serving every connection.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
+use sluice_engine::compact::SourcesAtHand;
 use sluice_engine::metadata::IndexEntry;
 use sluice_engine::store::ObjectStorage;
 use sluice_engine::types::{LogSeq, is_compacted_object, object_key};
@@ -223,8 +225,9 @@ impl BlockOwners {
 /// offers to that core are dropped (each holds up to a compaction job's bytes).
 pub const CACHE_OFFERS_QUEUED_MAX: usize = 16;
 
-/// The compactor's way into the network cores' caches: each entry of an applied compaction
-/// goes to the core that owns it, which caches its bytes as it would after reading them from
+/// The compactor's way into the network cores' caches: a job first takes the window objects it
+/// merges from their owners' caches ([`CompactedOffers::lookup`]); each entry of an applied
+/// compaction then goes to the core that owns it, which caches its bytes as it would after reading them from
 /// the store — so a replay of data compacted while it was cached reads no more GETs than a
 /// replay of the window objects it replaced. An offer is a hint: dropped when the owner has
 /// [`CACHE_OFFERS_QUEUED_MAX`] waiting or has stopped.
@@ -244,6 +247,53 @@ impl CompactedOffers {
             queued,
             metrics,
         }
+    }
+
+    /// The spans of window objects a compaction job needs that their owner cores have cached
+    /// (zero-copy slices of the cached buffers), so the job reads only the rest from the store.
+    /// Compacted objects' spans, and a core whose inbox is full, are left to the store.
+    pub async fn lookup(&self, spans: BTreeMap<LogSeq, Range<u64>>) -> SourcesAtHand {
+        let cores = self.cores.len();
+        let mut per_core: Vec<Vec<(LogSeq, Range<u64>)>> = vec![Vec::new(); cores];
+        for (seq, span) in spans {
+            if is_compacted_object(seq) {
+                continue;
+            }
+            if let Some(wants) = per_core.get_mut(window_object_owner(seq, cores)) {
+                wants.push((seq, span));
+            }
+        }
+        let mut answers = Vec::new();
+        for (BlockSender(sender), wants) in self.cores.iter().zip(per_core) {
+            if wants.is_empty() {
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            let job: Job = Box::new(move |owner: Rc<FetchCore>| {
+                async move {
+                    let cache = owner.cache.borrow();
+                    let found: Vec<_> = wants
+                        .into_iter()
+                        .filter_map(|(seq, span)| {
+                            let pieces = cache.peek(seq, span.clone())?;
+                            Some((seq, (span, pieces)))
+                        })
+                        .collect();
+                    let _ = reply.send(found);
+                }
+                .boxed_local()
+            });
+            if sender.clone().try_send(job).is_ok() {
+                answers.push(answer);
+            }
+        }
+        let mut at_hand = SourcesAtHand::new();
+        for answer in answers {
+            if let Ok(found) = answer.await {
+                at_hand.extend(found);
+            }
+        }
+        at_hand
     }
 
     /// Sends each entry of `blocks` to its owner's cache; returns the bytes sent.

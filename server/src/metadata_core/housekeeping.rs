@@ -18,15 +18,18 @@
 
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use futures::future::LocalBoxFuture;
 use sluice_engine::compact::key_job::{KeyCompactionCandidate, build_key_compacted};
 use sluice_engine::compact::keys::KeyCompactionLimits;
-use sluice_engine::compact::{CompactionConfig, JobTimings, build_compacted_object};
+use sluice_engine::compact::{
+    CompactionConfig, JobTimings, SourcesAtHand, build_compacted_object_with, source_spans,
+};
 use sluice_engine::log::data_gc::{DataCollector, DataGcConfig};
 use sluice_engine::log::gc::{
     GarbageCollector, GcCandidates, GcConfig, GcListing, GcReferences, GcStats,
@@ -165,12 +168,24 @@ pub struct CompactedBlocks {
     pub entries: Vec<(u64, Vec<(u64, Bytes)>)>,
 }
 
+/// [`CacheFeed::lookup`]: the spans a job needs, answered with those some cache holds.
+pub type SourceLookup = Arc<
+    dyn Fn(BTreeMap<LogSeq, Range<u64>>) -> LocalBoxFuture<'static, SourcesAtHand> + Send + Sync,
+>;
+
 /// Where the compactor hands [`CompactedBlocks`] once a swap is applied: the agent gives each
 /// entry to the network core that owns it, so a consumer replaying just-compacted data reads it
 /// from memory, as it would have read the window objects the swap replaced. Called on the
 /// metadata executor: it must not block (a full core drops the offer).
+///
+/// And where a job looks for its sources first: the window objects a job merges were written
+/// through to the caches when they were committed, and while they are still there the job takes
+/// them from memory instead of GETting them again.
 #[derive(Clone)]
-pub struct CacheFeed(pub Arc<dyn Fn(CompactedBlocks) + Send + Sync>);
+pub struct CacheFeed {
+    pub offer: Arc<dyn Fn(CompactedBlocks) + Send + Sync>,
+    pub lookup: SourceLookup,
+}
 
 impl std::fmt::Debug for CacheFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -244,6 +259,8 @@ pub struct JobReport {
     pub ranges: usize,
     pub bytes: u64,
     pub objects_read: usize,
+    /// Sources taken from the block caches instead of the store.
+    pub objects_at_hand: usize,
     pub swaps_applied: usize,
     pub swaps_rejected: usize,
     pub timings: JobTimings,
@@ -278,6 +295,7 @@ impl Compactor {
                         partitions = report.ranges,
                         bytes = report.bytes,
                         objects_read = report.objects_read,
+                        objects_at_hand = report.objects_at_hand,
                         swaps_applied = report.swaps_applied,
                         swaps_rejected = report.swaps_rejected,
                         read_ms = report.timings.read_ms.round(),
@@ -497,10 +515,15 @@ impl Compactor {
         let id = self
             .next_id(naming)
             .ok_or("compaction job numbers of this writer epoch (or token) are used up")?;
+        let at_hand = match &self.cache_feed {
+            Some(feed) => (feed.lookup)(source_spans(&plan)).await,
+            None => SourcesAtHand::new(),
+        };
         let store = Arc::clone(core.background_store());
         let job = plan.clone();
         let object = off_core("sluice-compaction", async move {
-            build_compacted_object(store.as_ref(), &job, id, epoch, wall_clock_ms()).await
+            build_compacted_object_with(store.as_ref(), &job, id, epoch, wall_clock_ms(), at_hand)
+                .await
         })
         .await?
         .map_err(|error| error.to_string())?;
@@ -509,6 +532,7 @@ impl Compactor {
             ranges: plan.len(),
             bytes: object.bytes,
             objects_read: object.objects_read,
+            objects_at_hand: object.objects_at_hand,
             timings: object.timings,
             ..JobReport::default()
         };
@@ -557,7 +581,7 @@ impl Compactor {
                 .flat_map(|(_, pieces)| pieces)
                 .map(|(_, bytes)| bytes.len() as u64)
                 .sum();
-            (feed.0)(blocks);
+            (feed.offer)(blocks);
         }
         self.jobs_done += 1;
         self.bytes_written += object.bytes;

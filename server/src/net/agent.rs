@@ -911,9 +911,16 @@ fn spawn_housekeeping(
     cluster: Option<(ClusterHousekeeping, DataGcConfig)>,
     offers: CompactedOffers,
 ) {
-    let feed = CacheFeed(Arc::new(move |blocks| {
-        offers.offer(blocks);
-    }));
+    let looks = offers.clone();
+    let feed = CacheFeed {
+        offer: Arc::new(move |blocks| {
+            offers.offer(blocks);
+        }),
+        lookup: Arc::new(move |spans| {
+            let looks = looks.clone();
+            async move { looks.lookup(spans).await }.boxed_local()
+        }),
+    };
     let queue = glommio::executor().create_task_queue(
         glommio::Shares::Static(HOUSEKEEPING_SHARES),
         glommio::Latency::NotImportant,
