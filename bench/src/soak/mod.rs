@@ -284,7 +284,11 @@ fn run_target(name: &str, env: &Env, plan: &Plan, loadgen: &Path, out: &Path) ->
             target.status = Status::Failed(format!("{label} did not run (see its row)"));
             return target;
         }
-        let kind = if index == 0 { "mid-run" } else { "end" };
+        let kind = if index == 0 {
+            "mid-run"
+        } else {
+            KILLED_RESTART
+        };
         eprintln!("sluice-bench: {name}: {kind} restart");
         let recovery = restart_timed(&mut running, &mut sampler, env, plan, kind);
         eprintln!("sluice-bench: {name}: {kind} restart: {recovery:?}");
@@ -394,6 +398,9 @@ fn sample_until(
     }
 }
 
+/// The restart kind that kills the agent (SIGKILL) instead of stopping it.
+const KILLED_RESTART: &str = "end";
+
 /// Stops the agent and starts it again on the same bucket, timing each step.
 fn restart_timed(
     running: &mut Running,
@@ -407,7 +414,17 @@ fn restart_timed(
     let log = running.launch.log.clone();
     let log_offset = std::fs::metadata(&log).map_or(0, |metadata| metadata.len());
     let stopping = Instant::now();
-    running.broker.stop();
+    // The mid-run restart is a clean stop (SIGTERM: the agent writes a checkpoint as it stops,
+    // so the next start replays nothing); the end one a crash (SIGKILL: the next start replays
+    // the log tail since the last periodic checkpoint), the recovery a lost agent costs.
+    if kind == KILLED_RESTART {
+        if let Err(error) = running.broker.kill_now() {
+            recovery.error = Some(format!("{error:#}"));
+            return recovery;
+        }
+    } else {
+        running.broker.stop();
+    }
     recovery.stop_s = stopping.elapsed().as_secs_f64();
     let spawned = Instant::now();
     let spawned_unix_s = unix_s();

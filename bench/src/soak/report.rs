@@ -50,7 +50,7 @@ pub struct SoakTarget {
 /// One restart on the same bucket, with the state it recovered.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Recovery {
-    /// `mid-run` or `end`.
+    /// `mid-run` (a clean stop, SIGTERM) or `end` (a crash, SIGKILL).
     pub kind: String,
     /// Run seconds when the agent was stopped.
     pub at_s: f64,
@@ -59,7 +59,7 @@ pub struct Recovery {
     pub bucket_bytes: u64,
     pub newest_checkpoint_bytes: Option<u64>,
     pub rss_before_bytes: Option<u64>,
-    /// SIGTERM until the process exited.
+    /// The signal (SIGTERM, or SIGKILL at the end) until the process exited.
     pub stop_s: f64,
     /// Process start until the "metadata log open" line: the line's own timestamp against the
     /// wall clock just before the process was spawned.

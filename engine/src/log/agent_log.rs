@@ -75,6 +75,15 @@ impl AgentLog {
         }
     }
 
+    /// Entries a restart of this agent would replay; 0 for a cluster's log, whose checkpoints
+    /// keep their own schedule (they also truncate the sequencer).
+    pub fn entries_since_checkpoint(&self) -> u64 {
+        match self {
+            AgentLog::Embedded(log) => log.entries_since_checkpoint(),
+            AgentLog::Sequenced(_) => 0,
+        }
+    }
+
     pub fn checkpoint_due(&self) -> bool {
         match self {
             AgentLog::Embedded(log) => log.checkpoint_due(),

@@ -548,6 +548,11 @@ impl MetadataLog {
         &self.store
     }
 
+    /// Entries applied since the last checkpoint: what a recovery now would replay.
+    pub fn entries_since_checkpoint(&self) -> u64 {
+        self.inner.borrow().entries_since_checkpoint
+    }
+
     /// Whether enough entries were applied since the last checkpoint that another is due.
     pub fn checkpoint_due(&self) -> bool {
         self.inner.borrow().entries_since_checkpoint >= self.config.checkpoint_interval_entries

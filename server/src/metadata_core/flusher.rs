@@ -18,7 +18,7 @@ use glommio::sync::Semaphore;
 use sluice_engine::batch::{BatchHeader, TimestampType, apply_topic_timestamp_type};
 use sluice_engine::log::{AgentLog, AppendOutcome, LogError};
 use sluice_engine::metadata::{BatchOutcome, Command, Event, MetadataState, Topic, known_configs};
-use sluice_engine::types::TopicPartition;
+use sluice_engine::types::{LogSeq, TopicPartition};
 
 use super::off_core::off_core;
 use super::producer_ids::answer_producer_ids;
@@ -35,6 +35,8 @@ use super::{
 
 /// How long a stopping core waits for entries in flight to settle.
 pub const SHUTDOWN_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop waits for its checkpoint ([`checkpoint_at_stop`]).
+pub const SHUTDOWN_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest `flush_windows_inflight_max` accepted. The count is only a backstop: the bytes of
 /// windows in flight are bounded by the network cores' produce budgets (`flush_buffer_bytes_max`
 /// per core), which their produces hold until they are answered.
@@ -238,6 +240,7 @@ pub async fn run_metadata_core_of(
             "stopping with log entries still in flight; their produces are not acknowledged"
         );
     }
+    checkpoint_at_stop(&core.log, &core.shared).await;
     if let Some(sequenced) = core.log.sequenced() {
         super::cluster::leave(sequenced, &core.shared).await;
     }
@@ -880,28 +883,59 @@ fn maybe_checkpoint(log: Rc<AgentLog>, shared: Rc<Shared>) {
         return;
     }
     glommio::spawn_local(async move {
-        // Encoded on a background thread from a copy-on-write snapshot (see
-        // `MetadataLog::write_checkpoint_with`); encoded here only if no thread can be started.
-        let written = log
-            .write_checkpoint_with(|snapshot| async move {
-                let shared = std::sync::Arc::new(snapshot);
-                let job = std::sync::Arc::clone(&shared);
-                match off_core("sluice-checkpoint", async move { job.encode_checkpoint() }).await {
-                    Ok(bytes) => bytes,
-                    Err(error) => {
-                        tracing::warn!(%error, "checkpoint encoded on the metadata core");
-                        shared.encode_checkpoint()
-                    }
-                }
-            })
-            .await;
-        match written {
+        match write_checkpoint(&log).await {
             Ok(seq) => tracing::info!(?seq, "checkpoint written"),
             Err(error) => tracing::warn!(%error, "checkpoint failed; the next entry retries"),
         }
         shared.checkpointing.set(false);
     })
     .detach();
+}
+
+/// Writes a checkpoint of the applied state, encoded on a background thread from a
+/// copy-on-write snapshot (see `MetadataLog::write_checkpoint_with`); encoded here only if no
+/// thread can be started.
+async fn write_checkpoint(log: &AgentLog) -> Result<Option<LogSeq>, LogError> {
+    log.write_checkpoint_with(|snapshot| async move {
+        let shared = std::sync::Arc::new(snapshot);
+        let job = std::sync::Arc::clone(&shared);
+        match off_core("sluice-checkpoint", async move { job.encode_checkpoint() }).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(%error, "checkpoint encoded on the metadata core");
+                shared.encode_checkpoint()
+            }
+        }
+    })
+    .await
+}
+
+/// A clean stop leaves a checkpoint of everything applied, so that the next start replays no
+/// entries (one GET each, up to `checkpoint_interval_entries` of them) — as a broker's clean
+/// shutdown spares it log recovery. Bounded by [`SHUTDOWN_CHECKPOINT_TIMEOUT`]; skipped when a
+/// checkpoint is being written already or there is nothing to cover.
+async fn checkpoint_at_stop(log: &AgentLog, shared: &Shared) {
+    let replayed = log.entries_since_checkpoint();
+    if replayed == 0 || shared.checkpointing.replace(true) {
+        return;
+    }
+    let written = write_checkpoint(log);
+    let timeout = glommio::timer::sleep(SHUTDOWN_CHECKPOINT_TIMEOUT);
+    futures::pin_mut!(written, timeout);
+    match futures::future::select(written, timeout).await {
+        futures::future::Either::Left((Ok(seq), _)) => {
+            tracing::info!(?seq, entries = replayed, "checkpoint written at stop");
+        }
+        futures::future::Either::Left((Err(error), _)) => {
+            tracing::warn!(%error, "no checkpoint at stop; the next start replays the log tail");
+        }
+        futures::future::Either::Right(_) => {
+            tracing::warn!(
+                "no checkpoint at stop within its time; the next start replays the log tail"
+            );
+        }
+    }
+    shared.checkpointing.set(false);
 }
 
 /// Milliseconds since the Unix epoch (entry timestamps and retention; never used for ordering).

@@ -389,3 +389,49 @@ fn shutdown_answers_a_parked_join_group_not_coordinator() {
         answered_after.as_secs_f64() * 1e3
     );
 }
+
+/// A clean stop writes a checkpoint of everything applied: the next start replays no log entry
+/// (each is one GET; up to `checkpoint_interval_entries` of them otherwise), and the state it
+/// recovers still holds every produced batch.
+#[test]
+fn a_clean_stop_leaves_a_checkpoint_so_the_next_start_replays_nothing() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}?fsync=false", store_dir.path().display());
+    let open = || {
+        sluice_engine::store::open_store(
+            &sluice_engine::store::StoreConfig::from_url(&url).unwrap(),
+        )
+        .unwrap()
+    };
+    let mut agent = common::start_agent_with_store(open(), |_| {});
+    agent.create_topic("clean-stop", 1);
+    let mut client = common::RawClient::connect(agent.addr());
+    for round in 0..5 {
+        let request = common::produce_request(
+            -1,
+            &[("clean-stop", 0, common::batch(2, common::now_ms() + round))],
+        );
+        let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+        assert_eq!(
+            common::produce_results(&response),
+            vec![("clean-stop".to_owned(), 0, 0, round * 2)]
+        );
+    }
+    agent.agent.take().unwrap().shutdown().unwrap();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (state, stats) = runtime
+        .block_on(sluice_engine::log::recover(
+            open().as_ref(),
+            &sluice_engine::log::LogConfig::default(),
+            None,
+        ))
+        .unwrap();
+    assert!(stats.checkpoint_seq.is_some(), "{stats:?}");
+    assert_eq!(stats.entries_replayed, 0, "{stats:?}");
+    let (_, topic) = state.topic_by_name("clean-stop").unwrap();
+    assert_eq!(topic.partitions()[0].high_watermark(), 10);
+}
