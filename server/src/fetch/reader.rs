@@ -579,6 +579,14 @@ pub async fn read_groups_here(
         .map(|span| (span, false))
         .chain(chunks.into_iter().map(|span| (span, true)))
     {
+        tracing::debug!(
+            object = seq.0,
+            start = range.start,
+            bytes = range.end - range.start,
+            chunk,
+            ahead = room_only,
+            "fetch GET"
+        );
         let read = get_range(Arc::clone(store), seq, range.clone())
             .boxed_local()
             .shared();
