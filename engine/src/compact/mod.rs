@@ -45,7 +45,7 @@
 pub mod key_job;
 pub mod keys;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -334,9 +334,10 @@ pub struct CompactedObject {
     /// When the object's PUT started: in a cluster its swap's record must be sent within one
     /// lease of it (`log::data_gc`).
     pub put_started: std::time::Instant,
-    /// The object's batch bytes by their offset in it: zero-copy slices of the buffers its
-    /// sources were read into ([`batch_pieces`]), for a block cache to hold once the swap is
-    /// applied. Dropping them frees those buffers.
+    /// The object's batch bytes that came from sources at hand (a cache), by their offset in
+    /// it: zero-copy slices of the buffers those sources were joined into ([`batch_pieces`]),
+    /// for a block cache to hold once the swap is applied. Empty when every source was read
+    /// from the store. Dropping them frees those buffers.
     pub batch_pieces: Vec<(u64, Bytes)>,
 }
 
@@ -472,8 +473,7 @@ pub async fn build_compacted_object_with(
     let entries: Vec<&IndexEntry> = job.iter().flat_map(|range| range.entries.iter()).collect();
     let mut timings = JobTimings::default();
     let started = std::time::Instant::now();
-    let (sources, bytes_read, objects_at_hand) =
-        read_sources_with(store, &entries, at_hand).await?;
+    let (sources, bytes_read, at_hand_seqs) = read_sources_with(store, &entries, at_hand).await?;
     timings.read_ms = elapsed_ms(started);
     let started = std::time::Instant::now();
 
@@ -524,7 +524,16 @@ pub async fn build_compacted_object_with(
     }
     let key = object_key(id);
     let bytes = object.len();
-    let batch_pieces = batch_pieces(object.chunks(), &sources, BATCH_PIECE_BYTES_MAX);
+    // Only what was at hand (cached) goes back to a cache: bytes read from the store were not
+    // in memory before the job, and putting them there would push out what readers use.
+    let cached_sources: BTreeMap<LogSeq, (u64, Bytes)> = sources
+        .iter()
+        .filter(|(seq, _)| at_hand_seqs.contains(seq))
+        .map(|(seq, source)| (*seq, source.clone()))
+        .collect();
+    let batch_pieces = batch_pieces(object.chunks(), &cached_sources, BATCH_PIECE_BYTES_MAX);
+    drop(cached_sources);
+    let objects_at_hand = at_hand_seqs.len();
     let objects_read = sources.len() - objects_at_hand;
     drop(sources);
     timings.build_ms = elapsed_ms(started);
@@ -563,22 +572,22 @@ pub(crate) async fn read_sources(
     Ok((sources, bytes_read))
 }
 
-/// [`read_sources`], taking the spans `at_hand` holds from there; also returns how many it took.
+/// [`read_sources`], taking the spans `at_hand` holds from there; also returns which it took.
 async fn read_sources_with(
     store: &dyn ObjectStorage,
     entries: &[&IndexEntry],
     mut at_hand: SourcesAtHand,
-) -> Result<(BTreeMap<LogSeq, (u64, Bytes)>, u64, usize), CompactionError> {
+) -> Result<(BTreeMap<LogSeq, (u64, Bytes)>, u64, BTreeSet<LogSeq>), CompactionError> {
     let spans = spans_of(entries.iter().copied());
     let mut sources = BTreeMap::new();
     let mut bytes_read = 0u64;
-    let mut objects_at_hand = 0;
+    let mut taken = BTreeSet::new();
     for (seq, Range { start, end }) in &spans {
         if let Some(bytes) = at_hand
             .remove(seq)
             .and_then(|(span, pieces)| joined(span, pieces, *start..*end))
         {
-            objects_at_hand += 1;
+            taken.insert(*seq);
             sources.insert(*seq, (*start, bytes));
             continue;
         }
@@ -589,27 +598,24 @@ async fn read_sources_with(
         bytes_read += bytes.len() as u64;
         sources.insert(*seq, (*start, bytes));
     }
-    Ok((sources, bytes_read, objects_at_hand))
+    Ok((sources, bytes_read, taken))
 }
 
-/// The bytes of `wanted` from pieces that make up exactly `span`: one piece as it is, several
-/// copied into one buffer (the job slices its batches out of one buffer per source). `None`
-/// when the span is not `wanted` or the pieces do not add up to it.
+/// The bytes of `wanted` from pieces that make up exactly `span`, copied into one buffer: the
+/// job slices its batches out of one buffer per source, and the pieces it hands back to a cache
+/// then hold this span only — not the cached buffers, which are views of whole producer
+/// requests that would stay alive, uncounted, as long as a compacted piece did. `None` when the
+/// span is not `wanted` or the pieces do not add up to it.
 fn joined(span: Range<u64>, pieces: Vec<Bytes>, wanted: Range<u64>) -> Option<Bytes> {
     let len: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
     if span != wanted || len != wanted.end.checked_sub(wanted.start)? {
         return None;
     }
-    match <[Bytes; 1]>::try_from(pieces) {
-        Ok([piece]) => Some(piece),
-        Err(pieces) => {
-            let mut buffer = bytes::BytesMut::with_capacity(usize::try_from(len).ok()?);
-            for piece in &pieces {
-                buffer.extend_from_slice(piece);
-            }
-            Some(buffer.freeze())
-        }
+    let mut buffer = bytes::BytesMut::with_capacity(usize::try_from(len).ok()?);
+    for piece in &pieces {
+        buffer.extend_from_slice(piece);
     }
+    Some(buffer.freeze())
 }
 
 /// Attempts of one source read whose error is transient (a timeout, a 5xx, a pooled connection the

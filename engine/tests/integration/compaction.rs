@@ -290,8 +290,9 @@ async fn a_missing_or_corrupt_input_fails_the_job_and_changes_nothing() {
 }
 
 /// The batch bytes a job hands back for a block cache are exactly the object's bytes at their
-/// offsets, cover every batch of every range it swaps in, and are slices of the reads it made
-/// (no more pieces than input entries, none longer than the cap).
+/// offsets, cover every batch of every range it swaps in, and are slices of the sources it had
+/// at hand (no more pieces than input entries, none longer than the cap); a job that read its
+/// sources from the store hands back nothing.
 #[tokio::test(flavor = "current_thread")]
 async fn a_jobs_batch_pieces_are_the_objects_bytes_at_their_offsets() {
     use sluice_engine::compact::BATCH_PIECE_BYTES_MAX;
@@ -304,7 +305,31 @@ async fn a_jobs_batch_pieces_are_the_objects_bytes_at_their_offsets() {
         .iter()
         .map(|range| range.entries.len())
         .sum();
-    let object = build(&log, store.as_ref(), 0).await.unwrap();
+    // Read from the store, nothing goes back to a cache.
+    let from_store = build(&log, store.as_ref(), 0).await.unwrap();
+    assert!(from_store.batch_pieces.is_empty());
+    // At hand (as from a cache), all of it does.
+    let plan = compaction_plan(&log);
+    let mut at_hand = sluice_engine::compact::SourcesAtHand::new();
+    for (seq, span) in sluice_engine::compact::source_spans(&plan) {
+        let bytes = store
+            .get_range(&object_key(seq), span.clone())
+            .await
+            .unwrap();
+        at_hand.insert(seq, (span, vec![bytes]));
+    }
+    let epoch = log.with_state(MetadataState::writer_epoch);
+    let object = sluice_engine::compact::build_compacted_object_with(
+        store.as_ref(),
+        &plan,
+        compacted_object_id(epoch, 1),
+        epoch,
+        0,
+        at_hand,
+    )
+    .await
+    .unwrap();
+    assert_eq!(object.objects_read, 0);
     assert!(!object.batch_pieces.is_empty());
     assert!(
         object.batch_pieces.len() <= inputs,

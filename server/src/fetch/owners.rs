@@ -221,16 +221,21 @@ impl BlockOwners {
     }
 }
 
-/// Compacted entries offered to one core's cache and not yet inserted there, before further
-/// offers to that core are dropped (each holds up to a compaction job's bytes).
+/// Offers (one per applied compaction job) queued for one core's cache and not yet inserted
+/// there, before further offers to that core are dropped: each holds up to a job's bytes.
 pub const CACHE_OFFERS_QUEUED_MAX: usize = 16;
+
+/// How long a compaction job waits for the owner cores to say what they have cached before it
+/// reads everything from the store.
+pub const CACHE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The compactor's way into the network cores' caches: a job first takes the window objects it
 /// merges from their owners' caches ([`CompactedOffers::lookup`]); each entry of an applied
 /// compaction then goes to the core that owns it, which caches its bytes as it would after reading them from
 /// the store — so a replay of data compacted while it was cached reads no more GETs than a
 /// replay of the window objects it replaced. An offer is a hint: dropped when the owner has
-/// [`CACHE_OFFERS_QUEUED_MAX`] waiting or has stopped.
+/// [`CACHE_OFFERS_QUEUED_MAX`] waiting or has stopped. Only bytes the job took from the caches
+/// are offered (`compact::CompactedObject::batch_pieces`).
 #[derive(Debug, Clone)]
 pub struct CompactedOffers {
     cores: Vec<BlockSender>,
@@ -251,7 +256,9 @@ impl CompactedOffers {
 
     /// The spans of window objects a compaction job needs that their owner cores have cached
     /// (zero-copy slices of the cached buffers), so the job reads only the rest from the store.
-    /// Compacted objects' spans, and a core whose inbox is full, are left to the store.
+    /// Compacted objects' spans are left to the store, and so is a core that has not answered
+    /// within [`CACHE_LOOKUP_TIMEOUT`]. One job per core; the compactor runs one job at a time,
+    /// so at most one lookup per core is ever queued.
     pub async fn lookup(&self, spans: BTreeMap<LogSeq, Range<u64>>) -> SourcesAtHand {
         let cores = self.cores.len();
         let mut per_core: Vec<Vec<(LogSeq, Range<u64>)>> = vec![Vec::new(); cores];
@@ -287,27 +294,39 @@ impl CompactedOffers {
                 answers.push(answer);
             }
         }
+        let answered = futures::future::join_all(answers);
+        let timeout = glommio::timer::sleep(CACHE_LOOKUP_TIMEOUT);
+        futures::pin_mut!(answered, timeout);
         let mut at_hand = SourcesAtHand::new();
-        for answer in answers {
-            if let Ok(found) = answer.await {
+        if let futures::future::Either::Left((answers, _)) =
+            futures::future::select(answered, timeout).await
+        {
+            for found in answers.into_iter().flatten() {
                 at_hand.extend(found);
             }
         }
         at_hand
     }
 
-    /// Sends each entry of `blocks` to its owner's cache; returns the bytes sent.
+    /// Sends the entries of `blocks` to their owners' caches, one job per owner core; returns
+    /// the bytes queued (an owner with [`CACHE_OFFERS_QUEUED_MAX`] offers not yet inserted gets
+    /// none of this one).
     pub fn offer(&self, blocks: CompactedBlocks) -> u64 {
         let CompactedBlocks { seq, entries } = blocks;
         let cores = self.cores.len();
-        let mut sent = 0;
+        let mut per_core: Vec<Vec<(u64, Bytes)>> = vec![Vec::new(); cores];
         for (byte_start, pieces) in entries {
-            let owner = compacted_entry_owner(seq, byte_start, cores);
-            let (Some(BlockSender(sender)), Some(queued)) =
-                (self.cores.get(owner), self.queued.get(owner))
-            else {
+            if let Some(owned) = per_core.get_mut(compacted_entry_owner(seq, byte_start, cores)) {
+                owned.extend(pieces);
+            }
+        }
+        let mut sent = 0;
+        for ((BlockSender(sender), queued), pieces) in
+            self.cores.iter().zip(&self.queued).zip(per_core)
+        {
+            if pieces.is_empty() {
                 continue;
-            };
+            }
             if queued.fetch_add(1, Ordering::Relaxed) >= CACHE_OFFERS_QUEUED_MAX {
                 queued.fetch_sub(1, Ordering::Relaxed);
                 continue;
@@ -316,23 +335,28 @@ impl CompactedOffers {
             let done = Arc::clone(queued);
             let metrics = Arc::clone(&self.metrics);
             let job: Job = Box::new(move |owner: Rc<FetchCore>| {
-                done.fetch_sub(1, Ordering::Relaxed);
                 async move {
-                    let mut cache = owner.cache.borrow_mut();
-                    for (at, piece) in pieces {
-                        cache.insert(seq, at, piece);
+                    {
+                        let mut cache = owner.cache.borrow_mut();
+                        for (at, piece) in pieces {
+                            cache.insert(seq, at, piece);
+                        }
                     }
                     metrics
                         .log
                         .compacted_bytes_cached
                         .fetch_add(bytes, Ordering::Relaxed);
+                    // Released once inserted: the count bounds the offers held in memory.
+                    done.fetch_sub(1, Ordering::Relaxed);
                 }
                 .boxed_local()
             });
+            // A clone has a slot of its own, so this is not refused for a full inbox: the
+            // count above is the bound.
             match sender.clone().try_send(job) {
                 Ok(()) => sent += bytes,
                 Err(error) => {
-                    // Not queued: the job (and with it the count's release) comes back.
+                    // That core has stopped; the job (and its count's release) comes back.
                     drop(error.into_inner());
                     queued.fetch_sub(1, Ordering::Relaxed);
                 }

@@ -912,15 +912,22 @@ async fn write_checkpoint(log: &AgentLog) -> Result<Option<LogSeq>, LogError> {
 
 /// A clean stop leaves a checkpoint of everything applied, so that the next start replays no
 /// entries (one GET each, up to `checkpoint_interval_entries` of them) — as a broker's clean
-/// shutdown spares it log recovery. Bounded by [`SHUTDOWN_CHECKPOINT_TIMEOUT`]; skipped when a
-/// checkpoint is being written already or there is nothing to cover.
+/// shutdown spares it log recovery. Bounded by [`SHUTDOWN_CHECKPOINT_TIMEOUT`] (waiting for a
+/// periodic checkpoint in progress included); skipped when there is nothing to cover.
 async fn checkpoint_at_stop(log: &AgentLog, shared: &Shared) {
+    let started = Instant::now();
+    // A periodic checkpoint being written runs on this executor, which ends with this task:
+    // let it finish (it may cover everything already), then cover what it did not.
+    while shared.checkpointing.get() && started.elapsed() < SHUTDOWN_CHECKPOINT_TIMEOUT {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
     let replayed = log.entries_since_checkpoint();
     if replayed == 0 || shared.checkpointing.replace(true) {
         return;
     }
     let written = write_checkpoint(log);
-    let timeout = glommio::timer::sleep(SHUTDOWN_CHECKPOINT_TIMEOUT);
+    let timeout =
+        glommio::timer::sleep(SHUTDOWN_CHECKPOINT_TIMEOUT.saturating_sub(started.elapsed()));
     futures::pin_mut!(written, timeout);
     match futures::future::select(written, timeout).await {
         futures::future::Either::Left((Ok(seq), _)) => {

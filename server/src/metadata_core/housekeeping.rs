@@ -183,7 +183,8 @@ pub type SourceLookup = Arc<
 /// them from memory instead of GETting them again.
 #[derive(Clone)]
 pub struct CacheFeed {
-    pub offer: Arc<dyn Fn(CompactedBlocks) + Send + Sync>,
+    /// Returns the bytes it could queue (the rest is dropped).
+    pub offer: Arc<dyn Fn(CompactedBlocks) -> u64 + Send + Sync>,
     pub lookup: SourceLookup,
 }
 
@@ -193,18 +194,29 @@ impl std::fmt::Debug for CacheFeed {
     }
 }
 
-/// The pieces lying wholly inside each applied range, by range (`pieces` in object order).
+/// The pieces of each applied range (`pieces` in object order, not overlapping), trimmed to
+/// it: a piece may run across two ranges (two partitions' batches next to each other in one
+/// source), and each range's entry is cached on its own owner.
 fn blocks_of(seq: LogSeq, applied: &[Range<u64>], pieces: &[(u64, Bytes)]) -> CompactedBlocks {
     let entries = applied
         .iter()
         .map(|range| {
-            let first = pieces.partition_point(|(at, _)| *at < range.start);
+            // The first piece that ends after the range starts.
+            let first = pieces.partition_point(|(at, bytes)| {
+                at.saturating_add(bytes.len() as u64) <= range.start
+            });
             let inside = pieces
                 .get(first..)
                 .unwrap_or_default()
                 .iter()
-                .take_while(|(at, bytes)| at.saturating_add(bytes.len() as u64) <= range.end)
-                .cloned()
+                .take_while(|(at, _)| *at < range.end)
+                .filter_map(|(at, bytes)| {
+                    let end = at.saturating_add(bytes.len() as u64);
+                    let (from, to) = ((*at).max(range.start), end.min(range.end));
+                    let slice = bytes
+                        .get(usize::try_from(from - at).ok()?..usize::try_from(to - at).ok()?)?;
+                    (!slice.is_empty()).then(|| (from, bytes.slice_ref(slice)))
+                })
                 .collect();
             (range.start, inside)
         })
@@ -266,7 +278,7 @@ pub struct JobReport {
     pub timings: JobTimings,
     /// The swap's round trip through the metadata log.
     pub swap_ms: f64,
-    /// Bytes handed to the block cache ([`CacheFeed`]).
+    /// Bytes queued for the owners' block caches ([`CacheFeed`]).
     pub bytes_cached: u64,
 }
 
@@ -575,13 +587,7 @@ impl Compactor {
             && !applied.is_empty()
         {
             let blocks = blocks_of(object.id, &applied, &object.batch_pieces);
-            report.bytes_cached = blocks
-                .entries
-                .iter()
-                .flat_map(|(_, pieces)| pieces)
-                .map(|(_, bytes)| bytes.len() as u64)
-                .sum();
-            (feed.offer)(blocks);
+            report.bytes_cached = (feed.offer)(blocks);
         }
         self.jobs_done += 1;
         self.bytes_written += object.bytes;
@@ -781,5 +787,51 @@ fn log_round(report: &RoundReport, pending: usize) {
             index_entries = report.index_entries,
             "housekeeping: nothing to do"
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// A piece that runs across two applied ranges (two partitions' batches next to each other
+    /// in one source) is cut at the boundary: each entry gets exactly its own bytes, so neither
+    /// is left cached with a hole at its start.
+    #[test]
+    fn blocks_of_trims_pieces_to_each_applied_range() {
+        let object: Vec<u8> = (0..100u8).collect();
+        let piece =
+            |from: usize, to: usize| (from as u64, Bytes::copy_from_slice(&object[from..to]));
+        // [10, 40) runs across the boundary at 30; [60, 70) lies in no applied range.
+        let pieces = vec![piece(0, 10), piece(10, 40), piece(40, 50), piece(60, 70)];
+        let blocks = blocks_of(LogSeq(7), &[0..30, 30..50], &pieces);
+        assert_eq!(blocks.seq, LogSeq(7));
+        let entries: Vec<(u64, Vec<(u64, Vec<u8>)>)> = blocks
+            .entries
+            .into_iter()
+            .map(|(start, pieces)| {
+                let pieces = pieces
+                    .into_iter()
+                    .map(|(at, bytes)| (at, bytes.to_vec()))
+                    .collect();
+                (start, pieces)
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                (
+                    0,
+                    vec![(0, object[0..10].to_vec()), (10, object[10..30].to_vec())]
+                ),
+                (
+                    30,
+                    vec![(30, object[30..40].to_vec()), (40, object[40..50].to_vec())]
+                ),
+            ]
+        );
+        // A range no piece reaches is left out.
+        assert!(blocks_of(LogSeq(7), &[80..90], &pieces).entries.is_empty());
     }
 }

@@ -913,9 +913,7 @@ fn spawn_housekeeping(
 ) {
     let looks = offers.clone();
     let feed = CacheFeed {
-        offer: Arc::new(move |blocks| {
-            offers.offer(blocks);
-        }),
+        offer: Arc::new(move |blocks| offers.offer(blocks)),
         lookup: Arc::new(move |spans| {
             let looks = looks.clone();
             async move { looks.lookup(spans).await }.boxed_local()
