@@ -8,11 +8,14 @@
 //! `SO_REUSEPORT` would also let a second process of the same user join the port (a second agent
 //! started with the same `listen` address would silently take half of the first one's new
 //! connections), so a fixed port is first probed with a socket that does not share: if anything
-//! listens there already, the bind fails with `AddrInUse` as Kafka's would. The probe is closed
-//! before the shared sockets bind; two agents starting within that instant are not told apart.
+//! listens there already, the bind fails with `AddrInUse` as Kafka's would — after waiting up to
+//! [`LISTEN_PROBE_WAIT`] for it to be released, which a predecessor killed with SIGKILL needs. The
+//! probe is closed before the shared sockets bind; two agents starting within that instant are not
+//! told apart.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -25,8 +28,34 @@ pub fn bind_reuseport(
     address: SocketAddr,
     count: usize,
 ) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    bind_reuseport_within(address, count, LISTEN_PROBE_WAIT)
+}
+
+/// How long a start waits for a fixed port to be released before it reports it in use. An
+/// agent killed with SIGKILL keeps its listening sockets a moment after it is reaped (its
+/// io_uring rings are torn down by the kernel after the process, and they hold the sockets
+/// until then): a restart on the same port right after the kill would otherwise fail.
+pub const LISTEN_PROBE_WAIT: Duration = Duration::from_secs(5);
+
+/// [`bind_reuseport`], waiting up to `wait` for a fixed port in use to be released.
+pub fn bind_reuseport_within(
+    address: SocketAddr,
+    count: usize,
+    wait: Duration,
+) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
     if address.port() != 0 {
-        probe_unshared(address)?;
+        let started = Instant::now();
+        loop {
+            match probe_unshared(address) {
+                Ok(()) => break,
+                Err(error)
+                    if error.kind() == io::ErrorKind::AddrInUse && started.elapsed() < wait =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
     let mut listeners = Vec::with_capacity(count);
     let mut bound_address = address;
@@ -97,7 +126,30 @@ mod tests {
     #[test]
     fn a_port_held_without_reuseport_is_an_error() {
         let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        assert!(bind_reuseport(holder.local_addr().unwrap(), 1).is_err());
+        let address = holder.local_addr().unwrap();
+        assert!(bind_reuseport_within(address, 1, Duration::from_millis(100)).is_err());
+    }
+
+    /// A port released while the start waits (a killed predecessor's sockets going away) is
+    /// bound: the probe tries again until the holder is gone.
+    #[test]
+    fn a_port_released_during_the_wait_is_bound() {
+        let (holder, address) = bind_reuseport("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let (released, release) = std::sync::mpsc::channel::<()>();
+        let releaser = std::thread::spawn(move || {
+            // Dropped once the waiting start has failed its first probe.
+            release.recv().unwrap();
+            drop(holder);
+        });
+        assert_eq!(
+            probe_unshared(address).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        released.send(()).unwrap();
+        let (listeners, bound) =
+            bind_reuseport_within(address, 2, Duration::from_secs(30)).unwrap();
+        assert_eq!((listeners.len(), bound), (2, address));
+        releaser.join().unwrap();
     }
 
     #[test]
@@ -105,7 +157,7 @@ mod tests {
         // The first agent's listeners share their port with SO_REUSEPORT; a second agent (same
         // user, same address) must not join them.
         let (_first, address) = bind_reuseport("127.0.0.1:0".parse().unwrap(), 2).unwrap();
-        let error = bind_reuseport(address, 2).unwrap_err();
+        let error = bind_reuseport_within(address, 2, Duration::from_millis(100)).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
         assert!(error.to_string().contains("already in use"), "{error}");
     }
