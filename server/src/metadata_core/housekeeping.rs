@@ -791,7 +791,12 @@ fn log_round(report: &RoundReport, pending: usize) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::type_complexity,
+    clippy::single_range_in_vec_init
+)]
 mod tests {
     use super::*;
 
