@@ -99,6 +99,39 @@ impl std::fmt::Debug for BlockSender {
     }
 }
 
+impl BlockSender {
+    /// Queues a hint job (a demotion, a cache offer) if fewer than `queued_max` of the jobs
+    /// counted by `queued` are still held, and says whether it was queued. The job that
+    /// `make_job` builds owns the [`QueuedCount`] of this send and drops it at the moment the
+    /// count should fall: while a job holds it, its memory is counted. Past `queued_max`, nothing
+    /// is built or sent and the count is unchanged; when the owner has stopped, the job comes
+    /// back and is dropped here, and with it the count.
+    fn try_send_counted(
+        &self,
+        queued: &Arc<AtomicUsize>,
+        queued_max: usize,
+        make_job: impl FnOnce(QueuedCount) -> Job,
+    ) -> bool {
+        if queued.fetch_add(1, Ordering::Relaxed) >= queued_max {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        let job = make_job(QueuedCount(Arc::clone(queued)));
+        // A clone has a slot of its own, so this is not refused for a full inbox: the count is
+        // the bound. It is refused only when the owner has stopped.
+        self.0.clone().try_send(job).is_ok()
+    }
+}
+
+/// One job's place in a per-core count of queued hint jobs; dropping it gives the place back.
+struct QueuedCount(Arc<AtomicUsize>);
+
+impl Drop for QueuedCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The receiving end of one core's block jobs, given to [`serve_inbox`] on that core.
 pub struct BlockInbox(mpsc::Receiver<Job>);
 
@@ -199,25 +232,17 @@ impl BlockOwners {
     /// Marks `range` of compacted object `seq` as gone past on core `core` (an eviction hint:
     /// dropped when [`DEMOTES_QUEUED_MAX`] of this core's hints wait there, or it is closed).
     pub fn demote_on(&self, core: usize, seq: LogSeq, range: Range<u64>) {
-        let (Some(BlockSender(sender)), Some(queued)) =
-            (self.cores.get(core), self.demotes_queued.get(core))
+        let (Some(sender), Some(queued)) = (self.cores.get(core), self.demotes_queued.get(core))
         else {
             return;
         };
-        if queued.fetch_add(1, Ordering::Relaxed) >= DEMOTES_QUEUED_MAX {
-            queued.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        let done = Arc::clone(queued);
-        let job: Job = Box::new(move |owner: Rc<FetchCore>| {
-            done.fetch_sub(1, Ordering::Relaxed);
-            async move { owner.cache.borrow_mut().demote(seq, range) }.boxed_local()
+        sender.try_send_counted(queued, DEMOTES_QUEUED_MAX, |count| {
+            Box::new(move |owner: Rc<FetchCore>| {
+                // Released as the job starts: the count bounds the hints waiting in the inbox.
+                drop(count);
+                async move { owner.cache.borrow_mut().demote(seq, range) }.boxed_local()
+            })
         });
-        if let Err(error) = sender.clone().try_send(job) {
-            // Not queued: the job (and with it the count's release) comes back in the error.
-            drop(error.into_inner());
-            queued.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -321,45 +346,33 @@ impl CompactedOffers {
             }
         }
         let mut sent = 0;
-        for ((BlockSender(sender), queued), pieces) in
-            self.cores.iter().zip(&self.queued).zip(per_core)
-        {
+        for ((sender, queued), pieces) in self.cores.iter().zip(&self.queued).zip(per_core) {
             if pieces.is_empty() {
                 continue;
             }
-            if queued.fetch_add(1, Ordering::Relaxed) >= CACHE_OFFERS_QUEUED_MAX {
-                queued.fetch_sub(1, Ordering::Relaxed);
-                continue;
-            }
             let bytes: u64 = pieces.iter().map(|(_, piece)| piece.len() as u64).sum();
-            let done = Arc::clone(queued);
             let metrics = Arc::clone(&self.metrics);
-            let job: Job = Box::new(move |owner: Rc<FetchCore>| {
-                async move {
-                    {
-                        let mut cache = owner.cache.borrow_mut();
-                        for (at, piece) in pieces {
-                            cache.insert(seq, at, piece);
+            let offered = sender.try_send_counted(queued, CACHE_OFFERS_QUEUED_MAX, |count| {
+                Box::new(move |owner: Rc<FetchCore>| {
+                    async move {
+                        {
+                            let mut cache = owner.cache.borrow_mut();
+                            for (at, piece) in pieces {
+                                cache.insert(seq, at, piece);
+                            }
                         }
+                        metrics
+                            .log
+                            .compacted_bytes_cached
+                            .fetch_add(bytes, Ordering::Relaxed);
+                        // Released once inserted: the count bounds the offers held in memory.
+                        drop(count);
                     }
-                    metrics
-                        .log
-                        .compacted_bytes_cached
-                        .fetch_add(bytes, Ordering::Relaxed);
-                    // Released once inserted: the count bounds the offers held in memory.
-                    done.fetch_sub(1, Ordering::Relaxed);
-                }
-                .boxed_local()
+                    .boxed_local()
+                })
             });
-            // A clone has a slot of its own, so this is not refused for a full inbox: the
-            // count above is the bound.
-            match sender.clone().try_send(job) {
-                Ok(()) => sent += bytes,
-                Err(error) => {
-                    // That core has stopped; the job (and its count's release) comes back.
-                    drop(error.into_inner());
-                    queued.fetch_sub(1, Ordering::Relaxed);
-                }
+            if offered {
+                sent += bytes;
             }
         }
         sent
@@ -550,5 +563,45 @@ mod tests {
         );
         assert_eq!(owner_core(&entry(LogSeq(9), 0), 1), 0);
         assert_eq!(owner_core(&entry(LogSeq(9), 0), 0), 0);
+    }
+
+    /// A job that holds its count until the job is dropped.
+    fn counted_job(count: QueuedCount) -> Job {
+        Box::new(move |_owner: Rc<FetchCore>| {
+            drop(count);
+            async {}.boxed_local()
+        })
+    }
+
+    #[test]
+    fn a_counted_send_is_bounded_and_gives_its_count_back() {
+        let (mut senders, mut inboxes) = block_channels(1);
+        let (sender, BlockInbox(mut receiver)) = (senders.remove(0), inboxes.remove(0));
+        let queued = Arc::new(AtomicUsize::new(0));
+
+        // Below the bound: queued, and counted until the job is dropped.
+        assert!(sender.try_send_counted(&queued, 2, counted_job));
+        assert_eq!(queued.load(Ordering::Relaxed), 1);
+        assert!(sender.try_send_counted(&queued, 2, counted_job));
+        assert_eq!(queued.load(Ordering::Relaxed), 2);
+
+        // At the bound: no job is built or sent, and the count is unchanged.
+        let refused = sender.try_send_counted(&queued, 2, |_| panic!("built past the bound"));
+        assert!(!refused);
+        assert_eq!(queued.load(Ordering::Relaxed), 2);
+        let first = receiver.try_recv().unwrap();
+        let second = receiver.try_recv().unwrap();
+        assert!(receiver.try_recv().is_err(), "only two jobs were queued");
+
+        // A job dropped (or run to its release) gives its place back.
+        drop(first);
+        assert_eq!(queued.load(Ordering::Relaxed), 1);
+        drop(second);
+        assert_eq!(queued.load(Ordering::Relaxed), 0);
+
+        // A stopped owner: the job comes back and its count is released.
+        drop(receiver);
+        assert!(!sender.try_send_counted(&queued, 2, counted_job));
+        assert_eq!(queued.load(Ordering::Relaxed), 0);
     }
 }
