@@ -78,7 +78,10 @@ pub(super) struct Shared {
     pub(super) metrics: Option<Arc<crate::metrics::Metrics>>,
     pub(super) fenced: Cell<bool>,
     needs_reopen: Cell<bool>,
+    /// A checkpoint (periodic or at stop) is being written; one at a time.
     checkpointing: Cell<bool>,
+    /// Wakes a stop waiting for a periodic checkpoint when that checkpoint ends.
+    checkpoint_ended: tokio::sync::Notify,
     pub(super) broadcaster: RefCell<WatermarkBroadcaster>,
     /// Sealed windows whose append has not returned yet.
     uploads_in_flight: Cell<usize>,
@@ -114,6 +117,13 @@ impl Shared {
         if let Some(sender) = self.upload_settled.borrow_mut().as_mut() {
             let _ = sender.try_send(());
         }
+    }
+
+    /// The checkpoint being written ended (written or failed): the next may start, and a stop
+    /// waiting for this one goes on.
+    fn checkpoint_ended(&self) {
+        self.checkpointing.set(false);
+        self.checkpoint_ended.notify_waiters();
     }
 }
 
@@ -887,7 +897,7 @@ fn maybe_checkpoint(log: Rc<AgentLog>, shared: Rc<Shared>) {
             Ok(seq) => tracing::info!(?seq, "checkpoint written"),
             Err(error) => tracing::warn!(%error, "checkpoint failed; the next entry retries"),
         }
-        shared.checkpointing.set(false);
+        shared.checkpoint_ended();
     })
     .detach();
 }
@@ -918,8 +928,13 @@ async fn checkpoint_at_stop(log: &AgentLog, shared: &Shared) {
     let started = Instant::now();
     // A periodic checkpoint being written runs on this executor, which ends with this task:
     // let it finish (it may cover everything already), then cover what it did not.
-    while shared.checkpointing.get() && started.elapsed() < SHUTDOWN_CHECKPOINT_TIMEOUT {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+    if !no_checkpoint_in_progress(shared, glommio::timer::sleep(SHUTDOWN_CHECKPOINT_TIMEOUT)).await
+    {
+        tracing::warn!(
+            "the checkpoint in progress did not end within the stop's time; \
+             the next start replays the log tail"
+        );
+        return;
     }
     let replayed = log.entries_since_checkpoint();
     if replayed == 0 || shared.checkpointing.replace(true) {
@@ -942,7 +957,27 @@ async fn checkpoint_at_stop(log: &AgentLog, shared: &Shared) {
             );
         }
     }
-    shared.checkpointing.set(false);
+    shared.checkpoint_ended();
+}
+
+/// Waits until no checkpoint is being written (woken when one ends, not by polling), or until
+/// `timeout` completes; says whether none is.
+async fn no_checkpoint_in_progress(shared: &Shared, timeout: impl Future<Output = ()>) -> bool {
+    futures::pin_mut!(timeout);
+    loop {
+        // Created before the check: `notify_waiters` reaches a `Notified` from its creation on,
+        // so an end between the check and the first poll is not missed.
+        let ended = shared.checkpoint_ended.notified();
+        if !shared.checkpointing.get() {
+            return true;
+        }
+        futures::pin_mut!(ended);
+        if let futures::future::Either::Right(_) =
+            futures::future::select(ended, timeout.as_mut()).await
+        {
+            return false;
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch (entry timestamps and retention; never used for ordering).
@@ -965,6 +1000,54 @@ pub fn create_topic_command(
         topic_id: sluice_engine::types::TopicId::from_uuid(uuid::Uuid::new_v4()),
         partition_count,
         configs,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod stop_checkpoint_tests {
+    use super::*;
+
+    /// The stop's wait for a periodic checkpoint ends when that checkpoint ends, with no timer.
+    #[test]
+    fn the_stop_waits_for_the_checkpoint_in_progress_and_is_woken_when_it_ends() {
+        let shared = Shared::default();
+        shared.checkpointing.set(true);
+        let wait = no_checkpoint_in_progress(&shared, futures::future::pending());
+        futures::pin_mut!(wait);
+        assert_eq!(
+            wait.as_mut().now_or_never(),
+            None,
+            "a checkpoint is in progress"
+        );
+        assert_eq!(wait.as_mut().now_or_never(), None, "and still is");
+        shared.checkpoint_ended();
+        assert_eq!(wait.as_mut().now_or_never(), Some(true));
+        // The stop's own checkpoint may start now.
+        assert!(!shared.checkpointing.replace(true));
+    }
+
+    #[test]
+    fn the_stop_waits_no_longer_than_its_timeout() {
+        let shared = Shared::default();
+        shared.checkpointing.set(true);
+        let (fire, fired) = oneshot::channel::<()>();
+        let wait = no_checkpoint_in_progress(&shared, fired.map(|_| ()));
+        futures::pin_mut!(wait);
+        assert_eq!(wait.as_mut().now_or_never(), None);
+        fire.send(()).unwrap();
+        assert_eq!(wait.as_mut().now_or_never(), Some(false));
+        assert!(
+            shared.checkpointing.get(),
+            "the one in progress is not taken over"
+        );
+    }
+
+    #[test]
+    fn with_no_checkpoint_in_progress_the_stop_does_not_wait() {
+        let shared = Shared::default();
+        let wait = no_checkpoint_in_progress(&shared, futures::future::pending());
+        assert_eq!(wait.now_or_never(), Some(true));
     }
 }
 
