@@ -30,6 +30,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::report::{Row, Status};
@@ -47,6 +48,27 @@ const RECOVERY_LIMIT: Duration = Duration::from_secs(90);
 const RECOVERY_POLL: Duration = Duration::from_millis(10);
 const TOPIC_SETUP_LIMIT: Duration = Duration::from_secs(60);
 
+/// How a restart stops the agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Stop {
+    /// A clean stop: the agent writes a checkpoint as it stops, so the next start replays
+    /// nothing.
+    #[default]
+    #[serde(rename = "SIGTERM")]
+    Term,
+    /// A crash: the next start replays the log tail since the last periodic checkpoint, the
+    /// recovery a lost agent costs.
+    #[serde(rename = "SIGKILL")]
+    Kill,
+}
+
+/// One restart of the agent on the same bucket: its name in the report, and how it stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Restart {
+    pub name: &'static str,
+    pub stop: Stop,
+}
+
 /// The sizes and settings of one soak.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Plan {
@@ -55,6 +77,8 @@ pub struct Plan {
     pub duration_s: u32,
     /// When the load pauses for the mid-run restart.
     pub restart_at_s: u32,
+    /// The restarts after the first and the second load-generator run.
+    pub restarts: [Restart; 2],
     /// The topic's `retention.ms`.
     pub retention_ms: u64,
     pub retention_check_interval_ms: u64,
@@ -71,6 +95,16 @@ impl Plan {
             load: fraud_load(quick),
             duration_s,
             restart_at_s: duration_s / 3,
+            restarts: [
+                Restart {
+                    name: "mid-run",
+                    stop: Stop::Term,
+                },
+                Restart {
+                    name: "end",
+                    stop: Stop::Kill,
+                },
+            ],
             retention_ms: if quick { 30_000 } else { 120_000 },
             retention_check_interval_ms: if quick { 5_000 } else { 10_000 },
             segment_delete_delay_ms: 10_000,
@@ -250,7 +284,7 @@ fn run_target(name: &str, env: &Env, plan: &Plan, loadgen: &Path, out: &Path) ->
     );
     target.samples.push(sampler.sample());
     let [first, second] = plan.phases();
-    for (index, load) in [first, second].iter().enumerate() {
+    for ((index, load), restart) in [first, second].iter().enumerate().zip(plan.restarts) {
         let label = format!("{name} run {}", index + 1);
         let run_dir = out.join(format!("{name}-soak-{}", index + 1));
         eprintln!(
@@ -284,13 +318,9 @@ fn run_target(name: &str, env: &Env, plan: &Plan, loadgen: &Path, out: &Path) ->
             target.status = Status::Failed(format!("{label} did not run (see its row)"));
             return target;
         }
-        let kind = if index == 0 {
-            "mid-run"
-        } else {
-            KILLED_RESTART
-        };
+        let kind = restart.name;
         eprintln!("sluice-bench: {name}: {kind} restart");
-        let recovery = restart_timed(&mut running, &mut sampler, env, plan, kind);
+        let recovery = restart_timed(&mut running, &mut sampler, env, plan, restart);
         eprintln!("sluice-bench: {name}: {kind} restart: {recovery:?}");
         let recovered = recovery.error.is_none();
         target.recoveries.push(recovery);
@@ -398,32 +428,27 @@ fn sample_until(
     }
 }
 
-/// The restart kind that kills the agent (SIGKILL) instead of stopping it.
-const KILLED_RESTART: &str = "end";
-
 /// Stops the agent and starts it again on the same bucket, timing each step.
 fn restart_timed(
     running: &mut Running,
     sampler: &mut Sampler,
     env: &Env,
     plan: &Plan,
-    kind: &str,
+    restart: Restart,
 ) -> Recovery {
     let before = sampler.sample();
-    let mut recovery = Recovery::before(kind, &before);
+    let mut recovery = Recovery::before(restart, &before);
     let log = running.launch.log.clone();
     let log_offset = std::fs::metadata(&log).map_or(0, |metadata| metadata.len());
     let stopping = Instant::now();
-    // The mid-run restart is a clean stop (SIGTERM: the agent writes a checkpoint as it stops,
-    // so the next start replays nothing); the end one a crash (SIGKILL: the next start replays
-    // the log tail since the last periodic checkpoint), the recovery a lost agent costs.
-    if kind == KILLED_RESTART {
-        if let Err(error) = running.broker.kill_now() {
-            recovery.error = Some(format!("{error:#}"));
-            return recovery;
+    match restart.stop {
+        Stop::Term => running.broker.stop(),
+        Stop::Kill => {
+            if let Err(error) = running.broker.kill_now() {
+                recovery.error = Some(format!("{error:#}"));
+                return recovery;
+            }
         }
-    } else {
-        running.broker.stop();
     }
     recovery.stop_s = stopping.elapsed().as_secs_f64();
     let spawned = Instant::now();
@@ -526,6 +551,11 @@ mod tests {
             180
         );
         assert_eq!(first.warmup_s + first.duration_s, quick.restart_at_s);
+        // The mid-run restart is a clean stop, the end one a crash.
+        assert_eq!(
+            quick.restarts.map(|restart| (restart.name, restart.stop)),
+            [("mid-run", Stop::Term), ("end", Stop::Kill)]
+        );
         let full = Plan::new(false);
         assert_eq!((full.duration_s, full.retention_ms), (1_800, 120_000));
         assert_eq!(full.sample_interval, Duration::from_secs(5));

@@ -7,10 +7,10 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::Plan;
 use super::parse::LogOpenLine;
 use super::sample::Sample;
 use super::verdict::{Verdict, figure, judge_with_period};
+use super::{Plan, Restart, Stop};
 use crate::plot_time::{Line, over_time};
 use crate::report::{Row, Status};
 
@@ -50,8 +50,10 @@ pub struct SoakTarget {
 /// One restart on the same bucket, with the state it recovered.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Recovery {
-    /// `mid-run` (a clean stop, SIGTERM) or `end` (a crash, SIGKILL).
+    /// The restart's name in the plan (`mid-run`, `end`).
     pub kind: String,
+    /// How the agent was stopped (`SIGTERM`, a clean stop, or `SIGKILL`, a crash).
+    pub stop: Stop,
     /// Run seconds when the agent was stopped.
     pub at_s: f64,
     pub index_entries: Option<u64>,
@@ -59,7 +61,7 @@ pub struct Recovery {
     pub bucket_bytes: u64,
     pub newest_checkpoint_bytes: Option<u64>,
     pub rss_before_bytes: Option<u64>,
-    /// The signal (SIGTERM, or SIGKILL at the end) until the process exited.
+    /// The signal ([`Recovery::stop`]) until the process exited.
     pub stop_s: f64,
     /// Process start until the "metadata log open" line: the line's own timestamp against the
     /// wall clock just before the process was spawned.
@@ -73,9 +75,10 @@ pub struct Recovery {
 
 impl Recovery {
     /// A restart about to happen, with the state the last sample saw.
-    pub fn before(kind: &str, sample: &Sample) -> Recovery {
+    pub fn before(restart: Restart, sample: &Sample) -> Recovery {
         Recovery {
-            kind: kind.to_owned(),
+            kind: restart.name.to_owned(),
+            stop: restart.stop,
             at_s: sample.t_s,
             index_entries: sample.housekeeping.map(|line| line.index_entries),
             bucket_objects: sample.bucket_objects(),

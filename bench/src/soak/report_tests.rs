@@ -179,3 +179,30 @@ fn lost_records_and_failed_restarts_fail_the_run() {
     assert!(failures[0].contains("3 acknowledged records never consumed"));
     assert!(failures[1].contains("end restart: not serving"));
 }
+
+#[test]
+fn a_restart_records_how_it_stopped_whatever_its_name() {
+    let sample = samples().pop().unwrap();
+    let restart = Restart {
+        name: "renamed",
+        stop: Stop::Kill,
+    };
+    let recovery = Recovery::before(restart, &sample);
+    assert_eq!(
+        (recovery.kind.as_str(), recovery.stop),
+        ("renamed", Stop::Kill)
+    );
+    let json = serde_json::to_value(&recovery).unwrap();
+    assert_eq!(
+        (&json["kind"], &json["stop"]),
+        (&"renamed".into(), &"SIGKILL".into())
+    );
+    let clean = Recovery::before(
+        Restart {
+            name: "end",
+            stop: Stop::Term,
+        },
+        &sample,
+    );
+    assert_eq!(serde_json::to_value(&clean).unwrap()["stop"], "SIGTERM");
+}
