@@ -4,7 +4,8 @@
 //! (quick: 5 s) and deleting unneeded objects 10 s after it finds them.
 //!
 //! Every 5 s (quick: 2 s) the harness samples, from the outside ([`sample`]): the agent's RSS,
-//! its index entries (the newest housekeeping line of its log), the objects and bytes under
+//! its index entries (its `sluice_index_entries` gauge, scraped from its metrics endpoint; an
+//! agent without the gauge: the newest housekeeping line of its log), the objects and bytes under
 //! `log/` (window objects), `compacted/` (object compaction's merged objects) and `checkpoint/`
 //! in the loopback bucket, the checkpoint bytes written per second, and the load generator's
 //! per-second P99s. Object compaction runs with the agent's defaults. After the first retention period each of these should
@@ -183,11 +184,10 @@ impl Plan {
     }
 }
 
-/// The agent's environment for a soak: the retention settings, and the housekeeping module's
-/// DEBUG line (every round, including those that delete nothing) so index entries are seen
-/// from the first round on.
+/// The agent's environment for a soak: the retention settings, the housekeeping module's DEBUG
+/// line (every round, including those that delete nothing), and a metrics endpoint.
 pub fn agent_env(plan: &Plan) -> Vec<(String, String)> {
-    vec![
+    let mut env = vec![
         (
             "SLUICE_LOG".to_owned(),
             "info,sluice_server::metadata_core::housekeeping=debug".to_owned(),
@@ -200,7 +200,24 @@ pub fn agent_env(plan: &Plan) -> Vec<(String, String)> {
             "SLUICE_LOG_SEGMENT_DELETE_DELAY_MS".to_owned(),
             plan.segment_delete_delay_ms.to_string(),
         ),
-    ]
+    ];
+    // The metrics endpoint on a port of its own, the same across the restarts: every sample reads
+    // the `sluice_index_entries` gauge there (without one, the housekeeping line's count).
+    if let Ok(port) = crate::process::free_port() {
+        env.push((METRICS_LISTEN_ENV.to_owned(), format!("127.0.0.1:{port}")));
+    }
+    env
+}
+
+/// The agent's setting for its metrics endpoint.
+const METRICS_LISTEN_ENV: &str = "SLUICE_METRICS_LISTEN";
+
+/// Where the soak's agent serves its metrics ([`agent_env`]).
+fn metrics_address(env: &Env) -> Option<std::net::SocketAddr> {
+    env.agent_env
+        .iter()
+        .find(|(name, _)| name == METRICS_LISTEN_ENV)
+        .and_then(|(_, address)| address.parse().ok())
 }
 
 /// Runs the soak against every target, writes the report, returns the exit code.
@@ -280,6 +297,7 @@ fn run_target(name: &str, env: &Env, plan: &Plan, loadgen: &Path, out: &Path) ->
         running.broker.pid(),
         &running.launch.log,
         &bucket_dir,
+        metrics_address(env),
         plan.checkpoint_rate_window_s,
     );
     target.samples.push(sampler.sample());
@@ -415,8 +433,8 @@ fn sample_until(
                     .rss_bytes
                     .map_or(0.0, |bytes| bytes as f64 / 1_048_576.0),
                 sample
-                    .housekeeping
-                    .map_or_else(|| "?".to_owned(), |line| line.index_entries.to_string()),
+                    .index_entries_seen()
+                    .map_or_else(|| "?".to_owned(), |entries| entries.to_string()),
                 sample.log_objects,
                 sample.compacted_objects,
                 sample.checkpoint_objects,

@@ -80,7 +80,7 @@ impl Recovery {
             kind: restart.name.to_owned(),
             stop: restart.stop,
             at_s: sample.t_s,
-            index_entries: sample.housekeeping.map(|line| line.index_entries),
+            index_entries: sample.index_entries_seen(),
             bucket_objects: sample.bucket_objects(),
             bucket_bytes: sample.bucket_bytes(),
             newest_checkpoint_bytes: sample.newest_checkpoint_bytes,
@@ -116,7 +116,7 @@ const RSS: Series = Series {
 const INDEX_ENTRIES: Series = Series {
     name: "index entries",
     unit: "entries",
-    value: |s| s.housekeeping.map(|line| as_f64(line.index_entries)),
+    value: |s| s.index_entries_seen().map(as_f64),
     resolution: 0.0,
 };
 const LOG_OBJECTS: Series = Series {
@@ -221,7 +221,7 @@ const PLOTS: [(&str, &str, &str, &[&Series]); 6] = [
     ("soak-rss.svg", "agent RSS", "MiB", &[&RSS]),
     (
         "soak-index-entries.svg",
-        "index entries (housekeeping log line)",
+        "index entries (sluice_index_entries)",
         "entries",
         &[&INDEX_ENTRIES],
     ),
@@ -442,8 +442,8 @@ fn samples_table(samples: &[Sample]) -> String {
             sample.agent_run,
             opt((RSS.value)(sample)),
             sample
-                .housekeeping
-                .map_or_else(|| "—".to_owned(), |line| line.index_entries.to_string()),
+                .index_entries_seen()
+                .map_or_else(|| "—".to_owned(), |entries| entries.to_string()),
             sample.log_objects,
             sample.compacted_objects,
             sample.checkpoint_objects,

@@ -1,12 +1,16 @@
-//! Sampling the agent from the outside while the load runs: its RSS, the newest housekeeping line
-//! of its log, the objects in the loopback bucket, and the load generator's per-second P99s.
+//! Sampling the agent from the outside while the load runs: its RSS, its index entries (the
+//! `sluice_index_entries` gauge), the newest housekeeping line of its log, the objects in the
+//! loopback bucket, and the load generator's per-second P99s.
 //!
-//! Everything is read from files (`/proc`, the logs, the S3 server's directory), never from the
-//! agent, so sampling does not change what it measures beyond the harness's own CPU. The bucket is
-//! listed on disk, not through the proxy: a LIST would be counted as the agent's traffic.
+//! Everything but the gauge is read from files (`/proc`, the logs, the S3 server's directory); the
+//! gauge is one small HTTP request per sample to the agent's metrics thread, which serves it from
+//! an atomic (off the network cores and the metadata executor), so sampling changes what it
+//! measures by little more than the harness's own CPU. The bucket is listed on disk, not through
+//! the proxy: a LIST would be counted as the agent's traffic.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _, SeekFrom};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, UNIX_EPOCH};
 
@@ -22,6 +26,10 @@ pub struct Sample {
     /// 1 before the mid-run restart, 2 after it.
     pub agent_run: u32,
     pub rss_bytes: Option<u64>,
+    /// The agent's `sluice_index_entries` gauge at the sample (none when the scrape failed). The
+    /// housekeeping line has the same count, but only as of its round: right after each
+    /// compaction tick, the low point of the sawtooth the ticks make.
+    pub index_entries: Option<u64>,
     /// The newest housekeeping round of this agent run (none before its first round).
     pub housekeeping: Option<HousekeepingLine>,
     /// Object-compaction jobs this agent run has done (its newest "compaction job" line).
@@ -53,6 +61,13 @@ pub struct Sample {
 impl Sample {
     pub fn bucket_bytes(&self) -> u64 {
         self.log_bytes + self.compacted_bytes + self.checkpoint_bytes
+    }
+
+    /// Index entries: the gauge, or without it (an agent without the gauge, a failed scrape)
+    /// the newest housekeeping line's count.
+    pub fn index_entries_seen(&self) -> Option<u64> {
+        self.index_entries
+            .or_else(|| self.housekeeping.map(|line| line.index_entries))
     }
 
     pub fn bucket_objects(&self) -> u64 {
@@ -184,6 +199,8 @@ pub struct Sampler {
     /// Progress lines past this many seconds of the schedule are the drain, not the load.
     loadgen_measured_until_s: f64,
     bucket_dir: PathBuf,
+    /// The agent's metrics endpoint (the same address across restarts).
+    metrics: Option<SocketAddr>,
     housekeeping: Option<HousekeepingLine>,
     compaction_jobs_done: Option<u64>,
     /// Every checkpoint seen: path → (written at, bytes).
@@ -197,6 +214,7 @@ impl Sampler {
         pid: u32,
         agent_log: &Path,
         bucket_dir: &Path,
+        metrics: Option<SocketAddr>,
         rate_window_s: f64,
     ) -> Sampler {
         Sampler {
@@ -207,6 +225,7 @@ impl Sampler {
             loadgen_log: None,
             loadgen_measured_until_s: f64::INFINITY,
             bucket_dir: bucket_dir.to_owned(),
+            metrics,
             housekeeping: None,
             compaction_jobs_done: None,
             checkpoints_seen: BTreeMap::new(),
@@ -286,10 +305,15 @@ impl Sampler {
         let acked_per_sec = (!progress.is_empty()).then(|| {
             progress.iter().map(|line| line.acked_per_sec).sum::<f64>() / progress.len() as f64
         });
+        let index_entries = self.metrics.and_then(|address| {
+            let exposition = sluice_tests::sluice::scrape(address).ok()?;
+            gauge(&exposition, "sluice_index_entries")
+        });
         Sample {
             t_s,
             agent_run: self.agent_run,
             rss_bytes: rss,
+            index_entries,
             housekeeping: self.housekeeping,
             compaction_jobs_done: self.compaction_jobs_done,
             log_objects: log.count(),
@@ -306,6 +330,24 @@ impl Sampler {
             end_to_end_p99_ms_max: highest(|line| line.end_to_end_p99_ms),
         }
     }
+}
+
+/// The value of the unlabelled sample `family` in a Prometheus exposition, if it has one.
+pub fn gauge(exposition: &str, family: &str) -> Option<u64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(family)?.strip_prefix(' ')?;
+        value.trim().parse::<f64>().ok().and_then(|value| {
+            // A count: the exposition writes integers.
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "checked to be a non-negative whole number below 2^53"
+            )]
+            let whole =
+                (value >= 0.0 && value.fract() == 0.0 && value < 9.0e15).then_some(value as u64);
+            whole
+        })
+    })
 }
 
 /// Files the loopback S3 server (s3s-fs) keeps beside the objects, at its root: one
@@ -385,6 +427,7 @@ mod tests {
             std::process::id(),
             &dir.path().join("no-log"),
             dir.path(),
+            None,
             60.0,
         );
         let first = sampler.sample();
@@ -425,6 +468,7 @@ mod tests {
             std::process::id(),
             &agent_log,
             dir.path(),
+            None,
             60.0,
         );
         sampler.follow_loadgen(&loadgen_log, 20.0);
@@ -447,5 +491,60 @@ mod tests {
             ),
             (2, None, None)
         );
+    }
+
+    #[test]
+    fn the_index_entries_gauge_is_read_from_the_exposition() {
+        let exposition = "# HELP sluice_index_entries_x other\nsluice_index_entries_x 7\n\
+                          # TYPE sluice_index_entries gauge\nsluice_index_entries 1234\n";
+        assert_eq!(gauge(exposition, "sluice_index_entries"), Some(1_234));
+        assert_eq!(gauge(exposition, "sluice_log_position"), None);
+        assert_eq!(
+            gauge("sluice_index_entries -1\n", "sluice_index_entries"),
+            None
+        );
+        assert_eq!(
+            gauge("sluice_index_entries 1.5\n", "sluice_index_entries"),
+            None
+        );
+    }
+
+    /// A sample scrapes the metrics endpoint it was given, once per sample.
+    #[test]
+    fn a_sample_carries_the_gauge_of_the_agents_metrics_endpoint() {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for value in [41_u64, 42] {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                assert!(line.starts_with("GET /metrics "), "{line}");
+                let body =
+                    format!("# TYPE sluice_index_entries gauge\nsluice_index_entries {value}\n");
+                write!(
+                    reader.get_mut(),
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut sampler = Sampler::new(
+            Instant::now(),
+            std::process::id(),
+            &dir.path().join("no-log"),
+            dir.path(),
+            Some(address),
+            60.0,
+        );
+        assert_eq!(sampler.sample().index_entries, Some(41));
+        assert_eq!(sampler.sample().index_entries, Some(42));
+        server.join().unwrap();
+        // The endpoint gone: no value, not a failed sample.
+        assert_eq!(sampler.sample().index_entries, None);
     }
 }
