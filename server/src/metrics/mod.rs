@@ -29,6 +29,9 @@ pub const API_KEY_SLOTS: usize = 100;
 pub const CORE_STUCK_AFTER: Duration = Duration::from_secs(10);
 /// How often each core beats (and copies its cache statistics).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the metadata executor copies the index's entry count into
+/// [`LogMetrics::index_entries`]: one pass over the partitions each time.
+pub const INDEX_ENTRIES_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// Store calls failing in a row (no success between) after which `/readyz` says the store is
 /// unreachable: more than a blip, fewer than a client's patience.
 pub const STORE_FAILURES_UNREADY: u64 = 5;
@@ -165,6 +168,9 @@ pub struct LogMetrics {
     /// The last applied entry's position, and the writer's epoch.
     pub position: AtomicU64,
     pub epoch: AtomicU64,
+    /// Index entries across every partition of the applied state (what memory, checkpoints and
+    /// recovery grow with), copied once per [`INDEX_ENTRIES_REFRESH_INTERVAL`].
+    pub index_entries: AtomicU64,
     /// Another agent claimed the log; this one can no longer write.
     pub fenced: AtomicBool,
 }
@@ -387,7 +393,7 @@ impl Metrics {
 
     fn render_log(&self, out: &mut String) {
         let log = &self.log;
-        let gauges: [(&str, &str, &str, i64); 9] = [
+        let gauges: [(&str, &str, &str, i64); 10] = [
             (
                 "sluice_log_entries_appended_total",
                 "counter",
@@ -435,6 +441,12 @@ impl Metrics {
                 "gauge",
                 "This agent's writer epoch in the metadata log.",
                 load(&log.epoch),
+            ),
+            (
+                "sluice_index_entries",
+                "gauge",
+                "Index entries across every partition (what memory, checkpoints and recovery grow with), refreshed every second.",
+                load(&log.index_entries),
             ),
             (
                 "sluice_log_fenced",

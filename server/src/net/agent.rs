@@ -42,7 +42,9 @@ use crate::metadata_core::watermarks::{
 };
 use crate::metadata_core::{core_channel, run_metadata_core, run_metadata_core_of};
 use crate::metrics::http::MetricsServer;
-use crate::metrics::{CoreSlot, HEARTBEAT_INTERVAL, MeteredStore, Metrics, Phase};
+use crate::metrics::{
+    CoreSlot, HEARTBEAT_INTERVAL, INDEX_ENTRIES_REFRESH_INTERVAL, MeteredStore, Metrics, Phase,
+};
 use crate::protocol::services::CoreServices;
 use crate::protocol::{BrokerIdentity, Dispatcher};
 use crate::quota::{QuotaBoard, QuotaEnforcer};
@@ -493,6 +495,7 @@ impl Agent {
                                 housekeeping,
                                 Some((cluster_housekeeping, data_gc)),
                                 offers,
+                                Arc::clone(&core_metrics),
                             );
                             run_metadata_core_of(
                                 log.into(),
@@ -514,7 +517,13 @@ impl Agent {
                 match open_metadata_log(store, log_config).await {
                     Ok((log, stats)) => {
                         let _ = opened_sender.send(Ok(format!("{stats:?} epoch {}", log.epoch())));
-                        spawn_housekeeping(housekeeping_core, housekeeping, None, offers);
+                        spawn_housekeeping(
+                            housekeeping_core,
+                            housekeeping,
+                            None,
+                            offers,
+                            Arc::clone(&core_metrics),
+                        );
                         run_metadata_core(log, inbox, broadcaster, flush, Some(core_metrics), stop)
                             .await;
                     }
@@ -904,12 +913,14 @@ const BACKGROUND_STORE_REQUESTS_MAX: usize = 16;
 
 /// Runs retention, garbage collection and compaction on this (the metadata) executor, in a task
 /// queue of its own with a small share, so that the flusher goes first when both want the CPU.
-/// Applied compactions' bytes go to their owner cores' caches through `offers`.
+/// Applied compactions' bytes go to their owner cores' caches through `offers`. The same queue
+/// runs [`report_index_entries`], whatever retention and compaction are set to.
 fn spawn_housekeeping(
     core: crate::metadata_core::CoreHandle,
     config: HousekeepingConfig,
     cluster: Option<(ClusterHousekeeping, DataGcConfig)>,
     offers: CompactedOffers,
+    metrics: Arc<Metrics>,
 ) {
     let looks = offers.clone();
     let feed = CacheFeed {
@@ -924,6 +935,14 @@ fn spawn_housekeeping(
         glommio::Latency::NotImportant,
         "housekeeping",
     );
+    match glommio::spawn_local_into(report_index_entries(core.clone(), metrics), queue) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(error) => {
+            tracing::error!(%error, "sluice_index_entries not reported: its task did not start");
+        }
+    }
     match glommio::spawn_local_into(run_housekeeping(core, config, cluster, Some(feed)), queue) {
         Ok(task) => {
             task.detach();
@@ -931,6 +950,25 @@ fn spawn_housekeeping(
         Err(error) => {
             tracing::error!(%error, "housekeeping not started: retention and garbage collection are off");
         }
+    }
+}
+
+/// Copies the applied state's index entry count into `sluice_index_entries`: at once (the query
+/// waits in the core's inbox until the opened log's core runs, so a scrape soon after start sees
+/// the recovered index) and then once per [`INDEX_ENTRIES_REFRESH_INTERVAL`]. Each refresh is
+/// one query on the metadata core, one pass over the partitions; produce and fetch never pay it.
+/// In a cluster each agent reports its own replica of the state. Ends with the metadata core
+/// (its inbox closes), or with the executor.
+async fn report_index_entries(core: crate::metadata_core::CoreHandle, metrics: Arc<Metrics>) {
+    loop {
+        match core.query(|state| state.index_entry_count()).await {
+            Ok(entries) => metrics
+                .log
+                .index_entries
+                .store(entries, std::sync::atomic::Ordering::Relaxed),
+            Err(_) => return,
+        }
+        glommio::timer::sleep(INDEX_ENTRIES_REFRESH_INTERVAL).await;
     }
 }
 

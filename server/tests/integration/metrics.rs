@@ -8,6 +8,7 @@ use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, ProduceResponse};
 
@@ -118,6 +119,66 @@ fn the_endpoint_reports_health_and_counts_requests_store_calls_and_log_entries()
             .unwrap_or(family);
         assert!(text.contains(&format!("# TYPE {family} ")), "{line}");
     }
+}
+
+/// Scrapes `/metrics` until `sluice_index_entries` is at least `wanted`, and returns it; fails
+/// after 30 s (the gauge is refreshed every second).
+fn wait_for_index_entries(endpoint: SocketAddr, wanted: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, text) = get(endpoint, "/metrics");
+        assert_eq!(status, 200);
+        assert!(
+            text.contains("# TYPE sluice_index_entries gauge\n"),
+            "{text}"
+        );
+        let entries = sample(&text, "sluice_index_entries").unwrap();
+        if entries >= wanted {
+            return entries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sluice_index_entries stayed at {entries}, not {wanted}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `sluice_index_entries` counts the index entries of every partition: one per partition a
+/// produce wrote, with compaction and retention off (the gauge does not ride on housekeeping),
+/// and again from the recovered state right after a restart, before anything is produced.
+#[test]
+fn the_index_entries_gauge_counts_every_partitions_entries() {
+    const PARTITIONS: i32 = 4;
+    let configure = |config: &mut sluice_server::Config| {
+        config.metrics_listen = Some("127.0.0.1:0".to_owned());
+        config.compaction_interval_ms = 0;
+    };
+    let agent = common::start_agent(configure);
+    let endpoint = agent.agent.as_ref().unwrap().metrics_addr().unwrap();
+    agent.create_topic("indexed", PARTITIONS);
+    assert_eq!(wait_for_index_entries(endpoint, 0.0), 0.0);
+    let mut client = common::RawClient::connect(agent.addr());
+    // One acknowledged produce per partition: each is its own window, one entry each.
+    for partition in 0..PARTITIONS {
+        let response: ProduceResponse = client.call(
+            ApiKey::Produce,
+            9,
+            &common::produce_request(
+                -1,
+                &[("indexed", partition, common::batch(5, common::now_ms()))],
+            ),
+        );
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    let expected = f64::from(PARTITIONS);
+    assert_eq!(wait_for_index_entries(endpoint, expected), expected);
+
+    drop(client);
+    let data_dir = agent.stop().unwrap();
+    let agent = common::start_agent_in(data_dir, configure);
+    let endpoint = agent.agent.as_ref().unwrap().metrics_addr().unwrap();
+    assert_eq!(wait_for_index_entries(endpoint, expected), expected);
 }
 
 /// `promtool check metrics` (Prometheus's own parser and linter) accepts the whole exposition of
