@@ -112,15 +112,10 @@ pub async fn run_housekeeping(
     };
     let started = Instant::now();
     let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let tick_ms = match config.compaction_interval_ms {
-        0 => config.check_interval_ms,
-        compaction => compaction.min(config.check_interval_ms),
-    }
-    .max(1);
-    let mut next_retention_ms = config.check_interval_ms;
+    let mut schedule = Schedule::new(&config);
     loop {
-        glommio::timer::sleep(Duration::from_millis(tick_ms)).await;
-        if config.compaction_interval_ms > 0 {
+        glommio::timer::sleep(Duration::from_millis(schedule.sleep_ms(elapsed_ms()))).await;
+        if schedule.compaction_due(elapsed_ms()) {
             compactor
                 .tick(
                     &core,
@@ -129,11 +124,11 @@ pub async fn run_housekeeping(
                     data.as_ref().map(|(cluster, _)| cluster),
                 )
                 .await;
+            schedule.compaction_ended(elapsed_ms());
         }
-        if elapsed_ms() < next_retention_ms {
+        if !schedule.round_due(elapsed_ms()) {
             continue;
         }
-        next_retention_ms = elapsed_ms().saturating_add(config.check_interval_ms);
         if let Some((cluster, _)) = &data
             && !cluster.is_collector()
         {
@@ -156,6 +151,64 @@ pub async fn run_housekeeping(
                 tracing::warn!(%message, "housekeeping round failed; the next one tries again");
             }
         }
+    }
+}
+
+/// When compaction ticks (`compaction_interval_ms` after the previous tick ended: a long tick
+/// does not make the next one follow at once; never when 0) and when retention and garbage
+/// collection run (every `check_interval_ms` from the previous round's start), each on its own
+/// period (milliseconds since the housekeeping started). One used to tick at the shorter of the
+/// two intervals, so compaction ran at the check interval when that was the shorter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Schedule {
+    compaction_interval_ms: u64,
+    check_interval_ms: u64,
+    next_compaction_ms: Option<u64>,
+    next_round_ms: u64,
+}
+
+impl Schedule {
+    fn new(config: &HousekeepingConfig) -> Schedule {
+        let check_interval_ms = config.check_interval_ms.max(1);
+        let compaction_interval_ms = config.compaction_interval_ms;
+        Schedule {
+            compaction_interval_ms,
+            check_interval_ms,
+            next_compaction_ms: (compaction_interval_ms > 0).then_some(compaction_interval_ms),
+            next_round_ms: check_interval_ms,
+        }
+    }
+
+    /// How long to sleep at `now_ms` before the next thing is due (at least 1 ms).
+    fn sleep_ms(&self, now_ms: u64) -> u64 {
+        let next = self
+            .next_compaction_ms
+            .map_or(self.next_round_ms, |compaction| {
+                compaction.min(self.next_round_ms)
+            });
+        next.saturating_sub(now_ms).max(1)
+    }
+
+    /// Whether a compaction tick is due at `now_ms` ([`Schedule::compaction_ended`] once it ran).
+    fn compaction_due(&self, now_ms: u64) -> bool {
+        self.next_compaction_ms.is_some_and(|next| now_ms >= next)
+    }
+
+    /// The compaction tick ended at `now_ms`: the next is an interval after.
+    fn compaction_ended(&mut self, now_ms: u64) {
+        if self.next_compaction_ms.is_some() {
+            self.next_compaction_ms = Some(now_ms.saturating_add(self.compaction_interval_ms));
+        }
+    }
+
+    /// Whether a retention and collection round is due at `now_ms`; if so, the next one is an
+    /// interval after `now_ms`.
+    fn round_due(&mut self, now_ms: u64) -> bool {
+        if now_ms < self.next_round_ms {
+            return false;
+        }
+        self.next_round_ms = now_ms.saturating_add(self.check_interval_ms);
+        true
     }
 }
 
@@ -799,6 +852,58 @@ fn log_round(report: &RoundReport, pending: usize) {
 )]
 mod tests {
     use super::*;
+
+    fn schedule(compaction_interval_ms: u64, check_interval_ms: u64) -> Schedule {
+        Schedule::new(&HousekeepingConfig {
+            check_interval_ms,
+            compaction_interval_ms,
+            compaction: CompactionConfig::default(),
+            retention: RetentionDefaults::default(),
+            gc: GcConfig::default(),
+        })
+    }
+
+    /// Runs the housekeeping loop's decisions (sleep, compaction tick of `tick_ms`, round) up to
+    /// `until_ms` on a virtual clock; returns when each compaction tick and each round began.
+    fn simulate(mut schedule: Schedule, tick_ms: u64, until_ms: u64) -> (Vec<u64>, Vec<u64>) {
+        let (mut now, mut ticks, mut rounds) = (0, Vec::new(), Vec::new());
+        loop {
+            now += schedule.sleep_ms(now);
+            if now > until_ms {
+                return (ticks, rounds);
+            }
+            if schedule.compaction_due(now) {
+                ticks.push(now);
+                now += tick_ms;
+                schedule.compaction_ended(now);
+            }
+            if schedule.round_due(now) {
+                rounds.push(now);
+            }
+        }
+    }
+
+    /// Compaction ticks at its own interval, not at a shorter check interval (it used to tick
+    /// every 5 s here), and retention rounds at theirs.
+    #[test]
+    fn compaction_and_retention_each_keep_their_interval() {
+        let (ticks, rounds) = simulate(schedule(10_000, 5_000), 0, 30_000);
+        assert_eq!(ticks, [10_000, 20_000, 30_000]);
+        assert_eq!(rounds, [5_000, 10_000, 15_000, 20_000, 25_000, 30_000]);
+        let (ticks, rounds) = simulate(schedule(1_000, 4_000), 0, 8_000);
+        assert_eq!(ticks, (1..=8).map(|s| s * 1_000).collect::<Vec<_>>());
+        assert_eq!(rounds, [4_000, 8_000]);
+    }
+
+    /// A long tick is followed by a full interval, and compaction off never ticks.
+    #[test]
+    fn the_next_tick_waits_an_interval_after_a_long_one_and_off_means_never() {
+        let (ticks, _) = simulate(schedule(10_000, 300_000), 4_000, 40_000);
+        assert_eq!(ticks, [10_000, 24_000, 38_000]);
+        let (ticks, rounds) = simulate(schedule(0, 5_000), 4_000, 20_000);
+        assert!(ticks.is_empty());
+        assert_eq!(rounds, [5_000, 10_000, 15_000, 20_000]);
+    }
 
     /// A piece that runs across two applied ranges (two partitions' batches next to each other
     /// in one source) is cut at the boundary: each entry gets exactly its own bytes, so neither
