@@ -114,7 +114,7 @@ pub async fn run_housekeeping(
     let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut schedule = Schedule::new(&config);
     loop {
-        glommio::timer::sleep(Duration::from_millis(schedule.sleep_ms(elapsed_ms()))).await;
+        glommio::timer::sleep(Duration::from_millis(schedule.sleep_ms())).await;
         if schedule.compaction_due(elapsed_ms()) {
             compactor
                 .tick(
@@ -124,7 +124,6 @@ pub async fn run_housekeeping(
                     data.as_ref().map(|(cluster, _)| cluster),
                 )
                 .await;
-            schedule.compaction_ended(elapsed_ms());
         }
         if !schedule.round_due(elapsed_ms()) {
             continue;
@@ -154,11 +153,14 @@ pub async fn run_housekeeping(
     }
 }
 
-/// When compaction ticks (`compaction_interval_ms` after the previous tick ended: a long tick
-/// does not make the next one follow at once; never when 0) and when retention and garbage
-/// collection run (every `check_interval_ms` from the previous round's start), each on its own
-/// period (milliseconds since the housekeeping started). One used to tick at the shorter of the
-/// two intervals, so compaction ran at the check interval when that was the shorter.
+/// When compaction ticks and when retention and garbage collection run. The loop wakes every
+/// `min(compaction_interval_ms, check_interval_ms)` after the previous wake-up's work ended (so
+/// a long tick or round is always followed by a whole sleep: a slow store is not listed back to
+/// back); at each wake-up compaction ticks when `compaction_interval_ms` has passed since its
+/// previous tick began (never when 0), then the round runs when `check_interval_ms` has passed
+/// since its previous one began. Equal intervals (the soak's) keep both in one wake-up, in step.
+/// One used to tick compaction at every wake-up, so it ran at the check interval when that was
+/// the shorter. Milliseconds since the housekeeping started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Schedule {
     compaction_interval_ms: u64,
@@ -179,25 +181,24 @@ impl Schedule {
         }
     }
 
-    /// How long to sleep at `now_ms` before the next thing is due (at least 1 ms).
-    fn sleep_ms(&self, now_ms: u64) -> u64 {
-        let next = self
-            .next_compaction_ms
-            .map_or(self.next_round_ms, |compaction| {
-                compaction.min(self.next_round_ms)
-            });
-        next.saturating_sub(now_ms).max(1)
+    /// How long the loop sleeps after each wake-up's work (at least 1 ms).
+    fn sleep_ms(&self) -> u64 {
+        match self.compaction_interval_ms {
+            0 => self.check_interval_ms,
+            compaction => compaction.min(self.check_interval_ms),
+        }
+        .max(1)
     }
 
-    /// Whether a compaction tick is due at `now_ms` ([`Schedule::compaction_ended`] once it ran).
-    fn compaction_due(&self, now_ms: u64) -> bool {
-        self.next_compaction_ms.is_some_and(|next| now_ms >= next)
-    }
-
-    /// The compaction tick ended at `now_ms`: the next is an interval after.
-    fn compaction_ended(&mut self, now_ms: u64) {
-        if self.next_compaction_ms.is_some() {
-            self.next_compaction_ms = Some(now_ms.saturating_add(self.compaction_interval_ms));
+    /// Whether a compaction tick is due at `now_ms`; if so, the next one is an interval after
+    /// `now_ms` (checked at the wake-ups, which are at least a sleep apart).
+    fn compaction_due(&mut self, now_ms: u64) -> bool {
+        match self.next_compaction_ms {
+            Some(next) if now_ms >= next => {
+                self.next_compaction_ms = Some(now_ms.saturating_add(self.compaction_interval_ms));
+                true
+            }
+            _ => false,
         }
     }
 
@@ -863,22 +864,27 @@ mod tests {
         })
     }
 
-    /// Runs the housekeeping loop's decisions (sleep, compaction tick of `tick_ms`, round) up to
-    /// `until_ms` on a virtual clock; returns when each compaction tick and each round began.
-    fn simulate(mut schedule: Schedule, tick_ms: u64, until_ms: u64) -> (Vec<u64>, Vec<u64>) {
+    /// Runs the housekeeping loop's decisions (sleep, a compaction tick of `tick_ms`, a round of
+    /// `round_ms`) up to `until_ms` on a virtual clock; returns when each tick and round began.
+    fn simulate(
+        mut schedule: Schedule,
+        tick_ms: u64,
+        round_ms: u64,
+        until_ms: u64,
+    ) -> (Vec<u64>, Vec<u64>) {
         let (mut now, mut ticks, mut rounds) = (0, Vec::new(), Vec::new());
         loop {
-            now += schedule.sleep_ms(now);
+            now += schedule.sleep_ms();
             if now > until_ms {
                 return (ticks, rounds);
             }
             if schedule.compaction_due(now) {
                 ticks.push(now);
                 now += tick_ms;
-                schedule.compaction_ended(now);
             }
             if schedule.round_due(now) {
                 rounds.push(now);
+                now += round_ms;
             }
         }
     }
@@ -887,22 +893,32 @@ mod tests {
     /// every 5 s here), and retention rounds at theirs.
     #[test]
     fn compaction_and_retention_each_keep_their_interval() {
-        let (ticks, rounds) = simulate(schedule(10_000, 5_000), 0, 30_000);
+        let (ticks, rounds) = simulate(schedule(10_000, 5_000), 0, 0, 30_000);
         assert_eq!(ticks, [10_000, 20_000, 30_000]);
         assert_eq!(rounds, [5_000, 10_000, 15_000, 20_000, 25_000, 30_000]);
-        let (ticks, rounds) = simulate(schedule(1_000, 4_000), 0, 8_000);
+        let (ticks, rounds) = simulate(schedule(1_000, 4_000), 0, 0, 8_000);
         assert_eq!(ticks, (1..=8).map(|s| s * 1_000).collect::<Vec<_>>());
         assert_eq!(rounds, [4_000, 8_000]);
     }
 
-    /// A long tick is followed by a full interval, and compaction off never ticks.
+    /// Equal intervals keep the tick and the round in one wake-up, every wake-up, however long
+    /// each takes (neither drifts against the other, nor is skipped).
     #[test]
-    fn the_next_tick_waits_an_interval_after_a_long_one_and_off_means_never() {
-        let (ticks, _) = simulate(schedule(10_000, 300_000), 4_000, 40_000);
+    fn equal_intervals_run_together_at_every_wake_up() {
+        let (ticks, rounds) = simulate(schedule(10_000, 10_000), 300, 100, 45_000);
+        assert_eq!(ticks, [10_000, 20_400, 30_800, 41_200]);
+        assert_eq!(rounds, [10_300, 20_700, 31_100, 41_500]);
+    }
+
+    /// A long tick or round is followed by a whole sleep, not by the next at once (a slow store
+    /// is not listed back to back), and compaction off never ticks.
+    #[test]
+    fn long_work_is_followed_by_a_whole_sleep_and_off_means_never() {
+        let (ticks, _) = simulate(schedule(10_000, 300_000), 4_000, 0, 40_000);
         assert_eq!(ticks, [10_000, 24_000, 38_000]);
-        let (ticks, rounds) = simulate(schedule(0, 5_000), 4_000, 20_000);
+        let (ticks, rounds) = simulate(schedule(0, 2_000), 4_000, 3_000, 20_000);
         assert!(ticks.is_empty());
-        assert_eq!(rounds, [5_000, 10_000, 15_000, 20_000]);
+        assert_eq!(rounds, [2_000, 7_000, 12_000, 17_000]);
     }
 
     /// A piece that runs across two applied ranges (two partitions' batches next to each other
