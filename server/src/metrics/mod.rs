@@ -171,6 +171,9 @@ pub struct LogMetrics {
     /// Index entries across every partition of the applied state (what memory, checkpoints and
     /// recovery grow with), copied once per [`INDEX_ENTRIES_REFRESH_INTERVAL`].
     pub index_entries: AtomicU64,
+    /// [`LogMetrics::index_entries`] was set once: before that (while the log recovers) the
+    /// endpoint leaves the sample out rather than say 0.
+    pub index_entries_known: AtomicBool,
     /// Another agent claimed the log; this one can no longer write.
     pub fenced: AtomicBool,
 }
@@ -393,7 +396,7 @@ impl Metrics {
 
     fn render_log(&self, out: &mut String) {
         let log = &self.log;
-        let gauges: [(&str, &str, &str, i64); 10] = [
+        let gauges: [(&str, &str, &str, i64); 9] = [
             (
                 "sluice_log_entries_appended_total",
                 "counter",
@@ -443,12 +446,6 @@ impl Metrics {
                 load(&log.epoch),
             ),
             (
-                "sluice_index_entries",
-                "gauge",
-                "Index entries across every partition (what memory, checkpoints and recovery grow with), refreshed every second.",
-                load(&log.index_entries),
-            ),
-            (
                 "sluice_log_fenced",
                 "gauge",
                 "1 once another agent has claimed the metadata log.",
@@ -458,6 +455,15 @@ impl Metrics {
         for (name, kind, help, value) in gauges {
             header(out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
+        }
+        header(
+            out,
+            "sluice_index_entries",
+            "gauge",
+            "Index entries across every partition (what memory, checkpoints and recovery grow with), refreshed every second; no sample until the recovered state was first counted.",
+        );
+        if log.index_entries_known.load(Ordering::Relaxed) {
+            let _ = writeln!(out, "sluice_index_entries {}", load(&log.index_entries));
         }
         header(
             out,
@@ -552,6 +558,25 @@ fn process_stats() -> Option<(u64, f64, u64)> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    /// Until the recovered state was first counted the gauge has its HELP and TYPE but no
+    /// sample (a scrape during recovery must not read an empty index).
+    #[test]
+    fn the_index_entries_gauge_has_no_sample_until_it_is_known() {
+        let metrics = Metrics::new(&[0]);
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE sluice_index_entries gauge\n"),
+            "{text}"
+        );
+        assert!(!text.contains("\nsluice_index_entries "), "{text}");
+        metrics.log.index_entries.store(7, Ordering::Relaxed);
+        metrics
+            .log
+            .index_entries_known
+            .store(true, Ordering::Relaxed);
+        assert!(metrics.render().contains("\nsluice_index_entries 7\n"));
+    }
 
     #[test]
     fn readiness_names_its_reason() {

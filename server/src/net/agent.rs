@@ -694,7 +694,7 @@ impl Agent {
             );
             agent.executors.push(executor?);
         }
-        tracing::info!(%local_addr, listeners = ?agent.listener_addrs, network_cpus = ?plan.network_cpus, metadata_cpu = plan.metadata_cpu, "agent listening");
+        tracing::info!(%local_addr, listeners = ?agent.listener_addrs, metrics_addr = ?agent.metrics_addr(), network_cpus = ?plan.network_cpus, metadata_cpu = plan.metadata_cpu, "agent listening");
         metrics.set_phase(Phase::Serving);
         Ok(agent)
     }
@@ -954,18 +954,23 @@ fn spawn_housekeeping(
 }
 
 /// Copies the applied state's index entry count into `sluice_index_entries`: at once (the query
-/// waits in the core's inbox until the opened log's core runs, so a scrape soon after start sees
-/// the recovered index) and then once per [`INDEX_ENTRIES_REFRESH_INTERVAL`]. Each refresh is
-/// one query on the metadata core, one pass over the partitions; produce and fetch never pay it.
-/// In a cluster each agent reports its own replica of the state. Ends with the metadata core
-/// (its inbox closes), or with the executor.
+/// waits in the core's inbox until the opened log's core runs; until it is answered the endpoint
+/// leaves the sample out) and then once per [`INDEX_ENTRIES_REFRESH_INTERVAL`]. The timer runs in
+/// the housekeeping queue; each refresh is one query answered in the metadata core's request
+/// loop, one pass over the partitions (microseconds for thousands), which a command queued
+/// behind it waits out — once a second, never per produce or fetch. In a cluster each agent
+/// reports its own replica of the state. Ends with the metadata core (its inbox closes), or
+/// with the executor.
 async fn report_index_entries(core: crate::metadata_core::CoreHandle, metrics: Arc<Metrics>) {
     loop {
         match core.query(|state| state.index_entry_count()).await {
-            Ok(entries) => metrics
-                .log
-                .index_entries
-                .store(entries, std::sync::atomic::Ordering::Relaxed),
+            Ok(entries) => {
+                let log = &metrics.log;
+                log.index_entries
+                    .store(entries, std::sync::atomic::Ordering::Relaxed);
+                log.index_entries_known
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             Err(_) => return,
         }
         glommio::timer::sleep(INDEX_ENTRIES_REFRESH_INTERVAL).await;

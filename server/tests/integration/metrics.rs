@@ -132,13 +132,16 @@ fn wait_for_index_entries(endpoint: SocketAddr, wanted: f64) -> f64 {
             text.contains("# TYPE sluice_index_entries gauge\n"),
             "{text}"
         );
-        let entries = sample(&text, "sluice_index_entries").unwrap();
-        if entries >= wanted {
+        // No sample until the recovered state was first counted.
+        let entries = sample(&text, "sluice_index_entries");
+        if let Some(entries) = entries
+            && entries >= wanted
+        {
             return entries;
         }
         assert!(
             Instant::now() < deadline,
-            "sluice_index_entries stayed at {entries}, not {wanted}:\n{text}"
+            "sluice_index_entries stayed at {entries:?}, not {wanted}:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
