@@ -145,14 +145,15 @@ impl Drop for Guarded {
 }
 
 impl Guarded {
-    /// Stops the process: SIGTERM, then SIGKILL after `STOP_GRACE`. Returns once it has exited.
-    pub fn stop(&mut self) {
+    /// Stops the process: SIGTERM, then SIGKILL after `STOP_GRACE`. Returns once it has exited;
+    /// true when it had to be killed.
+    pub fn stop(&mut self) -> bool {
         if self.exited().is_some() {
-            return;
+            return false;
         }
         let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
             let _ = self.child.kill();
-            return;
+            return true;
         };
         // SAFETY: signals our own child, whose pid cannot be reused before we reap it below.
         unsafe {
@@ -161,12 +162,13 @@ impl Guarded {
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if self.exited().is_some() {
-                return;
+                return false;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        true
     }
 }
 
@@ -305,7 +307,7 @@ mod tests {
             .spawn()
             .unwrap();
         assert!(child.exited().is_none());
-        child.stop();
+        assert!(!child.stop(), "sleep ends on SIGTERM");
         assert!(child.exited().is_some());
     }
 

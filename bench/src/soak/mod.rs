@@ -187,7 +187,7 @@ impl Plan {
 /// The agent's environment for a soak: the retention settings, the housekeeping module's DEBUG
 /// line (every round, including those that delete nothing), and a metrics endpoint.
 pub fn agent_env(plan: &Plan) -> Vec<(String, String)> {
-    let mut env = vec![
+    vec![
         (
             "SLUICE_LOG".to_owned(),
             "info,sluice_server::metadata_core::housekeeping=debug".to_owned(),
@@ -200,24 +200,10 @@ pub fn agent_env(plan: &Plan) -> Vec<(String, String)> {
             "SLUICE_LOG_SEGMENT_DELETE_DELAY_MS".to_owned(),
             plan.segment_delete_delay_ms.to_string(),
         ),
-    ];
-    // The metrics endpoint on a port of its own, the same across the restarts: every sample reads
-    // the `sluice_index_entries` gauge there (without one, the housekeeping line's count).
-    if let Ok(port) = crate::process::free_port() {
-        env.push((METRICS_LISTEN_ENV.to_owned(), format!("127.0.0.1:{port}")));
-    }
-    env
-}
-
-/// The agent's setting for its metrics endpoint.
-const METRICS_LISTEN_ENV: &str = "SLUICE_METRICS_LISTEN";
-
-/// Where the soak's agent serves its metrics ([`agent_env`]).
-fn metrics_address(env: &Env) -> Option<std::net::SocketAddr> {
-    env.agent_env
-        .iter()
-        .find(|(name, _)| name == METRICS_LISTEN_ENV)
-        .and_then(|(_, address)| address.parse().ok())
+        // The metrics endpoint on a free port of each start's own choosing (its "agent listening"
+        // line names it): every sample reads the `sluice_index_entries` gauge there.
+        ("SLUICE_METRICS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+    ]
 }
 
 /// Runs the soak against every target, writes the report, returns the exit code.
@@ -297,7 +283,7 @@ fn run_target(name: &str, env: &Env, plan: &Plan, loadgen: &Path, out: &Path) ->
         running.broker.pid(),
         &running.launch.log,
         &bucket_dir,
-        metrics_address(env),
+        None,
         plan.checkpoint_rate_window_s,
     );
     target.samples.push(sampler.sample());
@@ -433,7 +419,7 @@ fn sample_until(
                     .rss_bytes
                     .map_or(0.0, |bytes| bytes as f64 / 1_048_576.0),
                 sample
-                    .index_entries_seen()
+                    .index_entries
                     .map_or_else(|| "?".to_owned(), |entries| entries.to_string()),
                 sample.log_objects,
                 sample.compacted_objects,
@@ -460,7 +446,13 @@ fn restart_timed(
     let log_offset = std::fs::metadata(&log).map_or(0, |metadata| metadata.len());
     let stopping = Instant::now();
     match restart.stop {
-        Stop::Term => running.broker.stop(),
+        Stop::Term => {
+            if running.broker.stop() {
+                // Still running after the grace: it was killed, and its restart is a crash's.
+                eprintln!("sluice-bench: soak: the agent did not stop on SIGTERM; killed");
+                recovery.stop = Stop::Kill;
+            }
+        }
         Stop::Kill => {
             if let Err(error) = running.broker.kill_now() {
                 recovery.error = Some(format!("{error:#}"));

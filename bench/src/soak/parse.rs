@@ -221,3 +221,15 @@ fn p99_ms(section: &str) -> Option<f64> {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
+
+/// The metrics endpoint an "agent listening" line names (`metrics_addr=Some(127.0.0.1:9644)`);
+/// `None` for any other line, or an agent without an endpoint.
+pub fn metrics_addr(line: &str) -> Option<std::net::SocketAddr> {
+    let line = strip_ansi(line);
+    if !line.contains("agent listening") {
+        return None;
+    }
+    let (_, rest) = line.split_once("metrics_addr=Some(")?;
+    let (address, _) = rest.split_once(')')?;
+    address.parse().ok()
+}

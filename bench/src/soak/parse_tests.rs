@@ -149,3 +149,22 @@ fn compaction_job_lines() {
     );
     assert_eq!(compaction_jobs_done(ACTED), None);
 }
+
+#[test]
+fn the_metrics_endpoint_is_read_from_the_agent_listening_line() {
+    let line = "2026-12-06T15:05:30.755614Z  INFO main sluice_server::net::agent: agent listening \
+                local_addr=127.0.0.1:39669 listeners=[(\"PLAINTEXT\", 127.0.0.1:39669)] \
+                metrics_addr=Some(127.0.0.1:40111) network_cpus=[0, 1] metadata_cpu=0";
+    assert_eq!(metrics_addr(line), Some("127.0.0.1:40111".parse().unwrap()));
+    let coloured = "\u{1b}[2m2026-12-06T15:05:30Z\u{1b}[0m INFO x: agent listening \
+                    \u{1b}[3mmetrics_addr\u{1b}[0m\u{1b}[2m=\u{1b}[0mSome(127.0.0.1:9)";
+    assert_eq!(metrics_addr(coloured), Some("127.0.0.1:9".parse().unwrap()));
+    assert_eq!(
+        metrics_addr("2026-12-06T15:05:30Z INFO x: agent listening metrics_addr=None"),
+        None
+    );
+    assert_eq!(
+        metrics_addr("2026-12-06T15:05:30Z INFO x: other metrics_addr=Some(127.0.0.1:9)"),
+        None
+    );
+}

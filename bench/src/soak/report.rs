@@ -80,7 +80,7 @@ impl Recovery {
             kind: restart.name.to_owned(),
             stop: restart.stop,
             at_s: sample.t_s,
-            index_entries: sample.index_entries_seen(),
+            index_entries: sample.index_entries,
             bucket_objects: sample.bucket_objects(),
             bucket_bytes: sample.bucket_bytes(),
             newest_checkpoint_bytes: sample.newest_checkpoint_bytes,
@@ -116,7 +116,7 @@ const RSS: Series = Series {
 const INDEX_ENTRIES: Series = Series {
     name: "index entries",
     unit: "entries",
-    value: |s| s.index_entries_seen().map(as_f64),
+    value: |s| s.index_entries.map(as_f64),
     resolution: 0.0,
 };
 const LOG_OBJECTS: Series = Series {
@@ -221,7 +221,7 @@ const PLOTS: [(&str, &str, &str, &[&Series]); 6] = [
     ("soak-rss.svg", "agent RSS", "MiB", &[&RSS]),
     (
         "soak-index-entries.svg",
-        "index entries (sluice_index_entries)",
+        "index entries (sluice_index_entries gauge)",
         "entries",
         &[&INDEX_ENTRIES],
     ),
@@ -442,7 +442,7 @@ fn samples_table(samples: &[Sample]) -> String {
             sample.agent_run,
             opt((RSS.value)(sample)),
             sample
-                .index_entries_seen()
+                .index_entries
                 .map_or_else(|| "—".to_owned(), |entries| entries.to_string()),
             sample.log_objects,
             sample.compacted_objects,
@@ -549,7 +549,9 @@ pub fn plots(report: &SoakReport, plan: &Plan) -> Vec<(String, String)> {
                 (plan.verdict_from_s(), "verdict window".to_owned()),
             ];
             for target in &report.targets {
-                for recovery in target.recoveries.iter().filter(|r| r.kind == "mid-run") {
+                // Every restart but the last, which ends the run.
+                let mid_run = target.recoveries.len().saturating_sub(1);
+                for recovery in target.recoveries.iter().take(mid_run) {
                     markers.push((recovery.at_s, "restart".to_owned()));
                 }
                 for one in *series {

@@ -15,7 +15,7 @@ fn samples() -> Vec<Sample> {
                 t_s,
                 agent_run: if t_s < 60.0 { 1 } else { 2 },
                 rss_bytes: Some(100 << 20),
-                index_entries: None,
+                index_entries: (t_s >= 5.0).then_some(10_000 + u64::try_from(i).unwrap() * 100),
                 housekeeping: (t_s >= 5.0).then_some(HousekeepingLine {
                     index_entries: 10_000 + u64::try_from(i).unwrap() * 100,
                     ..HousekeepingLine::default()
@@ -206,35 +206,4 @@ fn a_restart_records_how_it_stopped_whatever_its_name() {
         &sample,
     );
     assert_eq!(serde_json::to_value(&clean).unwrap()["stop"], "SIGTERM");
-}
-
-/// The gauge, where a sample has it, is the index-entry series; the housekeeping line only stands
-/// in without it.
-#[test]
-fn index_entries_come_from_the_gauge_when_the_agent_has_one() {
-    let plan = Plan::new(true);
-    let mut target = SoakTarget::new("sluice", Map::new());
-    target.samples = samples();
-    for sample in &mut target.samples {
-        // Flat by the gauge, growing by the housekeeping lines.
-        sample.index_entries = Some(5_000);
-    }
-    target.finish(&plan);
-    let index = target
-        .verdicts
-        .iter()
-        .find(|verdict| verdict.series == "index entries")
-        .unwrap();
-    assert_eq!(index.shape, Shape::Flat, "{}", index.text);
-    target
-        .samples
-        .iter_mut()
-        .for_each(|sample| sample.index_entries = None);
-    target.finish(&plan);
-    let index = target
-        .verdicts
-        .iter()
-        .find(|verdict| verdict.series == "index entries")
-        .unwrap();
-    assert_eq!(index.shape, Shape::Growing, "{}", index.text);
 }

@@ -16,7 +16,7 @@ use std::time::{Instant, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::parse::{HousekeepingLine, ProgressLine, compaction_jobs_done, rss_bytes};
+use super::parse::{HousekeepingLine, ProgressLine, compaction_jobs_done, metrics_addr, rss_bytes};
 
 /// One sample.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -26,9 +26,11 @@ pub struct Sample {
     /// 1 before the mid-run restart, 2 after it.
     pub agent_run: u32,
     pub rss_bytes: Option<u64>,
-    /// The agent's `sluice_index_entries` gauge at the sample (none when the scrape failed). The
-    /// housekeeping line has the same count, but only as of its round: right after each
-    /// compaction tick, the low point of the sawtooth the ticks make.
+    /// Index entries: the agent's `sluice_index_entries` gauge at the sample; none when the scrape
+    /// failed or the agent had no sample yet. Only while no agent of this soak has served the gauge
+    /// (an agent without it), the newest housekeeping line's count instead — the same count, but as
+    /// of its round, right after a compaction tick: the low point of the sawtooth the ticks make,
+    /// so the two are never mixed in one run.
     pub index_entries: Option<u64>,
     /// The newest housekeeping round of this agent run (none before its first round).
     pub housekeeping: Option<HousekeepingLine>,
@@ -61,13 +63,6 @@ pub struct Sample {
 impl Sample {
     pub fn bucket_bytes(&self) -> u64 {
         self.log_bytes + self.compacted_bytes + self.checkpoint_bytes
-    }
-
-    /// Index entries: the gauge, or without it (an agent without the gauge, a failed scrape)
-    /// the newest housekeeping line's count.
-    pub fn index_entries_seen(&self) -> Option<u64> {
-        self.index_entries
-            .or_else(|| self.housekeeping.map(|line| line.index_entries))
     }
 
     pub fn bucket_objects(&self) -> u64 {
@@ -199,8 +194,11 @@ pub struct Sampler {
     /// Progress lines past this many seconds of the schedule are the drain, not the load.
     loadgen_measured_until_s: f64,
     bucket_dir: PathBuf,
-    /// The agent's metrics endpoint (the same address across restarts).
+    /// The agent's metrics endpoint: given, or read from this agent run's "agent listening" line.
     metrics: Option<SocketAddr>,
+    /// Some sample of this soak read the gauge (from then on the housekeeping line never stands
+    /// in for it).
+    gauge_seen: bool,
     housekeeping: Option<HousekeepingLine>,
     compaction_jobs_done: Option<u64>,
     /// Every checkpoint seen: path → (written at, bytes).
@@ -226,6 +224,7 @@ impl Sampler {
             loadgen_measured_until_s: f64::INFINITY,
             bucket_dir: bucket_dir.to_owned(),
             metrics,
+            gauge_seen: false,
             housekeeping: None,
             compaction_jobs_done: None,
             checkpoints_seen: BTreeMap::new(),
@@ -240,6 +239,8 @@ impl Sampler {
         self.agent_log = LogTail::new(&self.agent_log.path, log_offset);
         self.housekeeping = None;
         self.compaction_jobs_done = None;
+        // The new process names its own endpoint (the agent binds port 0).
+        self.metrics = None;
     }
 
     /// The load generator of the next phase logs to `path`; its schedule (warm-up and measured
@@ -261,6 +262,8 @@ impl Sampler {
         for line in self.agent_log.lines() {
             if let Some(round) = HousekeepingLine::parse(&line) {
                 self.housekeeping = Some(round);
+            } else if let Some(address) = metrics_addr(&line) {
+                self.metrics = Some(address);
             } else if let Some(jobs) = compaction_jobs_done(&line) {
                 self.compaction_jobs_done = Some(jobs);
             }
@@ -305,10 +308,16 @@ impl Sampler {
         let acked_per_sec = (!progress.is_empty()).then(|| {
             progress.iter().map(|line| line.acked_per_sec).sum::<f64>() / progress.len() as f64
         });
-        let index_entries = self.metrics.and_then(|address| {
+        let gauge_read = self.metrics.and_then(|address| {
             let exposition = sluice_tests::sluice::scrape(address).ok()?;
             gauge(&exposition, "sluice_index_entries")
         });
+        self.gauge_seen |= gauge_read.is_some();
+        let index_entries = if self.gauge_seen {
+            gauge_read
+        } else {
+            self.housekeeping.map(|line| line.index_entries)
+        };
         Sample {
             t_s,
             agent_run: self.agent_run,
@@ -533,18 +542,42 @@ mod tests {
             }
         });
         let dir = tempfile::tempdir().unwrap();
+        let agent_log = dir.path().join("agent.log");
+        std::fs::write(
+            &agent_log,
+            "2026-12-05T10:00:01Z DEBUG t: housekeeping: nothing to do waiting=0 entries_listed=9 checkpoints_listed=1 index_entries=30\n",
+        )
+        .unwrap();
         let mut sampler = Sampler::new(
             Instant::now(),
             std::process::id(),
-            &dir.path().join("no-log"),
+            &agent_log,
             dir.path(),
-            Some(address),
+            None,
             60.0,
         );
+        // No endpoint named yet: the housekeeping line stands in.
+        assert_eq!(sampler.sample().index_entries, Some(30));
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&agent_log)
+            .unwrap();
+        writeln!(
+            log,
+            "2026-12-05T10:00:02Z INFO t: agent listening local_addr=127.0.0.1:1 metrics_addr=Some({address}) metadata_cpu=0"
+        )
+        .unwrap();
         assert_eq!(sampler.sample().index_entries, Some(41));
         assert_eq!(sampler.sample().index_entries, Some(42));
         server.join().unwrap();
-        // The endpoint gone: no value, not a failed sample.
+        // The endpoint gone: no value (never the housekeeping line's low point once the gauge
+        // was seen), not a failed sample.
+        assert_eq!(sampler.sample().index_entries, None);
+        // A restarted agent names its new endpoint; until then, nothing.
+        sampler.restarted(
+            std::process::id(),
+            std::fs::metadata(&agent_log).unwrap().len(),
+        );
         assert_eq!(sampler.sample().index_entries, None);
     }
 }
