@@ -202,6 +202,7 @@ impl Rig {
             flush_windows_inflight_max: 128,
             flush_puts_per_second_max: 10_000,
             flush_group_commit: false,
+            checkpoints_follow_compaction: false,
         };
         let (stop_sender, stop) = oneshot::channel::<()>();
         let metadata = std::thread::Builder::new()

@@ -84,10 +84,23 @@ impl AgentLog {
         }
     }
 
-    pub fn checkpoint_due(&self) -> bool {
+    /// Whether a checkpoint is due. An agent alone's: once `entries` (at least 1) were applied
+    /// since the last one — the caller picks the count (`checkpoint_interval_entries`, or another
+    /// when checkpoints follow compaction, see the server's flusher). A cluster's log keeps its own
+    /// schedule, every `checkpoint_interval_entries` records, whatever `entries` says: its
+    /// checkpoints also truncate the sequencer.
+    pub fn checkpoint_due_after(&self, entries: u64) -> bool {
         match self {
-            AgentLog::Embedded(log) => log.checkpoint_due(),
+            AgentLog::Embedded(log) => log.entries_since_checkpoint() >= entries.max(1),
             AgentLog::Sequenced(log) => log.checkpoint_due(),
+        }
+    }
+
+    /// The log's `checkpoint_interval_entries`.
+    pub fn checkpoint_interval_entries(&self) -> u64 {
+        match self {
+            AgentLog::Embedded(log) => log.checkpoint_interval_entries(),
+            AgentLog::Sequenced(log) => log.checkpoint_interval_entries(),
         }
     }
 

@@ -819,6 +819,11 @@ impl SequencedLog {
         &self.store
     }
 
+    /// Records between checkpoints (`LogConfig`).
+    pub fn checkpoint_interval_entries(&self) -> u64 {
+        self.config.checkpoint_interval_entries
+    }
+
     /// Whether enough records were applied since the last checkpoint that another is due.
     pub fn checkpoint_due(&self) -> bool {
         self.inner.borrow().records_since_checkpoint >= self.config.checkpoint_interval_entries

@@ -553,6 +553,11 @@ impl MetadataLog {
         self.inner.borrow().entries_since_checkpoint
     }
 
+    /// Entries between checkpoints when the count alone decides (`LogConfig`).
+    pub fn checkpoint_interval_entries(&self) -> u64 {
+        self.config.checkpoint_interval_entries
+    }
+
     /// Whether enough entries were applied since the last checkpoint that another is due.
     pub fn checkpoint_due(&self) -> bool {
         self.inner.borrow().entries_since_checkpoint >= self.config.checkpoint_interval_entries

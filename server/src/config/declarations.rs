@@ -563,7 +563,10 @@ settings! {
     )]
     compaction_inputs_per_job_max: usize = 10_000,
     /// A metadata-log checkpoint is written after this many log entries; recovery replays at
-    /// most about this many entries after the newest checkpoint.
+    /// most about this many entries after the newest checkpoint. With object compaction on (an
+    /// agent alone), checkpoints follow the compaction ticks: one right after a tick that
+    /// swapped once half this many entries were applied, by the count alone only at twice this
+    /// many (so recovery replays at most about twice this many).
     #[setting(value = "COUNT", help = "Metadata-log entries between checkpoints", min = 1)]
     checkpoint_interval_entries: u64 = 1_000,
     /// Newest checkpoints kept; older ones are deleted, and so are the log entries at or below

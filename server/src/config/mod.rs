@@ -147,6 +147,7 @@ impl Config {
             flush_windows_inflight_max: self.flush_windows_inflight_max,
             flush_puts_per_second_max: self.flush_puts_per_second_max(),
             flush_group_commit: self.flush_group_commit,
+            checkpoints_follow_compaction: self.compaction_interval_ms > 0,
         }
     }
 

@@ -115,15 +115,19 @@ pub async fn run_housekeeping(
     let mut schedule = Schedule::new(&config);
     loop {
         glommio::timer::sleep(Duration::from_millis(schedule.sleep_ms())).await;
-        if schedule.compaction_due(elapsed_ms()) {
-            compactor
+        if schedule.compaction_due(elapsed_ms())
+            && compactor
                 .tick(
                     &core,
                     &config.compaction,
                     &config.retention,
                     data.as_ref().map(|(cluster, _)| cluster),
                 )
-                .await;
+                .await
+        {
+            // The index is at its smallest now: the time for a checkpoint (an agent alone's,
+            // once enough entries were applied since the last one).
+            let _ = core.compaction_swapped().await;
         }
         if !schedule.round_due(elapsed_ms()) {
             continue;
@@ -315,6 +319,7 @@ pub struct Compactor {
     /// Totals since start, for the log.
     pub jobs_done: u64,
     pub bytes_written: u64,
+    pub swaps_applied: u64,
     pub swaps_rejected: u64,
 }
 
@@ -339,7 +344,20 @@ pub struct JobReport {
 impl Compactor {
     /// Runs jobs until the plan is empty or [`COMPACTION_JOBS_PER_TICK_MAX`] ran. In a cluster
     /// (`cluster`) only on the partitions this agent owns, and not while its log is stopped.
+    /// Says whether any swap was applied.
     pub async fn tick(
+        &mut self,
+        core: &CoreHandle,
+        config: &CompactionConfig,
+        retention: &RetentionDefaults,
+        cluster: Option<&ClusterHousekeeping>,
+    ) -> bool {
+        let swaps_before = self.swaps_applied;
+        self.run_jobs(core, config, retention, cluster).await;
+        self.swaps_applied > swaps_before
+    }
+
+    async fn run_jobs(
         &mut self,
         core: &CoreHandle,
         config: &CompactionConfig,
@@ -530,6 +548,7 @@ impl Compactor {
                     None => self.delete_horizons_ms.remove(&candidate.tp),
                 };
                 self.jobs_done += 1;
+                self.swaps_applied += 1;
                 self.bytes_written += compacted.bytes_written;
             } else {
                 self.swaps_rejected += 1;
@@ -645,6 +664,7 @@ impl Compactor {
         }
         self.jobs_done += 1;
         self.bytes_written += object.bytes;
+        self.swaps_applied += report.swaps_applied as u64;
         self.swaps_rejected += report.swaps_rejected as u64;
         Ok(Some(report))
     }

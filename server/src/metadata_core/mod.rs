@@ -131,6 +131,9 @@ pub(crate) enum CoreRequest {
         offsets: Vec<OffsetCommit>,
         reply: oneshot::Sender<CommitOutcome>,
     },
+    /// A compaction tick applied swaps: the index is at its smallest, the time for an agent
+    /// alone's checkpoint (`flusher::CheckpointPolicy`). No answer.
+    CompactionSwapped,
 }
 
 impl std::fmt::Debug for CoreRequest {
@@ -164,6 +167,7 @@ impl std::fmt::Debug for CoreRequest {
                 .field("group", group)
                 .field("offsets", &offsets.len())
                 .finish(),
+            Self::CompactionSwapped => f.write_str("CompactionSwapped"),
         }
     }
 }
@@ -281,6 +285,12 @@ impl CoreHandle {
         })
         .await?;
         answer.await.map_err(|_| CoreUnavailable)
+    }
+
+    /// Tells the metadata core that a compaction tick applied swaps, so that an agent alone may
+    /// write its checkpoint while the index is at its smallest (`flusher::CheckpointPolicy`).
+    pub async fn compaction_swapped(&self) -> Result<(), CoreUnavailable> {
+        self.send(CoreRequest::CompactionSwapped).await
     }
 
     /// The token the cluster log's incarnation names its objects by; `None` while it is stopped

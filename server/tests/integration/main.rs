@@ -8,6 +8,7 @@ mod admin;
 mod api_versions;
 mod bad_frames;
 mod binary;
+mod checkpoint_after_compaction;
 mod cluster_acls;
 mod cluster_compaction;
 mod cluster_joins;
