@@ -582,22 +582,22 @@ impl MetadataLog {
         F: FnOnce(MetadataState) -> Fut,
         Fut: std::future::Future<Output = Vec<u8>>,
     {
-        let (seq, snapshot) = {
+        let (seq, snapshot, covered) = {
             let mut inner = self.inner.borrow_mut();
             let Some(seq) = inner.state.last_offered_seq() else {
                 return Ok(None);
             };
-            inner.entries_since_checkpoint = 0;
-            (seq, inner.state.clone())
+            let covered = std::mem::take(&mut inner.entries_since_checkpoint);
+            (seq, inner.state.clone(), covered)
         };
         let bytes = Bytes::from(encode(snapshot).await);
         if let Err(error) = super::checkpoint::put_checkpoint(self.store.as_ref(), seq, bytes).await
         {
-            // Still due: the next call tries again.
+            // The entries it would have covered still count (and those applied meanwhile): the
+            // checkpoint stays due by whichever count made it so, and the count stays the
+            // recovery tail's true length.
             let mut inner = self.inner.borrow_mut();
-            inner.entries_since_checkpoint = inner
-                .entries_since_checkpoint
-                .max(self.config.checkpoint_interval_entries);
+            inner.entries_since_checkpoint = inner.entries_since_checkpoint.saturating_add(covered);
             return Err(error);
         }
         Ok(Some(seq))

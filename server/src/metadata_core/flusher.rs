@@ -76,8 +76,9 @@ pub struct FlushConfig {
 /// writes one only at 2N — a backstop for ticks that find nothing to merge or do not run. At N
 /// (not 2N) the count would fire just before the tick whenever a tick interval holds about N
 /// entries (the defaults at 100 windows a second: 10 s ticks, 1,000 entries) and lock every
-/// checkpoint onto the high. Recovery replays at most about 2N entries, N/2–N between ticks in
-/// steady load. A cluster's log keeps its own count (`AgentLog::checkpoint_due_after`).
+/// checkpoint onto the high. Recovery replays at most about N/2 plus one tick's entries, never more
+/// than about 2N while checkpoint PUTs succeed (a failed one leaves its entries counted, so it is
+/// tried again by the same counts: `MetadataLog::write_checkpoint_with`). A cluster's log keeps its own count (`AgentLog::checkpoint_due_after`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CheckpointPolicy {
     /// After an append: due at N entries, 2N when checkpoints follow compaction.
@@ -960,7 +961,9 @@ fn maybe_checkpoint(
     glommio::spawn_local(async move {
         match write_checkpoint(&log).await {
             Ok(seq) => tracing::info!(?seq, "checkpoint written"),
-            Err(error) => tracing::warn!(%error, "checkpoint failed; the next entry retries"),
+            Err(error) => {
+                tracing::warn!(%error, "checkpoint failed; tried again when one is next due")
+            }
         }
         shared.checkpoint_ended();
     })
@@ -986,7 +989,8 @@ async fn write_checkpoint(log: &AgentLog) -> Result<Option<LogSeq>, LogError> {
 }
 
 /// A clean stop leaves a checkpoint of everything applied, so that the next start replays no
-/// entries (one GET each, up to `checkpoint_interval_entries` of them) — as a broker's clean
+/// entries (one GET each, up to about `checkpoint_interval_entries` of them, twice that with
+/// compaction on: [`CheckpointPolicy`]) — as a broker's clean
 /// shutdown spares it log recovery. Bounded by [`SHUTDOWN_CHECKPOINT_TIMEOUT`] (waiting for a
 /// periodic checkpoint in progress included); skipped when there is nothing to cover.
 async fn checkpoint_at_stop(log: &AgentLog, shared: &Shared) {
