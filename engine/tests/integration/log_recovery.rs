@@ -5,12 +5,10 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use common::log_harness::*;
 use sluice_engine::log::{LogConfig, LogError, MetadataLog, recover};
-use sluice_engine::store::{ObjectInfo, ObjectStorage, Op, StoreError, StoreResult};
 use sluice_engine::types::{LogSeq, checkpoint_key, log_key};
 
 fn config() -> LogConfig {
@@ -166,54 +164,13 @@ async fn list_all(store: &dyn sluice_engine::store::ObjectStorage, folder: &str)
         .collect()
 }
 
-/// Fails every checkpoint PUT while `failing` is set; everything else reaches `inner`.
-#[derive(Debug)]
-struct FailingCheckpointPuts {
-    inner: Arc<dyn ObjectStorage>,
-    failing: AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl ObjectStorage for FailingCheckpointPuts {
-    async fn put_create(&self, key: &str, payload: Vec<Bytes>) -> StoreResult<()> {
-        if key.starts_with("checkpoint/") && self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable {
-                op: Op::Put,
-                key: key.to_owned(),
-                message: "injected".to_owned(),
-            });
-        }
-        self.inner.put_create(key, payload).await
-    }
-    async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StoreResult<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn get_tail(&self, key: &str, len: u64) -> StoreResult<(Bytes, u64)> {
-        self.inner.get_tail(key, len).await
-    }
-    async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<Vec<ObjectInfo>> {
-        self.inner.list(prefix, start_after).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-}
-
 /// A checkpoint whose PUT fails leaves every entry it would have covered counted: it stays due by
 /// the count that made it so, and the count is still the tail a recovery would replay (the
 /// flusher decides by that count at several thresholds, see the server's `CheckpointPolicy`).
 #[tokio::test(flavor = "current_thread")]
 async fn a_failed_checkpoint_put_leaves_its_entries_counted() {
-    let store = Arc::new(FailingCheckpointPuts {
-        inner: memory_store(),
-        failing: AtomicBool::new(true),
-    });
+    use sluice_engine::store::{Fault, FaultInjection, Op};
+    let store = Arc::new(FaultInjection::new(memory_store(), 11));
     let mut run = Run::new(11);
     let log = run.open(store.clone(), config()).await;
     run.append_some(&log, 5).await;
@@ -221,13 +178,14 @@ async fn a_failed_checkpoint_put_leaves_its_entries_counted() {
     assert!(counted >= 5, "{counted}");
     assert!(log.checkpoint_due());
 
+    // The next PUT is the checkpoint's.
+    store.fail_next(Op::Put, Fault::Error).unwrap();
     assert!(log.write_checkpoint().await.is_err());
     assert_eq!(log.entries_since_checkpoint(), counted);
     assert!(log.checkpoint_due());
     run.append_some(&log, 1).await;
     assert_eq!(log.entries_since_checkpoint(), counted + 1);
 
-    store.failing.store(false, Ordering::SeqCst);
     assert!(log.write_checkpoint().await.unwrap().is_some());
     assert_eq!(log.entries_since_checkpoint(), 0);
 }
