@@ -78,7 +78,8 @@ pub struct FlushConfig {
 /// entries (the defaults at 100 windows a second: 10 s ticks, 1,000 entries) and lock every
 /// checkpoint onto the high. Recovery replays at most about N/2 plus one tick's entries, never more
 /// than about 2N while checkpoint PUTs succeed (a failed one leaves its entries counted, so it is
-/// tried again by the same counts: `MetadataLog::write_checkpoint_with`). A cluster's log keeps its own count (`AgentLog::checkpoint_due_after`).
+/// tried again by the same counts: `MetadataLog::write_checkpoint_with`). A cluster's log keeps
+/// its own count (`AgentLog::checkpoint_due_after`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CheckpointPolicy {
     /// After an append: due at N entries, 2N when checkpoints follow compaction.
