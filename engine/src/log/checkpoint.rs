@@ -27,6 +27,8 @@ pub struct CheckpointInfo {
     pub seq: LogSeq,
     /// Newer checkpoints that failed to load and were skipped.
     pub skipped: u32,
+    /// Size of the checkpoint loaded.
+    pub bytes: u64,
 }
 
 /// Uploads an encoded checkpoint for position `seq`.
@@ -67,8 +69,10 @@ pub async fn load_latest_checkpoint(
     let mut skipped = 0;
     let mut last_error = None;
     for (seq, key) in candidates.into_iter().rev() {
+        let mut size = 0;
         let loaded = match store.get(&key).await {
             Ok(bytes) => {
+                size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
                 MetadataState::decode_checkpoint(&bytes).map_err(|source| LogError::Checkpoint {
                     key: key.clone(),
                     source,
@@ -81,7 +85,14 @@ pub async fn load_latest_checkpoint(
         };
         match loaded {
             Ok(state) if state.last_offered_seq() == Some(seq) => {
-                return Ok(Some((state, CheckpointInfo { seq, skipped })));
+                return Ok(Some((
+                    state,
+                    CheckpointInfo {
+                        seq,
+                        skipped,
+                        bytes: size,
+                    },
+                )));
             }
             Ok(state) => {
                 tracing::warn!(%key, found = ?state.last_offered_seq(), "checkpoint covers another position; skipped");

@@ -6,6 +6,8 @@
 //! writer that was still in flight when its predecessor was lost, which was never acknowledged, and
 //! which the next claim (written at that first free position) makes invalid for every reader.
 
+use std::time::{Duration, Instant};
+
 use futures::StreamExt;
 
 use super::checkpoint::load_latest_checkpoint;
@@ -32,6 +34,12 @@ pub struct RecoveryStats {
     pub max_seen_seq: Option<LogSeq>,
     /// The highest writer epoch seen in any entry read.
     pub max_seen_epoch: u64,
+    /// Size of the checkpoint loaded (0 without one).
+    pub checkpoint_bytes: u64,
+    /// Time to list, read and decode the checkpoints (the part that grows with the state).
+    pub checkpoint_load: Duration,
+    /// Time to list and replay the entries after it (the part that grows with the tail).
+    pub replay: Duration,
 }
 
 /// Rebuilds the state. With `from`, continues from that state instead of loading a checkpoint
@@ -42,17 +50,21 @@ pub async fn recover(
     from: Option<MetadataState>,
 ) -> Result<(MetadataState, RecoveryStats), LogError> {
     let mut stats = RecoveryStats::default();
+    let loading = Instant::now();
     let mut state = match from {
         Some(state) => state,
         None => match load_latest_checkpoint(store).await? {
             Some((state, info)) => {
                 stats.checkpoint_seq = Some(info.seq);
                 stats.checkpoints_skipped = info.skipped;
+                stats.checkpoint_bytes = info.bytes;
                 state
             }
             None => MetadataState::new(),
         },
     };
+    let replaying = Instant::now();
+    stats.checkpoint_load = replaying.duration_since(loading);
     stats.max_seen_epoch = state.writer_epoch();
     let first = after(state.last_offered_seq());
     let start_after = state.last_offered_seq().map(log_key);
@@ -94,5 +106,6 @@ pub async fn recover(
             stats.entries_ignored += 1;
         }
     }
+    stats.replay = replaying.elapsed();
     Ok((state, stats))
 }

@@ -38,6 +38,15 @@ async fn recovery_rebuilds_the_exact_state() {
         "recovery starts from a checkpoint"
     );
     assert!(stats.entries_replayed >= 2, "and replays the tail after it");
+    let checkpoint = store
+        .get(&checkpoint_key(stats.checkpoint_seq.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        stats.checkpoint_bytes,
+        checkpoint.len() as u64,
+        "the stats give the size of the checkpoint read"
+    );
     assert_eq!(
         recovered.encode_checkpoint(),
         live,
@@ -53,6 +62,7 @@ async fn recovery_rebuilds_the_exact_state() {
     }
     let (replayed, stats) = recover(bare.as_ref(), &config(), None).await.unwrap();
     assert_eq!(stats.checkpoint_seq, None);
+    assert_eq!(stats.checkpoint_bytes, 0);
     assert_eq!(replayed.encode_checkpoint(), live);
 }
 
@@ -80,6 +90,9 @@ async fn an_unreadable_checkpoint_is_skipped_for_an_older_one() {
     let (state, stats) = recover(store.as_ref(), &config(), None).await.unwrap();
     assert_eq!(stats.checkpoint_seq, Some(older));
     assert_eq!(stats.checkpoints_skipped, 1);
+    // The size is the checkpoint's that was loaded, not the garbage's.
+    let loaded = store.get(&checkpoint_key(older)).await.unwrap();
+    assert_eq!(stats.checkpoint_bytes, loaded.len() as u64);
     assert_eq!(state.encode_checkpoint(), live);
     run.recover_and_verify(store, config()).await;
 }
