@@ -3,7 +3,7 @@
 //! topic with `retention.ms` = 2 minutes (quick: 30 s), the agent checking retention every 10 s
 //! (quick: 5 s) and deleting unneeded objects 10 s after it finds them.
 //!
-//! Every 5 s (quick: 2 s) the harness samples, from the outside ([`sample`]): the agent's RSS,
+//! Every second the harness samples, from the outside ([`sample`]): the agent's RSS,
 //! its index entries (its `sluice_index_entries` gauge, scraped from its metrics endpoint; an
 //! agent without the gauge: the newest housekeeping line of its log), the objects and bytes under
 //! `log/` (window objects), `compacted/` (object compaction's merged objects) and `checkpoint/`
@@ -109,7 +109,13 @@ impl Plan {
             retention_ms: if quick { 30_000 } else { 120_000 },
             retention_check_interval_ms: if quick { 5_000 } else { 10_000 },
             segment_delete_delay_ms: 10_000,
-            sample_interval: Duration::from_secs(if quick { 2 } else { 5 }),
+            // Every second: the bucket's objects are a sawtooth with the housekeeping's period
+            // (a round's work plus its 10 s sleep, ~10.8 s), and 5 s samples walked through its
+            // phase once every ~135 s, about one retention period, so a period's mean depended
+            // on where the beat fell (1.02 and 1.10 in two runs of one build). A second is
+            // small against every period, and the sampling costs the harness a directory
+            // listing and one metrics request.
+            sample_interval: Duration::from_secs(1),
             checkpoint_rate_window_s: if quick { 30.0 } else { 60.0 },
         }
     }
@@ -568,7 +574,10 @@ mod tests {
         );
         let full = Plan::new(false);
         assert_eq!((full.duration_s, full.retention_ms), (1_800, 120_000));
-        assert_eq!(full.sample_interval, Duration::from_secs(5));
+        assert_eq!(
+            (quick.sample_interval, full.sample_interval),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
         // The verdict window starts after the first retention period and after the restart.
         for plan in [quick, full] {
             let retention_done_s = (plan.retention_ms

@@ -101,12 +101,18 @@ impl HousekeepingLine {
 }
 
 /// The agent's "metadata log open" line: what recovery did (`RecoveryStats`, Debug-printed).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct LogOpenLine {
     /// The checkpoint recovery started from.
     pub checkpoint_seq: Option<u64>,
     /// Log entries read after it.
     pub entries_replayed: Option<u64>,
+    /// Size of the checkpoint loaded.
+    pub checkpoint_bytes: Option<u64>,
+    /// Seconds to read and decode the checkpoint (agents since the stats carry it).
+    pub checkpoint_load_s: Option<f64>,
+    /// Seconds to list and replay the entries after it.
+    pub replay_s: Option<f64>,
     /// The stats as printed, for the report.
     pub stats: String,
 }
@@ -136,12 +142,35 @@ impl LogOpenLine {
                 .collect();
             digits.parse().ok()
         };
+        // `checkpoint_load: 12.5ms,`: a `Duration` in Debug output.
+        let debug_seconds = |key: &str| {
+            let (_, rest) = stats.split_once(&format!("{key}: "))?;
+            debug_duration_s(rest.split([',', ' ', '}']).next()?)
+        };
         Some(LogOpenLine {
             checkpoint_seq: debug_number("checkpoint_seq"),
             entries_replayed: debug_number("entries_replayed"),
+            checkpoint_bytes: debug_number("checkpoint_bytes"),
+            checkpoint_load_s: debug_seconds("checkpoint_load"),
+            replay_s: debug_seconds("replay"),
             stats,
         })
     }
+}
+
+/// Seconds of a `Duration` as its Debug output prints it (`1.5s`, `12.25ms`, `80µs`, `7ns`).
+pub fn debug_duration_s(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "s" => 1.0,
+        "ms" => 1e-3,
+        "µs" | "us" => 1e-6,
+        "ns" => 1e-9,
+        _ => return None,
+    };
+    Some(value * scale)
 }
 
 /// The agent's "compaction job" line (object compaction): the jobs done since it started.

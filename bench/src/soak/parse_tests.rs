@@ -89,6 +89,39 @@ fn log_open_line_gives_the_checkpoint_and_the_entries_replayed() {
         (None, Some(0))
     );
     assert_eq!(LogOpenLine::parse("INFO a: metadata log opening"), None);
+    // Since the stats carry the checkpoint's size and the two phases' times.
+    let timed = LogOpenLine::parse(
+        "INFO main a: metadata log open stats=RecoveryStats { checkpoint_seq: Some(LogSeq(9000)), \
+         checkpoints_skipped: 0, entries_replayed: 695, entries_ignored: 0, first_free: LogSeq(9696), \
+         max_seen_seq: Some(LogSeq(9695)), max_seen_epoch: 3, checkpoint_bytes: 61234, \
+         checkpoint_load: 21.5ms, replay: 132.25ms } epoch 4",
+    )
+    .unwrap();
+    assert_eq!(timed.checkpoint_bytes, Some(61_234));
+    assert!(close(timed.checkpoint_load_s, 0.0215), "{timed:?}");
+    assert!(close(timed.replay_s, 0.132_25), "{timed:?}");
+    assert_eq!(
+        (
+            fresh.checkpoint_load_s,
+            fresh.replay_s,
+            fresh.checkpoint_bytes
+        ),
+        (None, None, None)
+    );
+}
+
+fn close(value: Option<f64>, expected: f64) -> bool {
+    value.is_some_and(|value| (value - expected).abs() < 1e-12)
+}
+
+#[test]
+fn durations_as_debug_prints_them() {
+    assert!(close(debug_duration_s("1.5s"), 1.5));
+    assert!(close(debug_duration_s("250ms"), 0.25));
+    assert!(close(debug_duration_s("80µs"), 80e-6));
+    assert!(close(debug_duration_s("7ns"), 7e-9));
+    assert_eq!(debug_duration_s("3min"), None);
+    assert_eq!(debug_duration_s("ms"), None);
 }
 
 #[test]

@@ -48,6 +48,7 @@ fn recovery(kind: &str, at_s: f64, serving_s: f64, replayed: u64) -> Recovery {
             checkpoint_seq: Some(6_000),
             entries_replayed: Some(replayed),
             stats: String::new(),
+            ..LogOpenLine::default()
         }),
         ..Recovery::default()
     }
@@ -116,6 +117,51 @@ fn recovery_that_does_not_grow_and_one_that_does() {
     .unwrap();
     assert!(noise.contains("not growing"), "{noise}");
     assert_eq!(recovery_finding(&[recovery("end", 1.0, 1.0, 1)]), None);
+}
+
+/// An agent that reports its replay time: the growth is judged without the tail's replay, so a
+/// clean stop (nothing replayed) and a crash (a tail replayed) compare like for like.
+#[test]
+fn recovery_is_judged_without_the_tails_replay() {
+    let timed = |kind: &str, at_s: f64, serving_s: f64, replayed: u64, replay_s: f64| {
+        let mut restart = recovery(kind, at_s, serving_s, replayed);
+        if let Some(open) = restart.log_open.as_mut() {
+            open.replay_s = Some(replay_s);
+            open.checkpoint_load_s = Some(0.021);
+            open.checkpoint_bytes = Some(61_000);
+        }
+        restart
+    };
+    // The soak's clean stop and crash: 0.08 s and 0.24 s in all, 0.15 s of it the crash's tail.
+    let like_for_like = recovery_finding(&[
+        timed("mid-run", 600.0, 0.08, 0, 0.001),
+        timed("end", 1_800.0, 0.24, 695, 0.15),
+    ])
+    .unwrap();
+    assert!(
+        like_for_like.contains(
+            "less the tail's replay (0.001 s and 0.150 s) 0.079 s and 0.090 s: not growing"
+        ),
+        "{like_for_like}"
+    );
+    assert!(
+        like_for_like.contains("checkpoint read and decoded: 61.0 kB in 0.021 s"),
+        "{like_for_like}"
+    );
+    // The same totals without the replay times: judged on the totals, growing.
+    let untimed = recovery_finding(&[
+        recovery("mid-run", 600.0, 0.08, 0),
+        recovery("end", 1_800.0, 0.24, 695),
+    ])
+    .unwrap();
+    assert!(untimed.contains("**growing**"), "{untimed}");
+    // What grows besides the replay still counts.
+    let grew = recovery_finding(&[
+        timed("mid-run", 600.0, 0.08, 0, 0.001),
+        timed("end", 1_800.0, 0.45, 695, 0.15),
+    ])
+    .unwrap();
+    assert!(grew.contains("**growing**"), "{grew}");
 }
 
 #[test]
