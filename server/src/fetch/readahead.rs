@@ -16,7 +16,9 @@
 //! Past that, the next *chunk* of each large compacted entry is read one chunk ahead of the
 //! answer ([`start_lead`]), by a task no fetch waits for: a replay's partitions cross into their
 //! next chunks together, and reading those chunks only one fetch before they are needed made that
-//! fetch wait for a burst of GETs.
+//! fetch wait for a burst of GETs. Where the lead reaches the end of a partition's entry, it takes
+//! the first chunk of the compacted entry after it as well: the partitions also cross into their
+//! next compacted entries together.
 //!
 //! Limits: at most [`READAHEADS_INFLIGHT_MAX`] per core (more are skipped, not queued), each at
 //! most the request's `max_bytes` plus one partition's entries (as [`super::reader`]'s plan), and
@@ -246,6 +248,7 @@ async fn read_ahead(
     };
     let mut planned_bytes: u64 = 0;
     let mut group_wants: Vec<Vec<Want>> = Vec::new();
+    let mut nexts = Vec::new();
     let read_bytes_max = prefetch_bytes_max(max_bytes);
     let chunk = chunk_bytes(fetch.agent_cache_bytes(), budgets.len());
     for (planned, (budget, fetch_offset)) in plans.iter().zip(&budgets) {
@@ -266,6 +269,7 @@ async fn read_ahead(
             *budget,
             chunk,
         ));
+        nexts.push(planned.next);
     }
     if group_wants.is_empty() {
         return Vec::new();
@@ -273,5 +277,9 @@ async fn read_ahead(
     let groups: Vec<&[Want]> = group_wants.iter().map(Vec::as_slice).collect();
     // What was read is in the cache now; errors are the next fetch's to meet and report.
     let _ = read_groups(&fetch, &store, &groups).await;
-    group_wants.iter().map(|wants| lead_wants(wants)).collect()
+    group_wants
+        .iter()
+        .zip(nexts)
+        .map(|(wants, next)| lead_wants(wants, next, chunk))
+        .collect()
 }

@@ -51,6 +51,9 @@ pub struct PartitionPlan {
     pub log_start_offset: u64,
     /// Entries from the one holding the fetch offset; empty at the high watermark.
     pub entries: Vec<IndexEntry>,
+    /// The entry after `entries`, when the index has one: where the partition goes on once it
+    /// has read them (the read-ahead reads its first chunk ahead, see [`lead_wants`]).
+    pub next: Option<IndexEntry>,
 }
 
 /// Plans every partition (a Kafka error code where it cannot be served).
@@ -95,12 +98,14 @@ fn plan_one(state: &MetadataState, request: &PlanRequest) -> Result<PartitionPla
         covered = covered.saturating_add(entry.byte_len);
         keep += 1;
     }
+    let next = entries.get(keep).copied();
     entries.truncate(keep);
     Ok(PartitionPlan {
         tp,
         high_watermark,
         log_start_offset,
         entries,
+        next,
     })
 }
 
@@ -328,8 +333,14 @@ pub fn wants(
 /// answers, they make the GET of a partition's next chunk start while it is still reading the
 /// chunk before (about `chunk / budget` fetches ahead), instead of when the next fetch already
 /// needs it. Where the chunk past a want is already cached, reading the lead makes no GET.
-pub fn lead_wants(wants: &[Want]) -> Vec<Want> {
-    wants
+///
+/// When that reaches the end of the last want's entry and the partition goes on in `next`, a
+/// large compacted entry read in chunks of `chunk`, its first chunk is led too: the span the
+/// fetch that reaches it would read (see [`chunk_spans`]), so it costs no extra GET. Without it
+/// a replay's partitions, whose compacted entries end together, all waited for their next
+/// entries' first chunks at the same fetch.
+pub fn lead_wants(wants: &[Want], next: Option<IndexEntry>, chunk: u64) -> Vec<Want> {
+    let mut lead: Vec<Want> = wants
         .iter()
         .filter(|want| want.chunk > 0)
         .filter_map(|want| {
@@ -343,7 +354,25 @@ pub fn lead_wants(wants: &[Want]) -> Vec<Want> {
                 ..*want
             })
         })
-        .collect()
+        .collect();
+    let reaches_next = wants
+        .last()
+        .is_some_and(|last| last.to.saturating_add(last.chunk) >= entry_end(&last.entry));
+    if let Some(next) = next
+        && reaches_next
+        && chunk > 0
+        && is_compacted_object(next.seq)
+        && next.byte_len > chunk
+    {
+        lead.push(Want {
+            entry: next,
+            from: next.byte_start,
+            from_offset: next.base_offset,
+            to: next.byte_start.saturating_add(chunk),
+            chunk,
+        });
+    }
+    lead
 }
 
 /// One group's parts with their bytes (see [`read_groups`]).
@@ -1191,7 +1220,7 @@ mod tests {
                 assert_eq!(gets(&fetch), before, "read-ahead {fetches} read the store");
             }
             let before = gets(&fetch);
-            let lead = lead_wants(&next);
+            let lead = lead_wants(&next, None, chunk);
             assert!(lead.iter().all(|want| want.to - want.from <= chunk));
             block_on(read_entries(&fetch, &store, &lead)).unwrap();
             lead_gets += gets(&fetch) - before;
@@ -1209,6 +1238,122 @@ mod tests {
             all.iter()
                 .all(|(_, range)| range.end - range.start >= 4 * MIB),
             "{all:?}"
+        );
+    }
+
+    /// A partition that goes on from one large compacted entry into another (a replay crossing
+    /// from one compacted object into the next): the lead that reaches the first entry's end also
+    /// reads the next entry's first chunk, so neither the fetch that crosses nor its read-ahead
+    /// makes a GET, and the first chunk is read once, as the span the fetch would have read.
+    #[test]
+    fn the_lead_reaches_into_the_next_compacted_entry() {
+        use sluice_engine::read::assemble_parts;
+        let (first_object, first) = compacted_partition(480, 64 * 1024);
+        let (second_object, mut second) = compacted_partition(480, 64 * 1024);
+        second.seq = sluice_engine::types::compacted_object_id(2, 0);
+        second.base_offset = first.end_offset;
+        second.end_offset = first.end_offset + 480;
+        let mut objects = Objects::default();
+        objects.objects.insert(object_key(first.seq), first_object);
+        objects
+            .objects
+            .insert(object_key(second.seq), second_object);
+        let objects = Arc::new(objects);
+        let store: Arc<dyn ObjectStorage> = objects.clone();
+        let fetch = FetchCore::default();
+        let chunk = chunk_bytes(fetch.cache.borrow().capacity_bytes(), 1);
+        // What the plan keeps for a fetch at `offset` (the 1 MiB budget is covered by the entry
+        // holding it), and the entry after it.
+        let planned = |offset: u64| {
+            if offset < first.end_offset {
+                (first, Some(second))
+            } else {
+                (second, None)
+            }
+        };
+        let gets = |fetch: &FetchCore| fetch.store_reads().0;
+        let mut offset = 0;
+        let mut fetches = 0;
+        let mut crossed = false;
+        while offset < second.end_offset {
+            let (entry, _) = planned(offset);
+            crossed |= entry == second;
+            let before = gets(&fetch);
+            let wanted = wants(&fetch.positions.borrow(), &[entry], offset, MIB, chunk);
+            let parts = block_on(read_entries(&fetch, &store, &wanted)).unwrap();
+            if fetches > 0 {
+                assert_eq!(
+                    gets(&fetch),
+                    before,
+                    "fetch {fetches} at {offset} read the store"
+                );
+            }
+            let assembled = assemble_parts(&parts, offset, MIB as usize, 0).unwrap();
+            note_answer(&fetch, &parts, offset, &assembled);
+            offset = assembled.next_offset;
+            fetches += 1;
+            if offset >= second.end_offset {
+                break;
+            }
+            let (entry, next) = planned(offset);
+            let before = gets(&fetch);
+            let ahead = wants(&fetch.positions.borrow(), &[entry], offset, MIB, chunk);
+            block_on(read_entries(&fetch, &store, &ahead)).unwrap();
+            if fetches > 1 {
+                assert_eq!(
+                    gets(&fetch),
+                    before,
+                    "read-ahead {fetches} at {offset} read the store"
+                );
+            }
+            let lead = lead_wants(&ahead, next, chunk);
+            assert!(lead.iter().all(|want| want.to - want.from <= chunk));
+            block_on(read_entries(&fetch, &store, &lead)).unwrap();
+        }
+        assert!(crossed && fetches >= 60, "{fetches} fetches");
+        let (count, bytes) = fetch.store_reads();
+        assert_eq!(
+            bytes,
+            first.byte_len + second.byte_len,
+            "every byte read once"
+        );
+        assert!(
+            count <= (first.byte_len + second.byte_len) / (4 * MIB),
+            "{count} GETs"
+        );
+        let all = objects.gets.lock().unwrap().clone();
+        assert!(
+            all.iter().any(|(key, range)| *key == object_key(second.seq)
+                && *range == (second.byte_start..second.byte_start + chunk)),
+            "the next entry's first chunk, as the fetch reads it: {all:?}"
+        );
+        // No lead past the entry's end without a next entry, nor into a small or window one.
+        let last = Want {
+            from: first.byte_start + first.byte_len - chunk,
+            ..Want::whole(first)
+        };
+        let last = Want { chunk, ..last };
+        assert_eq!(lead_wants(&[last], None, chunk), Vec::new());
+        let small = IndexEntry {
+            byte_len: chunk,
+            ..second
+        };
+        assert_eq!(lead_wants(&[last], Some(small), chunk), Vec::new());
+        let window = IndexEntry {
+            seq: LogSeq(9),
+            ..second
+        };
+        assert_eq!(lead_wants(&[last], Some(window), chunk), Vec::new());
+        // Nor while the last want's lead stays inside its own entry.
+        let early = Want {
+            to: first.byte_start + chunk,
+            from: first.byte_start,
+            ..last
+        };
+        assert!(
+            lead_wants(&[early], Some(second), chunk)
+                .iter()
+                .all(|want| want.entry == first)
         );
     }
 
