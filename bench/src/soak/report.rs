@@ -19,6 +19,8 @@ const MB: f64 = 1e6;
 /// Recovery times within this ratio of each other, or this close, are "not growing".
 const RECOVERY_RATIO_MAX: f64 = 1.10;
 const RECOVERY_SLACK_S: f64 = 0.1;
+/// Issue 13's goal for a restart: serving within a second.
+const RECOVERY_SERVING_MAX_S: f64 = 1.0;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SoakReport {
@@ -304,7 +306,7 @@ impl SoakTarget {
                 )
             })
             .collect();
-        self.recovery_finding = recovery_finding(&self.recoveries);
+        self.recovery_finding = recovery_finding(&self.recoveries, plan.tail_entries_max());
     }
 }
 
@@ -314,8 +316,11 @@ impl SoakTarget {
 /// whatever the run time and which a clean stop makes nothing (it writes a checkpoint): the
 /// plan's clean mid-run stop and final crash differ in it by design. So the growth is judged on
 /// start → serving less the replay, when the agent reports its replay time (older agents: on
-/// the whole time, which then compares a clean stop with a crash).
-pub fn recovery_finding(recoveries: &[Recovery]) -> Option<String> {
+/// the whole time, which then compares a clean stop with a crash). That bound is checked too: a
+/// restart that replayed more than `tail_entries_max` entries counts as growing (a tail the
+/// checkpoints no longer bound grows with run time). Any restart slower than the goal's second is
+/// marked.
+pub fn recovery_finding(recoveries: &[Recovery], tail_entries_max: u64) -> Option<String> {
     let (first, last) = (recoveries.first()?, recoveries.last()?);
     if recoveries.len() < 2 {
         return None;
@@ -328,8 +333,13 @@ pub fn recovery_finding(recoveries: &[Recovery]) -> Option<String> {
         .zip(last_open.replay_s)
         .map(|(first_replay, last_replay)| (a - first_replay, b - last_replay));
     let (judged_a, judged_b) = fixed.unwrap_or((a, b));
-    let growing =
-        judged_b > judged_a * RECOVERY_RATIO_MAX && judged_b - judged_a > RECOVERY_SLACK_S;
+    let tail_max_seen = recoveries
+        .iter()
+        .filter_map(|recovery| recovery.log_open.as_ref()?.entries_replayed)
+        .max();
+    let tail_over = tail_max_seen.is_some_and(|entries| entries > tail_entries_max);
+    let growing = tail_over
+        || (judged_b > judged_a * RECOVERY_RATIO_MAX && judged_b - judged_a > RECOVERY_SLACK_S);
     let replayed = |open: &LogOpenLine| {
         open.entries_replayed
             .map_or_else(|| "?".to_owned(), |count| count.to_string())
@@ -375,6 +385,28 @@ pub fn recovery_finding(recoveries: &[Recovery]) -> Option<String> {
             seconds(load_a),
             kb(&last_open),
             seconds(load_b),
+        );
+    }
+    if let Some(entries) = tail_max_seen {
+        let _ = write!(
+            finding,
+            "; the longest tail replayed, {entries} entries, is {} the checkpoint rule's bound \
+             ({tail_entries_max})",
+            if tail_over { "**above**" } else { "within" },
+        );
+    }
+    let slow = recoveries
+        .iter()
+        .filter(|recovery| {
+            recovery
+                .serving_s
+                .is_some_and(|serving| serving >= RECOVERY_SERVING_MAX_S)
+        })
+        .count();
+    if slow > 0 {
+        let _ = write!(
+            finding,
+            "; **{slow} restart(s) took {RECOVERY_SERVING_MAX_S} s or more** to serve"
         );
     }
     Some(finding)

@@ -103,20 +103,29 @@ fn recovery_that_does_not_grow_and_one_that_does() {
         finding.contains("500 and 700 log entries replayed"),
         "{finding}"
     );
-    let grew = recovery_finding(&[
-        recovery("mid-run", 62.0, 0.40, 500),
-        recovery("end", 183.0, 0.90, 900),
-    ])
+    let grew = recovery_finding(
+        &[
+            recovery("mid-run", 62.0, 0.40, 500),
+            recovery("end", 183.0, 0.90, 900),
+        ],
+        2_000,
+    )
     .unwrap();
     assert!(grew.contains("**growing**"), "{grew}");
     // Within the 0.1 s slack: noise, not growth.
-    let noise = recovery_finding(&[
-        recovery("mid-run", 62.0, 0.20, 1),
-        recovery("end", 183.0, 0.28, 1),
-    ])
+    let noise = recovery_finding(
+        &[
+            recovery("mid-run", 62.0, 0.20, 1),
+            recovery("end", 183.0, 0.28, 1),
+        ],
+        2_000,
+    )
     .unwrap();
     assert!(noise.contains("not growing"), "{noise}");
-    assert_eq!(recovery_finding(&[recovery("end", 1.0, 1.0, 1)]), None);
+    assert_eq!(
+        recovery_finding(&[recovery("end", 1.0, 1.0, 1)], 2_000),
+        None
+    );
 }
 
 /// An agent that reports its replay time: the growth is judged without the tail's replay, so a
@@ -133,10 +142,13 @@ fn recovery_is_judged_without_the_tails_replay() {
         restart
     };
     // The soak's clean stop and crash: 0.08 s and 0.24 s in all, 0.15 s of it the crash's tail.
-    let like_for_like = recovery_finding(&[
-        timed("mid-run", 600.0, 0.08, 0, 0.001),
-        timed("end", 1_800.0, 0.24, 695, 0.15),
-    ])
+    let like_for_like = recovery_finding(
+        &[
+            timed("mid-run", 600.0, 0.08, 0, 0.001),
+            timed("end", 1_800.0, 0.24, 695, 0.15),
+        ],
+        2_000,
+    )
     .unwrap();
     assert!(
         like_for_like.contains(
@@ -149,19 +161,54 @@ fn recovery_is_judged_without_the_tails_replay() {
         "{like_for_like}"
     );
     // The same totals without the replay times: judged on the totals, growing.
-    let untimed = recovery_finding(&[
-        recovery("mid-run", 600.0, 0.08, 0),
-        recovery("end", 1_800.0, 0.24, 695),
-    ])
+    let untimed = recovery_finding(
+        &[
+            recovery("mid-run", 600.0, 0.08, 0),
+            recovery("end", 1_800.0, 0.24, 695),
+        ],
+        2_000,
+    )
     .unwrap();
     assert!(untimed.contains("**growing**"), "{untimed}");
     // What grows besides the replay still counts.
-    let grew = recovery_finding(&[
-        timed("mid-run", 600.0, 0.08, 0, 0.001),
-        timed("end", 1_800.0, 0.45, 695, 0.15),
-    ])
+    let grew = recovery_finding(
+        &[
+            timed("mid-run", 600.0, 0.08, 0, 0.001),
+            timed("end", 1_800.0, 0.45, 695, 0.15),
+        ],
+        2_000,
+    )
     .unwrap();
     assert!(grew.contains("**growing**"), "{grew}");
+    // A tail above the checkpoint rule's bound grows with run time, whatever the rest.
+    let long_tail = recovery_finding(
+        &[
+            timed("mid-run", 600.0, 0.08, 0, 0.001),
+            timed("end", 1_800.0, 0.40, 2_500, 0.31),
+        ],
+        2_000,
+    )
+    .unwrap();
+    assert!(long_tail.contains("**growing**"), "{long_tail}");
+    assert!(
+        long_tail.contains("2500 entries, is **above** the checkpoint rule's bound (2000)"),
+        "{long_tail}"
+    );
+    assert!(
+        like_for_like.contains("is within the checkpoint rule's bound"),
+        "{like_for_like}"
+    );
+    // Slower than a second: said so.
+    let slow = recovery_finding(
+        &[
+            timed("mid-run", 600.0, 0.08, 0, 0.001),
+            timed("end", 1_800.0, 1.2, 900, 0.15),
+        ],
+        2_000,
+    )
+    .unwrap();
+    assert!(slow.contains("**1 restart(s) took 1 s or more**"), "{slow}");
+    assert!(!like_for_like.contains("or more"), "{like_for_like}");
 }
 
 #[test]
