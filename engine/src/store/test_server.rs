@@ -19,6 +19,8 @@
 //!   as RFC 9110 and S3 specify; `s3s-fs` 0.14.1 seeks before the file's start and answers 500, so
 //!   [`CreateOnlyFs`] clamps N to the object's size first (and answers 416 for an empty object,
 //!   where s3s-fs would underflow and panic).
+//! - A listing never fails because a key was deleted while it ran, as on S3: `s3s-fs` stats each
+//!   file it walks and answered 500 when one had gone, so listings and deletes exclude each other.
 //! - A create-only PUT of a key that exists is answered 412 *after its body has been read*.
 //!   `s3s-fs` refuses it before reading the body, and the connection is then closed under a client
 //!   still writing a large body, which sees a broken pipe where S3 answers 412.
@@ -108,6 +110,7 @@ impl S3TestServer {
                 inner: file_system,
                 root: data_dir.path().to_path_buf(),
                 create_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
+                listing: tokio::sync::RwLock::new(()),
             });
             builder.set_auth(s3s::auth::SimpleAuth::from_single(
                 TEST_ACCESS_KEY_ID,
@@ -310,6 +313,10 @@ struct CreateOnlyFs {
     /// `bucket/key` → the lock of create-only PUTs of that key; an entry lives while a PUT of its
     /// key runs or waits.
     create_locks: std::sync::Mutex<CreateLocks>,
+    /// Listings hold it exclusively and deletes shared: `s3s-fs` stats every file a listing
+    /// walks, and a file deleted between the walk and its stat failed the whole listing with a
+    /// 500, where S3's listing never fails because a key went while it ran.
+    listing: tokio::sync::RwLock<()>,
 }
 
 type CreateLocks = std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>;
@@ -424,6 +431,7 @@ impl S3 for CreateOnlyFs {
         &self,
         request: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let _walk = self.listing.write().await;
         self.inner.list_objects(request).await
     }
 
@@ -431,6 +439,7 @@ impl S3 for CreateOnlyFs {
         &self,
         request: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let _walk = self.listing.write().await;
         self.inner.list_objects_v2(request).await
     }
 
@@ -438,6 +447,7 @@ impl S3 for CreateOnlyFs {
         &self,
         request: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let _no_walk = self.listing.read().await;
         self.inner.delete_object(request).await
     }
 
@@ -445,6 +455,7 @@ impl S3 for CreateOnlyFs {
         &self,
         request: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let _no_walk = self.listing.read().await;
         self.inner.delete_objects(request).await
     }
 

@@ -421,6 +421,57 @@ async fn delete_many_deletes_exactly_its_keys(store: Arc<dyn ObjectStorage>) {
     assert!(store.delete_many(&[]).await.is_empty());
 }
 
+/// A listing while objects are being deleted succeeds and returns a subset of what was written:
+/// S3's listing is strongly consistent and never fails because a key went while it ran. (s3s-fs
+/// stats each file it walks, and a file deleted between the walk and the stat failed the whole
+/// listing with a 500; a test polling `data/` under the agents' GC met it.)
+async fn listing_survives_concurrent_deletes(store: Arc<dyn ObjectStorage>) {
+    const KEYS: usize = 600;
+    let keys: Vec<String> = (0..KEYS).map(|at| format!("churn/{at:05}")).collect();
+    futures::stream::iter(&keys)
+        .map(|key| store.put_create(key, chunks(&[b"x"])))
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await
+        .unwrap();
+    let deleter = {
+        let store = store.clone();
+        let keys = keys.clone();
+        tokio::spawn(async move {
+            futures::stream::iter(keys)
+                .map(|key| {
+                    let store = store.clone();
+                    async move { store.delete(&key).await }
+                })
+                .buffer_unordered(8)
+                .try_collect::<Vec<()>>()
+                .await
+        })
+    };
+    let mut listings = 0_usize;
+    loop {
+        let finished = deleter.is_finished();
+        let listed: Vec<String> = store
+            .list("churn", None)
+            .await
+            .unwrap_or_else(|error| panic!("listing {listings} during deletes: {error}"))
+            .into_iter()
+            .map(|info| info.key)
+            .collect();
+        listings += 1;
+        assert!(listed.is_sorted(), "listing {listings} out of order");
+        assert!(
+            listed.iter().all(|key| keys.binary_search(key).is_ok()),
+            "listing {listings} holds a key never written"
+        );
+        if finished {
+            assert!(listed.is_empty(), "{} keys left: {listed:?}", listed.len());
+            break;
+        }
+    }
+    deleter.await.unwrap().unwrap();
+}
+
 /// The backend of a case, or return from it (a server that is not installed).
 macro_rules! backend {
     ($backend:ident) => {
@@ -478,6 +529,11 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn delete_many_deletes_exactly_its_keys() {
                 super::delete_many_deletes_exactly_its_keys(super::backend!($backend).store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn listing_survives_concurrent_deletes() {
+                super::listing_survives_concurrent_deletes(super::backend!($backend).store).await;
             }
         }
     };
