@@ -4,7 +4,7 @@
 //! ranged GETs, `If-None-Match`. This server puts that path under test on every `cargo test`, with
 //! no Docker and no network: `s3s-fs` stores objects as files in a fresh temporary directory.
 //!
-//! Two details matter for what tests can conclude:
+//! These details matter for what tests can conclude:
 //! - TCP_NODELAY on every accepted socket. Without it Nagle's algorithm meets the client's delayed
 //!   ACK and adds ~40 ms to every small response (see DESIGN.md, "Measured on these machines").
 //! - Create-only writes are atomic. `s3s-fs` 0.14.1 honours `If-None-Match: *` by checking that the
@@ -19,8 +19,11 @@
 //!   as RFC 9110 and S3 specify; `s3s-fs` 0.14.1 seeks before the file's start and answers 500, so
 //!   [`CreateOnlyFs`] clamps N to the object's size first (and answers 416 for an empty object,
 //!   where s3s-fs would underflow and panic).
-//! - A listing never fails because a key was deleted while it ran, as on S3: `s3s-fs` stats each
-//!   file it walks and answered 500 when one had gone, so listings and deletes exclude each other.
+//! - A listing never fails because a key was deleted while it ran, and a GET or HEAD of a key being
+//!   deleted finds it or answers 404, as on S3. `s3s-fs` checks that a file exists and then stats
+//!   or opens it, and a listing stats every file it walks: a delete in between answered 500 (the
+//!   whole listing failed). So deletes run alone: they exclude listings, GETs, HEADs and each
+//!   other (two deletes of one key raced the same way).
 //! - A create-only PUT of a key that exists is answered 412 *after its body has been read*.
 //!   `s3s-fs` refuses it before reading the body, and the connection is then closed under a client
 //!   still writing a large body, which sees a broken pipe where S3 answers 412.
@@ -110,7 +113,7 @@ impl S3TestServer {
                 inner: file_system,
                 root: data_dir.path().to_path_buf(),
                 create_locks: std::sync::Mutex::new(std::collections::HashMap::new()),
-                listing: tokio::sync::RwLock::new(()),
+                deletes: tokio::sync::RwLock::new(()),
             });
             builder.set_auth(s3s::auth::SimpleAuth::from_single(
                 TEST_ACCESS_KEY_ID,
@@ -304,8 +307,8 @@ fn read_range(path: &Path, start: u64, length: usize) -> std::io::Result<bytes::
     Ok(bytes::Bytes::from_owner(map))
 }
 
-/// `s3s-fs` with create-only PUTs made atomic (see the module docs); every other operation the
-/// `object_store` S3 client uses is passed through unchanged.
+/// `s3s-fs` with the changes the module docs list: create-only PUTs made atomic, deletes run
+/// alone, suffix ranges clamped and GET bodies mapped; the rest is passed through unchanged.
 struct CreateOnlyFs {
     inner: s3s_fs::FileSystem,
     /// The file system's root: objects live at `root/<bucket>/<key>`.
@@ -313,10 +316,8 @@ struct CreateOnlyFs {
     /// `bucket/key` → the lock of create-only PUTs of that key; an entry lives while a PUT of its
     /// key runs or waits.
     create_locks: std::sync::Mutex<CreateLocks>,
-    /// Listings hold it exclusively and deletes shared: `s3s-fs` stats every file a listing
-    /// walks, and a file deleted between the walk and its stat failed the whole listing with a
-    /// 500, where S3's listing never fails because a key went while it ran.
-    listing: tokio::sync::RwLock<()>,
+    /// Held exclusively by deletes and shared by listings, GETs and HEADs (see the module docs).
+    deletes: tokio::sync::RwLock<()>,
 }
 
 type CreateLocks = std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>;
@@ -376,6 +377,7 @@ impl S3 for CreateOnlyFs {
         &self,
         mut request: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
+        let _no_delete = self.deletes.read().await;
         if let Some(Range::Suffix { length }) = request.input.range {
             let path = self
                 .root
@@ -424,6 +426,7 @@ impl S3 for CreateOnlyFs {
         &self,
         request: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let _no_delete = self.deletes.read().await;
         self.inner.head_object(request).await
     }
 
@@ -431,7 +434,7 @@ impl S3 for CreateOnlyFs {
         &self,
         request: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
-        let _walk = self.listing.write().await;
+        let _no_delete = self.deletes.read().await;
         self.inner.list_objects(request).await
     }
 
@@ -439,7 +442,7 @@ impl S3 for CreateOnlyFs {
         &self,
         request: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let _walk = self.listing.write().await;
+        let _no_delete = self.deletes.read().await;
         self.inner.list_objects_v2(request).await
     }
 
@@ -447,7 +450,7 @@ impl S3 for CreateOnlyFs {
         &self,
         request: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        let _no_walk = self.listing.read().await;
+        let _alone = self.deletes.write().await;
         self.inner.delete_object(request).await
     }
 
@@ -455,7 +458,7 @@ impl S3 for CreateOnlyFs {
         &self,
         request: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
-        let _no_walk = self.listing.read().await;
+        let _alone = self.deletes.write().await;
         self.inner.delete_objects(request).await
     }
 

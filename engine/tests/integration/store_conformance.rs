@@ -421,11 +421,12 @@ async fn delete_many_deletes_exactly_its_keys(store: Arc<dyn ObjectStorage>) {
     assert!(store.delete_many(&[]).await.is_empty());
 }
 
-/// A listing while objects are being deleted succeeds and returns a subset of what was written:
-/// S3's listing is strongly consistent and never fails because a key went while it ran. (s3s-fs
-/// stats each file it walks, and a file deleted between the walk and the stat failed the whole
-/// listing with a 500; a test polling `data/` under the agents' GC met it.)
-async fn listing_survives_concurrent_deletes(store: Arc<dyn ObjectStorage>) {
+/// A listing while objects are being deleted succeeds and returns a subset of what was written, and
+/// a HEAD or GET of a key being deleted finds it or answers not found: S3 never fails them because
+/// a key went while they ran. (s3s-fs stats each file a listing walks, and a file deleted between
+/// the walk and the stat failed the whole listing with a 500; a test polling `data/` under the
+/// agents' GC met it.)
+async fn listings_and_reads_survive_concurrent_deletes(store: Arc<dyn ObjectStorage>) {
     const KEYS: usize = 600;
     let keys: Vec<String> = (0..KEYS).map(|at| format!("churn/{at:05}")).collect();
     futures::stream::iter(&keys)
@@ -434,7 +435,7 @@ async fn listing_survives_concurrent_deletes(store: Arc<dyn ObjectStorage>) {
         .try_collect::<Vec<()>>()
         .await
         .unwrap();
-    let deleter = {
+    let mut deleter = {
         let store = store.clone();
         let keys = keys.clone();
         tokio::spawn(async move {
@@ -448,28 +449,38 @@ async fn listing_survives_concurrent_deletes(store: Arc<dyn ObjectStorage>) {
                 .await
         })
     };
-    let mut listings = 0_usize;
-    loop {
+    for listing in 1_usize.. {
+        // Read before the listing is sent: true only once every delete was acknowledged.
         let finished = deleter.is_finished();
         let listed: Vec<String> = store
             .list("churn", None)
             .await
-            .unwrap_or_else(|error| panic!("listing {listings} during deletes: {error}"))
+            .unwrap_or_else(|error| panic!("listing {listing} during deletes: {error}"))
             .into_iter()
             .map(|info| info.key)
             .collect();
-        listings += 1;
-        assert!(listed.is_sorted(), "listing {listings} out of order");
+        assert!(listed.is_sorted(), "listing {listing} out of order");
         assert!(
             listed.iter().all(|key| keys.binary_search(key).is_ok()),
-            "listing {listings} holds a key never written"
+            "listing {listing} holds a key never written"
         );
+        // A key being deleted is found or not found; nothing else.
+        let key = &keys[(listing * 37) % KEYS];
+        for read in [
+            store.head(key).await.map(|_| ()),
+            store.get(key).await.map(|_| ()),
+        ] {
+            if let Err(error) = read {
+                assert_eq!(error.kind(), StoreErrorKind::NotFound, "{key}: {error}");
+            }
+        }
         if finished {
+            // A failed delete ends the task early: report it rather than the keys it left.
+            (&mut deleter).await.unwrap().unwrap();
             assert!(listed.is_empty(), "{} keys left: {listed:?}", listed.len());
-            break;
+            return;
         }
     }
-    deleter.await.unwrap().unwrap();
 }
 
 /// The backend of a case, or return from it (a server that is not installed).
@@ -532,8 +543,11 @@ macro_rules! conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn listing_survives_concurrent_deletes() {
-                super::listing_survives_concurrent_deletes(super::backend!($backend).store).await;
+            async fn listings_and_reads_survive_concurrent_deletes() {
+                super::listings_and_reads_survive_concurrent_deletes(
+                    super::backend!($backend).store,
+                )
+                .await;
             }
         }
     };
