@@ -21,6 +21,7 @@
 
 mod azure;
 mod backends;
+mod body_pool;
 mod config;
 mod error;
 mod fault;
