@@ -14,11 +14,9 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore, ObjectStoreExt, PutMode,
-    PutOptions, PutPayload,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 
-use super::body_pool::{BodyPool, IDLE_BYTES_MAX_DEFAULT, POOLED_BODY_BYTES_MIN};
 use super::error::{Op, StoreError, StoreErrorKind};
 use super::{ObjectInfo, ObjectStorage, StoreResult};
 
@@ -34,8 +32,6 @@ pub struct ObjectStoreBackend {
     /// Whether the service answers a suffix range (`Range: bytes=-N`). Azure Blob does not
     /// (`object_store` refuses to send one): there `get_tail` is a HEAD and a ranged GET.
     suffix_ranges: bool,
-    /// Buffers that GET bodies received in pieces are copied into, reused (see [`BodyPool`]).
-    bodies: Arc<BodyPool>,
 }
 
 impl ObjectStoreBackend {
@@ -52,7 +48,6 @@ impl ObjectStoreBackend {
             key_prefix,
             request_timeout_ms: 0,
             suffix_ranges: true,
-            bodies: BodyPool::new(IDLE_BYTES_MAX_DEFAULT),
         })
     }
 
@@ -76,7 +71,6 @@ impl ObjectStoreBackend {
             key_prefix: String::new(),
             request_timeout_ms: 0,
             suffix_ranges: true,
-            bodies: BodyPool::new(IDLE_BYTES_MAX_DEFAULT),
         }
     }
 
@@ -115,35 +109,6 @@ impl ObjectStoreBackend {
     /// The wrapped store, for the rare caller that needs an `object_store` feature the trait lacks.
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
-    }
-
-    /// A GET's body as one [`Bytes`]. A body that arrives in one piece (the in-memory store) is
-    /// returned as it is, a file is read by `object_store`, and a body that arrives in several
-    /// pieces (HTTP) is copied into a buffer from [`BodyPool`] when it is large enough to be
-    /// worth one.
-    async fn body(&self, result: GetResult) -> object_store::Result<Bytes> {
-        let len = usize::try_from(result.range.end.saturating_sub(result.range.start))
-            .unwrap_or(usize::MAX);
-        if len < POOLED_BODY_BYTES_MIN || !matches!(result.payload, GetResultPayload::Stream(_)) {
-            return result.bytes().await;
-        }
-        let mut pieces = result.into_stream();
-        let Some(first) = pieces.try_next().await? else {
-            return Ok(Bytes::new());
-        };
-        let Some(second) = pieces.try_next().await? else {
-            return Ok(first);
-        };
-        let mut buffer = self
-            .bodies
-            .take(len.max(first.len().saturating_add(second.len())));
-        buffer.extend_from_slice(&first);
-        buffer.extend_from_slice(&second);
-        drop((first, second));
-        while let Some(piece) = pieces.try_next().await? {
-            buffer.extend_from_slice(&piece);
-        }
-        Ok(self.bodies.freeze(buffer))
     }
 
     fn path(&self, op: Op, key: &str) -> StoreResult<Path> {
@@ -281,7 +246,8 @@ impl ObjectStorage for ObjectStoreBackend {
             .get(&path)
             .await
             .map_err(|error| self.map_error(Op::Get, key, error))?;
-        self.body(result)
+        result
+            .bytes()
             .await
             .map_err(|error| self.map_error(Op::Get, key, error))
     }
@@ -295,16 +261,8 @@ impl ObjectStorage for ObjectStoreBackend {
                 message: format!("empty byte range {}..{}", range.start, range.end),
             });
         }
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(range)),
-            ..GetOptions::default()
-        };
-        let result = self
-            .inner
-            .get_opts(&path, options)
-            .await
-            .map_err(|error| self.map_error(Op::Get, key, error))?;
-        self.body(result)
+        self.inner
+            .get_range(&path, range)
             .await
             .map_err(|error| self.map_error(Op::Get, key, error))
     }

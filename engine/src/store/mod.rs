@@ -21,7 +21,6 @@
 
 mod azure;
 mod backends;
-mod body_pool;
 mod config;
 mod error;
 mod fault;
