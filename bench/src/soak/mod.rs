@@ -64,7 +64,7 @@ pub enum Stop {
 }
 
 /// The agent's default `checkpoint_interval_entries`, which the soak leaves as it is.
-pub const CHECKPOINT_INTERVAL_ENTRIES: u64 = 1_000;
+pub use sluice_engine::log::CHECKPOINT_INTERVAL_ENTRIES_DEFAULT as CHECKPOINT_INTERVAL_ENTRIES;
 
 /// One restart of the agent on the same bucket: its name in the report, and how it stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -64,12 +64,15 @@ pub struct LogConfig {
     pub recovery_reads_inflight_max: usize,
 }
 
+/// Log entries between checkpoints unless configured (`checkpoint_interval_entries`).
+pub const CHECKPOINT_INTERVAL_ENTRIES_DEFAULT: u64 = 1_000;
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             put_attempts_max: 4,
             tail_read_bytes: crate::format::DEFAULT_TAIL_READ_BYTES,
-            checkpoint_interval_entries: 1_000,
+            checkpoint_interval_entries: CHECKPOINT_INTERVAL_ENTRIES_DEFAULT,
             recovery_reads_inflight_max: 32,
         }
     }

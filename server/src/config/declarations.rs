@@ -568,7 +568,7 @@ settings! {
     /// swapped once half this many entries were applied, by the count alone only at twice this
     /// many (so recovery replays at most about twice this many).
     #[setting(value = "COUNT", help = "Metadata-log entries between checkpoints", min = 1)]
-    checkpoint_interval_entries: u64 = 1_000,
+    checkpoint_interval_entries: u64 = sluice_engine::log::CHECKPOINT_INTERVAL_ENTRIES_DEFAULT,
     /// Newest checkpoints kept; older ones are deleted, and so are the log entries at or below
     /// the oldest kept one that no index entry points at. At least 2, so that recovery can
     /// skip one unreadable checkpoint.
