@@ -87,22 +87,43 @@ fn spawn_sampler(
     })
 }
 
-/// The first sample after `after` in which some agent's count grew since its previous sample.
+/// The first sample after `after` in which some agent's count grew since the last count read
+/// from that agent before it. A failed scrape (`None`) is skipped, not compared: growth across
+/// it still counts.
 fn first_growth_after(samples: &Samples, after: Instant) -> Option<Instant> {
-    let mut last: Vec<Option<f64>> = Vec::new();
+    let mut last_known: Vec<Option<f64>> = Vec::new();
     for (at, sample) in samples {
-        let grew = sample
-            .iter()
-            .zip(last.iter().chain(std::iter::repeat(&None)))
-            .any(
-                |(now, before)| matches!((now, before), (Some(now), Some(before)) if now > before),
-            );
+        last_known.resize(sample.len().max(last_known.len()), None);
+        let mut grew = false;
+        for (now, known) in sample.iter().zip(last_known.iter_mut()) {
+            if let Some(now) = *now {
+                grew |= known.is_some_and(|known| now > known);
+                *known = Some(now);
+            }
+        }
         if grew && *at > after {
             return Some(*at);
         }
-        last.clone_from(sample);
     }
     None
+}
+
+/// The samples from a second before `from` on, one line each, for a failure message.
+fn samples_around(samples: &Samples, from: Instant) -> String {
+    let start = from.checked_sub(Duration::from_secs(1)).unwrap_or(from);
+    samples
+        .iter()
+        .filter(|(at, _)| *at >= start)
+        .map(|(at, sample)| {
+            let offset_s = if *at >= from {
+                (*at - from).as_secs_f64()
+            } else {
+                -(from - *at).as_secs_f64()
+            };
+            format!("{offset_s:+.2} s: {sample:?}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn log_says(agent: &sluice_tests::sluice::SluiceAgent, text: &str) -> bool {
@@ -391,8 +412,13 @@ fn stop_postgres_under_load(test: &str, lease_ms: Option<u64>) {
         sluice_tests::process::log_tail(&load.log_path())
     );
     let samples = samples.lock().unwrap();
-    let resumed_at = first_growth_after(&samples, started_at)
-        .expect("no window appended after the database came back");
+    let resumed_at = first_growth_after(&samples, started_at).unwrap_or_else(|| {
+        panic!(
+            "no window appended after the database came back; windows appended per agent, \
+             from the time PostgreSQL started:\n{}",
+            samples_around(&samples, started_at)
+        )
+    });
     let last_before = samples
         .iter()
         .filter(|(at, _)| *at <= stopping_at)
@@ -457,4 +483,21 @@ fn stop_postgres_under_load(test: &str, lease_ms: Option<u64>) {
         "{test}: {LOAD_RECORDS} records of the load each acknowledged once and served once by both \
          agents at contiguous offsets, and the {COMMITTED_RECORDS} committed before"
     ));
+}
+
+#[test]
+fn growth_across_a_failed_scrape_is_found() {
+    let start = Instant::now();
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    // Agent 0 grows while its scrape fails; agent 1 never grows.
+    let samples: Samples = vec![
+        (at(0), vec![Some(20.0), Some(5.0)]),
+        (at(100), vec![None, Some(5.0)]),
+        (at(200), vec![Some(27.0), Some(5.0)]),
+        (at(300), vec![Some(27.0), Some(5.0)]),
+    ];
+    assert_eq!(first_growth_after(&samples, at(50)), Some(at(200)));
+    assert_eq!(first_growth_after(&samples, at(250)), None);
+    let flat: Samples = vec![(at(0), vec![Some(1.0)]), (at(100), vec![Some(1.0)])];
+    assert_eq!(first_growth_after(&flat, at(0)), None);
 }
