@@ -87,18 +87,24 @@ fn spawn_sampler(
     })
 }
 
-/// The first sample after `after` in which some agent's count grew since the last count read
-/// from that agent before it. A failed scrape (`None`) is skipped, not compared: growth across
-/// it still counts.
-fn first_growth_after(samples: &Samples, after: Instant) -> Option<Instant> {
-    let mut last_known: Vec<Option<f64>> = Vec::new();
-    for (at, sample) in samples {
-        last_known.resize(sample.len().max(last_known.len()), None);
+/// The first sample after `after` in which some agent's count is above the highest count read
+/// from that agent since `baseline_from` (the stop: nothing is appended while the database is
+/// down, so growth over such a read happened after it came back). A failed scrape (`None`) is
+/// skipped, not compared, so growth across it still counts; a read below an earlier one (a bad
+/// read) never lowers the baseline.
+fn first_growth_after(
+    samples: &Samples,
+    baseline_from: Instant,
+    after: Instant,
+) -> Option<Instant> {
+    let mut highest: Vec<Option<f64>> = Vec::new();
+    for (at, sample) in samples.iter().filter(|(at, _)| *at >= baseline_from) {
+        highest.resize(sample.len().max(highest.len()), None);
         let mut grew = false;
-        for (now, known) in sample.iter().zip(last_known.iter_mut()) {
+        for (now, highest) in sample.iter().zip(highest.iter_mut()) {
             if let Some(now) = *now {
-                grew |= known.is_some_and(|known| now > known);
-                *known = Some(now);
+                grew |= highest.is_some_and(|highest| now > highest);
+                *highest = Some(highest.map_or(now, |highest| highest.max(now)));
             }
         }
         if grew && *at > after {
@@ -108,12 +114,13 @@ fn first_growth_after(samples: &Samples, after: Instant) -> Option<Instant> {
     None
 }
 
-/// The samples from a second before `from` on, one line each, for a failure message.
+/// The samples from a second before `from` on (at most 300), one line each, for a failure message.
 fn samples_around(samples: &Samples, from: Instant) -> String {
     let start = from.checked_sub(Duration::from_secs(1)).unwrap_or(from);
     samples
         .iter()
         .filter(|(at, _)| *at >= start)
+        .take(300)
         .map(|(at, sample)| {
             let offset_s = if *at >= from {
                 (*at - from).as_secs_f64()
@@ -412,10 +419,10 @@ fn stop_postgres_under_load(test: &str, lease_ms: Option<u64>) {
         sluice_tests::process::log_tail(&load.log_path())
     );
     let samples = samples.lock().unwrap();
-    let resumed_at = first_growth_after(&samples, started_at).unwrap_or_else(|| {
+    let resumed_at = first_growth_after(&samples, stopping_at, started_at).unwrap_or_else(|| {
         panic!(
             "no window appended after the database came back; windows appended per agent, \
-             from the time PostgreSQL started:\n{}",
+             from a second before PostgreSQL started:\n{}",
             samples_around(&samples, started_at)
         )
     });
@@ -496,8 +503,38 @@ fn growth_across_a_failed_scrape_is_found() {
         (at(200), vec![Some(27.0), Some(5.0)]),
         (at(300), vec![Some(27.0), Some(5.0)]),
     ];
-    assert_eq!(first_growth_after(&samples, at(50)), Some(at(200)));
-    assert_eq!(first_growth_after(&samples, at(250)), None);
+    assert_eq!(first_growth_after(&samples, at(0), at(50)), Some(at(200)));
+    assert_eq!(first_growth_after(&samples, at(0), at(250)), None);
     let flat: Samples = vec![(at(0), vec![Some(1.0)]), (at(100), vec![Some(1.0)])];
-    assert_eq!(first_growth_after(&flat, at(0)), None);
+    assert_eq!(first_growth_after(&flat, at(0), at(0)), None);
+}
+
+#[test]
+fn neither_a_bad_read_nor_a_read_before_the_stop_makes_growth() {
+    let start = Instant::now();
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    // A bad read (0) between two equal reads is not growth.
+    let bad_read: Samples = vec![
+        (at(0), vec![Some(20.0)]),
+        (at(100), vec![Some(0.0)]),
+        (at(200), vec![Some(20.0)]),
+    ];
+    assert_eq!(first_growth_after(&bad_read, at(0), at(50)), None);
+    // The last good read before the stop (at 100) is no baseline: what came after it may have
+    // been appended before the stop.
+    let gap_over_the_stop: Samples = vec![
+        (at(0), vec![Some(20.0)]),
+        (at(100), vec![None]),
+        (at(200), vec![None]),
+        (at(300), vec![Some(25.0)]),
+        (at(400), vec![Some(25.0)]),
+    ];
+    assert_eq!(
+        first_growth_after(&gap_over_the_stop, at(100), at(250)),
+        None
+    );
+    assert_eq!(
+        first_growth_after(&gap_over_the_stop, at(0), at(250)),
+        Some(at(300))
+    );
 }
