@@ -292,7 +292,7 @@ settings! {
     /// `flush_interval_max_ms`, or when the PUT budget is spent, see
     /// `flush_puts_per_second_max`), and sooner when the store is idle (`flush_group_commit`).
     /// Produce latency under continuous load is up to about this plus one PUT; on an idle agent
-    /// about one PUT. Also sets the default PUT budget.
+    /// about one PUT. Also sets the default PUT budget on an object store.
     #[setting(value = "MS", help = "Longest wait before buffered data is flushed", min = 1)]
     flush_interval_ms: u64 = 10,
     /// A window closes early once it holds this many bytes of batches (one object per window,
@@ -323,16 +323,20 @@ settings! {
     /// on average, over a bucket of a tenth of a second of it (so at most `budget × T + budget
     /// / 10` in any `T` seconds). A window sealed early (`flush_group_commit`) or at its
     /// interval waits for room in it; only a window at `flush_bytes_max` and admin commands go
-    /// without (and still count). The default is what fixed windows of `flush_interval_ms` cost
-    /// at most, so the default cost does not change; raise it to buy latency under load (a
-    /// window every 1/budget seconds), lower it to cap the bill (windows then last longer than
-    /// `flush_interval_ms`). It counts windows: hedged copies (`put_copies_max`) multiply the
-    /// PUTs billed, checkpoints and compaction add a few. The arithmetic in dollars:
+    /// without (and still count). On an object store the default is what fixed windows of
+    /// `flush_interval_ms` cost at most, so the default cost does not change; raise it to buy
+    /// latency under load (a window every 1/budget seconds), lower it to cap the bill (windows
+    /// then last longer than `flush_interval_ms`). A lone agent on a local directory (the default
+    /// store) or in memory bills no requests: there the default is 1000, which lets a Java
+    /// producer with default settings run at 0.83× Apache Kafka's rate instead of 0.38×
+    /// ([benchmarks.md](benchmarks.md#the-put-budget-is-what-holds-back-javas-default-producer-7-dec-2026-0440-0453-utc)).
+    /// It counts windows: hedged copies (`put_copies_max`) multiply the PUTs billed, checkpoints
+    /// and compaction add a few. The arithmetic in dollars:
     /// [agent.md](agent.md#the-put-budget-latency-against-put-dollars).
     #[setting(
         value = "COUNT",
         help = "Flush windows (PUTs) sealed per second at most",
-        default = "1000 / `flush_interval_ms` (100)",
+        default = "1000 / `flush_interval_ms` (100) on an object store or with `metadata`; 1000 on a local directory or memory store",
         min = 1, max = super::FLUSH_PUTS_PER_SECOND_LIMIT
     )]
     flush_puts_per_second_max: Option<u64> = None,

@@ -17,6 +17,8 @@ mod sources;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use sluice_engine::store::StoreConfig;
+
 pub use declarations::{Config, Overrides, SETTINGS};
 pub use listeners::{ClientAuth, LISTENERS_MAX, Listener, ListenerSettings, SecurityProtocol};
 pub use overrides::{CpuList, NameList, parse_cpu_list};
@@ -28,6 +30,12 @@ pub const REQUEST_BYTES_MAX_DEFAULT: u64 = 100 * 1024 * 1024;
 /// Largest `flush_puts_per_second_max` accepted: a window a tenth of a millisecond, far beyond
 /// what a store takes from one writer.
 pub const FLUSH_PUTS_PER_SECOND_LIMIT: u64 = 10_000;
+/// The PUT budget of a lone agent on a local directory (or in-memory) store when none is set. A
+/// window there is a file and its fsyncs, not a billed request, and with group commit windows
+/// seal no faster than the store takes them anyway; the budget of an object store (`1000 /
+/// flush_interval_ms`) would make a Java producer with default settings wait for windows it
+/// could have had for free (docs/agent.md, "The PUT budget: latency against PUT dollars").
+pub const FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT: u64 = 1_000;
 /// glommio refuses to go below 64 KiB of io memory per executor.
 pub const IO_MEMORY_BYTES_MIN: u64 = 64 * 1024;
 /// Largest `offset_metadata_bytes_max` accepted: the protocol's string ceiling, which is also the
@@ -131,11 +139,35 @@ impl Config {
     }
 
     /// The PUT budget: `flush_puts_per_second_max`, or by default as many windows a second as
-    /// fixed windows of `flush_interval_ms` could seal (100 with the defaults).
+    /// fixed windows of `flush_interval_ms` could seal (100 with the defaults) — except on a
+    /// store whose windows bill no requests: a lone agent on a local directory or in memory gets
+    /// [`FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT`] (or more, if its interval asks for more).
     pub fn flush_puts_per_second_max(&self) -> u64 {
         self.flush_puts_per_second_max
-            .unwrap_or_else(|| 1_000 / self.flush_interval_ms.max(1))
+            .unwrap_or_else(|| {
+                let fixed_windows = 1_000 / self.flush_interval_ms.max(1);
+                if self.windows_bill_no_requests() {
+                    fixed_windows.max(FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT)
+                } else {
+                    fixed_windows
+                }
+            })
             .max(1)
+    }
+
+    /// Whether a flush window costs no billed request: the store is a local directory (the
+    /// default, `data_dir/store`) or memory, and no database orders the metadata log (in a
+    /// cluster every window is also a commit of the shared database, which all agents share).
+    /// An unparsable `store` counts as billed; the agent refuses it when it opens the store.
+    pub fn windows_bill_no_requests(&self) -> bool {
+        let local_store = match self.store.as_deref() {
+            None => true,
+            Some(url) => matches!(
+                StoreConfig::from_url(url),
+                Ok(StoreConfig::Local { .. } | StoreConfig::Memory)
+            ),
+        };
+        local_store && self.metadata.is_none()
     }
 
     /// The flusher's settings (the metadata core's window and its PUT budget).
@@ -516,33 +548,95 @@ mod tests {
     }
 
     #[test]
-    fn the_put_budget_defaults_to_what_fixed_windows_cost() {
-        let config = Config::default();
+    fn the_put_budget_defaults_to_what_fixed_windows_cost_on_an_object_store() {
+        let s3 = |flush_interval_ms: u64| Config {
+            store: Some("s3://bucket/prefix".to_owned()),
+            flush_interval_ms,
+            ..Config::default()
+        };
+        let config = s3(10);
+        assert!(!config.windows_bill_no_requests());
         assert_eq!(config.flush_puts_per_second_max(), 100);
         assert!(config.flush_group_commit);
         let flush = config.flush_config();
         assert_eq!(flush.flush_puts_per_second_max, 100);
         assert!(flush.flush_group_commit);
-        let slower = Config {
-            flush_interval_ms: 25,
-            ..Config::default()
-        };
-        assert_eq!(slower.flush_puts_per_second_max(), 40);
-        let slowest = Config {
-            flush_interval_ms: 5_000,
-            ..Config::default()
-        };
+        assert_eq!(s3(25).flush_puts_per_second_max(), 40);
         assert_eq!(
-            slowest.flush_puts_per_second_max(),
+            s3(5_000).flush_puts_per_second_max(),
             1,
             "at least one a second"
         );
+        for url in ["gs://bucket", "az://account/container"] {
+            let other = Config {
+                store: Some(url.to_owned()),
+                ..Config::default()
+            };
+            assert_eq!(other.flush_puts_per_second_max(), 100, "{url}");
+        }
         let set = Config {
             flush_puts_per_second_max: Some(250),
-            ..Config::default()
+            ..s3(10)
         };
         assert_eq!(set.flush_puts_per_second_max(), 250);
         assert!(set.validate().is_ok());
+    }
+
+    #[test]
+    fn a_lone_agent_on_a_local_store_gets_the_local_budget() {
+        // The default store (`data_dir/store`), a file:// URL, a plain path and memory.
+        for store in [
+            None,
+            Some("file:///var/lib/sluice/store"),
+            Some("/var/lib/sluice/store"),
+            Some("memory://"),
+        ] {
+            let config = Config {
+                store: store.map(str::to_owned),
+                ..Config::default()
+            };
+            assert!(config.windows_bill_no_requests(), "{store:?}");
+            assert_eq!(
+                config.flush_puts_per_second_max(),
+                FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT,
+                "{store:?}"
+            );
+            assert_eq!(
+                config.flush_config().flush_puts_per_second_max,
+                FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT
+            );
+        }
+        // A longer interval does not lower the local budget.
+        let slow = Config {
+            flush_interval_ms: 500,
+            ..Config::default()
+        };
+        assert_eq!(
+            slow.flush_puts_per_second_max(),
+            FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT
+        );
+        // Set explicitly, the budget is what was set, lower or higher.
+        for budget in [30, 5_000] {
+            let set = Config {
+                flush_puts_per_second_max: Some(budget),
+                ..Config::default()
+            };
+            assert_eq!(set.flush_puts_per_second_max(), budget);
+        }
+        // In a cluster every window is a commit of the shared database: the object-store rule.
+        let cluster = Config {
+            store: Some("file:///shared/store".to_owned()),
+            metadata: Some("postgres://sluice@db/sluice".to_owned()),
+            ..Config::default()
+        };
+        assert!(!cluster.windows_bill_no_requests());
+        assert_eq!(cluster.flush_puts_per_second_max(), 100);
+        // A store URL that does not parse is not taken for a local one.
+        let unparsable = Config {
+            store: Some("ftp://nowhere".to_owned()),
+            ..Config::default()
+        };
+        assert!(!unparsable.windows_bill_no_requests());
     }
 
     #[test]

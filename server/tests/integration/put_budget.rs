@@ -69,12 +69,16 @@ fn continuous_produce(addr: std::net::SocketAddr) -> u64 {
 #[test]
 fn continuous_produce_stays_within_the_put_budget() {
     let server = S3TestServer::start().unwrap();
-    // The default budget (1000 / flush_interval_ms = 100 a second), then one below what fixed
+    // The object store's default budget (1000 / flush_interval_ms = 100 a second), then one below what fixed
     // windows of 10 ms would cost (it holds even the interval's own seals back).
     for (name, budget) in [("default", None), ("thirty", Some(30_u64))] {
         let counting = counting_s3(&server, name);
         let store: Arc<dyn ObjectStorage> = counting.clone();
+        // The agent runs on `store`; naming the bucket in the config too gives it the object
+        // store's default budget, not a local directory's.
+        let url = server.store_url(name);
         let configure = |config: &mut Config| {
+            config.store = Some(url.clone());
             config.flush_interval_ms = 10;
             config.flush_puts_per_second_max = budget;
             // One PUT per window: hedged copies are a separate multiplier of the bill.
@@ -187,14 +191,13 @@ fn measure_the_floor_on_the_latency_models() {
         ("s3-standard", LatencyProfile::s3_standard(), 60),
     ] {
         for group_commit in [true, false] {
-            let inner = open_store(
-                &StoreConfig::from_url(&server.store_url(&format!("floor-{name}-{group_commit}")))
-                    .unwrap(),
-            )
-            .unwrap();
+            let url = server.store_url(&format!("floor-{name}-{group_commit}"));
+            let inner = open_store(&StoreConfig::from_url(&url).unwrap()).unwrap();
             let store: Arc<dyn ObjectStorage> =
                 Arc::new(LatencyModel::new(inner, profile, 1).unwrap());
             let agent = common::start_agent_with_store(store, |config| {
+                // The object store's default budget, as the agent on this bucket would have.
+                config.store = Some(url);
                 config.flush_interval_ms = 10;
                 config.flush_group_commit = group_commit;
             });

@@ -221,8 +221,10 @@ fn the_java_client_reauthenticates_through_a_round_trip_of_many_lifetimes() {
         config.sasl_users_file = Some(users);
         config.connections_max_reauth_ms = 1_000;
         config.metrics_listen = Some("127.0.0.1:0".to_owned());
-        // Each produce waits a 20 ms window (below).
+        // Each produce waits a 20 ms window (below): 50 windows a second, the budget fixed
+        // windows of 20 ms would cost (a local directory's default budget would seal them early).
         config.flush_interval_ms = 20;
+        config.flush_puts_per_second_max = Some(50);
     });
     let endpoint = agent.agent.as_ref().unwrap().metrics_addr().unwrap();
     let bootstrap = format!("127.0.0.1:{}", agent.addr().port());
