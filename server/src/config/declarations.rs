@@ -328,8 +328,9 @@ settings! {
     /// latency under load (a window every 1/budget seconds), lower it to cap the bill (windows
     /// then last longer than `flush_interval_ms`). A lone agent on a local directory (the default
     /// store) or in memory bills no requests: there the default is 1000, which lets a Java
-    /// producer with default settings run at 0.83× Apache Kafka's rate instead of 0.38×
-    /// ([benchmarks.md](benchmarks.md#the-put-budget-is-what-holds-back-javas-default-producer-7-dec-2026-0440-0453-utc)).
+    /// producer with default settings run at 0.77–0.83× Apache Kafka's rate (three runs)
+    /// instead of 0.37–0.38×, for 20–100 % more agent CPU per GB
+    /// ([benchmarks.md](benchmarks.md#a-local-directorys-default-budget-1000-windows-a-second-7-dec-2026-07210831-utc)).
     /// It counts windows: hedged copies (`put_copies_max`) multiply the PUTs billed, checkpoints
     /// and compaction add a few. The arithmetic in dollars:
     /// [agent.md](agent.md#the-put-budget-latency-against-put-dollars).

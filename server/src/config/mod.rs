@@ -141,7 +141,8 @@ impl Config {
     /// The PUT budget: `flush_puts_per_second_max`, or by default as many windows a second as
     /// fixed windows of `flush_interval_ms` could seal (100 with the defaults) — except on a
     /// store whose windows bill no requests: a lone agent on a local directory or in memory gets
-    /// [`FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT`] (or more, if its interval asks for more).
+    /// [`FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT`] (the larger of the two, which it is for every
+    /// `flush_interval_ms` of at least 1 ms).
     pub fn flush_puts_per_second_max(&self) -> u64 {
         self.flush_puts_per_second_max
             .unwrap_or_else(|| {

@@ -228,7 +228,9 @@ impl Agent {
 
     /// Starts the metadata executor (which recovers and claims the metadata log in `store`) and
     /// the network executors; returns once the log is open and every core listens. `store` must
-    /// not have been called yet (it is moved onto the agent's store runtime).
+    /// not have been called yet (it is moved onto the agent's store runtime). The default PUT
+    /// budget follows `config.store` ([`Config::flush_puts_per_second_max`]), not `store`: name
+    /// an object store's bucket in `config.store` too, or its budget is a local directory's.
     pub fn start_with_store(
         config: &Config,
         store: Arc<dyn ObjectStorage>,
