@@ -141,16 +141,14 @@ impl Config {
     /// The PUT budget: `flush_puts_per_second_max`, or by default as many windows a second as
     /// fixed windows of `flush_interval_ms` could seal (100 with the defaults) — except on a
     /// store whose windows bill no requests: a lone agent on a local directory or in memory gets
-    /// [`FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT`] (the larger of the two, which it is for every
-    /// `flush_interval_ms` of at least 1 ms).
+    /// [`FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT`].
     pub fn flush_puts_per_second_max(&self) -> u64 {
         self.flush_puts_per_second_max
             .unwrap_or_else(|| {
-                let fixed_windows = 1_000 / self.flush_interval_ms.max(1);
                 if self.windows_bill_no_requests() {
-                    fixed_windows.max(FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT)
+                    FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT
                 } else {
-                    fixed_windows
+                    1_000 / self.flush_interval_ms.max(1)
                 }
             })
             .max(1)
@@ -158,7 +156,7 @@ impl Config {
 
     /// Whether a flush window costs no billed request: the store is a local directory (the
     /// default, `data_dir/store`) or memory, and no database orders the metadata log (in a
-    /// cluster every window is also a commit of the shared database, which all agents share).
+    /// cluster every window is also a commit of the database all agents share).
     /// An unparsable `store` counts as billed; the agent refuses it when it opens the store.
     pub fn windows_bill_no_requests(&self) -> bool {
         let local_store = match self.store.as_deref() {

@@ -19,11 +19,10 @@
 //! reached `flush_bytes_max`, or carries admin commands a client waits on — does not wait, and still
 //! takes a token when there is one. So over any `T` seconds the windows sealed are at most
 //! `burst + budget × T`, plus the full windows (at most bytes produced / `flush_bytes_max`) and the
-//! admin entries. With an object store's default budget (`1000 / flush_interval_ms`; a lone agent on a
-//! local directory defaults to 1,000, `config::FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT`) that is the
-//! ceiling fixed windows had:
-//! under continuous load windows are as long as before, and only an agent with room in its budget
-//! (light or bursty load) answers faster.
+//! admin entries. With an object store's default budget (`1000 / flush_interval_ms`; a lone agent
+//! on a local directory defaults to 1,000, `config::FLUSH_PUTS_PER_SECOND_LOCAL_DEFAULT`) that is
+//! the ceiling fixed windows had: under continuous load windows are as long as before, and only
+//! an agent with room in its budget (light or bursty load) answers faster.
 //!
 //! Windows holding only consumer-group commits never seal early: they ride the next produce
 //! window or the timer, so a thousand committing consumers still share one PUT per window.
@@ -384,8 +383,8 @@ mod tests {
     #[test]
     fn the_default_budget_is_the_fixed_windows_ceiling() {
         // Continuous load on a fast store: group commit alone would seal every 2 ms; an object
-        // store's default budget (1000 / flush_interval_ms) holds it to the ceiling fixed windows had: one seal
-        // per interval, plus the burst once. (Fixed windows reach 1 per 11 ms here: each opens
+        // store's default budget (1000 / flush_interval_ms) holds it to the ceiling fixed windows
+        // had: one seal per interval, plus the burst once. (Fixed windows reach 1 per 11 ms here: each opens
         // at the first produce after the last seal.)
         let budget = 1_000 / INTERVAL_MS;
         let mut early = policy(budget, true);

@@ -69,8 +69,8 @@ fn continuous_produce(addr: std::net::SocketAddr) -> u64 {
 #[test]
 fn continuous_produce_stays_within_the_put_budget() {
     let server = S3TestServer::start().unwrap();
-    // The object store's default budget (1000 / flush_interval_ms = 100 a second), then one below what fixed
-    // windows of 10 ms would cost (it holds even the interval's own seals back).
+    // The object store's default budget (1000 / flush_interval_ms = 100 a second), then one
+    // below what fixed windows of 10 ms would cost (it holds even the interval's own seals back).
     for (name, budget) in [("default", None), ("thirty", Some(30_u64))] {
         let counting = counting_s3(&server, name);
         let store: Arc<dyn ObjectStorage> = counting.clone();
