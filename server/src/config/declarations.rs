@@ -328,7 +328,7 @@ settings! {
     /// latency under load (a window every 1/budget seconds), lower it to cap the bill (windows
     /// then last longer than `flush_interval_ms`). A lone agent on a local directory (the default
     /// store) or in memory bills no requests: there the default is 1000, which lets a Java
-    /// producer with default settings run at 0.77–0.83× Apache Kafka's rate (three runs)
+    /// producer with default settings run at 0.77–0.89× Apache Kafka's rate (four runs)
     /// instead of 0.37–0.38×, for 20–100 % more agent CPU per GB
     /// ([benchmarks.md](benchmarks.md#a-local-directorys-default-budget-1000-windows-a-second-7-dec-2026-07210831-utc)).
     /// It counts windows: hedged copies (`put_copies_max`) multiply the PUTs billed, checkpoints
