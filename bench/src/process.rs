@@ -1,7 +1,7 @@
 //! Child processes the harness starts (brokers, the load generator): killed on drop, logs kept,
 //! CPU time read from `/proc/<pid>/stat`.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -205,6 +205,13 @@ impl Launch {
         self
     }
 
+    /// The argument after the first `flag` (e.g. the store URL after `--store`), if any.
+    pub fn arg_after(&self, flag: &str) -> Option<&OsStr> {
+        let mut args = self.args.iter();
+        args.find(|arg| *arg == flag)?;
+        args.next().map(OsString::as_os_str)
+    }
+
     pub fn spawn(&self) -> anyhow::Result<Guarded> {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
@@ -259,6 +266,21 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
+
+    #[test]
+    fn the_argument_after_a_flag_is_found() {
+        let launch = Launch::new("a", "/bin/true", Path::new("/tmp/a.log"))
+            .arg("serve")
+            .arg("--store")
+            .arg("file:///tmp/store")
+            .arg("--listen");
+        assert_eq!(
+            launch.arg_after("--store"),
+            Some(OsStr::new("file:///tmp/store"))
+        );
+        assert_eq!(launch.arg_after("--listen"), None);
+        assert_eq!(launch.arg_after("--data-dir"), None);
+    }
 
     #[test]
     fn reads_utime_and_stime_past_a_tricky_name() {

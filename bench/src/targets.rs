@@ -106,16 +106,30 @@ impl Running {
         self.broker.wait_listening(self.address, START_LIMIT)
     }
 
-    /// The directory holding a Sluice target's objects on the loopback S3 server
-    /// (`<data dir>/<bucket>/<prefix>`); `None` for targets without one.
+    /// The directory holding a Sluice target's objects: on the loopback S3 server
+    /// (`<data dir>/<bucket>/<prefix>`), or the agent's local-directory store (`--store
+    /// file://<dir>`, as `sluice-file`), where `object_store` keeps each key as a file at its
+    /// path; `None` for targets with neither (a remote store, or not Sluice).
     pub fn sluice_bucket_dir(&self) -> Option<PathBuf> {
-        self.server.as_ref().map(|server| {
-            server
-                .data_dir()
-                .join(server.bucket())
-                .join(SLUICE_STORE_PREFIX)
-        })
+        if let Some(server) = &self.server {
+            return Some(
+                server
+                    .data_dir()
+                    .join(server.bucket())
+                    .join(SLUICE_STORE_PREFIX),
+            );
+        }
+        local_store_dir(self.launch.arg_after("--store")?.to_str()?)
     }
+}
+
+/// The directory of a `file://` store URL, without its parameters (`?fsync=false`); `None` for
+/// any other store.
+fn local_store_dir(store_url: &str) -> Option<PathBuf> {
+    let path = store_url.strip_prefix("file://")?;
+    Some(PathBuf::from(
+        path.split_once('?').map_or(path, |(path, _)| path),
+    ))
 }
 
 /// The key prefix Sluice targets use on the loopback S3 server.
@@ -810,4 +824,23 @@ fn start_tansu(env: &Env) -> Result<Running, StartError> {
         client_config: None,
         librdkafka_properties: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_store_url_names_the_directory_the_soak_lists() {
+        assert_eq!(
+            local_store_dir("file:///tmp/bench/sluice-file/store"),
+            Some(PathBuf::from("/tmp/bench/sluice-file/store"))
+        );
+        assert_eq!(
+            local_store_dir("file:///tmp/store?fsync=false"),
+            Some(PathBuf::from("/tmp/store"))
+        );
+        assert_eq!(local_store_dir("s3://bucket/bench"), None);
+        assert_eq!(local_store_dir("memory://"), None);
+    }
 }

@@ -7,9 +7,10 @@
 //! its index entries (its `sluice_index_entries` gauge, scraped from its metrics endpoint; an
 //! agent without the gauge: the newest housekeeping line of its log), the objects and bytes under
 //! `log/` (window objects), `compacted/` (object compaction's merged objects) and `checkpoint/`
-//! in the loopback bucket, the checkpoint bytes written per second, and the load generator's
-//! per-second P99s. Object compaction runs with the agent's defaults. After the first retention period each of these should
-//! stop growing; [`verdict`] says, per series, whether the last half of the run is flat.
+//! in the bucket (the loopback S3 server's directory, or the directory store of `sluice-file`),
+//! the checkpoint bytes written per second, and the load generator's per-second P99s. Object
+//! compaction runs with the agent's defaults. After the first retention period each of these
+//! should stop growing; [`verdict`] says, per series, whether the last half of the run is flat.
 //!
 //! Recovery must not grow with run time either: the agent is restarted at a third of the run and
 //! at its end, on the same bucket, and each restart is timed from process start to the "metadata
@@ -269,7 +270,7 @@ fn run_target(name: &str, env: &Env, plan: &Plan, loadgen: &Path, out: &Path) ->
     let mut target = SoakTarget::new(name, plan.settings());
     if !name.starts_with("sluice") {
         target.status = Status::NotImplemented(
-            "the soak reads the Sluice agent's log and its loopback bucket".to_owned(),
+            "the soak reads the Sluice agent's log and lists its bucket".to_owned(),
         );
         return target;
     }
@@ -287,8 +288,11 @@ fn run_target(name: &str, env: &Env, plan: &Plan, loadgen: &Path, out: &Path) ->
     };
     target.settings.extend(running.settings.clone());
     let Some(bucket_dir) = running.sluice_bucket_dir() else {
-        target.status =
-            Status::NotImplemented("no loopback S3 server to list (the soak needs one)".to_owned());
+        target.status = Status::NotImplemented(
+            "no bucket on this machine to list (the soak needs the loopback S3 server \
+                 or a directory store)"
+                .to_owned(),
+        );
         return target;
     };
     if let Err(error) = set_up(&running, env, plan, loadgen, out, name) {

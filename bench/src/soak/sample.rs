@@ -1,12 +1,12 @@
 //! Sampling the agent from the outside while the load runs: its RSS, its index entries (the
 //! `sluice_index_entries` gauge), the newest housekeeping line of its log, the objects in the
-//! loopback bucket, and the load generator's per-second P99s.
+//! bucket, and the load generator's per-second P99s.
 //!
-//! Everything but the gauge is read from files (`/proc`, the logs, the S3 server's directory); the
-//! gauge is one small HTTP request per sample to the agent's metrics thread, which serves it from
-//! an atomic (off the network cores and the metadata executor), so sampling changes what it
-//! measures by little more than the harness's own CPU. The bucket is listed on disk, not through
-//! the proxy: a LIST would be counted as the agent's traffic.
+//! Everything but the gauge is read from files (`/proc`, the logs, the S3 server's directory or
+//! the directory store); the gauge is one small HTTP request per sample to the agent's metrics
+//! thread, which serves it from an atomic (off the network cores and the metadata executor), so
+//! sampling changes what it measures by little more than the harness's own CPU. The bucket is
+//! listed on disk, not through the proxy: a LIST would be counted as the agent's traffic.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _, SeekFrom};
