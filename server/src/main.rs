@@ -20,19 +20,31 @@ fn main() -> ExitCode {
 /// `mmap` and gives it back with `munmap` when freed, so the next one faults in every 4 KiB page
 /// again: in a replay from the store a quarter of the thread that receives GET bodies went to page
 /// faults. With the threshold fixed at its maximum and a trim threshold above the size of a
-/// thread's heap, freed buffers stay in the allocator and are reused. Memory is still bounded by
-/// what the agent holds at its peak (the block cache's budget, the windows in flight); it is just
-/// not handed back to the kernel between uses. An operator who sets `GLIBC_TUNABLES` with malloc
-/// settings keeps theirs.
+/// thread's heap, freed buffers stay in the allocator and are reused: not handed back to the
+/// kernel between uses.
+///
+/// What stays is kept per arena, and glibc makes up to eight arenas per CPU, one for each new
+/// thread that allocates while there are fewer. The store runtimes' threads are many on a local
+/// directory (`object_store` runs every call on a blocking thread: 33 store threads at the fraud
+/// load), so each kept its own freed buffers: on the directory store the agent's RSS climbed to
+/// 1,320 MiB in 10 minutes of the fraud load with a block cache of 512 MiB, against 690 MiB on
+/// the loopback S3 server (docs/benchmarks.md, "Soak on the directory store"). With at most
+/// CPUs + 2 arenas (a network core per CPU, the metadata core, the main thread), threads beyond
+/// that share one, and memory stays near what the agent holds at its peak (the block cache's
+/// budget, the windows in flight). An operator who sets `GLIBC_TUNABLES` with malloc settings
+/// keeps theirs.
 fn keep_large_buffers_mapped() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|value| value.contains("malloc"));
         if !tuned {
+            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            let arenas = libc::c_int::try_from(cpus.saturating_add(2)).unwrap_or(libc::c_int::MAX);
             // SAFETY: mallopt only changes allocator parameters; it runs before any other thread.
             unsafe {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
                 libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+                libc::mallopt(libc::M_ARENA_MAX, arenas);
             }
         }
     }
