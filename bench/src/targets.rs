@@ -123,13 +123,13 @@ impl Running {
     }
 }
 
-/// The directory of a `file://` store URL, without its parameters (`?fsync=false`); `None` for
-/// any other store.
+/// The directory of a local-directory store (`file://…`, with or without parameters, or a plain
+/// path), as the agent reads its `--store`; `None` for any other store.
 fn local_store_dir(store_url: &str) -> Option<PathBuf> {
-    let path = store_url.strip_prefix("file://")?;
-    Some(PathBuf::from(
-        path.split_once('?').map_or(path, |(path, _)| path),
-    ))
+    match sluice_engine::store::StoreConfig::from_url(store_url) {
+        Ok(sluice_engine::store::StoreConfig::Local { path, .. }) => Some(path),
+        _ => None,
+    }
 }
 
 /// The key prefix Sluice targets use on the loopback S3 server.
@@ -839,6 +839,10 @@ mod tests {
         assert_eq!(
             local_store_dir("file:///tmp/store?fsync=false"),
             Some(PathBuf::from("/tmp/store"))
+        );
+        assert_eq!(
+            local_store_dir("/tmp/plain/store"),
+            Some(PathBuf::from("/tmp/plain/store"))
         );
         assert_eq!(local_store_dir("s3://bucket/bench"), None);
         assert_eq!(local_store_dir("memory://"), None);

@@ -24,22 +24,26 @@ fn main() -> ExitCode {
 /// kernel between uses.
 ///
 /// What stays is kept per arena, and glibc makes up to eight arenas per CPU, one for each new
-/// thread that allocates while there are fewer. The store runtimes' threads are many on a local
-/// directory (`object_store` runs every call on a blocking thread: 33 store threads at the fraud
-/// load), so each kept its own freed buffers: on the directory store the agent's RSS climbed to
-/// 1,320 MiB in 10 minutes of the fraud load with a block cache of 512 MiB, against 690 MiB on
-/// the loopback S3 server (docs/benchmarks.md, "Soak on the directory store"). With at most
-/// CPUs + 2 arenas (a network core per CPU, the metadata core, the main thread), threads beyond
-/// that share one, and memory stays near what the agent holds at its peak (the block cache's
-/// budget, the windows in flight). An operator who sets `GLIBC_TUNABLES` with malloc settings
-/// keeps theirs.
+/// thread that allocates while there are fewer. On a local directory the store runtimes'
+/// threads are many (`object_store` runs every call on a blocking thread), and each arena kept
+/// its own freed buffers: at the fraud load on the directory store the agent's RSS reached
+/// 1,320 MiB in 10 minutes with a block cache of 512 MiB. So the arenas are capped at the online
+/// CPUs + 2: a network core on every online CPU (the default; `cpus` is not known yet, this runs
+/// before the configuration is read), the metadata core and the main thread; threads beyond that
+/// share one. At that load RSS after 300 s fell from 986–1,105 to 758–829 MiB
+/// (docs/benchmarks.md, "Soak on the directory store"). An operator who sets `GLIBC_TUNABLES`
+/// with malloc settings keeps theirs.
 fn keep_large_buffers_mapped() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|value| value.contains("malloc"));
         if !tuned {
-            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            let arenas = libc::c_int::try_from(cpus.saturating_add(2)).unwrap_or(libc::c_int::MAX);
+            // Online CPUs, as the network cores are placed (not `available_parallelism`, which
+            // follows this process's affinity and quota).
+            // SAFETY: sysconf only reads a system value.
+            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+            let cpus = libc::c_int::try_from(online).unwrap_or(1).max(1);
+            let arenas = cpus.saturating_add(2);
             // SAFETY: mallopt only changes allocator parameters; it runs before any other thread.
             unsafe {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
