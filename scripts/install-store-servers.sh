@@ -14,7 +14,11 @@
 # temporary directories, removed afterwards (about 2 GB that nothing else uses).
 #
 # A server that cannot be installed prints a note and the run goes on; the tests that need it then
-# skip locally and fail under CI=true, naming this script (engine/src/store/servers.rs).
+# skip locally and fail under CI=true, naming this script (tests/src/stores/mod.rs). The downloads
+# are tried three times (a registry's passing refusal should not fail CI), and why the last try
+# failed (the command's last lines, the free disk space) is kept in
+# target/store-servers/install-failures.log, which those tests print in their failure message:
+# a CI log that shows only the tests still shows the cause.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +29,39 @@ AZURITE_VERSION=3.37.0
 out=target/store-servers
 mkdir -p "$out/bin"
 out=$(cd "$out" && pwd)
+failures="$out/install-failures.log"
+rm -f "$failures"
 note() { echo "note: $1; the tests that need it will say so" >&2; }
+
+# `attempt NAME COMMAND...`: runs COMMAND up to three times (15 s, then 45 s apart). Each try's
+# stderr is printed when it ends; the stdout of the try that succeeds is passed on. When the last
+# try fails, NAME, the exit code, the last 20 lines of its output and the free space of target/
+# and of the temporary directory go to $failures, and the function fails.
+attempt() {
+    local name=$1 log status=0 try
+    shift
+    log=$(mktemp -d -t sluice-install-XXXXXX) || return 1
+    for try in 1 2 3; do
+        status=0
+        "$@" >"$log/out" 2>"$log/err" || status=$?
+        cat "$log/err" >&2
+        if [ "$status" = 0 ]; then
+            cat "$log/out"
+            rm -rf "$log"
+            return 0
+        fi
+        [ "$try" = 3 ] || sleep $((try == 1 ? 15 : 45))
+    done
+    {
+        echo "$(date -u +%FT%TZ) $name failed 3 times (exit code $status); its last lines:"
+        cat "$log/out" "$log/err" | tail -n 20
+        echo "free space:"
+        df -h "$out" "${TMPDIR:-/tmp}" 2>&1
+        echo
+    } >>"$failures"
+    rm -rf "$log"
+    return 1
+}
 
 # Each step ends in `|| return 1`: `set -e` does not apply inside a function called from `||`.
 # Go builds in throw-away caches, removed on exit (they are read-only files: chmod before rm).
@@ -46,6 +82,11 @@ go_setup() {
 go_env() {
     env GOCACHE="$go_tmp/cache" GOMODCACHE="$go_tmp/mod" GOFLAGS=-buildvcs=false "$@"
 }
+build_in() {
+    local dir=$1
+    shift
+    (cd "$dir" && "$@")
+}
 
 install_seaweedfs() {
     local binary="$out/weed-$SEAWEEDFS_VERSION"
@@ -54,13 +95,17 @@ install_seaweedfs() {
     echo "building SeaweedFS $SEAWEEDFS_VERSION (about 6 minutes on 2 cores)" >&2
     go_setup
     local dir
-    dir=$(go_env go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" \
-        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || return 1
+    attempt "go mod download SeaweedFS $SEAWEEDFS_VERSION" \
+        go_env go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" \
+        >"$go_tmp/seaweedfs.json" || return 1
+    dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' "$go_tmp/seaweedfs.json" | tail -n 1) || return 1
     [ -n "$dir" ] && [ -d "$dir" ] || return 1
     cp -r "$dir" "$go_tmp/seaweedfs" || return 1
     chmod -R u+w "$go_tmp/seaweedfs" || return 1
     # -s -w: no symbol table or DWARF, which the tests do not need.
-    (cd "$go_tmp/seaweedfs" && go_env go build -trimpath -ldflags='-s -w' -o "$binary.partial" ./weed) \
+    # The build downloads SeaweedFS's own dependencies, so it is tried again too.
+    attempt "go build SeaweedFS $SEAWEEDFS_VERSION" \
+        build_in "$go_tmp/seaweedfs" go_env go build -trimpath -ldflags='-s -w' -o "$binary.partial" ./weed \
         || return 1
     mv "$binary.partial" "$binary" || return 1
     ln -sfn "../weed-$SEAWEEDFS_VERSION" "$out/bin/weed"
@@ -71,7 +116,8 @@ install_fake_gcs_server() {
     local stamp="$out/bin/.fake-gcs-server-$FAKE_GCS_SERVER_VERSION"
     [ -x "$binary" ] && [ -f "$stamp" ] && return 0
     go_setup
-    go_env env GOBIN="$out/bin" go install -trimpath -ldflags='-s -w' \
+    attempt "go install fake-gcs-server $FAKE_GCS_SERVER_VERSION" \
+        go_env env GOBIN="$out/bin" go install -trimpath -ldflags='-s -w' \
         "github.com/fsouza/fake-gcs-server@$FAKE_GCS_SERVER_VERSION" || return 1
     rm -f "$out"/bin/.fake-gcs-server-*
     touch "$stamp"
@@ -83,7 +129,8 @@ install_azurite() {
         && [ "$(node -p "require('$dir/node_modules/azurite/package.json').version" 2>/dev/null)" = "$AZURITE_VERSION" ] \
         && return 0
     mkdir -p "$dir" || return 1
-    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error --omit=dev \
+    attempt "npm install Azurite $AZURITE_VERSION" \
+        npm install --prefix "$dir" --no-audit --no-fund --loglevel=error --omit=dev \
         "azurite@$AZURITE_VERSION" >/dev/null
 }
 
@@ -92,9 +139,11 @@ if command -v go >/dev/null; then
     install_fake_gcs_server || note "fake-gcs-server $FAKE_GCS_SERVER_VERSION did not install"
 else
     note "go is missing (SeaweedFS and fake-gcs-server are built with Go 1.24 or newer)"
+    echo "go is missing (SeaweedFS and fake-gcs-server are built with Go 1.24 or newer)" >>"$failures"
 fi
 if command -v npm >/dev/null; then
     install_azurite || note "Azurite $AZURITE_VERSION did not install"
 else
     note "npm is missing (Azurite is an npm package; apt-get install nodejs npm)"
+    echo "npm is missing (Azurite is an npm package; apt-get install nodejs npm)" >>"$failures"
 fi

@@ -100,13 +100,42 @@ pub fn start_or_skip(kind: StoreServerKind, test: &str) -> Option<Box<dyn StoreS
         Ok(None) => {
             skip_or_fail(&format!(
                 "{test}: {} is not installed; run `bash scripts/install-test-deps.sh` \
-                 (it builds it into target/store-servers/)",
-                kind.name()
+                 (it builds it into target/store-servers/){}",
+                kind.name(),
+                install_failures()
             ));
             None
         }
         Err(error) => panic!("{test}: {} did not start: {error}", kind.name()),
     }
+}
+
+/// Why the last run of `scripts/install-store-servers.sh` could not install a server, as it wrote
+/// in `target/store-servers/install-failures.log` (the command, its last lines, the free disk
+/// space), prefixed for a failure message; empty when that run installed everything or the log is
+/// unreadable. A CI log that shows only the failing tests then still shows the cause. At most
+/// 4,000 bytes of it, the end kept.
+pub fn install_failures() -> String {
+    install_failures_in(&install_dir())
+}
+
+fn install_failures_in(dir: &std::path::Path) -> String {
+    const SHOWN_MAX: usize = 4_000;
+    let Ok(log) = std::fs::read_to_string(dir.join("install-failures.log")) else {
+        return String::new();
+    };
+    let log = log.trim();
+    if log.is_empty() {
+        return String::new();
+    }
+    let mut start = log.len().saturating_sub(SHOWN_MAX);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    format!(
+        "; the install script's failures (target/store-servers/install-failures.log):\n{}",
+        log.get(start..).unwrap_or_default()
+    )
 }
 
 /// Where `scripts/install-store-servers.sh` puts the servers.
@@ -141,4 +170,45 @@ fn free_ports<const N: usize>() -> Result<[u16; N], HarnessError> {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::install_failures_in;
+
+    #[test]
+    fn the_install_scripts_failures_are_shown_with_their_end_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            install_failures_in(dir.path()),
+            "",
+            "no log: nothing to add"
+        );
+        let log = dir.path().join("install-failures.log");
+        std::fs::write(&log, "\n").unwrap();
+        assert_eq!(
+            install_failures_in(dir.path()),
+            "",
+            "an empty log: nothing to add"
+        );
+        // 6,033 bytes: the cut 4,000 from the end falls inside a two-byte character.
+        let long = format!("{}go install fake-gcs-server failed\n", "é".repeat(3_000));
+        std::fs::write(&log, &long).unwrap();
+        let shown = install_failures_in(dir.path());
+        assert!(
+            shown.starts_with("; the install script's failures"),
+            "{shown}"
+        );
+        assert!(
+            shown.ends_with("go install fake-gcs-server failed"),
+            "{shown}"
+        );
+        assert!(
+            shown.len() < 4_100,
+            "at most 4,000 bytes of the log: {}",
+            shown.len()
+        );
+    }
 }
