@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 /// 1,320 MiB in 10 minutes with a block cache of 512 MiB. So the arenas are capped at the online
 /// CPUs + 2: a network core on every online CPU (the default; `cpus` is not known yet, this runs
 /// before the configuration is read), the metadata core and the main thread; threads beyond that
-/// share one. At that load RSS after 300 s fell from 986–1,105 to 758–829 MiB
+/// reuse the existing arenas. At that load RSS after 300 s fell from 986–1,105 to 758–829 MiB
 /// (docs/benchmarks.md, "Soak on the directory store"). An operator who sets `GLIBC_TUNABLES`
 /// with malloc settings keeps theirs.
 fn keep_large_buffers_mapped() {
@@ -38,12 +38,11 @@ fn keep_large_buffers_mapped() {
     {
         let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|value| value.contains("malloc"));
         if !tuned {
-            // Online CPUs, as the network cores are placed (not `available_parallelism`, which
-            // follows this process's affinity and quota).
-            // SAFETY: sysconf only reads a system value.
-            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-            let cpus = libc::c_int::try_from(online).unwrap_or(1).max(1);
-            let arenas = cpus.saturating_add(2);
+            // The online CPUs, as the agent places its network cores (not
+            // `available_parallelism`, which follows this process's affinity and quota). When
+            // they cannot be read, `serve` refuses to start; one is assumed here.
+            let cpus = sluice_server::net::agent::online_cpus().map_or(1, |cpus| cpus.len().max(1));
+            let arenas = libc::c_int::try_from(cpus.saturating_add(2)).unwrap_or(libc::c_int::MAX);
             // SAFETY: mallopt only changes allocator parameters; it runs before any other thread.
             unsafe {
                 libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);

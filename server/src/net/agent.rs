@@ -150,7 +150,8 @@ pub fn plan_cpus(config: &Config, online: &[usize]) -> Result<CpuPlan, AgentErro
     })
 }
 
-fn online_cpus() -> Result<Vec<usize>, AgentError> {
+/// The machine's online CPUs, ascending: where the network cores go when `cpus` is not set.
+pub fn online_cpus() -> Result<Vec<usize>, AgentError> {
     let cpus = glommio::CpuSet::online().map_err(|error| AgentError::CpuTopology {
         message: error.to_string(),
     })?;
