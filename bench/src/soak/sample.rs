@@ -112,7 +112,7 @@ impl LogTail {
     }
 }
 
-/// Count, bytes and (modified time in Unix seconds, size) of every file under `dir`.
+/// Count, bytes and (modified time in Unix seconds, size) of every object under `dir`.
 #[derive(Debug, Default)]
 struct Listing {
     files: BTreeMap<PathBuf, (f64, u64)>,
@@ -133,6 +133,11 @@ impl Listing {
                 };
                 if metadata.is_dir() {
                     pending.push(entry.path());
+                } else if entry.file_name().as_encoded_bytes().contains(&b'#') {
+                    // A directory store's upload being written: `object_store` stages each object
+                    // as `<key>#<n>` and links it into place, so it would be counted twice.
+                    // No key the agent writes has a `#`.
+                    continue;
                 } else {
                     let modified = metadata
                         .modified()
@@ -383,6 +388,18 @@ mod tests {
     use std::io::Write as _;
 
     use super::*;
+
+    #[test]
+    fn a_listing_counts_objects_and_not_a_directory_stores_staged_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inner")).unwrap();
+        std::fs::write(dir.path().join("00000000000000000001"), b"abc").unwrap();
+        std::fs::write(dir.path().join("inner").join("00000000000000000002"), b"de").unwrap();
+        std::fs::write(dir.path().join("00000000000000000003#7"), b"staged").unwrap();
+        let listing = Listing::read(dir.path());
+        assert_eq!(listing.count(), 2, "{listing:?}");
+        assert_eq!(listing.bytes(), 5);
+    }
 
     #[test]
     fn a_tail_returns_complete_lines_once() {
