@@ -31,16 +31,22 @@ mkdir -p "$out/bin"
 out=$(cd "$out" && pwd)
 failures="$out/install-failures.log"
 rm -f "$failures"
-note() { echo "note: $1; the tests that need it will say so" >&2; }
+# A note goes to stderr and, with the free space, to $failures: a full disk breaks cp, mkdir and
+# mktemp as surely as a download. Writing the log may fail too (that disk); the run goes on.
+note() {
+    echo "note: $1; the tests that need it will say so" >&2
+    { echo "$(date -u +%FT%TZ) $1"; df -h "$out" "${TMPDIR:-/tmp}" 2>&1; echo; } >>"$failures" 2>/dev/null || true
+}
 
 # `attempt NAME COMMAND...`: runs COMMAND up to three times (15 s, then 45 s apart). Each try's
 # stderr is printed when it ends; the stdout of the try that succeeds is passed on. When the last
-# try fails, NAME, the exit code, the last 20 lines of its output and the free space of target/
-# and of the temporary directory go to $failures, and the function fails.
+# try fails, NAME, the exit code and the last 20 lines of its output go to $failures (the
+# caller's note adds the free space), and the function fails.
 attempt() {
     local name=$1 log status=0 try
     shift
     log=$(mktemp -d -t sluice-install-XXXXXX) || return 1
+    attempt_log=$log
     for try in 1 2 3; do
         status=0
         "$@" >"$log/out" 2>"$log/err" || status=$?
@@ -55,28 +61,31 @@ attempt() {
     {
         echo "$(date -u +%FT%TZ) $name failed 3 times (exit code $status); its last lines:"
         cat "$log/out" "$log/err" | tail -n 20
-        echo "free space:"
-        df -h "$out" "${TMPDIR:-/tmp}" 2>&1
         echo
-    } >>"$failures"
+    } >>"$failures" 2>/dev/null
     rm -rf "$log"
     return 1
 }
 
 # Each step ends in `|| return 1`: `set -e` does not apply inside a function called from `||`.
 # Go builds in throw-away caches, removed on exit (they are read-only files: chmod before rm).
+# An interrupted `attempt` leaves its temporary directory: removed on exit too.
 go_tmp=""
+attempt_log=""
 cleanup() {
     if [ -n "$go_tmp" ]; then
         chmod -R u+w "$go_tmp" 2>/dev/null || true
         rm -rf "$go_tmp"
     fi
+    if [ -n "$attempt_log" ]; then
+        rm -rf "$attempt_log"
+    fi
 }
 trap cleanup EXIT
 go_setup() {
     if [ -z "$go_tmp" ]; then
-        go_tmp=$(mktemp -d -t sluice-go-XXXXXX)
-        mkdir -p "$go_tmp/cache" "$go_tmp/mod"
+        go_tmp=$(mktemp -d -t sluice-go-XXXXXX) || { go_tmp=""; return 1; }
+        mkdir -p "$go_tmp/cache" "$go_tmp/mod" || return 1
     fi
 }
 go_env() {
@@ -93,7 +102,7 @@ install_seaweedfs() {
     # The tests run bin/weed: the pinned version, whichever others are still cached.
     [ -x "$binary" ] && ln -sfn "../weed-$SEAWEEDFS_VERSION" "$out/bin/weed" && return 0
     echo "building SeaweedFS $SEAWEEDFS_VERSION (about 6 minutes on 2 cores)" >&2
-    go_setup
+    go_setup || return 1
     local dir
     attempt "go mod download SeaweedFS $SEAWEEDFS_VERSION" \
         go_env go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" \
@@ -115,7 +124,7 @@ install_fake_gcs_server() {
     local binary="$out/bin/fake-gcs-server"
     local stamp="$out/bin/.fake-gcs-server-$FAKE_GCS_SERVER_VERSION"
     [ -x "$binary" ] && [ -f "$stamp" ] && return 0
-    go_setup
+    go_setup || return 1
     attempt "go install fake-gcs-server $FAKE_GCS_SERVER_VERSION" \
         go_env env GOBIN="$out/bin" go install -trimpath -ldflags='-s -w' \
         "github.com/fsouza/fake-gcs-server@$FAKE_GCS_SERVER_VERSION" || return 1
@@ -139,11 +148,9 @@ if command -v go >/dev/null; then
     install_fake_gcs_server || note "fake-gcs-server $FAKE_GCS_SERVER_VERSION did not install"
 else
     note "go is missing (SeaweedFS and fake-gcs-server are built with Go 1.24 or newer)"
-    echo "go is missing (SeaweedFS and fake-gcs-server are built with Go 1.24 or newer)" >>"$failures"
 fi
 if command -v npm >/dev/null; then
     install_azurite || note "Azurite $AZURITE_VERSION did not install"
 else
     note "npm is missing (Azurite is an npm package; apt-get install nodejs npm)"
-    echo "npm is missing (Azurite is an npm package; apt-get install nodejs npm)" >>"$failures"
 fi

@@ -135,8 +135,8 @@ impl Listing {
                     pending.push(entry.path());
                 } else if entry.file_name().as_encoded_bytes().contains(&b'#') {
                     // A directory store's upload being written: `object_store` stages each object
-                    // as `<key>#<n>` and links it into place, so it would be counted twice.
-                    // No key the agent writes has a `#`.
+                    // as `<key>#<n>` and links or renames it into place, so it would be counted
+                    // twice, or before it is complete. No key the agent writes has a `#`.
                     continue;
                 } else {
                     let modified = metadata
