@@ -19,6 +19,7 @@ pub mod groups;
 mod kafka_code_tests;
 pub mod lifecycle;
 pub mod memlock;
+pub mod memory;
 pub mod metadata_core;
 pub mod metadata_source;
 pub mod metrics;

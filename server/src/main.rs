@@ -30,9 +30,10 @@ fn main() -> ExitCode {
 /// 1,320 MiB in 10 minutes with a block cache of 512 MiB. So the arenas are capped at the online
 /// CPUs + 2: a network core on every online CPU (the default; `cpus` is not known yet, this runs
 /// before the configuration is read), the metadata core and the main thread; threads beyond that
-/// reuse the existing arenas. At that load RSS after 300 s fell from 986–1,105 to 758–829 MiB
-/// (docs/benchmarks.md, "Soak on the directory store"). An operator who sets `GLIBC_TUNABLES`
-/// with malloc settings keeps theirs.
+/// reuse the existing arenas. At that load RSS after 300 s fell from 986–1,112 to 758–851 MiB
+/// (docs/benchmarks.md, "Soak on the directory store"). What the arenas keep free is given back
+/// on a schedule by `sluice_server::memory::Trimmer` (`allocator_trim_interval_ms`). An operator
+/// who sets `GLIBC_TUNABLES` with malloc settings keeps theirs.
 fn keep_large_buffers_mapped() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

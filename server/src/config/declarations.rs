@@ -259,6 +259,18 @@ settings! {
     /// [agent.md](agent.md#fetch-the-read-path).
     #[setting(value = "BYTES", help = "Per-core block cache limit in bytes")]
     block_cache_bytes_max: u64 = 256 * 1024 * 1024,
+    /// How often a thread of its own gives the allocator's free memory back to the kernel
+    /// (glibc's `malloc_trim`); 0 never. The agent keeps freed large buffers in the allocator
+    /// for reuse, and without trims its resident memory creeps above what is in use; each trim
+    /// briefly locks each allocator arena in turn. Its count and time are in the metrics
+    /// (`sluice_allocator_trim*`). See [agent.md](agent.md#memory). Linux with glibc only.
+    #[setting(
+        value = "MS",
+        help = "Interval of allocator trims, 0 never",
+        min = 0,
+        max = 3_600_000
+    )]
+    allocator_trim_interval_ms: u64 = 10_000,
     /// Per network core: incremental fetch sessions (KIP-227) kept (Kafka's
     /// `max.incremental.fetch.session.cache.slots`); the least recently used is evicted to make
     /// room, and its client starts a new one. 0 disables sessions (clients then send full

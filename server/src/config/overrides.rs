@@ -209,6 +209,7 @@ mod tests {
             ("SLUICE_METADATA", "postgres://db/sluice"),
             ("SLUICE_ZONE", "eu-1a"),
             ("SLUICE_AGENT_ID", "agent-7"),
+            ("SLUICE_ALLOCATOR_TRIM_INTERVAL_MS", "40"),
         ]))
         .unwrap();
         let mut config = Config::default();
@@ -253,6 +254,7 @@ mod tests {
             metadata_cpu: Some(1),
             flush_buffer_bytes_max: 1,
             block_cache_bytes_max: 2,
+            allocator_trim_interval_ms: 40,
             fetch_sessions_max: 9,
             quota_window_num: 5,
             quota_window_size_seconds: 2,

@@ -178,6 +178,17 @@ pub struct LogMetrics {
     pub fenced: AtomicBool,
 }
 
+/// The scheduled allocator trims (`memory::Trimmer`).
+#[derive(Debug, Default)]
+pub struct AllocatorMetrics {
+    pub trims: AtomicU64,
+    /// Time spent in the trims, and the longest one: each arena is locked while it is trimmed.
+    pub trim_nanos: AtomicU64,
+    pub trim_nanos_longest: AtomicU64,
+    /// How much the trims lowered the resident memory, as seen around each.
+    pub released_bytes: AtomicU64,
+}
+
 /// Everything the endpoint exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -192,6 +203,7 @@ pub struct Metrics {
     pub log: LogMetrics,
     /// Client quotas: bytes, request time and throttle time by quota type, user and client id.
     pub quotas: crate::quota::QuotaMetrics,
+    pub allocator: AllocatorMetrics,
 }
 
 impl Metrics {
@@ -209,6 +221,7 @@ impl Metrics {
             background_store: StoreMetrics::default(),
             log: LogMetrics::default(),
             quotas: crate::quota::QuotaMetrics::default(),
+            allocator: AllocatorMetrics::default(),
         }
     }
 
@@ -511,6 +524,56 @@ impl Metrics {
             header(out, "process_threads", "gauge", "Threads of the process.");
             let _ = writeln!(out, "process_threads {threads}");
         }
+        self.render_allocator(out);
+    }
+
+    fn render_allocator(&self, out: &mut String) {
+        let allocator = &self.allocator;
+        let seconds = |nanos: &AtomicU64| nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        header(
+            out,
+            "sluice_allocator_trims_total",
+            "counter",
+            "Scheduled allocator trims (allocator_trim_interval_ms).",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_allocator_trims_total {}",
+            load(&allocator.trims)
+        );
+        header(
+            out,
+            "sluice_allocator_trim_seconds_total",
+            "counter",
+            "Time spent in allocator trims (each arena is locked while it is trimmed).",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_allocator_trim_seconds_total {}",
+            seconds(&allocator.trim_nanos)
+        );
+        header(
+            out,
+            "sluice_allocator_trim_longest_seconds",
+            "gauge",
+            "The longest allocator trim so far.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_allocator_trim_longest_seconds {}",
+            seconds(&allocator.trim_nanos_longest)
+        );
+        header(
+            out,
+            "sluice_allocator_trimmed_bytes_total",
+            "counter",
+            "Resident memory the allocator trims gave back, as seen around each trim.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_allocator_trimmed_bytes_total {}",
+            load(&allocator.released_bytes)
+        );
     }
 }
 

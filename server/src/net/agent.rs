@@ -100,6 +100,11 @@ pub enum AgentError {
     Jwks(#[from] super::sasl::oauthbearer::JwksError),
     #[error("cannot start executor {name}: {message}")]
     Executor { name: String, message: String },
+    #[error("cannot start thread {name}: {source}")]
+    Thread {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("executor {name} panicked")]
     ExecutorPanicked { name: String },
     #[error("object store: {0}")]
@@ -195,6 +200,8 @@ pub struct Agent {
     metrics: Arc<Metrics>,
     /// Dropped after the executors (declared after them): `/readyz` says "stopping" meanwhile.
     metrics_server: Option<MetricsServer>,
+    /// Scheduled allocator trims (`allocator_trim_interval_ms`).
+    trimmer: Option<crate::memory::Trimmer>,
 }
 
 impl Agent {
@@ -414,6 +421,7 @@ impl Agent {
             executors: Vec::new(),
             metrics: Arc::clone(&metrics),
             metrics_server,
+            trimmer: None,
         };
         let io_memory_bytes = usize::try_from(config.io_memory_bytes).unwrap_or(usize::MAX);
         let memlock_error = |limit_bytes: u64| MemlockError {
@@ -698,6 +706,14 @@ impl Agent {
             agent.executors.push(executor?);
         }
         tracing::info!(%local_addr, listeners = ?agent.listener_addrs, metrics_addr = ?agent.metrics_addr(), network_cpus = ?plan.network_cpus, metadata_cpu = plan.metadata_cpu, "agent listening");
+        agent.trimmer = crate::memory::Trimmer::start(
+            Duration::from_millis(config.allocator_trim_interval_ms),
+            Arc::clone(&metrics),
+        )
+        .map_err(|source| AgentError::Thread {
+            name: "sluice-trim",
+            source,
+        })?;
         metrics.set_phase(Phase::Serving);
         Ok(agent)
     }
@@ -752,6 +768,8 @@ impl Agent {
     /// commit their windows — and only once every one has exited is the metadata core stopped.
     fn stop_all(&mut self) -> Result<(), AgentError> {
         self.metrics.set_phase(Phase::Stopping);
+        // No more trims while the cores drain (dropping the trimmer waits for one in progress).
+        drop(self.trimmer.take());
         let (metadata, network) = match self.executors.split_first_mut() {
             Some((metadata, network)) => (Some(metadata), network),
             None => (None, &mut [][..]),
