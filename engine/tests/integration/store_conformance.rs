@@ -569,11 +569,7 @@ conformance!(azurite);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_gcs_server_departures() {
     let Some(server) = sluice_tests::stores::FakeGcsServer::binary() else {
-        sluice_tests::tools::skip_or_fail(&format!(
-            "fake_gcs_server_departures: fake-gcs-server is not installed; \
-             run `bash scripts/install-test-deps.sh`{}",
-            sluice_tests::stores::install_failures()
-        ));
+        sluice_tests::stores::skip_not_installed("fake_gcs_server_departures", "fake-gcs-server");
         return;
     };
     let server = sluice_tests::stores::FakeGcsServer::start(&server).unwrap();

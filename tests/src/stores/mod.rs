@@ -98,16 +98,21 @@ pub fn start_or_skip(kind: StoreServerKind, test: &str) -> Option<Box<dyn StoreS
     match kind.start() {
         Ok(Some(server)) => Some(server),
         Ok(None) => {
-            skip_or_fail(&format!(
-                "{test}: {} is not installed; run `bash scripts/install-test-deps.sh` \
-                 (it builds it into target/store-servers/){}",
-                kind.name(),
-                install_failures()
-            ));
+            skip_not_installed(test, kind.name());
             None
         }
         Err(error) => panic!("{test}: {} did not start: {error}", kind.name()),
     }
+}
+
+/// Skips `test` (locally) or fails it (`CI=true`) because `server` is not installed, naming the
+/// install script and appending its failures ([`install_failures`]).
+pub fn skip_not_installed(test: &str, server: &str) {
+    skip_or_fail(&format!(
+        "{test}: {server} is not installed; run `bash scripts/install-test-deps.sh` \
+         (it builds it into target/store-servers/){}",
+        install_failures()
+    ));
 }
 
 /// Why the last run of `scripts/install-store-servers.sh` could not install a server, as it wrote

@@ -86,11 +86,7 @@ fn round_trip_on(kind: StoreServerKind) {
 fn the_agent_refuses_a_store_without_create_only_writes() {
     let _one_at_a_time = sluice_tests::one_at_a_time();
     let Some(binary) = FakeGcsServer::binary() else {
-        skip_or_fail(&format!(
-            "create-only refusal: fake-gcs-server is not installed; \
-             run `bash scripts/install-test-deps.sh`{}",
-            sluice_tests::stores::install_failures()
-        ));
+        sluice_tests::stores::skip_not_installed("create-only refusal", "fake-gcs-server");
         return;
     };
     let server = FakeGcsServer::start(&binary).unwrap();
