@@ -56,7 +56,7 @@ use crate::metadata::{
     Command, IndexEntry, IndexRangeSwap, MetadataState, RetentionDefaults, SwapPiece,
 };
 use crate::store::{ObjectStorage, StoreError};
-use crate::types::{LogSeq, TopicPartition, object_key};
+use crate::types::{LogSeq, TopicId, TopicPartition, object_key};
 
 /// Settings of the compactor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +141,9 @@ impl MetadataState {
     /// `min(segment.ms, retention.ms / 8)` of batch max timestamps and at most
     /// `min(segment.bytes, retention.bytes / 8)` bytes (Kafka's segments, which roll by
     /// `segment.ms` and `segment.bytes`, bound its retention's precision the same way). `defaults`
-    /// gives the retention of topics without overrides.
+    /// gives the retention of topics without overrides. A run also never crosses its
+    /// partition's span boundaries, which [`run_phase_ms`] staggers across partitions so that
+    /// their runs do not all settle in the same tick.
     pub fn compaction_plan(
         &self,
         config: &CompactionConfig,
@@ -167,13 +169,18 @@ impl MetadataState {
             let Some(topic) = self.topic(topic_id) else {
                 continue;
             };
-            let limits = topic_run_limits(topic.config_overrides(), config, defaults);
-            for (partition, state) in topic.partitions().iter().enumerate() {
+            let topic_limits = topic_run_limits(topic.config_overrides(), config, defaults);
+            let partitions = topic.partitions().len();
+            for (index, state) in topic.partitions().iter().enumerate() {
                 // Bounded by PARTITIONS_PER_TOPIC_MAX, which fits an i32.
-                let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+                let partition = i32::try_from(index).unwrap_or(i32::MAX);
                 if !owns(name, partition) {
                     continue;
                 }
+                let limits = RunLimits {
+                    phase_ms: run_phase_ms(topic_id, index, partitions, topic_limits.span_ms_max),
+                    ..topic_limits
+                };
                 let room = RunRoom {
                     bytes: config.object_bytes_target.saturating_sub(job_bytes),
                     inputs: config.inputs_per_job_max.saturating_sub(job_inputs),
@@ -207,13 +214,50 @@ pub const RUN_WINDOWS_SETTLED: usize = 1_000;
 /// still grow: a partition written slowly gets one entry per minute, not one per window.
 pub const RUN_SETTLE_MS: i64 = 60_000;
 
-/// What one topic's runs may hold.
+/// What one partition's runs may hold.
 #[derive(Debug, Clone, Copy)]
 struct RunLimits {
     /// An entry this large or larger is not merged again.
     small: u64,
     bytes_max: u64,
     span_ms_max: i64,
+    /// Where the partition's runs are cut: a run never holds entries on both sides of a time
+    /// `phase_ms + k * span_ms_max` (batch max timestamps, see [`run_phase_ms`]).
+    phase_ms: i64,
+}
+
+/// The phase of a partition's run boundaries, in `0..span_ms`: the partitions of a topic
+/// spread evenly over one span, shifted by an offset taken from the topic's id.
+///
+/// Without it, every partition written in every window would have its runs settle in the
+/// same tick, and the agent's index entries (and the checkpoints that hold them) would swing
+/// between a few hundred and thousands in lockstep (the 30-minute directory-store soak's
+/// period means spread 1.11); spread like this, about the same share settles in every tick.
+/// Kafka's `segment.jitter.ms` does the same for segment rolls.
+pub fn run_phase_ms(topic_id: TopicId, partition: usize, partitions: usize, span_ms: i64) -> i64 {
+    let span = u64::try_from(span_ms).unwrap_or(0).max(1);
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&topic_id.0[..8]);
+    // Fibonacci hashing spreads even close ids (sequential test ids) over the span.
+    let topic = u64::from_le_bytes(head).wrapping_mul(0x9E37_79B9_7F4A_7C15) % span;
+    let partitions = u64::try_from(partitions).unwrap_or(1).max(1);
+    let partition = u64::try_from(partition).unwrap_or(0) % partitions;
+    // span ≤ i64::MAX: the product fits a u128, and the sum of two values below span fits a
+    // u64 and its remainder an i64.
+    let spread = u64::try_from(u128::from(span) * u128::from(partition) / u128::from(partitions))
+        .unwrap_or(0);
+    i64::try_from((topic + spread) % span).unwrap_or(0)
+}
+
+/// The end (exclusive) of the span bucket that `timestamp` falls in under `limits`' phase.
+fn bucket_end_ms(timestamp: i64, limits: &RunLimits) -> i64 {
+    let span = limits.span_ms_max.max(1);
+    let shifted = timestamp.saturating_sub(limits.phase_ms);
+    shifted
+        .div_euclid(span)
+        .saturating_add(1)
+        .saturating_mul(span)
+        .saturating_add(limits.phase_ms)
 }
 
 /// What is left of the job.
@@ -256,6 +300,7 @@ fn topic_run_limits(
         small: bytes_max / 2,
         bytes_max,
         span_ms_max,
+        phase_ms: 0,
     }
 }
 
@@ -270,6 +315,9 @@ fn oldest_settled_run<'a>(
     let mut run: Vec<IndexEntry> = Vec::new();
     let mut bytes = 0u64;
     let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
+    // The end of the span bucket of the run's first entry: a later entry at or past it ends the
+    // run (a timestamp that goes back still joins, within the span).
+    let mut bucket_end = i64::MAX;
     let settled_by_age = |oldest: i64| oldest <= now_ms.saturating_sub(RUN_SETTLE_MS);
     for entry in entries {
         if crate::types::is_compacted_object(entry.seq) || entry.byte_len >= limits.small {
@@ -287,11 +335,15 @@ fn oldest_settled_run<'a>(
             .saturating_sub(oldest.min(entry.max_timestamp));
         let within_topic = run.is_empty()
             || (span <= limits.span_ms_max
+                && entry.max_timestamp < bucket_end
                 && bytes.saturating_add(entry.byte_len) <= limits.bytes_max
                 && run.len() < RUN_WINDOWS_SETTLED);
         let within_job =
             bytes.saturating_add(entry.byte_len) <= room.bytes && run.len() < room.inputs;
         if within_topic && within_job {
+            if run.is_empty() {
+                bucket_end = bucket_end_ms(entry.max_timestamp, limits);
+            }
             bytes += entry.byte_len;
             oldest = oldest.min(entry.max_timestamp);
             newest = newest.max(entry.max_timestamp);
@@ -305,6 +357,7 @@ fn oldest_settled_run<'a>(
             run = vec![*entry];
             bytes = entry.byte_len;
             (oldest, newest) = (entry.max_timestamp, entry.max_timestamp);
+            bucket_end = bucket_end_ms(entry.max_timestamp, limits);
         }
     }
     // The run reaches the live edge: merged only once it is old enough.

@@ -435,6 +435,69 @@ mod compaction {
     }
 
     #[test]
+    fn the_partitions_of_a_topic_cut_their_runs_at_staggered_boundaries() {
+        let mut harness = Harness::new();
+        // retention.ms of 8 s: runs span at most 1 s, cut at each partition's own boundaries.
+        let event = harness.command(Command::CreateTopic {
+            name: "spread".to_owned(),
+            topic_id: id(5),
+            partition_count: 4,
+            configs: [("retention.ms".to_owned(), "8000".to_owned())].into(),
+        });
+        assert!(matches!(event, Event::TopicCreated { .. }), "{event:?}");
+        // Every partition written in every window, one window each 100 ms for 3 s.
+        let windows: Vec<i64> = (0..30).map(|window| window * 100).collect();
+        for timestamp in &windows {
+            let segments = (0..4)
+                .map(|partition| segment(TopicPartition::new(id(5), partition), 2, *timestamp))
+                .collect();
+            harness.commit(segments);
+        }
+        let config = CompactionConfig {
+            object_bytes_target: 1_000_000,
+            inputs_per_job_max: 1_000,
+            ..CompactionConfig::default()
+        };
+        let plan =
+            harness
+                .state
+                .compaction_plan(&config, &RetentionDefaults::default(), i64::MAX / 2);
+        assert_eq!(plan.len(), 4, "{plan:?}");
+        let mut phases = Vec::new();
+        for (partition, range) in plan.iter().enumerate() {
+            assert_eq!(
+                range.tp,
+                TopicPartition::new(id(5), i32::try_from(partition).unwrap())
+            );
+            let phase = crate::compact::run_phase_ms(id(5), partition, 4, 1_000);
+            phases.push(phase);
+            // The first run is every window before the partition's first boundary past 0.
+            let boundary = if phase == 0 { 1_000 } else { phase };
+            let expected: Vec<i64> = windows.iter().copied().filter(|t| *t < boundary).collect();
+            let got: Vec<i64> = range
+                .entries
+                .iter()
+                .map(|entry| entry.max_timestamp)
+                .collect();
+            // A boundary within the first window leaves it alone: then the next bucket's run.
+            if expected.len() >= 2 {
+                assert_eq!(got, expected, "partition {partition}, phase {phase}");
+            } else {
+                let next: Vec<i64> = windows
+                    .iter()
+                    .copied()
+                    .filter(|t| *t >= boundary && *t < boundary + 1_000)
+                    .collect();
+                assert_eq!(got, next, "partition {partition}, phase {phase}");
+            }
+        }
+        // The four phases are a quarter of the span apart.
+        phases.sort_unstable();
+        let gaps: Vec<i64> = phases.windows(2).map(|pair| pair[1] - pair[0]).collect();
+        assert_eq!(gaps, vec![250, 250, 250], "{phases:?}");
+    }
+
+    #[test]
     fn a_run_at_the_live_edge_waits_until_it_settles_and_compacted_entries_are_never_remerged() {
         let mut harness = Harness::new();
         create_with(&mut harness, "t", id(1), &[]);
