@@ -101,13 +101,9 @@ fn release_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_memory() {}
 
-/// This process's resident bytes (`/proc/self/statm`), if readable.
+/// This process's resident bytes (`/proc/self/stat`, as the metrics read them), if readable.
 fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
-    Some(pages * page)
+    crate::metrics::process_stats().map(|(rss_bytes, _, _)| rss_bytes)
 }
 
 #[cfg(test)]

@@ -530,50 +530,36 @@ impl Metrics {
     fn render_allocator(&self, out: &mut String) {
         let allocator = &self.allocator;
         let seconds = |nanos: &AtomicU64| nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        header(
-            out,
-            "sluice_allocator_trims_total",
-            "counter",
-            "Scheduled allocator trims (allocator_trim_interval_ms).",
-        );
-        let _ = writeln!(
-            out,
-            "sluice_allocator_trims_total {}",
-            load(&allocator.trims)
-        );
-        header(
-            out,
-            "sluice_allocator_trim_seconds_total",
-            "counter",
-            "Time spent in allocator trims (each arena is locked while it is trimmed).",
-        );
-        let _ = writeln!(
-            out,
-            "sluice_allocator_trim_seconds_total {}",
-            seconds(&allocator.trim_nanos)
-        );
-        header(
-            out,
-            "sluice_allocator_trim_longest_seconds",
-            "gauge",
-            "The longest allocator trim so far.",
-        );
-        let _ = writeln!(
-            out,
-            "sluice_allocator_trim_longest_seconds {}",
-            seconds(&allocator.trim_nanos_longest)
-        );
-        header(
-            out,
-            "sluice_allocator_trimmed_bytes_total",
-            "counter",
-            "Resident memory the allocator trims gave back, as seen around each trim.",
-        );
-        let _ = writeln!(
-            out,
-            "sluice_allocator_trimmed_bytes_total {}",
-            load(&allocator.released_bytes)
-        );
+        let families: [(&str, &str, &str, String); 4] = [
+            (
+                "sluice_allocator_trims_total",
+                "counter",
+                "Scheduled allocator trims (allocator_trim_interval_ms).",
+                load(&allocator.trims).to_string(),
+            ),
+            (
+                "sluice_allocator_trim_seconds_total",
+                "counter",
+                "Time spent in allocator trims (each arena is locked while it is trimmed).",
+                seconds(&allocator.trim_nanos).to_string(),
+            ),
+            (
+                "sluice_allocator_trim_longest_seconds",
+                "gauge",
+                "The longest allocator trim so far.",
+                seconds(&allocator.trim_nanos_longest).to_string(),
+            ),
+            (
+                "sluice_allocator_trimmed_bytes_total",
+                "counter",
+                "Resident memory the allocator trims gave back, as seen around each trim.",
+                load(&allocator.released_bytes).to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            header(out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
     }
 }
 
@@ -602,7 +588,7 @@ fn api_name(key: usize) -> String {
 }
 
 /// Resident bytes, CPU seconds and threads of this process, from /proc (Linux).
-fn process_stats() -> Option<(u64, f64, u64)> {
+pub(crate) fn process_stats() -> Option<(u64, f64, u64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
