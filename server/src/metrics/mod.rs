@@ -682,6 +682,22 @@ mod tests {
         );
         assert!(text.contains("# TYPE sluice_request_duration_seconds histogram\n"));
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
+        metrics.allocator.trims.fetch_add(2, Ordering::Relaxed);
+        metrics
+            .allocator
+            .trim_nanos_longest
+            .store(1_500_000, Ordering::Relaxed);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "# TYPE sluice_allocator_trims_total counter\nsluice_allocator_trims_total 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsluice_allocator_trim_longest_seconds 0.0015\n"),
+            "{text}"
+        );
         // Every sample line is `name{labels} value` or `name value`, with a number.
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             let value = line.rsplit_once(' ').unwrap().1;
