@@ -12,8 +12,9 @@
 //! # How, and why it is safe
 //!
 //! 1. **Plan** ([`MetadataState::compaction_plan`], pure): per partition, the oldest run of at least
-//!    two consecutive *small* entries (under half the target size), up to the target size; runs of
-//!    several partitions fill one job up to the target size and the input limit.
+//!    two consecutive *small* entries (under half the target size), up to the target size and
+//!    never past the partition's next span boundary ([`run_phase_ms`]); runs of several
+//!    partitions fill one job up to the target size and the input limit.
 //! 2. **Build** ([`build_compacted_object`]): read each source object once (one ranged GET over the
 //!    span the job needs from it), check every batch (header and CRC-32C, and that the batches'
 //!    offsets fill each entry exactly), and lay them out as a format-v1 object whose header names
@@ -132,8 +133,8 @@ impl MetadataState {
     /// decides which runs have settled.
     ///
     /// A run is settled when it cannot grow any more — it reached its topic's limits (below), or
-    /// [`RUN_WINDOWS_SETTLED`] windows, or a compacted entry follows it — or when its oldest
-    /// window is [`RUN_SETTLE_MS`] old. A run at the live edge that can still grow waits: merging
+    /// [`RUN_WINDOWS_SETTLED`] windows, or a compacted entry or an entry past the run's span
+    /// boundary follows it — or when its oldest window is [`RUN_SETTLE_MS`] old. A run at the live edge that can still grow waits: merging
     /// it now would only make a small object that the next windows cannot join.
     ///
     /// Retention deletes whole index entries, so a merged entry must not hold records of very
@@ -141,9 +142,10 @@ impl MetadataState {
     /// `min(segment.ms, retention.ms / 8)` of batch max timestamps and at most
     /// `min(segment.bytes, retention.bytes / 8)` bytes (Kafka's segments, which roll by
     /// `segment.ms` and `segment.bytes`, bound its retention's precision the same way). `defaults`
-    /// gives the retention of topics without overrides. A run also never crosses its
-    /// partition's span boundaries, which [`run_phase_ms`] staggers across partitions so that
-    /// their runs do not all settle in the same tick.
+    /// gives the retention of topics without overrides. A run also ends at the first entry at or
+    /// past the end of its first entry's span bucket (a boundary every span, at a phase that
+    /// [`run_phase_ms`] staggers across partitions so that their runs do not all settle in the
+    /// same tick); an entry whose timestamp goes back still joins, within the span.
     pub fn compaction_plan(
         &self,
         config: &CompactionConfig,
@@ -221,24 +223,28 @@ struct RunLimits {
     small: u64,
     bytes_max: u64,
     span_ms_max: i64,
-    /// Where the partition's runs are cut: a run never holds entries on both sides of a time
-    /// `phase_ms + k * span_ms_max` (batch max timestamps, see [`run_phase_ms`]).
+    /// Where the partition's runs are cut: a run ends at the first entry at or past the time
+    /// `phase_ms + k * span_ms_max` that follows its first entry (batch max timestamps, see
+    /// [`run_phase_ms`]).
     phase_ms: i64,
 }
 
 /// The phase of a partition's run boundaries, in `0..span_ms`: the partitions of a topic
 /// spread evenly over one span, shifted by an offset taken from the topic's id.
 ///
-/// Without it, every partition written in every window would have its runs settle in the
-/// same tick, and the agent's index entries (and the checkpoints that hold them) would swing
-/// between a few hundred and thousands in lockstep (the 30-minute directory-store soak's
-/// period means spread 1.11); spread like this, about the same share settles in every tick.
-/// Kafka's `segment.jitter.ms` does the same for segment rolls.
+/// Without it, when the span is what settles runs (a topic with a short `retention.ms`, whose
+/// span is an eighth of it), every partition written in every window would have its runs
+/// settle in the same tick, and the agent's index entries (and the checkpoints that hold them)
+/// would swing in lockstep between a few hundred and thousands (the 30-minute directory-store
+/// soak, `retention.ms` 2 minutes: 401–4,734 entries, period means spread 1.11). Staggered,
+/// about the same share of the partitions settles in every tick. Kafka's `segment.jitter.ms`
+/// does the same for segment rolls. Runs settled by age or by window count (long spans) are
+/// not staggered by this.
 pub fn run_phase_ms(topic_id: TopicId, partition: usize, partitions: usize, span_ms: i64) -> i64 {
     let span = u64::try_from(span_ms).unwrap_or(0).max(1);
     let mut head = [0u8; 8];
     head.copy_from_slice(&topic_id.0[..8]);
-    // Fibonacci hashing spreads even close ids (sequential test ids) over the span.
+    // A multiplicative hash spreads even close ids (sequential test ids) over the span.
     let topic = u64::from_le_bytes(head).wrapping_mul(0x9E37_79B9_7F4A_7C15) % span;
     let partitions = u64::try_from(partitions).unwrap_or(1).max(1);
     let partition = u64::try_from(partition).unwrap_or(0) % partitions;
@@ -249,15 +255,13 @@ pub fn run_phase_ms(topic_id: TopicId, partition: usize, partitions: usize, span
     i64::try_from((topic + spread) % span).unwrap_or(0)
 }
 
-/// The end (exclusive) of the span bucket that `timestamp` falls in under `limits`' phase.
-fn bucket_end_ms(timestamp: i64, limits: &RunLimits) -> i64 {
-    let span = limits.span_ms_max.max(1);
-    let shifted = timestamp.saturating_sub(limits.phase_ms);
-    shifted
-        .div_euclid(span)
-        .saturating_add(1)
-        .saturating_mul(span)
-        .saturating_add(limits.phase_ms)
+/// The end (exclusive) of the span bucket that `timestamp` falls in under `limits`' phase;
+/// `None` when it lies past `i64::MAX` (no boundary ahead: every later timestamp joins).
+fn bucket_end_ms(timestamp: i64, limits: &RunLimits) -> Option<i64> {
+    let span = i128::from(limits.span_ms_max.max(1));
+    let phase = i128::from(limits.phase_ms);
+    let end = (i128::from(timestamp) - phase).div_euclid(span) * span + span + phase;
+    i64::try_from(end).ok()
 }
 
 /// What is left of the job.
@@ -317,7 +321,7 @@ fn oldest_settled_run<'a>(
     let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
     // The end of the span bucket of the run's first entry: a later entry at or past it ends the
     // run (a timestamp that goes back still joins, within the span).
-    let mut bucket_end = i64::MAX;
+    let mut bucket_end: Option<i64> = None;
     let settled_by_age = |oldest: i64| oldest <= now_ms.saturating_sub(RUN_SETTLE_MS);
     for entry in entries {
         if crate::types::is_compacted_object(entry.seq) || entry.byte_len >= limits.small {
@@ -335,7 +339,7 @@ fn oldest_settled_run<'a>(
             .saturating_sub(oldest.min(entry.max_timestamp));
         let within_topic = run.is_empty()
             || (span <= limits.span_ms_max
-                && entry.max_timestamp < bucket_end
+                && bucket_end.is_none_or(|end| entry.max_timestamp < end)
                 && bytes.saturating_add(entry.byte_len) <= limits.bytes_max
                 && run.len() < RUN_WINDOWS_SETTLED);
         let within_job =

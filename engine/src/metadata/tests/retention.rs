@@ -491,10 +491,36 @@ mod compaction {
                 assert_eq!(got, next, "partition {partition}, phase {phase}");
             }
         }
-        // The four phases are a quarter of the span apart.
+        // The four phases are a quarter of the span apart, shifted by the topic's id.
         phases.sort_unstable();
         let gaps: Vec<i64> = phases.windows(2).map(|pair| pair[1] - pair[0]).collect();
         assert_eq!(gaps, vec![250, 250, 250], "{phases:?}");
+        let other: Vec<i64> = (0..4)
+            .map(|partition| crate::compact::run_phase_ms(id(6), partition, 4, 1_000))
+            .collect();
+        assert!(
+            other.iter().all(|phase| !phases.contains(phase)),
+            "{other:?}"
+        );
+        assert!(
+            phases
+                .iter()
+                .chain(&other)
+                .all(|phase| (0..1_000).contains(phase))
+        );
+        // Timestamps at the ends of the range still merge (no boundary past i64::MAX): a
+        // retention.bytes of 240 settles runs of three entries of 10 bytes.
+        for stamp in [i64::MAX, i64::MIN] {
+            let mut harness = Harness::new();
+            create_with(&mut harness, "edge", id(7), &[("retention.bytes", "240")]);
+            let tp = TopicPartition::new(id(7), 0);
+            commit_entries(&mut harness, tp, &[stamp; 5]);
+            let plan = harness
+                .state
+                .compaction_plan(&config, &RetentionDefaults::default(), 0);
+            assert_eq!(plan.len(), 1, "{stamp}: {plan:?}");
+            assert_eq!(plan[0].entries.len(), 3, "{stamp}");
+        }
     }
 
     #[test]
