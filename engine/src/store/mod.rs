@@ -13,6 +13,8 @@
 //! - [`LatencyModel`] delays calls by draws from published S3 latency distributions, so a laptop
 //!   run shows the shape of a cloud run; [`FaultInjection`] injects errors, timeouts, slow calls and
 //!   lost responses, seeded or scripted, for crash and recovery tests.
+//! - [`PageCacheReads`] serves a local directory's ranged reads on the caller's thread when the
+//!   page cache holds them (`preadv2(RWF_NOWAIT)`), and passes the rest to the runtime.
 //!
 //! The trade-off: the trait is narrower than `object_store` (no multipart, no copy, no overwrite).
 //! Sluice writes each object once, to a new key, create-only where order or fencing matters
@@ -27,6 +29,7 @@ mod fault;
 mod gcs;
 pub mod hedge;
 mod latency;
+mod page_cache;
 mod probe;
 mod runtime;
 #[cfg(feature = "s3-test-server")]
@@ -43,6 +46,7 @@ pub use error::{Op, StoreError, StoreErrorKind};
 pub use fault::{Fault, FaultInjection, FaultProbabilities};
 pub use gcs::{GcsConfig, STORAGE_EMULATOR_HOST};
 pub use latency::{LatencyDistribution, LatencyModel, LatencyProfile};
+pub use page_cache::{INLINE_READ_BYTES_MAX, InlineReadHook, PageCacheReads};
 pub use probe::{CREATE_ONLY_PROBE_FOLDER, check_create_only};
 pub use runtime::{StoreRuntime, StoreRuntimeConfig};
 #[cfg(feature = "s3-test-server")]

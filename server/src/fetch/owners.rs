@@ -22,8 +22,9 @@
 //! (it is an eviction hint).
 //!
 //! Cost: one message round trip per fetch per other core whose blocks it needs — a few
-//! microseconds against a GET's milliseconds, and the price of the agent's whole cache budget
-//! serving every connection.
+//! microseconds against a GET's milliseconds from an object store (tens to hundreds of
+//! microseconds from a local directory's page cache), and the price of the agent's whole cache
+//! budget serving every connection.
 
 use std::collections::BTreeMap;
 use std::ops::Range;

@@ -60,6 +60,8 @@ pub struct StoreMetrics {
     durations: [Histogram; Op::ALL.len()],
     put_bytes: AtomicU64,
     get_bytes: AtomicU64,
+    /// GETs of a local directory served from the page cache on a network core (also in `calls`).
+    inline_gets: AtomicU64,
     /// Calls failed since the last success (`NotFound` and `AlreadyExists` are answers, not
     /// failures: the store was reached).
     failures_in_a_row: AtomicU64,
@@ -110,6 +112,18 @@ impl StoreMetrics {
                 }
             }
         }
+    }
+
+    /// A GET of `bytes` that a local directory's page cache answered on the calling core
+    /// (`PageCacheReads`), without reaching this pool's wrapped store.
+    pub fn record_inline_get(&self, started: Instant, bytes: usize) {
+        self.record_outcome(Op::Get, started, Ok(()));
+        self.get_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.inline_gets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn inline_gets(&self) -> u64 {
+        self.inline_gets.load(Ordering::Relaxed)
     }
 
     pub fn calls(&self, op: Op) -> u64 {
@@ -182,6 +196,17 @@ pub fn render_pools(out: &mut String, pools: &[(&str, &StoreMetrics)]) {
             "sluice_store_bytes_total{{pool=\"{pool}\",direction=\"put\"}} {}\nsluice_store_bytes_total{{pool=\"{pool}\",direction=\"get\"}} {}",
             metrics.put_bytes.load(Ordering::Relaxed),
             metrics.get_bytes.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_store_inline_gets_total GETs of a local-directory store served from the page cache on a network core, without the store thread (counted in sluice_store_requests_total too).\n# TYPE sluice_store_inline_gets_total counter"
+    );
+    for (pool, metrics) in pools {
+        let _ = writeln!(
+            out,
+            "sluice_store_inline_gets_total{{pool=\"{pool}\"}} {}",
+            metrics.inline_gets()
         );
     }
 }

@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sluice_engine::log::data_gc::DataGcConfig;
 use sluice_engine::log::{LogConfig, LogError, MetadataLog, RecoveryStats};
 use sluice_engine::store::{
-    ObjectStorage, StoreConfig, StoreError, StoreRuntime, StoreRuntimeConfig, check_create_only,
-    hedge::HedgedPuts, open_store,
+    ObjectStorage, PageCacheReads, StoreConfig, StoreError, StoreRuntime, StoreRuntimeConfig,
+    check_create_only, hedge::HedgedPuts, open_store,
 };
 
 use super::executor::{Executor, spawn_executor};
@@ -231,7 +231,12 @@ impl Agent {
             StoreConfig::Memory => Arc::clone(&store),
             _ => open_store(&store_config)?,
         };
-        Self::start_with_stores(config, store, background)
+        // A local directory: reads of what the page cache holds need no store thread.
+        let page_cache_root = match store_config {
+            StoreConfig::Local { path, .. } => Some(path),
+            _ => None,
+        };
+        Self::start_with_stores(config, store, background, page_cache_root)
     }
 
     /// Starts the metadata executor (which recovers and claims the metadata log in `store`) and
@@ -244,17 +249,20 @@ impl Agent {
         store: Arc<dyn ObjectStorage>,
     ) -> Result<Self, AgentError> {
         let background = Arc::clone(&store);
-        Self::start_with_stores(config, store, background)
+        Self::start_with_stores(config, store, background, None)
     }
 
     /// [`Agent::start_with_store`], with `background` (the same bucket) for compaction and
     /// garbage collection: it runs on a store runtime of its own whose thread yields to the hot
     /// path's (nice 10), so that a compaction job's burst of GETs and its large PUT are not
-    /// queued with the flush windows' PUTs on one thread.
+    /// queued with the flush windows' PUTs on one thread. `page_cache_root` is the directory of a
+    /// local store: its ranged reads are then tried from the page cache on the calling core first
+    /// ([`PageCacheReads`]).
     fn start_with_stores(
         config: &Config,
         store: Arc<dyn ObjectStorage>,
         background: Arc<dyn ObjectStorage>,
+        page_cache_root: Option<std::path::PathBuf>,
     ) -> Result<Self, AgentError> {
         config.validate()?;
         let plan = plan_cpus(config, &online_cpus()?)?;
@@ -440,6 +448,19 @@ impl Agent {
         let store: Arc<dyn ObjectStorage> =
             Arc::new(HedgedPuts::new(store, config.hedge_config())?);
         let store = StoreRuntime::start(store, StoreRuntimeConfig::default())?;
+        // Above the runtime, so that a read the page cache holds takes no thread hand-off; such
+        // a read is still a GET of the store in the metrics.
+        let store: Arc<dyn ObjectStorage> = match page_cache_root {
+            Some(root) => {
+                let metered = Arc::clone(&metrics);
+                Arc::new(PageCacheReads::new(root, store).with_hook(Arc::new(
+                    move |started, bytes| {
+                        metered.store.record_inline_get(started, bytes);
+                    },
+                )))
+            }
+            None => store,
+        };
         let background = StoreRuntime::start(
             background,
             StoreRuntimeConfig {

@@ -24,6 +24,7 @@ mod fencing;
 mod fetch_kafka_python;
 mod fetch_live_edge;
 mod fetch_measure;
+mod fetch_page_cache;
 mod fetch_read;
 mod fetch_readahead;
 mod fetch_sessions;

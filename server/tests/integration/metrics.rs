@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::{ApiKey, ProduceResponse};
 
 /// `(status, body)` of `GET path`.
-fn get(address: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(address: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     write!(
         stream,
@@ -35,7 +35,7 @@ fn get(address: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of the sample `name{labels}` (exact label text), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
